@@ -1,0 +1,70 @@
+/**
+ * The few named errors of s3backup and the one table of exit codes.
+ *
+ * The engine throws these (never prints, never exits); `main.ts` maps them to an exit code
+ * and one line on stderr.
+ */
+
+/** Exit codes: the one documented table (README.md "Exit codes"). */
+export const ExitCode = {
+  ok: 0,
+  error: 1,
+  usage: 2,
+  partial: 3,
+  wrongPassword: 4,
+  repositoryNotFound: 5,
+  interrupted: 130,
+} as const;
+export type ExitCode = typeof ExitCode[keyof typeof ExitCode];
+
+/** Base class: an error whose message is fit to show a user as one line. */
+export class S3BackupError extends Error {
+  readonly exitCode: ExitCode = ExitCode.error;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad command line, bad config file, missing password in a non-interactive run. */
+export class UsageError extends S3BackupError {
+  override readonly exitCode = ExitCode.usage;
+}
+
+/** The password does not open the repository key (or a meta file). */
+export class WrongPasswordError extends S3BackupError {
+  override readonly exitCode = ExitCode.wrongPassword;
+}
+
+/** The bucket or local repository directory does not exist. */
+export class RepositoryNotFoundError extends S3BackupError {
+  override readonly exitCode = ExitCode.repositoryNotFound;
+}
+
+/** An object that should be in the store is not. */
+export class ObjectNotFoundError extends S3BackupError {
+  constructor(readonly objectName: string, options?: ErrorOptions) {
+    super(`Object not found: ${objectName}`, options);
+  }
+}
+
+/** Data read back does not match what the format promises (bad MD5, truncated meta, ...). */
+export class CorruptDataError extends S3BackupError {}
+
+/** A file changed while it was being read; its content was not stored. */
+export class FileChangedError extends S3BackupError {}
+
+/** One line for a user, whatever was thrown. Never includes a stack trace. */
+export function errorLine(err: unknown): string {
+  if (err instanceof Error) {
+    const msg = err.message.split("\n")[0] ?? "";
+    if (err instanceof S3BackupError) return msg;
+    return `${err.name === "Error" ? "" : `${err.name}: `}${msg}`;
+  }
+  return String(err);
+}
+
+/** The exit code for anything thrown. */
+export function exitCodeOf(err: unknown): ExitCode {
+  return err instanceof S3BackupError ? err.exitCode : ExitCode.error;
+}

@@ -1,0 +1,336 @@
+/**
+ * End to end, the user's story: the s3backup program backs up a nasty tree into a bucket (a
+ * local directory, and S3 over HTTP: moto, and Ceph RGW in CI); the restore kit, fetched from
+ * the bucket and run with only bash, coreutils, aws and openssl on PATH, restores it
+ * identically, with AWS CLI v1 and v2.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { makeNastyTree, NASTY_NAMES, SECRET_MARKER, snapshot, unlock } from "./tree.ts";
+import { childEnv, makeBucket, removeBucket, type S3Target, s3Targets } from "./s3_env.ts";
+
+const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
+const PASSWORD = "correct horse battery staple";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function exec(
+  cmd: string,
+  args: string[],
+  env: Record<string, string>,
+  cwd?: string,
+): Promise<Run> {
+  const out = await new Deno.Command(cmd, {
+    args,
+    env,
+    clearEnv: true,
+    cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const td = new TextDecoder();
+  return { code: out.code, stdout: td.decode(out.stdout), stderr: td.decode(out.stderr) };
+}
+
+/** Runs the s3backup program (as `deno run`, the code the binary is compiled from). */
+function s3backup(args: string[], env: Record<string, string>, cwd: string): Promise<Run> {
+  return exec(Deno.execPath(), ["run", "--allow-all", "--quiet", MAIN, ...args], env, cwd);
+}
+
+/** A bin directory holding only bash, the coreutils programs, openssl and `aws` (if given). */
+function restrictedBin(dir: string, aws?: string): string {
+  const bin = `${dir}/bin`;
+  Deno.mkdirSync(bin);
+  const list = new TextDecoder().decode(
+    new Deno.Command("dpkg", { args: ["-L", "coreutils"], stdout: "piped" }).outputSync().stdout,
+  );
+  const progs = list.split("\n").filter((p) => /\/s?bin\/[^/]+$/.test(p));
+  for (const p of [...progs, "/usr/bin/bash", "/usr/bin/openssl"]) {
+    const name = p.split("/").pop()!;
+    try {
+      Deno.symlinkSync(p, `${bin}/${name}`);
+    } catch {
+      // listed twice (/bin and /usr/bin)
+    }
+  }
+  if (aws) Deno.symlinkSync(aws, `${bin}/aws`);
+  return bin;
+}
+
+function awsV1(): string {
+  const out = new Deno.Command("bash", {
+    args: ["-c", "pyenv which aws 2>/dev/null || command -v aws"],
+    stdout: "piped",
+  }).outputSync();
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
+const AWS_V2 = "/usr/bin/aws";
+
+function storeObjects(dir: string): string[] {
+  const out: string[] = [];
+  const visit = (abs: string, rel: string) => {
+    for (const e of Deno.readDirSync(abs)) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory) visit(`${abs}/${e.name}`, r);
+      else out.push(r);
+    }
+  };
+  visit(dir, "");
+  return out.sort();
+}
+
+const dataObjects = (names: string[]) => names.filter((n) => /^[0-9a-f]{32}$/.test(n));
+const metas = (names: string[]) => names.filter((n) => n.startsWith("meta_"));
+
+function assertNoPlaintext(name: string, data: Uint8Array) {
+  const hay = new TextDecoder("latin1").decode(data);
+  assert.ok(!hay.includes(SECRET_MARKER), `${name} holds file content in plaintext`);
+  for (const n of NASTY_NAMES) {
+    if (n.length < 6 || n.startsWith("-")) continue;
+    // names as UTF-8 bytes, viewed as latin1 like the haystack
+    const needle = new TextDecoder("latin1").decode(new TextEncoder().encode(n));
+    assert.ok(!hay.includes(needle), `${name} holds the file name ${JSON.stringify(n)}`);
+  }
+}
+
+interface Fixture {
+  dir: string;
+  src: string;
+  cwd: string;
+  env: Record<string, string>;
+}
+
+function fixture(): Fixture {
+  const dir = Deno.makeTempDirSync({ prefix: "s3backup-e2e-" });
+  const src = `${dir}/src`;
+  const cwd = `${dir}/cwd`;
+  Deno.mkdirSync(src);
+  Deno.mkdirSync(cwd);
+  makeNastyTree(src);
+  return { dir, src, cwd, env: childEnv({ S3BACKUP_PASSWORD: PASSWORD }) };
+}
+
+function cleanup(f: Fixture) {
+  unlock(f.dir);
+  Deno.removeSync(f.dir, { recursive: true });
+}
+
+/** Restores with the kit under a PATH of bash, coreutils, openssl (and aws) only. */
+async function kitRestore(
+  kitDir: string,
+  args: string[],
+  env: Record<string, string>,
+  bin: string,
+): Promise<Run> {
+  return await exec(`${bin}/bash`, [`${kitDir}/restore.sh`, ...args], {
+    ...env,
+    PATH: bin,
+    HOME: env.HOME ?? "/tmp",
+  });
+}
+
+Deno.test("local store: backup, kit restore with only bash/coreutils/openssl, dedup, wrong password", async () => {
+  const f = fixture();
+  try {
+    const bucket = `${f.dir}/bucket`;
+    Deno.mkdirSync(bucket);
+    const before = snapshot(f.src);
+
+    const r1 = await s3backup(
+      ["-f", f.src, "-b", bucket, "-a", "backup", "-c", "-n", "nightly"],
+      f.env,
+      f.cwd,
+    );
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.match(r1.stdout, /^backup meta_nightly_\d{8}T\d{6}Z: \d+ files/m);
+    assert.deepEqual(snapshot(f.src), before, "the source folder was changed");
+
+    const objs1 = storeObjects(bucket);
+    for (const name of objs1) assertNoPlaintext(name, Deno.readFileSync(`${bucket}/${name}`));
+    // every data object is named by the MD5 of its content: one per distinct content
+    const distinct = new Set(before.filter((e) => e.type === "f").map((e) => e.md5));
+    assert.equal(dataObjects(objs1).length, distinct.size);
+
+    // The kit, as kept in the bucket, restores with bash, coreutils and openssl only.
+    const bin = restrictedBin(f.dir);
+    const target = `${f.dir}/restored`;
+    const kr = await kitRestore(`${bucket}/restore-kit`, [bucket, "latest", target], f.env, bin);
+    assert.equal(kr.code, 0, kr.stderr);
+    assert.deepEqual(snapshot(target), before);
+
+    // A second backup of the unchanged tree uploads no data object.
+    const r2 = await s3backup(
+      ["backup", "-f", f.src, "-b", bucket, "-c", "-n", "nightly"],
+      f.env,
+      f.cwd,
+    );
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.match(r2.stdout, / 0 new objects, 0 B uploaded/);
+    const objs2 = storeObjects(bucket);
+    assert.deepEqual(dataObjects(objs2), dataObjects(objs1));
+    assert.equal(metas(objs2).length, 2);
+
+    // One changed file uploads exactly one object.
+    Deno.writeTextFileSync(`${f.src}/private`, `${SECRET_MARKER} changed\n`);
+    const r3 = await s3backup(
+      ["backup", "-f", f.src, "-b", bucket, "-c", "-n", "nightly"],
+      f.env,
+      f.cwd,
+    );
+    assert.equal(r3.code, 0, r3.stderr);
+    assert.match(r3.stdout, / 1 new objects/);
+    assert.equal(dataObjects(storeObjects(bucket)).length, dataObjects(objs1).length + 1);
+
+    // Wrong password: clear error, exit 4, nothing written to the store or the target.
+    const snapStore = storeObjects(bucket);
+    const bad = { ...f.env, S3BACKUP_PASSWORD: "wrong" };
+    const w1 = await s3backup(["backup", "-f", f.src, "-b", bucket, "-c"], bad, f.cwd);
+    assert.equal(w1.code, 4);
+    assert.equal(
+      w1.stderr.trim(),
+      "s3backup: Wrong password: it does not open this repository's key (s3backup.key)",
+    );
+    assert.deepEqual(storeObjects(bucket), snapStore);
+    const wt = `${f.dir}/wrong-target`;
+    const w2 = await kitRestore(`${bucket}/restore-kit`, [bucket, "latest", wt], bad, bin);
+    assert.notEqual(w2.code, 0);
+    assert.match(w2.stderr, /password/i);
+    assert.throws(() => Deno.lstatSync(wt), Deno.errors.NotFound);
+
+    // list: every backup, with the password also the file counts
+    const l = await s3backup(["-a", "list", "-b", bucket], f.env, f.cwd);
+    assert.equal(l.code, 0, l.stderr);
+    const lines = l.stdout.trim().split("\n");
+    assert.equal(lines.length, 3);
+    assert.match(lines[0]!, /^meta_nightly_\S+\tnightly\t\d{4}-\d\d-\d\dT\S+Z\t\d+\t\d+ files\t/);
+  } finally {
+    cleanup(f);
+  }
+});
+
+Deno.test("usage errors, missing bucket and empty lists have documented exit codes", async () => {
+  const f = fixture();
+  try {
+    const r = await s3backup(["-f", f.src, "-a", "backup"], f.env, f.cwd);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, "s3backup: backup needs -b <bucket> (see s3backup --help)\n");
+    const m = await s3backup(
+      ["-f", f.src, "-b", `${f.dir}/nope`, "-a", "backup", "-c"],
+      f.env,
+      f.cwd,
+    );
+    assert.equal(m.code, 5);
+    assert.equal(m.stderr.split("\n").length, 2, m.stderr);
+    const empty = `${f.dir}/empty-bucket`;
+    Deno.mkdirSync(empty);
+    const l = await s3backup(["list", "-b", empty], f.env, f.cwd);
+    assert.equal(l.code, 0, l.stderr);
+    assert.equal(l.stdout, "");
+    const noPw = await s3backup(["backup", "-f", f.src, "-b", empty, "-c"], childEnv(), f.cwd);
+    assert.equal(noPw.code, 2);
+    assert.match(noPw.stderr, /^s3backup: No password: /);
+    assert.deepEqual(storeObjects(empty), []);
+  } finally {
+    cleanup(f);
+  }
+});
+
+Deno.test("simulate (-s) reads and reports but writes nothing anywhere", async () => {
+  const f = fixture();
+  try {
+    const bucket = `${f.dir}/bucket`;
+    Deno.mkdirSync(bucket);
+    const s = await s3backup(["-f", f.src, "-b", bucket, "-a", "backup", "-s", "-c"], f.env, f.cwd);
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stdout, /^would upload: big\.bin /m);
+    assert.match(s.stdout, /simulated backup \(nothing written\)/);
+    assert.deepEqual(storeObjects(bucket), []);
+  } finally {
+    cleanup(f);
+  }
+});
+
+for (const target of s3Targets()) {
+  Deno.test({
+    name:
+      `S3 (${target.label}): backup, then the kit from the bucket restores with AWS CLI v1 and v2`,
+    ignore: false,
+    fn: async () => {
+      await s3RoundTrip(target);
+    },
+  });
+}
+
+async function s3RoundTrip(target: S3Target) {
+  const f = fixture();
+  const { bucket, env: s3env } = await makeBucket(target);
+  try {
+    const env = { ...f.env, ...s3env };
+    const url = `s3://${bucket}/backups/host1`;
+    const r1 = await s3backup(["-f", f.src, "-b", url, "-a", "backup", "-c"], env, f.cwd);
+    assert.equal(r1.code, 0, r1.stderr);
+    const r2 = await s3backup(["-f", f.src, "-b", url, "-a", "backup", "-c"], env, f.cwd);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.match(r2.stdout, / 0 new objects, 0 B uploaded/);
+
+    const expected = snapshot(f.src);
+    for (const [label, aws] of [["v1", awsV1()], ["v2", AWS_V2]] as const) {
+      const work = `${f.dir}/${label}`;
+      Deno.mkdirSync(work);
+      const bin = restrictedBin(work, aws);
+      const version = await exec(`${bin}/aws`, ["--version"], { ...env, PATH: bin });
+      assert.match(
+        version.stdout + version.stderr,
+        label === "v1" ? /aws-cli\/1\./ : /aws-cli\/2\./,
+      );
+      // Fetch the kit from the bucket with the aws CLI, as a user would.
+      const kitDir = `${work}/kit`;
+      const get = await exec(`${bin}/aws`, [
+        "s3",
+        "cp",
+        "--recursive",
+        "--only-show-errors",
+        "--endpoint-url",
+        target.endpoint,
+        `s3://${bucket}/backups/host1/restore-kit/`,
+        kitDir,
+      ], { ...env, PATH: bin });
+      assert.equal(get.code, 0, get.stderr);
+      // No object in the bucket holds plaintext content or names.
+      const dump = `${work}/dump`;
+      const all = await exec(`${bin}/aws`, [
+        "s3",
+        "cp",
+        "--recursive",
+        "--only-show-errors",
+        "--endpoint-url",
+        target.endpoint,
+        `s3://${bucket}/`,
+        dump,
+      ], { ...env, PATH: bin });
+      assert.equal(all.code, 0, all.stderr);
+      for (const name of storeObjects(dump)) {
+        assertNoPlaintext(name, Deno.readFileSync(`${dump}/${name}`));
+      }
+      const restoreTarget = `${work}/restored`;
+      const kr = await kitRestore(kitDir, [url, "latest", restoreTarget], env, bin);
+      assert.equal(kr.code, 0, kr.stderr);
+      assert.deepEqual(snapshot(restoreTarget), expected);
+      // the md5 of the big file, once more, by hand
+      const big = Deno.readFileSync(`${restoreTarget}/big.bin`);
+      assert.equal(
+        createHash("md5").update(big).digest("hex"),
+        expected.find((e) => e.path === "big.bin")!.md5,
+      );
+    }
+  } finally {
+    cleanup(f);
+    await removeBucket(target, bucket);
+  }
+}
