@@ -11,6 +11,7 @@ import { encryptedSize } from "./crypto.ts";
 import { FileChangedError, S3BackupError } from "./errors.ts";
 import type { Entry } from "./meta.ts";
 import { formatMetaName, META_PREFIX } from "./meta_name.ts";
+import { acquireLock } from "./lock.ts";
 import { encryptObject, encryptSmallObject, type Repository, saveMeta } from "./repository.ts";
 import type { ObjectInfo, Store } from "./store/store.ts";
 import { walk, type WalkItem } from "./walk.ts";
@@ -124,6 +125,22 @@ export async function backup(
   onEvent: (e: BackupEvent) => void = () => {},
 ): Promise<BackupSummary> {
   if (repo === null && !opts.simulate) throw new TypeError("backup needs a repository");
+  // The lock goes first: a prune that starts later sees it and keeps every data object; one
+  // that is running already makes us stop here, before anything is uploaded (FORMAT.md §6).
+  const lock = opts.simulate ? null : await acquireLock(store, "backup", opts.host);
+  try {
+    return await backupLocked(store, repo, opts, onEvent);
+  } finally {
+    await lock?.release().catch(() => {});
+  }
+}
+
+async function backupLocked(
+  store: Store,
+  repo: Repository | null,
+  opts: BackupOptions,
+  onEvent: (e: BackupEvent) => void,
+): Promise<BackupSummary> {
   const started = performance.now();
   const now = opts.now ?? (() => new Date());
   const time = now();

@@ -1,6 +1,6 @@
 /**
- * Where the password comes from, in order: S3BACKUP_PASSWORD, --password-file, the ini, a
- * prompt (interactive and not -c). It is never printed, logged or put in argv.
+ * Where the password comes from, first found wins: --password-file, S3BACKUP_PASSWORD, the ini,
+ * a prompt (interactive and not -c). It is never printed, logged or put in argv.
  */
 import { UsageError } from "./errors.ts";
 
@@ -50,8 +50,7 @@ export async function promptHidden(prompt: string): Promise<string> {
  */
 export async function getPassword(src: PasswordSources, confirm: boolean): Promise<Uint8Array> {
   let pw: string | undefined;
-  if (src.env !== undefined && src.env !== "") pw = src.env;
-  else if (src.passwordFile !== undefined) {
+  if (src.passwordFile !== undefined) {
     try {
       pw = firstLine(await Deno.readTextFile(src.passwordFile));
     } catch (err) {
@@ -63,7 +62,8 @@ export async function getPassword(src: PasswordSources, confirm: boolean): Promi
     if (pw === "") {
       throw new UsageError(`Password file ${src.passwordFile} has an empty first line`);
     }
-  } else if (src.ini !== undefined) pw = src.ini;
+  } else if (src.env !== undefined && src.env !== "") pw = src.env;
+  else if (src.ini !== undefined) pw = src.ini;
   else if (src.interactive && Deno.stdin.isTerminal()) {
     pw = await promptHidden(confirm ? "New repository password: " : "Repository password: ");
     if (pw === "") throw new UsageError("Empty password");

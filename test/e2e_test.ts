@@ -334,3 +334,82 @@ async function s3RoundTrip(target: S3Target) {
     await removeBucket(target, bucket);
   }
 }
+
+Deno.test("the password never shows in output; `kit -o` writes a kit without secrets", async () => {
+  const f = fixture();
+  try {
+    const bucket = `${f.dir}/bucket`;
+    Deno.mkdirSync(bucket);
+    const pwFile = `${f.dir}/pw`;
+    Deno.writeTextFileSync(pwFile, `${PASSWORD}\n`);
+    const env = childEnv();
+    const b = await s3backup(
+      ["backup", "-f", f.src, "-b", bucket, "--password-file", pwFile, "-n", "x"],
+      env,
+      f.cwd,
+    );
+    assert.equal(b.code, 0, b.stderr);
+    const l = await s3backup(["list", "-b", bucket, "--password-file", pwFile], env, f.cwd);
+    assert.equal(l.code, 0, l.stderr);
+    const kitDir = `${f.dir}/kit`;
+    const k = await s3backup(["kit", "-o", kitDir, "-b", "s3://some-bucket/pre/fix"], {
+      ...env,
+      AWS_ENDPOINT_URL: "http://127.0.0.1:1",
+    }, f.cwd);
+    assert.equal(k.code, 0, k.stderr);
+    for (const out of [b, l, k]) {
+      assert.ok(!(out.stdout + out.stderr).includes(PASSWORD));
+    }
+    const conf = Deno.readTextFileSync(`${kitDir}/kit.conf`);
+    assert.match(conf, /^store=s3:\/\/some-bucket\/pre\/fix$/m);
+    assert.match(conf, /^endpoint_url=http:\/\/127\.0\.0\.1:1$/m);
+    for (const name of ["restore.sh", "list.sh", "common.sh", "README.md", "kit.conf"]) {
+      const text = Deno.readTextFileSync(`${kitDir}/${name}`);
+      assert.ok(!text.includes(PASSWORD), name);
+      if (name.endsWith(".sh")) {
+        assert.equal(Deno.statSync(`${kitDir}/${name}`).mode! & 0o777, 0o755);
+      }
+    }
+  } finally {
+    cleanup(f);
+  }
+});
+
+Deno.test("a backup killed midway records nothing; the next run completes and restores", async () => {
+  const f = fixture();
+  try {
+    const bucket = `${f.dir}/bucket`;
+    Deno.mkdirSync(bucket);
+    // Enough data that the first object lands well before the end.
+    for (let i = 0; i < 6; i++) {
+      Deno.writeFileSync(`${f.src}/bulk-${i}.bin`, new Uint8Array(16 * 1024 * 1024).fill(i + 1));
+    }
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--quiet", MAIN, "backup", "-f", f.src, "-b", bucket, "-c"],
+      env: f.env,
+      clearEnv: true,
+      cwd: f.cwd,
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const deadline = Date.now() + 60_000;
+    while (dataObjects(storeObjects(bucket)).length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill("SIGKILL");
+    const st = await child.status;
+    assert.equal(st.signal, "SIGKILL", "the backup finished before it could be killed");
+    assert.deepEqual(metas(storeObjects(bucket)), [], "a killed backup left a meta");
+
+    const r = await s3backup(["backup", "-f", f.src, "-b", bucket, "-c"], f.env, f.cwd);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(metas(storeObjects(bucket)).length, 1);
+    const bin = restrictedBin(f.dir);
+    const target = `${f.dir}/restored`;
+    const kr = await kitRestore(`${bucket}/restore-kit`, [bucket, "latest", target], f.env, bin);
+    assert.equal(kr.code, 0, kr.stderr);
+    assert.deepEqual(snapshot(target), snapshot(f.src));
+  } finally {
+    cleanup(f);
+  }
+});

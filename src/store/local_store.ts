@@ -1,0 +1,242 @@
+/**
+ * A repository in a local directory: object `a/b` is the file `<dir>/a/b`.
+ *
+ * Saves are atomic: a temp file `.tmp-<random>` in the destination folder (mode 0600), fsync,
+ * rename. `list` skips those temp files (a crash can leave one behind).
+ */
+
+import * as path from "node:path";
+import { ObjectNotFoundError, RepositoryNotFoundError, S3BackupError } from "../errors.ts";
+import {
+  checkObjectName,
+  guardStream,
+  type ObjectInfo,
+  type SaveOptions,
+  type Store,
+} from "./store.ts";
+
+const TEMP_PREFIX = ".tmp-";
+
+export class LocalStore implements Store {
+  readonly kind = "local" as const;
+  readonly location: string;
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = path.resolve(dir);
+    this.location = this.dir;
+  }
+
+  async checkExists(): Promise<void> {
+    await this.#checkRoot();
+  }
+
+  async save(
+    name: string,
+    data: Uint8Array | ReadableStream<Uint8Array>,
+    opts: SaveOptions = {},
+  ): Promise<void> {
+    checkObjectName(name);
+    const dest = this.#path(name);
+    const parent = path.dirname(dest);
+    try {
+      opts.signal?.throwIfAborted();
+    } catch (err) {
+      if (data instanceof ReadableStream) await data.cancel(err).catch(() => {});
+      throw err;
+    }
+    if (parent !== this.dir) {
+      await this.#checkRoot();
+      await Deno.mkdir(parent, { recursive: true });
+    }
+    const temp = path.join(parent, `${TEMP_PREFIX}${randomHex()}`);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
+    } catch (err) {
+      if (data instanceof ReadableStream) await data.cancel(err).catch(() => {});
+      if (err instanceof Deno.errors.NotFound) {
+        await this.#checkRoot();
+      }
+      throw new S3BackupError(`Cannot write ${dest}: ${errMessage(err)}`, { cause: err });
+    }
+    let sourceError: { err: unknown } | undefined;
+    let guard: ReturnType<typeof guardStream> | undefined;
+    const onAbort = () => guard?.cancel(opts.signal?.reason);
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    let closed = false;
+    try {
+      if (data instanceof ReadableStream) {
+        guard = guardStream(data, name, opts, (err) => sourceError = { err });
+        for await (const chunk of guard.stream) await writeAll(file, chunk);
+      } else {
+        if (opts.size !== undefined && opts.size !== data.byteLength) {
+          throw new S3BackupError(
+            `Size mismatch saving ${name}: expected ${opts.size} bytes, got ${data.byteLength}`,
+          );
+        }
+        await writeAll(file, data);
+      }
+      opts.signal?.throwIfAborted();
+      await file.sync();
+      file.close();
+      closed = true;
+      await Deno.rename(temp, dest);
+    } catch (err) {
+      guard?.cancel(err);
+      if (!closed) {
+        try {
+          file.close();
+        } catch { /* already closed */ }
+      }
+      await Deno.remove(temp).catch(() => {});
+      if (sourceError) throw sourceError.err;
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      if (err instanceof S3BackupError) throw err;
+      throw new S3BackupError(`Cannot write ${dest}: ${errMessage(err)}`, { cause: err });
+    } finally {
+      opts.signal?.removeEventListener("abort", onAbort);
+    }
+    await syncDir(parent);
+  }
+
+  async load(name: string): Promise<ReadableStream<Uint8Array>> {
+    checkObjectName(name);
+    const p = this.#path(name);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(p, { read: true });
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
+        await this.#checkRoot();
+        throw new ObjectNotFoundError(name, { cause: err });
+      }
+      throw new S3BackupError(`Cannot read ${p}: ${errMessage(err)}`, { cause: err });
+    }
+    const info = await file.stat().catch(() => null);
+    if (!info?.isFile) {
+      file.close();
+      throw new ObjectNotFoundError(name);
+    }
+    return file.readable;
+  }
+
+  async stat(name: string): Promise<ObjectInfo | null> {
+    checkObjectName(name);
+    try {
+      const info = await Deno.stat(this.#path(name));
+      if (!info.isFile) return null;
+      return { name, size: info.size, mtime: info.mtime ?? new Date(0) };
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
+        return null;
+      }
+      throw new S3BackupError(`Cannot stat ${this.#path(name)}: ${errMessage(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async *list(prefix = ""): AsyncIterable<ObjectInfo> {
+    await this.#checkRoot();
+    // Walk only the folder the prefix names (prefix "restore-kit/re" -> folder "restore-kit").
+    const slash = prefix.lastIndexOf("/");
+    const startRel = slash >= 0 ? prefix.slice(0, slash) : "";
+    if (startRel !== "" && startRel.split("/").some((c) => c === "" || c === "." || c === "..")) {
+      return;
+    }
+    yield* this.#walk(startRel, prefix);
+  }
+
+  async *#walk(rel: string, prefix: string): AsyncGenerator<ObjectInfo> {
+    const abs = rel === "" ? this.dir : this.#path(rel);
+    const entries: Deno.DirEntry[] = [];
+    try {
+      for await (const e of Deno.readDir(abs)) entries.push(e);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) return;
+      throw new S3BackupError(`Cannot list ${abs}: ${errMessage(err)}`, { cause: err });
+    }
+    for (const e of entries) {
+      const name = rel === "" ? e.name : `${rel}/${e.name}`;
+      if (e.isDirectory) {
+        // Only descend where the prefix can still match.
+        const dirName = `${name}/`;
+        if (dirName.startsWith(prefix) || prefix.startsWith(dirName)) {
+          yield* this.#walk(name, prefix);
+        }
+      } else if (e.isFile && !e.name.startsWith(TEMP_PREFIX) && name.startsWith(prefix)) {
+        try {
+          const info = await Deno.stat(path.join(abs, e.name));
+          yield { name, size: info.size, mtime: info.mtime ?? new Date(0) };
+        } catch (err) {
+          if (!(err instanceof Deno.errors.NotFound)) {
+            throw new S3BackupError(`Cannot stat ${path.join(abs, e.name)}: ${errMessage(err)}`, {
+              cause: err,
+            });
+          }
+        }
+      }
+    }
+  }
+
+  async remove(names: string[]): Promise<void> {
+    for (const name of names) checkObjectName(name);
+    if (names.length === 0) return;
+    await this.#checkRoot();
+    for (const name of names) {
+      try {
+        await Deno.remove(this.#path(name));
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
+          continue;
+        }
+        throw new S3BackupError(`Cannot remove ${this.#path(name)}: ${errMessage(err)}`, {
+          cause: err,
+        });
+      }
+    }
+  }
+
+  #path(name: string): string {
+    return path.join(this.dir, ...name.split("/"));
+  }
+
+  async #checkRoot(): Promise<void> {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(this.dir);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
+        throw new RepositoryNotFoundError(`Directory not found: ${this.dir}`, { cause: err });
+      }
+      throw new S3BackupError(`Cannot access ${this.dir}: ${errMessage(err)}`, { cause: err });
+    }
+    if (!info.isDirectory) {
+      throw new RepositoryNotFoundError(`Not a directory: ${this.dir}`);
+    }
+  }
+}
+
+async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.byteLength) off += await file.write(data.subarray(off));
+}
+
+/** Makes a rename durable (best effort: not every platform can fsync a directory). */
+async function syncDir(dir: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  try {
+    using d = await Deno.open(dir, { read: true });
+    await d.sync();
+  } catch { /* best effort */ }
+}
+
+function randomHex(): string {
+  const b = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? (err.message.split("\n")[0] ?? "") : String(err);
+}

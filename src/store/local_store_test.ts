@@ -1,0 +1,63 @@
+// What only the local store does (the shared contract is test/store_contract_test.ts).
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { RepositoryNotFoundError } from "../errors.ts";
+import { LocalStore } from "./local_store.ts";
+import { readAll } from "./store.ts";
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-local-store-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("local store: files are 0600, names with / are folders, no temp file remains", () =>
+  withDir(async (dir) => {
+    const s = new LocalStore(dir);
+    await s.save("restore-kit/restore.sh", new TextEncoder().encode("#!/bin/sh\n"));
+    await s.save("abc", new Blob(["stream"]).stream());
+    const info = await Deno.stat(path.join(dir, "restore-kit", "restore.sh"));
+    assert.ok(info.isFile);
+    if (Deno.build.os !== "windows") {
+      assert.equal(info.mode! & 0o777, 0o600);
+      assert.equal((await Deno.stat(path.join(dir, "abc"))).mode! & 0o777, 0o600);
+    }
+    const entries = [];
+    for await (const e of Deno.readDir(dir)) entries.push(e.name);
+    assert.deepEqual(entries.sort(), ["abc", "restore-kit"]);
+  }));
+
+Deno.test("local store: list skips leftover temp files; load of a folder is not found", () =>
+  withDir(async (dir) => {
+    const s = new LocalStore(dir);
+    await Deno.writeTextFile(path.join(dir, ".tmp-0123456789abcdef"), "partial");
+    await Deno.mkdir(path.join(dir, "sub"));
+    await Deno.writeTextFile(path.join(dir, "sub", ".tmp-feedfeedfeedfeed"), "partial");
+    await s.save("sub/real", new Uint8Array(3));
+    const names = [];
+    for await (const o of s.list()) names.push(o.name);
+    assert.deepEqual(names, ["sub/real"]);
+    await assert.rejects(() => s.load("sub"), { name: "ObjectNotFoundError" });
+    assert.equal(await s.stat("sub"), null);
+    assert.equal((await readAll(await s.load("sub/real"))).byteLength, 3);
+  }));
+
+Deno.test("local store: a file where the repository should be is RepositoryNotFound", () =>
+  withDir(async (dir) => {
+    const file = path.join(dir, "f");
+    await Deno.writeTextFile(file, "x");
+    const s = new LocalStore(file);
+    await assert.rejects(() => s.checkExists(), RepositoryNotFoundError);
+    await assert.rejects(() => s.save("a/b", new Uint8Array(1)), RepositoryNotFoundError);
+    assert.equal(s.location, file);
+    assert.equal(s.kind, "local");
+  }));
+
+Deno.test("local store: relative directories are made absolute", () => {
+  const s = new LocalStore("some/rel");
+  assert.ok(path.isAbsolute(s.location));
+  assert.equal(s.location, path.resolve("some/rel"));
+});

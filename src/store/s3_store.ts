@@ -1,0 +1,476 @@
+/**
+ * A repository in an S3 bucket (AWS or an S3-compatible store), optionally under a key prefix.
+ *
+ * - Custom endpoints (MinIO, Ceph RGW, moto, ...) get path-style addressing and checksums only
+ *   "when required": several stores reject the SDK's default CRC32 / aws-chunked uploads.
+ * - Streams are uploaded with lib-storage's `Upload` (16 MiB parts, 2 in flight); a failing
+ *   stream aborts the multipart upload, so no object and no pending upload is left.
+ * - Every SDK error leaves here as an S3BackupError subclass with one readable line.
+ */
+
+import {
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { ObjectNotFoundError, RepositoryNotFoundError, S3BackupError } from "../errors.ts";
+import {
+  checkObjectName,
+  guardStream,
+  type ObjectInfo,
+  type SaveOptions,
+  type Store,
+} from "./store.ts";
+
+export interface S3StoreConfig {
+  bucket: string;
+  /** Key prefix without leading / trailing slashes; "" for the bucket root. */
+  prefix: string;
+  /** e.g. "http://127.0.0.1:9000". Default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS. */
+  endpoint?: string;
+  /** Default: AWS_REGION / AWS_DEFAULT_REGION / "us-east-1". */
+  region?: string;
+  /** A profile of ~/.aws/config and ~/.aws/credentials (else AWS_PROFILE / "default"). */
+  profile?: string;
+  /** Default: true with a custom endpoint, false on AWS. */
+  forcePathStyle?: boolean;
+  /** Default: "when_required" with a custom endpoint, "when_supported" on AWS. */
+  checksums?: "when_supported" | "when_required";
+  /** Explicit credentials (tests); default: the SDK's default chain. */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** SDK attempts per request (standard retry mode). Default 5. */
+  maxAttempts?: number;
+}
+
+/** Multipart part size; also the largest stream sent as a single PutObject. */
+export const PART_SIZE = 16 * 1024 * 1024;
+const QUEUE_SIZE = 2;
+const DELETE_BATCH = 1000;
+const SINGLE_DELETE_CONCURRENCY = 8;
+
+export class S3Store implements Store {
+  readonly kind = "s3" as const;
+  readonly location: string;
+  readonly bucket: string;
+  readonly prefix: string;
+  /** The endpoint as shown in messages. */
+  readonly endpoint: string;
+  readonly client: S3Client;
+  /** Set once DeleteObjects was refused (checksum header unsupported): single deletes. */
+  #singleDeletes = false;
+  readonly #profile: string | undefined;
+
+  constructor(config: S3StoreConfig) {
+    this.bucket = config.bucket;
+    this.prefix = config.prefix.replace(/^\/+|\/+$/g, "");
+    this.location = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ""}`;
+    const endpoint = config.endpoint || envGet("AWS_ENDPOINT_URL_S3") ||
+      envGet("AWS_ENDPOINT_URL");
+    const region = config.region || envGet("AWS_REGION") || envGet("AWS_DEFAULT_REGION") ||
+      "us-east-1";
+    const custom = endpoint !== undefined;
+    const checksums = config.checksums ?? (custom ? "when_required" : "when_supported");
+    const checksumMode = checksums === "when_required" ? "WHEN_REQUIRED" : "WHEN_SUPPORTED";
+    this.endpoint = endpoint ?? `https://s3.${region}.amazonaws.com`;
+    const clientConfig: S3ClientConfig = {
+      region,
+      forcePathStyle: config.forcePathStyle ?? custom,
+      requestChecksumCalculation: checksumMode,
+      responseChecksumValidation: checksumMode,
+      maxAttempts: config.maxAttempts ?? 5,
+      retryMode: "standard",
+      followRegionRedirects: !custom,
+      requestHandler: { connectionTimeout: 15_000, requestTimeout: 300_000 },
+    };
+    if (endpoint !== undefined) clientConfig.endpoint = endpoint;
+    if (config.profile) clientConfig.profile = config.profile;
+    this.#profile = config.profile || envGet("AWS_PROFILE");
+    if (config.credentials) clientConfig.credentials = config.credentials;
+    this.client = new S3Client(clientConfig);
+  }
+
+  /** True once DeleteObjects was refused by the store and single deletes are used. */
+  get usesSingleDeletes(): boolean {
+    return this.#singleDeletes;
+  }
+
+  /** Closes the client's idle connections. The store must not be used afterwards. */
+  close(): void {
+    this.client.destroy();
+  }
+
+  /** The S3 key of an object name. */
+  key(name: string): string {
+    return this.prefix ? `${this.prefix}/${name}` : name;
+  }
+
+  async checkExists(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      throw this.#mapError(err, "HeadBucket", undefined, true);
+    }
+  }
+
+  async save(
+    name: string,
+    data: Uint8Array | ReadableStream<Uint8Array>,
+    opts: SaveOptions = {},
+  ): Promise<void> {
+    checkObjectName(name);
+    const signal = opts.signal;
+    if (!(data instanceof ReadableStream)) {
+      if (opts.size !== undefined && opts.size !== data.byteLength) {
+        throw new S3BackupError(
+          `Size mismatch saving ${name}: expected ${opts.size} bytes, got ${data.byteLength}`,
+        );
+      }
+      signal?.throwIfAborted();
+      try {
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: this.key(name),
+            Body: data,
+            ContentLength: data.byteLength,
+          }),
+          signal ? { abortSignal: signal } : {},
+        );
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        throw this.#mapError(err, "PutObject", name);
+      }
+      return;
+    }
+
+    let sourceError: { err: unknown } | undefined;
+    const guard = guardStream(data, name, opts, (err) => sourceError = { err });
+    const onAbort = () => guard.cancel(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      signal?.throwIfAborted();
+      const upload = new Upload({
+        client: this.client,
+        params: {
+          Bucket: this.bucket,
+          Key: this.key(name),
+          Body: guard.stream,
+          ...(opts.size !== undefined ? { ContentLength: opts.size } : {}),
+        },
+        partSize: PART_SIZE,
+        queueSize: QUEUE_SIZE,
+        leavePartsOnError: false,
+      });
+      await upload.done();
+    } catch (err) {
+      guard.cancel(err);
+      if (sourceError) throw sourceError.err;
+      if (signal?.aborted) throw signal.reason;
+      if (err instanceof S3BackupError) throw err;
+      throw this.#mapError(err, "upload", name);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async load(name: string): Promise<ReadableStream<Uint8Array>> {
+    checkObjectName(name);
+    let body;
+    let length: number | undefined;
+    try {
+      const out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.key(name) }),
+      );
+      body = out.Body;
+      length = out.ContentLength;
+    } catch (err) {
+      throw this.#mapError(err, "GetObject", name);
+    }
+    if (!body) return new ReadableStream({ start: (c) => c.close() });
+    // Pass the body through, with errors made readable and a short read detected.
+    const reader = (body.transformToWebStream() as ReadableStream<Uint8Array>).getReader();
+    let received = 0;
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await reader.read();
+        } catch (err) {
+          const net = networkCode(err);
+          if (net === undefined) throw this.#mapError(err, "GetObject", name);
+          throw new S3BackupError(`Download of ${this.location}/${name} interrupted: ${net}`, {
+            cause: err,
+          });
+        }
+        if (r.done) {
+          if (length !== undefined && received !== length) {
+            throw new S3BackupError(
+              `Download of ${this.location}/${name} ended after ${received} of ${length} bytes`,
+            );
+          }
+          controller.close();
+          return;
+        }
+        received += r.value.byteLength;
+        controller.enqueue(r.value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    }, { highWaterMark: 0 });
+  }
+
+  async stat(name: string): Promise<ObjectInfo | null> {
+    checkObjectName(name);
+    try {
+      const out = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(name) }),
+      );
+      const info: ObjectInfo = {
+        name,
+        size: out.ContentLength ?? 0,
+        mtime: out.LastModified ?? new Date(0),
+      };
+      const etag = out.ETag?.replace(/^"|"$/g, "");
+      if (etag) info.etag = etag;
+      return info;
+    } catch (err) {
+      const mapped = this.#mapError(err, "HeadObject", name);
+      if (mapped instanceof ObjectNotFoundError) return null;
+      throw mapped;
+    }
+  }
+
+  async *list(prefix = ""): AsyncIterable<ObjectInfo> {
+    const base = this.prefix ? `${this.prefix}/` : "";
+    let token: string | undefined;
+    do {
+      let page: ListObjectsV2CommandOutput;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: base + prefix,
+            ...(token ? { ContinuationToken: token } : {}),
+          }),
+        );
+      } catch (err) {
+        throw this.#mapError(err, "ListObjectsV2", undefined, true);
+      }
+      for (const o of page.Contents ?? []) {
+        if (o.Key === undefined || !o.Key.startsWith(base)) continue;
+        const info: ObjectInfo = {
+          name: o.Key.slice(base.length),
+          size: o.Size ?? 0,
+          mtime: o.LastModified ?? new Date(0),
+        };
+        const etag = o.ETag?.replace(/^"|"$/g, "");
+        if (etag) info.etag = etag;
+        yield info;
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async remove(names: string[]): Promise<void> {
+    for (const name of names) checkObjectName(name);
+    for (let i = 0; i < names.length; i += DELETE_BATCH) {
+      const batch = names.slice(i, i + DELETE_BATCH);
+      if (!this.#singleDeletes) {
+        try {
+          await this.#deleteBatch(batch);
+          continue;
+        } catch (err) {
+          if (!isDeleteObjectsUnsupported(err)) {
+            throw err instanceof S3BackupError ? err : this.#mapError(err, "DeleteObjects");
+          }
+          this.#singleDeletes = true;
+        }
+      }
+      await this.#deleteEach(batch);
+    }
+  }
+
+  async #deleteBatch(batch: string[]): Promise<void> {
+    const out = await this.client.send(
+      new DeleteObjectsCommand({
+        Bucket: this.bucket,
+        Delete: { Objects: batch.map((n) => ({ Key: this.key(n) })), Quiet: true },
+      }),
+    );
+    const errors = (out.Errors ?? []).filter((e) => e.Code !== "NoSuchKey");
+    const first = errors[0];
+    if (first) {
+      throw new S3BackupError(
+        `Cannot delete ${errors.length} object(s) from ${this.location}: ` +
+          `${first.Key}: ${first.Code ?? "error"}${first.Message ? ` (${first.Message})` : ""}`,
+      );
+    }
+  }
+
+  async #deleteEach(batch: string[]): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < batch.length) {
+        const name = batch[next++]!;
+        try {
+          await this.client.send(
+            new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(name) }),
+          );
+        } catch (err) {
+          const mapped = this.#mapError(err, "DeleteObject", name);
+          if (!(mapped instanceof ObjectNotFoundError)) throw mapped;
+        }
+      }
+    };
+    const workers = Array.from(
+      { length: Math.min(SINGLE_DELETE_CONCURRENCY, batch.length) },
+      worker,
+    );
+    const results = await Promise.allSettled(workers);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+  }
+
+  /**
+   * One S3BackupError for any SDK / network error. `name`: the object concerned (a 404 is then
+   * ObjectNotFoundError); `bucketLevel`: a 404 means the bucket is missing.
+   */
+  #mapError(err: unknown, op: string, name?: string, bucketLevel = false): S3BackupError {
+    if (err instanceof S3BackupError) return err;
+    const e = (err ?? {}) as {
+      name?: string;
+      Code?: string;
+      code?: string;
+      message?: string;
+      $metadata?: { httpStatusCode?: number };
+      cause?: { code?: string; message?: string };
+    };
+    const rawCode = e.Code ?? e.name ?? "";
+    // Errors of HEAD requests have no body: the SDK then names them "Unknown" / "NotFound".
+    const code = rawCode === "Unknown" || rawCode === "UnknownError" ? "" : rawCode;
+    const status = e.$metadata?.httpStatusCode;
+    const msg = firstLine(e.message ?? String(err));
+    const where = name !== undefined ? `${this.location}/${name}` : this.location;
+    const options = { cause: err };
+
+    if (code === "NoSuchBucket") {
+      return new RepositoryNotFoundError(`Bucket not found: ${this.bucket}`, options);
+    }
+    if (code === "NoSuchKey" || code === "NotFound" || status === 404) {
+      if (bucketLevel || name === undefined) {
+        return new RepositoryNotFoundError(`Bucket not found: ${this.bucket}`, options);
+      }
+      return new ObjectNotFoundError(name, options);
+    }
+    if (
+      code === "InvalidAccessKeyId" || code === "SignatureDoesNotMatch" ||
+      code === "AccessDenied" || code === "Forbidden" || code === "InvalidToken" ||
+      code === "ExpiredToken" || code === "TokenRefreshRequired" || status === 403
+    ) {
+      const why = code === "InvalidAccessKeyId"
+        ? "the access key ID is not known to the server"
+        : code === "SignatureDoesNotMatch"
+        ? "the secret access key is wrong"
+        : code === "ExpiredToken" || code === "TokenRefreshRequired"
+        ? "the session token has expired"
+        : code === "InvalidToken"
+        ? "the session token is invalid"
+        : code === "AccessDenied"
+        ? "access denied"
+        : "access denied: check the credentials and the bucket's permissions";
+      return new S3BackupError(
+        `S3 ${op} on ${where}: ${why} (${code || `HTTP ${status}`})`,
+        options,
+      );
+    }
+    if (code === "CredentialsProviderError" || /Could not load credentials/i.test(msg)) {
+      return new S3BackupError(
+        this.#profile
+          ? `No AWS credentials found for profile "${this.#profile}" ` +
+            "(~/.aws/credentials, ~/.aws/config)"
+          : "No AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, " +
+            "AWS_PROFILE or ~/.aws/credentials",
+        options,
+      );
+    }
+    const netCode = networkCode(err);
+    if (netCode !== undefined) {
+      return new S3BackupError(`Cannot reach ${this.endpoint}: ${netCode}`, options);
+    }
+    const detail = code && code !== "Error" && !msg.startsWith(code) ? `${code}: ${msg}` : msg;
+    return new S3BackupError(
+      `S3 ${op} on ${where} failed: ${detail || "unknown error"}${
+        status && status >= 300 ? ` (HTTP ${status})` : ""
+      }`,
+      options,
+    );
+  }
+}
+
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EPIPE",
+  "ECONNABORTED",
+  "TimeoutError",
+  "RequestTimeout",
+]);
+
+/** "ECONNREFUSED", "ENOTFOUND", ... (with the OS message) for a network-level failure. */
+function networkCode(err: unknown): string | undefined {
+  for (let e = err as Record<string, unknown> | undefined, depth = 0; e && depth < 4; depth++) {
+    const code = typeof e.code === "string" ? e.code : typeof e.name === "string" ? e.name : "";
+    if (NETWORK_CODES.has(code)) {
+      const msg = typeof e.message === "string" ? firstLine(e.message) : "";
+      return msg && !msg.includes(code) ? `${code} (${msg})` : msg || code;
+    }
+    if (e instanceof Deno.errors.ConnectionRefused) return `ECONNREFUSED (${firstLine(String(e))})`;
+    e = e.cause as Record<string, unknown> | undefined;
+  }
+  return undefined;
+}
+
+/**
+ * The errors of a store that does not take DeleteObjects as the SDK sends it (e.g. it rejects
+ * the x-amz-checksum-crc32 header, wants Content-MD5, or does not implement it).
+ */
+function isDeleteObjectsUnsupported(err: unknown): boolean {
+  const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+  const code = e?.Code ?? e?.name ?? "";
+  const status = e?.$metadata?.httpStatusCode;
+  return [
+    "NotImplemented",
+    "InvalidRequest",
+    "MissingContentMD5",
+    "InvalidDigest",
+    "BadDigest",
+    "InvalidArgument",
+    "XAmzContentSHA256Mismatch",
+    "XAmzContentChecksumMismatch",
+    "MethodNotAllowed",
+  ].includes(code) || status === 400 || status === 405 || status === 501;
+}
+
+function firstLine(s: string): string {
+  return (s.split("\n")[0] ?? "").trim();
+}
+
+function envGet(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined; // no --allow-env
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The storage interface: a flat namespace of immutable-by-convention objects (restic-style).
+ *
+ * Two implementations: `S3Store` (a bucket, optionally under a key prefix) and `LocalStore`
+ * (a directory with the same layout). Open one with `openStore()` (open_store.ts).
+ */
+
+import { S3BackupError } from "../errors.ts";
+
+/** One stored object. `name` is relative to the store's prefix / directory. */
+export interface ObjectInfo {
+  name: string;
+  size: number;
+  mtime: Date;
+  /** S3 only, without quotes. Not reliable after a multipart upload on every store. */
+  etag?: string;
+}
+
+export interface SaveOptions {
+  /** The exact byte count of a stream, when known. A stream of another length fails the save. */
+  size?: number;
+  /** Aborting stops the save; nothing is stored and `signal.reason` is thrown. */
+  signal?: AbortSignal;
+}
+
+export interface Store {
+  /** For messages: "s3://bucket/prefix" or "/abs/dir". */
+  readonly location: string;
+  readonly kind: "s3" | "local";
+  /** Throws RepositoryNotFoundError if the bucket / directory does not exist. */
+  checkExists(): Promise<void>;
+  /**
+   * Atomic: the object appears whole or not at all. If `data` (a stream) errors, the upload is
+   * aborted (multipart aborted / temp file removed) and the error is rethrown unchanged.
+   * Overwrites.
+   */
+  save(
+    name: string,
+    data: Uint8Array | ReadableStream<Uint8Array>,
+    opts?: SaveOptions,
+  ): Promise<void>;
+  /** Throws ObjectNotFoundError if absent. Streams; never buffers the whole object. */
+  load(name: string): Promise<ReadableStream<Uint8Array>>;
+  /** null when absent. */
+  stat(name: string): Promise<ObjectInfo | null>;
+  /**
+   * Every object whose name starts with prefix, paginated, names relative to the store prefix,
+   * in any order. Throws RepositoryNotFoundError if the bucket / directory does not exist.
+   */
+  list(prefix?: string): AsyncIterable<ObjectInfo>;
+  /** Removes objects (batched; absent names are not an error). */
+  remove(names: string[]): Promise<void>;
+}
+
+/**
+ * Object names: non-empty, `/`-separated, no empty, `.` or `..` component, no backslash and
+ * no control character. Throws on anything else (a programming error, not user input).
+ */
+export function checkObjectName(name: string): void {
+  // deno-lint-ignore no-control-regex
+  const bad = name === "" || /[\\\x00-\x1f\x7f]/.test(name) ||
+    name.split("/").some((c) => c === "" || c === "." || c === "..");
+  if (bad) throw new S3BackupError(`Invalid object name: ${JSON.stringify(name)}`);
+}
+
+/** Reads a whole (small) object stream into memory. For tests and small objects only. */
+export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const part of stream) {
+    parts.push(part);
+    total += part.byteLength;
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}
+
+/**
+ * Wraps a stream so that it errors if it does not yield exactly `size` bytes (when `size` is
+ * given) and stops when `signal` aborts. `onSourceError` sees every error of the source itself,
+ * so the caller can rethrow it unchanged. The returned `cancel` releases the source.
+ */
+export function guardStream(
+  source: ReadableStream<Uint8Array>,
+  name: string,
+  opts: SaveOptions,
+  onSourceError: (err: unknown) => void,
+): { stream: ReadableStream<Uint8Array>; cancel: (reason?: unknown) => void } {
+  const reader = source.getReader();
+  let count = 0;
+  let finished = false;
+  const sizeError = (what: string) =>
+    new S3BackupError(`Size mismatch saving ${name}: expected ${opts.size} bytes, got ${what}`);
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      opts.signal?.throwIfAborted();
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await reader.read();
+      } catch (err) {
+        finished = true;
+        onSourceError(err);
+        throw err;
+      }
+      opts.signal?.throwIfAborted();
+      if (result.done) {
+        finished = true;
+        if (opts.size !== undefined && count !== opts.size) throw sizeError(`${count}`);
+        controller.close();
+        return;
+      }
+      count += result.value.byteLength;
+      if (opts.size !== undefined && count > opts.size) throw sizeError(`more`);
+      controller.enqueue(result.value);
+    },
+    cancel(reason) {
+      finished = true;
+      return reader.cancel(reason).catch(() => {});
+    },
+  }, { highWaterMark: 0 });
+  const cancel = (reason?: unknown) => {
+    if (!finished) {
+      finished = true;
+      reader.cancel(reason).catch(() => {});
+    }
+  };
+  return { stream, cancel };
+}
