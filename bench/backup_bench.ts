@@ -4,7 +4,8 @@
  */
 import { createHash } from "node:crypto";
 import { backup } from "../src/backup.ts";
-import { encryptStream, readAll } from "../src/crypto.ts";
+import { encryptStream } from "../src/crypto.ts";
+import { readAll } from "../src/store/store.ts";
 import { createRepository } from "../src/repository.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 
