@@ -7,9 +7,11 @@ const META_RE = /^meta_(.+)_(\d{8}T\d{6}Z)$/;
 
 /** Throws UsageError unless `name` is a valid backup name. */
 export function checkBackupName(name: string): string {
-  if (!NAME_RE.test(name)) {
+  if (!NAME_RE.test(name) || name === "latest") {
     throw new UsageError(
-      `Invalid backup name ${JSON.stringify(name)}: use 1 to 64 characters from A-Z a-z 0-9 . _ -`,
+      `Invalid backup name ${
+        JSON.stringify(name)
+      }: use 1 to 64 characters from A-Z a-z 0-9 . _ - (not "latest")`,
     );
   }
   return name;

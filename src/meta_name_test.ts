@@ -26,6 +26,7 @@ Deno.test("foreign names are not metas", () => {
 Deno.test("backup names are checked", () => {
   assert.throws(() => checkBackupName("a b"), UsageError);
   assert.throws(() => checkBackupName(""), UsageError);
+  assert.throws(() => checkBackupName("latest"), UsageError);
   assert.throws(() => checkBackupName("x".repeat(65)), UsageError);
   assert.equal(checkBackupName("ok-1.2_3"), "ok-1.2_3");
   assert.equal(defaultBackupName("/srv/my data/"), "my_data");

@@ -1,0 +1,479 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # globals used by restore.sh and list.sh
+#
+# common.sh - shared functions of the s3backup restore kit (see README.md and FORMAT.md).
+# Sourced by restore.sh and list.sh, never run on its own.
+#
+# Only bash (3.2 or later), coreutils, openssl and (for S3) the aws CLI are used.
+
+# ---------------------------------------------------------------------------------------------
+# Messages, exit codes
+# ---------------------------------------------------------------------------------------------
+
+# Exit codes (README.md): 0 ok, 1 error, 2 usage, 3 partial restore, 4 wrong password.
+EXIT_ERROR=1
+EXIT_USAGE=2
+EXIT_PARTIAL=3
+EXIT_PASSWORD=4
+
+KIT_PROG=${KIT_PROG:-s3backup-kit}
+TAB=$'\t'
+CR=$'\r'
+
+warn() {
+  printf '%s: %s\n' "$KIT_PROG" "$1" >&2
+}
+
+# die MESSAGE [EXIT_CODE]
+die() {
+  warn "$1"
+  exit "${2:-$EXIT_ERROR}"
+}
+
+# need PROGRAM...: die unless every program is on PATH.
+need() {
+  local c
+  for c in "$@"; do
+    if ! command -v "$c" >/dev/null 2>&1; then
+      die "'$c' is required but was not found on PATH"
+    fi
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Temporary files: everything lives in KIT_TMP (mktemp -d), removed by the EXIT trap, together
+# with the work directory inside the restore target (KIT_WORK) and the one file being written
+# (KIT_CUR_TMP).
+# ---------------------------------------------------------------------------------------------
+
+KIT_TMP=""
+KIT_WORK=""
+KIT_CUR_TMP=""
+KIT_PROMPTING=0
+
+kit_cleanup() {
+  if [ "$KIT_PROMPTING" = 1 ]; then stty echo </dev/tty 2>/dev/null || true; fi
+  if [ -n "$KIT_CUR_TMP" ]; then rm -f -- "$KIT_CUR_TMP" 2>/dev/null || true; fi
+  if [ -n "$KIT_WORK" ]; then rm -rf -- "$KIT_WORK" 2>/dev/null || true; fi
+  if [ -n "$KIT_TMP" ]; then rm -rf -- "$KIT_TMP" 2>/dev/null || true; fi
+}
+
+# kit_init: umask, traps, temp dir, environment for the aws CLI.
+kit_init() {
+  umask 077
+  trap kit_cleanup EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  KIT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/s3backup-kit.XXXXXX") || die "cannot create a temporary directory"
+  # The aws CLI: no pager, and no new-style checksums (S3-compatible stores reject them).
+  export AWS_PAGER=""
+  export AWS_REQUEST_CHECKSUM_CALCULATION=when_required
+  export AWS_RESPONSE_CHECKSUM_VALIDATION=when_required
+  if [ "$(id -u)" = 0 ]; then KIT_ROOT=1; else KIT_ROOT=0; fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# openssl
+# ---------------------------------------------------------------------------------------------
+
+# check_openssl: die unless openssl knows -pbkdf2 (OpenSSL >= 1.1.1, LibreSSL >= 3.3).
+check_openssl() {
+  need openssl
+  if ! printf '' | openssl enc -aes-256-cbc -pbkdf2 -iter 1 -md sha256 -pass pass:probe \
+    >/dev/null 2>&1; then
+    local v
+    v=$(openssl version 2>/dev/null) || v="unknown version"
+    die "this openssl ($v) does not support -pbkdf2. Install OpenSSL >= 1.1.1 or LibreSSL >= 3.3 (macOS: 'brew install openssl' and put \$(brew --prefix openssl)/bin first in PATH)."
+  fi
+}
+
+# decrypt_pw IN OUT ITER: decrypt with the password (KIT_PASSWORD), never in argv.
+decrypt_pw() {
+  KIT_PW_ENV="$KIT_PASSWORD" openssl enc -d -aes-256-cbc -pbkdf2 -iter "$3" -md sha256 \
+    -pass env:KIT_PW_ENV -in "$1" -out "$2" 2>/dev/null </dev/null
+}
+
+# decrypt_data IN OUT: decrypt a data object with the data key (DATA_KEY).
+decrypt_data() {
+  KIT_KEY_ENV="$DATA_KEY" openssl enc -d -aes-256-cbc -pbkdf2 -iter "$DATA_ITER" -md sha256 \
+    -pass env:KIT_KEY_ENV -in "$1" -out "$2" 2>/dev/null </dev/null
+}
+
+# MD5: md5sum (GNU), md5 -q (BSD) or openssl dgst, chosen at runtime.
+KIT_MD5_TOOL=""
+pick_md5() {
+  if command -v md5sum >/dev/null 2>&1; then
+    KIT_MD5_TOOL=md5sum
+  elif command -v md5 >/dev/null 2>&1; then
+    KIT_MD5_TOOL=md5
+  else
+    KIT_MD5_TOOL=openssl
+  fi
+}
+
+# file_md5 FILE: set MD5_OUT to the lowercase hex MD5 of FILE; return 1 on failure.
+file_md5() {
+  local out
+  MD5_OUT=""
+  # Through a file rather than $(...): one process less per restored file.
+  case "$KIT_MD5_TOOL" in
+  md5sum) md5sum <"$1" >"$KIT_TMP/md5.out" || return 1 ;;
+  md5) md5 -q <"$1" >"$KIT_TMP/md5.out" || return 1 ;;
+  *) openssl dgst -md5 <"$1" >"$KIT_TMP/md5.out" || return 1 ;;
+  esac
+  out=""
+  IFS= read -r out <"$KIT_TMP/md5.out" || true
+  case "$KIT_MD5_TOOL" in
+  md5sum) out=${out%% *} ;;
+  openssl) out=${out##* } ;;
+  esac
+  if ! is_hex "$out" 32; then return 1; fi
+  MD5_OUT=$out
+}
+
+# is_hex STRING LENGTH: STRING is LENGTH lowercase hex digits.
+is_hex() {
+  if [ "${#1}" -ne "$2" ]; then return 1; fi
+  case "$1" in *[!0123456789abcdef]*) return 1 ;; esac
+  return 0
+}
+
+# is_uint STRING: one or more decimal digits.
+is_uint() {
+  case "$1" in '' | *[!0123456789]*) return 1 ;; esac
+  return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# Password
+# ---------------------------------------------------------------------------------------------
+
+KIT_PASSWORD=""
+
+# get_password FILE PROMPT: FILE (first line, without \n or \r\n) if given, else
+# $S3BACKUP_PASSWORD, else a prompt on /dev/tty when PROMPT is 1. Returns 1 when no password is
+# available and PROMPT is 0.
+get_password() {
+  local file=$1 prompt=$2
+  KIT_PASSWORD=""
+  if [ -n "$file" ]; then
+    if [ ! -r "$file" ] || [ -d "$file" ]; then die "cannot read password file: $file" "$EXIT_USAGE"; fi
+    IFS= read -r KIT_PASSWORD <"$file" || true
+    KIT_PASSWORD=${KIT_PASSWORD%"$CR"}
+    if [ -z "$KIT_PASSWORD" ]; then die "the password file's first line is empty: $file" "$EXIT_USAGE"; fi
+  elif [ -n "${S3BACKUP_PASSWORD:-}" ]; then
+    KIT_PASSWORD=$S3BACKUP_PASSWORD
+  elif [ "$prompt" = 1 ]; then
+    if ! { : </dev/tty; } 2>/dev/null; then
+      die "no password: set S3BACKUP_PASSWORD, use --password-file FILE, or run in a terminal" "$EXIT_USAGE"
+    fi
+    printf 'Repository password: ' >/dev/tty
+    KIT_PROMPTING=1
+    IFS= read -rs KIT_PASSWORD </dev/tty || true
+    KIT_PROMPTING=0
+    printf '\n' >/dev/tty
+    if [ -z "$KIT_PASSWORD" ]; then die "empty password" "$EXIT_USAGE"; fi
+  else
+    return 1
+  fi
+  # Child processes (aws, cp...) need not see it; openssl gets it through its own variable.
+  export -n S3BACKUP_PASSWORD 2>/dev/null || true
+  return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# kit.conf (written by s3backup next to the scripts): endpoint_url=..., region=...
+# Read line by line, never sourced.
+# ---------------------------------------------------------------------------------------------
+
+CONF_ENDPOINT=""
+CONF_REGION=""
+
+read_kit_conf() {
+  local f="$KIT_DIR/kit.conf" line k v
+  if [ ! -f "$f" ]; then return 0; fi
+  while IFS= read -r line || [ -n "$line" ]; do
+    line=${line%"$CR"}
+    case "$line" in '' | '#'*) continue ;; *=*) ;; *) continue ;; esac
+    k=${line%%=*}
+    v=${line#*=}
+    case "$k" in
+    endpoint_url) CONF_ENDPOINT=$v ;;
+    region) CONF_REGION=$v ;;
+    esac
+  done <"$f"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Store: s3://bucket[/prefix] or a local directory
+# ---------------------------------------------------------------------------------------------
+
+STORE_KIND=""
+STORE_DIR=""
+STORE_BUCKET=""
+STORE_PREFIX=""
+STORE_ERR=""
+AWS_OPTS=()
+
+# store_init SPEC ENDPOINT_FLAG REGION_FLAG
+store_init() {
+  local spec=$1 rest endpoint region
+  case "$spec" in
+  s3://*)
+    STORE_KIND=s3
+    rest=${spec#s3://}
+    STORE_BUCKET=${rest%%/*}
+    if [ "$STORE_BUCKET" = "$rest" ]; then STORE_PREFIX=""; else STORE_PREFIX=${rest#*/}; fi
+    while [ -n "$STORE_PREFIX" ] && [ "${STORE_PREFIX%/}" != "$STORE_PREFIX" ]; do
+      STORE_PREFIX=${STORE_PREFIX%/}
+    done
+    if [ -n "$STORE_PREFIX" ]; then STORE_PREFIX="$STORE_PREFIX/"; fi
+    if [ -z "$STORE_BUCKET" ]; then die "bad store URL: $spec (expected s3://bucket[/prefix])" "$EXIT_USAGE"; fi
+    need aws
+    read_kit_conf
+    # endpoint: flag > AWS_ENDPOINT_URL_S3 > AWS_ENDPOINT_URL > kit.conf
+    endpoint=$2
+    if [ -z "$endpoint" ]; then endpoint=${AWS_ENDPOINT_URL_S3:-}; fi
+    if [ -z "$endpoint" ]; then endpoint=${AWS_ENDPOINT_URL:-}; fi
+    if [ -z "$endpoint" ]; then endpoint=$CONF_ENDPOINT; fi
+    # region: flag > AWS_REGION / AWS_DEFAULT_REGION (read by aws itself) > kit.conf
+    region=$3
+    if [ -z "$region" ] && [ -z "${AWS_REGION:-}" ] && [ -z "${AWS_DEFAULT_REGION:-}" ]; then
+      region=$CONF_REGION
+    fi
+    AWS_OPTS=()
+    if [ -n "$endpoint" ] && [ -n "$region" ]; then
+      AWS_OPTS=(--endpoint-url "$endpoint" --region "$region")
+    elif [ -n "$endpoint" ]; then
+      AWS_OPTS=(--endpoint-url "$endpoint")
+    elif [ -n "$region" ]; then
+      AWS_OPTS=(--region "$region")
+    fi
+    ;;
+  *)
+    STORE_KIND=dir
+    if [ ! -d "$spec" ]; then
+      die "$spec: no such directory (a store is s3://bucket[/prefix] or a local directory)"
+    fi
+    STORE_DIR=$(cd -- "$spec" && pwd -P) || die "cannot enter $spec"
+    ;;
+  esac
+}
+
+store_desc() {
+  if [ "$STORE_KIND" = s3 ]; then
+    printf 's3://%s/%s' "$STORE_BUCKET" "$STORE_PREFIX"
+  else
+    printf '%s' "$STORE_DIR"
+  fi
+}
+
+aws_run() {
+  aws ${AWS_OPTS[@]+"${AWS_OPTS[@]}"} "$@" </dev/null
+}
+
+# first_line FILE: print the first non-empty line of FILE (for error messages).
+first_line() {
+  local l=""
+  if [ -f "$1" ]; then
+    while IFS= read -r l || [ -n "$l" ]; do
+      if [ -n "$l" ]; then break; fi
+    done <"$1"
+  fi
+  printf '%s' "$l"
+}
+
+# store_get NAME DEST: fetch one object. On failure returns 1 with STORE_ERR = "missing" when
+# the object does not exist, else a message.
+store_get() {
+  local name=$1 dest=$2 err
+  STORE_ERR=""
+  if [ "$STORE_KIND" = dir ]; then
+    if [ ! -f "$STORE_DIR/$name" ]; then
+      STORE_ERR=missing
+      return 1
+    fi
+    if ! cp -- "$STORE_DIR/$name" "$dest" 2>"$KIT_TMP/cp.err"; then
+      STORE_ERR="cannot copy: $(first_line "$KIT_TMP/cp.err")"
+      return 1
+    fi
+    return 0
+  fi
+  if aws_run s3api get-object --bucket "$STORE_BUCKET" --key "$STORE_PREFIX$name" "$dest" \
+    >/dev/null 2>"$KIT_TMP/aws.err"; then
+    return 0
+  fi
+  err=$(cat -- "$KIT_TMP/aws.err")
+  case "$err" in
+  *NoSuchKey* | *"(404)"* | *"Not Found"*) STORE_ERR=missing ;;
+  *) STORE_ERR="download failed: $(first_line "$KIT_TMP/aws.err")" ;;
+  esac
+  rm -f -- "$dest"
+  return 1
+}
+
+# Repository descriptor s3backup.conf: sets KEY_ITER and DATA_ITER (format 2 defaults when it
+# is missing). Refuses an unknown format or cipher.
+KEY_ITER=600000
+DATA_ITER=1
+
+load_repo_conf() {
+  local f="$KIT_TMP/s3backup.conf" line k v
+  if ! store_get s3backup.conf "$f"; then
+    # Missing: the format 2 defaults (FORMAT.md 2). Without s3:ListBucket permission S3 says
+    # AccessDenied for a missing key: go on with the defaults too.
+    case "$STORE_ERR" in
+    missing) ;;
+    *AccessDenied* | *Forbidden* | *"(403)"*) warn "cannot read s3backup.conf ($STORE_ERR); using the format 2 defaults" ;;
+    *) die "cannot read s3backup.conf in $(store_desc): $STORE_ERR" ;;
+    esac
+    return 0
+  fi
+  while IFS= read -r line || [ -n "$line" ]; do
+    line=${line%"$CR"}
+    case "$line" in '' | '#'*) continue ;; *=*) ;; *) continue ;; esac
+    k=${line%%=*}
+    v=${line#*=}
+    case "$k" in
+    format) if [ "$v" != 2 ]; then die "repository format '$v' is not supported by this kit (it reads format 2)"; fi ;;
+    cipher) if [ "$v" != aes-256-cbc ]; then die "unsupported cipher '$v' in s3backup.conf"; fi ;;
+    kdf) if [ "$v" != pbkdf2 ]; then die "unsupported kdf '$v' in s3backup.conf"; fi ;;
+    digest) if [ "$v" != sha256 ]; then die "unsupported digest '$v' in s3backup.conf"; fi ;;
+    key-iter) if is_uint "$v" && [ "$v" -gt 0 ]; then KEY_ITER=$v; else die "bad key-iter '$v' in s3backup.conf"; fi ;;
+    data-iter) if is_uint "$v" && [ "$v" -gt 0 ]; then DATA_ITER=$v; else die "bad data-iter '$v' in s3backup.conf"; fi ;;
+    esac
+  done <"$f"
+  rm -f -- "$f"
+}
+
+# is_meta_name NAME: meta_<name>_<YYYYMMDDTHHMMSSZ>
+is_meta_name() {
+  local ts=${1##*_} name
+  case "$1" in meta_?*_*) ;; *) return 1 ;; esac
+  case "$ts" in
+  [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z) ;;
+  *) return 1 ;;
+  esac
+  name=${1#meta_}
+  name=${name%_*}
+  case "$name" in '' | */* | *[[:space:]]*) return 1 ;; esac
+  return 0
+}
+
+# store_list_metas OUT: write "<time> <name> <meta> <size>" lines, sorted by time then name.
+store_list_metas() {
+  local out=$1 raw="$KIT_TMP/metas.raw" f n d="" sz rest rc err
+  : >"$raw"
+  if [ "$STORE_KIND" = dir ]; then
+    for f in "$STORE_DIR"/meta_*; do
+      if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
+      n=${f##*/}
+      if ! is_meta_name "$n"; then continue; fi
+      sz=$(wc -c <"$f") || sz=0
+      sz=${sz##* }
+      printf '%s\n' "$n $sz" >>"$raw"
+    done
+  else
+    rc=0
+    aws_run s3 ls "s3://$STORE_BUCKET/${STORE_PREFIX}meta_" >"$KIT_TMP/ls.out" 2>"$KIT_TMP/ls.err" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+      err=$(first_line "$KIT_TMP/ls.err")
+      # "aws s3 ls" exits 1 without a message when nothing matches.
+      if [ -n "$err" ] || [ -s "$KIT_TMP/ls.out" ]; then
+        die "cannot list $(store_desc): $err"
+      fi
+    fi
+    while IFS=' ' read -r d _ sz n rest || [ -n "$d" ]; do
+      if [ "$d" = PRE ] || [ -z "$n" ] || [ -n "$rest" ]; then d=""; continue; fi
+      if is_meta_name "$n"; then printf '%s\n' "$n $sz" >>"$raw"; fi
+      d=""
+    done <"$KIT_TMP/ls.out"
+  fi
+  : >"$out"
+  while IFS=' ' read -r n sz; do
+    rest=${n#meta_}
+    printf '%s\n' "${n##*_} ${rest%_*} $n $sz" >>"$out"
+  done <"$raw"
+  LC_ALL=C sort -o "$out" "$out"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Keys and metas
+# ---------------------------------------------------------------------------------------------
+
+DATA_KEY=""
+
+# unwrap_key FILE: decrypt a wrapped key (s3backup.key bytes) with the password into DATA_KEY.
+unwrap_key() {
+  local plain="$KIT_TMP/key.plain" l1="" l2=""
+  DATA_KEY=""
+  if ! decrypt_pw "$1" "$plain" "$KEY_ITER"; then rm -f -- "$plain"; return 1; fi
+  { IFS= read -r l1 || true; IFS= read -r l2 || true; } <"$plain"
+  rm -f -- "$plain"
+  if [ "$l1" != "s3backup-key 2" ]; then return 1; fi
+  if ! is_hex "$l2" 64; then return 1; fi
+  DATA_KEY=$l2
+}
+
+META_PLAIN=""
+META_HDR_LINES=0
+META_ENTRIES=0
+META_WRAPPED=""
+META_TIME=""
+META_HOST=""
+META_SOURCE=""
+META_NAME=""
+
+# open_meta ENCRYPTED LABEL: decrypt and check a meta (magic line, header, trailer). Dies with
+# EXIT_PASSWORD when it does not open, EXIT_ERROR when it is truncated.
+open_meta() {
+  local enc=$1 label=$2 line="" n=0 k v found=0 total last cnt
+  META_PLAIN="$KIT_TMP/meta.plain"
+  META_WRAPPED=""
+  META_TIME="" META_HOST="" META_SOURCE="" META_NAME=""
+  if ! decrypt_pw "$enc" "$META_PLAIN" "$KEY_ITER"; then
+    die "$label: wrong password (the meta does not decrypt)" "$EXIT_PASSWORD"
+  fi
+  IFS= read -r line <"$META_PLAIN" || true
+  if [ "$line" != "s3backup-meta 2" ]; then
+    case "$line" in
+    "s3backup-meta "[0-9]*) die "$label: meta version '${line#s3backup-meta }' is not supported by this kit" ;;
+    esac
+    die "$label: wrong password (or corrupt meta)" "$EXIT_PASSWORD"
+  fi
+  n=0
+  while IFS= read -r line; do
+    n=$((n + 1))
+    if [ "$n" -eq 1 ]; then continue; fi
+    if [ "$line" = entries ]; then
+      found=1
+      break
+    fi
+    k=${line%% *}
+    if [ "$k" = "$line" ]; then v=""; else v=${line#* }; fi
+    case "$k" in
+    wrapped-key) printf -v META_WRAPPED '%b' "$v" ;;
+    time) printf -v META_TIME '%b' "$v" ;;
+    host) printf -v META_HOST '%b' "$v" ;;
+    source) printf -v META_SOURCE '%b' "$v" ;;
+    name) printf -v META_NAME '%b' "$v" ;;
+    esac
+  done <"$META_PLAIN"
+  if [ "$found" != 1 ]; then die "$label: truncated meta (no 'entries' line)"; fi
+  META_HDR_LINES=$n
+  total=$(wc -l <"$META_PLAIN") || die "wc failed"
+  total=${total##* }
+  # A last line without its \n still counts.
+  if [ -n "$(tail -c 1 "$META_PLAIN")" ]; then total=$((total + 1)); fi
+  last=$(tail -n 1 "$META_PLAIN") || die "tail failed"
+  case "$last" in
+  "end "*) cnt=${last#end } ;;
+  *) die "$label: truncated meta (no 'end' trailer)" ;;
+  esac
+  if ! is_uint "$cnt"; then die "$label: truncated meta (bad trailer '$last')"; fi
+  META_ENTRIES=$((total - n - 1))
+  if [ "$META_ENTRIES" -lt 0 ] || [ "$((10#$cnt))" -ne "$META_ENTRIES" ]; then
+    die "$label: truncated meta (trailer says $((10#$cnt)) entries, found $META_ENTRIES)"
+  fi
+}

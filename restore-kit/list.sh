@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+#
+# list.sh - list the backups of an s3backup repository (bash, coreutils, openssl, aws only).
+#
+# usage: list.sh [--count] [--endpoint-url URL] [--password-file FILE] [--region R]
+#                <s3://bucket[/prefix] | DIR>
+#
+# Without a password: meta name, backup name, time (UTC), meta size in bytes. With a password
+# (S3BACKUP_PASSWORD or --password-file; --count also prompts for one) also the number of
+# entries of each backup. It never prompts without --count.
+
+set -euo pipefail
+
+KIT_PROG=list.sh
+KIT_DIR=${BASH_SOURCE[0]%/*}
+if [ "$KIT_DIR" = "${BASH_SOURCE[0]}" ]; then KIT_DIR=.; fi
+# shellcheck source=common.sh
+. "$KIT_DIR/common.sh"
+
+usage() {
+  cat <<'EOF'
+usage: list.sh [--count] [--endpoint-url URL] [--password-file FILE] [--region R]
+               <s3://bucket[/prefix] | DIR>
+
+Lists the backups, oldest first: meta name, backup name, time (UTC), meta size in bytes, and
+with a password (S3BACKUP_PASSWORD, --password-file FILE, or --count to be prompted) the
+number of entries (files, directories, links) of each backup.
+
+Exit codes: 0 ok, 1 error, 2 usage, 4 wrong password.
+EOF
+}
+
+# meta_count META: decrypt a meta and set COUNT to its number of entries. Returns 1 (with
+# COUNT_ERR) when it does not open.
+meta_count() {
+  local m=$1 plain="$KIT_TMP/meta.plain" line="" last
+  COUNT=""
+  COUNT_ERR=""
+  if ! store_get "$m" "$KIT_TMP/meta.enc"; then
+    COUNT_ERR="cannot fetch it ($STORE_ERR)"
+    return 1
+  fi
+  if ! decrypt_pw "$KIT_TMP/meta.enc" "$plain" "$KEY_ITER"; then
+    rm -f -- "$KIT_TMP/meta.enc" "$plain"
+    COUNT_ERR="does not decrypt (wrong password?)"
+    return 1
+  fi
+  rm -f -- "$KIT_TMP/meta.enc"
+  IFS= read -r line <"$plain" || true
+  if [ "$line" != "s3backup-meta 2" ]; then
+    rm -f -- "$plain"
+    COUNT_ERR="not a format 2 meta (wrong password?)"
+    return 1
+  fi
+  last=$(tail -n 1 "$plain") || last=""
+  rm -f -- "$plain"
+  case "$last" in
+  "end "*) COUNT=${last#end } ;;
+  *) COUNT_ERR="truncated (no trailer)"; return 1 ;;
+  esac
+  if ! is_uint "$COUNT"; then COUNT_ERR="bad trailer"; return 1; fi
+  return 0
+}
+
+main() {
+  local endpoint="" region="" pwfile="" count=0 have_pw=0 ts name meta size t failed=0 rows=0
+  while [ $# -gt 0 ]; do
+    case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --count) count=1; shift ;;
+    --endpoint-url) if [ $# -lt 2 ]; then die "--endpoint-url needs a URL" "$EXIT_USAGE"; fi; endpoint=$2; shift 2 ;;
+    --endpoint-url=*) endpoint=${1#*=}; shift ;;
+    --password-file) if [ $# -lt 2 ]; then die "--password-file needs a FILE" "$EXIT_USAGE"; fi; pwfile=$2; shift 2 ;;
+    --password-file=*) pwfile=${1#*=}; shift ;;
+    --region) if [ $# -lt 2 ]; then die "--region needs a region" "$EXIT_USAGE"; fi; region=$2; shift 2 ;;
+    --region=*) region=${1#*=}; shift ;;
+    --) shift; break ;;
+    -?*) usage >&2; die "unknown option: $1" "$EXIT_USAGE" ;;
+    *) break ;;
+    esac
+  done
+  if [ $# -ne 1 ]; then usage >&2; exit "$EXIT_USAGE"; fi
+
+  need cat cp id mktemp rm sort tail wc
+  kit_init
+  store_init "$1" "$endpoint" "$region"
+  if [ "$count" = 1 ] || [ -n "$pwfile" ] || [ -n "${S3BACKUP_PASSWORD:-}" ]; then check_openssl; fi
+  if get_password "$pwfile" "$count"; then have_pw=1; fi
+  load_repo_conf
+  store_list_metas "$KIT_TMP/metas"
+  if [ ! -s "$KIT_TMP/metas" ]; then
+    die "no backups found in $(store_desc)"
+  fi
+  if [ "$have_pw" = 1 ]; then
+    # Check the password once on the repository key, when there is one.
+    if store_get s3backup.key "$KIT_TMP/key.enc"; then
+      if ! unwrap_key "$KIT_TMP/key.enc"; then
+        die "wrong password (s3backup.key does not open)" "$EXIT_PASSWORD"
+      fi
+      DATA_KEY=""
+    fi
+    printf '%-48s  %-24s  %-20s  %12s  %9s\n' META NAME "TIME (UTC)" SIZE ENTRIES
+  else
+    printf '%-48s  %-24s  %-20s  %12s\n' META NAME "TIME (UTC)" SIZE
+  fi
+  while IFS=' ' read -r ts name meta size; do
+    t="${ts:0:4}-${ts:4:2}-${ts:6:2} ${ts:9:2}:${ts:11:2}:${ts:13:2}"
+    rows=$((rows + 1))
+    if [ "$have_pw" = 1 ]; then
+      if ! meta_count "$meta"; then
+        warn "$meta: $COUNT_ERR"
+        COUNT="?"
+        failed=$((failed + 1))
+      fi
+      printf '%-48s  %-24s  %-20s  %12s  %9s\n' "$meta" "$name" "$t" "$size" "$COUNT"
+    else
+      printf '%-48s  %-24s  %-20s  %12s\n' "$meta" "$name" "$t" "$size"
+    fi
+  done <"$KIT_TMP/metas"
+  if [ "$failed" -gt 0 ]; then
+    if [ "$failed" -eq "$rows" ]; then exit "$EXIT_PASSWORD"; fi
+    exit "$EXIT_ERROR"
+  fi
+  exit 0
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
+fi

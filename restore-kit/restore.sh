@@ -1,0 +1,571 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+#
+# restore.sh - restore one s3backup backup with bash, coreutils, openssl and the aws CLI only.
+# See README.md next to this script, and FORMAT.md (section 5.3) for the algorithm.
+#
+# usage: restore.sh [--only PATH]... [--endpoint-url URL] [--password-file FILE] [--region R]
+#                   <s3://bucket[/prefix] | DIR> <meta-name | latest | backup-name> <target-dir>
+
+set -euo pipefail
+
+KIT_PROG=restore.sh
+KIT_DIR=${BASH_SOURCE[0]%/*}
+if [ "$KIT_DIR" = "${BASH_SOURCE[0]}" ]; then KIT_DIR=.; fi
+# shellcheck source=common.sh
+. "$KIT_DIR/common.sh"
+
+# Distinct objects fetched by one "aws s3 cp --recursive", and their total plaintext size.
+BATCH_MAX=${S3BACKUP_KIT_BATCH:-300}
+BS2=$'\\\\' # two backslashes
+BATCH_MAX_BYTES=${S3BACKUP_KIT_BATCH_BYTES:-2147483648}
+
+usage() {
+  cat <<'EOF'
+usage: restore.sh [--only PATH]... [--endpoint-url URL] [--password-file FILE] [--region R]
+                  <s3://bucket[/prefix] | DIR> <meta-name | latest | backup-name> <target-dir>
+
+Restores one backup into target-dir (created if needed). "latest" is the newest backup; a
+backup name (e.g. "nightly") is the newest backup of that name. --only PATH (repeatable)
+restores only PATH and what is under it. The password comes from --password-file FILE (first
+line), else $S3BACKUP_PASSWORD, else a prompt on the terminal.
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some entries failed), 4 wrong password.
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Entries
+# ---------------------------------------------------------------------------------------------
+
+TARGET=""
+WORK_NAME=""
+ONLY=()
+ONLY_HIT=()
+ONLY_N=0
+N_FILES=0
+N_DIRS=0
+N_LINKS=0
+FAILED=0
+OK_PARENT=""
+TOUCH_MODE=""
+
+# fail ESCAPED_PATH REASON
+fail() {
+  warn "$1: $2"
+  FAILED=$((FAILED + 1))
+}
+
+# parse_entry LINE: split an entry line (FORMAT.md 5.1) into E_* variables, decode and check
+# the path. Returns 1 with E_ERR set when the entry is refused.
+parse_entry() {
+  local rest=$1 i=0 f nonul
+  local -a fld
+  E_ERR=""
+  E_EPATH=""
+  while [ "$i" -lt 8 ]; do
+    f=${rest%% *}
+    if [ "$f" = "$rest" ]; then
+      E_EPATH=$1
+      E_ERR="malformed entry line"
+      return 1
+    fi
+    fld[i]=$f
+    rest=${rest#* }
+    i=$((i + 1))
+  done
+  E_MD5=${fld[0]} E_TYPE=${fld[1]} E_MODE=${fld[2]} E_UID=${fld[3]} E_GID=${fld[4]}
+  E_SIZE=${fld[5]} E_MTIME=${fld[6]} E_ETARGET=${fld[7]}
+  E_EPATH=$rest
+  # Control characters are always escaped (FORMAT.md 5.2).
+  case "$E_EPATH$E_ETARGET" in *"$TAB"* | *"$CR"*) E_ERR="unescaped control character: refused"; return 1 ;; esac
+  # A NUL byte cannot be in a name; a "\x00" escape would cut the decoded string.
+  nonul=${E_EPATH//"$BS2"/}
+  case "$nonul" in *'\x00'*) E_ERR="path holds a NUL byte: refused"; return 1 ;; esac
+  printf -v E_PATH '%b' "$E_EPATH"
+  if [ -z "$E_PATH" ]; then E_ERR="empty path: refused"; return 1; fi
+  case "$E_PATH" in /*) E_ERR="absolute path: refused"; return 1 ;; esac
+  rest=$E_PATH
+  while :; do
+    f=${rest%%/*}
+    case "$f" in '' | . | ..) E_ERR="path with an empty, '.' or '..' component: refused"; return 1 ;; esac
+    if [ "$rest" = "$f" ]; then break; fi
+    rest=${rest#*/}
+  done
+  f=${E_PATH%%/*}
+  if [ "$f" = "$WORK_NAME" ]; then E_ERR="path clashes with the kit's work directory: skipped"; return 1; fi
+  case "$E_TYPE" in
+  f) if ! is_hex "$E_MD5" 32; then E_ERR="bad md5 field '$E_MD5'"; return 1; fi ;;
+  d) ;;
+  l)
+    nonul=${E_ETARGET//"$BS2"/}
+    case "$nonul" in *'\x00'*) E_ERR="link target holds a NUL byte: refused"; return 1 ;; esac
+    printf -v E_TARGET '%b' "$E_ETARGET"
+    if [ -z "$E_TARGET" ]; then E_ERR="empty link target"; return 1; fi
+    ;;
+  *) E_ERR="unknown entry type '$E_TYPE': skipped"; return 1 ;;
+  esac
+  case "$E_MODE" in
+  [0-7][0-7][0-7][0-7]) ;;
+  [0-7][0-7][0-7]) E_MODE=0$E_MODE ;;
+  *) E_ERR="bad mode '$E_MODE'"; return 1 ;;
+  esac
+  if [ "$E_UID" != - ] && ! is_uint "$E_UID"; then E_ERR="bad uid '$E_UID'"; return 1; fi
+  if [ "$E_GID" != - ] && ! is_uint "$E_GID"; then E_ERR="bad gid '$E_GID'"; return 1; fi
+  if ! is_uint "$E_SIZE"; then E_ERR="bad size '$E_SIZE'"; return 1; fi
+  f=${E_MTIME#-}
+  case "$f" in
+  *.*) if ! is_uint "${f%%.*}" || ! is_uint "${f#*.}"; then E_ERR="bad mtime '$E_MTIME'"; return 1; fi ;;
+  *) if ! is_uint "$f"; then E_ERR="bad mtime '$E_MTIME'"; return 1; fi ;;
+  esac
+  return 0
+}
+
+# selected: is the parsed entry selected by --only? Directories above a selected path are
+# selected too (so that they get their mode and mtime).
+selected() {
+  local i=0 o hit=0
+  if [ "$ONLY_N" -eq 0 ]; then return 0; fi
+  while [ "$i" -lt "$ONLY_N" ]; do
+    o=${ONLY[i]}
+    if [ "$E_PATH" = "$o" ]; then hit=1; fi
+    case "$E_PATH" in "$o"/*) hit=1 ;; esac
+    if [ "$hit" = 1 ]; then
+      ONLY_HIT[i]=1
+      return 0
+    fi
+    if [ "$E_TYPE" = d ]; then
+      case "$o" in "$E_PATH"/*) return 0 ;; esac
+    fi
+    i=$((i + 1))
+  done
+  return 1
+}
+
+# ensure_parents REL MODE: every parent of REL inside TARGET must be a real directory (not a
+# symlink). MODE "create" makes missing ones, "check" only checks. Sets P_ERR on failure.
+ensure_parents() {
+  local rel=$1 pdir cur rest comp
+  case "$rel" in */*) pdir=${rel%/*} ;; *) return 0 ;; esac
+  if [ "$pdir" = "$OK_PARENT" ]; then return 0; fi
+  cur=$TARGET
+  rest=$pdir
+  while :; do
+    comp=${rest%%/*}
+    cur=$cur/$comp
+    if [ -L "$cur" ]; then
+      P_ERR="a parent directory is a symbolic link: not written"
+      return 1
+    elif [ -d "$cur" ]; then
+      :
+    elif [ -e "$cur" ]; then
+      P_ERR="a parent is not a directory: not written"
+      return 1
+    elif [ "$2" = create ]; then
+      if ! mkdir -- "$cur" 2>/dev/null; then
+        P_ERR="cannot create a parent directory"
+        return 1
+      fi
+    else
+      P_ERR="a parent directory is missing"
+      return 1
+    fi
+    if [ "$rest" = "$comp" ]; then break; fi
+    rest=${rest#*/}
+  done
+  OK_PARENT=$pdir
+}
+
+# probe_touch: how to set an mtime (GNU touch -d @SEC.FRAC, else BSD date -r + touch -t).
+probe_touch() {
+  local p="$KIT_TMP/touch.probe" s
+  : >"$p"
+  if touch -h -d "@1.5" -- "$p" 2>/dev/null; then
+    TOUCH_MODE=gnu
+  elif s=$(date -u -r 0 +%Y%m%d%H%M.%S 2>/dev/null) && [ "$s" = 197001010000.00 ] &&
+    TZ=UTC0 touch -h -t "$s" -- "$p" 2>/dev/null; then
+    TOUCH_MODE=bsd
+  else
+    TOUCH_MODE=none
+    warn "cannot set modification times with this touch/date: they are not restored"
+  fi
+  rm -f -- "$p"
+}
+
+# set_mtime PATH MTIME (never follows a symlink)
+set_mtime() {
+  local s
+  case "$TOUCH_MODE" in
+  gnu) touch -h -d "@$2" -- "$1" ;;
+  bsd) s=$(date -u -r "${2%%.*}" +%Y%m%d%H%M.%S) && TZ=UTC0 touch -h -t "$s" -- "$1" ;;
+  *) return 0 ;;
+  esac
+}
+
+# set_owner PATH UID GID (only as root; never follows a symlink)
+set_owner() {
+  local spec
+  if [ "$KIT_ROOT" != 1 ]; then return 0; fi
+  if [ "$2" != - ] && [ "$3" != - ]; then
+    spec=$2:$3
+  elif [ "$2" != - ]; then
+    spec=$2
+  elif [ "$3" != - ]; then
+    spec=:$3
+  else
+    return 0
+  fi
+  chown -h -- "$spec" "$1"
+}
+
+# make_room DEST: remove what is at DEST unless it is a non-empty real directory. Never follows
+# a symlink.
+make_room() {
+  if [ -L "$1" ]; then
+    rm -f -- "$1"
+  elif [ -d "$1" ]; then
+    rmdir -- "$1" 2>/dev/null || return 1
+  elif [ -e "$1" ]; then
+    rm -f -- "$1"
+  fi
+  OK_PARENT=""
+  return 0
+}
+
+# restore_dir: phase 1, for a parsed directory entry.
+restore_dir() {
+  local dest="$TARGET/$E_PATH"
+  if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; return 0; fi
+  if [ -L "$dest" ] || { [ -e "$dest" ] && [ ! -d "$dest" ]; }; then
+    rm -f -- "$dest"
+    OK_PARENT=""
+  fi
+  if [ -d "$dest" ]; then
+    if [ ! -w "$dest" ] || [ ! -x "$dest" ]; then chmod u+rwx -- "$dest" || true; fi
+  elif ! mkdir -- "$dest" 2>/dev/null; then
+    fail "$E_EPATH" "cannot create directory"
+    return 0
+  fi
+  printf '%s\t%s %s %s %s\n' "$E_EPATH" "$E_MODE" "$E_UID" "$E_GID" "$E_MTIME" >>"$KIT_TMP/dirs"
+  N_DIRS=$((N_DIRS + 1))
+}
+
+# restore_file LINE OBJECT [REASON]: phase 2. OBJECT is the encrypted data object, or empty
+# when it could not be fetched (REASON says why).
+restore_file() {
+  local obj=$2 dest pdir tmp
+  if ! parse_entry "$1"; then fail "$E_EPATH" "$E_ERR"; return 0; fi
+  if [ -z "$obj" ]; then fail "$E_EPATH" "${3:-missing object $E_MD5}"; return 0; fi
+  if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; return 0; fi
+  dest="$TARGET/$E_PATH"
+  case "$E_PATH" in */*) pdir="$TARGET/${E_PATH%/*}" ;; *) pdir=$TARGET ;; esac
+  if ! tmp=$(mktemp "$pdir/.s3backup-tmp.XXXXXX" 2>/dev/null); then
+    fail "$E_EPATH" "cannot create a temporary file in its directory"
+    return 0
+  fi
+  KIT_CUR_TMP=$tmp
+  if ! decrypt_data "$obj" "$tmp"; then
+    rm -f -- "$tmp"
+    KIT_CUR_TMP=""
+    fail "$E_EPATH" "object $E_MD5 does not decrypt (corrupt object)"
+    return 0
+  fi
+  if ! file_md5 "$tmp" || [ "$MD5_OUT" != "$E_MD5" ]; then
+    rm -f -- "$tmp"
+    KIT_CUR_TMP=""
+    fail "$E_EPATH" "MD5 mismatch for object $E_MD5 (corrupt object)"
+    return 0
+  fi
+  if ! make_room "$dest"; then
+    rm -f -- "$tmp"
+    KIT_CUR_TMP=""
+    fail "$E_EPATH" "exists and is a non-empty directory: not replaced"
+    return 0
+  fi
+  if ! mv -f -- "$tmp" "$dest"; then
+    rm -f -- "$tmp"
+    KIT_CUR_TMP=""
+    fail "$E_EPATH" "cannot move the file into place"
+    return 0
+  fi
+  KIT_CUR_TMP=""
+  if ! set_owner "$dest" "$E_UID" "$E_GID"; then warn "$E_EPATH: cannot set the owner"; fi
+  if ! chmod -- "0$E_MODE" "$dest"; then warn "$E_EPATH: cannot set the mode"; fi
+  if ! set_mtime "$dest" "$E_MTIME"; then warn "$E_EPATH: cannot set the mtime"; fi
+  N_FILES=$((N_FILES + 1))
+  if [ $((N_FILES % 100)) -eq 0 ]; then warn "$N_FILES/$FILES_TOTAL files"; fi
+}
+
+# restore_link LINE: phase 3.
+restore_link() {
+  local dest
+  if ! parse_entry "$1"; then fail "$E_EPATH" "$E_ERR"; return 0; fi
+  OK_PARENT=""
+  if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; return 0; fi
+  dest="$TARGET/$E_PATH"
+  if ! make_room "$dest"; then fail "$E_EPATH" "exists and is a non-empty directory: not replaced"; return 0; fi
+  if ! ln -s -- "$E_TARGET" "$dest"; then fail "$E_EPATH" "cannot create the symbolic link"; return 0; fi
+  if ! set_owner "$dest" "$E_UID" "$E_GID"; then warn "$E_EPATH: cannot set the owner"; fi
+  if ! set_mtime "$dest" "$E_MTIME"; then warn "$E_EPATH: cannot set the mtime"; fi
+  N_LINKS=$((N_LINKS + 1))
+}
+
+# finish_dirs: phase 4, the directories' owner, mode and mtime, deepest first.
+finish_dirs() {
+  local line ep attrs mode uid gid mtime p
+  if [ ! -s "$KIT_TMP/dirs" ]; then return 0; fi
+  LC_ALL=C sort -r -o "$KIT_TMP/dirs" "$KIT_TMP/dirs"
+  OK_PARENT=""
+  while IFS= read -r line <&3; do
+    ep=${line%%"$TAB"*}
+    attrs=${line#*"$TAB"}
+    mode=${attrs%% *}
+    attrs=${attrs#* }
+    uid=${attrs%% *}
+    attrs=${attrs#* }
+    gid=${attrs%% *}
+    mtime=${attrs#* }
+    printf -v p '%b' "$ep"
+    if ! ensure_parents "$p" check; then fail "$ep" "$P_ERR"; continue; fi
+    if [ -L "$TARGET/$p" ] || [ ! -d "$TARGET/$p" ]; then
+      fail "$ep" "no longer a directory: mode and mtime not set"
+      continue
+    fi
+    if ! set_owner "$TARGET/$p" "$uid" "$gid"; then warn "$ep: cannot set the owner"; fi
+    if ! chmod -- "0$mode" "$TARGET/$p"; then warn "$ep: cannot set the mode"; fi
+    if ! set_mtime "$TARGET/$p" "$mtime"; then warn "$ep: cannot set the mtime"; fi
+  done 3<"$KIT_TMP/dirs"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Files: from a local directory, or from S3 in batches
+# ---------------------------------------------------------------------------------------------
+
+FILES_TOTAL=0
+
+files_from_dir() {
+  local line md5
+  while IFS= read -r line <&3; do
+    md5=${line%% *}
+    if [ -f "$STORE_DIR/$md5" ]; then
+      restore_file "$line" "$STORE_DIR/$md5"
+    else
+      restore_file "$line" "" "missing object $md5"
+    fi
+  done 3<"$KIT_TMP/files"
+}
+
+BATCH_MD5S=()
+BATCH_N=0
+BATCH_BYTES=0
+
+# flush_batch: fetch the batch's objects into KIT_WORK, restore its entries, delete them.
+flush_batch() {
+  local i=0 m line reason rc
+  local -a args
+  if [ "$BATCH_N" -eq 0 ]; then return 0; fi
+  : >"$KIT_TMP/batch.err"
+  if [ "$BATCH_N" -le 2 ]; then
+    while [ "$i" -lt "$BATCH_N" ]; do
+      m=${BATCH_MD5S[i]}
+      i=$((i + 1))
+      if ! store_get "$m" "$KIT_WORK/$m"; then
+        if [ "$STORE_ERR" != missing ]; then printf '%s\n' "$m $STORE_ERR" >>"$KIT_TMP/batch.err"; fi
+      fi
+    done
+  else
+    args=(--exclude '*')
+    while [ "$i" -lt "$BATCH_N" ]; do
+      args=("${args[@]}" --include "${BATCH_MD5S[i]}")
+      i=$((i + 1))
+    done
+    rc=0
+    aws_run s3 cp "s3://$STORE_BUCKET/$STORE_PREFIX" "$KIT_WORK/" --recursive --only-show-errors \
+      "${args[@]}" >/dev/null 2>"$KIT_TMP/aws.err" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+      warn "aws s3 cp failed (exit $rc): $(first_line "$KIT_TMP/aws.err")"
+      printf '%s\n' "* download failed: $(first_line "$KIT_TMP/aws.err")" >>"$KIT_TMP/batch.err"
+    fi
+  fi
+  if [ -s "$KIT_TMP/batch.err" ] && [ "$BATCH_N" -le 2 ]; then
+    while IFS= read -r line; do warn "object ${line%% *}: ${line#* }"; done <"$KIT_TMP/batch.err"
+  fi
+  while IFS= read -r line <&3; do
+    m=${line%% *}
+    if [ -f "$KIT_WORK/$m" ]; then
+      restore_file "$line" "$KIT_WORK/$m"
+    else
+      reason="missing object $m"
+      if [ -s "$KIT_TMP/batch.err" ]; then reason="missing object $m (or download failed, see above)"; fi
+      restore_file "$line" "" "$reason"
+    fi
+  done 3<"$KIT_TMP/batch"
+  i=0
+  while [ "$i" -lt "$BATCH_N" ]; do
+    rm -f -- "$KIT_WORK/${BATCH_MD5S[i]}"
+    i=$((i + 1))
+  done
+  : >"$KIT_TMP/batch"
+  BATCH_MD5S=()
+  BATCH_N=0
+  BATCH_BYTES=0
+}
+
+files_from_s3() {
+  local line md5 last="" rest size
+  LC_ALL=C sort -o "$KIT_TMP/files" "$KIT_TMP/files"
+  : >"$KIT_TMP/batch"
+  while IFS= read -r line <&3; do
+    md5=${line%% *}
+    if [ "$md5" != "$last" ]; then
+      # size: the 6th field
+      rest=${line#* * * * * }
+      size=${rest%% *}
+      if ! is_uint "$size"; then size=0; fi
+      if [ "$BATCH_N" -gt 0 ] && { [ "$BATCH_N" -ge "$BATCH_MAX" ] ||
+        [ $((BATCH_BYTES + size)) -gt "$BATCH_MAX_BYTES" ]; }; then
+        flush_batch
+      fi
+      BATCH_MD5S[BATCH_N]=$md5
+      BATCH_N=$((BATCH_N + 1))
+      BATCH_BYTES=$((BATCH_BYTES + size))
+      last=$md5
+    fi
+    printf '%s\n' "$line" >>"$KIT_TMP/batch"
+  done 3<"$KIT_TMP/files"
+  flush_batch
+}
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+# resolve_meta SPEC: set META to the meta name for "latest", a backup name or a meta name.
+resolve_meta() {
+  local spec=$1 n m s
+  if is_meta_name "$spec"; then
+    META=$spec
+    return 0
+  fi
+  store_list_metas "$KIT_TMP/metas"
+  META=""
+  while IFS=' ' read -r _ n m s; do
+    if [ "$spec" = latest ] || [ "$spec" = "$n" ]; then META=$m; fi
+  done <"$KIT_TMP/metas"
+  if [ -n "$META" ]; then return 0; fi
+  if [ "$spec" = latest ]; then
+    die "no backups found in $(store_desc) (list them with list.sh)"
+  fi
+  die "no backup named '$spec' in $(store_desc) (list them with list.sh)"
+}
+
+main() {
+  local endpoint="" region="" pwfile="" o store spec target line n=0 skip
+  while [ $# -gt 0 ]; do
+    case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --only) if [ $# -lt 2 ]; then die "--only needs a PATH" "$EXIT_USAGE"; fi; o=$2; shift 2 ;;
+    --only=*) o=${1#--only=}; shift ;;
+    --endpoint-url) if [ $# -lt 2 ]; then die "--endpoint-url needs a URL" "$EXIT_USAGE"; fi; endpoint=$2; shift 2; continue ;;
+    --endpoint-url=*) endpoint=${1#*=}; shift; continue ;;
+    --password-file) if [ $# -lt 2 ]; then die "--password-file needs a FILE" "$EXIT_USAGE"; fi; pwfile=$2; shift 2; continue ;;
+    --password-file=*) pwfile=${1#*=}; shift; continue ;;
+    --region) if [ $# -lt 2 ]; then die "--region needs a region" "$EXIT_USAGE"; fi; region=$2; shift 2; continue ;;
+    --region=*) region=${1#*=}; shift; continue ;;
+    --) shift; break ;;
+    -?*) usage >&2; die "unknown option: $1" "$EXIT_USAGE" ;;
+    *) break ;;
+    esac
+    # --only PATH: strip "./" and trailing slashes
+    while [ "${o#./}" != "$o" ]; do o=${o#./}; done
+    while [ -n "$o" ] && [ "${o%/}" != "$o" ]; do o=${o%/}; done
+    if [ -z "$o" ]; then die "--only needs a relative PATH" "$EXIT_USAGE"; fi
+    ONLY[ONLY_N]=$o
+    ONLY_HIT[ONLY_N]=0
+    ONLY_N=$((ONLY_N + 1))
+  done
+  if [ $# -ne 3 ]; then usage >&2; exit "$EXIT_USAGE"; fi
+  store=$1 spec=$2 target=$3
+  if [ -z "$target" ]; then die "empty target directory" "$EXIT_USAGE"; fi
+  if [ -e "$target" ] && [ ! -d "$target" ]; then die "$target exists and is not a directory" "$EXIT_USAGE"; fi
+
+  need cat chmod chown cp date id ln mkdir mktemp mv rm rmdir sort tail touch wc
+  check_openssl
+  kit_init
+  pick_md5
+  store_init "$store" "$endpoint" "$region"
+  get_password "$pwfile" 1
+  load_repo_conf
+  resolve_meta "$spec"
+
+  # Everything is checked before the target is touched: password, meta, data key.
+  if ! store_get "$META" "$KIT_TMP/meta.enc"; then
+    if [ "$STORE_ERR" = missing ]; then die "no backup $META in $(store_desc)"; fi
+    die "$META: $STORE_ERR"
+  fi
+  open_meta "$KIT_TMP/meta.enc" "$META"
+  rm -f -- "$KIT_TMP/meta.enc"
+  if [ -n "$META_WRAPPED" ]; then
+    printf '%s' "$META_WRAPPED" | openssl base64 -d -A >"$KIT_TMP/key.enc" 2>/dev/null ||
+      die "$META: bad wrapped-key header (not base64)"
+  elif ! store_get s3backup.key "$KIT_TMP/key.enc"; then
+    die "$META has no wrapped-key header and s3backup.key cannot be read ($STORE_ERR)"
+  fi
+  if ! unwrap_key "$KIT_TMP/key.enc"; then
+    die "the data key in $META does not open with this password (corrupt meta?)" "$EXIT_PASSWORD"
+  fi
+  rm -f -- "$KIT_TMP/key.enc"
+  warn "restoring $META (host ${META_HOST:-?}, source ${META_SOURCE:-?}, $META_ENTRIES entries) into $target"
+
+  # Now the target.
+  if [ ! -d "$target" ]; then
+    mkdir -p -- "$target" || die "cannot create $target"
+  fi
+  TARGET=$(cd -- "$target" && pwd -P) || die "cannot enter $target"
+  if [ "$STORE_KIND" = s3 ]; then
+    KIT_WORK=$(mktemp -d "$TARGET/.s3backup-work.XXXXXX") || die "cannot create a work directory in $TARGET"
+    WORK_NAME=${KIT_WORK##*/}
+  fi
+  probe_touch
+
+  # Phase 1: read the entries, create the directories, sort out files and links.
+  : >"$KIT_TMP/dirs"
+  : >"$KIT_TMP/files"
+  : >"$KIT_TMP/links"
+  skip=$META_HDR_LINES
+  while [ "$n" -lt "$META_ENTRIES" ] && IFS= read -r line <&3; do
+    if [ "$skip" -gt 0 ]; then skip=$((skip - 1)); continue; fi
+    n=$((n + 1))
+    if ! parse_entry "$line"; then fail "$E_EPATH" "$E_ERR"; continue; fi
+    if ! selected; then continue; fi
+    case "$E_TYPE" in
+    d) restore_dir ;;
+    f) printf '%s\n' "$line" >>"$KIT_TMP/files"; FILES_TOTAL=$((FILES_TOTAL + 1)) ;;
+    l) printf '%s\n' "$line" >>"$KIT_TMP/links" ;;
+    esac
+  done 3<"$META_PLAIN"
+  rm -f -- "$META_PLAIN"
+  n=0
+  while [ "$n" -lt "$ONLY_N" ]; do
+    if [ "${ONLY_HIT[n]}" != 1 ]; then fail "${ONLY[n]}" "--only: no such path in $META"; fi
+    n=$((n + 1))
+  done
+
+  # Phase 2: files. Phase 3: symbolic links. Phase 4: directories, deepest first.
+  OK_PARENT=""
+  if [ "$STORE_KIND" = s3 ]; then files_from_s3; else files_from_dir; fi
+  while IFS= read -r line <&3; do restore_link "$line"; done 3<"$KIT_TMP/links"
+  if [ -n "$KIT_WORK" ]; then
+    rm -rf -- "$KIT_WORK"
+    KIT_WORK=""
+  fi
+  finish_dirs
+
+  warn "restored $N_FILES files, $N_DIRS dirs, $N_LINKS links, $FAILED failed"
+  if [ "$FAILED" -gt 0 ]; then exit "$EXIT_PARTIAL"; fi
+  exit 0
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
+fi
