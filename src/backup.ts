@@ -12,6 +12,7 @@ import { FileChangedError, S3BackupError } from "./errors.ts";
 import type { Entry } from "./meta.ts";
 import { formatMetaName, META_PREFIX } from "./meta_name.ts";
 import { acquireLock } from "./lock.ts";
+import { checkPasswordUnchanged } from "./passwd.ts";
 import { encryptObject, encryptSmallObject, type Repository, saveMeta } from "./repository.ts";
 import type { ObjectInfo, Store } from "./store/store.ts";
 import { walk, type WalkItem } from "./walk.ts";
@@ -129,6 +130,8 @@ export async function backup(
   // that is running already makes us stop here, before anything is uploaded (FORMAT.md §6).
   const lock = opts.simulate ? null : await acquireLock(store, "backup", opts.host);
   try {
+    // No password change pending, and none since `repo` was opened (FORMAT.md §7).
+    if (lock !== null && repo !== null) await checkPasswordUnchanged(repo);
     return await backupLocked(store, repo, opts, onEvent);
   } finally {
     await lock?.release().catch(() => {});

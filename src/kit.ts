@@ -4,6 +4,7 @@
  */
 import commonSh from "../restore-kit/common.sh" with { type: "text" };
 import restoreSh from "../restore-kit/restore.sh" with { type: "text" };
+import restoreLegacySh from "../restore-kit/restore-legacy.sh" with { type: "text" };
 import listSh from "../restore-kit/list.sh" with { type: "text" };
 import readme from "../restore-kit/README.md" with { type: "text" };
 import formatMd from "../FORMAT.md" with { type: "text" };
@@ -31,6 +32,7 @@ export function kitConf(c: KitConfig): string {
 export function kitFiles(c: KitConfig): Map<string, Uint8Array> {
   return new Map([
     ["restore.sh", te.encode(restoreSh)],
+    ["restore-legacy.sh", te.encode(restoreLegacySh)],
     ["list.sh", te.encode(listSh)],
     ["common.sh", te.encode(commonSh)],
     ["README.md", te.encode(readme)],

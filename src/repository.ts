@@ -12,11 +12,32 @@ import {
   newDescriptor,
   parseDescriptor,
 } from "./descriptor.ts";
-import { CorruptDataError, ObjectNotFoundError, S3BackupError } from "./errors.ts";
+import {
+  CorruptDataError,
+  ObjectNotFoundError,
+  S3BackupError,
+  WrongPasswordError,
+} from "./errors.ts";
 import { encodeMeta, type Entry, type Meta, type MetaHeader, parseMeta } from "./meta.ts";
 import { readAll, type Store } from "./store/store.ts";
 
 const te = new TextEncoder();
+
+/**
+ * What an interrupted password change leaves (FORMAT.md §7): readers fall back to the key in
+ * `.next` then `.prev`, and to a meta's copies under `passwd/next/` then `passwd/prev/`.
+ */
+export const KEY_NEXT_NAME = "s3backup.key.next";
+export const KEY_PREV_NAME = "s3backup.key.prev";
+export const PASSWD_PREFIX = "passwd/";
+
+export function metaNextName(meta: string): string {
+  return `${PASSWD_PREFIX}next/${meta}`;
+}
+
+export function metaPrevName(meta: string): string {
+  return `${PASSWD_PREFIX}prev/${meta}`;
+}
 
 export interface Repository {
   store: Store;
@@ -44,7 +65,8 @@ export async function repositoryExists(store: Store): Promise<boolean> {
 
 /**
  * Opens the repository with `password`. Throws WrongPasswordError if the password does not
- * open the key, and S3BackupError if the store holds no repository.
+ * open the key (nor, after an interrupted password change, `.next` or `.prev`: `wrappedKey` is
+ * then the one that opened), and S3BackupError if the store holds no repository.
  */
 export async function openRepository(store: Store, password: Uint8Array): Promise<Repository> {
   const wrappedKey = await loadOptional(store, KEY_NAME);
@@ -57,8 +79,23 @@ export async function openRepository(store: Store, password: Uint8Array): Promis
   const descriptor = conf === null
     ? defaultDescriptor()
     : parseDescriptor(new TextDecoder().decode(conf));
-  const dataKey = await unwrapDataKey(wrappedKey, password, descriptor.keyIter);
-  return { store, descriptor, dataKey: te.encode(dataKey), wrappedKey, password };
+  try {
+    const dataKey = await unwrapDataKey(wrappedKey, password, descriptor.keyIter);
+    return { store, descriptor, dataKey: te.encode(dataKey), wrappedKey, password };
+  } catch (err) {
+    if (!(err instanceof WrongPasswordError)) throw err;
+    for (const name of [KEY_NEXT_NAME, KEY_PREV_NAME]) {
+      const other = await loadOptional(store, name);
+      if (other === null) continue;
+      try {
+        const dataKey = await unwrapDataKey(other, password, descriptor.keyIter);
+        return { store, descriptor, dataKey: te.encode(dataKey), wrappedKey: other, password };
+      } catch (e) {
+        if (!(e instanceof WrongPasswordError)) throw e;
+      }
+    }
+    throw err;
+  }
 }
 
 /**
@@ -109,8 +146,28 @@ export async function saveMeta(
   return body.length;
 }
 
-/** Loads, decrypts and parses a meta. Throws CorruptDataError if it does not open or parse. */
+/**
+ * Loads, decrypts and parses a meta; when it does not open, its copies left by an interrupted
+ * password change (`passwd/next/<key>`, `passwd/prev/<key>`). Throws CorruptDataError (about
+ * `key` itself) if none opens or parses.
+ */
 export async function loadMeta(repo: Repository, key: string): Promise<Meta> {
+  try {
+    return await loadMetaObject(repo, key);
+  } catch (err) {
+    if (!(err instanceof CorruptDataError)) throw err;
+    for (const name of [metaNextName(key), metaPrevName(key)]) {
+      try {
+        return await loadMetaObject(repo, name);
+      } catch (e) {
+        if (!(e instanceof CorruptDataError || e instanceof ObjectNotFoundError)) throw e;
+      }
+    }
+    throw err;
+  }
+}
+
+async function loadMetaObject(repo: Repository, key: string): Promise<Meta> {
   const body = await readAll(await repo.store.load(key));
   let text: string;
   try {

@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+#
+# restore-legacy.sh - restore a backup written by the original s3backup.py (repository
+# format 1, FORMAT.md section 7) with bash, coreutils, openssl and the aws CLI only.
+#
+# usage: restore-legacy.sh [--only PATH]... [--overwrite] [--endpoint-url URL]
+#                          [--password-file FILE] [--region R]
+#                          <s3://bucket[/prefix] | DIR> <meta-name | latest | backup-name> <target-dir>
+#
+# Format 1, as s3backup.py wrote it:
+#   - no s3backup.conf, no s3backup.key;
+#   - every object is "openssl enc -aes-256-cbc -md md5" with the password (no -pbkdf2);
+#   - data objects are named by the MD5 of their content;
+#   - metas are meta_[<name>_]<YYYY-MM-DD>_<milliseconds>, one "<md5> <path>" line per file,
+#     the path unescaped (a line that does not start with "<md5> " continues the previous
+#     path: a file name holding a newline).
+# Files are restored with mode 0644, the directories they need are created with mode 0755,
+# times are the time of the restore. Leading "/", "./" and "../" are removed from paths (as
+# tar does); any other ".." or empty component is refused; nothing is written through a
+# symbolic link. A file already there with the same MD5 is kept; one with other content is
+# left alone and reported (exit 3) unless --overwrite.
+
+set -euo pipefail
+
+KIT_PROG=restore-legacy.sh
+KIT_DIR=${BASH_SOURCE[0]%/*}
+if [ "$KIT_DIR" = "${BASH_SOURCE[0]}" ]; then KIT_DIR=.; fi
+# shellcheck source=common.sh
+. "$KIT_DIR/common.sh"
+
+NL=$'\n'
+BS=$'\\' # one backslash
+
+usage() {
+  cat <<'EOF'
+usage: restore-legacy.sh [--only PATH]... [--overwrite] [--endpoint-url URL]
+                         [--password-file FILE] [--region R]
+                         <s3://bucket[/prefix] | DIR> <meta-name | latest | backup-name> <target-dir>
+
+Restores one backup written by the original s3backup.py (meta_[name_]YYYY-MM-DD_millis) into
+target-dir (created if needed). "latest" is the newest backup; a backup name the newest of
+that name. --only PATH (repeatable) restores only PATH and what is under it. --overwrite
+replaces files that differ (otherwise they are left alone and reported). The password comes
+from --password-file FILE (first line), else $S3BACKUP_PASSWORD, else a prompt.
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some files failed), 4 wrong password.
+EOF
+}
+
+TARGET=""
+OVERWRITE=0
+ONLY=()
+ONLY_HIT=()
+ONLY_N=0
+N_FILES=0
+N_SAME=0
+FAILED=0
+NOTED=0
+
+# fail ESCAPED_PATH REASON
+fail() {
+  warn "$1: $2"
+  FAILED=$((FAILED + 1))
+}
+
+# decrypt_legacy IN OUT: openssl enc -d with the password and the old MD5 key derivation.
+decrypt_legacy() {
+  KIT_PW_ENV="$KIT_PASSWORD" openssl enc -d -aes-256-cbc -md md5 -pass env:KIT_PW_ENV \
+    -in "$1" -out "$2" 2>/dev/null </dev/null
+}
+
+# is_legacy_meta NAME: meta_[<name>_]<YYYY-MM-DD>_<digits>
+is_legacy_meta() {
+  local rest ms date
+  case "$1" in meta_*_*) ;; *) return 1 ;; esac
+  ms=${1##*_}
+  rest=${1%_*}
+  date=${rest##*_}
+  if ! is_uint "$ms"; then return 1; fi
+  case "$date" in
+  [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]) ;;
+  *) return 1 ;;
+  esac
+  return 0
+}
+
+# legacy_name META: set LNAME to the backup name part ("" when there is none).
+legacy_name() {
+  local rest=${1%_*}
+  rest=${rest%_*}
+  if [ "$rest" = meta ]; then LNAME=""; else LNAME=${rest#meta_}; fi
+}
+
+# resolve_meta SPEC: set META for a meta name, "latest" or a backup name.
+resolve_meta() {
+  local spec=$1 n raw="$KIT_TMP/metas" ms f d rest
+  if is_legacy_meta "$spec"; then
+    META=$spec
+    return 0
+  fi
+  : >"$raw"
+  if [ "$STORE_KIND" = dir ]; then
+    for f in "$STORE_DIR"/meta_*; do
+      if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
+      n=${f##*/}
+      if is_legacy_meta "$n"; then printf '%s %s\n' "${n##*_}" "$n" >>"$raw"; fi
+    done
+  else
+    if ! aws_run s3 ls "s3://$STORE_BUCKET/${STORE_PREFIX}meta_" >"$KIT_TMP/ls.out" 2>"$KIT_TMP/ls.err"; then
+      if [ -s "$KIT_TMP/ls.err" ]; then die "cannot list $(store_desc): $(first_line "$KIT_TMP/ls.err")"; fi
+    fi
+    while IFS=' ' read -r d _ _ n rest || [ -n "$d" ]; do
+      if [ "$d" = PRE ] || [ -z "$n" ] || [ -n "$rest" ]; then d=""; continue; fi
+      if is_legacy_meta "$n"; then printf '%s %s\n' "${n##*_}" "$n" >>"$raw"; fi
+      d=""
+    done <"$KIT_TMP/ls.out"
+  fi
+  LC_ALL=C sort -n -o "$raw" "$raw"
+  META=""
+  while IFS=' ' read -r ms n; do
+    legacy_name "$n"
+    if [ "$spec" = latest ] || [ "$spec" = "$LNAME" ]; then META=$n; fi
+  done <"$raw"
+  if [ -n "$META" ]; then return 0; fi
+  if [ "$spec" = latest ]; then die "no s3backup.py backups found in $(store_desc)"; fi
+  die "no s3backup.py backup named '$spec' in $(store_desc)"
+}
+
+# escape PATH: set ESC to PATH with "\" doubled and newlines as "\n" (printf %b undoes it).
+escape() {
+  ESC=${1//"$BS"/"$BS$BS"}
+  ESC=${ESC//"$NL"/"${BS}n"}
+}
+
+# relativize PATH: set REL to PATH without leading "/", "./" and "../" (as tar does).
+relativize() {
+  local before
+  REL=$1
+  while :; do
+    before=$REL
+    while [ "${REL#/}" != "$REL" ]; do REL=${REL#/}; done
+    case "$REL" in ./* | ../*) REL=${REL#*/} ;; esac
+    if [ "$REL" = "$before" ]; then break; fi
+  done
+}
+
+# safe_path REL: no empty, "." or ".." component.
+safe_path() {
+  local rest=$1 c
+  if [ -z "$rest" ]; then return 1; fi
+  while :; do
+    c=${rest%%/*}
+    case "$c" in '' | . | ..) return 1 ;; esac
+    if [ "$rest" = "$c" ]; then return 0; fi
+    rest=${rest#*/}
+  done
+}
+
+# selected REL: is REL selected by --only?
+selected() {
+  local i=0 o
+  if [ "$ONLY_N" -eq 0 ]; then return 0; fi
+  while [ "$i" -lt "$ONLY_N" ]; do
+    o=${ONLY[i]}
+    if [ "$1" = "$o" ]; then ONLY_HIT[i]=1; return 0; fi
+    case "$1" in "$o"/*) ONLY_HIT[i]=1; return 0 ;; esac
+    i=$((i + 1))
+  done
+  return 1
+}
+
+# ensure_parents REL: every parent of REL inside TARGET is a real directory (created 0755 when
+# missing), never a symbolic link. Sets P_ERR on failure.
+ensure_parents() {
+  local rest cur comp
+  case "$1" in */*) rest=${1%/*} ;; *) return 0 ;; esac
+  cur=$TARGET
+  while :; do
+    comp=${rest%%/*}
+    cur=$cur/$comp
+    if [ -L "$cur" ]; then
+      P_ERR="a parent directory is a symbolic link: not written"
+      return 1
+    elif [ -d "$cur" ]; then
+      :
+    elif [ -e "$cur" ]; then
+      P_ERR="a parent is not a directory: not written"
+      return 1
+    elif ! mkdir -m 0755 -- "$cur" 2>/dev/null; then
+      P_ERR="cannot create a parent directory"
+      return 1
+    fi
+    if [ "$rest" = "$comp" ]; then break; fi
+    rest=${rest#*/}
+  done
+}
+
+# The previous entry's content (entries come sorted by MD5): where it was restored, or why it
+# could not be.
+PREV_MD5=""
+PREV_DEST=""
+PREV_ERR=""
+
+# restore_one MD5 ESCAPED_PATH: one file, through a temporary name next to it, MD5 checked.
+restore_one() {
+  local md5=$1 ep=$2 path dest pdir tmp got=0
+  printf -v path '%b' "$ep"
+  relativize "$path"
+  if [ "$REL" != "$path" ] && [ "$NOTED" = 0 ]; then
+    NOTED=1
+    warn "some paths are absolute or start with '..': restored under the target without their leading '/', './' and '../'"
+  fi
+  escape "$REL"
+  ep=$ESC
+  if ! safe_path "$REL"; then fail "$ep" "path with an empty, '.' or '..' component: refused"; return 0; fi
+  if ! selected "$REL"; then return 0; fi
+  if ! ensure_parents "$REL"; then fail "$ep" "$P_ERR"; return 0; fi
+  dest="$TARGET/$REL"
+  if [ -f "$dest" ] && [ ! -L "$dest" ]; then
+    if file_md5 "$dest" && [ "$MD5_OUT" = "$md5" ]; then
+      N_SAME=$((N_SAME + 1))
+      PREV_MD5=$md5 PREV_DEST=$dest PREV_ERR=""
+      return 0
+    fi
+  fi
+  if [ -e "$dest" ] || [ -L "$dest" ]; then
+    if [ "$OVERWRITE" != 1 ]; then
+      if [ -L "$dest" ]; then
+        fail "$ep" "exists and is a symbolic link: not replaced (use --overwrite)"
+      elif [ -d "$dest" ]; then
+        fail "$ep" "exists and is a directory: not replaced (use --overwrite)"
+      else
+        fail "$ep" "exists with other content: not replaced (use --overwrite)"
+      fi
+      return 0
+    fi
+  fi
+  if [ "$md5" = "$PREV_MD5" ] && [ -n "$PREV_ERR" ]; then fail "$ep" "$PREV_ERR"; return 0; fi
+  case "$REL" in */*) pdir="$TARGET/${REL%/*}" ;; *) pdir=$TARGET ;; esac
+  if ! tmp=$(mktemp "$pdir/.s3backup-tmp.XXXXXX" 2>/dev/null); then
+    fail "$ep" "cannot create a temporary file in its directory"
+    return 0
+  fi
+  KIT_CUR_TMP=$tmp
+  # The same content as the previous file: copy it (and check it again).
+  if [ "$md5" = "$PREV_MD5" ] && [ -n "$PREV_DEST" ] && cp -- "$PREV_DEST" "$tmp" 2>/dev/null &&
+    file_md5 "$tmp" && [ "$MD5_OUT" = "$md5" ]; then
+    got=1
+  fi
+  if [ "$got" = 0 ]; then
+    PREV_MD5=$md5 PREV_DEST="" PREV_ERR=""
+    if ! store_get "$md5" "$KIT_TMP/obj"; then
+      if [ "$STORE_ERR" = missing ]; then PREV_ERR="missing object $md5"; else PREV_ERR="object $md5: $STORE_ERR"; fi
+    elif ! decrypt_legacy "$KIT_TMP/obj" "$tmp"; then
+      PREV_ERR="object $md5 does not decrypt (corrupt object)"
+    elif ! file_md5 "$tmp" || [ "$MD5_OUT" != "$md5" ]; then
+      PREV_ERR="MD5 mismatch for object $md5 (corrupt object)"
+    fi
+    rm -f -- "$KIT_TMP/obj"
+    if [ -n "$PREV_ERR" ]; then
+      rm -f -- "$tmp"
+      KIT_CUR_TMP=""
+      fail "$ep" "$PREV_ERR"
+      return 0
+    fi
+  fi
+  chmod 0644 -- "$tmp" || warn "$ep: cannot set the mode"
+  if [ -d "$dest" ] && [ ! -L "$dest" ] && ! rmdir -- "$dest" 2>/dev/null; then
+    rm -f -- "$tmp"
+    KIT_CUR_TMP=""
+    fail "$ep" "exists and is a non-empty directory: not replaced"
+    return 0
+  fi
+  if ! mv -f -- "$tmp" "$dest"; then
+    rm -f -- "$tmp"
+    KIT_CUR_TMP=""
+    fail "$ep" "cannot move the file into place"
+    return 0
+  fi
+  KIT_CUR_TMP=""
+  PREV_DEST=$dest
+  N_FILES=$((N_FILES + 1))
+}
+
+main() {
+  local endpoint="" region="" pwfile="" o store spec target line first=1 md5 ep n
+  while [ $# -gt 0 ]; do
+    case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --overwrite) OVERWRITE=1; shift; continue ;;
+    --only) if [ $# -lt 2 ]; then die "--only needs a PATH" "$EXIT_USAGE"; fi; o=$2; shift 2 ;;
+    --only=*) o=${1#--only=}; shift ;;
+    --endpoint-url) if [ $# -lt 2 ]; then die "--endpoint-url needs a URL" "$EXIT_USAGE"; fi; endpoint=$2; shift 2; continue ;;
+    --endpoint-url=*) endpoint=${1#*=}; shift; continue ;;
+    --password-file) if [ $# -lt 2 ]; then die "--password-file needs a FILE" "$EXIT_USAGE"; fi; pwfile=$2; shift 2; continue ;;
+    --password-file=*) pwfile=${1#*=}; shift; continue ;;
+    --region) if [ $# -lt 2 ]; then die "--region needs a region" "$EXIT_USAGE"; fi; region=$2; shift 2; continue ;;
+    --region=*) region=${1#*=}; shift; continue ;;
+    --) shift; break ;;
+    -?*) usage >&2; die "unknown option: $1" "$EXIT_USAGE" ;;
+    *) break ;;
+    esac
+    while [ "${o#./}" != "$o" ]; do o=${o#./}; done
+    while [ -n "$o" ] && [ "${o%/}" != "$o" ]; do o=${o%/}; done
+    if [ -z "$o" ]; then die "--only needs a relative PATH" "$EXIT_USAGE"; fi
+    ONLY[ONLY_N]=$o
+    ONLY_HIT[ONLY_N]=0
+    ONLY_N=$((ONLY_N + 1))
+  done
+  if [ $# -ne 3 ]; then usage >&2; exit "$EXIT_USAGE"; fi
+  store=$1 spec=$2 target=$3
+  if [ -z "$target" ]; then die "empty target directory" "$EXIT_USAGE"; fi
+  if [ -e "$target" ] && [ ! -d "$target" ]; then die "$target exists and is not a directory" "$EXIT_USAGE"; fi
+
+  need cat chmod cp mkdir mktemp mv rm rmdir sort
+  need openssl
+  kit_init
+  pick_md5
+  store_init "$store" "$endpoint" "$region"
+  get_password "$pwfile" 1
+  resolve_meta "$spec"
+
+  # The password is checked (the meta decrypts to "<md5> <path>" lines) before the target.
+  if ! store_get "$META" "$KIT_TMP/meta.enc"; then
+    if [ "$STORE_ERR" = missing ]; then die "no backup $META in $(store_desc)"; fi
+    die "$META: $STORE_ERR"
+  fi
+  if ! decrypt_legacy "$KIT_TMP/meta.enc" "$KIT_TMP/meta.plain"; then
+    die "$META: wrong password (the meta does not decrypt)" "$EXIT_PASSWORD"
+  fi
+  rm -f -- "$KIT_TMP/meta.enc"
+  line=""
+  IFS= read -r line <"$KIT_TMP/meta.plain" || true
+  if [ -s "$KIT_TMP/meta.plain" ] && ! is_hex "${line%% *}" 32; then
+    die "$META: wrong password (or not an s3backup.py meta)" "$EXIT_PASSWORD"
+  fi
+
+  # Entries, one per line "<md5> <escaped path>", continuation lines joined, sorted by MD5.
+  : >"$KIT_TMP/entries"
+  md5="" ep=""
+  while IFS= read -r line || [ -n "$line" ]; do
+    n=${line%% *}
+    if [ "$n" != "$line" ] && is_hex "$n" 32; then
+      if [ -n "$md5" ]; then printf '%s %s\n' "$md5" "$ep" >>"$KIT_TMP/entries"; fi
+      md5=$n
+      escape "${line#* }"
+      ep=$ESC
+    elif [ "$first" = 1 ]; then
+      die "$META: wrong password (or not an s3backup.py meta)" "$EXIT_PASSWORD"
+    else
+      escape "$line"
+      ep="$ep${BS}n$ESC"
+    fi
+    first=0
+  done <"$KIT_TMP/meta.plain"
+  if [ -n "$md5" ]; then printf '%s %s\n' "$md5" "$ep" >>"$KIT_TMP/entries"; fi
+  rm -f -- "$KIT_TMP/meta.plain"
+  LC_ALL=C sort -o "$KIT_TMP/entries" "$KIT_TMP/entries"
+  warn "restoring $META (s3backup.py format) into $target"
+
+  if [ ! -d "$target" ]; then mkdir -p -- "$target" || die "cannot create $target"; fi
+  TARGET=$(cd -- "$target" && pwd -P) || die "cannot enter $target"
+
+  while IFS= read -r line <&3; do
+    restore_one "${line%% *}" "${line#* }"
+  done 3<"$KIT_TMP/entries"
+  n=0
+  while [ "$n" -lt "$ONLY_N" ]; do
+    if [ "${ONLY_HIT[n]}" != 1 ]; then fail "${ONLY[n]}" "--only: no such path in $META"; fi
+    n=$((n + 1))
+  done
+
+  warn "restored $N_FILES files, $N_SAME already there, $FAILED failed"
+  if [ "$FAILED" -gt 0 ]; then exit "$EXIT_PARTIAL"; fi
+  exit 0
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
+fi

@@ -1,0 +1,433 @@
+/**
+ * prune end to end, on the local store and each S3 server of test/s3_env.ts: the policy keeps
+ * exactly what it says, a prune racing a backup loses nothing that backup needs, refusals
+ * delete nothing. Then the binary itself (verify / check, prune, passwd) and its exit codes.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import * as path from "node:path";
+import { backup } from "../src/backup.ts";
+import { CorruptDataError, S3BackupError } from "../src/errors.ts";
+import { acquireLock, LockedError } from "../src/lock.ts";
+import { KEY_NEXT_NAME, PasswordChangePendingError } from "../src/passwd.ts";
+import { prune, type PruneEvent } from "../src/prune.ts";
+import { createRepository, openRepository, type Repository } from "../src/repository.ts";
+import { LocalStore } from "../src/store/local_store.ts";
+import { S3Store } from "../src/store/s3_store.ts";
+import { type ObjectInfo, readAll, type SaveOptions, type Store } from "../src/store/store.ts";
+import { verify } from "../src/verify.ts";
+import {
+  childEnv,
+  makeBucket,
+  removeBucket,
+  requireTarget,
+  s3Targets,
+  targetStore,
+} from "./s3_env.ts";
+
+const te = new TextEncoder();
+const PASSWORD = "prune test password";
+const PW = te.encode(PASSWORD);
+const HOST = "prune-test";
+const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
+
+function md5(s: string): string {
+  return createHash("md5").update(s).digest("hex");
+}
+
+interface Backend {
+  label: string;
+  sanitize: boolean;
+  run(fn: (store: Store) => Promise<void>): Promise<void>;
+}
+
+function backends(): Backend[] {
+  const out: Backend[] = [{
+    label: "local",
+    sanitize: true,
+    async run(fn) {
+      const dir = await Deno.makeTempDir({ prefix: "s3backup-prune-store-" });
+      try {
+        await fn(new LocalStore(dir));
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  }];
+  for (const t of s3Targets()) {
+    out.push({
+      label: t.label,
+      sanitize: false,
+      async run(fn) {
+        requireTarget(t);
+        const { bucket } = await makeBucket(t);
+        const store = targetStore(t, bucket, "repo");
+        try {
+          await fn(store);
+        } finally {
+          store.close();
+          await removeBucket(t, bucket);
+        }
+      },
+    });
+  }
+  return out;
+}
+
+/** Backs up a folder holding exactly `files` (name -> content) as backup `name` at `time`. */
+async function backupOf(
+  store: Store,
+  repo: Repository,
+  name: string,
+  time: string,
+  files: Record<string, string>,
+): Promise<string> {
+  const src = await Deno.makeTempDir({ prefix: "s3backup-prune-src-" });
+  try {
+    for (const [f, content] of Object.entries(files)) {
+      await Deno.writeTextFile(path.join(src, f), content);
+    }
+    const s = await backup(store, repo, {
+      source: src,
+      name,
+      host: HOST,
+      simulate: false,
+      kit: new Map(),
+      now: () => new Date(time),
+    });
+    return s.metaKey!;
+  } finally {
+    await Deno.remove(src, { recursive: true });
+  }
+}
+
+async function names(store: Store, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const o of store.list(prefix)) out.push(o.name);
+  return out.sort();
+}
+
+const DOCS = [
+  "2026-03-01T10:00:00Z",
+  "2026-03-01T22:00:00Z",
+  "2026-03-02T10:00:00Z",
+  "2026-03-09T10:00:00Z",
+  "2026-03-20T10:00:00Z",
+  "2026-04-01T10:00:00Z",
+  "2026-04-02T10:00:00Z",
+];
+
+for (const b of backends()) {
+  Deno.test({
+    name: `prune [${b.label}]: keeps exactly what the policy says, dry run first`,
+    sanitizeOps: b.sanitize,
+    sanitizeResources: b.sanitize,
+    fn: () =>
+      b.run(async (store) => {
+        const repo = await createRepository(store, PW);
+        const metas: string[] = [];
+        for (const t of DOCS) {
+          metas.push(await backupOf(store, repo, "docs", t, { "shared.txt": "S", "at.txt": t }));
+        }
+        const other = await backupOf(store, repo, "other", "2026-01-01T00:00:00Z", { o: "O" });
+        const before = await names(store);
+        const policy = { daily: 2, monthly: 2 };
+        const keep = [metas[4]!, metas[5]!, metas[6]!, other];
+        const gone = [metas[0]!, metas[1]!, metas[2]!, metas[3]!];
+        const goneObjects = DOCS.slice(0, 4).map(md5).sort();
+
+        const events: PruneEvent[] = [];
+        const dry = await prune(
+          repo,
+          { policy, dryRun: true, graceMs: 0, host: HOST },
+          (e) => events.push(e),
+        );
+        assert.deepEqual(dry.metasRemoved, gone);
+        assert.equal(dry.metasKept, 4);
+        assert.equal(dry.objectsRemoved, 4);
+        assert.deepEqual(
+          events.flatMap((e) => e.type === "object" ? [e.name] : []),
+          goneObjects,
+        );
+        assert.deepEqual(
+          events.flatMap((e) =>
+            e.type === "meta" && e.decision.keep
+              ? [`${e.decision.meta.key} ${e.decision.reasons}`]
+              : []
+          ),
+          [
+            `${other} daily,monthly`,
+            `${metas[4]} monthly`,
+            `${metas[5]} daily`,
+            `${metas[6]} daily,monthly`,
+          ],
+        );
+        assert.deepEqual(await names(store), before); // nothing deleted, no lock taken
+
+        // With the default grace period, these fresh objects stay.
+        let s = await prune(repo, { policy, dryRun: true, host: HOST });
+        assert.equal(s.objectsRemoved, 0);
+        assert.equal(s.objectsTooYoung, 4);
+
+        s = await prune(repo, { policy, dryRun: false, graceMs: 0, host: HOST });
+        assert.deepEqual(s.metasRemoved, gone);
+        assert.equal(s.objectsRemoved, 4);
+        assert.equal(s.bytesRemoved, dry.bytesRemoved);
+        assert.equal(s.dataSkipped, false);
+        const after = await names(store);
+        assert.deepEqual(
+          after,
+          before.filter((n) => !gone.includes(n) && !goneObjects.includes(n)),
+        );
+        assert.deepEqual(after.filter((n) => n.startsWith("meta_")), keep.sort());
+        assert.deepEqual(await names(store, "locks/"), []);
+        const v = await verify(repo, { readData: true });
+        assert.equal(v.problems, 0);
+        assert.equal(v.metas, 4);
+        // Idempotent.
+        s = await prune(repo, { policy, dryRun: false, graceMs: 0, host: HOST });
+        assert.deepEqual([s.metasRemoved.length, s.objectsRemoved], [0, 0]);
+        if (store instanceof S3Store) {
+          // moto takes DeleteObjects as the SDK sends it (no fallback to single deletes).
+          assert.equal(store.usesSingleDeletes, false);
+        }
+      }),
+  });
+
+  Deno.test({
+    name: `prune [${b.label}]: racing a backup loses nothing the backup needs`,
+    sanitizeOps: b.sanitize,
+    sanitizeResources: b.sanitize,
+    fn: () =>
+      b.run(async (store) => {
+        const repo = await createRepository(store, PW);
+        // x1's content is used by no kept meta once x1 goes: an orphan, older than any grace.
+        const x1 = await backupOf(store, repo, "x", "2026-01-01T00:00:00Z", { a: "x1 content" });
+        await backupOf(store, repo, "x", "2026-01-02T00:00:00Z", { a: "x2 content" });
+
+        // Backup y reuses the orphan and uploads a new object, then stops before its meta.
+        const hook = new PauseBeforeMeta(store);
+        const running = backupOf(hook, { ...repo, store: hook }, "y", "2026-01-03T00:00:00Z", {
+          reused: "x1 content",
+          fresh: "y content",
+        });
+        await hook.reached;
+        assert.ok((await names(store)).includes(md5("y content")));
+
+        // A prune meanwhile, with a clock 90 minutes ahead: every object is past the grace.
+        const later = () => new Date(Date.now() + 90 * 60_000);
+        let s = await prune(repo, { policy: { last: 1 }, dryRun: false, host: HOST, now: later });
+        assert.equal(s.dataSkipped, true);
+        assert.deepEqual(s.backupLocks.map((l) => l.host), [HOST]); // backup()'s own lock
+        assert.deepEqual(s.metasRemoved, [x1]); // metas may go
+        assert.equal(s.objectsRemoved, 0);
+        assert.ok((await names(store)).includes(md5("x1 content")));
+        assert.ok((await names(store)).includes(md5("y content")));
+
+        hook.resume();
+        const y = await running;
+        assert.deepEqual(await names(store, "locks/"), []);
+        let v = await verify(repo, { readData: true });
+        assert.equal(v.problems, 0);
+        assert.equal(v.metas, 2);
+
+        // Without a lock (a writer whose lock went stale), the grace period still keeps what
+        // a running backup uploaded.
+        const hook2 = new PauseBeforeMeta(store, { hideLocks: true });
+        const running2 = backupOf(hook2, { ...repo, store: hook2 }, "z", "2026-01-04T00:00:00Z", {
+          fresh: "z content",
+        });
+        await hook2.reached;
+        s = await prune(repo, { policy: { last: 1 }, dryRun: false, host: HOST });
+        assert.equal(s.dataSkipped, false);
+        assert.equal(s.objectsRemoved, 0);
+        assert.ok(s.objectsTooYoung >= 1);
+        hook2.resume();
+        await running2;
+        v = await verify(repo, { readData: true });
+        assert.equal(v.problems, 0);
+        assert.equal(v.metas, 3);
+        assert.ok(y.startsWith("meta_y_"));
+
+        // And now, nothing running and a late clock: x2 content is still used, nothing goes.
+        s = await prune(repo, { policy: { last: 1 }, dryRun: false, host: HOST, now: later });
+        assert.equal(s.objectsRemoved, 0);
+        assert.equal((await verify(repo, { readData: true })).problems, 0);
+      }),
+  });
+
+  Deno.test({
+    name: `prune [${b.label}]: refusals delete nothing`,
+    sanitizeOps: b.sanitize,
+    sanitizeResources: b.sanitize,
+    fn: () =>
+      b.run(async (store) => {
+        const repo = await createRepository(store, PW);
+        await backupOf(store, repo, "x", "2026-01-01T00:00:00Z", { a: "one" });
+        const keptMeta = await backupOf(store, repo, "x", "2026-01-02T00:00:00Z", { a: "two" });
+        const before = await names(store);
+        const opts = { policy: { last: 1 }, dryRun: false, graceMs: 0, host: HOST };
+
+        // A kept meta that does not open: its references are unknown.
+        const good = await readAll(await store.load(keptMeta));
+        await store.save(keptMeta, good.subarray(0, good.length - 16));
+        await assert.rejects(prune(repo, opts), (err) => {
+          assert.ok(err instanceof CorruptDataError);
+          assert.match(err.message, /^Cannot prune: .*Nothing was deleted$/);
+          return true;
+        });
+        assert.deepEqual(await names(store), before);
+        await store.save(keptMeta, good);
+
+        // Something named like a meta that is not one.
+        await store.save("meta_junk", te.encode("?"));
+        await assert.rejects(prune(repo, opts), /Cannot prune: meta_junk looks like a meta/);
+        await store.remove(["meta_junk"]);
+
+        // A password change in progress, or another prune.
+        await store.save(KEY_NEXT_NAME, te.encode("x"));
+        await assert.rejects(prune(repo, opts), PasswordChangePendingError);
+        await store.remove([KEY_NEXT_NAME]);
+        const other = await acquireLock(store, "prune", "elsewhere");
+        await assert.rejects(prune(repo, opts), LockedError);
+        await other.release();
+        assert.deepEqual(await names(store), before);
+
+        // The password changed between opening and locking.
+        const stale = { ...repo, wrappedKey: new Uint8Array(repo.wrappedKey.length) };
+        await assert.rejects(prune(stale, opts), S3BackupError);
+        assert.deepEqual(await names(store), before);
+      }),
+  });
+}
+
+/** Pauses the first save of a meta until `resume()`: a backup caught before its meta. */
+class PauseBeforeMeta implements Store {
+  reached: Promise<void>;
+  #reached!: () => void;
+  #gate: Promise<void>;
+  #open!: () => void;
+  /** hideLocks: lock writes and deletes go nowhere (a writer that other writers cannot see). */
+  constructor(readonly inner: Store, readonly opts: { hideLocks?: boolean } = {}) {
+    this.reached = new Promise((r) => this.#reached = r);
+    this.#gate = new Promise((r) => this.#open = r);
+  }
+  resume() {
+    this.#open();
+  }
+  get location() {
+    return this.inner.location;
+  }
+  get kind() {
+    return this.inner.kind;
+  }
+  checkExists() {
+    return this.inner.checkExists();
+  }
+  load(name: string) {
+    return this.inner.load(name);
+  }
+  stat(name: string): Promise<ObjectInfo | null> {
+    return this.inner.stat(name);
+  }
+  list(prefix?: string) {
+    return this.inner.list(prefix);
+  }
+  async remove(names: string[]) {
+    const hidden = (n: string) => this.opts.hideLocks && n.startsWith("locks/");
+    return await this.inner.remove(names.filter((n) => !hidden(n)));
+  }
+  async save(name: string, data: Uint8Array | ReadableStream<Uint8Array>, opts?: SaveOptions) {
+    if (this.opts.hideLocks && name.startsWith("locks/")) return;
+    if (name.startsWith("meta_")) {
+      this.#reached();
+      await this.#gate;
+    }
+    return this.inner.save(name, data, opts);
+  }
+}
+
+// ------------------------------------------------------------------ the binary
+
+async function cli(
+  args: string[],
+  env: Record<string, string>,
+  cwd: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", MAIN, ...args],
+    env: childEnv({ NO_COLOR: "1", ...env }),
+    clearEnv: true,
+    cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("s3backup verify / check, prune, passwd: output and exit codes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-prune-cli-" });
+  try {
+    const repoDir = path.join(dir, "repo");
+    await Deno.mkdir(repoDir);
+    const store = new LocalStore(repoDir);
+    const repo = await createRepository(store, PW);
+    const m1 = await backupOf(store, repo, "docs", "2026-01-01T00:00:00Z", { a: "one", s: "S" });
+    const m2 = await backupOf(store, repo, "docs", "2026-01-02T00:00:00Z", { a: "two", s: "S" });
+    const env = { S3BACKUP_PASSWORD: PASSWORD };
+    const b = ["-b", repoDir];
+
+    let r = await cli(["verify", ...b], env, dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^verify: 2 backups, 4 files, 3 objects: no problems; /);
+    r = await cli(["check", ...b, "--read-data", "-m", "latest"], env, dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^verify: 1 backups, 2 files, 2 objects; 2 read and MD5-checked /);
+    r = await cli(["verify", ...b, "--read-data-subset", "150%"], env, dir);
+    assert.equal(r.code, 2);
+    r = await cli(["verify", ...b], { S3BACKUP_PASSWORD: "wrong" }, dir);
+    assert.equal(r.code, 4);
+
+    r = await cli(["prune", ...b], env, dir);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /at least one of --keep-last/);
+    r = await cli(["prune", ...b, "--keep-last", "1", "--grace", "0", "--dry-run"], env, dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split("\n").slice(0, 3), [
+      `would remove ${m1}`,
+      `keep ${m2} (last)`,
+      `would remove ${md5("one")} (32 B)`,
+    ]);
+    assert.match(r.stdout, /prune \(dry run, nothing removed\): kept 1 backups, would remove 1;/);
+    assert.equal((await names(store, "meta_")).length, 2);
+    r = await cli(["prune", ...b, "--keep-last", "1", "--grace", "0", "-c"], env, dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^prune: kept 1 backups, removed 1; removed 1 unused objects /);
+    assert.deepEqual(await names(store, "meta_"), [m2]);
+
+    // Damage: exit 3, each problem on stderr.
+    await store.remove([md5("S")]);
+    r = await cli(["verify", ...b], env, dir);
+    assert.equal(r.code, 3);
+    assert.equal(r.stderr, `s3backup: ${m2}: s (object ${md5("S")}): missing\n`);
+    assert.match(r.stdout, /DAMAGED: 1 missing object in 1 of 1 backups/);
+
+    // passwd: the new password from the environment; without one and no terminal, exit 2.
+    r = await cli(["passwd", ...b], env, dir);
+    assert.equal(r.code, 2);
+    r = await cli(["passwd", ...b], { ...env, S3BACKUP_NEW_PASSWORD: "fresh" }, dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^passwd: password changed; 1 backups re-encrypted/);
+    r = await cli(["verify", ...b], env, dir);
+    assert.equal(r.code, 4);
+    const pwFile = path.join(dir, "new.txt");
+    await Deno.writeTextFile(pwFile, "fresh\n");
+    r = await cli(["verify", ...b, "--password-file", pwFile], {}, dir);
+    assert.equal(r.code, 3); // opens; still damaged
+    await assert.rejects(openRepository(store, PW));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

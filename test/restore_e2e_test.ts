@@ -1,0 +1,572 @@
+/**
+ * Restore with the s3backup program (run as `deno run src/main.ts`, the code the binary is
+ * compiled from), end to end, against a local store and S3 over HTTP (moto, Ceph in CI):
+ *
+ * - a nasty tree backed up by the program is restored by the program and by the restore kit,
+ *   and both are identical to the source: bytes, modes, mtimes (ms), link targets, entries;
+ * - reruns, an interrupted restore, --only, -s, conflicts and --overwrite;
+ * - wrong password (exit 4, target not even created), damaged objects (exit 3, named);
+ * - a hand-crafted hostile meta writes nothing outside the target, by the program and the kit;
+ * - a format 1 bucket (s3backup.py) built with the openssl CLI is listed and restored by the
+ *   program and by restore-kit/restore-legacy.sh.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import type { Entry } from "../src/meta.ts";
+import { openRepository, saveMeta } from "../src/repository.ts";
+import { LocalStore } from "../src/store/local_store.ts";
+import {
+  childEnv,
+  makeBucket,
+  removeBucket,
+  type S3Target,
+  s3Targets,
+  targetStore,
+} from "./s3_env.ts";
+import { makeNastyTree, snapshot, unlock } from "./tree.ts";
+
+const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
+const KIT = new URL("../restore-kit/", import.meta.url).pathname;
+const PASSWORD = "restore ✓ password";
+const te = new TextEncoder();
+const md5 = (b: Uint8Array | string) => createHash("md5").update(b).digest("hex");
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function exec(cmd: string, args: string[], env: Record<string, string>): Promise<Run> {
+  const out = await new Deno.Command(cmd, {
+    args,
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const td = new TextDecoder();
+  return { code: out.code, stdout: td.decode(out.stdout), stderr: td.decode(out.stderr) };
+}
+
+function s3backup(args: string[], env: Record<string, string>): Promise<Run> {
+  return exec(Deno.execPath(), ["run", "--allow-all", "--quiet", MAIN, ...args], env);
+}
+
+function kit(script: string, args: string[], env: Record<string, string>): Promise<Run> {
+  return exec("bash", [`${KIT}/${script}`, ...args], env);
+}
+
+function ok(r: Run, what: string): Run {
+  assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.stderr}`);
+  return r;
+}
+
+function exists(p: string): boolean {
+  try {
+    Deno.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function names(p: string): string[] {
+  return Array.from(Deno.readDirSync(p), (e) => e.name).sort();
+}
+
+interface Fx {
+  dir: string;
+  env: Record<string, string>;
+  /** The repository as -b takes it. */
+  repo: string;
+  cleanup(): Promise<void>;
+}
+
+/** A scratch dir and a repository: a local directory, or a fresh bucket on an S3 target. */
+async function fx(target?: S3Target): Promise<Fx> {
+  const env = childEnv({ S3BACKUP_PASSWORD: PASSWORD });
+  if (!target) {
+    const dir = Deno.makeTempDirSync({ prefix: "s3backup-restore-e2e-" });
+    Deno.mkdirSync(`${dir}/bucket`);
+    return {
+      dir,
+      env,
+      repo: `${dir}/bucket`,
+      cleanup: () => {
+        unlock(dir);
+        Deno.removeSync(dir, { recursive: true });
+        return Promise.resolve();
+      },
+    };
+  }
+  const { bucket, env: s3env } = await makeBucket(target);
+  const dir = Deno.makeTempDirSync({ prefix: "s3backup-restore-e2e-" });
+  return {
+    dir,
+    env: { ...env, ...s3env },
+    repo: `s3://${bucket}/pre fix`.replace(" ", "-"),
+    cleanup: async () => {
+      unlock(dir);
+      Deno.removeSync(dir, { recursive: true });
+      await removeBucket(target, bucket);
+    },
+  };
+}
+
+const stores: { label: string; target?: S3Target }[] = [
+  { label: "local" },
+  ...s3Targets().map((t) => ({ label: t.label, target: t })),
+];
+
+// ---------------------------------------------------------------------------------------------
+// The nasty tree: program and kit give the same result as the source
+// ---------------------------------------------------------------------------------------------
+
+for (const { label, target } of stores) {
+  Deno.test(`restore (${label}): program and kit restore the nasty tree identically`, async () => {
+    const f = await fx(target);
+    try {
+      const src = `${f.dir}/src`;
+      Deno.mkdirSync(src);
+      makeNastyTree(src, 20 * 1024 * 1024 + 5);
+      const expected = snapshot(src);
+      ok(await s3backup(["backup", "-f", src, "-b", f.repo, "-c", "-n", "nasty"], f.env), "backup");
+
+      const out1 = `${f.dir}/by program`;
+      const r1 = ok(
+        await s3backup(["-a", "restore", "-b", f.repo, "-m", "latest", "-f", out1, "-c"], f.env),
+        "restore -a",
+      );
+      assert.match(r1.stdout, /^restored meta_nasty_\S+ into .*: \d+ files, 4 dirs, 3 links/m);
+      assert.equal(r1.stderr, "");
+      assert.deepEqual(snapshot(out1), expected);
+
+      const out2 = `${f.dir}/by kit`;
+      ok(await kit("restore.sh", [f.repo, "latest", out2], f.env), "kit");
+      assert.deepEqual(snapshot(out2), expected);
+
+      // A rerun downloads nothing: every file is there with the right content.
+      const r2 = ok(
+        await s3backup(["restore", "-b", f.repo, "-m", "nasty", "-f", out1, "-c"], f.env),
+        "rerun",
+      );
+      assert.match(r2.stdout, / 0 objects downloaded \(0 B\)/);
+      assert.deepEqual(snapshot(out1), expected);
+
+      // The program resumes over the kit's result too, and fixes what differs.
+      Deno.removeSync(`${out2}/big.bin`);
+      Deno.chmodSync(`${out2}/private`, 0o666);
+      const r3 = ok(
+        await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out2, "-c"], f.env),
+        "resume over the kit",
+      );
+      assert.match(r3.stdout, / 1 objects downloaded/);
+      assert.deepEqual(snapshot(out2), expected);
+    } finally {
+      await f.cleanup();
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local store: interrupted restore, options, errors
+// ---------------------------------------------------------------------------------------------
+
+/** A small tree and its backup in a local repository. */
+async function smallBackup(f: Fx, name = "small"): Promise<{ src: string; files: string[] }> {
+  const src = `${f.dir}/src`;
+  Deno.mkdirSync(`${src}/dir/sub`, { recursive: true });
+  const files = ["a.txt", "dir/b.txt", "dir/sub/c.txt", "dir/same.txt", "same.txt"];
+  for (const p of files) {
+    Deno.writeTextFileSync(`${src}/${p}`, p.includes("same") ? "same" : `content of ${p}`);
+  }
+  Deno.symlinkSync("a.txt", `${src}/link`);
+  ok(await s3backup(["backup", "-f", src, "-b", f.repo, "-c", "-n", name], f.env), "backup");
+  return { src, files };
+}
+
+Deno.test("restore: an interrupted restore (SIGINT) leaves no temp file; a rerun completes", async () => {
+  const f = await fx();
+  try {
+    const src = `${f.dir}/src`;
+    Deno.mkdirSync(src);
+    for (let i = 0; i < 400; i++) Deno.writeTextFileSync(`${src}/f${i}`, `file ${i}`);
+    Deno.writeFileSync(`${src}/big`, new Uint8Array(64 * 1024 * 1024).fill(7));
+    ok(await s3backup(["backup", "-f", src, "-b", f.repo, "-c"], f.env), "backup");
+    const expected = snapshot(src);
+    const target = `${f.dir}/target`;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", MAIN, "restore", "-b", f.repo, "-m", "latest", "-f", target],
+      env: f.env,
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = child.output();
+    while (!exists(target) || names(target).filter((n) => !n.startsWith(".")).length < 5) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    child.kill("SIGINT");
+    const o = await output;
+    assert.equal(o.code, 130, new TextDecoder().decode(o.stderr));
+    const left = names(target);
+    assert.ok(left.length < expected.length, "the restore was not interrupted");
+    assert.ok(left.every((n) => !n.startsWith(".")), `temp files left: ${left.join(" ")}`);
+    const r = ok(
+      await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", target, "-c"], f.env),
+      "rerun",
+    );
+    assert.match(r.stdout, /: 401 files/);
+    assert.deepEqual(snapshot(target), expected);
+  } finally {
+    await f.cleanup();
+  }
+});
+
+Deno.test("restore: --only, -s, conflicts and --overwrite, the source folder", async () => {
+  const f = await fx();
+  try {
+    const { src } = await smallBackup(f);
+    // -s: lists, writes nothing (not even the target).
+    const t = `${f.dir}/target`;
+    const s = ok(
+      await s3backup(
+        ["restore", "-b", f.repo, "-m", "latest", "-f", t, "-s", "--only", "dir"],
+        f.env,
+      ),
+      "simulate",
+    );
+    assert.deepEqual(s.stdout.trim().split("\n").slice(0, -1), [
+      "would create dir: dir",
+      "would create dir: dir/sub",
+      "would create file: dir/b.txt",
+      "would create file: dir/same.txt",
+      "would create file: dir/sub/c.txt",
+    ]);
+    assert.match(s.stdout, /simulated restore .* \(nothing written\)/);
+    assert.ok(!exists(t));
+    // --only: a folder's subtree and a file.
+    ok(
+      await s3backup(
+        ["restore", "-b", f.repo, "-m", "latest", "-f", t, "--only", "dir/sub/", "--only", "link"],
+        f.env,
+      ),
+      "--only",
+    );
+    assert.deepEqual(names(t), ["dir", "link"]);
+    assert.deepEqual(names(`${t}/dir`), ["sub"]);
+    // A changed file is a conflict: named, left alone, exit 3; --overwrite replaces it.
+    Deno.writeTextFileSync(`${t}/dir/sub/c.txt`, "mine");
+    const c = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", t, "-c"], f.env);
+    assert.equal(c.code, 3, c.stderr);
+    assert.equal(
+      c.stderr,
+      "s3backup: warning: dir/sub/c.txt: exists with other content: not replaced (use --overwrite)\n",
+    );
+    assert.equal(Deno.readTextFileSync(`${t}/dir/sub/c.txt`), "mine");
+    ok(
+      await s3backup(
+        ["restore", "-b", f.repo, "-m", "latest", "-f", t, "-c", "--overwrite"],
+        f.env,
+      ),
+      "--overwrite",
+    );
+    assert.deepEqual(snapshot(t), snapshot(src));
+    // The backed-up folder itself, on this host: refused without --overwrite.
+    const own = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", src], f.env);
+    assert.equal(own.code, 2);
+    assert.match(own.stderr, /is the folder this backup was taken from on this host/);
+    const over = await s3backup(
+      ["restore", "-b", f.repo, "-m", "latest", "-f", src, "--overwrite", "-c"],
+      f.env,
+    );
+    assert.equal(over.code, 0, over.stderr);
+    assert.match(over.stdout, /: 5 files, 2 dirs, 1 links, .* 5 unchanged, 0 objects downloaded/);
+    // Usage.
+    const u = await s3backup(["restore", "-b", f.repo, "-f", t], f.env);
+    assert.equal(u.code, 2);
+    assert.match(u.stderr, /restore needs -m/);
+  } finally {
+    await f.cleanup();
+  }
+});
+
+Deno.test("restore: wrong password exits 4 before the target is created", async () => {
+  const f = await fx();
+  try {
+    await smallBackup(f);
+    const t = `${f.dir}/never`;
+    const bad = { ...f.env, S3BACKUP_PASSWORD: "wrong" };
+    const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", t], bad);
+    assert.equal(r.code, 4);
+    assert.equal(
+      r.stderr,
+      "s3backup: Wrong password: it does not open this repository's key (s3backup.key)\n",
+    );
+    assert.ok(!exists(t));
+    const none = await s3backup(["restore", "-b", f.repo, "-m", "nope", "-f", t], f.env);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /No backup named "nope"/);
+    assert.ok(!exists(t));
+  } finally {
+    await f.cleanup();
+  }
+});
+
+Deno.test("restore: a corrupt and a missing object are named, the rest restored, exit 3", async () => {
+  const f = await fx();
+  try {
+    await smallBackup(f);
+    const flip = `${f.repo}/${md5("content of dir/b.txt")}`;
+    const body = Deno.readFileSync(flip);
+    body[body.length - 20] = body[body.length - 20]! ^ 0x40;
+    Deno.writeFileSync(flip, body);
+    Deno.removeSync(`${f.repo}/${md5("same")}`);
+    const t = `${f.dir}/target`;
+    const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", t, "-c"], f.env);
+    assert.equal(r.code, 3, r.stderr);
+    const lines = r.stderr.trim().split("\n").sort();
+    assert.deepEqual(lines, [
+      `s3backup: warning: dir/b.txt: object ${
+        md5("content of dir/b.txt")
+      } does not decrypt (corrupt object)`,
+      `s3backup: warning: dir/same.txt: missing object ${md5("same")}`,
+      `s3backup: warning: same.txt: missing object ${md5("same")}`,
+    ]);
+    assert.equal(Deno.readTextFileSync(`${t}/a.txt`), "content of a.txt");
+    assert.equal(Deno.readTextFileSync(`${t}/dir/sub/c.txt`), "content of dir/sub/c.txt");
+    assert.ok(!exists(`${t}/dir/b.txt`) && !exists(`${t}/same.txt`));
+    assert.equal(Deno.readLinkSync(`${t}/link`), "a.txt");
+    assert.ok(names(`${t}/dir`).every((n) => !n.startsWith(".")));
+  } finally {
+    await f.cleanup();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// A hostile meta: nothing outside the target, by the program and by the kit
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("restore: a hand-crafted hostile meta writes nothing outside the target (program and kit)", async () => {
+  const f = await fx();
+  try {
+    await smallBackup(f);
+    const outside = `${f.dir}/outside`;
+    Deno.mkdirSync(outside);
+    const abs = `${outside}/abs`;
+    const repo = await openRepository(new LocalStore(f.repo), te.encode(PASSWORD));
+    const m = md5("same");
+    const file = (path: string): Entry => ({
+      type: "f",
+      path,
+      md5: m,
+      mode: 0o644,
+      uid: null,
+      gid: null,
+      size: 4,
+      mtimeMs: 1_700_000_000_000,
+    });
+    const link = (path: string, target: string): Entry => ({
+      type: "l",
+      path,
+      target,
+      mode: 0o777,
+      uid: null,
+      gid: null,
+      size: 0,
+      mtimeMs: 1_700_000_000_000,
+    });
+    const dir = (path: string): Entry => ({
+      type: "d",
+      path,
+      mode: 0o755,
+      uid: null,
+      gid: null,
+      size: 0,
+      mtimeMs: 1_700_000_000_000,
+    });
+    const entries: Entry[] = [
+      file("../evil"),
+      file(abs),
+      file("a/../b"),
+      dir("../evil-dir"),
+      link("a", outside),
+      file("a/evil"),
+      link("b", outside),
+      dir("b/sub"),
+      file("b/sub/evil"),
+      file("pre/evil"),
+      file("ok.txt"),
+    ];
+    const key = "meta_evil_20300101T000000Z";
+    await saveMeta(repo, key, { time: new Date(), host: "x", source: "/x", name: "evil" }, entries);
+
+    for (const who of ["program", "kit"] as const) {
+      for (const overwrite of [false, true]) {
+        const t = `${f.dir}/t-${who}-${overwrite}`;
+        Deno.mkdirSync(t);
+        // A symlink already in the target, pointing out: never written through.
+        Deno.symlinkSync(outside, `${t}/pre`);
+        const args = who === "program"
+          ? [
+            "restore",
+            "-b",
+            f.repo,
+            "-m",
+            key,
+            "-f",
+            t,
+            "-c",
+            ...(overwrite ? ["--overwrite"] : []),
+          ]
+          : [f.repo, key, t];
+        if (who === "kit" && overwrite) continue; // the kit always replaces
+        const r = who === "program"
+          ? await s3backup(args, f.env)
+          : await kit("restore.sh", args, f.env);
+        assert.equal(r.code, 3, `${who}: ${r.stderr}`);
+        assert.deepEqual(names(outside), [], `${who} wrote outside the target`);
+        assert.ok(
+          !exists(`${f.dir}/evil`) && !exists(`${f.dir}/evil-dir`) && !exists(`${f.dir}/b`),
+        );
+        assert.equal(Deno.readTextFileSync(`${t}/ok.txt`), "same");
+        for (const p of ["../evil", abs, "a/../b", "../evil-dir", "pre/evil"]) {
+          assert.ok(r.stderr.includes(`${p}: `), `${who}: ${p} not reported:\n${r.stderr}`);
+        }
+      }
+    }
+  } finally {
+    await f.cleanup();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Format 1 (s3backup.py) buckets, built with the openssl CLI
+// ---------------------------------------------------------------------------------------------
+
+const LEGACY_PW = "old pässword";
+
+/** `openssl enc -aes-256-cbc -md md5 -pass env:PW` (what s3backup.py wrote). */
+async function opensslLegacy(data: Uint8Array): Promise<Uint8Array> {
+  const p = new Deno.Command("openssl", {
+    args: ["enc", "-aes-256-cbc", "-md", "md5", "-pass", "env:PW"],
+    env: { PW: LEGACY_PW },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const w = p.stdin.getWriter();
+  const [out] = await Promise.all([p.output(), w.write(data).then(() => w.close())]);
+  assert.ok(out.success);
+  return out.stdout;
+}
+
+const LEGACY_FILES: [string, string][] = [
+  ["notes.txt", "my notes\n"],
+  ["photos/2016/beach.jpg", "JPEG beach"],
+  ["photos/2016/copy of beach.jpg", "JPEG beach"],
+  ["photos/with space /odd\tname %s", "odd"],
+  ["photos/new\nline", "newline in the name"],
+  ["-dash", "dash"],
+];
+
+for (const { label, target } of stores) {
+  Deno.test(`legacy (${label}): an s3backup.py bucket is listed and restored by the program and restore-legacy.sh`, async () => {
+    const f = await fx(target);
+    try {
+      const objects = new Map<string, Uint8Array>();
+      let meta = "";
+      for (const [path, content] of LEGACY_FILES) {
+        const m = md5(content);
+        objects.set(m, await opensslLegacy(te.encode(content)));
+        meta += `${m} ${path}\n`;
+      }
+      // An older backup without a name, with the absolute paths of the first version.
+      let oldMeta = "";
+      for (const [path, content] of LEGACY_FILES.slice(0, 2)) {
+        oldMeta += `${md5(content)} /home/ann/${path}\n`;
+      }
+      objects.set("meta_2016-05-01_1462060800000", await opensslLegacy(te.encode(oldMeta)));
+      objects.set("meta_photos_2016-06-01_1464739200000", await opensslLegacy(te.encode(meta)));
+      if (target) {
+        const store = targetStore(target, f.repo.slice(5).split("/")[0]!, "pre-fix");
+        for (const [k, v] of objects) await store.save(k, v);
+      } else {
+        for (const [k, v] of objects) Deno.writeFileSync(`${f.repo}/${k}`, v);
+      }
+      const env = { ...f.env, S3BACKUP_PASSWORD: LEGACY_PW };
+
+      const l = ok(await s3backup(["list", "-b", f.repo], env), "list");
+      const rows = l.stdout.trim().split("\n").map((r) => r.split("\t"));
+      assert.deepEqual(rows.map((r) => [r[0], r[1], r[4]]), [
+        ["meta_2016-05-01_1462060800000", "", "2 files"],
+        ["meta_photos_2016-06-01_1464739200000", "photos", "6 files"],
+      ]);
+
+      const t1 = `${f.dir}/program`;
+      const r1 = ok(
+        await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", t1, "-c"], env),
+        "restore",
+      );
+      assert.match(r1.stdout, /: 6 files, 3 dirs, 0 links.*5 objects downloaded/);
+      for (const [path, content] of LEGACY_FILES) {
+        assert.equal(Deno.readTextFileSync(`${t1}/${path}`), content);
+      }
+      const t2 = `${f.dir}/kit`;
+      ok(await kit("restore-legacy.sh", [f.repo, "photos", t2], env), "restore-legacy.sh");
+      assert.deepEqual(snapshot(t2, { mtimes: false }), snapshot(t1, { mtimes: false }));
+      assert.equal((Deno.statSync(`${t1}/notes.txt`).mode ?? 0) & 0o777, 0o644);
+      assert.equal((Deno.statSync(`${t1}/photos/2016`).mode ?? 0) & 0o777, 0o755);
+
+      // The old one: absolute paths land under the target (as tar does), with a notice.
+      const t3 = `${f.dir}/old-program`;
+      const r3 = ok(
+        await s3backup(
+          ["restore", "-b", f.repo, "-m", "meta_2016-05-01_1462060800000", "-f", t3, "-c"],
+          env,
+        ),
+        "restore old",
+      );
+      assert.match(r3.stderr, /2 paths were absolute/);
+      assert.equal(Deno.readTextFileSync(`${t3}/home/ann/notes.txt`), "my notes\n");
+      const t4 = `${f.dir}/old-kit`;
+      const r4 = ok(
+        await kit("restore-legacy.sh", [f.repo, "meta_2016-05-01_1462060800000", t4], env),
+        "kit old",
+      );
+      assert.match(r4.stderr, /absolute/);
+      assert.deepEqual(snapshot(t4, { mtimes: false }), snapshot(t3, { mtimes: false }));
+
+      // A backup into a format 1 bucket is refused before anything is written.
+      const b = await s3backup(["backup", "-f", t1, "-b", f.repo, "-c"], env);
+      assert.equal(b.code, 2, b.stderr);
+      assert.match(b.stderr, /original s3backup\.py \(format 1\): back up to a new bucket/);
+      const after = ok(await s3backup(["list", "-b", f.repo], env), "list after");
+      assert.equal(after.stdout, l.stdout);
+
+      // Wrong password: exit 4, nothing created, for both.
+      const bad = { ...env, S3BACKUP_PASSWORD: "wrong" };
+      const w1 = await s3backup(
+        ["restore", "-b", f.repo, "-m", "latest", "-f", `${f.dir}/w1`],
+        bad,
+      );
+      assert.equal(w1.code, 4, w1.stderr);
+      const w2 = await kit("restore-legacy.sh", [f.repo, "latest", `${f.dir}/w2`], bad);
+      assert.equal(w2.code, 4, w2.stderr);
+      assert.ok(!exists(`${f.dir}/w1`) && !exists(`${f.dir}/w2`));
+
+      // A rerun of the kit keeps everything; a changed file is a conflict, then --overwrite.
+      Deno.writeTextFileSync(`${t2}/notes.txt`, "changed");
+      const k2 = await kit("restore-legacy.sh", [f.repo, "latest", t2], env);
+      assert.equal(k2.code, 3, k2.stderr);
+      assert.match(k2.stderr, /notes\.txt: exists with other content/);
+      ok(await kit("restore-legacy.sh", ["--overwrite", f.repo, "latest", t2], env), "overwrite");
+      assert.deepEqual(snapshot(t2, { mtimes: false }), snapshot(t1, { mtimes: false }));
+    } finally {
+      await f.cleanup();
+    }
+  });
+}
