@@ -362,6 +362,8 @@ is_meta_name() {
 }
 
 # store_list_metas OUT: write "<time> <name> <meta> <size>" lines, sorted by time then name.
+# Only top-level meta_* objects count: never the copies under passwd/ (a local glob does not
+# descend into folders, "aws s3 ls" without --recursive shows them as PRE).
 store_list_metas() {
   local out=$1 raw="$KIT_TMP/metas.raw" f n d="" sz rest rc err
   : >"$raw"
@@ -416,6 +418,29 @@ unwrap_key() {
   DATA_KEY=$l2
 }
 
+# load_repo_key: unwrap the repository's key into DATA_KEY: s3backup.key, or when the password
+# does not open it (an interrupted password change, FORMAT.md 7) s3backup.key.next, then
+# s3backup.key.prev. Sets KEY_FROM to the one that opened. Returns 1 when none opens, with
+# KEY_SEEN the number of them that could be fetched and KEY_ERR why the first could not be.
+load_repo_key() {
+  local c
+  KEY_FROM="" KEY_SEEN=0 KEY_ERR=""
+  for c in s3backup.key s3backup.key.next s3backup.key.prev; do
+    if ! store_get "$c" "$KIT_TMP/key.enc"; then
+      if [ -z "$KEY_ERR" ]; then KEY_ERR="$c: $STORE_ERR"; fi
+      continue
+    fi
+    KEY_SEEN=$((KEY_SEEN + 1))
+    if unwrap_key "$KIT_TMP/key.enc"; then
+      rm -f -- "$KIT_TMP/key.enc"
+      KEY_FROM=$c
+      return 0
+    fi
+  done
+  rm -f -- "$KIT_TMP/key.enc"
+  return 1
+}
+
 META_PLAIN=""
 META_HDR_LINES=0
 META_ENTRIES=0
@@ -425,22 +450,27 @@ META_HOST=""
 META_SOURCE=""
 META_NAME=""
 
-# open_meta ENCRYPTED LABEL: decrypt and check a meta (magic line, header, trailer). Dies with
-# EXIT_PASSWORD when it does not open, EXIT_ERROR when it is truncated.
-open_meta() {
+# meta_check ENCRYPTED LABEL: decrypt and check a meta (magic line, header, trailer) into
+# META_PLAIN. Returns 1, with META_PLAIN removed, META_ERR a message starting with LABEL and
+# META_ERR_CODE EXIT_PASSWORD when it does not open, EXIT_ERROR when it is truncated or of
+# another version.
+meta_check() {
   local enc=$1 label=$2 line="" n=0 k v found=0 total last cnt
   META_PLAIN="$KIT_TMP/meta.plain"
   META_WRAPPED=""
   META_TIME="" META_HOST="" META_SOURCE="" META_NAME=""
+  META_ERR="" META_ERR_CODE=$EXIT_ERROR
   if ! decrypt_pw "$enc" "$META_PLAIN" "$KEY_ITER"; then
-    die "$label: wrong password (the meta does not decrypt)" "$EXIT_PASSWORD"
+    meta_bad "$label: wrong password (the meta does not decrypt)" "$EXIT_PASSWORD"
+    return 1
   fi
   IFS= read -r line <"$META_PLAIN" || true
   if [ "$line" != "s3backup-meta 2" ]; then
     case "$line" in
-    "s3backup-meta "[0-9]*) die "$label: meta version '${line#s3backup-meta }' is not supported by this kit" ;;
+    "s3backup-meta "[0-9]*) meta_bad "$label: meta version '${line#s3backup-meta }' is not supported by this kit" ;;
+    *) meta_bad "$label: wrong password (or corrupt meta)" "$EXIT_PASSWORD" ;;
     esac
-    die "$label: wrong password (or corrupt meta)" "$EXIT_PASSWORD"
+    return 1
   fi
   n=0
   while IFS= read -r line; do
@@ -460,7 +490,7 @@ open_meta() {
     name) printf -v META_NAME '%b' "$v" ;;
     esac
   done <"$META_PLAIN"
-  if [ "$found" != 1 ]; then die "$label: truncated meta (no 'entries' line)"; fi
+  if [ "$found" != 1 ]; then meta_bad "$label: truncated meta (no 'entries' line)"; return 1; fi
   META_HDR_LINES=$n
   total=$(wc -l <"$META_PLAIN") || die "wc failed"
   total=${total##* }
@@ -469,11 +499,67 @@ open_meta() {
   last=$(tail -n 1 "$META_PLAIN") || die "tail failed"
   case "$last" in
   "end "*) cnt=${last#end } ;;
-  *) die "$label: truncated meta (no 'end' trailer)" ;;
+  *) meta_bad "$label: truncated meta (no 'end' trailer)"; return 1 ;;
   esac
-  if ! is_uint "$cnt"; then die "$label: truncated meta (bad trailer '$last')"; fi
+  if ! is_uint "$cnt"; then meta_bad "$label: truncated meta (bad trailer '$last')"; return 1; fi
   META_ENTRIES=$((total - n - 1))
   if [ "$META_ENTRIES" -lt 0 ] || [ "$((10#$cnt))" -ne "$META_ENTRIES" ]; then
-    die "$label: truncated meta (trailer says $((10#$cnt)) entries, found $META_ENTRIES)"
+    meta_bad "$label: truncated meta (trailer says $((10#$cnt)) entries, found $META_ENTRIES)"
+    return 1
   fi
+  return 0
+}
+
+# meta_bad MESSAGE [EXIT_CODE]: meta_check's failure.
+meta_bad() {
+  rm -f -- "$META_PLAIN"
+  META_ERR=$1
+  META_ERR_CODE=${2:-$EXIT_ERROR}
+}
+
+# meta_open NAME: fetch meta NAME and open it (meta_check). When it does not open with the
+# password, its copies left by an interrupted password change (FORMAT.md 7): passwd/next/NAME,
+# then passwd/prev/NAME, each with its own wrapped-key header; absent ones are skipped. Sets
+# META_FROM to the object that opened. Returns 1 when none opens, with META_ERR and
+# META_ERR_CODE about NAME itself (EXIT_ERROR, and META_MISSING=1, when NAME does not exist;
+# EXIT_ERROR when a copy could not be fetched).
+meta_open() {
+  local name=$1 c err code fetch_err="" denied=""
+  META_FROM="" META_MISSING=0
+  if ! store_get "$name" "$KIT_TMP/meta.enc"; then
+    if [ "$STORE_ERR" = missing ]; then META_MISSING=1; fi
+    META_ERR="$name: $STORE_ERR"
+    META_ERR_CODE=$EXIT_ERROR
+    return 1
+  fi
+  if meta_check "$KIT_TMP/meta.enc" "$name"; then
+    rm -f -- "$KIT_TMP/meta.enc"
+    META_FROM=$name
+    return 0
+  fi
+  err=$META_ERR code=$META_ERR_CODE
+  for c in "passwd/next/$name" "passwd/prev/$name"; do
+    if ! store_get "$c" "$KIT_TMP/meta.enc"; then
+      case "$STORE_ERR" in
+      missing) ;;
+      # Without s3:ListBucket S3 says AccessDenied for a missing key.
+      *AccessDenied* | *Forbidden* | *"(403)"*) denied="$denied; $c: $STORE_ERR" ;;
+      *) if [ -z "$fetch_err" ]; then fetch_err="$c: $STORE_ERR"; fi ;;
+      esac
+      continue
+    fi
+    if meta_check "$KIT_TMP/meta.enc" "$c"; then
+      rm -f -- "$KIT_TMP/meta.enc"
+      META_FROM=$c
+      return 0
+    fi
+  done
+  rm -f -- "$KIT_TMP/meta.enc"
+  META_ERR=$err$denied
+  META_ERR_CODE=$code
+  if [ -n "$fetch_err" ]; then
+    META_ERR="$err; and its copy $fetch_err"
+    META_ERR_CODE=$EXIT_ERROR
+  fi
+  return 1
 }

@@ -31,40 +31,22 @@ Exit codes: 0 ok, 1 error, 2 usage, 4 wrong password.
 EOF
 }
 
-# meta_count META: decrypt a meta and set COUNT to its number of entries. Returns 1 (with
-# COUNT_ERR) when it does not open.
+# meta_count META: open a meta (or its copy left by an interrupted password change) and set
+# COUNT to its number of entries. Returns 1 (with COUNT_ERR) when it does not open.
 meta_count() {
-  local m=$1 plain="$KIT_TMP/meta.plain" line="" last
   COUNT=""
   COUNT_ERR=""
-  if ! store_get "$m" "$KIT_TMP/meta.enc"; then
-    COUNT_ERR="cannot fetch it ($STORE_ERR)"
+  if ! meta_open "$1"; then
+    COUNT_ERR=$META_ERR
     return 1
   fi
-  if ! decrypt_pw "$KIT_TMP/meta.enc" "$plain" "$KEY_ITER"; then
-    rm -f -- "$KIT_TMP/meta.enc" "$plain"
-    COUNT_ERR="does not decrypt (wrong password?)"
-    return 1
-  fi
-  rm -f -- "$KIT_TMP/meta.enc"
-  IFS= read -r line <"$plain" || true
-  if [ "$line" != "s3backup-meta 2" ]; then
-    rm -f -- "$plain"
-    COUNT_ERR="not a format 2 meta (wrong password?)"
-    return 1
-  fi
-  last=$(tail -n 1 "$plain") || last=""
-  rm -f -- "$plain"
-  case "$last" in
-  "end "*) COUNT=${last#end } ;;
-  *) COUNT_ERR="truncated (no trailer)"; return 1 ;;
-  esac
-  if ! is_uint "$COUNT"; then COUNT_ERR="bad trailer"; return 1; fi
+  rm -f -- "$META_PLAIN"
+  COUNT=$META_ENTRIES
   return 0
 }
 
 main() {
-  local endpoint="" region="" pwfile="" count=0 have_pw=0 ts name meta size t failed=0 rows=0
+  local endpoint="" region="" pwfile="" count=0 have_pw=0 ts name meta size t failed=0 rows=0 copies=0
   while [ $# -gt 0 ]; do
     case "$1" in
     -h | --help) usage; exit 0 ;;
@@ -93,12 +75,12 @@ main() {
     die "no backups found in $(store_desc)"
   fi
   if [ "$have_pw" = 1 ]; then
-    # Check the password once on the repository key, when there is one.
-    if store_get s3backup.key "$KIT_TMP/key.enc"; then
-      if ! unwrap_key "$KIT_TMP/key.enc"; then
-        die "wrong password (s3backup.key does not open)" "$EXIT_PASSWORD"
-      fi
+    # Check the password once on the repository key, when there is one (s3backup.key, or
+    # after an interrupted password change s3backup.key.next / .prev).
+    if load_repo_key; then
       DATA_KEY=""
+    elif [ "$KEY_SEEN" -gt 0 ]; then
+      die "wrong password (it opens neither s3backup.key nor s3backup.key.next / .prev)" "$EXIT_PASSWORD"
     fi
     printf '%-48s  %-24s  %-20s  %12s  %9s\n' META NAME "TIME (UTC)" SIZE ENTRIES
   else
@@ -109,15 +91,20 @@ main() {
     rows=$((rows + 1))
     if [ "$have_pw" = 1 ]; then
       if ! meta_count "$meta"; then
-        warn "$meta: $COUNT_ERR"
+        warn "$COUNT_ERR"
         COUNT="?"
         failed=$((failed + 1))
+      elif [ "$META_FROM" != "$meta" ]; then
+        copies=$((copies + 1))
       fi
       printf '%-48s  %-24s  %-20s  %12s  %9s\n' "$meta" "$name" "$t" "$size" "$COUNT"
     else
       printf '%-48s  %-24s  %-20s  %12s\n' "$meta" "$name" "$t" "$size"
     fi
   done <"$KIT_TMP/metas"
+  if [ "$copies" -gt 0 ]; then
+    warn "$copies backup(s) opened only through their copies under passwd/ (a password change was interrupted: run 's3backup passwd' to finish it)"
+  fi
   if [ "$failed" -gt 0 ]; then
     if [ "$failed" -eq "$rows" ]; then exit "$EXIT_PASSWORD"; fi
     exit "$EXIT_ERROR"

@@ -499,22 +499,28 @@ main() {
   resolve_meta "$spec"
 
   # Everything is checked before the target is touched: password, meta, data key.
-  if ! store_get "$META" "$KIT_TMP/meta.enc"; then
-    if [ "$STORE_ERR" = missing ]; then die "no backup $META in $(store_desc)"; fi
-    die "$META: $STORE_ERR"
+  # The meta, or its copy left by an interrupted password change (passwd/next/, passwd/prev/).
+  if ! meta_open "$META"; then
+    if [ "$META_MISSING" = 1 ]; then die "no backup $META in $(store_desc)"; fi
+    die "$META_ERR" "$META_ERR_CODE"
   fi
-  open_meta "$KIT_TMP/meta.enc" "$META"
-  rm -f -- "$KIT_TMP/meta.enc"
+  if [ "$META_FROM" != "$META" ]; then
+    warn "$META does not open with this password: reading its copy $META_FROM (a password change was interrupted: run 's3backup passwd' to finish it)"
+  fi
   if [ -n "$META_WRAPPED" ]; then
+    # The copy that opened carries its own wrapped key, wrapped with the same password.
     printf '%s' "$META_WRAPPED" | openssl base64 -d -A >"$KIT_TMP/key.enc" 2>/dev/null ||
-      die "$META: bad wrapped-key header (not base64)"
-  elif ! store_get s3backup.key "$KIT_TMP/key.enc"; then
-    die "$META has no wrapped-key header and s3backup.key cannot be read ($STORE_ERR)"
+      die "$META_FROM: bad wrapped-key header (not base64)"
+    if ! unwrap_key "$KIT_TMP/key.enc"; then
+      die "the data key in $META_FROM does not open with this password (corrupt meta?)" "$EXIT_PASSWORD"
+    fi
+    rm -f -- "$KIT_TMP/key.enc"
+  elif ! load_repo_key; then
+    if [ "$KEY_SEEN" -eq 0 ]; then
+      die "$META_FROM has no wrapped-key header and s3backup.key cannot be read ($KEY_ERR)"
+    fi
+    die "$META_FROM has no wrapped-key header and the password opens neither s3backup.key nor s3backup.key.next / .prev" "$EXIT_PASSWORD"
   fi
-  if ! unwrap_key "$KIT_TMP/key.enc"; then
-    die "the data key in $META does not open with this password (corrupt meta?)" "$EXIT_PASSWORD"
-  fi
-  rm -f -- "$KIT_TMP/key.enc"
   warn "restoring $META (host ${META_HOST:-?}, source ${META_SOURCE:-?}, $META_ENTRIES entries) into $target"
 
   # Now the target.

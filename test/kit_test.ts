@@ -197,16 +197,17 @@ async function makeRepo(password = PASSWORD): Promise<Repo> {
     ].join("\n"),
   );
   const dataKey = randomHex(32);
-  await encryptBytes(
-    enc.encode(`s3backup-key 2\n${dataKey}\n`),
-    `${dir}/s3backup.key`,
-    password,
-    KEY_ITER,
-  );
-  const keyBytes = await Deno.readFile(`${dir}/s3backup.key`);
+  const wrappedB64 = await wrapKey(dataKey, password, `${dir}/s3backup.key`);
+  return { dir, dataKey, wrappedB64 };
+}
+
+/** Writes `file` = the data key wrapped with `password` (FORMAT.md 3.2); returns its base64. */
+async function wrapKey(dataKey: string, password: string, file: string): Promise<string> {
+  await encryptBytes(enc.encode(`s3backup-key 2\n${dataKey}\n`), file, password, KEY_ITER);
+  const keyBytes = await Deno.readFile(file);
   let bin = "";
   for (const b of keyBytes) bin += String.fromCharCode(b);
-  return { dir, dataKey, wrappedB64: btoa(bin) };
+  return btoa(bin);
 }
 
 /** Stores one content as data object <md5> (FORMAT.md 4); returns the md5. */
@@ -217,15 +218,26 @@ async function putObject(repo: Repo, data: Uint8Array): Promise<string> {
   return md5;
 }
 
-/** Writes meta_<name>_<ts> with the given entry lines (FORMAT.md 5). */
+/**
+ * Writes meta_<name>_<ts> with the given entry lines (FORMAT.md 5), or under `opts.object`
+ * (e.g. "passwd/prev/meta_...", folders created). `opts.wrappedB64`: the wrapped-key header
+ * (default the repository's; null: no header).
+ */
 async function putMeta(
   repo: Repo,
   name: string,
   ts: string,
   lines: string[],
-  opts: { password?: string; trailer?: number; source?: string } = {},
+  opts: {
+    password?: string;
+    trailer?: number;
+    source?: string;
+    wrappedB64?: string | null;
+    object?: string;
+  } = {},
 ): Promise<string> {
   const meta = `meta_${name}_${ts}`;
+  const wrapped = opts.wrappedB64 === undefined ? repo.wrappedB64 : opts.wrappedB64;
   const text = [
     "s3backup-meta 2",
     "time 2025-01-01T00:00:00.000Z",
@@ -233,13 +245,24 @@ async function putMeta(
     `source ${escapeText(opts.source ?? "/srv/data with space")}`,
     `name ${name}`,
     "x-future-header some value",
-    `wrapped-key ${repo.wrappedB64}`,
+    ...(wrapped === null ? [] : [`wrapped-key ${wrapped}`]),
     "entries",
     ...lines,
     `end ${opts.trailer ?? lines.length}`,
     "",
   ].join("\n");
-  await encryptBytes(enc.encode(text), `${repo.dir}/${meta}`, opts.password ?? PASSWORD, KEY_ITER);
+  const object = opts.object ?? meta;
+  if (object.includes("/")) {
+    await Deno.mkdir(`${repo.dir}/${object.slice(0, object.lastIndexOf("/"))}`, {
+      recursive: true,
+    });
+  }
+  await encryptBytes(
+    enc.encode(text),
+    `${repo.dir}/${object}`,
+    opts.password ?? PASSWORD,
+    KEY_ITER,
+  );
   return meta;
 }
 
@@ -926,6 +949,189 @@ Deno.test("kit: list.sh with and without a password", async () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// An interrupted password change (FORMAT.md 7): either password opens every backup
+// ---------------------------------------------------------------------------------------------
+
+const OLD_PW = PASSWORD;
+const NEW_PW = "the néw password";
+const THIRD_PW = "neither old nor new";
+
+interface PasswdFixture {
+  repo: Repo;
+  source: string;
+  oldSource: string;
+  /** Top-level metas, oldest first, with their entry counts. */
+  counts: Map<string, number>;
+  metaLatest: string;
+  metaNoKey: string;
+  /** The copies' options (password, wrapped-key) of putMeta for OLD_PW and NEW_PW. */
+  oldOpts: { password: string; wrappedB64: string };
+  newOpts: { password: string; wrappedB64: string };
+}
+
+/**
+ * A repository caught in a password change from OLD_PW to NEW_PW, laid out as `s3backup passwd`
+ * leaves it (FORMAT.md 7), by hand:
+ * - "prepared": step (a) done. s3backup.key old, s3backup.key.next new; every meta M old, with
+ *   passwd/next/M = M re-encrypted with the new password (its wrapped-key header the new key).
+ * - "switched": step (b) done and cleanup begun (passwd/next/ already deleted). s3backup.key
+ *   new, .next new, .prev old; every M new, with passwd/prev/M = the old M.
+ * Plus: meta_nokey_* without a wrapped-key header (the key comes from s3backup.key, .next or
+ * .prev), and a newer orphan passwd/next/meta_* that "latest" must not pick.
+ */
+async function passwdFixture(stage: "prepared" | "switched"): Promise<PasswdFixture> {
+  const repo = await makeRepo(OLD_PW);
+  const source = tmpPath("pw-source");
+  await buildTree(source, [
+    { type: "d", path: "dir", mode: 0o750, mtime: T0 + 100 },
+    { type: "f", path: "dir/a.txt", mode: 0o644, mtime: T0 + 1, data: text("a\n") },
+    { type: "f", path: "b with space.txt", mode: 0o600, mtime: T0 + 2, data: text("bee") },
+    { type: "l", path: "link", target: "dir/a.txt", mtime: T0 + 3 },
+  ]);
+  const oldSource = tmpPath("pw-old-source");
+  await buildTree(oldSource, [
+    { type: "f", path: "old.txt", mode: 0o644, mtime: T0, data: text("older backup") },
+  ]);
+  const decoySource = tmpPath("pw-decoy-source");
+  await buildTree(decoySource, [
+    { type: "f", path: "decoy.txt", mode: 0o644, mtime: T0, data: text("not a backup") },
+  ]);
+  const lines = await entriesOf(repo, source);
+  const oldLines = await entriesOf(repo, oldSource);
+  const decoyLines = await entriesOf(repo, decoySource);
+  const oldB64 = repo.wrappedB64;
+  const newB64 = await wrapKey(repo.dataKey, NEW_PW, `${repo.dir}/s3backup.key.next`);
+  if (stage === "switched") {
+    await Deno.copyFile(`${repo.dir}/s3backup.key`, `${repo.dir}/s3backup.key.prev`);
+    await Deno.copyFile(`${repo.dir}/s3backup.key.next`, `${repo.dir}/s3backup.key`);
+  }
+  const oldOpts = { password: OLD_PW, wrappedB64: oldB64 };
+  const newOpts = { password: NEW_PW, wrappedB64: newB64 };
+  // Top-level M with one password, the copy with the other.
+  const [top, copy, dir] = stage === "prepared"
+    ? [oldOpts, newOpts, "passwd/next"]
+    : [newOpts, oldOpts, "passwd/prev"];
+  const counts = new Map<string, number>();
+  const both = async (name: string, ts: string, l: string[], noKey = false) => {
+    const w = noKey ? { wrappedB64: null } : {};
+    const m = await putMeta(repo, name, ts, l, { ...top, ...w });
+    await putMeta(repo, name, ts, l, { ...copy, ...w, object: `${dir}/${m}` });
+    counts.set(m, l.length);
+    return m;
+  };
+  const metaNoKey = await both("nokey", "20230101T000000Z", oldLines, true);
+  await both("nightly", "20240101T000000Z", oldLines);
+  const metaLatest = await both("nightly", "20250601T120000Z", lines);
+  // An orphan copy, newer than everything, under each password: never "latest", never listed.
+  await putMeta(repo, "nightly", "20990101T000000Z", decoyLines, {
+    ...newOpts,
+    object: "passwd/next/meta_nightly_20990101T000000Z",
+  });
+  await putMeta(repo, "nightly", "20990101T000000Z", decoyLines, {
+    ...oldOpts,
+    object: "passwd/prev/meta_nightly_20990101T000000Z",
+  });
+  return { repo, source, oldSource, counts, metaLatest, metaNoKey, oldOpts, newOpts };
+}
+
+/**
+ * Restores and lists `fx` with the old and the new password; a third one fails, writes nothing.
+ * `brief`: not the meta without wrapped-key, nor the third password into an existing target.
+ */
+async function checkInterruptedChange(
+  fx: PasswdFixture,
+  stage: "prepared" | "switched",
+  opts: { store?: string; path?: string; env?: Record<string, string>; brief?: boolean } = {},
+): Promise<void> {
+  const store = opts.store ?? fx.repo.dir;
+  const runKit = (script: string, args: string[], password: string) =>
+    kit(script, args, { path: opts.path, env: opts.env, password });
+  // The password that needs the copies (the other opens the top-level metas), and where they are.
+  const [copyPw, copyDir] = stage === "prepared"
+    ? [NEW_PW, "passwd/next/"]
+    : [OLD_PW, "passwd/prev/"];
+  for (const pw of [OLD_PW, NEW_PW]) {
+    const what = `${stage}, ${pw === OLD_PW ? "old" : "new"} password`;
+    const t1 = tmpPath("pw-latest");
+    const r1 = await runKit("restore.sh", [store, "latest", t1], pw);
+    assertExit(r1, 0, `restore latest (${what})`);
+    assert(r1.stderr.includes(`restoring ${fx.metaLatest} `), `${what}: ${r1.stderr}`);
+    await assertSameTree(t1, fx.source);
+    assertEquals(
+      r1.stderr.includes(`reading its copy ${copyDir}${fx.metaLatest}`),
+      pw === copyPw,
+      `${what}: copy note: ${r1.stderr}`,
+    );
+    if (!opts.brief) {
+      // No wrapped-key header: the key comes from s3backup.key or, failing that, .next / .prev.
+      const t2 = tmpPath("pw-nokey");
+      const r2 = await runKit("restore.sh", [store, fx.metaNoKey, t2], pw);
+      assertExit(r2, 0, `restore a meta without wrapped-key (${what})`);
+      await assertSameTree(t2, fx.oldSource);
+    }
+    const l = await runKit("list.sh", [store], pw);
+    assertExit(l, 0, `list.sh (${what})`);
+    const rows = l.stdout.trimEnd().split("\n").slice(1);
+    assertEquals(rows.map((x) => x.split(/ +/)[0]), [...fx.counts.keys()], `${what}: rows`);
+    for (const [m, n] of fx.counts) {
+      const row = rows.find((x) => x.startsWith(m)) ?? "";
+      assert(row.trimEnd().endsWith(` ${n}`), `${what}: count of ${m}: ${row}`);
+    }
+    assertEquals(/passwd\//.test(l.stderr), pw === copyPw, `${what}: list.sh note: ${l.stderr}`);
+  }
+
+  // A third password: exit 4, nothing written, whether the target exists or not.
+  const t4 = tmpPath("pw-third");
+  const r4 = await runKit("restore.sh", [store, "latest", t4], THIRD_PW);
+  assertExit(r4, 4, `${stage}: restore with a third password`);
+  assert(/wrong password/i.test(r4.stderr), r4.stderr);
+  assert(!(await exists(t4)), `${stage}: target created with a third password`);
+  const t5 = tmpPath("pw-third");
+  await Deno.mkdir(t5);
+  for (const spec of opts.brief ? [] : ["latest", fx.metaNoKey]) {
+    assertExit(await runKit("restore.sh", [store, spec, t5], THIRD_PW), 4, `${stage}: ${spec}`);
+    assertEquals(await readDirNames(t5), [], `${stage}: ${spec}: target written`);
+  }
+  assertExit(await runKit("list.sh", [store], THIRD_PW), 4, `${stage}: list.sh, third password`);
+}
+
+Deno.test("kit: interrupted password change, new metas + passwd/prev/: both passwords", async () => {
+  const fx = await passwdFixture("switched");
+  await checkInterruptedChange(fx, "switched", { path: await restrictedBin() });
+  // M truncated (it does not check out under the new password): its copy under passwd/prev/
+  // opens with the old one; with the new one, M's own error, exit 1, nothing written.
+  const repo = await copyRepo(fx.repo);
+  const lines = await entriesOf(repo, fx.source);
+  const trunc = await putMeta(repo, "trunc", "20240601T000000Z", [...lines, ...lines], {
+    ...fx.newOpts,
+    trailer: 1,
+  });
+  await putMeta(repo, "trunc", "20240601T000000Z", lines, {
+    ...fx.oldOpts,
+    object: `passwd/prev/${trunc}`,
+  });
+  const t1 = tmpPath("pw-trunc");
+  assertExit(await kit("restore.sh", [repo.dir, trunc, t1], { password: OLD_PW }), 0, "trunc old");
+  await assertSameTree(t1, fx.source);
+  const t2 = tmpPath("pw-trunc");
+  const r2 = await kit("restore.sh", [repo.dir, trunc, t2], { password: NEW_PW });
+  assertExit(r2, 1, "truncated meta, new password");
+  assert(r2.stderr.includes(`${trunc}: truncated meta`), r2.stderr);
+  assert(!(await exists(t2)), "target created for a truncated meta");
+  // Without the copies, the old password opens nothing: exit 4, target untouched.
+  await Deno.remove(`${repo.dir}/passwd`, { recursive: true });
+  const t = tmpPath("pw-gone");
+  const r = await kit("restore.sh", [repo.dir, "latest", t], { password: OLD_PW });
+  assertExit(r, 4, "old password without passwd/prev/");
+  assert(!(await exists(t)), "target created");
+});
+
+Deno.test("kit: interrupted password change, old metas + passwd/next/: both passwords", async () => {
+  const fx = await passwdFixture("prepared");
+  await checkInterruptedChange(fx, "prepared");
+});
+
+// ---------------------------------------------------------------------------------------------
 // S3 (moto_server or Ceph via S3BACKUP_TEST_S3_ENDPOINT), AWS CLI v1 and v2
 // ---------------------------------------------------------------------------------------------
 
@@ -1085,3 +1291,26 @@ s3Test("kit: S3 restore with AWS CLI v2, bucket root, --endpoint-url, missing ob
   assertEquals(await readDirNames(t2), ["dir with trailing space ", "empty.txt"]);
   assertEquals(await readDirNames(`${t2}/dir with trailing space `), ["dup2.txt"]);
 });
+
+s3Test(
+  "kit: S3, interrupted password change: both passwords, passwd/ not listed",
+  async () => {
+    const fx = await passwdFixture("switched");
+    const bucket = `kit-${randomHex(6)}`;
+    await aws(AWS_V2, ["s3api", "create-bucket", "--bucket", bucket]);
+    await aws(AWS_V2, [
+      "s3",
+      "cp",
+      "--recursive",
+      "--only-show-errors",
+      fx.repo.dir,
+      `s3://${bucket}/pfx/`,
+    ]);
+    await checkInterruptedChange(fx, "switched", {
+      store: `s3://${bucket}/pfx`,
+      path: await restrictedBin({ aws: AWS_V2 }),
+      env: { ...s3KitEnv(), AWS_DEFAULT_REGION: "us-east-1", AWS_ENDPOINT_URL: S3_ENDPOINT },
+      brief: true,
+    });
+  },
+);
