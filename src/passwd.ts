@@ -31,7 +31,6 @@ import {
 import {
   CorruptDataError,
   errorLine,
-  ObjectNotFoundError,
   S3BackupError,
   UsageError,
   WrongPasswordError,
@@ -44,6 +43,7 @@ import {
   KEY_NEXT_NAME,
   KEY_PREV_NAME,
   loadMeta,
+  loadOptional,
   metaNextName,
   metaPrevName,
   openRepository,
@@ -70,15 +70,6 @@ export function metaCandidates(meta: string): string[] {
 
 /** A password change is in progress, or was interrupted and not finished. */
 export class PasswordChangePendingError extends S3BackupError {}
-
-async function loadOptional(store: Store, name: string): Promise<Uint8Array | null> {
-  try {
-    return await readAll(await store.load(name));
-  } catch (err) {
-    if (err instanceof ObjectNotFoundError) return null;
-    throw err;
-  }
-}
 
 function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
   return a !== null && b !== null && a.length === b.length && a.every((x, i) => x === b[i]);

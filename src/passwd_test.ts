@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { makeBucket, removeBucket, requireTarget, s3Targets, targetStore } from "../test/s3_env.ts";
 import { backup } from "./backup.ts";
 import { KEY_NAME, unwrapDataKey, wrapDataKey } from "./data_key.ts";
 import { DESCRIPTOR_NAME, encodeDescriptor } from "./descriptor.ts";
@@ -26,6 +25,7 @@ import { createRepository, loadMeta, openRepository, type Repository } from "./r
 import { LocalStore } from "./store/local_store.ts";
 import { type ObjectInfo, readAll, type SaveOptions, type Store } from "./store/store.ts";
 import { verify } from "./verify.ts";
+import { storeBackends } from "../test/s3_env.ts";
 
 const te = new TextEncoder();
 const OLD = te.encode("old password");
@@ -66,44 +66,7 @@ async function twoBackups(store: Store, repo: Repository): Promise<void> {
   }
 }
 
-interface Backend {
-  label: string;
-  sanitize: boolean;
-  run(fn: (store: Store) => Promise<void>): Promise<void>;
-}
-
-function backends(): Backend[] {
-  const out: Backend[] = [{
-    label: "local",
-    sanitize: true,
-    async run(fn) {
-      const dir = await Deno.makeTempDir({ prefix: "s3backup-passwd-store-" });
-      try {
-        await fn(new LocalStore(dir));
-      } finally {
-        await Deno.remove(dir, { recursive: true });
-      }
-    },
-  }];
-  for (const t of s3Targets()) {
-    out.push({
-      label: t.label,
-      sanitize: false,
-      async run(fn) {
-        requireTarget(t);
-        const { bucket } = await makeBucket(t);
-        const store = targetStore(t, bucket, "pw");
-        try {
-          await fn(store);
-        } finally {
-          store.close();
-          await removeBucket(t, bucket);
-        }
-      },
-    });
-  }
-  return out;
-}
+const backends = () => storeBackends("passwd");
 
 Deno.test("replaceWrappedKey changes that header line only", () => {
   const text = "s3backup-meta 2\ntime T\nwrapped-key AAAA\nx y\nentries\nwrapped-key zz\nend 1\n";

@@ -49,7 +49,8 @@ export interface Repository {
   password: Uint8Array;
 }
 
-async function loadOptional(store: Store, name: string): Promise<Uint8Array | null> {
+/** An object's bytes, or null when it does not exist. */
+export async function loadOptional(store: Store, name: string): Promise<Uint8Array | null> {
   try {
     return await readAll(await store.load(name));
   } catch (err) {

@@ -5,15 +5,14 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as path from "node:path";
-import { makeBucket, removeBucket, requireTarget, s3Targets, targetStore } from "../test/s3_env.ts";
 import { backup } from "./backup.ts";
 import { newDataKey, wrapDataKey } from "./data_key.ts";
 import { UsageError } from "./errors.ts";
 import { createRepository, encryptSmallObject, type Repository, saveMeta } from "./repository.ts";
-import { LocalStore } from "./store/local_store.ts";
 import { readAll, type Store } from "./store/store.ts";
 import { parseSubset, resolveMeta, sampleIndexes, verify, type VerifyProblem } from "./verify.ts";
 import { parseMetaName } from "./meta_name.ts";
+import { storeBackends } from "../test/s3_env.ts";
 
 const te = new TextEncoder();
 const PW = te.encode("verify password");
@@ -22,44 +21,7 @@ function md5(s: string | Uint8Array): string {
   return createHash("md5").update(s).digest("hex");
 }
 
-interface Backend {
-  label: string;
-  sanitize: boolean;
-  run(fn: (store: Store) => Promise<void>): Promise<void>;
-}
-
-function backends(): Backend[] {
-  const out: Backend[] = [{
-    label: "local",
-    sanitize: true,
-    async run(fn) {
-      const dir = await Deno.makeTempDir({ prefix: "s3backup-verify-store-" });
-      try {
-        await fn(new LocalStore(dir));
-      } finally {
-        await Deno.remove(dir, { recursive: true });
-      }
-    },
-  }];
-  for (const t of s3Targets()) {
-    out.push({
-      label: t.label,
-      sanitize: false,
-      async run(fn) {
-        requireTarget(t);
-        const { bucket } = await makeBucket(t);
-        const store = targetStore(t, bucket, "repo");
-        try {
-          await fn(store);
-        } finally {
-          store.close();
-          await removeBucket(t, bucket);
-        }
-      },
-    });
-  }
-  return out;
-}
+const backends = () => storeBackends("verify");
 
 /**
  * A repository with two backups of `docs`: both hold shared.txt, the first one.txt, the second

@@ -16,14 +16,7 @@ import { LocalStore } from "../src/store/local_store.ts";
 import { S3Store } from "../src/store/s3_store.ts";
 import { type ObjectInfo, readAll, type SaveOptions, type Store } from "../src/store/store.ts";
 import { verify } from "../src/verify.ts";
-import {
-  childEnv,
-  makeBucket,
-  removeBucket,
-  requireTarget,
-  s3Targets,
-  targetStore,
-} from "./s3_env.ts";
+import { childEnv, storeBackends } from "./s3_env.ts";
 
 const te = new TextEncoder();
 const PASSWORD = "prune test password";
@@ -35,44 +28,7 @@ function md5(s: string): string {
   return createHash("md5").update(s).digest("hex");
 }
 
-interface Backend {
-  label: string;
-  sanitize: boolean;
-  run(fn: (store: Store) => Promise<void>): Promise<void>;
-}
-
-function backends(): Backend[] {
-  const out: Backend[] = [{
-    label: "local",
-    sanitize: true,
-    async run(fn) {
-      const dir = await Deno.makeTempDir({ prefix: "s3backup-prune-store-" });
-      try {
-        await fn(new LocalStore(dir));
-      } finally {
-        await Deno.remove(dir, { recursive: true });
-      }
-    },
-  }];
-  for (const t of s3Targets()) {
-    out.push({
-      label: t.label,
-      sanitize: false,
-      async run(fn) {
-        requireTarget(t);
-        const { bucket } = await makeBucket(t);
-        const store = targetStore(t, bucket, "repo");
-        try {
-          await fn(store);
-        } finally {
-          store.close();
-          await removeBucket(t, bucket);
-        }
-      },
-    });
-  }
-  return out;
-}
+const backends = () => storeBackends("prune");
 
 /** Backs up a folder holding exactly `files` (name -> content) as backup `name` at `time`. */
 async function backupOf(

@@ -22,7 +22,9 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from "@aws-sdk/client-s3";
+import { LocalStore } from "../src/store/local_store.ts";
 import { S3Store } from "../src/store/s3_store.ts";
+import type { Store } from "../src/store/store.ts";
 
 export interface S3Target {
   label: string;
@@ -200,4 +202,46 @@ export async function removeBucket(target: S3Target, bucket: string): Promise<vo
   } finally {
     client.destroy();
   }
+}
+
+/** A store to run a test against: the local directory store, then every S3 target. */
+export interface Backend {
+  label: string;
+  /** Whether Deno's resource sanitizers can stay on (the SDK keeps connections open). */
+  sanitize: boolean;
+  run(fn: (store: Store) => Promise<void>): Promise<void>;
+}
+
+/** The local store and one store per S3 target (fresh bucket, prefix `name`), cleaned up after. */
+export function storeBackends(name: string): Backend[] {
+  const out: Backend[] = [{
+    label: "local",
+    sanitize: true,
+    async run(fn) {
+      const dir = await Deno.makeTempDir({ prefix: `s3backup-${name}-store-` });
+      try {
+        await fn(new LocalStore(dir));
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  }];
+  for (const t of s3Targets()) {
+    out.push({
+      label: t.label,
+      sanitize: false,
+      async run(fn) {
+        requireTarget(t);
+        const { bucket } = await makeBucket(t);
+        const store = targetStore(t, bucket, name);
+        try {
+          await fn(store);
+        } finally {
+          store.close();
+          await removeBucket(t, bucket);
+        }
+      },
+    });
+  }
+  return out;
 }
