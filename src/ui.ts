@@ -59,6 +59,19 @@ export class Ui {
     }
   }
 
+  /** One progress line on a terminal, redrawn at most 10 times a second. */
+  #drawProgress(filesDone: number, bytesDone: number, verb: string, extra: string): void {
+    if (!this.#progress) return;
+    const now = performance.now();
+    if (now - this.#lastDraw < 100 && filesDone < this.#totalFiles) return;
+    this.#lastDraw = now;
+    const line = `${filesDone}/${this.#totalFiles} files, ${formatBytes(bytesDone)}/${
+      formatBytes(this.#totalBytes)
+    } ${verb}, ${extra}`;
+    Deno.stderr.writeSync(te.encode(`\r\x1b[K${line}`));
+    this.#drawn = true;
+  }
+
   onBackupEvent = (e: BackupEvent): void => {
     switch (e.type) {
       case "walked":
@@ -73,18 +86,14 @@ export class Ui {
           this.out(`would upload: ${showPath(e.path)} (${formatBytes(e.size)})`);
         }
         break;
-      case "progress": {
-        if (!this.#progress) break;
-        const now = performance.now();
-        if (now - this.#lastDraw < 100 && e.filesDone < this.#totalFiles) break;
-        this.#lastDraw = now;
-        const line = `${e.filesDone}/${this.#totalFiles} files, ${formatBytes(e.bytesDone)}/${
-          formatBytes(this.#totalBytes)
-        } read, ${formatBytes(e.bytesUploaded)} uploaded`;
-        Deno.stderr.writeSync(te.encode(`\r\x1b[K${line}`));
-        this.#drawn = true;
+      case "progress":
+        this.#drawProgress(
+          e.filesDone,
+          e.bytesDone,
+          "read",
+          `${formatBytes(e.bytesUploaded)} uploaded`,
+        );
         break;
-      }
     }
   };
 
@@ -130,18 +139,14 @@ export class Ui {
           this.out(`would ${e.action} ${what}: ${showPath(e.path)}`);
         }
         break;
-      case "progress": {
-        if (!this.#progress) break;
-        const now = performance.now();
-        if (now - this.#lastDraw < 100 && e.filesDone < this.#totalFiles) break;
-        this.#lastDraw = now;
-        const line = `${e.filesDone}/${this.#totalFiles} files, ${formatBytes(e.bytesDone)}/${
-          formatBytes(this.#totalBytes)
-        } restored, ${formatBytes(e.bytesDownloaded)} downloaded`;
-        Deno.stderr.writeSync(te.encode(`\r\x1b[K${line}`));
-        this.#drawn = true;
+      case "progress":
+        this.#drawProgress(
+          e.filesDone,
+          e.bytesDone,
+          "restored",
+          `${formatBytes(e.bytesDownloaded)} downloaded`,
+        );
         break;
-      }
     }
   };
 
