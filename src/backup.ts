@@ -128,7 +128,9 @@ export async function backup(
   if (repo === null && !opts.simulate) throw new TypeError("backup needs a repository");
   // The lock goes first: a prune that starts later sees it and keeps every data object; one
   // that is running already makes us stop here, before anything is uploaded (FORMAT.md §6).
-  const lock = opts.simulate ? null : await acquireLock(store, "backup", opts.host);
+  const lock = opts.simulate
+    ? null
+    : await acquireLock(store, "backup", opts.host, { source: opts.source });
   try {
     // No password change pending, and none since `repo` was opened (FORMAT.md §7).
     if (lock !== null && repo !== null) await checkPasswordUnchanged(repo);

@@ -42,6 +42,8 @@ export interface LockBody {
   host: string;
   pid: number;
   time: Date;
+  /** backup: the folder being read (restores into it are refused meanwhile). */
+  source?: string;
 }
 
 /** A lock found in the store. */
@@ -91,6 +93,7 @@ export function formatLock(body: LockBody): string {
     `host ${escapeText(body.host)}`,
     `pid ${body.pid}`,
     `time ${body.time.toISOString()}`,
+    ...(body.source === undefined ? [] : [`source ${escapeText(body.source)}`]),
     "",
   ].join("\n");
 }
@@ -109,7 +112,10 @@ export function parseLock(text: string): LockBody {
   if (Number.isNaN(time.getTime())) throw new SyntaxError("bad time");
   const pidText = kv.get("pid") ?? "";
   const pid = /^\d+$/.test(pidText) ? Number(pidText) : 0;
-  return { kind, host: unescapeText(kv.get("host") ?? "?"), pid, time };
+  const body: LockBody = { kind, host: unescapeText(kv.get("host") ?? "?"), pid, time };
+  const source = kv.get("source");
+  if (source !== undefined) body.source = unescapeText(source);
+  return body;
 }
 
 /** Whether a lock is stale at `now` (its time more than STALE_MS ago). */
@@ -169,6 +175,8 @@ export interface LockOptions {
   /** Refresh period (tests). Default REFRESH_MS. */
   refreshMs?: number;
   pid?: number;
+  /** Written into the lock (backup: the folder it reads). */
+  source?: string;
   /** Called when a periodic refresh fails (it is tried again at the next period). */
   onRefreshError?: (err: unknown) => void;
 }
@@ -200,7 +208,18 @@ export async function acquireLock(
   const pid = opts.pid ?? Deno.pid;
   const key = formatLockName(kind, now());
   const write = () =>
-    store.save(key, new TextEncoder().encode(formatLock({ kind, host, pid, time: now() })));
+    store.save(
+      key,
+      new TextEncoder().encode(
+        formatLock({
+          kind,
+          host,
+          pid,
+          time: now(),
+          ...(opts.source === undefined ? {} : { source: opts.source }),
+        }),
+      ),
+    );
   await write();
   let all: LockInfo[];
   try {

@@ -949,11 +949,17 @@ export async function liveBackupLock(store: Store, host: string): Promise<string
   return l ? l.key : null;
 }
 
+/** Whether one of two absolute paths is the other or inside it. */
+function overlaps(a: string, b: string): boolean {
+  const under = (x: string, y: string) => x === y || x.startsWith(y.endsWith("/") ? y : `${y}/`);
+  return under(a, b) || under(b, a);
+}
+
 /**
- * Refuses to restore into the folder the backup was taken from, on the host it was taken on,
- * unless `overwrite`; and even then while a backup from this host is running (its lock does
- * not name its folder, so any live backup lock of this host counts). Also refuses a target
- * inside a local repository.
+ * Refuses to restore into (or over) the folder of a backup running on this host (its lock names
+ * the folder); into the folder the backup was taken from, on the host it was taken on, unless
+ * `overwrite`, and even then while any backup of this host runs (a lock of an older version
+ * names no folder). Also refuses a target inside a local repository.
  */
 export async function checkTarget(
   store: Store,
@@ -967,6 +973,15 @@ export async function checkTarget(
     const repoDir = await realOrResolved(store.location);
     if (t === repoDir || t.startsWith(`${repoDir}/`)) {
       throw new UsageError(`Refusing to restore into the repository itself (${repoDir})`);
+    }
+  }
+  // A backup running on this host reads its folder: never restore over or into it meanwhile.
+  for (const l of await liveLocks(store)) {
+    if (l.kind !== "backup" || l.host !== host || l.source === undefined) continue;
+    if (overlaps(t, await realOrResolved(l.source))) {
+      throw new S3BackupError(
+        `A backup of ${l.source} is running on this host (${l.key}): not restoring into ${t}`,
+      );
     }
   }
   if (meta.header.source === "" || meta.header.host !== host) return;

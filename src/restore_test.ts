@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { WrongPasswordError } from "./errors.ts";
-import { formatLock } from "./lock.ts";
+import { acquireLock, formatLock } from "./lock.ts";
 import type { Entry } from "./meta.ts";
 import { createRepository, encryptSmallObject, type Repository, saveMeta } from "./repository.ts";
 import {
@@ -565,6 +565,35 @@ Deno.test("checkTarget: the backup's own folder needs --overwrite, and no runnin
       /backup from this host is running/,
     );
     await checkTarget(local, meta, `${fx.dir}/elsewhere`, "me", true);
+  } finally {
+    cleanup(fx.dir);
+  }
+});
+
+Deno.test("checkTarget: never into or over the folder a backup on this host is reading", async () => {
+  const fx = await fixture();
+  try {
+    const live = `${fx.dir}/live`;
+    await Deno.mkdir(`${live}/sub`, { recursive: true });
+    // an old meta from elsewhere: only the running backup's lock makes these targets unsafe
+    const meta = { header: { ...header(), host: "other", source: "/x" }, entries: [] };
+    const local = new LocalStore(fx.bucket);
+    const lock = await acquireLock(local, "backup", "me", { source: live });
+    try {
+      for (const t of [live, `${live}/sub`, fx.dir]) {
+        await assert.rejects(
+          checkTarget(local, meta, t, "me", true),
+          /A backup of .* is running on this host/,
+          t,
+        );
+      }
+      await checkTarget(local, meta, `${fx.dir}/elsewhere`, "me", false);
+      await checkTarget(local, meta, `${fx.dir}/live2`, "me", false);
+      await checkTarget(local, meta, live, "another-host", false);
+    } finally {
+      await lock.release();
+    }
+    await checkTarget(local, meta, `${live}/sub`, "me", false);
   } finally {
     cleanup(fx.dir);
   }
