@@ -15,7 +15,7 @@ import { getPassword, type PasswordSources } from "./password.ts";
 import { createRepository, openRepository, repositoryExists } from "./repository.ts";
 import { checkTarget, openForRestore, restore } from "./restore.ts";
 import { openStore } from "./store/open_store.ts";
-import { changePassword, openRepositoryAny } from "./passwd.ts";
+import { changePassword } from "./passwd.ts";
 import {
   checkPolicy,
   DEFAULT_GRACE_MS,
@@ -172,7 +172,7 @@ async function runVerify(ctx: Context): Promise<number> {
   const store = storeOf(ctx);
   await store.checkExists();
   const password = await getPassword(passwordSources(ctx, true), false);
-  const repo = await openRepositoryAny(store, password);
+  const repo = await openRepository(store, password);
   const opts: VerifyOptions = { readData: cmd.readData === true || subset !== undefined };
   if (subset !== undefined) opts.subset = subset;
   if (cmd.meta !== undefined) opts.meta = cmd.meta;
@@ -196,7 +196,7 @@ async function runPrune(ctx: Context): Promise<number> {
   const store = storeOf(ctx);
   await store.checkExists();
   const password = await getPassword(passwordSources(ctx, true), false);
-  const repo = await openRepositoryAny(store, password);
+  const repo = await openRepository(store, password);
   const summary = await prune(repo, {
     policy,
     dryRun,

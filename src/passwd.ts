@@ -12,7 +12,7 @@
  *                `s3backup.key.next` (the marker of a change in progress).
  *
  * Readers try `s3backup.key`, `.next`, `.prev`, and for a meta M: M, `passwd/next/M`,
- * `passwd/prev/M` (`openRepositoryAny`, `loadMetaAny`). Until (c) starts the old password opens
+ * `passwd/prev/M` (`openRepository`, `loadMeta` in repository.ts). Until (c) starts the old password opens
  * everything; once (a) is done the new one does.
  *
  * A rerun after an interruption: if `s3backup.key` is not yet the bytes of `.next`, nothing
@@ -42,7 +42,6 @@ import { META_PREFIX, parseMetaName } from "./meta_name.ts";
 import {
   KEY_NEXT_NAME,
   KEY_PREV_NAME,
-  loadMeta,
   loadOptional,
   metaNextName,
   metaPrevName,
@@ -79,12 +78,6 @@ async function loadDescriptor(store: Store): Promise<Descriptor> {
   const conf = await loadOptional(store, DESCRIPTOR_NAME);
   return conf === null ? defaultDescriptor() : parseDescriptor(new TextDecoder().decode(conf));
 }
-
-/** `openRepository` (which falls back to `.next` / `.prev` itself). */
-export const openRepositoryAny = openRepository;
-
-/** `loadMeta` (which falls back to `passwd/next/` / `passwd/prev/` itself). */
-export const loadMetaAny = loadMeta;
 
 /**
  * For writers (backup, prune), right after taking their lock: throws when a password change is
@@ -249,7 +242,7 @@ export async function changePassword(
   // Check the passwords before writing anything (the lock included).
   let repo: Repository | null = null;
   try {
-    repo = await openRepositoryAny(store, password);
+    repo = await openRepository(store, password);
   } catch (err) {
     // An interrupted change that has taken effect can be finished with its new password.
     if (!(err instanceof WrongPasswordError)) throw err;

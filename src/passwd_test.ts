@@ -16,8 +16,6 @@ import {
   checkPasswordUnchanged,
   KEY_NEXT_NAME,
   KEY_PREV_NAME,
-  loadMetaAny,
-  openRepositoryAny,
   PasswordChangePendingError,
   replaceWrappedKey,
 } from "./passwd.ts";
@@ -110,7 +108,7 @@ for (const b of backends()) {
         const err = await openRepository(store, OLD).catch((e) => e);
         assert.ok(err instanceof WrongPasswordError);
         assert.equal(exitCodeOf(err), 4);
-        await assert.rejects(openRepositoryAny(store, OLD), WrongPasswordError);
+        await assert.rejects(openRepository(store, OLD), WrongPasswordError);
         const repo2 = await openRepository(store, NEW);
         assert.deepEqual(repo2.dataKey, repo.dataKey);
         for (const [i, m] of metas.entries()) {
@@ -189,7 +187,7 @@ async function fastRepository(store: Store): Promise<Repository> {
 async function opening(store: Store, pw: Uint8Array, metas: string[]): Promise<string[] | null> {
   let repo: Repository;
   try {
-    repo = await openRepositoryAny(store, pw);
+    repo = await openRepository(store, pw);
   } catch (err) {
     if (err instanceof WrongPasswordError) return null;
     throw err;
@@ -197,7 +195,7 @@ async function opening(store: Store, pw: Uint8Array, metas: string[]): Promise<s
   const ok: string[] = [];
   for (const m of metas) {
     try {
-      const meta = await loadMetaAny(repo, m);
+      const meta = await loadMeta(repo, m);
       // Its own wrapped key opens with the same password (what the restore kit uses).
       const key = await unwrapDataKey(meta.header.wrappedKey, pw, repo.descriptor.keyIter);
       assert.equal(key, new TextDecoder().decode(repo.dataKey));
@@ -283,7 +281,7 @@ Deno.test("passwd: interrupted after every write or delete, every backup still o
         if (name === KEY_NAME || name.startsWith("meta_")) continue;
         assert.deepEqual(after.get(name), bytes, `${where}: ${name}`);
       }
-      await assert.rejects(openRepositoryAny(plainStore, OLD), WrongPasswordError, where);
+      await assert.rejects(openRepository(plainStore, OLD), WrongPasswordError, where);
       const r2 = await openRepository(plainStore, NEW);
       for (const [i, m] of metas.entries()) {
         const meta = await loadMeta(r2, m);

@@ -16,8 +16,8 @@ import { encryptedSize } from "./crypto.ts";
 import { unwrapDataKey } from "./data_key.ts";
 import { CorruptDataError, ObjectNotFoundError, UsageError, WrongPasswordError } from "./errors.ts";
 import { compareMetaNames, META_PREFIX, type MetaName, parseMetaName } from "./meta_name.ts";
-import { loadMetaAny, pool } from "./passwd.ts";
-import { decryptObject, type Repository } from "./repository.ts";
+import { pool } from "./passwd.ts";
+import { decryptObject, loadMeta, type Repository } from "./repository.ts";
 import type { ObjectInfo } from "./store/store.ts";
 
 const MD5_NAME = /^[0-9a-f]{32}$/;
@@ -183,7 +183,7 @@ export async function verify(
     opts.signal?.throwIfAborted();
     let meta;
     try {
-      meta = await loadMetaAny(repo, m.key);
+      meta = await loadMeta(repo, m.key);
     } catch (err) {
       if (!(err instanceof CorruptDataError || err instanceof ObjectNotFoundError)) throw err;
       badMetas++;
