@@ -2,19 +2,27 @@
  * Benchmarks: `deno task bench`. Throughput of the building blocks (encryption, hashing) and of
  * whole backups into a local-directory store (cold: everything new; warm: nothing new).
  */
-import { createHash } from "node:crypto";
+import { createCipheriv, createHash } from "node:crypto";
 import { backup } from "../src/backup.ts";
 import { encryptStream } from "../src/crypto.ts";
-import { readAll } from "../src/store/store.ts";
 import { createRepository } from "../src/repository.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 
 const MIB = 1024 * 1024;
 const chunk = new Uint8Array(MIB).map((_, i) => (i * 7) & 0xff);
 const chunks = (n: number) => Array.from({ length: n }, () => chunk);
+const key = new Uint8Array(64).fill(0x61);
 
-Deno.bench("encrypt 64 MiB (AES-256-CBC, node:crypto stream)", { group: "crypto" }, async () => {
-  await readAll(ReadableStream.from(chunks(64)).pipeThrough(encryptStream(new Uint8Array(64), 1)));
+Deno.bench("encrypt 64 MiB: node:crypto AES-256-CBC, for comparison", { group: "crypto" }, () => {
+  const c = createCipheriv("aes-256-cbc", new Uint8Array(32), new Uint8Array(16));
+  for (const x of chunks(64)) c.update(x);
+  c.final();
+});
+
+Deno.bench("encrypt 64 MiB: encryptStream (WebCrypto batches)", { group: "crypto" }, async () => {
+  for await (const _ of ReadableStream.from(chunks(64)).pipeThrough(encryptStream(key, 1))) {
+    // drained: measures the cipher, not a 64 MiB concatenation
+  }
 });
 
 Deno.bench("md5 64 MiB (node:crypto)", { group: "crypto", baseline: true }, () => {

@@ -134,16 +134,20 @@ export function encryptStream(
       controller.enqueue(header(salt));
     },
     async transform(chunk, controller) {
-      gather.push(chunk.slice()); // the source may reuse its buffer
-      if (gather.length < MIN_BATCH + BLOCK) return;
-      const data = gather.take();
+      let data: Uint8Array;
+      if (gather.length === 0 && chunk.length >= MIN_BATCH) data = chunk; // used now: no copy
+      else {
+        gather.push(chunk.slice()); // kept past this call: the source may reuse its buffer
+        if (gather.length < MIN_BATCH + BLOCK) return;
+        data = gather.take();
+      }
       const whole = data.length - (data.length % BLOCK);
       const out = new Uint8Array(
         await crypto.subtle.encrypt(cbc(iv), key, ab(data.subarray(0, whole))),
       );
       const kept = out.subarray(0, whole); // drop the padding block
       iv = kept.slice(whole - BLOCK);
-      if (whole < data.length) gather.push(data.subarray(whole));
+      if (whole < data.length) gather.push(data.slice(whole));
       controller.enqueue(kept);
     },
     async flush(controller) {
