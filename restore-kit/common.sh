@@ -563,3 +563,68 @@ meta_open() {
   fi
   return 1
 }
+
+# ---------------------------------------------------------------------------------------------
+# The restore scripts' command line:
+#   [--only PATH]... [--endpoint-url URL] [--region R] [--password-file F] [--overwrite]
+#   STORE SPEC TARGET
+# parse_restore_args ALLOW_OVERWRITE "$@" sets the ARG_* globals and ONLY / ONLY_HIT / ONLY_N;
+# a bad command line exits with EXIT_USAGE (the calling script defines usage()).
+# ---------------------------------------------------------------------------------------------
+
+ONLY=()
+ONLY_HIT=()
+ONLY_N=0
+ARG_ENDPOINT=""
+ARG_REGION=""
+ARG_PWFILE=""
+ARG_OVERWRITE=0
+ARG_STORE=""
+ARG_SPEC=""
+ARG_TARGET=""
+
+parse_restore_args() {
+  local allow_overwrite=$1 o
+  shift
+  while [ $# -gt 0 ]; do
+    case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --overwrite)
+      if [ "$allow_overwrite" != 1 ]; then usage >&2; die "unknown option: $1" "$EXIT_USAGE"; fi
+      ARG_OVERWRITE=1; shift; continue ;;
+    --only) if [ $# -lt 2 ]; then die "--only needs a PATH" "$EXIT_USAGE"; fi; o=$2; shift 2 ;;
+    --only=*) o=${1#--only=}; shift ;;
+    --endpoint-url) if [ $# -lt 2 ]; then die "--endpoint-url needs a URL" "$EXIT_USAGE"; fi; ARG_ENDPOINT=$2; shift 2; continue ;;
+    --endpoint-url=*) ARG_ENDPOINT=${1#*=}; shift; continue ;;
+    --password-file) if [ $# -lt 2 ]; then die "--password-file needs a FILE" "$EXIT_USAGE"; fi; ARG_PWFILE=$2; shift 2; continue ;;
+    --password-file=*) ARG_PWFILE=${1#*=}; shift; continue ;;
+    --region) if [ $# -lt 2 ]; then die "--region needs a region" "$EXIT_USAGE"; fi; ARG_REGION=$2; shift 2; continue ;;
+    --region=*) ARG_REGION=${1#*=}; shift; continue ;;
+    --) shift; break ;;
+    -?*) usage >&2; die "unknown option: $1" "$EXIT_USAGE" ;;
+    *) break ;;
+    esac
+    # --only PATH: strip "./" and trailing slashes
+    while [ "${o#./}" != "$o" ]; do o=${o#./}; done
+    while [ -n "$o" ] && [ "${o%/}" != "$o" ]; do o=${o%/}; done
+    if [ -z "$o" ]; then die "--only needs a relative PATH" "$EXIT_USAGE"; fi
+    ONLY[ONLY_N]=$o
+    ONLY_HIT[ONLY_N]=0
+    ONLY_N=$((ONLY_N + 1))
+  done
+  if [ $# -ne 3 ]; then usage >&2; exit "$EXIT_USAGE"; fi
+  ARG_STORE=$1 ARG_SPEC=$2 ARG_TARGET=$3
+  if [ -z "$ARG_TARGET" ]; then die "empty target directory" "$EXIT_USAGE"; fi
+  if [ -e "$ARG_TARGET" ] && [ ! -d "$ARG_TARGET" ]; then
+    die "$ARG_TARGET exists and is not a directory" "$EXIT_USAGE"
+  fi
+}
+
+# only_misses META: each --only PATH that matched nothing is a failure (fail() of the script).
+only_misses() {
+  local n=0
+  while [ "$n" -lt "$ONLY_N" ]; do
+    if [ "${ONLY_HIT[n]}" != 1 ]; then fail "${ONLY[n]}" "--only: no such path in $1"; fi
+    n=$((n + 1))
+  done
+}

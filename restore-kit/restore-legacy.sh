@@ -50,9 +50,6 @@ EOF
 
 TARGET=""
 OVERWRITE=0
-ONLY=()
-ONLY_HIT=()
-ONLY_N=0
 N_FILES=0
 N_SAME=0
 FAILED=0
@@ -284,34 +281,11 @@ restore_one() {
 }
 
 main() {
-  local endpoint="" region="" pwfile="" o store spec target line first=1 md5 ep n
-  while [ $# -gt 0 ]; do
-    case "$1" in
-    -h | --help) usage; exit 0 ;;
-    --overwrite) OVERWRITE=1; shift; continue ;;
-    --only) if [ $# -lt 2 ]; then die "--only needs a PATH" "$EXIT_USAGE"; fi; o=$2; shift 2 ;;
-    --only=*) o=${1#--only=}; shift ;;
-    --endpoint-url) if [ $# -lt 2 ]; then die "--endpoint-url needs a URL" "$EXIT_USAGE"; fi; endpoint=$2; shift 2; continue ;;
-    --endpoint-url=*) endpoint=${1#*=}; shift; continue ;;
-    --password-file) if [ $# -lt 2 ]; then die "--password-file needs a FILE" "$EXIT_USAGE"; fi; pwfile=$2; shift 2; continue ;;
-    --password-file=*) pwfile=${1#*=}; shift; continue ;;
-    --region) if [ $# -lt 2 ]; then die "--region needs a region" "$EXIT_USAGE"; fi; region=$2; shift 2; continue ;;
-    --region=*) region=${1#*=}; shift; continue ;;
-    --) shift; break ;;
-    -?*) usage >&2; die "unknown option: $1" "$EXIT_USAGE" ;;
-    *) break ;;
-    esac
-    while [ "${o#./}" != "$o" ]; do o=${o#./}; done
-    while [ -n "$o" ] && [ "${o%/}" != "$o" ]; do o=${o%/}; done
-    if [ -z "$o" ]; then die "--only needs a relative PATH" "$EXIT_USAGE"; fi
-    ONLY[ONLY_N]=$o
-    ONLY_HIT[ONLY_N]=0
-    ONLY_N=$((ONLY_N + 1))
-  done
-  if [ $# -ne 3 ]; then usage >&2; exit "$EXIT_USAGE"; fi
-  store=$1 spec=$2 target=$3
-  if [ -z "$target" ]; then die "empty target directory" "$EXIT_USAGE"; fi
-  if [ -e "$target" ] && [ ! -d "$target" ]; then die "$target exists and is not a directory" "$EXIT_USAGE"; fi
+  local endpoint="" region="" pwfile="" store spec target line first=1 md5 ep n
+  parse_restore_args 1 "$@"
+  store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
+  endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
+  OVERWRITE=$ARG_OVERWRITE
 
   need cat chmod cp mkdir mktemp mv rm rmdir sort
   need openssl
@@ -365,11 +339,7 @@ main() {
   while IFS= read -r line <&3; do
     restore_one "${line%% *}" "${line#* }"
   done 3<"$KIT_TMP/entries"
-  n=0
-  while [ "$n" -lt "$ONLY_N" ]; do
-    if [ "${ONLY_HIT[n]}" != 1 ]; then fail "${ONLY[n]}" "--only: no such path in $META"; fi
-    n=$((n + 1))
-  done
+  only_misses "$META"
 
   warn "restored $N_FILES files, $N_SAME already there, $FAILED failed"
   if [ "$FAILED" -gt 0 ]; then exit "$EXIT_PARTIAL"; fi

@@ -40,9 +40,6 @@ EOF
 
 TARGET=""
 WORK_NAME=""
-ONLY=()
-ONLY_HIT=()
-ONLY_N=0
 N_FILES=0
 N_DIRS=0
 N_LINKS=0
@@ -460,34 +457,10 @@ resolve_meta() {
 }
 
 main() {
-  local endpoint="" region="" pwfile="" o store spec target line n=0 skip
-  while [ $# -gt 0 ]; do
-    case "$1" in
-    -h | --help) usage; exit 0 ;;
-    --only) if [ $# -lt 2 ]; then die "--only needs a PATH" "$EXIT_USAGE"; fi; o=$2; shift 2 ;;
-    --only=*) o=${1#--only=}; shift ;;
-    --endpoint-url) if [ $# -lt 2 ]; then die "--endpoint-url needs a URL" "$EXIT_USAGE"; fi; endpoint=$2; shift 2; continue ;;
-    --endpoint-url=*) endpoint=${1#*=}; shift; continue ;;
-    --password-file) if [ $# -lt 2 ]; then die "--password-file needs a FILE" "$EXIT_USAGE"; fi; pwfile=$2; shift 2; continue ;;
-    --password-file=*) pwfile=${1#*=}; shift; continue ;;
-    --region) if [ $# -lt 2 ]; then die "--region needs a region" "$EXIT_USAGE"; fi; region=$2; shift 2; continue ;;
-    --region=*) region=${1#*=}; shift; continue ;;
-    --) shift; break ;;
-    -?*) usage >&2; die "unknown option: $1" "$EXIT_USAGE" ;;
-    *) break ;;
-    esac
-    # --only PATH: strip "./" and trailing slashes
-    while [ "${o#./}" != "$o" ]; do o=${o#./}; done
-    while [ -n "$o" ] && [ "${o%/}" != "$o" ]; do o=${o%/}; done
-    if [ -z "$o" ]; then die "--only needs a relative PATH" "$EXIT_USAGE"; fi
-    ONLY[ONLY_N]=$o
-    ONLY_HIT[ONLY_N]=0
-    ONLY_N=$((ONLY_N + 1))
-  done
-  if [ $# -ne 3 ]; then usage >&2; exit "$EXIT_USAGE"; fi
-  store=$1 spec=$2 target=$3
-  if [ -z "$target" ]; then die "empty target directory" "$EXIT_USAGE"; fi
-  if [ -e "$target" ] && [ ! -d "$target" ]; then die "$target exists and is not a directory" "$EXIT_USAGE"; fi
+  local endpoint="" region="" pwfile="" store spec target line n=0 skip
+  parse_restore_args 0 "$@"
+  store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
+  endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
 
   need cat chmod chown cp date id ln mkdir mktemp mv rm rmdir sort tail touch wc
   check_openssl
@@ -551,11 +524,7 @@ main() {
     esac
   done 3<"$META_PLAIN"
   rm -f -- "$META_PLAIN"
-  n=0
-  while [ "$n" -lt "$ONLY_N" ]; do
-    if [ "${ONLY_HIT[n]}" != 1 ]; then fail "${ONLY[n]}" "--only: no such path in $META"; fi
-    n=$((n + 1))
-  done
+  only_misses "$META"
 
   # Phase 2: files. Phase 3: symbolic links. Phase 4: directories, deepest first.
   OK_PARENT=""
