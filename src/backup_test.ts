@@ -4,6 +4,7 @@ import { backup, type BackupEvent, SMALL_FILE } from "./backup.ts";
 import { createRepository, decryptObject, loadMeta, type Repository } from "./repository.ts";
 import { LocalStore } from "./store/local_store.ts";
 import { readAll, type SaveOptions, type Store } from "./store/store.ts";
+import { StoreWrapper } from "../test/store_wrapper.ts";
 
 const te = new TextEncoder();
 const md5 = (b: Uint8Array | string) => createHash("md5").update(b).digest("hex");
@@ -38,30 +39,13 @@ async function objectPlain(repo: Repository, name: string): Promise<Uint8Array> 
 }
 
 /** A store that calls `hook` before the first save of a data object, once. */
-class HookStore implements Store {
-  readonly kind = "local" as const;
-  constructor(readonly inner: Store, readonly hook: (name: string) => void) {}
-  get location() {
-    return this.inner.location;
+class HookStore extends StoreWrapper {
+  constructor(inner: Store, readonly hook: (name: string) => void) {
+    super(inner);
   }
-  checkExists() {
-    return this.inner.checkExists();
-  }
-  save(name: string, data: Uint8Array | ReadableStream<Uint8Array>, opts?: SaveOptions) {
+  override save(name: string, data: Uint8Array | ReadableStream<Uint8Array>, opts?: SaveOptions) {
     if (/^[0-9a-f]{32}$/.test(name)) this.hook(name);
     return this.inner.save(name, data, opts);
-  }
-  load(name: string) {
-    return this.inner.load(name);
-  }
-  stat(name: string) {
-    return this.inner.stat(name);
-  }
-  list(prefix?: string) {
-    return this.inner.list(prefix);
-  }
-  remove(names: string[]) {
-    return this.inner.remove(names);
   }
 }
 

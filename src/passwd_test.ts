@@ -21,9 +21,10 @@ import {
 } from "./passwd.ts";
 import { createRepository, loadMeta, openRepository, type Repository } from "./repository.ts";
 import { LocalStore } from "./store/local_store.ts";
-import { type ObjectInfo, readAll, type SaveOptions, type Store } from "./store/store.ts";
+import { readAll, type SaveOptions, type Store } from "./store/store.ts";
 import { verify } from "./verify.ts";
 import { storeBackends } from "../test/s3_env.ts";
+import { StoreWrapper } from "../test/store_wrapper.ts";
 
 const te = new TextEncoder();
 const OLD = te.encode("old password");
@@ -136,37 +137,21 @@ for (const b of backends()) {
 // ------------------------------------------------------------------ interruptions
 
 /** Fails every write and delete after the first `budget`; records those that went through. */
-class FailingStore implements Store {
+class FailingStore extends StoreWrapper {
   readonly log: string[] = [];
-  constructor(readonly inner: Store, public budget: number) {}
-  get location() {
-    return this.inner.location;
-  }
-  get kind() {
-    return this.inner.kind;
-  }
-  checkExists() {
-    return this.inner.checkExists();
-  }
-  load(name: string) {
-    return this.inner.load(name);
-  }
-  stat(name: string): Promise<ObjectInfo | null> {
-    return this.inner.stat(name);
-  }
-  list(prefix?: string) {
-    return this.inner.list(prefix);
+  constructor(inner: Store, public budget: number) {
+    super(inner);
   }
   #spend(what: string) {
     if (this.budget <= 0) throw new Error(`injected failure before ${what}`);
     this.budget--;
     this.log.push(what);
   }
-  save(name: string, data: Uint8Array | ReadableStream<Uint8Array>, opts?: SaveOptions) {
+  override save(name: string, data: Uint8Array | ReadableStream<Uint8Array>, opts?: SaveOptions) {
     this.#spend(`save ${name.replace(/^locks\/.*/, "locks/…")}`);
     return this.inner.save(name, data, opts);
   }
-  remove(names: string[]) {
+  override remove(names: string[]) {
     this.#spend(`remove ${names.map((n) => n.replace(/^locks\/.*/, "locks/…")).join(",")}`);
     return this.inner.remove(names);
   }

@@ -14,9 +14,10 @@ import { prune, type PruneEvent } from "../src/prune.ts";
 import { createRepository, openRepository, type Repository } from "../src/repository.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 import { S3Store } from "../src/store/s3_store.ts";
-import { type ObjectInfo, readAll, type SaveOptions, type Store } from "../src/store/store.ts";
+import { readAll, type SaveOptions, type Store } from "../src/store/store.ts";
 import { verify } from "../src/verify.ts";
 import { childEnv, storeBackends } from "./s3_env.ts";
+import { StoreWrapper } from "./store_wrapper.ts";
 
 const te = new TextEncoder();
 const PASSWORD = "prune test password";
@@ -258,42 +259,29 @@ for (const b of backends()) {
 }
 
 /** Pauses the first save of a meta until `resume()`: a backup caught before its meta. */
-class PauseBeforeMeta implements Store {
+class PauseBeforeMeta extends StoreWrapper {
   reached: Promise<void>;
   #reached!: () => void;
   #gate: Promise<void>;
   #open!: () => void;
   /** hideLocks: lock writes and deletes go nowhere (a writer that other writers cannot see). */
-  constructor(readonly inner: Store, readonly opts: { hideLocks?: boolean } = {}) {
+  constructor(inner: Store, readonly opts: { hideLocks?: boolean } = {}) {
+    super(inner);
     this.reached = new Promise((r) => this.#reached = r);
     this.#gate = new Promise((r) => this.#open = r);
   }
   resume() {
     this.#open();
   }
-  get location() {
-    return this.inner.location;
-  }
-  get kind() {
-    return this.inner.kind;
-  }
-  checkExists() {
-    return this.inner.checkExists();
-  }
-  load(name: string) {
-    return this.inner.load(name);
-  }
-  stat(name: string): Promise<ObjectInfo | null> {
-    return this.inner.stat(name);
-  }
-  list(prefix?: string) {
-    return this.inner.list(prefix);
-  }
-  async remove(names: string[]) {
+  override async remove(names: string[]) {
     const hidden = (n: string) => this.opts.hideLocks && n.startsWith("locks/");
     return await this.inner.remove(names.filter((n) => !hidden(n)));
   }
-  async save(name: string, data: Uint8Array | ReadableStream<Uint8Array>, opts?: SaveOptions) {
+  override async save(
+    name: string,
+    data: Uint8Array | ReadableStream<Uint8Array>,
+    opts?: SaveOptions,
+  ) {
     if (this.opts.hideLocks && name.startsWith("locks/")) return;
     if (name.startsWith("meta_")) {
       this.#reached();
