@@ -14,7 +14,7 @@ import { formatMetaName, META_PREFIX } from "./meta_name.ts";
 import { acquireLock } from "./lock.ts";
 import { checkPasswordUnchanged } from "./passwd.ts";
 import { encryptObject, encryptSmallObject, type Repository, saveMeta } from "./repository.ts";
-import type { ObjectInfo, Store } from "./store/store.ts";
+import type { ObjectInfo, SaveOptions, Store } from "./store/store.ts";
 import { walk, type WalkItem } from "./walk.ts";
 
 /** Files up to this size are read once into memory: hash and encrypt from the same bytes. */
@@ -34,6 +34,8 @@ export interface BackupOptions {
   /** Restore kit files to keep under restore-kit/ (name relative to it -> content). */
   kit: Map<string, Uint8Array>;
   concurrency?: number;
+  /** S3 storage class of new data objects (metas, key and kit stay in the default class). */
+  storageClass?: string;
   now?: () => Date;
   signal?: AbortSignal;
 }
@@ -167,6 +169,9 @@ async function backupLocked(
     bytes: fileItems.reduce((n, i) => n + i.info.size, 0),
   });
 
+  const dataSaveOptions: SaveOptions = {};
+  if (opts.signal) dataSaveOptions.signal = opts.signal;
+  if (opts.storageClass) dataSaveOptions.storageClass = opts.storageClass;
   const known = new Set(listing.objects);
   const inflight = new Map<string, Promise<void>>();
   const results = new Map<WalkItem, FileResult>();
@@ -215,7 +220,7 @@ async function backupLocked(
       const up = await upload(md5, async () => {
         if (repo === null || opts.simulate) return encryptedSize(n);
         const body = await encryptSmallObject(repo, data);
-        await store.save(md5, body, { signal: opts.signal });
+        await store.save(md5, body, dataSaveOptions);
         return body.length;
       });
       onEvent({ type: "file", path: item.path, size: n, upload: up });
@@ -257,8 +262,8 @@ async function backupLocked(
       }, { highWaterMark: 0 });
       const size = encryptedSize(n);
       await store.save(md5, source.pipeThrough(verify).pipeThrough(encryptObject(repo)), {
+        ...dataSaveOptions,
         size,
-        signal: opts.signal,
       });
       return size;
     });

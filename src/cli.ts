@@ -37,6 +37,8 @@ export interface Command {
   config?: string;
   passwordFile?: string;
   endpointUrl?: string;
+  /** backup: S3 storage class of new data objects. */
+  storageClass?: string;
   region?: string;
   profile?: string;
   /** verify: download and check every object; --read-data-subset N% (verify.ts parses it). */
@@ -87,6 +89,7 @@ Options:
       --config FILE       config file (default: s3backup.ini here or in the parent folder)
       --password-file F   read the password from the first line of F
       --endpoint-url URL  S3 endpoint (also AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, [s3] endpoint)
+      --storage-class SC  backup: S3 storage class of data objects (also [s3] storage_class)
       --region REGION     S3 region (also AWS_REGION, [s3] region)
       --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)
   -h, --help              this help
@@ -135,6 +138,7 @@ export function parseCommandLine(argv: string[]): Command {
         config: { type: "string" },
         "password-file": { type: "string" },
         "endpoint-url": { type: "string" },
+        "storage-class": { type: "string" },
         region: { type: "string" },
         profile: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
@@ -192,6 +196,7 @@ export function parseCommandLine(argv: string[]): Command {
   opt("config", v.config);
   opt("passwordFile", v["password-file"]);
   opt("endpointUrl", v["endpoint-url"]);
+  opt("storageClass", v["storage-class"]);
   opt("region", v.region);
   opt("profile", v.profile);
   if (v["read-data"]) cmd.readData = true;

@@ -8,6 +8,7 @@
  *   region = eu-west-1
  *   profile = backup
  *   checksums = when_required
+ *   storage_class = STANDARD_IA
  */
 import { UsageError } from "./errors.ts";
 
@@ -46,6 +47,8 @@ export interface Config {
   region?: string;
   profile?: string;
   checksums?: "when_required" | "when_supported";
+  /** S3 storage class of data objects (metas, key and kit stay STANDARD). */
+  storageClass?: string;
   /** Warnings for the user (e.g. a password readable by others). */
   warnings: string[];
 }
@@ -102,6 +105,8 @@ export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Conf
   set("endpoint", s3.get("endpoint") ?? s3.get("endpoint_url"));
   set("region", s3.get("region"));
   set("profile", s3.get("profile"));
+  const sc = s3.get("storage_class");
+  if (sc !== undefined && sc !== "") config.storageClass = checkStorageClass(sc, path);
   const cs = s3.get("checksums");
   if (cs !== undefined && cs !== "") {
     if (cs !== "when_required" && cs !== "when_supported") {
@@ -112,4 +117,14 @@ export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Conf
     config.checksums = cs;
   }
   return config;
+}
+
+/** A storage class name as S3 spells them (`STANDARD_IA`, `DEEP_ARCHIVE`, ...). */
+export function checkStorageClass(v: string, where: string): string {
+  if (!/^[A-Z][A-Z0-9_]{1,40}$/.test(v)) {
+    throw new UsageError(
+      `Invalid storage class ${JSON.stringify(v)} in ${where}: use an S3 name like STANDARD_IA`,
+    );
+  }
+  return v;
 }

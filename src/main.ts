@@ -5,7 +5,7 @@
 import { resolve } from "node:path";
 import { backup } from "./backup.ts";
 import { type Command, parseCommandLine, USAGE, VERSION } from "./cli.ts";
-import { type Config, loadConfig } from "./config.ts";
+import { checkStorageClass, type Config, loadConfig } from "./config.ts";
 import { errorLine, ExitCode, exitCodeOf, UsageError } from "./errors.ts";
 import { kitFiles, writeKit } from "./kit.ts";
 import { isLegacyStore, listLegacyBackups } from "./legacy.ts";
@@ -87,6 +87,9 @@ async function runBackup(ctx: Context): Promise<number> {
   }
   if (!info.isDirectory) throw new UsageError(`Cannot back up ${source}: not a directory`);
   const name = checkBackupName(cmd.name ?? defaultBackupName(source));
+  const storageClass = cmd.storageClass === undefined
+    ? ctx.config.storageClass
+    : checkStorageClass(cmd.storageClass, "--storage-class");
   const store = storeOf(ctx);
   await store.checkExists();
   if (await isLegacyStore(store)) {
@@ -108,6 +111,7 @@ async function runBackup(ctx: Context): Promise<number> {
     simulate: cmd.simulate,
     kit: kitFiles(kitConfigOf(ctx, store)),
     signal: ctx.signal,
+    ...(storageClass ? { storageClass } : {}),
   }, ui.onBackupEvent);
   ui.backupSummary(summary);
   return summary.skipped > 0 ? ExitCode.partial : ExitCode.ok;

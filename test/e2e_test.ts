@@ -7,7 +7,15 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { makeNastyTree, NASTY_NAMES, SECRET_MARKER, snapshot, unlock } from "./tree.ts";
-import { childEnv, makeBucket, removeBucket, type S3Target, s3Targets } from "./s3_env.ts";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import {
+  childEnv,
+  makeBucket,
+  removeBucket,
+  type S3Target,
+  s3Targets,
+  targetClient,
+} from "./s3_env.ts";
 
 const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 const PASSWORD = "correct horse battery staple";
@@ -413,3 +421,43 @@ Deno.test("a backup killed midway records nothing; the next run completes and re
     cleanup(f);
   }
 });
+
+for (const target of s3Targets().filter((t) => t.label === "moto")) {
+  Deno.test(`S3 (${target.label}): [s3] storage_class applies to data objects only`, async () => {
+    const f = fixture();
+    const { bucket, env: s3env } = await makeBucket(target);
+    try {
+      Deno.writeTextFileSync(`${f.cwd}/s3backup.ini`, "[s3]\nstorage_class = STANDARD_IA\n");
+      const small = `${f.dir}/small`;
+      Deno.mkdirSync(small);
+      Deno.writeTextFileSync(`${small}/a`, "a\n");
+      Deno.writeTextFileSync(`${small}/b`, "b\n");
+      const env = { ...f.env, ...s3env };
+      const r = await s3backup(["backup", "-f", small, "-b", bucket, "-c"], env, f.cwd);
+      assert.equal(r.code, 0, r.stderr);
+      const bad = await s3backup(
+        ["backup", "-f", small, "-b", bucket, "-c", "--storage-class", "cold please"],
+        env,
+        f.cwd,
+      );
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /^s3backup: Invalid storage class "cold please" in --storage-class/);
+      const client = targetClient(target);
+      try {
+        const out = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
+        const classes = new Map((out.Contents ?? []).map((o) => [o.Key!, o.StorageClass]));
+        const data = [...classes.keys()].filter((k) => /^[0-9a-f]{32}$/.test(k));
+        assert.equal(data.length, 2);
+        for (const k of data) assert.equal(classes.get(k), "STANDARD_IA", k);
+        for (const [k, c] of classes) {
+          if (!data.includes(k)) assert.equal(c, "STANDARD", k);
+        }
+      } finally {
+        client.destroy();
+      }
+    } finally {
+      cleanup(f);
+      await removeBucket(target, bucket);
+    }
+  });
+}

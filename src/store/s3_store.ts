@@ -19,6 +19,7 @@ import {
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
+  type StorageClass,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { ObjectNotFoundError, RepositoryNotFoundError, S3BackupError } from "../errors.ts";
@@ -141,6 +142,7 @@ export class S3Store implements Store {
             Key: this.key(name),
             Body: data,
             ContentLength: data.byteLength,
+            ...(opts.storageClass ? { StorageClass: opts.storageClass as StorageClass } : {}),
           }),
           signal ? { abortSignal: signal } : {},
         );
@@ -164,6 +166,7 @@ export class S3Store implements Store {
           Key: this.key(name),
           Body: guard.stream,
           ...(opts.size !== undefined ? { ContentLength: opts.size } : {}),
+          ...(opts.storageClass ? { StorageClass: opts.storageClass as StorageClass } : {}),
         },
         partSize: PART_SIZE,
         queueSize: QUEUE_SIZE,

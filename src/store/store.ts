@@ -21,6 +21,8 @@ export interface SaveOptions {
   size?: number;
   /** Aborting stops the save; nothing is stored and `signal.reason` is thrown. */
   signal?: AbortSignal;
+  /** S3 storage class (`STANDARD_IA`, `DEEP_ARCHIVE`, ...); the local store ignores it. */
+  storageClass?: string;
 }
 
 export interface Store {
