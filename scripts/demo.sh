@@ -6,7 +6,7 @@
 # Installs the pinned Deno into .tools/ if needed, makes a small tree with awkward names in
 # demo/source, backs it up (twice: the second run uploads nothing) into the local-directory
 # bucket demo/bucket, lists the backups, restores the latest one with the restore kit kept in
-# the bucket (bash + openssl only) and compares the result with the source.
+# the bucket (bash + openssl only) and with the program, and compares both with the source.
 set -euo pipefail
 umask 077
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,6 +38,9 @@ echo "== list"
 run -a list -b "$demo/bucket"
 echo "== restore with the kit kept in the bucket (bash, coreutils, openssl)"
 (set -x; bash "$demo/bucket/restore-kit/restore.sh" "$demo/bucket" latest "$demo/restored")
+echo "== restore with the program itself"
+run restore -b "$demo/bucket" -m latest -f "$demo/restored-by-s3backup" -c
 echo "== compare"
 diff -r --no-dereference "$demo/source" "$demo/restored"
-echo "demo: restored tree is identical to the source (demo/source vs demo/restored)"
+diff -r --no-dereference "$demo/source" "$demo/restored-by-s3backup"
+echo "demo: both restored trees are identical to the source (demo/source, demo/restored*)"
