@@ -190,19 +190,26 @@ get_password() {
 CONF_ENDPOINT=""
 CONF_REGION=""
 
-read_kit_conf() {
-  local f="$KIT_DIR/kit.conf" line k v
-  if [ ! -f "$f" ]; then return 0; fi
+# conf_each FILE HANDLER: calls HANDLER KEY VALUE for every key=value line of FILE (blank lines,
+# '#' comments and other lines skipped, CRLF tolerated). The file is read, never sourced.
+conf_each() {
+  local line
   while IFS= read -r line || [ -n "$line" ]; do
     line=${line%"$CR"}
     case "$line" in '' | '#'*) continue ;; *=*) ;; *) continue ;; esac
-    k=${line%%=*}
-    v=${line#*=}
-    case "$k" in
-    endpoint_url) CONF_ENDPOINT=$v ;;
-    region) CONF_REGION=$v ;;
-    esac
-  done <"$f"
+    "$2" "${line%%=*}" "${line#*=}"
+  done <"$1"
+}
+
+kit_conf_key() {
+  case "$1" in
+  endpoint_url) CONF_ENDPOINT=$2 ;;
+  region) CONF_REGION=$2 ;;
+  esac
+}
+
+read_kit_conf() {
+  if [ -f "$KIT_DIR/kit.conf" ]; then conf_each "$KIT_DIR/kit.conf" kit_conf_key; fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +326,7 @@ KEY_ITER=600000
 DATA_ITER=1
 
 load_repo_conf() {
-  local f="$KIT_TMP/s3backup.conf" line k v
+  local f="$KIT_TMP/s3backup.conf"
   if ! store_get s3backup.conf "$f"; then
     # Missing: the format 2 defaults (FORMAT.md 2). Without s3:ListBucket permission S3 says
     # AccessDenied for a missing key: go on with the defaults too.
@@ -330,21 +337,20 @@ load_repo_conf() {
     esac
     return 0
   fi
-  while IFS= read -r line || [ -n "$line" ]; do
-    line=${line%"$CR"}
-    case "$line" in '' | '#'*) continue ;; *=*) ;; *) continue ;; esac
-    k=${line%%=*}
-    v=${line#*=}
-    case "$k" in
-    format) if [ "$v" != 2 ]; then die "repository format '$v' is not supported by this kit (it reads format 2)"; fi ;;
-    cipher) if [ "$v" != aes-256-cbc ]; then die "unsupported cipher '$v' in s3backup.conf"; fi ;;
-    kdf) if [ "$v" != pbkdf2 ]; then die "unsupported kdf '$v' in s3backup.conf"; fi ;;
-    digest) if [ "$v" != sha256 ]; then die "unsupported digest '$v' in s3backup.conf"; fi ;;
-    key-iter) if is_uint "$v" && [ "$v" -gt 0 ]; then KEY_ITER=$v; else die "bad key-iter '$v' in s3backup.conf"; fi ;;
-    data-iter) if is_uint "$v" && [ "$v" -gt 0 ]; then DATA_ITER=$v; else die "bad data-iter '$v' in s3backup.conf"; fi ;;
-    esac
-  done <"$f"
+  conf_each "$f" repo_conf_key
   rm -f -- "$f"
+}
+
+repo_conf_key() {
+  local k=$1 v=$2
+  case "$k" in
+  format) if [ "$v" != 2 ]; then die "repository format '$v' is not supported by this kit (it reads format 2)"; fi ;;
+  cipher) if [ "$v" != aes-256-cbc ]; then die "unsupported cipher '$v' in s3backup.conf"; fi ;;
+  kdf) if [ "$v" != pbkdf2 ]; then die "unsupported kdf '$v' in s3backup.conf"; fi ;;
+  digest) if [ "$v" != sha256 ]; then die "unsupported digest '$v' in s3backup.conf"; fi ;;
+  key-iter) if is_uint "$v" && [ "$v" -gt 0 ]; then KEY_ITER=$v; else die "bad key-iter '$v' in s3backup.conf"; fi ;;
+  data-iter) if is_uint "$v" && [ "$v" -gt 0 ]; then DATA_ITER=$v; else die "bad data-iter '$v' in s3backup.conf"; fi ;;
+  esac
 }
 
 # is_meta_name NAME: meta_<name>_<YYYYMMDDTHHMMSSZ>
@@ -627,4 +633,40 @@ only_misses() {
     if [ "${ONLY_HIT[n]}" != 1 ]; then fail "${ONLY[n]}" "--only: no such path in $1"; fi
     n=$((n + 1))
   done
+}
+
+# ensure_parents REL MODE [DIR_MODE]: every parent of REL inside TARGET must be a real directory
+# (never a symlink). MODE "create" makes missing ones (DIR_MODE, default 0700: their final mode
+# comes later), "check" only checks. The last parent that passed is remembered in OK_PARENT:
+# reset it whenever something may have changed the tree. Sets P_ERR on failure.
+OK_PARENT=""
+
+ensure_parents() {
+  local rel=$1 pdir cur rest comp
+  case "$rel" in */*) pdir=${rel%/*} ;; *) return 0 ;; esac
+  if [ "$pdir" = "$OK_PARENT" ]; then return 0; fi
+  cur=$TARGET
+  rest=$pdir
+  while :; do
+    comp=${rest%%/*}
+    cur=$cur/$comp
+    if [ -L "$cur" ]; then
+      P_ERR="a parent directory is a symbolic link: not written"
+      return 1
+    elif [ -d "$cur" ]; then
+      :
+    elif [ -e "$cur" ]; then
+      P_ERR="a parent is not a directory: not written"
+      return 1
+    elif [ "$2" != create ]; then
+      P_ERR="a parent directory is missing"
+      return 1
+    elif ! mkdir -m "${3:-0700}" -- "$cur" 2>/dev/null; then
+      P_ERR="cannot create a parent directory"
+      return 1
+    fi
+    if [ "$rest" = "$comp" ]; then break; fi
+    rest=${rest#*/}
+  done
+  OK_PARENT=$pdir
 }

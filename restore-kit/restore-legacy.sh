@@ -167,32 +167,6 @@ selected() {
   return 1
 }
 
-# ensure_parents REL: every parent of REL inside TARGET is a real directory (created 0755 when
-# missing), never a symbolic link. Sets P_ERR on failure.
-ensure_parents() {
-  local rest cur comp
-  case "$1" in */*) rest=${1%/*} ;; *) return 0 ;; esac
-  cur=$TARGET
-  while :; do
-    comp=${rest%%/*}
-    cur=$cur/$comp
-    if [ -L "$cur" ]; then
-      P_ERR="a parent directory is a symbolic link: not written"
-      return 1
-    elif [ -d "$cur" ]; then
-      :
-    elif [ -e "$cur" ]; then
-      P_ERR="a parent is not a directory: not written"
-      return 1
-    elif ! mkdir -m 0755 -- "$cur" 2>/dev/null; then
-      P_ERR="cannot create a parent directory"
-      return 1
-    fi
-    if [ "$rest" = "$comp" ]; then break; fi
-    rest=${rest#*/}
-  done
-}
-
 # The previous entry's content (entries come sorted by MD5): where it was restored, or why it
 # could not be.
 PREV_MD5=""
@@ -212,7 +186,8 @@ restore_one() {
   ep=$ESC
   if ! safe_path "$REL"; then fail "$ep" "path with an empty, '.' or '..' component: refused"; return 0; fi
   if ! selected "$REL"; then return 0; fi
-  if ! ensure_parents "$REL"; then fail "$ep" "$P_ERR"; return 0; fi
+  OK_PARENT="" # every file checks its parents afresh
+  if ! ensure_parents "$REL" create 0755; then fail "$ep" "$P_ERR"; return 0; fi
   dest="$TARGET/$REL"
   if [ -f "$dest" ] && [ ! -L "$dest" ]; then
     if file_md5 "$dest" && [ "$MD5_OUT" = "$md5" ]; then

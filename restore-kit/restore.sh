@@ -44,7 +44,6 @@ N_FILES=0
 N_DIRS=0
 N_LINKS=0
 FAILED=0
-OK_PARENT=""
 TOUCH_MODE=""
 
 # fail ESCAPED_PATH REASON
@@ -137,40 +136,6 @@ selected() {
     i=$((i + 1))
   done
   return 1
-}
-
-# ensure_parents REL MODE: every parent of REL inside TARGET must be a real directory (not a
-# symlink). MODE "create" makes missing ones, "check" only checks. Sets P_ERR on failure.
-ensure_parents() {
-  local rel=$1 pdir cur rest comp
-  case "$rel" in */*) pdir=${rel%/*} ;; *) return 0 ;; esac
-  if [ "$pdir" = "$OK_PARENT" ]; then return 0; fi
-  cur=$TARGET
-  rest=$pdir
-  while :; do
-    comp=${rest%%/*}
-    cur=$cur/$comp
-    if [ -L "$cur" ]; then
-      P_ERR="a parent directory is a symbolic link: not written"
-      return 1
-    elif [ -d "$cur" ]; then
-      :
-    elif [ -e "$cur" ]; then
-      P_ERR="a parent is not a directory: not written"
-      return 1
-    elif [ "$2" = create ]; then
-      if ! mkdir -- "$cur" 2>/dev/null; then
-        P_ERR="cannot create a parent directory"
-        return 1
-      fi
-    else
-      P_ERR="a parent directory is missing"
-      return 1
-    fi
-    if [ "$rest" = "$comp" ]; then break; fi
-    rest=${rest#*/}
-  done
-  OK_PARENT=$pdir
 }
 
 # probe_touch: how to set an mtime (GNU touch -d @SEC.FRAC, else BSD date -r + touch -t).

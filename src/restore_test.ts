@@ -18,6 +18,7 @@ import {
 } from "./restore.ts";
 import { LocalStore } from "./store/local_store.ts";
 import { StoreWrapper } from "../test/store_wrapper.ts";
+import { exists, names } from "../test/tree.ts";
 
 const te = new TextEncoder();
 const md5 = (b: Uint8Array | string) => createHash("md5").update(b).digest("hex");
@@ -162,17 +163,6 @@ function header() {
 const read = (p: string) => Deno.readTextFileSync(p);
 const mode = (p: string) => (Deno.lstatSync(p).mode ?? 0) & 0o7777;
 const mtime = (p: string) => Deno.lstatSync(p).mtime?.getTime();
-function exists(p: string): boolean {
-  try {
-    Deno.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-function names(p: string): string[] {
-  return Array.from(Deno.readDirSync(p), (e) => e.name).sort();
-}
 function cleanup(dir: string) {
   new Deno.Command("chmod", { args: ["-R", "u+rwx", dir] }).outputSync();
   Deno.removeSync(dir, { recursive: true });

@@ -23,7 +23,7 @@ import {
   s3Targets,
   targetStore,
 } from "./s3_env.ts";
-import { makeNastyTree, snapshot, unlock } from "./tree.ts";
+import { exists, makeNastyTree, names, snapshot, unlock } from "./tree.ts";
 
 const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 const KIT = new URL("../restore-kit/", import.meta.url).pathname;
@@ -61,19 +61,6 @@ function kit(script: string, args: string[], env: Record<string, string>): Promi
 function ok(r: Run, what: string): Run {
   assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.stderr}`);
   return r;
-}
-
-function exists(p: string): boolean {
-  try {
-    Deno.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function names(p: string): string[] {
-  return Array.from(Deno.readDirSync(p), (e) => e.name).sort();
 }
 
 interface Fx {

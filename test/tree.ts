@@ -124,3 +124,18 @@ export function unlock(root: string): void {
     // gone already
   }
 }
+
+/** Whether anything (a dangling link too) is at `p`. */
+export function exists(p: string): boolean {
+  try {
+    Deno.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The names in a directory, sorted. */
+export function names(p: string): string[] {
+  return Array.from(Deno.readDirSync(p), (e) => e.name).sort();
+}
