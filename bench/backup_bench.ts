@@ -3,9 +3,9 @@
  * whole backups into a local-directory store (cold: everything new; warm: nothing new).
  */
 import { createCipheriv, createHash } from "node:crypto";
-import { backup } from "../src/backup.ts";
-import { encryptStream } from "../src/crypto.ts";
-import { createRepository } from "../src/repository.ts";
+import { encryptStream } from "../src/format/container.ts";
+import { backup } from "../src/ops/backup/backup.ts";
+import { createRepository } from "../src/repo/repository.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 
 const MIB = 1024 * 1024;

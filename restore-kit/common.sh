@@ -571,11 +571,12 @@ meta_open() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# The restore scripts' command line:
-#   [--only PATH]... [--endpoint-url URL] [--region R] [--password-file F] [--overwrite]
-#   STORE SPEC TARGET
-# parse_restore_args ALLOW_OVERWRITE "$@" sets the ARG_* globals and ONLY / ONLY_HIT / ONLY_N;
-# a bad command line exits with EXIT_USAGE (the calling script defines usage()).
+# The kit's command line, one parser for every script:
+#   [--only PATH]... [--overwrite] [--count] [--endpoint-url URL] [--region R]
+#   [--password-file F] POSITIONAL...
+# parse_kit_args N OPTIONS "$@": N positionals (3: STORE SPEC TARGET, 1: STORE); OPTIONS lists
+# the script's own options among "only overwrite count". Sets the ARG_* globals and ONLY /
+# ONLY_HIT / ONLY_N; a bad command line exits with EXIT_USAGE (the script defines usage()).
 # ---------------------------------------------------------------------------------------------
 
 ONLY=()
@@ -585,21 +586,28 @@ ARG_ENDPOINT=""
 ARG_REGION=""
 ARG_PWFILE=""
 ARG_OVERWRITE=0
+ARG_COUNT=0
 ARG_STORE=""
 ARG_SPEC=""
 ARG_TARGET=""
 
-parse_restore_args() {
-  local allow_overwrite=$1 o
-  shift
+# kit_option_ok NAME OPTIONS: NAME is one of the words of OPTIONS.
+kit_option_ok() {
+  case " $2 " in *" $1 "*) return 0 ;; esac
+  usage >&2
+  die "unknown option: --$1" "$EXIT_USAGE"
+}
+
+parse_kit_args() {
+  local npos=$1 options=$2 o
+  shift 2
   while [ $# -gt 0 ]; do
     case "$1" in
     -h | --help) usage; exit 0 ;;
-    --overwrite)
-      if [ "$allow_overwrite" != 1 ]; then usage >&2; die "unknown option: $1" "$EXIT_USAGE"; fi
-      ARG_OVERWRITE=1; shift; continue ;;
-    --only) if [ $# -lt 2 ]; then die "--only needs a PATH" "$EXIT_USAGE"; fi; o=$2; shift 2 ;;
-    --only=*) o=${1#--only=}; shift ;;
+    --overwrite) kit_option_ok overwrite "$options"; ARG_OVERWRITE=1; shift; continue ;;
+    --count) kit_option_ok count "$options"; ARG_COUNT=1; shift; continue ;;
+    --only) kit_option_ok only "$options"; if [ $# -lt 2 ]; then die "--only needs a PATH" "$EXIT_USAGE"; fi; o=$2; shift 2 ;;
+    --only=*) kit_option_ok only "$options"; o=${1#--only=}; shift ;;
     --endpoint-url) if [ $# -lt 2 ]; then die "--endpoint-url needs a URL" "$EXIT_USAGE"; fi; ARG_ENDPOINT=$2; shift 2; continue ;;
     --endpoint-url=*) ARG_ENDPOINT=${1#*=}; shift; continue ;;
     --password-file) if [ $# -lt 2 ]; then die "--password-file needs a FILE" "$EXIT_USAGE"; fi; ARG_PWFILE=$2; shift 2; continue ;;
@@ -618,12 +626,102 @@ parse_restore_args() {
     ONLY_HIT[ONLY_N]=0
     ONLY_N=$((ONLY_N + 1))
   done
-  if [ $# -ne 3 ]; then usage >&2; exit "$EXIT_USAGE"; fi
-  ARG_STORE=$1 ARG_SPEC=$2 ARG_TARGET=$3
+  if [ $# -ne "$npos" ]; then usage >&2; exit "$EXIT_USAGE"; fi
+  ARG_STORE=$1
+  if [ "$npos" -lt 3 ]; then return 0; fi
+  ARG_SPEC=$2 ARG_TARGET=$3
   if [ -z "$ARG_TARGET" ]; then die "empty target directory" "$EXIT_USAGE"; fi
   if [ -e "$ARG_TARGET" ] && [ ! -d "$ARG_TARGET" ]; then
     die "$ARG_TARGET exists and is not a directory" "$EXIT_USAGE"
   fi
+}
+
+# resolve_meta SPEC IS_NAME LIST WHAT [HINT]: set META to SPEC when `IS_NAME SPEC` says it is a
+# meta name; else `LIST FILE` writes "<meta> <backup name>" lines, oldest first, and META is the
+# newest that SPEC ("latest", or a backup name) selects. Dies when there is none: "no WHATs
+# found" / "no WHAT named 'SPEC'", then HINT.
+resolve_meta() {
+  local spec=$1 m n
+  if "$2" "$spec"; then
+    META=$spec
+    return 0
+  fi
+  "$3" "$KIT_TMP/metas.pick"
+  META=""
+  while IFS=' ' read -r m n || [ -n "$m" ]; do
+    if [ "$spec" = latest ] || [ "$spec" = "$n" ]; then META=$m; fi
+  done <"$KIT_TMP/metas.pick"
+  if [ -n "$META" ]; then return 0; fi
+  if [ "$spec" = latest ]; then die "no ${4}s found in $(store_desc)${5:-}"; fi
+  die "no $4 named '$spec' in $(store_desc)${5:-}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Placing a file: a temporary file next to its place in the target, filled and checked, then
+# moved into place. KIT_CUR_TMP names it meanwhile (the EXIT trap removes it).
+# ---------------------------------------------------------------------------------------------
+
+# temp_beside REL: create TMP_FILE (mode 0600: umask 077) in the folder of REL inside TARGET.
+# Sets P_ERR and returns 1 when it cannot.
+temp_beside() {
+  local pdir
+  case "$1" in */*) pdir="$TARGET/${1%/*}" ;; *) pdir=$TARGET ;; esac
+  if ! TMP_FILE=$(mktemp "$pdir/.s3backup-tmp.XXXXXX" 2>/dev/null); then
+    P_ERR="cannot create a temporary file in its directory"
+    return 1
+  fi
+  KIT_CUR_TMP=$TMP_FILE
+}
+
+# drop_temp: remove TMP_FILE.
+drop_temp() {
+  rm -f -- "$TMP_FILE"
+  KIT_CUR_TMP=""
+}
+
+# decrypt_into_temp DECRYPT IN MD5: `DECRYPT IN TMP_FILE` (decrypt_data, decrypt_legacy), then
+# check that the plaintext's MD5 is MD5. On failure TMP_FILE is removed and P_ERR says why.
+decrypt_into_temp() {
+  if ! "$1" "$2" "$TMP_FILE"; then
+    drop_temp
+    P_ERR="object $3 does not decrypt (corrupt object)"
+    return 1
+  fi
+  if ! file_md5 "$TMP_FILE" || [ "$MD5_OUT" != "$3" ]; then
+    drop_temp
+    P_ERR="MD5 mismatch for object $3 (corrupt object)"
+    return 1
+  fi
+}
+
+# make_room DEST: remove what is at DEST unless it is a non-empty real directory. Never follows
+# a symlink.
+make_room() {
+  if [ -L "$1" ]; then
+    rm -f -- "$1"
+  elif [ -d "$1" ]; then
+    rmdir -- "$1" 2>/dev/null || return 1
+  elif [ -e "$1" ]; then
+    rm -f -- "$1"
+  fi
+  OK_PARENT=""
+  return 0
+}
+
+# commit_temp DEST: move TMP_FILE to DEST, replacing what is there (never a non-empty
+# directory). On failure TMP_FILE is removed and P_ERR says why.
+commit_temp() {
+  if ! make_room "$1"; then
+    drop_temp
+    P_ERR="exists and is a non-empty directory: not replaced"
+    return 1
+  fi
+  if ! mv -f -- "$TMP_FILE" "$1"; then
+    drop_temp
+    P_ERR="cannot move the file into place"
+    return 1
+  fi
+  KIT_CUR_TMP=""
 }
 
 # only_misses META: each --only PATH that matched nothing is a failure (fail() of the script).

@@ -47,26 +47,12 @@ meta_count() {
 
 main() {
   local endpoint="" region="" pwfile="" count=0 have_pw=0 ts name meta size t failed=0 rows=0 copies=0
-  while [ $# -gt 0 ]; do
-    case "$1" in
-    -h | --help) usage; exit 0 ;;
-    --count) count=1; shift ;;
-    --endpoint-url) if [ $# -lt 2 ]; then die "--endpoint-url needs a URL" "$EXIT_USAGE"; fi; endpoint=$2; shift 2 ;;
-    --endpoint-url=*) endpoint=${1#*=}; shift ;;
-    --password-file) if [ $# -lt 2 ]; then die "--password-file needs a FILE" "$EXIT_USAGE"; fi; pwfile=$2; shift 2 ;;
-    --password-file=*) pwfile=${1#*=}; shift ;;
-    --region) if [ $# -lt 2 ]; then die "--region needs a region" "$EXIT_USAGE"; fi; region=$2; shift 2 ;;
-    --region=*) region=${1#*=}; shift ;;
-    --) shift; break ;;
-    -?*) usage >&2; die "unknown option: $1" "$EXIT_USAGE" ;;
-    *) break ;;
-    esac
-  done
-  if [ $# -ne 1 ]; then usage >&2; exit "$EXIT_USAGE"; fi
+  parse_kit_args 1 count "$@"
+  count=$ARG_COUNT endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
 
   need cat cp id mktemp rm sort tail wc
   kit_init
-  store_init "$1" "$endpoint" "$region"
+  store_init "$ARG_STORE" "$endpoint" "$region"
   if [ "$count" = 1 ] || [ -n "$pwfile" ] || [ -n "${S3BACKUP_PASSWORD:-}" ]; then check_openssl; fi
   if get_password "$pwfile" "$count"; then have_pw=1; fi
   load_repo_conf

@@ -89,13 +89,9 @@ legacy_name() {
   if [ "$rest" = meta ]; then LNAME=""; else LNAME=${rest#meta_}; fi
 }
 
-# resolve_meta SPEC: set META for a meta name, "latest" or a backup name.
-resolve_meta() {
-  local spec=$1 n raw="$KIT_TMP/metas" ms f d rest
-  if is_legacy_meta "$spec"; then
-    META=$spec
-    return 0
-  fi
+# legacy_pairs FILE: "<meta> <backup name>" lines of the format 1 metas, oldest first.
+legacy_pairs() {
+  local n raw="$KIT_TMP/metas" f d rest ms
   : >"$raw"
   if [ "$STORE_KIND" = dir ]; then
     for f in "$STORE_DIR"/meta_*; do
@@ -114,14 +110,10 @@ resolve_meta() {
     done <"$KIT_TMP/ls.out"
   fi
   LC_ALL=C sort -n -o "$raw" "$raw"
-  META=""
   while IFS=' ' read -r ms n; do
     legacy_name "$n"
-    if [ "$spec" = latest ] || [ "$spec" = "$LNAME" ]; then META=$n; fi
-  done <"$raw"
-  if [ -n "$META" ]; then return 0; fi
-  if [ "$spec" = latest ]; then die "no s3backup.py backups found in $(store_desc)"; fi
-  die "no s3backup.py backup named '$spec' in $(store_desc)"
+    printf '%s %s\n' "$n" "$LNAME"
+  done <"$raw" >"$1"
 }
 
 # escape PATH: set ESC to PATH with "\" doubled and newlines as "\n" (printf %b undoes it).
@@ -175,7 +167,7 @@ PREV_ERR=""
 
 # restore_one MD5 ESCAPED_PATH: one file, through a temporary name next to it, MD5 checked.
 restore_one() {
-  local md5=$1 ep=$2 path dest pdir tmp got=0
+  local md5=$1 ep=$2 path dest got=0
   printf -v path '%b' "$ep"
   relativize "$path"
   if [ "$REL" != "$path" ] && [ "$NOTED" = 0 ]; then
@@ -209,55 +201,38 @@ restore_one() {
     fi
   fi
   if [ "$md5" = "$PREV_MD5" ] && [ -n "$PREV_ERR" ]; then fail "$ep" "$PREV_ERR"; return 0; fi
-  case "$REL" in */*) pdir="$TARGET/${REL%/*}" ;; *) pdir=$TARGET ;; esac
-  if ! tmp=$(mktemp "$pdir/.s3backup-tmp.XXXXXX" 2>/dev/null); then
-    fail "$ep" "cannot create a temporary file in its directory"
-    return 0
-  fi
-  KIT_CUR_TMP=$tmp
+  if ! temp_beside "$REL"; then fail "$ep" "$P_ERR"; return 0; fi
   # The same content as the previous file: copy it (and check it again).
-  if [ "$md5" = "$PREV_MD5" ] && [ -n "$PREV_DEST" ] && cp -- "$PREV_DEST" "$tmp" 2>/dev/null &&
-    file_md5 "$tmp" && [ "$MD5_OUT" = "$md5" ]; then
+  if [ "$md5" = "$PREV_MD5" ] && [ -n "$PREV_DEST" ] && cp -- "$PREV_DEST" "$TMP_FILE" 2>/dev/null &&
+    file_md5 "$TMP_FILE" && [ "$MD5_OUT" = "$md5" ]; then
     got=1
   fi
   if [ "$got" = 0 ]; then
     PREV_MD5=$md5 PREV_DEST="" PREV_ERR=""
     if ! store_get "$md5" "$KIT_TMP/obj"; then
+      drop_temp
       if [ "$STORE_ERR" = missing ]; then PREV_ERR="missing object $md5"; else PREV_ERR="object $md5: $STORE_ERR"; fi
-    elif ! decrypt_legacy "$KIT_TMP/obj" "$tmp"; then
-      PREV_ERR="object $md5 does not decrypt (corrupt object)"
-    elif ! file_md5 "$tmp" || [ "$MD5_OUT" != "$md5" ]; then
-      PREV_ERR="MD5 mismatch for object $md5 (corrupt object)"
+    elif ! decrypt_into_temp decrypt_legacy "$KIT_TMP/obj" "$md5"; then
+      PREV_ERR=$P_ERR
     fi
     rm -f -- "$KIT_TMP/obj"
     if [ -n "$PREV_ERR" ]; then
-      rm -f -- "$tmp"
-      KIT_CUR_TMP=""
       fail "$ep" "$PREV_ERR"
       return 0
     fi
   fi
-  chmod 0644 -- "$tmp" || warn "$ep: cannot set the mode"
-  if [ -d "$dest" ] && [ ! -L "$dest" ] && ! rmdir -- "$dest" 2>/dev/null; then
-    rm -f -- "$tmp"
-    KIT_CUR_TMP=""
-    fail "$ep" "exists and is a non-empty directory: not replaced"
+  chmod 0644 -- "$TMP_FILE" || warn "$ep: cannot set the mode"
+  if ! commit_temp "$dest"; then
+    fail "$ep" "$P_ERR"
     return 0
   fi
-  if ! mv -f -- "$tmp" "$dest"; then
-    rm -f -- "$tmp"
-    KIT_CUR_TMP=""
-    fail "$ep" "cannot move the file into place"
-    return 0
-  fi
-  KIT_CUR_TMP=""
   PREV_DEST=$dest
   N_FILES=$((N_FILES + 1))
 }
 
 main() {
   local endpoint="" region="" pwfile="" store spec target line first=1 md5 ep n
-  parse_restore_args 1 "$@"
+  parse_kit_args 3 "only overwrite" "$@"
   store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
   OVERWRITE=$ARG_OVERWRITE
@@ -268,7 +243,7 @@ main() {
   pick_md5
   store_init "$store" "$endpoint" "$region"
   get_password "$pwfile" 1
-  resolve_meta "$spec"
+  resolve_meta "$spec" is_legacy_meta legacy_pairs "s3backup.py backup"
 
   # The password is checked (the meta decrypts to "<md5> <path>" lines) before the target.
   if ! store_get "$META" "$KIT_TMP/meta.enc"; then

@@ -180,20 +180,6 @@ set_owner() {
   chown -h -- "$spec" "$1"
 }
 
-# make_room DEST: remove what is at DEST unless it is a non-empty real directory. Never follows
-# a symlink.
-make_room() {
-  if [ -L "$1" ]; then
-    rm -f -- "$1"
-  elif [ -d "$1" ]; then
-    rmdir -- "$1" 2>/dev/null || return 1
-  elif [ -e "$1" ]; then
-    rm -f -- "$1"
-  fi
-  OK_PARENT=""
-  return 0
-}
-
 # restore_dir: phase 1, for a parsed directory entry.
 restore_dir() {
   local dest="$TARGET/$E_PATH"
@@ -215,42 +201,16 @@ restore_dir() {
 # restore_file LINE OBJECT [REASON]: phase 2. OBJECT is the encrypted data object, or empty
 # when it could not be fetched (REASON says why).
 restore_file() {
-  local obj=$2 dest pdir tmp
+  local obj=$2 dest
   if ! parse_entry "$1"; then fail "$E_EPATH" "$E_ERR"; return 0; fi
   if [ -z "$obj" ]; then fail "$E_EPATH" "${3:-missing object $E_MD5}"; return 0; fi
   if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; return 0; fi
   dest="$TARGET/$E_PATH"
-  case "$E_PATH" in */*) pdir="$TARGET/${E_PATH%/*}" ;; *) pdir=$TARGET ;; esac
-  if ! tmp=$(mktemp "$pdir/.s3backup-tmp.XXXXXX" 2>/dev/null); then
-    fail "$E_EPATH" "cannot create a temporary file in its directory"
+  if ! temp_beside "$E_PATH" || ! decrypt_into_temp decrypt_data "$obj" "$E_MD5" ||
+    ! commit_temp "$dest"; then
+    fail "$E_EPATH" "$P_ERR"
     return 0
   fi
-  KIT_CUR_TMP=$tmp
-  if ! decrypt_data "$obj" "$tmp"; then
-    rm -f -- "$tmp"
-    KIT_CUR_TMP=""
-    fail "$E_EPATH" "object $E_MD5 does not decrypt (corrupt object)"
-    return 0
-  fi
-  if ! file_md5 "$tmp" || [ "$MD5_OUT" != "$E_MD5" ]; then
-    rm -f -- "$tmp"
-    KIT_CUR_TMP=""
-    fail "$E_EPATH" "MD5 mismatch for object $E_MD5 (corrupt object)"
-    return 0
-  fi
-  if ! make_room "$dest"; then
-    rm -f -- "$tmp"
-    KIT_CUR_TMP=""
-    fail "$E_EPATH" "exists and is a non-empty directory: not replaced"
-    return 0
-  fi
-  if ! mv -f -- "$tmp" "$dest"; then
-    rm -f -- "$tmp"
-    KIT_CUR_TMP=""
-    fail "$E_EPATH" "cannot move the file into place"
-    return 0
-  fi
-  KIT_CUR_TMP=""
   if ! set_owner "$dest" "$E_UID" "$E_GID"; then warn "$E_EPATH: cannot set the owner"; fi
   if ! chmod -- "0$E_MODE" "$dest"; then warn "$E_EPATH: cannot set the mode"; fi
   if ! set_mtime "$dest" "$E_MTIME"; then warn "$E_EPATH: cannot set the mtime"; fi
@@ -402,28 +362,16 @@ files_from_s3() {
 # main
 # ---------------------------------------------------------------------------------------------
 
-# resolve_meta SPEC: set META to the meta name for "latest", a backup name or a meta name.
-resolve_meta() {
-  local spec=$1 n m s
-  if is_meta_name "$spec"; then
-    META=$spec
-    return 0
-  fi
+# meta_pairs FILE: "<meta> <backup name>" lines, oldest first (for resolve_meta).
+meta_pairs() {
+  local n m
   store_list_metas "$KIT_TMP/metas"
-  META=""
-  while IFS=' ' read -r _ n m s; do
-    if [ "$spec" = latest ] || [ "$spec" = "$n" ]; then META=$m; fi
-  done <"$KIT_TMP/metas"
-  if [ -n "$META" ]; then return 0; fi
-  if [ "$spec" = latest ]; then
-    die "no backups found in $(store_desc) (list them with list.sh)"
-  fi
-  die "no backup named '$spec' in $(store_desc) (list them with list.sh)"
+  while IFS=' ' read -r _ n m _; do printf '%s %s\n' "$m" "$n"; done <"$KIT_TMP/metas" >"$1"
 }
 
 main() {
   local endpoint="" region="" pwfile="" store spec target line n=0 skip
-  parse_restore_args 0 "$@"
+  parse_kit_args 3 only "$@"
   store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
 
@@ -434,7 +382,7 @@ main() {
   store_init "$store" "$endpoint" "$region"
   get_password "$pwfile" 1
   load_repo_conf
-  resolve_meta "$spec"
+  resolve_meta "$spec" is_meta_name meta_pairs backup " (list them with list.sh)"
 
   # Everything is checked before the target is touched: password, meta, data key.
   # The meta, or its copy left by an interrupted password change (passwd/next/, passwd/prev/).

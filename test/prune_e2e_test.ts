@@ -6,16 +6,22 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as path from "node:path";
-import { backup } from "../src/backup.ts";
-import { CorruptDataError, S3BackupError } from "../src/errors.ts";
-import { acquireLock, LockedError } from "../src/lock.ts";
-import { KEY_NEXT_NAME, PasswordChangePendingError } from "../src/passwd.ts";
-import { prune, type PruneEvent } from "../src/prune.ts";
-import { createRepository, openRepository, type Repository } from "../src/repository.ts";
+import { KEY_NEXT_NAME } from "../src/format/layout.ts";
+import { backup } from "../src/ops/backup/backup.ts";
+import { prune, type PruneEvent } from "../src/ops/prune.ts";
+import { verify } from "../src/ops/verify.ts";
+import { acquireLock, LockedError } from "../src/repo/lock.ts";
+import {
+  createRepository,
+  openRepository,
+  PasswordChangePendingError,
+  type Repository,
+} from "../src/repo/repository.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 import { S3Store } from "../src/store/s3_store.ts";
-import { readAll, type SaveOptions, type Store } from "../src/store/store.ts";
-import { verify } from "../src/verify.ts";
+import type { SaveOptions, Store } from "../src/store/store.ts";
+import { readAll } from "../src/util/bytes.ts";
+import { CorruptDataError, S3BackupError } from "../src/util/errors.ts";
 import { childEnv, storeBackends } from "./s3_env.ts";
 import { StoreWrapper } from "./store_wrapper.ts";
 

@@ -12,8 +12,8 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import type { Entry } from "../src/meta.ts";
-import { openRepository, saveMeta } from "../src/repository.ts";
+import type { Entry } from "../src/format/meta.ts";
+import { openRepository, saveMeta } from "../src/repo/repository.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 import {
   childEnv,

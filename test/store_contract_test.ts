@@ -7,10 +7,11 @@
 
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { ObjectNotFoundError, RepositoryNotFoundError, S3BackupError } from "../src/errors.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 import { S3Store } from "../src/store/s3_store.ts";
-import { readAll, type Store } from "../src/store/store.ts";
+import type { Store } from "../src/store/store.ts";
+import { readAll } from "../src/util/bytes.ts";
+import { ObjectNotFoundError, RepositoryNotFoundError, S3BackupError } from "../src/util/errors.ts";
 import {
   childEnv,
   makeBucket,

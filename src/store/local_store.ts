@@ -6,7 +6,9 @@
  */
 
 import * as path from "node:path";
-import { ObjectNotFoundError, RepositoryNotFoundError, S3BackupError } from "../errors.ts";
+import { messageOf, writeAll } from "../util/bytes.ts";
+import { ObjectNotFoundError, RepositoryNotFoundError, S3BackupError } from "../util/errors.ts";
+import { randomHex } from "../util/random.ts";
 import {
   checkObjectName,
   guardStream,
@@ -49,7 +51,7 @@ export class LocalStore implements Store {
       await this.#checkRoot();
       await Deno.mkdir(parent, { recursive: true });
     }
-    const temp = path.join(parent, `${TEMP_PREFIX}${randomHex()}`);
+    const temp = path.join(parent, `${TEMP_PREFIX}${randomHex(8)}`);
     let file: Deno.FsFile;
     try {
       file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
@@ -58,7 +60,7 @@ export class LocalStore implements Store {
       if (err instanceof Deno.errors.NotFound) {
         await this.#checkRoot();
       }
-      throw new S3BackupError(`Cannot write ${dest}: ${errMessage(err)}`, { cause: err });
+      throw new S3BackupError(`Cannot write ${dest}: ${messageOf(err)}`, { cause: err });
     }
     let sourceError: { err: unknown } | undefined;
     let guard: ReturnType<typeof guardStream> | undefined;
@@ -93,7 +95,7 @@ export class LocalStore implements Store {
       if (sourceError) throw sourceError.err;
       if (opts.signal?.aborted) throw opts.signal.reason;
       if (err instanceof S3BackupError) throw err;
-      throw new S3BackupError(`Cannot write ${dest}: ${errMessage(err)}`, { cause: err });
+      throw new S3BackupError(`Cannot write ${dest}: ${messageOf(err)}`, { cause: err });
     } finally {
       opts.signal?.removeEventListener("abort", onAbort);
     }
@@ -111,7 +113,7 @@ export class LocalStore implements Store {
         await this.#checkRoot();
         throw new ObjectNotFoundError(name, { cause: err });
       }
-      throw new S3BackupError(`Cannot read ${p}: ${errMessage(err)}`, { cause: err });
+      throw new S3BackupError(`Cannot read ${p}: ${messageOf(err)}`, { cause: err });
     }
     const info = await file.stat().catch(() => null);
     if (!info?.isFile) {
@@ -131,7 +133,7 @@ export class LocalStore implements Store {
       if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
         return null;
       }
-      throw new S3BackupError(`Cannot stat ${this.#path(name)}: ${errMessage(err)}`, {
+      throw new S3BackupError(`Cannot stat ${this.#path(name)}: ${messageOf(err)}`, {
         cause: err,
       });
     }
@@ -155,7 +157,7 @@ export class LocalStore implements Store {
       for await (const e of Deno.readDir(abs)) entries.push(e);
     } catch (err) {
       if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) return;
-      throw new S3BackupError(`Cannot list ${abs}: ${errMessage(err)}`, { cause: err });
+      throw new S3BackupError(`Cannot list ${abs}: ${messageOf(err)}`, { cause: err });
     }
     for (const e of entries) {
       const name = rel === "" ? e.name : `${rel}/${e.name}`;
@@ -171,7 +173,7 @@ export class LocalStore implements Store {
           yield { name, size: info.size, mtime: info.mtime ?? new Date(0) };
         } catch (err) {
           if (!(err instanceof Deno.errors.NotFound)) {
-            throw new S3BackupError(`Cannot stat ${path.join(abs, e.name)}: ${errMessage(err)}`, {
+            throw new S3BackupError(`Cannot stat ${path.join(abs, e.name)}: ${messageOf(err)}`, {
               cause: err,
             });
           }
@@ -191,7 +193,7 @@ export class LocalStore implements Store {
         if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
           continue;
         }
-        throw new S3BackupError(`Cannot remove ${this.#path(name)}: ${errMessage(err)}`, {
+        throw new S3BackupError(`Cannot remove ${this.#path(name)}: ${messageOf(err)}`, {
           cause: err,
         });
       }
@@ -210,17 +212,12 @@ export class LocalStore implements Store {
       if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
         throw new RepositoryNotFoundError(`Directory not found: ${this.dir}`, { cause: err });
       }
-      throw new S3BackupError(`Cannot access ${this.dir}: ${errMessage(err)}`, { cause: err });
+      throw new S3BackupError(`Cannot access ${this.dir}: ${messageOf(err)}`, { cause: err });
     }
     if (!info.isDirectory) {
       throw new RepositoryNotFoundError(`Not a directory: ${this.dir}`);
     }
   }
-}
-
-async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.byteLength) off += await file.write(data.subarray(off));
 }
 
 /** Makes a rename durable (best effort: not every platform can fsync a directory). */
@@ -230,13 +227,4 @@ async function syncDir(dir: string): Promise<void> {
     using d = await Deno.open(dir, { read: true });
     await d.sync();
   } catch { /* best effort */ }
-}
-
-function randomHex(): string {
-  const b = crypto.getRandomValues(new Uint8Array(8));
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-}
-
-function errMessage(err: unknown): string {
-  return err instanceof Error ? (err.message.split("\n")[0] ?? "") : String(err);
 }

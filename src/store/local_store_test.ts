@@ -1,9 +1,9 @@
 // What only the local store does (the shared contract is test/store_contract_test.ts).
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { RepositoryNotFoundError } from "../errors.ts";
+import { RepositoryNotFoundError } from "../util/errors.ts";
 import { LocalStore } from "./local_store.ts";
-import { readAll } from "./store.ts";
+import { readAll } from "../util/bytes.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "s3backup-local-store-" });

@@ -7,7 +7,7 @@
  */
 
 import * as path from "node:path";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../util/errors.ts";
 import { LocalStore } from "./local_store.ts";
 import { S3Store, type S3StoreConfig } from "./s3_store.ts";
 import type { Store } from "./store.ts";

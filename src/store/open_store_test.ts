@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../util/errors.ts";
 import { LocalStore } from "./local_store.ts";
 import { bucketNameProblem, openStore, parseStoreUrl } from "./open_store.ts";
 import { S3Store } from "./s3_store.ts";

@@ -22,7 +22,9 @@ import {
   type StorageClass,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { ObjectNotFoundError, RepositoryNotFoundError, S3BackupError } from "../errors.ts";
+import { ObjectNotFoundError, RepositoryNotFoundError, S3BackupError } from "../util/errors.ts";
+import { pool } from "../util/pool.ts";
+import { resolveS3Settings } from "./s3_settings.ts";
 import {
   checkObjectName,
   guardStream,
@@ -35,9 +37,9 @@ export interface S3StoreConfig {
   bucket: string;
   /** Key prefix without leading / trailing slashes; "" for the bucket root. */
   prefix: string;
-  /** e.g. "http://127.0.0.1:9000". Default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS. */
+  /** e.g. "http://127.0.0.1:9000". Default: as s3_settings.ts resolves it, else AWS. */
   endpoint?: string;
-  /** Default: AWS_REGION / AWS_DEFAULT_REGION / "us-east-1". */
+  /** Default: as s3_settings.ts resolves it, else "us-east-1". */
   region?: string;
   /** A profile of ~/.aws/config and ~/.aws/credentials (else AWS_PROFILE / "default"). */
   profile?: string;
@@ -73,10 +75,15 @@ export class S3Store implements Store {
     this.bucket = config.bucket;
     this.prefix = config.prefix.replace(/^\/+|\/+$/g, "");
     this.location = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ""}`;
-    const endpoint = config.endpoint || envGet("AWS_ENDPOINT_URL_S3") ||
-      envGet("AWS_ENDPOINT_URL");
-    const region = config.region || envGet("AWS_REGION") || envGet("AWS_DEFAULT_REGION") ||
-      "us-east-1";
+    const settings = resolveS3Settings({
+      flags: {
+        ...(config.endpoint ? { endpoint: config.endpoint } : {}),
+        ...(config.region ? { region: config.region } : {}),
+        ...(config.profile ? { profile: config.profile } : {}),
+      },
+    });
+    const endpoint = settings.endpoint;
+    const region = settings.region ?? "us-east-1";
     const custom = endpoint !== undefined;
     const checksums = config.checksums ?? (custom ? "when_required" : "when_supported");
     const checksumMode = checksums === "when_required" ? "WHEN_REQUIRED" : "WHEN_SUPPORTED";
@@ -93,7 +100,7 @@ export class S3Store implements Store {
     };
     if (endpoint !== undefined) clientConfig.endpoint = endpoint;
     if (config.profile) clientConfig.profile = config.profile;
-    this.#profile = config.profile || envGet("AWS_PROFILE");
+    this.#profile = settings.profile;
     if (config.credentials) clientConfig.credentials = config.credentials;
     this.client = new S3Client(clientConfig);
   }
@@ -318,27 +325,16 @@ export class S3Store implements Store {
   }
 
   async #deleteEach(batch: string[]): Promise<void> {
-    let next = 0;
-    const worker = async () => {
-      while (next < batch.length) {
-        const name = batch[next++]!;
-        try {
-          await this.client.send(
-            new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(name) }),
-          );
-        } catch (err) {
-          const mapped = this.#mapError(err, "DeleteObject", name);
-          if (!(mapped instanceof ObjectNotFoundError)) throw mapped;
-        }
+    await pool(batch, SINGLE_DELETE_CONCURRENCY, async (name) => {
+      try {
+        await this.client.send(
+          new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(name) }),
+        );
+      } catch (err) {
+        const mapped = this.#mapError(err, "DeleteObject", name);
+        if (!(mapped instanceof ObjectNotFoundError)) throw mapped;
       }
-    };
-    const workers = Array.from(
-      { length: Math.min(SINGLE_DELETE_CONCURRENCY, batch.length) },
-      worker,
-    );
-    const results = await Promise.allSettled(workers);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failed) throw failed.reason;
+    });
   }
 
   /**
@@ -468,12 +464,4 @@ function isDeleteObjectsUnsupported(err: unknown): boolean {
 
 function firstLine(s: string): string {
   return (s.split("\n")[0] ?? "").trim();
-}
-
-function envGet(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined; // no --allow-env
-  }
 }

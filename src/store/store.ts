@@ -5,7 +5,7 @@
  * (a directory with the same layout). Open one with `openStore()` (open_store.ts).
  */
 
-import { S3BackupError } from "../errors.ts";
+import { S3BackupError } from "../util/errors.ts";
 
 /** One stored object. `name` is relative to the store's prefix / directory. */
 export interface ObjectInfo {
@@ -63,23 +63,6 @@ export function checkObjectName(name: string): void {
   const bad = name === "" || /[\\\x00-\x1f\x7f]/.test(name) ||
     name.split("/").some((c) => c === "" || c === "." || c === "..");
   if (bad) throw new S3BackupError(`Invalid object name: ${JSON.stringify(name)}`);
-}
-
-/** Reads a whole (small) object stream into memory. For tests and small objects only. */
-export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for await (const part of stream) {
-    parts.push(part);
-    total += part.byteLength;
-  }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
 }
 
 /**

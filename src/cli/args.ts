@@ -1,0 +1,253 @@
+/**
+ * Command line parsing: the original `-f -b -a -c -n -s` usage and subcommands. Pure: argv in,
+ * a command out; throws UsageError with one line.
+ */
+import { parseArgs } from "node:util";
+import { UsageError } from "../util/errors.ts";
+
+export const VERSION = "0.2.0";
+
+export const COMMANDS = [
+  "backup",
+  "list",
+  "kit",
+  "restore",
+  "verify",
+  "check",
+  "prune",
+  "passwd",
+  "help",
+  "version",
+] as const;
+export type CommandName = typeof COMMANDS[number];
+
+export interface Command {
+  command: CommandName;
+  folder?: string;
+  bucket?: string;
+  cron: boolean;
+  name?: string;
+  simulate: boolean;
+  meta?: string;
+  /** restore: --only PATH (repeatable). */
+  only?: string[];
+  /** restore: replace what is in the way. */
+  overwrite?: boolean;
+  output?: string;
+  config?: string;
+  passwordFile?: string;
+  endpointUrl?: string;
+  /** backup: S3 storage class of new data objects. */
+  storageClass?: string;
+  region?: string;
+  profile?: string;
+  /** verify: download and check every object; --read-data-subset N% (verify.ts parses it). */
+  readData?: boolean;
+  readDataSubset?: string;
+  /** prune: the --keep-* values as given (prune.ts parses them). */
+  keep?: { last?: string; daily?: string; weekly?: string; monthly?: string; yearly?: string };
+  dryRun?: boolean;
+  grace?: string;
+  /** passwd: the new password's file (else S3BACKUP_NEW_PASSWORD, else a prompt). */
+  newPasswordFile?: string;
+}
+
+export const USAGE = `s3backup ${VERSION} - encrypted, deduplicated backups of a folder to S3
+
+Usage:
+  s3backup -f <folder> -b <bucket> -a backup|list|restore [-c] [-n <name>] [-s]
+  s3backup backup -f <folder> -b <bucket> [-n <name>] [-c] [-s]
+  s3backup list -b <bucket>
+  s3backup restore -b <bucket> -m <meta|latest|name> -f <target> [--only PATH]... [--overwrite] [-s]
+  s3backup kit -o <dir> [-b <bucket>]
+  s3backup verify -b <bucket> [-m <meta|latest|name>] [--read-data | --read-data-subset N%]
+  s3backup prune -b <bucket> --keep-last N --keep-daily N --keep-weekly N --keep-monthly N
+                 [--keep-yearly N] [--grace DURATION] [--dry-run]   (at least one --keep-*)
+  s3backup passwd -b <bucket> [--new-password-file F]
+
+Bucket (-b): bucket | s3://bucket/prefix | ./dir | /abs/dir | file:///abs/dir
+
+Options:
+  -f, --folder DIR        folder to back up (never written to); restore: where to restore
+  -b, --bucket WHERE      repository: S3 bucket (with optional prefix) or local directory
+  -a, --action ACTION     backup | list | restore (the original usage)
+  -c, --cron              no prompts, no progress, one summary line
+  -n, --name NAME         backup name, part of the meta file name (default: folder name)
+  -s, --simulate          report what would be uploaded (restore: written), write nothing
+  -m, --meta META         restore, verify: a meta name, latest (of -n NAME if given), or a backup name
+      --only PATH         restore: only PATH and what is under it (repeatable)
+      --overwrite         restore: replace files that differ (else they are left, exit 3)
+  -o, --output DIR        kit: where to write the restore kit
+      --read-data         verify (alias check): also download, decrypt and MD5-check each object
+      --read-data-subset N%  verify: the same for a random N% of the objects (new sample each run)
+      --keep-last N       prune: keep the N newest backups of each name; --keep-daily N,
+                          --keep-weekly N, --keep-monthly N, --keep-yearly N: the newest of each
+                          of the N latest days (UTC) / ISO weeks / months / years with backups
+      --grace DURATION    prune: keep unused objects younger than this (default 1h; 0, 30m, 2d)
+      --dry-run           prune: list what would be removed, remove nothing
+      --new-password-file F  passwd: the new password (else S3BACKUP_NEW_PASSWORD, or a prompt)
+      --config FILE       config file (default: s3backup.ini here or in the parent folder)
+      --password-file F   read the password from the first line of F
+      --endpoint-url URL  S3 endpoint (also AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, [s3] endpoint)
+      --storage-class SC  backup: S3 storage class of data objects (also [s3] storage_class)
+      --region REGION     S3 region (also AWS_REGION, [s3] region)
+      --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)
+  -h, --help              this help
+  -V, --version           print the version
+
+Password: --password-file, S3BACKUP_PASSWORD, [main] password= in s3backup.ini, or a prompt.
+Exit codes: 0 ok, 1 error, 2 usage, 3 partial (verify: damage found; prune: a backup was
+running, no data removed), 4 wrong password, 5 bucket not found.
+`;
+
+const ACTIONS: Record<string, CommandName> = {
+  backup: "backup",
+  list: "list",
+  restore: "restore",
+  kit: "kit",
+};
+
+const OPTIONS = {
+  folder: { type: "string", short: "f" },
+  bucket: { type: "string", short: "b" },
+  action: { type: "string", short: "a" },
+  cron: { type: "boolean", short: "c", default: false },
+  name: { type: "string", short: "n" },
+  simulate: { type: "boolean", short: "s", default: false },
+  meta: { type: "string", short: "m" },
+  only: { type: "string", multiple: true },
+  overwrite: { type: "boolean", default: false },
+  output: { type: "string", short: "o" },
+  "read-data": { type: "boolean", default: false },
+  "read-data-subset": { type: "string" },
+  "keep-last": { type: "string" },
+  "keep-daily": { type: "string" },
+  "keep-weekly": { type: "string" },
+  "keep-monthly": { type: "string" },
+  "keep-yearly": { type: "string" },
+  "dry-run": { type: "boolean", default: false },
+  grace: { type: "string" },
+  "new-password-file": { type: "string" },
+  config: { type: "string" },
+  "password-file": { type: "string" },
+  "endpoint-url": { type: "string" },
+  "storage-class": { type: "string" },
+  region: { type: "string" },
+  profile: { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
+  version: { type: "boolean", short: "V", default: false },
+} as const;
+
+function parse(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, strict: true, options: OPTIONS });
+  } catch (err) {
+    const msg = (err as Error).message.split("\n")[0]?.replace(/\. To specify.*$/, "") ?? "";
+    throw new UsageError(`${msg} (see s3backup --help)`, { cause: err });
+  }
+}
+
+type Values = ReturnType<typeof parse>["values"];
+
+/** The command: a positional command word, or `-a` (the original usage), agreeing. */
+function commandOf(pos: string[], action: string | undefined): CommandName {
+  let command: CommandName | undefined;
+  if (pos.length > 0) {
+    const c = pos[0]!;
+    if (!(COMMANDS as readonly string[]).includes(c)) {
+      throw new UsageError(`Unknown command ${JSON.stringify(c)} (see s3backup --help)`);
+    }
+    command = c === "check" ? "verify" : c as CommandName;
+    if (pos.length > 1) {
+      throw new UsageError(`Unexpected argument ${JSON.stringify(pos[1])} (see s3backup --help)`);
+    }
+  }
+  if (action !== undefined) {
+    const a = ACTIONS[action];
+    if (a === undefined) {
+      throw new UsageError(
+        `Unknown action ${JSON.stringify(action)}: use backup, list or restore`,
+      );
+    }
+    if (command !== undefined && command !== a) {
+      throw new UsageError(`Command ${command} and -a ${action} disagree`);
+    }
+    command = a;
+  }
+  if (command === undefined) {
+    throw new UsageError(
+      "No action: use -a backup|list|restore or a command (see s3backup --help)",
+    );
+  }
+  return command;
+}
+
+/** The options given, as a Command. */
+function commandWith(command: CommandName, v: Values): Command {
+  const cmd: Command = { ...base(command), cron: v.cron, simulate: v.simulate };
+  const opt = <K extends keyof Command>(k: K, val: Command[K] | undefined) => {
+    if (val !== undefined) cmd[k] = val;
+  };
+  opt("folder", v.folder);
+  opt("bucket", v.bucket);
+  opt("name", v.name);
+  opt("meta", v.meta);
+  if (v.only !== undefined && v.only.length > 0) cmd.only = v.only;
+  if (v.overwrite) cmd.overwrite = true;
+  opt("output", v.output);
+  opt("config", v.config);
+  opt("passwordFile", v["password-file"]);
+  opt("endpointUrl", v["endpoint-url"]);
+  opt("storageClass", v["storage-class"]);
+  opt("region", v.region);
+  opt("profile", v.profile);
+  if (v["read-data"]) cmd.readData = true;
+  opt("readDataSubset", v["read-data-subset"]);
+  const keep = {
+    last: v["keep-last"],
+    daily: v["keep-daily"],
+    weekly: v["keep-weekly"],
+    monthly: v["keep-monthly"],
+    yearly: v["keep-yearly"],
+  };
+  if (Object.values(keep).some((x) => x !== undefined)) cmd.keep = keep;
+  if (v["dry-run"]) cmd.dryRun = true;
+  opt("grace", v.grace);
+  opt("newPasswordFile", v["new-password-file"]);
+  return cmd;
+}
+
+/** The options each command cannot do without. */
+function checkRequired(cmd: Command): void {
+  const need = (k: "folder" | "bucket" | "output" | "meta", flag: string) => {
+    if (cmd[k] === undefined || cmd[k] === "") {
+      throw new UsageError(`${cmd.command} needs ${flag} (see s3backup --help)`);
+    }
+  };
+  const command = cmd.command;
+  if (command === "backup") {
+    need("folder", "-f <folder>");
+    need("bucket", "-b <bucket>");
+  } else if (command === "restore") {
+    need("bucket", "-b <bucket>");
+    need("meta", "-m <meta-name|latest|backup-name>");
+    need("folder", "-f <target folder>");
+  } else if (
+    command === "list" || command === "verify" || command === "prune" || command === "passwd"
+  ) need("bucket", "-b <bucket>");
+  else if (command === "kit") need("output", "-o <dir>");
+}
+
+/** Parses argv into a Command. Pure; throws UsageError with one line. */
+export function parseCommandLine(argv: string[]): Command {
+  const { values: v, positionals } = parse(argv);
+  if (v.help) return base("help");
+  if (v.version) return base("version");
+  const cmd = commandWith(commandOf(positionals, v.action), v);
+  checkRequired(cmd);
+  return cmd;
+}
+
+function base(command: CommandName): Command {
+  return { command, cron: false, simulate: false };
+}

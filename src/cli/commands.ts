@@ -1,0 +1,273 @@
+/**
+ * The commands: each wires the config, password, store and engine for one command line, and
+ * hands the engine's events and summary to the UI. Nothing here exits (main.ts does).
+ */
+import { resolve } from "node:path";
+import { checkBackupName, defaultBackupName } from "../format/layout.ts";
+import { backup } from "../ops/backup/backup.ts";
+import { changePassword } from "../ops/change_password.ts";
+import { listBackups, listLegacyBackups } from "../ops/list.ts";
+import { checkPolicy, DEFAULT_GRACE_MS, prune, type PrunePolicy } from "../ops/prune.ts";
+import { checkTarget, restore } from "../ops/restore/restore.ts";
+import { verify, type VerifyOptions } from "../ops/verify.ts";
+import { isLegacyStore } from "../repo/legacy.ts";
+import { openBackup } from "../repo/open_backup.ts";
+import { createRepository, openRepository, repositoryExists } from "../repo/repository.ts";
+import { openStore, type S3Options } from "../store/open_store.ts";
+import { resolveS3Settings, type S3Settings } from "../store/s3_settings.ts";
+import type { Store } from "../store/store.ts";
+import { ExitCode, UsageError } from "../util/errors.ts";
+import { type Command, parseCommandLine, USAGE, VERSION } from "./args.ts";
+import { type Config, loadConfig } from "./config.ts";
+import { type KitConfig, kitFiles, writeKit } from "./kit.ts";
+import { getPassword, type PasswordSources } from "./password.ts";
+import { Ui } from "./ui.ts";
+import { checkStorageClass, parseDuration, parseKeep, parseSubset } from "./values.ts";
+
+interface Context {
+  cmd: Command;
+  config: Config;
+  ui: Ui;
+  signal: AbortSignal;
+}
+
+function passwordSources(ctx: Context, interactive: boolean): PasswordSources {
+  const src: PasswordSources = { interactive: interactive && !ctx.cmd.cron };
+  const env = Deno.env.get("S3BACKUP_PASSWORD");
+  if (env !== undefined) src.env = env;
+  if (ctx.cmd.passwordFile !== undefined) src.passwordFile = ctx.cmd.passwordFile;
+  if (ctx.config.password !== undefined) src.ini = ctx.config.password;
+  return src;
+}
+
+/** The S3 settings in force: flags, then the AWS environment, then the ini. */
+function s3SettingsOf(ctx: Context): S3Settings {
+  const flags: S3Settings = {};
+  if (ctx.cmd.endpointUrl) flags.endpoint = ctx.cmd.endpointUrl;
+  if (ctx.cmd.region) flags.region = ctx.cmd.region;
+  if (ctx.cmd.profile) flags.profile = ctx.cmd.profile;
+  const ini: S3Settings = {};
+  if (ctx.config.endpoint) ini.endpoint = ctx.config.endpoint;
+  if (ctx.config.region) ini.region = ctx.config.region;
+  if (ctx.config.profile) ini.profile = ctx.config.profile;
+  return resolveS3Settings({ flags, ini });
+}
+
+function storeOf(ctx: Context): Store {
+  const opts: S3Options = { ...s3SettingsOf(ctx) };
+  if (ctx.config.checksums) opts.checksums = ctx.config.checksums;
+  return openStore(ctx.cmd.bucket!, opts);
+}
+
+function kitConfigOf(ctx: Context, store?: Store): KitConfig {
+  const c: KitConfig = {};
+  if (store) c.store = store.location;
+  const s = s3SettingsOf(ctx);
+  if (s.endpoint) c.endpointUrl = s.endpoint;
+  if (s.region) c.region = s.region;
+  return c;
+}
+
+async function runBackup(ctx: Context): Promise<number> {
+  const { cmd, ui } = ctx;
+  const source = resolve(cmd.folder!);
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(source);
+  } catch (err) {
+    throw new UsageError(`Cannot back up ${source}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!info.isDirectory) throw new UsageError(`Cannot back up ${source}: not a directory`);
+  const name = checkBackupName(cmd.name ?? defaultBackupName(source));
+  const storageClass = cmd.storageClass === undefined
+    ? ctx.config.storageClass
+    : checkStorageClass(cmd.storageClass, "--storage-class");
+  const store = storeOf(ctx);
+  await store.checkExists();
+  if (await isLegacyStore(store)) {
+    throw new UsageError(
+      `${store.location} holds backups of the original s3backup.py (format 1): ` +
+        "back up to a new bucket or prefix (this one stays readable with list and restore)",
+    );
+  }
+  let repo = null;
+  if (await repositoryExists(store)) {
+    repo = await openRepository(store, await getPassword(passwordSources(ctx, true), false));
+  } else if (!cmd.simulate) {
+    repo = await createRepository(store, await getPassword(passwordSources(ctx, true), true));
+  }
+  const summary = await backup(store, repo, {
+    source,
+    name,
+    host: Deno.hostname(),
+    simulate: cmd.simulate,
+    kit: kitFiles(kitConfigOf(ctx, store)),
+    signal: ctx.signal,
+    ...(storageClass ? { storageClass } : {}),
+  }, ui.onBackupEvent);
+  ui.backupSummary(summary);
+  return summary.skipped > 0 ? ExitCode.partial : ExitCode.ok;
+}
+
+async function runList(ctx: Context): Promise<number> {
+  const store = storeOf(ctx);
+  await store.checkExists();
+  const src = passwordSources(ctx, false);
+  const havePassword = Boolean(src.env || src.passwordFile || src.ini);
+  if (await isLegacyStore(store)) {
+    const pw = havePassword ? await getPassword(src, false) : undefined;
+    ctx.ui.backupList(await listLegacyBackups(store, pw));
+    return ExitCode.ok;
+  }
+  let repo;
+  if (havePassword && await repositoryExists(store)) {
+    repo = await openRepository(store, await getPassword(src, false));
+  }
+  ctx.ui.backupList(await listBackups(store, repo));
+  return ExitCode.ok;
+}
+
+async function runRestore(ctx: Context): Promise<number> {
+  const { cmd, ui } = ctx;
+  const target = resolve(cmd.folder!);
+  try {
+    if (!(await Deno.stat(target)).isDirectory) {
+      throw new UsageError(`Cannot restore into ${target}: not a directory`);
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  const store = storeOf(ctx);
+  await store.checkExists();
+  // Password, repository and meta are checked before anything is written.
+  const password = await getPassword(passwordSources(ctx, true), false);
+  const plan = await openBackup(store, password, cmd.meta!, cmd.name);
+  await checkTarget(store, plan.meta, target, Deno.hostname(), cmd.overwrite ?? false);
+  for (const n of plan.notes) ui.warn(n);
+  const summary = await restore(plan.repo, plan.meta, {
+    target,
+    metaKey: plan.metaKey,
+    only: cmd.only ?? [],
+    simulate: cmd.simulate,
+    overwrite: cmd.overwrite ?? false,
+    legacy: plan.legacy,
+    problems: plan.problems,
+    signal: ctx.signal,
+  }, ui.onRestoreEvent);
+  ui.restoreSummary(summary);
+  return summary.failed > 0 ? ExitCode.partial : ExitCode.ok;
+}
+
+/** verify (check): exit 0 when every backup is whole, 3 when damage was found. */
+async function runVerify(ctx: Context): Promise<number> {
+  const { cmd, ui } = ctx;
+  if (cmd.readData && cmd.readDataSubset !== undefined) {
+    throw new UsageError("Use --read-data or --read-data-subset, not both");
+  }
+  const subset = cmd.readDataSubset === undefined ? undefined : parseSubset(cmd.readDataSubset);
+  const store = storeOf(ctx);
+  await store.checkExists();
+  const password = await getPassword(passwordSources(ctx, true), false);
+  const repo = await openRepository(store, password);
+  const opts: VerifyOptions = { readData: cmd.readData === true || subset !== undefined };
+  if (subset !== undefined) opts.subset = subset;
+  if (cmd.meta !== undefined) opts.meta = cmd.meta;
+  opts.signal = ctx.signal;
+  const summary = await verify(repo, opts, ui.onVerifyEvent);
+  ui.verifySummary(summary);
+  return summary.problems > 0 ? ExitCode.partial : ExitCode.ok;
+}
+
+/** prune: exit 3 when backups were running and no data object could be removed. */
+async function runPrune(ctx: Context): Promise<number> {
+  const { cmd, ui } = ctx;
+  const policy: PrunePolicy = {};
+  for (const rule of ["last", "daily", "weekly", "monthly", "yearly"] as const) {
+    const v = cmd.keep?.[rule];
+    if (v !== undefined) policy[rule] = parseKeep(`--keep-${rule}`, v);
+  }
+  checkPolicy(policy);
+  const graceMs = cmd.grace === undefined ? DEFAULT_GRACE_MS : parseDuration(cmd.grace);
+  const dryRun = cmd.dryRun === true || cmd.simulate;
+  const store = storeOf(ctx);
+  await store.checkExists();
+  const password = await getPassword(passwordSources(ctx, true), false);
+  const repo = await openRepository(store, password);
+  const summary = await prune(repo, {
+    policy,
+    dryRun,
+    graceMs,
+    host: Deno.hostname(),
+    signal: ctx.signal,
+  }, ui.pruneEvents(dryRun));
+  ui.pruneSummary(summary);
+  return summary.dataSkipped ? ExitCode.partial : ExitCode.ok;
+}
+
+/** passwd: the new password from S3BACKUP_NEW_PASSWORD, --new-password-file or a prompt. */
+async function runPasswd(ctx: Context): Promise<number> {
+  const { cmd, ui } = ctx;
+  const store = storeOf(ctx);
+  await store.checkExists();
+  const password = await getPassword(passwordSources(ctx, true), false);
+  const src: PasswordSources = { interactive: !cmd.cron && Deno.stdin.isTerminal() };
+  const env = Deno.env.get("S3BACKUP_NEW_PASSWORD");
+  if (env !== undefined) src.env = env;
+  if (cmd.newPasswordFile !== undefined) src.passwordFile = cmd.newPasswordFile;
+  if (src.env === undefined && src.passwordFile === undefined && !src.interactive) {
+    throw new UsageError(
+      "No new password: set S3BACKUP_NEW_PASSWORD or use --new-password-file",
+    );
+  }
+  const newPassword = await getPassword(src, true);
+  const summary = await changePassword(store, password, newPassword, {
+    host: Deno.hostname(),
+    signal: ctx.signal,
+  });
+  ui.passwdSummary(summary);
+  if (ctx.config.password !== undefined) {
+    ui.warn("s3backup.ini still holds the old password: update [main] password=");
+  }
+  return ExitCode.ok;
+}
+
+async function runKit(ctx: Context): Promise<number> {
+  const store = ctx.cmd.bucket ? storeOf(ctx) : undefined;
+  const written = await writeKit(ctx.cmd.output!, kitConfigOf(ctx, store));
+  for (const p of written) ctx.ui.out(p);
+  return ExitCode.ok;
+}
+
+/** Runs one command line; returns its exit code. Throws what main.ts maps to one. */
+export async function run(argv: string[], signal: AbortSignal): Promise<number> {
+  const cmd = parseCommandLine(argv);
+  if (cmd.command === "help") {
+    Deno.stdout.writeSync(new TextEncoder().encode(USAGE));
+    return ExitCode.ok;
+  }
+  if (cmd.command === "version") {
+    Deno.stdout.writeSync(new TextEncoder().encode(`s3backup ${VERSION}\n`));
+    return ExitCode.ok;
+  }
+  const ui = new Ui({ cron: cmd.cron, simulate: cmd.simulate });
+  const config = loadConfig(cmd.config);
+  for (const w of config.warnings) ui.warn(w);
+  const ctx: Context = { cmd, config, ui, signal };
+  switch (cmd.command) {
+    case "backup":
+      return await runBackup(ctx);
+    case "list":
+      return await runList(ctx);
+    case "restore":
+      return await runRestore(ctx);
+    case "kit":
+      return await runKit(ctx);
+    case "verify":
+    case "check":
+      return await runVerify(ctx);
+    case "prune":
+      return await runPrune(ctx);
+    case "passwd":
+      return await runPasswd(ctx);
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Parsers of option values (`--keep-*`, `--grace`, `--read-data-subset`, `--storage-class`),
+ * and the one duration format both ways. Each throws UsageError with one line.
+ */
+import { UsageError } from "../util/errors.ts";
+
+/** A `--keep-*` value: a count >= 0. */
+export function parseKeep(flag: string, s: string): number {
+  if (!/^\d{1,9}$/.test(s.trim())) {
+    throw new UsageError(`${flag} needs a count (0 or more), not ${JSON.stringify(s)}`);
+  }
+  return Number(s.trim());
+}
+
+const UNIT_MS: Record<string, number> = {
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 7 * 86_400_000,
+};
+
+/** `0`, `90s`, `30m`, `1h`, `2d`, `1w`, `1h30m`, `1.5h` -> milliseconds. */
+export function parseDuration(s: string): number {
+  const t = s.trim();
+  if (t === "0") return 0;
+  if (/^(\d+(\.\d+)?[smhdw])+$/.test(t)) {
+    let ms = 0;
+    for (const m of t.matchAll(/(\d+(?:\.\d+)?)([smhdw])/g)) ms += Number(m[1]) * UNIT_MS[m[2]!]!;
+    return Math.round(ms);
+  }
+  throw new UsageError(
+    `Invalid duration ${JSON.stringify(s)}: use e.g. 0, 30m, 1h, 2d, 1w or 1h30m`,
+  );
+}
+
+/** `1h30m`, `2d`, `0s`. */
+export function formatDuration(ms: number): string {
+  if (ms <= 0) return "0s";
+  let rest = Math.round(ms / 1000);
+  let out = "";
+  for (const [u, sec] of [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]] as const) {
+    const n = Math.floor(rest / sec);
+    if (n > 0) out += `${n}${u}`;
+    rest -= n * sec;
+  }
+  return out;
+}
+
+/** Parses `--read-data-subset`: `N%` with 0 < N <= 100 (decimals allowed). Returns N / 100. */
+export function parseSubset(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)%$/.exec(s.trim());
+  const n = m ? Number(m[1]) : NaN;
+  if (!(n > 0 && n <= 100)) {
+    throw new UsageError(
+      `Invalid --read-data-subset ${JSON.stringify(s)}: use a percentage, e.g. 10%`,
+    );
+  }
+  return n / 100;
+}
+
+/** A storage class name as S3 spells them (`STANDARD_IA`, `DEEP_ARCHIVE`, ...). */
+export function checkStorageClass(v: string, where: string): string {
+  if (!/^[A-Z][A-Z0-9_]{1,40}$/.test(v)) {
+    throw new UsageError(
+      `Invalid storage class ${JSON.stringify(v)} in ${where}: use an S3 name like STANDARD_IA`,
+    );
+  }
+  return v;
+}

@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { UsageError } from "../util/errors.ts";
+import {
+  checkStorageClass,
+  formatDuration,
+  parseDuration,
+  parseKeep,
+  parseSubset,
+} from "./values.ts";
+
+Deno.test("counts and durations are checked", () => {
+  assert.equal(parseKeep("--keep-last", "7"), 7);
+  for (const bad of ["", "-1", "1.5", "x", "1e3"]) {
+    assert.throws(() => parseKeep("--keep-last", bad), UsageError, bad);
+  }
+  assert.equal(parseDuration("0"), 0);
+  assert.equal(parseDuration("90s"), 90_000);
+  assert.equal(parseDuration("30m"), 1_800_000);
+  assert.equal(parseDuration("1h30m"), 5_400_000);
+  assert.equal(parseDuration("1.5h"), 5_400_000);
+  assert.equal(parseDuration("2d"), 172_800_000);
+  assert.equal(parseDuration("1w"), 604_800_000);
+  for (const bad of ["", "1", "h", "1x", "-1h", "1h 30m", "1hh"]) {
+    assert.throws(() => parseDuration(bad), UsageError, bad);
+  }
+  assert.equal(formatDuration(0), "0s");
+  assert.equal(formatDuration(3_600_000), "1h");
+  assert.equal(formatDuration(5_430_000), "1h30m30s");
+  assert.equal(formatDuration(172_800_000), "2d");
+});
+
+Deno.test("subset parsing", () => {
+  assert.equal(parseSubset("10%"), 0.1);
+  assert.equal(parseSubset("100%"), 1);
+  assert.equal(parseSubset("2.5%"), 0.025);
+  for (const bad of ["0%", "101%", "10", "-5%", "x%", ""]) {
+    assert.throws(() => parseSubset(bad), UsageError, bad);
+  }
+});
+
+Deno.test("storage class names", () => {
+  assert.equal(checkStorageClass("STANDARD_IA", "x"), "STANDARD_IA");
+  for (const bad of ["standard", "", "STANDARD IA", "A"]) {
+    assert.throws(() => checkStorageClass(bad, "x"), UsageError, bad);
+  }
+});

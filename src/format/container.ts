@@ -1,0 +1,241 @@
+/**
+ * The one encryption container of the format (FORMAT.md §3.1): exactly what
+ * `openssl enc -aes-256-cbc -pbkdf2 -iter N -md sha256` writes.
+ *
+ *   "Salted__" | salt (8 bytes) | AES-256-CBC-PKCS#7(plaintext)
+ *   key || iv = PBKDF2-HMAC-SHA256(passphrase, salt, N, 48 bytes)
+ *
+ * PBKDF2 and AES-CBC run in WebCrypto (faster than node:crypto in Deno), in bounded batches,
+ * so that a file of any size is never held in memory.
+ */
+import { readAll } from "../util/bytes.ts";
+import { CorruptDataError } from "../util/errors.ts";
+
+const MAGIC = new TextEncoder().encode("Salted__");
+export const HEADER_SIZE = 16;
+const BLOCK = 16;
+
+/** Derives key and IV the way `openssl enc -pbkdf2 -md sha256` does. */
+export async function deriveKeyIv(
+  passphrase: Uint8Array,
+  salt: Uint8Array,
+  iterations: number,
+): Promise<{ key: Uint8Array; iv: Uint8Array }> {
+  const base = await crypto.subtle.importKey(
+    "raw",
+    passphrase as Uint8Array<ArrayBuffer>,
+    "PBKDF2",
+    false,
+    ["deriveBits"],
+  );
+  const bits = new Uint8Array(
+    await crypto.subtle.deriveBits(
+      { name: "PBKDF2", hash: "SHA-256", salt: salt as Uint8Array<ArrayBuffer>, iterations },
+      base,
+      (32 + 16) * 8,
+    ),
+  );
+  return { key: bits.subarray(0, 32), iv: bits.subarray(32, 48) };
+}
+
+/** Size of the encrypted object for a plaintext of `plainSize` bytes. */
+export function encryptedSize(plainSize: number): number {
+  return HEADER_SIZE + (Math.floor(plainSize / BLOCK) + 1) * BLOCK;
+}
+
+function header(salt: Uint8Array): Uint8Array {
+  const h = new Uint8Array(HEADER_SIZE);
+  h.set(MAGIC, 0);
+  h.set(salt, 8);
+  return h;
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.length === 0) return b;
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Below this many bytes, input is gathered before a WebCrypto call (each call has a cost). */
+const MIN_BATCH = 64 * 1024;
+
+/** Gathers chunks without copying until they are wanted as one buffer (linear, not quadratic). */
+class Gather {
+  #parts: Uint8Array[] = [];
+  length = 0;
+  push(chunk: Uint8Array): void {
+    this.#parts.push(chunk);
+    this.length += chunk.length;
+  }
+  /** Everything gathered, as one buffer; the gatherer is then empty. */
+  take(): Uint8Array {
+    const parts = this.#parts;
+    this.#parts = [];
+    this.length = 0;
+    if (parts.length === 1) return parts[0]!;
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let off = 0;
+    for (const p of parts) {
+      out.set(p, off);
+      off += p.length;
+    }
+    return out;
+  }
+}
+
+async function aesKey(key: Uint8Array, usage: KeyUsage[]): Promise<CryptoKey> {
+  return await crypto.subtle.importKey(
+    "raw",
+    key as Uint8Array<ArrayBuffer>,
+    "AES-CBC",
+    false,
+    usage,
+  );
+}
+
+/** WebCrypto's types want ArrayBuffer-backed views; ours always are. */
+function ab(x: Uint8Array): Uint8Array<ArrayBuffer> {
+  return x as Uint8Array<ArrayBuffer>;
+}
+
+function cbc(iv: Uint8Array): AesCbcParams {
+  return { name: "AES-CBC", iv: iv as Uint8Array<ArrayBuffer> };
+}
+
+/**
+ * A stream that encrypts what passes through it. `salt` is for tests only.
+ *
+ * AES-CBC runs in WebCrypto (about twice node:crypto's speed in Deno), which only does whole
+ * messages with PKCS#7 padding. CBC chains, so each batch of whole blocks is encrypted on its
+ * own with the previous ciphertext block as IV, and the padding block WebCrypto appends is
+ * dropped; only the last batch keeps it. The bytes are exactly one `openssl enc` stream.
+ */
+export function encryptStream(
+  passphrase: Uint8Array,
+  iterations: number,
+  salt: Uint8Array = crypto.getRandomValues(new Uint8Array(8)),
+): TransformStream<Uint8Array, Uint8Array> {
+  let key: CryptoKey;
+  let iv: Uint8Array;
+  const gather = new Gather();
+  return new TransformStream({
+    async start(controller) {
+      const d = await deriveKeyIv(passphrase, salt, iterations);
+      key = await aesKey(d.key, ["encrypt"]);
+      iv = d.iv;
+      controller.enqueue(header(salt));
+    },
+    async transform(chunk, controller) {
+      let data: Uint8Array;
+      if (gather.length === 0 && chunk.length >= MIN_BATCH) data = chunk; // used now: no copy
+      else {
+        gather.push(chunk.slice()); // kept past this call: the source may reuse its buffer
+        if (gather.length < MIN_BATCH + BLOCK) return;
+        data = gather.take();
+      }
+      const whole = data.length - (data.length % BLOCK);
+      const out = new Uint8Array(
+        await crypto.subtle.encrypt(cbc(iv), key, ab(data.subarray(0, whole))),
+      );
+      const kept = out.subarray(0, whole); // drop the padding block
+      iv = kept.slice(whole - BLOCK);
+      if (whole < data.length) gather.push(data.slice(whole));
+      controller.enqueue(kept);
+    },
+    async flush(controller) {
+      const rest = gather.take();
+      controller.enqueue(new Uint8Array(await crypto.subtle.encrypt(cbc(iv), key, ab(rest))));
+    },
+  });
+}
+
+const PAD_BLOCK = new Uint8Array(BLOCK).fill(BLOCK);
+
+/**
+ * A stream that decrypts what passes through it. Errors with CorruptDataError on a missing
+ * header or bad padding (a wrong passphrase usually, but not always: check what comes out).
+ *
+ * WebCrypto checks padding at the end of every message, so each batch but the last gets a
+ * forged final block E = AES(pad || last ciphertext block), which decrypts to a whole padding
+ * block and is stripped again. The last block is always held back for the real padding check.
+ */
+export function decryptStream(
+  passphrase: Uint8Array,
+  iterations: number,
+): TransformStream<Uint8Array, Uint8Array> {
+  const gather = new Gather();
+  let key: CryptoKey | undefined;
+  let encKey: CryptoKey;
+  let iv: Uint8Array;
+  const fail = (err?: unknown) =>
+    new CorruptDataError("decryption failed (wrong key or corrupt object)", { cause: err });
+  return new TransformStream({
+    async transform(chunk, controller) {
+      gather.push(chunk.slice()); // the source may reuse its buffer
+      if (!key) {
+        if (gather.length < HEADER_SIZE) return;
+        const head = gather.take();
+        if (!MAGIC.every((b, i) => head[i] === b)) {
+          throw new CorruptDataError("not an encrypted object (no Salted__ header)");
+        }
+        const d = await deriveKeyIv(passphrase, head.slice(8, 16), iterations);
+        key = await aesKey(d.key, ["decrypt"]);
+        encKey = await aesKey(d.key, ["encrypt"]);
+        iv = d.iv;
+        if (head.length > HEADER_SIZE) gather.push(head.subarray(HEADER_SIZE));
+      }
+      // Keep at least one block back: the last one carries the padding.
+      if (gather.length < MIN_BATCH + 2 * BLOCK) return;
+      const data = gather.take();
+      const whole = data.length - BLOCK - ((data.length - BLOCK) % BLOCK);
+      const last = data.subarray(whole - BLOCK, whole);
+      const forged = new Uint8Array(await crypto.subtle.encrypt(cbc(last), encKey, PAD_BLOCK))
+        .subarray(0, BLOCK);
+      const batch = concat(data.subarray(0, whole), forged);
+      let plain: Uint8Array;
+      try {
+        plain = new Uint8Array(await crypto.subtle.decrypt(cbc(iv), key, ab(batch)));
+      } catch (err) {
+        throw fail(err);
+      }
+      iv = last.slice();
+      gather.push(data.subarray(whole));
+      controller.enqueue(plain);
+    },
+    async flush(controller) {
+      if (!key) throw new CorruptDataError("encrypted object is truncated");
+      const rest = gather.take();
+      if (rest.length === 0 || rest.length % BLOCK !== 0) throw fail();
+      let plain: Uint8Array;
+      try {
+        plain = new Uint8Array(await crypto.subtle.decrypt(cbc(iv), key, ab(rest)));
+      } catch (err) {
+        throw fail(err);
+      }
+      if (plain.length > 0) controller.enqueue(plain);
+    },
+  });
+}
+
+/** Encrypts a small buffer. */
+export function encryptBytes(
+  data: Uint8Array,
+  passphrase: Uint8Array,
+  iterations: number,
+  salt?: Uint8Array,
+): Promise<Uint8Array> {
+  return readAll(
+    ReadableStream.from([data]).pipeThrough(encryptStream(passphrase, iterations, salt)),
+  );
+}
+
+/** Decrypts a small buffer. */
+export function decryptBytes(
+  data: Uint8Array,
+  passphrase: Uint8Array,
+  iterations: number,
+): Promise<Uint8Array> {
+  return readAll(ReadableStream.from([data]).pipeThrough(decryptStream(passphrase, iterations)));
+}

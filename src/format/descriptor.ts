@@ -1,0 +1,79 @@
+/** The repository descriptor `s3backup.conf` (FORMAT.md §2): plaintext, no secrets. */
+import { CorruptDataError, S3BackupError } from "../util/errors.ts";
+import { randomHex } from "../util/random.ts";
+import { DESCRIPTOR_NAME } from "./layout.ts";
+
+export const FORMAT_VERSION = 2;
+
+export interface Descriptor {
+  format: number;
+  /** 16 lowercase hex digits; names the repository for caches and locks. */
+  id: string;
+  keyIter: number;
+  dataIter: number;
+}
+
+/** The values a format 2 reader assumes when the descriptor is lost. */
+export function defaultDescriptor(id = "0000000000000000"): Descriptor {
+  return { format: FORMAT_VERSION, id, keyIter: 600_000, dataIter: 1 };
+}
+
+export function newDescriptor(): Descriptor {
+  return defaultDescriptor(randomHex(8));
+}
+
+export function encodeDescriptor(d: Descriptor): string {
+  return [
+    "# s3backup repository - see FORMAT.md",
+    `format=${d.format}`,
+    `id=${d.id}`,
+    "cipher=aes-256-cbc",
+    "kdf=pbkdf2",
+    "digest=sha256",
+    `key-iter=${d.keyIter}`,
+    `data-iter=${d.dataIter}`,
+    "",
+  ].join("\n");
+}
+
+/** Parses s3backup.conf. Unknown keys are ignored; an unknown format is refused. */
+export function parseDescriptor(text: string): Descriptor {
+  const kv = new Map<string, string>();
+  text.split(/\r?\n/).forEach((line, i) => {
+    if (line.trim() === "" || line.startsWith("#")) return;
+    const eq = line.indexOf("=");
+    if (eq < 0) {
+      throw new CorruptDataError(`Cannot read ${DESCRIPTOR_NAME}: line ${i + 1} is not key=value`);
+    }
+    kv.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim());
+  });
+  const format = Number(kv.get("format"));
+  if (format !== FORMAT_VERSION) {
+    throw new S3BackupError(
+      `Repository format ${
+        kv.get("format") ?? "(none)"
+      } is not supported by this version (it reads format ${FORMAT_VERSION})`,
+    );
+  }
+  const num = (k: string, def: number) => {
+    const v = kv.get(k);
+    if (v === undefined) return def;
+    if (!/^\d+$/.test(v) || Number(v) < 1) {
+      throw new CorruptDataError(`Cannot read ${DESCRIPTOR_NAME}: ${k}=${v} is not a count`);
+    }
+    return Number(v);
+  };
+  for (const [k, want] of [["cipher", "aes-256-cbc"], ["kdf", "pbkdf2"], ["digest", "sha256"]]) {
+    const v = kv.get(k!);
+    if (v !== undefined && v !== want) {
+      throw new S3BackupError(`Repository uses ${k}=${v}; this version supports ${want} only`);
+    }
+  }
+  const def = defaultDescriptor(kv.get("id") ?? undefined);
+  return {
+    format,
+    id: def.id,
+    keyIter: num("key-iter", def.keyIter),
+    dataIter: num("data-iter", def.dataIter),
+  };
+}

@@ -1,0 +1,221 @@
+/**
+ * Meta file plaintext (FORMAT.md §5): header, one line per entry, trailer. Pure: text in,
+ * values out. Encryption is the caller's business.
+ */
+import { decodeBase64, encodeBase64 } from "../util/base64.ts";
+import { CorruptDataError } from "../util/errors.ts";
+import { escapeText, unescapeText } from "./escape.ts";
+import { isMd5 } from "./layout.ts";
+
+export const META_MAGIC = "s3backup-meta 2";
+
+export type EntryType = "f" | "d" | "l";
+
+export interface Entry {
+  type: EntryType;
+  /** Relative, `/`-separated. */
+  path: string;
+  /** Content MD5 (lowercase hex) for files. */
+  md5?: string;
+  /** Permission bits, `mode & 0o7777`. */
+  mode: number;
+  uid: number | null;
+  gid: number | null;
+  /** Content size for files, 0 otherwise. */
+  size: number;
+  /** Modification time in milliseconds since the epoch. */
+  mtimeMs: number;
+  /** Symlink target. */
+  target?: string;
+}
+
+export interface MetaHeader {
+  time: Date;
+  host: string;
+  source: string;
+  name: string;
+  /** The exact bytes of s3backup.key. */
+  wrappedKey: Uint8Array;
+}
+
+export interface Meta {
+  header: MetaHeader;
+  entries: Entry[];
+}
+
+/** Seconds since the epoch with up to 3 decimals, no trailing zeros: `1764260700.5`. */
+export function formatMtime(ms: number): string {
+  const sign = ms < 0 ? "-" : "";
+  const abs = Math.round(Math.abs(ms));
+  const frac = abs % 1000;
+  const sec = `${sign}${Math.floor(abs / 1000)}`;
+  return frac === 0 ? sec : `${sec}.${String(frac).padStart(3, "0").replace(/0+$/, "")}`;
+}
+
+export function parseMtime(s: string): number {
+  if (!/^-?\d+(\.\d{1,9})?$/.test(s)) throw new SyntaxError(`bad mtime ${JSON.stringify(s)}`);
+  const [sec, frac = ""] = s.replace("-", "").split(".") as [string, string?];
+  const ms = Number(sec) * 1000 + Number((frac + "000").slice(0, 3));
+  return s.startsWith("-") ? -ms : ms;
+}
+
+function idField(n: number | null): string {
+  return n === null ? "-" : String(n);
+}
+
+/** One entry line, without the line end. */
+export function encodeEntry(e: Entry): string {
+  const md5 = e.type === "f" ? e.md5 : "-";
+  if (e.type === "f" && !isMd5(md5 ?? "")) throw new TypeError(`file entry without MD5`);
+  const target = e.type === "l" ? escapeText(e.target ?? "", "field") : "-";
+  return [
+    md5,
+    e.type,
+    (e.mode & 0o7777).toString(8).padStart(4, "0"),
+    idField(e.uid),
+    idField(e.gid),
+    e.type === "f" ? String(e.size) : "0",
+    formatMtime(e.mtimeMs),
+    target,
+    escapeText(e.path),
+  ].join(" ");
+}
+
+/** Parses one entry line. Throws SyntaxError. Does not judge whether the path is safe. */
+export function parseEntry(line: string): Entry {
+  const fields: string[] = [];
+  let rest = line;
+  for (let i = 0; i < 8; i++) {
+    const sp = rest.indexOf(" ");
+    if (sp < 0) throw new SyntaxError("too few fields");
+    fields.push(rest.slice(0, sp));
+    rest = rest.slice(sp + 1);
+  }
+  const [md5, type, mode, uid, gid, size, mtime, target] = fields as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
+  if (type !== "f" && type !== "d" && type !== "l") throw new SyntaxError(`bad type ${type}`);
+  if (type === "f" ? !isMd5(md5) : md5 !== "-") throw new SyntaxError(`bad md5 ${md5}`);
+  if (!/^[0-7]{4}$/.test(mode)) throw new SyntaxError(`bad mode ${mode}`);
+  const id = (s: string) => {
+    if (s === "-") return null;
+    if (!/^\d+$/.test(s)) throw new SyntaxError(`bad owner ${s}`);
+    return Number(s);
+  };
+  if (!/^\d+$/.test(size)) throw new SyntaxError(`bad size ${size}`);
+  if (rest === "") throw new SyntaxError("empty path");
+  const entry: Entry = {
+    type,
+    path: unescapeText(rest),
+    mode: parseInt(mode, 8),
+    uid: id(uid),
+    gid: id(gid),
+    size: Number(size),
+    mtimeMs: parseMtime(mtime),
+  };
+  if (type === "f") entry.md5 = md5;
+  if (type === "l") entry.target = unescapeText(target);
+  return entry;
+}
+
+/** The meta plaintext, as lines (each without its `\n`), for streaming or joining. */
+export function* encodeMetaLines(header: MetaHeader, entries: Iterable<Entry>): Generator<string> {
+  yield META_MAGIC;
+  yield `time ${header.time.toISOString()}`;
+  yield `host ${escapeText(header.host)}`;
+  yield `source ${escapeText(header.source)}`;
+  yield `name ${escapeText(header.name)}`;
+  yield `wrapped-key ${encodeBase64(header.wrappedKey)}`;
+  yield "entries";
+  let n = 0;
+  for (const e of entries) {
+    yield encodeEntry(e);
+    n++;
+  }
+  yield `end ${n}`;
+}
+
+export function encodeMeta(header: MetaHeader, entries: Iterable<Entry>): string {
+  let out = "";
+  for (const line of encodeMetaLines(header, entries)) out += line + "\n";
+  return out;
+}
+
+/**
+ * Parses a decrypted meta. Throws CorruptDataError when the magic line is missing (wrong
+ * password or not a meta), the trailer is missing or wrong (truncated), or a line is bad.
+ */
+export function parseMeta(text: string): Meta {
+  const lines = text.split("\n");
+  if (lines[0] !== META_MAGIC) {
+    throw new CorruptDataError("not a format 2 meta file (wrong password or corrupt)");
+  }
+  if (lines.at(-1) !== "") throw new CorruptDataError("meta file is truncated (no final newline)");
+  lines.pop();
+  const fields = new Map<string, string>();
+  let i = 1;
+  for (; i < lines.length && lines[i] !== "entries"; i++) {
+    const line = lines[i]!;
+    const sp = line.indexOf(" ");
+    fields.set(sp < 0 ? line : line.slice(0, sp), sp < 0 ? "" : line.slice(sp + 1));
+  }
+  if (i >= lines.length) throw new CorruptDataError("meta file is truncated (no entries line)");
+  const trailer = lines.at(-1) ?? "";
+  const m = /^end (\d+)$/.exec(trailer);
+  const entryLines = lines.slice(i + 1, -1);
+  if (!m || Number(m[1]) !== entryLines.length) {
+    throw new CorruptDataError("meta file is truncated (trailer missing or count wrong)");
+  }
+  const need = (k: string) => {
+    const v = fields.get(k);
+    if (v === undefined) throw new CorruptDataError(`meta file has no ${k} header`);
+    return v;
+  };
+  let header: MetaHeader;
+  try {
+    const time = new Date(need("time"));
+    if (Number.isNaN(time.getTime())) throw new SyntaxError("bad time");
+    header = {
+      time,
+      host: unescapeText(need("host")),
+      source: unescapeText(need("source")),
+      name: unescapeText(need("name")),
+      wrappedKey: decodeBase64(need("wrapped-key")),
+    };
+  } catch (err) {
+    if (err instanceof CorruptDataError) throw err;
+    throw new CorruptDataError(`meta header is invalid: ${(err as Error).message}`, { cause: err });
+  }
+  const entries = entryLines.map((line, n) => {
+    try {
+      return parseEntry(line);
+    } catch (err) {
+      throw new CorruptDataError(`meta entry ${n + 1} is invalid: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  });
+  return { header, entries };
+}
+
+/**
+ * Why a path must not be restored, or null when it is safe: relative, no empty, `.` or `..`
+ * component (FORMAT.md §5.3).
+ */
+export function unsafePathReason(path: string): string | null {
+  if (path === "") return "empty path";
+  if (path.startsWith("/")) return "absolute path";
+  if (path.includes("\0")) return "NUL in path";
+  for (const c of path.split("/")) {
+    if (c === "") return "empty path component";
+    if (c === "." || c === "..") return `'${c}' path component`;
+  }
+  return null;
+}

@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { CorruptDataError } from "../util/errors.ts";
+import {
+  encodeEntry,
+  encodeMeta,
+  type Entry,
+  formatMtime,
+  parseEntry,
+  parseMeta,
+  parseMtime,
+  unsafePathReason,
+} from "./meta.ts";
+
+const header = {
+  time: new Date("2026-11-27T16:31:40.123Z"),
+  host: "web1",
+  source: "/srv/da ta\n",
+  name: "nightly",
+  wrappedKey: new Uint8Array([83, 97, 108, 116, 101, 100, 95, 95, 1, 2, 3]),
+};
+
+const entries: Entry[] = [
+  {
+    type: "f",
+    path: " sp \n\r\t\\%-x ü",
+    md5: "d41d8cd98f00b204e9800998ecf8427e",
+    mode: 0o4755,
+    uid: 0,
+    gid: 50,
+    size: 0,
+    mtimeMs: 1764260700500,
+  },
+  { type: "d", path: "dir ", mode: 0o555, uid: null, gid: null, size: 0, mtimeMs: 0 },
+  {
+    type: "l",
+    path: "a/link",
+    mode: 0o777,
+    uid: 1,
+    gid: 1,
+    size: 0,
+    mtimeMs: -1500,
+    target: "../t a r\nget",
+  },
+];
+
+Deno.test("meta round trip keeps every field", () => {
+  const text = encodeMeta(header, entries);
+  const m = parseMeta(text);
+  assert.deepEqual(m.entries, entries);
+  assert.deepEqual(m.header, header);
+});
+
+Deno.test("entry lines: md5 first, path last, documented field layout", () => {
+  assert.equal(
+    encodeEntry(entries[0]!),
+    "d41d8cd98f00b204e9800998ecf8427e f 4755 0 50 0 1764260700.5 -  sp \\n\\r\\t\\\\%-x ü",
+  );
+  assert.equal(encodeEntry(entries[1]!), "- d 0555 - - 0 0 - dir ");
+  assert.equal(encodeEntry(entries[2]!), "- l 0777 1 1 0 -1.5 ../t\\x20a\\x20r\\nget a/link");
+  assert.deepEqual(parseEntry(encodeEntry(entries[2]!)), entries[2]);
+});
+
+Deno.test("truncated or foreign metas are refused", () => {
+  const text = encodeMeta(header, entries);
+  const lines = text.split("\n");
+  assert.throws(() => parseMeta("garbage"), CorruptDataError);
+  assert.throws(() => parseMeta(text.slice(0, -1)), CorruptDataError);
+  // drop one entry line: the trailer count no longer matches
+  const dropped = [...lines.slice(0, 8), ...lines.slice(9)].join("\n");
+  assert.throws(() => parseMeta(dropped), /truncated/);
+  // cut after the entries: no trailer
+  assert.throws(() => parseMeta(lines.slice(0, 9).join("\n") + "\n"), /truncated/);
+  assert.throws(() => parseMeta(text.replace(" f 4755 ", " x 4755 ")), /entry 1 is invalid/);
+});
+
+Deno.test("mtime text keeps milliseconds and handles negatives", () => {
+  for (const ms of [0, 1, 999, 1000, 1764260700123, -1, -1500, -1000]) {
+    assert.equal(parseMtime(formatMtime(ms)), ms);
+  }
+  assert.equal(formatMtime(1764260700000), "1764260700");
+  assert.equal(formatMtime(1764260700120), "1764260700.12");
+  assert.equal(parseMtime("1764260700.123456789"), 1764260700123);
+});
+
+Deno.test("unsafe paths are named", () => {
+  assert.equal(unsafePathReason("a/b c/d"), null);
+  assert.equal(unsafePathReason("..."), null);
+  assert.equal(unsafePathReason("/etc/passwd"), "absolute path");
+  assert.equal(unsafePathReason("a/../b"), "'..' path component");
+  assert.equal(unsafePathReason(".."), "'..' path component");
+  assert.equal(unsafePathReason("a//b"), "empty path component");
+  assert.equal(unsafePathReason("./a"), "'.' path component");
+  assert.equal(unsafePathReason(""), "empty path");
+});

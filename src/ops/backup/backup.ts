@@ -1,0 +1,214 @@
+/**
+ * The backup engine. It never prints and never exits: it reports through `onEvent` and returns
+ * a summary; errors are thrown.
+ *
+ * One listing of the store, one walk of the folder, then a bounded pool backs up each file
+ * (file_reader.ts) and uploads the contents the store does not have. The meta file goes last,
+ * after every object it names is confirmed.
+ */
+import { createHash } from "node:crypto";
+import { formatMetaName, KIT_PREFIX } from "../../format/layout.ts";
+import type { Entry } from "../../format/meta.ts";
+import { type Listing, listRepository } from "../../repo/listing.ts";
+import { withLock } from "../../repo/lock.ts";
+import { checkPasswordUnchanged, type Repository, saveMeta } from "../../repo/repository.ts";
+import type { ObjectInfo, SaveOptions, Store } from "../../store/store.ts";
+import { pool } from "../../util/pool.ts";
+import { backupFile, type FileContext, type FileResult, Uploads } from "./file_reader.ts";
+import { walk, type WalkItem } from "./walk.ts";
+
+export { SMALL_FILE } from "./file_reader.ts";
+
+export interface BackupOptions {
+  /** Absolute path of the folder to back up. */
+  source: string;
+  name: string;
+  host: string;
+  /** Read and hash, report what would be uploaded, write nothing. */
+  simulate: boolean;
+  /** Restore kit files to keep under restore-kit/ (name relative to it -> content). */
+  kit: Map<string, Uint8Array>;
+  concurrency?: number;
+  /** S3 storage class of new data objects (metas, key and kit stay in the default class). */
+  storageClass?: string;
+  now?: () => Date;
+  signal?: AbortSignal;
+}
+
+export type BackupEvent =
+  | { type: "walked"; files: number; bytes: number }
+  | { type: "warning"; path: string; message: string }
+  | { type: "file"; path: string; size: number; upload: boolean }
+  | { type: "progress"; filesDone: number; bytesDone: number; bytesUploaded: number };
+
+export interface BackupSummary {
+  metaKey: string | null;
+  files: number;
+  dirs: number;
+  links: number;
+  bytes: number;
+  newObjects: number;
+  bytesUploaded: number;
+  /** Entries that could not be backed up (unreadable, changed, unrepresentable). */
+  skipped: number;
+  warnings: number;
+  durationMs: number;
+  simulate: boolean;
+}
+
+/**
+ * Backs up `opts.source` into `store`. `repo` is null only in simulate mode on a store that
+ * holds no repository yet.
+ */
+export async function backup(
+  store: Store,
+  repo: Repository | null,
+  opts: BackupOptions,
+  onEvent: (e: BackupEvent) => void = () => {},
+): Promise<BackupSummary> {
+  if (repo === null && !opts.simulate) throw new TypeError("backup needs a repository");
+  if (opts.simulate) return await runBackup(store, repo, opts, onEvent);
+  // The lock goes first: a prune that starts later sees it and keeps every data object; one
+  // that is running already makes us stop here, before anything is uploaded (FORMAT.md §6).
+  return await withLock(store, "backup", opts.host, { source: opts.source }, async () => {
+    // No password change pending, and none since `repo` was opened (FORMAT.md §7).
+    await checkPasswordUnchanged(repo!);
+    return await runBackup(store, repo, opts, onEvent);
+  });
+}
+
+async function runBackup(
+  store: Store,
+  repo: Repository | null,
+  opts: BackupOptions,
+  onEvent: (e: BackupEvent) => void,
+): Promise<BackupSummary> {
+  const started = performance.now();
+  const time = (opts.now ?? (() => new Date()))();
+  const listing = await listRepository(store);
+
+  let warnings = 0, skipped = 0;
+  const warn = (path: string, message: string, partial: boolean) => {
+    warnings++;
+    if (partial) skipped++;
+    onEvent({ type: "warning", path, message });
+  };
+  const items = Array.from(walk(opts.source, (w) => warn(w.path, w.message, w.partial)));
+  const fileItems = items.filter((i) => i.type === "f");
+  onEvent({
+    type: "walked",
+    files: fileItems.length,
+    bytes: fileItems.reduce((n, i) => n + i.info.size, 0),
+  });
+
+  const saveOptions: SaveOptions = {};
+  if (opts.signal) saveOptions.signal = opts.signal;
+  if (opts.storageClass) saveOptions.storageClass = opts.storageClass;
+  const uploads = new Uploads(listing.objects.keys());
+  const ctx: FileContext = { store, repo, simulate: opts.simulate, saveOptions, uploads };
+  if (opts.signal) ctx.signal = opts.signal;
+  const results = new Map<WalkItem, FileResult>();
+  let filesDone = 0, bytesDone = 0;
+  await pool(fileItems, opts.concurrency ?? 4, async (item) => {
+    const r = await backupFile(item, ctx, (p, m) => warn(p, m, true));
+    if (r !== null) {
+      onEvent({ type: "file", path: item.path, size: r.result.size, upload: r.uploaded });
+      results.set(item, r.result);
+      bytesDone += r.result.size;
+    }
+    filesDone++;
+    onEvent({ type: "progress", filesDone, bytesDone, bytesUploaded: uploads.bytesUploaded });
+  }, opts.signal);
+
+  const { entries, files, dirs, links, bytes } = entriesOf(items, results);
+  let metaKey: string | null = null;
+  if (!opts.simulate && repo !== null) {
+    await syncKit(store, listing.kit, opts.kit);
+    metaKey = freeMetaName(listing, opts.name, time);
+    await saveMeta(repo, metaKey, {
+      time,
+      host: opts.host,
+      source: opts.source,
+      name: opts.name,
+    }, entries);
+  }
+  return {
+    metaKey,
+    files,
+    dirs,
+    links,
+    bytes,
+    newObjects: uploads.newObjects,
+    bytesUploaded: uploads.bytesUploaded,
+    skipped,
+    warnings,
+    durationMs: performance.now() - started,
+    simulate: opts.simulate,
+  };
+}
+
+function entryOf(item: WalkItem, info: Deno.FileInfo, md5?: string, size = 0): Entry {
+  const fallbackMode = item.type === "d" ? 0o755 : item.type === "l" ? 0o777 : 0o644;
+  const e: Entry = {
+    type: item.type,
+    path: item.path,
+    mode: info.mode === null ? fallbackMode : info.mode & 0o7777,
+    uid: info.uid ?? null,
+    gid: info.gid ?? null,
+    size,
+    mtimeMs: info.mtime?.getTime() ?? 0,
+  };
+  if (md5 !== undefined) e.md5 = md5;
+  if (item.type === "l") e.target = item.target ?? "";
+  return e;
+}
+
+/** The meta's entries in walk order: every directory and link, and the files backed up. */
+function entriesOf(items: WalkItem[], results: Map<WalkItem, FileResult>) {
+  const entries: Entry[] = [];
+  let files = 0, dirs = 0, links = 0, bytes = 0;
+  for (const item of items) {
+    if (item.type === "f") {
+      const r = results.get(item);
+      if (!r) continue;
+      entries.push(entryOf(item, r.info, r.md5, r.size));
+      files++;
+      bytes += r.size;
+    } else {
+      entries.push(entryOf(item, item.info));
+      if (item.type === "d") dirs++;
+      else links++;
+    }
+  }
+  return { entries, files, dirs, links, bytes };
+}
+
+/** The meta name for `name` at `time`, one second later while the listing holds it. */
+function freeMetaName(listing: Listing, name: string, time: Date): string {
+  const taken = new Set(listing.metas.map((m) => m.key));
+  let t = time;
+  let key = formatMetaName(name, t);
+  while (taken.has(key)) {
+    t = new Date(t.getTime() + 1000);
+    key = formatMetaName(name, t);
+  }
+  return key;
+}
+
+/** Uploads the kit files whose copy in the store differs (by size and, on S3, ETag = MD5). */
+async function syncKit(
+  store: Store,
+  have: Map<string, ObjectInfo>,
+  kit: Map<string, Uint8Array>,
+): Promise<void> {
+  for (const [name, data] of kit) {
+    const key = KIT_PREFIX + name;
+    const old = have.get(key);
+    if (
+      old && old.size === data.length && old.etag === createHash("md5").update(data).digest("hex")
+    ) {
+      continue;
+    }
+    await store.save(key, data);
+  }
+}

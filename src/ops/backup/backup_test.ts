@@ -1,0 +1,162 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { backup, type BackupEvent, SMALL_FILE } from "./backup.ts";
+import {
+  createRepository,
+  decryptObject,
+  loadMeta,
+  type Repository,
+} from "../../repo/repository.ts";
+import { LocalStore } from "../../store/local_store.ts";
+import type { SaveOptions, Store } from "../../store/store.ts";
+import { readAll } from "../../util/bytes.ts";
+import { StoreWrapper } from "../../../test/store_wrapper.ts";
+
+const te = new TextEncoder();
+const md5 = (b: Uint8Array | string) => createHash("md5").update(b).digest("hex");
+
+async function setup() {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-engine-" });
+  const src = `${dir}/src`;
+  await Deno.mkdir(src);
+  await Deno.mkdir(`${dir}/bucket`);
+  const store = new LocalStore(`${dir}/bucket`);
+  const repo = await createRepository(store, te.encode("pw"));
+  return { dir, src, store, repo };
+}
+
+async function run(store: Store, repo: Repository, src: string, on?: (e: BackupEvent) => void) {
+  const events: BackupEvent[] = [];
+  const summary = await backup(store, repo, {
+    source: src,
+    name: "t",
+    host: "h",
+    simulate: false,
+    kit: new Map(),
+  }, (e) => {
+    events.push(e);
+    on?.(e);
+  });
+  return { summary, events, warnings: events.filter((e) => e.type === "warning") };
+}
+
+async function objectPlain(repo: Repository, name: string): Promise<Uint8Array> {
+  return await readAll((await repo.store.load(name)).pipeThrough(decryptObject(repo)));
+}
+
+/** A store that calls `hook` before the first save of a data object, once. */
+class HookStore extends StoreWrapper {
+  constructor(inner: Store, readonly hook: (name: string) => void) {
+    super(inner);
+  }
+  override save(name: string, data: Uint8Array | ReadableStream<Uint8Array>, opts?: SaveOptions) {
+    if (/^[0-9a-f]{32}$/.test(name)) this.hook(name);
+    return this.inner.save(name, data, opts);
+  }
+}
+
+Deno.test("a big file that changes while uploaded is never stored under a wrong name", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    const big = `${src}/big`;
+    const first = new Uint8Array(SMALL_FILE + 100).fill(1);
+    await Deno.writeFile(big, first);
+    let changed = false;
+    const hooked = new HookStore(store, () => {
+      if (changed) return;
+      changed = true;
+      // Between the hash pass and the upload pass, the file changes (same size).
+      Deno.writeFileSync(big, new Uint8Array(SMALL_FILE + 100).fill(2));
+    });
+    const { summary, warnings } = await run(hooked, repo, src);
+    assert.equal(warnings.length, 0);
+    assert.equal(summary.skipped, 0);
+    assert.equal(summary.files, 1);
+    const meta = await loadMeta(repo, summary.metaKey!);
+    const entry = meta.entries[0]!;
+    const now = await Deno.readFile(big);
+    assert.equal(entry.md5, md5(now));
+    // Every data object's content hashes to its name.
+    for await (const o of store.list()) {
+      if (!/^[0-9a-f]{32}$/.test(o.name)) continue;
+      assert.equal(md5(await objectPlain(repo, o.name)), o.name);
+    }
+    assert.equal(await store.stat(md5(first)), null, "the old content was half-stored");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a file that keeps changing is skipped with a warning: partial", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    const big = `${src}/churn`;
+    await Deno.writeFile(big, new Uint8Array(SMALL_FILE + 10));
+    await Deno.writeTextFile(`${src}/calm`, "calm\n");
+    let n = 0;
+    const hooked = new HookStore(store, (name) => {
+      if (name === md5("calm\n")) return;
+      Deno.writeFileSync(big, new Uint8Array(SMALL_FILE + 10).fill(++n));
+    });
+    const { summary, warnings } = await run(hooked, repo, src);
+    assert.equal(summary.skipped, 1);
+    assert.equal(warnings.length, 1);
+    assert.match((warnings[0] as { message: string }).message, /changed while it was read/);
+    const meta = await loadMeta(repo, summary.metaKey!);
+    assert.deepEqual(meta.entries.map((e) => e.path), ["calm"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("vanished files, FIFOs and undecodable names: warnings, meta still written", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    await Deno.writeTextFile(`${src}/keep`, "keep\n");
+    await Deno.writeTextFile(`${src}/vanish`, "vanish\n");
+    const mk = new Deno.Command("bash", {
+      args: ["-c", `mkfifo "$1/fifo" && : > "$1/"$'bad\\xffname'`, "_", src],
+    }).outputSync();
+    assert.equal(mk.code, 0);
+    const { summary, warnings } = await run(store, repo, src, (e) => {
+      if (e.type === "walked") Deno.removeSync(`${src}/vanish`);
+    });
+    const msgs = warnings.map((w) => (w as { message: string }).message).sort();
+    assert.equal(msgs.length, 3, JSON.stringify(warnings));
+    assert.match(msgs.join("|"), /cannot open/);
+    assert.match(msgs.join("|"), /skipped FIFO/);
+    assert.match(msgs.join("|"), /not valid UTF-8/);
+    assert.equal(summary.skipped, 2, "the FIFO is skipped on purpose; the others are partial");
+    const meta = await loadMeta(repo, summary.metaKey!);
+    assert.deepEqual(meta.entries.map((e) => e.path), ["keep"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("entries carry mode, mtime, owner, symlink targets and empty dirs in walk order", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    await Deno.mkdir(`${src}/d/e`, { recursive: true });
+    await Deno.writeTextFile(`${src}/d/f`, "x");
+    await Deno.chmod(`${src}/d/f`, 0o640);
+    await Deno.utime(`${src}/d/f`, 1_700_000_000.123, 1_700_000_000.123);
+    await Deno.symlink("../nowhere target", `${src}/d/l`);
+    const { summary } = await run(store, repo, src);
+    const meta = await loadMeta(repo, summary.metaKey!);
+    assert.deepEqual(meta.entries.map((e) => `${e.type} ${e.path}`), [
+      "d d",
+      "d d/e",
+      "f d/f",
+      "l d/l",
+    ]);
+    const f = meta.entries[2]!;
+    assert.equal(f.mode, 0o640);
+    assert.equal(f.mtimeMs, 1_700_000_000_123);
+    assert.equal(f.uid, Deno.uid());
+    assert.equal(meta.entries[3]!.target, "../nowhere target");
+    assert.equal(meta.header.source, src);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,232 @@
+/**
+ * Reading and storing one file's content (backup.ts walks and calls this for each regular file).
+ *
+ * A small file is read once into memory: hashed and encrypted from the same bytes. A big file is
+ * hashed first; it is read again to upload only when the store lacks its content, and the second
+ * read is checked to hash the same while it streams (else the upload is aborted). A file that
+ * changes while it is read is read again, up to ATTEMPTS times. Each distinct content is
+ * uploaded once per run (`Uploads`), however many files hold it.
+ */
+import { createHash } from "node:crypto";
+import { encryptedSize } from "../../format/container.ts";
+import { encryptObject, encryptSmallObject, type Repository } from "../../repo/repository.ts";
+import type { SaveOptions, Store } from "../../store/store.ts";
+import { FileChangedError, S3BackupError } from "../../util/errors.ts";
+import type { WalkItem } from "./walk.ts";
+
+/** Files up to this size are read once into memory: hash and encrypt from the same bytes. */
+export const SMALL_FILE = 8 * 1024 * 1024;
+const READ_CHUNK = 1024 * 1024;
+export const ATTEMPTS = 3;
+
+/** The path is no longer a regular file when opened. */
+class NotRegularFileError extends S3BackupError {}
+
+export interface FileResult {
+  md5: string;
+  size: number;
+  info: Deno.FileInfo;
+}
+
+/** Saves each distinct content once: unless the store has it, or it is being saved now. */
+export class Uploads {
+  newObjects = 0;
+  bytesUploaded = 0;
+  readonly #known: Set<string>;
+  readonly #inflight = new Map<string, Promise<void>>();
+
+  constructor(known: Iterable<string>) {
+    this.#known = new Set(known);
+  }
+
+  /** Runs `work` (which returns the stored size) unless `md5` is stored; true if it ran. */
+  async once(md5: string, work: () => Promise<number>): Promise<boolean> {
+    while (!this.#known.has(md5)) {
+      const other = this.#inflight.get(md5);
+      if (other) {
+        await other.catch(() => {}); // its file may have changed: then we upload ours
+        continue;
+      }
+      const p = (async () => {
+        const size = await work();
+        this.#known.add(md5);
+        this.newObjects++;
+        this.bytesUploaded += size;
+      })();
+      this.#inflight.set(md5, p);
+      try {
+        await p;
+        return true;
+      } finally {
+        this.#inflight.delete(md5);
+      }
+    }
+    return false;
+  }
+}
+
+export interface FileContext {
+  store: Store;
+  /** null (or `simulate`): nothing is stored, sizes are computed. */
+  repo: Repository | null;
+  simulate: boolean;
+  saveOptions: SaveOptions;
+  uploads: Uploads;
+  signal?: AbortSignal;
+}
+
+/** Why a file was not backed up: reported as a warning, the backup goes on (exit "partial"). */
+export type Skip = (path: string, message: string) => void;
+
+function md5Hex(): ReturnType<typeof createHash> {
+  return createHash("md5");
+}
+
+function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
+  return a.size === b.size && a.mtime?.getTime() === b.mtime?.getTime() && a.ino === b.ino;
+}
+
+const changed = () => new FileChangedError("changed while it was read");
+
+/** Reads an open file from the start through `each`; returns the byte count. */
+async function readThrough(file: Deno.FsFile, each: (chunk: Uint8Array) => void): Promise<number> {
+  await file.seek(0, Deno.SeekMode.Start);
+  const buf = new Uint8Array(READ_CHUNK);
+  let total = 0;
+  while (true) {
+    const n = await file.read(buf);
+    if (n === null) return total;
+    each(buf.subarray(0, n));
+    total += n;
+  }
+}
+
+/**
+ * Backs up one file. Returns its result and whether its content was uploaded, or null when it
+ * was skipped (reported through `skip`). Throws only what should stop the whole backup.
+ */
+export async function backupFile(
+  item: WalkItem,
+  ctx: FileContext,
+  skip: Skip,
+): Promise<{ result: FileResult; uploaded: boolean } | null> {
+  for (let i = 1; i <= ATTEMPTS; i++) {
+    ctx.signal?.throwIfAborted();
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(item.abs, { read: true });
+    } catch (err) {
+      skip(item.path, `cannot open: ${(err as Error).message}`);
+      return null;
+    }
+    try {
+      return await attempt(file, ctx);
+    } catch (err) {
+      if (err instanceof FileChangedError && i < ATTEMPTS) continue;
+      if (err instanceof FileChangedError) {
+        skip(item.path, `changed while it was read ${ATTEMPTS} times; skipped`);
+      } else if (
+        err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotFound
+      ) {
+        skip(item.path, `cannot read: ${(err as Error).message}`);
+      } else if (err instanceof NotRegularFileError) {
+        skip(item.path, "is no longer a regular file; skipped");
+      } else throw err;
+      return null;
+    } finally {
+      try {
+        file.close();
+      } catch {
+        // already closed
+      }
+    }
+  }
+  return null;
+}
+
+/** One attempt at one file. Throws FileChangedError when it changed while read. */
+async function attempt(
+  file: Deno.FsFile,
+  ctx: FileContext,
+): Promise<{ result: FileResult; uploaded: boolean }> {
+  const before = await file.stat();
+  if (!before.isFile) throw new NotRegularFileError("is no longer a regular file");
+  return before.size <= SMALL_FILE
+    ? await attemptSmall(file, before, ctx)
+    : await attemptBig(file, before, ctx);
+}
+
+async function attemptSmall(file: Deno.FsFile, before: Deno.FileInfo, ctx: FileContext) {
+  const data = new Uint8Array(before.size);
+  let off = 0;
+  const n = await readThrough(file, (c) => {
+    if (off + c.length > data.length) throw changed();
+    data.set(c, off);
+    off += c.length;
+  });
+  const after = await file.stat();
+  if (n !== before.size || !sameFile(before, after)) throw changed();
+  const md5 = md5Hex().update(data).digest("hex");
+  const uploaded = await ctx.uploads.once(md5, async () => {
+    if (ctx.repo === null || ctx.simulate) return encryptedSize(n);
+    const body = await encryptSmallObject(ctx.repo, data);
+    await ctx.store.save(md5, body, ctx.saveOptions);
+    return body.length;
+  });
+  return { result: { md5, size: n, info: after }, uploaded };
+}
+
+async function attemptBig(file: Deno.FsFile, before: Deno.FileInfo, ctx: FileContext) {
+  const h = md5Hex();
+  const n = await readThrough(file, (c) => h.update(c));
+  const after = await file.stat();
+  if (n !== before.size || !sameFile(before, after)) throw changed();
+  const md5 = h.digest("hex");
+  const uploaded = await ctx.uploads.once(md5, async () => {
+    const size = encryptedSize(n);
+    if (ctx.repo === null || ctx.simulate) return size;
+    await file.seek(0, Deno.SeekMode.Start);
+    const body = readStream(file).pipeThrough(sameContent(file, after, n, md5))
+      .pipeThrough(encryptObject(ctx.repo));
+    await ctx.store.save(md5, body, { ...ctx.saveOptions, size });
+    return size;
+  });
+  return { result: { md5, size: n, info: after }, uploaded };
+}
+
+/** The rest of an open file, as a stream read on demand. */
+function readStream(file: Deno.FsFile): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const buf = new Uint8Array(READ_CHUNK);
+      const got = await file.read(buf);
+      if (got === null) controller.close();
+      else controller.enqueue(buf.subarray(0, got));
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** Passes the second read through; errors with FileChangedError unless it is the first one. */
+function sameContent(
+  file: Deno.FsFile,
+  first: Deno.FileInfo,
+  size: number,
+  md5: string,
+): TransformStream<Uint8Array, Uint8Array> {
+  const check = md5Hex();
+  let seen = 0;
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      seen += chunk.length;
+      if (seen > size) throw changed();
+      check.update(chunk);
+      controller.enqueue(chunk);
+    },
+    async flush() {
+      const again = await file.stat();
+      if (seen !== size || check.digest("hex") !== md5 || !sameFile(first, again)) {
+        throw changed();
+      }
+    },
+  });
+}

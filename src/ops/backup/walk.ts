@@ -1,0 +1,93 @@
+/**
+ * Walks a folder once, depth first, a directory before its contents, names sorted. Never
+ * follows symlinks (except the root itself), never opens anything but directories, never
+ * writes. Uses the sync calls: they walk about 4x faster than the async ones in Deno.
+ */
+import type { EntryType } from "../../format/meta.ts";
+
+export interface WalkItem {
+  /** Relative, `/`-separated. */
+  path: string;
+  abs: string;
+  type: EntryType;
+  info: Deno.FileInfo;
+  /** Symlink target (type "l"). */
+  target?: string;
+}
+
+export interface WalkWarning {
+  path: string;
+  message: string;
+  /** True when something that should have been backed up was not (exit code "partial"). */
+  partial: boolean;
+}
+
+function kindOf(info: Deno.FileInfo): string {
+  if (info.isFifo) return "FIFO";
+  if (info.isSocket) return "socket";
+  if (info.isBlockDevice) return "block device";
+  if (info.isCharDevice) return "character device";
+  return "special file";
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function* walk(root: string, warn: (w: WalkWarning) => void): Generator<WalkItem> {
+  yield* walkDir(root.replace(/\/+$/, "") || "/", "", warn);
+}
+
+function* walkDir(
+  dirAbs: string,
+  dirRel: string,
+  warn: (w: WalkWarning) => void,
+): Generator<WalkItem> {
+  let names: string[];
+  try {
+    names = Array.from(Deno.readDirSync(dirAbs), (e) => e.name);
+  } catch (err) {
+    warn({
+      path: dirRel || ".",
+      message: `cannot read directory: ${messageOf(err)}`,
+      partial: true,
+    });
+    return;
+  }
+  names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const name of names) {
+    const rel = dirRel === "" ? name : `${dirRel}/${name}`;
+    const abs = dirAbs === "/" ? `/${name}` : `${dirAbs}/${name}`;
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.lstatSync(abs);
+    } catch (err) {
+      const message = name.includes("\uFFFD") && err instanceof Deno.errors.NotFound
+        ? "file name is not valid UTF-8; this format cannot store it"
+        : `cannot stat: ${messageOf(err)}`;
+      warn({ path: rel, message, partial: true });
+      continue;
+    }
+    if (info.isSymlink) {
+      let target: string;
+      try {
+        target = Deno.readLinkSync(abs);
+      } catch (err) {
+        warn({ path: rel, message: `cannot read symlink: ${messageOf(err)}`, partial: true });
+        continue;
+      }
+      if (target.includes("\uFFFD")) {
+        warn({ path: rel, message: "symlink target is not valid UTF-8; skipped", partial: true });
+        continue;
+      }
+      yield { path: rel, abs, type: "l", info, target };
+    } else if (info.isDirectory) {
+      yield { path: rel, abs, type: "d", info };
+      yield* walkDir(abs, rel, warn);
+    } else if (info.isFile) {
+      yield { path: rel, abs, type: "f", info };
+    } else {
+      warn({ path: rel, message: `skipped ${kindOf(info)}`, partial: false });
+    }
+  }
+}

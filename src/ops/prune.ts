@@ -1,0 +1,281 @@
+/**
+ * `s3backup prune`: forget backups outside a retention policy, then delete the data objects no
+ * remaining backup uses (FORMAT.md §6 for running beside backups).
+ *
+ * Policy (restic's semantics), applied to each backup name separately, by the time in the meta
+ * name (UTC), newest first:
+ * - `last N`: the N newest backups;
+ * - `daily N`: the newest backup of each of the N most recent days that have backups; `weekly`
+ *   (ISO 8601 weeks, Monday to Sunday), `monthly`, `yearly` likewise;
+ * - the newest backup of each name is always kept.
+ * A backup is kept when any rule keeps it.
+ *
+ * Order: take a `prune` lock (a running prune or password change stops us; a running backup
+ * does not, but then no data object is deleted), list the store once, open every meta that is
+ * kept (any that does not open stops the prune before anything is deleted: what it references
+ * is unknown), delete the metas outside the policy, then the data objects no kept meta
+ * references and older than the grace period (by their store date). `dryRun` takes no lock and
+ * deletes nothing, reporting what would go.
+ *
+ * The engine never prints: it reports through `onEvent` and returns a summary.
+ */
+import { compareMetaNames, type MetaName } from "../format/layout.ts";
+import { listRepository } from "../repo/listing.ts";
+import { liveLocks, type LockInfo, type LockOptions, withLock } from "../repo/lock.ts";
+import { checkPasswordUnchanged, loadMeta, type Repository } from "../repo/repository.ts";
+import type { ObjectInfo } from "../store/store.ts";
+import { CorruptDataError, S3BackupError, UsageError } from "../util/errors.ts";
+import { pool } from "../util/pool.ts";
+
+export const DEFAULT_GRACE_MS = 60 * 60 * 1000;
+
+export interface PrunePolicy {
+  last?: number;
+  daily?: number;
+  weekly?: number;
+  monthly?: number;
+  yearly?: number;
+}
+
+export type KeepReason = "last" | "daily" | "weekly" | "monthly" | "yearly" | "newest";
+
+export interface MetaDecision {
+  meta: MetaName;
+  keep: boolean;
+  /** Why it is kept (empty when it goes). */
+  reasons: KeepReason[];
+}
+
+/** Throws UsageError unless the policy has at least one rule, each a count >= 0. */
+export function checkPolicy(p: PrunePolicy): PrunePolicy {
+  const rules = Object.entries(p).filter(([, v]) => v !== undefined);
+  if (rules.length === 0) {
+    throw new UsageError(
+      "prune needs at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly, " +
+        "--keep-yearly",
+    );
+  }
+  for (const [k, v] of rules) {
+    if (!Number.isSafeInteger(v) || (v as number) < 0) {
+      throw new UsageError(`--keep-${k} needs a count >= 0, not ${v}`);
+    }
+  }
+  return p;
+}
+
+function pad(n: number, w = 2): string {
+  return String(n).padStart(w, "0");
+}
+
+/** ISO 8601 week of a UTC time: `2026-W48`. */
+export function isoWeek(d: Date): string {
+  const t = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
+  const day = t.getUTCDay() || 7; // Monday 1 .. Sunday 7
+  t.setUTCDate(t.getUTCDate() + 4 - day); // the Thursday of that week names its year
+  const jan1 = Date.UTC(t.getUTCFullYear(), 0, 1);
+  const week = Math.floor((t.getTime() - jan1) / 86_400_000 / 7) + 1;
+  return `${t.getUTCFullYear()}-W${pad(week)}`;
+}
+
+const BUCKETS: [Exclude<KeepReason, "last" | "newest">, (d: Date) => string][] = [
+  ["daily", (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`],
+  ["weekly", isoWeek],
+  ["monthly", (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}`],
+  ["yearly", (d) => `${d.getUTCFullYear()}`],
+];
+
+/**
+ * The policy applied to `metas` (any order): one decision per meta, oldest first. Pure.
+ */
+export function planPrune(metas: MetaName[], policy: PrunePolicy): MetaDecision[] {
+  const byName = new Map<string, MetaName[]>();
+  for (const m of metas) {
+    const list = byName.get(m.name);
+    if (list) list.push(m);
+    else byName.set(m.name, [m]);
+  }
+  const out: MetaDecision[] = [];
+  for (const list of byName.values()) {
+    const newestFirst = [...list].sort((a, b) => compareMetaNames(b, a));
+    const buckets = BUCKETS.map(([reason, key]) => ({
+      reason,
+      key,
+      left: policy[reason] ?? 0,
+      last: null as string | null,
+    }));
+    newestFirst.forEach((meta, i) => {
+      const reasons: KeepReason[] = [];
+      if (i < (policy.last ?? 0)) reasons.push("last");
+      for (const b of buckets) {
+        if (b.left <= 0) continue;
+        const k = b.key(meta.time);
+        if (k !== b.last) {
+          b.last = k;
+          b.left--;
+          reasons.push(b.reason);
+        }
+      }
+      if (i === 0 && reasons.length === 0) reasons.push("newest");
+      out.push({ meta, keep: reasons.length > 0, reasons });
+    });
+  }
+  return out.sort((a, b) => compareMetaNames(a.meta, b.meta));
+}
+
+export interface PruneOptions {
+  policy: PrunePolicy;
+  /** Report what would go; take no lock, delete nothing. */
+  dryRun: boolean;
+  /** Unreferenced objects younger than this (store date) stay. Default 1 hour. */
+  graceMs?: number;
+  host: string;
+  now?: () => Date;
+  /** Metas opened at a time (default 4). */
+  concurrency?: number;
+  lock?: LockOptions;
+  signal?: AbortSignal;
+}
+
+export type PruneEvent =
+  | { type: "meta"; decision: MetaDecision }
+  /** An unreferenced data object removed (or, dry run, that would be). */
+  | { type: "object"; name: string; size: number }
+  /** Live backup locks: no data object is deleted. */
+  | { type: "backups-running"; locks: LockInfo[] };
+
+export interface PruneSummary {
+  dryRun: boolean;
+  metasKept: number;
+  /** Metas removed (or, dry run, that would be), oldest first. */
+  metasRemoved: string[];
+  /** Distinct data objects the kept metas reference. */
+  objectsReferenced: number;
+  /** Data objects no kept meta references. */
+  objectsUnreferenced: number;
+  /** Removed (or, dry run, that would be). */
+  objectsRemoved: number;
+  bytesRemoved: number;
+  /** Unreferenced but younger than the grace period: kept. */
+  objectsTooYoung: number;
+  bytesTooYoung: number;
+  /** Backups were running: no data object was removed (metas may have been). */
+  dataSkipped: boolean;
+  backupLocks: LockInfo[];
+  graceMs: number;
+  durationMs: number;
+}
+
+/** Prunes the repository (see the module doc). */
+export async function prune(
+  repo: Repository,
+  opts: PruneOptions,
+  onEvent: (e: PruneEvent) => void = () => {},
+): Promise<PruneSummary> {
+  const started = performance.now();
+  const now = opts.now ?? (() => new Date());
+  const run = async (backupLocks: LockInfo[]): Promise<PruneSummary> => {
+    await checkPasswordUnchanged(repo);
+    const plan = await planRemovals(repo, opts, onEvent);
+    const removed = await remove(repo, opts, plan, backupLocks, now(), onEvent);
+    return { ...removed, durationMs: performance.now() - started };
+  };
+  checkPolicy(opts.policy);
+  if (opts.dryRun) {
+    return await run((await liveLocks(repo.store, now())).filter((l) => l.kind === "backup"));
+  }
+  return await withLock(repo.store, "prune", opts.host, { now, ...opts.lock }, (lock) => {
+    return run(lock.others.filter((l) => l.kind === "backup"));
+  });
+}
+
+interface PrunePlan {
+  kept: string[];
+  removed: string[];
+  objects: ObjectInfo[];
+  referenced: Set<string>;
+}
+
+/** One listing (after our lock is written), the policy, and what the kept metas reference. */
+async function planRemovals(
+  repo: Repository,
+  opts: PruneOptions,
+  onEvent: (e: PruneEvent) => void,
+): Promise<PrunePlan> {
+  const listing = await listRepository(repo.store);
+  const strange = [...listing.legacyMetas.map((m) => m.key), ...listing.strangeMetas];
+  if (strange.length > 0) {
+    throw new S3BackupError(
+      `Cannot prune: ${strange[0]}${
+        strange.length > 1 ? ` (and ${strange.length - 1} more)` : ""
+      }` +
+        ` looks like a meta but its name is not meta_<name>_<YYYYMMDDTHHMMSSZ>: what it ` +
+        `references cannot be known; rename or remove it first. Nothing was deleted`,
+    );
+  }
+  const decisions = planPrune(listing.metas, opts.policy);
+  for (const d of decisions) onEvent({ type: "meta", decision: d });
+  const kept = decisions.filter((d) => d.keep).map((d) => d.meta.key);
+  const removed = decisions.filter((d) => !d.keep).map((d) => d.meta.key);
+
+  // Everything the kept metas use. One that does not open stops the prune here.
+  const referenced = new Set<string>();
+  await pool(kept, opts.concurrency ?? 4, async (key) => {
+    let meta;
+    try {
+      meta = await loadMeta(repo, key);
+    } catch (err) {
+      if (!(err instanceof CorruptDataError)) throw err;
+      throw new CorruptDataError(
+        `Cannot prune: ${err.message}; what it references cannot be known. Nothing was deleted`,
+        { cause: err },
+      );
+    }
+    for (const e of meta.entries) if (e.md5 !== undefined) referenced.add(e.md5);
+  }, opts.signal);
+  return { kept, removed, objects: [...listing.objects.values()], referenced };
+}
+
+/** Deletes the metas outside the policy, then (unless backups run) the old unused objects. */
+async function remove(
+  repo: Repository,
+  opts: PruneOptions,
+  plan: PrunePlan,
+  backupLocks: LockInfo[],
+  now: Date,
+  onEvent: (e: PruneEvent) => void,
+): Promise<Omit<PruneSummary, "durationMs">> {
+  const store = repo.store;
+  const graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
+  opts.signal?.throwIfAborted();
+  if (!opts.dryRun && plan.removed.length > 0) await store.remove(plan.removed);
+
+  const unreferenced = plan.objects.filter((o) => !plan.referenced.has(o.name));
+  const cutoff = now.getTime() - graceMs;
+  const young = unreferenced.filter((o) => o.mtime.getTime() > cutoff);
+  const old = unreferenced.filter((o) => o.mtime.getTime() <= cutoff)
+    .sort((a, b) => a.name < b.name ? -1 : 1);
+  const dataSkipped = backupLocks.length > 0;
+  let objectsRemoved = 0, bytesRemoved = 0;
+  if (dataSkipped) onEvent({ type: "backups-running", locks: backupLocks });
+  else {
+    for (const o of old) onEvent({ type: "object", name: o.name, size: o.size });
+    opts.signal?.throwIfAborted();
+    if (!opts.dryRun && old.length > 0) await store.remove(old.map((o) => o.name));
+    objectsRemoved = old.length;
+    bytesRemoved = old.reduce((n, o) => n + o.size, 0);
+  }
+  return {
+    dryRun: opts.dryRun,
+    metasKept: plan.kept.length,
+    metasRemoved: plan.removed,
+    objectsReferenced: plan.referenced.size,
+    objectsUnreferenced: unreferenced.length,
+    objectsRemoved,
+    bytesRemoved,
+    objectsTooYoung: young.length,
+    bytesTooYoung: young.reduce((n, o) => n + o.size, 0),
+    dataSkipped,
+    backupLocks,
+    graceMs,
+  };
+}

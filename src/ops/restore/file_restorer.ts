@@ -1,0 +1,168 @@
+/**
+ * Phase 2 of a restore: the files, by a bounded pool, one distinct content (MD5) at a time.
+ * Each object is downloaded at most once per run; the other paths with the same content are
+ * copied from the first one restored (MD5 checked again), or from a file already in the target
+ * with that content. A file already there with the right size and MD5 is kept (its attributes
+ * fixed), so an interrupted restore resumes where it stopped.
+ */
+import type { Entry } from "../../format/meta.ts";
+import { messageOf } from "../../util/bytes.ts";
+import { ObjectNotFoundError } from "../../util/errors.ts";
+import { pool } from "../../util/pool.ts";
+import { hashFile, ObjectError, TargetError, writeFile } from "./file_writer.ts";
+import type { RestoreRun } from "./phases.ts";
+import { conflict } from "./target.ts";
+
+interface Todo {
+  e: Entry;
+  /** What is at the destination now. */
+  existing: Deno.FileInfo | null;
+}
+
+/**
+ * Restores every group of files. `present` (simulation only) holds the data objects the store
+ * has.
+ */
+export async function restoreFiles(
+  run: RestoreRun,
+  groups: Map<string, Entry[]>,
+  present: Set<string> | null,
+): Promise<void> {
+  const workers = run.simulate ? 1 : Math.max(1, run.concurrency);
+  await pool(groups, workers, async ([md5, group]) => {
+    const { todo, copyFrom } = await examineGroup(run, md5, group);
+    if (run.simulate) simulateGroup(run, md5, todo, copyFrom !== null || present!.has(md5));
+    else await writeGroup(run, md5, todo, copyFrom);
+  });
+}
+
+/** What each path of a group needs; `copyFrom`: a file in the target known to hold it. */
+async function examineGroup(run: RestoreRun, md5: string, group: Entry[]) {
+  const { tgt, progress, signal } = run;
+  const todo: Todo[] = [];
+  let copyFrom: string | null = null;
+  for (const e of group) {
+    signal?.throwIfAborted();
+    const st = await tgt.examine(e.path, run.simulate);
+    if (typeof st === "string") {
+      progress.fail(e.path, st);
+      progress.doneFile(e, null);
+      continue;
+    }
+    if (st === null) {
+      todo.push({ e, existing: null });
+      continue;
+    }
+    const p = tgt.abs(e.path);
+    if (st.isFile && (run.legacy || st.size === e.size) && await holds(p, md5, signal)) {
+      if (!run.simulate) {
+        const warning = await run.attrs.fix(p, e, st);
+        if (warning !== null) progress.warn(e.path, warning);
+      }
+      progress.entry(e.path, "f", "unchanged");
+      copyFrom ??= p;
+      progress.unchanged++;
+      progress.doneFile(e, st.size);
+      continue;
+    }
+    if (!run.overwrite) {
+      progress.fail(e.path, conflict(st, "exists with other content"));
+      progress.doneFile(e, null);
+      continue;
+    }
+    todo.push({ e, existing: st });
+  }
+  return { todo, copyFrom };
+}
+
+/** Whether the file at `p` has content `md5` (unreadable: not, as far as we can tell). */
+async function holds(p: string, md5: string, signal?: AbortSignal): Promise<boolean> {
+  try {
+    return (await hashFile(p, signal)) === md5;
+  } catch {
+    if (signal?.aborted) throw signal.reason;
+    return false;
+  }
+}
+
+function simulateGroup(run: RestoreRun, md5: string, todo: Todo[], available: boolean): void {
+  for (const t of todo) {
+    if (!available) {
+      run.progress.fail(t.e.path, `missing object ${md5}`);
+      run.progress.doneFile(t.e, null);
+      continue;
+    }
+    run.progress.entry(t.e.path, "f", t.existing === null ? "create" : "replace");
+    run.progress.doneFile(t.e, t.e.size);
+  }
+}
+
+/** Writes the paths of a group: copied from a restored one, else from the object (once). */
+async function writeGroup(run: RestoreRun, md5: string, todo: Todo[], from: string | null) {
+  const { tgt, progress, signal } = run;
+  let copyFrom = from;
+  let objectFailure: string | null = null;
+  for (const t of todo) {
+    signal?.throwIfAborted();
+    const write = (source: () => Promise<ReadableStream<Uint8Array>>) =>
+      writeFile(tgt.abs(t.e.path), t.e, source, {
+        attrs: run.attrs,
+        existing: t.existing,
+        onRemoved: () => tgt.invalidate(),
+        warn: (m) => progress.warn(t.e.path, m),
+        ...(signal ? { signal } : {}),
+      });
+    let size: number | null = null;
+    let failure: string | null = null;
+    if (copyFrom !== null) {
+      // Another path already holds this content: copy it (its MD5 is checked again).
+      const src = copyFrom;
+      try {
+        size = await write(async () => (await Deno.open(src, { read: true })).readable);
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        if (err instanceof TargetError) failure = err.message;
+        // Else the copy did not work (unreadable, changed): download the object instead.
+      }
+    }
+    if (size === null && failure === null) {
+      if (objectFailure !== null) failure = objectFailure;
+      else {
+        try {
+          size = await write(() => download(run, md5));
+          progress.objectsDownloaded++;
+        } catch (err) {
+          if (signal?.aborted) throw signal.reason;
+          failure = messageOf(err);
+          if (!(err instanceof TargetError)) objectFailure = failure;
+        }
+      }
+    }
+    if (size === null) {
+      progress.fail(t.e.path, failure!);
+      progress.doneFile(t.e, null);
+      continue;
+    }
+    copyFrom = tgt.abs(t.e.path);
+    progress.entry(t.e.path, "f", t.existing === null ? "create" : "replace");
+    progress.doneFile(t.e, size);
+  }
+}
+
+/** The decrypted content of object `md5`, counting the bytes downloaded. */
+async function download(run: RestoreRun, md5: string): Promise<ReadableStream<Uint8Array>> {
+  let body: ReadableStream<Uint8Array>;
+  try {
+    body = await run.store.load(md5);
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) throw new ObjectError(`missing object ${md5}`);
+    throw new ObjectError(`cannot download object ${md5}: ${messageOf(err)}`, { cause: err });
+  }
+  const count = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      run.progress.bytesDownloaded += chunk.length;
+      controller.enqueue(chunk);
+    },
+  });
+  return body.pipeThrough(count).pipeThrough(run.decrypt());
+}

@@ -1,0 +1,161 @@
+/**
+ * Writing one file into the target: to a new temporary name in its folder (0600, O_EXCL), its
+ * MD5 checked while it streams, owner (as root), mode and mtime set, then renamed into place.
+ * Whatever fails, the temporary file is removed.
+ */
+import { createHash } from "node:crypto";
+import type { Entry } from "../../format/meta.ts";
+import { messageOf, writeAll } from "../../util/bytes.ts";
+import { CorruptDataError, S3BackupError } from "../../util/errors.ts";
+import { randomHex } from "../../util/random.ts";
+import { type Attributes, TEMP_PREFIX } from "./target.ts";
+
+const READ_CHUNK = 1024 * 1024;
+
+/** An error about the object (missing, corrupt, download failed), not about the target. */
+export class ObjectError extends S3BackupError {}
+/** An error writing into the target (the object itself may be fine). */
+export class TargetError extends S3BackupError {}
+
+/** MD5 of a file's content (opened for reading only). */
+export async function hashFile(p: string, signal?: AbortSignal): Promise<string> {
+  const h = createHash("md5");
+  using file = await Deno.open(p, { read: true });
+  const buf = new Uint8Array(READ_CHUNK);
+  while (true) {
+    signal?.throwIfAborted();
+    const n = await file.read(buf);
+    if (n === null) break;
+    h.update(buf.subarray(0, n));
+  }
+  return h.digest("hex");
+}
+
+export interface WriteOptions {
+  attrs: Attributes;
+  /** What is at the destination now: a directory there is removed (if empty) before the move. */
+  existing: Deno.FileInfo | null;
+  /** Something was removed from the target (its parents must be checked again). */
+  onRemoved: () => void;
+  /** A warning about the file (it is written). */
+  warn: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+async function createTemp(dir: string): Promise<{ tmp: string; file: Deno.FsFile }> {
+  for (let i = 0;; i++) {
+    const tmp = `${dir}/${TEMP_PREFIX}${randomHex(6)}.tmp`;
+    try {
+      return { tmp, file: await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 }) };
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists) || i > 5) {
+        throw new TargetError(`cannot create a temporary file: ${messageOf(err)}`);
+      }
+    }
+  }
+}
+
+/**
+ * Writes entry `e` at `dest` from `source` (a decrypted stream), checking its MD5. Returns the
+ * byte count. Throws ObjectError or TargetError (or the signal's reason).
+ */
+export async function writeFile(
+  dest: string,
+  e: Entry,
+  source: () => Promise<ReadableStream<Uint8Array>>,
+  opts: WriteOptions,
+): Promise<number> {
+  const { tmp, file } = await createTemp(dest.slice(0, dest.lastIndexOf("/")));
+  let open = true, renamed = false;
+  try {
+    const n = await copyChecked(file, e, source, opts.signal);
+    opts.signal?.throwIfAborted();
+    try {
+      await opts.attrs.owner(tmp, e, null, false);
+      await Deno.chmod(tmp, e.mode);
+      if (!opts.attrs.legacy) await file.utime(new Date(e.mtimeMs), new Date(e.mtimeMs));
+    } catch (err) {
+      opts.warn(`cannot set owner/mode/mtime: ${messageOf(err)}`);
+    }
+    file.close();
+    open = false;
+    if (opts.existing?.isDirectory) {
+      try {
+        await Deno.remove(dest);
+      } catch {
+        throw new TargetError("exists and is a non-empty directory: not replaced");
+      }
+      opts.onRemoved();
+    }
+    try {
+      await Deno.rename(tmp, dest);
+    } catch (err) {
+      throw new TargetError(`cannot move the file into place: ${messageOf(err)}`);
+    }
+    renamed = true;
+    return n;
+  } finally {
+    if (open) {
+      try {
+        file.close();
+      } catch { /* closed */ }
+    }
+    if (!renamed) await Deno.remove(tmp).catch(() => {});
+  }
+}
+
+/** Streams `source` into `file`, hashing; throws ObjectError unless the MD5 is `e.md5`. */
+async function copyChecked(
+  file: Deno.FsFile,
+  e: Entry,
+  source: () => Promise<ReadableStream<Uint8Array>>,
+  signal?: AbortSignal,
+): Promise<number> {
+  const h = createHash("md5");
+  let n = 0;
+  let stream: ReadableStream<Uint8Array>;
+  try {
+    stream = await source();
+  } catch (err) {
+    if (err instanceof ObjectError) throw err;
+    throw new ObjectError(`cannot read ${e.md5}: ${messageOf(err)}`, { cause: err });
+  }
+  const reader = stream.getReader();
+  let done = false;
+  try {
+    while (true) {
+      signal?.throwIfAborted();
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await reader.read();
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        if (err instanceof ObjectError) throw err;
+        throw new ObjectError(
+          err instanceof CorruptDataError
+            ? `object ${e.md5} does not decrypt (corrupt object)`
+            : `cannot read object ${e.md5}: ${messageOf(err)}`,
+          { cause: err },
+        );
+      }
+      if (r.done) {
+        done = true;
+        break;
+      }
+      h.update(r.value);
+      n += r.value.length;
+      try {
+        await writeAll(file, r.value);
+      } catch (err) {
+        throw new TargetError(`cannot write: ${messageOf(err)}`, { cause: err });
+      }
+    }
+  } finally {
+    if (!done) await reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+  if (h.digest("hex") !== e.md5) {
+    throw new ObjectError(`MD5 mismatch for object ${e.md5} (corrupt object)`);
+  }
+  return n;
+}

@@ -1,0 +1,179 @@
+/**
+ * The phases of a restore around the files (file_restorer.ts): directories first, in meta
+ * order, created owner-writable; symlinks after the files; last the directories' owner, mode
+ * and mtime, deepest first.
+ */
+import type { Entry } from "../../format/meta.ts";
+import type { Store } from "../../store/store.ts";
+import { messageOf } from "../../util/bytes.ts";
+import type { Progress, RestoreAction } from "./progress.ts";
+import { type Attributes, conflict, lstatOrNull, type TargetDirs } from "./target.ts";
+
+/** What the phases of one restore share. */
+export interface RestoreRun {
+  store: Store;
+  /** A stream that decrypts a data object. */
+  decrypt: () => TransformStream<Uint8Array, Uint8Array>;
+  tgt: TargetDirs;
+  attrs: Attributes;
+  progress: Progress;
+  simulate: boolean;
+  overwrite: boolean;
+  /** Format 1: no sizes, no times; existing directories keep their attributes. */
+  legacy: boolean;
+  concurrency: number;
+  /** Every path of the meta (a stale temp file is never one of them). */
+  metaPaths: Set<string>;
+  signal?: AbortSignal;
+}
+
+/** Removes what is in an entry's way (with --overwrite). Returns why not, or null. */
+async function clearWay(run: RestoreRun, p: string, st: Deno.FileInfo): Promise<string | null> {
+  if (run.simulate) return null;
+  try {
+    await Deno.remove(p);
+    run.tgt.invalidate();
+    return null;
+  } catch (err) {
+    return st.isDirectory
+      ? "exists and is a non-empty directory: not replaced"
+      : `cannot remove what is in the way: ${messageOf(err)}`;
+  }
+}
+
+/** Phase 1: directories. Returns those whose attributes phase 4 sets. */
+export async function restoreDirs(run: RestoreRun, dirs: Entry[]): Promise<Entry[]> {
+  const { tgt, progress, simulate } = run;
+  const done: Entry[] = [];
+  for (const e of dirs) {
+    run.signal?.throwIfAborted();
+    const st = await tgt.examine(e.path, simulate);
+    if (typeof st === "string") {
+      progress.fail(e.path, st);
+      continue;
+    }
+    const p = tgt.abs(e.path);
+    let action: RestoreAction = "create";
+    if (st !== null && st.isDirectory) {
+      action = "unchanged";
+      if (!simulate && st.mode !== null && (st.mode & 0o700) !== 0o700) {
+        try {
+          await Deno.chmod(p, (st.mode & 0o7777) | 0o700);
+        } catch (err) {
+          progress.fail(e.path, `cannot make the directory writable: ${messageOf(err)}`);
+          continue;
+        }
+      }
+      if (!simulate) await tgt.removeStaleTemps(e.path, run.metaPaths);
+    } else if (st !== null) {
+      if (!run.overwrite) {
+        progress.fail(e.path, `exists and is not a directory: not replaced (use --overwrite)`);
+        continue;
+      }
+      action = "replace";
+      const why = await clearWay(run, p, st);
+      if (why !== null) {
+        progress.fail(e.path, why);
+        continue;
+      }
+    }
+    if (action !== "unchanged" && !simulate) {
+      try {
+        await Deno.mkdir(p, { mode: 0o700 });
+      } catch (err) {
+        progress.fail(e.path, `cannot create directory: ${messageOf(err)}`);
+        continue;
+      }
+    }
+    progress.entry(e.path, "d", action);
+    // Format 1 directories have no attributes of their own: existing ones are left as they are.
+    if (run.legacy && action === "unchanged") progress.dirs++;
+    else done.push(e);
+  }
+  return done;
+}
+
+/** What to do with a link whose place holds `st`: its action, or why it is not restored. */
+async function linkAction(run: RestoreRun, e: Entry, st: Deno.FileInfo) {
+  const p = run.tgt.abs(e.path);
+  if (st.isSymlink && await Deno.readLink(p).then((t) => t === e.target, () => false)) {
+    return "unchanged";
+  }
+  if (!run.overwrite) {
+    return {
+      fail: st.isSymlink
+        ? "exists and is another symbolic link: not replaced (use --overwrite)"
+        : conflict(st, "exists and is a file"),
+    };
+  }
+  const why = await clearWay(run, p, st);
+  return why === null ? "replace" : { fail: why };
+}
+
+/** Phase 3: symlinks, one at a time (each may change what the next one's parents are). */
+export async function restoreLinks(run: RestoreRun, links: Entry[]): Promise<void> {
+  const { tgt, progress, simulate } = run;
+  tgt.invalidate();
+  for (const e of links) {
+    run.signal?.throwIfAborted();
+    tgt.invalidate();
+    const st = await tgt.examine(e.path, simulate);
+    if (typeof st === "string") {
+      progress.fail(e.path, st);
+      continue;
+    }
+    const p = tgt.abs(e.path);
+    const action = st === null ? "create" : await linkAction(run, e, st);
+    if (typeof action === "object") {
+      progress.fail(e.path, action.fail);
+      continue;
+    }
+    if (!simulate) {
+      if (action !== "unchanged") {
+        try {
+          await Deno.symlink(e.target!, p);
+        } catch (err) {
+          progress.fail(e.path, `cannot create the symbolic link: ${messageOf(err)}`);
+          continue;
+        }
+      }
+      const now = action === "unchanged" ? st : null;
+      try {
+        await run.attrs.owner(p, e, now, true);
+        await run.attrs.times(p, e, now, true);
+      } catch (err) {
+        progress.warn(e.path, `cannot set owner/mtime: ${messageOf(err)}`);
+      }
+    }
+    progress.entry(e.path, "l", action);
+    progress.links++;
+  }
+}
+
+/** Phase 4: the directories' owner, mode and mtime, deepest first. */
+export async function finishDirs(run: RestoreRun, dirs: Entry[]): Promise<void> {
+  const { tgt, progress } = run;
+  tgt.invalidate();
+  const depth = (p: string) => p.split("/").length;
+  const order = [...dirs].sort((a, b) => depth(b.path) - depth(a.path));
+  for (const e of order) {
+    run.signal?.throwIfAborted();
+    if (run.simulate) {
+      progress.dirs++;
+      continue;
+    }
+    const why = await tgt.parents(e.path, "check");
+    if (why !== null) {
+      progress.fail(e.path, why);
+      continue;
+    }
+    const st = await lstatOrNull(tgt.abs(e.path)).catch(() => null);
+    if (st === null || !st.isDirectory) {
+      progress.fail(e.path, "no longer a directory: owner, mode and mtime not set");
+      continue;
+    }
+    const warning = await run.attrs.fix(tgt.abs(e.path), e, st);
+    if (warning !== null) progress.warn(e.path, warning);
+    progress.dirs++;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * What a restore will do, before it touches anything: which entries of the meta are valid and
+ * selected (`--only`), grouped by kind, and the files grouped by content. Pure.
+ */
+import { isMd5 } from "../../format/layout.ts";
+import { type Entry, unsafePathReason } from "../../format/meta.ts";
+import { UsageError } from "../../util/errors.ts";
+
+/** Normalizes a --only path: no leading `./`, no trailing `/`. Throws UsageError if empty. */
+export function normalizeOnly(p: string): string {
+  let s = p;
+  while (s.startsWith("./")) s = s.slice(2);
+  s = s.replace(/\/+$/, "");
+  if (s === "" || s === ".") throw new UsageError(`--only needs a relative path, not ${p}`);
+  return s;
+}
+
+export interface Plan {
+  /** In meta order: a directory before what it holds. */
+  dirs: Entry[];
+  files: Entry[];
+  links: Entry[];
+  /** Entries refused (unsafe, malformed) and `--only` paths that match nothing. */
+  problems: { path: string; message: string }[];
+  /** Distinct contents, each with the file entries that hold it. */
+  groups: Map<string, Entry[]>;
+  totalBytes: number;
+}
+
+/** Why an entry must not be restored, or null. */
+function refusal(e: Entry): string | null {
+  const why = unsafePathReason(e.path);
+  if (why !== null) return `${why}: refused`;
+  if (e.type === "l" && !e.target) return "empty link target: refused";
+  if (e.type === "l" && e.target!.includes("\0")) return "link target holds a NUL byte: refused";
+  if (e.type === "f" && !isMd5(e.md5 ?? "")) return "file entry without a valid MD5: refused";
+  return null;
+}
+
+/** The valid entries selected by `only` (with the directories above a selection). */
+export function planRestore(entries: Entry[], onlyPaths: string[], metaKey: string): Plan {
+  const only = onlyPaths.map(normalizeOnly);
+  const onlyHit = only.map(() => false);
+  const selected = (e: Entry): boolean => {
+    if (only.length === 0) return true;
+    for (const [i, o] of only.entries()) {
+      if (e.path === o || e.path.startsWith(`${o}/`)) {
+        onlyHit[i] = true;
+        return true;
+      }
+      if (e.type === "d" && o.startsWith(`${e.path}/`)) return true;
+    }
+    return false;
+  };
+  const plan: Plan = {
+    dirs: [],
+    files: [],
+    links: [],
+    problems: [],
+    groups: new Map(),
+    totalBytes: 0,
+  };
+  for (const e of entries) {
+    const why = refusal(e);
+    if (why !== null) plan.problems.push({ path: e.path, message: why });
+    else if (selected(e)) {
+      (e.type === "d" ? plan.dirs : e.type === "f" ? plan.files : plan.links).push(e);
+    }
+  }
+  only.forEach((o, i) => {
+    if (!onlyHit[i]) plan.problems.push({ path: o, message: `--only: no such path in ${metaKey}` });
+  });
+  for (const e of plan.files) {
+    plan.totalBytes += e.size;
+    const g = plan.groups.get(e.md5!);
+    if (g) g.push(e);
+    else plan.groups.set(e.md5!, [e]);
+  }
+  return plan;
+}

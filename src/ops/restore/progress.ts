@@ -1,0 +1,76 @@
+/** What a restore reports: its events, its summary, and the counts behind both. */
+import type { Entry, EntryType } from "../../format/meta.ts";
+
+export type RestoreAction = "create" | "replace" | "unchanged";
+
+export type RestoreEvent =
+  | { type: "start"; files: number; dirs: number; links: number; bytes: number }
+  | { type: "warning"; path: string; message: string }
+  | { type: "entry"; path: string; entryType: EntryType; action: RestoreAction }
+  | { type: "progress"; filesDone: number; bytesDone: number; bytesDownloaded: number };
+
+export interface RestoreSummary {
+  metaKey: string;
+  target: string;
+  /** Entries restored (written, or already there as they should be). */
+  files: number;
+  dirs: number;
+  links: number;
+  bytes: number;
+  /** Files that were already in the target with the right content. */
+  unchanged: number;
+  objectsDownloaded: number;
+  /** Encrypted bytes read from the store. */
+  bytesDownloaded: number;
+  /** Entries not restored (named in warning events). */
+  failed: number;
+  durationMs: number;
+  simulate: boolean;
+}
+
+/** The counts of one restore, reported as events as they change. */
+export class Progress {
+  failed = 0;
+  files = 0;
+  dirs = 0;
+  links = 0;
+  bytes = 0;
+  unchanged = 0;
+  objectsDownloaded = 0;
+  bytesDownloaded = 0;
+  filesDone = 0;
+  bytesDone = 0;
+
+  constructor(readonly onEvent: (e: RestoreEvent) => void) {}
+
+  /** An entry not restored. */
+  fail(path: string, message: string): void {
+    this.failed++;
+    this.onEvent({ type: "warning", path, message });
+  }
+
+  /** Something to know about an entry that was restored. */
+  warn(path: string, message: string): void {
+    this.onEvent({ type: "warning", path, message });
+  }
+
+  entry(path: string, entryType: EntryType, action: RestoreAction): void {
+    this.onEvent({ type: "entry", path, entryType, action });
+  }
+
+  /** One file entry dealt with: `size` is what it holds now, null when it failed. */
+  doneFile(e: Entry, size: number | null): void {
+    this.filesDone++;
+    this.bytesDone += size ?? e.size;
+    if (size !== null) {
+      this.files++;
+      this.bytes += size;
+    }
+    this.onEvent({
+      type: "progress",
+      filesDone: this.filesDone,
+      bytesDone: this.bytesDone,
+      bytesDownloaded: this.bytesDownloaded,
+    });
+  }
+}

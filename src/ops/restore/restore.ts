@@ -1,0 +1,118 @@
+/**
+ * The restore engine (FORMAT.md §5.3). It never prints and never exits: it reports through
+ * `onEvent` and returns a summary; errors that stop the whole restore are thrown.
+ *
+ * The planner (plan.ts) picks the valid, selected entries; then the phases run in order:
+ * directories (created owner-writable), files (file_restorer.ts, each written by
+ * file_writer.ts), symlinks, then the directories' owner, mode and mtime, deepest first
+ * (phases.ts). Before anything is written at `a/b/c`, `a` and `a/b` inside the target are
+ * checked with lstat to be real directories, never symlinks (target.ts).
+ *
+ * An existing target: a file already there with the right size and MD5 is kept (its owner,
+ * mode and mtime are fixed if needed), so an interrupted restore resumes where it stopped.
+ * Anything else in the way (other content, a symlink, a directory) is a conflict: reported and
+ * left alone, unless `overwrite`, which replaces it (a non-empty directory is never removed).
+ */
+import { legacyDecryptStream } from "../../format/legacy.ts";
+import type { Meta } from "../../format/meta.ts";
+import { isLegacyRepository, type LegacyRepository } from "../../repo/legacy.ts";
+import { listRepository } from "../../repo/listing.ts";
+import { decryptObject, type Repository } from "../../repo/repository.ts";
+import { restoreFiles } from "./file_restorer.ts";
+import { finishDirs, restoreDirs, restoreLinks, type RestoreRun } from "./phases.ts";
+import { planRestore } from "./plan.ts";
+import { Progress, type RestoreEvent, type RestoreSummary } from "./progress.ts";
+import { Attributes, openTarget, TargetDirs } from "./target.ts";
+
+export { checkTarget, liveBackupLock } from "./check_target.ts";
+export { normalizeOnly } from "./plan.ts";
+export type { RestoreAction, RestoreEvent, RestoreSummary } from "./progress.ts";
+
+export interface RestoreOptions {
+  /** Absolute path of the folder to restore into (created if missing, unless simulating). */
+  target: string;
+  /** The meta's object name, for messages. */
+  metaKey: string;
+  /** Restore only these paths and what is under them (relative, as in the meta). */
+  only?: string[];
+  /** Report what would be written; write nothing (not even the target). */
+  simulate: boolean;
+  /** Replace what is in the way; without it, anything with other content is a conflict. */
+  overwrite: boolean;
+  /** Files restored in parallel (default 4). */
+  concurrency?: number;
+  signal?: AbortSignal;
+  /** Set owners (default: when running as root). */
+  owners?: boolean;
+  /** Format 1 entries: no sizes and no times (files are compared by MD5 only). */
+  legacy?: boolean;
+  /** Lines of the meta that cannot be restored, reported as failed (format 1). */
+  problems?: { path: string; message: string }[];
+}
+
+/**
+ * Restores `meta` into `opts.target`. The caller has opened the repository and the meta (so
+ * the password is known good) before calling this: it is what creates the target.
+ */
+export async function restore(
+  repo: Repository | LegacyRepository,
+  meta: Meta,
+  opts: RestoreOptions,
+  onEvent: (e: RestoreEvent) => void = () => {},
+): Promise<RestoreSummary> {
+  const started = performance.now();
+  const legacy = opts.legacy ?? isLegacyRepository(repo);
+  const progress = new Progress(onEvent);
+  for (const p of opts.problems ?? []) progress.fail(p.path, p.message);
+  const plan = planRestore(meta.entries, opts.only ?? [], opts.metaKey);
+  for (const p of plan.problems) progress.fail(p.path, p.message);
+  onEvent({
+    type: "start",
+    files: plan.files.length,
+    dirs: plan.dirs.length,
+    links: plan.links.length,
+    bytes: legacy ? 0 : plan.totalBytes,
+  });
+
+  const { root, existed } = await openTarget(opts.target, opts.simulate);
+  const run: RestoreRun = {
+    store: repo.store,
+    decrypt: () =>
+      isLegacyRepository(repo) ? legacyDecryptStream(repo.password) : decryptObject(repo),
+    tgt: new TargetDirs(root),
+    attrs: new Attributes(opts.owners ?? Deno.uid() === 0, legacy),
+    progress,
+    simulate: opts.simulate,
+    overwrite: opts.overwrite,
+    legacy,
+    concurrency: opts.concurrency ?? 4,
+    metaPaths: new Set(meta.entries.map((e) => e.path)),
+  };
+  if (opts.signal) run.signal = opts.signal;
+
+  // The temporary files of an interrupted restore, in folders that already existed.
+  if (existed) await run.tgt.removeStaleTemps("", run.metaPaths);
+  const dirsDone = await restoreDirs(run, plan.dirs);
+  // Simulation: which objects exist (one listing).
+  const present = opts.simulate && plan.files.length > 0
+    ? new Set((await listRepository(repo.store)).objects.keys())
+    : null;
+  await restoreFiles(run, plan.groups, present);
+  await restoreLinks(run, plan.links);
+  await finishDirs(run, dirsDone);
+
+  return {
+    metaKey: opts.metaKey,
+    target: root,
+    files: progress.files,
+    dirs: progress.dirs,
+    links: progress.links,
+    bytes: progress.bytes,
+    unchanged: progress.unchanged,
+    objectsDownloaded: progress.objectsDownloaded,
+    bytesDownloaded: progress.bytesDownloaded,
+    failed: progress.failed,
+    durationMs: performance.now() - started,
+    simulate: opts.simulate,
+  };
+}

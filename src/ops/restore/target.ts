@@ -1,0 +1,178 @@
+/**
+ * The restore target on disk: its root, the parent directories of entries (checked with lstat
+ * to be real directories, never symlinks, and created 0700 when missing), owners, modes and
+ * mtimes, and the temporary files an interrupted restore leaves.
+ */
+import { lchown, lutimes } from "node:fs/promises";
+import { resolve } from "node:path";
+import type { Entry } from "../../format/meta.ts";
+import { messageOf } from "../../util/bytes.ts";
+import { UsageError } from "../../util/errors.ts";
+
+/** Temporary files an interrupted restore may leave: this engine's, and the restore kit's. */
+const STALE_TEMP = /^(\.s3backup-restore-[0-9a-f]{12}\.tmp|\.s3backup-tmp\.[A-Za-z0-9]{6})$/;
+export const TEMP_PREFIX = ".s3backup-restore-";
+
+export async function lstatOrNull(p: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(p);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  }
+}
+
+/**
+ * The target root, resolved through symlinks: created (0700) unless simulating. Throws
+ * UsageError when it exists and is not a directory.
+ */
+export async function openTarget(
+  target: string,
+  simulate: boolean,
+): Promise<{ root: string; existed: boolean }> {
+  const root = resolve(target);
+  if (simulate) return { root: await Deno.realPath(root).catch(() => root), existed: false };
+  const st = await lstatOrNull(root);
+  if (st !== null && !st.isDirectory && !(st.isSymlink && (await Deno.stat(root)).isDirectory)) {
+    throw new UsageError(`${root} exists and is not a directory`);
+  }
+  if (st === null) await Deno.mkdir(root, { recursive: true, mode: 0o700 });
+  return { root: await Deno.realPath(root), existed: st !== null };
+}
+
+/**
+ * The parent directories of the entries, checked (and created) inside the target. A verified
+ * directory is remembered until something is removed.
+ */
+export class TargetDirs {
+  #ok = new Set<string>();
+  constructor(readonly root: string) {}
+
+  abs(rel: string): string {
+    return rel === "" ? this.root : `${this.root}/${rel}`;
+  }
+
+  invalidate(): void {
+    this.#ok.clear();
+  }
+
+  /**
+   * Checks every parent of `rel`: a real directory, not a symlink. `create` makes the missing
+   * ones (0700); `simulate` accepts missing ones. Returns why not, or null.
+   */
+  async parents(rel: string, mode: "create" | "check" | "simulate"): Promise<string | null> {
+    const parts = rel.split("/");
+    parts.pop();
+    let cur = "";
+    for (const c of parts) {
+      cur = cur === "" ? c : `${cur}/${c}`;
+      if (this.#ok.has(cur)) continue;
+      let st: Deno.FileInfo | null;
+      try {
+        st = await lstatOrNull(this.abs(cur));
+      } catch (err) {
+        return `cannot check a parent directory: ${messageOf(err)}`;
+      }
+      if (st === null) {
+        if (mode === "simulate") return null;
+        if (mode === "check") return "a parent directory is missing";
+        const why = await this.#mkdir(cur);
+        if (why !== null) return why;
+        st = await lstatOrNull(this.abs(cur)).catch(() => null);
+        if (st === null) return "cannot create a parent directory";
+      }
+      if (st.isSymlink) return "a parent directory is a symbolic link: not written";
+      if (!st.isDirectory) return "a parent is not a directory: not written";
+      this.#ok.add(cur);
+    }
+    return null;
+  }
+
+  async #mkdir(rel: string): Promise<string | null> {
+    try {
+      await Deno.mkdir(this.abs(rel), { mode: 0o700 });
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists)) {
+        return `cannot create a parent directory: ${messageOf(err)}`;
+      }
+    }
+    return null;
+  }
+
+  /** What is at an entry's place: null when nothing; a failure message as a string. */
+  async examine(rel: string, simulate: boolean): Promise<Deno.FileInfo | null | string> {
+    const why = await this.parents(rel, simulate ? "simulate" : "create");
+    if (why !== null) return why;
+    try {
+      return await lstatOrNull(this.abs(rel));
+    } catch (err) {
+      return `cannot check what is there: ${messageOf(err)}`;
+    }
+  }
+
+  /** Removes the temporary files of an interrupted restore in folder `rel` (not meta paths). */
+  async removeStaleTemps(rel: string, metaPaths: Set<string>): Promise<void> {
+    try {
+      for await (const d of Deno.readDir(this.abs(rel))) {
+        const r = rel === "" ? d.name : `${rel}/${d.name}`;
+        if (d.isFile && STALE_TEMP.test(d.name) && !metaPaths.has(r)) {
+          await Deno.remove(this.abs(r)).catch(() => {});
+        }
+      }
+    } catch {
+      // unreadable: the entries inside will report it
+    }
+  }
+}
+
+/** Why something in an entry's way is left alone (without --overwrite). */
+export function conflict(st: Deno.FileInfo, what: string): string {
+  const why = st.isDirectory
+    ? "exists and is a directory"
+    : st.isSymlink
+    ? "exists and is a symbolic link"
+    : st.isFile
+    ? what
+    : "exists and is not a regular file";
+  return `${why}: not replaced (use --overwrite)`;
+}
+
+/** Owner (as root), mode and mtime of restored entries; each set only where it differs. */
+export class Attributes {
+  constructor(readonly owners: boolean, readonly legacy: boolean) {}
+
+  async times(p: string, e: Entry, st: Deno.FileInfo | null, link: boolean): Promise<void> {
+    if (this.legacy || (st !== null && st.mtime?.getTime() === e.mtimeMs)) return;
+    const t = new Date(e.mtimeMs);
+    if (link) await lutimes(p, t, t);
+    else await Deno.utime(p, t, t);
+  }
+
+  async owner(p: string, e: Entry, st: Deno.FileInfo | null, link: boolean): Promise<void> {
+    if (!this.owners || (e.uid === null && e.gid === null)) return;
+    if (
+      st !== null && (e.uid === null || st.uid === e.uid) && (e.gid === null || st.gid === e.gid)
+    ) {
+      return;
+    }
+    if (link) await lchown(p, e.uid ?? -1, e.gid ?? -1);
+    else await Deno.chown(p, e.uid, e.gid);
+  }
+
+  async mode(p: string, e: Entry, st: Deno.FileInfo | null): Promise<void> {
+    if (st !== null && st.mode !== null && (st.mode & 0o7777) === e.mode) return;
+    await Deno.chmod(p, e.mode);
+  }
+
+  /** Owner, mode, mtime of an entry in place (not a symlink). Returns a warning, or null. */
+  async fix(p: string, e: Entry, st: Deno.FileInfo): Promise<string | null> {
+    try {
+      await this.owner(p, e, st, false);
+      await this.mode(p, e, st);
+      await this.times(p, e, st, false);
+      return null;
+    } catch (err) {
+      return `cannot set owner/mode/mtime: ${messageOf(err)}`;
+    }
+  }
+}

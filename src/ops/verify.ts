@@ -1,0 +1,285 @@
+/**
+ * `s3backup verify` (alias `check`): is every backup whole?
+ *
+ * One listing of the store, then every meta (or one) is opened and each file entry's object
+ * looked up in that listing: present, and of the size its content implies (FORMAT.md §3.1:
+ * 16 + (floor(size / 16) + 1) * 16 bytes). Each meta's own wrapped key must open to the
+ * repository's data key (the restore kit uses it). With `readData`, every distinct object the
+ * metas reference is downloaded once (4 at a time), decrypted and its MD5 checked against its
+ * name; `subset` (0 < f <= 1) checks a random sample of ceil(f * n) of the n present objects
+ * instead: a new sample each run, so that repeated runs cover the repository.
+ *
+ * The engine never prints: problems go to `onEvent`, the summary is returned.
+ */
+import { createHash } from "node:crypto";
+import { encryptedSize } from "../format/container.ts";
+import { unwrapDataKey } from "../format/key_wrap.ts";
+import type { Meta } from "../format/meta.ts";
+import { listRepository, type MetaObject } from "../repo/listing.ts";
+import { decryptObject, loadMeta, type Repository } from "../repo/repository.ts";
+import { selectMeta } from "../repo/select.ts";
+import type { ObjectInfo } from "../store/store.ts";
+import { sameBytes } from "../util/bytes.ts";
+import { CorruptDataError, ObjectNotFoundError, WrongPasswordError } from "../util/errors.ts";
+import { pool } from "../util/pool.ts";
+
+export interface VerifyOptions {
+  /** One backup: a meta name, `latest`, or a backup name (its latest meta). Default: all. */
+  meta?: string;
+  /** Download, decrypt and MD5-check the referenced objects. */
+  readData?: boolean;
+  /** With readData: the fraction (0 < f <= 1) of the distinct objects to read. Default 1. */
+  subset?: number;
+  /** Downloads at a time (default 4). */
+  concurrency?: number;
+  /** A number in [0, 1) (tests); default: crypto random. */
+  random?: () => number;
+  signal?: AbortSignal;
+}
+
+export type ProblemKind = "meta" | "key" | "missing" | "size" | "corrupt";
+
+export interface VerifyProblem {
+  kind: ProblemKind;
+  /** The meta concerned (every problem but a corrupt object referenced by several). */
+  meta: string;
+  /** The entry path, for object problems. */
+  path?: string;
+  /** The data object, for object problems. */
+  object?: string;
+  message: string;
+}
+
+export type VerifyEvent =
+  | { type: "problem"; problem: VerifyProblem }
+  | { type: "meta"; key: string; files: number }
+  | { type: "read"; done: number; total: number; bytes: number };
+
+export interface VerifySummary {
+  metas: number;
+  /** File entries checked, over all metas. */
+  files: number;
+  /** Distinct objects referenced. */
+  objects: number;
+  /** Distinct objects missing. */
+  missing: number;
+  /** Distinct objects of the wrong size (truncated or replaced). */
+  badSize: number;
+  /** Metas that do not open, or whose wrapped key does not hold the data key. */
+  badMetas: number;
+  readData: boolean;
+  /** The fraction read (1 unless a subset). */
+  subset: number;
+  /** Objects downloaded and checked, and their stored size. */
+  objectsRead: number;
+  bytesRead: number;
+  /** Distinct objects that failed to decrypt or whose MD5 differs. */
+  corrupt: number;
+  /** Every problem event emitted (one per meta, path and object). */
+  problems: number;
+  /** Metas with at least one problem. */
+  damagedMetas: string[];
+  durationMs: number;
+}
+
+/** `k` distinct random indexes of [0, n) (partial Fisher-Yates). */
+export function sampleIndexes(n: number, k: number, random: () => number): number[] {
+  const idx = Array.from({ length: n }, (_, i) => i);
+  const out: number[] = [];
+  for (let i = 0; i < Math.min(k, n); i++) {
+    const j = i + Math.floor(random() * (n - i));
+    [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+    out.push(idx[i]!);
+  }
+  return out;
+}
+
+function cryptoRandom(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0]! / 2 ** 32;
+}
+
+/** Downloads, decrypts and hashes one object. Returns null if whole, else the problem. */
+async function checkObject(repo: Repository, name: string): Promise<string | null> {
+  let stream: ReadableStream<Uint8Array>;
+  try {
+    stream = await repo.store.load(name);
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return "missing (deleted while verifying?)";
+    throw err;
+  }
+  const h = createHash("md5");
+  try {
+    for await (const chunk of stream.pipeThrough(decryptObject(repo))) h.update(chunk);
+  } catch (err) {
+    if (err instanceof CorruptDataError) return `corrupt: ${err.message}`;
+    throw err;
+  }
+  const md5 = h.digest("hex");
+  return md5 === name ? null : `corrupt: the MD5 of its content is ${md5}`;
+}
+
+/** Who uses one object: each (meta, path), and the content size it implies. */
+type Refs = Map<string, { meta: string; path: string; size: number }[]>;
+
+/** Problems found so far, and the metas they concern. */
+class Report {
+  problems = 0;
+  readonly damaged = new Set<string>();
+  constructor(readonly onEvent: (e: VerifyEvent) => void) {}
+  add(p: VerifyProblem): void {
+    this.problems++;
+    this.damaged.add(p.meta);
+    this.onEvent({ type: "problem", problem: p });
+  }
+  /** One problem per user of `md5`. */
+  each(refs: Refs, md5: string, kind: ProblemKind, message: (size: number) => string): void {
+    for (const u of refs.get(md5) ?? []) {
+      this.add({ kind, meta: u.meta, path: u.path, object: md5, message: message(u.size) });
+    }
+  }
+}
+
+/** Checks the repository (see the module doc). Throws only when the check itself cannot run. */
+export async function verify(
+  repo: Repository,
+  opts: VerifyOptions = {},
+  onEvent: (e: VerifyEvent) => void = () => {},
+): Promise<VerifySummary> {
+  const started = performance.now();
+  const listing = await listRepository(repo.store);
+  const selected = opts.meta !== undefined
+    ? [selectMeta(listing.metas, opts.meta, undefined, repo.store.location)]
+    : listing.metas;
+  const report = new Report(onEvent);
+  const { refs, files, badMetas } = await collectRefs(repo, selected, report, opts.signal);
+  const { present, missing, badSize } = checkPresence(listing.objects, refs, report);
+  const subset = opts.subset ?? 1;
+  const toRead = !opts.readData ? [] : subset >= 1 ? present : sampleIndexes(
+    present.length,
+    Math.ceil(subset * present.length),
+    opts.random ?? cryptoRandom,
+  ).map((i) => present[i]!);
+  const read = await readObjects(repo, toRead, listing.objects, refs, report, opts);
+  return {
+    metas: selected.length,
+    files,
+    objects: refs.size,
+    missing,
+    badSize,
+    badMetas,
+    readData: opts.readData ?? false,
+    subset,
+    ...read,
+    problems: report.problems,
+    damagedMetas: selected.map((m) => m.key).filter((k) => report.damaged.has(k)),
+    durationMs: performance.now() - started,
+  };
+}
+
+/** Opens each meta and checks its wrapped key; which (meta, path) use each object. */
+async function collectRefs(
+  repo: Repository,
+  selected: MetaObject[],
+  report: Report,
+  signal?: AbortSignal,
+): Promise<{ refs: Refs; files: number; badMetas: number }> {
+  const refs: Refs = new Map();
+  const goodKeys: Uint8Array[] = [repo.wrappedKey];
+  let files = 0, badMetas = 0;
+  for (const m of selected) {
+    signal?.throwIfAborted();
+    let meta: Meta;
+    try {
+      meta = await loadMeta(repo, m.key);
+    } catch (err) {
+      if (!(err instanceof CorruptDataError || err instanceof ObjectNotFoundError)) throw err;
+      badMetas++;
+      report.add({ kind: "meta", meta: m.key, message: `cannot open: ${(err as Error).message}` });
+      continue;
+    }
+    if (!(await holdsDataKey(repo, meta.header.wrappedKey, goodKeys))) {
+      badMetas++;
+      report.add({
+        kind: "key",
+        meta: m.key,
+        message: "its wrapped-key header does not open to this repository's data key " +
+          "with this password (the restore kit cannot restore it)",
+      });
+    }
+    let n = 0;
+    for (const e of meta.entries) {
+      if (e.type !== "f" || e.md5 === undefined) continue;
+      n++;
+      let list = refs.get(e.md5);
+      if (!list) refs.set(e.md5, list = []);
+      list.push({ meta: m.key, path: e.path, size: e.size });
+    }
+    files += n;
+    report.onEvent({ type: "meta", key: m.key, files: n });
+  }
+  return { refs, files, badMetas };
+}
+
+/** Whether a meta's wrapped key opens to the repository's data key (`good`: known to). */
+async function holdsDataKey(repo: Repository, wk: Uint8Array, good: Uint8Array[]) {
+  if (good.some((k) => sameBytes(k, wk))) return true;
+  let key: string | null = null;
+  try {
+    key = await unwrapDataKey(wk, repo.password, repo.descriptor.keyIter);
+  } catch (err) {
+    if (!(err instanceof WrongPasswordError)) throw err;
+  }
+  if (key !== new TextDecoder().decode(repo.dataKey)) return false;
+  good.push(wk);
+  return true;
+}
+
+/** Every referenced object is in the listing, with the size its content implies. */
+function checkPresence(objects: Map<string, ObjectInfo>, refs: Refs, report: Report) {
+  let missing = 0, badSize = 0;
+  const present: string[] = [];
+  for (const [md5, users] of refs) {
+    const info = objects.get(md5);
+    if (!info) {
+      missing++;
+      report.each(refs, md5, "missing", () => "missing");
+      continue;
+    }
+    const want = encryptedSize(users[0]!.size);
+    if (info.size !== want) {
+      badSize++;
+      report.each(
+        refs,
+        md5,
+        "size",
+        (size) => `object is ${info.size} bytes, ${want} expected for ${size} bytes of content`,
+      );
+      continue;
+    }
+    present.push(md5);
+  }
+  return { present, missing, badSize };
+}
+
+/** Downloads, decrypts and MD5-checks `toRead`, `concurrency` at a time. */
+async function readObjects(
+  repo: Repository,
+  toRead: string[],
+  objects: Map<string, ObjectInfo>,
+  refs: Refs,
+  report: Report,
+  opts: VerifyOptions,
+): Promise<{ objectsRead: number; bytesRead: number; corrupt: number }> {
+  let objectsRead = 0, bytesRead = 0, corrupt = 0;
+  await pool(toRead, opts.concurrency ?? 4, async (md5) => {
+    const problem = await checkObject(repo, md5);
+    objectsRead++;
+    bytesRead += objects.get(md5)?.size ?? 0;
+    if (problem !== null) {
+      corrupt++;
+      report.each(refs, md5, "corrupt", () => problem);
+    }
+    report.onEvent({ type: "read", done: objectsRead, total: toRead.length, bytes: bytesRead });
+  }, opts.signal);
+  return { objectsRead, bytesRead, corrupt };
+}

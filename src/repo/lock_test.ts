@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { formatLockName } from "../format/layout.ts";
+import { formatLock, parseLock } from "../format/lock_file.ts";
+import { LocalStore } from "../store/local_store.ts";
+import { readAll } from "../util/bytes.ts";
+import { acquireLock, conflictsWith, isStale, liveLocks, LockedError, STALE_MS } from "./lock.ts";
+
+async function withStore(fn: (s: LocalStore, dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-lock-test-" });
+  try {
+    await fn(new LocalStore(dir), dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function lockNames(s: LocalStore): Promise<string[]> {
+  const out: string[] = [];
+  for await (const o of s.list("locks/")) out.push(o.name);
+  return out.sort();
+}
+
+Deno.test("staleness and conflicts", () => {
+  const now = new Date("2026-11-27T12:00:00Z");
+  assert.equal(isStale({ time: new Date(now.getTime() - STALE_MS) }, now), false);
+  assert.equal(isStale({ time: new Date(now.getTime() - STALE_MS - 1) }, now), true);
+  assert.equal(isStale({ time: new Date(now.getTime() + 60_000) }, now), false);
+  assert.equal(conflictsWith("backup", "backup"), false);
+  assert.equal(conflictsWith("backup", "prune"), true);
+  assert.equal(conflictsWith("backup", "passwd"), true);
+  assert.equal(conflictsWith("prune", "backup"), false);
+  assert.equal(conflictsWith("prune", "prune"), true);
+  assert.equal(conflictsWith("prune", "passwd"), true);
+  assert.equal(conflictsWith("backup", "future"), true);
+  for (const k of ["backup", "prune", "passwd", "future"]) {
+    assert.equal(conflictsWith("passwd", k), true);
+  }
+});
+
+Deno.test("acquire writes a lock, liveLocks sees it, release removes it", () =>
+  withStore(async (s) => {
+    const lock = await acquireLock(s, "backup", "web1", { pid: 7 });
+    assert.match(lock.key, /^locks\/backup-\d{8}T\d{6}Z-[0-9a-f]{8}$/);
+    assert.deepEqual(lock.others, []);
+    const live = await liveLocks(s);
+    assert.equal(live.length, 1);
+    assert.equal(live[0]!.key, lock.key);
+    assert.equal(live[0]!.host, "web1");
+    assert.equal(live[0]!.pid, 7);
+    assert.equal(live[0]!.readable, true);
+    const second = await acquireLock(s, "backup", "web2");
+    assert.deepEqual(second.others.map((l) => l.key), [lock.key]);
+    await second.release();
+    await lock.release();
+    await lock.release(); // idempotent
+    assert.deepEqual(await lockNames(s), []);
+  }));
+
+Deno.test("a backup stops on a live prune lock and leaves no lock behind", () =>
+  withStore(async (s) => {
+    const prune = await acquireLock(s, "prune", "p");
+    await assert.rejects(acquireLock(s, "backup", "b"), (err) => {
+      assert.ok(err instanceof LockedError);
+      assert.match(err.message, /^Cannot start a backup: a prune is running on /);
+      assert.deepEqual(err.locks.map((l) => l.key), [prune.key]);
+      return true;
+    });
+    await assert.rejects(acquireLock(s, "prune", "p2"), LockedError);
+    await assert.rejects(acquireLock(s, "passwd", "x"), /Cannot change the password/);
+    assert.deepEqual(await lockNames(s), [prune.key]);
+    await prune.release();
+  }));
+
+Deno.test("a prune runs beside a backup and is told about it; passwd does not", () =>
+  withStore(async (s) => {
+    const b = await acquireLock(s, "backup", "b");
+    const p = await acquireLock(s, "prune", "p");
+    assert.deepEqual(p.others.map((l) => [l.kind, l.key]), [["backup", b.key]]);
+    await p.release();
+    await assert.rejects(acquireLock(s, "passwd", "x"), LockedError);
+    await b.release();
+    const pw = await acquireLock(s, "passwd", "x");
+    await assert.rejects(acquireLock(s, "backup", "b"), LockedError);
+    await pw.release();
+    assert.deepEqual(await lockNames(s), []);
+  }));
+
+Deno.test("stale locks are ignored; an unreadable lock counts by its object date", () =>
+  withStore(async (s, dir) => {
+    const old = new Date(Date.now() - STALE_MS - 60_000);
+    const staleKey = formatLockName("prune", old);
+    await s.save(
+      staleKey,
+      new TextEncoder().encode(formatLock({
+        kind: "prune",
+        host: "gone",
+        pid: 1,
+        time: old,
+      })),
+    );
+    // A lock whose body is garbage: its (fresh) object date makes it live.
+    const junk = formatLockName("prune", new Date(), "00000000");
+    await s.save(junk, new TextEncoder().encode("garbage"));
+    // Ignored: not a lock name.
+    await s.save("locks/README", new TextEncoder().encode("x"));
+    let live = await liveLocks(s);
+    assert.deepEqual(live.map((l) => [l.key, l.readable]), [[junk, false]]);
+    await assert.rejects(acquireLock(s, "backup", "b"), LockedError);
+    // Make the garbage lock's file old: now nothing is live and a backup may start.
+    await Deno.utime(path.join(dir, ...junk.split("/")), old, old);
+    live = await liveLocks(s);
+    assert.deepEqual(live, []);
+    const b = await acquireLock(s, "backup", "b");
+    await b.release();
+    // A clock far ahead makes everything stale.
+    assert.deepEqual(await liveLocks(s, new Date(Date.now() + 2 * STALE_MS)), []);
+  }));
+
+Deno.test("the refresh timer rewrites the lock and stops at release", () =>
+  withStore(async (s) => {
+    let t = new Date("2026-11-27T10:00:00Z");
+    const lock = await acquireLock(s, "backup", "h", { now: () => t, refreshMs: 20 });
+    const timeOf = async () =>
+      parseLock(new TextDecoder().decode(await readAll(await s.load(lock.key)))).time
+        .toISOString();
+    assert.equal(await timeOf(), "2026-11-27T10:00:00.000Z");
+    t = new Date("2026-11-27T10:30:00Z");
+    for (let i = 0; i < 100 && (await timeOf()) !== "2026-11-27T10:30:00.000Z"; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(await timeOf(), "2026-11-27T10:30:00.000Z");
+    t = new Date("2026-11-27T11:00:00Z");
+    await lock.refresh();
+    assert.equal(await timeOf(), "2026-11-27T11:00:00.000Z");
+    await lock.release();
+    await new Promise((r) => setTimeout(r, 60));
+    assert.deepEqual(await lockNames(s), []); // no refresh re-created it
+  }));

@@ -1,0 +1,79 @@
+/**
+ * Opening one backup to read it (restore): the repository, or a format 1 bucket, and the meta
+ * `-m` names. Nothing here writes. The password is checked before the meta is chosen; when
+ * `s3backup.key` is lost, the chosen meta's copy of the key is used (repository.ts).
+ */
+import { META_PREFIX } from "../format/layout.ts";
+import { parseLegacyMetaName } from "../format/legacy.ts";
+import type { Meta } from "../format/meta.ts";
+import type { Store } from "../store/store.ts";
+import { ObjectNotFoundError } from "../util/errors.ts";
+import { type LegacyRepository, loadLegacyMeta } from "./legacy.ts";
+import { listRepository } from "./listing.ts";
+import {
+  loadMeta,
+  openFromMeta,
+  openRepository,
+  type Repository,
+  repositoryExists,
+} from "./repository.ts";
+import { NoSuchBackupError, selectMeta } from "./select.ts";
+
+export interface OpenedBackup {
+  repo: Repository | LegacyRepository;
+  meta: Meta;
+  metaKey: string;
+  legacy: boolean;
+  /** Format 1: lines that cannot be restored. */
+  problems: { path: string; message: string }[];
+  /** Things to tell the user before restoring. */
+  notes: string[];
+}
+
+/** A meta that vanished between the listing and the load is "no such backup". */
+async function loadFound<T>(load: () => Promise<T>, key: string, location: string): Promise<T> {
+  try {
+    return await load();
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) {
+      throw new NoSuchBackupError(`No backup ${key} in ${location} (see s3backup list)`);
+    }
+    throw err;
+  }
+}
+
+/**
+ * Opens the backup `spec` names (see select.ts; `name` restricts `latest`), checking the
+ * password. Throws WrongPasswordError when it opens neither the key nor the meta,
+ * NoSuchBackupError when there is no such backup.
+ */
+export async function openBackup(
+  store: Store,
+  password: Uint8Array,
+  spec: string,
+  name?: string,
+): Promise<OpenedBackup> {
+  const [hasKey, listing] = await Promise.all([
+    repositoryExists(store),
+    listRepository(store, META_PREFIX),
+  ]);
+  const where = store.location;
+  if (parseLegacyMetaName(spec) !== null || (!hasKey && listing.legacyMetas.length > 0)) {
+    const key = selectMeta(listing.legacyMetas, spec, name, where).key;
+    const repo: LegacyRepository = { kind: "legacy", store, password };
+    const meta = await loadFound(() => loadLegacyMeta(repo, key), key, where);
+    return { repo, meta, metaKey: key, legacy: true, problems: meta.problems, notes: meta.notes };
+  }
+  if (hasKey) {
+    const repo = await openRepository(store, password);
+    const key = selectMeta(listing.metas, spec, name, where).key;
+    const meta = await loadFound(() => loadMeta(repo, key), key, where);
+    return { repo, meta, metaKey: key, legacy: false, problems: [], notes: [] };
+  }
+  // No s3backup.key: every meta carries a copy of it (FORMAT.md §5).
+  if (listing.metas.length === 0) await openRepository(store, password); // "no repository"
+  const key = selectMeta(listing.metas, spec, name, where).key;
+  const { repo, meta } = await loadFound(() => openFromMeta(store, password, key), key, where);
+  const notes = [`s3backup.key is missing: using the copy of the key held in ${key}`];
+  return { repo, meta, metaKey: key, legacy: false, problems: [], notes };
+}

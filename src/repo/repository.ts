@@ -1,0 +1,262 @@
+/**
+ * A repository: a store plus its descriptor and data key. Opening one checks the password
+ * before anything is written; creating one writes the descriptor and the wrapped key.
+ *
+ * This module owns the fallback chains of FORMAT.md §7: the key is read from `s3backup.key`,
+ * then `.next`, then `.prev` (and, when all are lost, from a meta's `wrapped-key` copy); a meta
+ * M from M, then `passwd/next/M`, then `passwd/prev/M`.
+ */
+import { decryptBytes, decryptStream, encryptBytes, encryptStream } from "../format/container.ts";
+import {
+  defaultDescriptor,
+  type Descriptor,
+  encodeDescriptor,
+  newDescriptor,
+  parseDescriptor,
+} from "../format/descriptor.ts";
+import { newDataKey, unwrapDataKey, wrapDataKey } from "../format/key_wrap.ts";
+import {
+  DESCRIPTOR_NAME,
+  KEY_CANDIDATES,
+  KEY_NAME,
+  KEY_NEXT_NAME,
+  metaCandidates,
+} from "../format/layout.ts";
+import { encodeMeta, type Entry, type Meta, type MetaHeader, parseMeta } from "../format/meta.ts";
+import type { Store } from "../store/store.ts";
+import { readAll, sameBytes } from "../util/bytes.ts";
+import {
+  CorruptDataError,
+  ObjectNotFoundError,
+  S3BackupError,
+  WrongPasswordError,
+} from "../util/errors.ts";
+
+const te = new TextEncoder();
+
+export interface Repository {
+  store: Store;
+  descriptor: Descriptor;
+  /** The data key as its 64 hex characters, UTF-8 encoded: the passphrase of data objects. */
+  dataKey: Uint8Array;
+  /** The bytes of s3backup.key, copied into every meta. */
+  wrappedKey: Uint8Array;
+  password: Uint8Array;
+}
+
+/** A password change is in progress, or was interrupted and not finished. */
+export class PasswordChangePendingError extends S3BackupError {}
+
+/** An object's bytes, or null when it does not exist. */
+export async function loadOptional(store: Store, name: string): Promise<Uint8Array | null> {
+  try {
+    return await readAll(await store.load(name));
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return null;
+    throw err;
+  }
+}
+
+/** Whether the store holds a repository (its key object exists). */
+export async function repositoryExists(store: Store): Promise<boolean> {
+  return (await store.stat(KEY_NAME)) !== null;
+}
+
+/** The descriptor, or the format 2 defaults when it is lost. */
+export async function loadDescriptor(store: Store): Promise<Descriptor> {
+  const conf = await loadOptional(store, DESCRIPTOR_NAME);
+  return conf === null ? defaultDescriptor() : parseDescriptor(new TextDecoder().decode(conf));
+}
+
+/**
+ * Opens the repository with `password`. Throws WrongPasswordError if the password does not
+ * open the key (nor, after an interrupted password change, `.next` or `.prev`: `wrappedKey` is
+ * then the one that opened), and S3BackupError if the store holds no repository.
+ */
+export async function openRepository(store: Store, password: Uint8Array): Promise<Repository> {
+  const [first, ...fallbacks] = KEY_CANDIDATES;
+  const wrappedKey = await loadOptional(store, first);
+  if (wrappedKey === null) {
+    throw new S3BackupError(
+      `No s3backup repository at ${store.location} (no ${KEY_NAME}): run a backup first`,
+    );
+  }
+  const descriptor = await loadDescriptor(store);
+  const open = async (wrapped: Uint8Array): Promise<Repository> => {
+    const dataKey = await unwrapDataKey(wrapped, password, descriptor.keyIter);
+    return { store, descriptor, dataKey: te.encode(dataKey), wrappedKey: wrapped, password };
+  };
+  try {
+    return await open(wrappedKey);
+  } catch (err) {
+    if (!(err instanceof WrongPasswordError)) throw err;
+    for (const name of fallbacks) {
+      const other = await loadOptional(store, name);
+      if (other === null) continue;
+      try {
+        return await open(other);
+      } catch (e) {
+        if (!(e instanceof WrongPasswordError)) throw e;
+      }
+    }
+    throw err;
+  }
+}
+
+/**
+ * Opens a repository whose `s3backup.key` is lost, with the copy of the key held in meta `key`
+ * (FORMAT.md §5): the meta opens with the password alone. Returns the repository and the meta.
+ * Throws WrongPasswordError when the meta does not open.
+ */
+export async function openFromMeta(
+  store: Store,
+  password: Uint8Array,
+  key: string,
+): Promise<{ repo: Repository; meta: Meta }> {
+  const descriptor = await loadDescriptor(store);
+  const partial: Repository = {
+    store,
+    descriptor,
+    dataKey: new Uint8Array(),
+    wrappedKey: new Uint8Array(),
+    password,
+  };
+  let meta: Meta;
+  try {
+    meta = await loadMeta(partial, key);
+  } catch (err) {
+    if (err instanceof CorruptDataError) {
+      throw new WrongPasswordError(`Wrong password (or corrupt meta): ${key} does not open`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  const dataKey = await unwrapDataKey(meta.header.wrappedKey, password, descriptor.keyIter);
+  const repo = { ...partial, dataKey: te.encode(dataKey), wrappedKey: meta.header.wrappedKey };
+  return { repo, meta };
+}
+
+/**
+ * Creates a repository in an empty store: the wrapped key first, then the descriptor. Reads the
+ * key back so that two first backups racing each other cannot both believe they won.
+ */
+export async function createRepository(store: Store, password: Uint8Array): Promise<Repository> {
+  const descriptor = newDescriptor();
+  const dataKey = newDataKey();
+  const wrappedKey = await wrapDataKey(dataKey, password, descriptor.keyIter);
+  await store.save(KEY_NAME, wrappedKey);
+  await store.save(DESCRIPTOR_NAME, te.encode(encodeDescriptor(descriptor)));
+  const back = await loadOptional(store, KEY_NAME);
+  if (!sameBytes(back, wrappedKey)) {
+    throw new S3BackupError(
+      `Another process initialised ${store.location} at the same time; run the backup again`,
+    );
+  }
+  return { store, descriptor, dataKey: te.encode(dataKey), wrappedKey, password };
+}
+
+/**
+ * For writers (backup, prune), right after taking their lock: throws when a password change is
+ * pending (`s3backup.key.next` exists) or `s3backup.key` is no longer the key `repo` was opened
+ * with (the password changed between opening and locking: the writer would write metas with the
+ * old password).
+ */
+export async function checkPasswordUnchanged(repo: Repository): Promise<void> {
+  const [pending, key] = await Promise.all([
+    repo.store.stat(KEY_NEXT_NAME),
+    loadOptional(repo.store, KEY_NAME),
+  ]);
+  if (pending !== null) {
+    throw new PasswordChangePendingError(
+      `A password change is in progress on ${repo.store.location}, or was interrupted: ` +
+        `wait for it, or run 's3backup passwd' again to finish it`,
+    );
+  }
+  if (!sameBytes(key, repo.wrappedKey)) {
+    throw new S3BackupError(
+      `The password of ${repo.store.location} was changed while this command started: run it again`,
+    );
+  }
+}
+
+/** A stream that encrypts a data object's content with the data key. */
+export function encryptObject(repo: Repository): TransformStream<Uint8Array, Uint8Array> {
+  return encryptStream(repo.dataKey, repo.descriptor.dataIter);
+}
+
+/** A stream that decrypts a data object (the caller checks the MD5 of what comes out). */
+export function decryptObject(repo: Repository): TransformStream<Uint8Array, Uint8Array> {
+  return decryptStream(repo.dataKey, repo.descriptor.dataIter);
+}
+
+export function encryptSmallObject(repo: Repository, data: Uint8Array): Promise<Uint8Array> {
+  return encryptBytes(data, repo.dataKey, repo.descriptor.dataIter);
+}
+
+/** Encrypts and stores a meta file (with the password, so that it opens with it alone). */
+export async function saveMeta(
+  repo: Repository,
+  key: string,
+  header: Omit<MetaHeader, "wrappedKey">,
+  entries: Iterable<Entry>,
+): Promise<number> {
+  const text = encodeMeta({ ...header, wrappedKey: repo.wrappedKey }, entries);
+  const body = await encryptBytes(te.encode(text), repo.password, repo.descriptor.keyIter);
+  await repo.store.save(key, body);
+  return body.length;
+}
+
+/**
+ * Loads, decrypts and parses a meta; when it does not open, its copies left by an interrupted
+ * password change (`passwd/next/<key>`, `passwd/prev/<key>`). Throws CorruptDataError (about
+ * `key` itself) if none opens or parses.
+ */
+export async function loadMeta(repo: Repository, key: string): Promise<Meta> {
+  const [first, ...fallbacks] = metaCandidates(key);
+  const load = async (name: string) => {
+    const body = await readAll(await repo.store.load(name));
+    return (await decryptMeta(body, repo.password, repo.descriptor.keyIter, name)).meta;
+  };
+  try {
+    return await load(first!);
+  } catch (err) {
+    if (!(err instanceof CorruptDataError)) throw err;
+    for (const name of fallbacks) {
+      try {
+        return await load(name);
+      } catch (e) {
+        if (!(e instanceof CorruptDataError || e instanceof ObjectNotFoundError)) throw e;
+      }
+    }
+    throw err;
+  }
+}
+
+/**
+ * A meta object (`name` for messages) decrypted with `password`: its plaintext, checked to be
+ * UTF-8 and a well-formed format 2 meta, and what it says. Throws CorruptDataError.
+ */
+export async function decryptMeta(
+  body: Uint8Array,
+  password: Uint8Array,
+  iter: number,
+  name: string,
+): Promise<{ text: string; meta: Meta }> {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(
+      await decryptBytes(body, password, iter),
+    );
+  } catch (err) {
+    throw new CorruptDataError(
+      `Cannot decrypt ${name}: corrupt, or written with another password`,
+      { cause: err },
+    );
+  }
+  try {
+    return { text, meta: parseMeta(text) };
+  } catch (err) {
+    throw new CorruptDataError(`Cannot read ${name}: ${(err as Error).message}`, { cause: err });
+  }
+}

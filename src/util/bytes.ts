@@ -1,0 +1,34 @@
+/** Byte helpers shared by every layer. */
+
+/** Reads a whole (small) stream into memory. For small objects and tests only. */
+export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const part of stream) {
+    parts.push(part);
+    total += part.byteLength;
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}
+
+/** Whether two buffers hold the same bytes (null equals nothing). */
+export function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  return a !== null && b !== null && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Writes all of `data` to `file` (a write may be short). */
+export async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.byteLength) off += await file.write(data.subarray(off));
+}
+
+/** The first line of an error's message (or of anything thrown), for one-line reports. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message.split("\n")[0] ?? "" : String(err);
+}
