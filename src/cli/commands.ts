@@ -172,6 +172,7 @@ async function runVerify(ctx: Context): Promise<number> {
   const opts: VerifyOptions = { readData: cmd.readData === true || subset !== undefined };
   if (subset !== undefined) opts.subset = subset;
   if (cmd.meta !== undefined) opts.meta = cmd.meta;
+  if (cmd.name !== undefined) opts.name = cmd.name;
   opts.signal = ctx.signal;
   const summary = await verify(repo, opts, ui.onVerifyEvent);
   ui.verifySummary(summary);

@@ -26,6 +26,8 @@ import { pool } from "../util/pool.ts";
 export interface VerifyOptions {
   /** One backup: a meta name, `latest`, or a backup name (its latest meta). Default: all. */
   meta?: string;
+  /** With `meta: "latest"`: the latest of this backup name. */
+  name?: string;
   /** Download, decrypt and MD5-check the referenced objects. */
   readData?: boolean;
   /** With readData: the fraction (0 < f <= 1) of the distinct objects to read. Default 1. */
@@ -148,7 +150,7 @@ export async function verify(
   const started = performance.now();
   const listing = await listRepository(repo.store);
   const selected = opts.meta !== undefined
-    ? [selectMeta(listing.metas, opts.meta, undefined, repo.store.location)]
+    ? [selectMeta(listing.metas, opts.meta, opts.name, repo.store.location)]
     : listing.metas;
   const report = new Report(onEvent);
   const { refs, files, badMetas } = await collectRefs(repo, selected, report, opts.signal);

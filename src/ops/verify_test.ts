@@ -13,6 +13,7 @@ import {
   type Repository,
   saveMeta,
 } from "../repo/repository.ts";
+import { LocalStore } from "../store/local_store.ts";
 import type { Store } from "../store/store.ts";
 import { readAll } from "../util/bytes.ts";
 import { storeBackends } from "../../test/s3_env.ts";
@@ -202,3 +203,31 @@ for (const b of backends()) {
       }),
   });
 }
+
+Deno.test("verify -m latest -n NAME checks the latest backup of that name only", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-verify-name-" });
+  try {
+    const store = new LocalStore(dir);
+    const f = await fixture(store);
+    const src = await Deno.makeTempDir({ prefix: "s3backup-verify-src-" });
+    await Deno.writeTextFile(path.join(src, "x"), "x");
+    const other = await backup(store, f.repo, {
+      source: src,
+      name: "other",
+      host: "h",
+      simulate: false,
+      kit: new Map(),
+      now: () => new Date("2026-01-03T00:00:00Z"),
+    });
+    await Deno.remove(src, { recursive: true });
+    const seen: string[] = [];
+    const onEvent = (e: { type: string; key?: string }) => {
+      if (e.type === "meta") seen.push(e.key!);
+    };
+    await verify(f.repo, { meta: "latest" }, onEvent);
+    await verify(f.repo, { meta: "latest", name: "docs" }, onEvent);
+    assert.deepEqual(seen, [other.metaKey!, f.metas[1]!]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
