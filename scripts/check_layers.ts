@@ -13,7 +13,7 @@
  * Test files (`*_test.ts`) may import anything. Prints one line per problem, with the offending
  * import, and exits 1 when there is any.
  */
-import ts from "npm:typescript@5.9.3";
+import ts from "typescript";
 
 const LAYERS: Record<string, number> = {
   "main": 0,
