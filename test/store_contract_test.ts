@@ -11,7 +11,12 @@ import { LocalStore } from "../src/store/local_store.ts";
 import { S3Store } from "../src/store/s3_store.ts";
 import type { Store } from "../src/store/store.ts";
 import { readAll } from "../src/util/bytes.ts";
-import { ObjectNotFoundError, RepositoryNotFoundError, S3BackupError } from "../src/util/errors.ts";
+import {
+  ObjectExistsError,
+  ObjectNotFoundError,
+  RepositoryNotFoundError,
+  S3BackupError,
+} from "../src/util/errors.ts";
 import {
   childEnv,
   makeBucket,
@@ -249,6 +254,28 @@ export function storeContract(b: Backend): void {
     await s.save("o", chunked(enc.encode("3"), 1));
     assert.equal(await text(s, "o"), "3");
     assert.deepEqual(await names(s), ["o"]);
+  });
+
+  test("ifAbsent creates once: a second create fails and changes nothing", async () => {
+    const s = await b.fresh();
+    await s.save("s3backup.key", enc.encode("first"), { ifAbsent: true });
+    await assert.rejects(
+      s.save("s3backup.key", enc.encode("second"), { ifAbsent: true }),
+      (err) => err instanceof ObjectExistsError && err.objectName === "s3backup.key",
+    );
+    assert.equal(await text(s, "s3backup.key"), "first");
+    // Of several racing creates exactly one wins.
+    const results = await Promise.allSettled(
+      ["a", "b", "c", "d"].map((v) => s.save("meta_x", enc.encode(v), { ifAbsent: true })),
+    );
+    const won = results.filter((r) => r.status === "fulfilled");
+    assert.equal(won.length, 1, JSON.stringify(results.map((r) => r.status)));
+    assert.ok(
+      results.every((r) => r.status === "fulfilled" || r.reason instanceof ObjectExistsError),
+    );
+    assert.deepEqual(await names(s), ["meta_x", "s3backup.key"]);
+    if (b.raw) assert.deepEqual((await b.raw(s)).filter((n) => n.includes(".tmp-")), []);
+    await assert.rejects(s.save("x", chunked(enc.encode("s"), 1), { ifAbsent: true }), TypeError);
   });
 
   test("stat: size and mtime; null when absent", async () => {

@@ -12,7 +12,12 @@ import { checkTarget, restore } from "../ops/restore/restore.ts";
 import { verify, type VerifyOptions } from "../ops/verify.ts";
 import { isLegacyStore } from "../repo/legacy.ts";
 import { openBackup } from "../repo/open_backup.ts";
-import { createRepository, openRepository, repositoryExists } from "../repo/repository.ts";
+import {
+  createRepository,
+  openRepository,
+  repositoryExists,
+  RepositoryExistsError,
+} from "../repo/repository.ts";
 import { openStore, type S3Options } from "../store/open_store.ts";
 import { resolveS3Settings, type S3Settings } from "../store/s3_settings.ts";
 import type { Store } from "../store/store.ts";
@@ -68,6 +73,24 @@ function kitConfigOf(ctx: Context, store?: Store): KitConfig {
   return c;
 }
 
+/**
+ * The repository a backup writes to: opened, or created when the store holds none (null when
+ * simulating into an empty store). A create that loses a race opens the winner's repository.
+ */
+async function openOrCreate(ctx: Context, store: Store, simulate: boolean) {
+  if (await repositoryExists(store)) {
+    return await openRepository(store, await getPassword(passwordSources(ctx, true), false));
+  }
+  if (simulate) return null;
+  const password = await getPassword(passwordSources(ctx, true), true);
+  try {
+    return await createRepository(store, password);
+  } catch (err) {
+    if (!(err instanceof RepositoryExistsError)) throw err;
+    return await openRepository(store, password);
+  }
+}
+
 async function runBackup(ctx: Context): Promise<number> {
   const { cmd, ui } = ctx;
   const source = resolve(cmd.folder!);
@@ -90,12 +113,7 @@ async function runBackup(ctx: Context): Promise<number> {
         "back up to a new bucket or prefix (this one stays readable with list and restore)",
     );
   }
-  let repo = null;
-  if (await repositoryExists(store)) {
-    repo = await openRepository(store, await getPassword(passwordSources(ctx, true), false));
-  } else if (!cmd.simulate) {
-    repo = await createRepository(store, await getPassword(passwordSources(ctx, true), true));
-  }
+  const repo = await openOrCreate(ctx, store, cmd.simulate);
   const summary = await backup(store, repo, {
     source,
     name,

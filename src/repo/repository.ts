@@ -27,6 +27,7 @@ import type { Store } from "../store/store.ts";
 import { readAll, sameBytes } from "../util/bytes.ts";
 import {
   CorruptDataError,
+  ObjectExistsError,
   ObjectNotFoundError,
   S3BackupError,
   WrongPasswordError,
@@ -137,22 +138,64 @@ export async function openFromMeta(
   return { repo, meta };
 }
 
+/** Another process created the repository first; nothing this one wrote stays. */
+export class RepositoryExistsError extends S3BackupError {}
+
+export interface CreateOptions {
+  /**
+   * On a store that ignores conditional creates: how long to wait before reading back what was
+   * written, so that a racing writer's object lands first and is seen (default 5 s).
+   */
+  settleMs?: number;
+}
+
 /**
- * Creates a repository in an empty store: the wrapped key first, then the descriptor. Reads the
- * key back so that two first backups racing each other cannot both believe they won.
+ * Creates object `name` holding `bytes` exactly once, however many writers race: false when it
+ * exists already, or when another writer's bytes took its place. The create is conditional
+ * (`ifAbsent`); a second conditional create of the same bytes tells whether the store honoured
+ * the condition, and when it did not the object is read back after `settleMs` and compared, so
+ * that of racing writers exactly one finds its own bytes.
  */
-export async function createRepository(store: Store, password: Uint8Array): Promise<Repository> {
+export async function createOnce(
+  store: Store,
+  name: string,
+  bytes: Uint8Array,
+  opts: CreateOptions = {},
+): Promise<boolean> {
+  const create = async (): Promise<boolean> => {
+    try {
+      await store.save(name, bytes, { ifAbsent: true });
+      return true;
+    } catch (err) {
+      if (err instanceof ObjectExistsError) return false;
+      throw err;
+    }
+  };
+  if (!(await create())) return false;
+  if (await create()) await new Promise((r) => setTimeout(r, opts.settleMs ?? 5000));
+  return sameBytes(await loadOptional(store, name), bytes);
+}
+
+/**
+ * Creates a repository in an empty store, exactly once however many processes try at the same
+ * moment (FORMAT.md §3.2): the key is created with `createOnce`, and a creator that loses gets
+ * RepositoryExistsError before it uploads anything (it then opens the repository). The
+ * descriptor is written by the winner only, after that.
+ */
+export async function createRepository(
+  store: Store,
+  password: Uint8Array,
+  opts: CreateOptions = {},
+): Promise<Repository> {
   const descriptor = newDescriptor();
   const dataKey = newDataKey();
   const wrappedKey = await wrapDataKey(dataKey, password, descriptor.keyIter);
-  await store.save(KEY_NAME, wrappedKey);
-  await store.save(DESCRIPTOR_NAME, te.encode(encodeDescriptor(descriptor)));
-  const back = await loadOptional(store, KEY_NAME);
-  if (!sameBytes(back, wrappedKey)) {
-    throw new S3BackupError(
-      `Another process initialised ${store.location} at the same time; run the backup again`,
+  if (!(await createOnce(store, KEY_NAME, wrappedKey, opts))) {
+    throw new RepositoryExistsError(
+      `Another process created the repository at ${store.location} meanwhile`,
     );
   }
+  await store.save(DESCRIPTOR_NAME, te.encode(encodeDescriptor(descriptor)));
   return { store, descriptor, dataKey: te.encode(dataKey), wrappedKey, password };
 }
 
@@ -180,6 +223,26 @@ export async function checkPasswordUnchanged(repo: Repository): Promise<void> {
   }
 }
 
+/**
+ * What `s3backup.key` holds now, against the key `repo` was opened with: the same bytes; the
+ * same data key under another wrapping (a password change); or a foreign data key (another
+ * process created the repository at the same moment on a store that ignores conditional
+ * creates), or a key that no longer opens: then objects encrypted with `repo` are unreadable
+ * to everyone else.
+ */
+export async function keyState(repo: Repository): Promise<"same" | "rewrapped" | "foreign"> {
+  const now = await loadOptional(repo.store, KEY_NAME);
+  if (sameBytes(now, repo.wrappedKey)) return "same";
+  if (now === null) return "foreign";
+  try {
+    const key = await unwrapDataKey(now, repo.password, repo.descriptor.keyIter);
+    return key === new TextDecoder().decode(repo.dataKey) ? "rewrapped" : "foreign";
+  } catch (err) {
+    if (err instanceof WrongPasswordError) return "foreign";
+    throw err;
+  }
+}
+
 /** A stream that encrypts a data object's content with the data key. */
 export function encryptObject(repo: Repository): TransformStream<Uint8Array, Uint8Array> {
   return encryptStream(repo.dataKey, repo.descriptor.dataIter);
@@ -194,15 +257,24 @@ export function encryptSmallObject(repo: Repository, data: Uint8Array): Promise<
   return encryptBytes(data, repo.dataKey, repo.descriptor.dataIter);
 }
 
-/** Encrypts and stores a meta file (with the password, so that it opens with it alone). */
+/** A meta file's bytes: encrypted with the password, so that it opens with it alone. */
+export async function encryptMeta(
+  repo: Repository,
+  header: Omit<MetaHeader, "wrappedKey">,
+  entries: Iterable<Entry>,
+): Promise<Uint8Array> {
+  const text = encodeMeta({ ...header, wrappedKey: repo.wrappedKey }, entries);
+  return await encryptBytes(te.encode(text), repo.password, repo.descriptor.keyIter);
+}
+
+/** Encrypts and stores a meta file (overwriting: tests and repairs; backups use createOnce). */
 export async function saveMeta(
   repo: Repository,
   key: string,
   header: Omit<MetaHeader, "wrappedKey">,
   entries: Iterable<Entry>,
 ): Promise<number> {
-  const text = encodeMeta({ ...header, wrappedKey: repo.wrappedKey }, entries);
-  const body = await encryptBytes(te.encode(text), repo.password, repo.descriptor.keyIter);
+  const body = await encryptMeta(repo, header, entries);
   await repo.store.save(key, body);
   return body.length;
 }

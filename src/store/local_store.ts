@@ -7,9 +7,15 @@
 
 import * as path from "node:path";
 import { messageOf, writeAll } from "../util/bytes.ts";
-import { ObjectNotFoundError, RepositoryNotFoundError, S3BackupError } from "../util/errors.ts";
+import {
+  ObjectExistsError,
+  ObjectNotFoundError,
+  RepositoryNotFoundError,
+  S3BackupError,
+} from "../util/errors.ts";
 import { randomHex } from "../util/random.ts";
 import {
+  checkIfAbsent,
   checkObjectName,
   guardStream,
   type ObjectInfo,
@@ -39,6 +45,7 @@ export class LocalStore implements Store {
     opts: SaveOptions = {},
   ): Promise<void> {
     checkObjectName(name);
+    checkIfAbsent(data, opts);
     const dest = this.#path(name);
     const parent = path.dirname(dest);
     try {
@@ -83,7 +90,8 @@ export class LocalStore implements Store {
       await file.sync();
       file.close();
       closed = true;
-      await Deno.rename(temp, dest);
+      if (opts.ifAbsent) await linkNew(temp, dest, name);
+      else await Deno.rename(temp, dest);
     } catch (err) {
       guard?.cancel(err);
       if (!closed) {
@@ -217,6 +225,18 @@ export class LocalStore implements Store {
     if (!info.isDirectory) {
       throw new RepositoryNotFoundError(`Not a directory: ${this.dir}`);
     }
+  }
+}
+
+/** Puts `temp` at `dest` only if nothing is there (a hard link fails then), then drops `temp`. */
+async function linkNew(temp: string, dest: string, name: string): Promise<void> {
+  try {
+    await Deno.link(temp, dest);
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) throw new ObjectExistsError(name, { cause: err });
+    throw err;
+  } finally {
+    await Deno.remove(temp).catch(() => {});
   }
 }
 

@@ -22,10 +22,16 @@ import {
   type StorageClass,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { ObjectNotFoundError, RepositoryNotFoundError, S3BackupError } from "../util/errors.ts";
+import {
+  ObjectExistsError,
+  ObjectNotFoundError,
+  RepositoryNotFoundError,
+  S3BackupError,
+} from "../util/errors.ts";
 import { pool } from "../util/pool.ts";
 import { resolveS3Settings } from "./s3_settings.ts";
 import {
+  checkIfAbsent,
   checkObjectName,
   guardStream,
   type ObjectInfo,
@@ -134,6 +140,7 @@ export class S3Store implements Store {
     opts: SaveOptions = {},
   ): Promise<void> {
     checkObjectName(name);
+    checkIfAbsent(data, opts);
     const signal = opts.signal;
     if (!(data instanceof ReadableStream)) {
       if (opts.size !== undefined && opts.size !== data.byteLength) {
@@ -150,11 +157,15 @@ export class S3Store implements Store {
             Body: data,
             ContentLength: data.byteLength,
             ...(opts.storageClass ? { StorageClass: opts.storageClass as StorageClass } : {}),
+            ...(opts.ifAbsent ? { IfNoneMatch: "*" } : {}),
           }),
           signal ? { abortSignal: signal } : {},
         );
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
+        if (opts.ifAbsent && isConditionFailed(err)) {
+          throw new ObjectExistsError(name, { cause: err });
+        }
         throw this.#mapError(err, "PutObject", name);
       }
       return;
@@ -460,6 +471,15 @@ function isDeleteObjectsUnsupported(err: unknown): boolean {
     "XAmzContentChecksumMismatch",
     "MethodNotAllowed",
   ].includes(code) || status === 400 || status === 405 || status === 501;
+}
+
+/** A conditional write refused: 412 PreconditionFailed, or 409 when another one raced it. */
+function isConditionFailed(err: unknown): boolean {
+  const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e?.$metadata?.httpStatusCode;
+  const code = e?.Code ?? e?.name ?? "";
+  return status === 412 || code === "PreconditionFailed" || status === 409 ||
+    code === "ConditionalRequestConflict";
 }
 
 function firstLine(s: string): string {

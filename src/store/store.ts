@@ -23,6 +23,13 @@ export interface SaveOptions {
   signal?: AbortSignal;
   /** S3 storage class (`STANDARD_IA`, `DEEP_ARCHIVE`, ...); the local store ignores it. */
   storageClass?: string;
+  /**
+   * Create only: throw ObjectExistsError, writing nothing, when the object exists (S3
+   * `If-None-Match: *`; a local directory links the new file into place, which fails if the
+   * name is taken). Bytes only, not streams. A store that ignores the condition overwrites:
+   * callers that depend on it read back what they wrote (repo/repository.ts).
+   */
+  ifAbsent?: boolean;
 }
 
 export interface Store {
@@ -34,7 +41,7 @@ export interface Store {
   /**
    * Atomic: the object appears whole or not at all. If `data` (a stream) errors, the upload is
    * aborted (multipart aborted / temp file removed) and the error is rethrown unchanged.
-   * Overwrites.
+   * Overwrites, unless `opts.ifAbsent`.
    */
   save(
     name: string,
@@ -63,6 +70,14 @@ export function checkObjectName(name: string): void {
   const bad = name === "" || /[\\\x00-\x1f\x7f]/.test(name) ||
     name.split("/").some((c) => c === "" || c === "." || c === "..");
   if (bad) throw new S3BackupError(`Invalid object name: ${JSON.stringify(name)}`);
+}
+
+/** `ifAbsent` takes bytes: a conditional stream upload would be multipart, which not every
+ * store can make conditional. A programming error, not user input. */
+export function checkIfAbsent(data: Uint8Array | ReadableStream<Uint8Array>, opts: SaveOptions) {
+  if (opts.ifAbsent && data instanceof ReadableStream) {
+    throw new TypeError("save: ifAbsent takes bytes, not a stream");
+  }
 }
 
 /**

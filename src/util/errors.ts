@@ -51,6 +51,13 @@ export class ObjectNotFoundError extends S3BackupError {
 /** Data read back does not match what the format promises (bad MD5, truncated meta, ...). */
 export class CorruptDataError extends S3BackupError {}
 
+/** A save with `ifAbsent` found the object already there; nothing was written. */
+export class ObjectExistsError extends S3BackupError {
+  constructor(readonly objectName: string, options?: ErrorOptions) {
+    super(`Object exists already: ${objectName}`, options);
+  }
+}
+
 /** A file changed while it was being read; its content was not stored. */
 export class FileChangedError extends S3BackupError {}
 

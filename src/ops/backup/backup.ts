@@ -11,7 +11,14 @@ import { formatMetaName, KIT_PREFIX } from "../../format/layout.ts";
 import type { Entry } from "../../format/meta.ts";
 import { type Listing, listRepository } from "../../repo/listing.ts";
 import { withLock } from "../../repo/lock.ts";
-import { checkPasswordUnchanged, type Repository, saveMeta } from "../../repo/repository.ts";
+import {
+  checkPasswordUnchanged,
+  createOnce,
+  encryptMeta,
+  keyState,
+  type Repository,
+} from "../../repo/repository.ts";
+import { S3BackupError } from "../../util/errors.ts";
 import type { ObjectInfo, SaveOptions, Store } from "../../store/store.ts";
 import { pool } from "../../util/pool.ts";
 import { backupFile, type FileContext, type FileResult, Uploads } from "./file_reader.ts";
@@ -123,14 +130,16 @@ async function runBackup(
   const { entries, files, dirs, links, bytes } = entriesOf(items, results);
   let metaKey: string | null = null;
   if (!opts.simulate && repo !== null) {
+    await checkKeyKept(repo, uploads);
     await syncKit(store, listing.kit, opts.kit);
-    metaKey = freeMetaName(listing, opts.name, time);
-    await saveMeta(repo, metaKey, {
+    const header = { time, host: opts.host, source: opts.source, name: opts.name };
+    metaKey = await writeMeta(
+      repo,
+      listing,
+      opts.name,
       time,
-      host: opts.host,
-      source: opts.source,
-      name: opts.name,
-    }, entries);
+      await encryptMeta(repo, header, entries),
+    );
   }
   return {
     metaKey,
@@ -183,16 +192,38 @@ function entriesOf(items: WalkItem[], results: Map<WalkItem, FileResult>) {
   return { entries, files, dirs, links, bytes };
 }
 
-/** The meta name for `name` at `time`, one second later while the listing holds it. */
-function freeMetaName(listing: Listing, name: string, time: Date): string {
+/**
+ * Before the meta: the repository key must still hold the data key this backup encrypted with.
+ * When it was replaced by a foreign one, what this run uploaded is unreadable to every other
+ * backup: it is removed (so that none reuses it) and nothing is recorded.
+ */
+async function checkKeyKept(repo: Repository, uploads: Uploads): Promise<void> {
+  if ((await keyState(repo)) !== "foreign") return;
+  await repo.store.remove(uploads.names).catch(() => {});
+  throw new S3BackupError(
+    `The repository key of ${repo.store.location} was replaced during this backup (another ` +
+      `process created the repository at the same time?): the ${uploads.names.length} objects ` +
+      "it uploaded were removed and nothing was recorded; run the backup again",
+  );
+}
+
+/**
+ * Writes the meta under `meta_<name>_<time>`, or one second later while that name is taken:
+ * known from the listing, or found taken by the conditional create (another backup of the same
+ * name in the same second). Two backups never share a meta name. Returns the name.
+ */
+async function writeMeta(
+  repo: Repository,
+  listing: Listing,
+  name: string,
+  time: Date,
+  body: Uint8Array,
+): Promise<string> {
   const taken = new Set(listing.metas.map((m) => m.key));
-  let t = time;
-  let key = formatMetaName(name, t);
-  while (taken.has(key)) {
-    t = new Date(t.getTime() + 1000);
-    key = formatMetaName(name, t);
+  for (let t = time.getTime();; t += 1000) {
+    const key = formatMetaName(name, new Date(t));
+    if (!taken.has(key) && await createOnce(repo.store, key, body)) return key;
   }
-  return key;
 }
 
 /** Uploads the kit files whose copy in the store differs (by size and, on S3, ETag = MD5). */

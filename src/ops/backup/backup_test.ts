@@ -9,6 +9,8 @@ import {
 } from "../../repo/repository.ts";
 import { LocalStore } from "../../store/local_store.ts";
 import type { SaveOptions, Store } from "../../store/store.ts";
+import { wrapDataKey } from "../../format/key_wrap.ts";
+import { KEY_NAME } from "../../format/layout.ts";
 import { readAll } from "../../util/bytes.ts";
 import { StoreWrapper } from "../../../test/store_wrapper.ts";
 
@@ -156,6 +158,57 @@ Deno.test("entries carry mode, mtime, owner, symlink targets and empty dirs in w
     assert.equal(f.uid, Deno.uid());
     assert.equal(meta.entries[3]!.target, "../nowhere target");
     assert.equal(meta.header.source, src);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a key replaced by a foreign one during a backup: its uploads go, nothing recorded", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    for (let i = 0; i < 5; i++) await Deno.writeTextFile(`${src}/f${i}`, `content ${i}`);
+    // Another creator's key lands while this backup uploads (a store ignoring If-None-Match).
+    const foreign = await wrapDataKey("cd".repeat(32), te.encode("pw"), repo.descriptor.keyIter);
+    class Racing extends StoreWrapper {
+      override async save(
+        name: string,
+        data: Uint8Array | ReadableStream<Uint8Array>,
+        opts?: SaveOptions,
+      ) {
+        await this.inner.save(name, data, opts);
+        if (/^[0-9a-f]{32}$/.test(name)) await this.inner.save(KEY_NAME, foreign);
+      }
+    }
+    const hooked = new Racing(store);
+    await assert.rejects(run(hooked, repo, src), /was replaced during this backup.*removed/);
+    const left: string[] = [];
+    for await (const o of store.list()) left.push(o.name);
+    assert.deepEqual(left.filter((n) => /^[0-9a-f]{32}$/.test(n) || n.startsWith("meta_")), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("two backups of one name in the same second get two meta names", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    await Deno.writeTextFile(`${src}/a`, "a");
+    const src2 = `${dir}/src2`;
+    await Deno.mkdir(src2);
+    await Deno.writeTextFile(`${src2}/b`, "b");
+    const now = () => new Date("2026-06-01T02:00:00.250Z");
+    const opts = { name: "nightly", host: "h", simulate: false, kit: new Map(), now };
+    const [one, two] = await Promise.all([
+      backup(store, repo, { ...opts, source: src }),
+      backup(store, repo, { ...opts, source: src2 }),
+    ]);
+    assert.deepEqual(
+      [one.metaKey, two.metaKey].sort(),
+      ["meta_nightly_20260601T020000Z", "meta_nightly_20260601T020001Z"],
+    );
+    const paths = async (k: string) => (await loadMeta(repo, k)).entries.map((e) => e.path);
+    assert.deepEqual(await paths(one.metaKey!), ["a"]);
+    assert.deepEqual(await paths(two.metaKey!), ["b"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

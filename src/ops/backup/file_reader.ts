@@ -32,6 +32,8 @@ export interface FileResult {
 export class Uploads {
   newObjects = 0;
   bytesUploaded = 0;
+  /** The objects this run stored. */
+  readonly names: string[] = [];
   readonly #known: Set<string>;
   readonly #inflight = new Map<string, Promise<void>>();
 
@@ -50,6 +52,7 @@ export class Uploads {
       const p = (async () => {
         const size = await work();
         this.#known.add(md5);
+        this.names.push(md5);
         this.newObjects++;
         this.bytesUploaded += size;
       })();
