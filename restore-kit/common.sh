@@ -276,8 +276,13 @@ store_desc() {
   fi
 }
 
+# aws_run ARGS...: the aws CLI with the store's options and bounded waits: a silent endpoint
+# fails after S3BACKUP_KIT_CONNECT_TIMEOUT / S3BACKUP_KIT_READ_TIMEOUT seconds (15, 120) per
+# attempt instead of hanging.
 aws_run() {
-  aws ${AWS_OPTS[@]+"${AWS_OPTS[@]}"} "$@" </dev/null
+  aws --cli-connect-timeout "${S3BACKUP_KIT_CONNECT_TIMEOUT:-15}" \
+    --cli-read-timeout "${S3BACKUP_KIT_READ_TIMEOUT:-120}" \
+    ${AWS_OPTS[@]+"${AWS_OPTS[@]}"} "$@" </dev/null
 }
 
 # first_line FILE: print the first non-empty line of FILE (for error messages).

@@ -6,22 +6,32 @@
 import { run } from "./cli/commands.ts";
 import { errorLine, ExitCode, exitCodeOf } from "./util/errors.ts";
 
+/** After the first signal, how long the run has to stop cleanly (locks released) before exit. */
+const GRACE_MS = 20_000;
+
 if (import.meta.main) {
   const controller = new AbortController();
-  let interrupts = 0;
-  const onSignal = () => {
-    if (++interrupts > 1) Deno.exit(ExitCode.interrupted);
+  let exitCode: number = ExitCode.interrupted;
+  const onSignal = (code: number) => () => {
+    if (controller.signal.aborted) Deno.exit(code); // a second signal: now
+    exitCode = code;
     controller.abort(new DOMException("Interrupted", "AbortError"));
+    Deno.unrefTimer(setTimeout(() => {
+      Deno.stderr.writeSync(
+        new TextEncoder().encode("s3backup: interrupted (did not stop in time)\n"),
+      );
+      Deno.exit(code);
+    }, GRACE_MS));
   };
-  Deno.addSignalListener("SIGINT", onSignal);
-  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onSignal);
+  Deno.addSignalListener("SIGINT", onSignal(ExitCode.interrupted));
+  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onSignal(ExitCode.terminated));
   let code: number;
   try {
     code = await run(Deno.args, controller.signal);
   } catch (err) {
     if (controller.signal.aborted) {
       Deno.stderr.writeSync(new TextEncoder().encode("s3backup: interrupted\n"));
-      code = ExitCode.interrupted;
+      code = exitCode;
     } else {
       Deno.stderr.writeSync(new TextEncoder().encode(`s3backup: ${errorLine(err)}\n`));
       code = exitCodeOf(err);

@@ -2,7 +2,7 @@
  * A Store that passes every call to another one: tests subclass it and override the calls
  * they want to watch, pause or fail.
  */
-import type { ObjectInfo, SaveOptions, Store } from "../src/store/store.ts";
+import type { ObjectInfo, RemoveOptions, SaveOptions, Store } from "../src/store/store.ts";
 
 export class StoreWrapper implements Store {
   constructor(readonly inner: Store) {}
@@ -31,7 +31,7 @@ export class StoreWrapper implements Store {
   list(prefix?: string): AsyncIterable<ObjectInfo> {
     return this.inner.list(prefix);
   }
-  remove(names: string[]): Promise<void> {
-    return this.inner.remove(names);
+  remove(names: string[], opts?: RemoveOptions): Promise<void> {
+    return this.inner.remove(names, opts);
   }
 }

@@ -41,6 +41,8 @@ export interface Command {
   storageClass?: string;
   region?: string;
   profile?: string;
+  /** S3 request timeout per attempt, as given (values.ts parses it). */
+  timeout?: string;
   /** verify: download and check every object; --read-data-subset N% (verify.ts parses it). */
   readData?: boolean;
   readDataSubset?: string;
@@ -92,12 +94,15 @@ Options:
       --storage-class SC  backup: S3 storage class of data objects (also [s3] storage_class)
       --region REGION     S3 region (also AWS_REGION, [s3] region)
       --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)
+      --timeout DURATION  S3: give up an attempt after this long without an answer (default 2m;
+                          also [s3] timeout); each request is tried 5 times
   -h, --help              this help
   -V, --version           print the version
 
 Password: --password-file, S3BACKUP_PASSWORD, [main] password= in s3backup.ini, or a prompt.
 Exit codes: 0 ok, 1 error, 2 usage, 3 partial (verify: damage found; prune: a backup was
-running, no data removed), 4 wrong password, 5 bucket not found.
+running, no data removed), 4 wrong password, 5 bucket not found, 130 interrupted (SIGINT),
+143 terminated (SIGTERM).
 `;
 
 const ACTIONS: Record<string, CommandName> = {
@@ -134,6 +139,7 @@ const OPTIONS = {
   "storage-class": { type: "string" },
   region: { type: "string" },
   profile: { type: "string" },
+  timeout: { type: "string" },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
 } as const;
@@ -201,6 +207,7 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("storageClass", v["storage-class"]);
   opt("region", v.region);
   opt("profile", v.profile);
+  opt("timeout", v.timeout);
   if (v["read-data"]) cmd.readData = true;
   opt("readDataSubset", v["read-data-subset"]);
   const keep = {

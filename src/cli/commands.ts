@@ -59,8 +59,14 @@ function s3SettingsOf(ctx: Context): S3Settings {
 }
 
 function storeOf(ctx: Context): Store {
-  const opts: S3Options = { ...s3SettingsOf(ctx) };
+  const opts: S3Options = { ...s3SettingsOf(ctx), signal: ctx.signal };
   if (ctx.config.checksums) opts.checksums = ctx.config.checksums;
+  const timeout = ctx.cmd.timeout ?? ctx.config.timeout;
+  if (timeout !== undefined) {
+    const ms = parseDuration(timeout);
+    if (ms < 1000) throw new UsageError(`--timeout ${timeout}: use at least 1s`);
+    opts.timeoutMs = ms;
+  }
   return openStore(ctx.cmd.bucket!, opts);
 }
 

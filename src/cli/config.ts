@@ -9,6 +9,7 @@
  *   profile = backup
  *   checksums = when_required
  *   storage_class = STANDARD_IA
+ *   timeout = 2m
  */
 import { UsageError } from "../util/errors.ts";
 import { checkStorageClass } from "./values.ts";
@@ -50,6 +51,8 @@ export interface Config {
   checksums?: "when_required" | "when_supported";
   /** S3 storage class of data objects (metas, key and kit stay STANDARD). */
   storageClass?: string;
+  /** `[s3] timeout`, as written (a duration). */
+  timeout?: string;
   /** Warnings for the user (e.g. a password readable by others). */
   warnings: string[];
 }
@@ -106,6 +109,8 @@ export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Conf
   set("endpoint", s3.get("endpoint") ?? s3.get("endpoint_url"));
   set("region", s3.get("region"));
   set("profile", s3.get("profile"));
+  const timeout = s3.get("timeout");
+  if (timeout !== undefined && timeout !== "") config.timeout = timeout;
   const sc = s3.get("storage_class");
   if (sc !== undefined && sc !== "") config.storageClass = checkStorageClass(sc, path);
   const cs = s3.get("checksums");

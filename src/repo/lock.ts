@@ -29,6 +29,12 @@ export type LockKind = typeof LOCK_KINDS[number];
 export const STALE_MS = 2 * 60 * 60 * 1000;
 /** How often a running writer rewrites its lock. */
 export const REFRESH_MS = 30 * 60 * 1000;
+/** How long removing a lock may take; it runs even after SIGTERM aborted everything else. */
+const RELEASE_MS = 15_000;
+
+function untilReleased(): { signal: AbortSignal } {
+  return { signal: AbortSignal.timeout(RELEASE_MS) };
+}
 
 /** Another writer holds a lock this one cannot run beside. */
 export class LockedError extends S3BackupError {
@@ -143,12 +149,12 @@ export async function acquireLock(
   try {
     all = (await liveLocks(store, now())).filter((l) => l.key !== key);
   } catch (err) {
-    await store.remove([key]).catch(() => {});
+    await store.remove([key], untilReleased()).catch(() => {});
     throw err;
   }
   const blocking = all.filter((l) => conflictsWith(kind, l.kind));
   if (blocking.length > 0) {
-    await store.remove([key]);
+    await store.remove([key], untilReleased());
     const t = now();
     const first = blocking[0]!;
     const what = kind === "passwd" ? "change the password" : `start a ${kind}`;
@@ -183,7 +189,7 @@ export async function acquireLock(
       released = true;
       clearInterval(timer);
       await inflight;
-      await store.remove([key]);
+      await store.remove([key], untilReleased());
     },
   };
 }

@@ -19,6 +19,7 @@ import {
   checkObjectName,
   guardStream,
   type ObjectInfo,
+  type RemoveOptions,
   type SaveOptions,
   type Store,
 } from "./store.ts";
@@ -190,7 +191,7 @@ export class LocalStore implements Store {
     }
   }
 
-  async remove(names: string[]): Promise<void> {
+  async remove(names: string[], _opts: RemoveOptions = {}): Promise<void> {
     for (const name of names) checkObjectName(name);
     if (names.length === 0) return;
     await this.#checkRoot();

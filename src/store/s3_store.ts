@@ -35,6 +35,7 @@ import {
   checkObjectName,
   guardStream,
   type ObjectInfo,
+  type RemoveOptions,
   type SaveOptions,
   type Store,
 } from "./store.ts";
@@ -57,7 +58,17 @@ export interface S3StoreConfig {
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** SDK attempts per request (standard retry mode). Default 5. */
   maxAttempts?: number;
+  /**
+   * Per attempt: the longest wait for a response (its body sent) and the longest silence while
+   * a body streams, in ms. Default 120 000. Connecting gets at most 10 s of it.
+   */
+  timeoutMs?: number;
+  /** Aborts every request of this store (SIGINT/SIGTERM); `remove` may be given its own. */
+  signal?: AbortSignal;
 }
+
+/** Default per-attempt S3 request timeout. */
+export const DEFAULT_TIMEOUT_MS = 120_000;
 
 /** Multipart part size; also the largest stream sent as a single PutObject. */
 export const PART_SIZE = 16 * 1024 * 1024;
@@ -76,6 +87,9 @@ export class S3Store implements Store {
   /** Set once DeleteObjects was refused (checksum header unsupported): single deletes. */
   #singleDeletes = false;
   readonly #profile: string | undefined;
+  readonly #signal: AbortSignal | undefined;
+  readonly #timeoutMs: number;
+  readonly #attempts: number;
 
   constructor(config: S3StoreConfig) {
     this.bucket = config.bucket;
@@ -91,6 +105,10 @@ export class S3Store implements Store {
     const endpoint = settings.endpoint;
     const region = settings.region ?? "us-east-1";
     const custom = endpoint !== undefined;
+    const timeout = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#signal = config.signal;
+    this.#timeoutMs = timeout;
+    this.#attempts = config.maxAttempts ?? 5;
     const checksums = config.checksums ?? (custom ? "when_required" : "when_supported");
     const checksumMode = checksums === "when_required" ? "WHEN_REQUIRED" : "WHEN_SUPPORTED";
     this.endpoint = endpoint ?? `https://s3.${region}.amazonaws.com`;
@@ -99,16 +117,27 @@ export class S3Store implements Store {
       forcePathStyle: config.forcePathStyle ?? custom,
       requestChecksumCalculation: checksumMode,
       responseChecksumValidation: checksumMode,
-      maxAttempts: config.maxAttempts ?? 5,
+      maxAttempts: this.#attempts,
       retryMode: "standard",
       followRegionRedirects: !custom,
-      requestHandler: { connectionTimeout: 15_000, requestTimeout: 300_000 },
+      requestHandler: {
+        connectionTimeout: Math.min(10_000, timeout),
+        requestTimeout: timeout,
+        socketTimeout: timeout,
+        throwOnRequestTimeout: true,
+      },
     };
     if (endpoint !== undefined) clientConfig.endpoint = endpoint;
     if (config.profile) clientConfig.profile = config.profile;
     this.#profile = settings.profile;
     if (config.credentials) clientConfig.credentials = config.credentials;
     this.client = new S3Client(clientConfig);
+  }
+
+  /** Send options: aborted by the store's signal and `signal` (or, with `own`, `signal` alone). */
+  #opts(signal?: AbortSignal, own = false): { abortSignal?: AbortSignal } {
+    const s = own ? signal : anySignal(this.#signal, signal);
+    return s ? { abortSignal: s } : {};
   }
 
   /** True once DeleteObjects was refused by the store and single deletes are used. */
@@ -128,7 +157,7 @@ export class S3Store implements Store {
 
   async checkExists(): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), this.#opts());
     } catch (err) {
       throw this.#mapError(err, "HeadBucket", undefined, true);
     }
@@ -141,7 +170,7 @@ export class S3Store implements Store {
   ): Promise<void> {
     checkObjectName(name);
     checkIfAbsent(data, opts);
-    const signal = opts.signal;
+    const signal = anySignal(this.#signal, opts.signal);
     if (!(data instanceof ReadableStream)) {
       if (opts.size !== undefined && opts.size !== data.byteLength) {
         throw new S3BackupError(
@@ -159,7 +188,7 @@ export class S3Store implements Store {
             ...(opts.storageClass ? { StorageClass: opts.storageClass as StorageClass } : {}),
             ...(opts.ifAbsent ? { IfNoneMatch: "*" } : {}),
           }),
-          signal ? { abortSignal: signal } : {},
+          this.#opts(signal),
         );
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
@@ -173,11 +202,15 @@ export class S3Store implements Store {
 
     let sourceError: { err: unknown } | undefined;
     const guard = guardStream(data, name, opts, (err) => sourceError = { err });
-    const onAbort = () => guard.cancel(signal?.reason);
+    let upload: Upload | undefined;
+    const onAbort = () => {
+      guard.cancel(signal?.reason);
+      upload?.abort().catch(() => {});
+    };
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       signal?.throwIfAborted();
-      const upload = new Upload({
+      upload = new Upload({
         client: this.client,
         params: {
           Bucket: this.bucket,
@@ -209,6 +242,7 @@ export class S3Store implements Store {
     try {
       const out = await this.client.send(
         new GetObjectCommand({ Bucket: this.bucket, Key: this.key(name) }),
+        this.#opts(),
       );
       body = out.Body;
       length = out.ContentLength;
@@ -252,6 +286,7 @@ export class S3Store implements Store {
     try {
       const out = await this.client.send(
         new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(name) }),
+        this.#opts(),
       );
       const info: ObjectInfo = {
         name,
@@ -280,6 +315,7 @@ export class S3Store implements Store {
             Prefix: base + prefix,
             ...(token ? { ContinuationToken: token } : {}),
           }),
+          this.#opts(),
         );
       } catch (err) {
         throw this.#mapError(err, "ListObjectsV2", undefined, true);
@@ -299,13 +335,14 @@ export class S3Store implements Store {
     } while (token);
   }
 
-  async remove(names: string[]): Promise<void> {
+  async remove(names: string[], opts: RemoveOptions = {}): Promise<void> {
     for (const name of names) checkObjectName(name);
+    const send = this.#opts(opts.signal, opts.signal !== undefined);
     for (let i = 0; i < names.length; i += DELETE_BATCH) {
       const batch = names.slice(i, i + DELETE_BATCH);
       if (!this.#singleDeletes) {
         try {
-          await this.#deleteBatch(batch);
+          await this.#deleteBatch(batch, send);
           continue;
         } catch (err) {
           if (!isDeleteObjectsUnsupported(err)) {
@@ -314,16 +351,17 @@ export class S3Store implements Store {
           this.#singleDeletes = true;
         }
       }
-      await this.#deleteEach(batch);
+      await this.#deleteEach(batch, send);
     }
   }
 
-  async #deleteBatch(batch: string[]): Promise<void> {
+  async #deleteBatch(batch: string[], send: { abortSignal?: AbortSignal }): Promise<void> {
     const out = await this.client.send(
       new DeleteObjectsCommand({
         Bucket: this.bucket,
         Delete: { Objects: batch.map((n) => ({ Key: this.key(n) })), Quiet: true },
       }),
+      send,
     );
     const errors = (out.Errors ?? []).filter((e) => e.Code !== "NoSuchKey");
     const first = errors[0];
@@ -335,11 +373,12 @@ export class S3Store implements Store {
     }
   }
 
-  async #deleteEach(batch: string[]): Promise<void> {
+  async #deleteEach(batch: string[], send: { abortSignal?: AbortSignal }): Promise<void> {
     await pool(batch, SINGLE_DELETE_CONCURRENCY, async (name) => {
       try {
         await this.client.send(
           new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(name) }),
+          send,
         );
       } catch (err) {
         const mapped = this.#mapError(err, "DeleteObject", name);
@@ -410,6 +449,13 @@ export class S3Store implements Store {
         options,
       );
     }
+    if (isTimeout(err)) {
+      return new S3BackupError(
+        `No answer from ${this.endpoint} within ${this.#timeoutMs / 1000} s ` +
+          `(${this.#attempts} attempts; see --timeout)`,
+        options,
+      );
+    }
     const netCode = networkCode(err);
     if (netCode !== undefined) {
       return new S3BackupError(`Cannot reach ${this.endpoint}: ${netCode}`, options);
@@ -437,6 +483,16 @@ const NETWORK_CODES = new Set([
   "TimeoutError",
   "RequestTimeout",
 ]);
+
+/** A request or socket timeout of the HTTP handler (an attempt that got no answer in time). */
+function isTimeout(err: unknown): boolean {
+  for (let e = err as Record<string, unknown> | undefined, depth = 0; e && depth < 4; depth++) {
+    const msg = typeof e.message === "string" ? e.message : "";
+    if (/requestTimeout|socket timed out|connection timed out/i.test(msg)) return true;
+    e = e.cause as Record<string, unknown> | undefined;
+  }
+  return false;
+}
 
 /** "ECONNREFUSED", "ENOTFOUND", ... (with the OS message) for a network-level failure. */
 function networkCode(err: unknown): string | undefined {
@@ -480,6 +536,12 @@ function isConditionFailed(err: unknown): boolean {
   const code = e?.Code ?? e?.name ?? "";
   return status === 412 || code === "PreconditionFailed" || status === 409 ||
     code === "ConditionalRequestConflict";
+}
+
+/** A signal aborted when any of `signals` is (undefined when none is given). */
+function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal | undefined {
+  const given = signals.filter((s): s is AbortSignal => s !== undefined);
+  return given.length <= 1 ? given[0] : AbortSignal.any(given);
 }
 
 function firstLine(s: string): string {

@@ -32,6 +32,14 @@ export interface SaveOptions {
   ifAbsent?: boolean;
 }
 
+export interface RemoveOptions {
+  /**
+   * Bounds this call alone, instead of the store's own signal: a lock is still removed after
+   * SIGTERM aborted everything else.
+   */
+  signal?: AbortSignal;
+}
+
 export interface Store {
   /** For messages: "s3://bucket/prefix" or "/abs/dir". */
   readonly location: string;
@@ -58,7 +66,7 @@ export interface Store {
    */
   list(prefix?: string): AsyncIterable<ObjectInfo>;
   /** Removes objects (batched; absent names are not an error). */
-  remove(names: string[]): Promise<void>;
+  remove(names: string[], opts?: RemoveOptions): Promise<void>;
 }
 
 /**

@@ -14,6 +14,7 @@ export const ExitCode = {
   wrongPassword: 4,
   repositoryNotFound: 5,
   interrupted: 130,
+  terminated: 143,
 } as const;
 export type ExitCode = typeof ExitCode[keyof typeof ExitCode];
 

@@ -1,0 +1,166 @@
+/**
+ * A small HTTP proxy on loopback in front of an S3 server (moto) that injects faults into a
+ * seeded share of the requests it forwards: 500 InternalError, 503 SlowDown, a response stalled
+ * until the client gives up, a body cut off mid-way (the connection then dies), a listing cut
+ * short. Every request is counted by kind, so that tests can say what was tried.
+ */
+import { seeded } from "./harness.ts";
+
+export type FaultKind = "500" | "slowdown" | "stall" | "cut" | "truncate-list";
+
+/** What a request is, in S3 terms. */
+export type RequestKind =
+  | "list"
+  | "get"
+  | "head"
+  | "put"
+  | "put-part"
+  | "multipart"
+  | "delete"
+  | "other";
+
+export interface FaultRule {
+  fault: FaultKind;
+  /** Which requests: by kind, and (optionally) by the object key. */
+  kinds: RequestKind[];
+  key?: RegExp;
+  /** The share of matching requests that get the fault (0..1). */
+  share: number;
+  /** At most this many faults of this rule (default: no limit). */
+  max?: number;
+}
+
+function kindOf(method: string, url: URL): RequestKind {
+  const q = url.searchParams;
+  const path = url.pathname.split("/").filter((p) => p !== "");
+  if (method === "GET" && path.length <= 1) return "list";
+  if (method === "GET") return "get";
+  if (method === "HEAD") return "head";
+  if (method === "PUT" && q.has("partNumber")) return "put-part";
+  if (method === "PUT") return "put";
+  if (method === "POST" && (q.has("uploads") || q.has("uploadId"))) return "multipart";
+  if (method === "POST" && q.has("delete")) return "delete";
+  if (method === "DELETE") return "delete";
+  return "other";
+}
+
+function s3Error(status: number, code: string, message: string): Response {
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code>` +
+    `<Message>${message}</Message><RequestId>fault</RequestId></Error>`;
+  return new Response(body, { status, headers: { "content-type": "application/xml" } });
+}
+
+/** A body that yields the first `keep` bytes of `body`, then fails (the connection dies). */
+function cutBody(body: Uint8Array, keep: number): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(c) {
+      c.enqueue(body.subarray(0, keep));
+    },
+    pull(c) {
+      c.error(new Error("fault proxy: connection cut"));
+    },
+  });
+}
+
+export class FaultProxy {
+  readonly endpoint: string;
+  /** Requests seen, by kind. */
+  readonly seen = new Map<RequestKind, number>();
+  /** Faults injected, by rule index. */
+  readonly injected: number[];
+  readonly #server: Deno.HttpServer;
+  readonly #random: () => number;
+  readonly #stalled = new Set<() => void>();
+  #rules: FaultRule[];
+
+  constructor(readonly target: string, rules: FaultRule[] = [], seed = 1) {
+    this.#rules = rules;
+    this.injected = rules.map(() => 0);
+    this.#random = seeded(seed);
+    this.#server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      (req) => this.#handle(req),
+    );
+    this.endpoint = `http://127.0.0.1:${(this.#server.addr as Deno.NetAddr).port}`;
+  }
+
+  /** Replaces the rules (e.g. none, for the run after the faulty one). */
+  setRules(rules: FaultRule[]): void {
+    this.#rules = rules;
+    this.injected.length = 0;
+    this.injected.push(...rules.map(() => 0));
+  }
+
+  async close(): Promise<void> {
+    for (const release of this.#stalled) release();
+    await this.#server.shutdown();
+  }
+
+  #pick(kind: RequestKind, key: string): { rule: FaultRule; i: number } | null {
+    for (const [i, rule] of this.#rules.entries()) {
+      if (!rule.kinds.includes(kind) || (rule.key && !rule.key.test(key))) continue;
+      if (rule.max !== undefined && this.injected[i]! >= rule.max) continue;
+      if (this.#random() < rule.share) return { rule, i };
+    }
+    return null;
+  }
+
+  async #handle(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    const kind = kindOf(req.method, url);
+    this.seen.set(kind, (this.seen.get(kind) ?? 0) + 1);
+    const key = url.pathname.split("/").slice(2).join("/");
+    const hit = this.#pick(kind, decodeURIComponent(key));
+    if (hit) this.injected[hit.i]!++;
+    const fault = hit?.rule.fault;
+    if (fault === "500") return s3Error(500, "InternalError", "fault proxy: internal error");
+    if (fault === "slowdown") return s3Error(503, "SlowDown", "Please reduce your request rate.");
+    if (fault === "stall") {
+      // Past the client's patience: until the proxy closes (bounded all the same).
+      await new Promise<void>((resolve) => {
+        const release = () => {
+          clearTimeout(t);
+          this.#stalled.delete(release);
+          resolve();
+        };
+        const t = setTimeout(release, 120_000);
+        this.#stalled.add(release);
+      });
+      return s3Error(503, "SlowDown", "fault proxy: stalled");
+    }
+    const upstream = await this.#forward(req, url);
+    if (fault !== "cut" && fault !== "truncate-list") return upstream;
+    const body = new Uint8Array(await upstream.arrayBuffer());
+    const headers = new Headers(upstream.headers);
+    if (fault === "truncate-list") {
+      // A listing cut off mid-way, sent whole (its length matches what is sent).
+      headers.delete("content-length");
+      return new Response(body.subarray(0, Math.floor(body.length / 2)), {
+        status: upstream.status,
+        headers,
+      });
+    }
+    headers.set("content-length", String(body.length));
+    return new Response(cutBody(body, Math.floor(body.length / 2)), {
+      status: upstream.status,
+      headers,
+    });
+  }
+
+  async #forward(req: Request, url: URL): Promise<Response> {
+    const headers = new Headers(req.headers);
+    headers.delete("host");
+    const res = await fetch(`${this.target}${url.pathname}${url.search}`, {
+      method: req.method,
+      headers,
+      body: req.body,
+      redirect: "manual",
+      // @ts-ignore: Deno's fetch streams a request body with duplex "half"
+      duplex: "half",
+    });
+    const out = new Headers(res.headers);
+    out.delete("content-encoding");
+    out.delete("transfer-encoding");
+    return new Response(res.body, { status: res.status, headers: out });
+  }
+}

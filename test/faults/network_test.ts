@@ -1,0 +1,194 @@
+/**
+ * Network and server faults, injected by a proxy in front of moto (fault_proxy.ts), seeded:
+ * answers 500 / 503 SlowDown, stalls past the timeout, bodies cut mid-way, a listing cut short.
+ * Each run either completes (the SDK retried) or fails with one clear line; either way every
+ * meta in the bucket is whole (verify --read-data passes) and the next run, without faults,
+ * completes and restores the tree identically. A SIGTERM while requests hang stops the backup
+ * within seconds, records nothing and removes its lock.
+ */
+import assert from "node:assert/strict";
+import { makeBucket, removeBucket, type S3Target, s3Targets } from "../s3_env.ts";
+import { makeNastyTree, snapshot, unlock } from "../tree.ts";
+import { FaultProxy, type FaultRule } from "./fault_proxy.ts";
+import { type Run, s3backup } from "./harness.ts";
+
+const moto = s3Targets().find((t) => t.label === "moto");
+
+interface Fixture {
+  proxy: FaultProxy;
+  repo: string;
+  src: string;
+  dir: string;
+  env: Record<string, string>;
+  cleanup: () => Promise<void>;
+}
+
+async function fixture(target: S3Target, rules: FaultRule[], seed: number): Promise<Fixture> {
+  const { bucket, env } = await makeBucket(target);
+  const proxy = new FaultProxy(target.endpoint, rules, seed);
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-faults-" });
+  const src = `${dir}/src`;
+  await Deno.mkdir(src);
+  makeNastyTree(src, 17 * 1024 * 1024 + 5);
+  return {
+    proxy,
+    repo: `s3://${bucket}/r`,
+    src,
+    dir,
+    env: { ...env, AWS_ENDPOINT_URL: proxy.endpoint },
+    cleanup: async () => {
+      await proxy.close();
+      unlock(dir);
+      await Deno.remove(dir, { recursive: true });
+      await removeBucket(target, bucket);
+    },
+  };
+}
+
+/** New content for the next backup: a big file (multipart) and small ones. */
+async function addContent(src: string): Promise<void> {
+  const big = new Uint8Array(17 * 1024 * 1024 + 11);
+  for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+  await Deno.writeFile(`${src}/tonight.bin`, big);
+  for (let i = 0; i < 20; i++) await Deno.writeTextFile(`${src}/new-${i}.txt`, `new content ${i}`);
+}
+
+/** A faulty run ends with 0 (or 3) or with one clear line, never a stack trace. */
+function assertClear(r: Run, what: string): void {
+  if (r.code === 0) return;
+  assert.ok([1, 3].includes(r.code), `${what}: exit ${r.code}: ${r.stderr}`);
+  assert.doesNotMatch(r.stderr, /^\s+at |Error: .*\n\s+at /m, `${what}: a stack trace`);
+  assert.match(r.stderr, /^s3backup: /m, `${what}: ${r.stderr}`);
+}
+
+/** Without faults: every meta whole, a new backup completes and restores identically. */
+async function assertRecovers(f: Fixture, label: string): Promise<void> {
+  f.proxy.setRules([]);
+  const v = await s3backup(["verify", "-b", f.repo, "--read-data"], { env: f.env });
+  assert.equal(v.code, 0, `${label}: verify after the faults: ${v.stdout}${v.stderr}`);
+  const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-n", "t", "-c"], { env: f.env });
+  assert.equal(b.code, 0, `${label}: the next backup: ${b.stderr}`);
+  const out = `${f.dir}/out-${label}`;
+  const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
+    env: f.env,
+  });
+  assert.equal(r.code, 0, `${label}: restore: ${r.stderr}`);
+  assert.deepEqual(snapshot(out), snapshot(f.src), `${label}: restored tree`);
+}
+
+const CASES: { name: string; seed: number; rules: FaultRule[]; args?: string[] }[] = [
+  {
+    name: "500 and 503 SlowDown on a fifth of all requests",
+    seed: 7,
+    rules: [
+      { fault: "slowdown", kinds: ["put", "put-part", "get", "head", "list"], share: 0.1 },
+      { fault: "500", kinds: ["put", "put-part", "multipart", "get", "list"], share: 0.1 },
+    ],
+  },
+  {
+    name: "data uploads stalled past --timeout",
+    seed: 11,
+    rules: [{
+      fault: "stall",
+      kinds: ["put", "put-part"],
+      key: /[0-9a-f]{32}$/,
+      share: 0.3,
+      max: 4,
+    }],
+    args: ["--timeout", "2s"],
+  },
+  {
+    name: "a listing cut short",
+    seed: 3,
+    rules: [{ fault: "truncate-list", kinds: ["list"], share: 1, max: 1 }],
+  },
+];
+
+for (const c of CASES) {
+  Deno.test({
+    name: `faults [moto]: backup under ${c.name}: completes or fails clearly; nothing lost`,
+    ignore: moto === undefined,
+    fn: async () => {
+      const f = await fixture(moto!, c.rules, c.seed);
+      try {
+        // Last night's backup went fine; tonight's meets the faults, with new content to upload.
+        f.proxy.setRules([]);
+        const args = ["backup", "-f", f.src, "-b", f.repo, "-n", "t", "-c", ...(c.args ?? [])];
+        assert.equal((await s3backup(args, { env: f.env })).code, 0, "the first backup");
+        await addContent(f.src);
+        f.proxy.setRules(c.rules);
+        const r = await s3backup(args, { env: f.env, deadlineMs: 240_000 });
+        assertClear(r, c.name);
+        assert.ok(f.proxy.injected.some((n) => n > 0), "no fault was injected");
+        await assertRecovers(f, "after");
+      } finally {
+        await f.cleanup();
+      }
+    },
+  });
+}
+
+Deno.test({
+  name: "faults [moto]: restore under cut downloads and 503s: right files or reported; rerun whole",
+  ignore: moto === undefined,
+  fn: async () => {
+    const f = await fixture(moto!, [], 5);
+    try {
+      const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c"], { env: f.env });
+      assert.equal(b.code, 0, b.stderr);
+      f.proxy.setRules([
+        { fault: "cut", kinds: ["get"], key: /[0-9a-f]{32}$/, share: 0.3, max: 6 },
+        { fault: "slowdown", kinds: ["get"], share: 0.1 },
+      ]);
+      const out = `${f.dir}/out`;
+      const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
+        env: f.env,
+      });
+      assertClear(r, "restore");
+      assert.ok(f.proxy.injected[0]! > 0, "no download was cut");
+      // Whatever is there is right: no file holds content other than the source's.
+      const want = new Map(snapshot(f.src).map((e) => [e.path, e]));
+      for (const e of snapshot(out)) {
+        if (e.type === "f") assert.equal(e.md5, want.get(e.path)?.md5, `${e.path} content`);
+      }
+      f.proxy.setRules([]);
+      const again = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
+        env: f.env,
+      });
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual(snapshot(out), snapshot(f.src));
+    } finally {
+      await f.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "faults [moto]: SIGTERM while uploads hang: exit 143 within seconds, no meta, no lock",
+  ignore: moto === undefined,
+  fn: async () => {
+    const f = await fixture(moto!, [
+      { fault: "stall", kinds: ["put", "put-part", "multipart"], key: /[0-9a-f]{32}/, share: 1 },
+    ], 1);
+    try {
+      const r = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c", "--timeout", "10m"], {
+        env: f.env,
+        deadlineMs: 60_000,
+        signal: { name: "SIGTERM", afterMs: 6000 },
+      });
+      assert.equal(r.code, 143, r.stderr);
+      assert.ok(r.ms < 6000 + 10_000, `exited ${r.ms} ms after start`);
+      f.proxy.setRules([]);
+      const l = await s3backup(["list", "-b", f.repo], { env: f.env });
+      assert.equal(l.code, 0, l.stderr);
+      assert.equal(l.stdout, "", "no backup recorded");
+      const prune = await s3backup(["prune", "-b", f.repo, "--keep-last", "1", "-c"], {
+        env: f.env,
+      });
+      assert.equal(prune.code, 0, `a lock was left behind: ${prune.stderr}`);
+      await assertRecovers(f, "after SIGTERM");
+    } finally {
+      await f.cleanup();
+    }
+  },
+});
