@@ -156,7 +156,19 @@ async function runBackup(
   };
 }
 
-function entryOf(item: WalkItem, info: Deno.FileInfo, md5?: string, size = 0): Entry {
+/** What an entry records of a file's status (null: unknown on this platform). */
+interface Attrs {
+  mode: number | null;
+  uid: number | null;
+  gid: number | null;
+  mtimeMs: number | null;
+}
+
+function attrsOf(info: Deno.FileInfo): Attrs {
+  return { mode: info.mode, uid: info.uid, gid: info.gid, mtimeMs: info.mtime?.getTime() ?? null };
+}
+
+function entryOf(item: WalkItem, info: Attrs, md5?: string, size = 0): Entry {
   const fallbackMode = item.type === "d" ? 0o755 : item.type === "l" ? 0o777 : 0o644;
   const e: Entry = {
     type: item.type,
@@ -165,7 +177,7 @@ function entryOf(item: WalkItem, info: Deno.FileInfo, md5?: string, size = 0): E
     uid: info.uid ?? null,
     gid: info.gid ?? null,
     size,
-    mtimeMs: info.mtime?.getTime() ?? 0,
+    mtimeMs: info.mtimeMs ?? 0,
   };
   if (md5 !== undefined) e.md5 = md5;
   if (item.type === "l") e.target = item.target ?? "";
@@ -184,7 +196,7 @@ function entriesOf(items: WalkItem[], results: Map<WalkItem, FileResult>) {
       files++;
       bytes += r.size;
     } else {
-      entries.push(entryOf(item, item.info));
+      entries.push(entryOf(item, attrsOf(item.info)));
       if (item.type === "d") dirs++;
       else links++;
     }

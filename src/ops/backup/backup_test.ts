@@ -213,3 +213,62 @@ Deno.test("two backups of one name in the same second get two meta names", async
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a file replaced by a FIFO after the walk is skipped at once, never waited on", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    await Deno.writeTextFile(`${src}/a`, "a\n");
+    await Deno.writeTextFile(`${src}/swapped`, "a regular file when walked\n");
+    const swap = () => {
+      Deno.removeSync(`${src}/swapped`);
+      const mk = new Deno.Command("mkfifo", { args: [`${src}/swapped`] }).outputSync();
+      assert.equal(mk.code, 0);
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hang = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("the backup waits on the FIFO")), 20_000);
+    });
+    try {
+      const { summary, warnings } = await Promise.race([
+        run(store, repo, src, (e) => {
+          if (e.type === "walked") swap();
+        }),
+        hang,
+      ]);
+      assert.deepEqual(
+        warnings.map((w) => w.type === "warning" ? `${w.path}: ${w.message}` : ""),
+        ["swapped: is no longer a regular file; skipped"],
+      );
+      assert.equal(summary.skipped, 1);
+      assert.deepEqual((await loadMeta(repo, summary.metaKey!)).entries.map((e) => e.path), ["a"]);
+    } finally {
+      clearTimeout(timer);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("two names that read as one (not UTF-8 next to U+FFFD): one entry, one warning", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    const mk = new Deno.Command("bash", {
+      args: [
+        "-c",
+        `printf valid > "$1/dup"$'\\xef\\xbf\\xbd' && printf lossy > "$1/dup"$'\\xff'`,
+        "_",
+        src,
+      ],
+    }).outputSync();
+    assert.equal(mk.code, 0, new TextDecoder().decode(mk.stderr));
+    const { summary, warnings } = await run(store, repo, src);
+    assert.equal(warnings.length, 1, JSON.stringify(warnings));
+    assert.match((warnings[0] as { message: string }).message, /not valid UTF-8/);
+    assert.equal(summary.skipped, 1);
+    const meta = await loadMeta(repo, summary.metaKey!);
+    assert.deepEqual(meta.entries.map((e) => e.path), ["dup\u{FFFD}"]);
+    assert.equal(meta.entries[0]!.md5, md5("valid"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

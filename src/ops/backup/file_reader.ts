@@ -11,8 +11,19 @@ import { createHash } from "node:crypto";
 import { encryptedSize } from "../../format/container.ts";
 import { encryptObject, encryptSmallObject, type Repository } from "../../repo/repository.ts";
 import type { SaveOptions, Store } from "../../store/store.ts";
+import { messageOf } from "../../util/bytes.ts";
 import { FileChangedError, S3BackupError } from "../../util/errors.ts";
+import { type FileStat, SourceFile } from "./source_file.ts";
 import type { WalkItem } from "./walk.ts";
+
+/** Errors of the file system that mean "cannot read this one file" (Deno's or node's). */
+function isAccessError(err: unknown): boolean {
+  if (err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotFound) {
+    return true;
+  }
+  const code = (err as { code?: unknown })?.code;
+  return code === "EACCES" || code === "EPERM" || code === "ENOENT" || code === "EIO";
+}
 
 /** Files up to this size are read once into memory: hash and encrypt from the same bytes. */
 export const SMALL_FILE = 8 * 1024 * 1024;
@@ -25,7 +36,7 @@ class NotRegularFileError extends S3BackupError {}
 export interface FileResult {
   md5: string;
   size: number;
-  info: Deno.FileInfo;
+  info: FileStat;
 }
 
 /** Saves each distinct content once: unless the store has it, or it is being saved now. */
@@ -85,20 +96,19 @@ function md5Hex(): ReturnType<typeof createHash> {
   return createHash("md5");
 }
 
-function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
-  return a.size === b.size && a.mtime?.getTime() === b.mtime?.getTime() && a.ino === b.ino;
+function sameFile(a: FileStat, b: FileStat): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
 }
 
 const changed = () => new FileChangedError("changed while it was read");
 
 /** Reads an open file from the start through `each`; returns the byte count. */
-async function readThrough(file: Deno.FsFile, each: (chunk: Uint8Array) => void): Promise<number> {
-  await file.seek(0, Deno.SeekMode.Start);
+async function readThrough(file: SourceFile, each: (chunk: Uint8Array) => void): Promise<number> {
   const buf = new Uint8Array(READ_CHUNK);
   let total = 0;
   while (true) {
-    const n = await file.read(buf);
-    if (n === null) return total;
+    const n = await file.read(buf, total);
+    if (n === 0) return total;
     each(buf.subarray(0, n));
     total += n;
   }
@@ -115,11 +125,11 @@ export async function backupFile(
 ): Promise<{ result: FileResult; uploaded: boolean } | null> {
   for (let i = 1; i <= ATTEMPTS; i++) {
     ctx.signal?.throwIfAborted();
-    let file: Deno.FsFile;
+    let file: SourceFile;
     try {
-      file = await Deno.open(item.abs, { read: true });
+      file = await SourceFile.open(item.abs);
     } catch (err) {
-      skip(item.path, `cannot open: ${(err as Error).message}`);
+      skip(item.path, `cannot open: ${messageOf(err)}`);
       return null;
     }
     try {
@@ -128,20 +138,14 @@ export async function backupFile(
       if (err instanceof FileChangedError && i < ATTEMPTS) continue;
       if (err instanceof FileChangedError) {
         skip(item.path, `changed while it was read ${ATTEMPTS} times; skipped`);
-      } else if (
-        err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotFound
-      ) {
-        skip(item.path, `cannot read: ${(err as Error).message}`);
+      } else if (isAccessError(err)) {
+        skip(item.path, `cannot read: ${messageOf(err)}`);
       } else if (err instanceof NotRegularFileError) {
         skip(item.path, "is no longer a regular file; skipped");
       } else throw err;
       return null;
     } finally {
-      try {
-        file.close();
-      } catch {
-        // already closed
-      }
+      await file.close();
     }
   }
   return null;
@@ -149,7 +153,7 @@ export async function backupFile(
 
 /** One attempt at one file. Throws FileChangedError when it changed while read. */
 async function attempt(
-  file: Deno.FsFile,
+  file: SourceFile,
   ctx: FileContext,
 ): Promise<{ result: FileResult; uploaded: boolean }> {
   const before = await file.stat();
@@ -159,7 +163,7 @@ async function attempt(
     : await attemptBig(file, before, ctx);
 }
 
-async function attemptSmall(file: Deno.FsFile, before: Deno.FileInfo, ctx: FileContext) {
+async function attemptSmall(file: SourceFile, before: FileStat, ctx: FileContext) {
   const data = new Uint8Array(before.size);
   let off = 0;
   const n = await readThrough(file, (c) => {
@@ -179,7 +183,7 @@ async function attemptSmall(file: Deno.FsFile, before: Deno.FileInfo, ctx: FileC
   return { result: { md5, size: n, info: after }, uploaded };
 }
 
-async function attemptBig(file: Deno.FsFile, before: Deno.FileInfo, ctx: FileContext) {
+async function attemptBig(file: SourceFile, before: FileStat, ctx: FileContext) {
   const h = md5Hex();
   const n = await readThrough(file, (c) => h.update(c));
   const after = await file.stat();
@@ -188,7 +192,6 @@ async function attemptBig(file: Deno.FsFile, before: Deno.FileInfo, ctx: FileCon
   const uploaded = await ctx.uploads.once(md5, async () => {
     const size = encryptedSize(n);
     if (ctx.repo === null || ctx.simulate) return size;
-    await file.seek(0, Deno.SeekMode.Start);
     const body = readStream(file).pipeThrough(sameContent(file, after, n, md5))
       .pipeThrough(encryptObject(ctx.repo));
     await ctx.store.save(md5, body, { ...ctx.saveOptions, size });
@@ -198,12 +201,14 @@ async function attemptBig(file: Deno.FsFile, before: Deno.FileInfo, ctx: FileCon
 }
 
 /** The rest of an open file, as a stream read on demand. */
-function readStream(file: Deno.FsFile): ReadableStream<Uint8Array> {
+function readStream(file: SourceFile): ReadableStream<Uint8Array> {
+  let position = 0;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       const buf = new Uint8Array(READ_CHUNK);
-      const got = await file.read(buf);
-      if (got === null) controller.close();
+      const got = await file.read(buf, position);
+      position += got;
+      if (got === 0) controller.close();
       else controller.enqueue(buf.subarray(0, got));
     },
   }, { highWaterMark: 0 });
@@ -211,8 +216,8 @@ function readStream(file: Deno.FsFile): ReadableStream<Uint8Array> {
 
 /** Passes the second read through; errors with FileChangedError unless it is the first one. */
 function sameContent(
-  file: Deno.FsFile,
-  first: Deno.FileInfo,
+  file: SourceFile,
+  first: FileStat,
   size: number,
   md5: string,
 ): TransformStream<Uint8Array, Uint8Array> {

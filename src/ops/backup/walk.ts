@@ -55,8 +55,22 @@ function* walkDir(
     return;
   }
   names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  let previous: string | null = null;
   for (const name of names) {
     const rel = dirRel === "" ? name : `${dirRel}/${name}`;
+    // Two entries that read as one name: one of them is not valid UTF-8 and was decoded lossily
+    // (to U+FFFD). The path reaches only the one whose name is that text: keep it, report the
+    // other.
+    if (name === previous) {
+      warn({
+        path: rel,
+        message: "a file name here is not valid UTF-8 and reads like this one; this format " +
+          "cannot store it: skipped",
+        partial: true,
+      });
+      continue;
+    }
+    previous = name;
     const abs = dirAbs === "/" ? `/${name}` : `${dirAbs}/${name}`;
     let info: Deno.FileInfo;
     try {
