@@ -325,6 +325,27 @@ store_get() {
   return 1
 }
 
+# Bounds of FORMAT.md 2 and 5: the most work a hostile repository can ask of a reader.
+MAX_ITER=10000000
+MAX_LINE=40000
+MAX_PATH_BYTES=4096
+MAX_COMPONENTS=256
+
+# iter_ok N: an iteration count from 1 to MAX_ITER (no arithmetic on a huge number).
+iter_ok() {
+  is_uint "$1" && [ "${#1}" -le 8 ] && [ "$((10#$1))" -ge 1 ] && [ "$((10#$1))" -le "$MAX_ITER" ]
+}
+
+# lines_bounded FILE: no line of FILE is longer than MAX_LINE bytes (bash reads a line byte by
+# byte: a 10 MB one would take minutes). cut adds a final newline a file may lack.
+lines_bounded() {
+  local whole cut_size
+  whole=$(wc -c <"$1") || return 1
+  cut_size=$(cut -b "1-$MAX_LINE" "$1" | wc -c) || return 1
+  if [ -n "$(tail -c 1 "$1")" ]; then whole=$((whole + 1)); fi
+  [ "$((cut_size))" -eq "$((whole))" ]
+}
+
 # Repository descriptor s3backup.conf: sets KEY_ITER and DATA_ITER (format 2 defaults when it
 # is missing). Refuses an unknown format or cipher.
 KEY_ITER=600000
@@ -353,8 +374,8 @@ repo_conf_key() {
   cipher) if [ "$v" != aes-256-cbc ]; then die "unsupported cipher '$v' in s3backup.conf"; fi ;;
   kdf) if [ "$v" != pbkdf2 ]; then die "unsupported kdf '$v' in s3backup.conf"; fi ;;
   digest) if [ "$v" != sha256 ]; then die "unsupported digest '$v' in s3backup.conf"; fi ;;
-  key-iter) if is_uint "$v" && [ "$v" -gt 0 ]; then KEY_ITER=$v; else die "bad key-iter '$v' in s3backup.conf"; fi ;;
-  data-iter) if is_uint "$v" && [ "$v" -gt 0 ]; then DATA_ITER=$v; else die "bad data-iter '$v' in s3backup.conf"; fi ;;
+  key-iter) if iter_ok "$v"; then KEY_ITER=$v; else die "bad key-iter '$v' in s3backup.conf (1 to $MAX_ITER)"; fi ;;
+  data-iter) if iter_ok "$v"; then DATA_ITER=$v; else die "bad data-iter '$v' in s3backup.conf (1 to $MAX_ITER)"; fi ;;
   esac
 }
 
@@ -473,6 +494,10 @@ meta_check() {
   META_ERR="" META_ERR_CODE=$EXIT_ERROR
   if ! decrypt_pw "$enc" "$META_PLAIN" "$KEY_ITER"; then
     meta_bad "$label: wrong password (the meta does not decrypt)" "$EXIT_PASSWORD"
+    return 1
+  fi
+  if ! lines_bounded "$META_PLAIN"; then
+    meta_bad "$label: a line is longer than $MAX_LINE bytes (FORMAT.md 5): refused"
     return 1
   fi
   IFS= read -r line <"$META_PLAIN" || true

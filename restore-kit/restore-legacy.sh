@@ -254,6 +254,9 @@ main() {
     die "$META: wrong password (the meta does not decrypt)" "$EXIT_PASSWORD"
   fi
   rm -f -- "$KIT_TMP/meta.enc"
+  if ! lines_bounded "$KIT_TMP/meta.plain"; then
+    die "$META: a line is longer than $MAX_LINE bytes: refused"
+  fi
   line=""
   IFS= read -r line <"$KIT_TMP/meta.plain" || true
   if [ -s "$KIT_TMP/meta.plain" ] && ! is_hex "${line%% *}" 32; then

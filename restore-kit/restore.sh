@@ -80,6 +80,9 @@ parse_entry() {
   case "$nonul" in *'\x00'*) E_ERR="path holds a NUL byte: refused"; return 1 ;; esac
   printf -v E_PATH '%b' "$E_EPATH"
   if [ -z "$E_PATH" ]; then E_ERR="empty path: refused"; return 1; fi
+  if [ "${#E_PATH}" -gt "$MAX_PATH_BYTES" ]; then E_ERR="path longer than $MAX_PATH_BYTES bytes: refused"; return 1; fi
+  f=${E_PATH//[!\/]/}
+  if [ "${#f}" -ge "$MAX_COMPONENTS" ]; then E_ERR="path deeper than $MAX_COMPONENTS components: refused"; return 1; fi
   case "$E_PATH" in /*) E_ERR="absolute path: refused"; return 1 ;; esac
   rest=$E_PATH
   while :; do
@@ -98,6 +101,7 @@ parse_entry() {
     case "$nonul" in *'\x00'*) E_ERR="link target holds a NUL byte: refused"; return 1 ;; esac
     printf -v E_TARGET '%b' "$E_ETARGET"
     if [ -z "$E_TARGET" ]; then E_ERR="empty link target"; return 1; fi
+    if [ "${#E_TARGET}" -gt "$MAX_PATH_BYTES" ]; then E_ERR="link target longer than $MAX_PATH_BYTES bytes: refused"; return 1; fi
     ;;
   *) E_ERR="unknown entry type '$E_TYPE': skipped"; return 1 ;;
   esac

@@ -14,6 +14,7 @@ import { isLegacyStore } from "../repo/legacy.ts";
 import { openBackup } from "../repo/open_backup.ts";
 import {
   createRepository,
+  openForReading,
   openRepository,
   repositoryExists,
   RepositoryExistsError,
@@ -192,8 +193,9 @@ async function runVerify(ctx: Context): Promise<number> {
   const store = storeOf(ctx);
   await store.checkExists();
   const password = await getPassword(passwordSources(ctx, true), false);
-  const repo = await openRepository(store, password);
+  const { repo, damage } = await openForReading(store, password);
   const opts: VerifyOptions = { readData: cmd.readData === true || subset !== undefined };
+  if (damage !== undefined) opts.keyDamage = damage;
   if (subset !== undefined) opts.subset = subset;
   if (cmd.meta !== undefined) opts.meta = cmd.meta;
   if (cmd.name !== undefined) opts.name = cmd.name;

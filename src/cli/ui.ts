@@ -169,9 +169,9 @@ export class Ui {
     switch (e.type) {
       case "problem": {
         const p = e.problem;
-        const where = p.path !== undefined ? ` ${showPath(p.path)}` : "";
+        const where = p.path !== undefined ? `: ${showPath(p.path)}` : "";
         const obj = p.object !== undefined ? ` (object ${p.object})` : "";
-        this.err(`s3backup: ${p.meta}:${where}${obj}: ${p.message}`);
+        this.err(`s3backup: ${p.meta}${where}${obj}: ${p.message}`);
         break;
       }
       case "read": {

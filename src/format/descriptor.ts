@@ -4,6 +4,9 @@ import { randomHex } from "../util/random.ts";
 import { DESCRIPTOR_NAME } from "./layout.ts";
 
 export const FORMAT_VERSION = 2;
+/** The largest key-iter / data-iter a reader accepts (FORMAT.md §2): a bound on the work a
+ * hostile descriptor can ask for. */
+export const MAX_ITERATIONS = 10_000_000;
 
 export interface Descriptor {
   format: number;
@@ -60,6 +63,11 @@ export function parseDescriptor(text: string): Descriptor {
     if (v === undefined) return def;
     if (!/^\d+$/.test(v) || Number(v) < 1) {
       throw new CorruptDataError(`Cannot read ${DESCRIPTOR_NAME}: ${k}=${v} is not a count`);
+    }
+    if (Number(v) > MAX_ITERATIONS) {
+      throw new CorruptDataError(
+        `Cannot read ${DESCRIPTOR_NAME}: ${k}=${v} is more than ${MAX_ITERATIONS} (FORMAT.md §2)`,
+      );
     }
     return Number(v);
   };

@@ -9,6 +9,36 @@ import { isMd5 } from "./layout.ts";
 
 export const META_MAGIC = "s3backup-meta 2";
 
+/**
+ * Bounds of FORMAT.md §5, the same in the writer and both readers: no meta line is longer than
+ * MAX_LINE_BYTES; no path longer than MAX_PATH_BYTES (UTF-8) or deeper than
+ * MAX_PATH_COMPONENTS; no link target longer than MAX_PATH_BYTES.
+ */
+export const MAX_LINE_BYTES = 40_000;
+export const MAX_PATH_BYTES = 4096;
+export const MAX_PATH_COMPONENTS = 256;
+
+const utf8 = new TextEncoder();
+
+/** UTF-8 length of `s`, computed only when it may pass `max` (a JS char is 1 to 3 bytes). */
+function longerThan(s: string, max: number): boolean {
+  return s.length > max || (s.length * 3 > max && utf8.encode(s).length > max);
+}
+
+/** Why a path or link target is beyond the format's bounds, or null. */
+export function boundsReason(path: string, target?: string): string | null {
+  if (longerThan(path, MAX_PATH_BYTES)) return `path longer than ${MAX_PATH_BYTES} bytes`;
+  let components = 1;
+  for (let i = path.indexOf("/"); i >= 0; i = path.indexOf("/", i + 1)) components++;
+  if (components > MAX_PATH_COMPONENTS) {
+    return `path deeper than ${MAX_PATH_COMPONENTS} components`;
+  }
+  if (target !== undefined && longerThan(target, MAX_PATH_BYTES)) {
+    return `link target longer than ${MAX_PATH_BYTES} bytes`;
+  }
+  return null;
+}
+
 export type EntryType = "f" | "d" | "l";
 
 export interface Entry {
@@ -157,6 +187,10 @@ export function parseMeta(text: string): Meta {
   if (lines[0] !== META_MAGIC) {
     throw new CorruptDataError("not a format 2 meta file (wrong password or corrupt)");
   }
+  const long = lines.findIndex((l) => longerThan(l, MAX_LINE_BYTES));
+  if (long >= 0) {
+    throw new CorruptDataError(`meta line ${long + 1} is longer than ${MAX_LINE_BYTES} bytes`);
+  }
   if (lines.at(-1) !== "") throw new CorruptDataError("meta file is truncated (no final newline)");
   lines.pop();
   const fields = new Map<string, string>();
@@ -213,6 +247,8 @@ export function unsafePathReason(path: string): string | null {
   if (path === "") return "empty path";
   if (path.startsWith("/")) return "absolute path";
   if (path.includes("\0")) return "NUL in path";
+  const bounds = boundsReason(path);
+  if (bounds !== null) return bounds;
   for (const c of path.split("/")) {
     if (c === "") return "empty path component";
     if (c === "." || c === "..") return `'${c}' path component`;

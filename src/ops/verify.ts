@@ -14,6 +14,7 @@
 import { createHash } from "node:crypto";
 import { encryptedSize } from "../format/container.ts";
 import { unwrapDataKey } from "../format/key_wrap.ts";
+import { KEY_NAME } from "../format/layout.ts";
 import type { Meta } from "../format/meta.ts";
 import { listRepository, type MetaObject } from "../repo/listing.ts";
 import { decryptObject, loadMeta, type Repository } from "../repo/repository.ts";
@@ -28,6 +29,8 @@ export interface VerifyOptions {
   meta?: string;
   /** With `meta: "latest"`: the latest of this backup name. */
   name?: string;
+  /** Why `s3backup.key` could not be used (`repo` was opened from a meta's copy): a problem. */
+  keyDamage?: string;
   /** Download, decrypt and MD5-check the referenced objects. */
   readData?: boolean;
   /** With readData: the fraction (0 < f <= 1) of the distinct objects to read. Default 1. */
@@ -153,6 +156,9 @@ export async function verify(
     ? [selectMeta(listing.metas, opts.meta, opts.name, repo.store.location)]
     : listing.metas;
   const report = new Report(onEvent);
+  if (opts.keyDamage !== undefined) {
+    report.add({ kind: "key", meta: KEY_NAME, message: opts.keyDamage });
+  }
   const { refs, files, badMetas } = await collectRefs(repo, selected, report, opts.signal);
   const { present, missing, badSize } = checkPresence(listing.objects, refs, report);
   const subset = opts.subset ?? 1;

@@ -11,6 +11,7 @@ import { ObjectNotFoundError } from "../util/errors.ts";
 import { type LegacyRepository, loadLegacyMeta } from "./legacy.ts";
 import { listRepository } from "./listing.ts";
 import {
+  CorruptKeyError,
   loadMeta,
   openFromMeta,
   openRepository,
@@ -64,16 +65,22 @@ export async function openBackup(
     const meta = await loadFound(() => loadLegacyMeta(repo, key), key, where);
     return { repo, meta, metaKey: key, legacy: true, problems: meta.problems, notes: meta.notes };
   }
+  let why = "missing";
   if (hasKey) {
-    const repo = await openRepository(store, password);
-    const key = selectMeta(listing.metas, spec, name, where).key;
-    const meta = await loadFound(() => loadMeta(repo, key), key, where);
-    return { repo, meta, metaKey: key, legacy: false, problems: [], notes: [] };
+    try {
+      const repo = await openRepository(store, password);
+      const key = selectMeta(listing.metas, spec, name, where).key;
+      const meta = await loadFound(() => loadMeta(repo, key), key, where);
+      return { repo, meta, metaKey: key, legacy: false, problems: [], notes: [] };
+    } catch (err) {
+      if (!(err instanceof CorruptKeyError)) throw err;
+      why = "damaged";
+    }
   }
-  // No s3backup.key: every meta carries a copy of it (FORMAT.md §5).
+  // No usable s3backup.key: every meta carries a copy of it (FORMAT.md §5).
   if (listing.metas.length === 0) await openRepository(store, password); // "no repository"
   const key = selectMeta(listing.metas, spec, name, where).key;
   const { repo, meta } = await loadFound(() => openFromMeta(store, password, key), key, where);
-  const notes = [`s3backup.key is missing: using the copy of the key held in ${key}`];
+  const notes = [`s3backup.key is ${why}: using the copy of the key held in ${key}`];
   return { repo, meta, metaKey: key, legacy: false, problems: [], notes };
 }

@@ -20,11 +20,13 @@ import {
   KEY_CANDIDATES,
   KEY_NAME,
   KEY_NEXT_NAME,
+  META_PREFIX,
   metaCandidates,
 } from "../format/layout.ts";
 import { encodeMeta, type Entry, type Meta, type MetaHeader, parseMeta } from "../format/meta.ts";
 import type { Store } from "../store/store.ts";
 import { readAll, sameBytes } from "../util/bytes.ts";
+import { listRepository } from "./listing.ts";
 import {
   CorruptDataError,
   ObjectExistsError,
@@ -43,6 +45,16 @@ export interface Repository {
   /** The bytes of s3backup.key, copied into every meta. */
   wrappedKey: Uint8Array;
   password: Uint8Array;
+}
+
+/**
+ * `s3backup.key` does not open, but the password opens the backups (whose metas each hold a
+ * copy of the key): the key object is damaged, the password is right.
+ */
+export class CorruptKeyError extends S3BackupError {
+  constructor(message: string, readonly metaKey: string, options?: ErrorOptions) {
+    super(message, options);
+  }
 }
 
 /** A password change is in progress, or was interrupted and not finished. */
@@ -100,8 +112,38 @@ export async function openRepository(store: Store, password: Uint8Array): Promis
         if (!(e instanceof WrongPasswordError)) throw e;
       }
     }
-    throw err;
+    throw await wrongPasswordOrCorruptKey(store, password, descriptor, err);
   }
+}
+
+/**
+ * When no key opens: a wrong password, unless the password opens one of the newest metas (then
+ * the key is damaged: CorruptKeyError naming that meta, whose copy of the key readers can use).
+ */
+async function wrongPasswordOrCorruptKey(
+  store: Store,
+  password: Uint8Array,
+  descriptor: Descriptor,
+  wrong: WrongPasswordError,
+): Promise<S3BackupError> {
+  const metas = (await listRepository(store, META_PREFIX)).metas;
+  for (const m of metas.slice(-2).reverse()) {
+    const body = await loadOptional(store, m.key);
+    if (body === null) continue;
+    try {
+      await decryptMeta(body, password, descriptor.keyIter, m.key);
+    } catch (err) {
+      if (err instanceof CorruptDataError) continue;
+      throw err;
+    }
+    return new CorruptKeyError(
+      `${KEY_NAME} in ${store.location} is damaged: the password opens the backups ` +
+        `(${m.key}) but not the key; restore and verify use the copy of the key each backup holds`,
+      m.key,
+      { cause: wrong },
+    );
+  }
+  return wrong;
 }
 
 /**
@@ -174,6 +216,22 @@ export async function createOnce(
   if (!(await create())) return false;
   if (await create()) await new Promise((r) => setTimeout(r, opts.settleMs ?? 5000));
   return sameBytes(await loadOptional(store, name), bytes);
+}
+
+/**
+ * Opens the repository to read it: with `s3backup.key`, or when that is damaged (CorruptKeyError)
+ * with the copy of the key in the newest meta the password opens; `damage` then says so.
+ */
+export async function openForReading(
+  store: Store,
+  password: Uint8Array,
+): Promise<{ repo: Repository; damage?: string }> {
+  try {
+    return { repo: await openRepository(store, password) };
+  } catch (err) {
+    if (!(err instanceof CorruptKeyError)) throw err;
+    return { repo: (await openFromMeta(store, password, err.metaKey)).repo, damage: err.message };
+  }
 }
 
 /**

@@ -10,12 +10,17 @@ import { LocalStore } from "../store/local_store.ts";
 import type { SaveOptions } from "../store/store.ts";
 import { readAll } from "../util/bytes.ts";
 import { StoreWrapper } from "../../test/store_wrapper.ts";
+import { WrongPasswordError } from "../util/errors.ts";
+import { openBackup } from "./open_backup.ts";
 import {
+  CorruptKeyError,
   createRepository,
   keyState,
+  openForReading,
   openRepository,
   type Repository,
   RepositoryExistsError,
+  saveMeta,
 } from "./repository.ts";
 
 const te = new TextEncoder();
@@ -79,4 +84,34 @@ Deno.test("keyState: same, rewrapped (password changed), foreign (another data k
     assert.equal(await keyState(repo), "foreign");
     await store.remove([KEY_NAME]);
     assert.equal(await keyState(repo), "foreign");
+  }));
+
+Deno.test("a damaged s3backup.key is told from a wrong password; readers use a meta's copy", () =>
+  withDir(async (dir) => {
+    const store = new LocalStore(dir);
+    const repo = await createRepository(store, PW);
+    await saveMeta(repo, "meta_a_20260101T000000Z", {
+      time: new Date("2026-01-01T00:00:00Z"),
+      host: "h",
+      source: "/s",
+      name: "a",
+    }, []);
+    const key = await readAll(await store.load(KEY_NAME));
+    key[40] = key[40]! ^ 0xff; // one flipped byte in the ciphertext
+    await store.save(KEY_NAME, key);
+    await assert.rejects(
+      openRepository(store, PW),
+      (e) =>
+        e instanceof CorruptKeyError && e.metaKey === "meta_a_20260101T000000Z" &&
+        /s3backup\.key .* is damaged: the password opens the backups/.test(e.message),
+    );
+    await assert.rejects(openRepository(store, te.encode("wrong")), WrongPasswordError);
+    const read = await openForReading(store, PW);
+    assert.deepEqual(read.repo.dataKey, repo.dataKey);
+    assert.match(read.damage!, /is damaged/);
+    const opened = await openBackup(store, PW, "latest");
+    assert.deepEqual(opened.notes, [
+      "s3backup.key is damaged: using the copy of the key held in meta_a_20260101T000000Z",
+    ]);
+    await assert.rejects(openBackup(store, te.encode("wrong"), "latest"), WrongPasswordError);
   }));

@@ -3,7 +3,7 @@
  * follows symlinks (except the root itself), never opens anything but directories, never
  * writes. Uses the sync calls: they walk about 4x faster than the async ones in Deno.
  */
-import type { EntryType } from "../../format/meta.ts";
+import { boundsReason, type EntryType } from "../../format/meta.ts";
 
 export interface WalkItem {
   /** Relative, `/`-separated. */
@@ -71,6 +71,15 @@ function* walkDir(
       continue;
     }
     previous = name;
+    const tooDeep = boundsReason(rel);
+    if (tooDeep !== null) {
+      warn({
+        path: rel,
+        message: `${tooDeep}: this format cannot store it; skipped`,
+        partial: true,
+      });
+      continue;
+    }
     const abs = dirAbs === "/" ? `/${name}` : `${dirAbs}/${name}`;
     let info: Deno.FileInfo;
     try {
@@ -92,6 +101,15 @@ function* walkDir(
       }
       if (target.includes("\uFFFD")) {
         warn({ path: rel, message: "symlink target is not valid UTF-8; skipped", partial: true });
+        continue;
+      }
+      const tooLong = boundsReason(rel, target);
+      if (tooLong !== null) {
+        warn({
+          path: rel,
+          message: `${tooLong}: this format cannot store it; skipped`,
+          partial: true,
+        });
         continue;
       }
       yield { path: rel, abs, type: "l", info, target };

@@ -3,7 +3,7 @@
  * selected (`--only`), grouped by kind, and the files grouped by content. Pure.
  */
 import { isMd5 } from "../../format/layout.ts";
-import { type Entry, unsafePathReason } from "../../format/meta.ts";
+import { boundsReason, type Entry, unsafePathReason } from "../../format/meta.ts";
 import { UsageError } from "../../util/errors.ts";
 
 /** Normalizes a --only path: no leading `./`, no trailing `/`. Throws UsageError if empty. */
@@ -33,6 +33,8 @@ function refusal(e: Entry): string | null {
   if (why !== null) return `${why}: refused`;
   if (e.type === "l" && !e.target) return "empty link target: refused";
   if (e.type === "l" && e.target!.includes("\0")) return "link target holds a NUL byte: refused";
+  const bounds = e.type === "l" ? boundsReason(e.path, e.target) : null;
+  if (bounds !== null) return `${bounds}: refused`;
   if (e.type === "f" && !isMd5(e.md5 ?? "")) return "file entry without a valid MD5: refused";
   return null;
 }

@@ -1,0 +1,235 @@
+/**
+ * Hostile and damaged repositories, read by the binary and by the restore kit: a damaged
+ * s3backup.key (told from a wrong password; restore and verify use a meta's copy), an
+ * iteration count meant to make readers spin, a 10 MB meta line, a path of 40,000 components.
+ * Each is refused or reported within seconds; nothing is written outside the target; the rest
+ * of the backup is restored.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { DESCRIPTOR_NAME, KEY_NAME } from "../../src/format/layout.ts";
+import type { Entry } from "../../src/format/meta.ts";
+import { openRepository, type Repository, saveMeta } from "../../src/repo/repository.ts";
+import { LocalStore } from "../../src/store/local_store.ts";
+import { readAll } from "../../src/util/bytes.ts";
+import { PASSWORD, s3backup } from "./harness.ts";
+
+const KIT = new URL("../../restore-kit/", import.meta.url).pathname;
+const md5 = (s: string) => createHash("md5").update(s).digest("hex");
+
+interface Fixture {
+  dir: string;
+  repoDir: string;
+  src: string;
+  store: LocalStore;
+  repo: Repository;
+  cleanup: () => Promise<void>;
+}
+
+/** A local repository holding one good backup of a small tree (a.txt, sub/b.txt). */
+async function fixture(): Promise<Fixture> {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-hostile-" });
+  const repoDir = `${dir}/repo`, src = `${dir}/src`;
+  await Deno.mkdir(repoDir);
+  await Deno.mkdir(`${src}/sub`, { recursive: true });
+  await Deno.writeTextFile(`${src}/a.txt`, "A");
+  await Deno.writeTextFile(`${src}/sub/b.txt`, "B");
+  const b = await s3backup(["backup", "-f", src, "-b", repoDir, "-n", "good", "-c"]);
+  assert.equal(b.code, 0, b.stderr);
+  const store = new LocalStore(repoDir);
+  const repo = await openRepository(store, new TextEncoder().encode(PASSWORD));
+  return { dir, repoDir, src, store, repo, cleanup: () => Deno.remove(dir, { recursive: true }) };
+}
+
+function file(path: string, content: string): Entry {
+  return {
+    type: "f",
+    path,
+    md5: md5(content),
+    mode: 0o644,
+    uid: null,
+    gid: null,
+    size: content.length,
+    mtimeMs: 1_700_000_000_000,
+  };
+}
+
+/** A meta, newer than the good one, with these entries. */
+async function hostileMeta(f: Fixture, entries: Entry[]): Promise<string> {
+  const key = "meta_hostile_20300101T000000Z";
+  const header = {
+    time: new Date("2030-01-01T00:00:00Z"),
+    host: "h",
+    source: "/x",
+    name: "hostile",
+  };
+  await saveMeta(f.repo, key, header, entries);
+  return key;
+}
+
+async function kit(script: string, args: string[]) {
+  const t0 = performance.now();
+  const out = await new Deno.Command("bash", {
+    args: [`${KIT}${script}`, ...args],
+    env: { S3BACKUP_PASSWORD: PASSWORD, PATH: "/usr/bin:/bin", HOME: "/tmp" },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  const dec = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    stderr: dec.decode(out.stderr),
+    ms: performance.now() - t0,
+  };
+}
+
+Deno.test("a damaged s3backup.key: backup refuses clearly, restore and verify use a meta's copy", async () => {
+  const f = await fixture();
+  try {
+    const key = await readAll(await f.store.load(KEY_NAME));
+    key[50] = key[50]! ^ 0x55;
+    await f.store.save(KEY_NAME, key);
+    const b = await s3backup(["backup", "-f", f.src, "-b", f.repoDir, "-c"]);
+    assert.equal(b.code, 1, b.stderr);
+    assert.match(
+      b.stderr,
+      /^s3backup: s3backup\.key in .* is damaged: the password opens the backups/,
+    );
+    const wrong = await s3backup(["restore", "-b", f.repoDir, "-m", "latest", "-f", `${f.dir}/w`], {
+      env: { S3BACKUP_PASSWORD: "not it" },
+    });
+    assert.equal(wrong.code, 4, wrong.stderr);
+    const out = `${f.dir}/out`;
+    const r = await s3backup(["restore", "-b", f.repoDir, "-m", "latest", "-f", out, "-c"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /s3backup\.key is damaged: using the copy of the key held in meta_good_/,
+    );
+    assert.equal(await Deno.readTextFile(`${out}/sub/b.txt`), "B");
+    const v = await s3backup(["verify", "-b", f.repoDir, "--read-data"]);
+    assert.equal(v.code, 3, v.stdout + v.stderr);
+    assert.match(v.stderr, /s3backup\.key: .*is damaged/);
+    const k = await kit("restore.sh", [f.repoDir, "latest", `${f.dir}/kit-out`]);
+    assert.equal(k.code, 0, k.stderr);
+    assert.equal(await Deno.readTextFile(`${f.dir}/kit-out/a.txt`), "A");
+  } finally {
+    await f.cleanup();
+  }
+});
+
+Deno.test("key-iter=2000000000: both readers refuse at once instead of spinning", async () => {
+  const f = await fixture();
+  try {
+    const conf = new TextDecoder().decode(await readAll(await f.store.load(DESCRIPTOR_NAME)));
+    await f.store.save(
+      DESCRIPTOR_NAME,
+      new TextEncoder().encode(conf.replace(/key-iter=\d+/, "key-iter=2000000000")),
+    );
+    const r = await s3backup(["restore", "-b", f.repoDir, "-m", "latest", "-f", `${f.dir}/o`], {
+      deadlineMs: 30_000,
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /key-iter=2000000000 is more than 10000000/);
+    for (
+      const [script, args] of [["list.sh", [f.repoDir]], ["restore.sh", [
+        f.repoDir,
+        "latest",
+        `${f.dir}/k`,
+      ]]] as const
+    ) {
+      const k = await kit(script, [...args]);
+      assert.notEqual(k.code, 0, `${script}: ${k.stderr}`);
+      assert.match(
+        k.stderr,
+        /bad key-iter '2000000000' in s3backup\.conf \(1 to 10000000\)/,
+        script,
+      );
+      assert.ok(k.ms < 10_000, `${script} took ${k.ms} ms`);
+    }
+  } finally {
+    await f.cleanup();
+  }
+});
+
+Deno.test("a 10 MB meta line: refused by both readers within seconds", async () => {
+  const f = await fixture();
+  try {
+    await hostileMeta(f, [file("a.txt", "A"), file("x".repeat(10_000_000), "B")]);
+    const r = await s3backup(["restore", "-b", f.repoDir, "-m", "hostile", "-f", `${f.dir}/o`], {
+      deadlineMs: 60_000,
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /meta line \d+ is longer than 40000 bytes/);
+    const k = await kit("restore.sh", [f.repoDir, "hostile", `${f.dir}/k`]);
+    assert.notEqual(k.code, 0, k.stderr);
+    assert.match(k.stderr, /a line is longer than 40000 bytes/);
+    assert.ok(k.ms < 20_000, `the kit took ${k.ms} ms`);
+  } finally {
+    await f.cleanup();
+  }
+});
+
+Deno.test("a path of 40,000 components: the meta refused (its line is too long), in seconds", async () => {
+  const f = await fixture();
+  try {
+    const deep = Array.from({ length: 40_000 }, () => "d").join("/");
+    await hostileMeta(f, [file("a.txt", "A"), file(deep, "B")]);
+    const r = await s3backup(["restore", "-b", f.repoDir, "-m", "hostile", "-f", `${f.dir}/o`], {
+      deadlineMs: 60_000,
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /meta line \d+ is longer than 40000 bytes/);
+    const k = await kit("restore.sh", [f.repoDir, "hostile", `${f.dir}/k`]);
+    assert.notEqual(k.code, 0, k.stderr);
+    assert.match(k.stderr, /a line is longer than 40000 bytes/);
+    assert.ok(k.ms < 20_000, `the kit took ${k.ms} ms`);
+  } finally {
+    await f.cleanup();
+  }
+});
+
+Deno.test("a path of 1,000 components: that entry refused, the rest restored, in seconds", async () => {
+  const f = await fixture();
+  try {
+    const deep = Array.from({ length: 1_000 }, () => "d").join("/");
+    await hostileMeta(f, [file("a.txt", "A"), file(deep, "B"), file("sub/b.txt", "B")]);
+    const out = `${f.dir}/o`;
+    const r = await s3backup(["restore", "-b", f.repoDir, "-m", "hostile", "-f", out, "-c"], {
+      deadlineMs: 60_000,
+    });
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /path deeper than 256 components: refused/);
+    assert.equal(await Deno.readTextFile(`${out}/sub/b.txt`), "B");
+    const kout = `${f.dir}/k`;
+    const k = await kit("restore.sh", [f.repoDir, "hostile", kout]);
+    assert.equal(k.code, 3, k.stderr);
+    assert.match(k.stderr, /path deeper than 256 components: refused/);
+    assert.ok(k.ms < 20_000, `the kit took ${k.ms} ms`);
+    assert.equal(await Deno.readTextFile(`${kout}/sub/b.txt`), "B");
+    assert.equal(await Deno.readTextFile(`${kout}/a.txt`), "A");
+  } finally {
+    await f.cleanup();
+  }
+});
+
+Deno.test("the writer refuses what the readers would: a tree deeper than 256 levels", async () => {
+  const f = await fixture();
+  try {
+    let p = `${f.src}/deep`;
+    for (let i = 0; i < 260; i++) p += "/d";
+    await Deno.mkdir(p, { recursive: true });
+    await Deno.writeTextFile(`${p}/leaf`, "leaf");
+    const b = await s3backup(["backup", "-f", f.src, "-b", f.repoDir, "-n", "deep", "-c"]);
+    assert.equal(b.code, 3, b.stderr);
+    assert.match(b.stderr, /path deeper than 256 components: this format cannot store it; skipped/);
+    const k = await kit("restore.sh", [f.repoDir, "deep", `${f.dir}/k`]);
+    assert.equal(k.code, 0, k.stderr);
+  } finally {
+    await f.cleanup();
+  }
+});
