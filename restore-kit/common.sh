@@ -88,16 +88,36 @@ check_openssl() {
   fi
 }
 
-# decrypt_pw IN OUT ITER: decrypt with the password (KIT_PASSWORD), never in argv.
+# decrypt_pw IN OUT ITER: decrypt with the password (KIT_PASSWORD), never in argv. openssl's
+# message is kept in KIT_TMP/openssl.err (decrypt_error tells a full disk from a bad object).
 decrypt_pw() {
   KIT_PW_ENV="$KIT_PASSWORD" openssl enc -d -aes-256-cbc -pbkdf2 -iter "$3" -md sha256 \
-    -pass env:KIT_PW_ENV -in "$1" -out "$2" 2>/dev/null </dev/null
+    -pass env:KIT_PW_ENV -in "$1" -out "$2" 2>"$KIT_TMP/openssl.err" </dev/null
 }
 
 # decrypt_data IN OUT: decrypt a data object with the data key (DATA_KEY).
 decrypt_data() {
   KIT_KEY_ENV="$DATA_KEY" openssl enc -d -aes-256-cbc -pbkdf2 -iter "$DATA_ITER" -md sha256 \
-    -pass env:KIT_KEY_ENV -in "$1" -out "$2" 2>/dev/null </dev/null
+    -pass env:KIT_KEY_ENV -in "$1" -out "$2" 2>"$KIT_TMP/openssl.err" </dev/null
+}
+
+# decrypt_error OUT MD5: P_ERR for a decryption into OUT that failed. openssl says "error writing
+# output file" when the target cannot take the bytes (df then says whether its file system is
+# full); anything else is the object's fault.
+decrypt_error() {
+  local line="" avail=""
+  IFS= read -r line <"$KIT_TMP/openssl.err" || true
+  case "$line" in
+  *"error writing"*)
+    read -r _ _ _ avail _ <<<"$(df -Pk -- "${1%/*}" 2>/dev/null | tail -n 1)" || true
+    if is_uint "$avail" && [ "$avail" -lt 64 ]; then
+      P_ERR="cannot write: no space left on the file system of ${1%/*} (openssl: $line)"
+    else
+      P_ERR="cannot write into ${1%/*} (openssl: $line)"
+    fi
+    ;;
+  *) P_ERR="object $2 does not decrypt (corrupt object)" ;;
+  esac
 }
 
 # MD5: md5sum (GNU), md5 -q (BSD) or openssl dgst, chosen at runtime.
@@ -713,8 +733,8 @@ drop_temp() {
 # check that the plaintext's MD5 is MD5. On failure TMP_FILE is removed and P_ERR says why.
 decrypt_into_temp() {
   if ! "$1" "$2" "$TMP_FILE"; then
+    decrypt_error "$TMP_FILE" "$3"
     drop_temp
-    P_ERR="object $3 does not decrypt (corrupt object)"
     return 1
   fi
   if ! file_md5 "$TMP_FILE" || [ "$MD5_OUT" != "$3" ]; then

@@ -50,7 +50,7 @@ main() {
   parse_kit_args 1 count "$@"
   count=$ARG_COUNT endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
 
-  need cat cp id mktemp rm sort tail wc
+  need cat cp cut id mktemp rm sort tail wc
   kit_init
   store_init "$ARG_STORE" "$endpoint" "$region"
   if [ "$count" = 1 ] || [ -n "$pwfile" ] || [ -n "${S3BACKUP_PASSWORD:-}" ]; then check_openssl; fi

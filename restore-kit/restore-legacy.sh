@@ -64,7 +64,7 @@ fail() {
 # decrypt_legacy IN OUT: openssl enc -d with the password and the old MD5 key derivation.
 decrypt_legacy() {
   KIT_PW_ENV="$KIT_PASSWORD" openssl enc -d -aes-256-cbc -md md5 -pass env:KIT_PW_ENV \
-    -in "$1" -out "$2" 2>/dev/null </dev/null
+    -in "$1" -out "$2" 2>"$KIT_TMP/openssl.err" </dev/null
 }
 
 # is_legacy_meta NAME: meta_[<name>_]<YYYY-MM-DD>_<digits>
@@ -237,7 +237,7 @@ main() {
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
   OVERWRITE=$ARG_OVERWRITE
 
-  need cat chmod cp mkdir mktemp mv rm rmdir sort
+  need cat chmod cp cut df mkdir mktemp mv rm rmdir sort tail wc
   need openssl
   kit_init
   pick_md5

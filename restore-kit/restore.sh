@@ -379,7 +379,7 @@ main() {
   store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
 
-  need cat chmod chown cp date id ln mkdir mktemp mv rm rmdir sort tail touch wc
+  need cat chmod chown cp cut date df id ln mkdir mktemp mv rm rmdir sort tail touch wc
   check_openssl
   kit_init
   pick_md5

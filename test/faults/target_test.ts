@@ -1,0 +1,117 @@
+/**
+ * Target trouble: a full file system (a small tmpfs, when root), a target without write
+ * permission, a target that is a file. The binary and the kit say what happened (never "corrupt
+ * object" for a full disk), restore what fits, and a rerun with room completes.
+ */
+import assert from "node:assert/strict";
+import { snapshot } from "../tree.ts";
+import { PASSWORD, s3backup } from "./harness.ts";
+
+const KIT = new URL("../../restore-kit/", import.meta.url).pathname;
+const isRoot = Deno.uid() === 0;
+
+async function kit(args: string[]) {
+  const out = await new Deno.Command("bash", {
+    args: [`${KIT}restore.sh`, ...args],
+    env: { S3BACKUP_PASSWORD: PASSWORD, PATH: "/usr/bin:/bin", HOME: "/tmp" },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(120_000),
+  }).output();
+  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+}
+
+/** A repository with one backup: small files and two of 400 KiB. */
+async function fixture() {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-target-" });
+  const src = `${dir}/src`, repo = `${dir}/repo`;
+  await Deno.mkdir(src);
+  await Deno.mkdir(repo);
+  for (let i = 0; i < 5; i++) await Deno.writeTextFile(`${src}/small-${i}`, `small ${i}\n`);
+  for (const n of ["big-1", "big-2"]) {
+    await Deno.writeFile(
+      `${src}/${n}`,
+      crypto.getRandomValues(new Uint8Array(65536)).map((b, i) => b ^ i),
+    );
+    const f = await Deno.open(`${src}/${n}`, { append: true });
+    for (let i = 0; i < 6; i++) await f.write(crypto.getRandomValues(new Uint8Array(65536)));
+    f.close();
+  }
+  const b = await s3backup(["backup", "-f", src, "-b", repo, "-c"]);
+  assert.equal(b.code, 0, b.stderr);
+  return { dir, src, repo, cleanup: () => Deno.remove(dir, { recursive: true }) };
+}
+
+Deno.test({
+  name: "target: a full file system is said as such, by the binary and the kit; a rerun completes",
+  ignore: !isRoot || Deno.build.os !== "linux",
+  fn: async () => {
+    const f = await fixture();
+    const mnt = `${f.dir}/full`;
+    await Deno.mkdir(mnt);
+    const mount = (size: string) =>
+      new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", mnt] })
+        .outputSync();
+    const umount = () => new Deno.Command("umount", { args: [mnt] }).outputSync();
+    try {
+      assert.equal(mount("600k").code, 0, "mount tmpfs");
+      const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", `${mnt}/bin`, "-c"]);
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, /cannot write: No space left on device/);
+      assert.doesNotMatch(r.stderr, /corrupt/);
+      umount();
+      assert.equal(mount("600k").code, 0, "mount tmpfs");
+      const k = await kit([f.repo, "latest", `${mnt}/kit`]);
+      assert.equal(k.code, 3, k.stderr);
+      assert.match(
+        k.stderr,
+        /cannot write: no space left on the file system of .*error writing output file/,
+      );
+      assert.doesNotMatch(k.stderr, /corrupt/);
+      umount();
+      assert.equal(mount("4m").code, 0, "mount tmpfs");
+      for (
+        const [what, run] of [
+          [
+            "binary",
+            () => s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", `${mnt}/bin`, "-c"]),
+          ],
+          ["kit", () => kit([f.repo, "latest", `${mnt}/kit`])],
+        ] as const
+      ) {
+        const again = await run();
+        assert.equal(again.code, 0, `${what}: ${again.stderr}`);
+        assert.deepEqual(snapshot(`${mnt}/${what === "binary" ? "bin" : "kit"}`), snapshot(f.src));
+      }
+    } finally {
+      umount();
+      await f.cleanup();
+    }
+  },
+});
+
+Deno.test("target: no write permission, or a file: one clear line, nothing written", async () => {
+  const f = await fixture();
+  try {
+    const file = `${f.dir}/a-file`;
+    await Deno.writeTextFile(file, "x");
+    const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", file]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^s3backup: Cannot restore into .*a-file: not a directory\n$/);
+    const k = await kit([f.repo, "latest", file]);
+    assert.equal(k.code, 2, k.stderr);
+    assert.match(k.stderr, /exists and is not a directory/);
+    assert.equal(await Deno.readTextFile(file), "x");
+    if (!isRoot) {
+      const ro = `${f.dir}/ro`;
+      await Deno.mkdir(ro, { mode: 0o555 });
+      const p = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", ro, "-c"]);
+      assert.equal(p.code, 3, p.stderr);
+      assert.match(p.stderr, /Permission denied|cannot create/i);
+    }
+  } finally {
+    await f.cleanup();
+  }
+});
