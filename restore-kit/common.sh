@@ -50,12 +50,58 @@ KIT_TMP=""
 KIT_WORK=""
 KIT_CUR_TMP=""
 KIT_PROMPTING=0
+KIT_LOCK=""
+KIT_HOST=""
 
 kit_cleanup() {
   if [ "$KIT_PROMPTING" = 1 ]; then stty echo </dev/tty 2>/dev/null || true; fi
   if [ -n "$KIT_CUR_TMP" ]; then rm -f -- "$KIT_CUR_TMP" 2>/dev/null || true; fi
   if [ -n "$KIT_WORK" ]; then rm -rf -- "$KIT_WORK" 2>/dev/null || true; fi
   if [ -n "$KIT_TMP" ]; then rm -rf -- "$KIT_TMP" 2>/dev/null || true; fi
+  if [ -n "$KIT_LOCK" ]; then rm -f -- "$KIT_LOCK" 2>/dev/null || true; fi
+}
+
+# pid_gone PID: no process PID runs on this host.
+pid_gone() {
+  is_uint "$1" && ! kill -0 "$1" 2>/dev/null
+}
+
+# clean_stale_tmp: temporary folders of earlier runs of the kit that were killed (SIGKILL leaves
+# them, with decrypted file lists inside): those of this user whose process is gone.
+clean_stale_tmp() {
+  local d pid
+  for d in "${TMPDIR:-/tmp}"/s3backup-kit.*; do
+    if [ ! -d "$d" ] || [ -L "$d" ] || [ ! -O "$d" ] || [ "$d" = "$KIT_TMP" ]; then continue; fi
+    pid=""
+    if [ -f "$d/pid" ]; then IFS= read -r pid <"$d/pid" || true; fi
+    if pid_gone "$pid"; then rm -rf -- "$d" 2>/dev/null || true; fi
+  done
+}
+
+# lock_target: take TARGET/.s3backup-restore.lock ("<pid> <host>", created exclusively), the
+# lock the binary takes too. One left by a process gone from this host is taken over; one of a
+# running process stops this restore. Holding it, the leftovers of an interrupted restore in
+# TARGET (work folders, temporary files) can only be that restore's, and are removed.
+lock_target() {
+  local lock="$TARGET/.s3backup-restore.lock" held="" pid="" host="" i=0 d
+  KIT_HOST=$(uname -n 2>/dev/null || echo "?")
+  while [ "$i" -lt 3 ]; do
+    if (set -o noclobber; printf '%s %s\n' "$$" "$KIT_HOST" >"$lock") 2>/dev/null; then
+      KIT_LOCK=$lock
+      for d in "$TARGET"/.s3backup-work.*; do
+        if [ -d "$d" ] && [ ! -L "$d" ]; then rm -rf -- "$d" 2>/dev/null || true; fi
+      done
+      return 0
+    fi
+    IFS= read -r held <"$lock" 2>/dev/null || true
+    pid=${held%% *} host=${held#* }
+    if [ "$host" != "$KIT_HOST" ] || ! pid_gone "$pid"; then
+      die "another restore is writing into $TARGET (pid ${pid:-?} on ${host:-?}, .s3backup-restore.lock): wait for it, or remove that file if it is not running"
+    fi
+    rm -f -- "$lock"
+    i=$((i + 1))
+  done
+  die "cannot take $lock"
 }
 
 # kit_init: umask, traps, temp dir, environment for the aws CLI.
@@ -66,6 +112,8 @@ kit_init() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
   KIT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/s3backup-kit.XXXXXX") || die "cannot create a temporary directory"
+  printf '%s\n' "$$" >"$KIT_TMP/pid"
+  clean_stale_tmp
   # The aws CLI: no pager, and no new-style checksums (S3-compatible stores reject them).
   export AWS_PAGER=""
   export AWS_REQUEST_CHECKSUM_CALCULATION=when_required

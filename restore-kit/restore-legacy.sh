@@ -237,7 +237,7 @@ main() {
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
   OVERWRITE=$ARG_OVERWRITE
 
-  need cat chmod cp cut df mkdir mktemp mv rm rmdir sort tail wc
+  need cat chmod cp cut df mkdir mktemp mv rm rmdir sort tail uname wc
   need openssl
   kit_init
   pick_md5
@@ -288,6 +288,7 @@ main() {
 
   if [ ! -d "$target" ]; then mkdir -p -- "$target" || die "cannot create $target"; fi
   TARGET=$(cd -- "$target" && pwd -P) || die "cannot enter $target"
+  lock_target
 
   while IFS= read -r line <&3; do
     restore_one "${line%% *}" "${line#* }"

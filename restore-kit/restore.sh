@@ -379,7 +379,7 @@ main() {
   store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
 
-  need cat chmod chown cp cut date df id ln mkdir mktemp mv rm rmdir sort tail touch wc
+  need cat chmod chown cp cut date df id ln mkdir mktemp mv rm rmdir sort tail touch uname wc
   check_openssl
   kit_init
   pick_md5
@@ -418,6 +418,7 @@ main() {
     mkdir -p -- "$target" || die "cannot create $target"
   fi
   TARGET=$(cd -- "$target" && pwd -P) || die "cannot enter $target"
+  lock_target
   if [ "$STORE_KIND" = s3 ]; then
     KIT_WORK=$(mktemp -d "$TARGET/.s3backup-work.XXXXXX") || die "cannot create a work directory in $TARGET"
     WORK_NAME=${KIT_WORK##*/}

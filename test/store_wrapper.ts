@@ -34,4 +34,7 @@ export class StoreWrapper implements Store {
   remove(names: string[], opts?: RemoveOptions): Promise<void> {
     return this.inner.remove(names, opts);
   }
+  abortUploads(before: Date): Promise<number> {
+    return this.inner.abortUploads?.(before) ?? Promise.resolve(0);
+  }
 }

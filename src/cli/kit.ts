@@ -18,12 +18,17 @@ export interface KitConfig {
 
 const te = new TextEncoder();
 
+/** An endpoint URL without the `user:password@` it may hold (never copied into the bucket). */
+export function withoutCredentials(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, "$1");
+}
+
 /** `kit.conf`: key=value lines the kit parses (never sources). No secrets. */
 export function kitConf(c: KitConfig): string {
   const lines = ["# s3backup restore kit settings (no secrets); flags and env override them"];
   const clean = (v: string) => v.replace(/[\r\n]/g, "");
   if (c.store) lines.push(`store=${clean(c.store)}`);
-  if (c.endpointUrl) lines.push(`endpoint_url=${clean(c.endpointUrl)}`);
+  if (c.endpointUrl) lines.push(`endpoint_url=${clean(withoutCredentials(c.endpointUrl))}`);
   if (c.region) lines.push(`region=${clean(c.region)}`);
   return lines.join("\n") + "\n";
 }

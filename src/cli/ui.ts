@@ -102,9 +102,14 @@ export class Ui {
     const what = s.simulate ? "simulated backup (nothing written)" : `backup ${s.metaKey}`;
     const verb = s.simulate ? "would upload" : "uploaded";
     const skipped = s.skipped > 0 ? `, ${s.skipped} skipped` : "";
+    const aborted = s.uploadsAborted > 0
+      ? `; ${s.uploadsAborted} abandoned multipart uploads aborted`
+      : "";
     this.out(
       `${what}: ${s.files} files, ${s.dirs} dirs, ${s.links} links, ${formatBytes(s.bytes)}; ` +
-        `${s.newObjects} new objects, ${formatBytes(s.bytesUploaded)} ${verb}${skipped}; ` +
+        `${s.newObjects} new objects, ${
+          formatBytes(s.bytesUploaded)
+        } ${verb}${skipped}${aborted}; ` +
         `${(s.durationMs / 1000).toFixed(1)}s`,
     );
   }
@@ -245,7 +250,9 @@ export class Ui {
       : "";
     this.out(
       `prune${s.dryRun ? " (dry run, nothing removed)" : ""}: kept ${s.metasKept} backups, ` +
-        `${would} ${s.metasRemoved.length}; ${data}${young}; ` +
+        `${would} ${s.metasRemoved.length}; ${data}${young}` +
+        (s.uploadsAborted > 0 ? `; ${s.uploadsAborted} abandoned multipart uploads aborted` : "") +
+        "; " +
         `${(s.durationMs / 1000).toFixed(1)}s`,
     );
   }

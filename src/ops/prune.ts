@@ -22,7 +22,12 @@
 import { compareMetaNames, type MetaName } from "../format/layout.ts";
 import { listRepository } from "../repo/listing.ts";
 import { liveLocks, type LockInfo, type LockOptions, withLock } from "../repo/lock.ts";
-import { checkPasswordUnchanged, loadMeta, type Repository } from "../repo/repository.ts";
+import {
+  abortStaleUploads,
+  checkPasswordUnchanged,
+  loadMeta,
+  type Repository,
+} from "../repo/repository.ts";
 import type { ObjectInfo } from "../store/store.ts";
 import { CorruptDataError, S3BackupError, UsageError } from "../util/errors.ts";
 import { pool } from "../util/pool.ts";
@@ -162,6 +167,8 @@ export interface PruneSummary {
   dataSkipped: boolean;
   backupLocks: LockInfo[];
   graceMs: number;
+  /** Multipart uploads of killed runs (over a day old) that were aborted. */
+  uploadsAborted: number;
   durationMs: number;
 }
 
@@ -183,8 +190,9 @@ export async function prune(
   if (opts.dryRun) {
     return await run((await liveLocks(repo.store, now())).filter((l) => l.kind === "backup"));
   }
-  return await withLock(repo.store, "prune", opts.host, { now, ...opts.lock }, (lock) => {
-    return run(lock.others.filter((l) => l.kind === "backup"));
+  return await withLock(repo.store, "prune", opts.host, { now, ...opts.lock }, async (lock) => {
+    const summary = await run(lock.others.filter((l) => l.kind === "backup"));
+    return { ...summary, uploadsAborted: await abortStaleUploads(repo.store, now()) };
   });
 }
 
@@ -277,5 +285,6 @@ async function remove(
     dataSkipped,
     backupLocks,
     graceMs,
+    uploadsAborted: 0,
   };
 }

@@ -301,6 +301,21 @@ export async function keyState(repo: Repository): Promise<"same" | "rewrapped" |
   }
 }
 
+/** A multipart upload begun longer ago than this is a killed run's leftover. */
+export const STALE_UPLOAD_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Aborts the multipart uploads killed runs left (begun over a day before `now`), best effort:
+ * a store without them, or credentials that may not abort, give 0. Returns how many.
+ */
+export async function abortStaleUploads(store: Store, now: Date): Promise<number> {
+  try {
+    return (await store.abortUploads?.(new Date(now.getTime() - STALE_UPLOAD_MS))) ?? 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** A stream that encrypts a data object's content with the data key. */
 export function encryptObject(repo: Repository): TransformStream<Uint8Array, Uint8Array> {
   return encryptStream(repo.dataKey, repo.descriptor.dataIter);

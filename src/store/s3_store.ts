@@ -9,11 +9,14 @@
  */
 
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  type ListMultipartUploadsCommandOutput,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
@@ -353,6 +356,52 @@ export class S3Store implements Store {
       }
       await this.#deleteEach(batch, send);
     }
+  }
+
+  async abortUploads(before: Date): Promise<number> {
+    const prefix = this.prefix ? `${this.prefix}/` : "";
+    let aborted = 0;
+    let keyMarker: string | undefined, idMarker: string | undefined;
+    do {
+      let page: ListMultipartUploadsCommandOutput;
+      try {
+        page = await this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.bucket,
+            Prefix: prefix,
+            ...(keyMarker ? { KeyMarker: keyMarker } : {}),
+            ...(idMarker ? { UploadIdMarker: idMarker } : {}),
+          }),
+          this.#opts(),
+        );
+      } catch (err) {
+        throw this.#mapError(err, "ListMultipartUploads", undefined, true);
+      }
+      const old = (page.Uploads ?? []).filter((u) =>
+        u.Key !== undefined && u.UploadId !== undefined &&
+        (u.Initiated?.getTime() ?? 0) < before.getTime()
+      );
+      await pool(old, SINGLE_DELETE_CONCURRENCY, async (u) => {
+        try {
+          await this.client.send(
+            new AbortMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key: u.Key,
+              UploadId: u.UploadId,
+            }),
+            this.#opts(),
+          );
+          aborted++;
+        } catch (err) {
+          const mapped = this.#mapError(err, "AbortMultipartUpload", u.Key!.slice(prefix.length));
+          if (!(mapped instanceof ObjectNotFoundError)) throw mapped;
+        }
+      });
+      const more = page.IsTruncated === true;
+      keyMarker = more ? page.NextKeyMarker : undefined;
+      idMarker = more ? page.NextUploadIdMarker : undefined;
+    } while (keyMarker);
+    return aborted;
   }
 
   async #deleteBatch(batch: string[], send: { abortSignal?: AbortSignal }): Promise<void> {

@@ -67,6 +67,11 @@ export interface Store {
   list(prefix?: string): AsyncIterable<ObjectInfo>;
   /** Removes objects (batched; absent names are not an error). */
   remove(names: string[], opts?: RemoveOptions): Promise<void>;
+  /**
+   * Aborts the multipart uploads under the store's prefix begun before `before` (a killed run
+   * leaves its upload pending, and billed). Returns how many. Stores without them lack it.
+   */
+  abortUploads?(before: Date): Promise<number>;
 }
 
 /**

@@ -12,6 +12,7 @@ import type { Entry } from "../../format/meta.ts";
 import { type Listing, listRepository } from "../../repo/listing.ts";
 import { withLock } from "../../repo/lock.ts";
 import {
+  abortStaleUploads,
   checkPasswordUnchanged,
   createOnce,
   encryptMeta,
@@ -59,6 +60,8 @@ export interface BackupSummary {
   /** Entries that could not be backed up (unreadable, changed, unrepresentable). */
   skipped: number;
   warnings: number;
+  /** Multipart uploads of killed runs (over a day old) that were aborted. */
+  uploadsAborted: number;
   durationMs: number;
   simulate: boolean;
 }
@@ -80,7 +83,8 @@ export async function backup(
   return await withLock(store, "backup", opts.host, { source: opts.source }, async () => {
     // No password change pending, and none since `repo` was opened (FORMAT.md §7).
     await checkPasswordUnchanged(repo!);
-    return await runBackup(store, repo, opts, onEvent);
+    const aborted = await abortStaleUploads(store, (opts.now ?? (() => new Date()))());
+    return { ...await runBackup(store, repo, opts, onEvent), uploadsAborted: aborted };
   });
 }
 
@@ -151,6 +155,7 @@ async function runBackup(
     bytesUploaded: uploads.bytesUploaded,
     skipped,
     warnings,
+    uploadsAborted: 0,
     durationMs: performance.now() - started,
     simulate: opts.simulate,
   };

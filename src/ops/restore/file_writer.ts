@@ -8,7 +8,7 @@ import type { Entry } from "../../format/meta.ts";
 import { messageOf, writeAll } from "../../util/bytes.ts";
 import { CorruptDataError, S3BackupError } from "../../util/errors.ts";
 import { randomHex } from "../../util/random.ts";
-import { type Attributes, TEMP_PREFIX } from "./target.ts";
+import { type Attributes, TEMP_PREFIX, timeOf } from "./target.ts";
 
 const READ_CHUNK = 1024 * 1024;
 
@@ -73,7 +73,7 @@ export async function writeFile(
     try {
       await opts.attrs.owner(tmp, e, null, false);
       await Deno.chmod(tmp, e.mode);
-      if (!opts.attrs.legacy) await file.utime(new Date(e.mtimeMs), new Date(e.mtimeMs));
+      if (!opts.attrs.legacy) await file.utime(timeOf(e), timeOf(e));
     } catch (err) {
       opts.warn(`cannot set owner/mode/mtime: ${messageOf(err)}`);
     }

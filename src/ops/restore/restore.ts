@@ -20,9 +20,10 @@ import { listRepository } from "../../repo/listing.ts";
 import { decryptObject, type Repository } from "../../repo/repository.ts";
 import { restoreFiles } from "./file_restorer.ts";
 import { finishDirs, restoreDirs, restoreLinks, type RestoreRun } from "./phases.ts";
-import { planRestore } from "./plan.ts";
+import { type Plan, planRestore } from "./plan.ts";
 import { Progress, type RestoreEvent, type RestoreSummary } from "./progress.ts";
 import { Attributes, openTarget, TargetDirs } from "./target.ts";
+import { lockTarget } from "./target_lock.ts";
 
 export { checkTarget, liveBackupLock } from "./check_target.ts";
 export { normalizeOnly } from "./plan.ts";
@@ -48,6 +49,8 @@ export interface RestoreOptions {
   legacy?: boolean;
   /** Lines of the meta that cannot be restored, reported as failed (format 1). */
   problems?: { path: string; message: string }[];
+  /** This host's name, for the target's lock (default: Deno.hostname()). */
+  host?: string;
 }
 
 /**
@@ -75,6 +78,31 @@ export async function restore(
   });
 
   const { root, existed } = await openTarget(opts.target, opts.simulate);
+  const unlock = opts.simulate ? null : await lockTarget(root, opts.host ?? Deno.hostname());
+  try {
+    return await runPhases(repo, meta, opts, { plan, progress, root, existed, started });
+  } finally {
+    await unlock?.();
+  }
+}
+
+/** What `restore` found before the phases: the plan, the counts, the target root. */
+interface Prepared {
+  plan: Plan;
+  progress: Progress;
+  root: string;
+  /** The target existed before (it may hold an interrupted restore's temporary files). */
+  existed: boolean;
+  started: number;
+}
+
+async function runPhases(
+  repo: Repository | LegacyRepository,
+  meta: Meta,
+  opts: RestoreOptions,
+  { plan, progress, root, existed, started }: Prepared,
+): Promise<RestoreSummary> {
+  const legacy = opts.legacy ?? isLegacyRepository(repo);
   const run: RestoreRun = {
     store: repo.store,
     decrypt: () =>

@@ -445,31 +445,68 @@ Deno.test("restore: hostile paths and symlinked parents never write outside the 
   }
 });
 
-Deno.test("restore: an abort removes the file being written; a rerun completes", async () => {
+Deno.test("restore: an abort mid-file removes the file being written; a rerun completes", async () => {
   const fx = await fixture();
   try {
     const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => (i * 7) & 0xff);
     const entries = [await f(fx, "a", "a"), await f(fx, "big", big), await f(fx, "c", "c")];
     const ac = new AbortController();
+    let sawTemp: string[] = [];
+    // The abort lands while `big` is being written: after its object's first chunk is read.
+    class AbortMidway extends StoreWrapper {
+      override async load(name: string) {
+        const body = await this.inner.load(name);
+        if (name !== entries[1]!.md5) return body;
+        let chunks = 0;
+        return body.pipeThrough(
+          new TransformStream({
+            transform(chunk, c) {
+              if (++chunks === 2) {
+                sawTemp = names(fx.target).filter((n) => n.startsWith(".s3backup-restore-"));
+                ac.abort(new Error("stop"));
+              }
+              c.enqueue(chunk);
+            },
+          }),
+        );
+      }
+    }
+    const repo = { ...fx.repo, store: new AbortMidway(fx.repo.store) };
     const key = await fx.meta(entries);
     await assert.rejects(
-      restore(fx.repo, { header: header(), entries }, {
+      restore(repo, { header: header(), entries }, {
         target: fx.target,
         metaKey: key,
         simulate: false,
         overwrite: false,
         concurrency: 1,
         signal: ac.signal,
-      }, (e) => {
-        if (e.type === "progress" && e.filesDone === 1) ac.abort(new Error("stop"));
       }),
       /stop/,
     );
+    assert.equal(sawTemp.length, 1, "the abort landed while big was written to its temp file");
     assert.ok(names(fx.target).every((n) => !n.startsWith(".s3backup")), names(fx.target).join());
+    assert.ok(!names(fx.target).includes("big"));
     const r = await run(fx, entries);
     assert.deepEqual(r.warnings, []);
     assert.deepEqual(names(fx.target), ["a", "big", "c"]);
     assert.equal(Deno.readFileSync(`${fx.target}/big`).length, big.length);
+  } finally {
+    cleanup(fx.dir);
+  }
+});
+
+Deno.test("restore: an mtime no date can hold is reported, never set to 0", async () => {
+  const fx = await fixture();
+  try {
+    const entries = [await f(fx, "far", "far", 0o644, 9e18), await f(fx, "ok", "ok")];
+    const r = await run(fx, entries);
+    assert.equal(r.summary.failed, 0);
+    assert.deepEqual(r.warnings.map((w) => `${w.path}: ${w.message}`), [
+      "far: cannot set owner/mode/mtime: mtime 9000000000000000 s is out of range: not set",
+    ]);
+    assert.notEqual(mtime(`${fx.target}/far`), 0);
+    assert.equal(read(`${fx.target}/far`), "far");
   } finally {
     cleanup(fx.dir);
   }

@@ -125,6 +125,15 @@ export class TargetDirs {
   }
 }
 
+/** An entry's mtime as a Date; RangeError when a Date cannot hold it (never silently 0). */
+export function timeOf(e: Entry): Date {
+  const t = new Date(e.mtimeMs);
+  if (Number.isNaN(t.getTime())) {
+    throw new RangeError(`mtime ${e.mtimeMs / 1000} s is out of range: not set`);
+  }
+  return t;
+}
+
 /** Why something in an entry's way is left alone (without --overwrite). */
 export function conflict(st: Deno.FileInfo, what: string): string {
   const why = st.isDirectory
@@ -143,7 +152,7 @@ export class Attributes {
 
   async times(p: string, e: Entry, st: Deno.FileInfo | null, link: boolean): Promise<void> {
     if (this.legacy || (st !== null && st.mtime?.getTime() === e.mtimeMs)) return;
-    const t = new Date(e.mtimeMs);
+    const t = timeOf(e);
     if (link) await lutimes(p, t, t);
     else await Deno.utime(p, t, t);
   }
