@@ -1,0 +1,225 @@
+/**
+ * Crashes: SIGKILL of the backup at seeded moments, mid-multipart and right before its meta;
+ * SIGKILL of a restore and of the kit. After each, the next run completes, the newest meta
+ * restores identically, no half-written object is visible, and the abandoned multipart upload
+ * is aborted (by the next backup once it is a day old: the test moves that backup's clock).
+ */
+import assert from "node:assert/strict";
+import { backup } from "../../src/ops/backup/backup.ts";
+import { openRepository } from "../../src/repo/repository.ts";
+import {
+  makeBucket,
+  pendingUploads,
+  removeBucket,
+  type S3Target,
+  s3Targets,
+  targetStore,
+} from "../s3_env.ts";
+import { makeNastyTree, snapshot, unlock } from "../tree.ts";
+import { FaultProxy } from "./fault_proxy.ts";
+import { PASSWORD, s3backup, seeded, start } from "./harness.ts";
+
+const moto = s3Targets().find((t) => t.label === "moto");
+const KIT = new URL("../../restore-kit/", import.meta.url).pathname;
+const DAY = 24 * 3600 * 1000;
+
+async function fixture(target: S3Target) {
+  const { bucket, env } = await makeBucket(target);
+  const proxy = new FaultProxy(target.endpoint);
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-crash-" });
+  const src = `${dir}/src`;
+  await Deno.mkdir(src);
+  makeNastyTree(src, 17 * 1024 * 1024 + 7);
+  return {
+    bucket,
+    proxy,
+    dir,
+    src,
+    repo: `s3://${bucket}/r`,
+    env: { ...env, AWS_ENDPOINT_URL: proxy.endpoint },
+    cleanup: async () => {
+      await proxy.close();
+      unlock(dir);
+      await Deno.remove(dir, { recursive: true });
+      await removeBucket(target, bucket);
+    },
+  };
+}
+type Fixture = Awaited<ReturnType<typeof fixture>>;
+
+/** Starts a backup and SIGKILLs it after `ms`, or once `when` says so (polled). */
+async function killedBackup(f: Fixture, ms: number): Promise<number> {
+  const p = start(["backup", "-f", f.src, "-b", f.repo, "-n", "t", "-c"], { env: f.env });
+  const t = setTimeout(() => {
+    try {
+      p.child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, ms);
+  const r = await p.done;
+  clearTimeout(t);
+  return r.code;
+}
+
+/** Every meta restores identically (or none exists yet), and a new backup completes. */
+async function assertWhole(f: Fixture, label: string): Promise<void> {
+  f.proxy.setRules([]);
+  const v = await s3backup(["verify", "-b", f.repo], { env: f.env });
+  assert.ok(
+    v.code === 0 || /No s3backup repository/.test(v.stderr),
+    `${label}: verify ${v.stderr}`,
+  );
+  const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-n", "t", "-c"], { env: f.env });
+  assert.equal(b.code, 0, `${label}: next backup: ${b.stderr}`);
+  const out = `${f.dir}/out-${label.replace(/\W+/g, "-")}`;
+  const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
+    env: f.env,
+  });
+  assert.equal(r.code, 0, `${label}: restore: ${r.stderr}`);
+  assert.deepEqual(snapshot(out), snapshot(f.src), `${label}: restored tree`);
+}
+
+Deno.test({
+  name: "crash [moto]: SIGKILL of the backup at 5 seeded moments: the next run completes",
+  ignore: moto === undefined,
+  fn: async () => {
+    const f = await fixture(moto!);
+    try {
+      const random = seeded(20261201);
+      for (let i = 0; i < 5; i++) {
+        const ms = 300 + Math.floor(random() * 2500);
+        const code = await killedBackup(f, ms);
+        // Touch a file so that each run has something new to upload.
+        await Deno.writeTextFile(`${f.src}/run-${i}`, `run ${i}`);
+        await assertWhole(f, `killed after ${ms} ms (exit ${code})`);
+      }
+    } finally {
+      await f.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "crash [moto]: SIGKILL mid-multipart and before the meta; the upload is aborted later",
+  ignore: moto === undefined,
+  fn: async () => {
+    const f = await fixture(moto!);
+    try {
+      // Mid-multipart: parts hang; kill while they do.
+      f.proxy.setRules([{ fault: "stall", kinds: ["put-part"], share: 1 }]);
+      await killedBackup(f, 5000);
+      assert.ok((f.proxy.seen.get("put-part") ?? 0) > 0, "a part upload was under way");
+      assert.equal((await pendingUploads(moto!, f.bucket, "r/")).length, 1, "the upload is left");
+      // A backup a day later aborts what the killed run left, before it uploads anything.
+      f.proxy.setRules([]);
+      const store = targetStore(moto!, f.bucket, "r");
+      const repo = await openRepository(store, new TextEncoder().encode(PASSWORD));
+      const s = await backup(store, repo, {
+        source: f.src,
+        name: "t",
+        host: "h",
+        simulate: false,
+        kit: new Map(),
+        now: () => new Date(Date.now() + 2 * DAY),
+      });
+      assert.equal(s.uploadsAborted, 1);
+      assert.deepEqual(await pendingUploads(moto!, f.bucket, "r/"), []);
+      const metas = async () => {
+        const out: string[] = [];
+        for await (const o of store.list("meta_")) out.push(o.name);
+        return out.sort();
+      };
+      const before = await metas();
+      // Right before the meta: every data object is stored, the meta PUT hangs; kill.
+      await Deno.writeTextFile(`${f.src}/new`, "new content for the killed run");
+      f.proxy.setRules([{ fault: "stall", kinds: ["put"], key: /meta_/, share: 1 }]);
+      await killedBackup(f, 9000);
+      assert.ok(f.proxy.injected[0]! > 0, "the meta PUT was reached");
+      assert.deepEqual(await metas(), before, "the killed run recorded no meta");
+      store.close();
+      // (The newest meta is the one dated two days ahead: the tree it holds, without "new".)
+      await Deno.remove(`${f.src}/new`);
+      await assertWhole(f, "after the kills");
+    } finally {
+      await f.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "crash [moto]: SIGKILL of a restore and of the kit: the rerun completes and cleans up",
+  ignore: moto === undefined,
+  fn: async () => {
+    const f = await fixture(moto!);
+    try {
+      const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c"], { env: f.env });
+      assert.equal(b.code, 0, b.stderr);
+      // The binary: killed while the big object downloads (it hangs).
+      f.proxy.setRules([{
+        fault: "stall",
+        kinds: ["get"],
+        key: /[0-9a-f]{32}$/,
+        share: 1,
+        max: 1,
+      }]);
+      const out = `${f.dir}/out`;
+      const p = start(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], { env: f.env });
+      setTimeout(() => p.child.kill("SIGKILL"), 4000);
+      await p.done;
+      f.proxy.setRules([]);
+      const again = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
+        env: f.env,
+      });
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual(snapshot(out), snapshot(f.src), "binary rerun");
+      // The kit: killed mid-way, it leaves its work folder and its temp folder; the rerun
+      // removes both and restores identically.
+      const kout = `${f.dir}/kit-out`;
+      const tmp = `${f.dir}/tmp`;
+      await Deno.mkdir(tmp);
+      const env = {
+        ...f.env,
+        S3BACKUP_PASSWORD: PASSWORD,
+        PATH: "/usr/bin:/bin",
+        HOME: f.dir,
+        TMPDIR: tmp,
+      };
+      f.proxy.setRules([{
+        fault: "stall",
+        kinds: ["get"],
+        key: /[0-9a-f]{32}$/,
+        share: 1,
+        max: 1,
+      }]);
+      const kit = new Deno.Command("bash", {
+        args: [`${KIT}restore.sh`, f.repo, "latest", kout],
+        env,
+        clearEnv: true,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      await new Promise((r) => setTimeout(r, 5000));
+      // Kill the whole kit (bash and the aws CLI it runs), as a reboot would.
+      new Deno.Command("pkill", { args: ["-KILL", "-f", kout] }).outputSync();
+      kit.kill("SIGKILL");
+      await kit.output();
+      const left = [...Deno.readDirSync(tmp)].map((e) => e.name);
+      assert.ok(left.some((n) => n.startsWith("s3backup-kit.")), `temp folder left: ${left}`);
+      f.proxy.setRules([]);
+      const rerun = await new Deno.Command("bash", {
+        args: [`${KIT}restore.sh`, f.repo, "latest", kout],
+        env,
+        clearEnv: true,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+        signal: AbortSignal.timeout(120_000),
+      }).output();
+      assert.equal(rerun.code, 0, new TextDecoder().decode(rerun.stderr));
+      assert.deepEqual([...Deno.readDirSync(tmp)], [], "the killed run's temp folder is gone");
+      assert.deepEqual(snapshot(kout), snapshot(f.src), "kit rerun");
+    } finally {
+      await f.cleanup();
+    }
+  },
+});
