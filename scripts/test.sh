@@ -86,8 +86,14 @@ paths=(src/ test/)
 for a in "$@"; do
   if [ -e "$a" ]; then paths=(); break; fi
 done
-deno test --allow-all --parallel "$@" "${paths[@]}" 2>&1 | tee "$out"
+# A hang anywhere fails the run with a clear line instead of eating CI's time (every test's own
+# waits have deadlines too: test/faults/harness.ts).
+timeout --signal=TERM --kill-after=30 "${S3BACKUP_TEST_TIMEOUT:-3000}" \
+  deno test --allow-all --parallel "$@" "${paths[@]}" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+  log "deno test did not finish within ${S3BACKUP_TEST_TIMEOUT:-3000} s: killed"
+fi
 set -e
 # One plain summary line: "tests: N passed, N failed[, N skipped]".
 summary=$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -n 1 || true)

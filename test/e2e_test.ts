@@ -368,6 +368,15 @@ Deno.test("the password never shows in output; `kit -o` writes a kit without sec
     for (const out of [b, l, k]) {
       assert.ok(!(out.stdout + out.stderr).includes(PASSWORD));
     }
+    // Every object the backup wrote (it knew the password), the kit it keeps there included.
+    const objects = storeObjects(bucket);
+    assert.ok(objects.some((n) => n.startsWith("restore-kit/")), objects.join());
+    const needle = new TextEncoder().encode(PASSWORD);
+    for (const name of objects) {
+      const data = Deno.readFileSync(`${bucket}/${name}`);
+      const at = data.findIndex((_, i) => needle.every((c, j) => data[i + j] === c));
+      assert.equal(at, -1, `${name} holds the password`);
+    }
     const conf = Deno.readTextFileSync(`${kitDir}/kit.conf`);
     assert.match(conf, /^store=s3:\/\/some-bucket\/pre\/fix$/m);
     assert.match(conf, /^endpoint_url=http:\/\/127\.0\.0\.1:1$/m);
@@ -422,6 +431,8 @@ Deno.test("a backup killed midway records nothing; the next run completes and re
   }
 });
 
+// moto only: a Ceph RGW knows only the storage classes its zonegroup placement defines
+// (STANDARD by default), so STANDARD_IA is refused there by design.
 for (const target of s3Targets().filter((t) => t.label === "moto")) {
   Deno.test(`S3 (${target.label}): [s3] storage_class applies to data objects only`, async () => {
     const f = fixture();

@@ -5,9 +5,9 @@
  * only (no code from src/), which also checks that the format can be implemented from its
  * description. Run: deno test -A test/kit_test.ts
  *
- * The S3 cases need S3BACKUP_TEST_S3_ENDPOINT (an http S3 endpoint, e.g. moto_server, with
- * AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY set): scripts/test.sh provides it. Set
- * S3BACKUP_TEST_NO_S3=1 to skip them.
+ * The S3 cases run on S3BACKUP_TEST_S3_ENDPOINT (moto_server) and, when set, on
+ * S3BACKUP_TEST_CEPH_ENDPOINT (a Ceph RGW, with its own keys): scripts/test.sh provides them.
+ * Set S3BACKUP_TEST_NO_S3=1 to skip them.
  */
 
 import { createHash } from "node:crypto";
@@ -15,7 +15,6 @@ import { createHash } from "node:crypto";
 const KIT_DIR = new URL("../restore-kit/", import.meta.url).pathname;
 const PASSWORD = "correct horse ✓ battery staple";
 const KEY_ITER = 600000;
-const S3_ENDPOINT = Deno.env.get("S3BACKUP_TEST_S3_ENDPOINT") ?? "";
 const NO_S3 = Deno.env.get("S3BACKUP_TEST_NO_S3") === "1";
 const IS_ROOT = Deno.uid() === 0;
 const MIB = 1024 * 1024;
@@ -1132,11 +1131,42 @@ Deno.test("kit: interrupted password change, old metas + passwd/next/: both pass
 });
 
 // ---------------------------------------------------------------------------------------------
-// S3 (moto_server or Ceph via S3BACKUP_TEST_S3_ENDPOINT), AWS CLI v1 and v2
+// S3: every case on moto (S3BACKUP_TEST_t.endpoint) and, when scripts/test.sh starts it, on
+// a Ceph RGW (S3BACKUP_TEST_CEPH_*), through AWS CLI v1 and v2
 // ---------------------------------------------------------------------------------------------
 
-function s3Env(): Record<string, string> {
+/** An S3 server the kit cases run against, with its own credentials. */
+interface KitS3 {
+  label: string;
+  endpoint: string;
+  keyId: string;
+  secret: string;
+}
+
+function kitTargets(): KitS3[] {
+  const env = (k: string) => Deno.env.get(k) ?? "";
+  const out: KitS3[] = [{
+    label: "moto",
+    endpoint: env("S3BACKUP_TEST_t.endpoint"),
+    keyId: "test",
+    secret: "test",
+  }];
+  if (env("S3BACKUP_TEST_CEPH_ENDPOINT")) {
+    out.push({
+      label: "ceph",
+      endpoint: env("S3BACKUP_TEST_CEPH_ENDPOINT"),
+      keyId: env("S3BACKUP_TEST_CEPH_ACCESS_KEY_ID"),
+      secret: env("S3BACKUP_TEST_CEPH_SECRET_ACCESS_KEY"),
+    });
+  }
+  return out;
+}
+
+function s3Env(t: KitS3): Record<string, string> {
   const env = Deno.env.toObject();
+  env.AWS_ACCESS_KEY_ID = t.keyId;
+  env.AWS_SECRET_ACCESS_KEY = t.secret;
+  delete env.AWS_SESSION_TOKEN;
   delete env.AWS_CA_BUNDLE;
   delete env.AWS_ENDPOINT_URL;
   delete env.AWS_ENDPOINT_URL_S3;
@@ -1157,9 +1187,9 @@ async function awsV1(): Promise<string> {
 
 const AWS_V2 = "/usr/bin/aws";
 
-async function aws(awsBin: string, args: string[]): Promise<RunResult> {
-  const r = await run(awsBin, ["--endpoint-url", S3_ENDPOINT, ...args], {
-    env: s3Env(),
+async function aws(t: KitS3, awsBin: string, args: string[]): Promise<RunResult> {
+  const r = await run(awsBin, ["--endpoint-url", t.endpoint, ...args], {
+    env: s3Env(t),
     clearEnv: true,
   });
   if (r.code !== 0) fail(`aws ${args.join(" ")} failed (${r.code}): ${r.stderr}`);
@@ -1167,7 +1197,7 @@ async function aws(awsBin: string, args: string[]): Promise<RunResult> {
 }
 
 /** A fresh bucket holding the fixture repository under PREFIX, plus keys readers ignore. */
-async function s3Fixture(awsBin: string, prefix: string): Promise<string> {
+async function s3Fixture(t: KitS3, awsBin: string, prefix: string): Promise<string> {
   const fx = await fixture();
   const upload = tmpPath("upload");
   await runOk("cp", ["-a", "--", fx.repo.dir, upload]);
@@ -1176,46 +1206,44 @@ async function s3Fixture(awsBin: string, prefix: string): Promise<string> {
   await Deno.mkdir(`${upload}/locks`);
   await Deno.writeTextFile(`${upload}/locks/meta_x_20990101T000000Z`, "not a meta");
   const bucket = `kit-${randomHex(6)}`;
-  await aws(awsBin, ["s3api", "create-bucket", "--bucket", bucket]);
+  await aws(t, awsBin, ["s3api", "create-bucket", "--bucket", bucket]);
   const dest = prefix ? `s3://${bucket}/${prefix}/` : `s3://${bucket}/`;
-  await aws(awsBin, ["s3", "cp", "--recursive", "--only-show-errors", upload, dest]);
+  await aws(t, awsBin, ["s3", "cp", "--recursive", "--only-show-errors", upload, dest]);
   return bucket;
 }
 
-function s3Test(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: !S3_ENDPOINT && NO_S3,
-    fn: async () => {
-      if (!S3_ENDPOINT) {
-        fail(
-          "S3BACKUP_TEST_S3_ENDPOINT is not set: run the suite via `bash scripts/test.sh` " +
-            "(which provides an S3 endpoint), or set S3BACKUP_TEST_NO_S3=1 to skip the S3 cases",
-        );
-      }
-      await fn();
-    },
-  });
-}
-
-function s3KitEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const k of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]) {
-    const v = Deno.env.get(k);
-    if (v !== undefined) env[k] = v;
+function s3Test(name: string, fn: (t: KitS3) => Promise<void>): void {
+  for (const t of kitTargets()) {
+    Deno.test({
+      name: `${name} [${t.label}]`,
+      ignore: !t.endpoint && NO_S3,
+      fn: async () => {
+        if (!t.endpoint) {
+          fail(
+            "S3BACKUP_TEST_t.endpoint is not set: run the suite via `bash scripts/test.sh` " +
+              "(which provides an S3 endpoint), or set S3BACKUP_TEST_NO_S3=1 to skip the S3 cases",
+          );
+        }
+        await fn(t);
+      },
+    });
   }
-  return env;
 }
 
-s3Test("kit: S3 restore with AWS CLI v1, prefix, kit.conf endpoint, small batches", async () => {
+/** What the kit is given to reach the server: its credentials alone. */
+function s3KitEnv(t: KitS3): Record<string, string> {
+  return { AWS_ACCESS_KEY_ID: t.keyId, AWS_SECRET_ACCESS_KEY: t.secret };
+}
+
+s3Test("kit: S3 restore with AWS CLI v1, prefix, kit.conf endpoint, small batches", async (t) => {
   const fx = await fixture();
   const v1 = await awsV1();
-  const ver = await run(v1, ["--version"], { env: s3Env(), clearEnv: true });
+  const ver = await run(v1, ["--version"], { env: s3Env(t), clearEnv: true });
   assert(
     /aws-cli\/1\./.test(ver.stdout + ver.stderr),
     `not AWS CLI v1: ${v1}: ${ver.stdout}${ver.stderr}`,
   );
-  const bucket = await s3Fixture(v1, "backups/host1");
+  const bucket = await s3Fixture(t, v1, "backups/host1");
   // A copy of the kit with a kit.conf, as the tool writes it.
   const kitDir = tmpPath("kit") + "/";
   await Deno.mkdir(kitDir);
@@ -1225,7 +1253,7 @@ s3Test("kit: S3 restore with AWS CLI v1, prefix, kit.conf endpoint, small batche
   }
   await Deno.writeTextFile(
     `${kitDir}kit.conf`,
-    `# written by s3backup\nendpoint_url=${S3_ENDPOINT}\nregion=us-east-1\n`,
+    `# written by s3backup\nendpoint_url=${t.endpoint}\nregion=us-east-1\n`,
   );
   const bin = await restrictedBin({ aws: v1 });
   const store = `s3://${bucket}/backups/host1/`;
@@ -1233,11 +1261,11 @@ s3Test("kit: S3 restore with AWS CLI v1, prefix, kit.conf endpoint, small batche
   const r = await kit("restore.sh", [store, "latest", target], {
     path: bin,
     kitDir,
-    env: { ...s3KitEnv(), S3BACKUP_KIT_BATCH: "12" },
+    env: { ...s3KitEnv(t), S3BACKUP_KIT_BATCH: "12" },
   });
   assertExit(r, 0, "restore.sh from S3 with AWS CLI v1");
   await assertSameTree(target, fx.source);
-  const l = await kit("list.sh", [store], { path: bin, kitDir, env: s3KitEnv(), password: null });
+  const l = await kit("list.sh", [store], { path: bin, kitDir, env: s3KitEnv(t), password: null });
   assertExit(l, 0, "list.sh S3 v1");
   assertEquals(
     l.stdout.trimEnd().split("\n").slice(1).map((x) => x.split(/ +/)[0]),
@@ -1245,60 +1273,63 @@ s3Test("kit: S3 restore with AWS CLI v1, prefix, kit.conf endpoint, small batche
   );
 });
 
-s3Test("kit: S3 restore with AWS CLI v2, bucket root, --endpoint-url, missing object", async () => {
-  const fx = await fixture();
-  const ver = await run(AWS_V2, ["--version"], { env: s3Env(), clearEnv: true });
-  assert(
-    /aws-cli\/2\./.test(ver.stdout + ver.stderr),
-    `not AWS CLI v2: ${ver.stdout}${ver.stderr}`,
-  );
-  const bucket = await s3Fixture(AWS_V2, "");
-  const bin = await restrictedBin({ aws: AWS_V2 });
-  const env = { ...s3KitEnv(), AWS_DEFAULT_REGION: "us-east-1" };
-  const store = `s3://${bucket}`;
-  const target = tmpPath("s3v2");
-  const r = await kit("restore.sh", ["--endpoint-url", S3_ENDPOINT, store, "latest", target], {
-    path: bin,
-    env,
-  });
-  assertExit(r, 0, "restore.sh from S3 with AWS CLI v2");
-  await assertSameTree(target, fx.source);
+s3Test(
+  "kit: S3 restore with AWS CLI v2, bucket root, --endpoint-url, missing object",
+  async (t) => {
+    const fx = await fixture();
+    const ver = await run(AWS_V2, ["--version"], { env: s3Env(t), clearEnv: true });
+    assert(
+      /aws-cli\/2\./.test(ver.stdout + ver.stderr),
+      `not AWS CLI v2: ${ver.stdout}${ver.stderr}`,
+    );
+    const bucket = await s3Fixture(t, AWS_V2, "");
+    const bin = await restrictedBin({ aws: AWS_V2 });
+    const env = { ...s3KitEnv(t), AWS_DEFAULT_REGION: "us-east-1" };
+    const store = `s3://${bucket}`;
+    const target = tmpPath("s3v2");
+    const r = await kit("restore.sh", ["--endpoint-url", t.endpoint, store, "latest", target], {
+      path: bin,
+      env,
+    });
+    assertExit(r, 0, "restore.sh from S3 with AWS CLI v2");
+    await assertSameTree(target, fx.source);
 
-  const l = await kit("list.sh", ["--endpoint-url", S3_ENDPOINT, store], { path: bin, env });
-  assertExit(l, 0, "list.sh S3 v2");
-  for (const [m, n] of fx.counts) {
-    const row = l.stdout.split("\n").find((x) => x.startsWith(m)) ?? "";
-    assert(row.trimEnd().endsWith(` ${n}`), `count of ${m}: ${row}`);
-  }
+    const l = await kit("list.sh", ["--endpoint-url", t.endpoint, store], { path: bin, env });
+    assertExit(l, 0, "list.sh S3 v2");
+    for (const [m, n] of fx.counts) {
+      const row = l.stdout.split("\n").find((x) => x.startsWith(m)) ?? "";
+      assert(row.trimEnd().endsWith(` ${n}`), `count of ${m}: ${row}`);
+    }
 
-  // The endpoint from AWS_ENDPOINT_URL; one object deleted: reported, exit 3.
-  await aws(AWS_V2, ["s3", "rm", `s3://${bucket}/${md5hex(text("hello"))}`]);
-  const t2 = tmpPath("s3v2-missing");
-  const r2 = await kit("restore.sh", [
-    "--only",
-    "dir with trailing space ",
-    "--only",
-    "empty.txt",
-    store,
-    "nightly",
-    t2,
-  ], { path: bin, env: { ...env, AWS_ENDPOINT_URL: S3_ENDPOINT } });
-  assertExit(r2, 3, "restore.sh with a missing object");
-  assert(
-    r2.stderr.includes("restore.sh: dir with trailing space /line\\nbreak: missing object"),
-    r2.stderr,
-  );
-  assertEquals(await readDirNames(t2), ["dir with trailing space ", "empty.txt"]);
-  assertEquals(await readDirNames(`${t2}/dir with trailing space `), ["dup2.txt"]);
-});
+    // The endpoint from AWS_ENDPOINT_URL; one object deleted: reported, exit 3.
+    await aws(t, AWS_V2, ["s3", "rm", `s3://${bucket}/${md5hex(text("hello"))}`]);
+    const t2 = tmpPath("s3v2-missing");
+    const r2 = await kit("restore.sh", [
+      "--only",
+      "dir with trailing space ",
+      "--only",
+      "empty.txt",
+      store,
+      "nightly",
+      t2,
+    ], { path: bin, env: { ...env, AWS_ENDPOINT_URL: t.endpoint } });
+    assertExit(r2, 3, "restore.sh with a missing object");
+    assert(
+      r2.stderr.includes("restore.sh: dir with trailing space /line\\nbreak: missing object"),
+      r2.stderr,
+    );
+    assertEquals(await readDirNames(t2), ["dir with trailing space ", "empty.txt"]);
+    assertEquals(await readDirNames(`${t2}/dir with trailing space `), ["dup2.txt"]);
+  },
+);
 
 s3Test(
   "kit: S3, interrupted password change: both passwords, passwd/ not listed",
-  async () => {
+  async (t) => {
     const fx = await passwdFixture("switched");
     const bucket = `kit-${randomHex(6)}`;
-    await aws(AWS_V2, ["s3api", "create-bucket", "--bucket", bucket]);
-    await aws(AWS_V2, [
+    await aws(t, AWS_V2, ["s3api", "create-bucket", "--bucket", bucket]);
+    await aws(t, AWS_V2, [
       "s3",
       "cp",
       "--recursive",
@@ -1309,7 +1340,7 @@ s3Test(
     await checkInterruptedChange(fx, "switched", {
       store: `s3://${bucket}/pfx`,
       path: await restrictedBin({ aws: AWS_V2 }),
-      env: { ...s3KitEnv(), AWS_DEFAULT_REGION: "us-east-1", AWS_ENDPOINT_URL: S3_ENDPOINT },
+      env: { ...s3KitEnv(t), AWS_DEFAULT_REGION: "us-east-1", AWS_ENDPOINT_URL: t.endpoint },
       brief: true,
     });
   },

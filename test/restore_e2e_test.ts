@@ -193,11 +193,21 @@ Deno.test("restore: an interrupted restore (SIGINT) leaves no temp file; a rerun
       stderr: "piped",
     }).spawn();
     const output = child.output();
+    // Every wait has a deadline: a restore that never starts or never stops fails the test.
+    const until = Date.now() + 60_000;
     while (!exists(target) || names(target).filter((n) => !n.startsWith(".")).length < 5) {
+      if (Date.now() > until) {
+        child.kill("SIGKILL");
+        await output;
+        throw new Error("the restore wrote nothing within 60 s");
+      }
       await new Promise((r) => setTimeout(r, 5));
     }
     child.kill("SIGINT");
+    const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
     const o = await output;
+    clearTimeout(killer);
+    assert.notEqual(o.signal, "SIGKILL", "the restore did not stop within 30 s of SIGINT");
     assert.equal(o.code, 130, new TextDecoder().decode(o.stderr));
     const left = names(target);
     assert.ok(left.length < expected.length, "the restore was not interrupted");

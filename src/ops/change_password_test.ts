@@ -194,6 +194,23 @@ async function opening(store: Store, pw: Uint8Array, metas: string[]): Promise<s
   return ok;
 }
 
+const KIT = new URL("../../restore-kit/", import.meta.url).pathname;
+
+/** Runs a script of the restore kit with `password` (bash, coreutils, openssl only). */
+async function kitRun(script: string, args: string[], password: string) {
+  const out = await new Deno.Command("bash", {
+    args: [`${KIT}${script}`, ...args],
+    env: { S3BACKUP_PASSWORD: password, PATH: "/usr/bin:/bin", HOME: "/tmp" },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
 Deno.test("passwd: interrupted after every write or delete, every backup still opens and a rerun completes", async () => {
   const base = await Deno.makeTempDir({ prefix: "s3backup-passwd-cut-" });
   try {
@@ -250,6 +267,18 @@ Deno.test("passwd: interrupted after every write or delete, every backup still o
       }
       if (cut < prevGone) assert.deepEqual(withOld, metas, `${where}: old password`);
       if (cut >= prepared) assert.deepEqual(withNew, metas, `${where}: new password`);
+      // The restore kit, the second reader, opens the same state the same way.
+      for (const [pw, opened] of [[OLD, withOld], [NEW, withNew]] as const) {
+        if (opened?.length !== metas.length) continue;
+        const pwText = new TextDecoder().decode(pw);
+        const list = await kitRun("list.sh", [dir], pwText);
+        assert.equal(list.code, 0, `${where}: kit list.sh: ${list.stderr}`);
+        for (const m of metas) assert.match(list.stdout, new RegExp(`^${m} .* \\d+$`, "m"), where);
+        const out = path.join(base, `kit-out-${cut}`);
+        const r = await kitRun("restore.sh", [dir, "latest", out], pwText);
+        assert.equal(r.code, 0, `${where}: kit restore.sh: ${r.stderr}`);
+        await Deno.remove(out, { recursive: true });
+      }
 
       // A crashed run's lock stays until stale (2 h): what a rerun later finds is without it.
       const locks: string[] = [];

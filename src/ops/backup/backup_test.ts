@@ -5,12 +5,14 @@ import {
   createRepository,
   decryptObject,
   loadMeta,
+  PasswordChangePendingError,
   type Repository,
 } from "../../repo/repository.ts";
 import { LocalStore } from "../../store/local_store.ts";
 import type { SaveOptions, Store } from "../../store/store.ts";
 import { wrapDataKey } from "../../format/key_wrap.ts";
-import { KEY_NAME } from "../../format/layout.ts";
+import { KEY_NAME, KEY_NEXT_NAME } from "../../format/layout.ts";
+import { acquireLock, LockedError } from "../../repo/lock.ts";
 import { readAll } from "../../util/bytes.ts";
 import { StoreWrapper } from "../../../test/store_wrapper.ts";
 
@@ -103,9 +105,28 @@ Deno.test("a file that keeps changing is skipped with a warning: partial", async
     const { summary, warnings } = await run(hooked, repo, src);
     assert.equal(summary.skipped, 1);
     assert.equal(warnings.length, 1);
-    assert.match((warnings[0] as { message: string }).message, /changed while it was read/);
+    assert.match((warnings[0] as { message: string }).message, /changed while it was read 3 times/);
+    assert.equal(n, 3, "read 3 times, then skipped");
     const meta = await loadMeta(repo, summary.metaKey!);
     assert.deepEqual(meta.entries.map((e) => e.path), ["calm"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a file that changes twice is stored as the third read finds it", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    const big = `${src}/churn`;
+    await Deno.writeFile(big, new Uint8Array(SMALL_FILE + 10));
+    let n = 0;
+    const hooked = new HookStore(store, () => {
+      if (n < 2) Deno.writeFileSync(big, new Uint8Array(SMALL_FILE + 10).fill(++n));
+    });
+    const { summary, warnings } = await run(hooked, repo, src);
+    assert.deepEqual(warnings, []);
+    const meta = await loadMeta(repo, summary.metaKey!);
+    assert.equal(meta.entries[0]!.md5, md5(new Uint8Array(SMALL_FILE + 10).fill(2)));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -268,6 +289,38 @@ Deno.test("two names that read as one (not UTF-8 next to U+FFFD): one entry, one
     const meta = await loadMeta(repo, summary.metaKey!);
     assert.deepEqual(meta.entries.map((e) => e.path), ["dup\u{FFFD}"]);
     assert.equal(meta.entries[0]!.md5, md5("valid"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a backup does not start while a password change is pending, nor beside a prune", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    await Deno.writeTextFile(`${src}/a`, "a");
+    const objects = async () => {
+      const out: string[] = [];
+      for await (const o of store.list()) out.push(o.name);
+      return out.filter((n) =>
+        /^[0-9a-f]{32}$/.test(n) || n.startsWith("meta_") || n.startsWith("locks/")
+      );
+    };
+    await store.save(KEY_NEXT_NAME, new Uint8Array([1]));
+    await assert.rejects(run(store, repo, src), PasswordChangePendingError);
+    assert.deepEqual(await objects(), [], "nothing uploaded, no lock left");
+    await store.remove([KEY_NEXT_NAME]);
+    const prune = await acquireLock(store, "prune", "other-host");
+    try {
+      await assert.rejects(
+        run(store, repo, src),
+        (e) => e instanceof LockedError && /a prune is running/.test(e.message),
+      );
+      assert.deepEqual((await objects()).filter((n) => !n.startsWith("locks/prune-")), []);
+    } finally {
+      await prune.release();
+    }
+    const { summary } = await run(store, repo, src);
+    assert.ok(summary.metaKey);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,0 +1,135 @@
+/**
+ * Claims of the README checked through the real program (local repositories, no S3 needed):
+ * exit codes that only show at the command line, where settings come from, and what both
+ * readers do with an unknown format or a lost descriptor.
+ */
+import assert from "node:assert/strict";
+import { acquireLock } from "../src/repo/lock.ts";
+import { LocalStore } from "../src/store/local_store.ts";
+import { PASSWORD, s3backup } from "./faults/harness.ts";
+
+const KIT = new URL("../restore-kit/", import.meta.url).pathname;
+
+async function withRepo(fn: (f: { dir: string; src: string; repo: string }) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-cli-" });
+  const src = `${dir}/src`, repo = `${dir}/repo`;
+  await Deno.mkdir(src);
+  await Deno.mkdir(repo);
+  await Deno.writeTextFile(`${src}/a.txt`, "A");
+  try {
+    const b = await s3backup(["backup", "-f", src, "-b", repo, "-n", "n", "-c"]);
+    assert.equal(b.code, 0, b.stderr);
+    await fn({ dir, src, repo });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function kit(script: string, args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command("bash", {
+    args: [`${KIT}${script}`, ...args],
+    env: { S3BACKUP_PASSWORD: PASSWORD, PATH: "/usr/bin:/bin", HOME: "/tmp", ...env },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+}
+
+Deno.test("cli: prune beside a running backup removes no data and exits 3", () =>
+  withRepo(async ({ repo }) => {
+    const lock = await acquireLock(new LocalStore(repo), "backup", "elsewhere");
+    try {
+      const p = await s3backup(["prune", "-b", repo, "--keep-last", "1", "-c"]);
+      assert.equal(p.code, 3, p.stdout + p.stderr);
+      assert.match(p.stdout, /no data object removed \(a backup is running\)/);
+    } finally {
+      await lock.release();
+    }
+  }));
+
+Deno.test("cli: a backup that could not read everything exits 3 and says what", () =>
+  withRepo(async ({ src, repo }) => {
+    const mk = new Deno.Command("bash", { args: ["-c", `: > "$1/"$'bad\\xffname'`, "_", src] })
+      .outputSync();
+    assert.equal(mk.code, 0);
+    const b = await s3backup(["backup", "-f", src, "-b", repo, "-n", "n", "-c"]);
+    assert.equal(b.code, 3, b.stderr);
+    assert.match(b.stderr, /not valid UTF-8/);
+    assert.match(b.stdout, /1 skipped/);
+  }));
+
+Deno.test("cli: an unknown format is refused by both readers; a lost s3backup.conf is not", () =>
+  withRepo(async ({ dir, repo }) => {
+    const conf = `${repo}/s3backup.conf`;
+    const original = await Deno.readTextFile(conf);
+    await Deno.writeTextFile(conf, original.replace("format=2", "format=3"));
+    const r = await s3backup(["restore", "-b", repo, "-m", "latest", "-f", `${dir}/o1`]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /Repository format 3 is not supported by this version/);
+    const k = await kit("restore.sh", [repo, "latest", `${dir}/k1`]);
+    assert.notEqual(k.code, 0, k.stderr);
+    assert.match(k.stderr, /format/);
+    await Deno.remove(conf);
+    const r2 = await s3backup(["restore", "-b", repo, "-m", "latest", "-f", `${dir}/o2`, "-c"]);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.equal(await Deno.readTextFile(`${dir}/o2/a.txt`), "A");
+    const k2 = await kit("restore.sh", [repo, "latest", `${dir}/k2`]);
+    assert.equal(k2.code, 0, k2.stderr);
+    assert.equal(await Deno.readTextFile(`${dir}/k2/a.txt`), "A");
+  }));
+
+Deno.test("cli: the password comes from --password-file, then S3BACKUP_PASSWORD, then the ini", () =>
+  withRepo(async ({ dir, repo }) => {
+    const cwd = `${dir}/work`;
+    await Deno.mkdir(cwd);
+    const right = `${dir}/right`, wrong = `${dir}/wrong`;
+    await Deno.writeTextFile(right, `${PASSWORD}\n`);
+    await Deno.writeTextFile(wrong, "wrong\n");
+    const list = (env: Record<string, string>, extra: string[] = []) =>
+      s3backup(["verify", "-b", repo, ...extra], { env, cwd });
+    const ini = (pw: string) =>
+      Deno.writeTextFile(`${cwd}/s3backup.ini`, `[main]\npassword = ${pw}\n`, { mode: 0o600 });
+    await ini("wrong");
+    assert.equal((await list({ S3BACKUP_PASSWORD: PASSWORD })).code, 0, "env before ini");
+    assert.equal((await list({ S3BACKUP_PASSWORD: "wrong" }, ["--password-file", right])).code, 0);
+    assert.equal((await list({ S3BACKUP_PASSWORD: PASSWORD }, ["--password-file", wrong])).code, 4);
+    await ini(PASSWORD);
+    assert.equal((await list({ S3BACKUP_PASSWORD: "" })).code, 0, "the ini when nothing else");
+    assert.equal((await list({ S3BACKUP_PASSWORD: "wrong" })).code, 4, "env before ini");
+  }));
+
+Deno.test("cli: endpoint and region: the flag, then the AWS variables, then the ini", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-cli-" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/s3backup.ini`,
+      "[s3]\nendpoint = http://ini.example:1\nregion = ini-region\n",
+    );
+    const conf = async (env: Record<string, string>, flags: string[] = []) => {
+      const out = `${dir}/kit-${crypto.randomUUID()}`;
+      const r = await s3backup(["kit", "-o", out, "-b", "s3://bucket/p", ...flags], {
+        env,
+        cwd: dir,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      const text = await Deno.readTextFile(`${out}/kit.conf`);
+      return [/^endpoint_url=(.*)$/m.exec(text)?.[1], /^region=(.*)$/m.exec(text)?.[1]];
+    };
+    assert.deepEqual(await conf({}), ["http://ini.example:1", "ini-region"]);
+    const env = { AWS_ENDPOINT_URL: "http://env.example:2", AWS_DEFAULT_REGION: "env-region" };
+    assert.deepEqual(await conf(env), ["http://env.example:2", "env-region"]);
+    assert.deepEqual(
+      await conf({ ...env, AWS_ENDPOINT_URL_S3: "http://env-s3.example:3", AWS_REGION: "env-r" }),
+      ["http://env-s3.example:3", "env-r"],
+    );
+    assert.deepEqual(
+      await conf(env, ["--endpoint-url", "http://flag.example:4", "--region", "flag-region"]),
+      ["http://flag.example:4", "flag-region"],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
