@@ -233,3 +233,35 @@ Deno.test("the writer refuses what the readers would: a tree deeper than 256 lev
     await f.cleanup();
   }
 });
+
+Deno.test("setuid, setgid and sticky bits: restored as recorded by both readers (the policy)", async () => {
+  const f = await fixture();
+  try {
+    const suid = { ...file("a.txt", "A"), path: "suid", mode: 0o4755 };
+    const sgid = { ...file("sub/b.txt", "B"), path: "sgid", mode: 0o2750 };
+    const dir: Entry = {
+      type: "d",
+      path: "tmp",
+      mode: 0o1777,
+      uid: null,
+      gid: null,
+      size: 0,
+      mtimeMs: 1e12,
+    };
+    await hostileMeta(f, [suid, sgid, dir]);
+    const mode = (p: string) => (Deno.lstatSync(p).mode ?? 0) & 0o7777;
+    const out = `${f.dir}/o`;
+    const r = await s3backup(["restore", "-b", f.repoDir, "-m", "hostile", "-f", out, "-c"]);
+    assert.equal(r.code, 0, r.stderr);
+    const kout = `${f.dir}/k`;
+    const k = await kit("restore.sh", [f.repoDir, "hostile", kout]);
+    assert.equal(k.code, 0, k.stderr);
+    for (const t of [out, kout]) {
+      assert.equal(mode(`${t}/suid`), 0o4755, t);
+      assert.equal(mode(`${t}/sgid`), 0o2750, t);
+      assert.equal(mode(`${t}/tmp`), 0o1777, t);
+    }
+  } finally {
+    await f.cleanup();
+  }
+});

@@ -64,6 +64,11 @@ function assertClear(r: Run, what: string): void {
 /** Without faults: every meta whole, a new backup completes and restores identically. */
 async function assertRecovers(f: Fixture, label: string): Promise<void> {
   f.proxy.setRules([]);
+  // No lock left behind: a dry-run prune says "a backup is running" (exit 3) while one lives.
+  const locks = await s3backup(["prune", "-b", f.repo, "--keep-last", "99", "--dry-run", "-c"], {
+    env: f.env,
+  });
+  assert.equal(locks.code, 0, `${label}: a lock was left: ${locks.stdout}${locks.stderr}`);
   const v = await s3backup(["verify", "-b", f.repo, "--read-data"], { env: f.env });
   assert.equal(v.code, 0, `${label}: verify after the faults: ${v.stdout}${v.stderr}`);
   const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-n", "t", "-c"], { env: f.env });
