@@ -387,7 +387,17 @@ store_get() {
   err=$(cat -- "$KIT_TMP/aws.err")
   case "$err" in
   *NoSuchKey* | *"(404)"* | *"Not Found"*) STORE_ERR=missing ;;
-  *) STORE_ERR="download failed: $(first_line "$KIT_TMP/aws.err")" ;;
+  *)
+    # Some servers' 404 bodies trip the CLI up (Ceph RGW: "argument of type 'NoneType' is not
+    # iterable"): a HEAD, which has no body, tells whether the object is there.
+    STORE_ERR="download failed: $(first_line "$KIT_TMP/aws.err")"
+    if ! aws_run s3api head-object --bucket "$STORE_BUCKET" --key "$STORE_PREFIX$name" \
+      >/dev/null 2>"$KIT_TMP/aws.err"; then
+      case "$(cat -- "$KIT_TMP/aws.err")" in
+      *NoSuchKey* | *"(404)"* | *"Not Found"*) STORE_ERR=missing ;;
+      esac
+    fi
+    ;;
   esac
   rm -f -- "$dest"
   return 1

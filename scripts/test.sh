@@ -38,10 +38,14 @@ fi
 moto_dir=""
 ceph_started=0
 out=""
+# The program's local cache (files cache) goes to a folder of this run, never the user's.
+XDG_CACHE_HOME=$(mktemp -d "${TMPDIR:-/tmp}/s3backup-test-cache.XXXXXX")
+export XDG_CACHE_HOME
 # shellcheck disable=SC2317  # invoked by the trap
 cleanup() {
   local rc=$?
   if [ -n "$out" ]; then rm -f "$out"; fi
+  rm -rf "$XDG_CACHE_HOME"
   if [ -n "$moto_dir" ]; then bash scripts/moto.sh stop "$moto_dir" || true; fi
   if [ "$ceph_started" = 1 ]; then bash scripts/ceph-rgw-down.sh || true; fi
   exit "$rc"

@@ -1131,7 +1131,7 @@ Deno.test("kit: interrupted password change, old metas + passwd/next/: both pass
 });
 
 // ---------------------------------------------------------------------------------------------
-// S3: every case on moto (S3BACKUP_TEST_t.endpoint) and, when scripts/test.sh starts it, on
+// S3: every case on moto (S3BACKUP_TEST_S3_ENDPOINT) and, when scripts/test.sh starts it, on
 // a Ceph RGW (S3BACKUP_TEST_CEPH_*), through AWS CLI v1 and v2
 // ---------------------------------------------------------------------------------------------
 
@@ -1147,7 +1147,7 @@ function kitTargets(): KitS3[] {
   const env = (k: string) => Deno.env.get(k) ?? "";
   const out: KitS3[] = [{
     label: "moto",
-    endpoint: env("S3BACKUP_TEST_t.endpoint"),
+    endpoint: env("S3BACKUP_TEST_S3_ENDPOINT"),
     keyId: "test",
     secret: "test",
   }];
@@ -1220,7 +1220,7 @@ function s3Test(name: string, fn: (t: KitS3) => Promise<void>): void {
       fn: async () => {
         if (!t.endpoint) {
           fail(
-            "S3BACKUP_TEST_t.endpoint is not set: run the suite via `bash scripts/test.sh` " +
+            "S3BACKUP_TEST_S3_ENDPOINT is not set: run the suite via `bash scripts/test.sh` " +
               "(which provides an S3 endpoint), or set S3BACKUP_TEST_NO_S3=1 to skip the S3 cases",
           );
         }

@@ -43,6 +43,10 @@ export interface Command {
   profile?: string;
   /** S3 request timeout per attempt, as given (values.ts parses it). */
   timeout?: string;
+  /** backup: read and hash every file, ignoring the files cache. */
+  forceRehash?: boolean;
+  /** Where the local cache lives (default: the platform's cache folder). */
+  cacheDir?: string;
   /** verify: download and check every object; --read-data-subset N% (verify.ts parses it). */
   readData?: boolean;
   readDataSubset?: string;
@@ -92,6 +96,9 @@ Options:
       --password-file F   read the password from the first line of F
       --endpoint-url URL  S3 endpoint (also AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, [s3] endpoint)
       --storage-class SC  backup: S3 storage class of data objects (also [s3] storage_class)
+      --force-rehash      backup: read and hash every file, as if the files cache were empty
+      --cache-dir DIR     the local cache (default: $XDG_CACHE_HOME/s3backup, ~/.cache/s3backup,
+                          ~/Library/Caches/s3backup, %LOCALAPPDATA%\s3backup)
       --region REGION     S3 region (also AWS_REGION, [s3] region)
       --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)
       --timeout DURATION  S3: give up an attempt after this long without an answer (default 2m;
@@ -140,6 +147,8 @@ const OPTIONS = {
   region: { type: "string" },
   profile: { type: "string" },
   timeout: { type: "string" },
+  "force-rehash": { type: "boolean", default: false },
+  "cache-dir": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
 } as const;
@@ -208,6 +217,8 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("region", v.region);
   opt("profile", v.profile);
   opt("timeout", v.timeout);
+  if (v["force-rehash"]) cmd.forceRehash = true;
+  opt("cacheDir", v["cache-dir"]);
   if (v["read-data"]) cmd.readData = true;
   opt("readDataSubset", v["read-data-subset"]);
   const keep = {

@@ -2,7 +2,7 @@
  * The commands: each wires the config, password, store and engine for one command line, and
  * hands the engine's events and summary to the UI. Nothing here exits (main.ts does).
  */
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { checkBackupName, defaultBackupName } from "../format/layout.ts";
 import { backup } from "../ops/backup/backup.ts";
 import { changePassword } from "../ops/change_password.ts";
@@ -98,6 +98,34 @@ async function openOrCreate(ctx: Context, store: Store, simulate: boolean) {
   }
 }
 
+/** The platform's folder for caches, s3backup's under it; undefined without a home. */
+export function cacheDir(env: (k: string) => string | undefined = envGet): string | undefined {
+  const home = env("HOME") || env("USERPROFILE");
+  if (Deno.build.os === "windows") {
+    const base = env("LOCALAPPDATA");
+    return base ? join(base, "s3backup") : undefined;
+  }
+  const xdg = env("XDG_CACHE_HOME");
+  if (xdg) return join(xdg, "s3backup");
+  if (!home) return undefined;
+  return Deno.build.os === "darwin"
+    ? join(home, "Library", "Caches", "s3backup")
+    : join(home, ".cache", "s3backup");
+}
+
+function envGet(k: string): string | undefined {
+  return Deno.env.get(k) || undefined;
+}
+
+/** The files cache of a backup: under the cache folder, `files/<repository id>/<source>`. */
+function filesCacheOf(cmd: Command): { filesCache?: { dir: string; forceRehash: boolean } } {
+  const dir = cmd.cacheDir ?? cacheDir();
+  if (dir === undefined) return {};
+  return {
+    filesCache: { dir: join(resolve(dir), "files"), forceRehash: cmd.forceRehash ?? false },
+  };
+}
+
 async function runBackup(ctx: Context): Promise<number> {
   const { cmd, ui } = ctx;
   const source = resolve(cmd.folder!);
@@ -129,6 +157,7 @@ async function runBackup(ctx: Context): Promise<number> {
     kit: kitFiles(kitConfigOf(ctx, store)),
     signal: ctx.signal,
     ...(storageClass ? { storageClass } : {}),
+    ...filesCacheOf(cmd),
   }, ui.onBackupEvent);
   ui.backupSummary(summary);
   return summary.skipped > 0 ? ExitCode.partial : ExitCode.ok;

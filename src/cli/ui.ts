@@ -102,14 +102,14 @@ export class Ui {
     const what = s.simulate ? "simulated backup (nothing written)" : `backup ${s.metaKey}`;
     const verb = s.simulate ? "would upload" : "uploaded";
     const skipped = s.skipped > 0 ? `, ${s.skipped} skipped` : "";
+    const cached = s.filesFromCache > 0 ? `, ${s.filesFromCache} unchanged (not read)` : "";
     const aborted = s.uploadsAborted > 0
       ? `; ${s.uploadsAborted} abandoned multipart uploads aborted`
       : "";
     this.out(
       `${what}: ${s.files} files, ${s.dirs} dirs, ${s.links} links, ${formatBytes(s.bytes)}; ` +
-        `${s.newObjects} new objects, ${
-          formatBytes(s.bytesUploaded)
-        } ${verb}${skipped}${aborted}; ` +
+        `${s.newObjects} new objects, ${formatBytes(s.bytesUploaded)} ${verb}${cached}` +
+        `${skipped}${aborted}; ` +
         `${(s.durationMs / 1000).toFixed(1)}s`,
     );
   }

@@ -229,6 +229,10 @@ export class S3Store implements Store {
       await upload.done();
     } catch (err) {
       guard.cancel(err);
+      // An aborted Upload rejects at once and may never abort its multipart upload: do it here
+      // (a second abort of one it did abort is harmless; what is still missed, the next backup
+      // sweeps a day later).
+      await this.#abortMultipart(name, upload?.uploadId);
       if (sourceError) throw sourceError.err;
       if (signal?.aborted) throw signal.reason;
       if (err instanceof S3BackupError) throw err;
@@ -356,6 +360,18 @@ export class S3Store implements Store {
       }
       await this.#deleteEach(batch, send);
     }
+  }
+
+  async #abortMultipart(name: string, uploadId: string | undefined): Promise<void> {
+    if (uploadId === undefined) return;
+    await this.client.send(
+      new AbortMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: this.key(name),
+        UploadId: uploadId,
+      }),
+      { abortSignal: AbortSignal.timeout(15_000) },
+    ).catch(() => {});
   }
 
   async abortUploads(before: Date): Promise<number> {

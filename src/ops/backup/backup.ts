@@ -17,12 +17,24 @@ import {
   createOnce,
   encryptMeta,
   keyState,
+  loadMeta,
   type Repository,
 } from "../../repo/repository.ts";
+import { messageOf } from "../../util/bytes.ts";
 import { S3BackupError } from "../../util/errors.ts";
 import type { ObjectInfo, SaveOptions, Store } from "../../store/store.ts";
 import { pool } from "../../util/pool.ts";
 import { backupFile, type FileContext, type FileResult, Uploads } from "./file_reader.ts";
+import {
+  cachedMd5,
+  cacheFromMeta,
+  type FilesCache,
+  filesCachePath,
+  loadFilesCache,
+  recordOf,
+  saveFilesCache,
+} from "./files_cache.ts";
+import { statOf } from "./source_file.ts";
 import { walk, type WalkItem } from "./walk.ts";
 
 export { SMALL_FILE } from "./file_reader.ts";
@@ -37,6 +49,11 @@ export interface BackupOptions {
   /** Restore kit files to keep under restore-kit/ (name relative to it -> content). */
   kit: Map<string, Uint8Array>;
   concurrency?: number;
+  /**
+   * The files cache (files_cache.ts): its folder (per repository id and source below it), and
+   * whether to ignore it this once (every file read and hashed again).
+   */
+  filesCache?: { dir: string; forceRehash?: boolean };
   /** S3 storage class of new data objects (metas, key and kit stay in the default class). */
   storageClass?: string;
   now?: () => Date;
@@ -57,6 +74,8 @@ export interface BackupSummary {
   bytes: number;
   newObjects: number;
   bytesUploaded: number;
+  /** Files not opened: their MD5 came from the files cache (or the previous meta). */
+  filesFromCache: number;
   /** Entries that could not be backed up (unreadable, changed, unrepresentable). */
   skipped: number;
   warnings: number;
@@ -88,6 +107,18 @@ export async function backup(
   });
 }
 
+/** Warnings of one run, counted; `partial` ones make it exit 3. */
+class Warnings {
+  count = 0;
+  skipped = 0;
+  constructor(readonly onEvent: (e: BackupEvent) => void) {}
+  add = (path: string, message: string, partial: boolean): void => {
+    this.count++;
+    if (partial) this.skipped++;
+    this.onEvent({ type: "warning", path, message });
+  };
+}
+
 async function runBackup(
   store: Store,
   repo: Repository | null,
@@ -97,53 +128,35 @@ async function runBackup(
   const started = performance.now();
   const time = (opts.now ?? (() => new Date()))();
   const listing = await listRepository(store);
-
-  let warnings = 0, skipped = 0;
-  const warn = (path: string, message: string, partial: boolean) => {
-    warnings++;
-    if (partial) skipped++;
-    onEvent({ type: "warning", path, message });
-  };
-  const items = Array.from(walk(opts.source, (w) => warn(w.path, w.message, w.partial)));
+  const warn = new Warnings(onEvent);
+  const items = Array.from(walk(opts.source, (w) => warn.add(w.path, w.message, w.partial)));
   const fileItems = items.filter((i) => i.type === "f");
   onEvent({
     type: "walked",
     files: fileItems.length,
     bytes: fileItems.reduce((n, i) => n + i.info.size, 0),
   });
-
-  const saveOptions: SaveOptions = {};
-  if (opts.signal) saveOptions.signal = opts.signal;
-  if (opts.storageClass) saveOptions.storageClass = opts.storageClass;
+  const cache = await openCache(repo, listing, opts);
   const uploads = new Uploads(listing.objects.keys());
-  const ctx: FileContext = { store, repo, simulate: opts.simulate, saveOptions, uploads };
-  if (opts.signal) ctx.signal = opts.signal;
-  const results = new Map<WalkItem, FileResult>();
-  let filesDone = 0, bytesDone = 0;
-  await pool(fileItems, opts.concurrency ?? 4, async (item) => {
-    const r = await backupFile(item, ctx, (p, m) => warn(p, m, true));
-    if (r !== null) {
-      onEvent({ type: "file", path: item.path, size: r.result.size, upload: r.uploaded });
-      results.set(item, r.result);
-      bytesDone += r.result.size;
-    }
-    filesDone++;
-    onEvent({ type: "progress", filesDone, bytesDone, bytesUploaded: uploads.bytesUploaded });
-  }, opts.signal);
-
+  const { results, fromCache } = await readFiles(fileItems, {
+    store,
+    repo,
+    opts,
+    uploads,
+    cache,
+    known: listing.objects,
+    warn,
+    onEvent,
+  });
   const { entries, files, dirs, links, bytes } = entriesOf(items, results);
   let metaKey: string | null = null;
   if (!opts.simulate && repo !== null) {
     await checkKeyKept(repo, uploads);
     await syncKit(store, listing.kit, opts.kit);
     const header = { time, host: opts.host, source: opts.source, name: opts.name };
-    metaKey = await writeMeta(
-      repo,
-      listing,
-      opts.name,
-      time,
-      await encryptMeta(repo, header, entries),
-    );
+    const body = await encryptMeta(repo, header, entries);
+    metaKey = await writeMeta(repo, listing, opts.name, time, body);
+    await keepCache(repo, opts, results, warn);
   }
   return {
     metaKey,
@@ -153,12 +166,106 @@ async function runBackup(
     bytes,
     newObjects: uploads.newObjects,
     bytesUploaded: uploads.bytesUploaded,
-    skipped,
-    warnings,
+    filesFromCache: fromCache,
+    skipped: warn.skipped,
+    warnings: warn.count,
     uploadsAborted: 0,
     durationMs: performance.now() - started,
     simulate: opts.simulate,
   };
+}
+
+interface ReadContext {
+  store: Store;
+  repo: Repository | null;
+  opts: BackupOptions;
+  uploads: Uploads;
+  cache: FilesCache;
+  /** Data objects the store holds (the listing). */
+  known: Map<string, unknown>;
+  warn: Warnings;
+  onEvent: (e: BackupEvent) => void;
+}
+
+/**
+ * Every file, by a bounded pool: one whose lstat matches the files cache (and whose object the
+ * store holds) is not opened; the others are read, hashed and stored (file_reader.ts).
+ */
+async function readFiles(fileItems: WalkItem[], c: ReadContext) {
+  const { opts, uploads, onEvent } = c;
+  const saveOptions: SaveOptions = {};
+  if (opts.signal) saveOptions.signal = opts.signal;
+  if (opts.storageClass) saveOptions.storageClass = opts.storageClass;
+  const ctx: FileContext = {
+    store: c.store,
+    repo: c.repo,
+    simulate: opts.simulate,
+    saveOptions,
+    uploads,
+  };
+  if (opts.signal) ctx.signal = opts.signal;
+  const results = new Map<WalkItem, FileResult>();
+  let filesDone = 0, bytesDone = 0, fromCache = 0;
+  await pool(fileItems, opts.concurrency ?? 4, async (item) => {
+    const st = statOf(item.info);
+    const md5 = cachedMd5(c.cache, item.path, st);
+    let r: { result: FileResult; uploaded: boolean } | null;
+    if (md5 !== null && c.known.has(md5)) {
+      r = { result: { md5, size: st.size, info: st }, uploaded: false };
+      fromCache++;
+    } else r = await backupFile(item, ctx, (p, m) => c.warn.add(p, m, true));
+    if (r !== null) {
+      onEvent({ type: "file", path: item.path, size: r.result.size, upload: r.uploaded });
+      results.set(item, r.result);
+      bytesDone += r.result.size;
+    }
+    filesDone++;
+    onEvent({ type: "progress", filesDone, bytesDone, bytesUploaded: uploads.bytesUploaded });
+  }, opts.signal);
+  return { results, fromCache };
+}
+
+/**
+ * The files cache of this source, or when there is none the previous meta of this backup name
+ * (size and mtime only); empty with `forceRehash`, or without a repository or cache folder.
+ */
+async function openCache(repo: Repository | null, listing: Listing, opts: BackupOptions) {
+  const fc = opts.filesCache;
+  if (repo === null || fc === undefined || fc.forceRehash) return new Map() as FilesCache;
+  const path = filesCachePath(fc.dir, repo.descriptor.id, opts.host, opts.source);
+  const cache = await loadFilesCache(path, repo.descriptor.id);
+  if (cache.size > 0) return cache;
+  const previous = listing.metas.filter((m) => m.name === opts.name).at(-1);
+  if (previous === undefined) return cache;
+  try {
+    return cacheFromMeta((await loadMeta(repo, previous.key)).entries);
+  } catch {
+    return cache; // unreadable: every file is read
+  }
+}
+
+/** After the meta: the cache of what this run read or reused (a failure only warns). */
+async function keepCache(
+  repo: Repository,
+  opts: BackupOptions,
+  results: Map<WalkItem, FileResult>,
+  warn: Warnings,
+): Promise<void> {
+  const fc = opts.filesCache;
+  if (fc === undefined) return;
+  const path = filesCachePath(fc.dir, repo.descriptor.id, opts.host, opts.source);
+  // The facts of the walk's lstat, which the next run compares (the same calls, the same
+  // precision: Deno reports ctime in whole seconds). A change after that lstat changes them.
+  const cache: FilesCache = new Map();
+  for (const [item, r] of results) {
+    const rec = recordOf(r.md5, statOf(item.info));
+    if (rec !== null) cache.set(item.path, rec);
+  }
+  try {
+    await saveFilesCache(path, repo.descriptor.id, cache);
+  } catch (err) {
+    warn.add(path, `cannot write the files cache: ${messageOf(err)}`, false);
+  }
 }
 
 /** What an entry records of a file's status (null: unknown on this platform). */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { backup, type BackupEvent, SMALL_FILE } from "./backup.ts";
+import { SourceFile } from "./source_file.ts";
 import {
   createRepository,
   decryptObject,
@@ -322,6 +323,60 @@ Deno.test("a backup does not start while a password change is pending, nor besid
     const { summary } = await run(store, repo, src);
     assert.ok(summary.metaKey);
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("files cache: an unchanged file is not opened; a changed one is, even with size and mtime kept", async () => {
+  const { dir, src, store, repo } = await setup();
+  const opened: string[] = [];
+  const open = SourceFile.open;
+  SourceFile.open = (p: string) => {
+    opened.push(p.slice(src.length + 1));
+    return open.call(SourceFile, p);
+  };
+  try {
+    for (let i = 0; i < 5; i++) await Deno.writeTextFile(`${src}/f${i}`, `content ${i}`);
+    const filesCache = { dir: `${dir}/cache` };
+    const go = async (extra: { forceRehash?: boolean } = {}) => {
+      opened.length = 0;
+      return (await backup(store, repo, {
+        source: src,
+        name: "t",
+        host: "h",
+        simulate: false,
+        kit: new Map(),
+        filesCache: { ...filesCache, ...extra },
+      })).filesFromCache;
+    };
+    assert.equal(await go(), 0);
+    assert.equal(opened.length, 5);
+    assert.equal(await go(), 5);
+    assert.deepEqual(opened, [], "nothing opened when nothing changed");
+    // Same size, mtime set back: the ctime still tells.
+    const before = Deno.statSync(`${src}/f2`).mtime!;
+    await new Promise((r) => setTimeout(r, 1100)); // ctime is compared in whole seconds
+    await Deno.writeTextFile(`${src}/f2`, "CONTENT 2");
+    await Deno.utime(`${src}/f2`, before, before);
+    assert.equal(await go(), 4);
+    assert.deepEqual(opened, ["f2"]);
+    const latest = async () => {
+      let last = "";
+      for await (const o of store.list("meta_")) if (o.name > last) last = o.name;
+      return await loadMeta(repo, last);
+    };
+    assert.equal((await latest()).entries.find((e) => e.path === "f2")!.md5, md5("CONTENT 2"));
+    assert.equal(await go({ forceRehash: true }), 0);
+    assert.equal(opened.length, 5, "--force-rehash reads every file");
+    // No cache: the previous meta of the name stands in (size and mtime).
+    await Deno.remove(`${dir}/cache`, { recursive: true });
+    assert.equal(await go(), 5);
+    assert.deepEqual(opened, []);
+    for await (const e of Deno.readDir(src)) {
+      assert.match(e.name, /^f\d$/, "the source is not written");
+    }
+  } finally {
+    SourceFile.open = open;
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -6,18 +6,35 @@
 import fs from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 
-/** What the backup needs of a file's status. */
+/** What the backup needs of a file's status (times in whole ms, as Deno.FileInfo has them). */
 export interface FileStat {
   isFile: boolean;
   size: number;
   mtimeMs: number;
+  ctimeMs: number;
   ino: number;
+  dev: number;
   mode: number;
   uid: number;
   gid: number;
 }
 
 const FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
+
+/** The same facts from a walk's lstat (null fields: unknown on this platform, never a match). */
+export function statOf(info: Deno.FileInfo): FileStat {
+  return {
+    isFile: info.isFile,
+    size: info.size,
+    mtimeMs: info.mtime?.getTime() ?? NaN,
+    ctimeMs: info.ctime?.getTime() ?? NaN,
+    ino: info.ino ?? NaN,
+    dev: info.dev ?? NaN,
+    mode: info.mode ?? 0o644,
+    uid: info.uid ?? 0,
+    gid: info.gid ?? 0,
+  };
+}
 
 export class SourceFile {
   private constructor(readonly handle: FileHandle) {}
@@ -33,7 +50,9 @@ export class SourceFile {
       isFile: s.isFile(),
       size: s.size,
       mtimeMs: Math.floor(s.mtimeMs), // whole ms, as Deno.FileInfo and the meta have them
+      ctimeMs: Math.floor(s.ctimeMs),
       ino: s.ino,
+      dev: s.dev,
       mode: s.mode,
       uid: s.uid,
       gid: s.gid,

@@ -1,0 +1,144 @@
+/**
+ * The files cache: what each file of the last backup of a source looked like when it was read
+ * (size, mtime, ctime, inode, device) and its content MD5. A file whose lstat matches its
+ * record is not opened again: its MD5 comes from here. restic's files cache, for s3backup.
+ *
+ * It lives outside the source folder (cli/commands.ts picks the path: the XDG cache folder,
+ * per repository id and source), in a 0700 folder, as a 0600 file written to a temporary name
+ * and renamed: a crash mid-write leaves the old cache or the new one, never a mix. Any line
+ * that does not parse drops the whole cache (a wrong MD5 would be stored as the file's
+ * content): the backup then reads every file again.
+ *
+ *   s3backup-files-cache 1 <repository id>
+ *   <md5> <size> <mtime ms> <ctime ms> <inode> <device> <escaped path>
+ */
+import { createHash } from "node:crypto";
+import { dirname, join } from "node:path";
+import { escapeText, unescapeText } from "../../format/escape.ts";
+import type { Entry } from "../../format/meta.ts";
+import { isMd5 } from "../../format/layout.ts";
+import { writeAll } from "../../util/bytes.ts";
+import { randomHex } from "../../util/random.ts";
+import type { FileStat } from "./source_file.ts";
+
+const MAGIC = "s3backup-files-cache 1";
+
+export interface CacheRecord {
+  md5: string;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  dev: number;
+}
+
+export type FilesCache = Map<string, CacheRecord>;
+
+/** Parses a cache file's text; null when it is not one of `repoId` or any line is bad. */
+export function parseFilesCache(text: string, repoId: string): FilesCache | null {
+  const lines = text.split("\n");
+  if (lines[0] !== `${MAGIC} ${repoId}` || lines.at(-1) !== "") return null;
+  const out: FilesCache = new Map();
+  for (const line of lines.slice(1, -1)) {
+    const f = line.split(" ");
+    if (f.length < 7 || !isMd5(f[0]!)) return null;
+    const nums = f.slice(1, 6).map(Number);
+    if (!nums.every((n) => Number.isSafeInteger(n))) return null;
+    let path: string;
+    try {
+      path = unescapeText(f.slice(6).join(" "));
+    } catch {
+      return null;
+    }
+    const [size, mtimeMs, ctimeMs, ino, dev] = nums as [number, number, number, number, number];
+    out.set(path, { md5: f[0]!, size, mtimeMs, ctimeMs, ino, dev });
+  }
+  return out;
+}
+
+/** The cache file's text. */
+export function encodeFilesCache(cache: FilesCache, repoId: string): string {
+  const parts = [`${MAGIC} ${repoId}\n`];
+  for (const [path, r] of cache) {
+    parts.push(
+      `${r.md5} ${r.size} ${r.mtimeMs} ${r.ctimeMs} ${r.ino} ${r.dev} ${escapeText(path)}\n`,
+    );
+  }
+  return parts.join("");
+}
+
+/** The record of a file as it was read, or null when a fact is unknown. */
+export function recordOf(md5: string, st: FileStat): CacheRecord | null {
+  const r = {
+    md5,
+    size: st.size,
+    mtimeMs: st.mtimeMs,
+    ctimeMs: st.ctimeMs,
+    ino: st.ino,
+    dev: st.dev,
+  };
+  const known = [r.size, r.mtimeMs, r.ctimeMs, r.ino, r.dev].every((n) => Number.isSafeInteger(n));
+  return known ? r : null;
+}
+
+/**
+ * The MD5 `cache` holds for a file whose lstat is `st`, when every fact matches (a fact a record
+ * lacks, NaN, is not compared: records from a meta know size and mtime only).
+ */
+export function cachedMd5(cache: FilesCache, path: string, st: FileStat): string | null {
+  const r = cache.get(path);
+  const same = (a: number, b: number) => Number.isNaN(a) || a === b;
+  if (
+    r === undefined || r.size !== st.size || r.mtimeMs !== st.mtimeMs ||
+    !same(r.ctimeMs, st.ctimeMs) || !same(r.ino, st.ino) || !same(r.dev, st.dev)
+  ) return null;
+  return r.md5;
+}
+
+/** The fallback when there is no cache: the file entries of the previous meta of the name. */
+export function cacheFromMeta(entries: Entry[]): FilesCache {
+  const out: FilesCache = new Map();
+  for (const e of entries) {
+    if (e.type !== "f" || e.md5 === undefined) continue;
+    out.set(e.path, {
+      md5: e.md5,
+      size: e.size,
+      mtimeMs: e.mtimeMs,
+      ctimeMs: NaN,
+      ino: NaN,
+      dev: NaN,
+    });
+  }
+  return out;
+}
+
+/** Where the cache of `source` on `host` in repository `repoId` lives, under `dir`. */
+export function filesCachePath(dir: string, repoId: string, host: string, source: string): string {
+  const key = createHash("sha256").update(`${host}\0${source}`).digest("hex").slice(0, 16);
+  return join(dir, repoId, key);
+}
+
+/** Reads the cache at `path`; an empty one when it is missing, of another repository, or bad. */
+export async function loadFilesCache(path: string, repoId: string): Promise<FilesCache> {
+  try {
+    return parseFilesCache(await Deno.readTextFile(path), repoId) ?? new Map();
+  } catch {
+    return new Map();
+  }
+}
+
+/** Writes the cache: its folder 0700, the file 0600, through a temporary name. */
+export async function saveFilesCache(path: string, repoId: string, cache: FilesCache) {
+  const dir = dirname(path);
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  await Deno.chmod(dir, 0o700).catch(() => {});
+  const tmp = `${path}.${randomHex(6)}.tmp`;
+  const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+  try {
+    await writeAll(file, new TextEncoder().encode(encodeFilesCache(cache, repoId)));
+    await file.sync();
+  } finally {
+    file.close();
+  }
+  await Deno.rename(tmp, path);
+}
