@@ -37,4 +37,7 @@ export class StoreWrapper implements Store {
   abortUploads(before: Date): Promise<number> {
     return this.inner.abortUploads?.(before) ?? Promise.resolve(0);
   }
+  flush(): Promise<void> {
+    return this.inner.flush?.() ?? Promise.resolve();
+  }
 }

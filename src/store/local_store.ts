@@ -2,7 +2,8 @@
  * A repository in a local directory: object `a/b` is the file `<dir>/a/b`.
  *
  * Saves are atomic: a temp file `.tmp-<random>` in the destination folder (mode 0600), fsync,
- * rename. `list` skips those temp files (a crash can leave one behind).
+ * rename, then fsync of the folder; with `deferSync` (data objects) the folder is synced once
+ * by `flush()` instead, before the meta. `list` skips the temp files a crash can leave.
  */
 
 import * as path from "node:path";
@@ -30,6 +31,8 @@ export class LocalStore implements Store {
   readonly kind = "local" as const;
   readonly location: string;
   readonly dir: string;
+  /** Folders whose new entries are not yet synced (saves with deferSync). */
+  readonly #dirty = new Set<string>();
 
   constructor(dir: string) {
     this.dir = path.resolve(dir);
@@ -108,7 +111,14 @@ export class LocalStore implements Store {
     } finally {
       opts.signal?.removeEventListener("abort", onAbort);
     }
-    await syncDir(parent);
+    if (opts.deferSync) this.#dirty.add(parent);
+    else await syncDir(parent);
+  }
+
+  async flush(): Promise<void> {
+    const dirs = [...this.#dirty];
+    this.#dirty.clear();
+    for (const d of dirs) await syncDir(d);
   }
 
   async load(name: string): Promise<ReadableStream<Uint8Array>> {

@@ -61,3 +61,36 @@ Deno.test("local store: relative directories are made absolute", () => {
   assert.ok(path.isAbsolute(s.location));
   assert.equal(s.location, path.resolve("some/rel"));
 });
+
+Deno.test("local store: deferred saves are listed and read at once; flush syncs each folder once", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const s = new LocalStore(dir);
+    const synced: string[] = [];
+    const open = Deno.open;
+    // Count folder fsyncs: opening a directory read-only is what syncDir does.
+    Deno.open = ((p: string | URL, o?: Deno.OpenOptions) => {
+      if (o?.read && !o.write && Deno.statSync(p).isDirectory) synced.push(String(p));
+      return open(p, o);
+    }) as typeof Deno.open;
+    try {
+      for (let i = 0; i < 5; i++) {
+        await s.save(`${i}`.repeat(32).slice(0, 32).replace(/./g, String(i)), new Uint8Array([i]), {
+          deferSync: true,
+        });
+      }
+      assert.equal(synced.length, 0, "no folder sync per deferred object");
+      let n = 0;
+      for await (const _ of s.list()) n++;
+      assert.equal(n, 5);
+      await s.flush();
+      assert.deepEqual(synced, [dir], "one sync for the folder");
+      await s.save("meta_x_20260101T000000Z", new Uint8Array([1]));
+      assert.equal(synced.length, 2, "the meta is synced at once");
+    } finally {
+      Deno.open = open;
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

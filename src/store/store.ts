@@ -30,6 +30,11 @@ export interface SaveOptions {
    * callers that depend on it read back what they wrote (repo/repository.ts).
    */
   ifAbsent?: boolean;
+  /**
+   * The object need not be durable before `flush()` (a local directory then syncs the folders
+   * of such objects once, at flush, instead of once per object). The meta is never deferred.
+   */
+  deferSync?: boolean;
 }
 
 export interface RemoveOptions {
@@ -72,6 +77,8 @@ export interface Store {
    * leaves its upload pending, and billed). Returns how many. Stores without them lack it.
    */
   abortUploads?(before: Date): Promise<number>;
+  /** Makes every object saved with `deferSync` durable (before the meta that names them). */
+  flush?(): Promise<void>;
 }
 
 /**

@@ -151,6 +151,7 @@ async function runBackup(
   const { entries, files, dirs, links, bytes } = entriesOf(items, results);
   let metaKey: string | null = null;
   if (!opts.simulate && repo !== null) {
+    await store.flush?.(); // every object durable before the meta that names them
     await checkKeyKept(repo, uploads);
     await syncKit(store, listing.kit, opts.kit);
     const header = { time, host: opts.host, source: opts.source, name: opts.name };
@@ -193,7 +194,7 @@ interface ReadContext {
  */
 async function readFiles(fileItems: WalkItem[], c: ReadContext) {
   const { opts, uploads, onEvent } = c;
-  const saveOptions: SaveOptions = {};
+  const saveOptions: SaveOptions = { deferSync: true };
   if (opts.signal) saveOptions.signal = opts.signal;
   if (opts.storageClass) saveOptions.storageClass = opts.storageClass;
   const ctx: FileContext = {
