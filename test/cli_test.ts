@@ -7,8 +7,7 @@ import assert from "node:assert/strict";
 import { acquireLock } from "../src/repo/lock.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 import { PASSWORD, s3backup } from "./faults/harness.ts";
-
-const KIT = new URL("../restore-kit/", import.meta.url).pathname;
+import { runKit } from "./kit_runner.ts";
 
 async function withRepo(fn: (f: { dir: string; src: string; repo: string }) => Promise<void>) {
   const dir = await Deno.makeTempDir({ prefix: "s3backup-cli-" });
@@ -25,18 +24,8 @@ async function withRepo(fn: (f: { dir: string; src: string; repo: string }) => P
   }
 }
 
-async function kit(script: string, args: string[], env: Record<string, string> = {}) {
-  const out = await new Deno.Command("bash", {
-    args: [`${KIT}${script}`, ...args],
-    env: { S3BACKUP_PASSWORD: PASSWORD, PATH: "/usr/bin:/bin", HOME: "/tmp", ...env },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).output();
-  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
-}
+const kit = (script: string, args: string[], env: Record<string, string> = {}) =>
+  runKit(script, args, PASSWORD, env);
 
 Deno.test("cli: prune beside a running backup removes no data and exits 3", () =>
   withRepo(async ({ repo }) => {

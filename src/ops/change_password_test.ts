@@ -24,6 +24,7 @@ import type { SaveOptions, Store } from "../store/store.ts";
 import { readAll } from "../util/bytes.ts";
 import { exitCodeOf, UsageError, WrongPasswordError } from "../util/errors.ts";
 import { storeBackends } from "../../test/s3_env.ts";
+import { runKit } from "../../test/kit_runner.ts";
 import { StoreWrapper } from "../../test/store_wrapper.ts";
 import { changePassword, replaceWrappedKey } from "./change_password.ts";
 import { verify } from "./verify.ts";
@@ -194,23 +195,6 @@ async function opening(store: Store, pw: Uint8Array, metas: string[]): Promise<s
   return ok;
 }
 
-const KIT = new URL("../../restore-kit/", import.meta.url).pathname;
-
-/** Runs a script of the restore kit with `password` (bash, coreutils, openssl only). */
-async function kitRun(script: string, args: string[], password: string) {
-  const out = await new Deno.Command("bash", {
-    args: [`${KIT}${script}`, ...args],
-    env: { S3BACKUP_PASSWORD: password, PATH: "/usr/bin:/bin", HOME: "/tmp" },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
 Deno.test("passwd: interrupted after every write or delete, every backup still opens and a rerun completes", async () => {
   const base = await Deno.makeTempDir({ prefix: "s3backup-passwd-cut-" });
   try {
@@ -271,11 +255,11 @@ Deno.test("passwd: interrupted after every write or delete, every backup still o
       for (const [pw, opened] of [[OLD, withOld], [NEW, withNew]] as const) {
         if (opened?.length !== metas.length) continue;
         const pwText = new TextDecoder().decode(pw);
-        const list = await kitRun("list.sh", [dir], pwText);
+        const list = await runKit("list.sh", [dir], pwText);
         assert.equal(list.code, 0, `${where}: kit list.sh: ${list.stderr}`);
         for (const m of metas) assert.match(list.stdout, new RegExp(`^${m} .* \\d+$`, "m"), where);
         const out = path.join(base, `kit-out-${cut}`);
-        const r = await kitRun("restore.sh", [dir, "latest", out], pwText);
+        const r = await runKit("restore.sh", [dir, "latest", out], pwText);
         assert.equal(r.code, 0, `${where}: kit restore.sh: ${r.stderr}`);
         await Deno.remove(out, { recursive: true });
       }

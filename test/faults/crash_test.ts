@@ -7,45 +7,17 @@
 import assert from "node:assert/strict";
 import { backup } from "../../src/ops/backup/backup.ts";
 import { openRepository } from "../../src/repo/repository.ts";
-import {
-  makeBucket,
-  pendingUploads,
-  removeBucket,
-  type S3Target,
-  s3Targets,
-  targetStore,
-} from "../s3_env.ts";
-import { makeNastyTree, snapshot, unlock } from "../tree.ts";
-import { FaultProxy } from "./fault_proxy.ts";
+import { pendingUploads, type S3Target, s3Targets, targetStore } from "../s3_env.ts";
+import { snapshot } from "../tree.ts";
 import { PASSWORD, s3backup, seeded, start } from "./harness.ts";
+import { type ProxiedFixture, proxiedFixture } from "./proxied_fixture.ts";
 
 const moto = s3Targets().find((t) => t.label === "moto");
 const KIT = new URL("../../restore-kit/", import.meta.url).pathname;
 const DAY = 24 * 3600 * 1000;
 
-async function fixture(target: S3Target) {
-  const { bucket, env } = await makeBucket(target);
-  const proxy = new FaultProxy(target.endpoint);
-  const dir = await Deno.makeTempDir({ prefix: "s3backup-crash-" });
-  const src = `${dir}/src`;
-  await Deno.mkdir(src);
-  makeNastyTree(src, 17 * 1024 * 1024 + 7);
-  return {
-    bucket,
-    proxy,
-    dir,
-    src,
-    repo: `s3://${bucket}/r`,
-    env: { ...env, AWS_ENDPOINT_URL: proxy.endpoint },
-    cleanup: async () => {
-      await proxy.close();
-      unlock(dir);
-      await Deno.remove(dir, { recursive: true });
-      await removeBucket(target, bucket);
-    },
-  };
-}
-type Fixture = Awaited<ReturnType<typeof fixture>>;
+const fixture = (target: S3Target) => proxiedFixture(target);
+type Fixture = ProxiedFixture;
 
 /** Starts a backup and SIGKILLs it after `ms`, or once `when` says so (polled). */
 async function killedBackup(f: Fixture, ms: number): Promise<number> {

@@ -12,9 +12,9 @@ import type { Entry } from "../../src/format/meta.ts";
 import { openRepository, type Repository, saveMeta } from "../../src/repo/repository.ts";
 import { LocalStore } from "../../src/store/local_store.ts";
 import { readAll } from "../../src/util/bytes.ts";
+import { runKit } from "../kit_runner.ts";
 import { PASSWORD, s3backup } from "./harness.ts";
 
-const KIT = new URL("../../restore-kit/", import.meta.url).pathname;
 const md5 = (s: string) => createHash("md5").update(s).digest("hex");
 
 interface Fixture {
@@ -67,25 +67,7 @@ async function hostileMeta(f: Fixture, entries: Entry[]): Promise<string> {
   return key;
 }
 
-async function kit(script: string, args: string[]) {
-  const t0 = performance.now();
-  const out = await new Deno.Command("bash", {
-    args: [`${KIT}${script}`, ...args],
-    env: { S3BACKUP_PASSWORD: PASSWORD, PATH: "/usr/bin:/bin", HOME: "/tmp" },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).output();
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: dec.decode(out.stdout),
-    stderr: dec.decode(out.stderr),
-    ms: performance.now() - t0,
-  };
-}
+const kit = (script: string, args: string[]) => runKit(script, args, PASSWORD);
 
 Deno.test("a damaged s3backup.key: backup refuses clearly, restore and verify use a meta's copy", async () => {
   const f = await fixture();

@@ -7,43 +7,16 @@
  * within seconds, records nothing and removes its lock.
  */
 import assert from "node:assert/strict";
-import { makeBucket, removeBucket, type S3Target, s3Targets } from "../s3_env.ts";
-import { makeNastyTree, snapshot, unlock } from "../tree.ts";
-import { FaultProxy, type FaultRule } from "./fault_proxy.ts";
+import { s3Targets } from "../s3_env.ts";
+import { snapshot } from "../tree.ts";
+import type { FaultRule } from "./fault_proxy.ts";
 import { type Run, s3backup } from "./harness.ts";
+import { type ProxiedFixture, proxiedFixture } from "./proxied_fixture.ts";
 
 const moto = s3Targets().find((t) => t.label === "moto");
 
-interface Fixture {
-  proxy: FaultProxy;
-  repo: string;
-  src: string;
-  dir: string;
-  env: Record<string, string>;
-  cleanup: () => Promise<void>;
-}
-
-async function fixture(target: S3Target, rules: FaultRule[], seed: number): Promise<Fixture> {
-  const { bucket, env } = await makeBucket(target);
-  const proxy = new FaultProxy(target.endpoint, rules, seed);
-  const dir = await Deno.makeTempDir({ prefix: "s3backup-faults-" });
-  const src = `${dir}/src`;
-  await Deno.mkdir(src);
-  makeNastyTree(src, 17 * 1024 * 1024 + 5);
-  return {
-    proxy,
-    repo: `s3://${bucket}/r`,
-    src,
-    dir,
-    env: { ...env, AWS_ENDPOINT_URL: proxy.endpoint },
-    cleanup: async () => {
-      await proxy.close();
-      unlock(dir);
-      await Deno.remove(dir, { recursive: true });
-      await removeBucket(target, bucket);
-    },
-  };
-}
+type Fixture = ProxiedFixture;
+const fixture = proxiedFixture;
 
 /** New content for the next backup: a big file (multipart) and small ones. */
 async function addContent(src: string): Promise<void> {

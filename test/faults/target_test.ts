@@ -5,23 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { snapshot } from "../tree.ts";
+import { runKit } from "../kit_runner.ts";
 import { PASSWORD, s3backup } from "./harness.ts";
 
-const KIT = new URL("../../restore-kit/", import.meta.url).pathname;
 const isRoot = Deno.uid() === 0;
 
-async function kit(args: string[]) {
-  const out = await new Deno.Command("bash", {
-    args: [`${KIT}restore.sh`, ...args],
-    env: { S3BACKUP_PASSWORD: PASSWORD, PATH: "/usr/bin:/bin", HOME: "/tmp" },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(120_000),
-  }).output();
-  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
-}
+const kit = (args: string[]) => runKit("restore.sh", args, PASSWORD);
 
 /** A repository with one backup: small files and two of 400 KiB. */
 async function fixture() {
