@@ -122,3 +122,15 @@ Deno.test("cli: endpoint and region: the flag, then the AWS variables, then the 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: a --timeout below a second, or not a duration, is a usage error", () =>
+  withRepo(async ({ repo }) => {
+    for (
+      const [t, msg] of [["0", /use at least 1s/], ["soon", /Invalid duration "soon"/]] as const
+    ) {
+      const r = await s3backup(["list", "-b", "s3://some-bucket", "--timeout", t]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, msg);
+    }
+    assert.equal((await s3backup(["list", "-b", repo, "--timeout", "5s"])).code, 0);
+  }));

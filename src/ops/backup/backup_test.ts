@@ -380,3 +380,27 @@ Deno.test("files cache: an unchanged file is not opened; a changed one is, even 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("files cache: one that cannot be written is a warning; the backup is recorded", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    await Deno.writeTextFile(`${src}/a`, "a");
+    await Deno.writeTextFile(`${dir}/not-a-folder`, "x");
+    const events: BackupEvent[] = [];
+    const s = await backup(store, repo, {
+      source: src,
+      name: "t",
+      host: "h",
+      simulate: false,
+      kit: new Map(),
+      filesCache: { dir: `${dir}/not-a-folder/cache` },
+    }, (e) => events.push(e));
+    assert.ok(s.metaKey);
+    assert.equal(s.skipped, 0, "not partial");
+    const w = events.filter((e) => e.type === "warning") as { message: string }[];
+    assert.equal(w.length, 1);
+    assert.match(w[0]!.message, /^cannot write the files cache: /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
