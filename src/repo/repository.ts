@@ -248,7 +248,10 @@ export async function createRepository(
   const descriptor = newDescriptor();
   const dataKey = newDataKey();
   const wrappedKey = await wrapDataKey(dataKey, password, descriptor.keyIter);
-  if (!(await createOnce(store, KEY_NAME, wrappedKey, opts))) {
+  // Looked at again right before the write (the caller's look may be a password prompt ago):
+  // on a store that ignores conditional creates, the settle below covers the rest.
+  const exists = (await store.stat(KEY_NAME)) !== null;
+  if (exists || !(await createOnce(store, KEY_NAME, wrappedKey, opts))) {
     throw new RepositoryExistsError(
       `Another process created the repository at ${store.location} meanwhile`,
     );

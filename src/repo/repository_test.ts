@@ -64,13 +64,18 @@ for (const [label, wrap] of [["honours", false], ["ignores", true]] as const) {
     }));
 }
 
-Deno.test("createRepository into a store that has a key: RepositoryExistsError, key unchanged", () =>
-  withDir(async (dir) => {
-    const store = new LocalStore(dir);
-    const first = await createRepository(store, PW);
-    await assert.rejects(createRepository(store, te.encode("other")), RepositoryExistsError);
-    assert.deepEqual(await readAll(await store.load(KEY_NAME)), first.wrappedKey);
-  }));
+for (const [label, wrap] of [["honours", false], ["ignores", true]] as const) {
+  Deno.test(`createRepository into a store that has a key (${label} conditions): key unchanged`, () =>
+    withDir(async (dir) => {
+      const store = wrap ? new IgnoresConditions(new LocalStore(dir)) : new LocalStore(dir);
+      const first = await createRepository(store, PW, { settleMs: 50 });
+      await assert.rejects(
+        createRepository(store, te.encode("other"), { settleMs: 50 }),
+        RepositoryExistsError,
+      );
+      assert.deepEqual(await readAll(await store.load(KEY_NAME)), first.wrappedKey);
+    }));
+}
 
 Deno.test("keyState: same, rewrapped (password changed), foreign (another data key)", () =>
   withDir(async (dir) => {
