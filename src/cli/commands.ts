@@ -99,7 +99,7 @@ async function openOrCreate(ctx: Context, store: Store, simulate: boolean) {
 }
 
 /** The platform's folder for caches, s3backup's under it; undefined without a home. */
-export function cacheDir(env: (k: string) => string | undefined = envGet): string | undefined {
+function cacheDir(env: (k: string) => string | undefined = envGet): string | undefined {
   const home = env("HOME") || env("USERPROFILE");
   if (Deno.build.os === "windows") {
     const base = env("LOCALAPPDATA");

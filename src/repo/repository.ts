@@ -214,7 +214,8 @@ export async function createOnce(
     }
   };
   if (!(await create())) return false;
-  if (await create()) await new Promise((r) => setTimeout(r, opts.settleMs ?? 5000));
+  if (!(await create())) return true; // the store honours the condition: the object is ours
+  await new Promise((r) => setTimeout(r, opts.settleMs ?? 5000));
   return sameBytes(await loadOptional(store, name), bytes);
 }
 
