@@ -400,21 +400,25 @@ export function storeContract(b: Backend): void {
     await assertRejectsWith(() => s.save("bytes", new Uint8Array(10), { size: 9 }), S3BackupError);
     for (const n of ["short", "long", "bytes"]) await assertAbsent(b, s, n);
 
-    const ac = new AbortController();
-    let sent = 0;
-    const slow = new ReadableStream<Uint8Array>({
-      pull(c) {
-        if (sent === 20 * MiB) ac.abort(new Error("user pressed Ctrl-C"));
-        c.enqueue(new Uint8Array(MiB));
-        sent += MiB;
-      },
-    });
-    const err = await assertRejectsWith(
-      () => s.save("aborted", slow, { signal: ac.signal }),
-      Error,
-    );
-    assert.equal(err.message, "user pressed Ctrl-C");
-    await assertAbsent(b, s, "aborted");
+    // Aborted as the first part is cut (its create in flight), as it uploads, and later.
+    let ac = new AbortController();
+    for (const at of [16, 17, 20, 33]) {
+      ac = new AbortController();
+      let sent = 0;
+      const slow = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (sent === at * MiB) ac.abort(new Error("user pressed Ctrl-C"));
+          c.enqueue(new Uint8Array(MiB));
+          sent += MiB;
+        },
+      });
+      const err = await assertRejectsWith(
+        () => s.save(`aborted-${at}`, slow, { signal: ac.signal }),
+        Error,
+      );
+      assert.equal(err.message, "user pressed Ctrl-C");
+      await assertAbsent(b, s, `aborted-${at}`);
+    }
     await assertRejectsWith(
       () => s.save("pre-aborted", enc.encode("x"), { signal: ac.signal }),
       Error,

@@ -10,6 +10,7 @@
 
 import {
   AbortMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -23,6 +24,7 @@ import {
   S3Client,
   type S3ClientConfig,
   type StorageClass,
+  UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import {
@@ -205,6 +207,7 @@ export class S3Store implements Store {
 
     let sourceError: { err: unknown } | undefined;
     const guard = guardStream(data, name, opts, (err) => sourceError = { err });
+    const client = new UploadClient(this.client);
     let upload: Upload | undefined;
     const onAbort = () => {
       guard.cancel(signal?.reason);
@@ -214,7 +217,7 @@ export class S3Store implements Store {
     try {
       signal?.throwIfAborted();
       upload = new Upload({
-        client: this.client,
+        client: client as unknown as S3Client,
         params: {
           Bucket: this.bucket,
           Key: this.key(name),
@@ -229,10 +232,10 @@ export class S3Store implements Store {
       await upload.done();
     } catch (err) {
       guard.cancel(err);
-      // An aborted Upload rejects at once and may never abort its multipart upload: do it here
-      // (a second abort of one it did abort is harmless; what is still missed, the next backup
-      // sweeps a day later).
-      await this.#abortMultipart(name, upload?.uploadId);
+      // An aborted Upload rejects at once, leaves its requests running and may learn its
+      // upload id only afterwards: stop them, wait for them, then abort that id ourselves.
+      await client.settle();
+      await this.#abortMultipart(name, client.uploadId);
       if (sourceError) throw sourceError.err;
       if (signal?.aborted) throw signal.reason;
       if (err instanceof S3BackupError) throw err;
@@ -611,4 +614,44 @@ function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal | undef
 
 function firstLine(s: string): string {
   return (s.split("\n")[0] ?? "").trim();
+}
+
+/**
+ * The client as one multipart upload sees it: it remembers the upload id and the requests in
+ * flight, so that after a failure they can be stopped (parts) or awaited (the create, whose id
+ * is needed) before the upload is aborted; a part still landing after an abort could leave the
+ * upload pending again.
+ */
+class UploadClient {
+  uploadId: string | undefined;
+  readonly #inflight = new Set<Promise<unknown>>();
+  readonly #parts = new AbortController();
+
+  constructor(readonly inner: S3Client) {}
+
+  get config(): S3Client["config"] {
+    return this.inner.config;
+  }
+
+  send(command: Parameters<S3Client["send"]>[0], options?: { abortSignal?: AbortSignal }) {
+    const isPart = command instanceof UploadPartCommand;
+    const signal = isPart ? anySignal(options?.abortSignal, this.#parts.signal) : undefined;
+    const p = this.inner.send(command, signal ? { ...options, abortSignal: signal } : options);
+    this.#inflight.add(p);
+    p.then((out) => {
+      if (command instanceof CreateMultipartUploadCommand) {
+        this.uploadId = (out as { UploadId?: string }).UploadId;
+      }
+    }, () => {}).finally(() => this.#inflight.delete(p));
+    return p;
+  }
+
+  /** Cancels the parts in flight and waits (at most 15 s) for every request to end. */
+  async settle(): Promise<void> {
+    this.#parts.abort();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((r) => timer = setTimeout(r, 15_000));
+    await Promise.race([Promise.allSettled([...this.#inflight]), late]);
+    clearTimeout(timer);
+  }
 }
