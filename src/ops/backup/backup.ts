@@ -127,6 +127,7 @@ async function runBackup(
 ): Promise<BackupSummary> {
   const started = performance.now();
   const time = (opts.now ?? (() => new Date()))();
+  const lookedAt = Date.now(); // the real clock, for racy mtimes (files_cache.ts)
   const listing = await listRepository(store);
   const warn = new Warnings(onEvent);
   const items = Array.from(walk(opts.source, (w) => warn.add(w.path, w.message, w.partial)));
@@ -157,7 +158,7 @@ async function runBackup(
     const header = { time, host: opts.host, source: opts.source, name: opts.name };
     const body = await encryptMeta(repo, header, entries);
     metaKey = await writeMeta(repo, listing, opts.name, time, body);
-    await keepCache(repo, opts, results, warn);
+    await keepCache(repo, opts, results, lookedAt, warn);
   }
   return {
     metaKey,
@@ -228,7 +229,8 @@ async function readFiles(fileItems: WalkItem[], c: ReadContext) {
 
 /**
  * The files cache of this source, or when there is none the previous meta of this backup name
- * (size and mtime only); empty with `forceRehash`, or without a repository or cache folder.
+ * made from this host and source (size and mtime only; of the newest few of the name); empty
+ * with `forceRehash`, or without a repository or cache folder.
  */
 async function openCache(repo: Repository | null, listing: Listing, opts: BackupOptions) {
   const fc = opts.filesCache;
@@ -236,13 +238,17 @@ async function openCache(repo: Repository | null, listing: Listing, opts: Backup
   const path = filesCachePath(fc.dir, repo.descriptor.id, opts.host, opts.source);
   const cache = await loadFilesCache(path, repo.descriptor.id);
   if (cache.size > 0) return cache;
-  const previous = listing.metas.filter((m) => m.name === opts.name).at(-1);
-  if (previous === undefined) return cache;
-  try {
-    return cacheFromMeta((await loadMeta(repo, previous.key)).entries);
-  } catch {
-    return cache; // unreadable: every file is read
+  const named = listing.metas.filter((m) => m.name === opts.name).reverse().slice(0, 3);
+  for (const previous of named) {
+    try {
+      const meta = await loadMeta(repo, previous.key);
+      const h = meta.header;
+      if (h.host === opts.host && h.source === opts.source) return cacheFromMeta(meta);
+    } catch {
+      // unreadable: the next older one, else every file is read
+    }
   }
+  return cache;
 }
 
 /** After the meta: the cache of what this run read or reused (a failure only warns). */
@@ -250,6 +256,7 @@ async function keepCache(
   repo: Repository,
   opts: BackupOptions,
   results: Map<WalkItem, FileResult>,
+  lookedAt: number,
   warn: Warnings,
 ): Promise<void> {
   const fc = opts.filesCache;
@@ -259,7 +266,7 @@ async function keepCache(
   // precision: Deno reports ctime in whole seconds). A change after that lstat changes them.
   const cache: FilesCache = new Map();
   for (const [item, r] of results) {
-    const rec = recordOf(r.md5, statOf(item.info));
+    const rec = recordOf(r.md5, statOf(item.info), lookedAt);
     if (rec !== null) cache.set(item.path, rec);
   }
   try {

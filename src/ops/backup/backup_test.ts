@@ -336,7 +336,11 @@ Deno.test("files cache: an unchanged file is not opened; a changed one is, even 
     return open.call(SourceFile, p);
   };
   try {
-    for (let i = 0; i < 5; i++) await Deno.writeTextFile(`${src}/f${i}`, `content ${i}`);
+    const old = new Date(Date.now() - 60_000); // not racy (files_cache.ts RACY_MS)
+    for (let i = 0; i < 5; i++) {
+      await Deno.writeTextFile(`${src}/f${i}`, `content ${i}`);
+      await Deno.utime(`${src}/f${i}`, old, old);
+    }
     const filesCache = { dir: `${dir}/cache` };
     const go = async (extra: { forceRehash?: boolean } = {}) => {
       opened.length = 0;
@@ -375,6 +379,49 @@ Deno.test("files cache: an unchanged file is not opened; a changed one is, even 
     for await (const e of Deno.readDir(src)) {
       assert.match(e.name, /^f\d$/, "the source is not written");
     }
+  } finally {
+    SourceFile.open = open;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("files cache: no stand-in from another source's meta of the name; racy files read again", async () => {
+  const { dir, src, store, repo } = await setup();
+  const opened: string[] = [];
+  const open = SourceFile.open;
+  SourceFile.open = (p: string) => {
+    opened.push(p.slice(p.lastIndexOf("/") + 1));
+    return open.call(SourceFile, p);
+  };
+  try {
+    // Two sources whose files agree in path, size and mtime but not in content.
+    const other = `${dir}/other`;
+    await Deno.mkdir(other);
+    const old = new Date(Date.now() - 60_000);
+    for (const [root, text] of [[src, "mine"], [other, "ours"]] as const) {
+      await Deno.writeTextFile(`${root}/f`, text);
+      await Deno.utime(`${root}/f`, old, old);
+    }
+    await Deno.writeTextFile(`${src}/fresh`, "just written"); // racy: mtime now
+    const go = async (source: string, host = "h") => {
+      opened.length = 0;
+      const s = await backup(store, repo, {
+        source,
+        name: "t",
+        host,
+        simulate: false,
+        kit: new Map(),
+        filesCache: { dir: `${dir}/cache-${host}` },
+      });
+      return (await loadMeta(repo, s.metaKey!)).entries.find((e) => e.path === "f")!.md5;
+    };
+    assert.equal(await go(other), md5("ours"));
+    assert.equal(await go(src), md5("mine"), "the other source's meta is not a stand-in");
+    assert.deepEqual(opened.sort(), ["f", "fresh"]);
+    assert.equal(await go(src), md5("mine"));
+    assert.deepEqual(opened, ["fresh"], "a file modified as the walk began is read again");
+    assert.equal(await go(other, "h2"), md5("ours"), "nor another host's");
+    assert.deepEqual(opened, ["f"]);
   } finally {
     SourceFile.open = open;
     await Deno.remove(dir, { recursive: true });

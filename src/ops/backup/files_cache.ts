@@ -15,7 +15,7 @@
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { escapeText, unescapeText } from "../../format/escape.ts";
-import type { Entry } from "../../format/meta.ts";
+import type { Meta } from "../../format/meta.ts";
 import { isMd5 } from "../../format/layout.ts";
 import { writeAll } from "../../util/bytes.ts";
 import { randomHex } from "../../util/random.ts";
@@ -67,8 +67,19 @@ export function encodeFilesCache(cache: FilesCache, repoId: string): string {
   return parts.join("");
 }
 
-/** The record of a file as it was read, or null when a fact is unknown. */
-export function recordOf(md5: string, st: FileStat): CacheRecord | null {
+/**
+ * How recent an mtime must be, against the moment the file was looked at, to be "racy": a
+ * write in the same clock tick as the lstat (coarse kernel clocks, 2 s on FAT) could change
+ * the content without changing the facts compared. Such a file is not vouched for: it is read
+ * again next time (git's racy-index rule).
+ */
+export const RACY_MS = 2_000;
+
+/**
+ * The record of a file as it was read, or null when a fact is unknown or its mtime is within
+ * RACY_MS of `lookedAtMs`, when the walk began.
+ */
+export function recordOf(md5: string, st: FileStat, lookedAtMs: number): CacheRecord | null {
   const r = {
     md5,
     size: st.size,
@@ -78,7 +89,7 @@ export function recordOf(md5: string, st: FileStat): CacheRecord | null {
     dev: st.dev,
   };
   const known = [r.size, r.mtimeMs, r.ctimeMs, r.ino, r.dev].every((n) => Number.isSafeInteger(n));
-  return known ? r : null;
+  return known && r.mtimeMs < lookedAtMs - RACY_MS ? r : null;
 }
 
 /**
@@ -95,11 +106,15 @@ export function cachedMd5(cache: FilesCache, path: string, st: FileStat): string
   return r.md5;
 }
 
-/** The fallback when there is no cache: the file entries of the previous meta of the name. */
-export function cacheFromMeta(entries: Entry[]): FilesCache {
+/**
+ * The fallback when there is no cache: the file entries of the previous meta of this source
+ * (size and mtime), but not those whose mtime was racy when that backup began.
+ */
+export function cacheFromMeta(meta: Meta): FilesCache {
   const out: FilesCache = new Map();
-  for (const e of entries) {
-    if (e.type !== "f" || e.md5 === undefined) continue;
+  const began = meta.header.time.getTime();
+  for (const e of meta.entries) {
+    if (e.type !== "f" || e.md5 === undefined || e.mtimeMs >= began - RACY_MS) continue;
     out.set(e.path, {
       md5: e.md5,
       size: e.size,

@@ -7,6 +7,8 @@ import {
   filesCachePath,
   loadFilesCache,
   parseFilesCache,
+  RACY_MS,
+  recordOf,
   saveFilesCache,
 } from "./files_cache.ts";
 import type { FileStat } from "./source_file.ts";
@@ -46,6 +48,20 @@ Deno.test("files cache: round trip, nasty paths, and a hit only when every fact 
   assert.equal(cachedMd5(cache, "other", st()), null);
 });
 
+Deno.test("files cache: a file modified within RACY_MS of the walk is not recorded", () => {
+  const walked = 1_700_000_000_123 + RACY_MS;
+  assert.equal(recordOf(MD5, st(), walked), null, "racy");
+  assert.deepEqual(recordOf(MD5, st(), walked + 1), {
+    md5: MD5,
+    size: 10,
+    mtimeMs: 1_700_000_000_123,
+    ctimeMs: 1_700_000_000_456,
+    ino: 42,
+    dev: 7,
+  });
+  assert.equal(recordOf(MD5, st({ ino: NaN }), walked + 1), null, "a fact unknown");
+});
+
 Deno.test("files cache: another repository's, a truncated or a garbled one is dropped whole", () => {
   const cache: FilesCache = new Map([["a", {
     md5: MD5,
@@ -64,22 +80,33 @@ Deno.test("files cache: another repository's, a truncated or a garbled one is dr
 });
 
 Deno.test("files cache: from a meta (size and mtime only); saved 0600 in a 0700 folder", async () => {
-  const fromMeta = cacheFromMeta([
-    {
-      type: "f",
-      path: "a",
-      md5: MD5,
-      mode: 0o644,
-      uid: null,
-      gid: null,
-      size: 10,
-      mtimeMs: 1_700_000_000_123,
+  const file = (path: string, mtimeMs: number) => ({
+    type: "f" as const,
+    path,
+    md5: MD5,
+    mode: 0o644,
+    uid: null,
+    gid: null,
+    size: 10,
+    mtimeMs,
+  });
+  const fromMeta = cacheFromMeta({
+    header: {
+      time: new Date(1_700_000_010_000),
+      host: "h",
+      source: "/s",
+      name: "n",
+      wrappedKey: new Uint8Array(),
     },
-    { type: "d", path: "d", mode: 0o755, uid: null, gid: null, size: 0, mtimeMs: 0 },
-  ]);
+    entries: [
+      file("a", 1_700_000_000_123),
+      { type: "d", path: "d", mode: 0o755, uid: null, gid: null, size: 0, mtimeMs: 0 },
+      file("racy", 1_700_000_008_500), // within RACY_MS of the backup: not vouched for
+    ],
+  });
   assert.equal(cachedMd5(fromMeta, "a", st({ ctimeMs: 5, ino: 6, dev: 9 })), MD5);
   assert.equal(cachedMd5(fromMeta, "a", st({ mtimeMs: 5 })), null);
-  assert.equal(fromMeta.size, 1);
+  assert.deepEqual([...fromMeta.keys()], ["a"]);
   const dir = await Deno.makeTempDir();
   try {
     const path = filesCachePath(`${dir}/cache`, "abcd", "host", "/srv/data");
