@@ -5,9 +5,13 @@
  *   "Salted__" | salt (8 bytes) | AES-256-CBC-PKCS#7(plaintext)
  *   key || iv = PBKDF2-HMAC-SHA256(passphrase, salt, N, 48 bytes)
  *
- * PBKDF2 and AES-CBC run in WebCrypto (faster than node:crypto in Deno), in bounded batches,
- * so that a file of any size is never held in memory.
+ * Streams run PBKDF2 and AES-CBC in WebCrypto (faster than node:crypto in Deno for bulk), in
+ * bounded batches, so that a file of any size is never held in memory. A small buffer with a
+ * cheap key derivation is done in one synchronous node:crypto call instead: each WebCrypto
+ * call is an asynchronous round trip that costs more than the work itself (about 220 µs vs
+ * 50 µs for a 2 KiB object).
  */
+import { createCipheriv, createDecipheriv, pbkdf2Sync } from "node:crypto";
 import { readAll } from "../util/bytes.ts";
 import { CorruptDataError } from "../util/errors.ts";
 
@@ -219,23 +223,90 @@ export function decryptStream(
   });
 }
 
-/** Encrypts a small buffer. */
+/** Buffers up to this size, with up to SYNC_ITERATIONS, are done synchronously. */
+export const SYNC_LIMIT = 256 * 1024;
+const SYNC_ITERATIONS = 1000;
+
+function isSmall(data: Uint8Array, iterations: number): boolean {
+  return data.length <= SYNC_LIMIT && iterations <= SYNC_ITERATIONS;
+}
+
+function keyIvSync(passphrase: Uint8Array, salt: Uint8Array, iterations: number) {
+  const bits = pbkdf2Sync(passphrase, salt, iterations, 48, "sha256");
+  return { key: bits.subarray(0, 32), iv: bits.subarray(32, 48) };
+}
+
+/** The container of `data`, in one synchronous call (small buffers). */
+export function encryptSync(
+  data: Uint8Array,
+  passphrase: Uint8Array,
+  iterations: number,
+  salt: Uint8Array = crypto.getRandomValues(new Uint8Array(8)),
+): Uint8Array {
+  const { key, iv } = keyIvSync(passphrase, salt, iterations);
+  const c = createCipheriv("aes-256-cbc", key, iv);
+  const out = new Uint8Array(encryptedSize(data.length));
+  out.set(header(salt));
+  const body = c.update(data);
+  out.set(body, HEADER_SIZE);
+  out.set(c.final(), HEADER_SIZE + body.length);
+  return out;
+}
+
+/** The plaintext of a container, in one synchronous call; CorruptDataError as decryptStream. */
+export function decryptSync(data: Uint8Array, passphrase: Uint8Array, iterations: number) {
+  if (data.length < HEADER_SIZE || !MAGIC.every((b, i) => data[i] === b)) {
+    throw new CorruptDataError(
+      data.length < HEADER_SIZE
+        ? "encrypted object is truncated"
+        : "not an encrypted object (no Salted__ header)",
+    );
+  }
+  const body = data.subarray(HEADER_SIZE);
+  if (body.length === 0 || body.length % BLOCK !== 0) {
+    throw new CorruptDataError("decryption failed (wrong key or corrupt object)");
+  }
+  const { key, iv } = keyIvSync(passphrase, data.subarray(8, 16), iterations);
+  try {
+    const d = createDecipheriv("aes-256-cbc", key, iv);
+    const a = d.update(body);
+    const b = d.final();
+    const out = new Uint8Array(a.length + b.length);
+    out.set(a);
+    out.set(b, a.length);
+    return out;
+  } catch (err) {
+    throw new CorruptDataError("decryption failed (wrong key or corrupt object)", { cause: err });
+  }
+}
+
+/** Encrypts a buffer (synchronously when small, else through encryptStream). */
 export function encryptBytes(
   data: Uint8Array,
   passphrase: Uint8Array,
   iterations: number,
   salt?: Uint8Array,
 ): Promise<Uint8Array> {
+  if (isSmall(data, iterations)) {
+    return Promise.resolve(encryptSync(data, passphrase, iterations, salt));
+  }
   return readAll(
     ReadableStream.from([data]).pipeThrough(encryptStream(passphrase, iterations, salt)),
   );
 }
 
-/** Decrypts a small buffer. */
+/** Decrypts a buffer (synchronously when small, else through decryptStream). */
 export function decryptBytes(
   data: Uint8Array,
   passphrase: Uint8Array,
   iterations: number,
 ): Promise<Uint8Array> {
+  if (isSmall(data, iterations)) {
+    try {
+      return Promise.resolve(decryptSync(data, passphrase, iterations));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
   return readAll(ReadableStream.from([data]).pipeThrough(decryptStream(passphrase, iterations)));
 }

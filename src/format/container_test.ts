@@ -3,9 +3,12 @@ import { createHash } from "node:crypto";
 import {
   decryptBytes,
   decryptStream,
+  decryptSync,
   encryptBytes,
   encryptedSize,
   encryptStream,
+  encryptSync,
+  SYNC_LIMIT,
 } from "./container.ts";
 import { readAll } from "../util/bytes.ts";
 import { CorruptDataError } from "../util/errors.ts";
@@ -83,6 +86,22 @@ for (const size of [0, 1, 15, 16, 17, 4096, 1_000_003]) {
     assert.deepEqual(await decryptBytes(enc.stdout, te.encode("k".repeat(64)), 7), data);
   });
 }
+
+Deno.test("the synchronous path writes and reads exactly the streams' bytes", async () => {
+  const salt = Uint8Array.from([8, 7, 6, 5, 4, 3, 2, 1]);
+  const pw = te.encode("p");
+  for (const size of [0, 15, 16, 4097, SYNC_LIMIT]) {
+    const data = sample(size);
+    const streamed = await readAll(
+      ReadableStream.from([data]).pipeThrough(encryptStream(pw, 3, salt)),
+    );
+    assert.deepEqual(encryptSync(data, pw, 3, salt), streamed, `${size} bytes`);
+    assert.deepEqual(decryptSync(streamed, pw, 3), data);
+    const back = ReadableStream.from([encryptSync(data, pw, 3)]).pipeThrough(decryptStream(pw, 3));
+    assert.deepEqual(await readAll(back), data);
+  }
+  assert.throws(() => decryptSync(te.encode("Salted__12345678abc"), pw, 3), CorruptDataError);
+});
 
 Deno.test("streaming in odd chunk sizes gives the same plaintext", async () => {
   const data = sample(300_001);

@@ -2,8 +2,14 @@
  * A repository in a local directory: object `a/b` is the file `<dir>/a/b`.
  *
  * Saves are atomic: a temp file `.tmp-<random>` in the destination folder (mode 0600), fsync,
- * rename, then fsync of the folder; with `deferSync` (data objects) the folder is synced once
- * by `flush()` instead, before the meta. `list` skips the temp files a crash can leave.
+ * rename, then fsync of the folder. With `deferSync` (data objects, before the meta that names
+ * them) an in-memory object is written and renamed with synchronous calls and no fsync, and
+ * `flush()` makes them all durable at once: one syncfs of the file system where Linux's
+ * `sync -f` has it (else an fsync of each, 16 at a time), then each folder once. An fsync per
+ * small object costs about 0.4 ms here, ten times the rest of its save. A crash before the
+ * flush can leave an object cut short under its name: the next backup sees a stored size that
+ * is not its content's and saves it again (ops/backup/file_reader.ts `Uploads`).
+ * `list` skips the temp files a crash can leave.
  */
 
 import * as path from "node:path";
@@ -14,6 +20,7 @@ import {
   RepositoryNotFoundError,
   S3BackupError,
 } from "../util/errors.ts";
+import { pool } from "../util/pool.ts";
 import { randomHex } from "../util/random.ts";
 import {
   checkIfAbsent,
@@ -33,6 +40,8 @@ export class LocalStore implements Store {
   readonly dir: string;
   /** Folders whose new entries are not yet synced (saves with deferSync). */
   readonly #dirty = new Set<string>();
+  /** Files saved with deferSync whose content is not yet synced. */
+  #unsynced: string[] = [];
 
   constructor(dir: string) {
     this.dir = path.resolve(dir);
@@ -61,6 +70,9 @@ export class LocalStore implements Store {
     if (parent !== this.dir) {
       await this.#checkRoot();
       await Deno.mkdir(parent, { recursive: true });
+    }
+    if (opts.deferSync && !opts.ifAbsent && data instanceof Uint8Array) {
+      return await this.#saveDeferred(name, dest, data, opts.size);
     }
     const temp = path.join(parent, `${TEMP_PREFIX}${randomHex(8)}`);
     let file: Deno.FsFile;
@@ -115,9 +127,37 @@ export class LocalStore implements Store {
     else await syncDir(parent);
   }
 
+  /** A deferSync save of bytes: synchronous calls, no fsync (flush() makes it durable). */
+  async #saveDeferred(name: string, dest: string, data: Uint8Array, size?: number) {
+    if (size !== undefined && size !== data.byteLength) {
+      throw new S3BackupError(
+        `Size mismatch saving ${name}: expected ${size} bytes, got ${data.byteLength}`,
+      );
+    }
+    const parent = path.dirname(dest);
+    const temp = path.join(parent, `${TEMP_PREFIX}${randomHex(8)}`);
+    try {
+      Deno.writeFileSync(temp, data, { createNew: true, mode: 0o600 });
+      Deno.renameSync(temp, dest);
+    } catch (err) {
+      try {
+        Deno.removeSync(temp);
+      } catch { /* not created */ }
+      if (err instanceof Deno.errors.NotFound) await this.#checkRoot();
+      throw new S3BackupError(`Cannot write ${dest}: ${messageOf(err)}`, { cause: err });
+    }
+    this.#unsynced.push(dest);
+    this.#dirty.add(parent);
+  }
+
   async flush(): Promise<void> {
+    const files = this.#unsynced;
+    this.#unsynced = [];
     const dirs = [...this.#dirty];
     this.#dirty.clear();
+    if (files.length > 0 && !(await syncFileSystem(this.dir))) {
+      await pool(files, 16, syncFile);
+    }
     for (const d of dirs) await syncDir(d);
   }
 
@@ -248,6 +288,35 @@ async function linkNew(temp: string, dest: string, name: string): Promise<void> 
     throw err;
   } finally {
     await Deno.remove(temp).catch(() => {});
+  }
+}
+
+/**
+ * syncfs(2) of the file system holding `dir`, through GNU coreutils' `sync -f` (Linux); false
+ * where that is not at hand or fails (then each file is synced).
+ */
+async function syncFileSystem(dir: string): Promise<boolean> {
+  if (Deno.build.os !== "linux") return false;
+  try {
+    const out = await new Deno.Command("sync", {
+      args: ["-f", dir],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
+/** Makes a file's content durable; an error says the object may not be whole. */
+async function syncFile(file: string): Promise<void> {
+  try {
+    using f = await Deno.open(file, { read: true, write: true });
+    await f.syncData();
+  } catch (err) {
+    throw new S3BackupError(`Cannot write ${file}: ${messageOf(err)}`, { cause: err });
   }
 }
 

@@ -62,35 +62,49 @@ Deno.test("local store: relative directories are made absolute", () => {
   assert.equal(s.location, path.resolve("some/rel"));
 });
 
-Deno.test("local store: deferred saves are listed and read at once; flush syncs each folder once", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const s = new LocalStore(dir);
-    const synced: string[] = [];
-    const open = Deno.open;
-    // Count folder fsyncs: opening a directory read-only is what syncDir does.
-    Deno.open = ((p: string | URL, o?: Deno.OpenOptions) => {
-      if (o?.read && !o.write && Deno.statSync(p).isDirectory) synced.push(String(p));
-      return open(p, o);
-    }) as typeof Deno.open;
-    try {
-      for (let i = 0; i < 5; i++) {
-        await s.save(`${i}`.repeat(32).slice(0, 32).replace(/./g, String(i)), new Uint8Array([i]), {
-          deferSync: true,
-        });
+for (const fallback of [false, true]) {
+  Deno.test(
+    `local store: deferred saves are listed and read at once; flush syncs them${
+      fallback ? " (no sync -f: one fsync each)" : ""
+    }, and each folder once`,
+    async () => {
+      const dir = await Deno.makeTempDir();
+      const path0 = Deno.env.get("PATH") ?? "";
+      if (fallback) Deno.env.set("PATH", dir); // no `sync` there
+      try {
+        const s = new LocalStore(dir);
+        const synced: string[] = [];
+        const files: string[] = [];
+        const open = Deno.open;
+        // Count fsyncs: syncDir opens a directory read-only, syncFile a file read-write.
+        Deno.open = ((p: string | URL, o?: Deno.OpenOptions) => {
+          if (o?.read && !o.write && Deno.statSync(p).isDirectory) synced.push(String(p));
+          if (o?.read && o.write && !o.create) files.push(String(p).slice(dir.length + 1));
+          return open(p, o);
+        }) as typeof Deno.open;
+        try {
+          const names = [0, 1, 2, 3, 4].map((i) => String(i).repeat(32));
+          for (const [i, n] of names.entries()) {
+            await s.save(n, new Uint8Array([i]), { deferSync: true });
+          }
+          assert.equal(synced.length + files.length, 0, "no sync per deferred object");
+          assert.deepEqual(await readAll(await s.load(names[3]!)), new Uint8Array([3]));
+          let n = 0;
+          for await (const _ of s.list()) n++;
+          assert.equal(n, 5);
+          assert.equal((Deno.statSync(`${dir}/${names[0]}`).mode ?? 0) & 0o777, 0o600);
+          await s.flush();
+          assert.deepEqual(synced, [dir], "one sync for the folder");
+          assert.deepEqual(files.sort(), fallback ? names : [], "each object synced, or syncfs");
+          await s.save("meta_x_20260101T000000Z", new Uint8Array([1]));
+          assert.equal(synced.length, 2, "the meta is synced at once");
+        } finally {
+          Deno.open = open;
+        }
+      } finally {
+        Deno.env.set("PATH", path0);
+        await Deno.remove(dir, { recursive: true });
       }
-      assert.equal(synced.length, 0, "no folder sync per deferred object");
-      let n = 0;
-      for await (const _ of s.list()) n++;
-      assert.equal(n, 5);
-      await s.flush();
-      assert.deepEqual(synced, [dir], "one sync for the folder");
-      await s.save("meta_x_20260101T000000Z", new Uint8Array([1]));
-      assert.equal(synced.length, 2, "the meta is synced at once");
-    } finally {
-      Deno.open = open;
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+    },
+  );
+}

@@ -138,14 +138,13 @@ async function runBackup(
     bytes: fileItems.reduce((n, i) => n + i.info.size, 0),
   });
   const cache = await openCache(repo, listing, opts);
-  const uploads = new Uploads(listing.objects.keys());
+  const uploads = new Uploads(new Map([...listing.objects].map(([k, o]) => [k, o.size])));
   const { results, fromCache } = await readFiles(fileItems, {
     store,
     repo,
     opts,
     uploads,
     cache,
-    known: listing.objects,
     warn,
     onEvent,
   });
@@ -183,8 +182,6 @@ interface ReadContext {
   opts: BackupOptions;
   uploads: Uploads;
   cache: FilesCache;
-  /** Data objects the store holds (the listing). */
-  known: Map<string, unknown>;
   warn: Warnings;
   onEvent: (e: BackupEvent) => void;
 }
@@ -212,7 +209,7 @@ async function readFiles(fileItems: WalkItem[], c: ReadContext) {
     const st = statOf(item.info);
     const md5 = cachedMd5(c.cache, item.path, st);
     let r: { result: FileResult; uploaded: boolean } | null;
-    if (md5 !== null && c.known.has(md5)) {
+    if (md5 !== null && uploads.has(md5, st.size)) {
       r = { result: { md5, size: st.size, info: st }, uploaded: false };
       fromCache++;
     } else r = await backupFile(item, ctx, (p, m) => c.warn.add(p, m, true));

@@ -330,10 +330,14 @@ Deno.test("a backup does not start while a password change is pending, nor besid
 Deno.test("files cache: an unchanged file is not opened; a changed one is, even with size and mtime kept", async () => {
   const { dir, src, store, repo } = await setup();
   const opened: string[] = [];
-  const open = SourceFile.open;
+  const open = SourceFile.open, readWhole = SourceFile.readWholeSync;
   SourceFile.open = (p: string) => {
     opened.push(p.slice(src.length + 1));
     return open.call(SourceFile, p);
+  };
+  SourceFile.readWholeSync = (p: string, limit: number) => {
+    opened.push(p.slice(src.length + 1));
+    return readWhole.call(SourceFile, p, limit);
   };
   try {
     const old = new Date(Date.now() - 60_000); // not racy (files_cache.ts RACY_MS)
@@ -381,6 +385,7 @@ Deno.test("files cache: an unchanged file is not opened; a changed one is, even 
     }
   } finally {
     SourceFile.open = open;
+    SourceFile.readWholeSync = readWhole;
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -388,10 +393,14 @@ Deno.test("files cache: an unchanged file is not opened; a changed one is, even 
 Deno.test("files cache: no stand-in from another source's meta of the name; racy files read again", async () => {
   const { dir, src, store, repo } = await setup();
   const opened: string[] = [];
-  const open = SourceFile.open;
+  const open = SourceFile.open, readWhole = SourceFile.readWholeSync;
   SourceFile.open = (p: string) => {
     opened.push(p.slice(p.lastIndexOf("/") + 1));
     return open.call(SourceFile, p);
+  };
+  SourceFile.readWholeSync = (p: string, limit: number) => {
+    opened.push(p.slice(p.lastIndexOf("/") + 1));
+    return readWhole.call(SourceFile, p, limit);
   };
   try {
     // Two sources whose files agree in path, size and mtime but not in content.
@@ -424,6 +433,38 @@ Deno.test("files cache: no stand-in from another source's meta of the name; racy
     assert.deepEqual(opened, ["f"]);
   } finally {
     SourceFile.open = open;
+    SourceFile.readWholeSync = readWhole;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an object cut short in the store (a crash before the flush) is saved again", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    const old = new Date(Date.now() - 60_000);
+    await Deno.writeTextFile(`${src}/a`, "some content");
+    await Deno.utime(`${src}/a`, old, old);
+    const go = () =>
+      backup(store, repo, {
+        source: src,
+        name: "t",
+        host: "h",
+        simulate: false,
+        kit: new Map(),
+        filesCache: { dir: `${dir}/cache` },
+      });
+    assert.equal((await go()).newObjects, 1);
+    const object = `${dir}/bucket/${md5("some content")}`;
+    const whole = await Deno.readFile(object);
+    for (const cut of [0, 16, whole.length - 1]) {
+      await Deno.truncate(object, cut);
+      const s = await go();
+      assert.equal(s.newObjects, 1, `cut to ${cut}: saved again`);
+      assert.equal(s.filesFromCache, 0);
+      assert.equal(Deno.statSync(object).size, whole.length);
+    }
+    assert.equal((await go()).newObjects, 0);
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

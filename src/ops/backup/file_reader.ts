@@ -13,7 +13,7 @@ import { encryptObject, encryptSmallObject, type Repository } from "../../repo/r
 import type { SaveOptions, Store } from "../../store/store.ts";
 import { messageOf } from "../../util/bytes.ts";
 import { FileChangedError, S3BackupError } from "../../util/errors.ts";
-import { type FileStat, SourceFile } from "./source_file.ts";
+import { CannotOpenError, type FileStat, SourceFile } from "./source_file.ts";
 import type { WalkItem } from "./walk.ts";
 
 /** Errors of the file system that mean "cannot read this one file" (Deno's or node's). */
@@ -27,6 +27,8 @@ function isAccessError(err: unknown): boolean {
 
 /** Files up to this size are read once into memory: hash and encrypt from the same bytes. */
 export const SMALL_FILE = 8 * 1024 * 1024;
+/** Files up to this size are read with synchronous calls (SourceFile.readWholeSync). */
+const SYNC_READ = 256 * 1024;
 const READ_CHUNK = 1024 * 1024;
 export const ATTEMPTS = 3;
 
@@ -39,22 +41,32 @@ export interface FileResult {
   info: FileStat;
 }
 
-/** Saves each distinct content once: unless the store has it, or it is being saved now. */
+/**
+ * Saves each distinct content once: unless the store has it whole, or it is being saved now.
+ * An object whose stored size is not that of its content encrypted (a local store's object cut
+ * short by a crash before the backup's flush, any damage) is saved again.
+ */
 export class Uploads {
   newObjects = 0;
   bytesUploaded = 0;
   /** The objects this run stored. */
   readonly names: string[] = [];
-  readonly #known: Set<string>;
+  readonly #known: Map<string, number>;
   readonly #inflight = new Map<string, Promise<void>>();
 
-  constructor(known: Iterable<string>) {
-    this.#known = new Set(known);
+  /** `known`: the store's objects and their stored sizes. */
+  constructor(known: Map<string, number>) {
+    this.#known = new Map(known);
+  }
+
+  /** True when the store holds `md5`, of `plainSize` bytes, whole. */
+  has(md5: string, plainSize: number): boolean {
+    return this.#known.get(md5) === encryptedSize(plainSize);
   }
 
   /** Runs `work` (which returns the stored size) unless `md5` is stored; true if it ran. */
-  async once(md5: string, work: () => Promise<number>): Promise<boolean> {
-    while (!this.#known.has(md5)) {
+  async once(md5: string, plainSize: number, work: () => Promise<number>): Promise<boolean> {
+    while (!this.has(md5, plainSize)) {
       const other = this.#inflight.get(md5);
       if (other) {
         await other.catch(() => {}); // its file may have changed: then we upload ours
@@ -62,7 +74,7 @@ export class Uploads {
       }
       const p = (async () => {
         const size = await work();
-        this.#known.add(md5);
+        this.#known.set(md5, encryptedSize(plainSize));
         this.names.push(md5);
         this.newObjects++;
         this.bytesUploaded += size;
@@ -125,42 +137,50 @@ export async function backupFile(
 ): Promise<{ result: FileResult; uploaded: boolean } | null> {
   for (let i = 1; i <= ATTEMPTS; i++) {
     ctx.signal?.throwIfAborted();
-    let file: SourceFile;
     try {
-      file = await SourceFile.open(item.abs);
-    } catch (err) {
-      skip(item.path, `cannot open: ${messageOf(err)}`);
-      return null;
-    }
-    try {
-      return await attempt(file, ctx);
+      return await attemptFile(item, ctx);
     } catch (err) {
       if (err instanceof FileChangedError && i < ATTEMPTS) continue;
-      if (err instanceof FileChangedError) {
-        skip(item.path, `changed while it was read ${ATTEMPTS} times; skipped`);
-      } else if (isAccessError(err)) {
-        skip(item.path, `cannot read: ${messageOf(err)}`);
-      } else if (err instanceof NotRegularFileError) {
-        skip(item.path, "is no longer a regular file; skipped");
-      } else throw err;
+      const why = skipReason(err);
+      if (why === null) throw err;
+      skip(item.path, why);
       return null;
-    } finally {
-      await file.close();
     }
   }
   return null;
 }
 
+/** Why a file is skipped, for the errors that mean "cannot back up this one file". */
+function skipReason(err: unknown): string | null {
+  if (err instanceof CannotOpenError) return `cannot open: ${err.message}`;
+  if (err instanceof FileChangedError) {
+    return `changed while it was read ${ATTEMPTS} times; skipped`;
+  }
+  if (isAccessError(err)) return `cannot read: ${messageOf(err)}`;
+  if (err instanceof NotRegularFileError) return "is no longer a regular file; skipped";
+  return null;
+}
+
 /** One attempt at one file. Throws FileChangedError when it changed while read. */
-async function attempt(
-  file: SourceFile,
-  ctx: FileContext,
-): Promise<{ result: FileResult; uploaded: boolean }> {
-  const before = await file.stat();
-  if (!before.isFile) throw new NotRegularFileError("is no longer a regular file");
-  return before.size <= SMALL_FILE
-    ? await attemptSmall(file, before, ctx)
-    : await attemptBig(file, before, ctx);
+async function attemptFile(item: WalkItem, ctx: FileContext) {
+  if (item.info.size <= SYNC_READ) {
+    const whole = SourceFile.readWholeSync(item.abs, SYNC_READ);
+    if (whole !== null) {
+      const { data, read, before, after } = whole;
+      if (read !== before.size || !sameFile(before, after)) throw changed();
+      return await storeSmall(data, after, ctx);
+    }
+  }
+  const file = await SourceFile.open(item.abs);
+  try {
+    const before = await file.stat();
+    if (!before.isFile) throw new NotRegularFileError("is no longer a regular file");
+    return before.size <= SMALL_FILE
+      ? await attemptSmall(file, before, ctx)
+      : await attemptBig(file, before, ctx);
+  } finally {
+    await file.close();
+  }
 }
 
 async function attemptSmall(file: SourceFile, before: FileStat, ctx: FileContext) {
@@ -173,8 +193,14 @@ async function attemptSmall(file: SourceFile, before: FileStat, ctx: FileContext
   });
   const after = await file.stat();
   if (n !== before.size || !sameFile(before, after)) throw changed();
+  return await storeSmall(data, after, ctx);
+}
+
+/** Hashes an in-memory file and stores its content unless the store has it. */
+async function storeSmall(data: Uint8Array, after: FileStat, ctx: FileContext) {
+  const n = data.length;
   const md5 = md5Hex().update(data).digest("hex");
-  const uploaded = await ctx.uploads.once(md5, async () => {
+  const uploaded = await ctx.uploads.once(md5, n, async () => {
     if (ctx.repo === null || ctx.simulate) return encryptedSize(n);
     const body = await encryptSmallObject(ctx.repo, data);
     await ctx.store.save(md5, body, ctx.saveOptions);
@@ -189,7 +215,7 @@ async function attemptBig(file: SourceFile, before: FileStat, ctx: FileContext) 
   const after = await file.stat();
   if (n !== before.size || !sameFile(before, after)) throw changed();
   const md5 = h.digest("hex");
-  const uploaded = await ctx.uploads.once(md5, async () => {
+  const uploaded = await ctx.uploads.once(md5, n, async () => {
     const size = encryptedSize(n);
     if (ctx.repo === null || ctx.simulate) return size;
     const body = readStream(file).pipeThrough(sameContent(file, after, n, md5))

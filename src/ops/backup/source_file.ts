@@ -5,6 +5,7 @@
  */
 import fs from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
+import { messageOf } from "../../util/bytes.ts";
 
 /** What the backup needs of a file's status (times in whole ms, as Deno.FileInfo has them). */
 export interface FileStat {
@@ -36,27 +37,69 @@ export function statOf(info: Deno.FileInfo): FileStat {
   };
 }
 
+function statFromNode(s: fs.Stats): FileStat {
+  return {
+    isFile: s.isFile(),
+    size: s.size,
+    mtimeMs: Math.floor(s.mtimeMs), // whole ms, as Deno.FileInfo and the meta have them
+    ctimeMs: Math.floor(s.ctimeMs),
+    ino: s.ino,
+    dev: s.dev,
+    mode: s.mode,
+    uid: s.uid,
+    gid: s.gid,
+  };
+}
+
+/** The file could not be opened (the cause says why). */
+export class CannotOpenError extends Error {}
+
 export class SourceFile {
   private constructor(readonly handle: FileHandle) {}
 
+  /**
+   * A small regular file read whole with synchronous calls, about 5x cheaper than the five
+   * asynchronous ones for a file in the page cache: its content and its status after the read.
+   * Null when it is no longer a regular file or is now bigger than `limit` (read it as a stream);
+   * FileChangedError-worthy differences are the caller's to judge from `before` and `after`.
+   */
+  static readWholeSync(
+    path: string,
+    limit: number,
+  ): { data: Uint8Array; read: number; before: FileStat; after: FileStat } | null {
+    let fd: number;
+    try {
+      fd = fs.openSync(path, FLAGS);
+    } catch (err) {
+      throw new CannotOpenError(messageOf(err), { cause: err });
+    }
+    try {
+      const before = statFromNode(fs.fstatSync(fd));
+      if (!before.isFile || before.size > limit) return null;
+      const data = new Uint8Array(before.size);
+      let read = 0;
+      while (read < data.length) {
+        const n = fs.readSync(fd, data, read, data.length - read, read);
+        if (n === 0) break;
+        read += n;
+      }
+      return { data, read, before, after: statFromNode(fs.fstatSync(fd)) };
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
   /** Opens `path` for reading; never blocks (see the module doc). */
   static async open(path: string): Promise<SourceFile> {
-    return new SourceFile(await open(path, FLAGS));
+    try {
+      return new SourceFile(await open(path, FLAGS));
+    } catch (err) {
+      throw new CannotOpenError(messageOf(err), { cause: err });
+    }
   }
 
   async stat(): Promise<FileStat> {
-    const s = await this.handle.stat();
-    return {
-      isFile: s.isFile(),
-      size: s.size,
-      mtimeMs: Math.floor(s.mtimeMs), // whole ms, as Deno.FileInfo and the meta have them
-      ctimeMs: Math.floor(s.ctimeMs),
-      ino: s.ino,
-      dev: s.dev,
-      mode: s.mode,
-      uid: s.uid,
-      gid: s.gid,
-    };
+    return statFromNode(await this.handle.stat());
   }
 
   /** Reads into `buf` from `position`; 0 at the end. */
