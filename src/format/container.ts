@@ -42,6 +42,20 @@ export async function deriveKeyIv(
   return { key: bits.subarray(0, 32), iv: bits.subarray(32, 48) };
 }
 
+/** A key derivation started ahead of its use (it runs off the main thread meanwhile). */
+export interface PreparedKey {
+  salt: Uint8Array;
+  keyIv: Promise<{ key: Uint8Array; iv: Uint8Array }>;
+}
+
+/** Starts deriving the key and IV of a new container for `passphrase`, with a fresh salt. */
+export function prepareKey(passphrase: Uint8Array, iterations: number): PreparedKey {
+  const salt = crypto.getRandomValues(new Uint8Array(8));
+  const keyIv = deriveKeyIv(passphrase, salt, iterations);
+  keyIv.catch(() => {}); // awaited (and its error seen) by the stream that uses it, if any
+  return { salt, keyIv };
+}
+
 /** Size of the encrypted object for a plaintext of `plainSize` bytes. */
 export function encryptedSize(plainSize: number): number {
   return HEADER_SIZE + (Math.floor(plainSize / BLOCK) + 1) * BLOCK;
@@ -109,7 +123,8 @@ function cbc(iv: Uint8Array): AesCbcParams {
 }
 
 /**
- * A stream that encrypts what passes through it. `salt` is for tests only.
+ * A stream that encrypts what passes through it. `salt` is for tests only; `prepared`, a
+ * derivation of `passphrase` started earlier, gives both salt and key.
  *
  * AES-CBC runs in WebCrypto (about twice node:crypto's speed in Deno), which only does whole
  * messages with PKCS#7 padding. CBC chains, so each batch of whole blocks is encrypted on its
@@ -120,13 +135,15 @@ export function encryptStream(
   passphrase: Uint8Array,
   iterations: number,
   salt: Uint8Array = crypto.getRandomValues(new Uint8Array(8)),
+  prepared?: PreparedKey,
 ): TransformStream<Uint8Array, Uint8Array> {
   let key: CryptoKey;
   let iv: Uint8Array;
   const gather = new Gather();
+  if (prepared) salt = prepared.salt;
   return new TransformStream({
     async start(controller) {
-      const d = await deriveKeyIv(passphrase, salt, iterations);
+      const d = await (prepared?.keyIv ?? deriveKeyIv(passphrase, salt, iterations));
       key = await aesKey(d.key, ["encrypt"]);
       iv = d.iv;
       controller.enqueue(header(salt));

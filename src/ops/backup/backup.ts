@@ -18,6 +18,7 @@ import {
   encryptMeta,
   keyState,
   loadMeta,
+  prepareMetaKey,
   type Repository,
 } from "../../repo/repository.ts";
 import { messageOf } from "../../util/bytes.ts";
@@ -128,6 +129,7 @@ async function runBackup(
   const started = performance.now();
   const time = (opts.now ?? (() => new Date()))();
   const lookedAt = Date.now(); // the real clock, for racy mtimes (files_cache.ts)
+  const preparedKey = repo !== null && !opts.simulate ? prepareMetaKey(repo) : undefined;
   const listing = await listRepository(store);
   const warn = new Warnings(onEvent);
   const items = Array.from(walk(opts.source, (w) => warn.add(w.path, w.message, w.partial)));
@@ -155,7 +157,7 @@ async function runBackup(
     await checkKeyKept(repo, uploads);
     await syncKit(store, listing.kit, opts.kit);
     const header = { time, host: opts.host, source: opts.source, name: opts.name };
-    const body = await encryptMeta(repo, header, entries);
+    const body = await encryptMeta(repo, header, entries, preparedKey);
     metaKey = await writeMeta(repo, listing, opts.name, time, body);
     await keepCache(repo, opts, results, lookedAt, warn);
   }
