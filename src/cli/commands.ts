@@ -3,7 +3,7 @@
  * hands the engine's events and summary to the UI. Nothing here exits (main.ts does).
  */
 import { join, resolve } from "node:path";
-import { checkBackupName, defaultBackupName } from "../format/layout.ts";
+import { checkBackupName, defaultBackupName, KEY_NAME } from "../format/layout.ts";
 import { backup } from "../ops/backup/backup.ts";
 import { changePassword } from "../ops/change_password.ts";
 import { listBackups, listLegacyBackups } from "../ops/list.ts";
@@ -14,6 +14,7 @@ import { isLegacyStore } from "../repo/legacy.ts";
 import { openBackup } from "../repo/open_backup.ts";
 import {
   createRepository,
+  loadOptional,
   openForReading,
   openRepository,
   repositoryExists,
@@ -84,9 +85,15 @@ function kitConfigOf(ctx: Context, store?: Store): KitConfig {
  * The repository a backup writes to: opened, or created when the store holds none (null when
  * simulating into an empty store). A create that loses a race opens the winner's repository.
  */
-async function openOrCreate(ctx: Context, store: Store, simulate: boolean) {
-  if (await repositoryExists(store)) {
-    return await openRepository(store, await getPassword(passwordSources(ctx, true), false));
+/** Opens the repository whose key is `key` (read by the caller), or creates one. */
+async function openOrCreate(
+  ctx: Context,
+  store: Store,
+  simulate: boolean,
+  key: Uint8Array | null,
+) {
+  if (key !== null) {
+    return await openRepository(store, await getPassword(passwordSources(ctx, true), false), key);
   }
   if (simulate) return null;
   const password = await getPassword(passwordSources(ctx, true), true);
@@ -141,14 +148,15 @@ async function runBackup(ctx: Context): Promise<number> {
     ? ctx.config.storageClass
     : checkStorageClass(cmd.storageClass, "--storage-class");
   const store = storeOf(ctx);
-  await store.checkExists();
-  if (await isLegacyStore(store)) {
+  // The key's GET is also the look at the bucket (a missing one: RepositoryNotFoundError).
+  const key = await loadOptional(store, KEY_NAME);
+  if (key === null && await isLegacyStore(store)) {
     throw new UsageError(
       `${store.location} holds backups of the original s3backup.py (format 1): ` +
         "back up to a new bucket or prefix (this one stays readable with list and restore)",
     );
   }
-  const repo = await openOrCreate(ctx, store, cmd.simulate);
+  const repo = await openOrCreate(ctx, store, cmd.simulate, key);
   const summary = await backup(store, repo, {
     source,
     name,

@@ -52,6 +52,8 @@ export interface Repository {
   /** The bytes of s3backup.key, copied into every meta. */
   wrappedKey: Uint8Array;
   password: Uint8Array;
+  /** Created by this process (createRepository): a racing creator may yet replace its key. */
+  created?: boolean;
 }
 
 /**
@@ -89,19 +91,26 @@ export async function loadDescriptor(store: Store): Promise<Descriptor> {
 }
 
 /**
- * Opens the repository with `password`. Throws WrongPasswordError if the password does not
+ * Opens the repository with `password` (`loaded`: the bytes of s3backup.key, when the caller
+ * read them already). Throws WrongPasswordError if the password does not
  * open the key (nor, after an interrupted password change, `.next` or `.prev`: `wrappedKey` is
  * then the one that opened), and S3BackupError if the store holds no repository.
  */
-export async function openRepository(store: Store, password: Uint8Array): Promise<Repository> {
+export async function openRepository(
+  store: Store,
+  password: Uint8Array,
+  loaded?: Uint8Array,
+): Promise<Repository> {
   const [first, ...fallbacks] = KEY_CANDIDATES;
-  const wrappedKey = await loadOptional(store, first);
+  const [wrappedKey, descriptor] = await Promise.all([
+    loaded ?? loadOptional(store, first),
+    loadDescriptor(store),
+  ]);
   if (wrappedKey === null) {
     throw new S3BackupError(
       `No s3backup repository at ${store.location} (no ${KEY_NAME}): run a backup first`,
     );
   }
-  const descriptor = await loadDescriptor(store);
   const open = async (wrapped: Uint8Array): Promise<Repository> => {
     const dataKey = await unwrapDataKey(wrapped, password, descriptor.keyIter);
     return { store, descriptor, dataKey: te.encode(dataKey), wrappedKey: wrapped, password };
@@ -196,6 +205,11 @@ export interface CreateOptions {
    * written, so that a racing writer's object lands first and is seen (default 5 s).
    */
   settleMs?: number;
+  /**
+   * What is known of the store, shared between calls: with `honoursConditional` the second
+   * create that probes it is skipped; a probe sets it.
+   */
+  knowledge?: { honoursConditional?: boolean };
 }
 
 /**
@@ -221,7 +235,10 @@ export async function createOnce(
     }
   };
   if (!(await create())) return false;
-  if (!(await create())) return true; // the store honours the condition: the object is ours
+  if (opts.knowledge?.honoursConditional) return true;
+  const honoured = !(await create()); // then the object is ours
+  if (opts.knowledge) opts.knowledge.honoursConditional = honoured;
+  if (honoured) return true;
   await new Promise((r) => setTimeout(r, opts.settleMs ?? 5000));
   return sameBytes(await loadOptional(store, name), bytes);
 }
@@ -265,7 +282,7 @@ export async function createRepository(
     );
   }
   await store.save(DESCRIPTOR_NAME, te.encode(encodeDescriptor(descriptor)));
-  return { store, descriptor, dataKey: te.encode(dataKey), wrappedKey, password };
+  return { store, descriptor, dataKey: te.encode(dataKey), wrappedKey, password, created: true };
 }
 
 /**

@@ -11,6 +11,7 @@ export type FaultKind = "500" | "slowdown" | "stall" | "cut" | "truncate-list";
 /** What a request is, in S3 terms. */
 export type RequestKind =
   | "list"
+  | "list-uploads"
   | "get"
   | "head"
   | "put"
@@ -33,7 +34,7 @@ export interface FaultRule {
 function kindOf(method: string, url: URL): RequestKind {
   const q = url.searchParams;
   const path = url.pathname.split("/").filter((p) => p !== "");
-  if (method === "GET" && path.length <= 1) return "list";
+  if (method === "GET" && path.length <= 1) return q.has("uploads") ? "list-uploads" : "list";
   if (method === "GET") return "get";
   if (method === "HEAD") return "head";
   if (method === "PUT" && q.has("partNumber")) return "put-part";
@@ -66,6 +67,10 @@ export class FaultProxy {
   readonly endpoint: string;
   /** Requests seen, by kind. */
   readonly seen = new Map<RequestKind, number>();
+  /** Every request seen, as `<kind> <key>` (without the bucket; a listing: its prefix). */
+  readonly log: string[] = [];
+  /** Added before every response (a real S3 region's round trip, for benchmarks). */
+  delayMs = 0;
   /** Faults injected, by rule index. */
   readonly injected: number[];
   readonly #server: Deno.HttpServer;
@@ -110,6 +115,9 @@ export class FaultProxy {
     const kind = kindOf(req.method, url);
     this.seen.set(kind, (this.seen.get(kind) ?? 0) + 1);
     const key = url.pathname.split("/").slice(2).join("/");
+    const what = kind === "list" && key === "" ? url.searchParams.get("prefix") ?? "" : key;
+    this.log.push(`${kind} ${decodeURIComponent(what)}`);
+    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     const hit = this.#pick(kind, decodeURIComponent(key));
     if (hit) this.injected[hit.i]!++;
     const fault = hit?.rule.fault;

@@ -7,14 +7,15 @@
  * after every object it names is confirmed.
  */
 import { createHash } from "node:crypto";
-import { formatMetaName, KIT_PREFIX } from "../../format/layout.ts";
+import { formatMetaName, KIT_PREFIX, META_PREFIX } from "../../format/layout.ts";
 import type { Entry } from "../../format/meta.ts";
-import { type Listing, listRepository } from "../../repo/listing.ts";
+import { listRepository, type MetaObject } from "../../repo/listing.ts";
 import { withLock } from "../../repo/lock.ts";
 import {
   abortStaleUploads,
   checkPasswordUnchanged,
   createOnce,
+  type CreateOptions,
   encryptMeta,
   keyState,
   loadMeta,
@@ -29,6 +30,7 @@ import { backupFile, type FileContext, type FileResult, Uploads } from "./file_r
 import {
   cachedMd5,
   cacheFromMeta,
+  type CacheState,
   type FilesCache,
   filesCachePath,
   loadFilesCache,
@@ -103,8 +105,7 @@ export async function backup(
   return await withLock(store, "backup", opts.host, { source: opts.source }, async () => {
     // No password change pending, and none since `repo` was opened (FORMAT.md §7).
     await checkPasswordUnchanged(repo!);
-    const aborted = await abortStaleUploads(store, (opts.now ?? (() => new Date()))());
-    return { ...await runBackup(store, repo, opts, onEvent), uploadsAborted: aborted };
+    return await runBackup(store, repo, opts, onEvent);
   });
 }
 
@@ -130,7 +131,7 @@ async function runBackup(
   const time = (opts.now ?? (() => new Date()))();
   const lookedAt = Date.now(); // the real clock, for racy mtimes (files_cache.ts)
   const preparedKey = repo !== null && !opts.simulate ? prepareMetaKey(repo) : undefined;
-  const listing = await listRepository(store);
+  const metas = (await listRepository(store, META_PREFIX)).metas;
   const warn = new Warnings(onEvent);
   const items = Array.from(walk(opts.source, (w) => warn.add(w.path, w.message, w.partial)));
   const fileItems = items.filter((i) => i.type === "f");
@@ -139,14 +140,16 @@ async function runBackup(
     files: fileItems.length,
     bytes: fileItems.reduce((n, i) => n + i.info.size, 0),
   });
-  const cache = await openCache(repo, listing, opts);
-  const uploads = new Uploads(new Map([...listing.objects].map(([k, o]) => [k, o.size])));
+  const cache = await openCache(repo, metas, opts);
+  const { uploads, full } = await storedContents(store, cache, fileItems);
+  const state: CacheState = { ...cache.state };
+  const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, time);
   const { results, fromCache } = await readFiles(fileItems, {
     store,
     repo,
     opts,
     uploads,
-    cache,
+    cache: cache.records,
     warn,
     onEvent,
   });
@@ -154,12 +157,14 @@ async function runBackup(
   let metaKey: string | null = null;
   if (!opts.simulate && repo !== null) {
     await store.flush?.(); // every object durable before the meta that names them
-    await checkKeyKept(repo, uploads);
-    await syncKit(store, listing.kit, opts.kit);
+    if (repo.created) await checkKeyKept(repo, uploads);
+    state.kit = await syncKit(store, full?.kit ?? null, state.kit, opts.kit);
     const header = { time, host: opts.host, source: opts.source, name: opts.name };
     const body = await encryptMeta(repo, header, entries, preparedKey);
-    metaKey = await writeMeta(repo, listing, opts.name, time, body);
-    await keepCache(repo, opts, results, lookedAt, warn);
+    const knowledge = { honoursConditional: state.conditional };
+    metaKey = await writeMeta(repo, full?.metas ?? metas, opts.name, time, body, knowledge);
+    Object.assign(state, { meta: metaKey, conditional: knowledge.honoursConditional });
+    await keepCache(repo, opts, results, lookedAt, state, warn);
   }
   return {
     metaKey,
@@ -172,10 +177,43 @@ async function runBackup(
     filesFromCache: fromCache,
     skipped: warn.skipped,
     warnings: warn.count,
-    uploadsAborted: 0,
+    uploadsAborted,
     durationMs: performance.now() - started,
     simulate: opts.simulate,
   };
+}
+
+/** More files than this to read (not vouched for by the cache): one listing, not HEADs. */
+export const LOOKUP_LIMIT = 500;
+
+/**
+ * What the store holds, for as few requests as will do: the contents the cache vouches for
+ * (its meta exists) and a HEAD of each other one when at most LOOKUP_LIMIT files are to be
+ * read; else, or without a cache, one listing of everything (`full`).
+ */
+async function storedContents(store: Store, cache: OpenCache, fileItems: WalkItem[]) {
+  let toRead = 0;
+  for (const i of fileItems) {
+    if (cachedMd5(cache.records, i.path, statOf(i.info)) === null) toRead++;
+  }
+  if (cache.vouched && toRead <= LOOKUP_LIMIT) {
+    const md5s = Array.from(cache.records.values(), (r) => r.md5);
+    const lookup = async (md5: string) => (await store.stat(md5))?.size ?? null;
+    return { uploads: Uploads.vouching(md5s, lookup), full: null };
+  }
+  const full = await listRepository(store);
+  const sizes = new Map(Array.from(full.objects, ([k, o]) => [k, o.size]));
+  return { uploads: new Uploads(sizes), full };
+}
+
+/** Stale multipart uploads are swept this often (and when there is no cache). */
+export const SWEEP_EVERY_MS = 6 * 24 * 60 * 60 * 1000;
+
+/** Sweeps killed runs' multipart uploads when the cache says it is due; how many it aborted. */
+async function sweepWhenDue(store: Store, state: CacheState, now: Date): Promise<number> {
+  if (state.sweptMs !== undefined && now.getTime() - state.sweptMs < SWEEP_EVERY_MS) return 0;
+  state.sweptMs = now.getTime();
+  return await abortStaleUploads(store, now);
 }
 
 interface ReadContext {
@@ -226,28 +264,45 @@ async function readFiles(fileItems: WalkItem[], c: ReadContext) {
   return { results, fromCache };
 }
 
+/** The files cache as a backup uses it. */
+interface OpenCache {
+  records: FilesCache;
+  state: CacheState;
+  /** The contents of `records` are stored: the meta they were recorded with exists. */
+  vouched: boolean;
+}
+
 /**
  * The files cache of this source, or when there is none the previous meta of this backup name
  * made from this host and source (size and mtime only; of the newest few of the name); empty
  * with `forceRehash`, or without a repository or cache folder.
  */
-async function openCache(repo: Repository | null, listing: Listing, opts: BackupOptions) {
+async function openCache(
+  repo: Repository | null,
+  metas: MetaObject[],
+  opts: BackupOptions,
+): Promise<OpenCache> {
   const fc = opts.filesCache;
-  if (repo === null || fc === undefined || fc.forceRehash) return new Map() as FilesCache;
+  const none: OpenCache = { records: new Map(), state: {}, vouched: false };
+  if (repo === null || fc === undefined) return none;
   const path = filesCachePath(fc.dir, repo.descriptor.id, opts.host, opts.source);
-  const cache = await loadFilesCache(path, repo.descriptor.id);
-  if (cache.size > 0) return cache;
-  const named = listing.metas.filter((m) => m.name === opts.name).reverse().slice(0, 3);
+  const { records, state } = await loadFilesCache(path, repo.descriptor.id);
+  if (fc.forceRehash) return { ...none, state };
+  const vouched = metas.some((m) => m.key === state.meta);
+  if (records.size > 0) return { records, state, vouched };
+  const named = metas.filter((m) => m.name === opts.name).reverse().slice(0, 3);
   for (const previous of named) {
     try {
       const meta = await loadMeta(repo, previous.key);
       const h = meta.header;
-      if (h.host === opts.host && h.source === opts.source) return cacheFromMeta(meta);
+      if (h.host === opts.host && h.source === opts.source) {
+        return { records: cacheFromMeta(meta), state, vouched: true };
+      }
     } catch {
       // unreadable: the next older one, else every file is read
     }
   }
-  return cache;
+  return { ...none, state };
 }
 
 /** After the meta: the cache of what this run read or reused (a failure only warns). */
@@ -256,6 +311,7 @@ async function keepCache(
   opts: BackupOptions,
   results: Map<WalkItem, FileResult>,
   lookedAt: number,
+  state: CacheState,
   warn: Warnings,
 ): Promise<void> {
   const fc = opts.filesCache;
@@ -269,7 +325,7 @@ async function keepCache(
     if (rec !== null) cache.set(item.path, rec);
   }
   try {
-    await saveFilesCache(path, repo.descriptor.id, cache);
+    await saveFilesCache(path, repo.descriptor.id, cache, state);
   } catch (err) {
     warn.add(path, `cannot write the files cache: ${messageOf(err)}`, false);
   }
@@ -345,24 +401,33 @@ async function checkKeyKept(repo: Repository, uploads: Uploads): Promise<void> {
  */
 async function writeMeta(
   repo: Repository,
-  listing: Listing,
+  metas: MetaObject[],
   name: string,
   time: Date,
   body: Uint8Array,
+  knowledge: CreateOptions["knowledge"],
 ): Promise<string> {
-  const taken = new Set(listing.metas.map((m) => m.key));
+  const taken = new Set(metas.map((m) => m.key));
   for (let t = time.getTime();; t += 1000) {
     const key = formatMetaName(name, new Date(t));
-    if (!taken.has(key) && await createOnce(repo.store, key, body)) return key;
+    if (!taken.has(key) && await createOnce(repo.store, key, body, { knowledge })) return key;
   }
 }
 
-/** Uploads the kit files whose copy in the store differs (by size and, on S3, ETag = MD5). */
+/**
+ * Uploads the kit files whose copy in the store differs (by size and, on S3, ETag = MD5), and
+ * returns the kit's digest. `have`: the store's kit objects, or null when not listed: then a
+ * kit whose digest is `last` (the cache's: this run's predecessor left it) is taken as there.
+ */
 async function syncKit(
   store: Store,
-  have: Map<string, ObjectInfo>,
+  have: Map<string, ObjectInfo> | null,
+  last: string | undefined,
   kit: Map<string, Uint8Array>,
-): Promise<void> {
+): Promise<string> {
+  const digest = kitDigest(kit);
+  if (have === null && digest === last) return digest;
+  have ??= (await listRepository(store, KIT_PREFIX)).kit;
   for (const [name, data] of kit) {
     const key = KIT_PREFIX + name;
     const old = have.get(key);
@@ -373,4 +438,13 @@ async function syncKit(
     }
     await store.save(key, data);
   }
+  return digest;
+}
+
+function kitDigest(kit: Map<string, Uint8Array>): string {
+  const h = createHash("sha256");
+  for (const name of [...kit.keys()].sort()) {
+    h.update(`${name}\0${kit.get(name)!.length}\0`).update(kit.get(name)!);
+  }
+  return h.digest("hex");
 }

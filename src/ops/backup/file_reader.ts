@@ -41,27 +41,44 @@ export interface FileResult {
   info: FileStat;
 }
 
+/** A content known to be stored (vouched for by a meta), its size not looked at. */
+const VOUCHED = -1;
+
 /**
  * Saves each distinct content once: unless the store has it whole, or it is being saved now.
- * An object whose stored size is not that of its content encrypted (a local store's object cut
- * short by a crash before the backup's flush, any damage) is saved again.
+ * What the store has comes from a listing (names and sizes), or from the contents a meta
+ * vouches for plus a lookup (HEAD) of each other one. An object whose stored size is not that
+ * of its content encrypted (a local store's object cut short by a crash before the backup's
+ * flush, any damage) is saved again.
  */
 export class Uploads {
   newObjects = 0;
   bytesUploaded = 0;
   /** The objects this run stored. */
   readonly names: string[] = [];
+  /** How many objects were looked up one by one. */
+  lookups = 0;
   readonly #known: Map<string, number>;
-  readonly #inflight = new Map<string, Promise<void>>();
+  readonly #lookup: ((md5: string) => Promise<number | null>) | undefined;
+  readonly #inflight = new Map<string, Promise<boolean>>();
 
-  /** `known`: the store's objects and their stored sizes. */
-  constructor(known: Map<string, number>) {
+  /** `known`: objects and their stored sizes; `lookup`: the stored size of any other, or null. */
+  constructor(known: Map<string, number>, lookup?: (md5: string) => Promise<number | null>) {
     this.#known = new Map(known);
+    this.#lookup = lookup;
   }
 
-  /** True when the store holds `md5`, of `plainSize` bytes, whole. */
+  /** Uploads that take `vouched` as stored and look every other content up. */
+  static vouching(vouched: Iterable<string>, lookup: (md5: string) => Promise<number | null>) {
+    const known = new Map<string, number>();
+    for (const md5 of vouched) known.set(md5, VOUCHED);
+    return new Uploads(known, lookup);
+  }
+
+  /** True when the store holds `md5`, of `plainSize` bytes, whole (as far as is known). */
   has(md5: string, plainSize: number): boolean {
-    return this.#known.get(md5) === encryptedSize(plainSize);
+    const k = this.#known.get(md5);
+    return k === VOUCHED || k === encryptedSize(plainSize);
   }
 
   /** Runs `work` (which returns the stored size) unless `md5` is stored; true if it ran. */
@@ -72,22 +89,30 @@ export class Uploads {
         await other.catch(() => {}); // its file may have changed: then we upload ours
         continue;
       }
-      const p = (async () => {
-        const size = await work();
-        this.#known.set(md5, encryptedSize(plainSize));
-        this.names.push(md5);
-        this.newObjects++;
-        this.bytesUploaded += size;
-      })();
+      const p = this.#store(md5, plainSize, work);
       this.#inflight.set(md5, p);
       try {
-        await p;
-        return true;
+        return await p;
       } finally {
         this.#inflight.delete(md5);
       }
     }
     return false;
+  }
+
+  async #store(md5: string, plainSize: number, work: () => Promise<number>): Promise<boolean> {
+    if (this.#lookup && !this.#known.has(md5)) {
+      this.lookups++;
+      const stored = await this.#lookup(md5);
+      this.#known.set(md5, stored ?? NaN); // looked up once: NaN matches no size
+      if (this.has(md5, plainSize)) return false;
+    }
+    const size = await work();
+    this.#known.set(md5, encryptedSize(plainSize));
+    this.names.push(md5);
+    this.newObjects++;
+    this.bytesUploaded += size;
+    return true;
   }
 }
 

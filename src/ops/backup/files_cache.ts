@@ -9,7 +9,13 @@
  * that does not parse drops the whole cache (a wrong MD5 would be stored as the file's
  * content): the backup then reads every file again.
  *
- *   s3backup-files-cache 1 <repository id>
+ * Its second line is what the run that wrote it knew of the store (CacheState): the meta it
+ * wrote (while that meta exists, every object the records name does: prune keeps what a meta
+ * names, and `verify` finds drift), the kit it left, when it swept stale uploads, and whether
+ * the store honours conditional creates. With them an unchanged tree costs a few requests.
+ *
+ *   s3backup-files-cache 2 <repository id>
+ *   state[ meta=<meta name>][ kit=<sha256>][ swept=<ms>][ conditional=1]   (URI-encoded values)
  *   <md5> <size> <mtime ms> <ctime ms> <inode> <device> <escaped path>
  */
 import { createHash } from "node:crypto";
@@ -21,7 +27,7 @@ import { writeAll } from "../../util/bytes.ts";
 import { randomHex } from "../../util/random.ts";
 import type { FileStat } from "./source_file.ts";
 
-const MAGIC = "s3backup-files-cache 1";
+const MAGIC = "s3backup-files-cache 2";
 
 export interface CacheRecord {
   md5: string;
@@ -34,12 +40,58 @@ export interface CacheRecord {
 
 export type FilesCache = Map<string, CacheRecord>;
 
+/** What the run that wrote a cache knew of the store (see the module doc). */
+export interface CacheState {
+  meta?: string;
+  kit?: string;
+  sweptMs?: number;
+  conditional?: boolean;
+}
+
+function parseState(line: string): CacheState | null {
+  const [tag, ...fields] = line.split(" ");
+  if (tag !== "state") return null;
+  const state: CacheState = {};
+  for (const f of fields) {
+    const eq = f.indexOf("=");
+    const [k, v] = [f.slice(0, eq), decodeURIComponent(f.slice(eq + 1))];
+    if (k === "meta") state.meta = v;
+    else if (k === "kit") state.kit = v;
+    else if (k === "swept" && Number.isSafeInteger(Number(v))) state.sweptMs = Number(v);
+    else if (k === "conditional" && v === "1") state.conditional = true;
+    else return null;
+  }
+  return state;
+}
+
+function encodeState(state: CacheState): string {
+  const f = ["state"];
+  if (state.meta !== undefined) f.push(`meta=${encodeURIComponent(state.meta)}`);
+  if (state.kit !== undefined) f.push(`kit=${encodeURIComponent(state.kit)}`);
+  if (state.sweptMs !== undefined) f.push(`swept=${state.sweptMs}`);
+  if (state.conditional) f.push("conditional=1");
+  return f.join(" ");
+}
+
+/** A cache as read: its records and its state. */
+export interface LoadedCache {
+  records: FilesCache;
+  state: CacheState;
+}
+
 /** Parses a cache file's text; null when it is not one of `repoId` or any line is bad. */
-export function parseFilesCache(text: string, repoId: string): FilesCache | null {
+export function parseFilesCache(text: string, repoId: string): LoadedCache | null {
   const lines = text.split("\n");
   if (lines[0] !== `${MAGIC} ${repoId}` || lines.at(-1) !== "") return null;
+  let state: CacheState | null;
+  try {
+    state = parseState(lines[1] ?? "");
+  } catch {
+    return null; // a bad URI escape
+  }
+  if (state === null) return null;
   const out: FilesCache = new Map();
-  for (const line of lines.slice(1, -1)) {
+  for (const line of lines.slice(2, -1)) {
     const f = line.split(" ");
     if (f.length < 7 || !isMd5(f[0]!)) return null;
     const nums = f.slice(1, 6).map(Number);
@@ -53,12 +105,12 @@ export function parseFilesCache(text: string, repoId: string): FilesCache | null
     const [size, mtimeMs, ctimeMs, ino, dev] = nums as [number, number, number, number, number];
     out.set(path, { md5: f[0]!, size, mtimeMs, ctimeMs, ino, dev });
   }
-  return out;
+  return { records: out, state };
 }
 
 /** The cache file's text. */
-export function encodeFilesCache(cache: FilesCache, repoId: string): string {
-  const parts = [`${MAGIC} ${repoId}\n`];
+export function encodeFilesCache(cache: FilesCache, repoId: string, state: CacheState): string {
+  const parts = [`${MAGIC} ${repoId}\n${encodeState(state)}\n`];
   for (const [path, r] of cache) {
     parts.push(
       `${r.md5} ${r.size} ${r.mtimeMs} ${r.ctimeMs} ${r.ino} ${r.dev} ${escapeText(path)}\n`,
@@ -134,23 +186,30 @@ export function filesCachePath(dir: string, repoId: string, host: string, source
 }
 
 /** Reads the cache at `path`; an empty one when it is missing, of another repository, or bad. */
-export async function loadFilesCache(path: string, repoId: string): Promise<FilesCache> {
+export async function loadFilesCache(path: string, repoId: string): Promise<LoadedCache> {
   try {
-    return parseFilesCache(await Deno.readTextFile(path), repoId) ?? new Map();
+    const c = parseFilesCache(await Deno.readTextFile(path), repoId);
+    if (c !== null) return c;
   } catch {
-    return new Map();
+    // missing or unreadable
   }
+  return { records: new Map(), state: {} };
 }
 
 /** Writes the cache: its folder 0700, the file 0600, through a temporary name. */
-export async function saveFilesCache(path: string, repoId: string, cache: FilesCache) {
+export async function saveFilesCache(
+  path: string,
+  repoId: string,
+  cache: FilesCache,
+  state: CacheState,
+) {
   const dir = dirname(path);
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   await Deno.chmod(dir, 0o700).catch(() => {});
   const tmp = `${path}.${randomHex(6)}.tmp`;
   const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
   try {
-    await writeAll(file, new TextEncoder().encode(encodeFilesCache(cache, repoId)));
+    await writeAll(file, new TextEncoder().encode(encodeFilesCache(cache, repoId, state)));
     await file.sync();
   } finally {
     file.close();

@@ -38,8 +38,10 @@ Deno.test("files cache: round trip, nasty paths, and a hit only when every fact 
       dev: 7,
     }],
   ]);
-  const text = encodeFilesCache(cache, "abcd");
-  assert.deepEqual(parseFilesCache(text, "abcd"), cache);
+  const state = { meta: "meta_a b_20260101T000000Z", kit: "ab12", sweptMs: 5, conditional: true };
+  const text = encodeFilesCache(cache, "abcd", state);
+  assert.deepEqual(parseFilesCache(text, "abcd"), { records: cache, state });
+  assert.deepEqual(parseFilesCache(encodeFilesCache(cache, "abcd", {}), "abcd")?.state, {});
   const p = "dir/a file\nwith newline";
   assert.equal(cachedMd5(cache, p, st()), MD5);
   for (const change of [{ size: 11 }, { mtimeMs: 1 }, { ctimeMs: 1 }, { ino: 43 }, { dev: 8 }]) {
@@ -71,8 +73,11 @@ Deno.test("files cache: another repository's, a truncated or a garbled one is dr
     ino: 4,
     dev: 5,
   }]]);
-  const text = encodeFilesCache(cache, "abcd");
+  const text = encodeFilesCache(cache, "abcd", { meta: "m" });
   assert.equal(parseFilesCache(text, "other"), null);
+  assert.equal(parseFilesCache(text.replace("meta=m", "meta=%E0%A4%A"), "abcd"), null);
+  assert.equal(parseFilesCache(text.replace("meta=m", "what=m"), "abcd"), null);
+  assert.equal(parseFilesCache(text.replace(" 2 abcd", " 1 abcd"), "abcd"), null, "version 1");
   assert.equal(parseFilesCache(text.slice(0, -3), "abcd"), null);
   assert.equal(parseFilesCache(text.replace(MD5, "nothex"), "abcd"), null);
   assert.equal(parseFilesCache(text.replace(" 1 2 ", " 1 x "), "abcd"), null);
@@ -119,19 +124,17 @@ Deno.test("files cache: from a meta (size and mtime only); saved 0600 in a 0700 
       ino: 4,
       dev: 5,
     }]]);
-    await saveFilesCache(path, "abcd", cache);
+    await saveFilesCache(path, "abcd", cache, { sweptMs: 7 });
     assert.equal((Deno.statSync(path).mode ?? 0) & 0o777, 0o600);
     assert.equal((Deno.statSync(`${dir}/cache/abcd`).mode ?? 0) & 0o777, 0o700);
-    assert.deepEqual(await loadFilesCache(path, "abcd"), cache);
-    assert.deepEqual(
-      await loadFilesCache(path, "efgh"),
-      new Map(),
-      "dropped for another repository",
-    );
+    const loaded = { records: cache, state: { sweptMs: 7 } };
+    assert.deepEqual(await loadFilesCache(path, "abcd"), loaded);
+    const empty = { records: new Map(), state: {} };
+    assert.deepEqual(await loadFilesCache(path, "efgh"), empty, "dropped for another repository");
     // A crash mid-write leaves a temporary file beside it, never a half-written cache.
-    await Deno.writeTextFile(`${path}.deadbeef0000.tmp`, "s3backup-files-cache 1 abcd\n" + MD5);
-    assert.deepEqual(await loadFilesCache(path, "abcd"), cache);
-    assert.deepEqual(await loadFilesCache(`${dir}/missing`, "abcd"), new Map());
+    await Deno.writeTextFile(`${path}.deadbeef0000.tmp`, "s3backup-files-cache 2 abcd\n" + MD5);
+    assert.deepEqual(await loadFilesCache(path, "abcd"), loaded);
+    assert.deepEqual(await loadFilesCache(`${dir}/missing`, "abcd"), empty);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

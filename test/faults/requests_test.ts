@@ -1,0 +1,96 @@
+/**
+ * How many S3 requests a backup makes, counted by a proxy in front of moto (real HTTP): an
+ * unchanged tree of any size costs at most 5 requests besides the lock and the meta (no full
+ * listing: the files cache and the meta it was made for vouch for the objects); a few new
+ * contents are looked up by HEAD; without a cache the previous meta vouches; with nothing to
+ * vouch (--force-rehash), one listing.
+ */
+import assert from "node:assert/strict";
+import { makeBucket, removeBucket, s3Targets } from "../s3_env.ts";
+import { FaultProxy } from "./fault_proxy.ts";
+import { s3backup } from "./harness.ts";
+
+const moto = s3Targets().find((t) => t.label === "moto");
+
+/**
+ * The requests of one run under the prefix `r/`, without the lock's: its put, read-back and
+ * listing under locks/, and its removal (a DeleteObjects: "delete " with the names in the body).
+ */
+function besidesLock(log: string[]): string[] {
+  return log.map((l) => l.replace(/^(\w+(?:-\w+)?) r\//, "$1 "))
+    .filter((l) => !/^(put|get|delete|list) locks\//.test(l) && l !== "delete ");
+}
+
+Deno.test({
+  name: "requests [moto]: a no-op backup of 2,500 files: at most 5 besides lock and meta",
+  ignore: moto === undefined,
+  fn: async () => {
+    const { bucket, env } = await makeBucket(moto!);
+    const proxy = new FaultProxy(moto!.endpoint);
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-requests-" });
+    try {
+      const src = `${dir}/src`;
+      const old = new Date(Date.now() - 60_000); // not racy (files_cache.ts)
+      for (let d = 0; d < 25; d++) {
+        await Deno.mkdir(`${src}/d${d}`, { recursive: true });
+        for (let i = 0; i < 100; i++) {
+          const p = `${src}/d${d}/f${i}`;
+          await Deno.writeTextFile(p, `file ${d} ${i}\n`);
+          await Deno.utime(p, old, old);
+        }
+      }
+      const runEnv = {
+        ...env,
+        AWS_ENDPOINT_URL: proxy.endpoint,
+        XDG_CACHE_HOME: `${dir}/cache`,
+      };
+      const repo = `s3://${bucket}/r`;
+      const backup = async () => {
+        proxy.log.length = 0;
+        const r = await s3backup(["backup", "-f", src, "-b", repo, "-c"], { env: runEnv });
+        assert.equal(r.code, 0, r.stderr);
+        return besidesLock(proxy.log);
+      };
+      const first = await backup();
+      assert.ok(first.filter((l) => l.startsWith("put ")).length >= 2500, "every object put");
+
+      const noop = await backup();
+      const meta = noop.filter((l) => /^put meta_/.test(l));
+      assert.equal(meta.length, 1, noop.join("\n"));
+      const rest = noop.filter((l) => !/^put meta_/.test(l));
+      assert.ok(rest.length <= 5, `${rest.length} requests:\n${rest.join("\n")}`);
+      assert.ok(!rest.includes("list "), `no full listing:\n${rest.join("\n")}`);
+
+      // Three new contents: looked up by HEAD, not by a listing of everything.
+      for (let i = 0; i < 3; i++) await Deno.writeTextFile(`${src}/new${i}`, `new ${i}`);
+      const few = await backup();
+      const data = (l: string[], kind: string) =>
+        l.filter((x) => new RegExp(`^${kind} [0-9a-f]{32}$`).test(x));
+      assert.equal(data(few, "put").length, 3, few.join("\n"));
+      assert.equal(data(few, "head").length, 3, few.join("\n"));
+      assert.ok(!few.includes("list "), `no full listing:\n${few.join("\n")}`);
+
+      // Without the cache the previous meta stands in: no listing, nothing read is stored.
+      await Deno.remove(`${dir}/cache`, { recursive: true });
+      const cold = await backup();
+      assert.ok(!cold.includes("list "), `no full listing:\n${cold.join("\n")}`);
+      assert.equal(data(cold, "put").length, 0);
+      assert.ok(cold.includes("list-uploads "), "no cache: stale uploads swept");
+      assert.ok(!noop.includes("list-uploads "), "with the cache: swept at most weekly");
+
+      // --force-rehash: nothing vouched for, one listing of everything (3 pages of 1,000).
+      proxy.log.length = 0;
+      const r = await s3backup(["backup", "-f", src, "-b", repo, "-c", "--force-rehash"], {
+        env: runEnv,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      const forced = besidesLock(proxy.log);
+      assert.equal(forced.filter((l) => l === "list ").length, 3, forced.join("\n"));
+      assert.equal(data(forced, "put").length, 0);
+    } finally {
+      await proxy.close();
+      await Deno.remove(dir, { recursive: true });
+      await removeBucket(moto!, bucket);
+    }
+  },
+});
