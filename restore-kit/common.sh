@@ -52,9 +52,14 @@ KIT_CUR_TMP=""
 KIT_PROMPTING=0
 KIT_LOCK=""
 KIT_HOST=""
+KIT_PIDS=""
 
 kit_cleanup() {
+  local p
   if [ "$KIT_PROMPTING" = 1 ]; then stty echo </dev/tty 2>/dev/null || true; fi
+  # Workers first (background subshells ignore SIGINT): nothing may write after this.
+  for p in $KIT_PIDS; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in $KIT_PIDS; do wait "$p" 2>/dev/null || true; done
   if [ -n "$KIT_CUR_TMP" ]; then rm -f -- "$KIT_CUR_TMP" 2>/dev/null || true; fi
   if [ -n "$KIT_WORK" ]; then rm -rf -- "$KIT_WORK" 2>/dev/null || true; fi
   if [ -n "$KIT_TMP" ]; then rm -rf -- "$KIT_TMP" 2>/dev/null || true; fi
@@ -198,6 +203,26 @@ file_md5() {
   esac
   if ! is_hex "$out" 32; then return 1; fi
   MD5_OUT=$out
+}
+
+# md5_many: "<md5> <name>" for every file of the current folder (plain names: no space or
+# newline), with one process.
+md5_many() {
+  local out name
+  set -- *
+  if [ "$1" = "*" ] && [ ! -e "$1" ]; then return 0; fi
+  case "$KIT_MD5_TOOL" in
+  md5sum) md5sum -- "$@" ;;
+  md5) md5 -r -- "$@" ;;
+  *)
+    openssl dgst -md5 -- "$@" | while IFS= read -r out; do
+      name=${out#*\(} name=${name%%)=*}
+      printf '%s %s\n' "${out##* }" "$name"
+    done
+    ;;
+  esac | while IFS= read -r out; do
+    printf '%s %s\n' "${out%% *}" "${out##* }"
+  done
 }
 
 # is_hex STRING LENGTH: STRING is LENGTH lowercase hex digits.

@@ -202,24 +202,235 @@ restore_dir() {
   N_DIRS=$((N_DIRS + 1))
 }
 
-# restore_file LINE OBJECT [REASON]: phase 2. OBJECT is the encrypted data object, or empty
-# when it could not be fetched (REASON says why).
-restore_file() {
-  local obj=$2 dest
-  if ! parse_entry "$1"; then fail "$E_EPATH" "$E_ERR"; return 0; fi
-  if [ -z "$obj" ]; then fail "$E_EPATH" "${3:-missing object $E_MD5}"; return 0; fi
-  if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; return 0; fi
-  dest="$TARGET/$E_PATH"
-  if ! temp_beside "$E_PATH" || ! decrypt_into_temp decrypt_data "$obj" "$E_MD5" ||
-    ! commit_temp "$dest"; then
-    fail "$E_EPATH" "$P_ERR"
+# ---------------------------------------------------------------------------------------------
+# Phase 2, files: planned here (entries checked, parents made) into chunks of CHUNK_MAX
+# entries, restored by KIT_JOBS workers at once (background subshells, chunk c to worker
+# c mod KIT_JOBS). A worker decrypts each entry's object into the chunk's folder in the work
+# directory, checks every MD5 with one md5 run, sets modes, owners and mtimes with one call
+# per distinct value, and moves each checked file into place. What remains per file: openssl
+# and mv, and touch per distinct mtime.
+# ---------------------------------------------------------------------------------------------
+
+CHUNK_MAX=${S3BACKUP_KIT_CHUNK:-64}
+KIT_JOBS=""
+
+# kit_jobs: KIT_JOBS, the workers at once: S3BACKUP_KIT_JOBS, else one more than the CPUs.
+kit_jobs() {
+  local n=""
+  if is_uint "${S3BACKUP_KIT_JOBS:-}" && [ "${S3BACKUP_KIT_JOBS:-0}" -ge 1 ]; then
+    KIT_JOBS=$S3BACKUP_KIT_JOBS
     return 0
   fi
-  if ! set_owner "$dest" "$E_UID" "$E_GID"; then warn "$E_EPATH: cannot set the owner"; fi
-  if ! chmod -- "0$E_MODE" "$dest"; then warn "$E_EPATH: cannot set the mode"; fi
-  if ! set_mtime "$dest" "$E_MTIME"; then warn "$E_EPATH: cannot set the mtime"; fi
-  N_FILES=$((N_FILES + 1))
-  if [ $((N_FILES % 100)) -eq 0 ]; then warn "$N_FILES/$FILES_TOTAL files"; fi
+  if command -v nproc >/dev/null 2>&1; then n=$(nproc 2>/dev/null) || n=""; fi
+  if ! is_uint "$n" && command -v getconf >/dev/null 2>&1; then
+    n=$(getconf _NPROCESSORS_ONLN 2>/dev/null) || n=""
+  fi
+  if ! is_uint "$n" || [ "$n" -lt 1 ]; then n=1; fi
+  KIT_JOBS=$((n + 1))
+}
+
+# restore_files LIST OBJDIR: restore the file entries of LIST (meta lines) from the objects in
+# OBJDIR (named by MD5; a missing one fails its entries with MISSING_WHY).
+MISSING_WHY=""
+restore_files() {
+  local line n=0 c=0 chunk=""
+  : >"$KIT_TMP/chunks"
+  while IFS= read -r line <&3; do
+    if ! parse_entry "$line"; then fail "$E_EPATH" "$E_ERR"; continue; fi
+    if [ ! -f "$2/$E_MD5" ]; then fail "$E_EPATH" "missing object $E_MD5$MISSING_WHY"; continue; fi
+    if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; continue; fi
+    if [ $((n % CHUNK_MAX)) -eq 0 ]; then
+      c=$((c + 1))
+      chunk=chunk.$c
+      : >"$KIT_TMP/$chunk"
+      printf '%s\n' "$chunk" >>"$KIT_TMP/chunks"
+    fi
+    printf '%s\n' "$line" >>"$KIT_TMP/$chunk"
+    n=$((n + 1))
+  done 3<"$1"
+  if [ "$n" -eq 0 ]; then return 0; fi
+  run_workers "$c" "$2"
+  collect_results
+}
+
+# run_workers CHUNKS OBJDIR: KIT_JOBS workers over chunk.1 .. chunk.CHUNKS, and wait for them
+# (kit_cleanup stops them if this script is interrupted).
+run_workers() {
+  local w=1
+  KIT_PIDS=""
+  while [ "$w" -le "$KIT_JOBS" ] && [ "$w" -le "$1" ]; do
+    worker_lane "$w" "$1" "$2" &
+    KIT_PIDS="$KIT_PIDS $!"
+    w=$((w + 1))
+  done
+  wait || true
+  KIT_PIDS=""
+}
+
+# collect_results: count each chunk's outcomes (CHUNK.out: "ok" or "fail<TAB>REASON" per
+# entry, in order; an entry without one: its worker died).
+collect_results() {
+  local chunk line res
+  while IFS= read -r chunk <&5; do
+    if [ ! -f "$KIT_TMP/$chunk.out" ]; then : >"$KIT_TMP/$chunk.out"; fi
+    while IFS= read -r line <&3; do
+      res=""
+      IFS= read -r res <&4 || res="fail${TAB}not restored (its worker failed)"
+      parse_entry "$line" || true
+      if [ "$res" = ok ]; then N_FILES=$((N_FILES + 1)); else fail "$E_EPATH" "${res#*"$TAB"}"; fi
+    done 3<"$KIT_TMP/$chunk" 4<"$KIT_TMP/$chunk.out"
+    rm -rf -- "${KIT_TMP:?}/$chunk" "$KIT_TMP/$chunk.out" "${KIT_WORK:?}/$chunk.d"
+  done 5<"$KIT_TMP/chunks"
+  warn "$N_FILES/$FILES_TOTAL files"
+}
+
+# worker_lane W CHUNKS OBJDIR: worker W (in the background) restores chunk.W, chunk.W+JOBS...
+worker_lane() {
+  local c=$1 KIT_LISTS=$KIT_TMP
+  # Its own openssl.err, sums and attrs, never on the target's file system (which may be full).
+  local KIT_TMP=$KIT_TMP/w.$1
+  mkdir -p -- "$KIT_TMP" || exit 1
+  while [ "$c" -le "$2" ]; do
+    worker_main "chunk.$c" "$3"
+    c=$((c + KIT_JOBS))
+  done
+}
+
+# worker_main CHUNK OBJDIR: restore the entries of KIT_LISTS/CHUNK; write KIT_LISTS/CHUNK.out. Only the decrypted files are on the target's file system.
+worker_main() {
+  local d=$KIT_WORK/$1.d
+  W_N=0 W_ERR=() W_PATH=() W_MD5=() W_MODE=() W_MTIME=() W_OWNER=() W_SUM=()
+  mkdir -- "$d" || return 0
+  worker_decrypt "$KIT_LISTS/$1" "$d" "$2"
+  worker_check "$d"
+  worker_attrs "$d"
+  worker_place "$d" >"$KIT_TMP/out"
+  mv -f -- "$KIT_TMP/out" "$KIT_LISTS/$1.out"
+}
+
+# worker_decrypt CHUNK DIR OBJDIR: entry i (from 1) into DIR/i; W_* arrays hold each entry's
+# facts, W_ERR[i] why it failed.
+worker_decrypt() {
+  local line i
+  while IFS= read -r line <&3; do
+    W_N=$((W_N + 1))
+    i=$W_N
+    W_ERR[i]=""
+    if ! parse_entry "$line"; then W_ERR[i]=$E_ERR; continue; fi
+    W_PATH[i]=$E_PATH W_MD5[i]=$E_MD5 W_MODE[i]=$E_MODE W_MTIME[i]=$E_MTIME
+    W_OWNER[i]=$E_UID:$E_GID
+    if ! decrypt_data "$3/$E_MD5" "$2/$i"; then
+      decrypt_error "$2/$i" "$E_MD5"
+      W_ERR[i]=$P_ERR
+      rm -f -- "$2/$i"
+    fi
+  done 3<"$1"
+}
+
+# worker_check DIR: one MD5 run over the decrypted files; a mismatch fails its entry.
+worker_check() {
+  local i=1 sum name
+  (cd -- "$1" && md5_many) >"$KIT_TMP/sums" 2>/dev/null || true
+  while [ "$i" -le "$W_N" ]; do
+    W_SUM[i]=""
+    i=$((i + 1))
+  done
+  while IFS=' ' read -r sum name; do
+    if is_uint "$name"; then W_SUM[name]=$sum; fi
+  done <"$KIT_TMP/sums"
+  i=1
+  while [ "$i" -le "$W_N" ]; do
+    if [ -z "${W_ERR[i]}" ] && [ "${W_SUM[i]}" != "${W_MD5[i]}" ]; then
+      W_ERR[i]="MD5 mismatch for object ${W_MD5[i]} (corrupt object)"
+      rm -f -- "$1/$i"
+    fi
+    i=$((i + 1))
+  done
+}
+
+# worker_attrs DIR: mode, owner (as root) and mtime of the checked files, one call for each
+# distinct value (files in DIR have plain numeric names).
+worker_attrs() {
+  local i=1
+  : >"$KIT_TMP/attrs"
+  while [ "$i" -le "$W_N" ]; do
+    if [ -z "${W_ERR[i]}" ]; then
+      printf 'a %s %s\nb %s %s\nc %s %s\n' "${W_OWNER[i]}" "$i" "${W_MODE[i]}" "$i" \
+        "${W_MTIME[i]}" "$i" >>"$KIT_TMP/attrs"
+    fi
+    i=$((i + 1))
+  done
+  LC_ALL=C sort -o "$KIT_TMP/attrs" "$KIT_TMP/attrs"
+  (cd -- "$1" && apply_attrs) <"$KIT_TMP/attrs"
+}
+
+# apply_attrs: "KIND VALUE NAME" lines, sorted: chown (a), then chmod (b: after the chown,
+# which clears set-id bits), then touch (c), each once per run of one value.
+apply_attrs() {
+  local kind value name cur=""
+  local -a names
+  names=()
+  while IFS=' ' read -r kind value name; do
+    if [ "$kind $value" != "$cur" ]; then
+      if [ "${#names[@]}" -gt 0 ]; then set_attr "$cur" "${names[@]}"; fi
+      cur="$kind $value"
+      names=()
+    fi
+    names[${#names[@]}]=$name
+  done
+  if [ "${#names[@]}" -gt 0 ]; then set_attr "$cur" "${names[@]}"; fi
+}
+
+# set_attr "KIND VALUE" NAME...: failures leave the default (warned about by the kit's run).
+set_attr() {
+  local kv=$1 n
+  shift
+  case "${kv%% *}" in
+  a) set_owners "${kv#* }" "$@" ;;
+  b) chmod -- "0${kv#* }" "$@" 2>/dev/null || true ;;
+  c)
+    if [ "$TOUCH_MODE" = gnu ]; then
+      touch -h -d "@${kv#* }" -- "$@" 2>/dev/null || true
+    else
+      for n in "$@"; do set_mtime "$n" "${kv#* }" 2>/dev/null || true; done
+    fi
+    ;;
+  esac
+}
+
+# set_owners UID:GID NAME...: as root only.
+set_owners() {
+  local u=${1%%:*} g=${1#*:} spec
+  shift
+  if [ "$KIT_ROOT" != 1 ]; then return 0; fi
+  if [ "$u" != - ] && [ "$g" != - ]; then spec=$u:$g
+  elif [ "$u" != - ]; then spec=$u
+  elif [ "$g" != - ]; then spec=:$g
+  else return 0
+  fi
+  chown -h -- "$spec" "$@" 2>/dev/null || true
+}
+
+# worker_place DIR: move each checked file into place; print its outcome line.
+worker_place() {
+  local i=1 dest
+  while [ "$i" -le "$W_N" ]; do
+    if [ -n "${W_ERR[i]}" ]; then
+      printf 'fail\t%s\n' "${W_ERR[i]}"
+    else
+      dest=$TARGET/${W_PATH[i]}
+      if ! make_room "$dest"; then
+        printf 'fail\t%s\n' "exists and is a non-empty directory: not replaced"
+        rm -f -- "$1/$i"
+      elif ! mv -f -- "$1/$i" "$dest"; then
+        printf 'fail\t%s\n' "cannot move the file into place"
+        rm -f -- "$1/$i"
+      else
+        printf 'ok\n'
+      fi
+    fi
+    i=$((i + 1))
+  done
 }
 
 # restore_link LINE: phase 3.
@@ -270,15 +481,7 @@ finish_dirs() {
 FILES_TOTAL=0
 
 files_from_dir() {
-  local line md5
-  while IFS= read -r line <&3; do
-    md5=${line%% *}
-    if [ -f "$STORE_DIR/$md5" ]; then
-      restore_file "$line" "$STORE_DIR/$md5"
-    else
-      restore_file "$line" "" "missing object $md5"
-    fi
-  done 3<"$KIT_TMP/files"
+  restore_files "$KIT_TMP/files" "$STORE_DIR"
 }
 
 BATCH_MD5S=()
@@ -287,7 +490,7 @@ BATCH_BYTES=0
 
 # flush_batch: fetch the batch's objects into KIT_WORK, restore its entries, delete them.
 flush_batch() {
-  local i=0 m line reason rc
+  local i=0 m line rc
   local -a args
   if [ "$BATCH_N" -eq 0 ]; then return 0; fi
   : >"$KIT_TMP/batch.err"
@@ -316,16 +519,9 @@ flush_batch() {
   if [ -s "$KIT_TMP/batch.err" ] && [ "$BATCH_N" -le 2 ]; then
     while IFS= read -r line; do warn "object ${line%% *}: ${line#* }"; done <"$KIT_TMP/batch.err"
   fi
-  while IFS= read -r line <&3; do
-    m=${line%% *}
-    if [ -f "$KIT_WORK/$m" ]; then
-      restore_file "$line" "$KIT_WORK/$m"
-    else
-      reason="missing object $m"
-      if [ -s "$KIT_TMP/batch.err" ]; then reason="missing object $m (or download failed, see above)"; fi
-      restore_file "$line" "" "$reason"
-    fi
-  done 3<"$KIT_TMP/batch"
+  MISSING_WHY=""
+  if [ -s "$KIT_TMP/batch.err" ]; then MISSING_WHY=" (or download failed, see above)"; fi
+  restore_files "$KIT_TMP/batch" "$KIT_WORK"
   i=0
   while [ "$i" -lt "$BATCH_N" ]; do
     rm -f -- "$KIT_WORK/${BATCH_MD5S[i]}"
@@ -419,11 +615,10 @@ main() {
   fi
   TARGET=$(cd -- "$target" && pwd -P) || die "cannot enter $target"
   lock_target
-  if [ "$STORE_KIND" = s3 ]; then
-    KIT_WORK=$(mktemp -d "$TARGET/.s3backup-work.XXXXXX") || die "cannot create a work directory in $TARGET"
-    WORK_NAME=${KIT_WORK##*/}
-  fi
+  KIT_WORK=$(mktemp -d "$TARGET/.s3backup-work.XXXXXX") || die "cannot create a work directory in $TARGET"
+  WORK_NAME=${KIT_WORK##*/}
   probe_touch
+  kit_jobs
 
   # Phase 1: read the entries, create the directories, sort out files and links.
   : >"$KIT_TMP/dirs"
