@@ -9,6 +9,7 @@
 import {
   decryptBytes,
   decryptStream,
+  decryptSync,
   encryptBytes,
   encryptStream,
   type PreparedKey,
@@ -352,6 +353,11 @@ export function encryptObject(repo: Repository): TransformStream<Uint8Array, Uin
 /** A stream that decrypts a data object (the caller checks the MD5 of what comes out). */
 export function decryptObject(repo: Repository): TransformStream<Uint8Array, Uint8Array> {
   return decryptStream(repo.dataKey, repo.descriptor.dataIter);
+}
+
+/** Decrypts a small data object at once (CorruptDataError; the caller checks the MD5). */
+export function decryptSmallObject(repo: Repository, body: Uint8Array): Uint8Array {
+  return decryptSync(body, repo.dataKey, repo.descriptor.dataIter);
 }
 
 export function encryptSmallObject(repo: Repository, data: Uint8Array): Promise<Uint8Array> {

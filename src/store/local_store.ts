@@ -33,6 +33,8 @@ import {
 } from "./store.ts";
 
 const TEMP_PREFIX = ".tmp-";
+/** Objects up to this size are loaded whole with synchronous calls. */
+const SMALL_LOAD = 256 * 1024;
 
 export class LocalStore implements Store {
   readonly kind = "local" as const;
@@ -166,7 +168,7 @@ export class LocalStore implements Store {
     const p = this.#path(name);
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(p, { read: true });
+      file = Deno.openSync(p, { read: true });
     } catch (err) {
       if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
         await this.#checkRoot();
@@ -174,12 +176,30 @@ export class LocalStore implements Store {
       }
       throw new S3BackupError(`Cannot read ${p}: ${messageOf(err)}`, { cause: err });
     }
-    const info = await file.stat().catch(() => null);
+    let info: Deno.FileInfo | null = null;
+    try {
+      info = file.statSync();
+    } catch { /* not found below */ }
     if (!info?.isFile) {
       file.close();
       throw new ObjectNotFoundError(name);
     }
-    return file.readable;
+    if (info.size > SMALL_LOAD) return file.readable;
+    // A small object is read at once with synchronous calls (cheaper than a stream's reads).
+    try {
+      const data = new Uint8Array(info.size);
+      let off = 0;
+      while (off < data.length) {
+        const n = file.readSync(data.subarray(off));
+        if (n === null) break;
+        off += n;
+      }
+      return ReadableStream.from([data.subarray(0, off)]);
+    } catch (err) {
+      throw new S3BackupError(`Cannot read ${p}: ${messageOf(err)}`, { cause: err });
+    } finally {
+      file.close();
+    }
   }
 
   async stat(name: string): Promise<ObjectInfo | null> {

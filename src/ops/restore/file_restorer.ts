@@ -5,11 +5,12 @@
  * with that content. A file already there with the right size and MD5 is kept (its attributes
  * fixed), so an interrupted restore resumes where it stopped.
  */
+import { createHash } from "node:crypto";
 import type { Entry } from "../../format/meta.ts";
-import { messageOf } from "../../util/bytes.ts";
+import { messageOf, readAll } from "../../util/bytes.ts";
 import { ObjectNotFoundError } from "../../util/errors.ts";
 import { pool } from "../../util/pool.ts";
-import { hashFile, ObjectError, TargetError, writeFile } from "./file_writer.ts";
+import { hashFile, ObjectError, TargetError, writeFile, writeSmallFile } from "./file_writer.ts";
 import type { RestoreRun } from "./phases.ts";
 import { conflict } from "./target.ts";
 
@@ -32,6 +33,7 @@ export async function restoreFiles(
   await pool(groups, workers, async ([md5, group]) => {
     const { todo, copyFrom } = await examineGroup(run, md5, group);
     if (run.simulate) simulateGroup(run, md5, todo, copyFrom !== null || present!.has(md5));
+    else if (isSmall(run, todo)) await writeSmallGroup(run, md5, todo, copyFrom);
     else await writeGroup(run, md5, todo, copyFrom);
   });
 }
@@ -43,7 +45,7 @@ async function examineGroup(run: RestoreRun, md5: string, group: Entry[]) {
   let copyFrom: string | null = null;
   for (const e of group) {
     signal?.throwIfAborted();
-    const st = await tgt.examine(e.path, run.simulate);
+    const st = tgt.examine(e.path, run.simulate);
     if (typeof st === "string") {
       progress.fail(e.path, st);
       progress.doneFile(e, null);
@@ -147,6 +149,79 @@ async function writeGroup(run: RestoreRun, md5: string, todo: Todo[], from: stri
     progress.entry(t.e.path, "f", t.existing === null ? "create" : "replace");
     progress.doneFile(t.e, size);
   }
+}
+
+/** Contents up to this size are restored from memory with synchronous writes. */
+const SMALL = 256 * 1024;
+
+function isSmall(run: RestoreRun, todo: Todo[]): boolean {
+  return run.decryptSmall !== undefined && todo.length > 0 && todo[0]!.e.size <= SMALL;
+}
+
+/**
+ * Writes the paths of a group of small files from the content in memory: the object's, or
+ * (when a file in the target holds it) that file's; MD5 checked either way.
+ */
+async function writeSmallGroup(run: RestoreRun, md5: string, todo: Todo[], from: string | null) {
+  const { tgt, progress, signal } = run;
+  let data: Uint8Array | null = null, failure = "";
+  try {
+    data = (from !== null ? readChecked(from, md5) : null) ?? await fetchSmall(run, md5);
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    failure = messageOf(err);
+  }
+  for (const t of todo) {
+    signal?.throwIfAborted();
+    try {
+      if (data === null) throw new ObjectError(failure);
+      writeSmallFile(tgt.abs(t.e.path), t.e, data, {
+        attrs: run.attrs,
+        existing: t.existing,
+        onRemoved: () => tgt.invalidate(),
+        warn: (m) => progress.warn(t.e.path, m),
+      });
+    } catch (err) {
+      progress.fail(t.e.path, messageOf(err));
+      progress.doneFile(t.e, null);
+      continue;
+    }
+    progress.entry(t.e.path, "f", t.existing === null ? "create" : "replace");
+    progress.doneFile(t.e, data.length);
+  }
+}
+
+/** A target file's content if it still has MD5 `md5`; null otherwise. */
+function readChecked(p: string, md5: string): Uint8Array | null {
+  try {
+    const data = Deno.readFileSync(p);
+    return createHash("md5").update(data).digest("hex") === md5 ? data : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The decrypted, checked content of small object `md5`. Throws ObjectError. */
+async function fetchSmall(run: RestoreRun, md5: string): Promise<Uint8Array> {
+  let body: Uint8Array;
+  try {
+    body = await readAll(await run.store.load(md5));
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) throw new ObjectError(`missing object ${md5}`);
+    throw new ObjectError(`cannot download object ${md5}: ${messageOf(err)}`, { cause: err });
+  }
+  run.progress.bytesDownloaded += body.length;
+  let plain: Uint8Array;
+  try {
+    plain = run.decryptSmall!(body);
+  } catch (err) {
+    throw new ObjectError(`object ${md5} does not decrypt (corrupt object)`, { cause: err });
+  }
+  if (createHash("md5").update(plain).digest("hex") !== md5) {
+    throw new ObjectError(`MD5 mismatch for object ${md5} (corrupt object)`);
+  }
+  run.progress.objectsDownloaded++;
+  return plain;
 }
 
 /** The decrypted content of object `md5`, counting the bytes downloaded. */

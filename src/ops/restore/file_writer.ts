@@ -42,11 +42,11 @@ export interface WriteOptions {
   signal?: AbortSignal;
 }
 
-async function createTemp(dir: string): Promise<{ tmp: string; file: Deno.FsFile }> {
+function createTemp(dir: string): { tmp: string; file: Deno.FsFile } {
   for (let i = 0;; i++) {
     const tmp = `${dir}/${TEMP_PREFIX}${randomHex(6)}.tmp`;
     try {
-      return { tmp, file: await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 }) };
+      return { tmp, file: Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 }) };
     } catch (err) {
       if (!(err instanceof Deno.errors.AlreadyExists) || i > 5) {
         throw new TargetError(`cannot create a temporary file: ${messageOf(err)}`);
@@ -65,43 +65,73 @@ export async function writeFile(
   source: () => Promise<ReadableStream<Uint8Array>>,
   opts: WriteOptions,
 ): Promise<number> {
-  const { tmp, file } = await createTemp(dest.slice(0, dest.lastIndexOf("/")));
-  let open = true, renamed = false;
+  const { tmp, file } = createTemp(dest.slice(0, dest.lastIndexOf("/")));
+  let done = false;
   try {
     const n = await copyChecked(file, e, source, opts.signal);
     opts.signal?.throwIfAborted();
-    try {
-      await opts.attrs.owner(tmp, e, null, false);
-      await Deno.chmod(tmp, e.mode);
-      if (!opts.attrs.legacy) await file.utime(timeOf(e), timeOf(e));
-    } catch (err) {
-      opts.warn(`cannot set owner/mode/mtime: ${messageOf(err)}`);
-    }
-    file.close();
-    open = false;
-    if (opts.existing?.isDirectory) {
-      try {
-        await Deno.remove(dest);
-      } catch {
-        throw new TargetError("exists and is a non-empty directory: not replaced");
-      }
-      opts.onRemoved();
-    }
-    try {
-      await Deno.rename(tmp, dest);
-    } catch (err) {
-      throw new TargetError(`cannot move the file into place: ${messageOf(err)}`);
-    }
-    renamed = true;
+    finish(file, tmp, dest, e, opts);
+    done = true;
     return n;
   } finally {
-    if (open) {
-      try {
-        file.close();
-      } catch { /* closed */ }
-    }
-    if (!renamed) await Deno.remove(tmp).catch(() => {});
+    if (!done) drop(file, tmp);
   }
+}
+
+/**
+ * Writes entry `e` at `dest` from `data`, its whole content, already checked against `e.md5`:
+ * with synchronous calls (a small file's asynchronous ones cost more than the work).
+ */
+export function writeSmallFile(dest: string, e: Entry, data: Uint8Array, opts: WriteOptions) {
+  const { tmp, file } = createTemp(dest.slice(0, dest.lastIndexOf("/")));
+  let done = false;
+  try {
+    try {
+      for (let off = 0; off < data.length;) off += file.writeSync(data.subarray(off));
+    } catch (err) {
+      throw new TargetError(`cannot write: ${messageOf(err)}`, { cause: err });
+    }
+    finish(file, tmp, dest, e, opts);
+    done = true;
+    return data.length;
+  } finally {
+    if (!done) drop(file, tmp);
+  }
+}
+
+/** Owner, mode and mtime of the written temp file, then its move to `dest`; closes `file`. */
+function finish(file: Deno.FsFile, tmp: string, dest: string, e: Entry, opts: WriteOptions) {
+  try {
+    opts.attrs.ownerSync(tmp, e);
+    Deno.chmodSync(tmp, e.mode);
+    if (!opts.attrs.legacy) file.utimeSync(timeOf(e), timeOf(e));
+  } catch (err) {
+    opts.warn(`cannot set owner/mode/mtime: ${messageOf(err)}`);
+  }
+  file.close();
+  if (opts.existing?.isDirectory) {
+    try {
+      Deno.removeSync(dest);
+    } catch {
+      throw new TargetError("exists and is a non-empty directory: not replaced");
+    }
+    opts.onRemoved();
+  }
+  try {
+    Deno.renameSync(tmp, dest);
+  } catch (err) {
+    throw new TargetError(`cannot move the file into place: ${messageOf(err)}`);
+  }
+}
+
+/** After a failure: the temp file closed (if it is not) and removed. */
+function drop(file: Deno.FsFile, tmp: string): void {
+  try {
+    file.close();
+  } catch { /* closed */ }
+  try {
+    Deno.removeSync(tmp);
+  } catch { /* gone */ }
 }
 
 /** Streams `source` into `file`, hashing; throws ObjectError unless the MD5 is `e.md5`. */

@@ -14,6 +14,8 @@ export interface RestoreRun {
   store: Store;
   /** A stream that decrypts a data object. */
   decrypt: () => TransformStream<Uint8Array, Uint8Array>;
+  /** Decrypts a small data object at once (format 2 only; CorruptDataError). */
+  decryptSmall?: (body: Uint8Array) => Uint8Array;
   tgt: TargetDirs;
   attrs: Attributes;
   progress: Progress;
@@ -47,7 +49,7 @@ export async function restoreDirs(run: RestoreRun, dirs: Entry[]): Promise<Entry
   const done: Entry[] = [];
   for (const e of dirs) {
     run.signal?.throwIfAborted();
-    const st = await tgt.examine(e.path, simulate);
+    const st = tgt.examine(e.path, simulate);
     if (typeof st === "string") {
       progress.fail(e.path, st);
       continue;
@@ -117,7 +119,7 @@ export async function restoreLinks(run: RestoreRun, links: Entry[]): Promise<voi
   for (const e of links) {
     run.signal?.throwIfAborted();
     tgt.invalidate();
-    const st = await tgt.examine(e.path, simulate);
+    const st = tgt.examine(e.path, simulate);
     if (typeof st === "string") {
       progress.fail(e.path, st);
       continue;
@@ -162,7 +164,7 @@ export async function finishDirs(run: RestoreRun, dirs: Entry[]): Promise<void> 
       progress.dirs++;
       continue;
     }
-    const why = await tgt.parents(e.path, "check");
+    const why = tgt.parents(e.path, "check");
     if (why !== null) {
       progress.fail(e.path, why);
       continue;

@@ -17,7 +17,7 @@ import { legacyDecryptStream } from "../../format/legacy.ts";
 import type { Meta } from "../../format/meta.ts";
 import { isLegacyRepository, type LegacyRepository } from "../../repo/legacy.ts";
 import { listRepository } from "../../repo/listing.ts";
-import { decryptObject, type Repository } from "../../repo/repository.ts";
+import { decryptObject, decryptSmallObject, type Repository } from "../../repo/repository.ts";
 import { restoreFiles } from "./file_restorer.ts";
 import { finishDirs, restoreDirs, restoreLinks, type RestoreRun } from "./phases.ts";
 import { type Plan, planRestore } from "./plan.ts";
@@ -103,10 +103,12 @@ async function runPhases(
   { plan, progress, root, existed, started }: Prepared,
 ): Promise<RestoreSummary> {
   const legacy = opts.legacy ?? isLegacyRepository(repo);
+  const v2 = isLegacyRepository(repo) ? null : repo;
   const run: RestoreRun = {
     store: repo.store,
     decrypt: () =>
       isLegacyRepository(repo) ? legacyDecryptStream(repo.password) : decryptObject(repo),
+    ...(v2 ? { decryptSmall: (b: Uint8Array) => decryptSmallObject(v2, b) } : {}),
     tgt: new TargetDirs(root),
     attrs: new Attributes(opts.owners ?? Deno.uid() === 0, legacy),
     progress,

@@ -22,6 +22,16 @@ export async function lstatOrNull(p: string): Promise<Deno.FileInfo | null> {
   }
 }
 
+/** lstatOrNull with a synchronous call: the per-entry checks (about 4x cheaper so). */
+export function lstatOrNullSync(p: string): Deno.FileInfo | null {
+  try {
+    return Deno.lstatSync(p);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  }
+}
+
 /**
  * The target root, resolved through symlinks: created (0700) unless simulating. Throws
  * UsageError when it exists and is not a directory.
@@ -60,7 +70,7 @@ export class TargetDirs {
    * Checks every parent of `rel`: a real directory, not a symlink. `create` makes the missing
    * ones (0700); `simulate` accepts missing ones. Returns why not, or null.
    */
-  async parents(rel: string, mode: "create" | "check" | "simulate"): Promise<string | null> {
+  parents(rel: string, mode: "create" | "check" | "simulate"): string | null {
     const parts = rel.split("/");
     parts.pop();
     let cur = "";
@@ -69,16 +79,20 @@ export class TargetDirs {
       if (this.#ok.has(cur)) continue;
       let st: Deno.FileInfo | null;
       try {
-        st = await lstatOrNull(this.abs(cur));
+        st = lstatOrNullSync(this.abs(cur));
       } catch (err) {
         return `cannot check a parent directory: ${messageOf(err)}`;
       }
       if (st === null) {
         if (mode === "simulate") return null;
         if (mode === "check") return "a parent directory is missing";
-        const why = await this.#mkdir(cur);
+        const why = this.#mkdir(cur);
         if (why !== null) return why;
-        st = await lstatOrNull(this.abs(cur)).catch(() => null);
+        try {
+          st = lstatOrNullSync(this.abs(cur));
+        } catch {
+          st = null;
+        }
         if (st === null) return "cannot create a parent directory";
       }
       if (st.isSymlink) return "a parent directory is a symbolic link: not written";
@@ -88,9 +102,9 @@ export class TargetDirs {
     return null;
   }
 
-  async #mkdir(rel: string): Promise<string | null> {
+  #mkdir(rel: string): string | null {
     try {
-      await Deno.mkdir(this.abs(rel), { mode: 0o700 });
+      Deno.mkdirSync(this.abs(rel), { mode: 0o700 });
     } catch (err) {
       if (!(err instanceof Deno.errors.AlreadyExists)) {
         return `cannot create a parent directory: ${messageOf(err)}`;
@@ -100,11 +114,11 @@ export class TargetDirs {
   }
 
   /** What is at an entry's place: null when nothing; a failure message as a string. */
-  async examine(rel: string, simulate: boolean): Promise<Deno.FileInfo | null | string> {
-    const why = await this.parents(rel, simulate ? "simulate" : "create");
+  examine(rel: string, simulate: boolean): Deno.FileInfo | null | string {
+    const why = this.parents(rel, simulate ? "simulate" : "create");
     if (why !== null) return why;
     try {
-      return await lstatOrNull(this.abs(rel));
+      return lstatOrNullSync(this.abs(rel));
     } catch (err) {
       return `cannot check what is there: ${messageOf(err)}`;
     }
@@ -155,6 +169,11 @@ export class Attributes {
     const t = timeOf(e);
     if (link) await lutimes(p, t, t);
     else await Deno.utime(p, t, t);
+  }
+
+  /** The owner of a file this restore just created. */
+  ownerSync(p: string, e: Entry): void {
+    if (this.owners && (e.uid !== null || e.gid !== null)) Deno.chownSync(p, e.uid, e.gid);
   }
 
   async owner(p: string, e: Entry, st: Deno.FileInfo | null, link: boolean): Promise<void> {
