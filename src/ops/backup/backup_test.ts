@@ -328,18 +328,28 @@ Deno.test("a backup does not start while a password change is pending, nor besid
   }
 });
 
-Deno.test("files cache: an unchanged file is not opened; a changed one is, even with size and mtime kept", async () => {
-  const { dir, src, store, repo } = await setup();
+/** Records (as `name` gives them) the files backups open, streamed or whole, until `restore`. */
+function spyOpens(name: (p: string) => string): { opened: string[]; restore: () => void } {
   const opened: string[] = [];
   const open = SourceFile.open, readWhole = SourceFile.readWholeSync;
   SourceFile.open = (p: string) => {
-    opened.push(p.slice(src.length + 1));
+    opened.push(name(p));
     return open.call(SourceFile, p);
   };
   SourceFile.readWholeSync = (p: string, limit: number) => {
-    opened.push(p.slice(src.length + 1));
+    opened.push(name(p));
     return readWhole.call(SourceFile, p, limit);
   };
+  const restore = () => {
+    SourceFile.open = open;
+    SourceFile.readWholeSync = readWhole;
+  };
+  return { opened, restore };
+}
+
+Deno.test("files cache: an unchanged file is not opened; a changed one is, even with size and mtime kept", async () => {
+  const { dir, src, store, repo } = await setup();
+  const { opened, restore } = spyOpens((p) => p.slice(src.length + 1));
   try {
     const old = new Date(Date.now() - 60_000); // not racy (files_cache.ts RACY_MS)
     for (let i = 0; i < 5; i++) {
@@ -385,24 +395,14 @@ Deno.test("files cache: an unchanged file is not opened; a changed one is, even 
       assert.match(e.name, /^f\d$/, "the source is not written");
     }
   } finally {
-    SourceFile.open = open;
-    SourceFile.readWholeSync = readWhole;
+    restore();
     await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("files cache: no stand-in from another source's meta of the name; racy files read again", async () => {
   const { dir, src, store, repo } = await setup();
-  const opened: string[] = [];
-  const open = SourceFile.open, readWhole = SourceFile.readWholeSync;
-  SourceFile.open = (p: string) => {
-    opened.push(p.slice(p.lastIndexOf("/") + 1));
-    return open.call(SourceFile, p);
-  };
-  SourceFile.readWholeSync = (p: string, limit: number) => {
-    opened.push(p.slice(p.lastIndexOf("/") + 1));
-    return readWhole.call(SourceFile, p, limit);
-  };
+  const { opened, restore } = spyOpens((p) => p.slice(p.lastIndexOf("/") + 1));
   try {
     // Two sources whose files agree in path, size and mtime but not in content.
     const other = `${dir}/other`;
@@ -433,8 +433,7 @@ Deno.test("files cache: no stand-in from another source's meta of the name; racy
     assert.equal(await go(other, "h2"), md5("ours"), "nor another host's");
     assert.deepEqual(opened, ["f"]);
   } finally {
-    SourceFile.open = open;
-    SourceFile.readWholeSync = readWhole;
+    restore();
     await Deno.remove(dir, { recursive: true });
   }
 });
