@@ -1,31 +1,45 @@
 /**
- * s3backup side by side with restic (when installed), on one deterministic dataset, into local
- * directories: initial backup, no-op backup (nothing changed), one file changed, restore.
- * Runs interleaved, ROUNDS times; prints medians of wall time and peak RSS, and the ratios.
+ * s3backup side by side with its peers, in one run, on one deterministic dataset:
  *
- *   deno task bench:peers                      # C-small: 20,000 files of 0-4 KiB, 3 rounds
- *   BENCH_FILES=100000 BENCH_ROUNDS=5 deno task bench:peers
- *   BENCH_MAIN=/path/to/other/checkout/src/main.ts deno task bench:peers   # another version
+ * - Local-directory repositories: s3backup, restic and rclone (a crypt remote over a folder),
+ *   each: initial backup, no-op backup, one file changed, restore; s3backup's restore kit too.
+ * - S3 (moto, when moto_server is installed): s3backup's backup and no-op and the kit's restore
+ *   against `aws s3 sync` up and down of the same tree, with the requests each made (counted by
+ *   a loopback proxy, test/faults/fault_proxy.ts), directly and with 30 ms added to every
+ *   request (a real region's round trip).
  *
- * Peak RSS comes from the kernel's rusage of each child (python3's resource module). s3backup
- * runs as `deno run` of src/main.ts (what the binary is compiled from): its figures include
- * Deno's start (about 0.1 s here). Nothing is written outside a temporary folder.
+ * Tools run interleaved, ROUNDS times; the tables give medians of wall time and peak RSS (the
+ * kernel's rusage of each child, through python3) and ratios. Missing peers are skipped (as
+ * root, `apt-get install restic rclone awscli` first). Nothing is written outside a temp folder.
+ *
+ *   deno task bench:peers                                  # C: 20,000 files of 0-4 KiB
+ *   BENCH_DATA=B BENCH_ROUNDS=3 deno task bench:peers      # B: 20,000 files of 4-100 KiB
+ *   BENCH_DATA=A deno task bench:peers                     # A: one 1 GiB file
+ *   BENCH_FILES=100000 deno task bench:peers               # C at full size
+ *   BENCH_S3=0 / BENCH_S3_FILES=10000 / BENCH_LATENCY_MS=30
+ *   BENCH_MAIN=/path/to/other/checkout/src/main.ts ...     # another version of s3backup
+ *
+ * s3backup runs as `deno run` of src/main.ts (what the binary is compiled from): its figures
+ * include Deno's start (about 0.1 s here).
  */
+import { FaultProxy } from "../test/faults/fault_proxy.ts";
+
+const DATA = (Deno.env.get("BENCH_DATA") ?? "C").toUpperCase();
 const FILES = Number(Deno.env.get("BENCH_FILES") ?? 20_000);
 const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
-/** The program measured: this checkout's, or another's (BENCH_MAIN, to compare versions). */
+const S3_FILES = Number(Deno.env.get("BENCH_S3_FILES") ?? 2_000);
+const LATENCY_MS = Number(Deno.env.get("BENCH_LATENCY_MS") ?? 30);
 const MAIN = Deno.env.get("BENCH_MAIN") ?? new URL("../src/main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
+const KIT = new URL("../restore-kit/restore.sh", import.meta.url).pathname;
+const MOTO = new URL("../scripts/moto.sh", import.meta.url).pathname;
 const PASSWORD = "bench password";
 
-/** Writes FILES files of 0-4 KiB in folders of about 90, from a fixed seed. */
-function dataset(root: string): void {
-  let x = 12345;
+/** A deterministic byte source (LCG). */
+function prng(seed: number) {
+  let x = seed >>> 0;
   const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
-  for (let i = 0; i < FILES; i++) {
-    const dir = `${root}/d${Math.floor(i / 90)}`;
-    if (i % 90 === 0) Deno.mkdirSync(dir, { recursive: true });
-    const data = new Uint8Array(next() % 4097);
+  const fill = (data: Uint8Array) => {
     for (let j = 0; j < data.length; j += 4) {
       const v = next();
       data[j] = v;
@@ -33,8 +47,41 @@ function dataset(root: string): void {
       data[j + 2] = v >> 16;
       data[j + 3] = v >> 24;
     }
-    Deno.writeFileSync(`${dir}/f${i}`, data);
+    return data;
+  };
+  return { next, fill };
+}
+
+/** Writes `n` files of `min`..`max` bytes in folders of `perDir`. */
+function smallFiles(root: string, n: number, min: number, max: number, perDir: number) {
+  const r = prng(12345);
+  for (let i = 0; i < n; i++) {
+    const dir = `${root}/d${Math.floor(i / perDir)}`;
+    if (i % perDir === 0) Deno.mkdirSync(dir, { recursive: true });
+    Deno.writeFileSync(`${dir}/f${i}`, r.fill(new Uint8Array(min + (r.next() % (max - min + 1)))));
   }
+}
+
+/** A: one 1 GiB file; B: 20,000 files of 4-100 KiB in ~200 folders; C: FILES of 0-4 KiB. */
+function dataset(root: string, kind: string, files: number): string {
+  Deno.mkdirSync(root, { recursive: true });
+  if (kind === "A") {
+    const r = prng(7);
+    const f = Deno.openSync(`${root}/big.bin`, { write: true, create: true });
+    const block = new Uint8Array(16 * 1024 * 1024);
+    for (let i = 0; i < 64; i++) {
+      const b = r.fill(block);
+      for (let off = 0; off < b.length;) off += f.writeSync(b.subarray(off));
+    }
+    f.close();
+    return "A: one 1 GiB file";
+  }
+  if (kind === "B") {
+    smallFiles(root, 20_000, 4096, 100 * 1024, 100);
+    return "B: 20,000 files of 4-100 KiB in 200 folders";
+  }
+  smallFiles(root, files, 0, 4096, 90);
+  return `C: ${files} files of 0-4 KiB in ${Math.ceil(files / 90)} folders`;
 }
 
 interface Sample {
@@ -43,15 +90,18 @@ interface Sample {
 }
 
 /** Runs `cmd` (through python3 for its rusage); fails loudly on a non-zero exit. */
-function measure(cmd: string[], env: Record<string, string>): Sample {
+async function measure(cmd: string[], env: Record<string, string>): Promise<Sample> {
   const py = "import resource,subprocess,sys,time\n" +
     "t=time.monotonic();r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL)\n" +
     "print(r.returncode, (time.monotonic()-t)*1000, " +
     "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
-  const out = new Deno.Command("python3", { args: ["-c", py, ...cmd], env, stderr: "inherit" })
-    .outputSync();
+  // Asynchronous: the counting proxy serves from this process meanwhile.
+  const out = await new Deno.Command("python3", { args: ["-c", py, ...cmd], env, stderr: "piped" })
+    .output();
   const [code, ms, rss] = new TextDecoder().decode(out.stdout).trim().split(" ").map(Number);
-  if (code !== 0) throw new Error(`${cmd.join(" ")}: exit ${code}`);
+  if (code !== 0) {
+    throw new Error(`${cmd.join(" ")}: exit ${code}\n${new TextDecoder().decode(out.stderr)}`);
+  }
   return { ms: ms!, rssKiB: rss! };
 }
 
@@ -60,23 +110,25 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-function have(prog: string): boolean {
+function have(prog: string, arg = "version"): boolean {
   try {
-    return new Deno.Command(prog, { args: ["version"], stdout: "null", stderr: "null" })
+    return new Deno.Command(prog, { args: [arg], stdout: "null", stderr: "null" })
       .outputSync().success;
   } catch {
     return false;
   }
 }
 
-type Step = "initial" | "no-op" | "one changed" | "restore";
-const STEPS: Step[] = ["initial", "no-op", "one changed", "restore"];
+function rmrf(p: string): void {
+  try {
+    Deno.removeSync(p, { recursive: true });
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+}
 
-/** One round of a tool: the four steps in a fresh repository. */
-function round(tool: "s3backup" | "restic", work: string, src: string): Map<Step, Sample> {
-  const repo = `${work}/repo-${tool}`, out = `${work}/out-${tool}`;
-  Deno.mkdirSync(repo);
-  const env = {
+function baseEnv(work: string): Record<string, string> {
+  return {
     PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
     HOME: work,
     XDG_CACHE_HOME: `${work}/cache`,
@@ -84,63 +136,227 @@ function round(tool: "s3backup" | "restic", work: string, src: string): Map<Step
     RESTIC_PASSWORD: PASSWORD,
     RESTIC_CACHE_DIR: `${work}/restic-cache`,
   };
-  const run = tool === "s3backup"
-    ? (args: string[]) =>
-      measure([Deno.execPath(), "run", "-A", "--quiet", "--config", CONFIG, MAIN, ...args], env)
-    : (args: string[]) => measure(["restic", "-q", "-r", repo, ...args], env);
-  if (tool === "restic") measure(["restic", "-q", "-r", repo, "init"], env);
+}
+
+const s3backup = (args: string[]) => [
+  Deno.execPath(),
+  "run",
+  "-A",
+  "--quiet",
+  "--config",
+  CONFIG,
+  MAIN,
+  ...args,
+];
+
+type Tool = "s3backup" | "restic" | "rclone";
+const STEPS = ["initial", "no-op", "one changed", "restore", "kit restore"] as const;
+type Step = typeof STEPS[number];
+
+/** How each tool backs up to and restores from a local folder. */
+async function commands(
+  tool: Tool,
+  repo: string,
+  src: string,
+  out: string,
+  env: Record<string, string>,
+) {
+  if (tool === "s3backup") {
+    return {
+      backup: () => measure(s3backup(["backup", "-f", src, "-b", repo, "-c"]), env),
+      restore: () =>
+        measure(s3backup(["restore", "-b", repo, "-m", "latest", "-f", out, "-c"]), env),
+    };
+  }
+  if (tool === "restic") {
+    await measure(["restic", "-q", "-r", repo, "init"], env);
+    return {
+      backup: () => measure(["restic", "-q", "-r", repo, "backup", src], env),
+      restore: () =>
+        measure(["restic", "-q", "-r", repo, "restore", "latest", "--target", out], env),
+    };
+  }
+  const obscured = new TextDecoder().decode(
+    new Deno.Command("rclone", { args: ["obscure", PASSWORD], stdout: "piped" }).outputSync()
+      .stdout,
+  ).trim();
+  const renv = {
+    ...env,
+    RCLONE_CONFIG_BENCH_TYPE: "crypt",
+    RCLONE_CONFIG_BENCH_REMOTE: repo,
+    RCLONE_CONFIG_BENCH_PASSWORD: obscured,
+  };
+  return {
+    backup: () => measure(["rclone", "sync", "-q", src, "bench:"], renv),
+    restore: () => measure(["rclone", "sync", "-q", "bench:", out], renv),
+  };
+}
+
+/** One round of a tool into a fresh local repository. */
+async function round(
+  tool: Tool,
+  work: string,
+  src: string,
+  changed: string,
+): Promise<Map<Step, Sample>> {
+  const repo = `${work}/repo-${tool}`, out = `${work}/out-${tool}`;
+  Deno.mkdirSync(repo);
+  const env = baseEnv(work);
+  const c = await commands(tool, repo, src, out, env);
   const r = new Map<Step, Sample>();
-  const backup = tool === "s3backup" ? ["backup", "-f", src, "-b", repo, "-c"] : ["backup", src];
-  r.set("initial", run(backup));
-  r.set("no-op", run(backup));
-  Deno.writeTextFileSync(`${src}/d0/f0`, `changed ${tool} ${Date.now()}`);
-  r.set("one changed", run(backup));
-  r.set(
-    "restore",
-    run(
-      tool === "s3backup"
-        ? ["restore", "-b", repo, "-m", "latest", "-f", out, "-c"]
-        : ["restore", "latest", "--target", out],
-    ),
-  );
-  Deno.removeSync(repo, { recursive: true });
-  Deno.removeSync(out, { recursive: true });
+  r.set("initial", await c.backup());
+  r.set("no-op", await c.backup());
+  Deno.writeTextFileSync(changed, `changed ${tool} ${Date.now()}`);
+  r.set("one changed", await c.backup());
+  r.set("restore", await c.restore());
+  if (tool === "s3backup") {
+    rmrf(out);
+    r.set("kit restore", await measure(["bash", KIT, repo, "latest", out], env));
+  }
+  rmrf(repo);
+  rmrf(out);
+  rmrf(`${work}/cache`);
   return r;
+}
+
+const cell = (x: { ms: number; mib: number } | null) =>
+  x === null ? "-" : `${(x.ms / 1000).toFixed(2)} s, ${x.mib.toFixed(0)} MiB`;
+
+function localTable(tools: Tool[], samples: Map<string, Sample[]>): void {
+  const med = (t: Tool, s: Step) => {
+    const xs = samples.get(`${t} ${s}`);
+    if (!xs) return null;
+    return { ms: median(xs.map((x) => x.ms)), mib: median(xs.map((x) => x.rssKiB)) / 1024 };
+  };
+  const peers = tools.filter((t) => t !== "s3backup");
+  console.log(
+    `| step | s3backup | ${peers.join(" | ")} | ${peers.map((p) => `vs ${p}`).join(" | ")} |`,
+  );
+  console.log(
+    `| --- | --- |${peers.map(() => " --- |").join("")}${peers.map(() => " --- |").join("")}`,
+  );
+  for (const s of STEPS) {
+    const a = med("s3backup", s); // the kit's restore is set against the peers' restore
+    const row = peers.map((p) => med(p, s === "kit restore" ? "restore" : s));
+    const ratios = row.map((b) => (a && b ? `${(a.ms / b.ms).toFixed(2)}x` : "-"));
+    console.log(`| ${s} | ${cell(a)} | ${row.map(cell).join(" | ")} | ${ratios.join(" | ")} |`);
+  }
+}
+
+// ------------------------------------------------------------------------------------ S3
+
+interface S3Sample extends Sample {
+  requests: number;
+}
+
+/** moto on a free port (scripts/moto.sh), a bucket, and a counting proxy in front. */
+function startMoto(): { endpoint: string; stop: () => void } {
+  const out = new Deno.Command("bash", { args: [MOTO, "start"], stdout: "piped", stderr: "null" })
+    .outputSync();
+  const text = new TextDecoder().decode(out.stdout);
+  const endpoint = /S3BACKUP_TEST_S3_ENDPOINT=(\S+)/.exec(text)?.[1];
+  const dir = /S3BACKUP_MOTO_DIR=(\S+)/.exec(text)?.[1];
+  if (!out.success || !endpoint || !dir) throw new Error("moto did not start");
+  return {
+    endpoint,
+    stop: () => new Deno.Command("bash", { args: [MOTO, "stop", dir] }).outputSync(),
+  };
+}
+
+function s3Env(work: string, endpoint: string): Record<string, string> {
+  return {
+    ...baseEnv(work),
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+    AWS_REGION: "us-east-1",
+    AWS_DEFAULT_REGION: "us-east-1",
+    AWS_ENDPOINT_URL: endpoint,
+    AWS_EC2_METADATA_DISABLED: "true",
+  };
+}
+
+/** s3backup and aws s3 sync through the proxy (with `latency` ms per request). */
+async function s3Round(work: string, src: string, moto: string, latency: number) {
+  const proxy = new FaultProxy(moto);
+  proxy.delayMs = latency;
+  const env = s3Env(work, proxy.endpoint);
+  const bucket = `bench-${latency}-${Date.now()}`;
+  const aws = (args: string[]) => ["aws", "--endpoint-url", proxy.endpoint, "s3", ...args];
+  await measure(aws(["mb", `s3://${bucket}`]), env);
+  const r = new Map<string, S3Sample>();
+  const step = async (name: string, cmd: string[]) => {
+    proxy.log.length = 0;
+    r.set(name, { ...await measure(cmd, env), requests: proxy.log.length });
+  };
+  try {
+    await step("s3backup backup", s3backup(["backup", "-f", src, "-b", `s3://${bucket}/r`, "-c"]));
+    await step("s3backup no-op", s3backup(["backup", "-f", src, "-b", `s3://${bucket}/r`, "-c"]));
+    await step("aws s3 sync up", aws(["sync", "--only-show-errors", src, `s3://${bucket}/plain`]));
+    await step(
+      "aws s3 sync up, no-op",
+      aws(["sync", "--only-show-errors", src, `s3://${bucket}/plain`]),
+    );
+    await step("kit restore", ["bash", KIT, `s3://${bucket}/r`, "latest", `${work}/s3-kit-out`]);
+    await step(
+      "aws s3 sync down (the same objects)",
+      aws(["sync", "--only-show-errors", `s3://${bucket}/r`, `${work}/s3-aws-out`]),
+    );
+  } finally {
+    // Emptying moto's bucket is not needed: moto is stopped after the runs.
+    rmrf(`${work}/s3-kit-out`);
+    rmrf(`${work}/s3-aws-out`);
+    rmrf(`${work}/cache`);
+    await proxy.close();
+  }
+  return r;
+}
+
+async function s3Bench(work: string): Promise<void> {
+  if (
+    Deno.env.get("BENCH_S3") === "0" || !have("moto_server", "--help") || !have("aws", "--version")
+  ) {
+    console.log("\n(S3 part skipped: needs moto_server and the aws CLI; BENCH_S3=0 skips it)");
+    return;
+  }
+  const src = `${work}/s3-src`;
+  const what = dataset(src, "C", S3_FILES);
+  const moto = startMoto();
+  try {
+    for (const latency of [0, LATENCY_MS]) {
+      const r = await s3Round(work, src, moto.endpoint, latency);
+      console.log(`\nS3 (moto${latency ? `, +${latency} ms per request` : ""}), ${what}, 1 run`);
+      console.log("| step | wall, peak RSS | requests |");
+      console.log("| --- | --- | --- |");
+      for (const [k, v] of r) {
+        console.log(`| ${k} | ${cell({ ms: v.ms, mib: v.rssKiB / 1024 })} | ${v.requests} |`);
+      }
+    }
+  } finally {
+    moto.stop();
+  }
 }
 
 if (import.meta.main) {
   const work = await Deno.makeTempDir({ prefix: "s3backup-peers-" });
   try {
     const src = `${work}/src`;
-    dataset(src);
-    const tools = (["s3backup", "restic"] as const).filter((t) => t === "s3backup" || have(t));
+    const what = dataset(src, DATA, FILES);
+    const changed = DATA === "A" ? `${src}/small-change` : `${src}/d0/f0`;
+    const tools = (["s3backup", "restic", "rclone"] as const).filter((t) =>
+      t === "s3backup" || have(t)
+    );
     const samples = new Map<string, Sample[]>();
     for (let i = 0; i < ROUNDS; i++) {
       for (const t of tools) {
-        for (const [step, s] of round(t, work, src)) {
+        for (const [step, s] of await round(t, work, src, changed)) {
           const k = `${t} ${step}`;
           samples.set(k, [...(samples.get(k) ?? []), s]);
         }
       }
     }
-    const med = (t: string, s: Step) => {
-      const xs = samples.get(`${t} ${s}`) ?? [];
-      return { ms: median(xs.map((x) => x.ms)), mib: median(xs.map((x) => x.rssKiB)) / 1024 };
-    };
-    console.log(`${FILES} files of 0-4 KiB, local directory repositories, medians of ${ROUNDS}`);
-    console.log("| step | s3backup wall, peak RSS | restic wall, peak RSS | ratio (wall) |");
-    console.log("| --- | --- | --- | --- |");
-    for (const s of STEPS) {
-      const a = med("s3backup", s);
-      const b = tools.includes("restic") ? med("restic", s) : null;
-      const cell = (x: { ms: number; mib: number }) =>
-        `${(x.ms / 1000).toFixed(2)} s, ${x.mib.toFixed(0)} MiB`;
-      console.log(
-        `| ${s} | ${cell(a)} | ${b ? cell(b) : "(not installed)"} | ${
-          b ? (a.ms / b.ms).toFixed(2) + "x" : "-"
-        } |`,
-      );
-    }
+    console.log(`${what}; local-directory repositories; medians of ${ROUNDS}`);
+    localTable([...tools], samples);
+    await s3Bench(work);
   } finally {
     await Deno.remove(work, { recursive: true });
   }

@@ -43,6 +43,8 @@ export interface Command {
   profile?: string;
   /** S3 request timeout per attempt, as given (values.ts parses it). */
   timeout?: string;
+  /** Files or objects in flight at once, as given (values.ts parses it). */
+  jobs?: string;
   /** backup: read and hash every file, ignoring the files cache. */
   forceRehash?: boolean;
   /** Where the local cache lives (default: the platform's cache folder). */
@@ -103,6 +105,8 @@ Options:
       --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)
       --timeout DURATION  S3: give up an attempt after this long without an answer (default 2m;
                           also [s3] timeout); each request is tried 5 times
+      --jobs N            backup, restore, verify: files or objects in flight at once (1-256;
+                          default 32 on S3, where each request waits a round trip; 4 locally)
   -h, --help              this help
   -V, --version           print the version
 
@@ -147,6 +151,7 @@ const OPTIONS = {
   region: { type: "string" },
   profile: { type: "string" },
   timeout: { type: "string" },
+  jobs: { type: "string" },
   "force-rehash": { type: "boolean", default: false },
   "cache-dir": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
@@ -217,6 +222,7 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("region", v.region);
   opt("profile", v.profile);
   opt("timeout", v.timeout);
+  opt("jobs", v.jobs);
   if (v["force-rehash"]) cmd.forceRehash = true;
   opt("cacheDir", v["cache-dir"]);
   if (v["read-data"]) cmd.readData = true;

@@ -29,7 +29,7 @@ import { type Config, loadConfig } from "./config.ts";
 import { type KitConfig, kitFiles, writeKit } from "./kit.ts";
 import { getPassword, type PasswordSources } from "./password.ts";
 import { Ui } from "./ui.ts";
-import { checkStorageClass, parseDuration, parseKeep, parseSubset } from "./values.ts";
+import { checkStorageClass, parseDuration, parseJobs, parseKeep, parseSubset } from "./values.ts";
 
 interface Context {
   cmd: Command;
@@ -105,6 +105,11 @@ async function openOrCreate(
   }
 }
 
+/** Files or objects in flight: --jobs, else tens where each request waits a round trip. */
+function jobsOf(cmd: Command, store: Store): number {
+  return cmd.jobs !== undefined ? parseJobs(cmd.jobs) : store.kind === "s3" ? 32 : 4;
+}
+
 /** The platform's folder for caches, s3backup's under it; undefined without a home. */
 function cacheDir(env: (k: string) => string | undefined = envGet): string | undefined {
   const home = env("HOME") || env("USERPROFILE");
@@ -163,6 +168,7 @@ async function runBackup(ctx: Context): Promise<number> {
     host: Deno.hostname(),
     simulate: cmd.simulate,
     kit: kitFiles(kitConfigOf(ctx, store)),
+    concurrency: jobsOf(cmd, store),
     signal: ctx.signal,
     ...(storageClass ? { storageClass } : {}),
     ...filesCacheOf(cmd),
@@ -214,6 +220,7 @@ async function runRestore(ctx: Context): Promise<number> {
     overwrite: cmd.overwrite ?? false,
     legacy: plan.legacy,
     problems: plan.problems,
+    concurrency: jobsOf(cmd, store),
     signal: ctx.signal,
   }, ui.onRestoreEvent);
   ui.restoreSummary(summary);
@@ -237,6 +244,7 @@ async function runVerify(ctx: Context): Promise<number> {
   if (cmd.meta !== undefined) opts.meta = cmd.meta;
   if (cmd.name !== undefined) opts.name = cmd.name;
   opts.signal = ctx.signal;
+  opts.concurrency = jobsOf(cmd, store);
   const summary = await verify(repo, opts, ui.onVerifyEvent);
   ui.verifySummary(summary);
   return summary.problems > 0 ? ExitCode.partial : ExitCode.ok;

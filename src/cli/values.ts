@@ -59,6 +59,15 @@ export function parseSubset(s: string): number {
   return n / 100;
 }
 
+/** `--jobs N`: a whole number from 1 to 256. */
+export function parseJobs(s: string): number {
+  const n = /^\d+$/.test(s.trim()) ? Number(s) : NaN;
+  if (!(n >= 1 && n <= 256)) {
+    throw new UsageError(`Invalid --jobs ${JSON.stringify(s)}: use a whole number from 1 to 256`);
+  }
+  return n;
+}
+
 /** A storage class name as S3 spells them (`STANDARD_IA`, `DEEP_ARCHIVE`, ...). */
 export function checkStorageClass(v: string, where: string): string {
   if (!/^[A-Z][A-Z0-9_]{1,40}$/.test(v)) {

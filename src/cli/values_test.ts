@@ -4,6 +4,7 @@ import {
   checkStorageClass,
   formatDuration,
   parseDuration,
+  parseJobs,
   parseKeep,
   parseSubset,
 } from "./values.ts";
@@ -35,6 +36,14 @@ Deno.test("subset parsing", () => {
   assert.equal(parseSubset("2.5%"), 0.025);
   for (const bad of ["0%", "101%", "10", "-5%", "x%", ""]) {
     assert.throws(() => parseSubset(bad), UsageError, bad);
+  }
+});
+
+Deno.test("--jobs parsing", () => {
+  assert.equal(parseJobs("1"), 1);
+  assert.equal(parseJobs("256"), 256);
+  for (const bad of ["0", "257", "1.5", "-2", "x", ""]) {
+    assert.throws(() => parseJobs(bad), UsageError, bad);
   }
 });
 
