@@ -336,7 +336,24 @@ async function s3Bench(work: string): Promise<void> {
   }
 }
 
+/** As root with apt-get, the missing peers are installed (Debian packages), unless BENCH_INSTALL=0. */
+function installPeers(): void {
+  const missing = [["restic", "version"], ["rclone", "version"], ["aws", "--version"]]
+    .filter(([p, a]) => !have(p!, a)).map(([p]) => (p === "aws" ? "awscli" : p!));
+  if (missing.length === 0 || Deno.uid() !== 0 || Deno.env.get("BENCH_INSTALL") === "0") return;
+  if (!have("apt-get", "--version")) return;
+  console.error(`bench: apt-get install ${missing.join(" ")}`);
+  const env = { ...Deno.env.toObject(), DEBIAN_FRONTEND: "noninteractive" };
+  const apt = (args: string[]) =>
+    new Deno.Command("apt-get", { args, env, stdout: "null", stderr: "inherit" }).outputSync();
+  if (!apt(["install", "-y", "-qq", ...missing]).success) {
+    apt(["update", "-qq"]);
+    apt(["install", "-y", "-qq", ...missing]);
+  }
+}
+
 if (import.meta.main) {
+  installPeers();
   const work = await Deno.makeTempDir({ prefix: "s3backup-peers-" });
   try {
     const src = `${work}/src`;

@@ -234,7 +234,6 @@ kit_jobs() {
 MISSING_WHY=""
 restore_files() {
   local line n=0 c=0 chunk=""
-  : >"$KIT_TMP/chunks"
   while IFS= read -r line <&3; do
     if ! parse_entry "$line"; then fail "$E_EPATH" "$E_ERR"; continue; fi
     if [ ! -f "$2/$E_MD5" ]; then fail "$E_EPATH" "missing object $E_MD5$MISSING_WHY"; continue; fi
@@ -243,23 +242,28 @@ restore_files() {
       c=$((c + 1))
       chunk=chunk.$c
       : >"$KIT_TMP/$chunk"
-      printf '%s\n' "$chunk" >>"$KIT_TMP/chunks"
     fi
     printf '%s\n' "$line" >>"$KIT_TMP/$chunk"
     n=$((n + 1))
   done 3<"$1"
-  if [ "$n" -eq 0 ]; then return 0; fi
-  run_workers "$c" "$2"
-  collect_results
+  # In waves of 16 chunks a worker, each followed by its count (progress, and early failures).
+  local first=1 last wave=$((KIT_JOBS * 16))
+  while [ "$first" -le "$c" ]; do
+    last=$((first + wave - 1))
+    if [ "$last" -gt "$c" ]; then last=$c; fi
+    run_workers "$first" "$last" "$2"
+    collect_results "$first" "$last"
+    first=$((last + 1))
+  done
 }
 
-# run_workers CHUNKS OBJDIR: KIT_JOBS workers over chunk.1 .. chunk.CHUNKS, and wait for them
-# (kit_cleanup stops them if this script is interrupted).
+# run_workers FIRST LAST OBJDIR: KIT_JOBS workers over chunk.FIRST .. chunk.LAST, and wait for
+# them (kit_cleanup stops them if this script is interrupted).
 run_workers() {
-  local w=1
+  local w=0
   KIT_PIDS=""
-  while [ "$w" -le "$KIT_JOBS" ] && [ "$w" -le "$1" ]; do
-    worker_lane "$w" "$1" "$2" &
+  while [ "$w" -lt "$KIT_JOBS" ] && [ $(($1 + w)) -le "$2" ]; do
+    worker_lane $(($1 + w)) "$2" "$3" &
     KIT_PIDS="$KIT_PIDS $!"
     w=$((w + 1))
   done
@@ -267,11 +271,13 @@ run_workers() {
   KIT_PIDS=""
 }
 
-# collect_results: count each chunk's outcomes (CHUNK.out: "ok" or "fail<TAB>REASON" per
-# entry, in order; an entry without one: its worker died).
+# collect_results FIRST LAST: count each chunk's outcomes (CHUNK.out: "ok" or "fail<TAB>REASON"
+# per entry, in order; an entry without one: its worker died).
 collect_results() {
-  local chunk line res
-  while IFS= read -r chunk <&5; do
+  local n=$1 chunk line res
+  while [ "$n" -le "$2" ]; do
+    chunk=chunk.$n
+    n=$((n + 1))
     if [ ! -f "$KIT_TMP/$chunk.out" ]; then : >"$KIT_TMP/$chunk.out"; fi
     while IFS= read -r line <&3; do
       res=""
@@ -280,11 +286,12 @@ collect_results() {
       if [ "$res" = ok ]; then N_FILES=$((N_FILES + 1)); else fail "$E_EPATH" "${res#*"$TAB"}"; fi
     done 3<"$KIT_TMP/$chunk" 4<"$KIT_TMP/$chunk.out"
     rm -rf -- "${KIT_TMP:?}/$chunk" "$KIT_TMP/$chunk.out" "${KIT_WORK:?}/$chunk.d"
-  done 5<"$KIT_TMP/chunks"
+  done
   warn "$N_FILES/$FILES_TOTAL files"
 }
 
-# worker_lane W CHUNKS OBJDIR: worker W (in the background) restores chunk.W, chunk.W+JOBS...
+# worker_lane C LAST OBJDIR: a worker (in the background) restores chunk.C, chunk.C+JOBS, ...
+# up to chunk.LAST.
 worker_lane() {
   local c=$1 KIT_LISTS=$KIT_TMP
   # Its own openssl.err, sums and attrs, never on the target's file system (which may be full).
@@ -296,7 +303,8 @@ worker_lane() {
   done
 }
 
-# worker_main CHUNK OBJDIR: restore the entries of KIT_LISTS/CHUNK; write KIT_LISTS/CHUNK.out. Only the decrypted files are on the target's file system.
+# worker_main CHUNK OBJDIR: restore the entries of KIT_LISTS/CHUNK; write KIT_LISTS/CHUNK.out.
+# Only the decrypted files are on the target's file system.
 worker_main() {
   local d=$KIT_WORK/$1.d
   W_N=0 W_ERR=() W_PATH=() W_MD5=() W_MODE=() W_MTIME=() W_OWNER=() W_SUM=()
