@@ -495,29 +495,37 @@ files_from_dir() {
 BATCH_MD5S=()
 BATCH_N=0
 BATCH_BYTES=0
+# Set when a batch is every object whose name starts with this hex digit (see files_from_s3).
+BATCH_PREFIX=""
 
-# flush_batch: fetch the batch's objects into KIT_WORK, restore its entries, delete them.
+# flush_batch: fetch the batch's objects into KIT_WORK/obj, restore its entries, delete them.
 flush_batch() {
-  local i=0 m line rc
+  local i=0 m line rc obj=$KIT_WORK/obj
   local -a args
   if [ "$BATCH_N" -eq 0 ]; then return 0; fi
   : >"$KIT_TMP/batch.err"
-  if [ "$BATCH_N" -le 2 ]; then
+  mkdir -p -- "$obj"
+  if [ "$BATCH_N" -le 2 ] && [ -z "$BATCH_PREFIX" ]; then
     while [ "$i" -lt "$BATCH_N" ]; do
       m=${BATCH_MD5S[i]}
       i=$((i + 1))
-      if ! store_get "$m" "$KIT_WORK/$m"; then
+      if ! store_get "$m" "$obj/$m"; then
         if [ "$STORE_ERR" != missing ]; then printf '%s\n' "$m $STORE_ERR" >>"$KIT_TMP/batch.err"; fi
       fi
     done
   else
     args=(--exclude '*')
-    while [ "$i" -lt "$BATCH_N" ]; do
-      args=("${args[@]}" --include "${BATCH_MD5S[i]}")
-      i=$((i + 1))
-    done
+    if [ -n "$BATCH_PREFIX" ]; then
+      # 32 characters: an object's name, not some other key that starts with the digit
+      args=("${args[@]}" --include "$BATCH_PREFIX???????????????????????????????")
+    else
+      while [ "$i" -lt "$BATCH_N" ]; do
+        args=("${args[@]}" --include "${BATCH_MD5S[i]}")
+        i=$((i + 1))
+      done
+    fi
     rc=0
-    aws_run s3 cp "s3://$STORE_BUCKET/$STORE_PREFIX" "$KIT_WORK/" --recursive --only-show-errors \
+    aws_run s3 cp "s3://$STORE_BUCKET/$STORE_PREFIX" "$obj/" --recursive --only-show-errors \
       "${args[@]}" >/dev/null 2>"$KIT_TMP/aws.err" || rc=$?
     if [ "$rc" -ne 0 ]; then
       warn "aws s3 cp failed (exit $rc): $(first_line "$KIT_TMP/aws.err")"
@@ -529,21 +537,24 @@ flush_batch() {
   fi
   MISSING_WHY=""
   if [ -s "$KIT_TMP/batch.err" ]; then MISSING_WHY=" (or download failed, see above)"; fi
-  restore_files "$KIT_TMP/batch" "$KIT_WORK"
-  i=0
-  while [ "$i" -lt "$BATCH_N" ]; do
-    rm -f -- "$KIT_WORK/${BATCH_MD5S[i]}"
-    i=$((i + 1))
-  done
+  restore_files "$KIT_TMP/batch" "$obj"
+  rm -rf -- "$obj"
   : >"$KIT_TMP/batch"
   BATCH_MD5S=()
   BATCH_N=0
   BATCH_BYTES=0
 }
 
+# files_from_s3: the files, from batches of objects. Up to BATCH_MAX objects (and
+# BATCH_MAX_BYTES) a batch names each of its objects to aws s3 cp; with more objects than
+# that in all, a batch is every object whose name starts with one hex digit (16 batches, one
+# filter each: the aws CLI's work with one filter per object grows with the square of their
+# number). The objects of other backups that share the digit come along, and go with the rest.
 files_from_s3() {
-  local line md5 last="" rest size
+  local line md5 last="" rest size distinct
   LC_ALL=C sort -o "$KIT_TMP/files" "$KIT_TMP/files"
+  distinct=$(cut -d ' ' -f 1 "$KIT_TMP/files" | uniq | wc -l)
+  distinct=${distinct//[!0-9]/}
   : >"$KIT_TMP/batch"
   while IFS= read -r line <&3; do
     md5=${line%% *}
@@ -552,7 +563,10 @@ files_from_s3() {
       rest=${line#* * * * * }
       size=${rest%% *}
       if ! is_uint "$size"; then size=0; fi
-      if [ "$BATCH_N" -gt 0 ] && { [ "$BATCH_N" -ge "$BATCH_MAX" ] ||
+      if [ "${distinct:-0}" -gt "$BATCH_MAX" ]; then
+        if [ "$BATCH_N" -gt 0 ] && [ "${md5:0:1}" != "$BATCH_PREFIX" ]; then flush_batch; fi
+        BATCH_PREFIX=${md5:0:1}
+      elif [ "$BATCH_N" -gt 0 ] && { [ "$BATCH_N" -ge "$BATCH_MAX" ] ||
         [ $((BATCH_BYTES + size)) -gt "$BATCH_MAX_BYTES" ]; }; then
         flush_batch
       fi
@@ -583,7 +597,7 @@ main() {
   store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
 
-  need cat chmod chown cp cut date df id ln mkdir mktemp mv rm rmdir sort tail touch uname wc
+  need cat chmod chown cp cut date df id ln mkdir mktemp mv rm rmdir sort tail touch uname uniq wc
   check_openssl
   kit_init
   pick_md5

@@ -234,7 +234,7 @@ export class S3Store implements Store {
       guard.cancel(err);
       // An aborted Upload rejects at once, leaves its requests running and may learn its
       // upload id only afterwards: stop them, wait for them, then abort that id ourselves.
-      await client.settle();
+      await client.settle(signal?.aborted === true);
       await this.#abortMultipart(name, client.uploadId);
       if (sourceError) throw sourceError.err;
       if (signal?.aborted) throw signal.reason;
@@ -646,11 +646,15 @@ class UploadClient {
     return p;
   }
 
-  /** Cancels the parts in flight and waits (at most 15 s) for every request to end. */
-  async settle(): Promise<void> {
+  /**
+   * Cancels the parts in flight and waits for every request to end: at most 15 s, or 2 s with
+   * `hurry` (the run is being stopped). A create that answers later leaves its upload to the
+   * sweep of stale uploads.
+   */
+  async settle(hurry: boolean): Promise<void> {
     this.#parts.abort();
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<void>((r) => timer = setTimeout(r, 15_000));
+    const late = new Promise<void>((r) => timer = setTimeout(r, hurry ? 2_000 : 15_000));
     await Promise.race([Promise.allSettled([...this.#inflight]), late]);
     clearTimeout(timer);
   }
