@@ -16,7 +16,7 @@
  *   BENCH_DATA=B BENCH_ROUNDS=3 deno task bench:peers      # B: 20,000 files of 4-100 KiB
  *   BENCH_DATA=A deno task bench:peers                     # A: one 1 GiB file
  *   BENCH_FILES=100000 deno task bench:peers               # C at full size
- *   BENCH_S3=0 / BENCH_S3_FILES=10000 / BENCH_LATENCY_MS=30
+ *   BENCH_S3=0 / BENCH_LOCAL=0 / BENCH_S3_FILES=10000 / BENCH_LATENCY_MS=30
  *   BENCH_MAIN=/path/to/other/checkout/src/main.ts ...     # another version of s3backup
  *
  * s3backup runs as `deno run` of src/main.ts (what the binary is compiled from): its figures
@@ -363,7 +363,8 @@ if (import.meta.main) {
       t === "s3backup" || have(t)
     );
     const samples = new Map<string, Sample[]>();
-    for (let i = 0; i < ROUNDS; i++) {
+    const rounds = Deno.env.get("BENCH_LOCAL") === "0" ? 0 : ROUNDS;
+    for (let i = 0; i < rounds; i++) {
       for (const t of tools) {
         for (const [step, s] of await round(t, work, src, changed)) {
           const k = `${t} ${step}`;
@@ -371,8 +372,10 @@ if (import.meta.main) {
         }
       }
     }
-    console.log(`${what}; local-directory repositories; medians of ${ROUNDS}`);
-    localTable([...tools], samples);
+    if (rounds > 0) {
+      console.log(`${what}; local-directory repositories; medians of ${ROUNDS}`);
+      localTable([...tools], samples);
+    }
     await s3Bench(work);
   } finally {
     await Deno.remove(work, { recursive: true });

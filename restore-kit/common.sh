@@ -53,13 +53,14 @@ KIT_PROMPTING=0
 KIT_LOCK=""
 KIT_HOST=""
 KIT_PIDS=""
+KIT_FETCH_PID=""
 
 kit_cleanup() {
   local p
   if [ "$KIT_PROMPTING" = 1 ]; then stty echo </dev/tty 2>/dev/null || true; fi
   # Workers first (background subshells ignore SIGINT): nothing may write after this.
-  for p in $KIT_PIDS; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in $KIT_PIDS; do wait "$p" 2>/dev/null || true; done
+  for p in $KIT_PIDS $KIT_FETCH_PID; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in $KIT_PIDS $KIT_FETCH_PID; do wait "$p" 2>/dev/null || true; done
   if [ -n "$KIT_CUR_TMP" ]; then rm -f -- "$KIT_CUR_TMP" 2>/dev/null || true; fi
   if [ -n "$KIT_WORK" ]; then rm -rf -- "$KIT_WORK" 2>/dev/null || true; fi
   if [ -n "$KIT_TMP" ]; then rm -rf -- "$KIT_TMP" 2>/dev/null || true; fi

@@ -495,8 +495,6 @@ files_from_dir() {
 BATCH_MD5S=()
 BATCH_N=0
 BATCH_BYTES=0
-# Set when a batch is every object whose name starts with this hex digit (see files_from_s3).
-BATCH_PREFIX=""
 
 # flush_batch: fetch the batch's objects into KIT_WORK/obj, restore its entries, delete them.
 flush_batch() {
@@ -505,7 +503,7 @@ flush_batch() {
   if [ "$BATCH_N" -eq 0 ]; then return 0; fi
   : >"$KIT_TMP/batch.err"
   mkdir -p -- "$obj"
-  if [ "$BATCH_N" -le 2 ] && [ -z "$BATCH_PREFIX" ]; then
+  if [ "$BATCH_N" -le 2 ]; then
     while [ "$i" -lt "$BATCH_N" ]; do
       m=${BATCH_MD5S[i]}
       i=$((i + 1))
@@ -515,15 +513,10 @@ flush_batch() {
     done
   else
     args=(--exclude '*')
-    if [ -n "$BATCH_PREFIX" ]; then
-      # 32 characters: an object's name, not some other key that starts with the digit
-      args=("${args[@]}" --include "$BATCH_PREFIX???????????????????????????????")
-    else
-      while [ "$i" -lt "$BATCH_N" ]; do
-        args=("${args[@]}" --include "${BATCH_MD5S[i]}")
-        i=$((i + 1))
-      done
-    fi
+    while [ "$i" -lt "$BATCH_N" ]; do
+      args=("${args[@]}" --include "${BATCH_MD5S[i]}")
+      i=$((i + 1))
+    done
     rc=0
     aws_run s3 cp "s3://$STORE_BUCKET/$STORE_PREFIX" "$obj/" --recursive --only-show-errors \
       "${args[@]}" >/dev/null 2>"$KIT_TMP/aws.err" || rc=$?
@@ -545,16 +538,14 @@ flush_batch() {
   BATCH_BYTES=0
 }
 
-# files_from_s3: the files, from batches of objects. Up to BATCH_MAX objects (and
-# BATCH_MAX_BYTES) a batch names each of its objects to aws s3 cp; with more objects than
-# that in all, a batch is every object whose name starts with one hex digit (16 batches, one
-# filter each: the aws CLI's work with one filter per object grows with the square of their
-# number). The objects of other backups that share the digit come along, and go with the rest.
+# files_from_s3: the files, from batches of up to BATCH_MAX objects (and BATCH_MAX_BYTES),
+# each named to aws s3 cp; with more objects than that in all, files_by_prefix.
 files_from_s3() {
   local line md5 last="" rest size distinct
   LC_ALL=C sort -o "$KIT_TMP/files" "$KIT_TMP/files"
   distinct=$(cut -d ' ' -f 1 "$KIT_TMP/files" | uniq | wc -l)
   distinct=${distinct//[!0-9]/}
+  if [ "${distinct:-0}" -gt "$BATCH_MAX" ]; then files_by_prefix; return 0; fi
   : >"$KIT_TMP/batch"
   while IFS= read -r line <&3; do
     md5=${line%% *}
@@ -563,10 +554,7 @@ files_from_s3() {
       rest=${line#* * * * * }
       size=${rest%% *}
       if ! is_uint "$size"; then size=0; fi
-      if [ "${distinct:-0}" -gt "$BATCH_MAX" ]; then
-        if [ "$BATCH_N" -gt 0 ] && [ "${md5:0:1}" != "$BATCH_PREFIX" ]; then flush_batch; fi
-        BATCH_PREFIX=${md5:0:1}
-      elif [ "$BATCH_N" -gt 0 ] && { [ "$BATCH_N" -ge "$BATCH_MAX" ] ||
+      if [ "$BATCH_N" -gt 0 ] && { [ "$BATCH_N" -ge "$BATCH_MAX" ] ||
         [ $((BATCH_BYTES + size)) -gt "$BATCH_MAX_BYTES" ]; }; then
         flush_batch
       fi
@@ -578,6 +566,50 @@ files_from_s3() {
     printf '%s\n' "$line" >>"$KIT_TMP/batch"
   done 3<"$KIT_TMP/files"
   flush_batch
+}
+
+# files_by_prefix: the objects in 16 batches, by the first hex digit of their names, one
+# filter each (the aws CLI's work with a filter per object grows with the square of their
+# number); the next batch downloads while this one is restored. The objects of other backups
+# that share the digit come along and go with the rest.
+files_by_prefix() {
+  local line h next digits="" rc
+  while IFS= read -r line <&3; do
+    h=${line:0:1}
+    if [ ! -f "$KIT_TMP/p.$h" ]; then digits="$digits $h"; fi
+    printf '%s\n' "$line" >>"$KIT_TMP/p.$h"
+  done 3<"$KIT_TMP/files"
+  # shellcheck disable=SC2086 # the digits, one word each
+  set -- $digits
+  fetch_prefix "$1" &
+  KIT_FETCH_PID=$!
+  while [ "$#" -gt 0 ]; do
+    h=$1
+    shift
+    rc=0
+    wait "$KIT_FETCH_PID" || rc=$?
+    KIT_FETCH_PID=""
+    if [ "$#" -gt 0 ]; then
+      next=$1
+      fetch_prefix "$next" &
+      KIT_FETCH_PID=$!
+    fi
+    MISSING_WHY=""
+    if [ "$rc" -ne 0 ]; then
+      warn "aws s3 cp failed (exit $rc): $(first_line "$KIT_TMP/aws.$h.err")"
+      MISSING_WHY=" (or download failed, see above)"
+    fi
+    restore_files "$KIT_TMP/p.$h" "$KIT_WORK/obj.$h"
+    rm -rf -- "${KIT_WORK:?}/obj.$h" "$KIT_TMP/p.$h"
+  done
+}
+
+# fetch_prefix H: every object whose name starts with hex digit H, into KIT_WORK/obj.H.
+fetch_prefix() {
+  # 32 characters: an object's name, not some other key that starts with the digit
+  aws_run s3 cp "s3://$STORE_BUCKET/$STORE_PREFIX" "$KIT_WORK/obj.$1/" --recursive \
+    --only-show-errors --exclude '*' --include "$1???????????????????????????????" \
+    >/dev/null 2>"$KIT_TMP/aws.$1.err"
 }
 
 # ---------------------------------------------------------------------------------------------
