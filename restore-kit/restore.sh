@@ -267,7 +267,8 @@ run_workers() {
     KIT_PIDS="$KIT_PIDS $!"
     w=$((w + 1))
   done
-  wait || true
+  # Each worker by its pid: a plain `wait` would wait for the next batch's download too.
+  for w in $KIT_PIDS; do wait "$w" || true; done
   KIT_PIDS=""
 }
 

@@ -1261,9 +1261,17 @@ s3Test("kit: S3 restore with AWS CLI v1, prefix, kit.conf endpoint, small batche
   const r = await kit("restore.sh", [store, "latest", target], {
     path: bin,
     kitDir,
-    env: { ...s3KitEnv(t), S3BACKUP_KIT_BATCH: "12" },
+    // More objects than a batch: 16 batches by first hex digit, each downloaded while the
+    // one before is restored; small chunks and 3 workers: several waves of them.
+    env: {
+      ...s3KitEnv(t),
+      S3BACKUP_KIT_BATCH: "12",
+      S3BACKUP_KIT_CHUNK: "2",
+      S3BACKUP_KIT_JOBS: "3",
+    },
   });
   assertExit(r, 0, "restore.sh from S3 with AWS CLI v1");
+  assert(!/failed|warn/.test(r.stderr.replace(/, 0 failed$/m, "")), r.stderr);
   await assertSameTree(target, fx.source);
   const l = await kit("list.sh", [store], { path: bin, kitDir, env: s3KitEnv(t), password: null });
   assertExit(l, 0, "list.sh S3 v1");
