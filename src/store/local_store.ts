@@ -229,7 +229,7 @@ export class LocalStore implements Store {
     yield* this.#walk(startRel, prefix);
   }
 
-  /** Synchronous calls: a listing is one readdir and an lstat per object, ~4x cheaper so. */
+  /** Synchronous calls: a listing is one readdir and a stat per object, ~4x cheaper so. */
   async *#walk(rel: string, prefix: string): AsyncGenerator<ObjectInfo> {
     const abs = rel === "" ? this.dir : this.#path(rel);
     let entries: Deno.DirEntry[];
