@@ -27,17 +27,18 @@ const st = (over: Partial<FileStat> = {}): FileStat => ({
   ...over,
 });
 
+/** The record of `st()`. */
+const RECORD = {
+  md5: MD5,
+  size: 10,
+  mtimeMs: 1_700_000_000_123,
+  ctimeMs: 1_700_000_000_456,
+  ino: 42,
+  dev: 7,
+};
+
 Deno.test("files cache: round trip, nasty paths, and a hit only when every fact matches", () => {
-  const cache: FilesCache = new Map([
-    ["dir/a file\nwith newline", {
-      md5: MD5,
-      size: 10,
-      mtimeMs: 1_700_000_000_123,
-      ctimeMs: 1_700_000_000_456,
-      ino: 42,
-      dev: 7,
-    }],
-  ]);
+  const cache: FilesCache = new Map([["dir/a file\nwith newline", RECORD]]);
   const state = { meta: "meta_a b_20260101T000000Z", kit: "ab12", sweptMs: 5, conditional: true };
   const text = encodeFilesCache(cache, "abcd", state);
   assert.deepEqual(parseFilesCache(text, "abcd"), { records: cache, state });
@@ -53,14 +54,7 @@ Deno.test("files cache: round trip, nasty paths, and a hit only when every fact 
 Deno.test("files cache: a file modified within RACY_MS of the walk is not recorded", () => {
   const walked = 1_700_000_000_123 + RACY_MS;
   assert.equal(recordOf(MD5, st(), walked), null, "racy");
-  assert.deepEqual(recordOf(MD5, st(), walked + 1), {
-    md5: MD5,
-    size: 10,
-    mtimeMs: 1_700_000_000_123,
-    ctimeMs: 1_700_000_000_456,
-    ino: 42,
-    dev: 7,
-  });
+  assert.deepEqual(recordOf(MD5, st(), walked + 1), RECORD);
   assert.equal(recordOf(MD5, st({ ino: NaN }), walked + 1), null, "a fact unknown");
 });
 
