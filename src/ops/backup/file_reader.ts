@@ -56,8 +56,6 @@ export class Uploads {
   bytesUploaded = 0;
   /** The objects this run stored. */
   readonly names: string[] = [];
-  /** How many objects were looked up one by one. */
-  lookups = 0;
   readonly #known: Map<string, number>;
   readonly #lookup: ((md5: string) => Promise<number | null>) | undefined;
   readonly #inflight = new Map<string, Promise<boolean>>();
@@ -102,7 +100,6 @@ export class Uploads {
 
   async #store(md5: string, plainSize: number, work: () => Promise<number>): Promise<boolean> {
     if (this.#lookup && !this.#known.has(md5)) {
-      this.lookups++;
       const stored = await this.#lookup(md5);
       this.#known.set(md5, stored ?? NaN); // looked up once: NaN matches no size
       if (this.has(md5, plainSize)) return false;

@@ -27,6 +27,9 @@ const st = (over: Partial<FileStat> = {}): FileStat => ({
   ...over,
 });
 
+/** A record with a fact of each kind. */
+const SMALL = { md5: MD5, size: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, dev: 5 };
+
 /** The record of `st()`. */
 const RECORD = {
   md5: MD5,
@@ -59,14 +62,7 @@ Deno.test("files cache: a file modified within RACY_MS of the walk is not record
 });
 
 Deno.test("files cache: another repository's, a truncated or a garbled one is dropped whole", () => {
-  const cache: FilesCache = new Map([["a", {
-    md5: MD5,
-    size: 1,
-    mtimeMs: 2,
-    ctimeMs: 3,
-    ino: 4,
-    dev: 5,
-  }]]);
+  const cache: FilesCache = new Map([["a", SMALL]]);
   const text = encodeFilesCache(cache, "abcd", { meta: "m" });
   assert.equal(parseFilesCache(text, "other"), null);
   assert.equal(parseFilesCache(text.replace("meta=m", "meta=%E0%A4%A"), "abcd"), null);
@@ -110,14 +106,7 @@ Deno.test("files cache: from a meta (size and mtime only); saved 0600 in a 0700 
   try {
     const path = filesCachePath(`${dir}/cache`, "abcd", "host", "/srv/data");
     assert.notEqual(path, filesCachePath(`${dir}/cache`, "abcd", "host", "/srv/other"));
-    const cache: FilesCache = new Map([["a", {
-      md5: MD5,
-      size: 1,
-      mtimeMs: 2,
-      ctimeMs: 3,
-      ino: 4,
-      dev: 5,
-    }]]);
+    const cache: FilesCache = new Map([["a", SMALL]]);
     await saveFilesCache(path, "abcd", cache, { sweptMs: 7 });
     assert.equal((Deno.statSync(path).mode ?? 0) & 0o777, 0o600);
     assert.equal((Deno.statSync(`${dir}/cache/abcd`).mode ?? 0) & 0o777, 0o700);
