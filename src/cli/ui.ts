@@ -32,7 +32,8 @@ export class Ui {
   #progress: boolean;
   #lastDraw = 0;
   #drawn = false;
-  #totalFiles = 0;
+  /** null while a backup still walks: the totals are known when the walk ends. */
+  #totalFiles: number | null = null;
   #totalBytes = 0;
 
   constructor(readonly opts: { cron: boolean; simulate: boolean }) {
@@ -64,11 +65,14 @@ export class Ui {
   #drawProgress(filesDone: number, bytesDone: number, verb: string, extra: string): void {
     if (!this.#progress) return;
     const now = performance.now();
-    if (now - this.#lastDraw < 100 && filesDone < this.#totalFiles) return;
+    const total = this.#totalFiles;
+    if (now - this.#lastDraw < 100 && (total === null || filesDone < total)) return;
     this.#lastDraw = now;
-    const line = `${filesDone}/${this.#totalFiles} files, ${formatBytes(bytesDone)}/${
-      formatBytes(this.#totalBytes)
-    } ${verb}, ${extra}`;
+    const line = total === null
+      ? `${filesDone} files, ${formatBytes(bytesDone)} ${verb} (still walking), ${extra}`
+      : `${filesDone}/${total} files, ${formatBytes(bytesDone)}/${
+        formatBytes(this.#totalBytes)
+      } ${verb}, ${extra}`;
     Deno.stderr.writeSync(te.encode(`\r\x1b[K${line}`));
     this.#drawn = true;
   }

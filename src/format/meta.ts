@@ -155,21 +155,33 @@ export function parseEntry(line: string): Entry {
   return entry;
 }
 
+/** The lines before the first entry (each without its `\n`). */
+export function encodeMetaHead(header: MetaHeader): string[] {
+  return [
+    META_MAGIC,
+    `time ${header.time.toISOString()}`,
+    `host ${escapeText(header.host)}`,
+    `source ${escapeText(header.source)}`,
+    `name ${escapeText(header.name)}`,
+    `wrapped-key ${encodeBase64(header.wrappedKey)}`,
+    "entries",
+  ];
+}
+
+/** The trailer line after `count` entries. */
+export function encodeMetaEnd(count: number): string {
+  return `end ${count}`;
+}
+
 /** The meta plaintext, as lines (each without its `\n`), for streaming or joining. */
 export function* encodeMetaLines(header: MetaHeader, entries: Iterable<Entry>): Generator<string> {
-  yield META_MAGIC;
-  yield `time ${header.time.toISOString()}`;
-  yield `host ${escapeText(header.host)}`;
-  yield `source ${escapeText(header.source)}`;
-  yield `name ${escapeText(header.name)}`;
-  yield `wrapped-key ${encodeBase64(header.wrappedKey)}`;
-  yield "entries";
+  yield* encodeMetaHead(header);
   let n = 0;
   for (const e of entries) {
     yield encodeEntry(e);
     n++;
   }
-  yield `end ${n}`;
+  yield encodeMetaEnd(n);
 }
 
 export function encodeMeta(header: MetaHeader, entries: Iterable<Entry>): string {
@@ -183,40 +195,77 @@ export function encodeMeta(header: MetaHeader, entries: Iterable<Entry>): string
  * password or not a meta), the trailer is missing or wrong (truncated), or a line is bad.
  */
 export function parseMeta(text: string): Meta {
-  const lines = text.split("\n");
-  if (lines[0] !== META_MAGIC) {
+  const firstEnd = text.indexOf("\n");
+  if ((firstEnd < 0 ? text : text.slice(0, firstEnd)) !== META_MAGIC) {
     throw new CorruptDataError("not a format 2 meta file (wrong password or corrupt)");
   }
-  const long = lines.findIndex((l) => longerThan(l, MAX_LINE_BYTES));
-  if (long >= 0) {
-    throw new CorruptDataError(`meta line ${long + 1} is longer than ${MAX_LINE_BYTES} bytes`);
-  }
-  if (lines.at(-1) !== "") throw new CorruptDataError("meta file is truncated (no final newline)");
-  lines.pop();
+  checkLineLengths(text);
+  if (!text.endsWith("\n")) throw new CorruptDataError("meta file is truncated (no final newline)");
+  // Lines are taken one at a time (no array of them): a meta may hold millions.
+  let pos = firstEnd + 1;
+  const nextLine = (): string | null => {
+    if (pos >= text.length) return null;
+    const end = text.indexOf("\n", pos);
+    const line = text.slice(pos, end);
+    pos = end + 1;
+    return line;
+  };
   const fields = new Map<string, string>();
-  let i = 1;
-  for (; i < lines.length && lines[i] !== "entries"; i++) {
-    const line = lines[i]!;
+  let line = nextLine();
+  for (; line !== null && line !== "entries"; line = nextLine()) {
     const sp = line.indexOf(" ");
     fields.set(sp < 0 ? line : line.slice(0, sp), sp < 0 ? "" : line.slice(sp + 1));
   }
-  if (i >= lines.length) throw new CorruptDataError("meta file is truncated (no entries line)");
-  const trailer = lines.at(-1) ?? "";
-  const m = /^end (\d+)$/.exec(trailer);
-  const entryLines = lines.slice(i + 1, -1);
-  if (!m || Number(m[1]) !== entryLines.length) {
+  if (line === null) throw new CorruptDataError("meta file is truncated (no entries line)");
+  const header = parseHeader(fields);
+  const entries: Entry[] = [];
+  let trailer: string | null = null;
+  for (line = nextLine(); line !== null; line = nextLine()) {
+    if (trailer !== null) {
+      entries.push(parseEntryAt(trailer, entries.length));
+    }
+    trailer = line;
+  }
+  const m = /^end (\d+)$/.exec(trailer ?? "");
+  if (!m || Number(m[1]) !== entries.length) {
     throw new CorruptDataError("meta file is truncated (trailer missing or count wrong)");
   }
+  return { header, entries };
+}
+
+/** Throws CorruptDataError when a line of `text` is longer than MAX_LINE_BYTES. */
+function checkLineLengths(text: string): void {
+  let n = 1;
+  for (let start = 0; start <= text.length; n++) {
+    let end = text.indexOf("\n", start);
+    if (end < 0) end = text.length;
+    if (end - start > MAX_LINE_BYTES / 3 && longerThan(text.slice(start, end), MAX_LINE_BYTES)) {
+      throw new CorruptDataError(`meta line ${n} is longer than ${MAX_LINE_BYTES} bytes`);
+    }
+    start = end + 1;
+  }
+}
+
+function parseEntryAt(line: string, index: number): Entry {
+  try {
+    return parseEntry(line);
+  } catch (err) {
+    throw new CorruptDataError(`meta entry ${index + 1} is invalid: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+function parseHeader(fields: Map<string, string>): MetaHeader {
   const need = (k: string) => {
     const v = fields.get(k);
     if (v === undefined) throw new CorruptDataError(`meta file has no ${k} header`);
     return v;
   };
-  let header: MetaHeader;
   try {
     const time = new Date(need("time"));
     if (Number.isNaN(time.getTime())) throw new SyntaxError("bad time");
-    header = {
+    return {
       time,
       host: unescapeText(need("host")),
       source: unescapeText(need("source")),
@@ -227,16 +276,6 @@ export function parseMeta(text: string): Meta {
     if (err instanceof CorruptDataError) throw err;
     throw new CorruptDataError(`meta header is invalid: ${(err as Error).message}`, { cause: err });
   }
-  const entries = entryLines.map((line, n) => {
-    try {
-      return parseEntry(line);
-    } catch (err) {
-      throw new CorruptDataError(`meta entry ${n + 1} is invalid: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-  });
-  return { header, entries };
 }
 
 /**

@@ -40,8 +40,16 @@ export interface Listing {
   hasDescriptor: boolean;
 }
 
-/** Lists `store` once (under `prefix`, e.g. `meta_` or `locks/`, when given) and classifies. */
-export async function listRepository(store: Store, prefix = ""): Promise<Listing> {
+/**
+ * Lists `store` once (under `prefix`, e.g. `meta_` or `locks/`, when given) and classifies.
+ * With `onData`, data objects are passed to it instead of kept in `objects` (a backup keeps
+ * only their sizes, of maybe millions).
+ */
+export async function listRepository(
+  store: Store,
+  prefix = "",
+  onData?: (o: ObjectInfo) => void,
+): Promise<Listing> {
   const l: Listing = {
     objects: new Map(),
     metas: [],
@@ -54,7 +62,10 @@ export async function listRepository(store: Store, prefix = ""): Promise<Listing
     hasKeyNext: false,
     hasDescriptor: false,
   };
-  for await (const o of store.list(prefix)) add(l, o);
+  for await (const o of store.list(prefix)) {
+    if (onData !== undefined && classify(o.name).kind === "data") onData(o);
+    else add(l, o);
+  }
   l.metas.sort(compareMetaNames);
   l.legacyMetas.sort(compareMetaNames);
   return l;

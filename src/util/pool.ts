@@ -29,3 +29,77 @@ export async function pool<T>(
   await Promise.all(Array.from({ length: Math.max(1, n) }, worker));
   if (failed !== null) throw (failed as { err: unknown }).err;
 }
+
+/** What `orderedPool` does with one item: a result at once, or work for the pool. */
+export type Step<R> = { now: R } | { later: () => Promise<R> };
+
+/**
+ * Like `pool`, but the results come out in the order of `items`, through `emit`, each as soon as
+ * every earlier one has: `step` gives an item's result at once or the work that makes it (run
+ * at most `n` at a time). At most `window` items are taken from `items` ahead of the oldest
+ * one not emitted yet, so that memory stays bounded however many there are. Errors and
+ * `signal` as in `pool`; `items` is read lazily, in the caller's turn.
+ */
+export async function orderedPool<T, R>(
+  items: Iterator<T>,
+  n: number,
+  window: number,
+  step: (item: T) => Step<R>,
+  emit: (item: T, result: R) => void | Promise<void>,
+  signal?: AbortSignal,
+): Promise<void> {
+  const queue: { item: T; done: boolean; result?: R }[] = [];
+  let head = 0, waiting = 0, running = 0, settled = 0, ended = false;
+  const later: { slot: (typeof queue)[number]; work: () => Promise<R> }[] = [];
+  let failed: { err: unknown } | null = null;
+  let wake: (() => void) | null = null;
+  const start = (job: (typeof later)[number]) => {
+    running++;
+    job.work().then((r) => {
+      job.slot.result = r;
+      job.slot.done = true;
+    }, (err) => (failed ??= { err })).finally(() => {
+      running--;
+      settled++;
+      wake?.();
+    });
+  };
+  while (true) {
+    const seen = settled;
+    while (!ended && failed === null && queue.length - head < window) {
+      const next = items.next();
+      if (next.done) ended = true;
+      else {
+        const s = step(next.value);
+        if ("now" in s) queue.push({ item: next.value, done: true, result: s.now });
+        else {
+          const slot = { item: next.value, done: false };
+          queue.push(slot);
+          later.push({ slot, work: s.later });
+        }
+      }
+    }
+    if (signal?.aborted) failed ??= { err: signal.reason };
+    while (failed === null && running < n && waiting < later.length) start(later[waiting++]!);
+    while (failed === null && head < queue.length && queue[head]!.done) {
+      const slot = queue[head++]!;
+      try {
+        await emit(slot.item, slot.result as R);
+      } catch (err) {
+        failed ??= { err };
+      }
+    }
+    if (head > 4096) {
+      queue.splice(0, head);
+      head = 0;
+    }
+    if (waiting > 4096) {
+      later.splice(0, waiting);
+      waiting = 0;
+    }
+    if (running === 0 && (failed !== null || (ended && head === queue.length))) break;
+    if (running > 0 && settled === seen) await new Promise<void>((r) => (wake = r));
+    wake = null;
+  }
+  if (failed !== null) throw (failed as { err: unknown }).err;
+}

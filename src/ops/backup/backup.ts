@@ -2,21 +2,23 @@
  * The backup engine. It never prints and never exits: it reports through `onEvent` and returns
  * a summary; errors are thrown.
  *
- * One listing of the store, one walk of the folder, then a bounded pool backs up each file
- * (file_reader.ts) and uploads the contents the store does not have. The meta file goes last,
- * after every object it names is confirmed.
+ * One walk of the folder feeds a bounded pool that backs up each file (file_reader.ts) and
+ * uploads the contents the store does not have; entries stream, in walk order, into the meta
+ * (encrypted into a temporary file) and the next files cache, so that memory stays bounded.
+ * The meta is stored last, after every object it names is durable.
  */
 import { createHash } from "node:crypto";
+import type { PreparedKey } from "../../format/container.ts";
 import { formatMetaName, KIT_PREFIX, META_PREFIX } from "../../format/layout.ts";
 import type { Entry } from "../../format/meta.ts";
-import { listRepository, type MetaObject } from "../../repo/listing.ts";
+import { type Listing, listRepository, type MetaObject } from "../../repo/listing.ts";
 import { withLock } from "../../repo/lock.ts";
+import { MetaSpool } from "../../repo/meta_spool.ts";
 import {
   abortStaleUploads,
   checkPasswordUnchanged,
   createOnce,
   type CreateOptions,
-  encryptMeta,
   keyState,
   loadMeta,
   prepareMetaKey,
@@ -25,17 +27,17 @@ import {
 import { messageOf } from "../../util/bytes.ts";
 import { S3BackupError } from "../../util/errors.ts";
 import type { ObjectInfo, SaveOptions, Store } from "../../store/store.ts";
-import { pool } from "../../util/pool.ts";
+import { orderedPool, type Step } from "../../util/pool.ts";
 import { backupFile, type FileContext, type FileResult, Uploads } from "./file_reader.ts";
 import {
-  cachedMd5,
   cacheFromMeta,
+  type CacheLookup,
   type CacheState,
-  type FilesCache,
   filesCachePath,
-  loadFilesCache,
+  FilesCacheWriter,
+  NO_CACHE,
+  openFilesCache,
   recordOf,
-  saveFilesCache,
 } from "./files_cache.ts";
 import { statOf } from "./source_file.ts";
 import { walk, type WalkItem } from "./walk.ts";
@@ -133,77 +135,80 @@ async function runBackup(
   const preparedKey = repo !== null && !opts.simulate ? prepareMetaKey(repo) : undefined;
   const metas = (await listRepository(store, META_PREFIX)).metas;
   const warn = new Warnings(onEvent);
-  const items = Array.from(walk(opts.source, (w) => warn.add(w.path, w.message, w.partial)));
-  const fileItems = items.filter((i) => i.type === "f");
-  onEvent({
-    type: "walked",
-    files: fileItems.length,
-    bytes: fileItems.reduce((n, i) => n + i.info.size, 0),
-  });
   const cache = await openCache(repo, metas, opts);
-  const { uploads, full } = await storedContents(store, cache, fileItems);
-  const state: CacheState = { ...cache.state };
-  const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, time);
-  const { results, fromCache } = await readFiles(fileItems, {
-    store,
-    repo,
-    opts,
-    uploads,
-    cache: cache.records,
-    warn,
-    onEvent,
-  });
-  const { entries, files, dirs, links, bytes } = entriesOf(items, results);
-  let metaKey: string | null = null;
-  if (!opts.simulate && repo !== null) {
-    await store.flush?.(); // every object durable before the meta that names them
-    if (repo.created) await checkKeyKept(repo, uploads);
-    state.kit = await syncKit(store, full?.kit ?? null, state.kit, opts.kit);
-    const header = { time, host: opts.host, source: opts.source, name: opts.name };
-    const body = await encryptMeta(repo, header, entries, preparedKey);
-    const knowledge = { honoursConditional: state.conditional };
-    metaKey = await writeMeta(repo, full?.metas ?? metas, opts.name, time, body, knowledge);
-    Object.assign(state, { meta: metaKey, conditional: knowledge.honoursConditional });
-    await keepCache(repo, opts, results, lookedAt, state, warn);
+  const out = await openOutputs(repo, opts, time, preparedKey, warn);
+  try {
+    const contents = await storedContents(store, cache.vouched);
+    const state: CacheState = { ...cache.state };
+    const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, time);
+    const ctx = { store, repo, opts, uploads: contents.uploads, cache, warn, onEvent };
+    const totals = await archive(ctx, out, lookedAt);
+    let metaKey: string | null = null;
+    if (out.meta !== null && repo !== null) {
+      await store.flush?.(); // every object durable before the meta that names them
+      if (repo.created) await checkKeyKept(repo, contents.uploads);
+      const full = contents.full();
+      state.kit = await syncKit(store, full?.kit ?? null, state.kit, opts.kit);
+      const body = await out.meta.finish();
+      const knowledge = { honoursConditional: state.conditional };
+      metaKey = await writeMeta(repo, full?.metas ?? metas, opts.name, time, body, knowledge);
+      Object.assign(state, { meta: metaKey, conditional: knowledge.honoursConditional });
+      commitCache(out.cache, state, warn);
+    }
+    return {
+      metaKey,
+      ...totals,
+      newObjects: contents.uploads.newObjects,
+      bytesUploaded: contents.uploads.bytesUploaded,
+      skipped: warn.skipped,
+      warnings: warn.count,
+      uploadsAborted,
+      durationMs: performance.now() - started,
+      simulate: opts.simulate,
+    };
+  } finally {
+    cache.lookup.close();
+    await out.meta?.discard();
+    out.cache?.discard();
   }
-  return {
-    metaKey,
-    files,
-    dirs,
-    links,
-    bytes,
-    newObjects: uploads.newObjects,
-    bytesUploaded: uploads.bytesUploaded,
-    filesFromCache: fromCache,
-    skipped: warn.skipped,
-    warnings: warn.count,
-    uploadsAborted,
-    durationMs: performance.now() - started,
-    simulate: opts.simulate,
-  };
 }
 
-/** More files than this to read (not vouched for by the cache): one listing, not HEADs. */
+/** More contents to look up than this (not vouched for by the cache): one listing, no HEADs. */
 export const LOOKUP_LIMIT = 500;
 
 /**
- * What the store holds, for as few requests as will do: the contents the cache vouches for
- * (its meta exists) and a HEAD of each other one when at most LOOKUP_LIMIT files are to be
- * read; else, or without a cache, one listing of everything (`full`).
+ * What the store holds, for as few requests as will do. With a cache whose meta exists, what
+ * it vouches for is not looked up (backup() trusts it) and each other content is looked up by
+ * HEAD, until LOOKUP_LIMIT of them: then the store is listed once and every later question is
+ * answered from the listing. Without one, the store is listed at once. Of data objects only
+ * names and sizes are kept; `full` is the rest of the listing, when it was made.
  */
-async function storedContents(store: Store, cache: OpenCache, fileItems: WalkItem[]) {
-  let toRead = 0;
-  for (const i of fileItems) {
-    if (cachedMd5(cache.records, i.path, statOf(i.info)) === null) toRead++;
+async function storedContents(store: Store, vouched: boolean) {
+  const known = new Map<string, number>();
+  let full: Listing | null = null;
+  const list = async () => {
+    full = await listRepository(store, "", (o) => {
+      if (!known.has(o.name)) known.set(o.name, o.size);
+    });
+  };
+  const contents = (lookup?: (md5: string) => Promise<number | null>) => ({
+    uploads: new Uploads(known, lookup),
+    full: () => full,
+  });
+  if (!vouched) {
+    await list();
+    return contents();
   }
-  if (cache.vouched && toRead <= LOOKUP_LIMIT) {
-    const md5s = Array.from(cache.records.values(), (r) => r.md5);
-    const lookup = async (md5: string) => (await store.stat(md5))?.size ?? null;
-    return { uploads: Uploads.vouching(md5s, lookup), full: null };
-  }
-  const full = await listRepository(store);
-  const sizes = new Map(Array.from(full.objects, ([k, o]) => [k, o.size]));
-  return { uploads: new Uploads(sizes), full };
+  let heads = 0;
+  let listing: Promise<void> | null = null;
+  return contents(async (md5) => {
+    if (listing === null && heads < LOOKUP_LIMIT) {
+      heads++;
+      return (await store.stat(md5))?.size ?? null;
+    }
+    await (listing ??= list());
+    return known.get(md5) ?? null;
+  });
 }
 
 /** Stale multipart uploads are swept this often (and when there is no cache). */
@@ -216,22 +221,125 @@ async function sweepWhenDue(store: Store, state: CacheState, now: Date): Promise
   return await abortStaleUploads(store, now);
 }
 
+/** What a backup writes as it goes: its meta, and the next files cache (null: none). */
+interface Outputs {
+  meta: MetaSpool | null;
+  cache: FilesCacheWriter | null;
+}
+
+/** The outputs of a backup that writes (none when simulating); a cache that cannot be warns. */
+async function openOutputs(
+  repo: Repository | null,
+  opts: BackupOptions,
+  time: Date,
+  preparedKey: PreparedKey | undefined,
+  warn: Warnings,
+): Promise<Outputs> {
+  if (repo === null || opts.simulate) return { meta: null, cache: null };
+  const header = { time, host: opts.host, source: opts.source, name: opts.name };
+  const meta = await MetaSpool.open(repo, header, preparedKey);
+  const fc = opts.filesCache;
+  if (fc === undefined) return { meta, cache: null };
+  const path = filesCachePath(fc.dir, repo.descriptor.id, opts.host, opts.source);
+  try {
+    return { meta, cache: FilesCacheWriter.create(path, repo.descriptor.id) };
+  } catch (err) {
+    warn.add(path, `cannot write the files cache: ${messageOf(err)}`, false);
+    return { meta, cache: null };
+  }
+}
+
+/** After the meta: the new files cache takes the old one's place (a failure only warns). */
+function commitCache(cache: FilesCacheWriter | null, state: CacheState, warn: Warnings): void {
+  try {
+    cache?.commit(state);
+  } catch (err) {
+    warn.add(cache!.path, `cannot write the files cache: ${messageOf(err)}`, false);
+  }
+}
+
 interface ReadContext {
   store: Store;
   repo: Repository | null;
   opts: BackupOptions;
   uploads: Uploads;
-  cache: FilesCache;
+  cache: OpenCache;
   warn: Warnings;
   onEvent: (e: BackupEvent) => void;
 }
 
+/** How many walked entries may wait behind one still being read before the walk pauses. */
+const WINDOW = 4096;
+
 /**
- * Every file, by a bounded pool: one whose lstat matches the files cache (and whose object the
- * store holds) is not opened; the others are read, hashed and stored (file_reader.ts).
+ * The archiver: walks once and, in walk order, writes each entry to the meta and each file's
+ * record to the next files cache, as soon as every earlier entry is written. A file whose
+ * lstat matches the files cache (and whose object the store holds) is not opened; the others
+ * are read, hashed and stored by a bounded pool (file_reader.ts). Holds at most WINDOW
+ * entries, however many there are.
  */
-async function readFiles(fileItems: WalkItem[], c: ReadContext) {
+async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
   const { opts, uploads, onEvent } = c;
+  const t = { files: 0, dirs: 0, links: 0, bytes: 0, filesFromCache: 0 };
+  let filesDone = 0, bytesDone = 0;
+  const done = (item: WalkItem, r: FileResult | null, uploaded: boolean) => {
+    if (r !== null) {
+      onEvent({ type: "file", path: item.path, size: r.size, upload: uploaded });
+      bytesDone += r.size;
+    }
+    filesDone++;
+    onEvent({ type: "progress", filesDone, bytesDone, bytesUploaded: uploads.bytesUploaded });
+    return r;
+  };
+  const ctx = fileContext(c);
+  const step = (item: WalkItem): Step<FileResult | null> => {
+    if (item.type !== "f") return { now: null };
+    const st = statOf(item.info);
+    const md5 = c.cache.lookup.md5Of(item.path, st);
+    if (md5 !== null && (c.cache.vouched || uploads.has(md5, st.size))) {
+      t.filesFromCache++;
+      return { now: done(item, { md5, size: st.size, info: st }, false) };
+    }
+    return {
+      later: async () => {
+        const r = await backupFile(item, ctx, (p, m) => c.warn.add(p, m, true));
+        return done(item, r?.result ?? null, r?.uploaded ?? false);
+      },
+    };
+  };
+  const emit = async (item: WalkItem, r: FileResult | null) => {
+    if (item.type === "f") {
+      if (r === null) return; // skipped, and reported
+      t.files++;
+      t.bytes += r.size;
+      // The facts of the walk's lstat, which the next run compares (the same calls, the same
+      // precision: Deno reports ctime in whole seconds). A change after that lstat changes them.
+      const rec = recordOf(r.md5, statOf(item.info), lookedAt);
+      if (rec !== null) out.cache?.add(item.path, rec);
+      await out.meta?.add(entryOf(item, r.info, r.md5, r.size));
+    } else {
+      if (item.type === "d") t.dirs++;
+      else t.links++;
+      await out.meta?.add(entryOf(item, attrsOf(item.info)));
+    }
+  };
+  const items = walked(opts.source, c.warn, onEvent);
+  await orderedPool(items, opts.concurrency ?? 4, WINDOW, step, emit, opts.signal);
+  return t;
+}
+
+/** The walk, announcing its totals when it ends. */
+function* walked(source: string, warn: Warnings, onEvent: (e: BackupEvent) => void) {
+  let files = 0, bytes = 0;
+  for (const item of walk(source, (w) => warn.add(w.path, w.message, w.partial))) {
+    if (item.type === "f") [files++, bytes += item.info.size];
+    yield item;
+  }
+  onEvent({ type: "walked", files, bytes });
+}
+
+function fileContext(c: ReadContext): FileContext {
+  const { opts } = c;
   const saveOptions: SaveOptions = { deferSync: true };
   if (opts.signal) saveOptions.signal = opts.signal;
   if (opts.storageClass) saveOptions.storageClass = opts.storageClass;
@@ -240,35 +348,17 @@ async function readFiles(fileItems: WalkItem[], c: ReadContext) {
     repo: c.repo,
     simulate: opts.simulate,
     saveOptions,
-    uploads,
+    uploads: c.uploads,
   };
   if (opts.signal) ctx.signal = opts.signal;
-  const results = new Map<WalkItem, FileResult>();
-  let filesDone = 0, bytesDone = 0, fromCache = 0;
-  await pool(fileItems, opts.concurrency ?? 4, async (item) => {
-    const st = statOf(item.info);
-    const md5 = cachedMd5(c.cache, item.path, st);
-    let r: { result: FileResult; uploaded: boolean } | null;
-    if (md5 !== null && uploads.has(md5, st.size)) {
-      r = { result: { md5, size: st.size, info: st }, uploaded: false };
-      fromCache++;
-    } else r = await backupFile(item, ctx, (p, m) => c.warn.add(p, m, true));
-    if (r !== null) {
-      onEvent({ type: "file", path: item.path, size: r.result.size, upload: r.uploaded });
-      results.set(item, r.result);
-      bytesDone += r.result.size;
-    }
-    filesDone++;
-    onEvent({ type: "progress", filesDone, bytesDone, bytesUploaded: uploads.bytesUploaded });
-  }, opts.signal);
-  return { results, fromCache };
+  return ctx;
 }
 
 /** The files cache as a backup uses it. */
 interface OpenCache {
-  records: FilesCache;
+  lookup: CacheLookup;
   state: CacheState;
-  /** The contents of `records` are stored: the meta they were recorded with exists. */
+  /** The contents of the records are stored: the meta they were recorded with exists. */
   vouched: boolean;
 }
 
@@ -283,52 +373,30 @@ async function openCache(
   opts: BackupOptions,
 ): Promise<OpenCache> {
   const fc = opts.filesCache;
-  const none: OpenCache = { records: new Map(), state: {}, vouched: false };
+  const none: OpenCache = { lookup: NO_CACHE, state: {}, vouched: false };
   if (repo === null || fc === undefined) return none;
   const path = filesCachePath(fc.dir, repo.descriptor.id, opts.host, opts.source);
-  const { records, state } = await loadFilesCache(path, repo.descriptor.id);
-  if (fc.forceRehash) return { ...none, state };
+  const { lookup, state, records } = openFilesCache(path, repo.descriptor.id);
+  if (fc.forceRehash) {
+    lookup.close();
+    return { ...none, state };
+  }
   const vouched = metas.some((m) => m.key === state.meta);
-  if (records.size > 0) return { records, state, vouched };
+  if (records > 0) return { lookup, state, vouched };
+  lookup.close();
   const named = metas.filter((m) => m.name === opts.name).reverse().slice(0, 3);
   for (const previous of named) {
     try {
       const meta = await loadMeta(repo, previous.key);
       const h = meta.header;
       if (h.host === opts.host && h.source === opts.source) {
-        return { records: cacheFromMeta(meta), state, vouched: true };
+        return { lookup: cacheFromMeta(meta), state, vouched: true };
       }
     } catch {
       // unreadable: the next older one, else every file is read
     }
   }
   return { ...none, state };
-}
-
-/** After the meta: the cache of what this run read or reused (a failure only warns). */
-async function keepCache(
-  repo: Repository,
-  opts: BackupOptions,
-  results: Map<WalkItem, FileResult>,
-  lookedAt: number,
-  state: CacheState,
-  warn: Warnings,
-): Promise<void> {
-  const fc = opts.filesCache;
-  if (fc === undefined) return;
-  const path = filesCachePath(fc.dir, repo.descriptor.id, opts.host, opts.source);
-  // The facts of the walk's lstat, which the next run compares (the same calls, the same
-  // precision: Deno reports ctime in whole seconds). A change after that lstat changes them.
-  const cache: FilesCache = new Map();
-  for (const [item, r] of results) {
-    const rec = recordOf(r.md5, statOf(item.info), lookedAt);
-    if (rec !== null) cache.set(item.path, rec);
-  }
-  try {
-    await saveFilesCache(path, repo.descriptor.id, cache, state);
-  } catch (err) {
-    warn.add(path, `cannot write the files cache: ${messageOf(err)}`, false);
-  }
 }
 
 /** What an entry records of a file's status (null: unknown on this platform). */
@@ -357,26 +425,6 @@ function entryOf(item: WalkItem, info: Attrs, md5?: string, size = 0): Entry {
   if (md5 !== undefined) e.md5 = md5;
   if (item.type === "l") e.target = item.target ?? "";
   return e;
-}
-
-/** The meta's entries in walk order: every directory and link, and the files backed up. */
-function entriesOf(items: WalkItem[], results: Map<WalkItem, FileResult>) {
-  const entries: Entry[] = [];
-  let files = 0, dirs = 0, links = 0, bytes = 0;
-  for (const item of items) {
-    if (item.type === "f") {
-      const r = results.get(item);
-      if (!r) continue;
-      entries.push(entryOf(item, r.info, r.md5, r.size));
-      files++;
-      bytes += r.size;
-    } else {
-      entries.push(entryOf(item, attrsOf(item.info)));
-      if (item.type === "d") dirs++;
-      else links++;
-    }
-  }
-  return { entries, files, dirs, links, bytes };
 }
 
 /**

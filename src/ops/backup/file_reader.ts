@@ -41,15 +41,12 @@ export interface FileResult {
   info: FileStat;
 }
 
-/** A content known to be stored (vouched for by a meta), its size not looked at. */
-const VOUCHED = -1;
-
 /**
  * Saves each distinct content once: unless the store has it whole, or it is being saved now.
- * What the store has comes from a listing (names and sizes), or from the contents a meta
- * vouches for plus a lookup (HEAD) of each other one. An object whose stored size is not that
- * of its content encrypted (a local store's object cut short by a crash before the backup's
- * flush, any damage) is saved again.
+ * What the store has comes from a listing (names and sizes), or from a lookup (HEAD) of each
+ * content not known yet. An object whose stored size is not that of its content encrypted (a
+ * local store's object cut short by a crash before the backup's flush, any damage) is saved
+ * again.
  */
 export class Uploads {
   newObjects = 0;
@@ -60,23 +57,18 @@ export class Uploads {
   readonly #lookup: ((md5: string) => Promise<number | null>) | undefined;
   readonly #inflight = new Map<string, Promise<boolean>>();
 
-  /** `known`: objects and their stored sizes; `lookup`: the stored size of any other, or null. */
+  /**
+   * `known`: objects and their stored sizes (kept, not copied: a listing may still add to it);
+   * `lookup`: the stored size of any other, or null.
+   */
   constructor(known: Map<string, number>, lookup?: (md5: string) => Promise<number | null>) {
-    this.#known = new Map(known);
+    this.#known = known;
     this.#lookup = lookup;
-  }
-
-  /** Uploads that take `vouched` as stored and look every other content up. */
-  static vouching(vouched: Iterable<string>, lookup: (md5: string) => Promise<number | null>) {
-    const known = new Map<string, number>();
-    for (const md5 of vouched) known.set(md5, VOUCHED);
-    return new Uploads(known, lookup);
   }
 
   /** True when the store holds `md5`, of `plainSize` bytes, whole (as far as is known). */
   has(md5: string, plainSize: number): boolean {
-    const k = this.#known.get(md5);
-    return k === VOUCHED || k === encryptedSize(plainSize);
+    return this.#known.get(md5) === encryptedSize(plainSize);
   }
 
   /** Runs `work` (which returns the stored size) unless `md5` is stored; true if it ran. */

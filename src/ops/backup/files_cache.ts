@@ -5,29 +5,34 @@
  *
  * It lives outside the source folder (cli/commands.ts picks the path: the XDG cache folder,
  * per repository id and source), in a 0700 folder, as a 0600 file written to a temporary name
- * and renamed: a crash mid-write leaves the old cache or the new one, never a mix. Any line
- * that does not parse drops the whole cache (a wrong MD5 would be stored as the file's
- * content): the backup then reads every file again.
+ * as the backup goes and renamed after its meta: a crash mid-write leaves the old cache or the
+ * new one, never a mix. The records are in walk order, so that a backup reads them alongside
+ * its walk and never holds them all. A file whose trailer (record count, SHA-256 of all before
+ * it) does not match is not used at all (a wrong MD5 would be stored as the file's content):
+ * the backup then reads every file again.
  *
- * Its second line is what the run that wrote it knew of the store (CacheState): the meta it
- * wrote (while that meta exists, every object the records name does: prune keeps what a meta
- * names, and `verify` finds drift), the kit it left, when it swept stale uploads, and whether
- * the store honours conditional creates. With them an unchanged tree costs a few requests.
+ * The line before the trailer is what the run that wrote it knew of the store (CacheState):
+ * the meta it wrote (while that meta exists, every object the records name does: prune keeps
+ * what a meta names, and `verify` finds drift), the kit it left, when it swept stale uploads,
+ * and whether the store honours conditional creates. With them an unchanged tree costs a few
+ * requests.
  *
- *   s3backup-files-cache 2 <repository id>
+ *   s3backup-files-cache 3 <repository id>
+ *   <md5> <size> <mtime ms> <ctime ms> <inode> <device> <escaped path>     (walk order)
  *   state[ meta=<meta name>][ kit=<sha256>][ swept=<ms>][ conditional=1]   (URI-encoded values)
- *   <md5> <size> <mtime ms> <ctime ms> <inode> <device> <escaped path>
+ *   end <record count> <sha256 of every line above, hex>
  */
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { escapeText, unescapeText } from "../../format/escape.ts";
 import type { Meta } from "../../format/meta.ts";
 import { isMd5 } from "../../format/layout.ts";
-import { writeAll } from "../../util/bytes.ts";
 import { randomHex } from "../../util/random.ts";
 import type { FileStat } from "./source_file.ts";
+import { compareWalkOrder } from "./walk.ts";
 
-const MAGIC = "s3backup-files-cache 2";
+const MAGIC = "s3backup-files-cache 3";
+const te = new TextEncoder();
 
 export interface CacheRecord {
   md5: string;
@@ -37,8 +42,6 @@ export interface CacheRecord {
   ino: number;
   dev: number;
 }
-
-export type FilesCache = Map<string, CacheRecord>;
 
 /** What the run that wrote a cache knew of the store (see the module doc). */
 export interface CacheState {
@@ -73,50 +76,24 @@ function encodeState(state: CacheState): string {
   return f.join(" ");
 }
 
-/** A cache as read: its records and its state. */
-export interface LoadedCache {
-  records: FilesCache;
-  state: CacheState;
-}
-
-/** Parses a cache file's text; null when it is not one of `repoId` or any line is bad. */
-export function parseFilesCache(text: string, repoId: string): LoadedCache | null {
-  const lines = text.split("\n");
-  if (lines[0] !== `${MAGIC} ${repoId}` || lines.at(-1) !== "") return null;
-  let state: CacheState | null;
+/** One record line's parts, or null when the line is not a record. */
+export function parseRecord(line: string): { path: string; record: CacheRecord } | null {
+  const f = line.split(" ");
+  if (f.length < 7 || !isMd5(f[0]!)) return null;
+  const nums = f.slice(1, 6).map(Number);
+  if (!nums.every((n) => Number.isSafeInteger(n))) return null;
+  let path: string;
   try {
-    state = parseState(lines[1] ?? "");
+    path = unescapeText(f.slice(6).join(" "));
   } catch {
-    return null; // a bad URI escape
+    return null;
   }
-  if (state === null) return null;
-  const out: FilesCache = new Map();
-  for (const line of lines.slice(2, -1)) {
-    const f = line.split(" ");
-    if (f.length < 7 || !isMd5(f[0]!)) return null;
-    const nums = f.slice(1, 6).map(Number);
-    if (!nums.every((n) => Number.isSafeInteger(n))) return null;
-    let path: string;
-    try {
-      path = unescapeText(f.slice(6).join(" "));
-    } catch {
-      return null;
-    }
-    const [size, mtimeMs, ctimeMs, ino, dev] = nums as [number, number, number, number, number];
-    out.set(path, { md5: f[0]!, size, mtimeMs, ctimeMs, ino, dev });
-  }
-  return { records: out, state };
+  const [size, mtimeMs, ctimeMs, ino, dev] = nums as [number, number, number, number, number];
+  return { path, record: { md5: f[0]!, size, mtimeMs, ctimeMs, ino, dev } };
 }
 
-/** The cache file's text. */
-export function encodeFilesCache(cache: FilesCache, repoId: string, state: CacheState): string {
-  const parts = [`${MAGIC} ${repoId}\n${encodeState(state)}\n`];
-  for (const [path, r] of cache) {
-    parts.push(
-      `${r.md5} ${r.size} ${r.mtimeMs} ${r.ctimeMs} ${r.ino} ${r.dev} ${escapeText(path)}\n`,
-    );
-  }
-  return parts.join("");
+export function encodeRecord(path: string, r: CacheRecord): string {
+  return `${r.md5} ${r.size} ${r.mtimeMs} ${r.ctimeMs} ${r.ino} ${r.dev} ${escapeText(path)}`;
 }
 
 /**
@@ -145,38 +122,43 @@ export function recordOf(md5: string, st: FileStat, lookedAtMs: number): CacheRe
 }
 
 /**
- * The MD5 `cache` holds for a file whose lstat is `st`, when every fact matches (a fact a record
+ * Whether a record holds for a file whose lstat is `st`: every fact matches (a fact a record
  * lacks, NaN, is not compared: records from a meta know size and mtime only).
  */
-export function cachedMd5(cache: FilesCache, path: string, st: FileStat): string | null {
-  const r = cache.get(path);
+function holds(r: CacheRecord, st: FileStat): boolean {
   const same = (a: number, b: number) => Number.isNaN(a) || a === b;
-  if (
-    r === undefined || r.size !== st.size || r.mtimeMs !== st.mtimeMs ||
-    !same(r.ctimeMs, st.ctimeMs) || !same(r.ino, st.ino) || !same(r.dev, st.dev)
-  ) return null;
-  return r.md5;
+  return r.size === st.size && r.mtimeMs === st.mtimeMs && same(r.ctimeMs, st.ctimeMs) &&
+    same(r.ino, st.ino) && same(r.dev, st.dev);
 }
+
+/** The MD5s a cache holds, asked for in walk order. */
+export interface CacheLookup {
+  /** The MD5 of the file at `path` (whose lstat is `st`) when its record holds, else null. */
+  md5Of(path: string, st: FileStat): string | null;
+  close(): void;
+}
+
+export const NO_CACHE: CacheLookup = { md5Of: () => null, close: () => {} };
 
 /**
  * The fallback when there is no cache: the file entries of the previous meta of this source
- * (size and mtime), but not those whose mtime was racy when that backup began.
+ * (size and mtime), but not those whose mtime was racy when that backup began. Held in memory.
  */
-export function cacheFromMeta(meta: Meta): FilesCache {
-  const out: FilesCache = new Map();
+export function cacheFromMeta(meta: Meta): CacheLookup {
+  const records = new Map<string, CacheRecord>();
   const began = meta.header.time.getTime();
   for (const e of meta.entries) {
     if (e.type !== "f" || e.md5 === undefined || e.mtimeMs >= began - RACY_MS) continue;
-    out.set(e.path, {
-      md5: e.md5,
-      size: e.size,
-      mtimeMs: e.mtimeMs,
-      ctimeMs: NaN,
-      ino: NaN,
-      dev: NaN,
-    });
+    const r = { md5: e.md5, size: e.size, mtimeMs: e.mtimeMs, ctimeMs: NaN, ino: NaN, dev: NaN };
+    records.set(e.path, r);
   }
-  return out;
+  return {
+    md5Of: (path, st) => {
+      const r = records.get(path);
+      return r !== undefined && holds(r, st) ? r.md5 : null;
+    },
+    close: () => records.clear(),
+  };
 }
 
 /** Where the cache of `source` on `host` in repository `repoId` lives, under `dir`. */
@@ -185,34 +167,191 @@ export function filesCachePath(dir: string, repoId: string, host: string, source
   return join(dir, repoId, key);
 }
 
-/** Reads the cache at `path`; an empty one when it is missing, of another repository, or bad. */
-export async function loadFilesCache(path: string, repoId: string): Promise<LoadedCache> {
+/** The lines of a file, read in chunks; a last line without its `\n` is not one. */
+function* linesOf(file: Deno.FsFile): Generator<string> {
+  const dec = new TextDecoder("utf-8", { fatal: true });
+  const buf = new Uint8Array(CHUNK);
+  let rest = "";
+  for (let n = file.readSync(buf); n !== null; n = file.readSync(buf)) {
+    const text = rest + dec.decode(buf.subarray(0, n), { stream: true });
+    let start = 0;
+    for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", start)) {
+      yield text.slice(start, i);
+      start = i + 1;
+    }
+    rest = text.slice(start);
+  }
+}
+
+const CHUNK = 256 * 1024;
+
+/** The `end` line: the record count and the SHA-256 of every byte before it. */
+function endLine(count: number, sha256: string): string {
+  return `end ${count} ${sha256}`;
+}
+
+/**
+ * The trailer of the cache file at `path` when the file is whole (its SHA-256 and record count
+ * match) and of repository `repoId`: the state and the record count; else null.
+ */
+function checkWhole(path: string, repoId: string): { state: CacheState; count: number } | null {
+  using file = Deno.openSync(path);
+  const h = createHash("sha256");
+  const head = `${MAGIC} ${repoId}`;
+  let first = true, count = 0, state: CacheState | null = null, end: string | null = null;
+  for (const line of linesOf(file)) {
+    if (end !== null) return null; // something after the end
+    if (first) {
+      if (line !== head) return null;
+      first = false;
+    } else if (state !== null) {
+      end = line;
+      continue;
+    } else if (line.startsWith("state")) state = parseState(line);
+    else count++;
+    h.update(line + "\n");
+  }
+  if (state === null || end !== endLine(count, h.digest("hex"))) return null;
+  return { state, count };
+}
+
+/**
+ * A cache file read as the walk goes: its records are in walk order, so each lookup reads on
+ * from the last one and the records are never all in memory.
+ */
+class CacheCursor implements CacheLookup {
+  readonly #file: Deno.FsFile;
+  readonly #lines: Generator<string>;
+  #current: { path: string; record: CacheRecord } | null = null;
+
+  constructor(path: string) {
+    this.#file = Deno.openSync(path);
+    this.#lines = linesOf(this.#file);
+    this.#lines.next(); // the magic line
+    this.#advance();
+  }
+
+  #advance(): void {
+    const next = this.#lines.next();
+    // The state line ends the records; a line that does not parse (the file was checked
+    // whole: never, short of a bug) ends them too.
+    this.#current = next.done ? null : parseRecord(next.value);
+  }
+
+  md5Of(path: string, st: FileStat): string | null {
+    while (this.#current !== null && compareWalkOrder(this.#current.path, path) < 0) {
+      this.#advance();
+    }
+    const c = this.#current;
+    if (c === null || c.path !== path) return null;
+    this.#advance();
+    return holds(c.record, st) ? c.record.md5 : null;
+  }
+
+  close(): void {
+    this.#current = null;
+    try {
+      this.#file.close();
+    } catch {
+      // closed already
+    }
+  }
+}
+
+/** A cache as opened: its lookup, what its run knew, and how many records it holds. */
+export interface OpenedCache {
+  lookup: CacheLookup;
+  state: CacheState;
+  records: number;
+}
+
+/** Opens the cache at `path`; an empty one when it is missing, of another repository, or bad. */
+export function openFilesCache(path: string, repoId: string): OpenedCache {
   try {
-    const c = parseFilesCache(await Deno.readTextFile(path), repoId);
-    if (c !== null) return c;
+    const whole = checkWhole(path, repoId);
+    if (whole !== null) {
+      return { lookup: new CacheCursor(path), state: whole.state, records: whole.count };
+    }
   } catch {
     // missing or unreadable
   }
-  return { records: new Map(), state: {} };
+  return { lookup: NO_CACHE, state: {}, records: 0 };
 }
 
-/** Writes the cache: its folder 0700, the file 0600, through a temporary name. */
-export async function saveFilesCache(
-  path: string,
-  repoId: string,
-  cache: FilesCache,
-  state: CacheState,
-) {
-  const dir = dirname(path);
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  await Deno.chmod(dir, 0o700).catch(() => {});
-  const tmp = `${path}.${randomHex(6)}.tmp`;
-  const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
-  try {
-    await writeAll(file, new TextEncoder().encode(encodeFilesCache(cache, repoId, state)));
-    await file.sync();
-  } finally {
-    file.close();
+/**
+ * The next cache, written as the backup goes (records in walk order) to a 0600 temporary file
+ * beside `path` in a 0700 folder, and renamed into place by `commit` after the meta: a crash
+ * leaves the old cache or the new one, never a mix.
+ */
+export class FilesCacheWriter {
+  readonly #file: Deno.FsFile;
+  readonly #hash = createHash("sha256");
+  #parts: string[] = [];
+  #chars = 0;
+  #count = 0;
+
+  private constructor(readonly path: string, readonly tmp: string, file: Deno.FsFile) {
+    this.#file = file;
   }
-  await Deno.rename(tmp, path);
+
+  static create(path: string, repoId: string): FilesCacheWriter {
+    const dir = dirname(path);
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    Deno.chmodSync(dir, 0o700);
+    const tmp = `${path}.${randomHex(6)}.tmp`;
+    const file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
+    const w = new FilesCacheWriter(path, tmp, file);
+    w.#put(`${MAGIC} ${repoId}`);
+    return w;
+  }
+
+  #put(line: string): void {
+    this.#parts.push(line + "\n");
+    this.#chars += line.length + 1;
+    if (this.#chars >= CHUNK) this.#write();
+  }
+
+  #write(): void {
+    const bytes = te.encode(this.#parts.join(""));
+    this.#hash.update(bytes);
+    this.#parts = [];
+    this.#chars = 0;
+    for (let off = 0; off < bytes.length;) off += this.#file.writeSync(bytes.subarray(off));
+  }
+
+  /** Records a file (in walk order). */
+  add(path: string, r: CacheRecord): void {
+    this.#put(encodeRecord(path, r));
+    this.#count++;
+  }
+
+  /** Ends the file with `state`, makes it durable and puts it in place. */
+  commit(state: CacheState): void {
+    try {
+      this.#put(encodeState(state));
+      this.#write();
+      const end = te.encode(endLine(this.#count, this.#hash.digest("hex")) + "\n");
+      for (let off = 0; off < end.length;) off += this.#file.writeSync(end.subarray(off));
+      this.#file.syncSync();
+      this.#file.close();
+      Deno.renameSync(this.tmp, this.path);
+    } catch (err) {
+      this.discard();
+      throw err;
+    }
+  }
+
+  /** Drops the new cache (a failed run); the old one stays. */
+  discard(): void {
+    try {
+      this.#file.close();
+    } catch {
+      // closed already
+    }
+    try {
+      Deno.removeSync(this.tmp);
+    } catch {
+      // gone already
+    }
+  }
 }

@@ -1,19 +1,18 @@
 import assert from "node:assert/strict";
 import {
-  cachedMd5,
   cacheFromMeta,
-  encodeFilesCache,
-  type FilesCache,
+  type CacheRecord,
+  type CacheState,
   filesCachePath,
-  loadFilesCache,
-  parseFilesCache,
+  FilesCacheWriter,
+  openFilesCache,
   RACY_MS,
   recordOf,
-  saveFilesCache,
 } from "./files_cache.ts";
 import type { FileStat } from "./source_file.ts";
 
 const MD5 = "0123456789abcdef0123456789abcdef";
+const OTHER = "fedcba9876543210fedcba9876543210";
 const st = (over: Partial<FileStat> = {}): FileStat => ({
   isFile: true,
   size: 10,
@@ -27,11 +26,8 @@ const st = (over: Partial<FileStat> = {}): FileStat => ({
   ...over,
 });
 
-/** A record with a fact of each kind. */
-const SMALL = { md5: MD5, size: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, dev: 5 };
-
 /** The record of `st()`. */
-const RECORD = {
+const RECORD: CacheRecord = {
   md5: MD5,
   size: 10,
   mtimeMs: 1_700_000_000_123,
@@ -40,19 +36,56 @@ const RECORD = {
   dev: 7,
 };
 
-Deno.test("files cache: round trip, nasty paths, and a hit only when every fact matches", () => {
-  const cache: FilesCache = new Map([["dir/a file\nwith newline", RECORD]]);
-  const state = { meta: "meta_a b_20260101T000000Z", kit: "ab12", sweptMs: 5, conditional: true };
-  const text = encodeFilesCache(cache, "abcd", state);
-  assert.deepEqual(parseFilesCache(text, "abcd"), { records: cache, state });
-  assert.deepEqual(parseFilesCache(encodeFilesCache(cache, "abcd", {}), "abcd")?.state, {});
-  const p = "dir/a file\nwith newline";
-  assert.equal(cachedMd5(cache, p, st()), MD5);
-  for (const change of [{ size: 11 }, { mtimeMs: 1 }, { ctimeMs: 1 }, { ino: 43 }, { dev: 8 }]) {
-    assert.equal(cachedMd5(cache, p, st(change)), null, JSON.stringify(change));
+/** Writes a cache of `records` (in walk order) at `path`. */
+function save(path: string, records: [string, CacheRecord][], state: CacheState = {}) {
+  const w = FilesCacheWriter.create(path, "abcd");
+  for (const [p, r] of records) w.add(p, r);
+  w.commit(state);
+}
+
+async function withDir(fn: (dir: string) => Promise<void> | void) {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
-  assert.equal(cachedMd5(cache, "other", st()), null);
-});
+}
+
+Deno.test("files cache: round trip in walk order, nasty paths, a hit only when every fact matches", () =>
+  withDir((dir) => {
+    const path = `${dir}/c/abcd/key`;
+    const nasty = "dir/a file\nwith newline";
+    const state = { meta: "meta_a b_20260101T000000Z", kit: "ab12", sweptMs: 5, conditional: true };
+    // Walk order: a directory's contents before a sibling whose name continues it.
+    const records: [string, CacheRecord][] = [
+      ["a/b", RECORD],
+      ["a/c", { ...RECORD, md5: OTHER }],
+      ["a b", RECORD],
+      [nasty, RECORD],
+      ["z", RECORD],
+    ];
+    save(path, records, state);
+    const c = openFilesCache(path, "abcd");
+    assert.deepEqual(c.state, state);
+    assert.equal(c.records, 5);
+    assert.equal(c.lookup.md5Of("a", st()), null, "not a record: the cursor stays");
+    assert.equal(c.lookup.md5Of("a/b", st()), MD5);
+    assert.equal(c.lookup.md5Of("a/c", st()), OTHER);
+    assert.equal(c.lookup.md5Of("a b", st({ size: 11 })), null, "a fact changed");
+    assert.equal(c.lookup.md5Of("dir/a", st()), null, "a new file between records");
+    assert.equal(c.lookup.md5Of(nasty, st()), MD5);
+    assert.equal(c.lookup.md5Of("z", st()), MD5, "after a skipped record");
+    assert.equal(c.lookup.md5Of("zz", st()), null);
+    c.lookup.close();
+    for (const change of [{ size: 11 }, { mtimeMs: 1 }, { ctimeMs: 1 }, { ino: 43 }, { dev: 8 }]) {
+      const again = openFilesCache(path, "abcd");
+      assert.equal(again.lookup.md5Of("a/b", st(change)), null, JSON.stringify(change));
+      again.lookup.close();
+    }
+    save(path, [["a", RECORD]]);
+    assert.deepEqual(openFilesCache(path, "abcd").state, {});
+  }));
 
 Deno.test("files cache: a file modified within RACY_MS of the walk is not recorded", () => {
   const walked = 1_700_000_000_123 + RACY_MS;
@@ -61,64 +94,79 @@ Deno.test("files cache: a file modified within RACY_MS of the walk is not record
   assert.equal(recordOf(MD5, st({ ino: NaN }), walked + 1), null, "a fact unknown");
 });
 
-Deno.test("files cache: another repository's, a truncated or a garbled one is dropped whole", () => {
-  const cache: FilesCache = new Map([["a", SMALL]]);
-  const text = encodeFilesCache(cache, "abcd", { meta: "m" });
-  assert.equal(parseFilesCache(text, "other"), null);
-  assert.equal(parseFilesCache(text.replace("meta=m", "meta=%E0%A4%A"), "abcd"), null);
-  assert.equal(parseFilesCache(text.replace("meta=m", "what=m"), "abcd"), null);
-  assert.equal(parseFilesCache(text.replace(" 2 abcd", " 1 abcd"), "abcd"), null, "version 1");
-  assert.equal(parseFilesCache(text.slice(0, -3), "abcd"), null);
-  assert.equal(parseFilesCache(text.replace(MD5, "nothex"), "abcd"), null);
-  assert.equal(parseFilesCache(text.replace(" 1 2 ", " 1 x "), "abcd"), null);
-  assert.equal(parseFilesCache(text + "garbage\n", "abcd"), null);
-});
+Deno.test("files cache: another repository's, a truncated, garbled or older one is not used", () =>
+  withDir((dir) => {
+    const path = `${dir}/c/abcd/key`;
+    save(path, [["a", RECORD], ["b", RECORD]], { meta: "m" });
+    const good = Deno.readTextFileSync(path);
+    const unused = (text: string, repo = "abcd", why = "") => {
+      Deno.writeTextFileSync(path, text);
+      const c = openFilesCache(path, repo);
+      assert.equal(c.records, 0, why);
+      assert.deepEqual(c.state, {}, why);
+      assert.equal(c.lookup.md5Of("a", st()), null, why);
+    };
+    unused(good, "other", "another repository");
+    unused(good.slice(0, -3), "abcd", "truncated");
+    unused(good.replace(/\n[^\n]*\nend/, "\nend"), "abcd", "state line gone");
+    unused(good.replace(MD5, OTHER), "abcd", "an MD5 changed: the checksum says so");
+    unused(good.replace(" 10 ", " 11 "), "abcd", "a size changed");
+    unused(good.replace("meta=m", "meta=%E0%A4%A"), "abcd", "bad escape");
+    unused(good + "garbage\n", "abcd", "something after the end");
+    unused(good.replace(" 3 abcd", " 2 abcd"), "abcd", "version 2");
+    const v2 = `s3backup-files-cache 2 abcd\nstate\n${MD5} 10 1 2 3 4 a\n`;
+    unused(v2, "abcd", "a version 2 file");
+  }));
 
-Deno.test("files cache: from a meta (size and mtime only); saved 0600 in a 0700 folder", async () => {
-  const file = (path: string, mtimeMs: number) => ({
-    type: "f" as const,
-    path,
-    md5: MD5,
-    mode: 0o644,
-    uid: null,
-    gid: null,
-    size: 10,
-    mtimeMs,
-  });
-  const fromMeta = cacheFromMeta({
-    header: {
+Deno.test("files cache: from a meta (size and mtime only); saved 0600 in a 0700 folder", () =>
+  withDir((dir) => {
+    const file = (path: string, mtimeMs: number) => ({
+      type: "f" as const,
+      path,
+      md5: MD5,
+      mode: 0o644,
+      uid: null,
+      gid: null,
+      size: 10,
+      mtimeMs,
+    });
+    const header = {
       time: new Date(1_700_000_010_000),
       host: "h",
       source: "/s",
       name: "n",
       wrappedKey: new Uint8Array(),
-    },
-    entries: [
-      file("a", 1_700_000_000_123),
-      { type: "d", path: "d", mode: 0o755, uid: null, gid: null, size: 0, mtimeMs: 0 },
-      file("racy", 1_700_000_008_500), // within RACY_MS of the backup: not vouched for
-    ],
-  });
-  assert.equal(cachedMd5(fromMeta, "a", st({ ctimeMs: 5, ino: 6, dev: 9 })), MD5);
-  assert.equal(cachedMd5(fromMeta, "a", st({ mtimeMs: 5 })), null);
-  assert.deepEqual([...fromMeta.keys()], ["a"]);
-  const dir = await Deno.makeTempDir();
-  try {
+    };
+    const fromMeta = cacheFromMeta({
+      header,
+      entries: [
+        file("a", 1_700_000_000_123),
+        { type: "d", path: "d", mode: 0o755, uid: null, gid: null, size: 0, mtimeMs: 0 },
+        file("racy", 1_700_000_008_500), // within RACY_MS of the backup: not vouched for
+      ],
+    });
+    assert.equal(fromMeta.md5Of("a", st({ ctimeMs: 5, ino: 6, dev: 9 })), MD5);
+    assert.equal(fromMeta.md5Of("a", st({ mtimeMs: 5 })), null);
+    assert.equal(fromMeta.md5Of("racy", st({ mtimeMs: 1_700_000_008_500 })), null);
     const path = filesCachePath(`${dir}/cache`, "abcd", "host", "/srv/data");
     assert.notEqual(path, filesCachePath(`${dir}/cache`, "abcd", "host", "/srv/other"));
-    const cache: FilesCache = new Map([["a", SMALL]]);
-    await saveFilesCache(path, "abcd", cache, { sweptMs: 7 });
+    save(path, [["a", RECORD]], { sweptMs: 7 });
     assert.equal((Deno.statSync(path).mode ?? 0) & 0o777, 0o600);
     assert.equal((Deno.statSync(`${dir}/cache/abcd`).mode ?? 0) & 0o777, 0o700);
-    const loaded = { records: cache, state: { sweptMs: 7 } };
-    assert.deepEqual(await loadFilesCache(path, "abcd"), loaded);
-    const empty = { records: new Map(), state: {} };
-    assert.deepEqual(await loadFilesCache(path, "efgh"), empty, "dropped for another repository");
-    // A crash mid-write leaves a temporary file beside it, never a half-written cache.
-    await Deno.writeTextFile(`${path}.deadbeef0000.tmp`, "s3backup-files-cache 2 abcd\n" + MD5);
-    assert.deepEqual(await loadFilesCache(path, "abcd"), loaded);
-    assert.deepEqual(await loadFilesCache(`${dir}/missing`, "abcd"), empty);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+    const loaded = () => {
+      const c = openFilesCache(path, "abcd");
+      const hit = c.lookup.md5Of("a", st());
+      c.lookup.close();
+      return { state: c.state, records: c.records, hit };
+    };
+    const whole = { state: { sweptMs: 7 }, records: 1, hit: MD5 };
+    assert.deepEqual(loaded(), whole);
+    // A run that fails or crashes mid-write leaves the old cache in place.
+    const w = FilesCacheWriter.create(path, "abcd");
+    w.add("a", { ...RECORD, md5: OTHER });
+    assert.deepEqual(loaded(), whole, "the new one is not in place before commit");
+    w.discard();
+    assert.deepEqual([...Deno.readDirSync(`${dir}/cache/abcd`)].length, 1, "its temp file gone");
+    assert.deepEqual(loaded(), whole);
+    assert.equal(openFilesCache(`${dir}/missing`, "abcd").records, 0);
+  }));

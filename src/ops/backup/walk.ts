@@ -34,6 +34,22 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+const SLASH = 47;
+
+/**
+ * The walk's order of two relative paths: negative when `a` comes first. A directory comes
+ * before its contents and names sort by UTF-16 code unit, so it is the code unit order with `/`
+ * before every other character.
+ */
+export function compareWalkOrder(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i), y = b.charCodeAt(i);
+    if (x !== y) return (x === SLASH ? -1 : x) - (y === SLASH ? -1 : y);
+  }
+  return a.length - b.length;
+}
+
 export function* walk(root: string, warn: (w: WalkWarning) => void): Generator<WalkItem> {
   yield* walkDir(root.replace(/\/+$/, "") || "/", "", warn);
 }

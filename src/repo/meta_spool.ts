@@ -1,0 +1,93 @@
+/**
+ * A meta being written while its backup runs: each entry line goes through the meta's
+ * encryption into a 0600 temporary file (in a 0700 temporary folder) as soon as it is known, so
+ * that a backup holds no list of its entries. `finish` adds the trailer and returns the
+ * encrypted meta, ready to be created once in the store; the temporary file is gone after
+ * `finish` or `discard`. The bytes are those `encryptMeta` makes of the same entries.
+ */
+import { encryptStream, type PreparedKey } from "../format/container.ts";
+import {
+  encodeEntry,
+  encodeMetaEnd,
+  encodeMetaHead,
+  type Entry,
+  type MetaHeader,
+} from "../format/meta.ts";
+import type { Repository } from "./repository.ts";
+
+const te = new TextEncoder();
+/** Lines are gathered up to about this many characters before they are encrypted. */
+const BATCH_CHARS = 256 * 1024;
+
+export class MetaSpool {
+  /** Entries added so far. */
+  count = 0;
+  #lines: string[] = [];
+  #chars = 0;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #written: Promise<void>;
+
+  private constructor(
+    readonly dir: string,
+    readonly path: string,
+    file: Deno.FsFile,
+    key: TransformStream<Uint8Array, Uint8Array>,
+  ) {
+    this.#writer = key.writable.getWriter();
+    this.#written = key.readable.pipeTo(file.writable);
+    this.#written.catch(() => {}); // seen by finish; a discard needs no report
+  }
+
+  /** Starts the meta of a backup of `repo` with `header` (its wrapped key is the repo's). */
+  static async open(
+    repo: Repository,
+    header: Omit<MetaHeader, "wrappedKey">,
+    prepared?: PreparedKey,
+  ): Promise<MetaSpool> {
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-meta-" });
+    await Deno.chmod(dir, 0o700);
+    const path = `${dir}/meta`;
+    const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+    const key = encryptStream(repo.password, repo.descriptor.keyIter, undefined, prepared);
+    const spool = new MetaSpool(dir, path, file, key);
+    spool.#lines = encodeMetaHead({ ...header, wrappedKey: repo.wrappedKey });
+    return spool;
+  }
+
+  /** Adds one entry (in walk order); waits while the file falls behind. */
+  async add(e: Entry): Promise<void> {
+    const line = encodeEntry(e);
+    this.#lines.push(line);
+    this.#chars += line.length;
+    this.count++;
+    if (this.#chars >= BATCH_CHARS) await this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#lines.length === 0) return;
+    const text = this.#lines.join("\n") + "\n";
+    this.#lines = [];
+    this.#chars = 0;
+    await this.#writer.ready;
+    await this.#writer.write(te.encode(text));
+  }
+
+  /** The encrypted meta; the temporary file is removed. */
+  async finish(): Promise<Uint8Array> {
+    try {
+      this.#lines.push(encodeMetaEnd(this.count));
+      await this.#flush();
+      await this.#writer.close();
+      await this.#written;
+      return await Deno.readFile(this.path);
+    } finally {
+      await this.discard();
+    }
+  }
+
+  /** Drops the meta (a failed or simulated backup). */
+  async discard(): Promise<void> {
+    await this.#writer.abort().catch(() => {});
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
