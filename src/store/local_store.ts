@@ -5,7 +5,8 @@
  * rename, then fsync of the folder. With `deferSync` (data objects, before the meta that names
  * them) an in-memory object is written and renamed with synchronous calls and no fsync, and
  * `flush()` makes them all durable at once: one syncfs of the file system where Linux's
- * `sync -f` has it (else an fsync of each, 16 at a time), then each folder once. An fsync per
+ * `sync -f` has it (tried at the first such save; then no list of them is kept), else an fsync
+ * of each, 16 at a time; then each folder once. An fsync per
  * small object costs about 0.4 ms here, ten times the rest of its save. A crash before the
  * flush can leave an object cut short under its name: the next backup sees a stored size that
  * is not its content's and saves it again (ops/backup/file_reader.ts `Uploads`).
@@ -42,8 +43,13 @@ export class LocalStore implements Store {
   readonly dir: string;
   /** Folders whose new entries are not yet synced (saves with deferSync). */
   readonly #dirty = new Set<string>();
-  /** Files saved with deferSync whose content is not yet synced. */
+  /**
+   * Objects saved with deferSync whose content is not yet synced, when each is to be synced:
+   * where syncfs works (tried at the first such save) none is listed, and flush syncs them all.
+   */
   #unsynced: string[] = [];
+  #syncfs: Promise<boolean> | null = null;
+  #deferred = 0;
 
   constructor(dir: string) {
     this.dir = path.resolve(dir);
@@ -148,17 +154,23 @@ export class LocalStore implements Store {
       if (err instanceof Deno.errors.NotFound) await this.#checkRoot();
       throw new S3BackupError(`Cannot write ${dest}: ${messageOf(err)}`, { cause: err });
     }
-    this.#unsynced.push(dest);
+    this.#deferred++;
+    if (!(await (this.#syncfs ??= syncFileSystem(this.dir)))) this.#unsynced.push(name);
     this.#dirty.add(parent);
   }
 
   async flush(): Promise<void> {
     const files = this.#unsynced;
-    this.#unsynced = [];
+    const deferred = this.#deferred;
+    [this.#unsynced, this.#deferred] = [[], 0];
     const dirs = [...this.#dirty];
     this.#dirty.clear();
     if (files.length > 0 && !(await syncFileSystem(this.dir))) {
-      await pool(files, 16, syncFile);
+      await pool(files, 16, (name) => syncFile(this.#path(name)));
+    } else if (files.length < deferred && !(await syncFileSystem(this.dir))) {
+      throw new S3BackupError(
+        `Cannot make the objects saved in ${this.dir} durable: sync -f failed`,
+      );
     }
     for (const d of dirs) await syncDir(d);
   }
@@ -229,35 +241,31 @@ export class LocalStore implements Store {
     yield* this.#walk(startRel, prefix);
   }
 
-  /** Synchronous calls: a listing is one readdir and a stat per object, ~4x cheaper so. */
+  /**
+   * A listing is a read of the folder and an lstat per object, with synchronous calls (~4x
+   * cheaper so). The folder is read as it goes (`namesIn`): a million objects are never all in
+   * memory.
+   */
   async *#walk(rel: string, prefix: string): AsyncGenerator<ObjectInfo> {
     const abs = rel === "" ? this.dir : this.#path(rel);
-    let entries: Deno.DirEntry[];
-    try {
-      entries = Array.from(Deno.readDirSync(abs));
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) return;
-      throw new S3BackupError(`Cannot list ${abs}: ${messageOf(err)}`, { cause: err });
-    }
-    for (const e of entries) {
-      const name = rel === "" ? e.name : `${rel}/${e.name}`;
-      if (e.isDirectory) {
-        // Only descend where the prefix can still match.
-        const dirName = `${name}/`;
-        if (dirName.startsWith(prefix) || prefix.startsWith(dirName)) {
-          yield* this.#walk(name, prefix);
-        }
-      } else if (e.isFile && !e.name.startsWith(TEMP_PREFIX) && name.startsWith(prefix)) {
-        try {
-          const info = Deno.statSync(path.join(abs, e.name));
-          yield { name, size: info.size, mtime: info.mtime ?? new Date(0) };
-        } catch (err) {
-          if (!(err instanceof Deno.errors.NotFound)) {
-            throw new S3BackupError(`Cannot stat ${path.join(abs, e.name)}: ${messageOf(err)}`, {
-              cause: err,
-            });
-          }
-        }
+    for await (const entry of namesIn(abs)) {
+      const name = rel === "" ? entry : `${rel}/${entry}`;
+      const dirName = `${name}/`;
+      const inside = prefix.startsWith(dirName) || dirName.startsWith(prefix);
+      if (!name.startsWith(prefix) && !inside) continue;
+      let info: Deno.FileInfo;
+      try {
+        info = Deno.lstatSync(path.join(abs, entry));
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) continue; // gone, or a name ls mangled
+        throw new S3BackupError(`Cannot stat ${path.join(abs, entry)}: ${messageOf(err)}`, {
+          cause: err,
+        });
+      }
+      // Only descend where the prefix can still match.
+      if (info.isDirectory && inside) yield* this.#walk(name, prefix);
+      else if (info.isFile && !entry.startsWith(TEMP_PREFIX) && name.startsWith(prefix)) {
+        yield { name, size: info.size, mtime: info.mtime ?? new Date(0) };
       }
     }
   }
@@ -297,6 +305,65 @@ export class LocalStore implements Store {
     if (!info.isDirectory) {
       throw new RepositoryNotFoundError(`Not a directory: ${this.dir}`);
     }
+  }
+}
+
+/**
+ * The names in folder `abs` (none when it is missing), as they come. Deno's readDir returns a
+ * folder's every entry at once (about 600 MB for a million objects, measured), so where there
+ * is an `ls` its unsorted output is streamed; a name with a line break (never an object's) reads
+ * as names that do not exist, which the caller skips.
+ */
+async function* namesIn(abs: string): AsyncGenerator<string> {
+  const cannot = (err: unknown) =>
+    new S3BackupError(`Cannot list ${abs}: ${messageOf(err)}`, { cause: err });
+  try {
+    if (!Deno.statSync(abs).isDirectory) return;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) return;
+    throw cannot(err);
+  }
+  const ls = Deno.build.os === "windows" ? null : spawnLs(abs);
+  if (ls === null) {
+    try {
+      for (const e of Deno.readDirSync(abs)) yield e.name;
+    } catch (err) {
+      throw cannot(err);
+    }
+    return;
+  }
+  const errText = new Response(ls.stderr).text();
+  let rest = "";
+  const dec = new TextDecoder();
+  try {
+    for await (const chunk of ls.stdout) {
+      const lines = (rest + dec.decode(chunk, { stream: true })).split("\n");
+      rest = lines.pop()!;
+      for (const n of lines) if (n !== "." && n !== "..") yield n;
+    }
+  } finally {
+    await ls.stdout.cancel().catch(() => {});
+    const status = await ls.status;
+    const why = (await errText).trim();
+    if (!status.success && !status.signal) {
+      throw cannot(new Error(why || `ls exited ${status.code}`));
+    }
+  }
+  if (rest !== "" && rest !== "." && rest !== "..") yield rest;
+}
+
+/** `ls -f` of a folder (unsorted, every name, one a line), or null without an `ls`. */
+function spawnLs(abs: string): Deno.ChildProcess | null {
+  try {
+    return new Deno.Command("ls", {
+      args: ["-f", "-1", "--", abs],
+      env: { LC_ALL: "C" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch {
+    return null;
   }
 }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { pool } from "./pool.ts";
+import { orderedPool, pool } from "./pool.ts";
 
 Deno.test("pool runs every item, at most n at a time", async () => {
   let running = 0, peak = 0;
@@ -50,4 +50,71 @@ Deno.test("pool over an empty list or an iterator", async () => {
   const out: string[] = [];
   await pool(new Set(["a", "b"]).values(), 4, (s) => Promise.resolve(void out.push(s)));
   assert.deepEqual(out.sort(), ["a", "b"]);
+});
+
+Deno.test("orderedPool: results in item order, n at a time, at most `window` taken ahead", async () => {
+  let running = 0, most = 0, taken = 0, emitted = 0, mostAhead = 0;
+  function* items() {
+    for (let i = 0; i < 200; i++) {
+      taken++;
+      mostAhead = Math.max(mostAhead, taken - emitted);
+      yield i;
+    }
+  }
+  const out: number[] = [];
+  await orderedPool(items(), 3, 10, (i) => {
+    if (i % 4 === 0) return { now: i * 10 }; // no work: still emitted in its turn
+    return {
+      later: async () => {
+        running++;
+        most = Math.max(most, running);
+        await new Promise((r) => setTimeout(r, (i * 7) % 5)); // out of order
+        running--;
+        return i * 10;
+      },
+    };
+  }, (i, r) => {
+    assert.equal(r, i * 10);
+    out.push(i);
+    emitted++;
+  });
+  assert.deepEqual(out, Array.from({ length: 200 }, (_, i) => i));
+  assert.equal(most, 3);
+  assert.ok(mostAhead <= 11, `taken ahead: ${mostAhead}`);
+});
+
+Deno.test("orderedPool: a failing item or emit stops it after the running ones", async () => {
+  let started = 0, active = 0;
+  const err = await orderedPool([1, 2, 3, 4, 5, 6][Symbol.iterator](), 2, 100, (i) => ({
+    later: async () => {
+      started++;
+      active++;
+      await new Promise((r) => setTimeout(r, 5));
+      active--;
+      if (i === 2) throw new Error("two");
+      return i;
+    },
+  }), () => {}).catch((e) => e);
+  assert.equal((err as Error).message, "two");
+  assert.equal(active, 0, "the running ones finished first");
+  assert.ok(started <= 3, `started ${started}`);
+  const seen: number[] = [];
+  const err2 = await orderedPool([1, 2, 3][Symbol.iterator](), 2, 100, (i) => ({ now: i }), (i) => {
+    seen.push(i);
+    if (i === 2) throw new Error("emit");
+  }).catch((e) => e);
+  assert.equal((err2 as Error).message, "emit");
+  assert.deepEqual(seen, [1, 2]);
+  const ac = new AbortController();
+  ac.abort(new Error("stop"));
+  const err3 = await orderedPool(
+    [1][Symbol.iterator](),
+    1,
+    1,
+    (i) => ({ now: i }),
+    () => {},
+    ac.signal,
+  )
+    .catch((e) => e);
+  assert.equal((err3 as Error).message, "stop");
 });

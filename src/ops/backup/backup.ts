@@ -28,6 +28,7 @@ import { messageOf } from "../../util/bytes.ts";
 import { S3BackupError } from "../../util/errors.ts";
 import type { ObjectInfo, SaveOptions, Store } from "../../store/store.ts";
 import { orderedPool, type Step } from "../../util/pool.ts";
+import { ContentSizes } from "./content_sizes.ts";
 import { backupFile, type FileContext, type FileResult, Uploads } from "./file_reader.ts";
 import {
   cacheFromMeta,
@@ -138,7 +139,7 @@ async function runBackup(
   const cache = await openCache(repo, metas, opts);
   const out = await openOutputs(repo, opts, time, preparedKey, warn);
   try {
-    const contents = await storedContents(store, cache.vouched);
+    const contents = await storedContents(store, cache.vouched, repo?.created ?? false);
     const state: CacheState = { ...cache.state };
     const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, time);
     const ctx = { store, repo, opts, uploads: contents.uploads, cache, warn, onEvent };
@@ -183,16 +184,16 @@ export const LOOKUP_LIMIT = 500;
  * answered from the listing. Without one, the store is listed at once. Of data objects only
  * names and sizes are kept; `full` is the rest of the listing, when it was made.
  */
-async function storedContents(store: Store, vouched: boolean) {
-  const known = new Map<string, number>();
+async function storedContents(store: Store, vouched: boolean, keepNames: boolean) {
+  const known = new ContentSizes();
   let full: Listing | null = null;
   const list = async () => {
     full = await listRepository(store, "", (o) => {
-      if (!known.has(o.name)) known.set(o.name, o.size);
+      if (!known.has(o.name)) known.set(o.name, o.size); // data objects: MD5 names
     });
   };
   const contents = (lookup?: (md5: string) => Promise<number | null>) => ({
-    uploads: new Uploads(known, lookup),
+    uploads: new Uploads(known, lookup, keepNames),
     full: () => full,
   });
   if (!vouched) {

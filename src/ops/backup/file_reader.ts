@@ -14,6 +14,7 @@ import type { SaveOptions, Store } from "../../store/store.ts";
 import { messageOf } from "../../util/bytes.ts";
 import { FileChangedError, S3BackupError } from "../../util/errors.ts";
 import { CannotOpenError, type FileStat, SourceFile } from "./source_file.ts";
+import type { ContentSizes } from "./content_sizes.ts";
 import type { WalkItem } from "./walk.ts";
 
 /** Errors of the file system that mean "cannot read this one file" (Deno's or node's). */
@@ -51,19 +52,25 @@ export interface FileResult {
 export class Uploads {
   newObjects = 0;
   bytesUploaded = 0;
-  /** The objects this run stored. */
+  /** The objects this run stored, when asked to keep them (`keepNames`). */
   readonly names: string[] = [];
-  readonly #known: Map<string, number>;
+  readonly #known: ContentSizes;
   readonly #lookup: ((md5: string) => Promise<number | null>) | undefined;
+  readonly #keepNames: boolean;
   readonly #inflight = new Map<string, Promise<boolean>>();
 
   /**
    * `known`: objects and their stored sizes (kept, not copied: a listing may still add to it);
    * `lookup`: the stored size of any other, or null.
    */
-  constructor(known: Map<string, number>, lookup?: (md5: string) => Promise<number | null>) {
+  constructor(
+    known: ContentSizes,
+    lookup?: (md5: string) => Promise<number | null>,
+    keepNames = false,
+  ) {
     this.#known = known;
     this.#lookup = lookup;
+    this.#keepNames = keepNames;
   }
 
   /** True when the store holds `md5`, of `plainSize` bytes, whole (as far as is known). */
@@ -98,7 +105,7 @@ export class Uploads {
     }
     const size = await work();
     this.#known.set(md5, encryptedSize(plainSize));
-    this.names.push(md5);
+    if (this.#keepNames) this.names.push(md5);
     this.newObjects++;
     this.bytesUploaded += size;
     return true;

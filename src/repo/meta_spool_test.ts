@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import type { Entry } from "../format/meta.ts";
+import { LocalStore } from "../store/local_store.ts";
+import { MetaSpool } from "./meta_spool.ts";
+import { createRepository, decryptMeta, prepareMetaKey } from "./repository.ts";
+
+const te = new TextEncoder();
+
+Deno.test("meta spool: entries stream into a 0600 temp file; finish gives the encrypted meta", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const repo = await createRepository(new LocalStore(dir), te.encode("pw"), { settleMs: 0 });
+    const header = { time: new Date(1_764_000_000_500), host: "h", source: "/s", name: "n" };
+    const entries: Entry[] = [];
+    for (let i = 0; i < 5000; i++) { // several batches
+      entries.push({
+        type: "f",
+        path: `d/file ${i}\nnasty`,
+        md5: i.toString(16).padStart(32, "0"),
+        mode: 0o644,
+        uid: 1,
+        gid: null,
+        size: i,
+        mtimeMs: 1_700_000_000_000 + i,
+      });
+    }
+    const spool = await MetaSpool.open(repo, header, prepareMetaKey(repo));
+    for (const e of entries) await spool.add(e);
+    assert.equal((Deno.statSync(spool.path).mode ?? 0) & 0o777, 0o600);
+    assert.equal((Deno.statSync(spool.dir).mode ?? 0) & 0o777, 0o700);
+    const body = await spool.finish();
+    assert.throws(() => Deno.statSync(spool.dir), Deno.errors.NotFound, "temp folder removed");
+    const { meta } = await decryptMeta(body, repo.password, repo.descriptor.keyIter, "m");
+    assert.deepEqual(meta.entries, entries);
+    assert.deepEqual(meta.header, { ...header, wrappedKey: repo.wrappedKey });
+
+    const dropped = await MetaSpool.open(repo, header);
+    await dropped.add(entries[0]!);
+    await dropped.discard();
+    assert.throws(() => Deno.statSync(dropped.dir), Deno.errors.NotFound, "discard removes it");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
