@@ -16,7 +16,7 @@
  *   BENCH_DATA=B BENCH_ROUNDS=3 deno task bench:peers      # B: 20,000 files of 4-100 KiB
  *   BENCH_DATA=A deno task bench:peers                     # A: one 1 GiB file
  *   BENCH_FILES=100000 deno task bench:peers               # C at full size
- *   BENCH_S3=0 / BENCH_LOCAL=0 / BENCH_S3_FILES=10000 / BENCH_LATENCY_MS=30
+ *   BENCH_S3=0 / BENCH_LOCAL=0 / BENCH_KIT=0 / BENCH_S3_FILES=10000 / BENCH_LATENCY_MS=30
  *   BENCH_MAIN=/path/to/other/checkout/src/main.ts ...     # another version of s3backup
  *
  * s3backup runs as `deno run` of src/main.ts (what the binary is compiled from): its figures
@@ -209,7 +209,7 @@ async function round(
   Deno.writeTextFileSync(changed, `changed ${tool} ${Date.now()}`);
   r.set("one changed", await c.backup());
   r.set("restore", await c.restore());
-  if (tool === "s3backup") {
+  if (tool === "s3backup" && Deno.env.get("BENCH_KIT") !== "0") {
     rmrf(out);
     r.set("kit restore", await measure(["bash", KIT, repo, "latest", out], env));
   }

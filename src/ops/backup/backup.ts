@@ -139,7 +139,7 @@ async function runBackup(
   const cache = await openCache(repo, metas, opts);
   const out = await openOutputs(repo, opts, time, preparedKey, warn);
   try {
-    const contents = await storedContents(store, cache.vouched, repo?.created ?? false);
+    const contents = await storedContents(store, cache.vouched);
     const state: CacheState = { ...cache.state };
     const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, time);
     const ctx = { store, repo, opts, uploads: contents.uploads, cache, warn, onEvent };
@@ -184,7 +184,7 @@ export const LOOKUP_LIMIT = 500;
  * answered from the listing. Without one, the store is listed at once. Of data objects only
  * names and sizes are kept; `full` is the rest of the listing, when it was made.
  */
-async function storedContents(store: Store, vouched: boolean, keepNames: boolean) {
+async function storedContents(store: Store, vouched: boolean) {
   const known = new ContentSizes();
   let full: Listing | null = null;
   const list = async () => {
@@ -193,7 +193,7 @@ async function storedContents(store: Store, vouched: boolean, keepNames: boolean
     });
   };
   const contents = (lookup?: (md5: string) => Promise<number | null>) => ({
-    uploads: new Uploads(known, lookup, keepNames),
+    uploads: new Uploads(known, lookup),
     full: () => full,
   });
   if (!vouched) {
@@ -435,10 +435,11 @@ function entryOf(item: WalkItem, info: Attrs, md5?: string, size = 0): Entry {
  */
 async function checkKeyKept(repo: Repository, uploads: Uploads): Promise<void> {
   if ((await keyState(repo)) !== "foreign") return;
-  await repo.store.remove(uploads.names).catch(() => {});
+  const names = [...uploads.names()];
+  await repo.store.remove(names).catch(() => {});
   throw new S3BackupError(
     `The repository key of ${repo.store.location} was replaced during this backup (another ` +
-      `process created the repository at the same time?): the ${uploads.names.length} objects ` +
+      `process created the repository at the same time?): the ${names.length} objects ` +
       "it uploaded were removed and nothing was recorded; run the backup again",
   );
 }

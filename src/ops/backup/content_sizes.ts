@@ -16,6 +16,8 @@ for (let i = 0; i < 16; i++) {
 export class ContentSizes {
   #md5: Uint8Array;
   #sizes: Float64Array;
+  /** 1: stored by this run (`set(..., true)`). */
+  #ours: Uint8Array;
   #count = 0;
   readonly #key = new Uint8Array(16);
 
@@ -24,6 +26,7 @@ export class ContentSizes {
     while (cap < capacity * 2) cap *= 2;
     this.#md5 = new Uint8Array(cap * 16);
     this.#sizes = new Float64Array(cap).fill(EMPTY);
+    this.#ours = new Uint8Array(cap);
   }
 
   get size(): number {
@@ -41,7 +44,8 @@ export class ContentSizes {
     return this.get(md5) !== undefined;
   }
 
-  set(md5: string, size: number): void {
+  /** Records `md5`'s stored size; `ours`: this run stored it. */
+  set(md5: string, size: number, ours = false): void {
     if (size < 0) throw new RangeError("a stored size is not negative");
     let slot = this.#find(md5);
     if (this.#sizes[slot] === EMPTY) {
@@ -53,6 +57,18 @@ export class ContentSizes {
       this.#count++;
     }
     this.#sizes[slot] = size;
+    if (ours) this.#ours[slot] = 1;
+  }
+
+  /** The MD5s (lowercase hex) set as `ours`. */
+  *ours(): Generator<string> {
+    const hex = (b: number) => b.toString(16).padStart(2, "0");
+    for (let s = 0; s < this.#sizes.length; s++) {
+      if (this.#ours[s] !== 1) continue;
+      let out = "";
+      for (let i = 0; i < 16; i++) out += hex(this.#md5[s * 16 + i]!);
+      yield out;
+    }
   }
 
   /** The slot holding `md5`, or the empty one where it would go; `#key` holds its bytes. */
@@ -80,9 +96,10 @@ export class ContentSizes {
   }
 
   #grow(): void {
-    const [md5, sizes] = [this.#md5, this.#sizes];
+    const [md5, sizes, ours] = [this.#md5, this.#sizes, this.#ours];
     this.#md5 = new Uint8Array(md5.length * 2);
     this.#sizes = new Float64Array(sizes.length * 2).fill(EMPTY);
+    this.#ours = new Uint8Array(sizes.length * 2);
     const mask = this.#sizes.length - 1;
     for (let s = 0; s < sizes.length; s++) {
       if (sizes[s] === EMPTY) continue;
@@ -92,6 +109,7 @@ export class ContentSizes {
       while (this.#sizes[slot] !== EMPTY) slot = (slot + 1) & mask;
       this.#md5.set(md5.subarray(at, at + 16), slot * 16);
       this.#sizes[slot] = sizes[s]!;
+      this.#ours[slot] = ours[s]!;
     }
   }
 }

@@ -21,4 +21,7 @@ Deno.test("content sizes: set, get, overwrite, NaN for absent, across growth; li
   assert.throws(() => c.get("not an md5"), TypeError);
   assert.throws(() => c.get("g".repeat(32)), TypeError);
   assert.throws(() => c.set(md5(1), -1), RangeError);
+  c.set(md5(5), 1, true);
+  c.set(md5(50_000), 2, true);
+  assert.deepEqual([...c.ours()].sort(), [md5(5), md5(50_000)].sort(), "what this run stored");
 });

@@ -52,25 +52,22 @@ export interface FileResult {
 export class Uploads {
   newObjects = 0;
   bytesUploaded = 0;
-  /** The objects this run stored, when asked to keep them (`keepNames`). */
-  readonly names: string[] = [];
   readonly #known: ContentSizes;
   readonly #lookup: ((md5: string) => Promise<number | null>) | undefined;
-  readonly #keepNames: boolean;
   readonly #inflight = new Map<string, Promise<boolean>>();
 
   /**
    * `known`: objects and their stored sizes (kept, not copied: a listing may still add to it);
    * `lookup`: the stored size of any other, or null.
    */
-  constructor(
-    known: ContentSizes,
-    lookup?: (md5: string) => Promise<number | null>,
-    keepNames = false,
-  ) {
+  constructor(known: ContentSizes, lookup?: (md5: string) => Promise<number | null>) {
     this.#known = known;
     this.#lookup = lookup;
-    this.#keepNames = keepNames;
+  }
+
+  /** The objects this run stored. */
+  names(): Generator<string> {
+    return this.#known.ours();
   }
 
   /** True when the store holds `md5`, of `plainSize` bytes, whole (as far as is known). */
@@ -104,8 +101,7 @@ export class Uploads {
       if (this.has(md5, plainSize)) return false;
     }
     const size = await work();
-    this.#known.set(md5, encryptedSize(plainSize));
-    if (this.#keepNames) this.names.push(md5);
+    this.#known.set(md5, encryptedSize(plainSize), true);
     this.newObjects++;
     this.bytesUploaded += size;
     return true;
