@@ -1,9 +1,9 @@
 /**
  * A meta being written while its backup runs: each entry line goes through the meta's
  * encryption into a 0600 temporary file (in a 0700 temporary folder) as soon as it is known, so
- * that a backup holds no list of its entries. `finish` adds the trailer and returns the
- * encrypted meta, ready to be created once in the store; the temporary file is gone after
- * `finish` or `discard`. The bytes are those `encryptMeta` makes of the same entries.
+ * that a backup holds no list of its entries. `finish` adds the trailer and gives the encrypted
+ * meta as a stream of that file, to be created once in the store; `discard` removes it. The
+ * bytes are those `encryptMeta` makes of the same entries.
  */
 import { encryptStream, type PreparedKey } from "../format/container.ts";
 import {
@@ -13,7 +13,7 @@ import {
   type Entry,
   type MetaHeader,
 } from "../format/meta.ts";
-import type { Repository } from "./repository.ts";
+import type { Reopenable, Repository } from "./repository.ts";
 
 const te = new TextEncoder();
 /** Lines are gathered up to about this many characters before they are encrypted. */
@@ -72,17 +72,23 @@ export class MetaSpool {
     await this.#writer.write(te.encode(text));
   }
 
-  /** The encrypted meta; the temporary file is removed. */
-  async finish(): Promise<Uint8Array> {
-    try {
-      this.#lines.push(encodeMetaEnd(this.count));
-      await this.#flush();
-      await this.#writer.close();
-      await this.#written;
-      return await Deno.readFile(this.path);
-    } finally {
-      await this.discard();
-    }
+  /**
+   * Ends the meta: the encrypted meta, to be read (each `open` streams the temporary file) until
+   * `discard` removes it. It is never all in memory.
+   */
+  async finish(): Promise<Reopenable> {
+    this.#lines.push(encodeMetaEnd(this.count));
+    await this.#flush();
+    await this.#writer.close();
+    await this.#written;
+    const path = this.path;
+    return {
+      size: (await Deno.stat(path)).size,
+      open: () => {
+        const file = Deno.openSync(path, { read: true });
+        return file.readable;
+      },
+    };
   }
 
   /** Drops the meta (a failed or simulated backup). */

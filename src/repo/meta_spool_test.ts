@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import type { Entry } from "../format/meta.ts";
 import { LocalStore } from "../store/local_store.ts";
+import { readAll } from "../util/bytes.ts";
 import { MetaSpool } from "./meta_spool.ts";
 import { createRepository, decryptMeta, prepareMetaKey } from "./repository.ts";
 
 const te = new TextEncoder();
 
-Deno.test("meta spool: entries stream into a 0600 temp file; finish gives the encrypted meta", async () => {
+Deno.test("meta spool: entries stream into a 0600 temp file; finish gives the encrypted meta, as a stream", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const repo = await createRepository(new LocalStore(dir), te.encode("pw"), { settleMs: 0 });
@@ -28,7 +29,11 @@ Deno.test("meta spool: entries stream into a 0600 temp file; finish gives the en
     for (const e of entries) await spool.add(e);
     assert.equal((Deno.statSync(spool.path).mode ?? 0) & 0o777, 0o600);
     assert.equal((Deno.statSync(spool.dir).mode ?? 0) & 0o777, 0o700);
-    const body = await spool.finish();
+    const finished = await spool.finish();
+    const body = await readAll(finished.open());
+    assert.equal(body.length, finished.size);
+    assert.deepEqual(await readAll(finished.open()), body, "opens again");
+    await spool.discard();
     assert.throws(() => Deno.statSync(spool.dir), Deno.errors.NotFound, "temp folder removed");
     const { meta } = await decryptMeta(body, repo.password, repo.descriptor.keyIter, "m");
     assert.deepEqual(meta.entries, entries);

@@ -213,8 +213,14 @@ export interface CreateOptions {
   knowledge?: { honoursConditional?: boolean };
 }
 
+/** A body to create from a file or the like: its size, and a fresh stream of it each time. */
+export interface Reopenable {
+  size: number;
+  open(): ReadableStream<Uint8Array>;
+}
+
 /**
- * Creates object `name` holding `bytes` exactly once, however many writers race: false when it
+ * Creates object `name` holding `body` exactly once, however many writers race: false when it
  * exists already, or when another writer's bytes took its place. The create is conditional
  * (`ifAbsent`); a second conditional create of the same bytes tells whether the store honoured
  * the condition, and when it did not the object is read back after `settleMs` and compared, so
@@ -223,12 +229,13 @@ export interface CreateOptions {
 export async function createOnce(
   store: Store,
   name: string,
-  bytes: Uint8Array,
+  body: Uint8Array | Reopenable,
   opts: CreateOptions = {},
 ): Promise<boolean> {
   const create = async (): Promise<boolean> => {
     try {
-      await store.save(name, bytes, { ifAbsent: true });
+      if (body instanceof Uint8Array) await store.save(name, body, { ifAbsent: true });
+      else await store.save(name, body.open(), { ifAbsent: true, size: body.size });
       return true;
     } catch (err) {
       if (err instanceof ObjectExistsError) return false;
@@ -241,7 +248,8 @@ export async function createOnce(
   if (opts.knowledge) opts.knowledge.honoursConditional = honoured;
   if (honoured) return true;
   await new Promise((r) => setTimeout(r, opts.settleMs ?? 5000));
-  return sameBytes(await loadOptional(store, name), bytes);
+  const mine = body instanceof Uint8Array ? body : await readAll(body.open());
+  return sameBytes(await loadOptional(store, name), mine);
 }
 
 /**

@@ -24,7 +24,6 @@ import {
 import { pool } from "../util/pool.ts";
 import { randomHex } from "../util/random.ts";
 import {
-  checkIfAbsent,
   checkObjectName,
   guardStream,
   type ObjectInfo,
@@ -66,7 +65,6 @@ export class LocalStore implements Store {
     opts: SaveOptions = {},
   ): Promise<void> {
     checkObjectName(name);
-    checkIfAbsent(data, opts);
     const dest = this.#path(name);
     const parent = path.dirname(dest);
     try {
@@ -342,12 +340,12 @@ async function* namesIn(abs: string): AsyncGenerator<string> {
       for (const n of lines) if (n !== "." && n !== "..") yield n;
     }
   } finally {
-    await ls.stdout.cancel().catch(() => {});
-    const status = await ls.status;
-    const why = (await errText).trim();
-    if (!status.success && !status.signal) {
-      throw cannot(new Error(why || `ls exited ${status.code}`));
-    }
+    await ls.stdout.cancel().catch(() => {}); // the caller stopped early: ls ends on SIGPIPE
+    await ls.status;
+  }
+  const status = await ls.status;
+  if (!status.success) {
+    throw cannot(new Error((await errText).trim() || `ls exited ${status.code}`));
   }
   if (rest !== "" && rest !== "." && rest !== "..") yield rest;
 }

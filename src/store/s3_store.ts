@@ -33,10 +33,10 @@ import {
   RepositoryNotFoundError,
   S3BackupError,
 } from "../util/errors.ts";
+import { readAll } from "../util/bytes.ts";
 import { pool } from "../util/pool.ts";
 import { resolveS3Settings } from "./s3_settings.ts";
 import {
-  checkIfAbsent,
   checkObjectName,
   guardStream,
   type ObjectInfo,
@@ -174,8 +174,9 @@ export class S3Store implements Store {
     opts: SaveOptions = {},
   ): Promise<void> {
     checkObjectName(name);
-    checkIfAbsent(data, opts);
     const signal = anySignal(this.#signal, opts.signal);
+    // A conditional create is one PUT of known bytes (see SaveOptions.ifAbsent).
+    if (opts.ifAbsent && data instanceof ReadableStream) data = await readAll(data);
     if (!(data instanceof ReadableStream)) {
       if (opts.size !== undefined && opts.size !== data.byteLength) {
         throw new S3BackupError(

@@ -26,8 +26,10 @@ export interface SaveOptions {
   /**
    * Create only: throw ObjectExistsError, writing nothing, when the object exists (S3
    * `If-None-Match: *`; a local directory links the new file into place, which fails if the
-   * name is taken). Bytes only, not streams. A store that ignores the condition overwrites:
-   * callers that depend on it read back what they wrote (repo/repository.ts).
+   * name is taken). Bytes, or a stream of known `size`: S3 reads such a stream whole first (a
+   * conditional create is one PUT; multipart is not conditional on every store). A store that
+   * ignores the condition overwrites: callers that depend on it read back what they wrote
+   * (repo/repository.ts).
    */
   ifAbsent?: boolean;
   /**
@@ -90,14 +92,6 @@ export function checkObjectName(name: string): void {
   const bad = name === "" || /[\\\x00-\x1f\x7f]/.test(name) ||
     name.split("/").some((c) => c === "" || c === "." || c === "..");
   if (bad) throw new S3BackupError(`Invalid object name: ${JSON.stringify(name)}`);
-}
-
-/** `ifAbsent` takes bytes: a conditional stream upload would be multipart, which not every
- * store can make conditional. A programming error, not user input. */
-export function checkIfAbsent(data: Uint8Array | ReadableStream<Uint8Array>, opts: SaveOptions) {
-  if (opts.ifAbsent && data instanceof ReadableStream) {
-    throw new TypeError("save: ifAbsent takes bytes, not a stream");
-  }
 }
 
 /**

@@ -22,6 +22,7 @@ import {
   keyState,
   loadMeta,
   prepareMetaKey,
+  type Reopenable,
   type Repository,
 } from "../../repo/repository.ts";
 import { messageOf } from "../../util/bytes.ts";
@@ -454,7 +455,7 @@ async function writeMeta(
   metas: MetaObject[],
   name: string,
   time: Date,
-  body: Uint8Array,
+  body: Reopenable,
   knowledge: CreateOptions["knowledge"],
 ): Promise<string> {
   const taken = new Set(metas.map((m) => m.key));
