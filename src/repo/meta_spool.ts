@@ -13,6 +13,8 @@ import {
   type Entry,
   type MetaHeader,
 } from "../format/meta.ts";
+import { messageOf } from "../util/bytes.ts";
+import { S3BackupError } from "../util/errors.ts";
 import type { Reopenable, Repository } from "./repository.ts";
 
 const te = new TextEncoder();
@@ -44,10 +46,22 @@ export class MetaSpool {
     header: Omit<MetaHeader, "wrappedKey">,
     prepared?: PreparedKey,
   ): Promise<MetaSpool> {
-    const dir = await Deno.makeTempDir({ prefix: "s3backup-meta-" });
-    await Deno.chmod(dir, 0o700);
+    let dir: string | undefined;
+    let file: Deno.FsFile;
+    try {
+      dir = await Deno.makeTempDir({ prefix: "s3backup-meta-" });
+      await Deno.chmod(dir, 0o700);
+      file = await Deno.open(`${dir}/meta`, { write: true, createNew: true, mode: 0o600 });
+    } catch (err) {
+      if (dir !== undefined) await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw new S3BackupError(
+        `Cannot create a temporary file for the meta (set TMPDIR to a writable folder): ${
+          messageOf(err)
+        }`,
+        { cause: err },
+      );
+    }
     const path = `${dir}/meta`;
-    const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
     const key = encryptStream(repo.password, repo.descriptor.keyIter, undefined, prepared);
     const spool = new MetaSpool(dir, path, file, key);
     spool.#lines = encodeMetaHead({ ...header, wrappedKey: repo.wrappedKey });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type { Entry } from "../format/meta.ts";
 import { LocalStore } from "../store/local_store.ts";
 import { readAll } from "../util/bytes.ts";
+import { S3BackupError } from "../util/errors.ts";
 import { MetaSpool } from "./meta_spool.ts";
 import { createRepository, decryptMeta, prepareMetaKey } from "./repository.ts";
 
@@ -44,6 +45,24 @@ Deno.test("meta spool: entries stream into a 0600 temp file; finish gives the en
     await dropped.discard();
     assert.throws(() => Deno.statSync(dropped.dir), Deno.errors.NotFound, "discard removes it");
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("meta spool: no writable temporary folder is one clear error", async () => {
+  const dir = await Deno.makeTempDir();
+  const tmp = Deno.env.get("TMPDIR");
+  try {
+    const repo = await createRepository(new LocalStore(dir), te.encode("pw"), { settleMs: 0 });
+    Deno.env.set("TMPDIR", `${dir}/missing`);
+    const header = { time: new Date(0), host: "h", source: "/s", name: "n" };
+    await assert.rejects(
+      MetaSpool.open(repo, header),
+      (err) => err instanceof S3BackupError && /temporary file for the meta/.test(err.message),
+    );
+  } finally {
+    if (tmp === undefined) Deno.env.delete("TMPDIR");
+    else Deno.env.set("TMPDIR", tmp);
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -289,6 +289,7 @@ export class FilesCacheWriter {
   #parts: string[] = [];
   #chars = 0;
   #count = 0;
+  #committed = false;
 
   private constructor(readonly path: string, readonly tmp: string, file: Deno.FsFile) {
     this.#file = file;
@@ -335,14 +336,16 @@ export class FilesCacheWriter {
       this.#file.syncSync();
       this.#file.close();
       Deno.renameSync(this.tmp, this.path);
+      this.#committed = true;
     } catch (err) {
       this.discard();
       throw err;
     }
   }
 
-  /** Drops the new cache (a failed run); the old one stays. */
+  /** Drops the new cache (a failed run; nothing once committed); the old one stays. */
   discard(): void {
+    if (this.#committed) return;
     try {
       this.#file.close();
     } catch {
