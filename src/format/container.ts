@@ -297,15 +297,46 @@ export function decryptSync(data: Uint8Array, passphrase: Uint8Array, iterations
   }
 }
 
-/** Encrypts a buffer (synchronously when small, else through encryptStream). */
+/** Buffers up to this size are encrypted synchronously; bigger ones by WebCrypto off-thread. */
+const SYNC_ENCRYPT = 32 * 1024;
+
+/**
+ * The container of `data` in one WebCrypto call (its PKCS#7 padding is openssl's), which runs
+ * off the main thread: the main thread reads and hashes the next files meanwhile.
+ */
+async function encryptWhole(
+  data: Uint8Array,
+  passphrase: Uint8Array,
+  iterations: number,
+  salt: Uint8Array,
+): Promise<Uint8Array> {
+  const { key, iv } = keyIvSync(passphrase, salt, iterations);
+  const k = await aesKey(key, ["encrypt"]);
+  const body = new Uint8Array(await crypto.subtle.encrypt(cbc(iv), k, ab(data)));
+  return concat(header(salt), body);
+}
+
+/**
+ * Encrypts a buffer: with a cheap key derivation (data objects) synchronously when small, else
+ * by one WebCrypto call; with an expensive one (metas, 600,000 iterations) through
+ * encryptStream, whose derivation runs off the main thread.
+ */
 export function encryptBytes(
   data: Uint8Array,
   passphrase: Uint8Array,
   iterations: number,
   salt?: Uint8Array,
 ): Promise<Uint8Array> {
-  if (isSmall(data, iterations)) {
-    return Promise.resolve(encryptSync(data, passphrase, iterations, salt));
+  if (iterations <= SYNC_ITERATIONS) {
+    if (data.length <= SYNC_ENCRYPT) {
+      return Promise.resolve(encryptSync(data, passphrase, iterations, salt));
+    }
+    return encryptWhole(
+      data,
+      passphrase,
+      iterations,
+      salt ?? crypto.getRandomValues(new Uint8Array(8)),
+    );
   }
   return readAll(
     ReadableStream.from([data]).pipeThrough(encryptStream(passphrase, iterations, salt)),
