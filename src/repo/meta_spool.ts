@@ -82,8 +82,21 @@ export class MetaSpool {
     const text = this.#lines.join("\n") + "\n";
     this.#lines = [];
     this.#chars = 0;
-    await this.#writer.ready;
-    await this.#writer.write(te.encode(text));
+    try {
+      await this.#writer.ready;
+      await this.#writer.write(te.encode(text));
+    } catch (err) {
+      throw this.#cannot(err);
+    }
+  }
+
+  #cannot(err: unknown): S3BackupError {
+    return new S3BackupError(
+      `Cannot write the meta's temporary file ${this.path}: ${messageOf(err)}`,
+      {
+        cause: err,
+      },
+    );
   }
 
   /**
@@ -93,8 +106,12 @@ export class MetaSpool {
   async finish(): Promise<Reopenable> {
     this.#lines.push(encodeMetaEnd(this.count));
     await this.#flush();
-    await this.#writer.close();
-    await this.#written;
+    try {
+      await this.#writer.close();
+      await this.#written;
+    } catch (err) {
+      throw this.#cannot(err);
+    }
     const path = this.path;
     return {
       size: (await Deno.stat(path)).size,

@@ -66,18 +66,22 @@ export async function orderedPool<T, R>(
   };
   while (true) {
     const seen = settled;
-    while (!ended && failed === null && queue.length - head < window) {
-      const next = items.next();
-      if (next.done) ended = true;
-      else {
-        const s = step(next.value);
-        if ("now" in s) queue.push({ item: next.value, done: true, result: s.now });
+    try {
+      while (!ended && failed === null && queue.length - head < window) {
+        const next = items.next();
+        if (next.done) ended = true;
         else {
-          const slot = { item: next.value, done: false };
-          queue.push(slot);
-          later.push({ slot, work: s.later });
+          const s = step(next.value);
+          if ("now" in s) queue.push({ item: next.value, done: true, result: s.now });
+          else {
+            const slot = { item: next.value, done: false };
+            queue.push(slot);
+            later.push({ slot, work: s.later });
+          }
         }
       }
+    } catch (err) {
+      failed ??= { err }; // thrown once the running ones are done, as any other
     }
     if (signal?.aborted) failed ??= { err: signal.reason };
     while (failed === null && running < n && waiting < later.length) start(later[waiting++]!);

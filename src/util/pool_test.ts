@@ -118,3 +118,22 @@ Deno.test("orderedPool: a failing item or emit stops it after the running ones",
     .catch((e) => e);
   assert.equal((err3 as Error).message, "stop");
 });
+
+Deno.test("orderedPool: an iterator that throws stops it; nothing runs on after", async () => {
+  let finished = 0;
+  function* items() {
+    yield 1;
+    throw new Error("walk");
+  }
+  const err = await orderedPool(items(), 2, 100, () => ({
+    later: async () => {
+      await new Promise((r) => setTimeout(r, 5));
+      finished++;
+      return 0;
+    },
+  }), () => {}).catch((e) => e);
+  assert.equal((err as Error).message, "walk");
+  const seen = finished;
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(finished, seen, "nothing still runs once it has thrown");
+});
