@@ -240,13 +240,8 @@ export function decryptStream(
   });
 }
 
-/** Buffers up to this size, with up to SYNC_ITERATIONS, are done synchronously. */
-export const SYNC_LIMIT = 256 * 1024;
+/** Key derivations up to this many iterations (data objects: 1) are run synchronously. */
 const SYNC_ITERATIONS = 1000;
-
-function isSmall(data: Uint8Array, iterations: number): boolean {
-  return data.length <= SYNC_LIMIT && iterations <= SYNC_ITERATIONS;
-}
 
 function keyIvSync(passphrase: Uint8Array, salt: Uint8Array, iterations: number) {
   const bits = pbkdf2Sync(passphrase, salt, iterations, 48, "sha256");
@@ -270,8 +265,8 @@ export function encryptSync(
   return out;
 }
 
-/** The plaintext of a container, in one synchronous call; CorruptDataError as decryptStream. */
-export function decryptSync(data: Uint8Array, passphrase: Uint8Array, iterations: number) {
+/** The ciphertext after a container's header; CorruptDataError when it cannot be one. */
+function checkContainer(data: Uint8Array): Uint8Array {
   if (data.length < HEADER_SIZE || !MAGIC.every((b, i) => data[i] === b)) {
     throw new CorruptDataError(
       data.length < HEADER_SIZE
@@ -283,6 +278,12 @@ export function decryptSync(data: Uint8Array, passphrase: Uint8Array, iterations
   if (body.length === 0 || body.length % BLOCK !== 0) {
     throw new CorruptDataError("decryption failed (wrong key or corrupt object)");
   }
+  return body;
+}
+
+/** The plaintext of a container, in one synchronous call; CorruptDataError as decryptStream. */
+export function decryptSync(data: Uint8Array, passphrase: Uint8Array, iterations: number) {
+  const body = checkContainer(data);
   const { key, iv } = keyIvSync(passphrase, data.subarray(8, 16), iterations);
   try {
     const d = createDecipheriv("aes-256-cbc", key, iv);
@@ -297,8 +298,11 @@ export function decryptSync(data: Uint8Array, passphrase: Uint8Array, iterations
   }
 }
 
-/** Buffers up to this size are encrypted synchronously; bigger ones by WebCrypto off-thread. */
-const SYNC_ENCRYPT = 32 * 1024;
+/**
+ * Buffers up to this size are en- and decrypted synchronously; bigger ones by one WebCrypto call,
+ * off the main thread.
+ */
+const SYNC_CIPHER = 32 * 1024;
 
 /**
  * The container of `data` in one WebCrypto call (its PKCS#7 padding is openssl's), which runs
@@ -328,7 +332,7 @@ export function encryptBytes(
   salt?: Uint8Array,
 ): Promise<Uint8Array> {
   if (iterations <= SYNC_ITERATIONS) {
-    if (data.length <= SYNC_ENCRYPT) {
+    if (data.length <= SYNC_CIPHER) {
       return Promise.resolve(encryptSync(data, passphrase, iterations, salt));
     }
     return encryptWhole(
@@ -343,13 +347,29 @@ export function encryptBytes(
   );
 }
 
-/** Decrypts a buffer (synchronously when small, else through decryptStream). */
+/** The plaintext of a container in one WebCrypto call (off the main thread); as decryptSync. */
+async function decryptWhole(data: Uint8Array, passphrase: Uint8Array, iterations: number) {
+  const body = checkContainer(data);
+  const { key, iv } = keyIvSync(passphrase, data.subarray(8, 16), iterations);
+  const k = await aesKey(key, ["decrypt"]);
+  try {
+    return new Uint8Array(await crypto.subtle.decrypt(cbc(iv), k, ab(body)));
+  } catch (err) {
+    throw new CorruptDataError("decryption failed (wrong key or corrupt object)", { cause: err });
+  }
+}
+
+/**
+ * Decrypts a buffer: with a cheap key derivation synchronously when small, else by one
+ * WebCrypto call; with an expensive one through decryptStream.
+ */
 export function decryptBytes(
   data: Uint8Array,
   passphrase: Uint8Array,
   iterations: number,
 ): Promise<Uint8Array> {
-  if (isSmall(data, iterations)) {
+  if (iterations <= SYNC_ITERATIONS) {
+    if (data.length > SYNC_CIPHER) return decryptWhole(data, passphrase, iterations);
     try {
       return Promise.resolve(decryptSync(data, passphrase, iterations));
     } catch (err) {

@@ -8,7 +8,6 @@ import {
   encryptedSize,
   encryptStream,
   encryptSync,
-  SYNC_LIMIT,
 } from "./container.ts";
 import { readAll } from "../util/bytes.ts";
 import { CorruptDataError } from "../util/errors.ts";
@@ -87,16 +86,22 @@ for (const size of [0, 1, 15, 16, 17, 4096, 40_000, 1_000_003]) {
   });
 }
 
-Deno.test("the synchronous path writes and reads exactly the streams' bytes", async () => {
+Deno.test("the synchronous and whole-buffer paths write and read exactly the streams' bytes", async () => {
   const salt = Uint8Array.from([8, 7, 6, 5, 4, 3, 2, 1]);
   const pw = te.encode("p");
-  for (const size of [0, 15, 16, 4097, SYNC_LIMIT]) {
+  for (const size of [0, 15, 16, 4097, 32 * 1024 + 1, 256 * 1024]) {
     const data = sample(size);
     const streamed = await readAll(
       ReadableStream.from([data]).pipeThrough(encryptStream(pw, 3, salt)),
     );
     assert.deepEqual(encryptSync(data, pw, 3, salt), streamed, `${size} bytes`);
+    assert.deepEqual(await encryptBytes(data, pw, 3, salt), streamed, `${size} bytes, bytes`);
     assert.deepEqual(decryptSync(streamed, pw, 3), data);
+    assert.deepEqual(await decryptBytes(streamed, pw, 3), data);
+    if (size > 0) {
+      const cut = streamed.slice(0, -16);
+      await assert.rejects(decryptBytes(cut, te.encode("wrong"), 3), CorruptDataError);
+    }
     const back = ReadableStream.from([encryptSync(data, pw, 3)]).pipeThrough(decryptStream(pw, 3));
     assert.deepEqual(await readAll(back), data);
   }

@@ -364,8 +364,8 @@ export function decryptObject(repo: Repository): TransformStream<Uint8Array, Uin
 }
 
 /** Decrypts a small data object at once (CorruptDataError; the caller checks the MD5). */
-export function decryptSmallObject(repo: Repository, body: Uint8Array): Uint8Array {
-  return decryptSync(body, repo.dataKey, repo.descriptor.dataIter);
+export function decryptSmallObject(repo: Repository, body: Uint8Array): Promise<Uint8Array> {
+  return decryptBytes(body, repo.dataKey, repo.descriptor.dataIter);
 }
 
 export function encryptSmallObject(repo: Repository, data: Uint8Array): Promise<Uint8Array> {

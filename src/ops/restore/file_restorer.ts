@@ -213,7 +213,7 @@ async function fetchSmall(run: RestoreRun, md5: string): Promise<Uint8Array> {
   run.progress.bytesDownloaded += body.length;
   let plain: Uint8Array;
   try {
-    plain = run.decryptSmall!(body);
+    plain = await run.decryptSmall!(body);
   } catch (err) {
     throw new ObjectError(`object ${md5} does not decrypt (corrupt object)`, { cause: err });
   }

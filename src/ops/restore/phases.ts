@@ -15,7 +15,7 @@ export interface RestoreRun {
   /** A stream that decrypts a data object. */
   decrypt: () => TransformStream<Uint8Array, Uint8Array>;
   /** Decrypts a small data object at once (format 2 only; CorruptDataError). */
-  decryptSmall?: (body: Uint8Array) => Uint8Array;
+  decryptSmall?: (body: Uint8Array) => Promise<Uint8Array>;
   tgt: TargetDirs;
   attrs: Attributes;
   progress: Progress;
