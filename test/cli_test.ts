@@ -134,3 +134,59 @@ Deno.test("cli: a --timeout below a second, or not a duration, is a usage error"
     }
     assert.equal((await s3backup(["list", "-b", repo, "--timeout", "5s"])).code, 0);
   }));
+
+Deno.test("cli: the README's ini with inline comments opens the repository; -v names it", () =>
+  withRepo(async ({ dir, repo }) => {
+    const cwd = `${dir}/work`;
+    await Deno.mkdir(cwd);
+    // The ini is found in the parent of the working folder, as the original looked for it.
+    const ini = `${dir}/s3backup.ini`;
+    await Deno.writeTextFile(
+      ini,
+      `[main]\npassword = ${PASSWORD}   ; the repository's password\ncolour = blue\n`,
+      { mode: 0o600 },
+    );
+    const v = await s3backup(["verify", "-b", repo, "-v"], { env: { S3BACKUP_PASSWORD: "" }, cwd });
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stderr, new RegExp(`config: ${ini}\n`));
+    assert.match(v.stderr, /unknown key colour in \[main\], ignored/);
+    assert.ok(!v.stderr.includes(PASSWORD), "the password is never shown");
+  }));
+
+Deno.test("cli: --dry-run writes nothing; an option a command does not take is exit 2", () =>
+  withRepo(async ({ dir, src, repo }) => {
+    await Deno.writeTextFile(`${src}/new.txt`, "new");
+    const before = [...Deno.readDirSync(repo)].map((e) => e.name).sort();
+    const b = await s3backup(["backup", "-f", src, "-b", repo, "-n", "n", "--dry-run", "-c"]);
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(b.stdout, /would upload: new\.txt/);
+    const r = await s3backup([
+      "restore",
+      "-b",
+      repo,
+      "-m",
+      "latest",
+      "-f",
+      `${dir}/o`,
+      "--dry-run",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual([...Deno.readDirSync(repo)].map((e) => e.name).sort(), before);
+    assert.throws(() => Deno.statSync(`${dir}/o`), Deno.errors.NotFound, "nothing restored");
+    const bad = await s3backup([
+      "backup",
+      "-f",
+      src,
+      "-b",
+      repo,
+      "--keep-last",
+      "3",
+      "--overwrite",
+    ]);
+    assert.equal(bad.code, 2);
+    assert.equal(
+      bad.stderr,
+      "s3backup: backup does not take --keep-last (see s3backup backup --help)\n",
+    );
+    assert.deepEqual([...Deno.readDirSync(repo)].map((e) => e.name).sort(), before);
+  }));

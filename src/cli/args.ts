@@ -56,6 +56,8 @@ export interface Command {
   keep?: { last?: string; daily?: string; weekly?: string; monthly?: string; yearly?: string };
   dryRun?: boolean;
   grace?: string;
+  /** Say more: the config file read, and (backup) each file uploaded. */
+  verbose?: boolean;
   /** passwd: the new password's file (else S3BACKUP_NEW_PASSWORD, else a prompt). */
   newPasswordFile?: string;
 }
@@ -81,7 +83,8 @@ Options:
   -a, --action ACTION     backup | list | restore (the original usage)
   -c, --cron              no prompts, no progress, one summary line
   -n, --name NAME         backup name, part of the meta file name (default: folder name)
-  -s, --simulate          report what would be uploaded (restore: written), write nothing
+  -s, --dry-run           report what would be uploaded (restore: written; prune: removed),
+                          write nothing (also --simulate)
   -m, --meta META         restore, verify: a meta name, latest (of -n NAME if given), or a backup name
       --only PATH         restore: only PATH and what is under it (repeatable)
       --overwrite         restore: replace files that differ (else they are left, exit 3)
@@ -92,7 +95,6 @@ Options:
                           --keep-weekly N, --keep-monthly N, --keep-yearly N: the newest of each
                           of the N latest days (UTC) / ISO weeks / months / years with backups
       --grace DURATION    prune: keep unused objects younger than this (default 1h; 0, 30m, 2d)
-      --dry-run           prune: list what would be removed, remove nothing
       --new-password-file F  passwd: the new password (else S3BACKUP_NEW_PASSWORD, or a prompt)
       --config FILE       config file (default: s3backup.ini here or in the parent folder)
       --password-file F   read the password from the first line of F
@@ -108,6 +110,7 @@ Options:
       --jobs N            backup, restore, verify: files or objects in flight at once (1-256;
                           default 32 on S3, where each request waits a round trip; 4 locally)
   -h, --help              this help
+  -v, --verbose           say which config file was read (backup: each file uploaded)
   -V, --version           print the version
 
 Password: --password-file, S3BACKUP_PASSWORD, [main] password= in s3backup.ini, or a prompt.
@@ -154,13 +157,20 @@ const OPTIONS = {
   jobs: { type: "string" },
   "force-rehash": { type: "boolean", default: false },
   "cache-dir": { type: "string" },
+  verbose: { type: "boolean", short: "v", default: false },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
 } as const;
 
 function parse(argv: string[]) {
   try {
-    return parseArgs({ args: argv, allowPositionals: true, strict: true, options: OPTIONS });
+    return parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      tokens: true,
+      options: OPTIONS,
+    });
   } catch (err) {
     const msg = (err as Error).message.split("\n")[0]?.replace(/\. To specify.*$/, "") ?? "";
     throw new UsageError(`${msg} (see s3backup --help)`, { cause: err });
@@ -204,7 +214,10 @@ function commandOf(pos: string[], action: string | undefined): CommandName {
 
 /** The options given, as a Command. */
 function commandWith(command: CommandName, v: Values): Command {
-  const cmd: Command = { ...base(command), cron: v.cron, simulate: v.simulate };
+  // --dry-run is the long name of -s (prune's own --dry-run is the same thing).
+  const simulate = v.simulate || v["dry-run"];
+  const cmd: Command = { ...base(command), cron: v.cron, simulate };
+  if (v.verbose) cmd.verbose = true;
   const opt = <K extends keyof Command>(k: K, val: Command[K] | undefined) => {
     if (val !== undefined) cmd[k] = val;
   };
@@ -235,7 +248,7 @@ function commandWith(command: CommandName, v: Values): Command {
     yearly: v["keep-yearly"],
   };
   if (Object.values(keep).some((x) => x !== undefined)) cmd.keep = keep;
-  if (v["dry-run"]) cmd.dryRun = true;
+  if (simulate && command === "prune") cmd.dryRun = true;
   opt("grace", v.grace);
   opt("newPasswordFile", v["new-password-file"]);
   return cmd;
@@ -262,12 +275,71 @@ function checkRequired(cmd: Command): void {
   else if (command === "kit") need("output", "-o <dir>");
 }
 
+/** Options every command takes. */
+const COMMON = [
+  "bucket",
+  "action",
+  "cron",
+  "verbose",
+  "config",
+  "password-file",
+  "endpoint-url",
+  "region",
+  "profile",
+  "timeout",
+  "cache-dir",
+  "help",
+  "version",
+];
+
+/**
+ * The options each command takes besides COMMON. The original usage gave `-f`, `-n` and `-s` to
+ * every action, list too: list still takes them (and ignores them).
+ */
+const TAKES: Record<CommandName, string[]> = {
+  backup: ["folder", "name", "simulate", "dry-run", "storage-class", "jobs", "force-rehash"],
+  restore: ["folder", "meta", "name", "only", "overwrite", "simulate", "dry-run", "jobs"],
+  list: ["folder", "name", "simulate"],
+  kit: ["output"],
+  verify: ["meta", "name", "read-data", "read-data-subset", "jobs"],
+  check: ["meta", "name", "read-data", "read-data-subset", "jobs"],
+  prune: [
+    "keep-last",
+    "keep-daily",
+    "keep-weekly",
+    "keep-monthly",
+    "keep-yearly",
+    "grace",
+    "dry-run",
+    "simulate",
+  ],
+  passwd: ["new-password-file"],
+  help: [],
+  version: [],
+};
+
+type Token = NonNullable<ReturnType<typeof parse>["tokens"]>[number];
+
+/** Refuses an option the command does not take (it would be ignored, or mistaken). */
+function checkTaken(command: CommandName, tokens: Token[]): void {
+  for (const t of tokens) {
+    if (t.kind !== "option" || COMMON.includes(t.name) || TAKES[command].includes(t.name)) {
+      continue;
+    }
+    throw new UsageError(
+      `${command} does not take ${t.rawName} (see s3backup ${command} --help)`,
+    );
+  }
+}
+
 /** Parses argv into a Command. Pure; throws UsageError with one line. */
 export function parseCommandLine(argv: string[]): Command {
-  const { values: v, positionals } = parse(argv);
+  const { values: v, positionals, tokens } = parse(argv);
   if (v.help) return base("help");
   if (v.version) return base("version");
-  const cmd = commandWith(commandOf(positionals, v.action), v);
+  const command = commandOf(positionals, v.action);
+  checkTaken(command, tokens ?? []);
+  const cmd = commandWith(command, v);
   checkRequired(cmd);
   return cmd;
 }

@@ -41,3 +41,38 @@ Deno.test("bad command lines are one-line usage errors", () => {
     });
   }
 });
+
+Deno.test("--dry-run is -s for every command that writes; prune's too", () => {
+  const b = parseCommandLine(["backup", "-f", "d", "-b", "x", "--dry-run"]);
+  assert.equal(b.simulate, true);
+  const r = parseCommandLine(["restore", "-b", "x", "-m", "latest", "-f", "t", "--dry-run"]);
+  assert.equal(r.simulate, true);
+  const p = parseCommandLine(["prune", "-b", "x", "--keep-last", "3", "-s"]);
+  assert.equal(p.dryRun, true);
+  assert.equal(parseCommandLine(["prune", "-b", "x", "--keep-last", "3"]).dryRun, undefined);
+  assert.equal(parseCommandLine(["list", "-b", "x", "-v"]).verbose, true);
+  // The original usage gives -f, -n and -s to list too.
+  assert.equal(
+    parseCommandLine(["-f", "d", "-b", "x", "-a", "list", "-n", "y", "-s"]).command,
+    "list",
+  );
+});
+
+Deno.test("an option the command does not take is refused, naming it", () => {
+  const cases: [string[], string][] = [
+    [["backup", "-f", "d", "-b", "x", "--keep-last", "3"], "backup does not take --keep-last"],
+    [["backup", "-f", "d", "-b", "x", "--overwrite"], "backup does not take --overwrite"],
+    [["backup", "-f", "d", "-b", "x", "--read-data"], "backup does not take --read-data"],
+    [["list", "-b", "x", "-m", "latest"], "list does not take -m"],
+    [["kit", "-o", "k", "--jobs", "3"], "kit does not take --jobs"],
+    [["passwd", "-b", "x", "--only", "a"], "passwd does not take --only"],
+    [["verify", "-b", "x", "--overwrite"], "verify does not take --overwrite"],
+  ];
+  for (const [argv, message] of cases) {
+    assert.throws(
+      () => parseCommandLine(argv),
+      (e: unknown) => e instanceof UsageError && e.message.startsWith(message),
+      argv.join(" "),
+    );
+  }
+});

@@ -321,8 +321,11 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     Deno.stdout.writeSync(new TextEncoder().encode(`s3backup ${VERSION}\n`));
     return ExitCode.ok;
   }
-  const ui = new Ui({ cron: cmd.cron, simulate: cmd.simulate });
+  const ui = new Ui({ cron: cmd.cron, simulate: cmd.simulate, verbose: cmd.verbose === true });
   const config = loadConfig(cmd.config);
+  if (cmd.verbose) {
+    ui.err(`config: ${config.path ?? "none (no s3backup.ini here or in the parent folder)"}`);
+  }
   for (const w of config.warnings) ui.warn(w);
   const ctx: Context = { cmd, config, ui, signal };
   switch (cmd.command) {

@@ -1,5 +1,6 @@
 /**
- * `s3backup.ini`: found in the working folder or its parent, or named with `--config`.
+ * `s3backup.ini`: found in the working folder or its parent, or named with `--config`; read by
+ * the rules of Python 2's ConfigParser, as the original s3backup.py read it (ini.ts).
  *
  *   [main]
  *   password = ...
@@ -12,34 +13,10 @@
  *   timeout = 2m
  */
 import { UsageError } from "../util/errors.ts";
+import { type Ini, iniGet, parseIni } from "./ini.ts";
 import { checkStorageClass } from "./values.ts";
 
 export const CONFIG_NAME = "s3backup.ini";
-
-export type Ini = Map<string, Map<string, string>>;
-
-/** Parses ini text. `;` and `#` start comment lines; values are trimmed; no inline comments. */
-export function parseIni(text: string, fileName = CONFIG_NAME): Ini {
-  const ini: Ini = new Map();
-  let section = "";
-  ini.set(section, new Map());
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const line = raw.trim();
-    if (line === "" || line.startsWith(";") || line.startsWith("#")) return;
-    const sec = /^\[([^\]]+)\]$/.exec(line);
-    if (sec) {
-      section = sec[1]!.trim().toLowerCase();
-      if (!ini.has(section)) ini.set(section, new Map());
-      return;
-    }
-    const eq = line.indexOf("=");
-    if (eq <= 0) {
-      throw new UsageError(`Cannot read config ${fileName}: line ${i + 1} is not key=value`);
-    }
-    ini.get(section)!.set(line.slice(0, eq).trim().toLowerCase(), line.slice(eq + 1).trim());
-  });
-  return ini;
-}
 
 export interface Config {
   /** The file read, or null when none was found. */
@@ -87,10 +64,13 @@ export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Conf
     throw new UsageError(`Cannot read config ${path}: ${(err as Error).message}`, { cause: err });
   }
   const ini = parseIni(text, path);
-  const main = ini.get("main") ?? new Map<string, string>();
-  const s3 = ini.get("s3") ?? new Map<string, string>();
-  const password = main.get("password");
-  if (password !== undefined && password !== "") {
+  config.warnings.push(...unknownSettings(ini, path));
+  const get = (section: string, key: string) => {
+    const v = iniGet(ini, section, key, path);
+    return v === "" ? undefined : v;
+  };
+  const password = get("main", "password");
+  if (password !== undefined) {
     config.password = password;
     if (Deno.build.os !== "windows") {
       const mode = Deno.statSync(path).mode ?? 0;
@@ -104,17 +84,17 @@ export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Conf
     }
   }
   const set = (k: "endpoint" | "region" | "profile", v: string | undefined) => {
-    if (v !== undefined && v !== "") config[k] = v;
+    if (v !== undefined) config[k] = v;
   };
-  set("endpoint", s3.get("endpoint") ?? s3.get("endpoint_url"));
-  set("region", s3.get("region"));
-  set("profile", s3.get("profile"));
-  const timeout = s3.get("timeout");
-  if (timeout !== undefined && timeout !== "") config.timeout = timeout;
-  const sc = s3.get("storage_class");
-  if (sc !== undefined && sc !== "") config.storageClass = checkStorageClass(sc, path);
-  const cs = s3.get("checksums");
-  if (cs !== undefined && cs !== "") {
+  set("endpoint", get("s3", "endpoint") ?? get("s3", "endpoint_url"));
+  set("region", get("s3", "region"));
+  set("profile", get("s3", "profile"));
+  const timeout = get("s3", "timeout");
+  if (timeout !== undefined) config.timeout = timeout;
+  const sc = get("s3", "storage_class");
+  if (sc !== undefined) config.storageClass = checkStorageClass(sc, path);
+  const cs = get("s3", "checksums");
+  if (cs !== undefined) {
     if (cs !== "when_required" && cs !== "when_supported") {
       throw new UsageError(
         `Cannot read config ${path}: [s3] checksums must be when_required or when_supported`,
@@ -123,4 +103,29 @@ export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Conf
     config.checksums = cs;
   }
   return config;
+}
+
+/** The keys each section may set. */
+const KNOWN: Record<string, string[]> = {
+  main: ["password"],
+  s3: ["endpoint", "endpoint_url", "region", "profile", "checksums", "storage_class", "timeout"],
+};
+
+/** A warning for each section and key s3backup does not read (DEFAULT's keys are for `%(...)s`). */
+export function unknownSettings(ini: Ini, path: string): string[] {
+  const out: string[] = [];
+  for (const [name, keys] of ini.sections) {
+    const known = KNOWN[name];
+    if (known === undefined) {
+      const hint = KNOWN[name.toLowerCase()]
+        ? ` (section names are case-sensitive: [${name.toLowerCase()}])`
+        : "";
+      out.push(`${path}: unknown section [${name}], ignored${hint}`);
+      continue;
+    }
+    for (const k of keys.keys()) {
+      if (!known.includes(k)) out.push(`${path}: unknown key ${k} in [${name}], ignored`);
+    }
+  }
+  return out;
 }

@@ -1,18 +1,32 @@
 import assert from "node:assert/strict";
-import { findConfig, loadConfig, parseIni } from "./config.ts";
-import { UsageError } from "../util/errors.ts";
+import { findConfig, loadConfig } from "./config.ts";
 import { firstLine } from "./password.ts";
 
-Deno.test("ini: sections, comments, trimmed values, clear errors", () => {
-  const ini = parseIni("; c\n[main]\npassword = p=a ss # not a comment \n\n[S3]\nRegion=eu\n");
-  assert.equal(ini.get("main")!.get("password"), "p=a ss # not a comment");
-  assert.equal(ini.get("s3")!.get("region"), "eu");
-  assert.throws(
-    () => parseIni("[main]\npassword=x\nnonsense\n"),
-    (e: unknown) =>
-      e instanceof UsageError &&
-      e.message === "Cannot read config s3backup.ini: line 3 is not key=value",
-  );
+Deno.test("s3backup.ini: the README's inline comments, unknown sections and keys warned", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const path = `${dir}/s3backup.ini`;
+    Deno.writeTextFileSync(
+      path,
+      "[main]\npassword = pw1   ; my comment\ncolour = blue\n[s3]\n" +
+        "storage_class = STANDARD_IA   ; data objects only\nchecksums = when_required ; ceph\n" +
+        "endpoint: http://localhost:9000 ; minio\n[S3]\nregion = x\n[extra]\nk = v\n",
+    );
+    Deno.chmodSync(path, 0o600);
+    const c = loadConfig(path);
+    assert.equal(c.password, "pw1", "the comment is not part of the password");
+    assert.equal(c.storageClass, "STANDARD_IA");
+    assert.equal(c.checksums, "when_required");
+    assert.equal(c.endpoint, "http://localhost:9000");
+    assert.equal(c.region, undefined, "[S3] is not [s3]");
+    assert.deepEqual(c.warnings, [
+      `${path}: unknown key colour in [main], ignored`,
+      `${path}: unknown section [S3], ignored (section names are case-sensitive: [s3])`,
+      `${path}: unknown section [extra], ignored`,
+    ]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
 
 Deno.test("s3backup.ini is found in the working folder or its parent; warns when readable", () => {

@@ -36,7 +36,7 @@ export class Ui {
   #totalFiles: number | null = null;
   #totalBytes = 0;
 
-  constructor(readonly opts: { cron: boolean; simulate: boolean }) {
+  constructor(readonly opts: { cron: boolean; simulate: boolean; verbose?: boolean }) {
     this.#progress = !opts.cron && Deno.stderr.isTerminal();
   }
 
@@ -89,6 +89,8 @@ export class Ui {
       case "file":
         if (this.opts.simulate && e.upload) {
           this.out(`would upload: ${showPath(e.path)} (${formatBytes(e.size)})`);
+        } else if (this.opts.verbose && e.upload) {
+          this.err(`uploaded: ${showPath(e.path)} (${formatBytes(e.size)})`);
         }
         break;
       case "progress":

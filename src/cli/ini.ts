@@ -1,0 +1,144 @@
+/**
+ * INI files read by the rules of Python 2's `ConfigParser.ConfigParser`, which the original
+ * s3backup.py used, so that its s3backup.ini opens the same repositories here. Pure: text in,
+ * values out; throws UsageError with one line that never shows a value (it may be a password).
+ *
+ * - A line whose first character is `#` or `;`, a blank line, and a line beginning `rem`/`REM`
+ *   are comments. Anything else that begins with whitespace continues the value above it (the
+ *   lines are joined with `\n`).
+ * - `[name]` opens a section; names are case-sensitive; a repeated section adds to the first.
+ *   `[DEFAULT]` holds defaults every section sees. An option before any section is an error.
+ * - `key = value` or `key: value` (split at the first `=` or `:`); keys are case-insensitive;
+ *   the value is trimmed. A `;` ends the value when it is the first `;` and follows whitespace
+ *   (so `password = pw ; note` is `pw`, and `a;b ; c` stays whole); `#` never does. `""` is the
+ *   empty value.
+ * - Reading a value that holds `%(`: `%(key)s` is replaced by that key's value in the same
+ *   section (or DEFAULT), again up to 10 levels deep, and `%%` is `%`; any other `%` is an
+ *   error. A value without `%(` is taken as written, `%` and all.
+ */
+import { UsageError } from "../util/errors.ts";
+
+export const DEFAULT_SECTION = "DEFAULT";
+
+export interface Ini {
+  /** Section name (as written) -> key (lowercase) -> raw value. */
+  sections: Map<string, Map<string, string>>;
+  defaults: Map<string, string>;
+}
+
+/** Python 2's `str.isspace` for one character (ASCII whitespace only). */
+function isSpace(c: string | undefined): boolean {
+  return c !== undefined && c !== "" && " \t\n\r\x0b\x0c".includes(c);
+}
+
+function pyStrip(s: string): string {
+  return s.replace(/^[ \t\n\r\x0b\x0c]+|[ \t\n\r\x0b\x0c]+$/g, "");
+}
+
+const SECTION = /^\[([^\]]+)\]/;
+/** Python's OPTCRE, with its `\s` (ASCII whitespace) and `.` (anything but a line feed). */
+const OPTION = /^([^:= \t\r\x0b\x0c][^:=]*?)[ \t\r\x0b\x0c]*([:=])[ \t\r\x0b\x0c]*([^\n]*)$/;
+
+/** The value of an option line, after its inline comment (Python 2's rule) and trimming. */
+function optionValue(raw: string): string {
+  let v = raw;
+  const pos = v.indexOf(";");
+  // Python looks at optval[pos - 1], which for pos 0 is the value's last character.
+  if (pos !== -1 && isSpace(pos === 0 ? v.at(-1) : v[pos - 1])) v = v.slice(0, pos);
+  v = pyStrip(v);
+  return v === '""' ? "" : v;
+}
+
+/** Parses INI text by Python 2 ConfigParser's rules (the module doc). */
+export function parseIni(text: string, fileName: string): Ini {
+  const ini: Ini = { sections: new Map(), defaults: new Map() };
+  let section: Map<string, string> | null = null;
+  let key: string | null = null;
+  const fail = (n: number, why: string) => {
+    throw new UsageError(`Cannot read config ${fileName}: line ${n} ${why}`);
+  };
+  const lines = text.split("\n");
+  if (lines.at(-1) === "") lines.pop();
+  lines.forEach((line, i) => {
+    const n = i + 1;
+    if (pyStrip(line) === "" || line[0] === "#" || line[0] === ";") return;
+    if (/^[rR]/.test(line) && /^rem$/i.test(line.split(/[ \t\n\r\x0b\x0c]/, 1)[0] ?? "")) return;
+    if (isSpace(line[0]) && section !== null && key !== null) {
+      const more = pyStrip(line);
+      if (more !== "") section.set(key, `${section.get(key)}\n${more}`);
+      return;
+    }
+    const sec = SECTION.exec(line);
+    if (sec) {
+      const name = sec[1]!;
+      if (name === DEFAULT_SECTION) section = ini.defaults;
+      else {
+        section = ini.sections.get(name) ?? new Map();
+        ini.sections.set(name, section);
+      }
+      key = null;
+      return;
+    }
+    if (section === null) fail(n, "comes before any [section]");
+    const opt = OPTION.exec(line);
+    if (!opt) fail(n, "is not key=value");
+    key = opt![1]!.replace(/[ \t\n\r\x0b\x0c]+$/, "").toLowerCase();
+    section!.set(key, optionValue(opt![3]!));
+  });
+  return ini;
+}
+
+/**
+ * The value of `key` in `section` (or DEFAULT), interpolated as ConfigParser.get does;
+ * undefined when not set. Throws UsageError naming the option, never its value.
+ */
+export function iniGet(ini: Ini, section: string, key: string, fileName: string) {
+  const own = ini.sections.get(section);
+  const lookup = (k: string): string | undefined =>
+    k === "__name__" ? section : own?.get(k) ?? ini.defaults.get(k);
+  const raw = lookup(key.toLowerCase());
+  if (raw === undefined) return undefined;
+  const fail = (why: string) => {
+    throw new UsageError(`Cannot read config ${fileName}: [${section}] ${key}: ${why}`);
+  };
+  let value = raw;
+  for (let depth = 0; depth < 10 && value.includes("%("); depth++) {
+    value = interpolate(value, lookup, fail);
+  }
+  if (value.includes("%(")) fail("%(...)s references nest more than 10 deep");
+  return value;
+}
+
+/** One pass of Python's `value % mapping`, for `%%` and `%(key)s` alone. */
+function interpolate(
+  value: string,
+  lookup: (k: string) => string | undefined,
+  fail: (why: string) => never,
+): string {
+  let out = "";
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (c !== "%") {
+      out += c;
+      continue;
+    }
+    if (value[i + 1] === "%") {
+      out += "%";
+      i++;
+      continue;
+    }
+    if (value[i + 1] !== "(") fail("a % must be %% or %(name)s in a value that holds %(");
+    let depth = 1, j = i + 2;
+    for (; j < value.length && depth > 0; j++) {
+      if (value[j] === "(") depth++;
+      else if (value[j] === ")") depth--;
+    }
+    if (depth > 0 || value[j] !== "s") fail("a % must be %% or %(name)s in a value that holds %(");
+    const name = value.slice(i + 2, j - 1).toLowerCase();
+    const got = lookup(name);
+    if (got === undefined) fail(`%(${name})s names a key this section does not set`);
+    out += got;
+    i = j;
+  }
+  return out;
+}
