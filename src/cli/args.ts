@@ -56,68 +56,13 @@ export interface Command {
   keep?: { last?: string; daily?: string; weekly?: string; monthly?: string; yearly?: string };
   dryRun?: boolean;
   grace?: string;
+  /** help: the command asked about (`s3backup backup --help`). */
+  helpFor?: CommandName;
   /** Say more: the config file read, and (backup) each file uploaded. */
   verbose?: boolean;
   /** passwd: the new password's file (else S3BACKUP_NEW_PASSWORD, else a prompt). */
   newPasswordFile?: string;
 }
-
-export const USAGE = `s3backup ${VERSION} - encrypted, deduplicated backups of a folder to S3
-
-Usage:
-  s3backup -f <folder> -b <bucket> -a backup|list|restore [-c] [-n <name>] [-s]
-  s3backup backup -f <folder> -b <bucket> [-n <name>] [-c] [-s]
-  s3backup list -b <bucket>
-  s3backup restore -b <bucket> -m <meta|latest|name> -f <target> [--only PATH]... [--overwrite] [-s]
-  s3backup kit -o <dir> [-b <bucket>]
-  s3backup verify -b <bucket> [-m <meta|latest|name>] [--read-data | --read-data-subset N%]
-  s3backup prune -b <bucket> --keep-last N --keep-daily N --keep-weekly N --keep-monthly N
-                 [--keep-yearly N] [--grace DURATION] [--dry-run]   (at least one --keep-*)
-  s3backup passwd -b <bucket> [--new-password-file F]
-
-Bucket (-b): bucket | s3://bucket/prefix | ./dir | /abs/dir | file:///abs/dir
-
-Options:
-  -f, --folder DIR        folder to back up (never written to); restore: where to restore
-  -b, --bucket WHERE      repository: S3 bucket (with optional prefix) or local directory
-  -a, --action ACTION     backup | list | restore (the original usage)
-  -c, --cron              no prompts, no progress, one summary line
-  -n, --name NAME         backup name, part of the meta file name (default: folder name)
-  -s, --dry-run           report what would be uploaded (restore: written; prune: removed),
-                          write nothing (also --simulate)
-  -m, --meta META         restore, verify: a meta name, latest (of -n NAME if given), or a backup name
-      --only PATH         restore: only PATH and what is under it (repeatable)
-      --overwrite         restore: replace files that differ (else they are left, exit 3)
-  -o, --output DIR        kit: where to write the restore kit
-      --read-data         verify (alias check): also download, decrypt and MD5-check each object
-      --read-data-subset N%  verify: the same for a random N% of the objects (new sample each run)
-      --keep-last N       prune: keep the N newest backups of each name; --keep-daily N,
-                          --keep-weekly N, --keep-monthly N, --keep-yearly N: the newest of each
-                          of the N latest days (UTC) / ISO weeks / months / years with backups
-      --grace DURATION    prune: keep unused objects younger than this (default 1h; 0, 30m, 2d)
-      --new-password-file F  passwd: the new password (else S3BACKUP_NEW_PASSWORD, or a prompt)
-      --config FILE       config file (default: s3backup.ini here or in the parent folder)
-      --password-file F   read the password from the first line of F
-      --endpoint-url URL  S3 endpoint (also AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, [s3] endpoint)
-      --storage-class SC  backup: S3 storage class of data objects (also [s3] storage_class)
-      --force-rehash      backup: read and hash every file, as if the files cache were empty
-      --cache-dir DIR     the local cache (default: $XDG_CACHE_HOME/s3backup, ~/.cache/s3backup,
-                          ~/Library/Caches/s3backup, %LOCALAPPDATA%\s3backup)
-      --region REGION     S3 region (also AWS_REGION, [s3] region)
-      --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)
-      --timeout DURATION  S3: give up an attempt after this long without an answer (default 2m;
-                          also [s3] timeout); each request is tried 5 times
-      --jobs N            backup, restore, verify: files or objects in flight at once (1-256;
-                          default 32 on S3, where each request waits a round trip; 4 locally)
-  -h, --help              this help
-  -v, --verbose           say which config file was read (backup: each file uploaded)
-  -V, --version           print the version
-
-Password: --password-file, S3BACKUP_PASSWORD, [main] password= in s3backup.ini, or a prompt.
-Exit codes: 0 ok, 1 error, 2 usage, 3 partial (verify: damage found; prune: a backup was
-running, no data removed), 4 wrong password, 5 bucket not found, 130 interrupted (SIGINT),
-143 terminated (SIGTERM).
-`;
 
 const ACTIONS: Record<string, CommandName> = {
   backup: "backup",
@@ -276,7 +221,7 @@ function checkRequired(cmd: Command): void {
 }
 
 /** Options every command takes. */
-const COMMON = [
+export const COMMON = [
   "bucket",
   "action",
   "cron",
@@ -296,7 +241,7 @@ const COMMON = [
  * The options each command takes besides COMMON. The original usage gave `-f`, `-n` and `-s` to
  * every action, list too: list still takes them (and ignores them).
  */
-const TAKES: Record<CommandName, string[]> = {
+export const TAKES: Record<CommandName, string[]> = {
   backup: ["folder", "name", "simulate", "dry-run", "storage-class", "jobs", "force-rehash"],
   restore: ["folder", "meta", "name", "only", "overwrite", "simulate", "dry-run", "jobs"],
   list: ["folder", "name", "simulate"],
@@ -335,7 +280,11 @@ function checkTaken(command: CommandName, tokens: Token[]): void {
 /** Parses argv into a Command. Pure; throws UsageError with one line. */
 export function parseCommandLine(argv: string[]): Command {
   const { values: v, positionals, tokens } = parse(argv);
-  if (v.help) return base("help");
+  if (v.help) {
+    const c = positionals[0] ?? (v.action !== undefined ? ACTIONS[v.action] : undefined);
+    const about = (COMMANDS as readonly string[]).includes(c ?? "") ? c as CommandName : undefined;
+    return about === undefined ? base("help") : { ...base("help"), helpFor: about };
+  }
   if (v.version) return base("version");
   const command = commandOf(positionals, v.action);
   checkTaken(command, tokens ?? []);

@@ -24,7 +24,8 @@ import { openStore, type S3Options } from "../store/open_store.ts";
 import { resolveS3Settings, type S3Settings } from "../store/s3_settings.ts";
 import type { Store } from "../store/store.ts";
 import { ExitCode, UsageError } from "../util/errors.ts";
-import { type Command, parseCommandLine, USAGE, VERSION } from "./args.ts";
+import { type Command, parseCommandLine, VERSION } from "./args.ts";
+import { commandHelp, mainHelp } from "./help.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { type KitConfig, kitFiles, writeKit } from "./kit.ts";
 import { getPassword, type PasswordSources } from "./password.ts";
@@ -314,7 +315,8 @@ async function runKit(ctx: Context): Promise<number> {
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {
   const cmd = parseCommandLine(argv);
   if (cmd.command === "help") {
-    Deno.stdout.writeSync(new TextEncoder().encode(USAGE));
+    const text = cmd.helpFor === undefined ? mainHelp() : commandHelp(cmd.helpFor);
+    Deno.stdout.writeSync(new TextEncoder().encode(text));
     return ExitCode.ok;
   }
   if (cmd.command === "version") {

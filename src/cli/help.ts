@@ -1,0 +1,142 @@
+/**
+ * The help texts: `s3backup --help` lists the commands; `s3backup <command> --help` gives that
+ * command's usage, the options it takes (args.ts TAKES, the same list the parser enforces) and
+ * an example.
+ */
+import { COMMON, TAKES, VERSION } from "./args.ts";
+import type { CommandName } from "./args.ts";
+
+/** Each option's lines, by its long name. */
+const OPTION_HELP: Record<string, string> = {
+  folder: "  -f, --folder DIR        backup: the folder (never written to); restore: the target",
+  bucket:
+    "  -b, --bucket WHERE      bucket | s3://bucket/prefix | ./dir | /abs/dir | file:///abs/dir",
+  cron: "  -c, --cron              no prompts, no progress, one summary line",
+  verbose: "  -v, --verbose           say which config file was read; backup: each file uploaded",
+  name: "  -n, --name NAME         the backup's name (default: the folder's name)",
+  simulate: "  -s, --dry-run           report what would be done, write nothing (also --simulate)",
+  meta: "  -m, --meta META         a meta name, latest (of -n NAME if given), or a backup name",
+  only: "      --only PATH         only PATH and what is under it (repeatable)",
+  overwrite: "      --overwrite         replace files that differ (else they are left, exit 3)",
+  output: "  -o, --output DIR        where to write the restore kit",
+  "read-data": "      --read-data         also download, decrypt and MD5-check each object",
+  "read-data-subset": "      --read-data-subset N%  the same for a random N% of the objects",
+  "keep-last": "      --keep-last N       keep the N newest backups of each name",
+  "keep-daily":
+    "      --keep-daily N      the newest of each of the N latest days (UTC) with backups",
+  "keep-weekly": "      --keep-weekly N     ... of the N latest ISO weeks",
+  "keep-monthly": "      --keep-monthly N    ... of the N latest months",
+  "keep-yearly": "      --keep-yearly N     ... of the N latest years",
+  grace: "      --grace DURATION    keep unused objects younger than this (default 1h; 0, 30m, 2d)",
+  "new-password-file":
+    "      --new-password-file F  the new password (else S3BACKUP_NEW_PASSWORD, or a prompt)",
+  config: "      --config FILE       config file (default: s3backup.ini here or in the parent)",
+  "password-file": "      --password-file F   read the password from the first line of F",
+  "endpoint-url":
+    "      --endpoint-url URL  S3 endpoint (also AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, [s3] endpoint)",
+  "storage-class":
+    "      --storage-class SC  S3 storage class of data objects (also [s3] storage_class)",
+  "force-rehash":
+    "      --force-rehash      read and hash every file, as if the files cache were empty",
+  "cache-dir": "      --cache-dir DIR     the local cache (default: the platform's cache folder)",
+  region: "      --region REGION     S3 region (also AWS_REGION, [s3] region)",
+  profile: "      --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)",
+  timeout: "      --timeout DURATION  S3: give up an attempt after this long (default 2m)",
+  jobs: "      --jobs N            files or objects in flight (1-256; default 32 on S3, 4 locally)",
+  help: "  -h, --help              this help",
+};
+
+interface CommandHelp {
+  usage: string;
+  what: string;
+  example: string;
+}
+
+const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, CommandHelp> = {
+  backup: {
+    usage: "s3backup backup -f <folder> -b <bucket> [-n <name>] [-c] [-s]",
+    what: "Backs up a folder: new contents encrypted and uploaded, then one meta file.",
+    example: "s3backup backup -f /srv/data -b s3://my-bucket/host1 -n nightly -c",
+  },
+  restore: {
+    usage: "s3backup restore -b <bucket> -m <meta|latest|name> -f <target> [--only PATH]...",
+    what: "Restores a backup into a folder; files already right are left as they are.",
+    example: "s3backup restore -b s3://my-bucket/host1 -m latest -f /srv/restored",
+  },
+  list: {
+    usage: "s3backup list -b <bucket>",
+    what: "Lists the backups: meta name, backup name, time, size, counts.",
+    example: "s3backup list -b s3://my-bucket/host1",
+  },
+  kit: {
+    usage: "s3backup kit -o <dir> [-b <bucket>]",
+    what: "Writes the restore kit (bash, AWS CLI, openssl), preconfigured for the bucket.",
+    example: "s3backup kit -o ./kit -b s3://my-bucket/host1",
+  },
+  verify: {
+    usage:
+      "s3backup verify -b <bucket> [-m <meta|latest|name>] [--read-data | --read-data-subset N%]",
+    what: "Checks that every object the backups name exists with its size (alias: check).",
+    example: "s3backup verify -b s3://my-bucket/host1 --read-data-subset 10%",
+  },
+  prune: {
+    usage: "s3backup prune -b <bucket> --keep-... N [--grace DURATION] [--dry-run]",
+    what: "Removes the backups no --keep-* rule keeps, then the objects no backup names.",
+    example: "s3backup prune -b s3://my-bucket/host1 --keep-daily 7 --keep-weekly 5 --dry-run",
+  },
+  passwd: {
+    usage: "s3backup passwd -b <bucket> [--new-password-file F]",
+    what: "Changes the repository's password (every backup, binary and kit).",
+    example: "s3backup passwd -b s3://my-bucket/host1",
+  },
+};
+
+const FOOTER =
+  `Password: --password-file, S3BACKUP_PASSWORD, [main] password= in s3backup.ini, or a prompt.
+Exit codes: 0 ok, 1 error, 2 usage, 3 partial (verify: damage found; prune: a backup was
+running, no data removed), 4 wrong password, 5 bucket not found, 130 interrupted (SIGINT),
+143 terminated (SIGTERM).
+`;
+
+/** `s3backup --help`: the commands. */
+export function mainHelp(): string {
+  const rows = Object.entries(COMMAND_HELP).map(([c, h]) => `  ${c.padEnd(9)}${h.what}`);
+  return `s3backup ${VERSION} - encrypted, deduplicated backups of a folder to S3
+
+Usage:
+  s3backup <command> [options]      (s3backup <command> --help: its options and an example)
+  s3backup -f <folder> -b <bucket> -a backup|list|restore [-c] [-n <name>] [-s]   (the original)
+
+Commands:
+${rows.join("\n")}
+  check    the same as verify
+
+Common options:
+${COMMON.map((o) => OPTION_HELP[o]).filter((l) => l !== undefined).join("\n")}
+  -V, --version           print the version
+
+${FOOTER}`;
+}
+
+/** `s3backup <command> --help`. */
+export function commandHelp(command: CommandName): string {
+  if (command === "help" || command === "version") return mainHelp();
+  const h = COMMAND_HELP[command === "check" ? "verify" : command];
+  const own = TAKES[command].filter((o) => o !== "dry-run").map((o) => OPTION_HELP[o]);
+  const common = COMMON.map((o) => OPTION_HELP[o]);
+  const lines = (xs: (string | undefined)[]) => xs.filter((l) => l !== undefined).join("\n");
+  return `Usage: ${h.usage}
+
+${h.what}
+
+Options:
+${lines(own)}
+
+Common options:
+${lines(common)}
+
+Example:
+  ${h.example}
+
+${FOOTER}`;
+}
