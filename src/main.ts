@@ -4,7 +4,15 @@
  * exits.
  */
 import { run } from "./cli/commands.ts";
-import { errorLine, ExitCode, exitCodeOf } from "./util/errors.ts";
+import { errorLine, ExitCode, exitCodeOf, OutputClosedError } from "./util/errors.ts";
+
+/** Whether `err`, or what caused it, is standard output closing under the run. */
+function outputClosed(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof OutputClosedError) return true;
+  }
+  return false;
+}
 
 /** After the first signal, how long the run has to stop cleanly (locks released) before exit. */
 const GRACE_MS = 20_000;
@@ -32,6 +40,8 @@ if (import.meta.main) {
     if (controller.signal.aborted) {
       Deno.stderr.writeSync(new TextEncoder().encode("s3backup: interrupted\n"));
       code = exitCode;
+    } else if (outputClosed(err)) {
+      code = ExitCode.outputClosed; // `| head` had what it wanted: no message
     } else {
       Deno.stderr.writeSync(new TextEncoder().encode(`s3backup: ${errorLine(err)}\n`));
       code = exitCodeOf(err);

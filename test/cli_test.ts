@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { acquireLock } from "../src/repo/lock.ts";
 import { LocalStore } from "../src/store/local_store.ts";
-import { PASSWORD, s3backup } from "./faults/harness.ts";
+import { ExitCode } from "../src/util/errors.ts";
+import { PASSWORD, s3backup, s3backupArgv } from "./faults/harness.ts";
 import { runKit } from "./kit_runner.ts";
 
 async function withRepo(fn: (f: { dir: string; src: string; repo: string }) => Promise<void>) {
@@ -190,3 +191,61 @@ Deno.test("cli: --dry-run writes nothing; an option a command does not take is e
     );
     assert.deepEqual([...Deno.readDirSync(repo)].map((e) => e.name).sort(), before);
   }));
+
+Deno.test("cli: bad endpoint, an uncreatable target, a bucket name that is a folder here, | head", () =>
+  withRepo(async ({ dir, repo }) => {
+    const e = await s3backup(["list", "-b", "bkt-x", "--endpoint-url", "localhost:9000"]);
+    assert.equal(e.code, 2, e.stderr);
+    assert.equal(
+      e.stderr,
+      's3backup: Invalid S3 endpoint "localhost:9000": use http://host[:port] or https://host\n',
+    );
+    await Deno.writeTextFile(`${dir}/file`, "x");
+    const t = await s3backup(["restore", "-b", repo, "-m", "latest", "-f", `${dir}/file/sub`]);
+    assert.equal(t.code, 2, t.stderr);
+    assert.match(t.stderr, /^s3backup: Cannot restore into .*file\/sub: Not a directory/);
+    assert.equal(t.stderr.split("\n").length, 2, "one line");
+    await Deno.mkdir(`${dir}/mybucket`);
+    const w = await s3backup(["list", "-b", "mybucket", "--endpoint-url", "http://127.0.0.1:9"], {
+      cwd: dir,
+      deadlineMs: 60_000,
+    });
+    assert.match(
+      w.stderr,
+      /-b mybucket is the S3 bucket mybucket; for the folder here write -b \.\/mybucket/,
+    );
+    // A closed stdout ends the run quietly, as SIGPIPE does (exit 141).
+    const pipe = await new Deno.Command("bash", {
+      args: [
+        "-c",
+        `"$@" | true; echo "\${PIPESTATUS[0]}"`,
+        "_",
+        ...s3backupArgv([
+          "restore",
+          "-b",
+          repo,
+          "-m",
+          "latest",
+          "-f",
+          `${dir}/sim`,
+          "-s",
+        ]),
+      ],
+      env: { S3BACKUP_PASSWORD: PASSWORD },
+      stderr: "piped",
+      stdout: "piped",
+    }).output();
+    assert.equal(new TextDecoder().decode(pipe.stderr), "", "no BrokenPipe message");
+    assert.equal(new TextDecoder().decode(pipe.stdout), "141\n");
+  }));
+
+Deno.test("cli: the README's exit-code table is the code's, and --help says the same codes", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const table = [...readme.matchAll(/^\| (\d+) \| /gm)].map((m) => Number(m[1]));
+  const codes = [...new Set(Object.values(ExitCode))].sort((a, b) => a - b);
+  assert.deepEqual(table, codes);
+  const help = (await s3backup(["--help"])).stdout;
+  for (const c of codes.filter((c) => c !== 0)) {
+    assert.match(help, new RegExp(`\\b${c} [a-z]`), String(c));
+  }
+});

@@ -20,7 +20,8 @@ import {
   repositoryExists,
   RepositoryExistsError,
 } from "../repo/repository.ts";
-import { openStore, type S3Options } from "../store/open_store.ts";
+import { messageOf } from "../util/bytes.ts";
+import { openStore, parseStoreUrl, type S3Options } from "../store/open_store.ts";
 import { resolveS3Settings, type S3Settings } from "../store/s3_settings.ts";
 import type { Store } from "../store/store.ts";
 import { ExitCode, UsageError } from "../util/errors.ts";
@@ -70,7 +71,22 @@ function storeOf(ctx: Context): Store {
     if (ms < 1000) throw new UsageError(`--timeout ${timeout}: use at least 1s`);
     opts.timeoutMs = ms;
   }
-  return openStore(ctx.cmd.bucket!, opts);
+  const where = parseStoreUrl(ctx.cmd.bucket!);
+  if (where.kind === "s3" && where.prefix === "" && isDirectory(where.bucket)) {
+    ctx.ui.warn(
+      `-b ${where.bucket} is the S3 bucket ${where.bucket}; for the folder here write ` +
+        `-b ./${where.bucket}`,
+    );
+  }
+  return openStore(where, opts);
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return Deno.statSync(p).isDirectory;
+  } catch {
+    return false;
+  }
 }
 
 function kitConfigOf(ctx: Context, store?: Store): KitConfig {
@@ -199,12 +215,16 @@ async function runList(ctx: Context): Promise<number> {
 async function runRestore(ctx: Context): Promise<number> {
   const { cmd, ui } = ctx;
   const target = resolve(cmd.folder!);
+  let info: Deno.FileInfo | null = null;
   try {
-    if (!(await Deno.stat(target)).isDirectory) {
-      throw new UsageError(`Cannot restore into ${target}: not a directory`);
-    }
+    info = await Deno.stat(target);
   } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    if (!(err instanceof Deno.errors.NotFound)) {
+      throw new UsageError(`Cannot restore into ${target}: ${messageOf(err)}`, { cause: err });
+    }
+  }
+  if (info !== null && !info.isDirectory) {
+    throw new UsageError(`Cannot restore into ${target}: not a directory`);
   }
   const store = storeOf(ctx);
   await store.checkExists();

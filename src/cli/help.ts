@@ -95,7 +95,7 @@ const FOOTER =
   `Password: --password-file, S3BACKUP_PASSWORD, [main] password= in s3backup.ini, or a prompt.
 Exit codes: 0 ok, 1 error, 2 usage, 3 partial (verify: damage found; prune: a backup was
 running, no data removed), 4 wrong password, 5 bucket not found, 130 interrupted (SIGINT),
-143 terminated (SIGTERM).
+141 standard output closed, 143 terminated (SIGTERM).
 `;
 
 /** `s3backup --help`: the commands. */

@@ -9,6 +9,7 @@ import type { BackupInfo } from "../ops/list.ts";
 import type { PruneEvent, PruneSummary } from "../ops/prune.ts";
 import type { RestoreEvent, RestoreSummary } from "../ops/restore/restore.ts";
 import type { VerifyEvent, VerifySummary } from "../ops/verify.ts";
+import { OutputClosedError } from "../util/errors.ts";
 import { formatDuration } from "./values.ts";
 
 const te = new TextEncoder();
@@ -40,9 +41,18 @@ export class Ui {
     this.#progress = !opts.cron && Deno.stderr.isTerminal();
   }
 
+  /** A line on stdout; a closed stdout (`| head`) stops the run quietly (OutputClosedError). */
   out(line: string): void {
     this.#clear();
-    Deno.stdout.writeSync(te.encode(line + "\n"));
+    const bytes = te.encode(line + "\n");
+    try {
+      for (let off = 0; off < bytes.length;) off += Deno.stdout.writeSync(bytes.subarray(off));
+    } catch (err) {
+      if (err instanceof Deno.errors.BrokenPipe) {
+        throw new OutputClosedError("standard output was closed", { cause: err });
+      }
+      throw err;
+    }
   }
 
   err(line: string): void {

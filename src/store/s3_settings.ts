@@ -6,6 +6,7 @@
  *   region    --region > AWS_REGION > AWS_DEFAULT_REGION > [s3] region  (store default us-east-1)
  *   profile   --profile > AWS_PROFILE > [s3] profile
  */
+import { UsageError } from "../util/errors.ts";
 
 export interface S3Settings {
   endpoint?: string;
@@ -47,8 +48,24 @@ export function resolveS3Settings(src: S3SettingSources = {}): S3Settings {
     src.ini?.region,
   );
   const profile = first(src.flags?.profile, env("AWS_PROFILE"), src.ini?.profile);
-  if (endpoint !== undefined) out.endpoint = endpoint;
+  if (endpoint !== undefined) out.endpoint = checkEndpoint(endpoint);
   if (region !== undefined) out.region = region;
   if (profile !== undefined) out.profile = profile;
   return out;
+}
+
+/** An endpoint URL as given, or UsageError: http(s)://host[:port][/path], nothing else. */
+export function checkEndpoint(endpoint: string): string {
+  let url: URL | null = null;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    // reported below
+  }
+  if (url === null || (url.protocol !== "http:" && url.protocol !== "https:") || url.host === "") {
+    throw new UsageError(
+      `Invalid S3 endpoint ${JSON.stringify(endpoint)}: use http://host[:port] or https://host`,
+    );
+  }
+  return endpoint;
 }

@@ -14,6 +14,8 @@ export const ExitCode = {
   wrongPassword: 4,
   repositoryNotFound: 5,
   interrupted: 130,
+  /** Standard output was closed (`| head`): the run stops quietly, as on SIGPIPE. */
+  outputClosed: 141,
   terminated: 143,
 } as const;
 export type ExitCode = typeof ExitCode[keyof typeof ExitCode];
@@ -57,6 +59,11 @@ export class ObjectExistsError extends S3BackupError {
   constructor(readonly objectName: string, options?: ErrorOptions) {
     super(`Object exists already: ${objectName}`, options);
   }
+}
+
+/** Standard output was closed under the run (`s3backup list | head -1`). */
+export class OutputClosedError extends S3BackupError {
+  override readonly exitCode = ExitCode.outputClosed;
 }
 
 /** A file changed while it was being read; its content was not stored. */

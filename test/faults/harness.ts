@@ -27,6 +27,11 @@ export interface RunOptions {
 }
 
 /** A started s3backup process; `done` resolves at its exit, rejects past the deadline. */
+/** The argv that runs s3backup with `args` (for a shell pipeline). */
+export function s3backupArgv(args: string[]): string[] {
+  return [Deno.execPath(), "run", "--allow-all", "--quiet", "--config", CONFIG, MAIN, ...args];
+}
+
 export function start(args: string[], opts: RunOptions = {}) {
   const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {

@@ -7,7 +7,7 @@ import { lchown, lutimes } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Entry } from "../../format/meta.ts";
 import { messageOf } from "../../util/bytes.ts";
-import { UsageError } from "../../util/errors.ts";
+import { S3BackupError, UsageError } from "../../util/errors.ts";
 
 /** Temporary files an interrupted restore may leave: this engine's, and the restore kit's. */
 const STALE_TEMP = /^(\.s3backup-restore-[0-9a-f]{12}\.tmp|\.s3backup-tmp\.[A-Za-z0-9]{6})$/;
@@ -42,11 +42,23 @@ export async function openTarget(
 ): Promise<{ root: string; existed: boolean }> {
   const root = resolve(target);
   if (simulate) return { root: await Deno.realPath(root).catch(() => root), existed: false };
-  const st = await lstatOrNull(root);
+  const cannot = (err: unknown) =>
+    new S3BackupError(`Cannot create the restore target ${root}: ${messageOf(err)}`, {
+      cause: err,
+    });
+  const st = await lstatOrNull(root).catch((err) => {
+    throw cannot(err);
+  });
   if (st !== null && !st.isDirectory && !(st.isSymlink && (await Deno.stat(root)).isDirectory)) {
     throw new UsageError(`${root} exists and is not a directory`);
   }
-  if (st === null) await Deno.mkdir(root, { recursive: true, mode: 0o700 });
+  if (st === null) {
+    try {
+      await Deno.mkdir(root, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw cannot(err);
+    }
+  }
   return { root: await Deno.realPath(root), existed: st !== null };
 }
 
