@@ -249,3 +249,30 @@ Deno.test("cli: the README's exit-code table is the code's, and --help says the 
     assert.match(help, new RegExp(`\\b${c} [a-z]`), String(c));
   }
 });
+
+Deno.test("cli: S3BACKUP_PASSWORD_FILE, --password-command and S3BACKUP_PASSWORD_COMMAND", () =>
+  withRepo(async ({ dir, repo }) => {
+    const right = `${dir}/right`;
+    await Deno.writeTextFile(right, `${PASSWORD}\n`);
+    const verify = (env: Record<string, string>, extra: string[] = []) =>
+      s3backup(["verify", "-b", repo, ...extra], { env: { S3BACKUP_PASSWORD: "wrong", ...env } });
+    assert.equal((await verify({ S3BACKUP_PASSWORD_FILE: right })).code, 0, "file before env");
+    const cmd = `printf '%s\\n' '${PASSWORD}' "second line"`;
+    assert.equal((await verify({}, ["--password-command", cmd])).code, 0, "first line of stdout");
+    assert.equal((await verify({ S3BACKUP_PASSWORD_COMMAND: cmd })).code, 0);
+    const both = await verify({}, ["--password-command", cmd, "--password-file", right]);
+    assert.equal(both.code, 2, both.stderr);
+    const failing = await verify({}, ["--password-command", "sh -c 'echo oops >&2; exit 3'"]);
+    assert.equal(failing.code, 1, failing.stderr);
+    assert.match(
+      failing.stderr,
+      /s3backup: The password command sh failed \(exit 3\); no password\n$/,
+    );
+    assert.ok(!failing.stderr.includes(PASSWORD));
+    // No shell: a `;` is an argument, not a second command.
+    const noShell = await verify({}, [
+      "--password-command",
+      `printf ${PASSWORD.split(" ")[0]}; echo`,
+    ]);
+    assert.equal(noShell.code, 4, noShell.stderr);
+  }));

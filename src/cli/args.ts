@@ -36,6 +36,8 @@ export interface Command {
   output?: string;
   config?: string;
   passwordFile?: string;
+  /** Runs this (without a shell) and reads the password from its first line. */
+  passwordCommand?: string;
   endpointUrl?: string;
   /** backup: S3 storage class of new data objects. */
   storageClass?: string;
@@ -94,6 +96,7 @@ const OPTIONS = {
   "new-password-file": { type: "string" },
   config: { type: "string" },
   "password-file": { type: "string" },
+  "password-command": { type: "string" },
   "endpoint-url": { type: "string" },
   "storage-class": { type: "string" },
   region: { type: "string" },
@@ -175,6 +178,7 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("output", v.output);
   opt("config", v.config);
   opt("passwordFile", v["password-file"]);
+  opt("passwordCommand", v["password-command"]);
   opt("endpointUrl", v["endpoint-url"]);
   opt("storageClass", v["storage-class"]);
   opt("region", v.region);
@@ -228,6 +232,7 @@ export const COMMON = [
   "verbose",
   "config",
   "password-file",
+  "password-command",
   "endpoint-url",
   "region",
   "profile",

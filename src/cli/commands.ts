@@ -42,9 +42,19 @@ interface Context {
 
 function passwordSources(ctx: Context, interactive: boolean): PasswordSources {
   const src: PasswordSources = { interactive: interactive && !ctx.cmd.cron };
-  const env = Deno.env.get("S3BACKUP_PASSWORD");
-  if (env !== undefined) src.env = env;
-  if (ctx.cmd.passwordFile !== undefined) src.passwordFile = ctx.cmd.passwordFile;
+  const env = (name: string) => Deno.env.get(name) || undefined;
+  const { passwordFile, passwordCommand } = ctx.cmd;
+  if (passwordFile !== undefined && passwordCommand !== undefined) {
+    throw new UsageError("Use --password-file or --password-command, not both");
+  }
+  const file = passwordFile ??
+    (passwordCommand === undefined ? env("S3BACKUP_PASSWORD_FILE") : undefined);
+  const command = passwordCommand ??
+    (file === undefined ? env("S3BACKUP_PASSWORD_COMMAND") : undefined);
+  if (file !== undefined) src.passwordFile = file;
+  else if (command !== undefined) src.passwordCommand = command;
+  const pw = Deno.env.get("S3BACKUP_PASSWORD");
+  if (pw !== undefined) src.env = pw;
   if (ctx.config.password !== undefined) src.ini = ctx.config.password;
   return src;
 }

@@ -32,6 +32,8 @@ const OPTION_HELP: Record<string, string> = {
     "      --new-password-file F  the new password (else S3BACKUP_NEW_PASSWORD, or a prompt)",
   config: "      --config FILE       config file (default: s3backup.ini here or in the parent)",
   "password-file": "      --password-file F   read the password from the first line of F",
+  "password-command":
+    "      --password-command CMD  run CMD (no shell) and read the password from its first line",
   "endpoint-url":
     "      --endpoint-url URL  S3 endpoint (also AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, [s3] endpoint)",
   "storage-class":

@@ -13,7 +13,7 @@ Deno.test("help: each command its own usage, options and example; --help lists t
     const h = commandHelp(c);
     texts.add(h);
     assert.match(h, new RegExp(`^Usage: s3backup ${c === "check" ? "verify" : c} `), c);
-    assert.match(h, /\nExample:\n  s3backup /, c);
+    assert.ok(h.includes("\nExample:\n  s3backup "), c);
     // Every option it takes is explained, and none it refuses.
     for (const o of [...TAKES[c], ...COMMON]) {
       if (o === "action" || o === "version" || o === "simulate") continue;

@@ -31,13 +31,19 @@ function isSpace(c: string | undefined): boolean {
   return c !== undefined && c !== "" && " \t\n\r\x0b\x0c".includes(c);
 }
 
+/** Python 2's `\s`: ASCII whitespace (a regex character class body). */
+const WS = " \\t\\n\\r\\x0b\\x0c";
+const STRIP = new RegExp(`^[${WS}]+|[${WS}]+$`, "g");
+const TRAILING = new RegExp(`[${WS}]+$`);
+const WORD_END = new RegExp(`[${WS}]`);
+
 function pyStrip(s: string): string {
-  return s.replace(/^[ \t\n\r\x0b\x0c]+|[ \t\n\r\x0b\x0c]+$/g, "");
+  return s.replace(STRIP, "");
 }
 
 const SECTION = /^\[([^\]]+)\]/;
 /** Python's OPTCRE, with its `\s` (ASCII whitespace) and `.` (anything but a line feed). */
-const OPTION = /^([^:= \t\r\x0b\x0c][^:=]*?)[ \t\r\x0b\x0c]*([:=])[ \t\r\x0b\x0c]*([^\n]*)$/;
+const OPTION = new RegExp(`^([^:=${WS}][^:=]*?)[${WS}]*([:=])[${WS}]*([^\\n]*)$`);
 
 /** The value of an option line, after its inline comment (Python 2's rule) and trimming. */
 function optionValue(raw: string): string {
@@ -62,7 +68,7 @@ export function parseIni(text: string, fileName: string): Ini {
   lines.forEach((line, i) => {
     const n = i + 1;
     if (pyStrip(line) === "" || line[0] === "#" || line[0] === ";") return;
-    if (/^[rR]/.test(line) && /^rem$/i.test(line.split(/[ \t\n\r\x0b\x0c]/, 1)[0] ?? "")) return;
+    if (/^[rR]/.test(line) && /^rem$/i.test(line.split(WORD_END, 1)[0] ?? "")) return;
     if (isSpace(line[0]) && section !== null && key !== null) {
       const more = pyStrip(line);
       if (more !== "") section.set(key, `${section.get(key)}\n${more}`);
@@ -82,7 +88,7 @@ export function parseIni(text: string, fileName: string): Ini {
     if (section === null) fail(n, "comes before any [section]");
     const opt = OPTION.exec(line);
     if (!opt) fail(n, "is not key=value");
-    key = opt![1]!.replace(/[ \t\n\r\x0b\x0c]+$/, "").toLowerCase();
+    key = opt![1]!.replace(TRAILING, "").toLowerCase();
     section!.set(key, optionValue(opt![3]!));
   });
   return ini;

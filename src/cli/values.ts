@@ -77,3 +77,40 @@ export function checkStorageClass(v: string, where: string): string {
   }
   return v;
 }
+
+/**
+ * A command line split into words as a POSIX shell splits it, without running one: blanks
+ * separate words; `'...'` is literal; in `"..."` a backslash escapes `"`, `\\`, `$` and `` ` ``;
+ * elsewhere a backslash escapes the next character. No variables, globs or pipes. Throws
+ * UsageError on an unterminated quote.
+ */
+export function splitCommand(line: string): string[] {
+  const words: string[] = [];
+  let word: string | null = null;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (c === " " || c === "\t" || c === "\n") {
+      if (word !== null) words.push(word);
+      word = null;
+    } else if (c === "'") {
+      const end = line.indexOf("'", i + 1);
+      if (end < 0) throw new UsageError("The password command has an unterminated ' quote");
+      word = (word ?? "") + line.slice(i + 1, end);
+      i = end;
+    } else if (c === '"') {
+      word ??= "";
+      for (i++; i < line.length && line[i] !== '"'; i++) {
+        if (line[i] === "\\" && '"\\$`'.includes(line[i + 1] ?? "")) i++;
+        word += line[i];
+      }
+      if (i >= line.length) {
+        throw new UsageError('The password command has an unterminated " quote');
+      }
+    } else if (c === "\\") {
+      word = (word ?? "") + (line[i + 1] ?? "");
+      i++;
+    } else word = (word ?? "") + c;
+  }
+  if (word !== null) words.push(word);
+  return words;
+}

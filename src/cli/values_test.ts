@@ -7,6 +7,7 @@ import {
   parseJobs,
   parseKeep,
   parseSubset,
+  splitCommand,
 } from "./values.ts";
 
 Deno.test("counts and durations are checked", () => {
@@ -52,4 +53,19 @@ Deno.test("storage class names", () => {
   for (const bad of ["standard", "", "STANDARD IA", "A"]) {
     assert.throws(() => checkStorageClass(bad, "x"), UsageError, bad);
   }
+});
+
+Deno.test("splitCommand: words as a shell splits them, without a shell", () => {
+  assert.deepEqual(splitCommand(`pass show "backup/s3 key"`), ["pass", "show", "backup/s3 key"]);
+  assert.deepEqual(splitCommand(`a 'b c' d\\ e "f \\"g\\" \\$h" i''j`), [
+    "a",
+    "b c",
+    "d e",
+    'f "g" $h',
+    "ij",
+  ]);
+  assert.deepEqual(splitCommand("  x\t y  "), ["x", "y"]);
+  assert.deepEqual(splitCommand(`echo ""`), ["echo", ""]);
+  assert.throws(() => splitCommand(`echo 'x`), /unterminated ' quote/);
+  assert.throws(() => splitCommand(`echo "x`), /unterminated " quote/);
 });

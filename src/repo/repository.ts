@@ -9,7 +9,6 @@
 import {
   decryptBytes,
   decryptStream,
-  decryptSync,
   encryptBytes,
   encryptStream,
   type PreparedKey,

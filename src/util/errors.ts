@@ -61,6 +61,11 @@ export class ObjectExistsError extends S3BackupError {
   }
 }
 
+/** The user interrupted (Ctrl-C at a prompt). */
+export class InterruptedError extends S3BackupError {
+  override readonly exitCode = ExitCode.interrupted;
+}
+
 /** Standard output was closed under the run (`s3backup list | head -1`). */
 export class OutputClosedError extends S3BackupError {
   override readonly exitCode = ExitCode.outputClosed;

@@ -1,0 +1,79 @@
+/**
+ * The password prompt under a real pseudo-terminal (util-linux `script`): what a user types,
+ * byte for byte, after the prompt shows. Skipped, and said so, where there is no `script`.
+ */
+import assert from "node:assert/strict";
+import { PASSWORD, s3backup, s3backupArgv } from "./faults/harness.ts";
+import { childEnv } from "./s3_env.ts";
+
+const haveScript =
+  new Deno.Command("script", { args: ["--version"], stdout: "null", stderr: "null" })
+    .outputSync().success;
+if (!haveScript) console.warn("prompt_test: skipped: no util-linux `script` to make a pty");
+
+const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+/** Runs s3backup `args` on a pty; types `keys` once the prompt shows. Its exit code and output. */
+async function onPty(args: string[], keys: string): Promise<{ code: number; out: string }> {
+  const env = childEnv();
+  delete env.S3BACKUP_PASSWORD;
+  const child = new Deno.Command("script", {
+    args: ["-qfec", s3backupArgv(args).map(quote).join(" "), "/dev/null"],
+    env,
+    clearEnv: true,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  let out = "";
+  const dec = new TextDecoder();
+  const reading = (async () => {
+    for await (const chunk of child.stdout) {
+      out += dec.decode(chunk, { stream: true });
+      if (out.includes("password: ") && keys !== "") {
+        const k = keys;
+        keys = "";
+        await new Promise((r) => setTimeout(r, 200)); // the prompt is drawn: raw mode is on
+        await writer.write(new TextEncoder().encode(k));
+      }
+    }
+  })();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  const status = await child.status;
+  clearTimeout(timer);
+  await reading;
+  await writer.close().catch(() => {});
+  await child.stderr.cancel();
+  return { code: status.code, out };
+}
+
+Deno.test({
+  name: "prompt (pty): a character typed and erased, Ctrl-C, Ctrl-D",
+  ignore: !haveScript,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-prompt-" });
+    try {
+      await Deno.mkdir(`${dir}/src`);
+      await Deno.mkdir(`${dir}/repo`);
+      await Deno.writeTextFile(`${dir}/src/a`, "a");
+      const b = await s3backup(["backup", "-f", `${dir}/src`, "-b", `${dir}/repo`, "-c"]);
+      assert.equal(b.code, 0, b.stderr);
+      const verify = ["verify", "-b", `${dir}/repo`];
+      // Two characters of two and three bytes, each erased by one backspace.
+      const typed = await onPty(verify, `${PASSWORD}é€\x7f\x7f\r`);
+      assert.equal(typed.code, 0, typed.out);
+      assert.ok(!typed.out.includes(PASSWORD), "nothing typed is echoed");
+      const wrong = await onPty(verify, `${PASSWORD}x\r`);
+      assert.equal(wrong.code, 4, wrong.out);
+      const interrupted = await onPty(verify, "abc\x03");
+      assert.equal(interrupted.code, 130, interrupted.out);
+      assert.match(interrupted.out, /Interrupted at the password prompt/);
+      const eof = await onPty(verify, "\x04");
+      assert.equal(eof.code, 2, eof.out);
+      assert.match(eof.out, /No password given at the prompt/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
