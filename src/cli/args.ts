@@ -39,6 +39,8 @@ export interface Command {
   /** Runs this (without a shell) and reads the password from its first line. */
   passwordCommand?: string;
   endpointUrl?: string;
+  /** PEM certificate authorities to trust for https (also AWS_CA_BUNDLE, [s3] ca_bundle). */
+  caBundle?: string;
   /** backup: S3 storage class of new data objects. */
   storageClass?: string;
   region?: string;
@@ -98,6 +100,7 @@ const OPTIONS = {
   "password-file": { type: "string" },
   "password-command": { type: "string" },
   "endpoint-url": { type: "string" },
+  "ca-bundle": { type: "string" },
   "storage-class": { type: "string" },
   region: { type: "string" },
   profile: { type: "string" },
@@ -180,6 +183,7 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("passwordFile", v["password-file"]);
   opt("passwordCommand", v["password-command"]);
   opt("endpointUrl", v["endpoint-url"]);
+  opt("caBundle", v["ca-bundle"]);
   opt("storageClass", v["storage-class"]);
   opt("region", v.region);
   opt("profile", v.profile);
@@ -234,6 +238,7 @@ export const COMMON = [
   "password-file",
   "password-command",
   "endpoint-url",
+  "ca-bundle",
   "region",
   "profile",
   "timeout",

@@ -65,7 +65,9 @@ function s3SettingsOf(ctx: Context): S3Settings {
   if (ctx.cmd.endpointUrl) flags.endpoint = ctx.cmd.endpointUrl;
   if (ctx.cmd.region) flags.region = ctx.cmd.region;
   if (ctx.cmd.profile) flags.profile = ctx.cmd.profile;
+  if (ctx.cmd.caBundle) flags.caBundle = ctx.cmd.caBundle;
   const ini: S3Settings = {};
+  if (ctx.config.caBundle) ini.caBundle = ctx.config.caBundle;
   if (ctx.config.endpoint) ini.endpoint = ctx.config.endpoint;
   if (ctx.config.region) ini.region = ctx.config.region;
   if (ctx.config.profile) ini.profile = ctx.config.profile;

@@ -13,7 +13,7 @@
  *   timeout = 2m
  */
 import { UsageError } from "../util/errors.ts";
-import { type Ini, iniGet, parseIni } from "./ini.ts";
+import { type Ini, iniGet, parseIni } from "../util/ini.ts";
 import { checkStorageClass } from "./values.ts";
 
 export const CONFIG_NAME = "s3backup.ini";
@@ -25,6 +25,8 @@ export interface Config {
   endpoint?: string;
   region?: string;
   profile?: string;
+  /** `[s3] ca_bundle`: PEM certificate authorities to trust for https. */
+  caBundle?: string;
   checksums?: "when_required" | "when_supported";
   /** S3 storage class of data objects (metas, key and kit stay STANDARD). */
   storageClass?: string;
@@ -83,12 +85,13 @@ export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Conf
       }
     }
   }
-  const set = (k: "endpoint" | "region" | "profile", v: string | undefined) => {
+  const set = (k: "endpoint" | "region" | "profile" | "caBundle", v: string | undefined) => {
     if (v !== undefined) config[k] = v;
   };
   set("endpoint", get("s3", "endpoint") ?? get("s3", "endpoint_url"));
   set("region", get("s3", "region"));
   set("profile", get("s3", "profile"));
+  set("caBundle", get("s3", "ca_bundle"));
   const timeout = get("s3", "timeout");
   if (timeout !== undefined) config.timeout = timeout;
   const sc = get("s3", "storage_class");
@@ -108,7 +111,16 @@ export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Conf
 /** The keys each section may set. */
 const KNOWN: Record<string, string[]> = {
   main: ["password"],
-  s3: ["endpoint", "endpoint_url", "region", "profile", "checksums", "storage_class", "timeout"],
+  s3: [
+    "endpoint",
+    "endpoint_url",
+    "region",
+    "profile",
+    "ca_bundle",
+    "checksums",
+    "storage_class",
+    "timeout",
+  ],
 };
 
 /** A warning for each section and key s3backup does not read (DEFAULT's keys are for `%(...)s`). */

@@ -36,6 +36,8 @@ const OPTION_HELP: Record<string, string> = {
     "      --password-command CMD  run CMD (no shell) and read the password from its first line",
   "endpoint-url":
     "      --endpoint-url URL  S3 endpoint (also AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, [s3] endpoint)",
+  "ca-bundle":
+    "      --ca-bundle FILE    PEM CAs to trust for https (also AWS_CA_BUNDLE, [s3] ca_bundle)",
   "storage-class":
     "      --storage-class SC  S3 storage class of data objects (also [s3] storage_class)",
   "force-rehash":

@@ -2,16 +2,24 @@
  * The one precedence of S3 connection settings, for the store and for the kit's kit.conf:
  * a flag, then the AWS environment variables, then the config file (`[s3]` of s3backup.ini).
  *
+ *   profile   --profile > AWS_PROFILE > [s3] profile  (else "default")
  *   endpoint  --endpoint-url > AWS_ENDPOINT_URL_S3 > AWS_ENDPOINT_URL > [s3] endpoint
- *   region    --region > AWS_REGION > AWS_DEFAULT_REGION > [s3] region  (store default us-east-1)
- *   profile   --profile > AWS_PROFILE > [s3] profile
+ *             > the profile's endpoint_url
+ *   region    --region > AWS_REGION > AWS_DEFAULT_REGION > [s3] region > the profile's region
+ *             (store default us-east-1)
+ *   CA bundle --ca-bundle > AWS_CA_BUNDLE > [s3] ca_bundle > the profile's ca_bundle
+ *
+ * "The profile's" is the AWS CLI's shared config file (aws_config.ts).
  */
 import { UsageError } from "../util/errors.ts";
+import { profileSettings } from "./aws_config.ts";
 
 export interface S3Settings {
   endpoint?: string;
   region?: string;
   profile?: string;
+  /** PEM file of the certificate authorities to trust for https (instead of the system's). */
+  caBundle?: string;
 }
 
 /** What one source says. Empty strings count as not set. */
@@ -20,6 +28,8 @@ export interface S3SettingSources {
   ini?: S3Settings;
   /** Environment lookup (default: Deno.env, when permitted). */
   env?: (name: string) => string | undefined;
+  /** What the shared config file says for a profile (default: aws_config.ts reads it). */
+  profileConfig?: (profile: string | undefined) => S3Settings;
 }
 
 function envGet(name: string): string | undefined {
@@ -35,22 +45,32 @@ export function resolveS3Settings(src: S3SettingSources = {}): S3Settings {
   const env = src.env ?? envGet;
   const first = (...vals: (string | undefined)[]) => vals.find((v) => v !== undefined && v !== "");
   const out: S3Settings = {};
+  const profile = first(src.flags?.profile, env("AWS_PROFILE"), src.ini?.profile);
+  const prof = (src.profileConfig ?? ((p) => profileSettings(p, env)))(profile);
   const endpoint = first(
     src.flags?.endpoint,
     env("AWS_ENDPOINT_URL_S3"),
     env("AWS_ENDPOINT_URL"),
     src.ini?.endpoint,
+    prof.endpoint,
   );
   const region = first(
     src.flags?.region,
     env("AWS_REGION"),
     env("AWS_DEFAULT_REGION"),
     src.ini?.region,
+    prof.region,
   );
-  const profile = first(src.flags?.profile, env("AWS_PROFILE"), src.ini?.profile);
+  const caBundle = first(
+    src.flags?.caBundle,
+    env("AWS_CA_BUNDLE"),
+    src.ini?.caBundle,
+    prof.caBundle,
+  );
   if (endpoint !== undefined) out.endpoint = checkEndpoint(endpoint);
   if (region !== undefined) out.region = region;
   if (profile !== undefined) out.profile = profile;
+  if (caBundle !== undefined) out.caBundle = caBundle;
   return out;
 }
 

@@ -27,11 +27,13 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import https from "node:https";
 import {
   ObjectExistsError,
   ObjectNotFoundError,
   RepositoryNotFoundError,
   S3BackupError,
+  UsageError,
 } from "../util/errors.ts";
 import { readAll } from "../util/bytes.ts";
 import { pool } from "../util/pool.ts";
@@ -55,6 +57,8 @@ export interface S3StoreConfig {
   region?: string;
   /** A profile of ~/.aws/config and ~/.aws/credentials (else AWS_PROFILE / "default"). */
   profile?: string;
+  /** PEM certificate authorities to trust for https (default: as s3_settings.ts resolves). */
+  caBundle?: string;
   /** Default: true with a custom endpoint, false on AWS. */
   forcePathStyle?: boolean;
   /** Default: "when_required" with a custom endpoint, "when_supported" on AWS. */
@@ -71,6 +75,24 @@ export interface S3StoreConfig {
   /** Aborts every request of this store (SIGINT/SIGTERM); `remove` may be given its own. */
   signal?: AbortSignal;
 }
+
+/**
+ * An https agent that trusts the certificate authorities in the PEM file `path` (and no others,
+ * as the AWS CLI does with AWS_CA_BUNDLE). Throws UsageError when it cannot be read.
+ */
+function caAgent(path: string): https.Agent {
+  let ca: string;
+  try {
+    ca = Deno.readTextFileSync(path);
+  } catch (err) {
+    throw new UsageError(`Cannot read the CA bundle ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  return new https.Agent({ ca, keepAlive: true, maxSockets: 50 });
+}
+
+const QUIET_LOGGER = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** Default per-attempt S3 request timeout. */
 export const DEFAULT_TIMEOUT_MS = 120_000;
@@ -105,6 +127,7 @@ export class S3Store implements Store {
         ...(config.endpoint ? { endpoint: config.endpoint } : {}),
         ...(config.region ? { region: config.region } : {}),
         ...(config.profile ? { profile: config.profile } : {}),
+        ...(config.caBundle ? { caBundle: config.caBundle } : {}),
       },
     });
     const endpoint = settings.endpoint;
@@ -124,12 +147,18 @@ export class S3Store implements Store {
       responseChecksumValidation: checksumMode,
       maxAttempts: this.#attempts,
       retryMode: "standard",
+      // The SDK's own console warnings (e.g. nine lines on every run when AWS_PROFILE and key
+      // variables are both set: the profile wins, as for the AWS CLI) stay off a cron mail.
+      logger: QUIET_LOGGER,
       followRegionRedirects: !custom,
       requestHandler: {
         connectionTimeout: Math.min(10_000, timeout),
         requestTimeout: timeout,
         socketTimeout: timeout,
         throwOnRequestTimeout: true,
+        ...(settings.caBundle && !this.endpoint.startsWith("http:")
+          ? { httpsAgent: caAgent(settings.caBundle) }
+          : {}),
       },
     };
     if (endpoint !== undefined) clientConfig.endpoint = endpoint;

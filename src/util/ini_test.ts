@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { UsageError } from "../util/errors.ts";
+import { UsageError } from "./errors.ts";
 import { iniGet, parseIni } from "./ini.ts";
 
 /**

@@ -16,7 +16,7 @@
  *   section (or DEFAULT), again up to 10 levels deep, and `%%` is `%`; any other `%` is an
  *   error. A value without `%(` is taken as written, `%` and all.
  */
-import { UsageError } from "../util/errors.ts";
+import { UsageError } from "./errors.ts";
 
 export const DEFAULT_SECTION = "DEFAULT";
 
