@@ -276,3 +276,21 @@ Deno.test("cli: S3BACKUP_PASSWORD_FILE, --password-command and S3BACKUP_PASSWORD
     ]);
     assert.equal(noShell.code, 4, noShell.stderr);
   }));
+
+Deno.test("cli: --log-file appends stamped lines: warnings, the summary, the error it ends with", () =>
+  withRepo(async ({ dir, src, repo }) => {
+    const log = `${dir}/s3backup.log`;
+    const b = await s3backup(["backup", "-f", src, "-b", repo, "-n", "n", "-c", "--log-file", log]);
+    assert.equal(b.code, 0, b.stderr);
+    const bad = await s3backup(["verify", "-b", `${dir}/nowhere`, "--log-file", log]);
+    assert.equal(bad.code, 5, bad.stderr);
+    const lines = (await Deno.readTextFile(log)).trimEnd().split("\n");
+    assert.equal(lines.length, 2, lines.join("\n"));
+    assert.match(
+      lines[0]!,
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z backup: backup meta_n_\d{8}T\d{6}Z: 1 files/,
+    );
+    assert.match(lines[1]!, /^\S+Z verify: s3backup: Directory not found: .*nowhere$/);
+    assert.equal((Deno.statSync(log).mode ?? 0) & 0o777, 0o600);
+    assert.ok(!lines.join("\n").includes(PASSWORD));
+  }));

@@ -64,6 +64,8 @@ export interface Command {
   helpFor?: CommandName;
   /** Say more: the config file read, and (backup) each file uploaded. */
   verbose?: boolean;
+  /** Append what is printed, timestamped, to this file. */
+  logFile?: string;
   /** passwd: the new password's file (else S3BACKUP_NEW_PASSWORD, else a prompt). */
   newPasswordFile?: string;
 }
@@ -109,6 +111,7 @@ const OPTIONS = {
   "force-rehash": { type: "boolean", default: false },
   "cache-dir": { type: "string" },
   verbose: { type: "boolean", short: "v", default: false },
+  "log-file": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
 } as const;
@@ -169,6 +172,7 @@ function commandWith(command: CommandName, v: Values): Command {
   const simulate = v.simulate || v["dry-run"];
   const cmd: Command = { ...base(command), cron: v.cron, simulate };
   if (v.verbose) cmd.verbose = true;
+  if (v["log-file"] !== undefined) cmd.logFile = v["log-file"];
   const opt = <K extends keyof Command>(k: K, val: Command[K] | undefined) => {
     if (val !== undefined) cmd[k] = val;
   };
@@ -234,6 +238,7 @@ export const COMMON = [
   "action",
   "cron",
   "verbose",
+  "log-file",
   "config",
   "password-file",
   "password-command",

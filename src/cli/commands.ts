@@ -24,9 +24,10 @@ import { messageOf } from "../util/bytes.ts";
 import { openStore, parseStoreUrl, type S3Options } from "../store/open_store.ts";
 import { resolveS3Settings, type S3Settings } from "../store/s3_settings.ts";
 import type { Store } from "../store/store.ts";
-import { ExitCode, UsageError } from "../util/errors.ts";
+import { errorLine, ExitCode, OutputClosedError, UsageError } from "../util/errors.ts";
 import { type Command, parseCommandLine, VERSION } from "./args.ts";
 import { commandHelp, mainHelp } from "./help.ts";
+import { LogFile } from "./log_file.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { type KitConfig, kitFiles, writeKit } from "./kit.ts";
 import { getPassword, type PasswordSources } from "./password.ts";
@@ -355,7 +356,18 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     Deno.stdout.writeSync(new TextEncoder().encode(`s3backup ${VERSION}\n`));
     return ExitCode.ok;
   }
-  const ui = new Ui({ cron: cmd.cron, simulate: cmd.simulate, verbose: cmd.verbose === true });
+  const log = cmd.logFile === undefined ? undefined : LogFile.open(cmd.logFile, cmd.command);
+  const ui = new Ui({ cron: cmd.cron, simulate: cmd.simulate, verbose: cmd.verbose === true, log });
+  try {
+    return await runCommand(cmd, ui, signal);
+  } catch (err) {
+    // main.ts prints it; the log keeps it too (a closed stdout is not an error).
+    if (!(err instanceof OutputClosedError)) log?.line(`s3backup: ${errorLine(err)}`);
+    throw err;
+  }
+}
+
+async function runCommand(cmd: Command, ui: Ui, signal: AbortSignal): Promise<number> {
   const config = loadConfig(cmd.config);
   if (cmd.verbose) {
     ui.err(`config: ${config.path ?? "none (no s3backup.ini here or in the parent folder)"}`);
@@ -378,5 +390,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
       return await runPrune(ctx);
     case "passwd":
       return await runPasswd(ctx);
+    default: // help and version are answered before
+      throw new UsageError(`Unknown command ${cmd.command}`);
   }
 }

@@ -13,6 +13,7 @@ const OPTION_HELP: Record<string, string> = {
     "  -b, --bucket WHERE      bucket | s3://bucket/prefix | ./dir | /abs/dir | file:///abs/dir",
   cron: "  -c, --cron              no prompts, no progress, one summary line",
   verbose: "  -v, --verbose           say which config file was read; backup: each file uploaded",
+  "log-file": "      --log-file FILE     append what is printed, timestamped, to FILE (for cron)",
   name: "  -n, --name NAME         the backup's name (default: the folder's name)",
   simulate: "  -s, --dry-run           report what would be done, write nothing (also --simulate)",
   meta: "  -m, --meta META         a meta name, latest (of -n NAME if given), or a backup name",

@@ -10,6 +10,7 @@ import type { PruneEvent, PruneSummary } from "../ops/prune.ts";
 import type { RestoreEvent, RestoreSummary } from "../ops/restore/restore.ts";
 import type { VerifyEvent, VerifySummary } from "../ops/verify.ts";
 import { OutputClosedError } from "../util/errors.ts";
+import type { LogFile } from "./log_file.ts";
 import { formatDuration } from "./values.ts";
 
 const te = new TextEncoder();
@@ -37,13 +38,16 @@ export class Ui {
   #totalFiles: number | null = null;
   #totalBytes = 0;
 
-  constructor(readonly opts: { cron: boolean; simulate: boolean; verbose?: boolean }) {
+  constructor(
+    readonly opts: { cron: boolean; simulate: boolean; verbose?: boolean; log?: LogFile },
+  ) {
     this.#progress = !opts.cron && Deno.stderr.isTerminal();
   }
 
   /** A line on stdout; a closed stdout (`| head`) stops the run quietly (OutputClosedError). */
   out(line: string): void {
     this.#clear();
+    this.opts.log?.line(line);
     const bytes = te.encode(line + "\n");
     try {
       for (let off = 0; off < bytes.length;) off += Deno.stdout.writeSync(bytes.subarray(off));
@@ -57,6 +61,7 @@ export class Ui {
 
   err(line: string): void {
     this.#clear();
+    this.opts.log?.line(line);
     Deno.stderr.writeSync(te.encode(line + "\n"));
   }
 
