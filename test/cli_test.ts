@@ -294,3 +294,30 @@ Deno.test("cli: --log-file appends stamped lines: warnings, the summary, the err
     assert.equal((Deno.statSync(log).mode ?? 0) & 0o777, 0o600);
     assert.ok(!lines.join("\n").includes(PASSWORD));
   }));
+
+Deno.test("cli: list: host and folder, counts; what a meta said is cached; no password says so", () =>
+  withRepo(async ({ dir, src, repo }) => {
+    const cache = ["--cache-dir", `${dir}/cache`];
+    const l = await s3backup(["list", "-b", repo, ...cache]);
+    assert.equal(l.code, 0, l.stderr);
+    const rows = l.stdout.trimEnd().split("\n").map((r) => r.split("\t"));
+    assert.equal(rows.length, 1);
+    const [key, name, time, host, folder, files, dirs, links, bytes] = rows[0]!;
+    assert.match(key!, /^meta_n_\d{8}T\d{6}Z$/);
+    assert.equal(name, "n");
+    assert.match(time!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    assert.equal(host, Deno.hostname());
+    assert.equal(folder, src);
+    assert.deepEqual([files, dirs, links, bytes], ["1", "0", "0", "1"]);
+    // Opened once: a meta spoilt at the same size is listed from the cache, not opened again.
+    const size = Deno.statSync(`${repo}/${key}`).size;
+    await Deno.writeFile(`${repo}/${key}`, new Uint8Array(size));
+    const again = await s3backup(["list", "-b", repo, ...cache]);
+    assert.equal(again.stdout, l.stdout);
+    const fresh = await s3backup(["list", "-b", repo, "--cache-dir", `${dir}/other`]);
+    assert.match(fresh.stdout.split("\t").at(-1)!, /^cannot open: /);
+    const noPw = await s3backup(["list", "-b", repo], { env: { S3BACKUP_PASSWORD: "" } });
+    assert.equal(noPw.code, 0, noPw.stderr);
+    assert.match(noPw.stderr, /no password given: counts, host and folder/);
+    assert.deepEqual(noPw.stdout.replace(/\n$/, "").split("\t").slice(3), ["", "", "", "", "", ""]);
+  }));

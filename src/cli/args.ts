@@ -64,6 +64,8 @@ export interface Command {
   helpFor?: CommandName;
   /** Say more: the config file read, and (backup) each file uploaded. */
   verbose?: boolean;
+  /** list: tab-separated values even on a terminal. */
+  tsv?: boolean;
   /** Append what is printed, timestamped, to this file. */
   logFile?: string;
   /** passwd: the new password's file (else S3BACKUP_NEW_PASSWORD, else a prompt). */
@@ -112,6 +114,7 @@ const OPTIONS = {
   "cache-dir": { type: "string" },
   verbose: { type: "boolean", short: "v", default: false },
   "log-file": { type: "string" },
+  tsv: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
 } as const;
@@ -173,6 +176,7 @@ function commandWith(command: CommandName, v: Values): Command {
   const cmd: Command = { ...base(command), cron: v.cron, simulate };
   if (v.verbose) cmd.verbose = true;
   if (v["log-file"] !== undefined) cmd.logFile = v["log-file"];
+  if (v.tsv) cmd.tsv = true;
   const opt = <K extends keyof Command>(k: K, val: Command[K] | undefined) => {
     if (val !== undefined) cmd[k] = val;
   };
@@ -259,7 +263,7 @@ export const COMMON = [
 export const TAKES: Record<CommandName, string[]> = {
   backup: ["folder", "name", "simulate", "dry-run", "storage-class", "jobs", "force-rehash"],
   restore: ["folder", "meta", "name", "only", "overwrite", "simulate", "dry-run", "jobs"],
-  list: ["folder", "name", "simulate"],
+  list: ["folder", "name", "simulate", "tsv"],
   kit: ["output"],
   verify: ["meta", "name", "read-data", "read-data-subset", "jobs"],
   check: ["meta", "name", "read-data", "read-data-subset", "jobs"],

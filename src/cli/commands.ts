@@ -211,17 +211,23 @@ async function runList(ctx: Context): Promise<number> {
   const store = storeOf(ctx);
   await store.checkExists();
   const src = passwordSources(ctx, false);
-  const havePassword = Boolean(src.env || src.passwordFile || src.ini);
+  const havePassword = Boolean(src.env || src.passwordFile || src.passwordCommand || src.ini);
+  const table = { tsv: ctx.cmd.tsv === true || !Deno.stdout.isTerminal() };
+  if (!havePassword) {
+    ctx.ui.warn("no password given: counts, host and folder of each backup are left out");
+  }
   if (await isLegacyStore(store)) {
     const pw = havePassword ? await getPassword(src, false) : undefined;
-    ctx.ui.backupList(await listLegacyBackups(store, pw));
+    ctx.ui.backupList(await listLegacyBackups(store, pw), table);
     return ExitCode.ok;
   }
   let repo;
   if (havePassword && await repositoryExists(store)) {
     repo = await openRepository(store, await getPassword(src, false));
   }
-  ctx.ui.backupList(await listBackups(store, repo));
+  const root = ctx.cmd.cacheDir ?? cacheDir();
+  const metaCache = root === undefined ? undefined : join(resolve(root), "metas");
+  ctx.ui.backupList(await listBackups(store, repo, metaCache), table);
   return ExitCode.ok;
 }
 

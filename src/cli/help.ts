@@ -14,6 +14,7 @@ const OPTION_HELP: Record<string, string> = {
   cron: "  -c, --cron              no prompts, no progress, one summary line",
   verbose: "  -v, --verbose           say which config file was read; backup: each file uploaded",
   "log-file": "      --log-file FILE     append what is printed, timestamped, to FILE (for cron)",
+  tsv: "      --tsv               tab-separated, no header (the default when piped)",
   name: "  -n, --name NAME         the backup's name (default: the folder's name)",
   simulate: "  -s, --dry-run           report what would be done, write nothing (also --simulate)",
   meta: "  -m, --meta META         a meta name, latest (of -n NAME if given), or a backup name",
@@ -69,8 +70,8 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
     example: "s3backup restore -b s3://my-bucket/host1 -m latest -f /srv/restored",
   },
   list: {
-    usage: "s3backup list -b <bucket>",
-    what: "Lists the backups: meta name, backup name, time, size, counts.",
+    usage: "s3backup list -b <bucket> [--tsv]",
+    what: "Lists the backups: meta, name, time, host, folder, files, dirs, links, size.",
     example: "s3backup list -b s3://my-bucket/host1",
   },
   kit: {

@@ -135,20 +135,41 @@ export class Ui {
     );
   }
 
-  backupList(list: BackupInfo[]): void {
-    for (const b of list) {
-      const cols = [b.key, b.name, b.time.toISOString().replace(".000Z", "Z"), String(b.size)];
-      if (b.error !== undefined) cols.push(`(cannot open: ${b.error})`);
-      else if (b.files !== undefined) {
-        cols.push(
-          `${b.files} files`,
-          `${b.dirs} dirs`,
-          `${b.links} links`,
-          b.bytes === undefined ? "size unknown" : formatBytes(b.bytes),
-        );
-      }
-      this.out(cols.join("\t"));
+  /**
+   * The backups: on a terminal a header and aligned columns; else (or `tsv`) tab-separated
+   * values without a header: meta, name, time, host, folder, files, dirs, links, bytes (the
+   * last six empty when the meta was not opened), and why it could not be when it could not.
+   */
+  backupList(list: BackupInfo[], opts: { tsv: boolean }): void {
+    const rows = list.map((b) => {
+      const known = b.files !== undefined;
+      const n = (x: number | undefined) => (known && x !== undefined ? String(x) : "");
+      const row = [
+        b.key,
+        b.name,
+        b.time.toISOString().replace(".000Z", "Z"),
+        b.host ?? "",
+        b.source ?? "",
+        n(b.files),
+        n(b.dirs),
+        n(b.links),
+        opts.tsv ? n(b.bytes) : (known && b.bytes !== undefined ? formatBytes(b.bytes) : ""),
+      ].map((c) => showPath(c));
+      if (b.error !== undefined) row.push(`cannot open: ${b.error}`);
+      return row;
+    });
+    if (opts.tsv) {
+      for (const r of rows) this.out(r.join("\t"));
+      return;
     }
+    if (rows.length === 0) return;
+    const head = ["META", "NAME", "TIME", "HOST", "FOLDER", "FILES", "DIRS", "LINKS", "SIZE"];
+    const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (r: string[]) =>
+      r.map((c, i) => (i >= 5 && i < 9 ? c.padStart(width[i]!) : c.padEnd(width[i] ?? 0)))
+        .join("  ").trimEnd();
+    this.out(line(head));
+    for (const r of rows) this.out(line(r));
   }
 
   onRestoreEvent = (e: RestoreEvent): void => {
