@@ -321,3 +321,50 @@ Deno.test("cli: list: host and folder, counts; what a meta said is cached; no pa
     assert.match(noPw.stderr, /no password given: counts, host and folder/);
     assert.deepEqual(noPw.stdout.replace(/\n$/, "").split("\t").slice(3), ["", "", "", "", "", ""]);
   }));
+
+Deno.test("cli: --json: one object on stdout, with exactly the keys the README's table says", () =>
+  withRepo(async ({ dir, src, repo }) => {
+    const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+    const documented = new Map<string, string[]>();
+    for (
+      const m of readme.matchAll(/^\| `(s3backup\.\w+\.v1)`( backups\[\])? \| ([\w, ]+) \|$/gm)
+    ) {
+      documented.set(m[1]! + (m[2] ?? ""), m[3]!.split(", ").sort());
+    }
+    assert.equal(documented.size, 6, [...documented.keys()].join(" "));
+    const json = async (args: string[], code = 0) => {
+      const r = await s3backup([...args, "--json"]);
+      assert.equal(r.code, code, r.stderr);
+      const lines = r.stdout.split("\n");
+      assert.equal(lines.length, 2, r.stdout);
+      return JSON.parse(lines[0]!) as Record<string, unknown>;
+    };
+    const check = (o: Record<string, unknown>, schema: string) => {
+      assert.equal(o.schema, schema);
+      assert.deepEqual(Object.keys(o).sort(), documented.get(schema));
+    };
+    await Deno.writeTextFile(`${src}/b.txt`, "B");
+    const b = await json(["backup", "-f", src, "-b", repo, "-n", "n"]);
+    check(b, "s3backup.backup.v1");
+    assert.equal(b.files, 2);
+    assert.equal(b.newObjects, 1);
+    assert.match(b.metaKey as string, /^meta_n_/);
+    const r = await json(["restore", "-b", repo, "-m", "latest", "-f", `${dir}/out`]);
+    check(r, "s3backup.restore.v1");
+    assert.equal(r.files, 2);
+    const l = await json(["list", "-b", repo]);
+    check(l, "s3backup.list.v1");
+    const backups = l.backups as Record<string, unknown>[];
+    assert.equal(backups.length, 2);
+    for (const x of backups) {
+      assert.deepEqual(Object.keys(x).sort(), documented.get("s3backup.list.v1 backups[]"));
+    }
+    assert.equal(backups[1]!.files, 2);
+    assert.equal(backups[1]!.source, src);
+    const v = await json(["verify", "-b", repo]);
+    check(v, "s3backup.verify.v1");
+    assert.equal(v.problems, 0);
+    const p = await json(["prune", "-b", repo, "--keep-last", "1", "--dry-run"]);
+    check(p, "s3backup.prune.v1");
+    assert.deepEqual(p.metasRemoved, [backups[0]!.meta]);
+  }));

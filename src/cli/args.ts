@@ -64,6 +64,8 @@ export interface Command {
   helpFor?: CommandName;
   /** Say more: the config file read, and (backup) each file uploaded. */
   verbose?: boolean;
+  /** One JSON object on stdout instead of the text (backup, restore, list, verify, prune). */
+  json?: boolean;
   /** list: tab-separated values even on a terminal. */
   tsv?: boolean;
   /** Append what is printed, timestamped, to this file. */
@@ -115,6 +117,7 @@ const OPTIONS = {
   verbose: { type: "boolean", short: "v", default: false },
   "log-file": { type: "string" },
   tsv: { type: "boolean", default: false },
+  json: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", short: "V", default: false },
 } as const;
@@ -177,6 +180,7 @@ function commandWith(command: CommandName, v: Values): Command {
   if (v.verbose) cmd.verbose = true;
   if (v["log-file"] !== undefined) cmd.logFile = v["log-file"];
   if (v.tsv) cmd.tsv = true;
+  if (v.json) cmd.json = true;
   const opt = <K extends keyof Command>(k: K, val: Command[K] | undefined) => {
     if (val !== undefined) cmd[k] = val;
   };
@@ -261,13 +265,23 @@ export const COMMON = [
  * every action, list too: list still takes them (and ignores them).
  */
 export const TAKES: Record<CommandName, string[]> = {
-  backup: ["folder", "name", "simulate", "dry-run", "storage-class", "jobs", "force-rehash"],
-  restore: ["folder", "meta", "name", "only", "overwrite", "simulate", "dry-run", "jobs"],
-  list: ["folder", "name", "simulate", "tsv"],
+  backup: [
+    "folder",
+    "name",
+    "simulate",
+    "dry-run",
+    "storage-class",
+    "jobs",
+    "force-rehash",
+    "json",
+  ],
+  restore: ["folder", "meta", "name", "only", "overwrite", "simulate", "dry-run", "jobs", "json"],
+  list: ["folder", "name", "simulate", "tsv", "json"],
   kit: ["output"],
-  verify: ["meta", "name", "read-data", "read-data-subset", "jobs"],
-  check: ["meta", "name", "read-data", "read-data-subset", "jobs"],
+  verify: ["meta", "name", "read-data", "read-data-subset", "jobs", "json"],
+  check: ["meta", "name", "read-data", "read-data-subset", "jobs", "json"],
   prune: [
+    "json",
     "keep-last",
     "keep-daily",
     "keep-weekly",

@@ -363,7 +363,13 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     return ExitCode.ok;
   }
   const log = cmd.logFile === undefined ? undefined : LogFile.open(cmd.logFile, cmd.command);
-  const ui = new Ui({ cron: cmd.cron, simulate: cmd.simulate, verbose: cmd.verbose === true, log });
+  const ui = new Ui({
+    cron: cmd.cron || cmd.json === true, // no progress display beside the JSON
+    simulate: cmd.simulate,
+    verbose: cmd.verbose === true,
+    json: cmd.json === true,
+    log,
+  });
   try {
     return await runCommand(cmd, ui, signal);
   } catch (err) {

@@ -14,6 +14,7 @@ const OPTION_HELP: Record<string, string> = {
   cron: "  -c, --cron              no prompts, no progress, one summary line",
   verbose: "  -v, --verbose           say which config file was read; backup: each file uploaded",
   "log-file": "      --log-file FILE     append what is printed, timestamped, to FILE (for cron)",
+  json: "      --json              one JSON object on stdout instead of the text (README: --json)",
   tsv: "      --tsv               tab-separated, no header (the default when piped)",
   name: "  -n, --name NAME         the backup's name (default: the folder's name)",
   simulate: "  -s, --dry-run           report what would be done, write nothing (also --simulate)",

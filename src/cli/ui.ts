@@ -39,16 +39,33 @@ export class Ui {
   #totalBytes = 0;
 
   constructor(
-    readonly opts: { cron: boolean; simulate: boolean; verbose?: boolean; log?: LogFile },
+    readonly opts: {
+      cron: boolean;
+      simulate: boolean;
+      verbose?: boolean;
+      json?: boolean;
+      log?: LogFile;
+    },
   ) {
     this.#progress = !opts.cron && Deno.stderr.isTerminal();
   }
 
-  /** A line on stdout; a closed stdout (`| head`) stops the run quietly (OutputClosedError). */
+  /** A line on stdout (none with `--json`: the summary is the one output). */
   out(line: string): void {
-    this.#clear();
+    if (this.opts.json) return;
     this.opts.log?.line(line);
-    const bytes = te.encode(line + "\n");
+    this.#write(line + "\n");
+  }
+
+  /** The run's one JSON object (`--json`): `schema` names its shape (README, "--json"). */
+  #json(command: string, value: object): void {
+    this.#write(JSON.stringify({ schema: `s3backup.${command}.v1`, ...value }) + "\n");
+  }
+
+  /** Writes to stdout; a closed stdout (`| head`) stops the run quietly (OutputClosedError). */
+  #write(text: string): void {
+    this.#clear();
+    const bytes = te.encode(text);
     try {
       for (let off = 0; off < bytes.length;) off += Deno.stdout.writeSync(bytes.subarray(off));
     } catch (err) {
@@ -120,6 +137,7 @@ export class Ui {
   };
 
   backupSummary(s: BackupSummary): void {
+    if (this.opts.json) return this.#json("backup", s);
     const what = s.simulate ? "simulated backup (nothing written)" : `backup ${s.metaKey}`;
     const verb = s.simulate ? "would upload" : "uploaded";
     const skipped = s.skipped > 0 ? `, ${s.skipped} skipped` : "";
@@ -141,6 +159,22 @@ export class Ui {
    * last six empty when the meta was not opened), and why it could not be when it could not.
    */
   backupList(list: BackupInfo[], opts: { tsv: boolean }): void {
+    if (this.opts.json) {
+      const backups = list.map((b) => ({
+        meta: b.key,
+        name: b.name,
+        time: b.time.toISOString(),
+        metaSize: b.size,
+        host: b.host ?? null,
+        source: b.source ?? null,
+        files: b.files ?? null,
+        dirs: b.dirs ?? null,
+        links: b.links ?? null,
+        bytes: b.bytes ?? null,
+        error: b.error ?? null,
+      }));
+      return this.#json("list", { backups });
+    }
     const rows = list.map((b) => {
       const known = b.files !== undefined;
       const n = (x: number | undefined) => (known && x !== undefined ? String(x) : "");
@@ -199,6 +233,7 @@ export class Ui {
   };
 
   restoreSummary(s: RestoreSummary): void {
+    if (this.opts.json) return this.#json("restore", s);
     const what = s.simulate
       ? `simulated restore of ${s.metaKey} into ${s.target} (nothing written)`
       : `restored ${s.metaKey} into ${s.target}`;
@@ -236,6 +271,7 @@ export class Ui {
   };
 
   verifySummary(s: VerifySummary): void {
+    if (this.opts.json) return this.#json("verify", s);
     const read = !s.readData
       ? ""
       : `; ${s.objectsRead} read and MD5-checked (${formatBytes(s.bytesRead)}${
@@ -282,6 +318,7 @@ export class Ui {
   };
 
   pruneSummary(s: PruneSummary): void {
+    if (this.opts.json) return this.#json("prune", s);
     const would = s.dryRun ? "would remove" : "removed";
     const data = s.dataSkipped
       ? "no data object removed (a backup is running)"
