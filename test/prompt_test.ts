@@ -1,6 +1,7 @@
 /**
- * The password prompt under a real pseudo-terminal (util-linux `script`): what a user types,
- * byte for byte, after the prompt shows. Skipped, and said so, where there is no `script`.
+ * The terminal side under a real pseudo-terminal (util-linux `script`): the password prompt
+ * (what a user types, byte for byte, after the prompt shows) and the progress line. Skipped,
+ * and said so, where there is no `script`.
  */
 import assert from "node:assert/strict";
 import { PASSWORD, s3backup, s3backupArgv } from "./faults/harness.ts";
@@ -14,9 +15,13 @@ if (!haveScript) console.warn("prompt_test: skipped: no util-linux `script` to m
 const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 /** Runs s3backup `args` on a pty; types `keys` once the prompt shows. Its exit code and output. */
-async function onPty(args: string[], keys: string): Promise<{ code: number; out: string }> {
-  const env = childEnv();
-  delete env.S3BACKUP_PASSWORD;
+async function onPty(
+  args: string[],
+  keys: string,
+  extraEnv: Record<string, string> = {},
+): Promise<{ code: number; out: string }> {
+  const env = childEnv(extraEnv);
+  if (extraEnv.S3BACKUP_PASSWORD === undefined) delete env.S3BACKUP_PASSWORD;
   const child = new Deno.Command("script", {
     args: ["-qfec", s3backupArgv(args).map(quote).join(" "), "/dev/null"],
     env,
@@ -72,6 +77,37 @@ Deno.test({
       const eof = await onPty(verify, "\x04");
       assert.equal(eof.code, 2, eof.out);
       assert.match(eof.out, /No password given at the prompt/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "progress (pty): the phase from the first second; none under -c; -q prints nothing",
+  ignore: !haveScript,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-progress-" });
+    try {
+      await Deno.mkdir(`${dir}/src`);
+      await Deno.mkdir(`${dir}/repo`);
+      for (let i = 0; i < 50; i++) await Deno.writeTextFile(`${dir}/src/f${i}`, `file ${i}`);
+      const args = ["backup", "-f", `${dir}/src`, "-b", `${dir}/repo`];
+      const pw = { S3BACKUP_PASSWORD: PASSWORD };
+      const shown = await onPty(args, "", pw);
+      assert.equal(shown.code, 0, shown.out);
+      assert.match(
+        shown.out,
+        /\r\x1b\[K(listing the repository|scanning|reading|writing the meta): /,
+      );
+      assert.match(shown.out, /elapsed/);
+      assert.match(shown.out, /backup meta_src_\d{8}T\d{6}Z: 50 files/);
+      const cron = await onPty([...args, "-c"], "", pw);
+      assert.equal(cron.code, 0, cron.out);
+      assert.ok(!cron.out.includes("\x1b[K"), "no animation under -c");
+      const quiet = await onPty([...args, "-q"], "", pw);
+      assert.equal(quiet.code, 0, quiet.out);
+      assert.equal(quiet.out, "", "-q: nothing on success");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -68,6 +68,8 @@ export interface Command {
   json?: boolean;
   /** list: tab-separated values even on a terminal. */
   tsv?: boolean;
+  /** Only errors on the terminal. */
+  quiet?: boolean;
   /** Append what is printed, timestamped, to this file. */
   logFile?: string;
   /** passwd: the new password's file (else S3BACKUP_NEW_PASSWORD, else a prompt). */
@@ -115,6 +117,7 @@ const OPTIONS = {
   "force-rehash": { type: "boolean", default: false },
   "cache-dir": { type: "string" },
   verbose: { type: "boolean", short: "v", default: false },
+  quiet: { type: "boolean", short: "q", default: false },
   "log-file": { type: "string" },
   tsv: { type: "boolean", default: false },
   json: { type: "boolean", default: false },
@@ -178,6 +181,7 @@ function commandWith(command: CommandName, v: Values): Command {
   const simulate = v.simulate || v["dry-run"];
   const cmd: Command = { ...base(command), cron: v.cron, simulate };
   if (v.verbose) cmd.verbose = true;
+  if (v.quiet) cmd.quiet = true;
   if (v["log-file"] !== undefined) cmd.logFile = v["log-file"];
   if (v.tsv) cmd.tsv = true;
   if (v.json) cmd.json = true;
@@ -246,6 +250,7 @@ export const COMMON = [
   "action",
   "cron",
   "verbose",
+  "quiet",
   "log-file",
   "config",
   "password-file",

@@ -367,6 +367,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     cron: cmd.cron || cmd.json === true, // no progress display beside the JSON
     simulate: cmd.simulate,
     verbose: cmd.verbose === true,
+    quiet: cmd.quiet === true,
     json: cmd.json === true,
     log,
   });
@@ -376,6 +377,8 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     // main.ts prints it; the log keeps it too (a closed stdout is not an error).
     if (!(err instanceof OutputClosedError)) log?.line(`s3backup: ${errorLine(err)}`);
     throw err;
+  } finally {
+    ui.stop();
   }
 }
 

@@ -13,6 +13,8 @@ const OPTION_HELP: Record<string, string> = {
     "  -b, --bucket WHERE      bucket | s3://bucket/prefix | ./dir | /abs/dir | file:///abs/dir",
   cron: "  -c, --cron              no prompts, no progress, one summary line",
   verbose: "  -v, --verbose           say which config file was read; backup: each file uploaded",
+  quiet:
+    "  -q, --quiet             only errors: no summary, warnings or progress (see the exit code)",
   "log-file": "      --log-file FILE     append what is printed, timestamped, to FILE (for cron)",
   json: "      --json              one JSON object on stdout instead of the text (README: --json)",
   tsv: "      --tsv               tab-separated, no header (the default when piped)",

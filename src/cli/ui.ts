@@ -3,7 +3,7 @@
  * engine never prints; this is the only module (with main.ts) that writes to stdout/stderr.
  */
 import { escapeText } from "../format/escape.ts";
-import type { BackupEvent, BackupSummary } from "../ops/backup/backup.ts";
+import type { BackupEvent, BackupPhase, BackupSummary } from "../ops/backup/backup.ts";
 import type { PasswdSummary } from "../ops/change_password.ts";
 import type { BackupInfo } from "../ops/list.ts";
 import type { PruneEvent, PruneSummary } from "../ops/prune.ts";
@@ -11,19 +11,19 @@ import type { RestoreEvent, RestoreSummary } from "../ops/restore/restore.ts";
 import type { VerifyEvent, VerifySummary } from "../ops/verify.ts";
 import { OutputClosedError } from "../util/errors.ts";
 import type { LogFile } from "./log_file.ts";
+import { formatBytes, ProgressLine } from "./progress_line.ts";
 import { formatDuration } from "./values.ts";
 
 const te = new TextEncoder();
 
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n, u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
-}
+export { formatBytes };
+
+/** How each phase of a backup is shown. */
+const BACKUP_PHASES: Record<BackupPhase, string> = {
+  listing: "listing the repository",
+  "backing up": "scanning",
+  finishing: "writing the meta",
+};
 
 /** A path as one printable line. */
 export function showPath(p: string): string {
@@ -31,28 +31,31 @@ export function showPath(p: string): string {
 }
 
 export class Ui {
-  #progress: boolean;
-  #lastDraw = 0;
-  #drawn = false;
-  /** null while a backup still walks: the totals are known when the walk ends. */
-  #totalFiles: number | null = null;
-  #totalBytes = 0;
+  readonly #line: ProgressLine;
 
   constructor(
     readonly opts: {
       cron: boolean;
       simulate: boolean;
       verbose?: boolean;
+      /** Only errors: no summary, no warnings, no progress (the exit code tells). */
+      quiet?: boolean;
       json?: boolean;
       log?: LogFile;
     },
   ) {
-    this.#progress = !opts.cron && Deno.stderr.isTerminal();
+    const terminal = !opts.cron && !opts.quiet && Deno.stderr.isTerminal();
+    this.#line = new ProgressLine(terminal);
+  }
+
+  /** The run is over (or failed): the progress line goes, and its timer. */
+  stop(): void {
+    this.#line.stop();
   }
 
   /** A line on stdout (none with `--json`: the summary is the one output). */
   out(line: string): void {
-    if (this.opts.json) return;
+    if (this.opts.json || this.opts.quiet) return;
     this.opts.log?.line(line);
     this.#write(line + "\n");
   }
@@ -64,7 +67,7 @@ export class Ui {
 
   /** Writes to stdout; a closed stdout (`| head`) stops the run quietly (OutputClosedError). */
   #write(text: string): void {
-    this.#clear();
+    this.#line.clear();
     const bytes = te.encode(text);
     try {
       for (let off = 0; off < bytes.length;) off += Deno.stdout.writeSync(bytes.subarray(off));
@@ -77,43 +80,22 @@ export class Ui {
   }
 
   err(line: string): void {
-    this.#clear();
+    this.#line.clear();
     this.opts.log?.line(line);
     Deno.stderr.writeSync(te.encode(line + "\n"));
   }
 
   warn(message: string): void {
-    this.err(`s3backup: warning: ${message}`);
-  }
-
-  #clear(): void {
-    if (this.#drawn) {
-      Deno.stderr.writeSync(te.encode("\r\x1b[K"));
-      this.#drawn = false;
-    }
-  }
-
-  /** One progress line on a terminal, redrawn at most 10 times a second. */
-  #drawProgress(filesDone: number, bytesDone: number, verb: string, extra: string): void {
-    if (!this.#progress) return;
-    const now = performance.now();
-    const total = this.#totalFiles;
-    if (now - this.#lastDraw < 100 && (total === null || filesDone < total)) return;
-    this.#lastDraw = now;
-    const line = total === null
-      ? `${filesDone} files, ${formatBytes(bytesDone)} ${verb} (still walking), ${extra}`
-      : `${filesDone}/${total} files, ${formatBytes(bytesDone)}/${
-        formatBytes(this.#totalBytes)
-      } ${verb}, ${extra}`;
-    Deno.stderr.writeSync(te.encode(`\r\x1b[K${line}`));
-    this.#drawn = true;
+    if (!this.opts.quiet) this.err(`s3backup: warning: ${message}`);
   }
 
   onBackupEvent = (e: BackupEvent): void => {
     switch (e.type) {
+      case "phase":
+        this.#line.update({ phase: BACKUP_PHASES[e.phase] }, true);
+        break;
       case "walked":
-        this.#totalFiles = e.files;
-        this.#totalBytes = e.bytes;
+        this.#line.update({ totalFiles: e.files, totalBytes: e.bytes, phase: "reading" }, true);
         break;
       case "warning":
         this.warn(`${showPath(e.path)}: ${e.message}`);
@@ -126,12 +108,11 @@ export class Ui {
         }
         break;
       case "progress":
-        this.#drawProgress(
-          e.filesDone,
-          e.bytesDone,
-          "read",
-          `${formatBytes(e.bytesUploaded)} uploaded`,
-        );
+        this.#line.update({
+          filesDone: e.filesDone,
+          bytesDone: e.bytesDone,
+          extra: `${formatBytes(e.bytesUploaded)} uploaded`,
+        });
         break;
     }
   };
@@ -209,8 +190,14 @@ export class Ui {
   onRestoreEvent = (e: RestoreEvent): void => {
     switch (e.type) {
       case "start":
-        this.#totalFiles = e.files;
-        this.#totalBytes = e.bytes;
+        this.#line.update({
+          phase: "restoring",
+          verb: "restored",
+          totalFiles: e.files,
+          totalBytes: e.bytes,
+          filesDone: 0,
+          bytesDone: 0,
+        }, true);
         break;
       case "warning":
         this.warn(`${showPath(e.path)}: ${e.message}`);
@@ -222,12 +209,11 @@ export class Ui {
         }
         break;
       case "progress":
-        this.#drawProgress(
-          e.filesDone,
-          e.bytesDone,
-          "restored",
-          `${formatBytes(e.bytesDownloaded)} downloaded`,
-        );
+        this.#line.update({
+          filesDone: e.filesDone,
+          bytesDone: e.bytesDone,
+          extra: `${formatBytes(e.bytesDownloaded)} downloaded`,
+        });
         break;
     }
   };
@@ -256,17 +242,16 @@ export class Ui {
         this.err(`s3backup: ${p.meta}${where}${obj}: ${p.message}`);
         break;
       }
-      case "read": {
-        if (!this.#progress) break;
-        const now = performance.now();
-        if (now - this.#lastDraw < 100 && e.done < e.total) break;
-        this.#lastDraw = now;
-        Deno.stderr.writeSync(
-          te.encode(`\r\x1b[K${e.done}/${e.total} objects read, ${formatBytes(e.bytes)}`),
-        );
-        this.#drawn = true;
+      case "read":
+        this.#line.update({
+          phase: "reading objects",
+          unit: "objects",
+          filesDone: e.done,
+          totalFiles: e.total,
+          bytesDone: e.bytes,
+          totalBytes: 0,
+        });
         break;
-      }
     }
   };
 

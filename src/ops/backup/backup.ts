@@ -67,7 +67,11 @@ export interface BackupOptions {
   signal?: AbortSignal;
 }
 
+/** What a backup is doing: listing the store, walking and reading, writing its meta. */
+export type BackupPhase = "listing" | "backing up" | "finishing";
+
 export type BackupEvent =
+  | { type: "phase"; phase: BackupPhase }
   | { type: "walked"; files: number; bytes: number }
   | { type: "warning"; path: string; message: string }
   | { type: "file"; path: string; size: number; upload: boolean }
@@ -135,6 +139,7 @@ async function runBackup(
   const time = (opts.now ?? (() => new Date()))();
   const lookedAt = Date.now(); // the real clock, for racy mtimes (files_cache.ts)
   const preparedKey = repo !== null && !opts.simulate ? prepareMetaKey(repo) : undefined;
+  onEvent({ type: "phase", phase: "listing" });
   const metas = (await listRepository(store, META_PREFIX)).metas;
   const warn = new Warnings(onEvent);
   const cache = await openCache(repo, metas, opts);
@@ -144,7 +149,9 @@ async function runBackup(
     const state: CacheState = { ...cache.state };
     const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, time);
     const ctx = { store, repo, opts, uploads: contents.uploads, cache, warn, onEvent };
+    onEvent({ type: "phase", phase: "backing up" });
     const totals = await archive(ctx, out, lookedAt);
+    onEvent({ type: "phase", phase: "finishing" });
     let metaKey: string | null = null;
     if (out.meta !== null && repo !== null) {
       await store.flush?.(); // every object durable before the meta that names them

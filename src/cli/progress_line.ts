@@ -1,0 +1,128 @@
+/**
+ * The one progress line on a terminal: the phase from the first second (a timer redraws it
+ * even while nothing is counted, e.g. while a big bucket is listed), counts, the rate,
+ * elapsed time, and an ETA once the totals are known. `formatProgress` is pure.
+ */
+
+export interface ProgressState {
+  phase: string;
+  filesDone: number;
+  bytesDone: number;
+  /** null until known (a backup knows them when its walk ends). */
+  totalFiles: number | null;
+  totalBytes: number;
+  /** What filesDone counts: "files", "objects". */
+  unit: string;
+  /** "read", "restored": what bytesDone counts. */
+  verb: string;
+  /** More, as written: "12.0 MiB uploaded". */
+  extra: string;
+  startedMs: number;
+}
+
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+/** `m:ss`, or `h:mm:ss` from an hour. */
+export function formatClock(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  const [h, m, sec] = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
+  const two = (n: number) => String(n).padStart(2, "0");
+  return h > 0 ? `${h}:${two(m)}:${two(sec)}` : `${m}:${two(sec)}`;
+}
+
+/** The line for `st` at `nowMs`. */
+export function formatProgress(st: ProgressState, nowMs: number): string {
+  const elapsed = nowMs - st.startedMs;
+  const parts: string[] = [];
+  const rate = elapsed >= 1000 ? st.bytesDone / (elapsed / 1000) : 0;
+  if (st.totalFiles === null) {
+    if (st.filesDone > 0 || st.bytesDone > 0) {
+      parts.push(`${st.filesDone} ${st.unit}`, `${formatBytes(st.bytesDone)} ${st.verb}`);
+    }
+  } else {
+    const pct = st.totalBytes > 0
+      ? Math.floor((st.bytesDone / st.totalBytes) * 100)
+      : st.totalFiles > 0
+      ? Math.floor((st.filesDone / st.totalFiles) * 100)
+      : 100;
+    parts.push(
+      `${st.filesDone}/${st.totalFiles} ${st.unit} (${Math.min(100, pct)}%)`,
+      st.totalBytes > 0
+        ? `${formatBytes(st.bytesDone)}/${formatBytes(st.totalBytes)} ${st.verb}`
+        : `${formatBytes(st.bytesDone)} ${st.verb}`,
+    );
+  }
+  if (st.extra !== "") parts.push(st.extra);
+  if (rate > 0) parts.push(`${formatBytes(Math.round(rate))}/s`);
+  parts.push(`${formatClock(elapsed)} elapsed`);
+  if (st.totalFiles !== null && rate > 0 && st.bytesDone < st.totalBytes) {
+    parts.push(`ETA ${formatClock(((st.totalBytes - st.bytesDone) / rate) * 1000)}`);
+  }
+  return `${st.phase}: ${parts.join(", ")}`;
+}
+
+/** Draws a ProgressState on stderr when `enabled`, at most 10 times a second and once a second. */
+export class ProgressLine {
+  readonly state: ProgressState;
+  #drawn = false;
+  #lastDraw = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(readonly enabled: boolean, phase = "starting") {
+    this.state = {
+      phase,
+      filesDone: 0,
+      bytesDone: 0,
+      totalFiles: null,
+      totalBytes: 0,
+      unit: "files",
+      verb: "read",
+      extra: "",
+      startedMs: performance.now(),
+    };
+    if (enabled) {
+      const timer = setInterval(() => this.draw(true), 1000);
+      Deno.unrefTimer(timer);
+      this.#timer = timer;
+    }
+  }
+
+  /** Updates the state and redraws (throttled unless `force`). */
+  update(change: Partial<ProgressState>, force = false): void {
+    Object.assign(this.state, change);
+    this.draw(force);
+  }
+
+  draw(force = false): void {
+    if (!this.enabled || this.#timer === undefined) return;
+    const now = performance.now();
+    if (!force && now - this.#lastDraw < 100) return;
+    this.#lastDraw = now;
+    Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${formatProgress(this.state, now)}`));
+    this.#drawn = true;
+  }
+
+  /** Removes the line (before other output); the next update draws it again. */
+  clear(): void {
+    if (this.#drawn) {
+      Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
+      this.#drawn = false;
+    }
+  }
+
+  /** Clears the line and stops the timer: the run is over. */
+  stop(): void {
+    this.clear();
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}
