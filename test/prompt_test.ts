@@ -98,6 +98,7 @@ Deno.test({
       assert.equal(shown.code, 0, shown.out);
       assert.match(
         shown.out,
+        // deno-lint-ignore no-control-regex
         /\r\x1b\[K(listing the repository|scanning|reading|writing the meta): /,
       );
       assert.match(shown.out, /elapsed/);
