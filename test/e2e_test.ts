@@ -216,7 +216,11 @@ Deno.test("local store: backup, kit restore with only bash/coreutils/openssl, de
     assert.equal(l.code, 0, l.stderr);
     const lines = l.stdout.trim().split("\n");
     assert.equal(lines.length, 3);
-    assert.match(lines[0]!, /^meta_nightly_\S+\tnightly\t\d{4}-\d\d-\d\dT\S+Z\t\d+\t\d+ files\t/);
+    // meta, name, time, host, folder, files, dirs, links, bytes
+    assert.match(
+      lines[0]!,
+      /^meta_nightly_\S+\tnightly\t\d{4}-\d\d-\d\dT\S+Z\t[^\t]+\t\/[^\t]+\t\d+\t\d+\t\d+\t\d+$/,
+    );
   } finally {
     cleanup(f);
   }
