@@ -368,3 +368,20 @@ Deno.test("cli: --json: one object on stdout, with exactly the keys the README's
     check(p, "s3backup.prune.v1");
     assert.deepEqual(p.metasRemoved, [backups[0]!.meta]);
   }));
+
+Deno.test("cli: a -m that names no backup is exit 1 with one line, in restore and verify alike", () =>
+  withRepo(async ({ dir, repo }) => {
+    for (const args of [["restore", "-f", `${dir}/o`], ["verify"]]) {
+      const r = await s3backup([
+        args[0]!,
+        "-b",
+        repo,
+        "-m",
+        "meta_nope_20200101T000000Z",
+        ...args.slice(1),
+      ]);
+      assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
+      assert.equal(r.stderr.split("\n").length, 2, r.stderr);
+      assert.match(r.stderr, /meta_nope_20200101T000000Z/);
+    }
+  }));
