@@ -6,7 +6,7 @@
  * AWS_PROFILE and key variables are both set.
  */
 import assert from "node:assert/strict";
-import { s3backup } from "./faults/harness.ts";
+import { closer, s3backup } from "./faults/harness.ts";
 import { makeBucket, removeBucket, s3Targets } from "./s3_env.ts";
 
 const moto = s3Targets().find((t) => t.label === "moto")!;
@@ -86,14 +86,7 @@ function tlsProxy(dir: string, target: URL) {
   const port = (listener.addr as Deno.NetAddr).port;
   return {
     endpoint: `https://127.0.0.1:${port}`,
-    close: () => {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-    },
+    close: closer(listener, conns),
   };
 }
 

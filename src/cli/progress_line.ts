@@ -70,6 +70,21 @@ export function formatProgress(st: ProgressState, nowMs: number): string {
   return `${st.phase}: ${parts.join(", ")}`;
 }
 
+/** Nothing counted yet, in `phase`, from `startedMs`. */
+export function newState(phase: string, startedMs: number): ProgressState {
+  return {
+    phase,
+    filesDone: 0,
+    bytesDone: 0,
+    totalFiles: null,
+    totalBytes: 0,
+    unit: "files",
+    verb: "read",
+    extra: "",
+    startedMs,
+  };
+}
+
 /** Draws a ProgressState on stderr when `enabled`, at most 10 times a second and once a second. */
 export class ProgressLine {
   readonly state: ProgressState;
@@ -78,17 +93,7 @@ export class ProgressLine {
   #timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(readonly enabled: boolean, phase = "starting") {
-    this.state = {
-      phase,
-      filesDone: 0,
-      bytesDone: 0,
-      totalFiles: null,
-      totalBytes: 0,
-      unit: "files",
-      verb: "read",
-      extra: "",
-      startedMs: performance.now(),
-    };
+    this.state = newState(phase, performance.now());
     if (enabled) {
       const timer = setInterval(() => this.draw(true), 1000);
       Deno.unrefTimer(timer);

@@ -1,16 +1,8 @@
 import assert from "node:assert/strict";
-import { formatClock, formatProgress, type ProgressState } from "./progress_line.ts";
+import { formatClock, formatProgress, newState, type ProgressState } from "./progress_line.ts";
 
 const st = (over: Partial<ProgressState> = {}): ProgressState => ({
-  phase: "scanning",
-  filesDone: 0,
-  bytesDone: 0,
-  totalFiles: null,
-  totalBytes: 0,
-  unit: "files",
-  verb: "read",
-  extra: "",
-  startedMs: 0,
+  ...newState("scanning", 0),
   ...over,
 });
 

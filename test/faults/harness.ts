@@ -87,6 +87,18 @@ export function seeded(seed: number): () => number {
   };
 }
 
+/** A function that closes `listener` and every connection of `conns`. */
+export function closer(listener: Deno.Listener, conns: Deno.Conn[]): () => void {
+  return () => {
+    listener.close();
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+  };
+}
+
 /** A TCP server on loopback that accepts connections and never answers. */
 export function silentServer(): { endpoint: string; close: () => void } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -98,13 +110,6 @@ export function silentServer(): { endpoint: string; close: () => void } {
   })();
   return {
     endpoint: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    close: () => {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-    },
+    close: closer(listener, conns),
   };
 }
