@@ -331,7 +331,7 @@ Deno.test("cli: --json: one object on stdout, with exactly the keys the README's
     ) {
       documented.set(m[1]! + (m[2] ?? ""), m[3]!.split(", ").sort());
     }
-    assert.equal(documented.size, 6, [...documented.keys()].join(" "));
+    assert.equal(documented.size, 10, [...documented.keys()].join(" "));
     const json = async (args: string[], code = 0) => {
       const r = await s3backup([...args, "--json"]);
       assert.equal(r.code, code, r.stderr);
@@ -364,6 +364,11 @@ Deno.test("cli: --json: one object on stdout, with exactly the keys the README's
     const v = await json(["verify", "-b", repo]);
     check(v, "s3backup.verify.v1");
     assert.equal(v.problems, 0);
+    check(await json(["ls", "-b", repo, "-m", "latest"]), "s3backup.ls.v1");
+    check(await json(["find", "-b", repo, "*.txt"]), "s3backup.find.v1");
+    const metaKeys = backups.map((x) => x.meta as string);
+    check(await json(["diff", "-b", repo, metaKeys[0]!, metaKeys[1]!]), "s3backup.diff.v1");
+    check(await json(["stats", "-b", repo]), "s3backup.stats.v1");
     const p = await json(["prune", "-b", repo, "--keep-last", "1", "--dry-run"]);
     check(p, "s3backup.prune.v1");
     assert.deepEqual(p.metasRemoved, [backups[0]!.meta]);
@@ -384,4 +389,64 @@ Deno.test("cli: a -m that names no backup is exit 1 with one line, in restore an
       assert.equal(r.stderr.split("\n").length, 2, r.stderr);
       assert.match(r.stderr, /meta_nope_20200101T000000Z/);
     }
+  }));
+
+Deno.test("cli: ls, find, diff and stats over backups with renamed, changed and deleted files", () =>
+  withRepo(async ({ src, repo }) => {
+    // The first backup (withRepo's): a.txt. The second: a.txt changed, b.txt and d/c.txt new.
+    await Deno.writeTextFile(`${src}/a.txt`, "A changed");
+    await Deno.writeTextFile(`${src}/b.txt`, "B");
+    await Deno.mkdir(`${src}/d`);
+    await Deno.writeTextFile(`${src}/d/c.txt`, "C");
+    const b2 = await s3backup(["backup", "-f", src, "-b", repo, "-n", "n", "-c"]);
+    assert.equal(b2.code, 0, b2.stderr);
+    // The third: b.txt renamed to d/b2.txt (same content), a.txt deleted, d's mode changed.
+    await Deno.rename(`${src}/b.txt`, `${src}/d/b2.txt`);
+    await Deno.remove(`${src}/a.txt`);
+    await Deno.chmod(`${src}/d`, 0o700);
+    await new Promise((r) => setTimeout(r, 1100)); // a meta name a second later
+    const b3 = await s3backup(["backup", "-f", src, "-b", repo, "-n", "n", "-c"]);
+    assert.equal(b3.code, 0, b3.stderr);
+    const metas = (await s3backup(["list", "-b", repo])).stdout.trim().split("\n")
+      .map((l) => l.split("\t")[0]!);
+    assert.equal(metas.length, 3);
+
+    const ls = await s3backup(["ls", "-b", repo, "-m", "latest", "d"]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.deepEqual(ls.stdout.trim().split("\n").map((l) => l.split(" ").at(-1)), [
+      "d",
+      "d/b2.txt",
+      "d/c.txt",
+    ]);
+    assert.match(ls.stdout, /^d 0700 /);
+    const found = await s3backup(["find", "-b", repo, "*.txt", "--json"]);
+    const hits = (JSON.parse(found.stdout).found as { meta: string; path: string }[])
+      .map((h) => `${h.meta.slice(-9, -1)} ${h.path}`);
+    const [t1, t2, t3] = metas.map((m) => m.slice(-9, -1));
+    assert.deepEqual(hits, [
+      `${t3} d/b2.txt`,
+      `${t3} d/c.txt`,
+      `${t2} a.txt`,
+      `${t2} b.txt`,
+      `${t2} d/c.txt`,
+      `${t1} a.txt`,
+    ], "newest backup first");
+    const diff = await s3backup(["diff", "-b", repo, metas[1]!, "latest"]);
+    assert.equal(diff.code, 0, diff.stderr);
+    assert.deepEqual(diff.stdout.trim().split("\n"), [
+      "- a.txt",
+      "- b.txt",
+      "M d (mode)",
+      "+ d/b2.txt",
+    ]);
+    const first = await s3backup(["diff", "-b", repo, metas[0]!, metas[1]!]);
+    assert.match(first.stdout, /^M a\.txt \(content(, mtime)?\)$/m);
+    const stats = await s3backup(["stats", "-b", repo, "--json"]);
+    const s = JSON.parse(stats.stdout);
+    assert.equal(s.schema, "s3backup.stats.v1");
+    assert.deepEqual([s.backups, s.files, s.contents], [3, 6, 4], "A, A changed, B, C");
+    assert.equal(s.objects, 4);
+    const none = await s3backup(["find", "-b", repo]);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /find needs a PATTERN/);
   }));

@@ -16,6 +16,10 @@ export const COMMANDS = [
   "check",
   "prune",
   "passwd",
+  "ls",
+  "find",
+  "diff",
+  "stats",
   "help",
   "version",
 ] as const;
@@ -60,6 +64,8 @@ export interface Command {
   keep?: { last?: string; daily?: string; weekly?: string; monthly?: string; yearly?: string };
   dryRun?: boolean;
   grace?: string;
+  /** The words after the command (ls PATH, find PATTERN, diff META1 META2). */
+  args?: string[];
   /** help: the command asked about (`s3backup backup --help`). */
   helpFor?: CommandName;
   /** Say more: the config file read, and (backup) each file uploaded. */
@@ -142,6 +148,17 @@ function parse(argv: string[]) {
 
 type Values = ReturnType<typeof parse>["values"];
 
+/** The words a command takes after its name: at least, at most. */
+const ARGUMENTS: Partial<Record<CommandName, [number, number]>> = {
+  ls: [0, 1],
+  find: [1, 1],
+  diff: [2, 2],
+};
+const ARGUMENT_NAMES: Partial<Record<CommandName, string>> = {
+  find: "a PATTERN",
+  diff: "two backups (META1 META2)",
+};
+
 /** The command: a positional command word, or `-a` (the original usage), agreeing. */
 function commandOf(pos: string[], action: string | undefined): CommandName {
   let command: CommandName | undefined;
@@ -151,8 +168,16 @@ function commandOf(pos: string[], action: string | undefined): CommandName {
       throw new UsageError(`Unknown command ${JSON.stringify(c)} (see s3backup --help)`);
     }
     command = c === "check" ? "verify" : c as CommandName;
-    if (pos.length > 1) {
-      throw new UsageError(`Unexpected argument ${JSON.stringify(pos[1])} (see s3backup --help)`);
+    const [min, max] = ARGUMENTS[command] ?? [0, 0];
+    if (pos.length - 1 > max) {
+      throw new UsageError(
+        `Unexpected argument ${JSON.stringify(pos[max + 1])} (see s3backup ${command} --help)`,
+      );
+    }
+    if (pos.length - 1 < min) {
+      throw new UsageError(
+        `${command} needs ${ARGUMENT_NAMES[command]} (see s3backup ${command} --help)`,
+      );
     }
   }
   if (action !== undefined) {
@@ -238,8 +263,12 @@ function checkRequired(cmd: Command): void {
     need("bucket", "-b <bucket>");
     need("meta", "-m <meta-name|latest|backup-name>");
     need("folder", "-f <target folder>");
+  } else if (command === "ls") {
+    need("bucket", "-b <bucket>");
+    need("meta", "-m <meta|latest|name>");
   } else if (
-    command === "list" || command === "verify" || command === "prune" || command === "passwd"
+    command === "list" || command === "verify" || command === "prune" || command === "passwd" ||
+    command === "find" || command === "diff" || command === "stats"
   ) need("bucket", "-b <bucket>");
   else if (command === "kit") need("output", "-o <dir>");
 }
@@ -297,6 +326,10 @@ export const TAKES: Record<CommandName, string[]> = {
     "simulate",
   ],
   passwd: ["new-password-file"],
+  ls: ["meta", "name", "json"],
+  find: ["json"],
+  diff: ["json"],
+  stats: ["json"],
   help: [],
   version: [],
 };
@@ -327,6 +360,7 @@ export function parseCommandLine(argv: string[]): Command {
   const command = commandOf(positionals, v.action);
   checkTaken(command, tokens ?? []);
   const cmd = commandWith(command, v);
+  if (positionals.length > 1) cmd.args = positionals.slice(1);
   checkRequired(cmd);
   return cmd;
 }

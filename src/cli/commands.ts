@@ -14,6 +14,7 @@ import { isLegacyStore } from "../repo/legacy.ts";
 import { openBackup } from "../repo/open_backup.ts";
 import {
   createRepository,
+  loadMeta,
   loadOptional,
   openForReading,
   openRepository,
@@ -28,6 +29,10 @@ import { errorLine, ExitCode, OutputClosedError, UsageError } from "../util/erro
 import { type Command, parseCommandLine, VERSION } from "./args.ts";
 import { commandHelp, mainHelp } from "./help.ts";
 import { LogFile } from "./log_file.ts";
+import { diffMetas, findInBackups, lsEntries, repositoryStats } from "../ops/browse.ts";
+import { META_PREFIX } from "../format/layout.ts";
+import { listRepository } from "../repo/listing.ts";
+import { selectMeta } from "../repo/select.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { type KitConfig, kitFiles, writeKit } from "./kit.ts";
 import { getPassword, type PasswordSources } from "./password.ts";
@@ -343,6 +348,30 @@ async function runPasswd(ctx: Context): Promise<number> {
   return ExitCode.ok;
 }
 
+/** ls, find, diff, stats: the repository opened once, then what each asks for. */
+async function runBrowse(ctx: Context): Promise<number> {
+  const { cmd, ui } = ctx;
+  const store = storeOf(ctx);
+  await store.checkExists();
+  const password = await getPassword(passwordSources(ctx, true), false);
+  const { repo } = await openForReading(store, password);
+  const metas = async () => (await listRepository(store, META_PREFIX)).metas;
+  const open = async (spec: string, name?: string) => {
+    const m = selectMeta(await metas(), spec, name, store.location);
+    return { key: m.key, meta: await loadMeta(repo, m.key) };
+  };
+  if (cmd.command === "ls") {
+    const { key, meta } = await open(cmd.meta!, cmd.name);
+    ui.lsEntries(key, lsEntries(meta, cmd.args?.[0]));
+  } else if (cmd.command === "find") {
+    ui.found(await findInBackups(repo, cmd.args![0]!));
+  } else if (cmd.command === "diff") {
+    const [a, b] = [await open(cmd.args![0]!), await open(cmd.args![1]!)];
+    ui.changes(a.key, b.key, diffMetas(a.meta, b.meta));
+  } else ui.stats(await repositoryStats(repo));
+  return ExitCode.ok;
+}
+
 async function runKit(ctx: Context): Promise<number> {
   const store = ctx.cmd.bucket ? storeOf(ctx) : undefined;
   const written = await writeKit(ctx.cmd.output!, kitConfigOf(ctx, store));
@@ -405,6 +434,11 @@ async function runCommand(cmd: Command, ui: Ui, signal: AbortSignal): Promise<nu
       return await runPrune(ctx);
     case "passwd":
       return await runPasswd(ctx);
+    case "ls":
+    case "find":
+    case "diff":
+    case "stats":
+      return await runBrowse(ctx);
     default: // help and version are answered before
       throw new UsageError(`Unknown command ${cmd.command}`);
   }

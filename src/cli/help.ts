@@ -93,6 +93,26 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
     what: "Removes the backups no --keep-* rule keeps, then the objects no backup names.",
     example: "s3backup prune -b s3://my-bucket/host1 --keep-daily 7 --keep-weekly 5 --dry-run",
   },
+  ls: {
+    usage: "s3backup ls -b <bucket> -m <meta|latest|name> [PATH]",
+    what: "Lists a backup's entries (at or under PATH): type, mode, size, mtime, path.",
+    example: "s3backup ls -b s3://my-bucket/host1 -m latest etc/nginx",
+  },
+  find: {
+    usage: "s3backup find -b <bucket> PATTERN",
+    what: "Which backups hold a matching path, newest first (* ? ** globs; no / matches names).",
+    example: "s3backup find -b s3://my-bucket/host1 'nginx.conf'",
+  },
+  diff: {
+    usage: "s3backup diff -b <bucket> META1 META2",
+    what: "What changed from one backup to another: + added, - removed, M changed (and how).",
+    example: "s3backup diff -b s3://my-bucket/host1 meta_nightly_20261130T020000Z latest",
+  },
+  stats: {
+    usage: "s3backup stats -b <bucket>",
+    what: "Backups, files, distinct contents, bytes referenced, distinct and stored: the dedup.",
+    example: "s3backup stats -b s3://my-bucket/host1",
+  },
   passwd: {
     usage: "s3backup passwd -b <bucket> [--new-password-file F]",
     what: "Changes the repository's password (every backup, binary and kit).",

@@ -5,6 +5,8 @@
 import { escapeText } from "../format/escape.ts";
 import type { BackupEvent, BackupPhase, BackupSummary } from "../ops/backup/backup.ts";
 import type { PasswdSummary } from "../ops/change_password.ts";
+import type { Change, Found, Stats } from "../ops/browse.ts";
+import type { Entry } from "../format/meta.ts";
 import type { BackupInfo } from "../ops/list.ts";
 import type { PruneEvent, PruneSummary } from "../ops/prune.ts";
 import type { RestoreEvent, RestoreSummary } from "../ops/restore/restore.ts";
@@ -17,6 +19,19 @@ import { formatDuration } from "./values.ts";
 const te = new TextEncoder();
 
 export { formatBytes };
+
+/** An entry as `--json` gives it. */
+function entryJson(e: Entry) {
+  return {
+    type: e.type,
+    path: e.path,
+    mode: e.mode.toString(8).padStart(4, "0"),
+    size: e.size,
+    mtime: new Date(e.mtimeMs).toISOString(),
+    md5: e.md5 ?? null,
+    target: e.target ?? null,
+  };
+}
 
 /** How each phase of a backup is shown. */
 const BACKUP_PHASES: Record<BackupPhase, string> = {
@@ -185,6 +200,57 @@ export class Ui {
         .join("  ").trimEnd();
     this.out(line(head));
     for (const r of rows) this.out(line(r));
+  }
+
+  /** ls: one line per entry: type, mode, size, mtime, path (-> target for links). */
+  lsEntries(metaKey: string, entries: Entry[]): void {
+    if (this.opts.json) {
+      return this.#json("ls", { meta: metaKey, entries: entries.map(entryJson) });
+    }
+    for (const e of entries) {
+      const target = e.type === "l" ? ` -> ${showPath(e.target ?? "")}` : "";
+      this.out(
+        `${e.type} ${e.mode.toString(8).padStart(4, "0")} ${String(e.size).padStart(10)} ` +
+          `${new Date(e.mtimeMs).toISOString()} ${showPath(e.path)}${target}`,
+      );
+    }
+  }
+
+  /** find: the backups that hold a match, newest first. */
+  found(found: Found[]): void {
+    if (this.opts.json) {
+      const hits = found.map((f) => ({
+        meta: f.meta.key,
+        time: f.meta.time,
+        ...entryJson(f.entry),
+      }));
+      return this.#json("find", { found: hits });
+    }
+    for (const f of found) {
+      this.out(
+        `${f.meta.key}\t${f.entry.type}\t${f.entry.size}\t` +
+          `${new Date(f.entry.mtimeMs).toISOString()}\t${showPath(f.entry.path)}`,
+      );
+    }
+  }
+
+  /** diff: `+ path`, `- path`, `M path (what)`. */
+  changes(from: string, to: string, changes: Change[]): void {
+    if (this.opts.json) return this.#json("diff", { from, to, changes });
+    const sign = { added: "+", removed: "-", changed: "M" };
+    for (const c of changes) {
+      const what = c.what.length > 0 ? ` (${c.what.join(", ")})` : "";
+      this.out(`${sign[c.kind]} ${showPath(c.path)}${what}`);
+    }
+  }
+
+  stats(s: Stats): void {
+    if (this.opts.json) return this.#json("stats", s);
+    const ratio = s.bytesDistinct > 0 ? (s.bytesReferenced / s.bytesDistinct).toFixed(2) : "-";
+    this.out(`backups: ${s.backups}`);
+    this.out(`files over all backups: ${s.files} (${formatBytes(s.bytesReferenced)})`);
+    this.out(`distinct contents: ${s.contents} (${formatBytes(s.bytesDistinct)}; dedup ${ratio}x)`);
+    this.out(`data objects stored: ${s.objects} (${formatBytes(s.bytesStored)} encrypted)`);
   }
 
   onRestoreEvent = (e: RestoreEvent): void => {
