@@ -280,8 +280,9 @@ Deno.test("cli: S3BACKUP_PASSWORD_FILE, --password-command and S3BACKUP_PASSWORD
 Deno.test("cli: --log-file appends stamped lines: warnings, the summary, the error it ends with", () =>
   withRepo(async ({ dir, src, repo }) => {
     const log = `${dir}/s3backup.log`;
-    const b = await s3backup(["backup", "-f", src, "-b", repo, "-n", "n", "-c", "--log-file", log]);
+    const b = await s3backup(["backup", "-f", src, "-b", repo, "-n", "n", "-q", "--log-file", log]);
     assert.equal(b.code, 0, b.stderr);
+    assert.equal(b.stdout + b.stderr, "", "-q: nothing on the terminal, the log has it");
     const bad = await s3backup(["verify", "-b", `${dir}/nowhere`, "--log-file", log]);
     assert.equal(bad.code, 5, bad.stderr);
     const lines = (await Deno.readTextFile(log)).trimEnd().split("\n");

@@ -70,9 +70,9 @@ export class Ui {
 
   /** A line on stdout (none with `--json`: the summary is the one output). */
   out(line: string): void {
-    if (this.opts.json || this.opts.quiet) return;
-    this.opts.log?.line(line);
-    this.#write(line + "\n");
+    if (this.opts.json) return;
+    this.opts.log?.line(line); // -q or not: the log keeps every run's lines
+    if (!this.opts.quiet) this.#write(line + "\n");
   }
 
   /** The run's one JSON object (`--json`): `schema` names its shape (README, "--json"). */
@@ -101,7 +101,9 @@ export class Ui {
   }
 
   warn(message: string): void {
-    if (!this.opts.quiet) this.err(`s3backup: warning: ${message}`);
+    const line = `s3backup: warning: ${message}`;
+    if (this.opts.quiet) this.opts.log?.line(line);
+    else this.err(line);
   }
 
   onBackupEvent = (e: BackupEvent): void => {
