@@ -53,6 +53,8 @@ export interface Command {
   timeout?: string;
   /** Files or objects in flight at once, as given (values.ts parses it). */
   jobs?: string;
+  /** backup: write no meta when nothing changed since this name's last one. */
+  skipIfUnchanged?: boolean;
   /** backup: read and hash every file, ignoring the files cache. */
   forceRehash?: boolean;
   /** Where the local cache lives (default: the platform's cache folder). */
@@ -121,6 +123,7 @@ const OPTIONS = {
   timeout: { type: "string" },
   jobs: { type: "string" },
   "force-rehash": { type: "boolean", default: false },
+  "skip-if-unchanged": { type: "boolean", default: false },
   "cache-dir": { type: "string" },
   verbose: { type: "boolean", short: "v", default: false },
   quiet: { type: "boolean", short: "q", default: false },
@@ -231,6 +234,7 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("timeout", v.timeout);
   opt("jobs", v.jobs);
   if (v["force-rehash"]) cmd.forceRehash = true;
+  if (v["skip-if-unchanged"]) cmd.skipIfUnchanged = true;
   opt("cacheDir", v["cache-dir"]);
   if (v["read-data"]) cmd.readData = true;
   opt("readDataSubset", v["read-data-subset"]);
@@ -307,6 +311,7 @@ export const TAKES: Record<CommandName, string[]> = {
     "storage-class",
     "jobs",
     "force-rehash",
+    "skip-if-unchanged",
     "json",
   ],
   restore: ["folder", "meta", "name", "only", "overwrite", "simulate", "dry-run", "jobs", "json"],

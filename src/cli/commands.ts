@@ -206,6 +206,7 @@ async function runBackup(ctx: Context): Promise<number> {
     concurrency: jobsOf(cmd, store),
     signal: ctx.signal,
     ...(storageClass ? { storageClass } : {}),
+    ...(cmd.skipIfUnchanged ? { skipIfUnchanged: true } : {}),
     ...filesCacheOf(cmd),
   }, ui.onBackupEvent);
   ui.backupSummary(summary);

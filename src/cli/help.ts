@@ -47,6 +47,8 @@ const OPTION_HELP: Record<string, string> = {
     "      --storage-class SC  S3 storage class of data objects (also [s3] storage_class)",
   "force-rehash":
     "      --force-rehash      read and hash every file, as if the files cache were empty",
+  "skip-if-unchanged":
+    "      --skip-if-unchanged write no meta when nothing changed since this name's last backup",
   "cache-dir": "      --cache-dir DIR     the local cache (default: the platform's cache folder)",
   region: "      --region REGION     S3 region (also AWS_REGION, [s3] region)",
   profile: "      --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)",

@@ -136,7 +136,11 @@ export class Ui {
 
   backupSummary(s: BackupSummary): void {
     if (this.opts.json) return this.#json("backup", s);
-    const what = s.simulate ? "simulated backup (nothing written)" : `backup ${s.metaKey}`;
+    const what = s.simulate
+      ? "simulated backup (nothing written)"
+      : s.unchangedSince !== null
+      ? `unchanged since ${s.unchangedSince} (no new meta written)`
+      : `backup ${s.metaKey}`;
     const verb = s.simulate ? "would upload" : "uploaded";
     const skipped = s.skipped > 0 ? `, ${s.skipped} skipped` : "";
     const cached = s.filesFromCache > 0 ? `, ${s.filesFromCache} unchanged (not read)` : "";

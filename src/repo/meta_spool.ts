@@ -5,6 +5,7 @@
  * meta as a stream of that file, to be created once in the store; `discard` removes it. The
  * bytes are those `encryptMeta` makes of the same entries.
  */
+import { createHash } from "node:crypto";
 import { encryptStream, type PreparedKey } from "../format/container.ts";
 import {
   encodeEntry,
@@ -26,6 +27,7 @@ export class MetaSpool {
   count = 0;
   #lines: string[] = [];
   #chars = 0;
+  readonly #digest = createHash("sha256");
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #written: Promise<void>;
 
@@ -71,6 +73,7 @@ export class MetaSpool {
   /** Adds one entry (in walk order); waits while the file falls behind. */
   async add(e: Entry): Promise<void> {
     const line = encodeEntry(e);
+    this.#digest.update(line + "\n");
     this.#lines.push(line);
     this.#chars += line.length;
     this.count++;
@@ -120,6 +123,11 @@ export class MetaSpool {
         return file.readable;
       },
     };
+  }
+
+  /** SHA-256 (hex) of the entry lines added so far: equal for equal entries. */
+  entriesDigest(): string {
+    return this.#digest.copy().digest("hex");
   }
 
   /** Drops the meta (a failed or simulated backup). */

@@ -61,6 +61,11 @@ export interface BackupOptions {
    * whether to ignore it this once (every file read and hashed again).
    */
   filesCache?: { dir: string; forceRehash?: boolean };
+  /**
+   * Write no meta when the entries are exactly those of this name's last meta from this host
+   * and folder (known from the files cache, while that meta exists) and nothing was skipped.
+   */
+  skipIfUnchanged?: boolean;
   /** S3 storage class of new data objects (metas, key and kit stay in the default class). */
   storageClass?: string;
   now?: () => Date;
@@ -79,6 +84,8 @@ export type BackupEvent =
 
 export interface BackupSummary {
   metaKey: string | null;
+  /** With `skipIfUnchanged`: the meta that already holds exactly these entries (none written). */
+  unchangedSince: string | null;
   files: number;
   dirs: number;
   links: number;
@@ -153,7 +160,10 @@ async function runBackup(
     const totals = await archive(ctx, out, lookedAt);
     onEvent({ type: "phase", phase: "finishing" });
     let metaKey: string | null = null;
-    if (out.meta !== null && repo !== null) {
+    const same = unchangedSince(metas, state, opts, out.meta?.entriesDigest(), warn);
+    if (same !== null) {
+      commitCache(out.cache, state, warn); // fresher facts; the same meta vouches for them
+    } else if (out.meta !== null && repo !== null) {
       await store.flush?.(); // every object durable before the meta that names them
       if (repo.created) await checkKeyKept(repo, contents.uploads);
       const full = contents.full();
@@ -161,11 +171,16 @@ async function runBackup(
       const body = await out.meta.finish();
       const knowledge = { honoursConditional: state.conditional };
       metaKey = await writeMeta(repo, full?.metas ?? metas, opts.name, time, body, knowledge);
-      Object.assign(state, { meta: metaKey, conditional: knowledge.honoursConditional });
+      Object.assign(state, {
+        meta: metaKey,
+        conditional: knowledge.honoursConditional,
+        entries: out.meta.entriesDigest(),
+      });
       commitCache(out.cache, state, warn);
     }
     return {
       metaKey,
+      unchangedSince: same,
       ...totals,
       newObjects: contents.uploads.newObjects,
       bytesUploaded: contents.uploads.bytesUploaded,
@@ -180,6 +195,24 @@ async function runBackup(
     await out.meta?.discard();
     out.cache?.discard();
   }
+}
+
+/**
+ * The meta whose entries this run's are (`digest`, of the entry lines), when the run may skip
+ * writing its own: asked to, nothing skipped, and the cache's meta exists under this name.
+ */
+function unchangedSince(
+  metas: MetaObject[],
+  state: CacheState,
+  opts: BackupOptions,
+  digest: string | undefined,
+  warn: Warnings,
+): string | null {
+  if (!opts.skipIfUnchanged || digest === undefined || warn.skipped > 0) return null;
+  const last = metas.find((m) => m.key === state.meta);
+  return last !== undefined && last.name === opts.name && state.entries === digest
+    ? last.key
+    : null;
 }
 
 /** More contents to look up than this (not vouched for by the cache): one listing, no HEADs. */

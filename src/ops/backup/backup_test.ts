@@ -503,3 +503,39 @@ Deno.test("files cache: one that cannot be written is a warning; the backup is r
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("--skip-if-unchanged: no meta while the entries are the last meta's; one when they change", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    await Deno.writeTextFile(`${src}/a`, "a\n");
+    const past = new Date(Date.now() - 60_000); // not racy: the cache vouches for it
+    Deno.utimeSync(`${src}/a`, past, past);
+    const once = (skipIfUnchanged: boolean, name = "t") =>
+      backup(store, repo, {
+        source: src,
+        name,
+        host: "h",
+        simulate: false,
+        kit: new Map(),
+        skipIfUnchanged,
+        filesCache: { dir: `${dir}/cache` },
+      });
+    const metas = async () => (await Array.fromAsync(store.list("meta_"))).length;
+    const first = await once(true);
+    assert.equal(first.unchangedSince, null, "no meta yet: one is written");
+    assert.equal(await metas(), 1);
+    const same = await once(true);
+    assert.equal(same.unchangedSince, first.metaKey);
+    assert.equal(same.metaKey, null);
+    assert.equal(await metas(), 1, "nothing written");
+    assert.equal((await once(false)).unchangedSince, null, "without the flag: a meta each run");
+    assert.equal(await metas(), 2);
+    assert.equal((await once(true, "other")).unchangedSince, null, "another name: its own meta");
+    await Deno.chmod(`${src}/a`, 0o600); // a mode change alone is a change
+    const changed = await once(true, "other");
+    assert.equal(changed.unchangedSince, null);
+    assert.equal(await metas(), 4);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -19,7 +19,7 @@
  *
  *   s3backup-files-cache 3 <repository id>
  *   <md5> <size> <mtime ms> <ctime ms> <inode> <device> <escaped path>     (walk order)
- *   state[ meta=<meta name>][ kit=<sha256>][ swept=<ms>][ conditional=1]   (URI-encoded values)
+ *   state[ meta=<meta name>][ kit=<sha256>][ swept=<ms>][ conditional=1][ entries=<sha256>]
  *   end <record count> <sha256 of every line above, hex>
  */
 import { createHash } from "node:crypto";
@@ -49,6 +49,8 @@ export interface CacheState {
   kit?: string;
   sweptMs?: number;
   conditional?: boolean;
+  /** SHA-256 of `meta`'s entry lines (MetaSpool.entriesDigest), for --skip-if-unchanged. */
+  entries?: string;
 }
 
 function parseState(line: string): CacheState | null {
@@ -62,6 +64,7 @@ function parseState(line: string): CacheState | null {
     else if (k === "kit") state.kit = v;
     else if (k === "swept" && Number.isSafeInteger(Number(v))) state.sweptMs = Number(v);
     else if (k === "conditional" && v === "1") state.conditional = true;
+    else if (k === "entries" && /^[0-9a-f]{64}$/.test(v)) state.entries = v;
     else return null;
   }
   return state;
@@ -73,6 +76,7 @@ function encodeState(state: CacheState): string {
   if (state.kit !== undefined) f.push(`kit=${encodeURIComponent(state.kit)}`);
   if (state.sweptMs !== undefined) f.push(`swept=${state.sweptMs}`);
   if (state.conditional) f.push("conditional=1");
+  if (state.entries !== undefined) f.push(`entries=${state.entries}`);
   return f.join(" ");
 }
 
