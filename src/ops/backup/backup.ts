@@ -161,21 +161,21 @@ async function runBackup(
     onEvent({ type: "phase", phase: "finishing" });
     let metaKey: string | null = null;
     const same = unchangedSince(metas, state, opts, out.meta?.entriesDigest(), warn);
-    if (same !== null) {
-      commitCache(out.cache, state, warn); // fresher facts; the same meta vouches for them
-    } else if (out.meta !== null && repo !== null) {
+    if (out.meta !== null && repo !== null) {
       await store.flush?.(); // every object durable before the meta that names them
       if (repo.created) await checkKeyKept(repo, contents.uploads);
       const full = contents.full();
       state.kit = await syncKit(store, full?.kit ?? null, state.kit, opts.kit);
-      const body = await out.meta.finish();
-      const knowledge = { honoursConditional: state.conditional };
-      metaKey = await writeMeta(repo, full?.metas ?? metas, opts.name, time, body, knowledge);
-      Object.assign(state, {
-        meta: metaKey,
-        conditional: knowledge.honoursConditional,
-        entries: out.meta.entriesDigest(),
-      });
+      if (same === null) {
+        const body = await out.meta.finish();
+        const knowledge = { honoursConditional: state.conditional };
+        metaKey = await writeMeta(repo, full?.metas ?? metas, opts.name, time, body, knowledge);
+        Object.assign(state, {
+          meta: metaKey,
+          conditional: knowledge.honoursConditional,
+          entries: out.meta.entriesDigest(),
+        });
+      } // else the same meta vouches for this run's (fresher) records
       commitCache(out.cache, state, warn);
     }
     return {
