@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { acquireLock } from "../src/repo/lock.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 import { ExitCode } from "../src/util/errors.ts";
-import { PASSWORD, s3backup, s3backupArgv } from "./faults/harness.ts";
+import { PASSWORD, s3backup, s3backupArgv, start } from "./faults/harness.ts";
 import { runKit } from "./kit_runner.ts";
 
 async function withRepo(fn: (f: { dir: string; src: string; repo: string }) => Promise<void>) {
@@ -450,4 +450,29 @@ Deno.test("cli: ls, find, diff and stats over backups with renamed, changed and 
     const none = await s3backup(["find", "-b", repo]);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /find needs a PATTERN/);
+  }));
+
+Deno.test("cli: a SIGKILLed backup's lock is taken over by the next writer on this host at once", () =>
+  withRepo(async ({ src, repo }) => {
+    for (let i = 0; i < 3000; i++) await Deno.writeTextFile(`${src}/f${i}`, `file ${i}`);
+    const run = start(["backup", "-f", src, "-b", repo, "-n", "n", "-c", "--force-rehash"]);
+    const locks = () => {
+      try {
+        return [...Deno.readDirSync(`${repo}/locks`)].length;
+      } catch {
+        return 0;
+      }
+    };
+    const deadline = Date.now() + 60_000;
+    while (locks() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    run.child.kill("SIGKILL");
+    await run.done;
+    assert.equal(locks(), 1, "the killed backup left its lock");
+    const p = await s3backup(["prune", "-b", repo, "--keep-last", "1"]);
+    assert.equal(p.code, 0, p.stderr);
+    assert.match(
+      p.stderr,
+      /took over the lock of a backup that is no longer running \(pid \d+ on this host/,
+    );
+    assert.equal(locks(), 0);
   }));

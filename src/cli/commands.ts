@@ -33,6 +33,7 @@ import { diffMetas, findInBackups, lsEntries, repositoryStats } from "../ops/bro
 import { META_PREFIX } from "../format/layout.ts";
 import { listRepository } from "../repo/listing.ts";
 import { selectMeta } from "../repo/select.ts";
+import type { LockInfo } from "../repo/lock.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { type KitConfig, kitFiles, writeKit } from "./kit.ts";
 import { getPassword, type PasswordSources } from "./password.ts";
@@ -207,6 +208,7 @@ async function runBackup(ctx: Context): Promise<number> {
     signal: ctx.signal,
     ...(storageClass ? { storageClass } : {}),
     ...(cmd.skipIfUnchanged ? { skipIfUnchanged: true } : {}),
+    lock: takeoverNotice(ctx),
     ...filesCacheOf(cmd),
   }, ui.onBackupEvent);
   ui.backupSummary(summary);
@@ -317,9 +319,21 @@ async function runPrune(ctx: Context): Promise<number> {
     graceMs,
     host: Deno.hostname(),
     signal: ctx.signal,
+    lock: takeoverNotice(ctx),
   }, ui.pruneEvents(dryRun));
   ui.pruneSummary(summary);
   return summary.dataSkipped ? ExitCode.partial : ExitCode.ok;
+}
+
+/** A warning for each lock of a dead process of this host that a writer took over. */
+function takeoverNotice(ctx: Context): { onTakeover: (l: LockInfo) => void } {
+  return {
+    onTakeover: (l) =>
+      ctx.ui.warn(
+        `took over the lock of a ${l.kind} that is no longer running (pid ${l.pid} on this ` +
+          `host, started ${l.time.toISOString()}): ${l.key} removed`,
+      ),
+  };
 }
 
 /** passwd: the new password from S3BACKUP_NEW_PASSWORD, --new-password-file or a prompt. */
@@ -341,6 +355,7 @@ async function runPasswd(ctx: Context): Promise<number> {
   const summary = await changePassword(store, password, newPassword, {
     host: Deno.hostname(),
     signal: ctx.signal,
+    lock: takeoverNotice(ctx),
   });
   ui.passwdSummary(summary);
   if (ctx.config.password !== undefined) {

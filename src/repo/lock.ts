@@ -6,7 +6,8 @@
  * holding `key value` lines `kind`, `host`, `pid`, `time`. A writer writes its lock, then lists
  * the others (write before look: of two racing writers at least one sees the other), refreshes
  * it every 30 minutes while it runs and deletes it when done. A lock whose `time` (or, when the
- * object cannot be read, its date) is more than 2 hours old is stale and ignored.
+ * object cannot be read, its date) is more than 2 hours old is stale and ignored; one of this
+ * host whose process is gone (killed, or the machine rebooted) is removed at once, with notice.
  *
  * Kinds and what they exclude (`conflictsWith`):
  * - `backup`  stops when a live `prune` or `passwd` lock exists.
@@ -103,6 +104,59 @@ export interface LockOptions {
   source?: string;
   /** Called when a periodic refresh fails (it is tried again at the next period). */
   onRefreshError?: (err: unknown) => void;
+  /** Told of each lock of a dead process on this host that was removed (taken over). */
+  onTakeover?: (lock: LockInfo) => void;
+  /** Whether a process runs here (tests); default `processAlive`. */
+  alive?: (pid: number) => boolean | null;
+}
+
+/**
+ * Whether process `pid` runs on this machine: true, false, or null when it cannot be told
+ * (then a lock is never taken over). Linux: /proc/<pid>; other Unixes: `ps -p`.
+ */
+export function processAlive(pid: number): boolean | null {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
+  if (Deno.build.os === "linux") {
+    try {
+      Deno.statSync(`/proc/${pid}`);
+      return true;
+    } catch (err) {
+      return err instanceof Deno.errors.NotFound ? false : null;
+    }
+  }
+  if (Deno.build.os === "windows") return null;
+  try {
+    const out = new Deno.Command("ps", {
+      args: ["-p", String(pid)],
+      stdout: "null",
+      stderr: "null",
+    })
+      .outputSync();
+    return out.success;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The locks of `all` left by a dead process of this host (readable, same host name, another
+ * pid, no such process): removed at once rather than waited out for STALE_MS. The rest.
+ */
+async function takeOverDead(
+  store: Store,
+  all: LockInfo[],
+  host: string,
+  pid: number,
+  opts: LockOptions,
+): Promise<LockInfo[]> {
+  const alive = opts.alive ?? processAlive;
+  const dead = all.filter((l) =>
+    l.readable && l.host === host && l.pid !== pid && alive(l.pid) === false
+  );
+  if (dead.length === 0) return all;
+  await store.remove(dead.map((l) => l.key), untilReleased());
+  for (const l of dead) opts.onTakeover?.(l);
+  return all.filter((l) => !dead.includes(l));
 }
 
 /** A lock this process holds. */
@@ -148,6 +202,7 @@ export async function acquireLock(
   let all: LockInfo[];
   try {
     all = (await liveLocks(store, now())).filter((l) => l.key !== key);
+    all = await takeOverDead(store, all, host, pid, opts);
   } catch (err) {
     await store.remove([key], untilReleased()).catch(() => {});
     throw err;

@@ -4,7 +4,15 @@ import { formatLockName } from "../format/layout.ts";
 import { formatLock, parseLock } from "../format/lock_file.ts";
 import { LocalStore } from "../store/local_store.ts";
 import { readAll } from "../util/bytes.ts";
-import { acquireLock, conflictsWith, isStale, liveLocks, LockedError, STALE_MS } from "./lock.ts";
+import {
+  acquireLock,
+  conflictsWith,
+  isStale,
+  liveLocks,
+  LockedError,
+  processAlive,
+  STALE_MS,
+} from "./lock.ts";
 
 async function withStore(fn: (s: LocalStore, dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "s3backup-lock-test-" });
@@ -136,4 +144,36 @@ Deno.test("the refresh timer rewrites the lock and stops at release", () =>
     await lock.release();
     await new Promise((r) => setTimeout(r, 60));
     assert.deepEqual(await lockNames(s), []); // no refresh re-created it
+  }));
+
+Deno.test("lock: a dead process's lock on this host is taken over at once, with notice", () =>
+  withStore(async (s) => {
+    const save = (pid: number, host: string) => {
+      const key = formatLockName("prune", new Date(), pid.toString(16).padStart(8, "0"));
+      return s.save(
+        key,
+        new TextEncoder().encode(formatLock({ kind: "prune", host, pid, time: new Date() })),
+      )
+        .then(() => key);
+    };
+    const dead = await save(4242, "web1");
+    const taken: string[] = [];
+    const alive = (pid: number) => (pid === 4242 ? false : null);
+    const lock = await acquireLock(s, "backup", "web1", {
+      alive,
+      onTakeover: (l) => taken.push(l.key),
+    });
+    assert.deepEqual(taken, [dead]);
+    assert.deepEqual((await liveLocks(s)).map((l) => l.key), [lock.key], "the dead lock is gone");
+    await lock.release();
+    // Another host's lock, or a process that cannot be told dead, is waited out as before.
+    await save(4242, "web2");
+    await assert.rejects(acquireLock(s, "backup", "web1", { alive }), LockedError);
+    await Deno.remove(path.join(s.dir, "locks"), { recursive: true });
+    await save(77, "web1");
+    await assert.rejects(acquireLock(s, "backup", "web1", { alive }), LockedError, "unknown");
+    assert.equal(processAlive(Deno.pid), true);
+    const done = new Deno.Command("true").spawn();
+    await done.status;
+    assert.equal(processAlive(done.pid), false, "a process that has exited");
   }));

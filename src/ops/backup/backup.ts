@@ -12,7 +12,7 @@ import type { PreparedKey } from "../../format/container.ts";
 import { formatMetaName, KIT_PREFIX, META_PREFIX } from "../../format/layout.ts";
 import type { Entry } from "../../format/meta.ts";
 import { type Listing, listRepository, type MetaObject } from "../../repo/listing.ts";
-import { withLock } from "../../repo/lock.ts";
+import { type LockOptions, withLock } from "../../repo/lock.ts";
 import { MetaSpool } from "../../repo/meta_spool.ts";
 import {
   abortStaleUploads,
@@ -66,6 +66,8 @@ export interface BackupOptions {
    * and folder (known from the files cache, while that meta exists) and nothing was skipped.
    */
   skipIfUnchanged?: boolean;
+  /** Lock options (the takeover notice). */
+  lock?: Pick<LockOptions, "onTakeover">;
   /** S3 storage class of new data objects (metas, key and kit stay in the default class). */
   storageClass?: string;
   now?: () => Date;
@@ -117,7 +119,8 @@ export async function backup(
   if (opts.simulate) return await runBackup(store, repo, opts, onEvent);
   // The lock goes first: a prune that starts later sees it and keeps every data object; one
   // that is running already makes us stop here, before anything is uploaded (FORMAT.md §6).
-  return await withLock(store, "backup", opts.host, { source: opts.source }, async () => {
+  const lockOpts = { source: opts.source, ...opts.lock };
+  return await withLock(store, "backup", opts.host, lockOpts, async () => {
     // No password change pending, and none since `repo` was opened (FORMAT.md §7).
     await checkPasswordUnchanged(repo!);
     return await runBackup(store, repo, opts, onEvent);
