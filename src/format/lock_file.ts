@@ -1,6 +1,7 @@
 /**
- * A lock object's text (FORMAT.md §6): `key value` lines `kind`, `host`, `pid`, `time` and, for
- * a backup, `source`. Pure: values in, text out, and back.
+ * A lock object's text (FORMAT.md §6): `key value` lines `kind`, `host`, `pid`, `time`, where
+ * known `boot` (the machine's boot id) and, for a backup, `source`. Pure: values in, text out,
+ * and back.
  */
 import { escapeText, unescapeText } from "./escape.ts";
 
@@ -10,6 +11,8 @@ export interface LockBody {
   host: string;
   pid: number;
   time: Date;
+  /** The writer's boot id (Linux), telling this machine's boot from another's. */
+  boot?: string;
   /** backup: the folder being read (restores into it are refused meanwhile). */
   source?: string;
 }
@@ -21,6 +24,7 @@ export function formatLock(body: LockBody): string {
     `host ${escapeText(body.host)}`,
     `pid ${body.pid}`,
     `time ${body.time.toISOString()}`,
+    ...(body.boot === undefined ? [] : [`boot ${escapeText(body.boot)}`]),
     ...(body.source === undefined ? [] : [`source ${escapeText(body.source)}`]),
     "",
   ].join("\n");
@@ -41,6 +45,8 @@ export function parseLock(text: string): LockBody {
   const pidText = kv.get("pid") ?? "";
   const pid = /^\d+$/.test(pidText) ? Number(pidText) : 0;
   const body: LockBody = { kind, host: unescapeText(kv.get("host") ?? "?"), pid, time };
+  const boot = kv.get("boot");
+  if (boot !== undefined) body.boot = unescapeText(boot);
   const source = kv.get("source");
   if (source !== undefined) body.source = unescapeText(source);
   return body;

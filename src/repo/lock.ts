@@ -7,7 +7,7 @@
  * the others (write before look: of two racing writers at least one sees the other), refreshes
  * it every 30 minutes while it runs and deletes it when done. A lock whose `time` (or, when the
  * object cannot be read, its date) is more than 2 hours old is stale and ignored; one of this
- * host whose process is gone (killed, or the machine rebooted) is removed at once, with notice.
+ * host and boot whose process is gone (killed) is removed at once, with notice.
  *
  * Kinds and what they exclude (`conflictsWith`):
  * - `backup`  stops when a live `prune` or `passwd` lock exists.
@@ -108,6 +108,17 @@ export interface LockOptions {
   onTakeover?: (lock: LockInfo) => void;
   /** Whether a process runs here (tests); default `processAlive`. */
   alive?: (pid: number) => boolean | null;
+  /** This machine's boot id (tests); default `bootId()`. */
+  boot?: string;
+}
+
+/** The kernel's id of this boot (Linux), or undefined. */
+export function bootId(): string | undefined {
+  try {
+    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -150,8 +161,12 @@ async function takeOverDead(
   opts: LockOptions,
 ): Promise<LockInfo[]> {
   const alive = opts.alive ?? processAlive;
+  const boot = opts.boot ?? bootId();
+  // Another boot id is another machine of the same name, or this one before a reboot: the
+  // lock waits until stale. (A lock of an older version has none: host and pid decide.)
   const dead = all.filter((l) =>
-    l.readable && l.host === host && l.pid !== pid && alive(l.pid) === false
+    l.readable && l.host === host && l.pid !== pid && (l.boot === undefined || l.boot === boot) &&
+    alive(l.pid) === false
   );
   if (dead.length === 0) return all;
   await store.remove(dead.map((l) => l.key), untilReleased());
@@ -185,6 +200,7 @@ export async function acquireLock(
   const now = opts.now ?? (() => new Date());
   const pid = opts.pid ?? Deno.pid;
   const key = formatLockName(kind, now());
+  const boot = opts.boot ?? bootId();
   const write = () =>
     store.save(
       key,
@@ -194,6 +210,7 @@ export async function acquireLock(
           host,
           pid,
           time: now(),
+          ...(boot === undefined ? {} : { boot }),
           ...(opts.source === undefined ? {} : { source: opts.source }),
         }),
       ),

@@ -172,6 +172,21 @@ Deno.test("lock: a dead process's lock on this host is taken over at once, with 
     await Deno.remove(path.join(s.dir, "locks"), { recursive: true });
     await save(77, "web1");
     await assert.rejects(acquireLock(s, "backup", "web1", { alive }), LockedError, "unknown");
+    // A lock of the same host name but another boot (another machine, or before a reboot).
+    await Deno.remove(path.join(s.dir, "locks"), { recursive: true });
+    const other = formatLockName("prune", new Date(), "0000abcd");
+    const body = (boot: string) =>
+      new TextEncoder().encode(
+        formatLock({ kind: "prune", host: "web1", pid: 4242, time: new Date(), boot }),
+      );
+    await s.save(other, body("another-boot"));
+    const opts = { alive, boot: "this-boot" };
+    await assert.rejects(acquireLock(s, "backup", "web1", opts), LockedError, "another boot");
+    await s.save(other, body("this-boot"));
+    const mine = await acquireLock(s, "backup", "web1", opts);
+    const text = new TextDecoder().decode(await readAll(await s.load(mine.key)));
+    assert.match(text, /\nboot this-boot\n/, "our own lock says our boot");
+    await mine.release();
     assert.equal(processAlive(Deno.pid), true);
     const done = new Deno.Command("true").spawn();
     await done.status;
