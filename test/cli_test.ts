@@ -476,3 +476,13 @@ Deno.test("cli: a SIGKILLed backup's lock is taken over by the next writer on th
     );
     assert.equal(locks(), 0);
   }));
+
+Deno.test("cli: a --log-file that cannot be written is a usage error, before anything runs", () =>
+  withRepo(async ({ dir, src, repo }) => {
+    const before = [...Deno.readDirSync(repo)].length;
+    const r = await s3backup(["backup", "-f", src, "-b", repo, "--log-file", `${dir}/no/such/log`]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^s3backup: Cannot write the log file .*no\/such\/log: /);
+    assert.equal(r.stderr.split("\n").length, 2, "one line");
+    assert.equal([...Deno.readDirSync(repo)].length, before, "no backup ran");
+  }));

@@ -166,12 +166,16 @@ function envGet(k: string): string | undefined {
 }
 
 /** The files cache of a backup: under the cache folder, `files/<repository id>/<source>`. */
-function filesCacheOf(cmd: Command): { filesCache?: { dir: string; forceRehash: boolean } } {
+/** The folder of one local cache (`files`, `metas`) under --cache-dir or the platform's. */
+function cacheFolder(cmd: Command, which: "files" | "metas"): string | undefined {
   const dir = cmd.cacheDir ?? cacheDir();
+  return dir === undefined ? undefined : join(resolve(dir), which);
+}
+
+function filesCacheOf(cmd: Command): { filesCache?: { dir: string; forceRehash: boolean } } {
+  const dir = cacheFolder(cmd, "files");
   if (dir === undefined) return {};
-  return {
-    filesCache: { dir: join(resolve(dir), "files"), forceRehash: cmd.forceRehash ?? false },
-  };
+  return { filesCache: { dir, forceRehash: cmd.forceRehash ?? false } };
 }
 
 async function runBackup(ctx: Context): Promise<number> {
@@ -233,9 +237,7 @@ async function runList(ctx: Context): Promise<number> {
   if (havePassword && await repositoryExists(store)) {
     repo = await openRepository(store, await getPassword(src, false));
   }
-  const root = ctx.cmd.cacheDir ?? cacheDir();
-  const metaCache = root === undefined ? undefined : join(resolve(root), "metas");
-  ctx.ui.backupList(await listBackups(store, repo, metaCache), table);
+  ctx.ui.backupList(await listBackups(store, repo, cacheFolder(ctx.cmd, "metas")), table);
   return ExitCode.ok;
 }
 
@@ -371,9 +373,9 @@ async function runBrowse(ctx: Context): Promise<number> {
   await store.checkExists();
   const password = await getPassword(passwordSources(ctx, true), false);
   const { repo } = await openForReading(store, password);
-  const metas = async () => (await listRepository(store, META_PREFIX)).metas;
+  const metas = (await listRepository(store, META_PREFIX)).metas;
   const open = async (spec: string, name?: string) => {
-    const m = selectMeta(await metas(), spec, name, store.location);
+    const m = selectMeta(metas, spec, name, store.location);
     return { key: m.key, meta: await loadMeta(repo, m.key) };
   };
   if (cmd.command === "ls") {

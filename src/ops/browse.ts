@@ -3,6 +3,7 @@
  * a path (`find`), what changed between two (`diff`), and what the repository holds (`stats`).
  * The repository is opened once by the caller; each meta costs its own key derivation.
  */
+import { META_PREFIX } from "../format/layout.ts";
 import type { Entry, Meta } from "../format/meta.ts";
 import { listRepository, type MetaObject } from "../repo/listing.ts";
 import { loadMeta, type Repository } from "../repo/repository.ts";
@@ -43,7 +44,7 @@ export interface Found {
 /** The entries matching `pattern` in every backup, newest backup first. */
 export async function findInBackups(repo: Repository, pattern: string): Promise<Found[]> {
   const match = globMatcher(pattern);
-  const metas = (await listRepository(repo.store, "meta_")).metas;
+  const metas = (await listRepository(repo.store, META_PREFIX)).metas;
   const hits = new Map<string, Found[]>();
   await pool(metas, 4, async (m) => {
     const meta = await loadMeta(repo, m.key);

@@ -14,6 +14,7 @@ import { loadMeta, type Repository } from "../repo/repository.ts";
 import type { Store } from "../store/store.ts";
 import { ObjectNotFoundError } from "../util/errors.ts";
 import { pool } from "../util/pool.ts";
+import { randomHex } from "../util/random.ts";
 
 export interface BackupInfo extends MetaObject {
   /** The host and folder the meta's header names, when it was opened. */
@@ -136,7 +137,7 @@ export class MetaInfoCache {
     const text =
       [`${CACHE_MAGIC} ${this.repoId}`, ...[...this.lines.values()].map((f) => f.join(" "))]
         .join("\n") + "\n";
-    const tmp = `${this.path}.${crypto.randomUUID()}.tmp`;
+    const tmp = `${this.path}.${randomHex(6)}.tmp`;
     try {
       Deno.mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
       Deno.writeTextFileSync(tmp, text, { mode: 0o600, createNew: true });

@@ -156,12 +156,11 @@ export function processAlive(pid: number): boolean | null {
 async function takeOverDead(
   store: Store,
   all: LockInfo[],
-  host: string,
-  pid: number,
+  me: { host: string; pid: number; boot: string | undefined },
   opts: LockOptions,
 ): Promise<LockInfo[]> {
+  const { host, pid, boot } = me;
   const alive = opts.alive ?? processAlive;
-  const boot = opts.boot ?? bootId();
   // Another boot id is another machine of the same name, or this one before a reboot: the
   // lock waits until stale. (A lock of an older version has none: host and pid decide.)
   const dead = all.filter((l) =>
@@ -219,7 +218,7 @@ export async function acquireLock(
   let all: LockInfo[];
   try {
     all = (await liveLocks(store, now())).filter((l) => l.key !== key);
-    all = await takeOverDead(store, all, host, pid, opts);
+    all = await takeOverDead(store, all, { host, pid, boot }, opts);
   } catch (err) {
     await store.remove([key], untilReleased()).catch(() => {});
     throw err;
