@@ -55,6 +55,13 @@ export interface Command {
   jobs?: string;
   /** backup: write no meta when nothing changed since this name's last one. */
   skipIfUnchanged?: boolean;
+  /** backup: gitignore patterns to leave out (repeatable), and files of them. */
+  exclude?: string[];
+  excludeFile?: string[];
+  /** backup: leave out the contents of folders holding a file of this name (repeatable). */
+  excludeIfPresent?: string[];
+  /** backup: do not descend into other file systems. */
+  oneFileSystem?: boolean;
   /** backup: read and hash every file, ignoring the files cache. */
   forceRehash?: boolean;
   /** Where the local cache lives (default: the platform's cache folder). */
@@ -122,6 +129,10 @@ const OPTIONS = {
   profile: { type: "string" },
   timeout: { type: "string" },
   jobs: { type: "string" },
+  exclude: { type: "string", multiple: true },
+  "exclude-file": { type: "string", multiple: true },
+  "exclude-if-present": { type: "string", multiple: true },
+  "one-file-system": { type: "boolean", default: false },
   "force-rehash": { type: "boolean", default: false },
   "skip-if-unchanged": { type: "boolean", default: false },
   "cache-dir": { type: "string" },
@@ -233,6 +244,10 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("profile", v.profile);
   opt("timeout", v.timeout);
   opt("jobs", v.jobs);
+  if (v.exclude?.length) cmd.exclude = v.exclude;
+  if (v["exclude-file"]?.length) cmd.excludeFile = v["exclude-file"];
+  if (v["exclude-if-present"]?.length) cmd.excludeIfPresent = v["exclude-if-present"];
+  if (v["one-file-system"]) cmd.oneFileSystem = true;
   if (v["force-rehash"]) cmd.forceRehash = true;
   if (v["skip-if-unchanged"]) cmd.skipIfUnchanged = true;
   opt("cacheDir", v["cache-dir"]);
@@ -310,6 +325,10 @@ export const TAKES: Record<CommandName, string[]> = {
     "dry-run",
     "storage-class",
     "jobs",
+    "exclude",
+    "exclude-file",
+    "exclude-if-present",
+    "one-file-system",
     "force-rehash",
     "skip-if-unchanged",
     "json",

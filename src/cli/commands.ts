@@ -2,9 +2,10 @@
  * The commands: each wires the config, password, store and engine for one command line, and
  * hands the engine's events and summary to the UI. Nothing here exits (main.ts does).
  */
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { checkBackupName, defaultBackupName, KEY_NAME } from "../format/layout.ts";
 import { backup } from "../ops/backup/backup.ts";
+import { type ExcludeRules, patternsOfFile } from "../ops/backup/excludes.ts";
 import { changePassword } from "../ops/change_password.ts";
 import { listBackups, listLegacyBackups } from "../ops/list.ts";
 import { checkPolicy, DEFAULT_GRACE_MS, prune, type PrunePolicy } from "../ops/prune.ts";
@@ -21,7 +22,7 @@ import {
   repositoryExists,
   RepositoryExistsError,
 } from "../repo/repository.ts";
-import { messageOf } from "../util/bytes.ts";
+import { messageOf, reasonOf } from "../util/bytes.ts";
 import { openStore, parseStoreUrl, type S3Options } from "../store/open_store.ts";
 import { resolveS3Settings, type S3Settings } from "../store/s3_settings.ts";
 import type { Store } from "../store/store.ts";
@@ -212,11 +213,44 @@ async function runBackup(ctx: Context): Promise<number> {
     signal: ctx.signal,
     ...(storageClass ? { storageClass } : {}),
     ...(cmd.skipIfUnchanged ? { skipIfUnchanged: true } : {}),
+    excludes: excludesOf(ctx),
     lock: takeoverNotice(ctx),
     ...filesCacheOf(cmd),
   }, ui.onBackupEvent);
   ui.backupSummary(summary);
   return summary.skipped > 0 ? ExitCode.partial : ExitCode.ok;
+}
+
+/**
+ * The exclude rules of a backup: the ini's `[backup]` lists, then the command line's (files of
+ * patterns read now: a relative name in the ini is relative to the ini's folder).
+ */
+function excludesOf(ctx: Context): ExcludeRules {
+  const { cmd, config } = ctx;
+  const iniDir = config.path === null ? "." : dirname(config.path);
+  const files = [
+    ...config.backup.excludeFile.map((f) => resolve(iniDir, f)),
+    ...(cmd.excludeFile ?? []),
+  ];
+  const patterns = [...config.backup.exclude];
+  for (const f of files) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(f);
+    } catch (err) {
+      throw new UsageError(`Cannot read exclude file ${f}: ${reasonOf(err)}`, { cause: err });
+    }
+    patterns.push(...patternsOfFile(text));
+  }
+  patterns.push(...cmd.exclude ?? []);
+  const ifPresent = [...config.backup.excludeIfPresent, ...cmd.excludeIfPresent ?? []];
+  for (const n of ifPresent) {
+    if (n === "" || n.includes("/")) {
+      throw new UsageError(`--exclude-if-present ${JSON.stringify(n)}: give a file name`);
+    }
+  }
+  if (patterns.some((p) => p.trim() === "")) throw new UsageError("--exclude: empty pattern");
+  return { patterns, ifPresent, oneFileSystem: cmd.oneFileSystem ?? config.oneFileSystem ?? false };
 }
 
 async function runList(ctx: Context): Promise<number> {
@@ -380,7 +414,7 @@ async function runBrowse(ctx: Context): Promise<number> {
   };
   if (cmd.command === "ls") {
     const { key, meta } = await open(cmd.meta!, cmd.name);
-    ui.lsEntries(key, lsEntries(meta, cmd.args?.[0]));
+    ui.lsEntries(key, lsEntries(meta, cmd.args?.[0]), meta.header.excludes);
   } else if (cmd.command === "find") {
     ui.found(await findInBackups(repo, cmd.args![0]!));
   } else if (cmd.command === "diff") {

@@ -11,9 +11,14 @@
  *   checksums = when_required
  *   storage_class = STANDARD_IA
  *   timeout = 2m
+ *   [backup]
+ *   exclude = *.tmp            (one pattern per line, indented, or the key repeated)
+ *   exclude_file = /etc/s3backup.exclude
+ *   exclude_if_present = CACHEDIR.TAG
+ *   one_file_system = yes
  */
 import { UsageError } from "../util/errors.ts";
-import { type Ini, iniGet, parseIni } from "../util/ini.ts";
+import { type Ini, iniGet, iniGetAll, parseIni } from "../util/ini.ts";
 import { checkStorageClass } from "./values.ts";
 
 export const CONFIG_NAME = "s3backup.ini";
@@ -32,6 +37,9 @@ export interface Config {
   storageClass?: string;
   /** `[s3] timeout`, as written (a duration). */
   timeout?: string;
+  /** `[backup]`: what backups leave out (each list in the order written). */
+  backup: { exclude: string[]; excludeFile: string[]; excludeIfPresent: string[] };
+  oneFileSystem?: boolean;
   /** Warnings for the user (e.g. a password readable by others). */
   warnings: string[];
 }
@@ -57,7 +65,11 @@ export function findConfig(explicit: string | undefined, cwd: string): string | 
 
 export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Config {
   const path = findConfig(explicit, cwd);
-  const config: Config = { path, warnings: [] };
+  const config: Config = {
+    path,
+    backup: { exclude: [], excludeFile: [], excludeIfPresent: [] },
+    warnings: [],
+  };
   if (path === null) return config;
   let text: string;
   try {
@@ -105,7 +117,25 @@ export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Conf
     }
     config.checksums = cs;
   }
+  readBackupSection(ini, path, config);
   return config;
+}
+
+/** `[backup]`: the exclude lists and one_file_system (ConfigParser's boolean words). */
+function readBackupSection(ini: Ini, path: string, config: Config): void {
+  const all = (k: string) => iniGetAll(ini, "backup", k, path);
+  config.backup = {
+    exclude: all("exclude"),
+    excludeFile: all("exclude_file"),
+    excludeIfPresent: all("exclude_if_present"),
+  };
+  const ofs = iniGet(ini, "backup", "one_file_system", path)?.toLowerCase();
+  if (ofs === undefined || ofs === "") return;
+  const yes = ["1", "yes", "true", "on"].includes(ofs);
+  if (!yes && !["0", "no", "false", "off"].includes(ofs)) {
+    throw new UsageError(`Cannot read config ${path}: [backup] one_file_system must be yes or no`);
+  }
+  config.oneFileSystem = yes;
 }
 
 /** The keys each section may set. */
@@ -121,6 +151,7 @@ const KNOWN: Record<string, string[]> = {
     "storage_class",
     "timeout",
   ],
+  backup: ["exclude", "exclude_file", "exclude_if_present", "one_file_system"],
 };
 
 /** A warning for each section and key s3backup does not read (DEFAULT's keys are for `%(...)s`). */

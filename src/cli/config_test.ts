@@ -61,3 +61,31 @@ Deno.test("password files: first line without its line ending", () => {
   assert.equal(firstLine("pw\r\n"), "pw");
   assert.equal(firstLine(" sp "), " sp ");
 });
+
+Deno.test("s3backup.ini [backup]: exclude lists by continuation lines or a repeated key", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const path = `${dir}/s3backup.ini`;
+    Deno.writeTextFileSync(
+      path,
+      "[DEFAULT]\ntmp = *.tmp\n[backup]\nexclude = %(tmp)s\n  /cache/\n\n  **/node_modules/\n" +
+        "exclude_if_present = CACHEDIR.TAG\nexclude = !keep.tmp ; re-included\n" +
+        "exclude_file = rules.txt\none_file_system = Yes\n",
+    );
+    const c = loadConfig(path);
+    assert.deepEqual(c.backup, {
+      exclude: ["*.tmp", "/cache/", "**/node_modules/", "!keep.tmp"],
+      excludeFile: ["rules.txt"],
+      excludeIfPresent: ["CACHEDIR.TAG"],
+    });
+    assert.equal(c.oneFileSystem, true);
+    assert.deepEqual(c.warnings, []);
+    Deno.writeTextFileSync(path, "[backup]\none_file_system = maybe\n");
+    assert.throws(
+      () => loadConfig(path),
+      new RegExp(`^UsageError: Cannot read config ${path}: \\[backup\\] one_file_system must`),
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

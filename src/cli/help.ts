@@ -45,6 +45,14 @@ const OPTION_HELP: Record<string, string> = {
     "      --ca-bundle FILE    PEM CAs to trust for https (also AWS_CA_BUNDLE, [s3] ca_bundle)",
   "storage-class":
     "      --storage-class SC  S3 storage class of data objects (also [s3] storage_class)",
+  exclude:
+    "      --exclude PATTERN   leave out what matches (gitignore rules: **, !, /x, dir/; repeatable)",
+  "exclude-file":
+    "      --exclude-file F    the patterns in F, one per line (# comments; repeatable)",
+  "exclude-if-present":
+    "      --exclude-if-present NAME  leave out the contents of folders holding NAME (CACHEDIR.TAG)",
+  "one-file-system":
+    "      --one-file-system   do not descend into other file systems (mount points)",
   "force-rehash":
     "      --force-rehash      read and hash every file, as if the files cache were empty",
   "skip-if-unchanged":

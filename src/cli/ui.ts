@@ -124,6 +124,13 @@ export class Ui {
           this.err(`uploaded: ${showPath(e.path)} (${formatBytes(e.size)})`);
         }
         break;
+      case "excluded":
+        if (this.opts.verbose) {
+          const line = `excluded: ${showPath(e.path)} (${e.reason})`;
+          if (this.opts.simulate) this.out(line);
+          else this.err(line);
+        }
+        break;
       case "progress":
         this.#line.update({
           filesDone: e.filesDone,
@@ -143,6 +150,7 @@ export class Ui {
       : `backup ${s.metaKey}`;
     const verb = s.simulate ? "would upload" : "uploaded";
     const skipped = s.skipped > 0 ? `, ${s.skipped} skipped` : "";
+    const excluded = s.excluded > 0 ? `, ${s.excluded} excluded` : "";
     const cached = s.filesFromCache > 0 ? `, ${s.filesFromCache} unchanged (not read)` : "";
     const aborted = s.uploadsAborted > 0
       ? `; ${s.uploadsAborted} abandoned multipart uploads aborted`
@@ -150,7 +158,7 @@ export class Ui {
     this.out(
       `${what}: ${s.files} files, ${s.dirs} dirs, ${s.links} links, ${formatBytes(s.bytes)}; ` +
         `${s.newObjects} new objects, ${formatBytes(s.bytesUploaded)} ${verb}${cached}` +
-        `${skipped}${aborted}; ` +
+        `${excluded}${skipped}${aborted}; ` +
         `${(s.durationMs / 1000).toFixed(1)}s`,
     );
   }
@@ -208,10 +216,17 @@ export class Ui {
     for (const r of rows) this.out(line(r));
   }
 
-  /** ls: one line per entry: type, mode, size, mtime, path (-> target for links). */
-  lsEntries(metaKey: string, entries: Entry[]): void {
+  /**
+   * ls: one line per entry: type, mode, size, mtime, path (-> target for links); with -v first
+   * the exclude rules the backup was made with (on stderr).
+   */
+  lsEntries(metaKey: string, entries: Entry[], excludes: string[] = []): void {
     if (this.opts.json) {
-      return this.#json("ls", { meta: metaKey, entries: entries.map(entryJson) });
+      return this.#json("ls", { meta: metaKey, excludes, entries: entries.map(entryJson) });
+    }
+    if (this.opts.verbose) {
+      this.err(`${metaKey}: ${excludes.length === 0 ? "no exclude rules" : "excluded by"}`);
+      for (const r of excludes) this.err(`  ${r}`);
     }
     for (const e of entries) {
       const target = e.type === "l" ? ` -> ${showPath(e.target ?? "")}` : "";

@@ -66,6 +66,11 @@ export interface MetaHeader {
   name: string;
   /** The exact bytes of s3backup.key. */
   wrappedKey: Uint8Array;
+  /**
+   * What the backup left out, one rule each (`exclude` lines): `pattern <gitignore pattern>`,
+   * `if-present <name>`, `one-file-system`. Informational: a reader needs none of it.
+   */
+  excludes?: string[];
 }
 
 export interface Meta {
@@ -164,6 +169,7 @@ export function encodeMetaHead(header: MetaHeader): string[] {
     `source ${escapeText(header.source)}`,
     `name ${escapeText(header.name)}`,
     `wrapped-key ${encodeBase64(header.wrappedKey)}`,
+    ...(header.excludes ?? []).map((r) => `exclude ${escapeText(r)}`),
     "entries",
   ];
 }
@@ -211,13 +217,16 @@ export function parseMeta(text: string): Meta {
     return line;
   };
   const fields = new Map<string, string>();
+  const excludes: string[] = [];
   let line = nextLine();
   for (; line !== null && line !== "entries"; line = nextLine()) {
     const sp = line.indexOf(" ");
-    fields.set(sp < 0 ? line : line.slice(0, sp), sp < 0 ? "" : line.slice(sp + 1));
+    const [k, v] = sp < 0 ? [line, ""] : [line.slice(0, sp), line.slice(sp + 1)];
+    if (k === "exclude") excludes.push(v); // the one header key that repeats
+    else fields.set(k, v);
   }
   if (line === null) throw new CorruptDataError("meta file is truncated (no entries line)");
-  const header = parseHeader(fields);
+  const header = parseHeader(fields, excludes);
   const entries: Entry[] = [];
   let trailer: string | null = null;
   for (line = nextLine(); line !== null; line = nextLine()) {
@@ -256,7 +265,7 @@ function parseEntryAt(line: string, index: number): Entry {
   }
 }
 
-function parseHeader(fields: Map<string, string>): MetaHeader {
+function parseHeader(fields: Map<string, string>, excludes: string[]): MetaHeader {
   const need = (k: string) => {
     const v = fields.get(k);
     if (v === undefined) throw new CorruptDataError(`meta file has no ${k} header`);
@@ -265,13 +274,15 @@ function parseHeader(fields: Map<string, string>): MetaHeader {
   try {
     const time = new Date(need("time"));
     if (Number.isNaN(time.getTime())) throw new SyntaxError("bad time");
-    return {
+    const header: MetaHeader = {
       time,
       host: unescapeText(need("host")),
       source: unescapeText(need("source")),
       name: unescapeText(need("name")),
       wrappedKey: decodeBase64(need("wrapped-key")),
     };
+    if (excludes.length > 0) header.excludes = excludes.map(unescapeText);
+    return header;
   } catch (err) {
     if (err instanceof CorruptDataError) throw err;
     throw new CorruptDataError(`meta header is invalid: ${(err as Error).message}`, { cause: err });

@@ -32,3 +32,8 @@ export async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<voi
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message.split("\n")[0] ?? "" : String(err);
 }
+
+/** A file system error's reason alone: `No such file or directory` (no os error, no path). */
+export function reasonOf(err: unknown): string {
+  return messageOf(err).replace(/ \(os error \d+\)(: \w+ '.*')?$/, "");
+}

@@ -24,6 +24,11 @@ export interface Ini {
   /** Section name (as written) -> key (lowercase) -> raw value. */
   sections: Map<string, Map<string, string>>;
   defaults: Map<string, string>;
+  /**
+   * Section -> key -> the values a repeated key had before its last (ConfigParser keeps only
+   * the last; `iniGetAll` reads them all, for list settings).
+   */
+  earlier: Map<string, Map<string, string[]>>;
 }
 
 /** Python 2's `str.isspace` for one character (ASCII whitespace only). */
@@ -57,7 +62,8 @@ function optionValue(raw: string): string {
 
 /** Parses INI text by Python 2 ConfigParser's rules (the module doc). */
 export function parseIni(text: string, fileName: string): Ini {
-  const ini: Ini = { sections: new Map(), defaults: new Map() };
+  const ini: Ini = { sections: new Map(), defaults: new Map(), earlier: new Map() };
+  let sectionName = "";
   let section: Map<string, string> | null = null;
   let key: string | null = null;
   const fail = (n: number, why: string) => {
@@ -77,6 +83,7 @@ export function parseIni(text: string, fileName: string): Ini {
     const sec = SECTION.exec(line);
     if (sec) {
       const name = sec[1]!;
+      sectionName = name;
       if (name === DEFAULT_SECTION) section = ini.defaults;
       else {
         section = ini.sections.get(name) ?? new Map();
@@ -89,6 +96,12 @@ export function parseIni(text: string, fileName: string): Ini {
     const opt = OPTION.exec(line);
     if (!opt) fail(n, "is not key=value");
     key = opt![1]!.replace(TRAILING, "").toLowerCase();
+    const before = section!.get(key);
+    if (before !== undefined) {
+      const earlier = ini.earlier.get(sectionName) ?? new Map<string, string[]>();
+      ini.earlier.set(sectionName, earlier);
+      earlier.set(key, [...earlier.get(key) ?? [], before]);
+    }
     section!.set(key, optionValue(opt![3]!));
   });
   return ini;
@@ -99,20 +112,40 @@ export function parseIni(text: string, fileName: string): Ini {
  * undefined when not set. Throws UsageError naming the option, never its value.
  */
 export function iniGet(ini: Ini, section: string, key: string, fileName: string) {
+  const raw = lookupIn(ini, section)(key.toLowerCase());
+  return raw === undefined ? undefined : resolve(ini, section, key, raw, fileName);
+}
+
+function lookupIn(ini: Ini, section: string): (k: string) => string | undefined {
   const own = ini.sections.get(section);
-  const lookup = (k: string): string | undefined =>
-    k === "__name__" ? section : own?.get(k) ?? ini.defaults.get(k);
-  const raw = lookup(key.toLowerCase());
-  if (raw === undefined) return undefined;
+  return (k) => k === "__name__" ? section : own?.get(k) ?? ini.defaults.get(k);
+}
+
+/** `raw`, a value of `key`, interpolated as ConfigParser.get does. */
+function resolve(ini: Ini, section: string, key: string, raw: string, fileName: string): string {
   const fail = (why: string) => {
     throw new UsageError(`Cannot read config ${fileName}: [${section}] ${key}: ${why}`);
   };
+  const lookup = lookupIn(ini, section);
   let value = raw;
   for (let depth = 0; depth < 10 && value.includes("%("); depth++) {
     value = interpolate(value, lookup, fail);
   }
   if (value.includes("%(")) fail("%(...)s references nest more than 10 deep");
   return value;
+}
+
+/**
+ * Every value of a list setting: each time `key` is set in `section` (ConfigParser's `get`
+ * gives only the last), each line of each value (continuation lines), interpolated, blank
+ * lines dropped.
+ */
+export function iniGetAll(ini: Ini, section: string, key: string, fileName: string): string[] {
+  const last = iniGet(ini, section, key, fileName);
+  if (last === undefined) return [];
+  const values = (ini.earlier.get(section)?.get(key.toLowerCase()) ?? [])
+    .map((raw) => resolve(ini, section, key, raw, fileName));
+  return [...values, last].flatMap((v) => v.split("\n")).filter((l) => l !== "");
 }
 
 /** One pass of Python's `value % mapping`, for `%%` and `%(key)s` alone. */

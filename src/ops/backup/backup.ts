@@ -41,8 +41,9 @@ import {
   openFilesCache,
   recordOf,
 } from "./files_cache.ts";
+import { describeExcludes, excludeFilter, type ExcludeRules, NO_EXCLUDES } from "./excludes.ts";
 import { statOf } from "./source_file.ts";
-import { walk, type WalkItem } from "./walk.ts";
+import { type OnExcluded, walk, type WalkItem, type WalkWarning } from "./walk.ts";
 
 export { SMALL_FILE } from "./file_reader.ts";
 
@@ -66,6 +67,8 @@ export interface BackupOptions {
    * and folder (known from the files cache, while that meta exists) and nothing was skipped.
    */
   skipIfUnchanged?: boolean;
+  /** What to leave out (excludes.ts); recorded in the meta's header. */
+  excludes?: ExcludeRules;
   /** Lock options (the takeover notice). */
   lock?: Pick<LockOptions, "onTakeover">;
   /** S3 storage class of new data objects (metas, key and kit stay in the default class). */
@@ -81,6 +84,8 @@ export type BackupEvent =
   | { type: "phase"; phase: BackupPhase }
   | { type: "walked"; files: number; bytes: number }
   | { type: "warning"; path: string; message: string }
+  /** Left out by an exclude rule (`path` ends in `/` when a folder's contents are). */
+  | { type: "excluded"; path: string; reason: string }
   | { type: "file"; path: string; size: number; upload: boolean }
   | { type: "progress"; filesDone: number; bytesDone: number; bytesUploaded: number };
 
@@ -94,6 +99,8 @@ export interface BackupSummary {
   bytes: number;
   newObjects: number;
   bytesUploaded: number;
+  /** Entries left out by the exclude rules (a folder emptied counts once). */
+  excluded: number;
   /** Files not opened: their MD5 came from the files cache (or the previous meta). */
   filesFromCache: number;
   /** Entries that could not be backed up (unreadable, changed, unrepresentable). */
@@ -281,7 +288,13 @@ async function openOutputs(
   warn: Warnings,
 ): Promise<Outputs> {
   if (repo === null || opts.simulate) return { meta: null, cache: null };
-  const header = { time, host: opts.host, source: opts.source, name: opts.name };
+  const header = {
+    time,
+    host: opts.host,
+    source: opts.source,
+    name: opts.name,
+    excludes: describeExcludes(opts.excludes ?? NO_EXCLUDES),
+  };
   const meta = await MetaSpool.open(repo, header, preparedKey);
   const fc = opts.filesCache;
   if (fc === undefined) return { meta, cache: null };
@@ -325,7 +338,7 @@ const WINDOW = 4096;
  */
 async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
   const { opts, uploads, onEvent } = c;
-  const t = { files: 0, dirs: 0, links: 0, bytes: 0, filesFromCache: 0 };
+  const t = { files: 0, dirs: 0, links: 0, bytes: 0, filesFromCache: 0, excluded: 0 };
   let filesDone = 0, bytesDone = 0;
   const done = (item: WalkItem, r: FileResult | null, uploaded: boolean) => {
     if (r !== null) {
@@ -368,15 +381,25 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
       await out.meta?.add(entryOf(item, attrsOf(item.info)));
     }
   };
-  const items = walked(opts.source, c.warn, onEvent);
+  const items = walked(opts, c.warn, (path, reason) => {
+    t.excluded++;
+    onEvent({ type: "excluded", path, reason });
+  }, onEvent);
   await orderedPool(items, opts.concurrency ?? 4, WINDOW, step, emit, opts.signal);
   return t;
 }
 
-/** The walk, announcing its totals when it ends. */
-function* walked(source: string, warn: Warnings, onEvent: (e: BackupEvent) => void) {
+/** The walk, with its excludes, announcing its totals when it ends. */
+function* walked(
+  opts: BackupOptions,
+  warn: Warnings,
+  onExcluded: OnExcluded,
+  onEvent: (e: BackupEvent) => void,
+) {
   let files = 0, bytes = 0;
-  for (const item of walk(source, (w) => warn.add(w.path, w.message, w.partial))) {
+  const filter = excludeFilter(opts.excludes ?? NO_EXCLUDES, opts.source);
+  const onWarning = (w: WalkWarning) => warn.add(w.path, w.message, w.partial);
+  for (const item of walk(opts.source, onWarning, filter, onExcluded)) {
     if (item.type === "f") [files++, bytes += item.info.size];
     yield item;
   }

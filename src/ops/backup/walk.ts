@@ -50,15 +50,34 @@ export function compareWalkOrder(a: string, b: string): number {
   return a.length - b.length;
 }
 
-export function* walk(root: string, warn: (w: WalkWarning) => void): Generator<WalkItem> {
-  yield* walkDir(root.replace(/\/+$/, "") || "/", "", warn);
+/** What a walk leaves out (excludes.ts); each says why, or null. */
+export interface WalkFilter {
+  /** The entry is left out: not yielded, and a folder not descended. */
+  excluded(rel: string, info: Deno.FileInfo): string | null;
+  /** The folder is yielded, its contents are left out. */
+  emptied(abs: string, info: Deno.FileInfo): string | null;
 }
 
-function* walkDir(
-  dirAbs: string,
-  dirRel: string,
+/** Told of each entry a filter left out, and why. */
+export type OnExcluded = (path: string, reason: string) => void;
+
+export function* walk(
+  root: string,
   warn: (w: WalkWarning) => void,
+  filter?: WalkFilter,
+  onExcluded: OnExcluded = () => {},
 ): Generator<WalkItem> {
+  yield* walkDir(root.replace(/\/+$/, "") || "/", "", { warn, filter, onExcluded });
+}
+
+interface WalkContext {
+  warn: (w: WalkWarning) => void;
+  filter: WalkFilter | undefined;
+  onExcluded: OnExcluded;
+}
+
+function* walkDir(dirAbs: string, dirRel: string, c: WalkContext): Generator<WalkItem> {
+  const { warn, filter } = c;
   let names: string[];
   try {
     names = Array.from(Deno.readDirSync(dirAbs), (e) => e.name);
@@ -107,6 +126,11 @@ function* walkDir(
       warn({ path: rel, message, partial: true });
       continue;
     }
+    const why = filter?.excluded(rel, info) ?? null;
+    if (why !== null) {
+      c.onExcluded(rel, why);
+      continue;
+    }
     if (info.isSymlink) {
       let target: string;
       try {
@@ -131,7 +155,9 @@ function* walkDir(
       yield { path: rel, abs, type: "l", info, target };
     } else if (info.isDirectory) {
       yield { path: rel, abs, type: "d", info };
-      yield* walkDir(abs, rel, warn);
+      const emptied = filter?.emptied(abs, info) ?? null;
+      if (emptied === null) yield* walkDir(abs, rel, c);
+      else c.onExcluded(`${rel}/`, `contents left out: ${emptied}`);
     } else if (info.isFile) {
       yield { path: rel, abs, type: "f", info };
     } else {
