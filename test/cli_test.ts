@@ -4,6 +4,8 @@
  * readers do with an unknown format or a lost descriptor.
  */
 import assert from "node:assert/strict";
+import { formatLockName } from "../src/format/layout.ts";
+import { formatLock } from "../src/format/lock_file.ts";
 import { acquireLock } from "../src/repo/lock.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 import { ExitCode } from "../src/util/errors.ts";
@@ -475,6 +477,64 @@ Deno.test("cli: a SIGKILLed backup's lock is taken over by the next writer on th
       /took over the lock of a backup that is no longer running \(pid \d+ on this host/,
     );
     assert.equal(locks(), 0);
+  }));
+
+Deno.test("cli: a backup that meets a prune waits, then completes; --lock-wait 0 exits 6 naming it", () =>
+  withRepo(async ({ src, repo }) => {
+    const store = new LocalStore(repo);
+    const prune = await acquireLock(store, "prune", "pruner", { pid: 4711 });
+    let released = false;
+    try {
+      const now = await s3backup(["backup", "-f", src, "-b", repo, "-c", "--lock-wait", "0"]);
+      assert.equal(now.code, ExitCode.locked, now.stderr);
+      assert.match(
+        now.stderr,
+        /^s3backup: Cannot start a backup: a prune is running on .*: prune \(host pruner, pid 4711, started \S+Z, \d+ s ago, locks\/prune-\S+\); wait for it \(--lock-wait\), or see s3backup unlock\n$/,
+      );
+      const run = start(["backup", "-f", src, "-b", repo, "-n", "n", "-c", "--lock-wait", "1m"]);
+      await new Promise((r) => setTimeout(r, 2500));
+      await prune.release();
+      released = true;
+      const r = await run.done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /waiting up to 1m for prune \(host pruner, pid 4711/);
+      assert.match(r.stdout, /^backup meta_n_/);
+      assert.deepEqual([...Deno.readDirSync(`${repo}/locks`)], [], "no lock left");
+    } finally {
+      if (!released) await prune.release();
+    }
+  }));
+
+Deno.test("cli: unlock removes stale locks, keeps a live one (naming it) unless --force", () =>
+  withRepo(async ({ repo }) => {
+    const store = new LocalStore(repo);
+    const old = new Date(Date.now() - 3 * 3600_000);
+    const staleKey = formatLockName("backup", old);
+    await store.save(
+      staleKey,
+      new TextEncoder().encode(formatLock({ kind: "backup", host: "gone", pid: 5, time: old })),
+    );
+    const live = await acquireLock(store, "prune", "busy", { pid: 99 });
+    try {
+      const u = await s3backup(["unlock", "-b", repo]);
+      assert.equal(u.code, 0, u.stderr);
+      assert.match(u.stdout, new RegExp(`^removed stale lock ${staleKey}: backup \\(host gone`));
+      assert.match(
+        u.stderr,
+        /kept the lock of a running prune: prune \(host busy, pid 99.*--force/,
+      );
+      assert.deepEqual([...Deno.readDirSync(`${repo}/locks`)].map((e) => e.name), [
+        live.key.slice("locks/".length),
+      ]);
+      const f = await s3backup(["unlock", "-b", repo, "--force"]);
+      assert.equal(f.code, 0, f.stderr);
+      assert.match(f.stderr, /removing the lock of a running prune: prune \(host busy, pid 99/);
+      assert.deepEqual([...Deno.readDirSync(`${repo}/locks`)], []);
+      const none = await s3backup(["unlock", "-b", repo]);
+      assert.match(none.stdout, /^no locks on /);
+    } finally {
+      await live.release().catch(() => {});
+    }
   }));
 
 Deno.test("cli: a --log-file that cannot be written is a usage error, before anything runs", () =>

@@ -20,6 +20,7 @@ export const COMMANDS = [
   "find",
   "diff",
   "stats",
+  "unlock",
   "help",
   "version",
 ] as const;
@@ -87,6 +88,10 @@ export interface Command {
   quiet?: boolean;
   /** Append what is printed, timestamped, to this file. */
   logFile?: string;
+  /** backup, prune, passwd: how long to wait for a conflicting lock, as given. */
+  lockWait?: string;
+  /** unlock: remove live locks too. */
+  force?: boolean;
   /** passwd: the new password's file (else S3BACKUP_NEW_PASSWORD, else a prompt). */
   newPasswordFile?: string;
 }
@@ -119,6 +124,8 @@ const OPTIONS = {
   "dry-run": { type: "boolean", default: false },
   grace: { type: "string" },
   "new-password-file": { type: "string" },
+  "lock-wait": { type: "string" },
+  force: { type: "boolean", default: false },
   config: { type: "string" },
   "password-file": { type: "string" },
   "password-command": { type: "string" },
@@ -264,6 +271,8 @@ function commandWith(command: CommandName, v: Values): Command {
   if (simulate && command === "prune") cmd.dryRun = true;
   opt("grace", v.grace);
   opt("newPasswordFile", v["new-password-file"]);
+  opt("lockWait", v["lock-wait"]);
+  if (v.force) cmd.force = true;
   return cmd;
 }
 
@@ -287,7 +296,7 @@ function checkRequired(cmd: Command): void {
     need("meta", "-m <meta|latest|name>");
   } else if (
     command === "list" || command === "verify" || command === "prune" || command === "passwd" ||
-    command === "find" || command === "diff" || command === "stats"
+    command === "find" || command === "diff" || command === "stats" || command === "unlock"
   ) need("bucket", "-b <bucket>");
   else if (command === "kit") need("output", "-o <dir>");
 }
@@ -331,6 +340,7 @@ export const TAKES: Record<CommandName, string[]> = {
     "one-file-system",
     "force-rehash",
     "skip-if-unchanged",
+    "lock-wait",
     "json",
   ],
   restore: ["folder", "meta", "name", "only", "overwrite", "simulate", "dry-run", "jobs", "json"],
@@ -346,10 +356,12 @@ export const TAKES: Record<CommandName, string[]> = {
     "keep-monthly",
     "keep-yearly",
     "grace",
+    "lock-wait",
     "dry-run",
     "simulate",
   ],
-  passwd: ["new-password-file"],
+  passwd: ["new-password-file", "lock-wait"],
+  unlock: ["force"],
   ls: ["meta", "name", "json"],
   find: ["json"],
   diff: ["json"],

@@ -34,7 +34,7 @@ import { diffMetas, findInBackups, lsEntries, repositoryStats } from "../ops/bro
 import { META_PREFIX } from "../format/layout.ts";
 import { listRepository } from "../repo/listing.ts";
 import { selectMeta } from "../repo/select.ts";
-import type { LockInfo } from "../repo/lock.ts";
+import { describeLock, type LockOptions, unlock } from "../repo/lock.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { type KitConfig, kitFiles, writeKit } from "./kit.ts";
 import { getPassword, type PasswordSources } from "./password.ts";
@@ -214,7 +214,7 @@ async function runBackup(ctx: Context): Promise<number> {
     ...(storageClass ? { storageClass } : {}),
     ...(cmd.skipIfUnchanged ? { skipIfUnchanged: true } : {}),
     excludes: excludesOf(ctx),
-    lock: takeoverNotice(ctx),
+    lock: lockOptionsOf(ctx),
     ...filesCacheOf(cmd),
   }, ui.onBackupEvent);
   ui.backupSummary(summary);
@@ -355,21 +355,61 @@ async function runPrune(ctx: Context): Promise<number> {
     graceMs,
     host: Deno.hostname(),
     signal: ctx.signal,
-    lock: takeoverNotice(ctx),
+    lock: lockOptionsOf(ctx),
   }, ui.pruneEvents(dryRun));
   ui.pruneSummary(summary);
   return summary.dataSkipped ? ExitCode.partial : ExitCode.ok;
 }
 
-/** A warning for each lock of a dead process of this host that a writer took over. */
-function takeoverNotice(ctx: Context): { onTakeover: (l: LockInfo) => void } {
+/** How long a writer waits for a conflicting lock by default (`--lock-wait`). */
+const DEFAULT_LOCK_WAIT = "5m";
+
+/**
+ * A writer's lock rules: wait `--lock-wait` for conflicting locks (saying so once), a warning
+ * for each lock of a dead process of this host that it took over, stop waiting on a signal.
+ */
+function lockOptionsOf(ctx: Context): LockOptions {
+  const waitMs = parseDuration(ctx.cmd.lockWait ?? DEFAULT_LOCK_WAIT);
   return {
+    waitMs,
+    signal: ctx.signal,
+    onWait: (blocking) =>
+      ctx.ui.warn(
+        `waiting up to ${ctx.cmd.lockWait ?? DEFAULT_LOCK_WAIT} for ` +
+          `${blocking.map((l) => describeLock(l)).join("; ")} to finish`,
+      ),
     onTakeover: (l) =>
       ctx.ui.warn(
         `took over the lock of a ${l.kind} that is no longer running (pid ${l.pid} on this ` +
-          `host, started ${l.time.toISOString()}): ${l.key} removed`,
+          `host, started ${l.started.toISOString()}): ${l.key} removed`,
       ),
   };
+}
+
+/**
+ * unlock: removes stale locks and those of dead processes of this host; with --force the
+ * live ones too, each named first. Locks are plaintext: no password is needed.
+ */
+async function runUnlock(ctx: Context): Promise<number> {
+  const { cmd, ui } = ctx;
+  const store = storeOf(ctx);
+  await store.checkExists();
+  const now = new Date();
+  const r = await unlock(store, Deno.hostname(), { force: cmd.force ?? false, now: () => now });
+  for (const { lock, why } of r.removed) {
+    if (why === "forced") {
+      ui.warn(`removing the lock of a running ${lock.kind}: ${describeLock(lock, now)}`);
+    }
+    const what = why === "stale" ? "stale" : why === "dead" ? "dead process's" : "live";
+    ui.out(`removed ${what} lock ${lock.key}: ${describeLock(lock, now)}`);
+  }
+  for (const lock of r.kept) {
+    ui.warn(
+      `kept the lock of a running ${lock.kind}: ${describeLock(lock, now)} (--force removes it)`,
+    );
+  }
+  if (r.removed.length === 0 && r.kept.length === 0) ui.out(`no locks on ${store.location}`);
+  return ExitCode.ok;
 }
 
 /** passwd: the new password from S3BACKUP_NEW_PASSWORD, --new-password-file or a prompt. */
@@ -391,7 +431,7 @@ async function runPasswd(ctx: Context): Promise<number> {
   const summary = await changePassword(store, password, newPassword, {
     host: Deno.hostname(),
     signal: ctx.signal,
-    lock: takeoverNotice(ctx),
+    lock: lockOptionsOf(ctx),
   });
   ui.passwdSummary(summary);
   if (ctx.config.password !== undefined) {
@@ -486,6 +526,8 @@ async function runCommand(cmd: Command, ui: Ui, signal: AbortSignal): Promise<nu
       return await runPrune(ctx);
     case "passwd":
       return await runPasswd(ctx);
+    case "unlock":
+      return await runUnlock(ctx);
     case "ls":
     case "find":
     case "diff":

@@ -57,6 +57,9 @@ const OPTION_HELP: Record<string, string> = {
     "      --force-rehash      read and hash every file, as if the files cache were empty",
   "skip-if-unchanged":
     "      --skip-if-unchanged write no meta when nothing changed since this name's last backup",
+  "lock-wait":
+    "      --lock-wait DURATION  wait this long for a running prune or passwd (default 5m; 0: fail)",
+  force: "      --force             also remove the locks of running writers (says whose)",
   "cache-dir": "      --cache-dir DIR     the local cache (default: the platform's cache folder)",
   region: "      --region REGION     S3 region (also AWS_REGION, [s3] region)",
   profile: "      --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)",
@@ -123,6 +126,11 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
     what: "Backups, files, distinct contents, bytes referenced, distinct and stored: the dedup.",
     example: "s3backup stats -b s3://my-bucket/host1",
   },
+  unlock: {
+    usage: "s3backup unlock -b <bucket> [--force]",
+    what: "Removes stale locks (and those of dead processes here); --force: live ones too.",
+    example: "s3backup unlock -b s3://my-bucket/host1",
+  },
   passwd: {
     usage: "s3backup passwd -b <bucket> [--new-password-file F]",
     what: "Changes the repository's password (every backup, binary and kit).",
@@ -133,8 +141,9 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
 const FOOTER =
   `Password: --password-file, S3BACKUP_PASSWORD, [main] password= in s3backup.ini, or a prompt.
 Exit codes: 0 ok, 1 error, 2 usage, 3 partial (verify: damage found; prune: a backup was
-running, no data removed), 4 wrong password, 5 bucket not found, 130 interrupted (SIGINT),
-141 standard output closed, 143 terminated (SIGTERM).
+running, no data removed), 4 wrong password, 5 bucket not found, 6 locked (a prune or passwd
+is running; the message names it), 130 interrupted (SIGINT), 141 standard output closed,
+143 terminated (SIGTERM).
 `;
 
 /** `s3backup --help`: the commands. */

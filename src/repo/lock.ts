@@ -7,7 +7,9 @@
  * the others (write before look: of two racing writers at least one sees the other), refreshes
  * it every 30 minutes while it runs and deletes it when done. A lock whose `time` (or, when the
  * object cannot be read, its date) is more than 2 hours old is stale and ignored; one of this
- * host and boot whose process is gone (killed) is removed at once, with notice.
+ * host and boot whose process is gone (killed) is removed at once, with notice. A writer that
+ * meets a conflicting lock removes its own and, with `waitMs`, tries again until then.
+ * `unlock` removes stale locks (and, forced, live ones).
  *
  * Kinds and what they exclude (`conflictsWith`):
  * - `backup`  stops when a live `prune` or `passwd` lock exists.
@@ -20,7 +22,13 @@ import { formatLockName, LOCK_PREFIX } from "../format/layout.ts";
 import { formatLock, type LockBody, parseLock } from "../format/lock_file.ts";
 import type { Store } from "../store/store.ts";
 import { readAll } from "../util/bytes.ts";
-import { errorLine, ObjectNotFoundError, S3BackupError } from "../util/errors.ts";
+import {
+  errorLine,
+  ExitCode,
+  InterruptedError,
+  ObjectNotFoundError,
+  S3BackupError,
+} from "../util/errors.ts";
 import { pool } from "../util/pool.ts";
 import { listRepository } from "./listing.ts";
 
@@ -37,8 +45,9 @@ function untilReleased(): { signal: AbortSignal } {
   return { signal: AbortSignal.timeout(RELEASE_MS) };
 }
 
-/** Another writer holds a lock this one cannot run beside. */
+/** Another writer holds a lock this one cannot run beside (exit code 6, "locked"). */
 export class LockedError extends S3BackupError {
+  override readonly exitCode = ExitCode.locked;
   constructor(message: string, readonly locks: LockInfo[]) {
     super(message);
   }
@@ -48,6 +57,8 @@ export class LockedError extends S3BackupError {
 export interface LockInfo extends LockBody {
   /** Object name, `locks/...`. */
   key: string;
+  /** When the writer started (the time in the lock's name). */
+  started: Date;
   /** False when the body could not be read: `time` is then the object date, host "?". */
   readable: boolean;
 }
@@ -64,34 +75,49 @@ export function conflictsWith(kind: LockKind, other: string): boolean {
   return true; // prune, passwd, and kinds of later versions
 }
 
-/** One line naming a lock, for messages. */
+/** A duration in words: `45 s`, `12 min`, `3 h 5 min`. */
+function age(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s} s`;
+  const min = Math.round(s / 60);
+  return min < 120 ? `${min} min` : `${Math.floor(min / 60)} h ${min % 60} min`;
+}
+
+/** One line naming a lock's holder, for messages: kind, host, pid, start and age, name. */
 export function describeLock(l: LockInfo, now: Date = new Date()): string {
-  const min = Math.max(0, Math.round((now.getTime() - l.time.getTime()) / 60_000));
   const who = l.readable ? `host ${l.host}, pid ${l.pid}` : "unreadable";
-  return `${l.kind} (${who}, ${min} min ago, ${l.key})`;
+  const since = `started ${l.started.toISOString().replace(/\.\d+Z$/, "Z")}, ` +
+    `${age(now.getTime() - l.started.getTime())} ago`;
+  const refreshed = l.time.getTime() - l.started.getTime() > 60_000
+    ? `, refreshed ${age(now.getTime() - l.time.getTime())} ago`
+    : "";
+  return `${l.kind} (${who}, ${since}${refreshed}, ${l.key})`;
 }
 
 /**
- * The live (not stale) locks of the store, oldest first. One listing of `locks/`, then each
- * lock read (8 at a time). A lock deleted meanwhile is skipped; an unreadable one counts with
- * its object date.
+ * Every lock of the store, oldest first. One listing of `locks/`, then each lock read (8 at a
+ * time). A lock deleted meanwhile is skipped; an unreadable one counts with its object date.
  */
-export async function liveLocks(store: Store, now: Date = new Date()): Promise<LockInfo[]> {
+export async function allLocks(store: Store): Promise<LockInfo[]> {
   const found = (await listRepository(store, LOCK_PREFIX)).locks;
   const out: LockInfo[] = [];
   await pool(found, 8, async (f) => {
-    let info: LockInfo;
+    const named = { key: f.name, started: f.time };
     try {
       const text = new TextDecoder().decode(await readAll(await store.load(f.name)));
-      info = { ...parseLock(text), key: f.name, readable: true };
+      out.push({ ...parseLock(text), ...named, readable: true });
     } catch (err) {
       if (err instanceof ObjectNotFoundError) return; // released meanwhile
       if (!(err instanceof SyntaxError)) throw err;
-      info = { kind: f.kind, host: "?", pid: 0, time: f.mtime, key: f.name, readable: false };
+      out.push({ kind: f.kind, host: "?", pid: 0, time: f.mtime, ...named, readable: false });
     }
-    if (!isStale(info, now)) out.push(info);
   });
   return out.sort((a, b) => a.time.getTime() - b.time.getTime() || (a.key < b.key ? -1 : 1));
+}
+
+/** The live (not stale) locks of the store, oldest first (allLocks). */
+export async function liveLocks(store: Store, now: Date = new Date()): Promise<LockInfo[]> {
+  return (await allLocks(store)).filter((l) => !isStale(l, now));
 }
 
 export interface LockOptions {
@@ -110,6 +136,12 @@ export interface LockOptions {
   alive?: (pid: number) => boolean | null;
   /** This machine's boot id (tests); default `bootId()`. */
   boot?: string;
+  /** How long to wait for conflicting locks to go before giving up (default 0: at once). */
+  waitMs?: number;
+  /** Told once when a writer starts waiting, with the locks it waits for. */
+  onWait?: (blocking: LockInfo[], waitMs: number) => void;
+  /** Stops a wait (SIGINT, SIGTERM). */
+  signal?: AbortSignal;
 }
 
 /** The kernel's id of this boot (Linux), or undefined. */
@@ -149,28 +181,113 @@ export function processAlive(pid: number): boolean | null {
   }
 }
 
+/** Who is asking: this host, process and boot. */
+interface Me {
+  host: string;
+  pid: number;
+  boot: string | undefined;
+}
+
 /**
- * The locks of `all` left by a dead process of this host (readable, same host name, another
- * pid, no such process): removed at once rather than waited out for STALE_MS. The rest.
+ * Whether `l` was left by a dead process of this machine (readable, same host name and boot,
+ * another pid, no such process). Another boot id is another machine of the same name, or this
+ * one before a reboot: that lock waits until stale. (A lock of an older version has no boot:
+ * host and pid decide.)
+ */
+function leftByDead(l: LockInfo, me: Me, alive: (pid: number) => boolean | null): boolean {
+  return l.readable && l.host === me.host && l.pid !== me.pid &&
+    (l.boot === undefined || l.boot === me.boot) && alive(l.pid) === false;
+}
+
+/**
+ * The locks of `all` left by a dead process of this host: removed at once rather than waited
+ * out for STALE_MS. The rest.
  */
 async function takeOverDead(
   store: Store,
   all: LockInfo[],
-  me: { host: string; pid: number; boot: string | undefined },
+  me: Me,
   opts: LockOptions,
 ): Promise<LockInfo[]> {
-  const { host, pid, boot } = me;
   const alive = opts.alive ?? processAlive;
-  // Another boot id is another machine of the same name, or this one before a reboot: the
-  // lock waits until stale. (A lock of an older version has none: host and pid decide.)
-  const dead = all.filter((l) =>
-    l.readable && l.host === host && l.pid !== pid && (l.boot === undefined || l.boot === boot) &&
-    alive(l.pid) === false
-  );
+  const dead = all.filter((l) => leftByDead(l, me, alive));
   if (dead.length === 0) return all;
   await store.remove(dead.map((l) => l.key), untilReleased());
   for (const l of dead) opts.onTakeover?.(l);
   return all.filter((l) => !dead.includes(l));
+}
+
+/** Pauses between tries while waiting for a lock: 1 s, doubling, at most this. */
+const WAIT_STEP_MAX_MS = 15_000;
+
+/**
+ * Writes our lock and looks at the others until none conflicts (each try removes ours again
+ * when one does), for up to `opts.waitMs`; then throws LockedError naming the holders. The
+ * other live locks, none conflicting.
+ */
+async function firstClear(
+  store: Store,
+  kind: LockKind,
+  key: string,
+  write: () => Promise<unknown>,
+  me: Me,
+  opts: LockOptions,
+): Promise<LockInfo[]> {
+  const now = opts.now ?? (() => new Date());
+  const deadline = Date.now() + (opts.waitMs ?? 0);
+  for (let step = 1000, told = false;; step = Math.min(step * 2, WAIT_STEP_MAX_MS)) {
+    await write();
+    let all: LockInfo[];
+    try {
+      all = (await liveLocks(store, now())).filter((l) => l.key !== key);
+      all = await takeOverDead(store, all, me, opts);
+    } catch (err) {
+      await store.remove([key], untilReleased()).catch(() => {});
+      throw err;
+    }
+    const blocking = all.filter((l) => conflictsWith(kind, l.kind));
+    if (blocking.length === 0) return all;
+    await store.remove([key], untilReleased());
+    const left = deadline - Date.now();
+    if (left <= 0) throw lockedError(kind, blocking, store.location, now(), opts.waitMs ?? 0);
+    if (!told) opts.onWait?.(blocking, left);
+    told = true;
+    await pause(Math.min(step, left), opts.signal);
+  }
+}
+
+function lockedError(
+  kind: LockKind,
+  blocking: LockInfo[],
+  location: string,
+  t: Date,
+  waitedMs: number,
+): LockedError {
+  const first = blocking[0]!;
+  const what = kind === "passwd" ? "change the password" : `start a ${kind}`;
+  const waited = waitedMs > 0 ? ` (waited ${age(waitedMs)})` : "";
+  return new LockedError(
+    `Cannot ${what}: ${first.kind === "prune" ? "a prune is" : `another ${first.kind} is`} ` +
+      `running on ${location}${waited}: ${blocking.map((l) => describeLock(l, t)).join("; ")}` +
+      `; wait for it (--lock-wait), or see s3backup unlock`,
+    blocking,
+  );
+}
+
+/** Sleeps `ms`, or until `signal` aborts (then throws its reason). */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason ?? new InterruptedError("Interrupted"));
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason ?? new InterruptedError("Interrupted"));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 /** A lock this process holds. */
@@ -214,29 +331,7 @@ export async function acquireLock(
         }),
       ),
     );
-  await write();
-  let all: LockInfo[];
-  try {
-    all = (await liveLocks(store, now())).filter((l) => l.key !== key);
-    all = await takeOverDead(store, all, { host, pid, boot }, opts);
-  } catch (err) {
-    await store.remove([key], untilReleased()).catch(() => {});
-    throw err;
-  }
-  const blocking = all.filter((l) => conflictsWith(kind, l.kind));
-  if (blocking.length > 0) {
-    await store.remove([key], untilReleased());
-    const t = now();
-    const first = blocking[0]!;
-    const what = kind === "passwd" ? "change the password" : `start a ${kind}`;
-    throw new LockedError(
-      `Cannot ${what}: ${first.kind === "prune" ? "a prune is" : `another ${first.kind} is`} ` +
-        `running on ${store.location}: ${blocking.map((l) => describeLock(l, t)).join("; ")}` +
-        ` (a lock is ignored once stale, ${STALE_MS / 3_600_000} h after its last refresh)`,
-      blocking,
-    );
-  }
-
+  const all = await firstClear(store, kind, key, write, { host, pid, boot }, opts);
   let released = false;
   let inflight: Promise<void> | null = null;
   const refresh = async (): Promise<void> => {
@@ -263,6 +358,41 @@ export async function acquireLock(
       await store.remove([key], untilReleased());
     },
   };
+}
+
+/** What `unlock` removed (and why) and what it left. */
+export interface UnlockResult {
+  removed: { lock: LockInfo; why: "stale" | "dead" | "forced" }[];
+  /** Live locks of running writers, left (without `force`). */
+  kept: LockInfo[];
+}
+
+/**
+ * Removes the stale locks (by time; unreadable ones by their object date) and those of dead
+ * processes of this host and boot; with `force`, the live ones too.
+ */
+export async function unlock(
+  store: Store,
+  host: string,
+  opts: Pick<LockOptions, "now" | "alive" | "boot" | "pid"> & { force?: boolean } = {},
+): Promise<UnlockResult> {
+  const now = (opts.now ?? (() => new Date()))();
+  const me = { host, pid: opts.pid ?? Deno.pid, boot: opts.boot ?? bootId() };
+  const alive = opts.alive ?? processAlive;
+  const result: UnlockResult = { removed: [], kept: [] };
+  for (const lock of await allLocks(store)) {
+    const why = isStale(lock, now)
+      ? "stale"
+      : leftByDead(lock, me, alive)
+      ? "dead"
+      : opts.force
+      ? "forced"
+      : null;
+    if (why === null) result.kept.push(lock);
+    else result.removed.push({ lock, why });
+  }
+  await store.remove(result.removed.map((r) => r.lock.key), untilReleased());
+  return result;
 }
 
 /**

@@ -12,7 +12,9 @@ import {
   LockedError,
   processAlive,
   STALE_MS,
+  unlock,
 } from "./lock.ts";
+import { ExitCode } from "../util/errors.ts";
 
 async function withStore(fn: (s: LocalStore, dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "s3backup-lock-test-" });
@@ -191,4 +193,73 @@ Deno.test("lock: a dead process's lock on this host is taken over at once, with 
     const done = new Deno.Command("true").spawn();
     await done.status;
     assert.equal(processAlive(done.pid), false, "a process that has exited");
+  }));
+
+/** Saves a lock of `kind` by `host`/`pid` whose last refresh was `ageMs` ago. */
+function saveLock(s: LocalStore, kind: string, host: string, pid: number, ageMs = 0) {
+  const time = new Date(Date.now() - ageMs);
+  const key = formatLockName(kind, time);
+  const body = formatLock({ kind, host, pid, time });
+  return s.save(key, new TextEncoder().encode(body)).then(() => key);
+}
+
+Deno.test("lock: a writer waits --lock-wait for a prune, then runs; 0 fails at once, naming it", () =>
+  withStore(async (s) => {
+    const prune = await acquireLock(s, "prune", "p-host", { pid: 31337 });
+    const t0 = Date.now();
+    const failed = await acquireLock(s, "backup", "b", { waitMs: 0 }).catch((e) => e);
+    assert.ok(failed instanceof LockedError);
+    assert.equal(failed.exitCode, ExitCode.locked);
+    assert.match(
+      failed.message,
+      /^Cannot start a backup: a prune is running on .*: prune \(host p-host, pid 31337, started \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, \d+ s ago, locks\/prune-/,
+    );
+    assert.ok(Date.now() - t0 < 1000, "waitMs 0 does not wait");
+    assert.deepEqual(await lockNames(s), [prune.key], "the loser's lock is gone");
+    const waits: string[] = [];
+    setTimeout(() => prune.release(), 1500);
+    const got = await acquireLock(s, "backup", "b", {
+      waitMs: 20_000,
+      onWait: (blocking) => waits.push(blocking.map((l) => l.kind).join()),
+    });
+    const waited = Date.now() - t0;
+    assert.ok(waited >= 1500 && waited < 10_000, `waited ${waited} ms`);
+    assert.deepEqual(waits, ["prune"], "told once");
+    assert.deepEqual(await lockNames(s), [got.key]);
+    await got.release();
+    // A wait that runs out says how long it waited; a signal stops a wait at once.
+    const again = await acquireLock(s, "passwd", "p", {});
+    const timedOut = await acquireLock(s, "prune", "x", { waitMs: 1200 }).catch((e) => e);
+    assert.match(String(timedOut?.message), /\(waited 1 s\): passwd \(host p/);
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(new Error("stopped")), 300);
+    const t1 = Date.now();
+    await assert.rejects(
+      acquireLock(s, "backup", "x", { waitMs: 60_000, signal: ac.signal }),
+      /stopped/,
+    );
+    assert.ok(Date.now() - t1 < 2000);
+    assert.deepEqual(await lockNames(s), [again.key], "no lock left by the stopped wait");
+    await again.release();
+  }));
+
+Deno.test("unlock: stale and dead locks go, live ones stay unless forced", () =>
+  withStore(async (s) => {
+    const alive = (pid: number) => pid !== 4242;
+    const opts = { alive, boot: "b1" };
+    const stale = await saveLock(s, "backup", "elsewhere", 7, STALE_MS + 60_000);
+    const dead = await saveLock(s, "prune", "me", 4242);
+    const live = await saveLock(s, "prune", "elsewhere", 9);
+    const mine = await saveLock(s, "backup", "me", 4343);
+    const r = await unlock(s, "me", opts);
+    assert.deepEqual(
+      r.removed.map((x) => [x.lock.key, x.why]).sort(),
+      [[stale, "stale"], [dead, "dead"]].sort(),
+    );
+    assert.deepEqual(r.kept.map((l) => l.key).sort(), [live, mine].sort());
+    assert.deepEqual(await lockNames(s), [live, mine].sort());
+    const forced = await unlock(s, "me", { ...opts, force: true });
+    assert.deepEqual(forced.removed.map((x) => x.why), ["forced", "forced"]);
+    assert.deepEqual(forced.kept, []);
+    assert.deepEqual(await lockNames(s), []);
   }));

@@ -13,6 +13,8 @@ export const ExitCode = {
   partial: 3,
   wrongPassword: 4,
   repositoryNotFound: 5,
+  /** Another writer holds the repository (a prune, a password change): nothing was done. */
+  locked: 6,
   interrupted: 130,
   /** Standard output was closed (`| head`): the run stops quietly, as on SIGPIPE. */
   outputClosed: 141,

@@ -69,8 +69,8 @@ export interface BackupOptions {
   skipIfUnchanged?: boolean;
   /** What to leave out (excludes.ts); recorded in the meta's header. */
   excludes?: ExcludeRules;
-  /** Lock options (the takeover notice). */
-  lock?: Pick<LockOptions, "onTakeover">;
+  /** Lock options (the wait, the notices). */
+  lock?: Omit<LockOptions, "source">;
   /** S3 storage class of new data objects (metas, key and kit stay in the default class). */
   storageClass?: string;
   now?: () => Date;
