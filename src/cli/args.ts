@@ -90,6 +90,10 @@ export interface Command {
   logFile?: string;
   /** backup, prune, passwd: how long to wait for a conflicting lock, as given. */
   lockWait?: string;
+  /** restore, verify: archived objects: the restore tier and days, as given; wait for them. */
+  restoreTier?: string;
+  restoreDays?: string;
+  wait?: boolean;
   /** unlock: remove live locks too. */
   force?: boolean;
   /** passwd: the new password's file (else S3BACKUP_NEW_PASSWORD, else a prompt). */
@@ -126,6 +130,9 @@ const OPTIONS = {
   "new-password-file": { type: "string" },
   "lock-wait": { type: "string" },
   force: { type: "boolean", default: false },
+  "restore-tier": { type: "string" },
+  "restore-days": { type: "string" },
+  wait: { type: "boolean", default: false },
   config: { type: "string" },
   "password-file": { type: "string" },
   "password-command": { type: "string" },
@@ -273,6 +280,9 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("newPasswordFile", v["new-password-file"]);
   opt("lockWait", v["lock-wait"]);
   if (v.force) cmd.force = true;
+  opt("restoreTier", v["restore-tier"]);
+  opt("restoreDays", v["restore-days"]);
+  if (v.wait) cmd.wait = true;
   return cmd;
 }
 
@@ -322,6 +332,18 @@ export const COMMON = [
   "version",
 ];
 
+const VERIFY = [
+  "meta",
+  "name",
+  "read-data",
+  "read-data-subset",
+  "jobs",
+  "restore-tier",
+  "restore-days",
+  "wait",
+  "json",
+];
+
 /**
  * The options each command takes besides COMMON. The original usage gave `-f`, `-n` and `-s` to
  * every action, list too: list still takes them (and ignores them).
@@ -343,11 +365,24 @@ export const TAKES: Record<CommandName, string[]> = {
     "lock-wait",
     "json",
   ],
-  restore: ["folder", "meta", "name", "only", "overwrite", "simulate", "dry-run", "jobs", "json"],
+  restore: [
+    "folder",
+    "meta",
+    "name",
+    "only",
+    "overwrite",
+    "simulate",
+    "dry-run",
+    "jobs",
+    "restore-tier",
+    "restore-days",
+    "wait",
+    "json",
+  ],
   list: ["folder", "name", "simulate", "tsv", "json"],
   kit: ["output"],
-  verify: ["meta", "name", "read-data", "read-data-subset", "jobs", "json"],
-  check: ["meta", "name", "read-data", "read-data-subset", "jobs", "json"],
+  verify: VERIFY,
+  check: VERIFY,
   prune: [
     "json",
     "keep-last",

@@ -39,7 +39,16 @@ import { type Config, loadConfig } from "./config.ts";
 import { type KitConfig, kitFiles, writeKit } from "./kit.ts";
 import { getPassword, type PasswordSources } from "./password.ts";
 import { Ui } from "./ui.ts";
-import { checkStorageClass, parseDuration, parseJobs, parseKeep, parseSubset } from "./values.ts";
+import {
+  checkStorageClass,
+  parseDuration,
+  parseJobs,
+  parseKeep,
+  parseRestoreDays,
+  parseRestoreTier,
+  parseSubset,
+} from "./values.ts";
+import { DEFAULT_RESTORE_REQUEST, type ThawOptions } from "../repo/thaw.ts";
 
 interface Context {
   cmd: Command;
@@ -306,9 +315,29 @@ async function runRestore(ctx: Context): Promise<number> {
     problems: plan.problems,
     concurrency: jobsOf(cmd, store),
     signal: ctx.signal,
+    thaw: thawOf(cmd),
   }, ui.onRestoreEvent);
   ui.restoreSummary(summary);
+  if (summary.archived > 0) {
+    ui.archivedNotice(summary.archived, summary.thawRequested);
+    return ExitCode.archived;
+  }
   return summary.failed > 0 ? ExitCode.partial : ExitCode.ok;
+}
+
+/** How restore and verify thaw archived objects: --restore-tier, --restore-days, --wait. */
+function thawOf(cmd: Command): Omit<ThawOptions, "signal"> {
+  return {
+    request: {
+      tier: cmd.restoreTier === undefined
+        ? DEFAULT_RESTORE_REQUEST.tier
+        : parseRestoreTier(cmd.restoreTier),
+      days: cmd.restoreDays === undefined
+        ? DEFAULT_RESTORE_REQUEST.days
+        : parseRestoreDays(cmd.restoreDays),
+    },
+    wait: cmd.wait ?? false,
+  };
 }
 
 /** verify (check): exit 0 when every backup is whole, 3 when damage was found. */
@@ -329,9 +358,15 @@ async function runVerify(ctx: Context): Promise<number> {
   if (cmd.name !== undefined) opts.name = cmd.name;
   opts.signal = ctx.signal;
   opts.concurrency = jobsOf(cmd, store);
+  opts.thaw = thawOf(cmd);
   const summary = await verify(repo, opts, ui.onVerifyEvent);
   ui.verifySummary(summary);
-  return summary.problems > 0 ? ExitCode.partial : ExitCode.ok;
+  if (summary.problems > 0) return ExitCode.partial;
+  if (summary.archived > 0) {
+    ui.archivedNotice(summary.archived, null);
+    return ExitCode.archived;
+  }
+  return ExitCode.ok;
 }
 
 /** prune: exit 3 when backups were running and no data object could be removed. */

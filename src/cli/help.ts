@@ -60,6 +60,11 @@ const OPTION_HELP: Record<string, string> = {
   "lock-wait":
     "      --lock-wait DURATION  wait this long for a running prune or passwd (default 5m; 0: fail)",
   force: "      --force             also remove the locks of running writers (says whose)",
+  "restore-tier":
+    "      --restore-tier T    archived objects (GLACIER, DEEP_ARCHIVE): Bulk, Standard (default), Expedited",
+  "restore-days": "      --restore-days N    keep their readable copies N days (default 3)",
+  wait:
+    "      --wait              wait (polling) for archived objects' copies; else exit 7, run again",
   "cache-dir": "      --cache-dir DIR     the local cache (default: the platform's cache folder)",
   region: "      --region REGION     S3 region (also AWS_REGION, [s3] region)",
   profile: "      --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)",
@@ -142,7 +147,8 @@ const FOOTER =
   `Password: --password-file, S3BACKUP_PASSWORD, [main] password= in s3backup.ini, or a prompt.
 Exit codes: 0 ok, 1 error, 2 usage, 3 partial (verify: damage found; prune: a backup was
 running, no data removed), 4 wrong password, 5 bucket not found, 6 locked (a prune or passwd
-is running; the message names it), 130 interrupted (SIGINT), 141 standard output closed,
+is running; the message names it), 7 archived objects requested (run again later),
+130 interrupted (SIGINT), 141 standard output closed,
 143 terminated (SIGTERM).
 `;
 

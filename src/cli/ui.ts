@@ -11,6 +11,7 @@ import type { BackupInfo } from "../ops/list.ts";
 import type { PruneEvent, PruneSummary } from "../ops/prune.ts";
 import type { RestoreEvent, RestoreSummary } from "../ops/restore/restore.ts";
 import type { VerifyEvent, VerifySummary } from "../ops/verify.ts";
+import { type ThawEvent, thawTime } from "../repo/thaw.ts";
 import { OutputClosedError } from "../util/errors.ts";
 import type { LogFile } from "./log_file.ts";
 import { formatBytes, ProgressLine } from "./progress_line.ts";
@@ -302,15 +303,49 @@ export class Ui {
           extra: `${formatBytes(e.bytesDownloaded)} downloaded`,
         });
         break;
+      default:
+        this.onThawEvent(e);
     }
   };
+
+  /** When a rerun can expect the archived objects' copies (from the last `archived` event). */
+  #thawHint = "a few hours";
+
+  /** Archived objects: what they cost, before they are asked for; then the wait. */
+  onThawEvent = (e: ThawEvent): void => {
+    if (e.type === "thaw-waiting") {
+      this.#line.update({ phase: `waiting for ${e.pending} archived objects` }, true);
+      return;
+    }
+    this.#thawHint = thawTime(e.request.tier, e.classes);
+    this.warn(
+      `${e.objects} objects needed (${formatBytes(e.bytes)}) are in ${e.classes.join(", ")}: ` +
+        `${e.ready} readable, ${e.inProgress} being restored, ${e.toRequest} ` +
+        `(${formatBytes(e.toRequestBytes)}) to request now, tier ${e.request.tier}, kept ` +
+        `${e.request.days} days (AWS charges the retrieval per GB and per request, and the ` +
+        `copies as standard storage; ready in ${this.#thawHint})`,
+    );
+  };
+
+  /**
+   * Files (restore) or objects (verify, `requested` null) left for a rerun: their archived
+   * objects' copies are not ready (exit 7).
+   */
+  archivedNotice(n: number, requested: number | null): void {
+    const what = requested === null
+      ? `${n} archived objects not read yet: their readable copies are being made`
+      : `${n} files not restored yet: their objects are being restored from the archive ` +
+        `(${requested} requested by this run)`;
+    this.warn(`${what}; run the same command again in ${this.#thawHint}, or use --wait`);
+  }
 
   restoreSummary(s: RestoreSummary): void {
     if (this.opts.json) return this.#json("restore", s);
     const what = s.simulate
       ? `simulated restore of ${s.metaKey} into ${s.target} (nothing written)`
       : `restored ${s.metaKey} into ${s.target}`;
-    const failed = s.failed > 0 ? `, ${s.failed} failed` : "";
+    const failed = (s.failed > 0 ? `, ${s.failed} failed` : "") +
+      (s.archived > 0 ? `, ${s.archived} waiting for the archive` : "");
     const dl = s.simulate
       ? ""
       : `, ${s.objectsDownloaded} objects downloaded (${formatBytes(s.bytesDownloaded)})`;
@@ -338,6 +373,10 @@ export class Ui {
           bytesDone: e.bytes,
           totalBytes: 0,
         });
+        break;
+      case "archived":
+      case "thaw-waiting":
+        this.onThawEvent(e);
         break;
     }
   };

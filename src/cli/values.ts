@@ -114,3 +114,23 @@ export function splitCommand(line: string): string[] {
   if (word !== null) words.push(word);
   return words;
 }
+
+/** `--restore-tier`: Bulk, Standard or Expedited (any case). */
+export function parseRestoreTier(v: string): "Bulk" | "Standard" | "Expedited" {
+  const t = (["Bulk", "Standard", "Expedited"] as const).find((x) =>
+    x.toLowerCase() === v.toLowerCase()
+  );
+  if (t === undefined) {
+    throw new UsageError(`--restore-tier ${JSON.stringify(v)}: use Bulk, Standard or Expedited`);
+  }
+  return t;
+}
+
+/** `--restore-days`: 1 to 365. */
+export function parseRestoreDays(v: string): number {
+  const n = /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!(n >= 1 && n <= 365)) {
+    throw new UsageError(`--restore-days ${JSON.stringify(v)}: use 1 to 365`);
+  }
+  return n;
+}

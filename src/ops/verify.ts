@@ -19,6 +19,13 @@ import type { Meta } from "../format/meta.ts";
 import { listRepository, type MetaObject } from "../repo/listing.ts";
 import { decryptObject, loadMeta, type Repository } from "../repo/repository.ts";
 import { selectMeta } from "../repo/select.ts";
+import {
+  DEFAULT_RESTORE_REQUEST,
+  isArchived,
+  thaw,
+  type ThawEvent,
+  type ThawOptions,
+} from "../repo/thaw.ts";
 import type { ObjectInfo } from "../store/store.ts";
 import { sameBytes } from "../util/bytes.ts";
 import { CorruptDataError, ObjectNotFoundError, WrongPasswordError } from "../util/errors.ts";
@@ -37,6 +44,8 @@ export interface VerifyOptions {
   subset?: number;
   /** Downloads at a time (default 4). */
   concurrency?: number;
+  /** readData on archived objects (repo/thaw.ts): default ask, do not wait. */
+  thaw?: Omit<ThawOptions, "signal">;
   /** A number in [0, 1) (tests); default: crypto random. */
   random?: () => number;
   signal?: AbortSignal;
@@ -58,7 +67,8 @@ export interface VerifyProblem {
 export type VerifyEvent =
   | { type: "problem"; problem: VerifyProblem }
   | { type: "meta"; key: string; files: number }
-  | { type: "read"; done: number; total: number; bytes: number };
+  | { type: "read"; done: number; total: number; bytes: number }
+  | ThawEvent;
 
 export interface VerifySummary {
   metas: number;
@@ -80,6 +90,8 @@ export interface VerifySummary {
   bytesRead: number;
   /** Distinct objects that failed to decrypt or whose MD5 differs. */
   corrupt: number;
+  /** Objects to read left for a rerun: archived, their readable copies not there yet. */
+  archived: number;
   /** Every problem event emitted (one per meta, path and object). */
   problems: number;
   /** Metas with at least one problem. */
@@ -167,7 +179,8 @@ export async function verify(
     Math.ceil(subset * present.length),
     opts.random ?? cryptoRandom,
   ).map((i) => present[i]!);
-  const read = await readObjects(repo, toRead, listing.objects, refs, report, opts);
+  const { readable, archived } = await thawForReading(repo, toRead, listing.objects, opts, onEvent);
+  const read = await readObjects(repo, readable, listing.objects, refs, report, opts);
   return {
     metas: selected.length,
     files,
@@ -178,6 +191,7 @@ export async function verify(
     readData: opts.readData ?? false,
     subset,
     ...read,
+    archived,
     problems: report.problems,
     damagedMetas: selected.map((m) => m.key).filter((k) => report.damaged.has(k)),
     durationMs: performance.now() - started,
@@ -267,6 +281,26 @@ function checkPresence(objects: Map<string, ObjectInfo>, refs: Refs, report: Rep
     present.push(md5);
   }
   return { present, missing, badSize };
+}
+
+/** Of `toRead`, those readable now (archived ones thawed, or asked for: `archived` left). */
+async function thawForReading(
+  repo: Repository,
+  toRead: string[],
+  objects: Map<string, ObjectInfo>,
+  opts: VerifyOptions,
+  onEvent: (e: VerifyEvent) => void,
+): Promise<{ readable: string[]; archived: number }> {
+  const cold = new Map<string, ObjectInfo>();
+  for (const md5 of toRead) {
+    const o = objects.get(md5);
+    if (isArchived(o)) cold.set(md5, o!);
+  }
+  if (cold.size === 0) return { readable: toRead, archived: 0 };
+  const thawOpts: ThawOptions = { request: DEFAULT_RESTORE_REQUEST, wait: false, ...opts.thaw };
+  if (opts.signal) thawOpts.signal = opts.signal;
+  const { pending } = await thaw(repo.store, cold, thawOpts, onEvent);
+  return { readable: toRead.filter((m) => !pending.has(m)), archived: pending.size };
 }
 
 /** Downloads, decrypts and MD5-checks `toRead`, `concurrency` at a time. */

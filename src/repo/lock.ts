@@ -22,13 +22,8 @@ import { formatLockName, LOCK_PREFIX } from "../format/layout.ts";
 import { formatLock, type LockBody, parseLock } from "../format/lock_file.ts";
 import type { Store } from "../store/store.ts";
 import { readAll } from "../util/bytes.ts";
-import {
-  errorLine,
-  ExitCode,
-  InterruptedError,
-  ObjectNotFoundError,
-  S3BackupError,
-} from "../util/errors.ts";
+import { errorLine, ExitCode, ObjectNotFoundError, S3BackupError } from "../util/errors.ts";
+import { pause } from "../util/pause.ts";
 import { pool } from "../util/pool.ts";
 import { listRepository } from "./listing.ts";
 
@@ -272,22 +267,6 @@ function lockedError(
       `; wait for it (--lock-wait), or see s3backup unlock`,
     blocking,
   );
-}
-
-/** Sleeps `ms`, or until `signal` aborts (then throws its reason). */
-function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason ?? new InterruptedError("Interrupted"));
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason ?? new InterruptedError("Interrupted"));
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 /** A lock this process holds. */

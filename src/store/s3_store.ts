@@ -21,6 +21,7 @@ import {
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
+  RestoreObjectCommand,
   S3Client,
   type S3ClientConfig,
   type StorageClass,
@@ -43,6 +44,7 @@ import {
   guardStream,
   type ObjectInfo,
   type RemoveOptions,
+  type RestoreRequest,
   type SaveOptions,
   type Store,
 } from "./store.ts";
@@ -335,11 +337,33 @@ export class S3Store implements Store {
       };
       const etag = out.ETag?.replace(/^"|"$/g, "");
       if (etag) info.etag = etag;
+      if (out.StorageClass) info.storageClass = out.StorageClass;
+      if (out.Restore) {
+        info.restore = /ongoing-request\s*=\s*"true"/.test(out.Restore) ? "ongoing" : "done";
+      }
       return info;
     } catch (err) {
       const mapped = this.#mapError(err, "HeadObject", name);
       if (mapped instanceof ObjectNotFoundError) return null;
       throw mapped;
+    }
+  }
+
+  async requestRestore(name: string, req: RestoreRequest): Promise<"requested" | "in progress"> {
+    checkObjectName(name);
+    try {
+      await this.client.send(
+        new RestoreObjectCommand({
+          Bucket: this.bucket,
+          Key: this.key(name),
+          RestoreRequest: { Days: req.days, GlacierJobParameters: { Tier: req.tier } },
+        }),
+        this.#opts(),
+      );
+      return "requested";
+    } catch (err) {
+      if ((err as { name?: string }).name === "RestoreAlreadyInProgress") return "in progress";
+      throw this.#mapError(err, "RestoreObject", name);
     }
   }
 
@@ -369,6 +393,7 @@ export class S3Store implements Store {
         };
         const etag = o.ETag?.replace(/^"|"$/g, "");
         if (etag) info.etag = etag;
+        if (o.StorageClass) info.storageClass = o.StorageClass;
         yield info;
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;

@@ -14,6 +14,20 @@ export interface ObjectInfo {
   mtime: Date;
   /** S3 only, without quotes. Not reliable after a multipart upload on every store. */
   etag?: string;
+  /** S3 only: the storage class, when the server says (listings do; STANDARD may be absent). */
+  storageClass?: string;
+  /**
+   * S3 `stat` only, for an object of an archive class: whether a readable copy is being made
+   * (`ongoing`) or is there (`done`); absent when none was asked for.
+   */
+  restore?: "ongoing" | "done";
+}
+
+/** How to ask for a readable copy of an archived object (S3 RestoreObject). */
+export interface RestoreRequest {
+  /** How long the copy stays (it is billed as a standard object meanwhile). */
+  days: number;
+  tier: "Bulk" | "Standard" | "Expedited";
 }
 
 export interface SaveOptions {
@@ -79,6 +93,11 @@ export interface Store {
    * leaves its upload pending, and billed). Returns how many. Stores without them lack it.
    */
   abortUploads?(before: Date): Promise<number>;
+  /**
+   * Asks for a readable copy of an object in an archive class (GLACIER, DEEP_ARCHIVE): `requested`,
+   * or `in progress` when one was asked for already. Stores without archive classes lack it.
+   */
+  requestRestore?(name: string, req: RestoreRequest): Promise<"requested" | "in progress">;
   /** Makes every object saved with `deferSync` durable (before the meta that names them). */
   flush?(): Promise<void>;
 }

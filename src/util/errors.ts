@@ -15,6 +15,8 @@ export const ExitCode = {
   repositoryNotFound: 5,
   /** Another writer holds the repository (a prune, a password change): nothing was done. */
   locked: 6,
+  /** Archived objects (GLACIER, DEEP_ARCHIVE) were asked to be restored: run again later. */
+  archived: 7,
   interrupted: 130,
   /** Standard output was closed (`| head`): the run stops quietly, as on SIGPIPE. */
   outputClosed: 141,

@@ -30,11 +30,26 @@ export async function restoreFiles(
   present: Set<string> | null,
 ): Promise<void> {
   const workers = run.simulate ? 1 : Math.max(1, run.concurrency);
+  /** Groups whose object is archived (run.archive): written after the thaw, or left. */
+  const cold: [string, Todo[]][] = [];
+  const write = (md5: string, todo: Todo[], copyFrom: string | null) =>
+    isSmall(run, todo)
+      ? writeSmallGroup(run, md5, todo, copyFrom)
+      : writeGroup(run, md5, todo, copyFrom);
   await pool(groups, workers, async ([md5, group]) => {
     const { todo, copyFrom } = await examineGroup(run, md5, group);
     if (run.simulate) simulateGroup(run, md5, todo, copyFrom !== null || present!.has(md5));
-    else if (isSmall(run, todo)) await writeSmallGroup(run, md5, todo, copyFrom);
-    else await writeGroup(run, md5, todo, copyFrom);
+    else if (copyFrom === null && todo.length > 0 && run.archive?.objects.has(md5)) {
+      cold.push([md5, todo]);
+    } else await write(md5, todo, copyFrom);
+  });
+  if (cold.length === 0) return;
+  const { objects } = run.archive!;
+  const needed = new Map(cold.map(([md5]) => [md5, objects.get(md5)!]));
+  const { pending } = await run.archive!.thaw(needed);
+  await pool(cold, workers, async ([md5, todo]) => {
+    if (!pending.has(md5)) return await write(md5, todo, null);
+    for (const t of todo) run.progress.archivedFile(t.e);
   });
 }
 

@@ -4,7 +4,7 @@
  * and mtime, deepest first.
  */
 import type { Entry } from "../../format/meta.ts";
-import type { Store } from "../../store/store.ts";
+import type { ObjectInfo, Store } from "../../store/store.ts";
 import { messageOf } from "../../util/bytes.ts";
 import type { Progress, RestoreAction } from "./progress.ts";
 import { type Attributes, conflict, lstatOrNull, type TargetDirs } from "./target.ts";
@@ -24,6 +24,14 @@ export interface RestoreRun {
   /** Format 1: no sizes, no times; existing directories keep their attributes. */
   legacy: boolean;
   concurrency: number;
+  /**
+   * The data objects in an archive class (repo/thaw.ts), and how to thaw those a restore
+   * needs: what it returns pending is not restored this run.
+   */
+  archive?: {
+    objects: Map<string, ObjectInfo>;
+    thaw: (needed: Map<string, ObjectInfo>) => Promise<{ pending: Set<string> }>;
+  };
   /** Every path of the meta (a stale temp file is never one of them). */
   metaPaths: Set<string>;
   signal?: AbortSignal;

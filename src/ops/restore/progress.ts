@@ -1,5 +1,6 @@
 /** What a restore reports: its events, its summary, and the counts behind both. */
 import type { Entry, EntryType } from "../../format/meta.ts";
+import type { ThawEvent } from "../../repo/thaw.ts";
 
 export type RestoreAction = "create" | "replace" | "unchanged";
 
@@ -7,7 +8,8 @@ export type RestoreEvent =
   | { type: "start"; files: number; dirs: number; links: number; bytes: number }
   | { type: "warning"; path: string; message: string }
   | { type: "entry"; path: string; entryType: EntryType; action: RestoreAction }
-  | { type: "progress"; filesDone: number; bytesDone: number; bytesDownloaded: number };
+  | { type: "progress"; filesDone: number; bytesDone: number; bytesDownloaded: number }
+  | ThawEvent;
 
 export interface RestoreSummary {
   metaKey: string;
@@ -24,6 +26,11 @@ export interface RestoreSummary {
   bytesDownloaded: number;
   /** Entries not restored (named in warning events). */
   failed: number;
+  /** Files not restored because their object is archived and its copy is not ready yet. */
+  archived: number;
+  /** Restores of archived objects this run asked for, and their bytes. */
+  thawRequested: number;
+  thawRequestedBytes: number;
   durationMs: number;
   simulate: boolean;
 }
@@ -31,6 +38,9 @@ export interface RestoreSummary {
 /** The counts of one restore, reported as events as they change. */
 export class Progress {
   failed = 0;
+  archived = 0;
+  thawRequested = 0;
+  thawRequestedBytes = 0;
   files = 0;
   dirs = 0;
   links = 0;
@@ -52,6 +62,12 @@ export class Progress {
   /** Something to know about an entry that was restored. */
   warn(path: string, message: string): void {
     this.onEvent({ type: "warning", path, message });
+  }
+
+  /** A file left for a rerun: its archived object's readable copy is not there yet. */
+  archivedFile(e: Entry): void {
+    this.archived++;
+    this.doneFile(e, null);
   }
 
   entry(path: string, entryType: EntryType, action: RestoreAction): void {

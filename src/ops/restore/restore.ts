@@ -18,6 +18,8 @@ import type { Meta } from "../../format/meta.ts";
 import { isLegacyRepository, type LegacyRepository } from "../../repo/legacy.ts";
 import { listRepository } from "../../repo/listing.ts";
 import { decryptObject, decryptSmallObject, type Repository } from "../../repo/repository.ts";
+import { DEFAULT_RESTORE_REQUEST, isArchived, thaw, type ThawOptions } from "../../repo/thaw.ts";
+import type { ObjectInfo, Store } from "../../store/store.ts";
 import { restoreFiles } from "./file_restorer.ts";
 import { finishDirs, restoreDirs, restoreLinks, type RestoreRun } from "./phases.ts";
 import { type Plan, planRestore } from "./plan.ts";
@@ -51,6 +53,8 @@ export interface RestoreOptions {
   problems?: { path: string; message: string }[];
   /** This host's name, for the target's lock (default: Deno.hostname()). */
   host?: string;
+  /** How to thaw archived objects (S3 archive classes); default: ask, do not wait. */
+  thaw?: Omit<ThawOptions, "signal">;
 }
 
 /**
@@ -86,6 +90,30 @@ export async function restore(
   }
 }
 
+/**
+ * The archived data objects of an S3 store (one listing) and the thaw of those a restore needs;
+ * undefined when there are none (or the store has no archive classes).
+ */
+async function archiveOf(store: Store, opts: RestoreOptions, progress: Progress) {
+  if (store.requestRestore === undefined) return undefined;
+  const objects = new Map<string, ObjectInfo>();
+  await listRepository(store, "", (o) => {
+    if (isArchived(o)) objects.set(o.name, o);
+  });
+  if (objects.size === 0) return undefined;
+  const thawOpts: ThawOptions = { request: DEFAULT_RESTORE_REQUEST, wait: false, ...opts.thaw };
+  if (opts.signal) thawOpts.signal = opts.signal;
+  return {
+    objects,
+    thaw: async (needed: Map<string, ObjectInfo>) => {
+      const t = await thaw(store, needed, thawOpts, progress.onEvent);
+      progress.thawRequested += t.requested;
+      progress.thawRequestedBytes += t.requestedBytes;
+      return t;
+    },
+  };
+}
+
 /** What `restore` found before the phases: the plan, the counts, the target root. */
 interface Prepared {
   plan: Plan;
@@ -119,6 +147,9 @@ async function runPhases(
     metaPaths: new Set(meta.entries.map((e) => e.path)),
   };
   if (opts.signal) run.signal = opts.signal;
+  if (!opts.simulate && plan.files.length > 0) {
+    run.archive = await archiveOf(repo.store, opts, progress);
+  }
 
   // The temporary files of an interrupted restore, in folders that already existed.
   if (existed) await run.tgt.removeStaleTemps("", run.metaPaths);
@@ -142,6 +173,9 @@ async function runPhases(
     objectsDownloaded: progress.objectsDownloaded,
     bytesDownloaded: progress.bytesDownloaded,
     failed: progress.failed,
+    archived: progress.archived,
+    thawRequested: progress.thawRequested,
+    thawRequestedBytes: progress.thawRequestedBytes,
     durationMs: performance.now() - started,
     simulate: opts.simulate,
   };
