@@ -721,6 +721,9 @@ ARG_REGION=""
 ARG_PWFILE=""
 ARG_OVERWRITE=0
 ARG_COUNT=0
+ARG_RESTORE_TIER=Standard
+ARG_RESTORE_DAYS=3
+ARG_WAIT=0
 ARG_STORE=""
 ARG_SPEC=""
 ARG_TARGET=""
@@ -740,6 +743,16 @@ parse_kit_args() {
     -h | --help) usage; exit 0 ;;
     --overwrite) kit_option_ok overwrite "$options"; ARG_OVERWRITE=1; shift; continue ;;
     --count) kit_option_ok count "$options"; ARG_COUNT=1; shift; continue ;;
+    --wait) kit_option_ok thaw "$options"; ARG_WAIT=1; shift; continue ;;
+    --restore-tier | --restore-days)
+      kit_option_ok thaw "$options"
+      if [ $# -lt 2 ]; then die "$1 needs a value" "$EXIT_USAGE"; fi
+      case "$1=$2" in
+      --restore-tier=Bulk | --restore-tier=Standard | --restore-tier=Expedited) ARG_RESTORE_TIER=$2 ;;
+      --restore-tier=*) die "--restore-tier: use Bulk, Standard or Expedited" "$EXIT_USAGE" ;;
+      *) if ! is_uint "$2" || [ "$2" -lt 1 ] || [ "$2" -gt 365 ]; then die "--restore-days: use 1 to 365" "$EXIT_USAGE"; fi; ARG_RESTORE_DAYS=$2 ;;
+      esac
+      shift 2; continue ;;
     --only) kit_option_ok only "$options"; if [ $# -lt 2 ]; then die "--only needs a PATH" "$EXIT_USAGE"; fi; o=$2; shift 2 ;;
     --only=*) kit_option_ok only "$options"; o=${1#--only=}; shift ;;
     --endpoint-url) if [ $# -lt 2 ]; then die "--endpoint-url needs a URL" "$EXIT_USAGE"; fi; ARG_ENDPOINT=$2; shift 2; continue ;;

@@ -5,6 +5,7 @@
 # See README.md next to this script, and FORMAT.md (section 5.3) for the algorithm.
 #
 # usage: restore.sh [--only PATH]... [--endpoint-url URL] [--password-file FILE] [--region R]
+#                   [--restore-tier Bulk|Standard|Expedited] [--restore-days N] [--wait]
 #                   <s3://bucket[/prefix] | DIR> <meta-name | latest | backup-name> <target-dir>
 
 set -euo pipefail
@@ -23,14 +24,19 @@ BATCH_MAX_BYTES=${S3BACKUP_KIT_BATCH_BYTES:-2147483648}
 usage() {
   cat <<'EOF'
 usage: restore.sh [--only PATH]... [--endpoint-url URL] [--password-file FILE] [--region R]
+                  [--restore-tier Bulk|Standard|Expedited] [--restore-days N] [--wait]
                   <s3://bucket[/prefix] | DIR> <meta-name | latest | backup-name> <target-dir>
 
 Restores one backup into target-dir (created if needed). "latest" is the newest backup; a
 backup name (e.g. "nightly") is the newest backup of that name. --only PATH (repeatable)
 restores only PATH and what is under it. The password comes from --password-file FILE (first
-line), else $S3BACKUP_PASSWORD, else a prompt on the terminal.
+line), else $S3BACKUP_PASSWORD, else a prompt on the terminal. Objects in GLACIER or
+DEEP_ARCHIVE are asked to be restored (--restore-tier, default Standard; --restore-days,
+default 3); --wait polls until they are readable, else the rest is restored and the exit code
+is 7: run the same command again later.
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some entries failed), 4 wrong password.
+Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some entries failed), 4 wrong password,
+7 archived objects requested (run again later).
 EOF
 }
 
@@ -520,7 +526,7 @@ flush_batch() {
     done
     rc=0
     aws_run s3 cp "s3://$STORE_BUCKET/$STORE_PREFIX" "$obj/" --recursive --only-show-errors \
-      "${args[@]}" >/dev/null 2>"$KIT_TMP/aws.err" || rc=$?
+      ${AWS_CP_EXTRA[@]+"${AWS_CP_EXTRA[@]}"} "${args[@]}" >/dev/null 2>"$KIT_TMP/aws.err" || rc=$?
     if [ "$rc" -ne 0 ]; then
       warn "aws s3 cp failed (exit $rc): $(first_line "$KIT_TMP/aws.err")"
       printf '%s\n' "* download failed: $(first_line "$KIT_TMP/aws.err")" >>"$KIT_TMP/batch.err"
@@ -609,8 +615,142 @@ files_by_prefix() {
 fetch_prefix() {
   # 32 characters: an object's name, not some other key that starts with the digit
   aws_run s3 cp "s3://$STORE_BUCKET/$STORE_PREFIX" "$KIT_WORK/obj.$1/" --recursive \
-    --only-show-errors --exclude '*' --include "$1???????????????????????????????" \
+    --only-show-errors ${AWS_CP_EXTRA[@]+"${AWS_CP_EXTRA[@]}"} \
+    --exclude '*' --include "$1???????????????????????????????" \
     >/dev/null 2>"$KIT_TMP/aws.$1.err"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Archived objects (GLACIER, DEEP_ARCHIVE): a readable copy must be asked for (restore-object)
+# and waited for before a GET. Only the objects of the files to restore are asked for.
+# ---------------------------------------------------------------------------------------------
+
+ARCHIVED=0          # files left for a rerun: their objects' copies are not ready
+EXIT_ARCHIVED=7
+AWS_CP_EXTRA=()     # --force-glacier-transfer once archived objects are about
+
+# archived_list OUT: the store's data objects in an archive class, sorted.
+archived_list() {
+  local rc=0 k n
+  aws_run s3api list-objects-v2 --bucket "$STORE_BUCKET" --prefix "$STORE_PREFIX" \
+    --query "Contents[?StorageClass=='GLACIER' || StorageClass=='DEEP_ARCHIVE'].Key" \
+    --output text >"$KIT_TMP/arch.raw" 2>"$KIT_TMP/arch.err" || rc=$?
+  if [ "$rc" -ne 0 ]; then die "cannot list $(store_desc): $(first_line "$KIT_TMP/arch.err")"; fi
+  # Text output: keys separated by tabs, a line per page; "None" when there are none.
+  tr '\t' '\n' <"$KIT_TMP/arch.raw" | while IFS= read -r k || [ -n "$k" ]; do
+    k=${k%"$CR"}
+    n=${k#"$STORE_PREFIX"}
+    if is_hex "$n" 32; then printf '%s\n' "$n"; fi
+  done | LC_ALL=C sort -u >"$1"
+}
+
+# thaw_state NAME: "ready" (readable, or no longer archived), "ongoing" or "none" (no copy).
+thaw_state() {
+  local out
+  if ! out=$(aws_run s3api head-object --bucket "$STORE_BUCKET" --key "$STORE_PREFIX$1" \
+    --query '[StorageClass,Restore]' --output text 2>&1); then
+    echo none
+    return 0
+  fi
+  case "$out" in
+  *'ongoing-request="true"'*) echo ongoing ;;
+  *'ongoing-request="false"'*) echo ready ;;
+  GLACIER* | DEEP_ARCHIVE*) echo none ;;
+  *) echo ready ;;
+  esac
+}
+
+# thaw_request NAME: asks for a readable copy; "requested", "ongoing", or "error MESSAGE".
+thaw_request() {
+  local out
+  if out=$(aws_run s3api restore-object --bucket "$STORE_BUCKET" --key "$STORE_PREFIX$1" \
+    --restore-request "{\"Days\":$ARG_RESTORE_DAYS,\"GlacierJobParameters\":{\"Tier\":\"$ARG_RESTORE_TIER\"}}" 2>&1); then
+    echo requested
+  else
+    case "$out" in
+    *RestoreAlreadyInProgress*) echo ongoing ;;
+    *) printf 'error %s\n' "$(printf '%s\n' "$out" | sed -n '/./{p;q;}')" ;;
+    esac
+  fi
+}
+
+# thaw_each FUNC LIST DIR: FUNC NAME >DIR/NAME for each name of LIST, KIT_JOBS at a time.
+thaw_each() {
+  local name n=0
+  rm -rf -- "$3"
+  mkdir -p -- "$3"
+  while IFS= read -r name <&3; do
+    "$1" "$name" >"$3/$name" &
+    n=$((n + 1))
+    if [ $((n % KIT_JOBS)) -eq 0 ]; then wait; fi
+  done 3<"$2"
+  wait
+}
+
+# thaw_pick LIST DIR WORD OUT: the names of LIST whose DIR/NAME says WORD (first word), into OUT.
+thaw_pick() {
+  local name w
+  : >"$4"
+  while IFS= read -r name <&3; do
+    w=$(cat -- "$2/$name" 2>/dev/null) || w=""
+    if [ "${w%% *}" = "$3" ]; then printf '%s\n' "$name" >>"$4"; fi
+  done 3<"$1"
+}
+
+count_lines() {
+  local n
+  n=$(wc -l <"$1")
+  printf '%s\n' "${n//[!0-9]/}"
+}
+
+# thaw_needed: ask for the archived objects of KIT_TMP/files; with --wait poll until they are
+# readable, else take their files out of KIT_TMP/files (ARCHIVED counts them).
+thaw_needed() {
+  local name line step=2 d=$KIT_TMP/thaw
+  if [ "$STORE_KIND" != s3 ]; then return 0; fi
+  archived_list "$KIT_TMP/arch"
+  if [ ! -s "$KIT_TMP/arch" ]; then return 0; fi
+  AWS_CP_EXTRA=(--force-glacier-transfer --ignore-glacier-warnings)
+  cut -d ' ' -f 1 "$KIT_TMP/files" | LC_ALL=C sort -u | LC_ALL=C comm -12 - "$KIT_TMP/arch" >"$KIT_TMP/arch.need"
+  if [ ! -s "$KIT_TMP/arch.need" ]; then return 0; fi
+  thaw_each thaw_state "$KIT_TMP/arch.need" "$d"
+  thaw_pick "$KIT_TMP/arch.need" "$d" none "$KIT_TMP/arch.cold"
+  thaw_pick "$KIT_TMP/arch.need" "$d" ongoing "$KIT_TMP/arch.ongoing"
+  thaw_pick "$KIT_TMP/arch.need" "$d" ready "$KIT_TMP/arch.ready"
+  warn "$(count_lines "$KIT_TMP/arch.need") objects needed are in an archive storage class: $(count_lines "$KIT_TMP/arch.ready") readable, $(count_lines "$KIT_TMP/arch.ongoing") being restored, $(count_lines "$KIT_TMP/arch.cold") to request now (tier $ARG_RESTORE_TIER, $ARG_RESTORE_DAYS days; AWS charges the retrieval per GB and per request, and the copies as standard storage)"
+  thaw_each thaw_request "$KIT_TMP/arch.cold" "$d"
+  while IFS= read -r name <&3; do
+    line=$(cat -- "$d/$name" 2>/dev/null) || line="error no answer"
+    case "$line" in error*) warn "object $name: cannot request its restore: ${line#error }" ;; esac
+  done 3<"$KIT_TMP/arch.cold"
+  LC_ALL=C sort -m "$KIT_TMP/arch.cold" "$KIT_TMP/arch.ongoing" >"$KIT_TMP/arch.pending"
+  while [ "$ARG_WAIT" = 1 ] && [ -s "$KIT_TMP/arch.pending" ]; do
+    warn "waiting for $(count_lines "$KIT_TMP/arch.pending") archived objects (next look in ${step}s)"
+    sleep "$step"
+    if [ "$step" -lt 600 ]; then step=$((step * 2)); fi
+    thaw_each thaw_state "$KIT_TMP/arch.pending" "$d"
+    thaw_pick "$KIT_TMP/arch.pending" "$d" ongoing "$KIT_TMP/arch.still"
+    thaw_pick "$KIT_TMP/arch.pending" "$d" none "$KIT_TMP/arch.cold"
+    LC_ALL=C sort -m "$KIT_TMP/arch.still" "$KIT_TMP/arch.cold" >"$KIT_TMP/arch.pending"
+  done
+  drop_pending "$KIT_TMP/files" "$KIT_TMP/arch.pending"
+}
+
+# drop_pending FILES PENDING: the lines of FILES (sorted) whose object is in PENDING (sorted)
+# are taken out and counted in ARCHIVED.
+drop_pending() {
+  local line md5 p=""
+  if [ ! -s "$2" ]; then return 0; fi
+  : >"$1.keep"
+  exec 4<"$2"
+  IFS= read -r p <&4 || p=""
+  while IFS= read -r line <&3; do
+    md5=${line%% *}
+    while [ -n "$p" ] && [[ "$p" < "$md5" ]]; do IFS= read -r p <&4 || p=""; done
+    if [ "$md5" = "$p" ]; then ARCHIVED=$((ARCHIVED + 1)); else printf '%s\n' "$line" >>"$1.keep"; fi
+  done 3<"$1"
+  exec 4<&-
+  mv -f -- "$1.keep" "$1"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -626,11 +766,11 @@ meta_pairs() {
 
 main() {
   local endpoint="" region="" pwfile="" store spec target line n=0 skip
-  parse_kit_args 3 only "$@"
+  parse_kit_args 3 "only thaw" "$@"
   store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
 
-  need cat chmod chown cp cut date df id ln mkdir mktemp mv rm rmdir sort tail touch uname uniq wc
+  need cat chmod chown comm cp cut date df id ln mkdir mktemp mv rm rmdir sed sleep sort tail touch tr uname uniq wc
   check_openssl
   kit_init
   pick_md5
@@ -696,7 +836,11 @@ main() {
 
   # Phase 2: files. Phase 3: symbolic links. Phase 4: directories, deepest first.
   OK_PARENT=""
-  if [ "$STORE_KIND" = s3 ]; then files_from_s3; else files_from_dir; fi
+  if [ "$STORE_KIND" = s3 ]; then
+    LC_ALL=C sort -o "$KIT_TMP/files" "$KIT_TMP/files"
+    thaw_needed
+    files_from_s3
+  else files_from_dir; fi
   while IFS= read -r line <&3; do restore_link "$line"; done 3<"$KIT_TMP/links"
   if [ -n "$KIT_WORK" ]; then
     rm -rf -- "$KIT_WORK"
@@ -705,6 +849,10 @@ main() {
   finish_dirs
 
   warn "restored $N_FILES files, $N_DIRS dirs, $N_LINKS links, $FAILED failed"
+  if [ "$ARCHIVED" -gt 0 ]; then
+    warn "$ARCHIVED files not restored yet: their objects are being restored from the archive; run the same command again later, or use --wait"
+    exit "$EXIT_ARCHIVED"
+  fi
   if [ "$FAILED" -gt 0 ]; then exit "$EXIT_PARTIAL"; fi
   exit 0
 }

@@ -25,8 +25,9 @@ for (const target of s3Targets().filter((t) => t.label === "moto")) {
     const src = `${dir}/src`;
     const url = `s3://${bucket}`;
     const run = (args: string[]) => s3backup([...args, "-b", url], { env });
-    const kit = (args: string[]) =>
-      runKit("restore.sh", [url, ...args], PASSWORD, {
+    const kit = (args: string[], opts: string[] = [], more: Record<string, string> = {}) =>
+      runKit("restore.sh", [...opts, url, ...args], PASSWORD, {
+        ...more,
         ...env,
         PATH: "/usr/bin:/bin:/usr/local/bin",
       });
@@ -119,18 +120,19 @@ for (const target of s3Targets().filter((t) => t.label === "moto")) {
 
       // The kit: asks with restore-object, exits 7; the rerun restores it all.
       await addAndBackUp(2);
-      const k1 = await kit(["latest", `${dir}/k1`, "--restore-tier", "Bulk"]);
+      const k1 = await kit(["latest", `${dir}/k1`], ["--restore-tier", "Bulk"]);
       assert.equal(k1.code, 7, k1.stderr);
       assert.match(
         k1.stderr,
-        /11 objects needed are in an archive storage class: 9 readable, 0 being restored, 2 to request now \(tier Bulk, 3 days\)/,
+        /9 objects needed are in an archive storage class: 7 readable, 0 being restored, 2 to request now \(tier Bulk, 3 days;/,
       );
       assert.match(k1.stderr, /run the same command again later, or use --wait/);
-      const k2 = await kit(["latest", `${dir}/k1`]);
+      // By prefix (batches of 1 object: more objects than that), restored GLACIER objects included.
+      const k2 = await kit(["latest", `${dir}/k1`], [], { S3BACKUP_KIT_BATCH: "1" });
       assert.equal(k2.code, 0, k2.stderr);
       assert.deepEqual(snapshot(`${dir}/k1`), snapshot(src));
       await addAndBackUp(1);
-      const k3 = await kit(["latest", `${dir}/k3`, "--wait"]);
+      const k3 = await kit(["latest", `${dir}/k3`], ["--wait"]);
       assert.equal(k3.code, 0, k3.stderr);
       assert.deepEqual(snapshot(`${dir}/k3`), snapshot(src));
     } finally {
