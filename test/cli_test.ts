@@ -537,6 +537,54 @@ Deno.test("cli: unlock removes stale locks, keeps a live one (naming it) unless 
     }
   }));
 
+Deno.test("cli: --limit-upload and --limit-download hold a backup and a restore to the rate", () =>
+  withRepo(async ({ dir, src, repo }) => {
+    await Deno.writeFile(
+      `${src}/big.bin`,
+      crypto.getRandomValues(new Uint8Array(60_000)).map((b, i) => b ^ i),
+    );
+    for (let i = 0; i < 9; i++) {
+      await Deno.writeFile(`${src}/r${i}.bin`, crypto.getRandomValues(new Uint8Array(60_000)));
+    }
+    // 600 KB at 200 KiB/s: at least 2.5 s (the first 64 KiB chunk goes at once).
+    const b = await s3backup([
+      "backup",
+      "-f",
+      src,
+      "-b",
+      repo,
+      "-n",
+      "n",
+      "-c",
+      "--limit-upload",
+      "200K",
+    ]);
+    assert.equal(b.code, 0, b.stderr);
+    assert.ok(b.ms >= 2500, `backup took ${b.ms.toFixed(0)} ms`);
+    const r = await s3backup([
+      "restore",
+      "-b",
+      repo,
+      "-m",
+      "latest",
+      "-f",
+      `${dir}/out`,
+      "-c",
+      "--limit-download",
+      "200K",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.ms >= 2500, `restore took ${r.ms.toFixed(0)} ms`);
+    const bad = await s3backup(["backup", "-f", src, "-b", repo, "--limit-upload", "fast"]);
+    assert.equal(bad.code, 2);
+    assert.match(
+      bad.stderr,
+      /^s3backup: --limit-upload "fast": use a rate such as 500K, 2M or 1.5M/,
+    );
+    const wrong = await s3backup(["backup", "-f", src, "-b", repo, "--limit-download", "1M"]);
+    assert.match(wrong.stderr, /backup does not take --limit-download/);
+  }));
+
 Deno.test("cli: a --log-file that cannot be written is a usage error, before anything runs", () =>
   withRepo(async ({ dir, src, repo }) => {
     const before = [...Deno.readDirSync(repo)].length;

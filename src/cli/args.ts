@@ -94,6 +94,9 @@ export interface Command {
   restoreTier?: string;
   restoreDays?: string;
   wait?: boolean;
+  /** backup: upload rate; restore, verify: download rate (as given: 2M). */
+  limitUpload?: string;
+  limitDownload?: string;
   /** unlock: remove live locks too. */
   force?: boolean;
   /** passwd: the new password's file (else S3BACKUP_NEW_PASSWORD, else a prompt). */
@@ -133,6 +136,8 @@ const OPTIONS = {
   "restore-tier": { type: "string" },
   "restore-days": { type: "string" },
   wait: { type: "boolean", default: false },
+  "limit-upload": { type: "string" },
+  "limit-download": { type: "string" },
   config: { type: "string" },
   "password-file": { type: "string" },
   "password-command": { type: "string" },
@@ -283,6 +288,8 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("restoreTier", v["restore-tier"]);
   opt("restoreDays", v["restore-days"]);
   if (v.wait) cmd.wait = true;
+  opt("limitUpload", v["limit-upload"]);
+  opt("limitDownload", v["limit-download"]);
   return cmd;
 }
 
@@ -341,6 +348,7 @@ const VERIFY = [
   "restore-tier",
   "restore-days",
   "wait",
+  "limit-download",
   "json",
 ];
 
@@ -363,6 +371,7 @@ export const TAKES: Record<CommandName, string[]> = {
     "force-rehash",
     "skip-if-unchanged",
     "lock-wait",
+    "limit-upload",
     "json",
   ],
   restore: [
@@ -377,6 +386,7 @@ export const TAKES: Record<CommandName, string[]> = {
     "restore-tier",
     "restore-days",
     "wait",
+    "limit-download",
     "json",
   ],
   list: ["folder", "name", "simulate", "tsv", "json"],

@@ -27,7 +27,8 @@ import { openStore, parseStoreUrl, type S3Options } from "../store/open_store.ts
 import { resolveS3Settings, type S3Settings } from "../store/s3_settings.ts";
 import type { Store } from "../store/store.ts";
 import { errorLine, ExitCode, OutputClosedError, UsageError } from "../util/errors.ts";
-import { type Command, parseCommandLine, VERSION } from "./args.ts";
+import { type Command, parseCommandLine, TAKES, VERSION } from "./args.ts";
+import { type Limits, Rate, throttled } from "../store/throttle.ts";
 import { commandHelp, mainHelp } from "./help.ts";
 import { LogFile } from "./log_file.ts";
 import { diffMetas, findInBackups, lsEntries, repositoryStats } from "../ops/browse.ts";
@@ -44,6 +45,7 @@ import {
   parseDuration,
   parseJobs,
   parseKeep,
+  parseRate,
   parseRestoreDays,
   parseRestoreTier,
   parseSubset,
@@ -107,7 +109,22 @@ function storeOf(ctx: Context): Store {
         `-b ./${where.bucket}`,
     );
   }
-  return openStore(where, opts);
+  return throttled(openStore(where, opts), limitsOf(ctx));
+}
+
+/**
+ * The bandwidth limits of this command: --limit-upload (backup) and --limit-download
+ * (restore, verify), else the ini's, for the commands that take them.
+ */
+function limitsOf(ctx: Context): Limits {
+  const { cmd, config } = ctx;
+  const limits: Limits = {};
+  const takes = (o: string) => TAKES[cmd.command].includes(o);
+  const up = takes("limit-upload") ? cmd.limitUpload ?? config.limitUpload : undefined;
+  const down = takes("limit-download") ? cmd.limitDownload ?? config.limitDownload : undefined;
+  if (up !== undefined) limits.upload = new Rate(parseRate(up, "--limit-upload"));
+  if (down !== undefined) limits.download = new Rate(parseRate(down, "--limit-download"));
+  return limits;
 }
 
 function isDirectory(p: string): boolean {

@@ -35,6 +35,9 @@ export interface Config {
   checksums?: "when_required" | "when_supported";
   /** S3 storage class of data objects (metas, key and kit stay STANDARD). */
   storageClass?: string;
+  /** `[s3] limit_upload` / `limit_download`, as written (rates). */
+  limitUpload?: string;
+  limitDownload?: string;
   /** `[s3] timeout`, as written (a duration). */
   timeout?: string;
   /** `[backup]`: what backups leave out (each list in the order written). */
@@ -106,6 +109,9 @@ export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Conf
   set("caBundle", get("s3", "ca_bundle"));
   const timeout = get("s3", "timeout");
   if (timeout !== undefined) config.timeout = timeout;
+  const up = get("s3", "limit_upload"), down = get("s3", "limit_download");
+  if (up !== undefined) config.limitUpload = up;
+  if (down !== undefined) config.limitDownload = down;
   const sc = get("s3", "storage_class");
   if (sc !== undefined) config.storageClass = checkStorageClass(sc, path);
   const cs = get("s3", "checksums");
@@ -150,6 +156,8 @@ const KNOWN: Record<string, string[]> = {
     "checksums",
     "storage_class",
     "timeout",
+    "limit_upload",
+    "limit_download",
   ],
   backup: ["exclude", "exclude_file", "exclude_if_present", "one_file_system"],
 };

@@ -65,6 +65,10 @@ const OPTION_HELP: Record<string, string> = {
   "restore-days": "      --restore-days N    keep their readable copies N days (default 3)",
   wait:
     "      --wait              wait (polling) for archived objects' copies; else exit 7, run again",
+  "limit-upload":
+    "      --limit-upload RATE   upload at most RATE bytes/s in all (500K, 2M; [s3] limit_upload)",
+  "limit-download":
+    "      --limit-download RATE download at most RATE bytes/s in all (500K, 2M; [s3] limit_download)",
   "cache-dir": "      --cache-dir DIR     the local cache (default: the platform's cache folder)",
   region: "      --region REGION     S3 region (also AWS_REGION, [s3] region)",
   profile: "      --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)",

@@ -134,3 +134,16 @@ export function parseRestoreDays(v: string): number {
   }
   return n;
 }
+
+/** A rate in bytes a second: `500K`, `2M`, `1.5M`, `1G` (K = 1024), or plain bytes. */
+export function parseRate(v: string, where: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMG]?)(?:i?B)?(?:\/s)?$/i.exec(v.trim());
+  const unit = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(m?.[2] ?? "").toUpperCase()];
+  const n = m && unit ? Number(m[1]) * unit : NaN;
+  if (!(n >= 1024)) {
+    throw new UsageError(
+      `${where} ${JSON.stringify(v)}: use a rate such as 500K, 2M or 1.5M (at least 1K)`,
+    );
+  }
+  return Math.round(n);
+}
