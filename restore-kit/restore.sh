@@ -669,7 +669,7 @@ thaw_request() {
   else
     case "$out" in
     *RestoreAlreadyInProgress*) echo ongoing ;;
-    *) printf 'error %s\n' "$(printf '%s\n' "$out" | sed -n '/./{p;q;}')" ;;
+    *) printf 'error %s\n' "${out%%$'\n'*}" ;;
     esac
   fi
 }
@@ -770,7 +770,7 @@ main() {
   store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
 
-  need cat chmod chown comm cp cut date df id ln mkdir mktemp mv rm rmdir sed sleep sort tail touch tr uname uniq wc
+  need cat chmod chown comm cp cut date df id ln mkdir mktemp mv rm rmdir sleep sort tail touch tr uname uniq wc
   check_openssl
   kit_init
   pick_md5

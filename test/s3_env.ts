@@ -122,12 +122,18 @@ export function uniqueBucketName(label = "t"): string {
  */
 export async function makeBucket(
   target: S3Target,
+  opts: { objectLock?: boolean } = {},
 ): Promise<{ bucket: string; env: Record<string, string> }> {
   requireTarget(target);
   const bucket = uniqueBucketName(target.label);
   const client = targetClient(target);
   try {
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    await client.send(
+      new CreateBucketCommand({
+        Bucket: bucket,
+        ...(opts.objectLock ? { ObjectLockEnabledForBucket: true } : {}),
+      }),
+    );
   } finally {
     client.destroy();
   }

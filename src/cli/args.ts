@@ -97,6 +97,9 @@ export interface Command {
   /** backup: upload rate; restore, verify: download rate (as given: 2M). */
   limitUpload?: string;
   limitDownload?: string;
+  /** backup: Object Lock retention (a duration) and its mode, as given. */
+  retain?: string;
+  retainMode?: string;
   /** unlock: remove live locks too. */
   force?: boolean;
   /** passwd: the new password's file (else S3BACKUP_NEW_PASSWORD, else a prompt). */
@@ -137,6 +140,8 @@ const OPTIONS = {
   "restore-days": { type: "string" },
   wait: { type: "boolean", default: false },
   "limit-upload": { type: "string" },
+  retain: { type: "string" },
+  "retain-mode": { type: "string" },
   "limit-download": { type: "string" },
   config: { type: "string" },
   "password-file": { type: "string" },
@@ -289,6 +294,8 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("restoreDays", v["restore-days"]);
   if (v.wait) cmd.wait = true;
   opt("limitUpload", v["limit-upload"]);
+  opt("retain", v.retain);
+  opt("retainMode", v["retain-mode"]);
   opt("limitDownload", v["limit-download"]);
   return cmd;
 }
@@ -372,6 +379,8 @@ export const TAKES: Record<CommandName, string[]> = {
     "skip-if-unchanged",
     "lock-wait",
     "limit-upload",
+    "retain",
+    "retain-mode",
     "json",
   ],
   restore: [

@@ -51,6 +51,12 @@ import {
   parseSubset,
 } from "./values.ts";
 import { DEFAULT_RESTORE_REQUEST, type ThawOptions } from "../repo/thaw.ts";
+import {
+  checkObjectLock,
+  retaining,
+  retentionAt,
+  type RetentionPolicy,
+} from "../repo/retention.ts";
 
 interface Context {
   cmd: Command;
@@ -219,7 +225,12 @@ async function runBackup(ctx: Context): Promise<number> {
   const storageClass = cmd.storageClass === undefined
     ? ctx.config.storageClass
     : checkStorageClass(cmd.storageClass, "--storage-class");
-  const store = storeOf(ctx);
+  const retention = retentionOf(ctx);
+  let store = storeOf(ctx);
+  if (retention !== undefined && !cmd.simulate) {
+    await checkObjectLock(store);
+    store = retaining(store, retentionAt(retention, new Date()));
+  }
   // The key's GET is also the look at the bucket (a missing one: RepositoryNotFoundError).
   const key = await loadOptional(store, KEY_NAME);
   if (key === null && await isLegacyStore(store)) {
@@ -240,11 +251,28 @@ async function runBackup(ctx: Context): Promise<number> {
     ...(storageClass ? { storageClass } : {}),
     ...(cmd.skipIfUnchanged ? { skipIfUnchanged: true } : {}),
     excludes: excludesOf(ctx),
+    ...(retention ? { retention } : {}),
     lock: lockOptionsOf(ctx),
     ...filesCacheOf(cmd),
   }, ui.onBackupEvent);
   ui.backupSummary(summary);
   return summary.skipped > 0 ? ExitCode.partial : ExitCode.ok;
+}
+
+/** --retain and --retain-mode (else the ini's), or undefined. */
+function retentionOf(ctx: Context): RetentionPolicy | undefined {
+  const retain = ctx.cmd.retain ?? ctx.config.retain;
+  const mode = (ctx.cmd.retainMode ?? ctx.config.retainMode ?? "governance").toLowerCase();
+  if (mode !== "governance" && mode !== "compliance") {
+    throw new UsageError(`--retain-mode ${JSON.stringify(mode)}: use governance or compliance`);
+  }
+  if (retain === undefined) {
+    if (ctx.cmd.retainMode !== undefined) throw new UsageError("--retain-mode needs --retain");
+    return undefined;
+  }
+  const retainMs = parseDuration(retain);
+  if (retainMs < 86_400_000) throw new UsageError(`--retain ${retain}: use at least 1d`);
+  return { mode: mode === "governance" ? "GOVERNANCE" : "COMPLIANCE", retainMs };
 }
 
 /**

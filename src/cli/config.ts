@@ -43,6 +43,9 @@ export interface Config {
   /** `[backup]`: what backups leave out (each list in the order written). */
   backup: { exclude: string[]; excludeFile: string[]; excludeIfPresent: string[] };
   oneFileSystem?: boolean;
+  /** `[backup] retain` / `retain_mode`, as written. */
+  retain?: string;
+  retainMode?: string;
   /** Warnings for the user (e.g. a password readable by others). */
   warnings: string[];
 }
@@ -135,6 +138,10 @@ function readBackupSection(ini: Ini, path: string, config: Config): void {
     excludeFile: all("exclude_file"),
     excludeIfPresent: all("exclude_if_present"),
   };
+  const retain = iniGet(ini, "backup", "retain", path);
+  if (retain) config.retain = retain;
+  const mode = iniGet(ini, "backup", "retain_mode", path);
+  if (mode) config.retainMode = mode;
   const ofs = iniGet(ini, "backup", "one_file_system", path)?.toLowerCase();
   if (ofs === undefined || ofs === "") return;
   const yes = ["1", "yes", "true", "on"].includes(ofs);
@@ -159,7 +166,14 @@ const KNOWN: Record<string, string[]> = {
     "limit_upload",
     "limit_download",
   ],
-  backup: ["exclude", "exclude_file", "exclude_if_present", "one_file_system"],
+  backup: [
+    "exclude",
+    "exclude_file",
+    "exclude_if_present",
+    "one_file_system",
+    "retain",
+    "retain_mode",
+  ],
 };
 
 /** A warning for each section and key s3backup does not read (DEFAULT's keys are for `%(...)s`). */

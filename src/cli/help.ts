@@ -69,6 +69,10 @@ const OPTION_HELP: Record<string, string> = {
     "      --limit-upload RATE   upload at most RATE bytes/s in all (500K, 2M; [s3] limit_upload)",
   "limit-download":
     "      --limit-download RATE download at most RATE bytes/s in all (500K, 2M; [s3] limit_download)",
+  retain:
+    "      --retain DURATION   S3 Object Lock: protect what the backup names for DURATION (30d)",
+  "retain-mode":
+    "      --retain-mode M     governance (default) or compliance ([backup] retain_mode)",
   "cache-dir": "      --cache-dir DIR     the local cache (default: the platform's cache folder)",
   region: "      --region REGION     S3 region (also AWS_REGION, [s3] region)",
   profile: "      --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)",

@@ -153,9 +153,9 @@ export class Ui {
     const skipped = s.skipped > 0 ? `, ${s.skipped} skipped` : "";
     const excluded = s.excluded > 0 ? `, ${s.excluded} excluded` : "";
     const cached = s.filesFromCache > 0 ? `, ${s.filesFromCache} unchanged (not read)` : "";
-    const aborted = s.uploadsAborted > 0
-      ? `; ${s.uploadsAborted} abandoned multipart uploads aborted`
-      : "";
+    const aborted =
+      (s.uploadsAborted > 0 ? `; ${s.uploadsAborted} abandoned multipart uploads aborted` : "") +
+      (s.retentionExtended > 0 ? `; retention extended on ${s.retentionExtended} objects` : "");
     this.out(
       `${what}: ${s.files} files, ${s.dirs} dirs, ${s.links} links, ${formatBytes(s.bytes)}; ` +
         `${s.newObjects} new objects, ${formatBytes(s.bytesUploaded)} ${verb}${cached}` +
@@ -442,6 +442,9 @@ export class Ui {
       `prune${s.dryRun ? " (dry run, nothing removed)" : ""}: kept ${s.metasKept} backups, ` +
         `${would} ${s.metasRemoved.length}; ${data}${young}` +
         (s.uploadsAborted > 0 ? `; ${s.uploadsAborted} abandoned multipart uploads aborted` : "") +
+        (s.retained.length > 0
+          ? `; ${s.retained.length} kept by Object Lock retention (they go once it ends)`
+          : "") +
         "; " +
         `${(s.durationMs / 1000).toFixed(1)}s`,
     );

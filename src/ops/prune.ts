@@ -28,7 +28,7 @@ import {
   loadMeta,
   type Repository,
 } from "../repo/repository.ts";
-import type { ObjectInfo } from "../store/store.ts";
+import type { ObjectInfo, Store } from "../store/store.ts";
 import { CorruptDataError, S3BackupError, UsageError } from "../util/errors.ts";
 import { pool } from "../util/pool.ts";
 
@@ -169,6 +169,12 @@ export interface PruneSummary {
   graceMs: number;
   /** Multipart uploads of killed runs (over a day old) that were aborted. */
   uploadsAborted: number;
+  /**
+   * Metas and objects the policy would remove that the store keeps under Object Lock
+   * retention (not an error: they go once it ends); on a versioned bucket the versions that
+   * may go are removed, so that their storage is freed.
+   */
+  retained: string[];
   durationMs: number;
 }
 
@@ -225,9 +231,19 @@ async function planRemovals(
   const kept = decisions.filter((d) => d.keep).map((d) => d.meta.key);
   const removed = decisions.filter((d) => !d.keep).map((d) => d.meta.key);
 
-  // Everything the kept metas use. One that does not open stops the prune here.
   const referenced = new Set<string>();
-  await pool(kept, opts.concurrency ?? 4, async (key) => {
+  await addReferences(repo, kept, referenced, opts);
+  return { kept, removed, objects: [...listing.objects.values()], referenced };
+}
+
+/** Adds what the metas `keys` use to `referenced`. One that does not open stops the prune. */
+async function addReferences(
+  repo: Repository,
+  keys: string[],
+  referenced: Set<string>,
+  opts: PruneOptions,
+): Promise<void> {
+  await pool(keys, opts.concurrency ?? 4, async (key) => {
     let meta;
     try {
       meta = await loadMeta(repo, key);
@@ -240,7 +256,19 @@ async function planRemovals(
     }
     for (const e of meta.entries) if (e.md5 !== undefined) referenced.add(e.md5);
   }, opts.signal);
-  return { kept, removed, objects: [...listing.objects.values()], referenced };
+}
+
+/**
+ * Removes `names`: on a versioned bucket every version that may go (a meta or object kept by
+ * its retention is returned); else the objects.
+ */
+async function removeAll(store: Store, names: string[], versioned: boolean): Promise<string[]> {
+  if (names.length === 0) return [];
+  if (!versioned || store.removeVersions === undefined) {
+    await store.remove(names);
+    return [];
+  }
+  return (await store.removeVersions(names)).retained.sort();
 }
 
 /** Deletes the metas outside the policy, then (unless backups run) the old unused objects. */
@@ -255,7 +283,10 @@ async function remove(
   const store = repo.store;
   const graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
   opts.signal?.throwIfAborted();
-  if (!opts.dryRun && plan.removed.length > 0) await store.remove(plan.removed);
+  const versioned = !opts.dryRun && (await store.versioning?.()) === true;
+  const retained = opts.dryRun ? [] : await removeAll(store, plan.removed, versioned);
+  // A meta kept by its retention still names its objects.
+  await addReferences(repo, retained, plan.referenced, opts);
 
   const unreferenced = plan.objects.filter((o) => !plan.referenced.has(o.name));
   const cutoff = now.getTime() - graceMs;
@@ -268,14 +299,16 @@ async function remove(
   else {
     for (const o of old) onEvent({ type: "object", name: o.name, size: o.size });
     opts.signal?.throwIfAborted();
-    if (!opts.dryRun && old.length > 0) await store.remove(old.map((o) => o.name));
-    objectsRemoved = old.length;
-    bytesRemoved = old.reduce((n, o) => n + o.size, 0);
+    const kept = opts.dryRun ? [] : await removeAll(store, old.map((o) => o.name), versioned);
+    retained.push(...kept);
+    const removed = old.filter((o) => !kept.includes(o.name));
+    objectsRemoved = removed.length;
+    bytesRemoved = removed.reduce((n, o) => n + o.size, 0);
   }
   return {
     dryRun: opts.dryRun,
     metasKept: plan.kept.length,
-    metasRemoved: plan.removed,
+    metasRemoved: plan.removed.filter((k) => !retained.includes(k)),
     objectsReferenced: plan.referenced.size,
     objectsUnreferenced: unreferenced.length,
     objectsRemoved,
@@ -286,5 +319,6 @@ async function remove(
     backupLocks,
     graceMs,
     uploadsAborted: 0,
+    retained,
   };
 }

@@ -30,11 +30,19 @@ export interface RestoreRequest {
   tier: "Bulk" | "Standard" | "Expedited";
 }
 
+/** S3 Object Lock retention of one object version. */
+export interface ObjectRetention {
+  mode: "GOVERNANCE" | "COMPLIANCE";
+  until: Date;
+}
+
 export interface SaveOptions {
   /** The exact byte count of a stream, when known. A stream of another length fails the save. */
   size?: number;
   /** Aborting stops the save; nothing is stored and `signal.reason` is thrown. */
   signal?: AbortSignal;
+  /** S3 Object Lock: the object is written under this retention (the bucket must have it). */
+  retention?: ObjectRetention;
   /** S3 storage class (`STANDARD_IA`, `DEEP_ARCHIVE`, ...); the local store ignores it. */
   storageClass?: string;
   /**
@@ -98,8 +106,50 @@ export interface Store {
    * or `in progress` when one was asked for already. Stores without archive classes lack it.
    */
   requestRestore?(name: string, req: RestoreRequest): Promise<"requested" | "in progress">;
+  /** Whether the bucket has Object Lock enabled. Stores without it lack this. */
+  objectLock?(): Promise<boolean>;
+  /** Whether the bucket keeps old versions (versioning enabled or suspended). */
+  versioning?(): Promise<boolean>;
+  /**
+   * Removes every version of each of `names` (and their delete markers) that the store lets
+   * go: the names of which a version is kept (under Object Lock retention) are returned.
+   */
+  removeVersions?(names: string[]): Promise<{ retained: string[] }>;
+  /** Sets the retention of the current version of `name` (S3 PutObjectRetention). */
+  retain?(name: string, r: ObjectRetention): Promise<void>;
   /** Makes every object saved with `deferSync` durable (before the meta that names them). */
   flush?(): Promise<void>;
+}
+
+/**
+ * A store that does what `inner` does, but for the calls in `over` (wrappers: throttle.ts,
+ * repo/retention.ts). Optional calls stay absent when `inner` lacks them.
+ */
+export function wrapStore(inner: Store, over: Partial<Store>): Store {
+  const optional = [
+    "abortUploads",
+    "flush",
+    "requestRestore",
+    "objectLock",
+    "retain",
+    "versioning",
+    "removeVersions",
+  ] as const;
+  const store: Store = {
+    location: inner.location,
+    kind: inner.kind,
+    checkExists: () => inner.checkExists(),
+    save: (name, data, opts) => inner.save(name, data, opts),
+    load: (name) => inner.load(name),
+    stat: (name) => inner.stat(name),
+    list: (prefix) => inner.list(prefix),
+    remove: (names, opts) => inner.remove(names, opts),
+  };
+  for (const k of optional) {
+    // deno-lint-ignore no-explicit-any
+    if (inner[k] !== undefined) (store as any)[k] = (...a: unknown[]) => (inner[k] as any)(...a);
+  }
+  return Object.assign(store, over);
 }
 
 /**

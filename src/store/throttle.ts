@@ -5,7 +5,7 @@
  * one chunk of at most CHUNK bytes.
  */
 import { pause } from "../util/pause.ts";
-import type { ObjectInfo, RemoveOptions, RestoreRequest, SaveOptions, Store } from "./store.ts";
+import { type SaveOptions, type Store, wrapStore } from "./store.ts";
 
 /** Chunks are cut to this size, so that one transfer does not hold the rate for long. */
 const CHUNK = 64 * 1024;
@@ -52,12 +52,9 @@ export interface Limits {
 
 /** `inner` with its saves and loads held to `limits` (the other calls pass straight through). */
 export function throttled(inner: Store, limits: Limits): Store {
-  if (limits.upload === undefined && limits.download === undefined) return inner;
   const { upload, download } = limits;
-  const store: Store = {
-    location: inner.location,
-    kind: inner.kind,
-    checkExists: () => inner.checkExists(),
+  if (upload === undefined && download === undefined) return inner;
+  return wrapStore(inner, {
     async save(name: string, data: Uint8Array | ReadableStream<Uint8Array>, opts?: SaveOptions) {
       if (upload === undefined) return await inner.save(name, data, opts);
       if (data instanceof Uint8Array) {
@@ -70,14 +67,5 @@ export function throttled(inner: Store, limits: Limits): Store {
       const body = await inner.load(name);
       return download === undefined ? body : throttleStream(body, download);
     },
-    stat: (name: string): Promise<ObjectInfo | null> => inner.stat(name),
-    list: (prefix?: string) => inner.list(prefix),
-    remove: (names: string[], opts?: RemoveOptions) => inner.remove(names, opts),
-  };
-  if (inner.abortUploads) store.abortUploads = (before) => inner.abortUploads!(before);
-  if (inner.flush) store.flush = () => inner.flush!();
-  if (inner.requestRestore) {
-    store.requestRestore = (name: string, req: RestoreRequest) => inner.requestRestore!(name, req);
-  }
-  return store;
+  });
 }

@@ -15,6 +15,13 @@ import { type Listing, listRepository, type MetaObject } from "../../repo/listin
 import { type LockOptions, withLock } from "../../repo/lock.ts";
 import { MetaSpool } from "../../repo/meta_spool.ts";
 import {
+  extendRetention,
+  extensionDue,
+  retentionAt,
+  type RetentionPolicy,
+  sharedObjects,
+} from "../../repo/retention.ts";
+import {
   abortStaleUploads,
   checkPasswordUnchanged,
   createOnce,
@@ -67,6 +74,11 @@ export interface BackupOptions {
    * and folder (known from the files cache, while that meta exists) and nothing was skipped.
    */
   skipIfUnchanged?: boolean;
+  /**
+   * Object Lock (repo/retention.ts): the store given retains what it writes already; the
+   * contents this backup reuses, the key, descriptor and kit are extended when due.
+   */
+  retention?: RetentionPolicy;
   /** What to leave out (excludes.ts); recorded in the meta's header. */
   excludes?: ExcludeRules;
   /** Lock options (the wait, the notices). */
@@ -108,6 +120,8 @@ export interface BackupSummary {
   warnings: number;
   /** Multipart uploads of killed runs (over a day old) that were aborted. */
   uploadsAborted: number;
+  /** Objects whose retention this run extended (--retain; PutObjectRetention requests). */
+  retentionExtended: number;
   durationMs: number;
   simulate: boolean;
 }
@@ -165,17 +179,22 @@ async function runBackup(
     const contents = await storedContents(store, cache.vouched);
     const state: CacheState = { ...cache.state };
     const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, time);
-    const ctx = { store, repo, opts, uploads: contents.uploads, cache, warn, onEvent };
+    const reused = retentionDue(opts, cache, time) ? new ContentSizes() : null;
+    const ctx = { store, repo, opts, uploads: contents.uploads, cache, warn, onEvent, reused };
     onEvent({ type: "phase", phase: "backing up" });
     const totals = await archive(ctx, out, lookedAt);
     onEvent({ type: "phase", phase: "finishing" });
-    let metaKey: string | null = null;
+    let metaKey: string | null = null, retentionExtended = 0;
     const same = unchangedSince(metas, state, opts, out.meta?.entriesDigest(), warn);
     if (out.meta !== null && repo !== null) {
       await store.flush?.(); // every object durable before the meta that names them
       if (repo.created) await checkKeyKept(repo, contents.uploads);
       const full = contents.full();
       state.kit = await syncKit(store, full?.kit ?? null, state.kit, opts.kit);
+      if (reused !== null) {
+        retentionExtended = await extendReused(store, reused, contents.uploads, opts, time);
+        state.retainedMs = retentionAt(opts.retention!, time).until.getTime();
+      }
       if (same === null) {
         const body = await out.meta.finish();
         const knowledge = { honoursConditional: state.conditional };
@@ -197,6 +216,7 @@ async function runBackup(
       skipped: warn.skipped,
       warnings: warn.count,
       uploadsAborted,
+      retentionExtended,
       durationMs: performance.now() - started,
       simulate: opts.simulate,
     };
@@ -223,6 +243,30 @@ function unchangedSince(
   return last !== undefined && last.name === opts.name && state.entries === digest
     ? last.key
     : null;
+}
+
+/**
+ * Whether this run extends the retention of what it reuses: asked to, and what the files
+ * cache knows of the last extension (while its meta exists) is not enough (retention.ts).
+ */
+function retentionDue(opts: BackupOptions, cache: OpenCache, time: Date): boolean {
+  if (opts.retention === undefined || opts.simulate) return false;
+  return extensionDue(opts.retention, cache.vouched ? cache.state.retainedMs : undefined, time);
+}
+
+/** Extends what this run names and did not store itself, and the shared objects. */
+async function extendReused(
+  store: Store,
+  reused: ContentSizes,
+  uploads: Uploads,
+  opts: BackupOptions,
+  time: Date,
+): Promise<number> {
+  function* names() {
+    for (const md5 of reused.ours()) if (!uploads.stored(md5)) yield md5;
+    yield* sharedObjects([...opts.kit.keys()].map((k) => KIT_PREFIX + k));
+  }
+  return await extendRetention(store, names(), retentionAt(opts.retention!, time), opts.signal);
 }
 
 /** More contents to look up than this (not vouched for by the cache): one listing, no HEADs. */
@@ -317,6 +361,8 @@ function commitCache(cache: FilesCacheWriter | null, state: CacheState, warn: Wa
 }
 
 interface ReadContext {
+  /** With a retention extension due: every content the meta names (set as `ours`). */
+  reused: ContentSizes | null;
   store: Store;
   repo: Repository | null;
   opts: BackupOptions;
@@ -372,6 +418,7 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
       t.bytes += r.size;
       // The facts of the walk's lstat, which the next run compares (the same calls, the same
       // precision: Deno reports ctime in whole seconds). A change after that lstat changes them.
+      c.reused?.set(r.md5, 0, true);
       const rec = recordOf(r.md5, statOf(item.info), lookedAt);
       if (rec !== null) out.cache?.add(item.path, rec);
       await out.meta?.add(entryOf(item, r.info, r.md5, r.size));

@@ -60,6 +60,11 @@ export class ContentSizes {
     if (ours) this.#ours[slot] = 1;
   }
 
+  /** Whether `md5` was set as `ours`. */
+  isOurs(md5: string): boolean {
+    return this.#ours[this.#find(md5)] === 1;
+  }
+
   /** The MD5s (lowercase hex) set as `ours`. */
   *ours(): Generator<string> {
     const hex = (b: number) => b.toString(16).padStart(2, "0");

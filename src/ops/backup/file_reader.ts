@@ -70,6 +70,11 @@ export class Uploads {
     return this.#known.ours();
   }
 
+  /** Whether this run stored `md5`. */
+  stored(md5: string): boolean {
+    return this.#known.isOurs(md5);
+  }
+
   /** True when the store holds `md5`, of `plainSize` bytes, whole (as far as is known). */
   has(md5: string, plainSize: number): boolean {
     return this.#known.get(md5) === encryptedSize(plainSize);

@@ -20,6 +20,7 @@
  *   s3backup-files-cache 3 <repository id>
  *   <md5> <size> <mtime ms> <ctime ms> <inode> <device> <escaped path>     (walk order)
  *   state[ meta=<meta name>][ kit=<sha256>][ swept=<ms>][ conditional=1][ entries=<sha256>]
+ *        [ retained=<ms>]
  *   end <record count> <sha256 of every line above, hex>
  */
 import { createHash } from "node:crypto";
@@ -51,6 +52,8 @@ export interface CacheState {
   conditional?: boolean;
   /** SHA-256 of `meta`'s entry lines (MetaSpool.entriesDigest), for --skip-if-unchanged. */
   entries?: string;
+  /** Every object `meta` names is retained (Object Lock) until at least this (--retain). */
+  retainedMs?: number;
 }
 
 function parseState(line: string): CacheState | null {
@@ -65,6 +68,7 @@ function parseState(line: string): CacheState | null {
     else if (k === "swept" && Number.isSafeInteger(Number(v))) state.sweptMs = Number(v);
     else if (k === "conditional" && v === "1") state.conditional = true;
     else if (k === "entries" && /^[0-9a-f]{64}$/.test(v)) state.entries = v;
+    else if (k === "retained" && Number.isSafeInteger(Number(v))) state.retainedMs = Number(v);
     else return null;
   }
   return state;
@@ -77,6 +81,7 @@ function encodeState(state: CacheState): string {
   if (state.sweptMs !== undefined) f.push(`swept=${state.sweptMs}`);
   if (state.conditional) f.push("conditional=1");
   if (state.entries !== undefined) f.push(`entries=${state.entries}`);
+  if (state.retainedMs !== undefined) f.push(`retained=${state.retainedMs}`);
   return f.join(" ");
 }
 

@@ -1,0 +1,161 @@
+/**
+ * Object Lock retention on a real S3 server (moto enforces it; Ceph RGW when configured): a
+ * backup with --retain sets mode and date on everything it writes but its locks; a retained
+ * version cannot be deleted; a second backup extends nothing, one that comes when less than the
+ * duration is left extends exactly what it reuses; prune reports what is retained and deletes
+ * only what it may.
+ */
+import assert from "node:assert/strict";
+import {
+  DeleteObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  ListObjectVersionsCommand,
+  PutObjectCommand,
+} from "@aws-sdk/client-s3";
+import { kitFiles } from "../src/cli/kit.ts";
+import { KIT_PREFIX } from "../src/format/layout.ts";
+import { backup } from "../src/ops/backup/backup.ts";
+import { openRepository } from "../src/repo/repository.ts";
+import { retaining, retentionAt } from "../src/repo/retention.ts";
+import { PASSWORD, s3backup } from "./faults/harness.ts";
+import { makeBucket, s3Targets, targetClient, targetStore } from "./s3_env.ts";
+
+const DAY = 86_400_000;
+const DATA = /^[0-9a-f]{32}$/;
+
+for (const target of s3Targets()) {
+  Deno.test({
+    name:
+      `retention (${target.label}): --retain locks what a backup writes, extends in steps, prune respects it`,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      const dir = await Deno.makeTempDir({ prefix: "s3backup-retain-" });
+      const { bucket, env } = await makeBucket(target, { objectLock: true });
+      const client = targetClient(target);
+      const src = `${dir}/src`, cache = `${dir}/cache`;
+      const url = `s3://${bucket}`;
+      const run = (args: string[]) => s3backup([...args, "-b", url, "--cache-dir", cache], { env });
+      const json = async (args: string[]) => {
+        const r = await run([...args, "--json"]);
+        assert.equal(r.code, 0, r.stderr);
+        return JSON.parse(r.stdout) as Record<string, unknown>;
+      };
+      const current = async () =>
+        ((await client.send(new ListObjectsV2Command({ Bucket: bucket }))).Contents ?? [])
+          .map((o) => o.Key!);
+      const lockOf = async (key: string, versionId?: string) => {
+        const h = await client.send(
+          new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }),
+        );
+        return { mode: h.ObjectLockMode, until: h.ObjectLockRetainUntilDate?.getTime() };
+      };
+      try {
+        await Deno.mkdir(src);
+        for (let i = 0; i < 3; i++) await Deno.writeTextFile(`${src}/f${i}`, `file ${i}\n`);
+        const bad = await run(["backup", "-f", src, "--retain", "1d", "--retain-mode", "forever"]);
+        assert.equal(bad.code, 2);
+        const t0 = Date.now();
+        const b1 = await json(["backup", "-f", src, "--retain", "1d"]);
+        const keys = await current();
+        const kit = keys.filter((k) => k.startsWith(KIT_PREFIX));
+        assert.equal(b1.retentionExtended, 2 + kit.length, "key, descriptor and kit: no cache yet");
+        for (const k of keys) {
+          const l = await lockOf(k);
+          assert.equal(l.mode, "GOVERNANCE", k);
+          assert.ok(Math.abs(l.until! - (t0 + 1.5 * DAY)) < 120_000, `${k}: ${l.until}`);
+        }
+        assert.equal(keys.filter((k) => DATA.test(k)).length, 3);
+        // The backup's lock was removed: on a versioned bucket its versions stay, unretained.
+        const locks = await client.send(
+          new ListObjectVersionsCommand({ Bucket: bucket, Prefix: "locks/" }),
+        );
+        assert.ok((locks.Versions ?? []).length > 0, "the lock's versions");
+        for (const v of locks.Versions ?? []) {
+          assert.equal(
+            (await lockOf(v.Key!, v.VersionId)).mode,
+            undefined,
+            "a lock is not retained",
+          );
+        }
+        // A retained version cannot be deleted.
+        const data0 = keys.find((k) => DATA.test(k))!;
+        const v0 = (await client.send(
+          new ListObjectVersionsCommand({ Bucket: bucket, Prefix: data0 }),
+        )).Versions![0]!;
+        await assert.rejects(
+          client.send(
+            new DeleteObjectCommand({ Bucket: bucket, Key: data0, VersionId: v0.VersionId }),
+          ),
+        );
+
+        // The next night: nothing to extend (the cache knows the date), the new file retained.
+        await Deno.writeTextFile(`${src}/f3`, "file 3\n");
+        const b2 = await json(["backup", "-f", src, "--retain", "1d"]);
+        assert.equal(b2.retentionExtended, 0);
+        assert.equal(b2.newObjects, 1);
+
+        // 0.6 days later less than a day is left: what it reuses (4 files), key, descriptor and
+        // kit are extended to then + 1.5 days; nothing else.
+        const later = new Date(Date.now() + 0.6 * DAY);
+        const policy = { mode: "GOVERNANCE" as const, retainMs: DAY };
+        const store = retaining(targetStore(target, bucket), retentionAt(policy, later));
+        const repo = await openRepository(store, new TextEncoder().encode(PASSWORD));
+        const b3 = await backup(store, repo, {
+          source: src,
+          name: "src",
+          host: Deno.hostname(),
+          simulate: false,
+          kit: kitFiles({ store: url, endpointUrl: target.endpoint, region: target.region }),
+          filesCache: { dir: `${cache}/files` },
+          retention: policy,
+          now: () => later,
+        });
+        assert.equal(b3.retentionExtended, 4 + 2 + kit.length);
+        const l0 = await lockOf(data0);
+        assert.ok(Math.abs(l0.until! - (later.getTime() + 1.5 * DAY)) < 120_000);
+
+        // Prune: the metas the policy drops are retained (reported, kept); an unreferenced
+        // object without retention is removed, every version of it.
+        const junk = "0123456789abcdef0123456789abcdef";
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: junk, Body: "junk" }));
+        const metasBefore = (await current()).filter((k) => k.startsWith("meta_"));
+        assert.equal(metasBefore.length, 3);
+        const p = await run(["prune", "--keep-last", "1", "--grace", "0", "--json"]);
+        assert.equal(p.code, 0, p.stderr);
+        const pj = JSON.parse(p.stdout);
+        assert.deepEqual(pj.retained, metasBefore.slice(0, 2));
+        assert.deepEqual(pj.metasRemoved, []);
+        assert.equal(pj.objectsRemoved, 1);
+        assert.deepEqual((await current()).filter((k) => k.startsWith("meta_")), metasBefore);
+        const left = await client.send(
+          new ListObjectVersionsCommand({ Bucket: bucket, Prefix: junk }),
+        );
+        assert.deepEqual([...left.Versions ?? [], ...left.DeleteMarkers ?? []], []);
+        const text = await run(["prune", "--keep-last", "1", "--grace", "0"]);
+        assert.match(text.stdout, /2 kept by Object Lock retention/);
+
+        // Without Object Lock: one line, exit 2.
+        const plain = await makeBucket(target);
+        const r = await s3backup([
+          "backup",
+          "-f",
+          src,
+          "-b",
+          `s3://${plain.bucket}`,
+          "--retain",
+          "1d",
+        ], { env });
+        assert.equal(r.code, 2);
+        assert.match(
+          r.stderr,
+          /^s3backup: --retain: the bucket of s3:\/\/\S+ does not have Object Lock enabled/,
+        );
+      } finally {
+        client.destroy();
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
