@@ -100,6 +100,8 @@ export interface Command {
   /** backup: Object Lock retention (a duration) and its mode, as given. */
   retain?: string;
   retainMode?: string;
+  /** Read the bucket as it was at this time (its versions), as given. */
+  asOf?: string;
   /** unlock: remove live locks too. */
   force?: boolean;
   /** passwd: the new password's file (else S3BACKUP_NEW_PASSWORD, else a prompt). */
@@ -141,6 +143,7 @@ const OPTIONS = {
   wait: { type: "boolean", default: false },
   "limit-upload": { type: "string" },
   retain: { type: "string" },
+  "as-of": { type: "string" },
   "retain-mode": { type: "string" },
   "limit-download": { type: "string" },
   config: { type: "string" },
@@ -295,6 +298,7 @@ function commandWith(command: CommandName, v: Values): Command {
   if (v.wait) cmd.wait = true;
   opt("limitUpload", v["limit-upload"]);
   opt("retain", v.retain);
+  opt("asOf", v["as-of"]);
   opt("retainMode", v["retain-mode"]);
   opt("limitDownload", v["limit-download"]);
   return cmd;
@@ -356,6 +360,7 @@ const VERIFY = [
   "restore-days",
   "wait",
   "limit-download",
+  "as-of",
   "json",
 ];
 
@@ -396,9 +401,10 @@ export const TAKES: Record<CommandName, string[]> = {
     "restore-days",
     "wait",
     "limit-download",
+    "as-of",
     "json",
   ],
-  list: ["folder", "name", "simulate", "tsv", "json"],
+  list: ["folder", "name", "simulate", "tsv", "as-of", "json"],
   kit: ["output"],
   verify: VERIFY,
   check: VERIFY,
@@ -416,10 +422,10 @@ export const TAKES: Record<CommandName, string[]> = {
   ],
   passwd: ["new-password-file", "lock-wait"],
   unlock: ["force"],
-  ls: ["meta", "name", "json"],
-  find: ["json"],
-  diff: ["json"],
-  stats: ["json"],
+  ls: ["meta", "name", "as-of", "json"],
+  find: ["as-of", "json"],
+  diff: ["as-of", "json"],
+  stats: ["as-of", "json"],
   help: [],
   version: [],
 };

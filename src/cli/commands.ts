@@ -49,6 +49,7 @@ import {
   parseRestoreDays,
   parseRestoreTier,
   parseSubset,
+  parseTime,
 } from "./values.ts";
 import { DEFAULT_RESTORE_REQUEST, type ThawOptions } from "../repo/thaw.ts";
 import {
@@ -100,6 +101,30 @@ function s3SettingsOf(ctx: Context): S3Settings {
 }
 
 function storeOf(ctx: Context): Store {
+  return throttled(baseStoreOf(ctx), limitsOf(ctx));
+}
+
+/**
+ * The store to read from: with --as-of, the bucket as it was then (its versions), read-only;
+ * else storeOf's.
+ */
+async function readStoreOf(ctx: Context): Promise<Store> {
+  if (ctx.cmd.asOf === undefined) return storeOf(ctx);
+  const time = parseTime(ctx.cmd.asOf, "--as-of");
+  const base = baseStoreOf(ctx);
+  if (base.asOf === undefined) {
+    throw new UsageError(
+      `--as-of needs a versioned S3 bucket; ${base.location} is a local directory`,
+    );
+  }
+  if (!(await base.versioning?.())) {
+    throw new UsageError(`--as-of: the bucket of ${base.location} does not keep versions`);
+  }
+  return throttled(await base.asOf(time), limitsOf(ctx));
+}
+
+/** The store the command line names, without the bandwidth limits. */
+function baseStoreOf(ctx: Context): Store {
   const opts: S3Options = { ...s3SettingsOf(ctx), signal: ctx.signal };
   if (ctx.config.checksums) opts.checksums = ctx.config.checksums;
   const timeout = ctx.cmd.timeout ?? ctx.config.timeout;
@@ -115,7 +140,7 @@ function storeOf(ctx: Context): Store {
         `-b ./${where.bucket}`,
     );
   }
-  return throttled(openStore(where, opts), limitsOf(ctx));
+  return openStore(where, opts);
 }
 
 /**
@@ -308,7 +333,7 @@ function excludesOf(ctx: Context): ExcludeRules {
 }
 
 async function runList(ctx: Context): Promise<number> {
-  const store = storeOf(ctx);
+  const store = await readStoreOf(ctx);
   await store.checkExists();
   const src = passwordSources(ctx, false);
   const havePassword = Boolean(src.env || src.passwordFile || src.passwordCommand || src.ini);
@@ -343,7 +368,7 @@ async function runRestore(ctx: Context): Promise<number> {
   if (info !== null && !info.isDirectory) {
     throw new UsageError(`Cannot restore into ${target}: not a directory`);
   }
-  const store = storeOf(ctx);
+  const store = await readStoreOf(ctx);
   await store.checkExists();
   // Password, repository and meta are checked before anything is written.
   const password = await getPassword(passwordSources(ctx, true), false);
@@ -392,7 +417,7 @@ async function runVerify(ctx: Context): Promise<number> {
     throw new UsageError("Use --read-data or --read-data-subset, not both");
   }
   const subset = cmd.readDataSubset === undefined ? undefined : parseSubset(cmd.readDataSubset);
-  const store = storeOf(ctx);
+  const store = await readStoreOf(ctx);
   await store.checkExists();
   const password = await getPassword(passwordSources(ctx, true), false);
   const { repo, damage } = await openForReading(store, password);
@@ -523,7 +548,7 @@ async function runPasswd(ctx: Context): Promise<number> {
 /** ls, find, diff, stats: the repository opened once, then what each asks for. */
 async function runBrowse(ctx: Context): Promise<number> {
   const { cmd, ui } = ctx;
-  const store = storeOf(ctx);
+  const store = await readStoreOf(ctx);
   await store.checkExists();
   const password = await getPassword(passwordSources(ctx, true), false);
   const { repo } = await openForReading(store, password);

@@ -73,6 +73,8 @@ const OPTION_HELP: Record<string, string> = {
     "      --retain DURATION   S3 Object Lock: protect what the backup names for DURATION (30d)",
   "retain-mode":
     "      --retain-mode M     governance (default) or compliance ([backup] retain_mode)",
+  "as-of":
+    "      --as-of TIME        read the bucket as it was then (versions; 2026-11-30T14:00Z, 3d ago)",
   "cache-dir": "      --cache-dir DIR     the local cache (default: the platform's cache folder)",
   region: "      --region REGION     S3 region (also AWS_REGION, [s3] region)",
   profile: "      --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)",

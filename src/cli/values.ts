@@ -147,3 +147,23 @@ export function parseRate(v: string, where: string): number {
   }
   return Math.round(n);
 }
+
+/**
+ * A point in time: ISO 8601 (`2026-11-30`, `2026-11-30T14:00:00Z`; a date alone is midnight UTC),
+ * or a duration ago (`3d`, `12h`).
+ */
+export function parseTime(v: string, where: string): Date {
+  const t = v.trim();
+  if (/^(\d+(\.\d+)?[smhdw])+$/.test(t)) return new Date(Date.now() - parseDuration(t));
+  const d = /^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?)?$/.test(t)
+    ? new Date(/[T ]\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(t) ? `${t}Z` : t)
+    : new Date(NaN);
+  if (Number.isNaN(d.getTime())) {
+    throw new UsageError(
+      `${where} ${
+        JSON.stringify(v)
+      }: use a time such as 2026-11-30, 2026-11-30T14:00:00Z or 3d (ago)`,
+    );
+  }
+  return d;
+}

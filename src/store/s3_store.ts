@@ -285,13 +285,17 @@ export class S3Store implements Store {
     }
   }
 
-  async load(name: string): Promise<ReadableStream<Uint8Array>> {
+  async load(name: string, versionId?: string): Promise<ReadableStream<Uint8Array>> {
     checkObjectName(name);
     let body;
     let length: number | undefined;
     try {
       const out = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: this.key(name) }),
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: this.key(name),
+          ...(versionId ? { VersionId: versionId } : {}),
+        }),
         this.#opts(),
       );
       body = out.Body;
@@ -416,6 +420,32 @@ export class S3Store implements Store {
     return { retained: [...retained] };
   }
 
+  /**
+   * The store as it was at `time`, read-only (--as-of): each name's newest version written at
+   * or before then, unless that is a delete marker; later versions and delete markers are not
+   * seen. One listing of every version, kept in memory.
+   */
+  async asOf(time: Date): Promise<Store> {
+    const base = this.prefix ? this.prefix.length + 1 : 0;
+    const at = new Map<string, { info: ObjectInfo; versionId: string } | null>();
+    const newest = new Map<string, number>();
+    for await (const { key, versionId, time: t, v } of this.#versions("")) {
+      if (t.getTime() > time.getTime() || t.getTime() <= (newest.get(key) ?? -Infinity)) continue;
+      newest.set(key, t.getTime());
+      const name = key.slice(base);
+      if (v.deleteMarker) {
+        at.set(name, null);
+        continue;
+      }
+      const info: ObjectInfo = { name, size: v.Size ?? 0, mtime: t };
+      const etag = v.ETag?.replace(/^"|"$/g, "");
+      if (etag) info.etag = etag;
+      if (v.StorageClass) info.storageClass = v.StorageClass;
+      at.set(name, { info, versionId });
+    }
+    return versionView(this, at, time);
+  }
+
   /** Every version and delete marker under `prefix` (keys with the store's prefix). */
   async *#versions(prefix: string) {
     const base = this.prefix ? `${this.prefix}/` : "";
@@ -437,7 +467,13 @@ export class S3Store implements Store {
       }
       const all = [
         ...(page.Versions ?? []).map((v) => ({ ...v, deleteMarker: false })),
-        ...(page.DeleteMarkers ?? []).map((v) => ({ ...v, deleteMarker: true })),
+        ...(page.DeleteMarkers ?? []).map((v) => ({
+          ...v,
+          deleteMarker: true,
+          Size: 0,
+          ETag: undefined,
+          StorageClass: undefined,
+        })),
       ];
       for (const v of all) {
         if (v.Key === undefined || v.VersionId === undefined || !v.Key.startsWith(base)) continue;
@@ -842,5 +878,33 @@ function lockParams(opts: SaveOptions, bytes?: Uint8Array) {
     ObjectLockMode: r.mode,
     ObjectLockRetainUntilDate: r.until,
     ...(bytes ? { ContentMD5: createHash("md5").update(bytes).digest("base64") } : {}),
+  };
+}
+
+/** A read-only view of `store` through the versions of `at` (S3Store.asOf). */
+function versionView(
+  store: S3Store,
+  at: Map<string, { info: ObjectInfo; versionId: string } | null>,
+  time: Date,
+): Store {
+  const readOnly = () =>
+    Promise.reject(
+      new UsageError(`${store.location} as of ${time.toISOString()} is read-only (--as-of)`),
+    );
+  return {
+    location: store.location,
+    kind: store.kind,
+    checkExists: () => store.checkExists(),
+    save: readOnly,
+    remove: readOnly,
+    async load(name) {
+      const v = at.get(name);
+      if (!v) throw new ObjectNotFoundError(name);
+      return await store.load(name, v.versionId);
+    },
+    stat: (name) => Promise.resolve(at.get(name)?.info ?? null),
+    async *list(prefix = "") {
+      for (const [name, v] of at) if (v && name.startsWith(prefix)) yield v.info;
+    },
   };
 }

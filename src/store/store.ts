@@ -115,6 +115,11 @@ export interface Store {
    * go: the names of which a version is kept (under Object Lock retention) are returned.
    */
   removeVersions?(names: string[]): Promise<{ retained: string[] }>;
+  /**
+   * The store as it was at `time` (a versioned bucket: each name's newest version written by
+   * then, delete markers and later versions ignored), read-only.
+   */
+  asOf?(time: Date): Promise<Store>;
   /** Sets the retention of the current version of `name` (S3 PutObjectRetention). */
   retain?(name: string, r: ObjectRetention): Promise<void>;
   /** Makes every object saved with `deferSync` durable (before the meta that names them). */
