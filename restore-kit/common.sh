@@ -360,6 +360,7 @@ store_init() {
     STORE_DIR=$(cd -- "$spec" && pwd -P) || die "cannot enter $spec"
     ;;
   esac
+  if [ -n "$AS_OF" ]; then as_of_index; fi
 }
 
 store_desc() {
@@ -393,7 +394,7 @@ first_line() {
 # store_get NAME DEST: fetch one object. On failure returns 1 with STORE_ERR = "missing" when
 # the object does not exist, else a message.
 store_get() {
-  local name=$1 dest=$2 err
+  local name=$1 dest=$2 err version=()
   STORE_ERR=""
   if [ "$STORE_KIND" = dir ]; then
     if [ ! -f "$STORE_DIR/$name" ]; then
@@ -406,8 +407,15 @@ store_get() {
     fi
     return 0
   fi
-  if aws_run s3api get-object --bucket "$STORE_BUCKET" --key "$STORE_PREFIX$name" "$dest" \
-    >/dev/null 2>"$KIT_TMP/aws.err"; then
+  if [ -n "$AS_OF" ]; then
+    if ! as_of_version "$name"; then
+      STORE_ERR=missing
+      return 1
+    fi
+    version=(--version-id "$AS_OF_VID")
+  fi
+  if aws_run s3api get-object --bucket "$STORE_BUCKET" --key "$STORE_PREFIX$name" \
+    ${version[@]+"${version[@]}"} "$dest" >/dev/null 2>"$KIT_TMP/aws.err"; then
     return 0
   fi
   err=$(cat -- "$KIT_TMP/aws.err")
@@ -512,6 +520,10 @@ store_list_metas() {
       sz=${sz##* }
       printf '%s\n' "$n $sz" >>"$raw"
     done
+  elif [ -n "$AS_OF" ]; then
+    while IFS=' ' read -r n _ sz; do
+      if is_meta_name "$n"; then printf '%s\n' "$n $sz" >>"$raw"; fi
+    done <"$AS_OF_INDEX"
   else
     rc=0
     aws_run s3 ls "s3://$STORE_BUCKET/${STORE_PREFIX}meta_" >"$KIT_TMP/ls.out" 2>"$KIT_TMP/ls.err" || rc=$?
@@ -708,6 +720,73 @@ meta_open() {
 # The kit's command line, one parser for every script:
 #   [--only PATH]... [--overwrite] [--count] [--endpoint-url URL] [--region R]
 #   [--password-file F] POSITIONAL...
+# ---------------------------------------------------------------------------------------------
+# --as-of TIME: a versioned bucket as it was then (FORMAT.md 8): each name's newest version
+# written at or before TIME, unless that is a delete marker.
+# ---------------------------------------------------------------------------------------------
+
+AS_OF_INDEX=""
+AS_OF_VID=""
+
+# as_of_time TEXT: AS_OF (YYYY-MM-DDTHH:MM:SS, UTC) from 2026-11-30 or 2026-11-30T14:00[:00[.5]]Z.
+as_of_time() {
+  case "$1" in
+  [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]) AS_OF="$1T00:00:00" ;;
+  [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]Z) AS_OF="${1%Z}:00" ;;
+  [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z | \
+    [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].*Z) AS_OF=${1:0:19} ;;
+  *) die "--as-of: use a UTC time such as 2026-11-30T14:00:00Z, or a date" "$EXIT_USAGE" ;;
+  esac
+}
+
+# as_of_list QUERY OUT: the versions (or delete markers) QUERY selects, "name time id [size]".
+as_of_list() {
+  local k t v sz rc=0
+  aws_run s3api list-object-versions --bucket "$STORE_BUCKET" --prefix "$STORE_PREFIX" \
+    --query "$1" --output text >"$2.raw" 2>"$KIT_TMP/versions.err" || rc=$?
+  if [ "$rc" -ne 0 ]; then die "cannot list the versions in $(store_desc): $(first_line "$KIT_TMP/versions.err")"; fi
+  : >"$2"
+  while IFS="$TAB" read -r k t v sz || [ -n "$k" ]; do
+    if [ "$k" = None ] || [ -z "$v" ]; then continue; fi
+    t=${t:0:19}
+    if [[ "$t" > "$AS_OF" ]]; then continue; fi
+    printf '%s %s %s %s\n' "${k#"$STORE_PREFIX"}" "$t" "${v%"$CR"}" "${sz%"$CR"}" >>"$2"
+  done <"$2.raw"
+}
+
+# as_of_index: AS_OF_INDEX, "name version-id size" for each object there at AS_OF, by name.
+as_of_index() {
+  local n t v sz last="" lastline=""
+  if [ "$STORE_KIND" != s3 ]; then die "--as-of needs a versioned S3 bucket" "$EXIT_USAGE"; fi
+  as_of_list 'Versions[].[Key,LastModified,VersionId,Size]' "$KIT_TMP/v.versions"
+  as_of_list 'DeleteMarkers[].[Key,LastModified,VersionId]' "$KIT_TMP/v.markers"
+  while IFS=' ' read -r n t v _; do printf '%s %s %s -\n' "$n" "$t" "$v"; done \
+    <"$KIT_TMP/v.markers" >>"$KIT_TMP/v.versions"
+  AS_OF_INDEX=$KIT_TMP/v.index
+  : >"$AS_OF_INDEX"
+  # By name, then time: the last line of a name is its newest version (or marker) by then.
+  LC_ALL=C sort -k1,1 -k2,2 "$KIT_TMP/v.versions" >"$KIT_TMP/v.sorted"
+  while IFS=' ' read -r n t v sz; do
+    if [ "$n" != "$last" ] && [ -n "$lastline" ]; then
+      case "$lastline" in *" -") ;; *) printf '%s\n' "$lastline" >>"$AS_OF_INDEX" ;; esac
+    fi
+    last=$n
+    lastline="$n $v $sz"
+  done <"$KIT_TMP/v.sorted"
+  if [ -n "$lastline" ]; then
+    case "$lastline" in *" -") ;; *) printf '%s\n' "$lastline" >>"$AS_OF_INDEX" ;; esac
+  fi
+}
+
+# as_of_version NAME: AS_OF_VID, its version at AS_OF; 1 when it was not there.
+as_of_version() {
+  local line
+  line=$(printf '%s\n' "$1" | LC_ALL=C join -j 1 - "$AS_OF_INDEX") || line=""
+  if [ -z "$line" ]; then return 1; fi
+  line=${line#* }
+  AS_OF_VID=${line%% *}
+}
+
 # parse_kit_args N OPTIONS "$@": N positionals (3: STORE SPEC TARGET, 1: STORE); OPTIONS lists
 # the script's own options among "only overwrite count". Sets the ARG_* globals and ONLY /
 # ONLY_HIT / ONLY_N; a bad command line exits with EXIT_USAGE (the script defines usage()).
@@ -721,6 +800,7 @@ ARG_REGION=""
 ARG_PWFILE=""
 ARG_OVERWRITE=0
 ARG_COUNT=0
+AS_OF=""
 ARG_RESTORE_TIER=Standard
 ARG_RESTORE_DAYS=3
 ARG_WAIT=0
@@ -744,6 +824,7 @@ parse_kit_args() {
     --overwrite) kit_option_ok overwrite "$options"; ARG_OVERWRITE=1; shift; continue ;;
     --count) kit_option_ok count "$options"; ARG_COUNT=1; shift; continue ;;
     --wait) kit_option_ok thaw "$options"; ARG_WAIT=1; shift; continue ;;
+    --as-of) if [ $# -lt 2 ]; then die "--as-of needs a TIME" "$EXIT_USAGE"; fi; as_of_time "$2"; shift 2; continue ;;
     --restore-tier | --restore-days)
       kit_option_ok thaw "$options"
       if [ $# -lt 2 ]; then die "$1 needs a value" "$EXIT_USAGE"; fi

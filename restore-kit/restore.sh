@@ -6,7 +6,7 @@
 #
 # usage: restore.sh [--only PATH]... [--endpoint-url URL] [--password-file FILE] [--region R]
 #                   [--restore-tier Bulk|Standard|Expedited] [--restore-days N] [--wait]
-#                   <s3://bucket[/prefix] | DIR> <meta-name | latest | backup-name> <target-dir>
+#                   [--as-of TIME] <s3://bucket[/prefix] | DIR> <meta-name | latest | backup-name> <target-dir>
 
 set -euo pipefail
 
@@ -25,7 +25,7 @@ usage() {
   cat <<'EOF'
 usage: restore.sh [--only PATH]... [--endpoint-url URL] [--password-file FILE] [--region R]
                   [--restore-tier Bulk|Standard|Expedited] [--restore-days N] [--wait]
-                  <s3://bucket[/prefix] | DIR> <meta-name | latest | backup-name> <target-dir>
+                  [--as-of TIME] <s3://bucket[/prefix] | DIR> <meta-name | latest | backup-name> <target-dir>
 
 Restores one backup into target-dir (created if needed). "latest" is the newest backup; a
 backup name (e.g. "nightly") is the newest backup of that name. --only PATH (repeatable)
@@ -33,7 +33,8 @@ restores only PATH and what is under it. The password comes from --password-file
 line), else $S3BACKUP_PASSWORD, else a prompt on the terminal. Objects in GLACIER or
 DEEP_ARCHIVE are asked to be restored (--restore-tier, default Standard; --restore-days,
 default 3); --wait polls until they are readable, else the rest is restored and the exit code
-is 7: run the same command again later.
+is 7: run the same command again later. --as-of 2026-11-30T14:00:00Z reads a versioned
+bucket as it was then (older versions, later delete markers and overwrites ignored).
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some entries failed), 4 wrong password,
 7 archived objects requested (run again later).
@@ -510,7 +511,9 @@ flush_batch() {
   if [ "$BATCH_N" -eq 0 ]; then return 0; fi
   : >"$KIT_TMP/batch.err"
   mkdir -p -- "$obj"
-  if [ "$BATCH_N" -le 2 ]; then
+  if [ -n "$AS_OF" ]; then
+    fetch_versions "$obj"
+  elif [ "$BATCH_N" -le 2 ]; then
     while [ "$i" -lt "$BATCH_N" ]; do
       m=${BATCH_MD5S[i]}
       i=$((i + 1))
@@ -532,7 +535,7 @@ flush_batch() {
       printf '%s\n' "* download failed: $(first_line "$KIT_TMP/aws.err")" >>"$KIT_TMP/batch.err"
     fi
   fi
-  if [ -s "$KIT_TMP/batch.err" ] && [ "$BATCH_N" -le 2 ]; then
+  if [ -s "$KIT_TMP/batch.err" ] && { [ "$BATCH_N" -le 2 ] || [ -n "$AS_OF" ]; }; then
     while IFS= read -r line; do warn "object ${line%% *}: ${line#* }"; done <"$KIT_TMP/batch.err"
   fi
   MISSING_WHY=""
@@ -545,6 +548,33 @@ flush_batch() {
   BATCH_BYTES=0
 }
 
+# fetch_versions OBJDIR: the batch's objects as they were at AS_OF, a get-object --version-id
+# each (aws s3 cp reads only current versions), KIT_JOBS at a time.
+fetch_versions() {
+  local i=0 m
+  while [ "$i" -lt "$BATCH_N" ]; do
+    m=${BATCH_MD5S[i]}
+    i=$((i + 1))
+    fetch_version "$i" "$m" "$1" &
+    if [ $((i % KIT_JOBS)) -eq 0 ]; then wait; fi
+  done
+  wait
+  for m in "$KIT_TMP"/fv.*/err; do
+    if [ -f "$m" ]; then cat -- "$m" >>"$KIT_TMP/batch.err"; fi
+  done
+  rm -rf -- "$KIT_TMP"/fv.*
+}
+
+# fetch_version I MD5 OBJDIR: one object of fetch_versions (in the background), with its own
+# temporary folder; a failure other than "missing" in it, as err.
+fetch_version() {
+  local KIT_TMP=$KIT_TMP/fv.$1
+  mkdir -p -- "$KIT_TMP" || exit 1
+  if ! store_get "$2" "$3/$2" && [ "$STORE_ERR" != missing ]; then
+    printf '%s\n' "$2 $STORE_ERR" >"$KIT_TMP/err"
+  fi
+}
+
 # files_from_s3: the files, from batches of up to BATCH_MAX objects (and BATCH_MAX_BYTES),
 # each named to aws s3 cp; with more objects than that in all, files_by_prefix.
 files_from_s3() {
@@ -552,7 +582,7 @@ files_from_s3() {
   LC_ALL=C sort -o "$KIT_TMP/files" "$KIT_TMP/files"
   distinct=$(cut -d ' ' -f 1 "$KIT_TMP/files" | uniq | wc -l)
   distinct=${distinct//[!0-9]/}
-  if [ "${distinct:-0}" -gt "$BATCH_MAX" ]; then files_by_prefix; return 0; fi
+  if [ -z "$AS_OF" ] && [ "${distinct:-0}" -gt "$BATCH_MAX" ]; then files_by_prefix; return 0; fi
   : >"$KIT_TMP/batch"
   while IFS= read -r line <&3; do
     md5=${line%% *}
@@ -707,7 +737,7 @@ count_lines() {
 # readable, else take their files out of KIT_TMP/files (ARCHIVED counts them).
 thaw_needed() {
   local name line step=2 d=$KIT_TMP/thaw
-  if [ "$STORE_KIND" != s3 ]; then return 0; fi
+  if [ "$STORE_KIND" != s3 ] || [ -n "$AS_OF" ]; then return 0; fi
   archived_list "$KIT_TMP/arch"
   if [ ! -s "$KIT_TMP/arch" ]; then return 0; fi
   AWS_CP_EXTRA=(--force-glacier-transfer --ignore-glacier-warnings)
