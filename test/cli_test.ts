@@ -334,7 +334,7 @@ Deno.test("cli: --json: one object on stdout, with exactly the keys the README's
     ) {
       documented.set(m[1]! + (m[2] ?? ""), m[3]!.split(", ").sort());
     }
-    assert.equal(documented.size, 10, [...documented.keys()].join(" "));
+    assert.equal(documented.size, 11, [...documented.keys()].join(" "));
     const json = async (args: string[], code = 0) => {
       const r = await s3backup([...args, "--json"]);
       assert.equal(r.code, code, r.stderr);
@@ -372,6 +372,7 @@ Deno.test("cli: --json: one object on stdout, with exactly the keys the README's
     const metaKeys = backups.map((x) => x.meta as string);
     check(await json(["diff", "-b", repo, metaKeys[0]!, metaKeys[1]!]), "s3backup.diff.v1");
     check(await json(["stats", "-b", repo]), "s3backup.stats.v1");
+    check(await json(["kit", "--verify", "-b", repo]), "s3backup.kit.v1");
     const p = await json(["prune", "-b", repo, "--keep-last", "1", "--dry-run"]);
     check(p, "s3backup.prune.v1");
     assert.deepEqual(p.metasRemoved, [backups[0]!.meta]);

@@ -102,6 +102,8 @@ export interface Command {
   retainMode?: string;
   /** Read the bucket as it was at this time (its versions), as given. */
   asOf?: string;
+  /** kit: check the bucket's kit against a meta's record instead of writing one. */
+  verify?: boolean;
   /** unlock: remove live locks too. */
   force?: boolean;
   /** passwd: the new password's file (else S3BACKUP_NEW_PASSWORD, else a prompt). */
@@ -144,6 +146,7 @@ const OPTIONS = {
   "limit-upload": { type: "string" },
   retain: { type: "string" },
   "as-of": { type: "string" },
+  verify: { type: "boolean", default: false },
   "retain-mode": { type: "string" },
   "limit-download": { type: "string" },
   config: { type: "string" },
@@ -299,6 +302,7 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("limitUpload", v["limit-upload"]);
   opt("retain", v.retain);
   opt("asOf", v["as-of"]);
+  if (v.verify) cmd.verify = true;
   opt("retainMode", v["retain-mode"]);
   opt("limitDownload", v["limit-download"]);
   return cmd;
@@ -326,6 +330,7 @@ function checkRequired(cmd: Command): void {
     command === "list" || command === "verify" || command === "prune" || command === "passwd" ||
     command === "find" || command === "diff" || command === "stats" || command === "unlock"
   ) need("bucket", "-b <bucket>");
+  else if (command === "kit" && cmd.verify) need("bucket", "-b <bucket>");
   else if (command === "kit") need("output", "-o <dir>");
 }
 
@@ -405,7 +410,7 @@ export const TAKES: Record<CommandName, string[]> = {
     "json",
   ],
   list: ["folder", "name", "simulate", "tsv", "as-of", "json"],
-  kit: ["output"],
+  kit: ["output", "verify", "meta", "name", "as-of", "json"],
   verify: VERIFY,
   check: VERIFY,
   prune: [

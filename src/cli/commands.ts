@@ -32,6 +32,7 @@ import { type Limits, Rate, throttled } from "../store/throttle.ts";
 import { commandHelp, mainHelp } from "./help.ts";
 import { LogFile } from "./log_file.ts";
 import { diffMetas, findInBackups, lsEntries, repositoryStats } from "../ops/browse.ts";
+import { verifyKit } from "../ops/kit_check.ts";
 import { META_PREFIX } from "../format/layout.ts";
 import { listRepository } from "../repo/listing.ts";
 import { selectMeta } from "../repo/select.ts";
@@ -570,10 +571,22 @@ async function runBrowse(ctx: Context): Promise<number> {
 }
 
 async function runKit(ctx: Context): Promise<number> {
+  if (ctx.cmd.verify) return await runKitVerify(ctx);
   const store = ctx.cmd.bucket ? storeOf(ctx) : undefined;
   const written = await writeKit(ctx.cmd.output!, kitConfigOf(ctx, store));
   for (const p of written) ctx.ui.out(p);
   return ExitCode.ok;
+}
+
+/** kit --verify: the bucket's kit against a meta's record of it; exit 3 when it differs. */
+async function runKitVerify(ctx: Context): Promise<number> {
+  const store = await readStoreOf(ctx);
+  await store.checkExists();
+  const password = await getPassword(passwordSources(ctx, true), false);
+  const { repo } = await openForReading(store, password);
+  const check = await verifyKit(repo, ctx.cmd.meta ?? "latest", ctx.cmd.name);
+  ctx.ui.kitCheck(check);
+  return check.problems.length > 0 ? ExitCode.partial : ExitCode.ok;
 }
 
 /** Runs one command line; returns its exit code. Throws what main.ts maps to one. */

@@ -75,6 +75,7 @@ const OPTION_HELP: Record<string, string> = {
     "      --retain-mode M     governance (default) or compliance ([backup] retain_mode)",
   "as-of":
     "      --as-of TIME        read the bucket as it was then (versions; 2026-11-30T14:00Z, 3d ago)",
+  verify: "      --verify            check the bucket's kit against the SHA-256s a backup recorded",
   "cache-dir": "      --cache-dir DIR     the local cache (default: the platform's cache folder)",
   region: "      --region REGION     S3 region (also AWS_REGION, [s3] region)",
   profile: "      --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)",
@@ -106,8 +107,8 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
     example: "s3backup list -b s3://my-bucket/host1",
   },
   kit: {
-    usage: "s3backup kit -o <dir> [-b <bucket>]",
-    what: "Writes the restore kit (bash, AWS CLI, openssl), preconfigured for the bucket.",
+    usage: "s3backup kit -o <dir> [-b <bucket>] | kit --verify -b <bucket> [-m META]",
+    what: "Writes the restore kit (bash, AWS CLI, openssl), or checks the one in the bucket.",
     example: "s3backup kit -o ./kit -b s3://my-bucket/host1",
   },
   verify: {

@@ -6,6 +6,7 @@ import { escapeText } from "../format/escape.ts";
 import type { BackupEvent, BackupPhase, BackupSummary } from "../ops/backup/backup.ts";
 import type { PasswdSummary } from "../ops/change_password.ts";
 import type { Change, Found, Stats } from "../ops/browse.ts";
+import type { KitCheck } from "../ops/kit_check.ts";
 import type { Entry } from "../format/meta.ts";
 import type { BackupInfo } from "../ops/list.ts";
 import type { PruneEvent, PruneSummary } from "../ops/prune.ts";
@@ -236,6 +237,24 @@ export class Ui {
           `${new Date(e.mtimeMs).toISOString()} ${showPath(e.path)}${target}`,
       );
     }
+  }
+
+  /** kit --verify: each problem, then one line. */
+  kitCheck(c: KitCheck): void {
+    if (this.opts.json) return this.#json("kit", c);
+    for (const p of c.problems) {
+      const why = p.kind === "changed"
+        ? "differs from what the backup recorded: do not run it"
+        : p.kind === "missing"
+        ? "is missing"
+        : "is not part of the kit the backup left: do not run it";
+      this.err(`s3backup: restore-kit/${p.file} ${why}`);
+    }
+    this.out(
+      c.problems.length === 0
+        ? `kit: the ${c.files} files under restore-kit/ are those ${c.metaKey} recorded`
+        : `kit: ${c.problems.length} of the kit's files are not those ${c.metaKey} recorded`,
+    );
   }
 
   /** find: the backups that hold a match, newest first. */

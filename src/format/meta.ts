@@ -71,6 +71,11 @@ export interface MetaHeader {
    * `if-present <name>`, `one-file-system`. Informational: a reader needs none of it.
    */
   excludes?: string[];
+  /**
+   * The SHA-256 (hex) of each restore kit file the backup left under `restore-kit/`, by name
+   * (`kit` lines), so that a kit can be checked before it is trusted (`s3backup kit --verify`).
+   */
+  kit?: Map<string, string>;
 }
 
 export interface Meta {
@@ -170,6 +175,7 @@ export function encodeMetaHead(header: MetaHeader): string[] {
     `name ${escapeText(header.name)}`,
     `wrapped-key ${encodeBase64(header.wrappedKey)}`,
     ...(header.excludes ?? []).map((r) => `exclude ${escapeText(r)}`),
+    ...[...header.kit ?? []].map(([name, sha]) => `kit ${escapeText(name)} ${sha}`),
     "entries",
   ];
 }
@@ -217,16 +223,17 @@ export function parseMeta(text: string): Meta {
     return line;
   };
   const fields = new Map<string, string>();
-  const excludes: string[] = [];
+  const excludes: string[] = [], kit: string[] = [];
   let line = nextLine();
   for (; line !== null && line !== "entries"; line = nextLine()) {
     const sp = line.indexOf(" ");
     const [k, v] = sp < 0 ? [line, ""] : [line.slice(0, sp), line.slice(sp + 1)];
-    if (k === "exclude") excludes.push(v); // the one header key that repeats
+    if (k === "exclude") excludes.push(v); // the header keys that repeat
+    else if (k === "kit") kit.push(v);
     else fields.set(k, v);
   }
   if (line === null) throw new CorruptDataError("meta file is truncated (no entries line)");
-  const header = parseHeader(fields, excludes);
+  const header = parseHeader(fields, excludes, kit);
   const entries: Entry[] = [];
   let trailer: string | null = null;
   for (line = nextLine(); line !== null; line = nextLine()) {
@@ -265,7 +272,7 @@ function parseEntryAt(line: string, index: number): Entry {
   }
 }
 
-function parseHeader(fields: Map<string, string>, excludes: string[]): MetaHeader {
+function parseHeader(fields: Map<string, string>, excludes: string[], kit: string[]): MetaHeader {
   const need = (k: string) => {
     const v = fields.get(k);
     if (v === undefined) throw new CorruptDataError(`meta file has no ${k} header`);
@@ -282,6 +289,13 @@ function parseHeader(fields: Map<string, string>, excludes: string[]): MetaHeade
       wrappedKey: decodeBase64(need("wrapped-key")),
     };
     if (excludes.length > 0) header.excludes = excludes.map(unescapeText);
+    if (kit.length > 0) {
+      header.kit = new Map(kit.map((v) => {
+        const m = /^(\S+) ([0-9a-f]{64})$/.exec(v);
+        if (!m) throw new SyntaxError("bad kit line");
+        return [unescapeText(m[1]!), m[2]!];
+      }));
+    }
     return header;
   } catch (err) {
     if (err instanceof CorruptDataError) throw err;

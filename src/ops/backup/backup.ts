@@ -338,6 +338,10 @@ async function openOutputs(
     source: opts.source,
     name: opts.name,
     excludes: describeExcludes(opts.excludes ?? NO_EXCLUDES),
+    kit: new Map(
+      [...opts.kit].sort(([a], [b]) => a < b ? -1 : 1)
+        .map(([name, data]) => [name, createHash("sha256").update(data).digest("hex")]),
+    ),
   };
   const meta = await MetaSpool.open(repo, header, preparedKey);
   const fc = opts.filesCache;
