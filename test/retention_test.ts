@@ -96,6 +96,19 @@ for (const target of s3Targets()) {
         assert.equal(b2.retentionExtended, 0);
         assert.equal(b2.newObjects, 1);
 
+        // verify: all the recent backups need is locked for a day after them; not for two.
+        const v1 = await run(["verify", "--check-retention", "1d", "--json"]);
+        assert.equal(v1.code, 0, v1.stdout + v1.stderr);
+        const r1 = JSON.parse(v1.stdout).retention;
+        assert.equal(r1.backups, 2);
+        assert.equal(r1.short, 0);
+        assert.equal(r1.objects, 4 + 2 + 2 + kit.length, "4 contents, 2 metas, key, conf, kit");
+        assert.ok(Date.parse(r1.lockedUntil) >= t0 + 1.4 * DAY);
+        const v2 = await run(["verify", "--check-retention", "2d"]);
+        assert.equal(v2.code, 3, v2.stdout + v2.stderr);
+        assert.match(v2.stderr, /s3backup\.key\): retained only until \S+ \(needed until /);
+        assert.match(v2.stdout, /not locked long enough/);
+
         // 0.6 days later less than a day is left: what it reuses (4 files), key, descriptor and
         // kit are extended to then + 1.5 days; nothing else.
         const later = new Date(Date.now() + 0.6 * DAY);

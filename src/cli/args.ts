@@ -102,6 +102,8 @@ export interface Command {
   retainMode?: string;
   /** Read the bucket as it was at this time (its versions), as given. */
   asOf?: string;
+  /** verify: check Object Lock retention of the backups of the last DURATION, as given. */
+  checkRetention?: string;
   /** kit: check the bucket's kit against a meta's record instead of writing one. */
   verify?: boolean;
   /** unlock: remove live locks too. */
@@ -147,6 +149,7 @@ const OPTIONS = {
   retain: { type: "string" },
   "as-of": { type: "string" },
   verify: { type: "boolean", default: false },
+  "check-retention": { type: "string" },
   "retain-mode": { type: "string" },
   "limit-download": { type: "string" },
   config: { type: "string" },
@@ -303,6 +306,7 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("retain", v.retain);
   opt("asOf", v["as-of"]);
   if (v.verify) cmd.verify = true;
+  opt("checkRetention", v["check-retention"]);
   opt("retainMode", v["retain-mode"]);
   opt("limitDownload", v["limit-download"]);
   return cmd;
@@ -366,6 +370,7 @@ const VERIFY = [
   "wait",
   "limit-download",
   "as-of",
+  "check-retention",
   "json",
 ];
 

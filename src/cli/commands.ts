@@ -430,6 +430,7 @@ async function runVerify(ctx: Context): Promise<number> {
   opts.signal = ctx.signal;
   opts.concurrency = jobsOf(cmd, store);
   opts.thaw = thawOf(cmd);
+  if (cmd.checkRetention !== undefined) opts.retentionMs = parseDuration(cmd.checkRetention);
   const summary = await verify(repo, opts, ui.onVerifyEvent);
   ui.verifySummary(summary);
   if (summary.problems > 0) return ExitCode.partial;

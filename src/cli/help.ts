@@ -76,6 +76,8 @@ const OPTION_HELP: Record<string, string> = {
   "as-of":
     "      --as-of TIME        read the bucket as it was then (versions; 2026-11-30T14:00Z, 3d ago)",
   verify: "      --verify            check the bucket's kit against the SHA-256s a backup recorded",
+  "check-retention":
+    "      --check-retention D  the backups of the last D: is all they need locked for D after them?",
   "cache-dir": "      --cache-dir DIR     the local cache (default: the platform's cache folder)",
   region: "      --region REGION     S3 region (also AWS_REGION, [s3] region)",
   profile: "      --profile NAME      AWS profile (also AWS_PROFILE, [s3] profile)",

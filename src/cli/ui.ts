@@ -412,13 +412,21 @@ export class Ui {
       [s.missing, "missing object"],
       [s.badSize, "truncated object"],
       [s.corrupt, "corrupt object"],
+      [s.retention?.short ?? 0, "object retained too briefly"],
     ].filter(([n]) => (n as number) > 0).map(([n, w]) => `${n} ${w}${n === 1 ? "" : "s"}`);
     const verdict = s.problems === 0
       ? "no problems"
       : `DAMAGED: ${counts.join(", ")} in ${s.damagedMetas.length} of ${s.metas} backups`;
+    const r = s.retention;
+    const retained = r === null
+      ? ""
+      : `; retention: the ${r.objects} objects of the ${r.backups} recent backups ` +
+        (r.short === 0
+          ? `are locked until at least ${r.lockedUntil ?? "-"}`
+          : `: ${r.short} not locked long enough`);
     this.out(
-      `verify: ${s.metas} backups, ${s.files} files, ${s.objects} objects${read}: ${verdict}; ` +
-        `${(s.durationMs / 1000).toFixed(1)}s`,
+      `verify: ${s.metas} backups, ${s.files} files, ${s.objects} objects${read}${retained}: ` +
+        `${verdict}; ${(s.durationMs / 1000).toFixed(1)}s`,
     );
   }
 

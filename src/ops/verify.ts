@@ -14,7 +14,7 @@
 import { createHash } from "node:crypto";
 import { encryptedSize } from "../format/container.ts";
 import { unwrapDataKey } from "../format/key_wrap.ts";
-import { KEY_NAME } from "../format/layout.ts";
+import { DESCRIPTOR_NAME, KEY_NAME } from "../format/layout.ts";
 import type { Meta } from "../format/meta.ts";
 import { listRepository, type MetaObject } from "../repo/listing.ts";
 import { decryptObject, loadMeta, type Repository } from "../repo/repository.ts";
@@ -44,6 +44,12 @@ export interface VerifyOptions {
   subset?: number;
   /** Downloads at a time (default 4). */
   concurrency?: number;
+  /**
+   * Check Object Lock retention: every object the backups of the last `retentionMs` need
+   * (their contents, the metas, key, descriptor and kit) is retained until at least the
+   * backup's time + retentionMs. One HEAD each.
+   */
+  retentionMs?: number;
   /** readData on archived objects (repo/thaw.ts): default ask, do not wait. */
   thaw?: Omit<ThawOptions, "signal">;
   /** A number in [0, 1) (tests); default: crypto random. */
@@ -51,7 +57,7 @@ export interface VerifyOptions {
   signal?: AbortSignal;
 }
 
-export type ProblemKind = "meta" | "key" | "missing" | "size" | "corrupt";
+export type ProblemKind = "meta" | "key" | "missing" | "size" | "corrupt" | "retention";
 
 export interface VerifyProblem {
   kind: ProblemKind;
@@ -92,6 +98,8 @@ export interface VerifySummary {
   corrupt: number;
   /** Objects to read left for a rerun: archived, their readable copies not there yet. */
   archived: number;
+  /** With retentionMs: what was checked, the earliest retention found, how many fall short. */
+  retention: { backups: number; objects: number; lockedUntil: string | null; short: number } | null;
   /** Every problem event emitted (one per meta, path and object). */
   problems: number;
   /** Metas with at least one problem. */
@@ -181,6 +189,9 @@ export async function verify(
   ).map((i) => present[i]!);
   const { readable, archived } = await thawForReading(repo, toRead, listing.objects, opts, onEvent);
   const read = await readObjects(repo, readable, listing.objects, refs, report, opts);
+  const retention = opts.retentionMs === undefined
+    ? null
+    : await checkRetention(repo, selected, refs, [...listing.kit.keys()], opts, report);
   return {
     metas: selected.length,
     files,
@@ -192,6 +203,7 @@ export async function verify(
     subset,
     ...read,
     archived,
+    retention,
     problems: report.problems,
     damagedMetas: selected.map((m) => m.key).filter((k) => report.damaged.has(k)),
     durationMs: performance.now() - started,
@@ -281,6 +293,56 @@ function checkPresence(objects: Map<string, ObjectInfo>, refs: Refs, report: Rep
     present.push(md5);
   }
   return { present, missing, badSize };
+}
+
+/**
+ * Each object the backups of the last `opts.retentionMs` need, against the retention it must
+ * have: the newest such backup's time + retentionMs (metas: their own time + retentionMs).
+ */
+async function checkRetention(
+  repo: Repository,
+  selected: MetaObject[],
+  refs: Refs,
+  kit: string[],
+  opts: VerifyOptions,
+  report: Report,
+) {
+  const r = opts.retentionMs!;
+  const now = Date.now();
+  const recent = selected.filter((m) => m.time.getTime() >= now - r);
+  const due = new Map<string, { until: number; meta: string }>();
+  const need = (name: string, meta: MetaObject) => {
+    const until = meta.time.getTime() + r;
+    if ((due.get(name)?.until ?? -Infinity) < until) due.set(name, { until, meta: meta.key });
+  };
+  const byKey = new Map(recent.map((m) => [m.key, m]));
+  for (const [md5, uses] of refs) {
+    for (const u of uses) if (byKey.has(u.meta)) need(md5, byKey.get(u.meta)!);
+  }
+  for (const m of recent) for (const n of [m.key, KEY_NAME, DESCRIPTOR_NAME, ...kit]) need(n, m);
+  let earliest: number | null = null, short = 0;
+  await pool([...due], 16, async ([name, want]) => {
+    const info = await repo.store.stat(name);
+    const until = info?.retainUntil?.getTime();
+    if (until !== undefined) earliest = Math.min(earliest ?? until, until);
+    if (until !== undefined && until >= want.until) return;
+    short++;
+    report.add({
+      kind: "retention",
+      meta: want.meta,
+      object: name,
+      message: until === undefined
+        ? `not retained (needed until ${new Date(want.until).toISOString()})`
+        : `retained only until ${new Date(until).toISOString()} (needed until ` +
+          `${new Date(want.until).toISOString()})`,
+    });
+  }, opts.signal);
+  return {
+    backups: recent.length,
+    objects: due.size,
+    lockedUntil: earliest === null ? null : new Date(earliest).toISOString(),
+    short,
+  };
 }
 
 /** Of `toRead`, those readable now (archived ones thawed, or asked for: `archived` left). */

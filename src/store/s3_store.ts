@@ -350,6 +350,7 @@ export class S3Store implements Store {
       const etag = out.ETag?.replace(/^"|"$/g, "");
       if (etag) info.etag = etag;
       if (out.StorageClass) info.storageClass = out.StorageClass;
+      if (out.ObjectLockRetainUntilDate) info.retainUntil = out.ObjectLockRetainUntilDate;
       if (out.Restore) {
         info.restore = /ongoing-request\s*=\s*"true"/.test(out.Restore) ? "ongoing" : "done";
       }

@@ -21,6 +21,8 @@ export interface ObjectInfo {
    * (`ongoing`) or is there (`done`); absent when none was asked for.
    */
   restore?: "ongoing" | "done";
+  /** S3 `stat` only: the Object Lock retention of the current version, when it has one. */
+  retainUntil?: Date;
 }
 
 /** How to ask for a readable copy of an archived object (S3 RestoreObject). */
