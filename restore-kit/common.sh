@@ -721,7 +721,7 @@ meta_open() {
 #   [--only PATH]... [--overwrite] [--count] [--endpoint-url URL] [--region R]
 #   [--password-file F] POSITIONAL...
 # ---------------------------------------------------------------------------------------------
-# --as-of TIME: a versioned bucket as it was then (FORMAT.md 8): each name's newest version
+# --as-of TIME: a versioned bucket as it was then (FORMAT.md 9): each name's newest version
 # written at or before TIME, unless that is a delete marker.
 # ---------------------------------------------------------------------------------------------
 
