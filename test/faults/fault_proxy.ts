@@ -16,6 +16,7 @@ export type RequestKind =
   | "head"
   | "put"
   | "put-part"
+  | "put-retention"
   | "multipart"
   | "delete"
   | "other";
@@ -38,6 +39,7 @@ function kindOf(method: string, url: URL): RequestKind {
   if (method === "GET") return "get";
   if (method === "HEAD") return "head";
   if (method === "PUT" && q.has("partNumber")) return "put-part";
+  if (method === "PUT" && q.has("retention")) return "put-retention";
   if (method === "PUT") return "put";
   if (method === "POST" && (q.has("uploads") || q.has("uploadId"))) return "multipart";
   if (method === "POST" && q.has("delete")) return "delete";
