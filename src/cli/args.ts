@@ -3,9 +3,11 @@
  * a command out; throws UsageError with one line.
  */
 import { parseArgs } from "node:util";
+import config from "../../deno.json" with { type: "json" };
 import { UsageError } from "../util/errors.ts";
 
-export const VERSION = "0.2.0";
+/** deno.json's version (embedded in a compiled binary: JSON imports are part of the module graph). */
+export const VERSION: string = config.version;
 
 export const COMMANDS = [
   "backup",
