@@ -8,6 +8,7 @@ import restoreLegacySh from "../../restore-kit/restore-legacy.sh" with { type: "
 import listSh from "../../restore-kit/list.sh" with { type: "text" };
 import readme from "../../restore-kit/README.md" with { type: "text" };
 import formatMd from "../../FORMAT.md" with { type: "text" };
+import { chmodWhereSupported } from "../util/platform.ts";
 
 export interface KitConfig {
   /** The repository as the kit names it: s3://bucket/prefix or an absolute directory. */
@@ -53,7 +54,7 @@ export async function writeKit(dir: string, c: KitConfig): Promise<string[]> {
   for (const [name, data] of kitFiles(c)) {
     const path = `${dir.replace(/\/+$/, "")}/${name}`;
     await Deno.writeFile(path, data, { mode: name.endsWith(".sh") ? 0o755 : 0o644 });
-    await Deno.chmod(path, name.endsWith(".sh") ? 0o755 : 0o644);
+    await chmodWhereSupported(path, name.endsWith(".sh") ? 0o755 : 0o644);
     written.push(path);
   }
   return written;

@@ -5,6 +5,7 @@
  * meta as a stream of that file, to be created once in the store; `discard` removes it. The
  * bytes are those `encryptMeta` makes of the same entries.
  */
+import { chmodWhereSupported } from "../util/platform.ts";
 import { createHash } from "node:crypto";
 import { encryptStream, type PreparedKey } from "../format/container.ts";
 import {
@@ -52,7 +53,7 @@ export class MetaSpool {
     let file: Deno.FsFile;
     try {
       dir = await Deno.makeTempDir({ prefix: "s3backup-meta-" });
-      await Deno.chmod(dir, 0o700);
+      await chmodWhereSupported(dir, 0o700);
       file = await Deno.open(`${dir}/meta`, { write: true, createNew: true, mode: 0o600 });
     } catch (err) {
       if (dir !== undefined) await Deno.remove(dir, { recursive: true }).catch(() => {});

@@ -23,6 +23,7 @@
  *        [ retained=<ms>]
  *   end <record count> <sha256 of every line above, hex>
  */
+import { chmodSyncWhereSupported } from "../../util/platform.ts";
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { escapeText, unescapeText } from "../../format/escape.ts";
@@ -307,7 +308,7 @@ export class FilesCacheWriter {
   static create(path: string, repoId: string): FilesCacheWriter {
     const dir = dirname(path);
     Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    Deno.chmodSync(dir, 0o700);
+    chmodSyncWhereSupported(dir, 0o700);
     const tmp = `${path}.${randomHex(6)}.tmp`;
     const file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
     const w = new FilesCacheWriter(path, tmp, file);

@@ -3,6 +3,7 @@
  * MD5 checked while it streams, owner (as root), mode and mtime set, then renamed into place.
  * Whatever fails, the temporary file is removed.
  */
+import { chmodSyncWhereSupported } from "../../util/platform.ts";
 import { createHash } from "node:crypto";
 import type { Entry } from "../../format/meta.ts";
 import { messageOf, writeAll } from "../../util/bytes.ts";
@@ -103,7 +104,7 @@ export function writeSmallFile(dest: string, e: Entry, data: Uint8Array, opts: W
 function finish(file: Deno.FsFile, tmp: string, dest: string, e: Entry, opts: WriteOptions) {
   try {
     opts.attrs.ownerSync(tmp, e);
-    Deno.chmodSync(tmp, e.mode);
+    chmodSyncWhereSupported(tmp, e.mode);
     if (!opts.attrs.legacy) file.utimeSync(timeOf(e), timeOf(e));
   } catch (err) {
     opts.warn(`cannot set owner/mode/mtime: ${messageOf(err)}`);

@@ -6,6 +6,7 @@
 import type { Entry } from "../../format/meta.ts";
 import type { ObjectInfo, Store } from "../../store/store.ts";
 import { messageOf } from "../../util/bytes.ts";
+import { POSIX_MODES } from "../../util/platform.ts";
 import type { Progress, RestoreAction } from "./progress.ts";
 import { type Attributes, conflict, lstatOrNull, type TargetDirs } from "./target.ts";
 
@@ -66,7 +67,7 @@ export async function restoreDirs(run: RestoreRun, dirs: Entry[]): Promise<Entry
     let action: RestoreAction = "create";
     if (st !== null && st.isDirectory) {
       action = "unchanged";
-      if (!simulate && st.mode !== null && (st.mode & 0o700) !== 0o700) {
+      if (!simulate && POSIX_MODES && st.mode !== null && (st.mode & 0o700) !== 0o700) {
         try {
           await Deno.chmod(p, (st.mode & 0o7777) | 0o700);
         } catch (err) {

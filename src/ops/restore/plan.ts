@@ -5,6 +5,7 @@
 import { isMd5 } from "../../format/layout.ts";
 import { boundsReason, type Entry, unsafePathReason } from "../../format/meta.ts";
 import { UsageError } from "../../util/errors.ts";
+import { windowsNameProblem } from "./native_path.ts";
 
 /** Normalizes a --only path: no leading `./`, no trailing `/`. Throws UsageError if empty. */
 export function normalizeOnly(p: string): string {
@@ -27,10 +28,12 @@ export interface Plan {
   totalBytes: number;
 }
 
-/** Why an entry must not be restored, or null. */
-function refusal(e: Entry): string | null {
+/** Why an entry must not be restored (here: `windows`), or null. */
+function refusal(e: Entry, windows: boolean): string | null {
   const why = unsafePathReason(e.path);
   if (why !== null) return `${why}: refused`;
+  const win = windows ? windowsNameProblem(e.path) : null;
+  if (win !== null) return `cannot be restored on Windows: ${win}`;
   if (e.type === "l" && !e.target) return "empty link target: refused";
   if (e.type === "l" && e.target!.includes("\0")) return "link target holds a NUL byte: refused";
   const bounds = e.type === "l" ? boundsReason(e.path, e.target) : null;
@@ -40,7 +43,12 @@ function refusal(e: Entry): string | null {
 }
 
 /** The valid entries selected by `only` (with the directories above a selection). */
-export function planRestore(entries: Entry[], onlyPaths: string[], metaKey: string): Plan {
+export function planRestore(
+  entries: Entry[],
+  onlyPaths: string[],
+  metaKey: string,
+  windows = Deno.build.os === "windows",
+): Plan {
   const only = onlyPaths.map(normalizeOnly);
   const onlyHit = only.map(() => false);
   const selected = (e: Entry): boolean => {
@@ -63,7 +71,7 @@ export function planRestore(entries: Entry[], onlyPaths: string[], metaKey: stri
     totalBytes: 0,
   };
   for (const e of entries) {
-    const why = refusal(e);
+    const why = refusal(e, windows);
     if (why !== null) plan.problems.push({ path: e.path, message: why });
     else if (selected(e)) {
       (e.type === "d" ? plan.dirs : e.type === "f" ? plan.files : plan.links).push(e);

@@ -4,6 +4,10 @@
  * mtimes, and the temporary files an interrupted restore leaves.
  */
 import { lchown, lutimes } from "node:fs/promises";
+import { chmodWhereSupported } from "../../util/platform.ts";
+import { nativePath } from "./native_path.ts";
+
+const WINDOWS = Deno.build.os === "windows";
 import { resolve } from "node:path";
 import type { Entry } from "../../format/meta.ts";
 import { messageOf } from "../../util/bytes.ts";
@@ -71,7 +75,7 @@ export class TargetDirs {
   constructor(readonly root: string) {}
 
   abs(rel: string): string {
-    return rel === "" ? this.root : `${this.root}/${rel}`;
+    return nativePath(this.root, rel, WINDOWS);
   }
 
   invalidate(): void {
@@ -201,7 +205,7 @@ export class Attributes {
 
   async mode(p: string, e: Entry, st: Deno.FileInfo | null): Promise<void> {
     if (st !== null && st.mode !== null && (st.mode & 0o7777) === e.mode) return;
-    await Deno.chmod(p, e.mode);
+    await chmodWhereSupported(p, e.mode);
   }
 
   /** Owner, mode, mtime of an entry in place (not a symlink). Returns a warning, or null. */
