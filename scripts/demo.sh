@@ -28,7 +28,9 @@ head -c 3000000 /dev/urandom >"$demo/source/random.bin"
 
 # The demo's password; real use: s3backup.ini ([main] password=), --password-file or a prompt.
 export S3BACKUP_PASSWORD=demo-password-not-secret
-run() { (set -x; "$DENO" run --allow-all --quiet src/main.ts "$@"); }
+# The permissions the compiled binary has (scripts/permissions.ts).
+read -r -a perms <<<"$("$DENO" run --quiet scripts/permissions.ts)"
+run() { (set -x; "$DENO" run "${perms[@]}" --quiet src/main.ts "$@"); }
 
 echo "== backup (the original usage)"
 run -f "$demo/source" -b "$demo/bucket" -a backup -c -n demo
