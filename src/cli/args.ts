@@ -361,17 +361,16 @@ export const COMMON = [
   "version",
 ];
 
+/** What the commands that read data objects take: archived objects, rate, a point in time. */
+const READING = ["restore-tier", "restore-days", "wait", "limit-download", "as-of"];
+
 const VERIFY = [
   "meta",
   "name",
   "read-data",
   "read-data-subset",
   "jobs",
-  "restore-tier",
-  "restore-days",
-  "wait",
-  "limit-download",
-  "as-of",
+  ...READING,
   "check-retention",
   "json",
 ];
@@ -409,11 +408,7 @@ export const TAKES: Record<CommandName, string[]> = {
     "simulate",
     "dry-run",
     "jobs",
-    "restore-tier",
-    "restore-days",
-    "wait",
-    "limit-download",
-    "as-of",
+    ...READING,
     "json",
   ],
   list: ["folder", "name", "simulate", "tsv", "as-of", "json"],
