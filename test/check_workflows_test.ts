@@ -37,7 +37,10 @@ Deno.test("check_workflows: a good workflow passes; each kind of mistake is name
     "job b: step 1: needs exactly one of uses and run",
   ]);
   assert.deepEqual(
-    bad("    timeout-minutes: 5\n    steps:\n      - run: echo ok", "    steps:\n      - run: echo ok"),
+    bad(
+      "    timeout-minutes: 5\n    steps:\n      - run: echo ok",
+      "    steps:\n      - run: echo ok",
+    ),
     [
       "job b: no timeout-minutes",
     ],
