@@ -232,6 +232,17 @@ if ! radosgw-admin -c "$CONF" user info --uid="$S3_UID" >/dev/null 2>&1; then
     --access-key="$S3_ACCESS_KEY" --secret-key="$S3_SECRET_KEY" >/dev/null
 fi
 
+# A second user for the append-only test: the CI user may give it IAM user policies.
+APPEND_UID=${APPEND_UID:-appendonly}
+APPEND_ACCESS_KEY=${APPEND_ACCESS_KEY:-APPENDONLYKEY0000001}
+APPEND_SECRET_KEY=${APPEND_SECRET_KEY:-appendonlysecret000000000000000000000001}
+if ! radosgw-admin -c "$CONF" user info --uid="$APPEND_UID" >/dev/null 2>&1; then
+  log "creating S3 user $APPEND_UID (append-only test)"
+  radosgw-admin -c "$CONF" user create --uid="$APPEND_UID" --display-name="append-only host" \
+    --access-key="$APPEND_ACCESS_KEY" --secret-key="$APPEND_SECRET_KEY" >/dev/null
+fi
+radosgw-admin -c "$CONF" caps add --uid="$S3_UID" --caps="user-policy=*" >/dev/null
+
 t1=$(date +%s.%N)
 log "ready in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s"
 cat <<EOF
@@ -239,4 +250,6 @@ export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY
 export AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
 export AWS_DEFAULT_REGION=us-east-1
 export S3_ENDPOINT=http://127.0.0.1:$RGW_PORT
+export S3_APPEND_ACCESS_KEY_ID=$APPEND_ACCESS_KEY
+export S3_APPEND_SECRET_ACCESS_KEY=$APPEND_SECRET_KEY
 EOF

@@ -13,6 +13,9 @@ import { LocalStore } from "../src/store/local_store.ts";
 import type { RemoveOptions } from "../src/store/store.ts";
 import { S3BackupError } from "../src/util/errors.ts";
 import { StoreWrapper } from "./store_wrapper.ts";
+import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { s3backup } from "./faults/harness.ts";
+import { childEnv, makeBucket, type S3Target, s3Targets, targetClient } from "./s3_env.ts";
 import { snapshot } from "./tree.ts";
 import { restore } from "../src/ops/restore/restore.ts";
 import { loadMeta } from "../src/repo/repository.ts";
@@ -73,4 +76,93 @@ Deno.test("append-only: backups run with deletes refused outside locks/", async 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+const ceph = s3Targets().find((t) => t.label === "ceph");
+const appendKeys = {
+  accessKeyId: Deno.env.get("S3BACKUP_TEST_CEPH_APPEND_ACCESS_KEY_ID") ?? "",
+  secretAccessKey: Deno.env.get("S3BACKUP_TEST_CEPH_APPEND_SECRET_ACCESS_KEY") ?? "",
+};
+
+/** Puts (or, with null, deletes) the append-only user's IAM policy, as the Ceph admin user. */
+async function userPolicy(target: S3Target, policy: object | null): Promise<void> {
+  const args = ["--endpoint-url", target.endpoint, "iam"];
+  args.push(
+    ...(policy === null
+      ? ["delete-user-policy", "--user-name", "appendonly", "--policy-name", "append"]
+      : [
+        "put-user-policy",
+        "--user-name",
+        "appendonly",
+        "--policy-name",
+        "append",
+        "--policy-document",
+        JSON.stringify(policy),
+      ]),
+  );
+  const out = await new Deno.Command("aws", {
+    args,
+    env: childEnv({
+      AWS_ACCESS_KEY_ID: target.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: target.secretAccessKey,
+      AWS_DEFAULT_REGION: target.region,
+    }),
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+}
+
+Deno.test({
+  name: "append-only [ceph]: under a real user policy denying deletes outside locks/, backups work",
+  ignore: ceph === undefined || appendKeys.accessKeyId === "",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const host: S3Target = { ...ceph!, ...appendKeys, label: "ceph-append" };
+    const { bucket, env } = await makeBucket(host, { objectLock: true });
+    const client = targetClient(host);
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-append-ceph-" });
+    const res = (p: string) => `arn:aws:s3:::${bucket}/${p}`;
+    try {
+      await userPolicy(ceph!, {
+        Version: "2012-10-17",
+        Statement: [{
+          Effect: "Deny",
+          Action: ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"],
+          Resource: [
+            ..."0123456789abcdef".split("").map((c) => res(`${c}*`)),
+            ...["meta_*", "s3backup.*", "restore-kit/*", "passwd/*"].map(res),
+          ],
+        }],
+      });
+      // The policy holds: this host cannot delete a data object.
+      const probe = "0123456789abcdef0123456789abcdef";
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: probe, Body: "x" }));
+      await assert.rejects(client.send(new DeleteObjectCommand({ Bucket: bucket, Key: probe })));
+
+      const src = `${dir}/src`;
+      await Deno.mkdir(src);
+      await Deno.writeTextFile(`${src}/a`, "a\n");
+      const url = `s3://${bucket}`;
+      const run = (args: string[]) => s3backup([...args, "-b", url, "-c"], { env });
+      for (const round of [1, 2]) {
+        if (round === 2) await Deno.writeTextFile(`${src}/b`, "b\n");
+        const b = await run(["backup", "-f", src, "--retain", "1d"]);
+        assert.equal(b.code, 0, b.stderr);
+      }
+      const left = await client.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: "locks/" }),
+      );
+      assert.deepEqual(left.Contents ?? [], [], "the locks were removed");
+      const r = await run(["restore", "-m", "latest", "-f", `${dir}/out`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(snapshot(`${dir}/out`), snapshot(src));
+    } finally {
+      await userPolicy(ceph!, null).catch(() => {});
+      client.destroy();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
