@@ -353,12 +353,8 @@ async function thawForReading(
   opts: VerifyOptions,
   onEvent: (e: VerifyEvent) => void,
 ): Promise<{ readable: string[]; archived: number }> {
-  const cold = new Map<string, ObjectInfo>();
-  for (const md5 of toRead) {
-    const o = objects.get(md5);
-    if (isArchived(o)) cold.set(md5, o!);
-  }
-  if (cold.size === 0) return { readable: toRead, archived: 0 };
+  const cold = toRead.filter((md5) => isArchived(objects.get(md5)));
+  if (cold.length === 0) return { readable: toRead, archived: 0 };
   const thawOpts: ThawOptions = { request: DEFAULT_RESTORE_REQUEST, wait: false, ...opts.thaw };
   if (opts.signal) thawOpts.signal = opts.signal;
   const { pending } = await thaw(repo.store, cold, thawOpts, onEvent);

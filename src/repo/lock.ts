@@ -18,6 +18,7 @@
  * - `passwd`  stops when any other live lock exists.
  * An unknown kind (a later version) is treated as excluding everything.
  */
+import process from "node:process";
 import { formatLockName, LOCK_PREFIX } from "../format/layout.ts";
 import { formatLock, type LockBody, parseLock } from "../format/lock_file.ts";
 import type { Store } from "../store/store.ts";
@@ -139,40 +140,40 @@ export interface LockOptions {
   signal?: AbortSignal;
 }
 
-/** The kernel's id of this boot (Linux), or undefined. */
+/**
+ * This boot of the machine: `up-<seconds since the epoch when it booted>` (from the uptime, so
+ * within a second or two between calls; `sameBoot` allows for that), or undefined. (Reading the
+ * kernel's boot_id would take /proc, which needs every permission.)
+ */
 export function bootId(): string | undefined {
   try {
-    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim() || undefined;
+    return `up-${Math.round(Date.now() / 1000 - Deno.osUptime())}`;
   } catch {
     return undefined;
   }
 }
 
+/** Whether two boot ids name the same boot (`up-` times within BOOT_SLACK_S). */
+export function sameBoot(a: string, b: string): boolean {
+  const m = /^up-(\d+)$/.exec(a), n = /^up-(\d+)$/.exec(b);
+  return m && n ? Math.abs(Number(m[1]) - Number(n[1])) <= BOOT_SLACK_S : a === b;
+}
+
+const BOOT_SLACK_S = 10;
+
 /**
  * Whether process `pid` runs on this machine: true, false, or null when it cannot be told
- * (then a lock is never taken over). Linux: /proc/<pid>; other Unixes: `ps -p`.
+ * (then a lock is never taken over). `kill(pid, 0)`: ESRCH is no such process, EPERM one of
+ * another user. Not on Windows.
  */
 export function processAlive(pid: number): boolean | null {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
-  if (Deno.build.os === "linux") {
-    try {
-      Deno.statSync(`/proc/${pid}`);
-      return true;
-    } catch (err) {
-      return err instanceof Deno.errors.NotFound ? false : null;
-    }
-  }
-  if (Deno.build.os === "windows") return null;
+  if (!Number.isSafeInteger(pid) || pid <= 0 || Deno.build.os === "windows") return null;
   try {
-    const out = new Deno.Command("ps", {
-      args: ["-p", String(pid)],
-      stdout: "null",
-      stderr: "null",
-    })
-      .outputSync();
-    return out.success;
-  } catch {
-    return null;
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    return code === "ESRCH" ? false : code === "EPERM" ? true : null;
   }
 }
 
@@ -191,7 +192,8 @@ interface Me {
  */
 function leftByDead(l: LockInfo, me: Me, alive: (pid: number) => boolean | null): boolean {
   return l.readable && l.host === me.host && l.pid !== me.pid &&
-    (l.boot === undefined || l.boot === me.boot) && alive(l.pid) === false;
+    (l.boot === undefined || (me.boot !== undefined && sameBoot(l.boot, me.boot))) &&
+    alive(l.pid) === false;
 }
 
 /**

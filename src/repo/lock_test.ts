@@ -6,11 +6,13 @@ import { LocalStore } from "../store/local_store.ts";
 import { readAll } from "../util/bytes.ts";
 import {
   acquireLock,
+  bootId,
   conflictsWith,
   isStale,
   liveLocks,
   LockedError,
   processAlive,
+  sameBoot,
   STALE_MS,
   unlock,
 } from "./lock.ts";
@@ -263,3 +265,14 @@ Deno.test("unlock: stale and dead locks go, live ones stay unless forced", () =>
     assert.deepEqual(forced.kept, []);
     assert.deepEqual(await lockNames(s), []);
   }));
+
+Deno.test("boot ids: this boot from the uptime, equal within a few seconds, else compared as text", () => {
+  const b = bootId()!;
+  assert.match(b, /^up-\d+$/);
+  const t = Number(b.slice(3));
+  assert.ok(Math.abs(t - (Date.now() / 1000 - Deno.osUptime())) < 3);
+  assert.equal(sameBoot(b, `up-${t + 4}`), true);
+  assert.equal(sameBoot(b, `up-${t - 60}`), false, "a reboot a minute apart");
+  assert.equal(sameBoot("3f0c-uuid", b), false, "an older version's kernel boot id");
+  assert.equal(sameBoot("x", "x"), true);
+});

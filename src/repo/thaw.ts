@@ -1,8 +1,9 @@
 /**
  * Data objects in an archive storage class (GLACIER, DEEP_ARCHIVE) cannot be read until S3 has
- * made a readable copy of each (RestoreObject; minutes to two days). Restore and verify
- * `--read-data` find them in a listing, ask for exactly the ones they need (a HEAD each tells
- * which have a copy or are being copied), say what that costs before asking, then either poll
+ * made a readable copy of each (RestoreObject; minutes to two days). Restore finds them when a
+ * GET says so (InvalidObjectState), verify `--read-data` in its listing; both ask for exactly
+ * the ones they need (a HEAD each tells which have a copy or are being copied), say what that
+ * costs before asking, then either poll
  * until every copy is there (`wait`) or leave them for a rerun. Metas, key, descriptor and kit
  * are never archived (a backup writes them in the default class).
  */
@@ -55,64 +56,64 @@ export interface Thawed {
   requestedBytes: number;
 }
 
-/** How the objects `names` (archived, with their listing info) stand: a HEAD each. */
+/** How the objects `names` stand (and their stored size and class): a HEAD each. */
 async function states(store: Store, names: string[], signal?: AbortSignal) {
-  const out = new Map<string, "ongoing" | "done" | "none">();
+  const out = new Map<string, { state: "ongoing" | "done" | "none"; info: ObjectInfo | null }>();
   await pool(names, 16, async (n) => {
     const info = await store.stat(n);
-    // Gone meanwhile, or no longer archived (moved back to STANDARD): readable or missing,
-    // either way the read finds out.
-    out.set(n, info === null || !isArchived(info) ? "done" : info.restore ?? "none");
+    // Gone meanwhile, or not archived (moved back to STANDARD): readable or missing, either
+    // way the read finds out.
+    const state = info === null || !isArchived(info) ? "done" : info.restore ?? "none";
+    out.set(n, { state, info });
   }, signal);
   return out;
 }
 
 /**
- * Makes the archived objects of `archived` (name -> listing info) readable, or asks for it:
- * one HEAD each, then a RestoreObject for each without a copy, then (with `wait`) HEADs again
- * until every copy is there.
+ * Makes the archived objects among `names` readable, or asks for it: one HEAD each (its class,
+ * size and whether a copy is there or being made), then a RestoreObject for each without a
+ * copy, then (with `wait`) HEADs again until every copy is there.
  */
 export async function thaw(
   store: Store,
-  archived: Map<string, ObjectInfo>,
+  names: string[],
   opts: ThawOptions,
   onEvent: (e: ThawEvent) => void = () => {},
 ): Promise<Thawed> {
   const result: Thawed = { pending: new Set(), requested: 0, requestedBytes: 0 };
-  if (archived.size === 0 || store.requestRestore === undefined) return result;
-  const names = [...archived.keys()];
+  if (names.length === 0 || store.requestRestore === undefined) return result;
   const now = await states(store, names, opts.signal);
-  const cold = names.filter((n) => now.get(n) === "none");
-  const size = (ns: string[]) => ns.reduce((s, n) => s + (archived.get(n)?.size ?? 0), 0);
-  onEvent({
-    type: "archived",
-    objects: names.length,
-    bytes: size(names),
-    ready: names.filter((n) => now.get(n) === "done").length,
-    inProgress: names.filter((n) => now.get(n) === "ongoing").length,
-    toRequest: cold.length,
-    toRequestBytes: size(cold),
-    classes: [...new Set(names.map((n) => archived.get(n)!.storageClass!))].sort(),
-    request: opts.request,
-  });
+  const stateOf = (n: string) => now.get(n)?.state;
+  const sizeOf = (n: string) => now.get(n)?.info?.size ?? 0;
+  const archived = names.filter((n) => isArchived(now.get(n)?.info ?? undefined));
+  const cold = names.filter((n) => stateOf(n) === "none");
+  const size = (ns: string[]) => ns.reduce((s, n) => s + sizeOf(n), 0);
+  if (archived.length > 0) {
+    onEvent({
+      type: "archived",
+      objects: archived.length,
+      bytes: size(archived),
+      ready: archived.filter((n) => stateOf(n) === "done").length,
+      inProgress: archived.filter((n) => stateOf(n) === "ongoing").length,
+      toRequest: cold.length,
+      toRequestBytes: size(cold),
+      classes: [...new Set(archived.map((n) => now.get(n)!.info!.storageClass!))].sort(),
+      request: opts.request,
+    });
+  }
   await pool(cold, 16, async (n) => {
     if (await store.requestRestore!(n, opts.request) === "requested") {
       result.requested++;
-      result.requestedBytes += archived.get(n)?.size ?? 0;
+      result.requestedBytes += sizeOf(n);
     }
   }, opts.signal);
-  let pending = names.filter((n) => now.get(n) !== "done");
-  if (opts.wait) {
-    for (
-      let step = opts.pollMs ?? 2000;
-      pending.length > 0;
-      step = Math.min(step * 2, POLL_MAX_MS)
-    ) {
-      onEvent({ type: "thaw-waiting", pending: pending.length });
-      await pause(step, opts.signal);
-      const again = await states(store, pending, opts.signal);
-      pending = pending.filter((n) => again.get(n) !== "done");
-    }
+  let pending = names.filter((n) => stateOf(n) !== "done");
+  for (let step = opts.pollMs ?? 2000; opts.wait && pending.length > 0;) {
+    onEvent({ type: "thaw-waiting", pending: pending.length });
+    await pause(step, opts.signal);
+    step = Math.min(step * 2, POLL_MAX_MS);
+    const again = await states(store, pending, opts.signal);
+    pending = pending.filter((n) => again.get(n)?.state !== "done");
   }
   result.pending = new Set(pending);
   return result;

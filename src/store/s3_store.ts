@@ -35,6 +35,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { createHash } from "node:crypto";
 import https from "node:https";
 import {
+  ObjectArchivedError,
   ObjectExistsError,
   ObjectNotFoundError,
   RepositoryNotFoundError,
@@ -301,6 +302,9 @@ export class S3Store implements Store {
       body = out.Body;
       length = out.ContentLength;
     } catch (err) {
+      if ((err as { name?: string }).name === "InvalidObjectState") {
+        throw new ObjectArchivedError(name, { cause: err });
+      }
       throw this.#mapError(err, "GetObject", name);
     }
     if (!body) return new ReadableStream({ start: (c) => c.close() });

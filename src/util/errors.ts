@@ -55,6 +55,13 @@ export class ObjectNotFoundError extends S3BackupError {
   }
 }
 
+/** An object in an archive storage class (GLACIER, DEEP_ARCHIVE) without a readable copy. */
+export class ObjectArchivedError extends S3BackupError {
+  constructor(readonly objectName: string, options?: ErrorOptions) {
+    super(`Object ${objectName} is archived: it must be restored before it can be read`, options);
+  }
+}
+
 /** Data read back does not match what the format promises (bad MD5, truncated meta, ...). */
 export class CorruptDataError extends S3BackupError {}
 

@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import type { Entry } from "../../format/meta.ts";
 import { messageOf, readAll } from "../../util/bytes.ts";
-import { ObjectNotFoundError } from "../../util/errors.ts";
+import { ObjectArchivedError, ObjectNotFoundError } from "../../util/errors.ts";
 import { pool } from "../../util/pool.ts";
 import { hashFile, ObjectError, TargetError, writeFile, writeSmallFile } from "./file_writer.ts";
 import type { RestoreRun } from "./phases.ts";
@@ -30,27 +30,31 @@ export async function restoreFiles(
   present: Set<string> | null,
 ): Promise<void> {
   const workers = run.simulate ? 1 : Math.max(1, run.concurrency);
-  /** Groups whose object is archived (run.archive): written after the thaw, or left. */
+  /** Groups whose object is archived (a GET said so): written after the thaw, or left. */
   const cold: [string, Todo[]][] = [];
-  const write = (md5: string, todo: Todo[], copyFrom: string | null) =>
-    isSmall(run, todo)
-      ? writeSmallGroup(run, md5, todo, copyFrom)
-      : writeGroup(run, md5, todo, copyFrom);
+  const write = async (md5: string, todo: Todo[], copyFrom: string | null) => {
+    try {
+      if (isSmall(run, todo)) await writeSmallGroup(run, md5, todo, copyFrom);
+      else await writeGroup(run, md5, todo, copyFrom);
+    } catch (err) {
+      if (!(err instanceof ObjectArchivedError) || run.archive === undefined) throw err;
+      cold.push([md5, todo]);
+    }
+  };
   await pool(groups, workers, async ([md5, group]) => {
     const { todo, copyFrom } = await examineGroup(run, md5, group);
     if (run.simulate) simulateGroup(run, md5, todo, copyFrom !== null || present!.has(md5));
-    else if (copyFrom === null && todo.length > 0 && run.archive?.objects.has(md5)) {
-      cold.push([md5, todo]);
-    } else await write(md5, todo, copyFrom);
+    else await write(md5, todo, copyFrom);
   });
   if (cold.length === 0) return;
-  const { objects } = run.archive!;
-  const needed = new Map(cold.map(([md5]) => [md5, objects.get(md5)!]));
-  const { pending } = await run.archive!.thaw(needed);
-  await pool(cold, workers, async ([md5, todo]) => {
+  const { pending } = await run.archive!.thaw(cold.map(([md5]) => md5));
+  const later = cold.splice(0);
+  await pool(later, workers, async ([md5, todo]) => {
     if (!pending.has(md5)) return await write(md5, todo, null);
     for (const t of todo) run.progress.archivedFile(t.e);
   });
+  // Said readable, yet a GET still says archived: left for a rerun too.
+  for (const [, todo] of cold) for (const t of todo) run.progress.archivedFile(t.e);
 }
 
 /** What each path of a group needs; `copyFrom`: a file in the target known to hold it. */
@@ -150,6 +154,7 @@ async function writeGroup(run: RestoreRun, md5: string, todo: Todo[], from: stri
           progress.objectsDownloaded++;
         } catch (err) {
           if (signal?.aborted) throw signal.reason;
+          if (err instanceof ObjectArchivedError) throw err; // the whole group waits (above)
           failure = messageOf(err);
           if (!(err instanceof TargetError)) objectFailure = failure;
         }
@@ -184,6 +189,7 @@ async function writeSmallGroup(run: RestoreRun, md5: string, todo: Todo[], from:
     data = (from !== null ? readChecked(from, md5) : null) ?? await fetchSmall(run, md5);
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
+    if (err instanceof ObjectArchivedError) throw err;
     failure = messageOf(err);
   }
   for (const t of todo) {
@@ -222,6 +228,7 @@ async function fetchSmall(run: RestoreRun, md5: string): Promise<Uint8Array> {
   try {
     body = await readAll(await run.store.load(md5));
   } catch (err) {
+    if (err instanceof ObjectArchivedError) throw err;
     if (err instanceof ObjectNotFoundError) throw new ObjectError(`missing object ${md5}`);
     throw new ObjectError(`cannot download object ${md5}: ${messageOf(err)}`, { cause: err });
   }
@@ -245,6 +252,7 @@ async function download(run: RestoreRun, md5: string): Promise<ReadableStream<Ui
   try {
     body = await run.store.load(md5);
   } catch (err) {
+    if (err instanceof ObjectArchivedError) throw err;
     if (err instanceof ObjectNotFoundError) throw new ObjectError(`missing object ${md5}`);
     throw new ObjectError(`cannot download object ${md5}: ${messageOf(err)}`, { cause: err });
   }

@@ -7,7 +7,7 @@ import { chmodSyncWhereSupported } from "../../util/platform.ts";
 import { createHash } from "node:crypto";
 import type { Entry } from "../../format/meta.ts";
 import { messageOf, writeAll } from "../../util/bytes.ts";
-import { CorruptDataError, S3BackupError } from "../../util/errors.ts";
+import { CorruptDataError, ObjectArchivedError, S3BackupError } from "../../util/errors.ts";
 import { randomHex } from "../../util/random.ts";
 import { type Attributes, TEMP_PREFIX, timeOf } from "./target.ts";
 
@@ -148,7 +148,7 @@ async function copyChecked(
   try {
     stream = await source();
   } catch (err) {
-    if (err instanceof ObjectError) throw err;
+    if (err instanceof ObjectError || err instanceof ObjectArchivedError) throw err;
     throw new ObjectError(`cannot read ${e.md5}: ${messageOf(err)}`, { cause: err });
   }
   const reader = stream.getReader();

@@ -4,7 +4,7 @@
  * and mtime, deepest first.
  */
 import type { Entry } from "../../format/meta.ts";
-import type { ObjectInfo, Store } from "../../store/store.ts";
+import type { Store } from "../../store/store.ts";
 import { messageOf } from "../../util/bytes.ts";
 import { POSIX_MODES } from "../../util/platform.ts";
 import type { Progress, RestoreAction } from "./progress.ts";
@@ -26,13 +26,10 @@ export interface RestoreRun {
   legacy: boolean;
   concurrency: number;
   /**
-   * The data objects in an archive class (repo/thaw.ts), and how to thaw those a restore
-   * needs: what it returns pending is not restored this run.
+   * How to thaw the archived objects a restore met (repo/thaw.ts): what it returns pending
+   * is not restored this run. Absent: an archived object is a failure like any other.
    */
-  archive?: {
-    objects: Map<string, ObjectInfo>;
-    thaw: (needed: Map<string, ObjectInfo>) => Promise<{ pending: Set<string> }>;
-  };
+  archive?: { thaw: (names: string[]) => Promise<{ pending: Set<string> }> };
   /** Every path of the meta (a stale temp file is never one of them). */
   metaPaths: Set<string>;
   signal?: AbortSignal;

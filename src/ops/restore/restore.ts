@@ -18,8 +18,8 @@ import type { Meta } from "../../format/meta.ts";
 import { isLegacyRepository, type LegacyRepository } from "../../repo/legacy.ts";
 import { listRepository } from "../../repo/listing.ts";
 import { decryptObject, decryptSmallObject, type Repository } from "../../repo/repository.ts";
-import { DEFAULT_RESTORE_REQUEST, isArchived, thaw, type ThawOptions } from "../../repo/thaw.ts";
-import type { ObjectInfo, Store } from "../../store/store.ts";
+import { DEFAULT_RESTORE_REQUEST, thaw, type ThawOptions } from "../../repo/thaw.ts";
+import type { Store } from "../../store/store.ts";
 import { restoreFiles } from "./file_restorer.ts";
 import { finishDirs, restoreDirs, restoreLinks, type RestoreRun } from "./phases.ts";
 import { type Plan, planRestore } from "./plan.ts";
@@ -91,22 +91,16 @@ export async function restore(
 }
 
 /**
- * The archived data objects of an S3 store (one listing) and the thaw of those a restore needs;
- * undefined when there are none (or the store has no archive classes).
+ * How a restore from an S3 store thaws the archived objects it meets (a GET said so):
+ * undefined for stores without archive classes.
  */
-async function archiveOf(store: Store, opts: RestoreOptions, progress: Progress) {
+function archiveOf(store: Store, opts: RestoreOptions, progress: Progress) {
   if (store.requestRestore === undefined) return undefined;
-  const objects = new Map<string, ObjectInfo>();
-  await listRepository(store, "", (o) => {
-    if (isArchived(o)) objects.set(o.name, o);
-  });
-  if (objects.size === 0) return undefined;
   const thawOpts: ThawOptions = { request: DEFAULT_RESTORE_REQUEST, wait: false, ...opts.thaw };
   if (opts.signal) thawOpts.signal = opts.signal;
   return {
-    objects,
-    thaw: async (needed: Map<string, ObjectInfo>) => {
-      const t = await thaw(store, needed, thawOpts, progress.onEvent);
+    thaw: async (names: string[]) => {
+      const t = await thaw(store, names, thawOpts, progress.onEvent);
       progress.thawRequested += t.requested;
       progress.thawRequestedBytes += t.requestedBytes;
       return t;
