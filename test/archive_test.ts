@@ -139,3 +139,24 @@ for (const target of s3Targets().filter((t) => t.label === "moto")) {
     }
   });
 }
+
+for (const target of s3Targets().filter((t) => t.label === "moto")) {
+  Deno.test(`archive (${target.label}): --as-of cannot thaw: archived files fail by name, the rest restores`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-archive-asof-" });
+    const { bucket, env } = await makeBucket(target, { objectLock: true });
+    const url = `s3://${bucket}`;
+    const run = (args: string[]) => s3backup([...args, "-b", url], { env });
+    try {
+      await Deno.mkdir(`${dir}/src`);
+      await Deno.writeTextFile(`${dir}/src/cold.txt`, "in the archive\n");
+      const b = await run(["backup", "-f", `${dir}/src`, "-c", "--storage-class", "GLACIER"]);
+      assert.equal(b.code, 0, b.stderr);
+      const asOf = new Date(Date.now() + 60_000).toISOString();
+      const r = await run(["restore", "--as-of", asOf, "-m", "latest", "-f", `${dir}/out`, "-c"]);
+      assert.equal(r.code, ExitCode.partial, r.stderr);
+      assert.match(r.stderr, /cold\.txt: Object [0-9a-f]{32} is archived: it must be restored/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

@@ -37,8 +37,12 @@ export async function restoreFiles(
       if (isSmall(run, todo)) await writeSmallGroup(run, md5, todo, copyFrom);
       else await writeGroup(run, md5, todo, copyFrom);
     } catch (err) {
-      if (!(err instanceof ObjectArchivedError) || run.archive === undefined) throw err;
-      cold.push([md5, todo]);
+      if (!(err instanceof ObjectArchivedError)) throw err;
+      if (run.archive !== undefined) return void cold.push([md5, todo]);
+      for (const t of todo) { // a store that cannot thaw it (--as-of): a failure
+        run.progress.fail(t.e.path, err.message);
+        run.progress.doneFile(t.e, null);
+      }
     }
   };
   await pool(groups, workers, async ([md5, group]) => {
