@@ -426,7 +426,7 @@ store_get() {
     # iterable"): a HEAD, which has no body, tells whether the object is there.
     STORE_ERR="download failed: $(first_line "$KIT_TMP/aws.err")"
     if ! aws_run s3api head-object --bucket "$STORE_BUCKET" --key "$STORE_PREFIX$name" \
-      >/dev/null 2>"$KIT_TMP/aws.err"; then
+      ${version[@]+"${version[@]}"} >/dev/null 2>"$KIT_TMP/aws.err"; then
       case "$(cat -- "$KIT_TMP/aws.err")" in
       *NoSuchKey* | *"(404)"* | *"Not Found"*) STORE_ERR=missing ;;
       esac

@@ -570,6 +570,8 @@ fetch_versions() {
 fetch_version() {
   local KIT_TMP=$KIT_TMP/fv.$1
   mkdir -p -- "$KIT_TMP" || exit 1
+  if store_get "$2" "$3/$2" || [ "$STORE_ERR" = missing ]; then return 0; fi
+  # Once more: KIT_JOBS requests at once may meet a busy server.
   if ! store_get "$2" "$3/$2" && [ "$STORE_ERR" != missing ]; then
     printf '%s\n' "$2 $STORE_ERR" >"$KIT_TMP/err"
   fi
