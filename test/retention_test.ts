@@ -68,7 +68,14 @@ for (const target of s3Targets()) {
       };
       try {
         await Deno.mkdir(src);
-        for (let i = 0; i < 3; i++) await Deno.writeTextFile(`${src}/f${i}`, `file ${i}\n`);
+        // Dated an hour back: files written within 2 s of a backup are read again by the next
+        // (files_cache.ts), and a content read again and found stored is extended.
+        const old = new Date(Date.now() - 3600_000);
+        const write = async (p: string, text: string) => {
+          await Deno.writeTextFile(p, text);
+          await Deno.utime(p, old, old);
+        };
+        for (let i = 0; i < 3; i++) await write(`${src}/f${i}`, `file ${i}\n`);
         const bad = await run(["backup", "-f", src, "--retain", "1d", "--retain-mode", "forever"]);
         assert.equal(bad.code, 2);
         const t0 = Date.now();
@@ -108,7 +115,7 @@ for (const target of s3Targets()) {
         );
 
         // The next night: nothing to extend (the cache knows the date), the new file retained.
-        await Deno.writeTextFile(`${src}/f3`, "file 3\n");
+        await write(`${src}/f3`, "file 3\n");
         log.length = 0;
         const b2 = await json(["backup", "-f", src, "--retain", "1d"]);
         assert.equal(b2.retentionExtended, 0);
@@ -158,25 +165,42 @@ for (const target of s3Targets()) {
         const l0 = await lockOf(data0);
         assert.ok(Math.abs(l0.until! - (later.getTime() + 1.5 * DAY)) < 120_000);
 
+        // Another folder's backup finds a content stored already (by the first folder's): the
+        // files cache of this folder does not vouch for its retention, so it is extended even
+        // when nothing else is due.
+        const src2 = `${dir}/src2`;
+        await Deno.mkdir(src2);
+        await write(`${src2}/own`, "own\n");
+        const c1 = await json(["backup", "-f", src2, "-n", "second", "--retain", "1d"]);
+        assert.equal(c1.retentionExtended, 2 + kit.length);
+        await write(`${src2}/shared`, "file 0\n");
+        log.length = 0;
+        const c2 = await json(["backup", "-f", src2, "-n", "second", "--retain", "1d"]);
+        assert.equal(c2.newObjects, 0);
+        assert.equal(c2.retentionExtended, 1, "the content found stored");
+        requestsWere(1, "one PutObjectRetention, for that content");
+
         // Prune: the metas the policy drops are retained (reported, kept); an unreferenced
         // object without retention is removed, every version of it.
         const junk = "0123456789abcdef0123456789abcdef";
         await client.send(new PutObjectCommand({ Bucket: bucket, Key: junk, Body: "junk" }));
-        const metasBefore = (await current()).filter((k) => k.startsWith("meta_"));
+        const metasBefore = (await current()).filter((k) => k.startsWith("meta_src_"));
         assert.equal(metasBefore.length, 3);
+        const seconds = (await current()).filter((k) => k.startsWith("meta_second_"));
+        assert.equal(seconds.length, 2);
         const p = await run(["prune", "--keep-last", "1", "--grace", "0", "--json"]);
         assert.equal(p.code, 0, p.stderr);
         const pj = JSON.parse(p.stdout);
-        assert.deepEqual(pj.retained, metasBefore.slice(0, 2));
+        assert.deepEqual(pj.retained, [...metasBefore.slice(0, 2), seconds[0]].sort());
         assert.deepEqual(pj.metasRemoved, []);
         assert.equal(pj.objectsRemoved, 1);
-        assert.deepEqual((await current()).filter((k) => k.startsWith("meta_")), metasBefore);
+        assert.deepEqual((await current()).filter((k) => k.startsWith("meta_src_")), metasBefore);
         const left = await client.send(
           new ListObjectVersionsCommand({ Bucket: bucket, Prefix: junk }),
         );
         assert.deepEqual([...left.Versions ?? [], ...left.DeleteMarkers ?? []], []);
         const text = await run(["prune", "--keep-last", "1", "--grace", "0"]);
-        assert.match(text.stdout, /2 kept by Object Lock retention/);
+        assert.match(text.stdout, /3 kept by Object Lock retention/);
 
         // Without Object Lock: one line, exit 2.
         const plain = await makeBucket(target);

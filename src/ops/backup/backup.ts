@@ -179,7 +179,7 @@ async function runBackup(
     const contents = await storedContents(store, cache.vouched);
     const state: CacheState = { ...cache.state };
     const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, time);
-    const reused = retentionDue(opts, cache, time) ? new ContentSizes() : null;
+    const reused = reusedFor(opts, cache, time);
     const ctx = { store, repo, opts, uploads: contents.uploads, cache, warn, onEvent, reused };
     onEvent({ type: "phase", phase: "backing up" });
     const totals = await archive(ctx, out, lookedAt);
@@ -193,7 +193,7 @@ async function runBackup(
       state.kit = await syncKit(store, full?.kit ?? null, state.kit, opts.kit);
       if (reused !== null) {
         retentionExtended = await extendReused(store, reused, contents.uploads, opts, time);
-        state.retainedMs = retentionAt(opts.retention!, time).until.getTime();
+        if (reused.all) state.retainedMs = retentionAt(opts.retention!, time).until.getTime();
       }
       if (same === null) {
         const body = await out.meta.finish();
@@ -246,25 +246,33 @@ function unchangedSince(
 }
 
 /**
- * Whether this run extends the retention of what it reuses: asked to, and what the files
- * cache knows of the last extension (while its meta exists) is not enough (retention.ts).
+ * With --retain, what this run must extend: the contents it finds stored but the files cache
+ * does not vouch for (another host may have stored them, retained for less), and, when the
+ * cache's date of the last extension (while its meta exists) is not enough (`all`), every
+ * content it names and the shared objects (retention.ts).
  */
-function retentionDue(opts: BackupOptions, cache: OpenCache, time: Date): boolean {
-  if (opts.retention === undefined || opts.simulate) return false;
-  return extensionDue(opts.retention, cache.vouched ? cache.state.retainedMs : undefined, time);
+interface Reused {
+  set: ContentSizes;
+  all: boolean;
 }
 
-/** Extends what this run names and did not store itself, and the shared objects. */
+function reusedFor(opts: BackupOptions, cache: OpenCache, time: Date): Reused | null {
+  if (opts.retention === undefined || opts.simulate) return null;
+  const known = cache.vouched ? cache.state.retainedMs : undefined;
+  return { set: new ContentSizes(), all: extensionDue(opts.retention, known, time) };
+}
+
+/** Extends what this run must (Reused) and did not store itself. */
 async function extendReused(
   store: Store,
-  reused: ContentSizes,
+  reused: Reused,
   uploads: Uploads,
   opts: BackupOptions,
   time: Date,
 ): Promise<number> {
   function* names() {
-    for (const md5 of reused.ours()) if (!uploads.stored(md5)) yield md5;
-    yield* sharedObjects([...opts.kit.keys()].map((k) => KIT_PREFIX + k));
+    for (const md5 of reused.set.ours()) if (!uploads.stored(md5)) yield md5;
+    if (reused.all) yield* sharedObjects([...opts.kit.keys()].map((k) => KIT_PREFIX + k));
   }
   return await extendRetention(store, names(), retentionAt(opts.retention!, time), opts.signal);
 }
@@ -365,8 +373,8 @@ function commitCache(cache: FilesCacheWriter | null, state: CacheState, warn: Wa
 }
 
 interface ReadContext {
-  /** With a retention extension due: every content the meta names (set as `ours`). */
-  reused: ContentSizes | null;
+  /** With --retain: the contents to extend (set as `ours`), and whether all are. */
+  reused: Reused | null;
   store: Store;
   repo: Repository | null;
   opts: BackupOptions;
@@ -406,11 +414,13 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
     const md5 = c.cache.lookup.md5Of(item.path, st);
     if (md5 !== null && (c.cache.vouched || uploads.has(md5, st.size))) {
       t.filesFromCache++;
+      if (c.reused?.all) c.reused.set.set(md5, 0, true);
       return { now: done(item, { md5, size: st.size, info: st }, false) };
     }
     return {
       later: async () => {
         const r = await backupFile(item, ctx, (p, m) => c.warn.add(p, m, true));
+        if (r?.result) c.reused?.set.set(r.result.md5, 0, true); // found stored, or ours
         return done(item, r?.result ?? null, r?.uploaded ?? false);
       },
     };
@@ -422,7 +432,6 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
       t.bytes += r.size;
       // The facts of the walk's lstat, which the next run compares (the same calls, the same
       // precision: Deno reports ctime in whole seconds). A change after that lstat changes them.
-      c.reused?.set(r.md5, 0, true);
       const rec = recordOf(r.md5, statOf(item.info), lookedAt);
       if (rec !== null) out.cache?.add(item.path, rec);
       await out.meta?.add(entryOf(item, r.info, r.md5, r.size));
