@@ -70,6 +70,12 @@ for (const target of s3Targets()) {
         );
         assert.equal(k.code, 0, k.stderr);
         assert.deepEqual(snapshot(`${dir}/kit`), snapshot(src));
+        const kl = await runKit("list.sh", ["--as-of", good, url], PASSWORD, {
+          ...env,
+          PATH: "/usr/bin:/bin:/usr/local/bin",
+        });
+        assert.equal(kl.code, 0, kl.stderr);
+        assert.equal(kl.stdout.match(/^meta_nightly_/gm)?.length, 2, kl.stdout);
         const w = await run(["backup", "-f", src, "--as-of", good]);
         assert.equal(w.code, 2, "backup does not take --as-of");
       } finally {
