@@ -14,7 +14,7 @@
  */
 
 import * as path from "node:path";
-import { messageOf, writeAll } from "../util/bytes.ts";
+import { messageOf, readFullSync, writeAll } from "../util/bytes.ts";
 import {
   ObjectExistsError,
   ObjectNotFoundError,
@@ -198,13 +198,7 @@ export class LocalStore implements Store {
     // A small object is read at once with synchronous calls (cheaper than a stream's reads).
     try {
       const data = new Uint8Array(info.size);
-      let off = 0;
-      while (off < data.length) {
-        const n = file.readSync(data.subarray(off));
-        if (n === null) break;
-        off += n;
-      }
-      return ReadableStream.from([data.subarray(0, off)]);
+      return ReadableStream.from([data.subarray(0, readFullSync(file, data))]);
     } catch (err) {
       throw new S3BackupError(`Cannot read ${p}: ${messageOf(err)}`, { cause: err });
     } finally {

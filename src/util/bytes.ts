@@ -33,6 +33,17 @@ export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message.split("\n")[0] ?? "" : String(err);
 }
 
+/** Reads from `file` until `buf` is full or the file ends; the byte count. */
+export function readFullSync(file: Deno.FsFile, buf: Uint8Array): number {
+  let off = 0;
+  while (off < buf.length) {
+    const n = file.readSync(buf.subarray(off));
+    if (n === null) break;
+    off += n;
+  }
+  return off;
+}
+
 /** A file system error's reason alone: `No such file or directory` (no os error, no path). */
 export function reasonOf(err: unknown): string {
   return messageOf(err).replace(/ \(os error \d+\)(: \w+ '.*')?$/, "");

@@ -9,6 +9,7 @@
  * are left out (as tar's --exclude-caches and --one-file-system do).
  */
 import ignore, { type Ignore } from "ignore";
+import { readFullSync } from "../../util/bytes.ts";
 import type { WalkFilter } from "./walk.ts";
 
 export interface ExcludeRules {
@@ -52,12 +53,7 @@ function tagged(dirAbs: string, name: string): boolean {
     const f = Deno.openSync(path);
     try {
       const buf = new Uint8Array(CACHEDIR_SIGNATURE.length);
-      let n = 0;
-      while (n < buf.length) {
-        const got = f.readSync(buf.subarray(n));
-        if (got === null) break;
-        n += got;
-      }
+      const n = readFullSync(f, buf);
       return new TextDecoder().decode(buf.subarray(0, n)) === CACHEDIR_SIGNATURE;
     } finally {
       f.close();
