@@ -70,7 +70,13 @@ export function sharedObjects(kitNames: Iterable<string>): string[] {
   return [KEY_NAME, DESCRIPTOR_NAME, ...kitNames];
 }
 
-/** Extends the retention of each of `names` to `r` (16 at a time); how many. */
+/**
+ * Extends the retention of each of `names` to `r` (16 at a time); how many were. A retention
+ * is never shortened: when the store refuses (an object retained longer already, by another
+ * host's longer policy or a later clock; or in COMPLIANCE mode, which GOVERNANCE may not
+ * replace), a HEAD tells, and an object retained until `r.until` or later is left as it is,
+ * one in COMPLIANCE is extended in COMPLIANCE.
+ */
 export async function extendRetention(
   store: Store,
   names: Iterable<string>,
@@ -83,11 +89,23 @@ export async function extendRetention(
       await store.retain!(name, r);
       n++;
     } catch (err) {
-      throw new S3BackupError(
-        `Cannot extend the retention of ${name}: ${(err as Error).message}`,
-        { cause: err },
-      );
+      const now = await store.stat(name).catch(() => null);
+      if (now?.retainUntil !== undefined && now.retainUntil >= r.until) return;
+      if (now?.retainMode === "COMPLIANCE" && r.mode === "GOVERNANCE") {
+        await store.retain!(name, { ...r, mode: "COMPLIANCE" }).then(() => n++, () => {
+          throw extendError(name, err);
+        });
+        return;
+      }
+      throw extendError(name, err);
     }
   }, signal);
   return n;
+}
+
+function extendError(name: string, err: unknown): S3BackupError {
+  return new S3BackupError(
+    `Cannot extend the retention of ${name}: ${(err as Error).message}`,
+    { cause: err },
+  );
 }

@@ -355,6 +355,7 @@ export class S3Store implements Store {
       if (etag) info.etag = etag;
       if (out.StorageClass) info.storageClass = out.StorageClass;
       if (out.ObjectLockRetainUntilDate) info.retainUntil = out.ObjectLockRetainUntilDate;
+      if (out.ObjectLockMode) info.retainMode = out.ObjectLockMode;
       if (out.Restore) {
         info.restore = /ongoing-request\s*=\s*"true"/.test(out.Restore) ? "ongoing" : "done";
       }

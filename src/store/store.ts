@@ -23,6 +23,7 @@ export interface ObjectInfo {
   restore?: "ongoing" | "done";
   /** S3 `stat` only: the Object Lock retention of the current version, when it has one. */
   retainUntil?: Date;
+  retainMode?: "GOVERNANCE" | "COMPLIANCE";
 }
 
 /** How to ask for a readable copy of an archived object (S3 RestoreObject). */
