@@ -6,6 +6,7 @@
  * bytes are those `encryptMeta` makes of the same entries.
  */
 import { chmodWhereSupported } from "../util/platform.ts";
+import { processAlive } from "./lock.ts";
 import { createHash } from "node:crypto";
 import { encryptStream, type PreparedKey } from "../format/container.ts";
 import {
@@ -22,6 +23,29 @@ import type { Reopenable, Repository } from "./repository.ts";
 const te = new TextEncoder();
 /** Lines are gathered up to about this many characters before they are encrypted. */
 const BATCH_CHARS = 256 * 1024;
+
+/** The temporary folders of metas being written: `s3backup-meta-<pid>-<random>`. */
+const SPOOL_PREFIX = "s3backup-meta-";
+
+/**
+ * Removes the meta folders in `parent` that a killed backup left: another pid, no such process
+ * (`processAlive`), this user's. Best effort: nothing here stops a backup.
+ */
+export function sweepDeadSpools(parent: string): void {
+  try {
+    for (const e of Deno.readDirSync(parent)) {
+      const m = /^s3backup-meta-(\d+)-/.exec(e.name);
+      if (!m || !e.isDirectory || Number(m[1]) === Deno.pid) continue;
+      if (processAlive(Number(m[1])) !== false) continue;
+      const p = `${parent}/${e.name}`;
+      const uid = Deno.lstatSync(p).uid;
+      if (uid !== null && uid !== Deno.uid()) continue;
+      Deno.removeSync(p, { recursive: true });
+    }
+  } catch {
+    // an unreadable temp folder, a race with another sweep: left
+  }
+}
 
 export class MetaSpool {
   /** Entries added so far. */
@@ -43,7 +67,11 @@ export class MetaSpool {
     this.#written.catch(() => {}); // seen by finish; a discard needs no report
   }
 
-  /** Starts the meta of a backup of `repo` with `header` (its wrapped key is the repo's). */
+  /**
+   * Starts the meta of a backup of `repo` with `header` (its wrapped key is the repo's), in a
+   * temporary folder named with this process's id; the folders of killed backups (their
+   * process gone) are removed first.
+   */
   static async open(
     repo: Repository,
     header: Omit<MetaHeader, "wrappedKey">,
@@ -52,7 +80,8 @@ export class MetaSpool {
     let dir: string | undefined;
     let file: Deno.FsFile;
     try {
-      dir = await Deno.makeTempDir({ prefix: "s3backup-meta-" });
+      dir = await Deno.makeTempDir({ prefix: `${SPOOL_PREFIX}${Deno.pid}-` });
+      sweepDeadSpools(dir.slice(0, Math.max(dir.lastIndexOf("/"), dir.lastIndexOf("\\"))));
       await chmodWhereSupported(dir, 0o700);
       file = await Deno.open(`${dir}/meta`, { write: true, createNew: true, mode: 0o600 });
     } catch (err) {

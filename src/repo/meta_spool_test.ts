@@ -3,7 +3,7 @@ import type { Entry } from "../format/meta.ts";
 import { LocalStore } from "../store/local_store.ts";
 import { readAll } from "../util/bytes.ts";
 import { S3BackupError } from "../util/errors.ts";
-import { MetaSpool } from "./meta_spool.ts";
+import { MetaSpool, sweepDeadSpools } from "./meta_spool.ts";
 import { createRepository, decryptMeta, prepareMetaKey } from "./repository.ts";
 
 const te = new TextEncoder();
@@ -64,5 +64,26 @@ Deno.test("meta spool: no writable temporary folder is one clear error", async (
     if (tmp === undefined) Deno.env.delete("TMPDIR");
     else Deno.env.set("TMPDIR", tmp);
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("meta spool: the folders killed backups left are swept; a live process's are not", async () => {
+  const parent = await Deno.makeTempDir();
+  try {
+    const done = new Deno.Command("true").spawn();
+    await done.status; // its pid now names no process
+    const dead = `${parent}/s3backup-meta-${done.pid}-abc`;
+    const live = `${parent}/s3backup-meta-1-abc`;
+    const other = `${parent}/s3backup-meta-x`;
+    for (const d of [dead, live, other]) {
+      Deno.mkdirSync(d);
+      Deno.writeTextFileSync(`${d}/meta`, "encrypted, partial");
+    }
+    sweepDeadSpools(parent);
+    assert.throws(() => Deno.statSync(dead), Deno.errors.NotFound);
+    assert.ok(Deno.statSync(live).isDirectory, "pid 1 runs");
+    assert.ok(Deno.statSync(other).isDirectory, "not ours to judge");
+  } finally {
+    await Deno.remove(parent, { recursive: true });
   }
 });
