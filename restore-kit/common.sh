@@ -412,7 +412,8 @@ store_get() {
       STORE_ERR=missing
       return 1
     fi
-    version=(--version-id "$AS_OF_VID")
+    # The = form: a version id may begin with "-" (Ceph RGW), which the CLI would take for an option.
+    version=("--version-id=$AS_OF_VID")
   fi
   if aws_run s3api get-object --bucket "$STORE_BUCKET" --key "$STORE_PREFIX$name" \
     ${version[@]+"${version[@]}"} "$dest" >/dev/null 2>"$KIT_TMP/aws.err"; then
