@@ -588,6 +588,45 @@ Deno.test("cli: --limit-upload and --limit-download hold a backup and a restore 
     assert.match(wrong.stderr, /backup does not take --limit-download/);
   }));
 
+Deno.test("cli: the new options' bad values and misuses are one line and exit 2, before anything runs", () =>
+  withRepo(async ({ src, repo }) => {
+    const before = [...Deno.readDirSync(repo)].map((e) => e.name).sort();
+    const cases: [string[], RegExp][] = [
+      [
+        ["backup", "-f", src, "--retain", "1d"],
+        /--retain needs an S3 bucket with Object Lock; .* is a local directory/,
+      ],
+      [["backup", "-f", src, "--retain", "1h"], /--retain 1h: use at least 1d/],
+      [["backup", "-f", src, "--retain-mode", "compliance"], /--retain-mode needs --retain/],
+      [
+        ["backup", "-f", src, "--exclude-if-present", "a/b"],
+        /--exclude-if-present "a\/b": give a file name/,
+      ],
+      [["backup", "-f", src, "--lock-wait", "soon"], /Invalid duration "soon"/],
+      [
+        ["restore", "-m", "latest", "-f", `${src}-x`, "--as-of", "2026-12-01"],
+        /--as-of needs a versioned S3 bucket; .* is a local directory/,
+      ],
+      [["list", "--as-of", "yesterday"], /--as-of "yesterday": use a time such as 2026-11-30/],
+      [
+        ["restore", "-m", "latest", "-f", `${src}-x`, "--restore-tier", "Fast"],
+        /--restore-tier "Fast": use Bulk, Standard or Expedited/,
+      ],
+      [["verify", "--restore-days", "0"], /--restore-days "0": use 1 to 365/],
+      [["verify", "--check-retention", "long"], /Invalid duration "long"/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await s3backup([...args, "-b", repo, "-c"]);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^s3backup: ${re.source}`), args.join(" "));
+      assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
+    }
+    const kit = await s3backup(["kit", "--verify"]);
+    assert.equal(kit.code, 2);
+    assert.match(kit.stderr, /^s3backup: kit needs -b <bucket>/);
+    assert.deepEqual([...Deno.readDirSync(repo)].map((e) => e.name).sort(), before);
+  }));
+
 Deno.test("cli: a --log-file that cannot be written is a usage error, before anything runs", () =>
   withRepo(async ({ dir, src, repo }) => {
     const before = [...Deno.readDirSync(repo)].length;

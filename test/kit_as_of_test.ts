@@ -4,6 +4,7 @@
  * records its arguments.
  */
 import assert from "node:assert/strict";
+import { runKit } from "./kit_runner.ts";
 
 const COMMON = new URL("../restore-kit/common.sh", import.meta.url).pathname;
 
@@ -40,4 +41,25 @@ echo "$STORE_ERR"`;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("kit: bad --as-of, --restore-tier and --restore-days are usage errors (exit 2), one line", async () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ["--as-of", "yesterday"],
+      /^restore\.sh: --as-of: use a UTC time such as 2026-11-30T14:00:00Z, or a date\n$/,
+    ],
+    [
+      ["--restore-tier", "Fast"],
+      /^restore\.sh: --restore-tier: use Bulk, Standard or Expedited\n$/,
+    ],
+    [["--restore-days", "0"], /^restore\.sh: --restore-days: use 1 to 365\n$/],
+  ];
+  for (const [opts, re] of cases) {
+    const r = await runKit("restore.sh", [...opts, "s3://b", "latest", "/tmp/x"], null);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, re);
+  }
+  const list = await runKit("list.sh", ["--restore-tier", "Bulk", "s3://b"], null);
+  assert.equal(list.code, 2, "list.sh takes no restore options");
 });

@@ -3,6 +3,9 @@
  * (the meta decrypted with openssl, its `kit` lines fed to sha256sum -c).
  */
 import assert from "node:assert/strict";
+import { backup } from "../src/ops/backup/backup.ts";
+import { createRepository } from "../src/repo/repository.ts";
+import { LocalStore } from "../src/store/local_store.ts";
 import { PASSWORD, s3backup } from "./faults/harness.ts";
 
 /** The README's by-hand check, run by bash in `dir` (meta.txt and kit/ there): its exit code. */
@@ -88,6 +91,33 @@ Deno.test("kit --verify and the by-hand check catch a swapped restore.sh, a miss
     const caught = await byHand(dir);
     assert.notEqual(caught.code, 0, caught.out);
     assert.match(caught.out, /kit\/restore\.sh: FAILED/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("kit --verify: a meta of an older version (no kit digests) is one line, exit 1", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-kitverify-old-" });
+  try {
+    await Deno.mkdir(`${dir}/src`);
+    await Deno.mkdir(`${dir}/repo`);
+    await Deno.writeTextFile(`${dir}/src/a`, "a\n");
+    const store = new LocalStore(`${dir}/repo`);
+    const repo = await createRepository(store, new TextEncoder().encode(PASSWORD));
+    // No kit files: the meta gets no `kit` lines, as one of an older s3backup.
+    await backup(store, repo, {
+      source: `${dir}/src`,
+      name: "old",
+      host: "h",
+      simulate: false,
+      kit: new Map(),
+    });
+    const r = await s3backup(["kit", "--verify", "-b", `${dir}/repo`]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^s3backup: meta_old_\S+ records no kit digests \(written by an older s3backup\)/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

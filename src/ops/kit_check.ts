@@ -5,7 +5,7 @@
  * to the bucket could have swapped the scripts a person runs with the password.
  */
 import { createHash } from "node:crypto";
-import { KIT_PREFIX } from "../format/layout.ts";
+import { KIT_PREFIX, META_PREFIX } from "../format/layout.ts";
 import { listRepository } from "../repo/listing.ts";
 import { loadMeta, type Repository } from "../repo/repository.ts";
 import { selectMeta } from "../repo/select.ts";
@@ -31,8 +31,10 @@ export async function verifyKit(
   spec = "latest",
   name?: string,
 ): Promise<KitCheck> {
-  const listing = await listRepository(repo.store);
-  const m = selectMeta(listing.metas, spec, name, repo.store.location);
+  // The metas and the kit only: a listing of the data objects would be most of the bucket.
+  const metas = (await listRepository(repo.store, META_PREFIX)).metas;
+  const kit = (await listRepository(repo.store, KIT_PREFIX)).kit;
+  const m = selectMeta(metas, spec, name, repo.store.location);
   const recorded = (await loadMeta(repo, m.key)).header.kit;
   if (recorded === undefined) {
     throw new S3BackupError(
@@ -42,7 +44,7 @@ export async function verifyKit(
   }
   const problems: KitProblem[] = [];
   for (const [file, sha] of recorded) {
-    if (!listing.kit.has(KIT_PREFIX + file)) {
+    if (!kit.has(KIT_PREFIX + file)) {
       problems.push({ file, kind: "missing" });
       continue;
     }
@@ -51,7 +53,7 @@ export async function verifyKit(
       problems.push({ file, kind: "changed" });
     }
   }
-  for (const key of listing.kit.keys()) {
+  for (const key of kit.keys()) {
     const file = key.slice(KIT_PREFIX.length);
     if (!recorded.has(file)) problems.push({ file, kind: "unexpected" });
   }

@@ -18,13 +18,13 @@
  * - `passwd`  stops when any other live lock exists.
  * An unknown kind (a later version) is treated as excluding everything.
  */
-import process from "node:process";
 import { formatLockName, LOCK_PREFIX } from "../format/layout.ts";
 import { formatLock, type LockBody, parseLock } from "../format/lock_file.ts";
 import type { Store } from "../store/store.ts";
 import { readAll } from "../util/bytes.ts";
 import { errorLine, ExitCode, ObjectNotFoundError, S3BackupError } from "../util/errors.ts";
 import { pause } from "../util/pause.ts";
+import { processAlive } from "../util/platform.ts";
 import { pool } from "../util/pool.ts";
 import { listRepository } from "./listing.ts";
 
@@ -128,7 +128,7 @@ export interface LockOptions {
   onRefreshError?: (err: unknown) => void;
   /** Told of each lock of a dead process on this host that was removed (taken over). */
   onTakeover?: (lock: LockInfo) => void;
-  /** Whether a process runs here (tests); default `processAlive`. */
+  /** Whether a process runs here (tests); default `processAlive` (util/platform.ts). */
   alive?: (pid: number) => boolean | null;
   /** This machine's boot id (tests); default `bootId()`. */
   boot?: string;
@@ -160,22 +160,6 @@ export function sameBoot(a: string, b: string): boolean {
 }
 
 const BOOT_SLACK_S = 10;
-
-/**
- * Whether process `pid` runs on this machine: true, false, or null when it cannot be told
- * (then a lock is never taken over). `kill(pid, 0)`: ESRCH is no such process, EPERM one of
- * another user. Not on Windows.
- */
-export function processAlive(pid: number): boolean | null {
-  if (!Number.isSafeInteger(pid) || pid <= 0 || Deno.build.os === "windows") return null;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    return code === "ESRCH" ? false : code === "EPERM" ? true : null;
-  }
-}
 
 /** Who is asking: this host, process and boot. */
 interface Me {

@@ -11,12 +11,12 @@ import {
   isStale,
   liveLocks,
   LockedError,
-  processAlive,
   sameBoot,
   STALE_MS,
   unlock,
 } from "./lock.ts";
 import { ExitCode } from "../util/errors.ts";
+import { processAlive } from "../util/platform.ts";
 
 async function withStore(fn: (s: LocalStore, dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "s3backup-lock-test-" });

@@ -5,8 +5,7 @@
  * meta as a stream of that file, to be created once in the store; `discard` removes it. The
  * bytes are those `encryptMeta` makes of the same entries.
  */
-import { chmodWhereSupported } from "../util/platform.ts";
-import { processAlive } from "./lock.ts";
+import { chmodWhereSupported, processAlive } from "../util/platform.ts";
 import { createHash } from "node:crypto";
 import { encryptStream, type PreparedKey } from "../format/container.ts";
 import {

@@ -395,7 +395,8 @@ export class S3Store implements Store {
   async removeVersions(names: string[]): Promise<{ retained: string[] }> {
     const wanted = new Set(names.map((n) => this.key(n)));
     const versions: { Key: string; VersionId: string }[] = [];
-    for await (const v of this.#versions("")) {
+    // Under the names' common prefix (`meta_` for metas): not every version of the bucket.
+    for await (const v of this.#versions(commonPrefix(names))) {
       if (wanted.has(v.key)) versions.push({ Key: v.key, VersionId: v.versionId });
     }
     const retained = new Set<string>();
@@ -913,4 +914,11 @@ function versionView(
       for (const [name, v] of at) if (v && name.startsWith(prefix)) yield v.info;
     },
   };
+}
+
+/** The longest prefix every one of `names` starts with. */
+function commonPrefix(names: string[]): string {
+  let p = names[0] ?? "";
+  for (const n of names) while (!n.startsWith(p)) p = p.slice(0, -1);
+  return p;
 }
