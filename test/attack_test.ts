@@ -78,6 +78,13 @@ for (const target of s3Targets()) {
         assert.equal(kl.stdout.match(/^meta_nightly_/gm)?.length, 2, kl.stdout);
         const w = await run(["backup", "-f", src, "--as-of", good]);
         assert.equal(w.code, 2, "backup does not take --as-of");
+        const plain = await makeBucket(target);
+        const nv = await s3backup(["list", "--as-of", good, "-b", `s3://${plain.bucket}`], { env });
+        assert.equal(nv.code, 2, nv.stderr);
+        assert.match(
+          nv.stderr,
+          /^s3backup: --as-of: the bucket of s3:\/\/\S+ does not keep versions\n$/,
+        );
       } finally {
         client.destroy();
         await Deno.remove(dir, { recursive: true });
