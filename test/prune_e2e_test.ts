@@ -196,7 +196,7 @@ for (const b of backends()) {
         assert.equal(v.metas, 2);
 
         // Without a lock (a writer whose lock went stale), the grace period still keeps what
-        // a running backup uploaded.
+        // a running backup uploaded; the backup finds its lock gone and records nothing.
         const hook2 = new PauseBeforeMeta(store, { hideLocks: true });
         const running2 = backupOf(hook2, { ...repo, store: hook2 }, "z", "2026-01-04T00:00:00Z", {
           fresh: "z content",
@@ -207,10 +207,13 @@ for (const b of backends()) {
         assert.equal(s.objectsRemoved, 0);
         assert.ok(s.objectsTooYoung >= 1);
         hook2.resume();
-        await running2;
+        await assert.rejects(
+          running2,
+          /lock locks\/backup-\S+ lapsed while it ran \(it was removed/,
+        );
         v = await verify(repo, { readData: true });
         assert.equal(v.problems, 0);
-        assert.equal(v.metas, 3);
+        assert.equal(v.metas, 2);
         assert.ok(y.startsWith("meta_y_"));
 
         // And now, nothing running and a late clock: x2 content is still used, nothing goes.
@@ -265,7 +268,10 @@ for (const b of backends()) {
   });
 }
 
-/** Pauses the first save of a meta until `resume()`: a backup caught before its meta. */
+/**
+ * Pauses a backup before its meta until `resume()`: at its look at its own lock (the last
+ * step before the meta), else at the save of a meta.
+ */
 class PauseBeforeMeta extends StoreWrapper {
   reached: Promise<void>;
   #reached!: () => void;
@@ -280,6 +286,14 @@ class PauseBeforeMeta extends StoreWrapper {
   resume() {
     this.#open();
   }
+  override async stat(name: string) {
+    if (name.startsWith("locks/")) await this.#pause();
+    return await this.inner.stat(name);
+  }
+  async #pause() {
+    this.#reached();
+    await this.#gate;
+  }
   override async remove(names: string[]) {
     const hidden = (n: string) => this.opts.hideLocks && n.startsWith("locks/");
     return await this.inner.remove(names.filter((n) => !hidden(n)));
@@ -290,10 +304,7 @@ class PauseBeforeMeta extends StoreWrapper {
     opts?: SaveOptions,
   ) {
     if (this.opts.hideLocks && name.startsWith("locks/")) return;
-    if (name.startsWith("meta_")) {
-      this.#reached();
-      await this.#gate;
-    }
+    if (name.startsWith("meta_")) await this.#pause();
     return this.inner.save(name, data, opts);
   }
 }

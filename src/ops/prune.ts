@@ -14,14 +14,17 @@
  * does not, but then no data object is deleted), list the store once, open every meta that is
  * kept (any that does not open stops the prune before anything is deleted: what it references
  * is unknown), delete the metas outside the policy, then the data objects no kept meta
- * references and older than the grace period (by their store date). `dryRun` takes no lock and
- * deletes nothing, reporting what would go.
+ * references and older than the grace period (by their store date against the store's clock,
+ * known from our lock's store date: a prune whose clock is hours fast deletes nothing young).
+ * Before deleting data objects it checks that its lock held throughout (`Lock.lapsed`: a prune
+ * that slept past the stale time may meet a backup that started meanwhile). `dryRun` takes no
+ * lock and deletes nothing, reporting what would go.
  *
  * The engine never prints: it reports through `onEvent` and returns a summary.
  */
 import { compareMetaNames, type MetaName } from "../format/layout.ts";
 import { listRepository } from "../repo/listing.ts";
-import { liveLocks, type LockInfo, type LockOptions, withLock } from "../repo/lock.ts";
+import { liveLocks, type Lock, type LockInfo, type LockOptions, withLock } from "../repo/lock.ts";
 import {
   abortStaleUploads,
   checkPasswordUnchanged,
@@ -186,10 +189,11 @@ export async function prune(
 ): Promise<PruneSummary> {
   const started = performance.now();
   const now = opts.now ?? (() => new Date());
-  const run = async (backupLocks: LockInfo[]): Promise<PruneSummary> => {
+  const run = async (backupLocks: LockInfo[], lock?: Lock): Promise<PruneSummary> => {
     await checkPasswordUnchanged(repo);
     const plan = await planRemovals(repo, opts, onEvent);
-    const removed = await remove(repo, opts, plan, backupLocks, now(), onEvent);
+    const storeNow = () => new Date(now().getTime() + (lock?.offsetMs ?? 0));
+    const removed = await remove(repo, opts, plan, { backupLocks, storeNow, lock }, onEvent);
     return { ...removed, durationMs: performance.now() - started };
   };
   checkPolicy(opts.policy);
@@ -197,8 +201,9 @@ export async function prune(
     return await run((await liveLocks(repo.store, now())).filter((l) => l.kind === "backup"));
   }
   return await withLock(repo.store, "prune", opts.host, { now, ...opts.lock }, async (lock) => {
-    const summary = await run(lock.others.filter((l) => l.kind === "backup"));
-    return { ...summary, uploadsAborted: await abortStaleUploads(repo.store, now()) };
+    const summary = await run(lock.others.filter((l) => l.kind === "backup"), lock);
+    const storeNow = new Date(now().getTime() + lock.offsetMs);
+    return { ...summary, uploadsAborted: await abortStaleUploads(repo.store, storeNow) };
   });
 }
 
@@ -271,15 +276,32 @@ async function removeAll(store: Store, names: string[], versioned: boolean): Pro
   return (await store.removeVersions(names)).retained.sort();
 }
 
+/** What the removal knows of other writers: their locks, the store's clock, our lock. */
+interface Writers {
+  backupLocks: LockInfo[];
+  storeNow: () => Date;
+  lock: Lock | undefined;
+}
+
+/** Stops before data objects go when our lock lapsed: a backup may have started meanwhile. */
+async function checkLockHeld(lock: Lock | undefined): Promise<void> {
+  const why = await lock?.lapsed();
+  if (why === null || why === undefined) return;
+  throw new S3BackupError(
+    `Cannot finish the prune: its lock ${lock!.key} lapsed (${why}), so a backup may have ` +
+      "started meanwhile; no data object was deleted (metas may have been): run the prune again",
+  );
+}
+
 /** Deletes the metas outside the policy, then (unless backups run) the old unused objects. */
 async function remove(
   repo: Repository,
   opts: PruneOptions,
   plan: PrunePlan,
-  backupLocks: LockInfo[],
-  now: Date,
+  writers: Writers,
   onEvent: (e: PruneEvent) => void,
 ): Promise<Omit<PruneSummary, "durationMs">> {
+  const { backupLocks } = writers;
   const store = repo.store;
   const graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
   opts.signal?.throwIfAborted();
@@ -289,7 +311,7 @@ async function remove(
   await addReferences(repo, retained, plan.referenced, opts);
 
   const unreferenced = plan.objects.filter((o) => !plan.referenced.has(o.name));
-  const cutoff = now.getTime() - graceMs;
+  const cutoff = writers.storeNow().getTime() - graceMs;
   const young = unreferenced.filter((o) => o.mtime.getTime() > cutoff);
   const old = unreferenced.filter((o) => o.mtime.getTime() <= cutoff)
     .sort((a, b) => a.name < b.name ? -1 : 1);
@@ -299,6 +321,7 @@ async function remove(
   else {
     for (const o of old) onEvent({ type: "object", name: o.name, size: o.size });
     opts.signal?.throwIfAborted();
+    if (!opts.dryRun) await checkLockHeld(writers.lock);
     const kept = opts.dryRun ? [] : await removeAll(store, old.map((o) => o.name), versioned);
     retained.push(...kept);
     const removed = old.filter((o) => !kept.includes(o.name));

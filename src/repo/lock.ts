@@ -5,11 +5,17 @@
  *
  * holding `key value` lines `kind`, `host`, `pid`, `time`. A writer writes its lock, then lists
  * the others (write before look: of two racing writers at least one sees the other), refreshes
- * it every 30 minutes while it runs and deletes it when done. A lock whose `time` (or, when the
- * object cannot be read, its date) is more than 2 hours old is stale and ignored; one of this
+ * it every 30 minutes while it runs and deletes it when done. A lock last written more than 2
+ * hours ago is stale and ignored. A writer judges that by the store's clock: the store date of
+ * each lock object (its last write) against that of its own lock, just written, so that no
+ * host's clock (3 hours fast, or a laptop that slept) makes a live lock look stale. Without a
+ * lock of its own (`unlock`, a dry run) the lock's `time` is judged by this host's clock, and a
+ * `time` more than 2 hours in the future is suspect: stale, named with its date. One of this
  * host and boot whose process is gone (killed) is removed at once, with notice. A writer that
  * meets a conflicting lock removes its own and, with `waitMs`, tries again until then.
- * `unlock` removes stale locks (and, forced, live ones).
+ * `unlock` removes stale locks (and, forced, live ones). A writer that held its lock through
+ * a gap longer than LAPSE_MS between writes (asleep, stopped), or whose lock is gone, is told
+ * by `lapsed()`: others may have judged it stale meanwhile.
  *
  * Kinds and what they exclude (`conflictsWith`):
  * - `backup`  stops when a live `prune` or `passwd` lock exists.
@@ -57,11 +63,19 @@ export interface LockInfo extends LockBody {
   started: Date;
   /** False when the body could not be read: `time` is then the object date, host "?". */
   readable: boolean;
+  /** The object's date (its last write) by the store's clock. */
+  stored: Date;
 }
 
-/** Whether a lock is stale at `now` (its time more than STALE_MS ago). */
-export function isStale(lock: { time: Date }, now: Date): boolean {
-  return now.getTime() - lock.time.getTime() > STALE_MS;
+/**
+ * Whether a lock is stale: with `storeNow` (the store's clock now), its store date more than
+ * STALE_MS before it; else its `time` more than STALE_MS before `now` or after it (suspect).
+ */
+export function isStale(lock: { time: Date; stored?: Date }, now: Date, storeNow?: Date): boolean {
+  if (storeNow !== undefined && lock.stored !== undefined) {
+    return storeNow.getTime() - lock.stored.getTime() > STALE_MS;
+  }
+  return Math.abs(now.getTime() - lock.time.getTime()) > STALE_MS;
 }
 
 /** Whether a writer of `kind` must not run beside a live lock of kind `other`. */
@@ -82,6 +96,10 @@ function age(ms: number): string {
 /** One line naming a lock's holder, for messages: kind, host, pid, start and age, name. */
 export function describeLock(l: LockInfo, now: Date = new Date()): string {
   const who = l.readable ? `host ${l.host}, pid ${l.pid}` : "unreadable";
+  if (l.time.getTime() - now.getTime() > STALE_MS) {
+    const at = l.time.toISOString().replace(/\.\d+Z$/, "Z");
+    return `${l.kind} (${who}, dated ${at}, in the future: suspect, ${l.key})`;
+  }
   const since = `started ${l.started.toISOString().replace(/\.\d+Z$/, "Z")}, ` +
     `${age(now.getTime() - l.started.getTime())} ago`;
   const refreshed = l.time.getTime() - l.started.getTime() > 60_000
@@ -98,7 +116,7 @@ export async function allLocks(store: Store): Promise<LockInfo[]> {
   const found = (await listRepository(store, LOCK_PREFIX)).locks;
   const out: LockInfo[] = [];
   await pool(found, 8, async (f) => {
-    const named = { key: f.name, started: f.time };
+    const named = { key: f.name, started: f.time, stored: f.mtime };
     try {
       const text = new TextDecoder().decode(await readAll(await store.load(f.name)));
       out.push({ ...parseLock(text), ...named, readable: true });
@@ -111,9 +129,24 @@ export async function allLocks(store: Store): Promise<LockInfo[]> {
   return out.sort((a, b) => a.time.getTime() - b.time.getTime() || (a.key < b.key ? -1 : 1));
 }
 
-/** The live (not stale) locks of the store, oldest first (allLocks). */
+/** The live (not stale) locks of the store by this host's clock, oldest first (allLocks). */
 export async function liveLocks(store: Store, now: Date = new Date()): Promise<LockInfo[]> {
   return (await allLocks(store)).filter((l) => !isStale(l, now));
+}
+
+/**
+ * The other live locks, judged by the store's clock: `own`, just written, dates it. The
+ * store's clock minus ours (0 when `own` is not listed: then ours judges).
+ */
+async function othersLive(
+  store: Store,
+  own: string,
+  now: Date,
+): Promise<{ others: LockInfo[]; offsetMs: number }> {
+  const all = await allLocks(store);
+  const storeNow = all.find((l) => l.key === own)?.stored;
+  const others = all.filter((l) => l.key !== own && !isStale(l, now, storeNow));
+  return { others, offsetMs: storeNow === undefined ? 0 : storeNow.getTime() - now.getTime() };
 }
 
 export interface LockOptions {
@@ -139,6 +172,13 @@ export interface LockOptions {
   /** Stops a wait (SIGINT, SIGTERM). */
   signal?: AbortSignal;
 }
+
+/**
+ * A writer whose lock went this long unwritten (asleep, stopped, a clock jump) may have been
+ * judged stale by another (STALE_MS by the store's clock): `lapsed()` says so. Half of it, so
+ * that a drift between our clock's rate and the store's cannot hide one.
+ */
+export const LAPSE_MS = STALE_MS / 2;
 
 /**
  * This boot of the machine: `up-<seconds since the epoch when it booted>` (from the uptime, so
@@ -213,21 +253,21 @@ async function firstClear(
   write: () => Promise<unknown>,
   me: Me,
   opts: LockOptions,
-): Promise<LockInfo[]> {
+): Promise<{ others: LockInfo[]; offsetMs: number }> {
   const now = opts.now ?? (() => new Date());
   const deadline = Date.now() + (opts.waitMs ?? 0);
   for (let step = 1000, told = false;; step = Math.min(step * 2, WAIT_STEP_MAX_MS)) {
     await write();
-    let all: LockInfo[];
+    let all: LockInfo[], offsetMs: number;
     try {
-      all = (await liveLocks(store, now())).filter((l) => l.key !== key);
+      ({ others: all, offsetMs } = await othersLive(store, key, now()));
       all = await takeOverDead(store, all, me, opts);
     } catch (err) {
       await store.remove([key], untilReleased()).catch(() => {});
       throw err;
     }
     const blocking = all.filter((l) => conflictsWith(kind, l.kind));
-    if (blocking.length === 0) return all;
+    if (blocking.length === 0) return { others: all, offsetMs };
     await store.remove([key], untilReleased());
     const left = deadline - Date.now();
     if (left <= 0) throw lockedError(kind, blocking, store.location, now(), opts.waitMs ?? 0);
@@ -261,6 +301,13 @@ export interface Lock {
   readonly kind: LockKind;
   /** The other live locks seen right after writing ours (none conflicting). */
   readonly others: LockInfo[];
+  /** The store's clock minus ours, from our lock's store date (0: unknown). */
+  readonly offsetMs: number;
+  /**
+   * Null while the lock has held throughout; else why another writer may have judged it
+   * stale meanwhile (it is gone, or went unwritten longer than LAPSE_MS). One HEAD.
+   */
+  lapsed(): Promise<string | null>;
   /** Rewrites the lock with the current time (the timer does it every `refreshMs`). */
   refresh(): Promise<void>;
   /** Stops the timer and deletes the lock. Idempotent. */
@@ -282,6 +329,12 @@ export async function acquireLock(
   const pid = opts.pid ?? Deno.pid;
   const key = formatLockName(kind, now());
   const boot = opts.boot ?? bootId();
+  let lastWrite = Date.now(), longestGapMs = 0;
+  const saved = () => {
+    const t = Date.now();
+    longestGapMs = Math.max(longestGapMs, t - lastWrite);
+    lastWrite = t;
+  };
   const write = () =>
     store.save(
       key,
@@ -295,8 +348,8 @@ export async function acquireLock(
           ...(opts.source === undefined ? {} : { source: opts.source }),
         }),
       ),
-    );
-  const all = await firstClear(store, kind, key, write, { host, pid, boot }, opts);
+    ).then(saved);
+  const { others, offsetMs } = await firstClear(store, kind, key, write, { host, pid, boot }, opts);
   let released = false;
   let inflight: Promise<void> | null = null;
   const refresh = async (): Promise<void> => {
@@ -313,7 +366,13 @@ export async function acquireLock(
   return {
     key,
     kind,
-    others: all,
+    others,
+    offsetMs,
+    async lapsed() {
+      const gap = Math.max(longestGapMs, Date.now() - lastWrite);
+      if (gap > LAPSE_MS) return `it went unwritten for ${age(gap)} (asleep or stopped?)`;
+      return (await store.stat(key)) === null ? "it was removed (s3backup unlock?)" : null;
+    },
     refresh,
     async release() {
       if (released) return;

@@ -8,7 +8,9 @@ import {
   acquireLock,
   bootId,
   conflictsWith,
+  describeLock,
   isStale,
+  LAPSE_MS,
   liveLocks,
   LockedError,
   sameBoot,
@@ -111,6 +113,8 @@ Deno.test("stale locks are ignored; an unreadable lock counts by its object date
         time: old,
       })),
     );
+    // Stale by the store's clock too: its object last written then.
+    await Deno.utime(path.join(dir, ...staleKey.split("/")), old, old);
     // A lock whose body is garbage: its (fresh) object date makes it live.
     const junk = formatLockName("prune", new Date(), "00000000");
     await s.save(junk, new TextEncoder().encode("garbage"));
@@ -125,8 +129,52 @@ Deno.test("stale locks are ignored; an unreadable lock counts by its object date
     assert.deepEqual(live, []);
     const b = await acquireLock(s, "backup", "b");
     await b.release();
-    // A clock far ahead makes everything stale.
+    // A clock far ahead makes everything stale to the look without a lock of its own...
     assert.deepEqual(await liveLocks(s, new Date(Date.now() + 2 * STALE_MS)), []);
+  }));
+
+Deno.test("a writer judges staleness by the store's clock: 3 h fast, it still sees a live lock", () =>
+  withStore(async (s) => {
+    const prune = await acquireLock(s, "prune", "other", { pid: 1 });
+    try {
+      const fast = () => new Date(Date.now() + 3 * 60 * 60_000);
+      await assert.rejects(acquireLock(s, "backup", "b", { now: fast }), LockedError);
+      const lock = await acquireLock(s, "prune", "b", { now: fast }).catch((e) => e);
+      assert.ok(lock instanceof LockedError, "a prune 3 h fast does not take over a live prune");
+      // A lock's time in the far future is suspect: stale, and named with its date.
+      const future = new Date(Date.now() + 100 * 365 * 86_400_000);
+      assert.equal(isStale({ time: future }, new Date()), true);
+      const described = describeLock({
+        ...(await liveLocks(s))[0]!,
+        time: future,
+      });
+      assert.match(described, /dated \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, in the future: suspect/);
+    } finally {
+      await prune.release();
+    }
+  }));
+
+Deno.test("lapsed(): a lock removed, or unwritten past LAPSE_MS, is told", () =>
+  withStore(async (s) => {
+    const lock = await acquireLock(s, "backup", "h");
+    try {
+      assert.equal(await lock.lapsed(), null);
+      await s.remove([lock.key]);
+      assert.match((await lock.lapsed())!, /it was removed/);
+      await lock.refresh();
+      assert.equal(await lock.lapsed(), null);
+    } finally {
+      await lock.release();
+    }
+    const realNow = Date.now;
+    const slept = await acquireLock(s, "backup", "h");
+    try {
+      Date.now = () => realNow() + LAPSE_MS + 60_000; // a laptop that slept
+      assert.match((await slept.lapsed())!, /unwritten for \d+ min/);
+    } finally {
+      Date.now = realNow;
+      await slept.release();
+    }
   }));
 
 Deno.test("the refresh timer rewrites the lock and stops at release", () =>

@@ -12,7 +12,7 @@ import type { PreparedKey } from "../../format/container.ts";
 import { formatMetaName, KIT_PREFIX, META_PREFIX } from "../../format/layout.ts";
 import type { Entry } from "../../format/meta.ts";
 import { type Listing, listRepository, type MetaObject } from "../../repo/listing.ts";
-import { type LockOptions, withLock } from "../../repo/lock.ts";
+import { type Lock, type LockOptions, withLock } from "../../repo/lock.ts";
 import { MetaSpool } from "../../repo/meta_spool.ts";
 import {
   extendRetention,
@@ -39,9 +39,9 @@ import { orderedPool, type Step } from "../../util/pool.ts";
 import { ContentSizes } from "./content_sizes.ts";
 import { backupFile, type FileContext, type FileResult, Uploads } from "./file_reader.ts";
 import {
-  cacheFromMeta,
   type CacheLookup,
   type CacheState,
+  dropFilesCache,
   filesCachePath,
   FilesCacheWriter,
   NO_CACHE,
@@ -113,7 +113,7 @@ export interface BackupSummary {
   bytesUploaded: number;
   /** Entries left out by the exclude rules (a folder emptied counts once). */
   excluded: number;
-  /** Files not opened: their MD5 came from the files cache (or the previous meta). */
+  /** Files not opened: their MD5 came from the files cache. */
   filesFromCache: number;
   /** Entries that could not be backed up (unreadable, changed, unrepresentable). */
   skipped: number;
@@ -141,10 +141,10 @@ export async function backup(
   // The lock goes first: a prune that starts later sees it and keeps every data object; one
   // that is running already makes us stop here, before anything is uploaded (FORMAT.md §6).
   const lockOpts = { source: opts.source, ...opts.lock };
-  return await withLock(store, "backup", opts.host, lockOpts, async () => {
+  return await withLock(store, "backup", opts.host, lockOpts, async (lock) => {
     // No password change pending, and none since `repo` was opened (FORMAT.md §7).
     await checkPasswordUnchanged(repo!);
-    return await runBackup(store, repo, opts, onEvent);
+    return await runBackup(store, repo, opts, onEvent, lock);
   });
 }
 
@@ -165,6 +165,7 @@ async function runBackup(
   repo: Repository | null,
   opts: BackupOptions,
   onEvent: (e: BackupEvent) => void,
+  lock?: Lock,
 ): Promise<BackupSummary> {
   const started = performance.now();
   const time = (opts.now ?? (() => new Date()))();
@@ -173,12 +174,13 @@ async function runBackup(
   onEvent({ type: "phase", phase: "listing" });
   const metas = (await listRepository(store, META_PREFIX)).metas;
   const warn = new Warnings(onEvent);
-  const cache = await openCache(repo, metas, opts);
+  const cache = openCache(repo, metas, opts);
   const out = await openOutputs(repo, opts, time, preparedKey, warn);
   try {
     const contents = await storedContents(store, cache.vouched);
     const state: CacheState = { ...cache.state };
-    const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, time);
+    const storeNow = new Date(Date.now() + (lock?.offsetMs ?? 0));
+    const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, storeNow);
     const reused = reusedFor(opts, cache, time);
     const ctx = { store, repo, opts, uploads: contents.uploads, cache, warn, onEvent, reused };
     onEvent({ type: "phase", phase: "backing up" });
@@ -189,6 +191,7 @@ async function runBackup(
     if (out.meta !== null && repo !== null) {
       await store.flush?.(); // every object durable before the meta that names them
       if (repo.created) await checkKeyKept(repo, contents.uploads);
+      await checkLockHeld(lock, cachePathOf(repo, opts));
       const full = contents.full();
       state.kit = await syncKit(store, full?.kit ?? null, state.kit, opts.kit);
       if (reused !== null) {
@@ -352,9 +355,8 @@ async function openOutputs(
     ),
   };
   const meta = await MetaSpool.open(repo, header, preparedKey);
-  const fc = opts.filesCache;
-  if (fc === undefined) return { meta, cache: null };
-  const path = filesCachePath(fc.dir, repo.descriptor.id, opts.host, opts.source);
+  const path = cachePathOf(repo, opts);
+  if (path === null) return { meta, cache: null };
   try {
     return { meta, cache: FilesCacheWriter.create(path, repo.descriptor.id) };
   } catch (err) {
@@ -491,40 +493,21 @@ interface OpenCache {
 }
 
 /**
- * The files cache of this source, or when there is none the previous meta of this backup name
- * made from this host and source (size and mtime only; of the newest few of the name); empty
- * with `forceRehash`, or without a repository or cache folder.
+ * The files cache of this source; empty with `forceRehash`, or without a repository or cache
+ * folder. Without a cache every file is read: nothing else knows its ctime and inode (a meta
+ * has size and mtime only, which an edit that keeps both would pass), and a content that was
+ * not read must never be recorded as read.
  */
-async function openCache(
-  repo: Repository | null,
-  metas: MetaObject[],
-  opts: BackupOptions,
-): Promise<OpenCache> {
-  const fc = opts.filesCache;
+function openCache(repo: Repository | null, metas: MetaObject[], opts: BackupOptions): OpenCache {
   const none: OpenCache = { lookup: NO_CACHE, state: {}, vouched: false };
-  if (repo === null || fc === undefined) return none;
-  const path = filesCachePath(fc.dir, repo.descriptor.id, opts.host, opts.source);
-  const { lookup, state, records } = openFilesCache(path, repo.descriptor.id);
-  if (fc.forceRehash) {
+  const path = repo === null ? null : cachePathOf(repo, opts);
+  if (path === null) return none;
+  const { lookup, state, records } = openFilesCache(path, repo!.descriptor.id);
+  if (opts.filesCache?.forceRehash || records === 0) {
     lookup.close();
     return { ...none, state };
   }
-  const vouched = metas.some((m) => m.key === state.meta);
-  if (records > 0) return { lookup, state, vouched };
-  lookup.close();
-  const named = metas.filter((m) => m.name === opts.name).reverse().slice(0, 3);
-  for (const previous of named) {
-    try {
-      const meta = await loadMeta(repo, previous.key);
-      const h = meta.header;
-      if (h.host === opts.host && h.source === opts.source) {
-        return { lookup: cacheFromMeta(meta), state, vouched: true };
-      }
-    } catch {
-      // unreadable: the next older one, else every file is read
-    }
-  }
-  return { ...none, state };
+  return { lookup, state, vouched: metas.some((m) => m.key === state.meta) };
 }
 
 /** What an entry records of a file's status (null: unknown on this platform). */
@@ -553,6 +536,31 @@ function entryOf(item: WalkItem, info: Attrs, md5?: string, size = 0): Entry {
   if (md5 !== undefined) e.md5 = md5;
   if (item.type === "l") e.target = item.target ?? "";
   return e;
+}
+
+/**
+ * Before the meta: our lock must have held throughout. When it lapsed (removed, or unwritten
+ * for longer than LAPSE_MS: asleep, stopped) a prune may have judged it stale and deleted
+ * objects this run found stored: nothing is recorded, and the files cache, which vouches for
+ * such objects, is dropped so that the next run reads every file and lists the store.
+ */
+async function checkLockHeld(lock: Lock | undefined, cachePath: string | null): Promise<void> {
+  const why = await lock?.lapsed();
+  if (why === null || why === undefined) return;
+  if (cachePath !== null) dropFilesCache(cachePath);
+  throw new S3BackupError(
+    `The backup's lock ${lock!.key} lapsed while it ran (${why}): a prune may have deleted ` +
+      "objects it uses, so nothing was recorded; run the backup again (it reads every file " +
+      "and stores what is missing)",
+  );
+}
+
+/** Where this backup's files cache lives, or null without one. */
+function cachePathOf(repo: Repository, opts: BackupOptions): string | null {
+  const fc = opts.filesCache;
+  return fc === undefined
+    ? null
+    : filesCachePath(fc.dir, repo.descriptor.id, opts.host, opts.source);
 }
 
 /**

@@ -27,7 +27,6 @@ import { chmodSyncWhereSupported } from "../../util/platform.ts";
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { escapeText, unescapeText } from "../../format/escape.ts";
-import type { Meta } from "../../format/meta.ts";
 import { isMd5 } from "../../format/layout.ts";
 import { randomHex } from "../../util/random.ts";
 import type { FileStat } from "./source_file.ts";
@@ -107,16 +106,19 @@ export function encodeRecord(path: string, r: CacheRecord): string {
 }
 
 /**
- * How recent an mtime must be, against the moment the file was looked at, to be "racy": a
- * write in the same clock tick as the lstat (coarse kernel clocks, 2 s on FAT) could change
- * the content without changing the facts compared. Such a file is not vouched for: it is read
- * again next time (git's racy-index rule).
+ * How recent an mtime or ctime must be, against the moment the walk began, to be "racy": a
+ * write in the same clock tick as the lstat (coarse kernel clocks, 2 s on FAT, and Deno reports
+ * ctime in whole seconds: measured, node:fs's bigint stat too) could change the content without
+ * changing the facts compared. Such a file is not vouched for: it is read again next time
+ * (git's racy-index rule). The ctime counts because an edit can set the mtime back (`touch -d`,
+ * rsync, tar): only the ctime then moves, by less than a second.
  */
 export const RACY_MS = 2_000;
 
 /**
- * The record of a file as it was read, or null when a fact is unknown or its mtime is within
- * RACY_MS of `lookedAtMs`, when the walk began.
+ * The record of a file as it was read, or null when a fact is unknown or its mtime or ctime is
+ * within RACY_MS of `lookedAtMs` (when the walk began) or later. The ctime, whole seconds,
+ * is taken as the end of its second.
  */
 export function recordOf(md5: string, st: FileStat, lookedAtMs: number): CacheRecord | null {
   const r = {
@@ -128,17 +130,14 @@ export function recordOf(md5: string, st: FileStat, lookedAtMs: number): CacheRe
     dev: st.dev,
   };
   const known = [r.size, r.mtimeMs, r.ctimeMs, r.ino, r.dev].every((n) => Number.isSafeInteger(n));
-  return known && r.mtimeMs < lookedAtMs - RACY_MS ? r : null;
+  const racy = Math.max(r.mtimeMs, r.ctimeMs + 999) >= lookedAtMs - RACY_MS;
+  return known && !racy ? r : null;
 }
 
-/**
- * Whether a record holds for a file whose lstat is `st`: every fact matches (a fact a record
- * lacks, NaN, is not compared: records from a meta know size and mtime only).
- */
+/** Whether a record holds for a file whose lstat is `st`: every fact matches. */
 function holds(r: CacheRecord, st: FileStat): boolean {
-  const same = (a: number, b: number) => Number.isNaN(a) || a === b;
-  return r.size === st.size && r.mtimeMs === st.mtimeMs && same(r.ctimeMs, st.ctimeMs) &&
-    same(r.ino, st.ino) && same(r.dev, st.dev);
+  return r.size === st.size && r.mtimeMs === st.mtimeMs && r.ctimeMs === st.ctimeMs &&
+    r.ino === st.ino && r.dev === st.dev;
 }
 
 /** The MD5s a cache holds, asked for in walk order. */
@@ -149,27 +148,6 @@ export interface CacheLookup {
 }
 
 export const NO_CACHE: CacheLookup = { md5Of: () => null, close: () => {} };
-
-/**
- * The fallback when there is no cache: the file entries of the previous meta of this source
- * (size and mtime), but not those whose mtime was racy when that backup began. Held in memory.
- */
-export function cacheFromMeta(meta: Meta): CacheLookup {
-  const records = new Map<string, CacheRecord>();
-  const began = meta.header.time.getTime();
-  for (const e of meta.entries) {
-    if (e.type !== "f" || e.md5 === undefined || e.mtimeMs >= began - RACY_MS) continue;
-    const r = { md5: e.md5, size: e.size, mtimeMs: e.mtimeMs, ctimeMs: NaN, ino: NaN, dev: NaN };
-    records.set(e.path, r);
-  }
-  return {
-    md5Of: (path, st) => {
-      const r = records.get(path);
-      return r !== undefined && holds(r, st) ? r.md5 : null;
-    },
-    close: () => records.clear(),
-  };
-}
 
 /** Where the cache of `source` on `host` in repository `repoId` lives, under `dir`. */
 export function filesCachePath(dir: string, repoId: string, host: string, source: string): string {
@@ -265,6 +243,15 @@ class CacheCursor implements CacheLookup {
     } catch {
       // closed already
     }
+  }
+}
+
+/** Removes the cache at `path` (its next backup reads every file); a missing one is fine. */
+export function dropFilesCache(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
 }
 
