@@ -10,6 +10,7 @@ import { UsageError } from "../util/errors.ts";
 export const VERSION: string = config.version;
 
 export const COMMANDS = [
+  "init",
   "backup",
   "list",
   "kit",
@@ -334,7 +335,8 @@ function checkRequired(cmd: Command): void {
     need("meta", "-m <meta|latest|name>");
   } else if (
     command === "list" || command === "verify" || command === "prune" || command === "passwd" ||
-    command === "find" || command === "diff" || command === "stats" || command === "unlock"
+    command === "find" || command === "diff" || command === "stats" || command === "unlock" ||
+    command === "init"
   ) need("bucket", "-b <bucket>");
   else if (command === "kit" && cmd.verify) need("bucket", "-b <bucket>");
   else if (command === "kit") need("output", "-o <dir>");
@@ -429,6 +431,7 @@ export const TAKES: Record<CommandName, string[]> = {
   ],
   passwd: ["new-password-file", "lock-wait"],
   unlock: ["force"],
+  init: [],
   ls: ["meta", "name", "as-of", "json"],
   find: ["as-of", "json"],
   diff: ["as-of", "json"],

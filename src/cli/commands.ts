@@ -3,9 +3,10 @@
  * hands the engine's events and summary to the UI. Nothing here exits (main.ts does).
  */
 import { dirname, join, resolve } from "node:path";
-import { checkBackupName, defaultBackupName, KEY_NAME } from "../format/layout.ts";
+import { checkBackupName, defaultBackupName, KEY_NAME, KIT_PREFIX } from "../format/layout.ts";
 import { backup } from "../ops/backup/backup.ts";
 import { type ExcludeRules, patternsOfFile } from "../ops/backup/excludes.ts";
+import { rememberedRepository } from "../ops/backup/files_cache.ts";
 import { changePassword } from "../ops/change_password.ts";
 import { listBackups, listLegacyBackups } from "../ops/list.ts";
 import { checkPolicy, DEFAULT_GRACE_MS, prune, type PrunePolicy } from "../ops/prune.ts";
@@ -26,7 +27,13 @@ import { messageOf, reasonOf } from "../util/bytes.ts";
 import { openStore, parseStoreUrl, type S3Options } from "../store/open_store.ts";
 import { resolveS3Settings, type S3Settings } from "../store/s3_settings.ts";
 import type { Store } from "../store/store.ts";
-import { errorLine, ExitCode, OutputClosedError, UsageError } from "../util/errors.ts";
+import {
+  errorLine,
+  ExitCode,
+  OutputClosedError,
+  S3BackupError,
+  UsageError,
+} from "../util/errors.ts";
 import { type Command, parseCommandLine, TAKES, VERSION } from "./args.ts";
 import { type Limits, Rate, throttled } from "../store/throttle.ts";
 import { commandHelp, mainHelp } from "./help.ts";
@@ -191,6 +198,7 @@ async function openOrCreate(
     return await openRepository(store, await getPassword(passwordSources(ctx, true), false), key);
   }
   if (simulate) return null;
+  refuseWiped(ctx.cmd, store);
   const password = await getPassword(passwordSources(ctx, true), true);
   try {
     return await createRepository(store, password);
@@ -198,6 +206,41 @@ async function openOrCreate(
     if (!(err instanceof RepositoryExistsError)) throw err;
     return await openRepository(store, password);
   }
+}
+
+/**
+ * A backup finds no repository where this machine's cache remembers one (a wiped bucket):
+ * making a new one would hide the loss, so it stops; `init` is the deliberate way.
+ */
+function refuseWiped(cmd: Command, store: Store): void {
+  const dir = cacheFolder(cmd, "files");
+  const id = dir === undefined ? null : rememberedRepository(dir, store.location);
+  if (id === null) return;
+  throw new S3BackupError(
+    `The repository ${store.location} (id ${id}) is gone: this machine backed up to it, and ` +
+      `its key is missing now. Nothing was written; \`s3backup init -b ${store.location}\` ` +
+      "creates a new, empty one",
+  );
+}
+
+/**
+ * init: creates the repository (key and descriptor) of an empty bucket or folder, the
+ * password asked twice; the first backup does the same where there is none.
+ */
+async function runInit(ctx: Context): Promise<number> {
+  const { ui } = ctx;
+  const store = storeOf(ctx);
+  if (await loadOptional(store, KEY_NAME) !== null || await isLegacyStore(store)) {
+    throw new S3BackupError(`${store.location} holds a repository already: nothing was written`);
+  }
+  const password = await getPassword(passwordSources(ctx, true), true);
+  const repo = await createRepository(store, password);
+  ui.out(`created repository ${repo.descriptor.id} at ${store.location}`);
+  ui.warn(
+    "keep the password safe: without it no backup can be restored, by s3backup or the kit; " +
+      `each backup keeps the restore kit in ${store.location}/${KIT_PREFIX}`,
+  );
+  return ExitCode.ok;
 }
 
 /** Files or objects in flight: --jobs, else tens where each request waits a round trip. */
@@ -647,6 +690,8 @@ async function runCommand(cmd: Command, ui: Ui, signal: AbortSignal): Promise<nu
       return await runPasswd(ctx);
     case "unlock":
       return await runUnlock(ctx);
+    case "init":
+      return await runInit(ctx);
     case "ls":
     case "find":
     case "diff":

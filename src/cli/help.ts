@@ -144,6 +144,11 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
     what: "Backups, files, distinct contents, bytes referenced, distinct and stored: the dedup.",
     example: "s3backup stats -b s3://my-bucket/host1",
   },
+  init: {
+    usage: "s3backup init -b <bucket>",
+    what: "Creates the repository (asks the password twice); the first backup does it too.",
+    example: "s3backup init -b s3://my-bucket/host1",
+  },
   unlock: {
     usage: "s3backup unlock -b <bucket> [--force]",
     what: "Removes stale locks (and those of dead processes here); --force: live ones too.",

@@ -7,6 +7,7 @@
  * (encrypted into a temporary file) and the next files cache, so that memory stays bounded.
  * The meta is stored last, after every object it names is durable.
  */
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import type { PreparedKey } from "../../format/container.ts";
 import { formatMetaName, KIT_PREFIX, META_PREFIX } from "../../format/layout.ts";
@@ -32,10 +33,10 @@ import {
   type Reopenable,
   type Repository,
 } from "../../repo/repository.ts";
-import { messageOf } from "../../util/bytes.ts";
+import { messageOf, readAll } from "../../util/bytes.ts";
 import { S3BackupError } from "../../util/errors.ts";
 import type { ObjectInfo, SaveOptions, Store } from "../../store/store.ts";
-import { orderedPool, type Step } from "../../util/pool.ts";
+import { orderedPool, pool, type Step } from "../../util/pool.ts";
 import { ContentSizes } from "./content_sizes.ts";
 import { backupFile, type FileContext, type FileResult, Uploads } from "./file_reader.ts";
 import {
@@ -47,6 +48,7 @@ import {
   NO_CACHE,
   openFilesCache,
   recordOf,
+  rememberRepository,
 } from "./files_cache.ts";
 import { describeExcludes, excludeFilter, type ExcludeRules, NO_EXCLUDES } from "./excludes.ts";
 import { statOf } from "./source_file.ts";
@@ -174,7 +176,7 @@ async function runBackup(
   onEvent({ type: "phase", phase: "listing" });
   const metas = (await listRepository(store, META_PREFIX)).metas;
   const warn = new Warnings(onEvent);
-  const cache = openCache(repo, metas, opts);
+  const cache = await openCache(store, repo, metas, opts, warn);
   const out = await openOutputs(repo, opts, time, preparedKey, warn);
   try {
     const contents = await storedContents(store, cache.vouched);
@@ -187,13 +189,17 @@ async function runBackup(
     const totals = await archive(ctx, out, lookedAt);
     onEvent({ type: "phase", phase: "finishing" });
     let metaKey: string | null = null, retentionExtended = 0;
-    const same = unchangedSince(metas, state, opts, out.meta?.entriesDigest(), warn);
+    const same = await stillOpens(
+      repo,
+      unchangedSince(metas, state, opts, out.meta?.entriesDigest(), warn),
+      warn,
+    );
     if (out.meta !== null && repo !== null) {
       await store.flush?.(); // every object durable before the meta that names them
       if (repo.created) await checkKeyKept(repo, contents.uploads);
       await checkLockHeld(lock, cachePathOf(repo, opts));
       const full = contents.full();
-      state.kit = await syncKit(store, full?.kit ?? null, state.kit, opts.kit);
+      state.kit = await syncKit(store, full?.kit ?? null, opts.kit);
       if (reused !== null) {
         retentionExtended = await extendReused(store, reused, contents.uploads, opts, time);
         if (reused.all) state.retainedMs = retentionAt(opts.retention!, time).until.getTime();
@@ -208,7 +214,7 @@ async function runBackup(
           entries: out.meta.entriesDigest(),
         });
       } // else the same meta vouches for this run's (fresher) records
-      commitCache(out.cache, state, warn);
+      commitCache(out.cache, state, repo, opts, warn);
     }
     return {
       metaKey,
@@ -246,6 +252,25 @@ function unchangedSince(
   return last !== undefined && last.name === opts.name && state.entries === digest
     ? last.key
     : null;
+}
+
+/**
+ * `key` when that meta still opens (decrypts and parses: --skip-if-unchanged leans on it as
+ * this run's backup), else null, with a warning: then a fresh meta is written.
+ */
+async function stillOpens(
+  repo: Repository | null,
+  key: string | null,
+  warn: Warnings,
+): Promise<string | null> {
+  if (key === null || repo === null) return null;
+  try {
+    await loadMeta(repo, key);
+    return key;
+  } catch (err) {
+    warn.add(key, `does not open (${messageOf(err)}): a new meta is written`, false);
+    return null;
+  }
 }
 
 /**
@@ -365,10 +390,22 @@ async function openOutputs(
   }
 }
 
-/** After the meta: the new files cache takes the old one's place (a failure only warns). */
-function commitCache(cache: FilesCacheWriter | null, state: CacheState, warn: Warnings): void {
+/**
+ * After the meta: the new files cache takes the old one's place, and the cache folder
+ * remembers where this repository lives (a failure only warns).
+ */
+function commitCache(
+  cache: FilesCacheWriter | null,
+  state: CacheState,
+  repo: Repository,
+  opts: BackupOptions,
+  warn: Warnings,
+): void {
   try {
     cache?.commit(state);
+    if (cache !== null) {
+      rememberRepository(opts.filesCache!.dir, repo.descriptor.id, repo.store.location);
+    }
   } catch (err) {
     warn.add(cache!.path, `cannot write the files cache: ${messageOf(err)}`, false);
   }
@@ -496,18 +533,49 @@ interface OpenCache {
  * The files cache of this source; empty with `forceRehash`, or without a repository or cache
  * folder. Without a cache every file is read: nothing else knows its ctime and inode (a meta
  * has size and mtime only, which an edit that keeps both would pass), and a content that was
- * not read must never be recorded as read.
+ * not read must never be recorded as read. The cache vouches for what its records name while
+ * the meta it was written with exists, and while a sample of those contents is found stored
+ * (a HEAD each: SAMPLE requests); one missing, and every content is checked against a listing.
  */
-function openCache(repo: Repository | null, metas: MetaObject[], opts: BackupOptions): OpenCache {
+async function openCache(
+  store: Store,
+  repo: Repository | null,
+  metas: MetaObject[],
+  opts: BackupOptions,
+  warn: Warnings,
+): Promise<OpenCache> {
   const none: OpenCache = { lookup: NO_CACHE, state: {}, vouched: false };
   const path = repo === null ? null : cachePathOf(repo, opts);
   if (path === null) return none;
-  const { lookup, state, records } = openFilesCache(path, repo!.descriptor.id);
+  const { lookup, state, records, sample } = openFilesCache(path, repo!.descriptor.id);
   if (opts.filesCache?.forceRehash || records === 0) {
     lookup.close();
     return { ...none, state };
   }
-  return { lookup, state, vouched: metas.some((m) => m.key === state.meta) };
+  let vouched = metas.some((m) => m.key === state.meta);
+  if (vouched) {
+    const missing = await missingOf(store, sample, opts.signal);
+    if (missing > 0) {
+      warn.add(
+        ".",
+        `${missing} of ${sample.length} sampled contents the files cache vouches for are ` +
+          "missing from the store (deleted, or behind delete markers): every file is checked " +
+          "against a listing, and what is missing is stored again",
+        false,
+      );
+      vouched = false;
+    }
+  }
+  return { lookup, state, vouched };
+}
+
+/** How many of `md5s` the store lacks (a HEAD each, 8 at a time). */
+async function missingOf(store: Store, md5s: string[], signal?: AbortSignal): Promise<number> {
+  let missing = 0;
+  await pool(md5s, 8, async (md5) => {
+    if ((await store.stat(md5)) === null) missing++;
+  }, signal);
+  return missing;
 }
 
 /** What an entry records of a file's status (null: unknown on this platform). */
@@ -601,29 +669,28 @@ async function writeMeta(
 
 /**
  * Uploads the kit files whose copy in the store differs (by size and, on S3, ETag = MD5), and
- * returns the kit's digest. `have`: the store's kit objects, or null when not listed: then a
- * kit whose digest is `last` (the cache's: this run's predecessor left it) is taken as there.
+ * returns the kit's digest. `have`: the store's kit objects, or null when not listed: then
+ * `restore-kit/` is listed (one request each backup: a kit deleted or replaced is put back).
  */
 async function syncKit(
   store: Store,
   have: Map<string, ObjectInfo> | null,
-  last: string | undefined,
   kit: Map<string, Uint8Array>,
 ): Promise<string> {
-  const digest = kitDigest(kit);
-  if (have === null && digest === last) return digest;
   have ??= (await listRepository(store, KIT_PREFIX)).kit;
   for (const [name, data] of kit) {
     const key = KIT_PREFIX + name;
-    const old = have.get(key);
-    if (
-      old && old.size === data.length && old.etag === createHash("md5").update(data).digest("hex")
-    ) {
-      continue;
-    }
-    await store.save(key, data);
+    if (!(await sameObject(store, have.get(key), data))) await store.save(key, data);
   }
-  return digest;
+  return kitDigest(kit);
+}
+
+/** Whether the stored object `old` holds `data`: by size and ETag, or (no ETag) its bytes. */
+async function sameObject(store: Store, old: ObjectInfo | undefined, data: Uint8Array) {
+  if (old === undefined || old.size !== data.length) return false;
+  if (old.etag !== undefined) return old.etag === createHash("md5").update(data).digest("hex");
+  const have = await readAll(await store.load(old.name)).catch(() => null);
+  return have !== null && Buffer.compare(have, data) === 0;
 }
 
 function kitDigest(kit: Map<string, Uint8Array>): string {

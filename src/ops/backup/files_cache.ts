@@ -179,13 +179,49 @@ function endLine(count: number, sha256: string): string {
 }
 
 /**
- * The trailer of the cache file at `path` when the file is whole (its SHA-256 and record count
- * match) and of repository `repoId`: the state and the record count; else null.
+ * How many of the contents a cache names a backup looks up (HEAD) before it trusts the rest:
+ * the content of the most recently changed file and a random sample of the others.
  */
-function checkWhole(path: string, repoId: string): { state: CacheState; count: number } | null {
+export const SAMPLE = 32;
+
+/**
+ * SAMPLE of the MD5s of a cache's records: the newest record's (by mtime and ctime), and the
+ * others chosen at random, each record as likely as any (a reservoir).
+ */
+class Sampler {
+  readonly #picked: string[] = [];
+  #newest = { md5: "", t: -Infinity };
+  #seen = 0;
+
+  add(line: string): void {
+    const [md5 = "", , mtime = "", ctime = ""] = line.split(" ", 4);
+    const t = Math.max(Number(mtime), Number(ctime));
+    if (t > this.#newest.t) this.#newest = { md5, t };
+    this.#seen++;
+    if (this.#picked.length < SAMPLE - 1) this.#picked.push(md5);
+    else {
+      const j = Math.floor(Math.random() * this.#seen);
+      if (j < SAMPLE - 1) this.#picked[j] = md5;
+    }
+  }
+
+  get md5s(): string[] {
+    return [...new Set([this.#newest.md5, ...this.#picked])].filter(isMd5);
+  }
+}
+
+/**
+ * The trailer of the cache file at `path` when the file is whole (its SHA-256 and record count
+ * match) and of repository `repoId`: the state, the record count and a sample; else null.
+ */
+function checkWhole(
+  path: string,
+  repoId: string,
+): { state: CacheState; count: number; sample: string[] } | null {
   using file = Deno.openSync(path);
   const h = createHash("sha256");
   const head = `${MAGIC} ${repoId}`;
+  const sampler = new Sampler();
   let first = true, count = 0, state: CacheState | null = null, end: string | null = null;
   for (const line of linesOf(file)) {
     if (end !== null) return null; // something after the end
@@ -196,11 +232,14 @@ function checkWhole(path: string, repoId: string): { state: CacheState; count: n
       end = line;
       continue;
     } else if (line.startsWith("state")) state = parseState(line);
-    else count++;
+    else {
+      count++;
+      sampler.add(line);
+    }
     h.update(line + "\n");
   }
   if (state === null || end !== endLine(count, h.digest("hex"))) return null;
-  return { state, count };
+  return { state, count, sample: sampler.md5s };
 }
 
 /**
@@ -246,6 +285,36 @@ class CacheCursor implements CacheLookup {
   }
 }
 
+/**
+ * Remembers that the repository `repoId` lives at `location` (`<dir>/<repoId>/location`), so
+ * that a backup that finds no repository there can tell a wiped one from a first run.
+ */
+export function rememberRepository(dir: string, repoId: string, location: string): void {
+  const path = join(dir, repoId, "location");
+  if (knownLocation(path) === location) return;
+  Deno.mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  Deno.writeTextFileSync(path, location + "\n", { mode: 0o600 });
+}
+
+function knownLocation(path: string): string | null {
+  try {
+    return Deno.readTextFileSync(path).replace(/\n$/, "");
+  } catch {
+    return null;
+  }
+}
+
+/** The id of the repository this cache folder remembers at `location`, or null. */
+export function rememberedRepository(dir: string, location: string): string | null {
+  let ids: string[];
+  try {
+    ids = [...Deno.readDirSync(dir)].filter((e) => e.isDirectory).map((e) => e.name).sort();
+  } catch {
+    return null;
+  }
+  return ids.find((id) => knownLocation(join(dir, id, "location")) === location) ?? null;
+}
+
 /** Removes the cache at `path` (its next backup reads every file); a missing one is fine. */
 export function dropFilesCache(path: string): void {
   try {
@@ -255,11 +324,15 @@ export function dropFilesCache(path: string): void {
   }
 }
 
-/** A cache as opened: its lookup, what its run knew, and how many records it holds. */
+/**
+ * A cache as opened: its lookup, what its run knew, how many records it holds, and a sample of
+ * the contents they name (SAMPLE).
+ */
 export interface OpenedCache {
   lookup: CacheLookup;
   state: CacheState;
   records: number;
+  sample: string[];
 }
 
 /** Opens the cache at `path`; an empty one when it is missing, of another repository, or bad. */
@@ -267,12 +340,13 @@ export function openFilesCache(path: string, repoId: string): OpenedCache {
   try {
     const whole = checkWhole(path, repoId);
     if (whole !== null) {
-      return { lookup: new CacheCursor(path), state: whole.state, records: whole.count };
+      const { state, count: records, sample } = whole;
+      return { lookup: new CacheCursor(path), state, records, sample };
     }
   } catch {
     // missing or unreadable
   }
-  return { lookup: NO_CACHE, state: {}, records: 0 };
+  return { lookup: NO_CACHE, state: {}, records: 0, sample: [] };
 }
 
 /**
