@@ -492,7 +492,8 @@ repo_conf_key() {
   esac
 }
 
-# is_meta_name NAME: meta_<name>_<YYYYMMDDTHHMMSSZ>
+# is_meta_name NAME: meta_<name>_<YYYYMMDDTHHMMSSZ>, <name> 1 to 64 of A-Z a-z 0-9 . _ -, not
+# "latest" (FORMAT.md 1): exactly the binary's grammar.
 is_meta_name() {
   local ts=${1##*_} name
   case "$1" in meta_?*_*) ;; *) return 1 ;; esac
@@ -502,8 +503,8 @@ is_meta_name() {
   esac
   name=${1#meta_}
   name=${name%_*}
-  case "$name" in '' | */* | *[[:space:]]*) return 1 ;; esac
-  return 0
+  case "$name" in '' | latest | *[!A-Za-z0-9._-]*) return 1 ;; esac
+  [ "${#name}" -le 64 ]
 }
 
 # store_list_metas OUT: write "<time> <name> <meta> <size>" lines, sorted by time then name.
@@ -710,6 +711,11 @@ meta_open() {
   rm -f -- "$KIT_TMP/meta.enc"
   META_ERR=$err$denied
   META_ERR_CODE=$code
+  # Not the password when it opens the repository's key: the meta itself is damaged.
+  if [ "$code" = "$EXIT_PASSWORD" ] && load_repo_key; then
+    META_ERR="$name: damaged meta: it does not decrypt, though the password opens $KEY_FROM"
+    META_ERR_CODE=$EXIT_ERROR
+  fi
   if [ -n "$fetch_err" ]; then
     META_ERR="$err; and its copy $fetch_err"
     META_ERR_CODE=$EXIT_ERROR

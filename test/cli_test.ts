@@ -613,6 +613,8 @@ Deno.test("cli: the new options' bad values and misuses are one line and exit 2,
         /--restore-tier "Fast": use Bulk, Standard or Expedited/,
       ],
       [["verify", "--restore-days", "0"], /--restore-days "0": use 1 to 365/],
+      // A negative number is the option's value, judged as one (not "argument is ambiguous").
+      [["verify", "--restore-days", "-1"], /--restore-days "-1": use 1 to 365/],
       [["verify", "--check-retention", "long"], /Invalid duration "long"/],
     ];
     for (const [args, re] of cases) {

@@ -346,7 +346,7 @@ Deno.test("s3backup verify / check, prune, passwd: output and exit codes", async
     assert.match(r.stdout, /^verify: 2 backups, 4 files, 3 objects: no problems; /);
     r = await cli(["check", ...b, "--read-data", "-m", "latest"], env, dir);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^verify: 1 backups, 2 files, 2 objects; 2 read and MD5-checked /);
+    assert.match(r.stdout, /^verify: 1 backup, 2 files, 2 objects; 2 read and MD5-checked /);
     r = await cli(["verify", ...b, "--read-data-subset", "150%"], env, dir);
     assert.equal(r.code, 2);
     r = await cli(["verify", ...b], { S3BACKUP_PASSWORD: "wrong" }, dir);
@@ -374,7 +374,7 @@ Deno.test("s3backup verify / check, prune, passwd: output and exit codes", async
     r = await cli(["verify", ...b], env, dir);
     assert.equal(r.code, 3);
     assert.equal(r.stderr, `s3backup: ${m2}: s (object ${md5("S")}): missing\n`);
-    assert.match(r.stdout, /DAMAGED: 1 missing object in 1 of 1 backups/);
+    assert.match(r.stdout, /DAMAGED: 1 missing object in 1 of 1 backup;/);
 
     // passwd: the new password from the environment; without one and no terminal, exit 2.
     r = await cli(["passwd", ...b], env, dir);

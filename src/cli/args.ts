@@ -181,10 +181,35 @@ const OPTIONS = {
   version: { type: "boolean", short: "V", default: false },
 } as const;
 
+/** Options that take a value, by every spelling (`--restore-days`, `-m`). */
+const VALUED = new Set(
+  Object.entries(OPTIONS).flatMap(([long, o]) =>
+    o.type === "string" ? [`--${long}`, ...("short" in o ? [`-${o.short}`] : [])] : []
+  ),
+);
+
+/**
+ * argv with a negative number after an option that takes a value joined to it
+ * (`--restore-days -1` -> `--restore-days=-1`), so that the value's own check says what is
+ * wrong with it (parseArgs would call it an ambiguous option).
+ */
+function joinNegatives(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!, next = argv[i + 1];
+    if (a === "--") return [...out, ...argv.slice(i)];
+    if (VALUED.has(a) && next !== undefined && /^-\d/.test(next)) {
+      out.push(a.startsWith("--") ? `${a}=${next}` : `${a}${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
 function parse(argv: string[]) {
   try {
     return parseArgs({
-      args: argv,
+      args: joinNegatives(argv),
       allowPositionals: true,
       strict: true,
       tokens: true,

@@ -76,3 +76,20 @@ Deno.test("an option the command does not take is refused, naming it", () => {
     );
   }
 });
+
+Deno.test("a negative number after an option is its value, not an ambiguous option", () => {
+  const cmd = parseCommandLine([
+    "restore",
+    "-b",
+    "x",
+    "-m",
+    "latest",
+    "-f",
+    "t",
+    "--restore-days",
+    "-1",
+  ]);
+  assert.equal(cmd.restoreDays, "-1");
+  assert.equal(parseCommandLine(["list", "-b", "x", "--as-of", "-3"]).asOf, "-3");
+  assert.throws(() => parseCommandLine(["list", "-b", "--verbose"]), UsageError, "a word is not");
+});

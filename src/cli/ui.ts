@@ -407,25 +407,30 @@ export class Ui {
       : `; ${s.objectsRead} read and MD5-checked (${formatBytes(s.bytesRead)}${
         s.subset < 1 ? `, a random ${+(s.subset * 100).toFixed(2)}%` : ""
       })`;
-    const counts = [
-      [s.badMetas, "unreadable backup"],
-      [s.missing, "missing object"],
-      [s.badSize, "truncated object"],
-      [s.corrupt, "corrupt object"],
-      [s.retention?.short ?? 0, "object retained too briefly"],
-    ].filter(([n]) => (n as number) > 0).map(([n, w]) => `${n} ${w}${n === 1 ? "" : "s"}`);
-    const verdict = s.problems === 0
-      ? "no problems"
-      : `DAMAGED: ${counts.join(", ")} in ${s.damagedMetas.length} of ${s.metas} backups`;
+    const counts = ([
+      [s.keyDamaged ? 1 : 0, "damaged s3backup.key", "damaged s3backup.key"],
+      [s.badMetas, "unreadable backup", "unreadable backups"],
+      [s.missing, "missing object", "missing objects"],
+      [s.badSize, "truncated object", "truncated objects"],
+      [s.corrupt, "corrupt object", "corrupt objects"],
+      [s.retention?.short ?? 0, "object retained too briefly", "objects retained too briefly"],
+    ] as const).filter(([n]) => n > 0).map(([n, one, many]) => `${n} ${n === 1 ? one : many}`);
+    const where = s.damagedMetas.length === 0
+      ? ""
+      : ` in ${s.damagedMetas.length} of ${plural(s.metas, "backup")}`;
+    const verdict = s.problems === 0 ? "no problems" : `DAMAGED: ${counts.join(", ")}${where}`;
     const r = s.retention;
     const retained = r === null
       ? ""
-      : `; retention: the ${r.objects} objects of the ${r.backups} recent backups ` +
+      : `; retention of the ${plural(r.objects, "object")} of ${
+        plural(r.backups, "recent backup")
+      }: ` +
         (r.short === 0
-          ? `are locked until at least ${r.lockedUntil ?? "-"}`
-          : `: ${r.short} not locked long enough`);
+          ? `locked until at least ${r.lockedUntil ?? "-"}`
+          : `${r.short} not locked long enough`);
     this.out(
-      `verify: ${s.metas} backups, ${s.files} files, ${s.objects} objects${read}${retained}: ` +
+      `verify: ${plural(s.metas, "backup")}, ${plural(s.files, "file")}, ` +
+        `${plural(s.objects, "object")}${read}${retained}: ` +
         `${verdict}; ${(s.durationMs / 1000).toFixed(1)}s`,
     );
   }
@@ -486,4 +491,9 @@ export class Ui {
         (s.restarted ? " (an interrupted change was started over)" : "");
     this.out(`${what}; ${(s.durationMs / 1000).toFixed(1)}s`);
   }
+}
+
+/** `1 backup`, `2 backups`: a count and its noun, singular where it is one. */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
 }

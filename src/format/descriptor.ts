@@ -50,7 +50,8 @@ export function parseDescriptor(text: string): Descriptor {
     }
     kv.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim());
   });
-  const format = Number(kv.get("format"));
+  // A whole number as FORMAT.md §2 spells it: `2`, not `2.0` or `02` (the kit compares text).
+  const format = /^[1-9][0-9]*$/.test(kv.get("format") ?? "") ? Number(kv.get("format")) : NaN;
   if (format !== FORMAT_VERSION) {
     throw new S3BackupError(
       `Repository format ${

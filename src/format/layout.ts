@@ -26,7 +26,7 @@ export const PASSWD_NEXT_PREFIX = "passwd/next/";
 
 const DATA_RE = /^[0-9a-f]{32}$/;
 const BACKUP_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
-const META_RE = /^meta_(.+)_(\d{8}T\d{6}Z)$/;
+const META_RE = /^meta_([A-Za-z0-9._-]{1,64})_(\d{8}T\d{6}Z)$/;
 const LOCK_RE = /^locks\/([a-z][a-z0-9]*)-(\d{8}T\d{6}Z)-([0-9a-f]{8})$/;
 const KIND_RE = /^[a-z][a-z0-9]*$/;
 
@@ -86,7 +86,7 @@ export interface MetaName {
 /** Parses a meta object name; null if it is not one this version wrote. */
 export function parseMetaName(key: string): MetaName | null {
   const m = META_RE.exec(key);
-  if (!m) return null;
+  if (!m || m[1] === "latest") return null;
   const time = parseStamp(m[2]!);
   return time === null ? null : { key, name: m[1]!, time };
 }

@@ -104,6 +104,8 @@ export interface VerifySummary {
   problems: number;
   /** Metas with at least one problem. */
   damagedMetas: string[];
+  /** s3backup.key is damaged (the password opens a meta's copy of the key only). */
+  keyDamaged: boolean;
   durationMs: number;
 }
 
@@ -206,6 +208,7 @@ export async function verify(
     retention,
     problems: report.problems,
     damagedMetas: selected.map((m) => m.key).filter((k) => report.damaged.has(k)),
+    keyDamaged: opts.keyDamage !== undefined,
     durationMs: performance.now() - started,
   };
 }

@@ -15,6 +15,8 @@
  * - Reading a value that holds `%(`: `%(key)s` is replaced by that key's value in the same
  *   section (or DEFAULT), again up to 10 levels deep, and `%%` is `%`; any other `%` is an
  *   error. A value without `%(` is taken as written, `%` and all.
+ * - A UTF-8 byte order mark at the start (Notepad writes one) is skipped; ConfigParser would
+ *   fail on it.
  */
 import { UsageError } from "./errors.ts";
 
@@ -69,7 +71,7 @@ export function parseIni(text: string, fileName: string): Ini {
   const fail = (n: number, why: string) => {
     throw new UsageError(`Cannot read config ${fileName}: line ${n} ${why}`);
   };
-  const lines = text.split("\n");
+  const lines = text.replace(/^\uFEFF/, "").split("\n");
   if (lines.at(-1) === "") lines.pop();
   lines.forEach((line, i) => {
     const n = i + 1;

@@ -91,3 +91,10 @@ Deno.test("ini: errors name the line or the option, never a value", () => {
       !e.message.includes("s3cr"),
   );
 });
+
+Deno.test("ini: a UTF-8 byte order mark at the start is skipped (Notepad writes one)", () => {
+  const ini = parseIni("\uFEFF[main]\r\npassword = pw\r\n", "s3backup.ini");
+  assert.equal(iniGet(ini, "main", "password", "s3backup.ini")?.trim(), "pw");
+  // Elsewhere it is a character like any other.
+  assert.throws(() => parseIni("[main]\n\uFEFF[x\n", "s3backup.ini"), UsageError);
+});

@@ -96,6 +96,7 @@ Deno.test("a damaged s3backup.key: backup refuses clearly, restore and verify us
     const v = await s3backup(["verify", "-b", f.repoDir, "--read-data"]);
     assert.equal(v.code, 3, v.stdout + v.stderr);
     assert.match(v.stderr, /s3backup\.key: .*is damaged/);
+    assert.match(v.stdout, /: DAMAGED: 1 damaged s3backup\.key; /, "said, not an empty count");
     const k = await kit("restore.sh", [f.repoDir, "latest", `${f.dir}/kit-out`]);
     assert.equal(k.code, 0, k.stderr);
     assert.equal(await Deno.readTextFile(`${f.dir}/kit-out/a.txt`), "A");
