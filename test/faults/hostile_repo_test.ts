@@ -236,3 +236,73 @@ Deno.test("setuid, setgid and sticky bits: restored as recorded by both readers 
     await f.cleanup();
   }
 });
+
+Deno.test("both readers take exactly FORMAT.md's grammar: odd meta names ignored, format=2.0 refused", async () => {
+  const f = await fixture();
+  try {
+    const [good] = [...Deno.readDirSync(f.repoDir)].map((e) => e.name)
+      .filter((n) => n.startsWith("meta_"));
+    const body = await Deno.readFile(`${f.repoDir}/${good}`);
+    // Each later than the good one, each with the good one's bytes: none is a backup.
+    await Deno.mkdir(`${f.repoDir}/meta_x`);
+    await Deno.writeFile(`${f.repoDir}/meta_x/y_20991231T235959Z`, body);
+    for (const n of ["latest", "a".repeat(65), "a b", "é"]) {
+      await Deno.writeFile(`${f.repoDir}/meta_${n}_20991231T235959Z`, body);
+    }
+    const l = await s3backup(["list", "-b", f.repoDir, "--tsv"]);
+    assert.equal(l.code, 0, l.stderr);
+    assert.deepEqual(l.stdout.trim().split("\n").map((x) => x.split("\t")[0]), [good]);
+    const kl = await kit("list.sh", [f.repoDir]);
+    assert.equal(kl.code, 0, kl.stderr);
+    assert.doesNotMatch(kl.stdout, /2099/);
+    assert.match(kl.stdout, new RegExp(good!));
+    const r = await s3backup(["restore", "-b", f.repoDir, "-m", "latest", "-f", `${f.dir}/o`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr + r.stdout, new RegExp(good!));
+    const k = await kit("restore.sh", [f.repoDir, "latest", `${f.dir}/k`]);
+    assert.equal(k.code, 0, k.stderr);
+    assert.match(k.stderr, new RegExp(`restoring ${good}`));
+
+    const conf = new TextDecoder().decode(await readAll(await f.store.load(DESCRIPTOR_NAME)));
+    for (const spelled of ["2.0", "02"]) {
+      await f.store.save(
+        DESCRIPTOR_NAME,
+        new TextEncoder().encode(conf.replace(/format=\d+/, `format=${spelled}`)),
+      );
+      const b = await s3backup(["restore", "-b", f.repoDir, "-m", "latest", "-f", `${f.dir}/o2`]);
+      assert.equal(b.code, 1, b.stderr);
+      assert.match(b.stderr, new RegExp(`Repository format ${spelled} is not supported`));
+      const kb = await kit("restore.sh", [f.repoDir, "latest", `${f.dir}/k2`]);
+      assert.equal(kb.code, 1, kb.stderr);
+      assert.match(kb.stderr, new RegExp(`repository format '${spelled}' is not supported`));
+    }
+  } finally {
+    await f.cleanup();
+  }
+});
+
+Deno.test("a truncated or garbage meta is damage (exit 1) to both readers, not a wrong password", async () => {
+  const f = await fixture();
+  try {
+    const [good] = [...Deno.readDirSync(f.repoDir)].map((e) => e.name)
+      .filter((n) => n.startsWith("meta_"));
+    const body = await Deno.readFile(`${f.repoDir}/${good}`);
+    for (
+      const bad of [body.subarray(0, body.length - 40), crypto.getRandomValues(new Uint8Array(300))]
+    ) {
+      await Deno.writeFile(`${f.repoDir}/${good}`, bad);
+      const r = await s3backup(["restore", "-b", f.repoDir, "-m", "latest", "-f", `${f.dir}/o`]);
+      assert.equal(r.code, 1, r.stderr);
+      const k = await kit("restore.sh", [f.repoDir, "latest", `${f.dir}/k`]);
+      assert.equal(k.code, 1, k.stderr);
+      assert.match(
+        k.stderr,
+        /damaged meta: it does not decrypt, though the password opens s3backup\.key/,
+      );
+      const wrong = await runKit("restore.sh", [f.repoDir, "latest", `${f.dir}/k`], "not it");
+      assert.equal(wrong.code, 4, "a wrong password is still told as one");
+    }
+  } finally {
+    await f.cleanup();
+  }
+});
