@@ -133,7 +133,11 @@ async function readStoreOf(ctx: Context): Promise<Store> {
 
 /** The store the command line names, without the bandwidth limits. */
 function baseStoreOf(ctx: Context): Store {
-  const opts: S3Options = { ...s3SettingsOf(ctx), signal: ctx.signal };
+  const opts: S3Options = {
+    ...s3SettingsOf(ctx),
+    signal: ctx.signal,
+    onNotice: (m) => ctx.ui.warn(m),
+  };
   if (ctx.config.checksums) opts.checksums = ctx.config.checksums;
   const timeout = ctx.cmd.timeout ?? ctx.config.timeout;
   if (timeout !== undefined) {

@@ -83,7 +83,16 @@ export interface S3StoreConfig {
   timeoutMs?: number;
   /** Aborts every request of this store (SIGINT/SIGTERM); `remove` may be given its own. */
   signal?: AbortSignal;
+  /** Told when a request that got no answer in time is tried again (one line). */
+  onNotice?: (message: string) => void;
 }
+
+/**
+ * Per attempt, until the endpoint has answered once (any HTTP response): an endpoint that
+ * never answered (a wrong address that accepts connections, a dead proxy) fails its first
+ * request within about 30 s (5 attempts), not 5 x --timeout. Later requests have --timeout.
+ */
+export const FIRST_CONTACT_MS = 5_000;
 
 /**
  * An https agent that trusts the certificate authorities in the PEM file `path` (and no others,
@@ -126,6 +135,8 @@ export class S3Store implements Store {
   readonly #signal: AbortSignal | undefined;
   readonly #timeoutMs: number;
   readonly #attempts: number;
+  /** The endpoint has answered a request (FIRST_CONTACT_MS applies until then). */
+  #answered = false;
 
   constructor(config: S3StoreConfig) {
     this.bucket = config.bucket;
@@ -175,12 +186,54 @@ export class S3Store implements Store {
     this.#profile = settings.profile;
     if (config.credentials) clientConfig.credentials = config.credentials;
     this.client = new S3Client(clientConfig);
+    this.client.middlewareStack.add(this.#eachAttempt(config.onNotice), {
+      step: "finalizeRequest",
+      priority: "low", // inside the SDK's retries: once per attempt
+      name: "s3backupEachAttempt",
+    });
+  }
+
+  /**
+   * A middleware run for each attempt: notes that the endpoint answered (any HTTP response),
+   * and tells `onNotice` of an attempt without an answer that will be tried again.
+   */
+  #eachAttempt(onNotice?: (message: string) => void) {
+    // deno-lint-ignore no-explicit-any
+    return (next: any, context: Record<string, unknown>) => async (args: unknown) => {
+      const attempt = ((context.s3backupAttempt as number | undefined) ?? 0) + 1;
+      context.s3backupAttempt = attempt;
+      try {
+        const out = await next(args);
+        this.#answered = true;
+        return out;
+      } catch (err) {
+        const e = err as { $response?: unknown; $metadata?: { httpStatusCode?: number } };
+        if (e.$response !== undefined || e.$metadata?.httpStatusCode !== undefined) {
+          this.#answered = true;
+        } else if (isTimeout(err) && attempt < this.#attempts && !this.#signal?.aborted) {
+          onNotice?.(
+            `no answer from ${this.endpoint} within ${this.#attemptMs() / 1000} s ` +
+              `(attempt ${attempt} of ${this.#attempts}): trying again`,
+          );
+        }
+        throw err;
+      }
+    };
+  }
+
+  /** The time an attempt has: --timeout, or FIRST_CONTACT_MS until the endpoint answered. */
+  #attemptMs(): number {
+    return this.#answered ? this.#timeoutMs : Math.min(this.#timeoutMs, FIRST_CONTACT_MS);
   }
 
   /** Send options: aborted by the store's signal and `signal` (or, with `own`, `signal` alone). */
-  #opts(signal?: AbortSignal, own = false): { abortSignal?: AbortSignal } {
+  #opts(
+    signal?: AbortSignal,
+    own = false,
+  ): { abortSignal?: AbortSignal; requestTimeout?: number } {
     const s = own ? signal : anySignal(this.#signal, signal);
-    return s ? { abortSignal: s } : {};
+    const first = this.#answered ? {} : { requestTimeout: this.#attemptMs() };
+    return s ? { abortSignal: s, ...first } : first;
   }
 
   /** True once DeleteObjects was refused by the store and single deletes are used. */
@@ -732,9 +785,10 @@ export class S3Store implements Store {
       );
     }
     if (isTimeout(err)) {
+      const first = this.#answered ? "" : ", the first request to it";
       return new S3BackupError(
-        `No answer from ${this.endpoint} within ${this.#timeoutMs / 1000} s ` +
-          `(${this.#attempts} attempts; see --timeout)`,
+        `No answer from ${this.endpoint} within ${this.#attemptMs() / 1000} s ` +
+          `(${this.#attempts} attempts${first}; see --timeout)`,
         options,
       );
     }

@@ -4,28 +4,78 @@
  * within seconds with 143 / 130.
  */
 import assert from "node:assert/strict";
-import { s3backup, silentServer } from "./harness.ts";
+import { closer, s3backup, silentServer } from "./harness.ts";
 
 const CREDS = { AWS_ACCESS_KEY_ID: "test", AWS_SECRET_ACCESS_KEY: "test", AWS_REGION: "us-east-1" };
 
-Deno.test("a silent endpoint: each attempt times out, then one line and exit 1", async () => {
+Deno.test("a silent endpoint: the first request gives up within 30 s, each retry told, then one line", async () => {
   const srv = silentServer();
   try {
+    // The default --timeout is 2 minutes: an endpoint that never answered gets 5 s an attempt.
     const r = await s3backup(
-      ["list", "-b", "s3://silent-bucket", "--endpoint-url", srv.endpoint, "--timeout", "1s"],
+      ["list", "-b", "s3://silent-bucket", "--endpoint-url", srv.endpoint],
       { env: CREDS, deadlineMs: 90_000 },
     );
     assert.equal(r.code, 1, r.stderr);
-    assert.match(
-      r.stderr,
-      /^s3backup: No answer from http:\/\/127\.0\.0\.1:\d+ within 1 s \(5 attempts; see --timeout\)\n$/,
+    const lines = r.stderr.trim().split("\n");
+    assert.deepEqual(
+      lines.slice(0, 4).map((l) => l.replace(/\d+ s/, "N s").replace(/:\d+/, ":P")),
+      [1, 2, 3, 4].map((n) =>
+        `s3backup: warning: no answer from http://127.0.0.1:P within N s (attempt ${n} of 5): ` +
+        "trying again"
+      ),
     );
-    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
-    assert.ok(r.ms < 60_000, `took ${r.ms} ms`);
+    assert.match(
+      lines[4]!,
+      /^s3backup: No answer from http:\/\/127\.0\.0\.1:\d+ within 5 s \(5 attempts, the first request to it; see --timeout\)$/,
+    );
+    assert.equal(lines.length, 5, r.stderr);
+    assert.ok(r.ms < 35_000, `took ${r.ms} ms`);
   } finally {
     srv.close();
   }
 });
+
+Deno.test("an endpoint that answered, then goes silent: later requests keep --timeout and its retries", async () => {
+  const srv = answersOnce();
+  try {
+    const r = await s3backup(
+      ["list", "-b", "s3://silent-bucket", "--endpoint-url", srv.endpoint, "--timeout", "2s"],
+      { env: CREDS, deadlineMs: 90_000 },
+    );
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /within 2 s \(attempt 4 of 5\): trying again\n/);
+    assert.match(r.stderr, /No answer from \S+ within 2 s \(5 attempts; see --timeout\)\n$/);
+  } finally {
+    srv.close();
+  }
+});
+
+/** A server on loopback that answers its first HTTP request (200, empty), then never again. */
+function answersOnce(): { endpoint: string; close: () => void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  let answered = false;
+  (async () => {
+    try {
+      for await (const c of listener) {
+        conns.push(c);
+        (async () => {
+          const buf = new Uint8Array(65536);
+          while ((await c.read(buf).catch(() => null)) !== null) {
+            if (answered) continue;
+            answered = true;
+            await c.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+          }
+        })();
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    endpoint: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    close: closer(listener, conns),
+  };
+}
 
 for (const [name, code] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
   Deno.test(`a silent endpoint: ${name} stops the run within seconds, exit ${code}`, async () => {
