@@ -351,6 +351,8 @@ store_init() {
     elif [ -n "$region" ]; then
       AWS_OPTS=(--region "$region")
     fi
+    KIT_ENDPOINT=${endpoint:-the S3 endpoint}
+    first_contact
     ;;
   *)
     STORE_KIND=dir
@@ -371,13 +373,60 @@ store_desc() {
   fi
 }
 
-# aws_run ARGS...: the aws CLI with the store's options and bounded waits: a silent endpoint
-# fails after S3BACKUP_KIT_CONNECT_TIMEOUT / S3BACKUP_KIT_READ_TIMEOUT seconds (15, 120) per
-# attempt instead of hanging.
+# aws_run ARGS...: the aws CLI with the store's options and bounded waits: an attempt without
+# an answer gives up after S3BACKUP_KIT_CONNECT_TIMEOUT / S3BACKUP_KIT_READ_TIMEOUT seconds
+# (15, 120), or 10 s and 2 attempts until the endpoint has answered once (KIT_ANSWERED=0:
+# store_init's first request), instead of hanging. The kit makes the attempts itself
+# (AWS_MAX_ATTEMPTS, default 5; one CLI attempt each) so that each retry of a request without
+# an answer is told on stderr; throttling, 5xx answers and dropped connections are tried
+# again the same way, silently, after a growing pause.
 aws_run() {
-  aws --cli-connect-timeout "${S3BACKUP_KIT_CONNECT_TIMEOUT:-15}" \
-    --cli-read-timeout "${S3BACKUP_KIT_READ_TIMEOUT:-120}" \
-    ${AWS_OPTS[@]+"${AWS_OPTS[@]}"} "$@" </dev/null
+  local attempt=1 rc err text max=${AWS_MAX_ATTEMPTS:-5}
+  local connect=${S3BACKUP_KIT_CONNECT_TIMEOUT:-15} read=${S3BACKUP_KIT_READ_TIMEOUT:-120}
+  if [ "${KIT_ANSWERED:-1}" != 1 ]; then
+    if [ "$connect" -gt 10 ]; then connect=10; fi
+    if [ "$read" -gt 10 ]; then read=10; fi
+    if [ "$max" -gt 2 ]; then max=2; fi
+  fi
+  err=$(mktemp "$KIT_TMP/aws-err.XXXXXX") || die "mktemp failed in $KIT_TMP"
+  while :; do
+    rc=0
+    AWS_MAX_ATTEMPTS=1 aws --cli-connect-timeout "$connect" --cli-read-timeout "$read" \
+      ${AWS_OPTS[@]+"${AWS_OPTS[@]}"} "$@" </dev/null 2>"$err" || rc=$?
+    if [ "$rc" -eq 0 ] || [ "$attempt" -ge "$max" ]; then break; fi
+    text=$(cat -- "$err")
+    case "$text" in
+    *"Read timeout"* | *"Connect timeout"* | *"timed out"*)
+      warn "no answer from ${KIT_ENDPOINT:-the S3 endpoint} within $read s (attempt $attempt of $max): trying again" ;;
+    *"(SlowDown)"* | *"(InternalError)"* | *"(ServiceUnavailable)"* | *"(RequestTimeout)"* | \
+      *"(Throttling"* | *"(50"[0-9]")"* | *"Could not connect"* | *"Connection was closed"*) ;;
+    *) break ;;
+    esac
+    sleep "$attempt"
+    attempt=$((attempt + 1))
+  done
+  cat -- "$err" >&2
+  rm -f -- "$err"
+  return "$rc"
+}
+
+# first_contact: one request (HeadBucket) that an endpoint which never answers fails within
+# about 20 s, with one line; any answer (403 included) is enough to go on.
+first_contact() {
+  local rc=0 l t=${S3BACKUP_KIT_READ_TIMEOUT:-120} n=${AWS_MAX_ATTEMPTS:-5}
+  if [ "$t" -gt 10 ]; then t=10; fi
+  if [ "$n" -gt 2 ]; then n=2; fi
+  KIT_ANSWERED=0
+  aws_run s3api head-bucket --bucket "$STORE_BUCKET" >/dev/null 2>"$KIT_TMP/first.err" || rc=$?
+  KIT_ANSWERED=1
+  if [ "$rc" -eq 0 ]; then return 0; fi
+  while IFS= read -r l || [ -n "$l" ]; do
+    case "$l" in "$KIT_PROG: no answer"*) printf '%s\n' "$l" >&2 ;; esac
+  done <"$KIT_TMP/first.err"
+  case "$(cat -- "$KIT_TMP/first.err")" in
+  *"Read timeout"* | *"Connect timeout"* | *"timed out"*)
+    die "no answer from $KIT_ENDPOINT within $t s ($n attempts, the first request to it): check the endpoint and the network" ;;
+  esac
 }
 
 # first_line FILE: print the first non-empty line of FILE (for error messages).
