@@ -71,32 +71,51 @@ fetch() {
   esac
 }
 
-# sha256 FILE: its SHA-256 in hex.
+# sha256 FILE: its SHA-256 in hex. Read from standard input: a file name holding "\" makes
+# sha256sum escape its line (a leading "\" before the hash).
 sha256() {
   local out
   if command -v sha256sum >/dev/null 2>&1; then
-    out=$(sha256sum -- "$1")
+    out=$(sha256sum <"$1")
   elif command -v shasum >/dev/null 2>&1; then
-    out=$(shasum -a 256 -- "$1")
+    out=$(shasum -a 256 <"$1")
   elif command -v openssl >/dev/null 2>&1; then
-    out=$(openssl dgst -sha256 -r "$1")
+    out=$(openssl dgst -sha256 -r <"$1")
   else
     die "sha256sum, shasum or openssl is required to check the download"
   fi
   printf '%s\n' "${out%% *}"
 }
 
-# pick SUMS: NAME and SUM of this target's binary in SHA256SUMS (the version asked, or the one
-# it lists).
+# newer A B: whether version A is newer than B (dotted numbers, compared field by field).
+newer() {
+  local a=$1 b=$2 x y
+  while [ -n "$a" ] || [ -n "$b" ]; do
+    x=${a%%.*} y=${b%%.*}
+    case "$x" in "" | *[!0-9]*) x=0 ;; esac
+    case "$y" in "" | *[!0-9]*) y=0 ;; esac
+    if [ "$((10#$x))" -ne "$((10#$y))" ]; then [ "$((10#$x))" -gt "$((10#$y))" ]; return; fi
+    case "$a" in *.*) a=${a#*.} ;; *) a="" ;; esac
+    case "$b" in *.*) b=${b#*.} ;; *) b="" ;; esac
+  done
+  return 1
+}
+
+# pick SUMS: NAME and SUM of this target's binary in SHA256SUMS (the version asked, else the
+# newest it lists). Lines may end in CRLF.
 pick() {
-  local sum file
+  local sum file v best=""
   NAME="" SUM=""
   while read -r sum file || [ -n "$sum" ]; do
+    file=${file%$'\r'}
     file=${file#\*}
     case "$file" in
-    "s3backup-$VERSION-$TARGET$EXT" | "s3backup-"*"-$TARGET$EXT")
+    "s3backup-"*"-$TARGET$EXT")
       if [ -n "$VERSION" ] && [ "$file" != "s3backup-$VERSION-$TARGET$EXT" ]; then continue; fi
-      NAME=$file SUM=$sum
+      v=${file#s3backup-}
+      v=${v%"-$TARGET$EXT"}
+      if [ -n "$best" ] && ! newer "$v" "$best"; then continue; fi
+      NAME=$file SUM=$sum best=$v
       ;;
     esac
   done <"$1"
@@ -137,6 +156,9 @@ main() {
     die "checksum mismatch for $NAME: the download is not the released binary; nothing was installed"
   chmod 0755 "$tmp/s3backup$EXT"
   dest=$prefix/s3backup$EXT
+  if [ -e "$dest" ] && [ ! -f "$dest" ]; then
+    die "$dest is not a file (a folder?): nothing was installed; remove it or choose another --prefix"
+  fi
   run=()
   if [ "$use_sudo" = 1 ]; then need sudo; run=(sudo); fi
   "${run[@]+"${run[@]}"}" mkdir -p -- "$prefix" 2>/dev/null ||

@@ -147,3 +147,41 @@ Deno.test("install.sh: verifies and installs the binary of this platform; refuse
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("install.sh: a TMPDIR with a backslash, an s3backup folder in the way, the newest listed, CRLF sums", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-install-" });
+  const linux = { S3BACKUP_INSTALL_OS: "Linux", S3BACKUP_INSTALL_ARCH: "x86_64" };
+  const version = (bin: string) =>
+    new TextDecoder().decode(new Deno.Command(bin, { stdout: "piped" }).outputSync().stdout);
+  try {
+    const rel = `${dir}/release`;
+    release(rel, "2.0.0");
+    const newer = Deno.readTextFileSync(`${rel}/SHA256SUMS`);
+    release(rel, "1.5.0"); // SHA256SUMS now lists 1.5.0 only: put 2.0.0 first, then it
+    Deno.writeTextFileSync(`${rel}/SHA256SUMS`, newer + Deno.readTextFileSync(`${rel}/SHA256SUMS`));
+    const url = `file://${rel}`;
+
+    const tmp = `${dir}/tmp\\with\\backslashes`;
+    Deno.mkdirSync(tmp);
+    let r = await install(["--url", url, "--prefix", `${dir}/a`], { ...linux, TMPDIR: tmp });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(version(`${dir}/a/s3backup`), "s3backup 2.0.0 (x86_64-unknown-linux-gnu)\n");
+
+    Deno.mkdirSync(`${dir}/b/s3backup`, { recursive: true });
+    r = await install(["--url", url, "--prefix", `${dir}/b`], linux);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /s3backup is not a file \(a folder\?\): nothing was installed/);
+    assert.deepEqual([...Deno.readDirSync(`${dir}/b/s3backup`)], []);
+    assert.deepEqual([...Deno.readDirSync(`${dir}/b`)].map((e) => e.name), ["s3backup"]);
+
+    Deno.writeTextFileSync(
+      `${rel}/SHA256SUMS`,
+      Deno.readTextFileSync(`${rel}/SHA256SUMS`).replaceAll("\n", "\r\n"),
+    );
+    r = await install(["--url", url, "--prefix", `${dir}/c`, "--version", "1.5.0"], linux);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(version(`${dir}/c/s3backup`), "s3backup 1.5.0 (x86_64-unknown-linux-gnu)\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
