@@ -166,3 +166,29 @@ Deno.test({
     }
   },
 });
+
+Deno.test("README: the backup host's policy denies s3:BypassGovernanceRetention explicitly", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const blocks = [...readme.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => JSON.parse(m[1]!));
+  type Statement = {
+    Sid?: string;
+    Effect: string;
+    Action: string | string[];
+    Resource: string | string[];
+  };
+  const list = (x: string | string[]) => (Array.isArray(x) ? x : [x]);
+  const host = blocks.find((b) => (b.Statement as Statement[]).some((s) => s.Sid === "OwnLocks"));
+  assert.ok(host, "the backup host's policy is in README");
+  const statements = host.Statement as Statement[];
+  const deny = statements.find((s) =>
+    s.Effect === "Deny" && list(s.Action).includes("s3:BypassGovernanceRetention")
+  );
+  assert.ok(deny, "an explicit Deny of s3:BypassGovernanceRetention");
+  assert.ok(list(deny.Resource).includes("arn:aws:s3:::my-bucket/*"), "on every object");
+  for (const s of statements.filter((s) => s.Effect === "Allow")) {
+    for (const a of list(s.Action)) {
+      assert.ok(!a.includes("*") && a !== "s3:BypassGovernanceRetention", `allows ${a}`);
+    }
+  }
+  assert.match(readme, /Governance mode \(the default of `--retain-mode`\) protects only/);
+});

@@ -72,7 +72,8 @@ const OPTION_HELP: Record<string, string> = {
   retain:
     "      --retain DURATION   S3 Object Lock: protect what the backup names for DURATION (30d)",
   "retain-mode":
-    "      --retain-mode M     governance (default) or compliance ([backup] retain_mode)",
+    "      --retain-mode M     governance (default; whoever may BypassGovernanceRetention can\n" +
+    "                          delete: README) or compliance ([backup] retain_mode)",
   "as-of":
     "      --as-of TIME        read the bucket as it was then (versions; 2026-11-30T14:00Z, 3d ago)",
   verify: "      --verify            check the bucket's kit against the SHA-256s a backup recorded",
