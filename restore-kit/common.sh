@@ -660,7 +660,11 @@ meta_check() {
   META_TIME="" META_HOST="" META_SOURCE="" META_NAME=""
   META_ERR="" META_ERR_CODE=$EXIT_ERROR
   if ! decrypt_pw "$enc" "$META_PLAIN" "$KEY_ITER"; then
-    meta_bad "$label: wrong password (the meta does not decrypt)" "$EXIT_PASSWORD"
+    if ! container_whole "$enc"; then
+      meta_bad "$label: damaged meta: not a whole openssl container (cut short or overwritten)"
+    else
+      meta_bad "$label: wrong password (the meta does not decrypt)" "$EXIT_PASSWORD"
+    fi
     return 1
   fi
   if ! lines_bounded "$META_PLAIN"; then
@@ -713,6 +717,17 @@ meta_check() {
   return 0
 }
 
+# container_whole FILE: whether FILE is shaped as FORMAT.md 3.1's container: "Salted__", an
+# 8-byte salt, then whole 16-byte blocks. One that is not was cut short or overwritten: no
+# password opens it (the binary calls it corrupt too). Bash alone (read stops at a NUL byte).
+container_whole() {
+  local magic="" size
+  LC_ALL=C IFS= read -r -n 8 magic <"$1" || true
+  size=$(wc -c <"$1") || return 1
+  size=${size##* }
+  [ "$magic" = Salted__ ] && [ "$size" -ge 32 ] && [ $((size % 16)) -eq 0 ]
+}
+
 # meta_bad MESSAGE [EXIT_CODE]: meta_check's failure.
 meta_bad() {
   rm -f -- "$META_PLAIN"
@@ -760,11 +775,6 @@ meta_open() {
   rm -f -- "$KIT_TMP/meta.enc"
   META_ERR=$err$denied
   META_ERR_CODE=$code
-  # Not the password when it opens the repository's key: the meta itself is damaged.
-  if [ "$code" = "$EXIT_PASSWORD" ] && load_repo_key; then
-    META_ERR="$name: damaged meta: it does not decrypt, though the password opens $KEY_FROM"
-    META_ERR_CODE=$EXIT_ERROR
-  fi
   if [ -n "$fetch_err" ]; then
     META_ERR="$err; and its copy $fetch_err"
     META_ERR_CODE=$EXIT_ERROR

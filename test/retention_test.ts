@@ -76,6 +76,7 @@ for (const target of s3Targets()) {
           await Deno.utime(p, old, old);
         };
         for (let i = 0; i < 3; i++) await write(`${src}/f${i}`, `file ${i}\n`);
+        await new Promise((r) => setTimeout(r, 3_000)); // their ctimes past the racy window too
         const bad = await run(["backup", "-f", src, "--retain", "1d", "--retain-mode", "forever"]);
         assert.equal(bad.code, 2);
         const t0 = Date.now();

@@ -297,10 +297,8 @@ Deno.test("a truncated or garbage meta is damage (exit 1) to both readers, not a
       assert.equal(k.code, 1, k.stderr);
       assert.match(
         k.stderr,
-        /damaged meta: it does not decrypt, though the password opens s3backup\.key/,
+        /damaged meta: not a whole openssl container \(cut short or overwritten\)/,
       );
-      const wrong = await runKit("restore.sh", [f.repoDir, "latest", `${f.dir}/k`], "not it");
-      assert.equal(wrong.code, 4, "a wrong password is still told as one");
     }
   } finally {
     await f.cleanup();
