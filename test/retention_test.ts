@@ -129,6 +129,7 @@ for (const target of s3Targets()) {
         const src2 = `${dir}/src2`;
         await Deno.mkdir(src2);
         await write(`${src2}/own`, "own\n");
+        await new Promise((r) => setTimeout(r, 3_000)); // not racy: c1 records it
         const c1 = await json(["backup", "-f", src2, "-n", "second", "--retain", "1d"]);
         assert.equal(c1.retentionExtended, 2 + kit.length);
         await write(`${src2}/shared`, "file 0\n");

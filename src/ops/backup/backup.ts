@@ -547,8 +547,8 @@ async function openCache(
   const none: OpenCache = { lookup: NO_CACHE, state: {}, vouched: false };
   const path = repo === null ? null : cachePathOf(repo, opts);
   if (path === null) return none;
-  const { lookup, state, records, sample } = openFilesCache(path, repo!.descriptor.id);
-  if (opts.filesCache?.forceRehash || records === 0) {
+  const { lookup, state, sample } = openFilesCache(path, repo!.descriptor.id);
+  if (opts.filesCache?.forceRehash) {
     lookup.close();
     return { ...none, state };
   }
