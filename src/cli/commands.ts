@@ -202,7 +202,7 @@ async function openOrCreate(
     return await openRepository(store, await getPassword(passwordSources(ctx, true), false), key);
   }
   if (simulate) return null;
-  refuseWiped(ctx.cmd, store);
+  refuseWiped(ctx, store);
   const password = await getPassword(passwordSources(ctx, true), true);
   try {
     return await createRepository(store, password);
@@ -216,9 +216,9 @@ async function openOrCreate(
  * A backup finds no repository where this machine's cache remembers one (a wiped bucket):
  * making a new one would hide the loss, so it stops; `init` is the deliberate way.
  */
-function refuseWiped(cmd: Command, store: Store): void {
-  const dir = cacheFolder(cmd, "files");
-  const id = dir === undefined ? null : rememberedRepository(dir, store.location);
+function refuseWiped(ctx: Context, store: Store): void {
+  const dir = cacheFolder(ctx.cmd, "files");
+  const id = dir === undefined ? null : rememberedRepository(dir, repositoryWhere(ctx, store));
   if (id === null) return;
   throw new S3BackupError(
     `The repository ${store.location} (id ${id}) is gone: this machine backed up to it, and ` +
@@ -278,10 +278,20 @@ function cacheFolder(cmd: Command, which: "files" | "metas"): string | undefined
   return dir === undefined ? undefined : join(resolve(dir), which);
 }
 
-function filesCacheOf(cmd: Command): { filesCache?: { dir: string; forceRehash: boolean } } {
-  const dir = cacheFolder(cmd, "files");
+function filesCacheOf(
+  ctx: Context,
+  store: Store,
+): { filesCache?: { dir: string; forceRehash: boolean; where: string } } {
+  const dir = cacheFolder(ctx.cmd, "files");
   if (dir === undefined) return {};
-  return { filesCache: { dir, forceRehash: cmd.forceRehash ?? false } };
+  const where = repositoryWhere(ctx, store);
+  return { filesCache: { dir, forceRehash: ctx.cmd.forceRehash ?? false, where } };
+}
+
+/** A repository's place as the files cache remembers it: an S3 location with its endpoint. */
+function repositoryWhere(ctx: Context, store: Store): string {
+  if (store.kind !== "s3") return store.location;
+  return `${store.location} at ${s3SettingsOf(ctx).endpoint ?? "AWS"}`;
 }
 
 async function runBackup(ctx: Context): Promise<number> {
@@ -326,7 +336,7 @@ async function runBackup(ctx: Context): Promise<number> {
     excludes: excludesOf(ctx),
     ...(retention ? { retention } : {}),
     lock: lockOptionsOf(ctx),
-    ...filesCacheOf(cmd),
+    ...filesCacheOf(ctx, store),
   }, ui.onBackupEvent);
   ui.backupSummary(summary);
   return summary.skipped > 0 ? ExitCode.partial : ExitCode.ok;

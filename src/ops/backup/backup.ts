@@ -67,10 +67,12 @@ export interface BackupOptions {
   kit: Map<string, Uint8Array>;
   concurrency?: number;
   /**
-   * The files cache (files_cache.ts): its folder (per repository id and source below it), and
-   * whether to ignore it this once (every file read and hashed again).
+   * The files cache (files_cache.ts): its folder (per repository id and source below it),
+   * whether to ignore it this once (every file read and hashed again), and where the
+   * repository is as the folder remembers it (default the store's location; the command line
+   * adds the S3 endpoint: one bucket name on two providers is two repositories).
    */
-  filesCache?: { dir: string; forceRehash?: boolean };
+  filesCache?: { dir: string; forceRehash?: boolean; where?: string };
   /**
    * Write no meta when the entries are exactly those of this name's last meta from this host
    * and folder (known from the files cache, while that meta exists) and nothing was skipped.
@@ -403,8 +405,9 @@ function commitCache(
 ): void {
   try {
     cache?.commit(state);
-    if (cache !== null) {
-      rememberRepository(opts.filesCache!.dir, repo.descriptor.id, repo.store.location);
+    const fc = opts.filesCache;
+    if (cache !== null && fc !== undefined) {
+      rememberRepository(fc.dir, repo.descriptor.id, fc.where ?? repo.store.location);
     }
   } catch (err) {
     warn.add(cache!.path, `cannot write the files cache: ${messageOf(err)}`, false);

@@ -7,6 +7,8 @@ import {
   openFilesCache,
   RACY_MS,
   recordOf,
+  rememberedRepository,
+  rememberRepository,
 } from "./files_cache.ts";
 import type { FileStat } from "./source_file.ts";
 
@@ -146,4 +148,17 @@ Deno.test("files cache: saved 0600 in a 0700 folder; the old one stays until com
     assert.deepEqual([...Deno.readDirSync(`${dir}/cache/abcd`)].length, 1, "its temp file gone");
     assert.deepEqual(loaded(), whole);
     assert.equal(openFilesCache(`${dir}/missing`, "abcd").records, 0);
+  }));
+
+Deno.test("files cache folder: remembers where each repository lives, by location and endpoint", () =>
+  withDir((dir) => {
+    const aws = "s3://backups/host1 at AWS", b2 = "s3://backups/host1 at https://s3.example";
+    assert.equal(rememberedRepository(`${dir}/none`, aws), null, "no folder: none");
+    rememberRepository(dir, "aaaa", aws);
+    rememberRepository(dir, "aaaa", aws); // unchanged: not rewritten
+    assert.equal(rememberedRepository(dir, aws), "aaaa");
+    assert.equal(rememberedRepository(dir, b2), null, "one bucket name on two providers");
+    rememberRepository(dir, "bbbb", b2);
+    assert.equal(rememberedRepository(dir, b2), "bbbb");
+    assert.equal((Deno.statSync(`${dir}/aaaa/location`).mode ?? 0) & 0o777, 0o600);
   }));
