@@ -23,6 +23,7 @@ export PATH
 need=()
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 [ -x /usr/bin/aws ] || need+=(awscli)   # Debian's AWS CLI v2, used by the restore kit's tests
+command -v bsdtar >/dev/null 2>&1 || need+=(libarchive-tools)   # bsdtar: macOS's tar, for the pack tests
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "installing ${need[*]} (apt)"

@@ -1,0 +1,126 @@
+/**
+ * The tar of a format-3 pack (docs/format-3.md): POSIX ustar members, as GNU tar and bsdtar
+ * both read them. Pure: a member's header is made from its name and size, and a header block
+ * is parsed back into them (its checksum checked). Members are regular files, mode 0600,
+ * uid/gid 0, mtime 0; a size of 8 GiB or more goes in a pax `size` record before the member.
+ */
+import { CorruptDataError } from "../util/errors.ts";
+
+export const BLOCK = 512;
+/** The end of an archive: two zero blocks. */
+export const TAR_END = new Uint8Array(2 * BLOCK);
+/** The largest size the ustar size field holds (11 octal digits). */
+const USTAR_MAX = 8 ** 11 - 1;
+
+const te = new TextEncoder();
+const td = new TextDecoder();
+
+/** Writes `text` (ASCII) at `at`, at most `width` bytes. */
+function put(block: Uint8Array, at: number, width: number, text: string): void {
+  const bytes = te.encode(text);
+  if (bytes.length > width) throw new RangeError(`tar field too long: ${text}`);
+  block.set(bytes, at);
+}
+
+/** An octal field: `width - 1` zero-padded digits and a NUL. */
+function octal(block: Uint8Array, at: number, width: number, n: number): void {
+  put(block, at, width, n.toString(8).padStart(width - 1, "0") + "\0");
+}
+
+/** One ustar header block (typeflag `type`: `0` a file, `x` a pax record). */
+function header(name: string, size: number, type: "0" | "x"): Uint8Array {
+  if (te.encode(name).length > 100) throw new RangeError(`tar name too long: ${name}`);
+  const b = new Uint8Array(BLOCK);
+  put(b, 0, 100, name);
+  octal(b, 100, 8, 0o600);
+  octal(b, 108, 8, 0);
+  octal(b, 116, 8, 0);
+  octal(b, 124, 12, size);
+  octal(b, 136, 12, 0);
+  b.fill(0x20, 148, 156); // the checksum counts its own field as spaces
+  put(b, 156, 1, type);
+  put(b, 257, 6, "ustar\0");
+  put(b, 263, 2, "00");
+  let sum = 0;
+  for (const x of b) sum += x;
+  put(b, 148, 8, sum.toString(8).padStart(6, "0") + "\0 ");
+  return b;
+}
+
+/**
+ * The bytes before a member's content: its header, preceded by a pax header and record when
+ * `size` does not fit ustar.
+ */
+export function memberHeader(name: string, size: number): Uint8Array {
+  if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`tar size ${size}`);
+  if (size <= USTAR_MAX) return header(name, size, "0");
+  const record = paxRecord("size", String(size));
+  const out = new Uint8Array(BLOCK + padded(record.length) + BLOCK);
+  out.set(header(`PaxHeaders/${name}`.slice(0, 100), record.length, "x"), 0);
+  out.set(record, BLOCK);
+  out.set(header(name, 0, "0"), BLOCK + padded(record.length));
+  return out;
+}
+
+/** A pax record `<length> <key>=<value>\n`, the length counting itself. */
+function paxRecord(key: string, value: string): Uint8Array {
+  const body = ` ${key}=${value}\n`;
+  let n = body.length + 1;
+  while (String(n).length + body.length !== n) n++;
+  return te.encode(`${n}${body}`);
+}
+
+/** `n` rounded up to whole blocks. */
+export function padded(n: number): number {
+  return Math.ceil(n / BLOCK) * BLOCK;
+}
+
+/** The zero bytes after a member of `size` bytes, to the end of its last block. */
+export function memberPadding(size: number): Uint8Array {
+  return new Uint8Array(padded(size) - size);
+}
+
+/** A parsed header block: a member, a pax record's length, or the end. */
+export type TarBlock =
+  | { kind: "file"; name: string; size: number }
+  | { kind: "pax"; size: number }
+  | { kind: "end" };
+
+function field(b: Uint8Array, at: number, width: number): string {
+  const raw = b.subarray(at, at + width);
+  const nul = raw.indexOf(0);
+  return td.decode(nul < 0 ? raw : raw.subarray(0, nul));
+}
+
+function parseOctal(b: Uint8Array, at: number, width: number, what: string): number {
+  const text = field(b, at, width).trim();
+  if (!/^[0-7]+$/.test(text)) throw new CorruptDataError(`tar header: bad ${what} "${text}"`);
+  return parseInt(text, 8);
+}
+
+/** Parses one header block; refuses a bad checksum or a member that is not a regular file. */
+export function parseHeader(b: Uint8Array): TarBlock {
+  if (b.length !== BLOCK) throw new RangeError("a tar header is one 512-byte block");
+  if (b.every((x) => x === 0)) return { kind: "end" };
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : b[i]!;
+  if (parseOctal(b, 148, 8, "checksum") !== sum) {
+    throw new CorruptDataError("tar header: checksum mismatch");
+  }
+  const size = parseOctal(b, 124, 12, "size");
+  const type = String.fromCharCode(b[156]!);
+  if (type === "x") return { kind: "pax", size };
+  if (type !== "0" && type !== "\0") {
+    throw new CorruptDataError(`tar header: member type "${type}" is not a regular file`);
+  }
+  return { kind: "file", name: field(b, 0, 100), size };
+}
+
+/** The `size` of a pax record block's text, or null when it has none. */
+export function paxSize(record: Uint8Array): number | null {
+  for (const line of td.decode(record).split("\n")) {
+    const m = /^\d+ size=(\d+)$/.exec(line);
+    if (m) return Number(m[1]);
+  }
+  return null;
+}
