@@ -1,0 +1,120 @@
+/**
+ * The plaintext of a format-3 pack (docs/format-3.md): a ustar archive (tar.ts) of contents,
+ * each a member named by its MD5, `<md5>.gz` when gzip made it smaller by at least 1/16. Pure:
+ * contents in, bytes out, and back; the caller encrypts the pack as one container (§3.1).
+ */
+import { createHash } from "node:crypto";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { CorruptDataError } from "../util/errors.ts";
+import { isMd5 } from "./layout.ts";
+import {
+  BLOCK,
+  memberHeader,
+  memberPadding,
+  padded,
+  parseHeader,
+  paxSize,
+  TAR_END,
+} from "./tar.ts";
+
+/** The gzip level: the fastest (docs/format-3.md: 1.05x restic's storage, the best time). */
+export const GZIP_LEVEL = 1;
+/** A content over this is judged by its first this many bytes before the whole is tried. */
+export const PROBE = 64 * 1024;
+
+/** Whether `stored` bytes are worth keeping over `plain` ones: smaller by at least 1/16. */
+function shrank(stored: number, plain: number): boolean {
+  return stored * 16 <= plain * 15;
+}
+
+/** A content as a pack member: its name and the bytes stored. */
+export interface Member {
+  name: string;
+  bytes: Uint8Array;
+}
+
+/**
+ * The member of `content` (whose MD5 is `md5`): gzipped when that shrinks it by 1/16, decided
+ * on its first PROBE bytes first when it is longer (a JPEG or a .gz costs one probe).
+ */
+export function packMember(md5: string, content: Uint8Array): Member {
+  if (!isMd5(md5)) throw new TypeError(`not an MD5: ${md5}`);
+  if (content.length > PROBE) {
+    const probe = gzipSync(content.subarray(0, PROBE), { level: GZIP_LEVEL });
+    if (!shrank(probe.length, PROBE)) return { name: md5, bytes: content };
+  }
+  const gz = gzipSync(content, { level: GZIP_LEVEL });
+  return shrank(gz.length, content.length)
+    ? { name: `${md5}.gz`, bytes: new Uint8Array(gz.buffer, gz.byteOffset, gz.length) }
+    : { name: md5, bytes: content };
+}
+
+/** The bytes a member takes in a pack: header, stored bytes, padding. */
+export function memberSize(m: Member): number {
+  return memberHeader(m.name, m.bytes.length).length + padded(m.bytes.length);
+}
+
+/** The tar of `members`, in order, ended. */
+export function buildPack(members: Member[]): Uint8Array {
+  const out = new Uint8Array(members.reduce((n, m) => n + memberSize(m), 0) + TAR_END.length);
+  let at = 0;
+  for (const m of members) {
+    const h = memberHeader(m.name, m.bytes.length);
+    out.set(h, at);
+    out.set(m.bytes, at + h.length);
+    at += h.length + m.bytes.length;
+    out.set(memberPadding(m.bytes.length), at);
+    at += padded(m.bytes.length) - m.bytes.length;
+  }
+  out.set(TAR_END, at);
+  return out;
+}
+
+/** One content read back from a pack. */
+export interface PackedContent {
+  md5: string;
+  content: Uint8Array;
+}
+
+/**
+ * The contents of a pack's plaintext, in order, each gunzipped when named `.gz` and checked
+ * against its MD5. A member that is not a content's, a cut archive, or an MD5 that differs is
+ * CorruptDataError (naming the member).
+ */
+export function* readPack(tar: Uint8Array): Generator<PackedContent> {
+  let at = 0, paxed: number | null = null;
+  while (at + BLOCK <= tar.length) {
+    const h = parseHeader(tar.subarray(at, at + BLOCK));
+    if (h.kind === "end") return;
+    const start = at + BLOCK;
+    if (h.kind === "pax") {
+      paxed = paxSize(tar.subarray(start, start + h.size));
+      at = start + padded(h.size);
+      continue;
+    }
+    const size = paxed ?? h.size;
+    paxed = null;
+    if (start + size > tar.length) throw new CorruptDataError(`pack: ${h.name} is cut short`);
+    yield content(h.name, tar.subarray(start, start + size));
+    at = start + padded(size);
+  }
+  throw new CorruptDataError("pack: the archive is cut short (no end blocks)");
+}
+
+/** A member's content, gunzipped and checked. */
+function content(name: string, stored: Uint8Array): PackedContent {
+  const md5 = name.endsWith(".gz") ? name.slice(0, -3) : name;
+  if (!isMd5(md5)) throw new CorruptDataError(`pack: member ${name} is not a content`);
+  let plain = stored;
+  if (md5 !== name) {
+    try {
+      const b = gunzipSync(stored);
+      plain = new Uint8Array(b.buffer, b.byteOffset, b.length);
+    } catch (err) {
+      throw new CorruptDataError(`pack: ${name} does not gunzip`, { cause: err });
+    }
+  }
+  const got = createHash("md5").update(plain).digest("hex");
+  if (got !== md5) throw new CorruptDataError(`pack: the MD5 of ${name} is ${got}`);
+  return { md5, content: plain };
+}
