@@ -118,3 +118,49 @@ function content(name: string, stored: Uint8Array): PackedContent {
   if (got !== md5) throw new CorruptDataError(`pack: the MD5 of ${name} is ${got}`);
   return { md5, content: plain };
 }
+
+/** A pack ready to store: its id, plaintext tar, and where each of its contents is. */
+export interface FinishedPack {
+  id: string;
+  tar: Uint8Array;
+  entries: { md5: string; stored: number; plain: number; gz: boolean }[];
+}
+
+/**
+ * Gathers small contents into packs of about `target` bytes (docs/format-3.md): `add` returns
+ * the pack that a content filled, `finish` the last one. Each content once per builder.
+ */
+export class PackBuilder {
+  #members: Member[] = [];
+  #entries: FinishedPack["entries"] = [];
+  #bytes = 0;
+  readonly #seen = new Set<string>();
+
+  constructor(readonly target: number, readonly newId: () => string) {}
+
+  /** Adds a content (its MD5 and bytes); the finished pack when this one reached the target. */
+  add(md5: string, content: Uint8Array): FinishedPack | null {
+    if (this.#seen.has(md5)) return null;
+    this.#seen.add(md5);
+    const m = packMember(md5, content);
+    this.#members.push(m);
+    this.#entries.push({
+      md5,
+      stored: m.bytes.length,
+      plain: content.length,
+      gz: m.name !== md5,
+    });
+    this.#bytes += memberSize(m);
+    return this.#bytes >= this.target ? this.finish() : null;
+  }
+
+  /** The pack of what was added since the last one (null when nothing was). */
+  finish(): FinishedPack | null {
+    if (this.#members.length === 0) return null;
+    const pack = { id: this.newId(), tar: buildPack(this.#members), entries: this.#entries };
+    this.#members = [];
+    this.#entries = [];
+    this.#bytes = 0;
+    return pack;
+  }
+}

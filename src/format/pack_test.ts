@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { encryptSync } from "./container.ts";
-import { buildPack, packMember, PROBE, readPack } from "./pack.ts";
+import { buildPack, PackBuilder, packMember, PROBE, readPack } from "./pack.ts";
 import { CorruptDataError } from "../util/errors.ts";
 
 const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
@@ -89,3 +89,23 @@ function hasCommand(name: string): boolean {
     return false;
   }
 }
+
+Deno.test("pack builder: packs of about the target size, each content once, the rest at finish", () => {
+  let n = 0;
+  const b = new PackBuilder(40_000, () => (n++).toString(16).padStart(32, "0"));
+  const contents = Array.from({ length: 30 }, () => random(3000)); // incompressible: 3.5 KB each
+  const packs = contents.map((c) => b.add(md5(c), c)).filter((p) => p !== null);
+  assert.equal(b.add(md5(contents[0]!), contents[0]!), null, "a content already added");
+  const last = b.finish();
+  assert.ok(last !== null);
+  assert.equal(b.finish(), null, "nothing since");
+  const all = [...packs, last];
+  assert.deepEqual(all.map((p) => p.id), ["0", "1", "2"].map((x) => x.padStart(32, "0")));
+  for (const p of all.slice(0, -1)) assert.ok(p.tar.length >= 40_000 && p.tar.length < 48_000);
+  const back = all.flatMap((p) => [...readPack(p.tar)]);
+  assert.deepEqual(back.map((c) => c.md5), contents.map(md5));
+  assert.deepEqual(
+    all.flatMap((p) => p.entries).map((e) => [e.md5, e.plain, e.gz]),
+    contents.map((c) => [md5(c), 3000, false]),
+  );
+});
