@@ -20,7 +20,7 @@ import {
 } from "../src/repo/repository.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 import { S3Store } from "../src/store/s3_store.ts";
-import type { SaveOptions, Store } from "../src/store/store.ts";
+import type { RemoveOptions, SaveOptions, Store } from "../src/store/store.ts";
 import { readAll } from "../src/util/bytes.ts";
 import { CorruptDataError, S3BackupError } from "../src/util/errors.ts";
 import { childEnv, storeBackends } from "./s3_env.ts";
@@ -264,8 +264,33 @@ for (const b of backends()) {
         const stale = { ...repo, wrappedKey: new Uint8Array(repo.wrappedKey.length) };
         await assert.rejects(prune(stale, opts), S3BackupError);
         assert.deepEqual(await names(store), before);
+
+        // Its lock removed while it ran (unlock --force elsewhere): metas may go, no data.
+        const unlocked = new LocksGoWithMetas(store);
+        await assert.rejects(
+          prune({ ...repo, store: unlocked }, opts),
+          /Cannot finish the prune: its lock locks\/prune-\S+ lapsed \(it was removed .*no data object was deleted/,
+        );
+        const after = await names(store);
+        assert.deepEqual(
+          after.filter((n) => /^[0-9a-f]{32}$/.test(n)),
+          before.filter((n) => /^[0-9a-f]{32}$/.test(n)),
+        );
+        assert.ok(!after.some((n) => n.startsWith("locks/")));
       }),
   });
+}
+
+/** A store where removing a meta removes every lock too: a prune's lock taken away mid-run. */
+class LocksGoWithMetas extends StoreWrapper {
+  override async remove(names: string[], opts?: RemoveOptions) {
+    await this.inner.remove(names, opts);
+    if (names.some((n) => n.startsWith("meta_"))) {
+      const locks: string[] = [];
+      for await (const o of this.inner.list("locks/")) locks.push(o.name);
+      await this.inner.remove(locks);
+    }
+  }
 }
 
 /**

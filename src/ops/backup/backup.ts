@@ -201,7 +201,7 @@ async function runBackup(
       if (repo.created) await checkKeyKept(repo, contents.uploads);
       await checkLockHeld(lock, cachePathOf(repo, opts));
       const full = contents.full();
-      state.kit = await syncKit(store, full?.kit ?? null, opts.kit);
+      await syncKit(store, full?.kit ?? null, opts.kit);
       if (reused !== null) {
         retentionExtended = await extendReused(store, reused, contents.uploads, opts, time);
         if (reused.all) state.retainedMs = retentionAt(opts.retention!, time).until.getTime();
@@ -671,21 +671,20 @@ async function writeMeta(
 }
 
 /**
- * Uploads the kit files whose copy in the store differs (by size and, on S3, ETag = MD5), and
- * returns the kit's digest. `have`: the store's kit objects, or null when not listed: then
- * `restore-kit/` is listed (one request each backup: a kit deleted or replaced is put back).
+ * Uploads the kit files whose copy in the store differs (by size and, on S3, ETag = MD5).
+ * `have`: the store's kit objects, or null when not listed: then `restore-kit/` is listed (one
+ * request each backup: a kit deleted or replaced is put back).
  */
 async function syncKit(
   store: Store,
   have: Map<string, ObjectInfo> | null,
   kit: Map<string, Uint8Array>,
-): Promise<string> {
+): Promise<void> {
   have ??= (await listRepository(store, KIT_PREFIX)).kit;
   for (const [name, data] of kit) {
     const key = KIT_PREFIX + name;
     if (!(await sameObject(store, have.get(key), data))) await store.save(key, data);
   }
-  return kitDigest(kit);
 }
 
 /** Whether the stored object `old` holds `data`: by size and ETag, or (no ETag) its bytes. */
@@ -694,12 +693,4 @@ async function sameObject(store: Store, old: ObjectInfo | undefined, data: Uint8
   if (old.etag !== undefined) return old.etag === createHash("md5").update(data).digest("hex");
   const have = await readAll(await store.load(old.name)).catch(() => null);
   return have !== null && Buffer.compare(have, data) === 0;
-}
-
-function kitDigest(kit: Map<string, Uint8Array>): string {
-  const h = createHash("sha256");
-  for (const name of [...kit.keys()].sort()) {
-    h.update(`${name}\0${kit.get(name)!.length}\0`).update(kit.get(name)!);
-  }
-  return h.digest("hex");
 }

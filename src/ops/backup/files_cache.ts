@@ -13,13 +13,13 @@
  *
  * The line before the trailer is what the run that wrote it knew of the store (CacheState):
  * the meta it wrote (while that meta exists, every object the records name does: prune keeps
- * what a meta names, and `verify` finds drift), the kit it left, when it swept stale uploads,
- * and whether the store honours conditional creates. With them an unchanged tree costs a few
- * requests.
+ * what a meta names, and `verify` finds drift), when it swept stale uploads, and whether the
+ * store honours conditional creates. With them an unchanged tree costs a few requests. (A
+ * `kit=` field of older caches is read and ignored: each backup lists `restore-kit/` now.)
  *
  *   s3backup-files-cache 3 <repository id>
  *   <md5> <size> <mtime ms> <ctime ms> <inode> <device> <escaped path>     (walk order)
- *   state[ meta=<meta name>][ kit=<sha256>][ swept=<ms>][ conditional=1][ entries=<sha256>]
+ *   state[ meta=<meta name>][ swept=<ms>][ conditional=1][ entries=<sha256>]
  *        [ retained=<ms>]
  *   end <record count> <sha256 of every line above, hex>
  */
@@ -47,7 +47,6 @@ export interface CacheRecord {
 /** What the run that wrote a cache knew of the store (see the module doc). */
 export interface CacheState {
   meta?: string;
-  kit?: string;
   sweptMs?: number;
   conditional?: boolean;
   /** SHA-256 of `meta`'s entry lines (MetaSpool.entriesDigest), for --skip-if-unchanged. */
@@ -64,7 +63,7 @@ function parseState(line: string): CacheState | null {
     const eq = f.indexOf("=");
     const [k, v] = [f.slice(0, eq), decodeURIComponent(f.slice(eq + 1))];
     if (k === "meta") state.meta = v;
-    else if (k === "kit") state.kit = v;
+    else if (k === "kit") continue; // older caches: no longer used
     else if (k === "swept" && Number.isSafeInteger(Number(v))) state.sweptMs = Number(v);
     else if (k === "conditional" && v === "1") state.conditional = true;
     else if (k === "entries" && /^[0-9a-f]{64}$/.test(v)) state.entries = v;
@@ -77,7 +76,6 @@ function parseState(line: string): CacheState | null {
 function encodeState(state: CacheState): string {
   const f = ["state"];
   if (state.meta !== undefined) f.push(`meta=${encodeURIComponent(state.meta)}`);
-  if (state.kit !== undefined) f.push(`kit=${encodeURIComponent(state.kit)}`);
   if (state.sweptMs !== undefined) f.push(`swept=${state.sweptMs}`);
   if (state.conditional) f.push("conditional=1");
   if (state.entries !== undefined) f.push(`entries=${state.entries}`);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import {
   type CacheRecord,
   type CacheState,
@@ -57,7 +58,7 @@ Deno.test("files cache: round trip in walk order, nasty paths, a hit only when e
   withDir((dir) => {
     const path = `${dir}/c/abcd/key`;
     const nasty = "dir/a file\nwith newline";
-    const state = { meta: "meta_a b_20260101T000000Z", kit: "ab12", sweptMs: 5, conditional: true };
+    const state = { meta: "meta_a b_20260101T000000Z", sweptMs: 5, conditional: true };
     // Walk order: a directory's contents before a sibling whose name continues it.
     const records: [string, CacheRecord][] = [
       ["a/b", RECORD],
@@ -161,4 +162,18 @@ Deno.test("files cache folder: remembers where each repository lives, by locatio
     rememberRepository(dir, "bbbb", b2);
     assert.equal(rememberedRepository(dir, b2), "bbbb");
     assert.equal((Deno.statSync(`${dir}/aaaa/location`).mode ?? 0) & 0o777, 0o600);
+  }));
+
+Deno.test("files cache: an older cache's kit= state field is read and ignored", () =>
+  withDir((dir) => {
+    const path = `${dir}/c/abcd/key`;
+    save(path, [["a", RECORD]], { meta: "m" });
+    const lines = Deno.readTextFileSync(path).split("\n").slice(0, -2); // without end and ""
+    lines[lines.length - 1] = "state meta=m kit=ab12";
+    const body = lines.map((l) => l + "\n").join("");
+    const sum = createHash("sha256").update(body).digest("hex");
+    Deno.writeTextFileSync(path, `${body}end 1 ${sum}\n`);
+    const c = openFilesCache(path, "abcd");
+    assert.deepEqual([c.state, c.records], [{ meta: "m" }, 1]);
+    c.lookup.close();
   }));
