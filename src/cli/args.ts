@@ -479,6 +479,23 @@ function checkTaken(command: CommandName, tokens: Token[]): void {
   }
 }
 
+/**
+ * Refuses an option that takes one value given twice (`-f a -f b` backed up only b): which one
+ * was meant cannot be known. Options that take several (`--exclude`, `--only`) may repeat.
+ */
+function checkOnce(tokens: Token[]): void {
+  const seen = new Set<string>();
+  for (const t of tokens) {
+    if (t.kind !== "option") continue;
+    const o = OPTIONS[t.name as keyof typeof OPTIONS];
+    if (o === undefined || o.type !== "string" || "multiple" in o) continue;
+    if (seen.has(t.name)) {
+      throw new UsageError(`${t.rawName} is given twice: give it once (see s3backup --help)`);
+    }
+    seen.add(t.name);
+  }
+}
+
 /** Parses argv into a Command. Pure; throws UsageError with one line. */
 export function parseCommandLine(argv: string[]): Command {
   const { values: v, positionals, tokens } = parse(argv);
@@ -490,6 +507,7 @@ export function parseCommandLine(argv: string[]): Command {
   if (v.version) return base("version");
   const command = commandOf(positionals, v.action);
   checkTaken(command, tokens ?? []);
+  checkOnce(tokens ?? []);
   const cmd = commandWith(command, v);
   if (positionals.length > 1) cmd.args = positionals.slice(1);
   checkRequired(cmd);

@@ -93,3 +93,39 @@ Deno.test("a negative number after an option is its value, not an ambiguous opti
   assert.equal(parseCommandLine(["list", "-b", "x", "--as-of", "-3"]).asOf, "-3");
   assert.throws(() => parseCommandLine(["list", "-b", "--verbose"]), UsageError, "a word is not");
 });
+
+Deno.test("an option that takes one value, given twice, is refused; repeatable ones repeat", () => {
+  for (
+    const argv of [["backup", "-f", "a", "-f", "b", "-b", "x"], [
+      "backup",
+      "-f",
+      "a",
+      "-n",
+      "x",
+      "--name",
+      "y",
+      "-b",
+      "x",
+    ]]
+  ) {
+    assert.throws(() => parseCommandLine(argv), (e) => {
+      assert.ok(e instanceof UsageError);
+      assert.match(e.message, /^(-f|--name) is given twice: give it once/);
+      return true;
+    }, argv.join(" "));
+  }
+  const ok = parseCommandLine([
+    "backup",
+    "-f",
+    "a",
+    "-b",
+    "x",
+    "--exclude",
+    "*.tmp",
+    "--exclude",
+    "*.log",
+    "-c",
+    "-c",
+  ]);
+  assert.deepEqual(ok.exclude, ["*.tmp", "*.log"]);
+});

@@ -154,7 +154,9 @@ export function parseRate(v: string, where: string): number {
  */
 export function parseTime(v: string, where: string): Date {
   const t = v.trim();
-  if (/^(\d+(\.\d+)?[smhdw])+$/.test(t)) return new Date(Date.now() - parseDuration(t));
+  // A duration back from now: `3d`, `3d ago`, `1h30m ago` (the help's own examples).
+  const back = t.replace(/\s+ago$/, "");
+  if (/^(\d+(\.\d+)?[smhdw])+$/.test(back)) return new Date(Date.now() - parseDuration(back));
   const d = /^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?)?$/.test(t)
     ? new Date(/[T ]\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(t) ? `${t}Z` : t)
     : new Date(NaN);
@@ -162,7 +164,7 @@ export function parseTime(v: string, where: string): Date {
     throw new UsageError(
       `${where} ${
         JSON.stringify(v)
-      }: use a time such as 2026-11-30, 2026-11-30T14:00:00Z or 3d (ago)`,
+      }: use a time such as 2026-11-30, 2026-11-30T14:00:00Z, 3d or "3d ago"`,
     );
   }
   return d;

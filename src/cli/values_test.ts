@@ -7,6 +7,7 @@ import {
   parseJobs,
   parseKeep,
   parseSubset,
+  parseTime,
   splitCommand,
 } from "./values.ts";
 
@@ -68,4 +69,17 @@ Deno.test("splitCommand: words as a shell splits them, without a shell", () => {
   assert.deepEqual(splitCommand(`echo ""`), ["echo", ""]);
   assert.throws(() => splitCommand(`echo 'x`), /unterminated ' quote/);
   assert.throws(() => splitCommand(`echo "x`), /unterminated " quote/);
+});
+
+Deno.test('--as-of takes what the help shows: a date, a time, 3d and "3d ago"', () => {
+  const now = Date.now();
+  for (const v of ["3d", "3d ago", "1h ago", "1h30m  ago"]) {
+    const t = parseTime(v, "--as-of").getTime();
+    assert.ok(t < now && t > now - 4 * 86_400_000, v);
+  }
+  assert.equal(parseTime("3d ago", "--as-of").getTime() <= now - 3 * 86_400_000 + 1000, true);
+  assert.equal(parseTime("2026-11-30", "--as-of").toISOString(), "2026-11-30T00:00:00.000Z");
+  for (const v of ["ago", "3 days ago", "yesterday", "3d from now"]) {
+    assert.throws(() => parseTime(v, "--as-of"), /use a time such as/, v);
+  }
 });
