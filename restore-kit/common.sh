@@ -647,6 +647,7 @@ META_WRAPPED=""
 META_TIME=""
 META_HOST=""
 META_SOURCE=""
+META_ROOT=""
 META_NAME=""
 
 # meta_check ENCRYPTED LABEL: decrypt and check a meta (magic line, header, trailer) into
@@ -657,7 +658,7 @@ meta_check() {
   local enc=$1 label=$2 line="" n=0 k v found=0 total last cnt
   META_PLAIN="$KIT_TMP/meta.plain"
   META_WRAPPED=""
-  META_TIME="" META_HOST="" META_SOURCE="" META_NAME=""
+  META_TIME="" META_HOST="" META_SOURCE="" META_NAME="" META_ROOT=""
   META_ERR="" META_ERR_CODE=$EXIT_ERROR
   if ! decrypt_pw "$enc" "$META_PLAIN" "$KEY_ITER"; then
     if ! container_whole "$enc"; then
@@ -695,6 +696,7 @@ meta_check() {
     host) printf -v META_HOST '%b' "$v" ;;
     source) printf -v META_SOURCE '%b' "$v" ;;
     name) printf -v META_NAME '%b' "$v" ;;
+    root) META_ROOT=$v ;;
     esac
   done <"$META_PLAIN"
   if [ "$found" != 1 ]; then meta_bad "$label: truncated meta (no 'entries' line)"; return 1; fi

@@ -490,6 +490,27 @@ finish_dirs() {
   done 3<"$KIT_TMP/dirs"
 }
 
+# finish_root: last, once the target's lock is removed (its removal would change the mtime, a
+# read-only mode would refuse it), the target's own owner (as root), mode and mtime: the
+# backed-up folder's (the meta's "root" line, FORMAT.md 5: "<mode> <uid> <gid> <mtime>");
+# not with --only.
+finish_root() {
+  local mode uid gid mtime rest=$META_ROOT
+  if [ -z "$rest" ] || [ "$ONLY_N" -gt 0 ]; then return 0; fi
+  mode=${rest%% *} rest=${rest#* }
+  uid=${rest%% *} rest=${rest#* }
+  gid=${rest%% *} mtime=${rest#* }
+  case "$mode" in [0-7][0-7][0-7][0-7]) ;; *) warn "bad root line in $META: '$META_ROOT'"; return 0 ;; esac
+  case "$mtime" in '' | *[!0-9.-]*) warn "bad root line in $META: '$META_ROOT'"; return 0 ;; esac
+  if [ -n "$KIT_LOCK" ]; then
+    rm -f -- "$KIT_LOCK"
+    KIT_LOCK=""
+  fi
+  if ! set_owner "$TARGET" "$uid" "$gid"; then warn "$TARGET: cannot set the owner"; fi
+  if ! chmod -- "$mode" "$TARGET"; then warn "$TARGET: cannot set the mode"; fi
+  if ! set_mtime "$TARGET" "$mtime"; then warn "$TARGET: cannot set the mtime"; fi
+}
+
 # ---------------------------------------------------------------------------------------------
 # Files: from a local directory, or from S3 in batches
 # ---------------------------------------------------------------------------------------------
@@ -879,6 +900,7 @@ main() {
     KIT_WORK=""
   fi
   finish_dirs
+  finish_root
 
   warn "restored $N_FILES files, $N_DIRS dirs, $N_LINKS links, $FAILED failed"
   if [ "$ARCHIVED" -gt 0 ]; then

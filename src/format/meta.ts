@@ -76,6 +76,16 @@ export interface MetaHeader {
    * (`kit` lines), so that a kit can be checked before it is trusted (`s3backup kit --verify`).
    */
   kit?: Map<string, string>;
+  /** The backed-up folder itself (`root` line; absent in metas of 0.2.0 and older). */
+  root?: RootAttrs;
+}
+
+/** A folder's own attributes, as an entry line writes them. */
+export interface RootAttrs {
+  mode: number;
+  uid: number | null;
+  gid: number | null;
+  mtimeMs: number;
 }
 
 export interface Meta {
@@ -103,6 +113,22 @@ function idField(n: number | null): string {
   return n === null ? "-" : String(n);
 }
 
+function modeField(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, "0");
+}
+
+/** The `root` header value: `<mode> <uid> <gid> <mtime>`, as in an entry line. */
+function encodeRoot(r: RootAttrs): string {
+  return `${modeField(r.mode)} ${idField(r.uid)} ${idField(r.gid)} ${formatMtime(r.mtimeMs)}`;
+}
+
+function parseRoot(v: string): RootAttrs {
+  const m = /^([0-7]{4}) (-|\d+) (-|\d+) (\S+)$/.exec(v);
+  if (!m) throw new SyntaxError(`bad root ${JSON.stringify(v)}`);
+  const id = (s: string) => (s === "-" ? null : Number(s));
+  return { mode: parseInt(m[1]!, 8), uid: id(m[2]!), gid: id(m[3]!), mtimeMs: parseMtime(m[4]!) };
+}
+
 /** One entry line, without the line end. */
 export function encodeEntry(e: Entry): string {
   const md5 = e.type === "f" ? e.md5 : "-";
@@ -111,7 +137,7 @@ export function encodeEntry(e: Entry): string {
   return [
     md5,
     e.type,
-    (e.mode & 0o7777).toString(8).padStart(4, "0"),
+    modeField(e.mode),
     idField(e.uid),
     idField(e.gid),
     e.type === "f" ? String(e.size) : "0",
@@ -174,6 +200,7 @@ export function encodeMetaHead(header: MetaHeader): string[] {
     `source ${escapeText(header.source)}`,
     `name ${escapeText(header.name)}`,
     `wrapped-key ${encodeBase64(header.wrappedKey)}`,
+    ...(header.root ? [`root ${encodeRoot(header.root)}`] : []),
     ...(header.excludes ?? []).map((r) => `exclude ${escapeText(r)}`),
     ...[...header.kit ?? []].map(([name, sha]) => `kit ${escapeText(name)} ${sha}`),
     "entries",
@@ -289,6 +316,8 @@ function parseHeader(fields: Map<string, string>, excludes: string[], kit: strin
       wrappedKey: decodeBase64(need("wrapped-key")),
     };
     if (excludes.length > 0) header.excludes = excludes.map(unescapeText);
+    const root = fields.get("root");
+    if (root !== undefined) header.root = parseRoot(root);
     if (kit.length > 0) {
       header.kit = new Map(kit.map((v) => {
         const m = /^(\S+) ([0-9a-f]{64})$/.exec(v);

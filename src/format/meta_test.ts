@@ -92,3 +92,16 @@ Deno.test("unsafe paths are named", () => {
   assert.equal(unsafePathReason("./a"), "'.' path component");
   assert.equal(unsafePathReason(""), "empty path");
 });
+
+Deno.test("the root line: the folder's own mode, owner and mtime; absent in older metas", () => {
+  const withRoot = {
+    ...header,
+    root: { mode: 0o750, uid: 1000, gid: null, mtimeMs: 1764260700500 },
+  };
+  const text = encodeMeta(withRoot, entries);
+  assert.ok(text.includes("\nroot 0750 1000 - 1764260700.5\n"), text);
+  assert.deepEqual(parseMeta(text).header, withRoot);
+  assert.equal(parseMeta(encodeMeta(header, entries)).header.root, undefined);
+  const bad = text.replace("root 0750 1000 -", "root 750 1000 -");
+  assert.throws(() => parseMeta(bad), /meta header is invalid: bad root/);
+});

@@ -370,11 +370,17 @@ async function openOutputs(
   warn: Warnings,
 ): Promise<Outputs> {
   if (repo === null || opts.simulate) return { meta: null, cache: null };
+  const info = Deno.statSync(opts.source);
+  const { mode, uid, gid, mtimeMs } = entryOf(
+    { type: "d", path: ".", abs: opts.source, info },
+    attrsOf(info),
+  );
   const header = {
     time,
     host: opts.host,
     source: opts.source,
     name: opts.name,
+    root: { mode, uid, gid, mtimeMs },
     excludes: describeExcludes(opts.excludes ?? NO_EXCLUDES),
     kit: new Map(
       [...opts.kit].sort(([a], [b]) => a < b ? -1 : 1)

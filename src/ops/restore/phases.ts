@@ -3,7 +3,7 @@
  * order, created owner-writable; symlinks after the files; last the directories' owner, mode
  * and mtime, deepest first.
  */
-import type { Entry } from "../../format/meta.ts";
+import type { Entry, RootAttrs } from "../../format/meta.ts";
 import type { Store } from "../../store/store.ts";
 import { messageOf } from "../../util/bytes.ts";
 import { POSIX_MODES } from "../../util/platform.ts";
@@ -184,4 +184,21 @@ export async function finishDirs(run: RestoreRun, dirs: Entry[]): Promise<void> 
     if (warning !== null) progress.warn(e.path, warning);
     progress.dirs++;
   }
+}
+
+/**
+ * Last, after the target's lock is gone (its removal would change the mtime, a read-only mode
+ * would refuse it), the target's own owner (as root), mode and mtime: the backed-up folder's
+ * (the meta's `root` line, FORMAT.md §5). The caller skips it for `--only` and simulations.
+ */
+export async function finishRoot(
+  run: Pick<RestoreRun, "attrs" | "progress">,
+  root: string,
+  attrs: RootAttrs | undefined,
+): Promise<void> {
+  if (attrs === undefined) return;
+  const st = await lstatOrNull(root).catch(() => null);
+  if (st === null || !st.isDirectory) return;
+  const warning = await run.attrs.fix(root, { type: "d", path: ".", size: 0, ...attrs }, st);
+  if (warning !== null) run.progress.warn(".", warning);
 }

@@ -21,7 +21,7 @@ import { decryptObject, decryptSmallObject, type Repository } from "../../repo/r
 import { DEFAULT_RESTORE_REQUEST, thaw, type ThawOptions } from "../../repo/thaw.ts";
 import type { Store } from "../../store/store.ts";
 import { restoreFiles } from "./file_restorer.ts";
-import { finishDirs, restoreDirs, restoreLinks, type RestoreRun } from "./phases.ts";
+import { finishDirs, finishRoot, restoreDirs, restoreLinks, type RestoreRun } from "./phases.ts";
 import { type Plan, planRestore } from "./plan.ts";
 import { Progress, type RestoreEvent, type RestoreSummary } from "./progress.ts";
 import { Attributes, openTarget, TargetDirs } from "./target.ts";
@@ -83,11 +83,21 @@ export async function restore(
 
   const { root, existed } = await openTarget(opts.target, opts.simulate);
   const unlock = opts.simulate ? null : await lockTarget(root, opts.host ?? Deno.hostname());
+  let summary: RestoreSummary;
   try {
-    return await runPhases(repo, meta, opts, { plan, progress, root, existed, started });
+    summary = await runPhases(repo, meta, opts, { plan, progress, root, existed, started });
   } finally {
     await unlock?.();
   }
+  if (!opts.simulate && (opts.only ?? []).length === 0) {
+    await finishRoot({ attrs: attributesOf(opts, legacy), progress }, root, meta.header.root);
+  }
+  return summary;
+}
+
+/** How this restore sets owners (as root, unless told), modes and times (none for format 1). */
+function attributesOf(opts: RestoreOptions, legacy: boolean): Attributes {
+  return new Attributes(opts.owners ?? Deno.uid() === 0, legacy);
 }
 
 /**
@@ -132,7 +142,7 @@ async function runPhases(
       isLegacyRepository(repo) ? legacyDecryptStream(repo.password) : decryptObject(repo),
     ...(v2 ? { decryptSmall: (b: Uint8Array) => decryptSmallObject(v2, b) } : {}),
     tgt: new TargetDirs(root),
-    attrs: new Attributes(opts.owners ?? Deno.uid() === 0, legacy),
+    attrs: attributesOf(opts, legacy),
     progress,
     simulate: opts.simulate,
     overwrite: opts.overwrite,

@@ -4,7 +4,7 @@
  * mtimes, and the temporary files an interrupted restore leaves.
  */
 import { lchown, lutimes } from "node:fs/promises";
-import { chmodWhereSupported } from "../../util/platform.ts";
+import { chmodWhereSupported, POSIX_MODES } from "../../util/platform.ts";
 import { nativePath } from "./native_path.ts";
 
 const WINDOWS = Deno.build.os === "windows";
@@ -63,7 +63,14 @@ export async function openTarget(
       throw cannot(err);
     }
   }
-  return { root: await Deno.realPath(root), existed: st !== null };
+  const real = await Deno.realPath(root);
+  // An earlier restore may have given it a read-only mode (the meta's root line) last: owner-
+  // writable again, as existing directories inside it are; its mode is set again at the end.
+  const mode = st === null ? null : (await Deno.stat(real)).mode;
+  if (POSIX_MODES && mode !== null && (mode & 0o700) !== 0o700) {
+    await Deno.chmod(real, (mode & 0o7777) | 0o700).catch(() => {});
+  }
+  return { root: real, existed: st !== null };
 }
 
 /**
