@@ -498,6 +498,7 @@ function checkOnce(tokens: Token[]): void {
 
 /** Parses argv into a Command. Pure; throws UsageError with one line. */
 export function parseCommandLine(argv: string[]): Command {
+  if (argv.length === 0) return base("help"); // `s3backup` alone: the help, as restic does
   const { values: v, positionals, tokens } = parse(argv);
   if (v.help) {
     const c = positionals[0] ?? (v.action !== undefined ? ACTIONS[v.action] : undefined);

@@ -24,7 +24,7 @@ Deno.test("subcommands and long options", () => {
 Deno.test("bad command lines are one-line usage errors", () => {
   for (
     const argv of [
-      [],
+      ["-c"],
       ["-a", "explode"],
       ["backup", "-b", "x"],
       ["list"],
@@ -128,4 +128,8 @@ Deno.test("an option that takes one value, given twice, is refused; repeatable o
     "-c",
   ]);
   assert.deepEqual(ok.exclude, ["*.tmp", "*.log"]);
+});
+
+Deno.test("s3backup with no arguments is the help, not an error", () => {
+  assert.equal(parseCommandLine([]).command, "help");
 });
