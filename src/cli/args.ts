@@ -217,8 +217,41 @@ function parse(argv: string[]) {
     });
   } catch (err) {
     const msg = (err as Error).message.split("\n")[0]?.replace(/\. To specify.*$/, "") ?? "";
-    throw new UsageError(`${msg} (see s3backup --help)`, { cause: err });
+    const c = argv[0] !== undefined && (COMMANDS as readonly string[]).includes(argv[0])
+      ? `s3backup ${argv[0]} --help`
+      : "s3backup --help";
+    const unknown = /^Unknown option '--([^']+)'/.exec(msg)?.[1];
+    const near = unknown === undefined ? undefined : closest(unknown, Object.keys(OPTIONS));
+    const hint = near === undefined ? "" : `: did you mean --${near}?`;
+    throw new UsageError(`${msg.replace(/\.$/, "")}${hint} (see ${c})`, { cause: err });
   }
+}
+
+/** The name of `names` within 2 edits of `word` (the nearest), or undefined. */
+function closest(word: string, names: string[]): string | undefined {
+  let best: string | undefined, bestD = 3;
+  for (const n of names) {
+    const d = editDistance(word, n);
+    if (d < bestD) [best, bestD] = [n, d];
+  }
+  return best;
+}
+
+/** Levenshtein distance (short option names: the plain table is enough). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(
+        prev[j]! + 1,
+        row[j - 1]! + 1,
+        prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
 }
 
 type Values = ReturnType<typeof parse>["values"];

@@ -133,3 +133,14 @@ Deno.test("an option that takes one value, given twice, is refused; repeatable o
 Deno.test("s3backup with no arguments is the help, not an error", () => {
   assert.equal(parseCommandLine([]).command, "help");
 });
+
+Deno.test("an unknown option: did you mean the nearest, and the command's own help", () => {
+  assert.throws(
+    () => parseCommandLine(["backup", "-f", "a", "-b", "x", "--exlude", "*.tmp"]),
+    /Unknown option '--exlude': did you mean --exclude\? \(see s3backup backup --help\)$/,
+  );
+  assert.throws(
+    () => parseCommandLine(["list", "--zzzzzzzz"]),
+    /Unknown option '--zzzzzzzz' \(see s3backup list --help\)$/,
+  );
+});
