@@ -638,3 +638,22 @@ Deno.test("cli: a --log-file that cannot be written is a usage error, before any
     assert.equal(r.stderr.split("\n").length, 2, "one line");
     assert.equal([...Deno.readDirSync(repo)].length, before, "no backup ran");
   }));
+
+Deno.test("cli: an empty listing and a find without a match say so on stderr; ls and restore default to the latest", () =>
+  withRepo(async ({ dir, repo }) => {
+    const empty = `${dir}/empty`;
+    await Deno.mkdir(empty);
+    const l = await s3backup(["list", "-b", empty]);
+    assert.equal(l.code, 0, l.stderr);
+    assert.equal(l.stdout, "");
+    assert.match(l.stderr, /no backups in \S+empty\n$/);
+    const f = await s3backup(["find", "-b", repo, "nothing-like-it"]);
+    assert.equal(f.code, 0, f.stderr);
+    assert.match(f.stderr, /no path matches nothing-like-it in the backups\n$/);
+    const ls = await s3backup(["ls", "-b", repo]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.match(ls.stdout, /a\.txt/);
+    const r = await s3backup(["restore", "-b", repo, "-f", `${dir}/out`, "-c"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await Deno.readTextFile(`${dir}/out/a.txt`), "A");
+  }));

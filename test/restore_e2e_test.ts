@@ -283,10 +283,10 @@ Deno.test("restore: --only, -s, conflicts and --overwrite, the source folder", a
     );
     assert.equal(over.code, 0, over.stderr);
     assert.match(over.stdout, /: 5 files, 2 dirs, 1 links, .* 5 unchanged, 0 objects downloaded/);
-    // Usage.
-    const u = await s3backup(["restore", "-b", f.repo, "-f", t], f.env);
-    assert.equal(u.code, 2);
-    assert.match(u.stderr, /restore needs -m/);
+    // Without -m: the latest backup.
+    const u = await s3backup(["restore", "-b", f.repo, "-f", `${t}-latest`, "-c"], f.env);
+    assert.equal(u.code, 0, u.stderr);
+    assert.match(u.stdout, /^restored meta_\S+ into /);
   } finally {
     await f.cleanup();
   }

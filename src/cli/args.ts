@@ -375,7 +375,7 @@ function commandWith(command: CommandName, v: Values): Command {
 
 /** The options each command cannot do without. */
 function checkRequired(cmd: Command): void {
-  const need = (k: "folder" | "bucket" | "output" | "meta", flag: string) => {
+  const need = (k: "folder" | "bucket" | "output", flag: string) => {
     if (cmd[k] === undefined || cmd[k] === "") {
       throw new UsageError(`${cmd.command} needs ${flag} (see s3backup --help)`);
     }
@@ -386,11 +386,11 @@ function checkRequired(cmd: Command): void {
     need("bucket", "-b <bucket>");
   } else if (command === "restore") {
     need("bucket", "-b <bucket>");
-    need("meta", "-m <meta-name|latest|backup-name>");
     need("folder", "-f <target folder>");
+    cmd.meta ??= "latest"; // of -n NAME when given
   } else if (command === "ls") {
     need("bucket", "-b <bucket>");
-    need("meta", "-m <meta|latest|name>");
+    cmd.meta ??= "latest";
   } else if (
     command === "list" || command === "verify" || command === "prune" || command === "passwd" ||
     command === "find" || command === "diff" || command === "stats" || command === "unlock" ||

@@ -144,3 +144,12 @@ Deno.test("an unknown option: did you mean the nearest, and the command's own he
     /Unknown option '--zzzzzzzz' \(see s3backup list --help\)$/,
   );
 });
+
+Deno.test("restore and ls default to -m latest (of -n when given)", () => {
+  assert.equal(parseCommandLine(["restore", "-b", "x", "-f", "t"]).meta, "latest");
+  assert.equal(parseCommandLine(["ls", "-b", "x"]).meta, "latest");
+  assert.equal(
+    parseCommandLine(["restore", "-b", "x", "-f", "t", "-m", "meta_a_20260101T000000Z"]).meta,
+    "meta_a_20260101T000000Z",
+  );
+});

@@ -408,8 +408,16 @@ async function runList(ctx: Context): Promise<number> {
   if (havePassword && await repositoryExists(store)) {
     repo = await openRepository(store, await getPassword(src, false));
   }
-  ctx.ui.backupList(await listBackups(store, repo, cacheFolder(ctx.cmd, "metas")), table);
+  const list = await listBackups(store, repo, cacheFolder(ctx.cmd, "metas"));
+  // Nothing at all on stdout is easy to misread: a mistyped prefix, a date before the first.
+  if (list.length === 0) ctx.ui.warn(`no backups in ${store.location}${asOfText(ctx)}`);
+  ctx.ui.backupList(list, table);
   return ExitCode.ok;
+}
+
+/** ` as of TIME` when --as-of was given, for messages. */
+function asOfText(ctx: Context): string {
+  return ctx.cmd.asOf === undefined ? "" : ` as of ${ctx.cmd.asOf}`;
 }
 
 async function runRestore(ctx: Context): Promise<number> {
@@ -620,7 +628,11 @@ async function runBrowse(ctx: Context): Promise<number> {
     const { key, meta } = await open(cmd.meta!, cmd.name);
     ui.lsEntries(key, lsEntries(meta, cmd.args?.[0]), meta.header.excludes);
   } else if (cmd.command === "find") {
-    ui.found(await findInBackups(repo, cmd.args![0]!));
+    const found = await findInBackups(repo, cmd.args![0]!);
+    if (found.length === 0) {
+      ui.warn(`no path matches ${cmd.args![0]} in the backups${asOfText(ctx)}`);
+    }
+    ui.found(found);
   } else if (cmd.command === "diff") {
     const [a, b] = [await open(cmd.args![0]!), await open(cmd.args![1]!)];
     ui.changes(a.key, b.key, diffMetas(a.meta, b.meta));

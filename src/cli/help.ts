@@ -20,7 +20,8 @@ const OPTION_HELP: Record<string, string> = {
   tsv: "      --tsv               tab-separated, no header (the default when piped)",
   name: "  -n, --name NAME         the backup's name (default: the folder's name)",
   simulate: "  -s, --dry-run           report what would be done, write nothing (also --simulate)",
-  meta: "  -m, --meta META         a meta name, latest (of -n NAME if given), or a backup name",
+  meta:
+    "  -m, --meta META         a meta name, latest (of -n NAME if given; the default), or a name",
   only: "      --only PATH         only PATH and what is under it (repeatable)",
   overwrite: "      --overwrite         replace files that differ (else they are left, exit 3)",
   output: "  -o, --output DIR        where to write the restore kit",
@@ -100,7 +101,7 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
     example: "s3backup backup -f /srv/data -b s3://my-bucket/host1 -n nightly -c",
   },
   restore: {
-    usage: "s3backup restore -b <bucket> -m <meta|latest|name> -f <target> [--only PATH]...",
+    usage: "s3backup restore -b <bucket> -f <target> [-m <meta|latest|name>] [--only PATH]...",
     what: "Restores a backup into a folder; files already right are left as they are.",
     example: "s3backup restore -b s3://my-bucket/host1 -m latest -f /srv/restored",
   },
@@ -126,7 +127,7 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
     example: "s3backup prune -b s3://my-bucket/host1 --keep-daily 7 --keep-weekly 5 --dry-run",
   },
   ls: {
-    usage: "s3backup ls -b <bucket> -m <meta|latest|name> [PATH]",
+    usage: "s3backup ls -b <bucket> [-m <meta|latest|name>] [PATH]",
     what: "Lists a backup's entries (at or under PATH): type, mode, size, mtime, path.",
     example: "s3backup ls -b s3://my-bucket/host1 -m latest etc/nginx",
   },
