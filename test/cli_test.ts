@@ -657,3 +657,29 @@ Deno.test("cli: an empty listing and a find without a match say so on stderr; ls
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await Deno.readTextFile(`${dir}/out/a.txt`), "A");
   }));
+
+Deno.test("cli: the repository from -b, else S3BACKUP_REPOSITORY, else [main] bucket; -v says which", () =>
+  withRepo(async ({ dir, repo }) => {
+    const meta = (out: string) => /meta_n_\d{8}T\d{6}Z/.test(out);
+    const env = await s3backup(["list", "-v"], { env: { S3BACKUP_REPOSITORY: repo } });
+    assert.equal(env.code, 0, env.stderr);
+    assert.ok(meta(env.stdout), env.stdout);
+    assert.match(env.stderr, new RegExp(`repository: ${repo} \\(from S3BACKUP_REPOSITORY\\)`));
+    const cwd = `${dir}/work`;
+    await Deno.mkdir(cwd);
+    await Deno.writeTextFile(`${cwd}/s3backup.ini`, `[main]\nbucket = ${repo}\n`);
+    const ini = await s3backup(["list", "-v"], { cwd });
+    assert.equal(ini.code, 0, ini.stderr);
+    assert.ok(meta(ini.stdout), ini.stdout);
+    assert.match(ini.stderr, /repository: \S+ \(from \S+s3backup\.ini \[main\] bucket\)/);
+    await Deno.mkdir(`${dir}/other`);
+    const flag = await s3backup(["list", "-v", "-b", `${dir}/other`], {
+      cwd,
+      env: { S3BACKUP_REPOSITORY: repo },
+    });
+    assert.match(flag.stderr, /\(from -b\)/);
+    assert.ok(!meta(flag.stdout), "-b wins");
+    const none = await s3backup(["list"], { cwd: dir });
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /^s3backup: list needs -b <bucket> \(or S3BACKUP_REPOSITORY/);
+  }));

@@ -232,7 +232,11 @@ Deno.test("usage errors, missing bucket and empty lists have documented exit cod
   try {
     const r = await s3backup(["-f", f.src, "-a", "backup"], f.env, f.cwd);
     assert.equal(r.code, 2);
-    assert.equal(r.stderr, "s3backup: backup needs -b <bucket> (see s3backup --help)\n");
+    assert.equal(
+      r.stderr,
+      "s3backup: backup needs -b <bucket> (or S3BACKUP_REPOSITORY, or [main] bucket in " +
+        "s3backup.ini; see s3backup backup --help)\n",
+    );
     const m = await s3backup(
       ["-f", f.src, "-b", `${f.dir}/nope`, "-a", "backup", "-c"],
       f.env,

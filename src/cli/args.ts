@@ -373,9 +373,17 @@ function commandWith(command: CommandName, v: Values): Command {
   return cmd;
 }
 
-/** The options each command cannot do without. */
+/**
+ * The commands that work on a repository: they need one, from -b, else S3BACKUP_REPOSITORY,
+ * else `[main] bucket` in s3backup.ini (cli/commands.ts resolves it once the ini is read).
+ */
+export function needsRepository(cmd: Command): boolean {
+  return cmd.command !== "kit" ? !["help", "version"].includes(cmd.command) : cmd.verify === true;
+}
+
+/** The options each command cannot do without (the repository: needsRepository). */
 function checkRequired(cmd: Command): void {
-  const need = (k: "folder" | "bucket" | "output", flag: string) => {
+  const need = (k: "folder" | "output", flag: string) => {
     if (cmd[k] === undefined || cmd[k] === "") {
       throw new UsageError(`${cmd.command} needs ${flag} (see s3backup --help)`);
     }
@@ -383,21 +391,12 @@ function checkRequired(cmd: Command): void {
   const command = cmd.command;
   if (command === "backup") {
     need("folder", "-f <folder>");
-    need("bucket", "-b <bucket>");
   } else if (command === "restore") {
-    need("bucket", "-b <bucket>");
     need("folder", "-f <target folder>");
     cmd.meta ??= "latest"; // of -n NAME when given
   } else if (command === "ls") {
-    need("bucket", "-b <bucket>");
     cmd.meta ??= "latest";
-  } else if (
-    command === "list" || command === "verify" || command === "prune" || command === "passwd" ||
-    command === "find" || command === "diff" || command === "stats" || command === "unlock" ||
-    command === "init"
-  ) need("bucket", "-b <bucket>");
-  else if (command === "kit" && cmd.verify) need("bucket", "-b <bucket>");
-  else if (command === "kit") need("output", "-o <dir>");
+  } else if (command === "kit" && !cmd.verify) need("output", "-o <dir>");
 }
 
 /** Options every command takes. */

@@ -27,7 +27,7 @@ Deno.test("bad command lines are one-line usage errors", () => {
       ["-c"],
       ["-a", "explode"],
       ["backup", "-b", "x"],
-      ["list"],
+      ["kit"],
       ["frobnicate"],
       ["backup", "-a", "list", "-b", "x"],
       ["-f"],

@@ -34,7 +34,7 @@ import {
   S3BackupError,
   UsageError,
 } from "../util/errors.ts";
-import { type Command, parseCommandLine, TAKES, VERSION } from "./args.ts";
+import { type Command, needsRepository, parseCommandLine, TAKES, VERSION } from "./args.ts";
 import { type Limits, Rate, throttled } from "../store/throttle.ts";
 import { commandHelp, mainHelp } from "./help.ts";
 import { LogFile } from "./log_file.ts";
@@ -91,6 +91,31 @@ function passwordSources(ctx: Context, interactive: boolean): PasswordSources {
   if (pw !== undefined) src.env = pw;
   if (ctx.config.password !== undefined) src.ini = ctx.config.password;
   return src;
+}
+
+/**
+ * Sets `cmd.bucket` for a command that works on a repository: -b, else S3BACKUP_REPOSITORY,
+ * else `[main] bucket`; where it came from (null: not needed, or -b with a kit -o).
+ * UsageError when there is none.
+ */
+function resolveRepository(cmd: Command, config: Config): string | null {
+  const env = Deno.env.get("S3BACKUP_REPOSITORY") || undefined;
+  const [bucket, from] = cmd.bucket
+    ? [cmd.bucket, "-b"]
+    : env
+    ? [env, "S3BACKUP_REPOSITORY"]
+    : config.bucket
+    ? [config.bucket, `${config.path} [main] bucket`]
+    : [undefined, null];
+  if (!needsRepository(cmd)) return null;
+  if (bucket === undefined) {
+    throw new UsageError(
+      `${cmd.command} needs -b <bucket> (or S3BACKUP_REPOSITORY, or [main] bucket in ` +
+        `s3backup.ini; see s3backup ${cmd.command} --help)`,
+    );
+  }
+  cmd.bucket = bucket;
+  return from;
 }
 
 /** The S3 settings in force: flags, then the AWS environment, then the ini. */
@@ -696,6 +721,8 @@ async function runCommand(cmd: Command, ui: Ui, signal: AbortSignal): Promise<nu
   if (cmd.verbose) {
     ui.err(`config: ${config.path ?? "none (no s3backup.ini here or in the parent folder)"}`);
   }
+  const from = resolveRepository(cmd, config);
+  if (cmd.verbose && from !== null) ui.err(`repository: ${cmd.bucket} (from ${from})`);
   for (const w of config.warnings) ui.warn(w);
   const ctx: Context = { cmd, config, ui, signal };
   switch (cmd.command) {

@@ -4,6 +4,7 @@
  *
  *   [main]
  *   password = ...
+ *   bucket = s3://my-bucket/host1   (the repository when -b and S3BACKUP_REPOSITORY are not given)
  *   [s3]
  *   endpoint = https://s3.example.net
  *   region = eu-west-1
@@ -27,6 +28,8 @@ export interface Config {
   /** The file read, or null when none was found. */
   path: string | null;
   password?: string;
+  /** [main] bucket: the repository, under -b and S3BACKUP_REPOSITORY. */
+  bucket?: string;
   endpoint?: string;
   region?: string;
   profile?: string;
@@ -89,6 +92,8 @@ export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Conf
     const v = iniGet(ini, section, key, path);
     return v === "" ? undefined : v;
   };
+  const bucket = get("main", "bucket");
+  if (bucket !== undefined) config.bucket = bucket;
   const password = get("main", "password");
   if (password !== undefined) {
     config.password = password;
@@ -153,7 +158,7 @@ function readBackupSection(ini: Ini, path: string, config: Config): void {
 
 /** The keys each section may set. */
 const KNOWN: Record<string, string[]> = {
-  main: ["password"],
+  main: ["password", "bucket"],
   s3: [
     "endpoint",
     "endpoint_url",

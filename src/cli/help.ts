@@ -10,7 +10,8 @@ import type { CommandName } from "./args.ts";
 const OPTION_HELP: Record<string, string> = {
   folder: "  -f, --folder DIR        backup: the folder (never written to); restore: the target",
   bucket:
-    "  -b, --bucket WHERE      bucket | s3://bucket/prefix | ./dir | /abs/dir | file:///abs/dir",
+    "  -b, --bucket WHERE      bucket | s3://bucket/prefix | ./dir | /abs/dir | file:///abs/dir\n" +
+    "                          (else S3BACKUP_REPOSITORY, else [main] bucket in s3backup.ini)",
   cron: "  -c, --cron              no prompts, no progress, one summary line",
   verbose: "  -v, --verbose           say which config file was read; backup: each file uploaded",
   quiet:
