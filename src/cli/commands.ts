@@ -722,7 +722,9 @@ async function runCommand(cmd: Command, ui: Ui, signal: AbortSignal): Promise<nu
     ui.err(`config: ${config.path ?? "none (no s3backup.ini here or in the parent folder)"}`);
   }
   const from = resolveRepository(cmd, config);
-  if (cmd.verbose && from !== null) ui.err(`repository: ${cmd.bucket} (from ${from})`);
+  if (cmd.verbose && from !== null && from !== "-b") {
+    ui.err(`repository: ${cmd.bucket} (from ${from})`);
+  }
   for (const w of config.warnings) ui.warn(w);
   const ctx: Context = { cmd, config, ui, signal };
   switch (cmd.command) {
