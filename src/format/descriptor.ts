@@ -3,7 +3,9 @@ import { CorruptDataError, S3BackupError } from "../util/errors.ts";
 import { randomHex } from "../util/random.ts";
 import { DESCRIPTOR_NAME } from "./layout.ts";
 
-export const FORMAT_VERSION = 2;
+/** The format new repositories get (FORMAT.md §8); READ_FORMATS the ones this version reads. */
+export const FORMAT_VERSION = 3;
+export const READ_FORMATS = [2, 3];
 /** The largest key-iter / data-iter a reader accepts (FORMAT.md §2): a bound on the work a
  * hostile descriptor can ask for. */
 export const MAX_ITERATIONS = 10_000_000;
@@ -16,13 +18,13 @@ export interface Descriptor {
   dataIter: number;
 }
 
-/** The values a format 2 reader assumes when the descriptor is lost. */
-export function defaultDescriptor(id = "0000000000000000"): Descriptor {
-  return { format: FORMAT_VERSION, id, keyIter: 600_000, dataIter: 1 };
+/** The values a reader assumes when the descriptor is lost (format: see FORMAT.md §2). */
+export function defaultDescriptor(id = "0000000000000000", format = 2): Descriptor {
+  return { format, id, keyIter: 600_000, dataIter: 1 };
 }
 
 export function newDescriptor(): Descriptor {
-  return defaultDescriptor(randomHex(8));
+  return defaultDescriptor(randomHex(8), FORMAT_VERSION);
 }
 
 export function encodeDescriptor(d: Descriptor): string {
@@ -52,11 +54,11 @@ export function parseDescriptor(text: string): Descriptor {
   });
   // A whole number as FORMAT.md §2 spells it: `2`, not `2.0` or `02` (the kit compares text).
   const format = /^[1-9][0-9]*$/.test(kv.get("format") ?? "") ? Number(kv.get("format")) : NaN;
-  if (format !== FORMAT_VERSION) {
+  if (!READ_FORMATS.includes(format)) {
     throw new S3BackupError(
       `Repository format ${
         kv.get("format") ?? "(none)"
-      } is not supported by this version (it reads format ${FORMAT_VERSION})`,
+      } is not supported by this version (it reads formats 1 to ${FORMAT_VERSION})`,
     );
   }
   const num = (k: string, def: number) => {

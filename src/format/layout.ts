@@ -3,7 +3,8 @@
  *
  *   s3backup.conf                          descriptor (§2)
  *   s3backup.key                           the wrapped data key (§3.2)
- *   <md5>                                  a data object (§4)
+ *   packs/<id>, data/<md5>[.gz], index/<id> format 3 contents and indexes (§4)
+ *   <md5>                                  a format 2 data object (§4)
  *   meta_<name>_<YYYYMMDDTHHMMSSZ>         a backup (§5)
  *   restore-kit/...                        the restore kit
  *   locks/<kind>-<YYYYMMDDTHHMMSSZ>-<hex8> a lock (§6)
@@ -23,16 +24,54 @@ export const KIT_PREFIX = "restore-kit/";
 export const LOCK_PREFIX = "locks/";
 export const PASSWD_PREFIX = "passwd/";
 export const PASSWD_NEXT_PREFIX = "passwd/next/";
+export const PACK_PREFIX = "packs/";
+export const DATA_PREFIX = "data/";
+export const INDEX_PREFIX = "index/";
 
 const DATA_RE = /^[0-9a-f]{32}$/;
 const BACKUP_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
 const META_RE = /^meta_([A-Za-z0-9._-]{1,64})_(\d{8}T\d{6}Z)$/;
 const LOCK_RE = /^locks\/([a-z][a-z0-9]*)-(\d{8}T\d{6}Z)-([0-9a-f]{8})$/;
 const KIND_RE = /^[a-z][a-z0-9]*$/;
+const ID_RE = /^[0-9a-f]{32}$/;
+const WHERE_RE = /^(-|data|data\.gz|[0-9a-f]{32}|[0-9a-f]{32}\.gz)$/;
 
 /** Whether `s` is a content MD5 as the format writes it: 32 lowercase hex digits. */
 export function isMd5(s: string): boolean {
   return DATA_RE.test(s);
+}
+
+// ------------------------------------------------------------------ where contents are (§4)
+
+/** Whether `s` is a where of FORMAT.md §4: `<pack>`, `<pack>.gz`, `data`, `data.gz` or `-`. */
+export function isWhere(s: string): boolean {
+  return WHERE_RE.test(s);
+}
+
+/** A content's place: the object holding it and, in a pack, its member's name. */
+export interface Place {
+  /** The object key: `packs/<pack>`, `data/<md5>[.gz]` or (format 2) `<md5>`. */
+  key: string;
+  /** In a pack: the member, `<md5>` or `<md5>.gz`; null for an object of its own. */
+  member: string | null;
+  /** The stored bytes are the gzip of the content. */
+  gz: boolean;
+}
+
+/** Where content `md5` is, from its where (FORMAT.md §4). Throws TypeError on a bad one. */
+export function placeOf(md5: string, where: string): Place {
+  if (!isMd5(md5) || !isWhere(where)) throw new TypeError(`bad where ${md5} ${where}`);
+  if (where === "-") return { key: md5, member: null, gz: false };
+  const gz = where.endsWith(".gz");
+  const suffix = gz ? ".gz" : "";
+  const base = gz ? where.slice(0, -3) : where;
+  if (base === "data") return { key: `${DATA_PREFIX}${md5}${suffix}`, member: null, gz };
+  return { key: `${PACK_PREFIX}${base}`, member: `${md5}${suffix}`, gz };
+}
+
+/** A new pack or index id: 16 random bytes in lowercase hex. */
+export function newObjectId(): string {
+  return randomHex(16);
 }
 
 // ------------------------------------------------------------------ compact UTC stamps
@@ -134,6 +173,8 @@ export function parseLockName(name: string): { kind: string; time: Date; rand: s
 
 export type ObjectClass =
   | { kind: "data" }
+  /** Format 3: `packs/<id>`, `data/<md5>[.gz]`, `index/<id>`. */
+  | { kind: "pack" | "data3" | "index" }
   | { kind: "meta"; meta: MetaName }
   /** Starts with `meta_` but is no format 2 meta name (format 1, or foreign). */
   | { kind: "meta-like" }
@@ -153,6 +194,17 @@ export function classify(name: string): ObjectClass {
   if (name === KEY_NEXT_NAME) return { kind: "key-next" };
   if (name === KEY_PREV_NAME) return { kind: "key-prev" };
   if (name.startsWith(KIT_PREFIX)) return { kind: "kit" };
+  if (name.startsWith(PACK_PREFIX) && ID_RE.test(name.slice(PACK_PREFIX.length))) {
+    return { kind: "pack" };
+  }
+  if (name.startsWith(INDEX_PREFIX) && ID_RE.test(name.slice(INDEX_PREFIX.length))) {
+    return { kind: "index" };
+  }
+  if (
+    name.startsWith(DATA_PREFIX) && /^[0-9a-f]{32}(\.gz)?$/.test(name.slice(DATA_PREFIX.length))
+  ) {
+    return { kind: "data3" };
+  }
   if (name.startsWith(PASSWD_PREFIX)) return { kind: "passwd" };
   if (name.startsWith(LOCK_PREFIX)) return { kind: "lock", lock: parseLockName(name) };
   return { kind: "other" };

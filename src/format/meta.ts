@@ -5,9 +5,17 @@
 import { decodeBase64, encodeBase64 } from "../util/base64.ts";
 import { CorruptDataError } from "../util/errors.ts";
 import { escapeText, unescapeText } from "./escape.ts";
-import { isMd5 } from "./layout.ts";
+import { isMd5, isWhere } from "./layout.ts";
 
-export const META_MAGIC = "s3backup-meta 2";
+/** The magic line of a version `v` meta (FORMAT.md §5): 2 and 3 are read, 3 written. */
+export function metaMagic(v: MetaVersion): string {
+  return `s3backup-meta ${v}`;
+}
+export type MetaVersion = 2 | 3;
+/** Whether `line` is the magic line of a meta this version reads. */
+export function isMetaMagic(line: string): boolean {
+  return line === metaMagic(2) || line === metaMagic(3);
+}
 
 /**
  * Bounds of FORMAT.md §5, the same in the writer and both readers: no meta line is longer than
@@ -57,9 +65,16 @@ export interface Entry {
   mtimeMs: number;
   /** Symlink target. */
   target?: string;
+  /**
+   * For files: where the content is (FORMAT.md §4): `<pack>`, `<pack>.gz`, `data`, `data.gz`,
+   * or `-` (the format 2 object `<md5>`); absent in a version 2 meta (which means `-`).
+   */
+  where?: string;
 }
 
 export interface MetaHeader {
+  /** The meta's version (its magic line); absent: 2. Version 3 entries say where (§5.1). */
+  version?: MetaVersion;
   time: Date;
   host: string;
   source: string;
@@ -129,11 +144,15 @@ function parseRoot(v: string): RootAttrs {
   return { mode: parseInt(m[1]!, 8), uid: id(m[2]!), gid: id(m[3]!), mtimeMs: parseMtime(m[4]!) };
 }
 
-/** One entry line, without the line end. */
-export function encodeEntry(e: Entry): string {
+/** One entry line (of a version `version` meta), without the line end. */
+export function encodeEntry(e: Entry, version: MetaVersion = 2): string {
   const md5 = e.type === "f" ? e.md5 : "-";
   if (e.type === "f" && !isMd5(md5 ?? "")) throw new TypeError(`file entry without MD5`);
-  const target = e.type === "l" ? escapeText(e.target ?? "", "field") : "-";
+  let target = e.type === "l" ? escapeText(e.target ?? "", "field") : "-";
+  if (e.type === "f" && version === 3) {
+    if (!isWhere(e.where ?? "")) throw new TypeError(`file entry ${md5} without a where`);
+    target = e.where!;
+  }
   return [
     md5,
     e.type,
@@ -147,8 +166,11 @@ export function encodeEntry(e: Entry): string {
   ].join(" ");
 }
 
-/** Parses one entry line. Throws SyntaxError. Does not judge whether the path is safe. */
-export function parseEntry(line: string): Entry {
+/**
+ * Parses one entry line of a version `version` meta. Throws SyntaxError. Does not judge
+ * whether the path is safe.
+ */
+export function parseEntry(line: string, version: MetaVersion = 2): Entry {
   const fields: string[] = [];
   let rest = line;
   for (let i = 0; i < 8; i++) {
@@ -186,7 +208,11 @@ export function parseEntry(line: string): Entry {
     size: Number(size),
     mtimeMs: parseMtime(mtime),
   };
-  if (type === "f") entry.md5 = md5;
+  if (type === "f") {
+    entry.md5 = md5;
+    if (version === 3 && !isWhere(target)) throw new SyntaxError(`bad where ${target}`);
+    if (version === 3) entry.where = target;
+  }
   if (type === "l") entry.target = unescapeText(target);
   return entry;
 }
@@ -194,7 +220,7 @@ export function parseEntry(line: string): Entry {
 /** The lines before the first entry (each without its `\n`). */
 export function encodeMetaHead(header: MetaHeader): string[] {
   return [
-    META_MAGIC,
+    metaMagic(header.version ?? 2),
     `time ${header.time.toISOString()}`,
     `host ${escapeText(header.host)}`,
     `source ${escapeText(header.source)}`,
@@ -217,7 +243,7 @@ export function* encodeMetaLines(header: MetaHeader, entries: Iterable<Entry>): 
   yield* encodeMetaHead(header);
   let n = 0;
   for (const e of entries) {
-    yield encodeEntry(e);
+    yield encodeEntry(e, header.version ?? 2);
     n++;
   }
   yield encodeMetaEnd(n);
@@ -235,9 +261,18 @@ export function encodeMeta(header: MetaHeader, entries: Iterable<Entry>): string
  */
 export function parseMeta(text: string): Meta {
   const firstEnd = text.indexOf("\n");
-  if ((firstEnd < 0 ? text : text.slice(0, firstEnd)) !== META_MAGIC) {
-    throw new CorruptDataError("not a format 2 meta file (wrong password or corrupt)");
+  const magic = firstEnd < 0 ? text : text.slice(0, firstEnd);
+  if (!isMetaMagic(magic)) {
+    const newer = /^s3backup-meta ([1-9][0-9]{0,5})$/.exec(magic);
+    throw new CorruptDataError(
+      newer && Number(newer[1]) > 3
+        ? `a version ${
+          newer[1]
+        } meta file: this version reads versions 2 and 3 (a newer s3backup wrote it)`
+        : "not a meta file (wrong password or corrupt)",
+    );
   }
+  const version: MetaVersion = magic === metaMagic(3) ? 3 : 2;
   checkLineLengths(text);
   if (!text.endsWith("\n")) throw new CorruptDataError("meta file is truncated (no final newline)");
   // Lines are taken one at a time (no array of them): a meta may hold millions.
@@ -261,11 +296,12 @@ export function parseMeta(text: string): Meta {
   }
   if (line === null) throw new CorruptDataError("meta file is truncated (no entries line)");
   const header = parseHeader(fields, excludes, kit);
+  if (version === 3) header.version = 3;
   const entries: Entry[] = [];
   let trailer: string | null = null;
   for (line = nextLine(); line !== null; line = nextLine()) {
     if (trailer !== null) {
-      entries.push(parseEntryAt(trailer, entries.length));
+      entries.push(parseEntryAt(trailer, entries.length, version));
     }
     trailer = line;
   }
@@ -289,9 +325,9 @@ function checkLineLengths(text: string): void {
   }
 }
 
-function parseEntryAt(line: string, index: number): Entry {
+function parseEntryAt(line: string, index: number, version: MetaVersion): Entry {
   try {
-    return parseEntry(line);
+    return parseEntry(line, version);
   } catch (err) {
     throw new CorruptDataError(`meta entry ${index + 1} is invalid: ${(err as Error).message}`, {
       cause: err,

@@ -105,3 +105,41 @@ Deno.test("the root line: the folder's own mode, owner and mtime; absent in olde
   const bad = text.replace("root 0750 1000 -", "root 750 1000 -");
   assert.throws(() => parseMeta(bad), /meta header is invalid: bad root/);
 });
+
+Deno.test("meta version 3: a file entry says where its content is; version 2 means the root object", () => {
+  const file = {
+    type: "f" as const,
+    path: "a b",
+    md5: "5d41402abc4b2a76b9719d911017c592",
+    mode: 0o644,
+    uid: 1,
+    gid: 2,
+    size: 5,
+    mtimeMs: 1000,
+    where: `${"c".repeat(32)}.gz`,
+  };
+  const line = encodeEntry(file, 3);
+  assert.equal(line, `5d41402abc4b2a76b9719d911017c592 f 0644 1 2 5 1 ${"c".repeat(32)}.gz a b`);
+  assert.deepEqual(parseEntry(line, 3), file);
+  assert.equal(encodeEntry(file, 2), "5d41402abc4b2a76b9719d911017c592 f 0644 1 2 5 1 - a b");
+  assert.equal(parseEntry(encodeEntry(file, 2)).where, undefined);
+  for (const bad of ["-x", "data.bz2", "C".repeat(32), "packs/x"]) {
+    assert.throws(() => parseEntry(line.replace(/ c{32}\.gz /, ` ${bad} `), 3), SyntaxError, bad);
+  }
+  assert.throws(() => encodeEntry({ ...file, where: undefined }, 3), TypeError);
+  const header = {
+    version: 3 as const,
+    time: new Date(0),
+    host: "h",
+    source: "/s",
+    name: "n",
+    wrappedKey: new Uint8Array([1]),
+  };
+  const text = encodeMeta(header, [file]);
+  assert.match(text, /^s3backup-meta 3\n/);
+  assert.deepEqual(parseMeta(text), { header, entries: [file] });
+  assert.throws(
+    () => parseMeta(text.replace("s3backup-meta 3", "s3backup-meta 4")),
+    /a version 4 meta file: this version reads versions 2 and 3/,
+  );
+});

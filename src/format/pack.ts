@@ -1,5 +1,5 @@
 /**
- * The plaintext of a format-3 pack (docs/format-3.md): a ustar archive (tar.ts) of contents,
+ * The plaintext of a format-3 pack (FORMAT.md §4.1): a ustar archive (tar.ts) of contents,
  * each a member named by its MD5, `<md5>.gz` when gzip made it smaller by at least 1/16. Pure:
  * contents in, bytes out, and back; the caller encrypts the pack as one container (§3.1).
  */
@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { CorruptDataError } from "../util/errors.ts";
 import { isMd5 } from "./layout.ts";
+import type { IndexEntry } from "./pack_index.ts";
 import {
   BLOCK,
   memberHeader,
@@ -17,7 +18,7 @@ import {
   TAR_END,
 } from "./tar.ts";
 
-/** The gzip level: the fastest (docs/format-3.md: 1.05x restic's storage, the best time). */
+/** The gzip level: the fastest (FORMAT.md §4; measured 1.05x restic's storage, the best time). */
 export const GZIP_LEVEL = 1;
 /** A content over this is judged by its first this many bytes before the whole is tried. */
 export const PROBE = 64 * 1024;
@@ -25,6 +26,15 @@ export const PROBE = 64 * 1024;
 /** Whether `stored` bytes are worth keeping over `plain` ones: smaller by at least 1/16. */
 function shrank(stored: number, plain: number): boolean {
   return stored * 16 <= plain * 15;
+}
+
+/**
+ * Whether a content whose first PROBE bytes are `probe` is worth gzipping, judged on them alone
+ * (a `data/` object, written as a stream, FORMAT.md §4).
+ */
+export function probeShrinks(probe: Uint8Array): boolean {
+  if (probe.length === 0) return false;
+  return shrank(gzipSync(probe, { level: GZIP_LEVEL }).length, probe.length);
 }
 
 /** A content as a pack member: its name and the bytes stored. */
@@ -123,44 +133,42 @@ function content(name: string, stored: Uint8Array): PackedContent {
 export interface FinishedPack {
   id: string;
   tar: Uint8Array;
-  entries: { md5: string; stored: number; plain: number; gz: boolean }[];
+  entries: IndexEntry[];
 }
 
 /**
- * Gathers small contents into packs of about `target` bytes (docs/format-3.md): `add` returns
- * the pack that a content filled, `finish` the last one. Each content once per builder.
+ * Gathers small contents into packs of about `target` bytes (FORMAT.md §4.1). The pack a
+ * content goes into has its id from the start, so `add` says where the content will be; it
+ * also returns the pack that content filled, `finish` the last one. The caller adds each
+ * content once.
  */
 export class PackBuilder {
   #members: Member[] = [];
-  #entries: FinishedPack["entries"] = [];
+  #entries: IndexEntry[] = [];
   #bytes = 0;
-  readonly #seen = new Set<string>();
+  #id: string | null = null;
 
   constructor(readonly target: number, readonly newId: () => string) {}
 
-  /** Adds a content (its MD5 and bytes); the finished pack when this one reached the target. */
-  add(md5: string, content: Uint8Array): FinishedPack | null {
-    if (this.#seen.has(md5)) return null;
-    this.#seen.add(md5);
+  /** Adds a content (its MD5 and bytes): where it is, and the pack when it filled one. */
+  add(md5: string, content: Uint8Array): { where: string; full: FinishedPack | null } {
     const m = packMember(md5, content);
+    this.#id ??= this.newId();
+    const where = m.name === md5 ? this.#id : `${this.#id}.gz`;
     this.#members.push(m);
-    this.#entries.push({
-      md5,
-      stored: m.bytes.length,
-      plain: content.length,
-      gz: m.name !== md5,
-    });
+    this.#entries.push({ md5, where, stored: m.bytes.length, plain: content.length });
     this.#bytes += memberSize(m);
-    return this.#bytes >= this.target ? this.finish() : null;
+    return { where, full: this.#bytes >= this.target ? this.finish() : null };
   }
 
   /** The pack of what was added since the last one (null when nothing was). */
   finish(): FinishedPack | null {
     if (this.#members.length === 0) return null;
-    const pack = { id: this.newId(), tar: buildPack(this.#members), entries: this.#entries };
+    const pack = { id: this.#id!, tar: buildPack(this.#members), entries: this.#entries };
     this.#members = [];
     this.#entries = [];
     this.#bytes = 0;
+    this.#id = null;
     return pack;
   }
 }

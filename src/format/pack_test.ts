@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { encryptSync } from "./container.ts";
-import { buildPack, PackBuilder, packMember, PROBE, readPack } from "./pack.ts";
+import { buildPack, PackBuilder, packMember, PROBE, probeShrinks, readPack } from "./pack.ts";
 import { CorruptDataError } from "../util/errors.ts";
 
 const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
@@ -90,12 +90,12 @@ function hasCommand(name: string): boolean {
   }
 }
 
-Deno.test("pack builder: packs of about the target size, each content once, the rest at finish", () => {
+Deno.test("pack builder: packs of about the target size, where known at add, the rest at finish", () => {
   let n = 0;
   const b = new PackBuilder(40_000, () => (n++).toString(16).padStart(32, "0"));
   const contents = Array.from({ length: 30 }, () => random(3000)); // incompressible: 3.5 KB each
-  const packs = contents.map((c) => b.add(md5(c), c)).filter((p) => p !== null);
-  assert.equal(b.add(md5(contents[0]!), contents[0]!), null, "a content already added");
+  const added = contents.map((c) => b.add(md5(c), c));
+  const packs = added.map((a) => a.full).filter((p) => p !== null);
   const last = b.finish();
   assert.ok(last !== null);
   assert.equal(b.finish(), null, "nothing since");
@@ -105,7 +105,15 @@ Deno.test("pack builder: packs of about the target size, each content once, the 
   const back = all.flatMap((p) => [...readPack(p.tar)]);
   assert.deepEqual(back.map((c) => c.md5), contents.map(md5));
   assert.deepEqual(
-    all.flatMap((p) => p.entries).map((e) => [e.md5, e.plain, e.gz]),
-    contents.map((c) => [md5(c), 3000, false]),
+    all.flatMap((p) => p.entries).map((e) => [e.md5, e.plain, e.where]),
+    contents.map((c, i) => [md5(c), 3000, added[i]!.where]),
   );
+  const text = new TextEncoder().encode("hello hello hello hello hello hello hello ".repeat(50));
+  assert.match(b.add(md5(text), text).where, /^0{31}3\.gz$/, "a member that shrank is <md5>.gz");
+});
+
+Deno.test("pack: probeShrinks says yes for text and no for random bytes or nothing", () => {
+  assert.equal(probeShrinks(new TextEncoder().encode("abc ".repeat(20_000))), true);
+  assert.equal(probeShrinks(random(PROBE)), false);
+  assert.equal(probeShrinks(new Uint8Array(0)), false);
 });

@@ -32,7 +32,7 @@ import {
   PASSWD_NEXT_PREFIX,
   PASSWD_PREFIX,
 } from "../format/layout.ts";
-import { META_MAGIC, parseMeta } from "../format/meta.ts";
+import { isMetaMagic, parseMeta } from "../format/meta.ts";
 import { listRepository } from "../repo/listing.ts";
 import { type LockOptions, withLock } from "../repo/lock.ts";
 import {
@@ -65,7 +65,7 @@ async function opens(wrapped: Uint8Array, password: Uint8Array, iter: number): P
 /** The meta plaintext with its `wrapped-key` header replaced; every other byte unchanged. */
 export function replaceWrappedKey(text: string, wrappedKey: Uint8Array): string {
   const lines = text.split("\n");
-  if (lines[0] !== META_MAGIC) throw new CorruptDataError("not a format 2 meta file");
+  if (!isMetaMagic(lines[0]!)) throw new CorruptDataError("not a meta file");
   for (let i = 1; i < lines.length && lines[i] !== "entries"; i++) {
     if (lines[i]!.startsWith("wrapped-key ")) {
       lines[i] = `wrapped-key ${encodeBase64(wrappedKey)}`;

@@ -51,6 +51,7 @@ export class MetaSpool {
   count = 0;
   #lines: string[] = [];
   #chars = 0;
+  #version: 2 | 3 = 2;
   readonly #digest = createHash("sha256");
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #written: Promise<void>;
@@ -95,13 +96,15 @@ export class MetaSpool {
     const path = `${dir}/meta`;
     const key = encryptStream(repo.password, repo.descriptor.keyIter, undefined, prepared);
     const spool = new MetaSpool(dir, path, file, key);
-    spool.#lines = encodeMetaHead({ ...header, wrappedKey: repo.wrappedKey });
+    const version = repo.descriptor.format === 3 ? 3 : 2;
+    spool.#version = version;
+    spool.#lines = encodeMetaHead({ ...header, version, wrappedKey: repo.wrappedKey });
     return spool;
   }
 
   /** Adds one entry (in walk order); waits while the file falls behind. */
   async add(e: Entry): Promise<void> {
-    const line = encodeEntry(e);
+    const line = encodeEntry(e, this.#version);
     this.#digest.update(line + "\n");
     this.#lines.push(line);
     this.#chars += line.length;
