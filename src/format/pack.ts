@@ -87,11 +87,11 @@ export interface PackedContent {
 }
 
 /**
- * The contents of a pack's plaintext, in order, each gunzipped when named `.gz` and checked
- * against its MD5. A member that is not a content's, a cut archive, or an MD5 that differs is
- * CorruptDataError (naming the member).
+ * The members of a pack's plaintext, in order: each member's name and stored bytes (views into
+ * `tar`). A cut archive, a member that is not a regular file or a bad header checksum is
+ * CorruptDataError.
  */
-export function* readPack(tar: Uint8Array): Generator<PackedContent> {
+export function* packMembers(tar: Uint8Array): Generator<Member> {
   let at = 0, paxed: number | null = null;
   while (at + BLOCK <= tar.length) {
     const h = parseHeader(tar.subarray(at, at + BLOCK));
@@ -105,14 +105,23 @@ export function* readPack(tar: Uint8Array): Generator<PackedContent> {
     const size = paxed ?? h.size;
     paxed = null;
     if (start + size > tar.length) throw new CorruptDataError(`pack: ${h.name} is cut short`);
-    yield content(h.name, tar.subarray(start, start + size));
+    yield { name: h.name, bytes: tar.subarray(start, start + size) };
     at = start + padded(size);
   }
   throw new CorruptDataError("pack: the archive is cut short (no end blocks)");
 }
 
-/** A member's content, gunzipped and checked. */
-function content(name: string, stored: Uint8Array): PackedContent {
+/**
+ * The contents of a pack's plaintext, in order, each gunzipped when named `.gz` and checked
+ * against its MD5. A member that is not a content's, a cut archive, or an MD5 that differs is
+ * CorruptDataError (naming the member).
+ */
+export function* readPack(tar: Uint8Array): Generator<PackedContent> {
+  for (const m of packMembers(tar)) yield memberContent(m.name, m.bytes);
+}
+
+/** A member's content, gunzipped when its name ends in `.gz`, and checked against its MD5. */
+export function memberContent(name: string, stored: Uint8Array): PackedContent {
   const md5 = name.endsWith(".gz") ? name.slice(0, -3) : name;
   if (!isMd5(md5)) throw new CorruptDataError(`pack: member ${name} is not a content`);
   let plain = stored;

@@ -7,8 +7,8 @@
  */
 import { createHash } from "node:crypto";
 import type { Entry } from "../../format/meta.ts";
-import { messageOf, readAll } from "../../util/bytes.ts";
-import { ObjectArchivedError, ObjectNotFoundError } from "../../util/errors.ts";
+import { messageOf } from "../../util/bytes.ts";
+import { ObjectArchivedError } from "../../util/errors.ts";
 import { pool } from "../../util/pool.ts";
 import { hashFile, ObjectError, TargetError, writeFile, writeSmallFile } from "./file_writer.ts";
 import type { RestoreRun } from "./phases.ts";
@@ -20,9 +20,21 @@ interface Todo {
   existing: Deno.FileInfo | null;
 }
 
+/** The object holding a group's content. */
+function keyOf(run: RestoreRun, md5: string, todo: { e: Entry }[] | Entry[]): string {
+  return run.contents.place(md5, whereOf(todo)).key;
+}
+
+/** Where a group's content is (every entry of one meta with one MD5 says the same). */
+function whereOf(group: { e: Entry }[] | Entry[]): string | undefined {
+  const first = group[0];
+  return first === undefined ? undefined : "e" in first ? first.e.where : first.where;
+}
+
 /**
- * Restores every group of files. `present` (simulation only) holds the data objects the store
- * has.
+ * Restores every group of files, in the order of the objects holding them (a pack is fetched
+ * once, and held only while its contents are written). `present` (simulation only) holds the
+ * names of the objects the store has.
  */
 export async function restoreFiles(
   run: RestoreRun,
@@ -34,7 +46,8 @@ export async function restoreFiles(
   const cold: [string, Todo[]][] = [];
   const write = async (md5: string, todo: Todo[], copyFrom: string | null) => {
     try {
-      if (isSmall(run, todo)) await writeSmallGroup(run, md5, todo, copyFrom);
+      if (todo.length === 0) return;
+      if (isSmall(run, md5, todo)) await writeSmallGroup(run, md5, todo, copyFrom);
       else await writeGroup(run, md5, todo, copyFrom);
     } catch (err) {
       if (!(err instanceof ObjectArchivedError)) throw err;
@@ -45,17 +58,32 @@ export async function restoreFiles(
       }
     }
   };
-  await pool(groups, workers, async ([md5, group]) => {
-    const { todo, copyFrom } = await examineGroup(run, md5, group);
-    if (run.simulate) simulateGroup(run, md5, todo, copyFrom !== null || present!.has(md5));
-    else await write(md5, todo, copyFrom);
+  const ordered = [...groups].sort(([a, ga], [b, gb]) => {
+    const ka = keyOf(run, a, ga), kb = keyOf(run, b, gb);
+    return ka < kb ? -1 : ka > kb ? 1 : 0;
+  });
+  for (const [md5, g] of ordered) run.contents.expect(md5, whereOf(g));
+  await pool(ordered, workers, async ([md5, group]) => {
+    try {
+      const { todo, copyFrom } = await examineGroup(run, md5, group);
+      const have = copyFrom !== null || present?.has(keyOf(run, md5, group)) === true;
+      if (run.simulate) simulateGroup(run, md5, todo, have);
+      else await write(md5, todo, copyFrom);
+    } finally {
+      run.contents.done(md5, whereOf(group));
+    }
   });
   if (cold.length === 0) return;
-  const { pending } = await run.archive!.thaw(cold.map(([md5]) => md5));
+  const { pending } = await run.archive!.thaw([...new Set(cold.map(([m, t]) => keyOf(run, m, t)))]);
   const later = cold.splice(0);
+  for (const [md5, todo] of later) run.contents.expect(md5, whereOf(todo));
   await pool(later, workers, async ([md5, todo]) => {
-    if (!pending.has(md5)) return await write(md5, todo, null);
-    for (const t of todo) run.progress.archivedFile(t.e);
+    try {
+      if (!pending.has(keyOf(run, md5, todo))) return await write(md5, todo, null);
+      for (const t of todo) run.progress.archivedFile(t.e);
+    } finally {
+      run.contents.done(md5, whereOf(todo));
+    }
   });
   // Said readable, yet a GET still says archived: left for a rerun too.
   for (const [, todo] of cold) for (const t of todo) run.progress.archivedFile(t.e);
@@ -154,8 +182,7 @@ async function writeGroup(run: RestoreRun, md5: string, todo: Todo[], from: stri
       if (objectFailure !== null) failure = objectFailure;
       else {
         try {
-          size = await write(() => download(run, md5));
-          progress.objectsDownloaded++;
+          size = await write(() => download(run, md5, t.e.where));
         } catch (err) {
           if (signal?.aborted) throw signal.reason;
           if (err instanceof ObjectArchivedError) throw err; // the whole group waits (above)
@@ -178,8 +205,10 @@ async function writeGroup(run: RestoreRun, md5: string, todo: Todo[], from: stri
 /** Contents up to this size are restored from memory with synchronous writes. */
 const SMALL = 256 * 1024;
 
-function isSmall(run: RestoreRun, todo: Todo[]): boolean {
-  return run.decryptSmall !== undefined && todo.length > 0 && todo[0]!.e.size <= SMALL;
+/** In memory: a pack member, or (sizes known: not format 1) a small content. */
+function isSmall(run: RestoreRun, md5: string, todo: Todo[]): boolean {
+  if (run.contents.inPack(md5, whereOf(todo))) return true;
+  return !run.legacy && todo.length > 0 && todo[0]!.e.size <= SMALL;
 }
 
 /**
@@ -190,7 +219,8 @@ async function writeSmallGroup(run: RestoreRun, md5: string, todo: Todo[], from:
   const { tgt, progress, signal } = run;
   let data: Uint8Array | null = null, failure = "";
   try {
-    data = (from !== null ? readChecked(from, md5) : null) ?? await fetchSmall(run, md5);
+    data = (from !== null ? readChecked(from, md5) : null) ??
+      await fetchSmall(run, md5, whereOf(todo));
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
     if (err instanceof ObjectArchivedError) throw err;
@@ -226,45 +256,26 @@ function readChecked(p: string, md5: string): Uint8Array | null {
   }
 }
 
-/** The decrypted, checked content of small object `md5`. Throws ObjectError. */
-async function fetchSmall(run: RestoreRun, md5: string): Promise<Uint8Array> {
-  let body: Uint8Array;
+/** The decrypted, checked content `md5`, in memory. Throws ObjectError. */
+async function fetchSmall(run: RestoreRun, md5: string, where?: string): Promise<Uint8Array> {
   try {
-    body = await readAll(await run.store.load(md5));
+    return await run.contents.bytes(md5, where);
   } catch (err) {
     if (err instanceof ObjectArchivedError) throw err;
-    if (err instanceof ObjectNotFoundError) throw new ObjectError(`missing object ${md5}`);
-    throw new ObjectError(`cannot download object ${md5}: ${messageOf(err)}`, { cause: err });
+    throw new ObjectError(messageOf(err), { cause: err });
   }
-  run.progress.bytesDownloaded += body.length;
-  let plain: Uint8Array;
-  try {
-    plain = await run.decryptSmall!(body);
-  } catch (err) {
-    throw new ObjectError(`object ${md5} does not decrypt (corrupt object)`, { cause: err });
-  }
-  if (createHash("md5").update(plain).digest("hex") !== md5) {
-    throw new ObjectError(`MD5 mismatch for object ${md5} (corrupt object)`);
-  }
-  run.progress.objectsDownloaded++;
-  return plain;
 }
 
-/** The decrypted content of object `md5`, counting the bytes downloaded. */
-async function download(run: RestoreRun, md5: string): Promise<ReadableStream<Uint8Array>> {
-  let body: ReadableStream<Uint8Array>;
+/** The decrypted content `md5`, as a stream (its MD5 is checked as it is written). */
+async function download(
+  run: RestoreRun,
+  md5: string,
+  where?: string,
+): Promise<ReadableStream<Uint8Array>> {
   try {
-    body = await run.store.load(md5);
+    return await run.contents.stream(md5, where);
   } catch (err) {
     if (err instanceof ObjectArchivedError) throw err;
-    if (err instanceof ObjectNotFoundError) throw new ObjectError(`missing object ${md5}`);
-    throw new ObjectError(`cannot download object ${md5}: ${messageOf(err)}`, { cause: err });
+    throw new ObjectError(messageOf(err), { cause: err });
   }
-  const count = new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      run.progress.bytesDownloaded += chunk.length;
-      controller.enqueue(chunk);
-    },
-  });
-  return body.pipeThrough(count).pipeThrough(run.decrypt());
 }

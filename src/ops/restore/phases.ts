@@ -4,6 +4,7 @@
  * and mtime, deepest first.
  */
 import type { Entry, RootAttrs } from "../../format/meta.ts";
+import type { Contents } from "../../repo/contents.ts";
 import type { Store } from "../../store/store.ts";
 import { messageOf } from "../../util/bytes.ts";
 import { POSIX_MODES } from "../../util/platform.ts";
@@ -13,10 +14,8 @@ import { type Attributes, conflict, lstatOrNull, type TargetDirs } from "./targe
 /** What the phases of one restore share. */
 export interface RestoreRun {
   store: Store;
-  /** A stream that decrypts a data object. */
-  decrypt: () => TransformStream<Uint8Array, Uint8Array>;
-  /** Decrypts a small data object at once (format 2 only; CorruptDataError). */
-  decryptSmall?: (body: Uint8Array) => Promise<Uint8Array>;
+  /** Where each content is and how it comes back (repo/contents.ts). */
+  contents: Contents;
   tgt: TargetDirs;
   attrs: Attributes;
   progress: Progress;

@@ -46,8 +46,11 @@ export class Progress {
   links = 0;
   bytes = 0;
   unchanged = 0;
-  objectsDownloaded = 0;
-  bytesDownloaded = 0;
+  /** What was downloaded, from the content layer (set by the engine). */
+  downloads: { objectsDownloaded: number; bytesDownloaded: number } = {
+    objectsDownloaded: 0,
+    bytesDownloaded: 0,
+  };
   filesDone = 0;
   bytesDone = 0;
 
@@ -86,7 +89,7 @@ export class Progress {
       type: "progress",
       filesDone: this.filesDone,
       bytesDone: this.bytesDone,
-      bytesDownloaded: this.bytesDownloaded,
+      bytesDownloaded: this.downloads.bytesDownloaded,
     });
   }
 }

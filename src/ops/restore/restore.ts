@@ -13,11 +13,10 @@
  * Anything else in the way (other content, a symlink, a directory) is a conflict: reported and
  * left alone, unless `overwrite`, which replaces it (a non-empty directory is never removed).
  */
-import { legacyDecryptStream } from "../../format/legacy.ts";
 import type { Meta } from "../../format/meta.ts";
 import { isLegacyRepository, type LegacyRepository } from "../../repo/legacy.ts";
-import { listRepository } from "../../repo/listing.ts";
-import { decryptObject, decryptSmallObject, type Repository } from "../../repo/repository.ts";
+import { Contents } from "../../repo/contents.ts";
+import type { Repository } from "../../repo/repository.ts";
 import { DEFAULT_RESTORE_REQUEST, thaw, type ThawOptions } from "../../repo/thaw.ts";
 import type { Store } from "../../store/store.ts";
 import { restoreFiles } from "./file_restorer.ts";
@@ -135,12 +134,9 @@ async function runPhases(
   { plan, progress, root, existed, started }: Prepared,
 ): Promise<RestoreSummary> {
   const legacy = opts.legacy ?? isLegacyRepository(repo);
-  const v2 = isLegacyRepository(repo) ? null : repo;
   const run: RestoreRun = {
     store: repo.store,
-    decrypt: () =>
-      isLegacyRepository(repo) ? legacyDecryptStream(repo.password) : decryptObject(repo),
-    ...(v2 ? { decryptSmall: (b: Uint8Array) => decryptSmallObject(v2, b) } : {}),
+    contents: progress.downloads = Contents.of(repo),
     tgt: new TargetDirs(root),
     attrs: attributesOf(opts, legacy),
     progress,
@@ -159,9 +155,7 @@ async function runPhases(
   if (existed) await run.tgt.removeStaleTemps("", run.metaPaths);
   const dirsDone = await restoreDirs(run, plan.dirs);
   // Simulation: which objects exist (one listing).
-  const present = opts.simulate && plan.files.length > 0
-    ? new Set((await listRepository(repo.store)).objects.keys())
-    : null;
+  const present = opts.simulate && plan.files.length > 0 ? await objectNames(repo.store) : null;
   await restoreFiles(run, plan.groups, present);
   await restoreLinks(run, plan.links);
   await finishDirs(run, dirsDone);
@@ -174,8 +168,8 @@ async function runPhases(
     links: progress.links,
     bytes: progress.bytes,
     unchanged: progress.unchanged,
-    objectsDownloaded: progress.objectsDownloaded,
-    bytesDownloaded: progress.bytesDownloaded,
+    objectsDownloaded: run.contents.objectsDownloaded,
+    bytesDownloaded: run.contents.bytesDownloaded,
     failed: progress.failed,
     archived: progress.archived,
     thawRequested: progress.thawRequested,
@@ -183,4 +177,11 @@ async function runPhases(
     durationMs: performance.now() - started,
     simulate: opts.simulate,
   };
+}
+
+/** The names of every object in `store` (one listing). */
+async function objectNames(store: Store): Promise<Set<string>> {
+  const names = new Set<string>();
+  for await (const o of store.list()) names.add(o.name);
+  return names;
 }

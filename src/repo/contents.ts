@@ -1,0 +1,198 @@
+/**
+ * The content layer, read side: where a content's bytes live (FORMAT.md §4: a pack member, a
+ * `data/` object, a format 2 or format 1 object) and how they come back, decrypted, gunzipped
+ * and MD5-checked. Restore, verify and the kit check read contents only through here.
+ *
+ * A pack is fetched once for all the contents a run takes from it: `expect` announces each, and
+ * the pack's plaintext is held until each is `done` (a run that goes in pack order holds few
+ * packs at a time).
+ */
+import { createHash } from "node:crypto";
+import { gunzipSync } from "node:zlib";
+import { legacyDecryptBytes, legacyDecryptStream } from "../format/legacy.ts";
+import { placeOf, type Place } from "../format/layout.ts";
+import { memberContent, packMembers } from "../format/pack.ts";
+import type { Store } from "../store/store.ts";
+import { messageOf, readAll } from "../util/bytes.ts";
+import { CorruptDataError, ObjectArchivedError, ObjectNotFoundError } from "../util/errors.ts";
+import type { LegacyRepository } from "./legacy.ts";
+import { isLegacyRepository } from "./legacy.ts";
+import { decryptObject, decryptSmallObject, type Repository } from "./repository.ts";
+
+/** A content that cannot be had: missing, corrupt, or not downloaded (the message says). */
+export class ContentError extends CorruptDataError {}
+
+interface Decrypt {
+  bytes(body: Uint8Array): Promise<Uint8Array>;
+  stream(): TransformStream<Uint8Array, Uint8Array>;
+}
+
+/** A pack being held: its members' stored bytes (once asked for), how many asks will come. */
+interface HeldPack {
+  members: Promise<Map<string, Uint8Array>> | null;
+  left: number;
+}
+
+export class Contents {
+  /** Bytes fetched from the store (encrypted), and objects fetched. */
+  bytesDownloaded = 0;
+  objectsDownloaded = 0;
+  readonly #packs = new Map<string, HeldPack>();
+
+  constructor(readonly store: Store, readonly decrypt: Decrypt) {}
+
+  /** The contents of a repository of any format. */
+  static of(repo: Repository | LegacyRepository): Contents {
+    if (isLegacyRepository(repo)) {
+      return new Contents(repo.store, {
+        bytes: (b) => legacyDecryptBytes(b, repo.password),
+        stream: () => legacyDecryptStream(repo.password),
+      });
+    }
+    return new Contents(repo.store, {
+      bytes: (b) => decryptSmallObject(repo, b),
+      stream: () => decryptObject(repo),
+    });
+  }
+
+  /** Where content `md5` is, by its entry's where (absent: a format 1 or 2 object). */
+  place(md5: string, where = "-"): Place {
+    return placeOf(md5, where);
+  }
+
+  /** Whether the content is a pack member (read whole, from memory). */
+  inPack(md5: string, where = "-"): boolean {
+    return this.place(md5, where).member !== null;
+  }
+
+  /**
+   * Says that content `md5` will be asked for (once or not at all) until `done` is called for
+   * it: its pack, once fetched, is held until every content expected of it is done.
+   */
+  expect(md5: string, where?: string): void {
+    const { key, member } = this.place(md5, where);
+    if (member === null) return;
+    const held = this.#packs.get(key);
+    if (held) held.left++;
+    else this.#packs.set(key, { members: null, left: 1 });
+  }
+
+  /** The run is done with content `md5` (see `expect`). */
+  done(md5: string, where?: string): void {
+    const { key, member } = this.place(md5, where);
+    const held = member === null ? undefined : this.#packs.get(key);
+    if (held !== undefined && --held.left <= 0) this.#packs.delete(key);
+  }
+
+  /** The whole content, checked (ContentError, or ObjectArchivedError). */
+  async bytes(md5: string, where = "-"): Promise<Uint8Array> {
+    const place = this.place(md5, where);
+    if (place.member !== null) return await this.#fromPack(md5, place);
+    const body = await this.#load(place.key, readAll);
+    let plain: Uint8Array;
+    try {
+      plain = await this.decrypt.bytes(body);
+    } catch (err) {
+      throw new ContentError(`object ${place.key} does not decrypt (corrupt object)`, {
+        cause: err,
+      });
+    }
+    if (place.gz) plain = gunzip(plain, place.key);
+    if (createHash("md5").update(plain).digest("hex") !== md5) {
+      throw new ContentError(`MD5 mismatch for object ${place.key} (corrupt object)`);
+    }
+    return plain;
+  }
+
+  /**
+   * The content as a stream, decrypted and gunzipped; the caller checks its MD5 (ContentError
+   * when it cannot be fetched, ObjectArchivedError when archived).
+   */
+  async stream(md5: string, where = "-"): Promise<ReadableStream<Uint8Array>> {
+    const place = this.place(md5, where);
+    if (place.member !== null) return ReadableStream.from([await this.#fromPack(md5, place)]);
+    const body = await this.#load(place.key, async (s) => s);
+    const counted = body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform: (chunk, controller) => {
+          this.bytesDownloaded += chunk.length;
+          controller.enqueue(chunk);
+        },
+      }),
+    ).pipeThrough(this.decrypt.stream());
+    return place.gz ? counted.pipeThrough(gunzipStream()) : counted;
+  }
+
+  async #fromPack(md5: string, place: Place): Promise<Uint8Array> {
+    const held = this.#packs.get(place.key) ?? { members: null, left: 0 };
+    const stored = (await (held.members ??= this.#loadPack(place.key))).get(place.member!);
+    if (stored === undefined) {
+      throw new ContentError(`missing member ${place.member} in ${place.key}`);
+    }
+    try {
+      return memberContent(place.member!, stored).content;
+    } catch (err) {
+      throw new ContentError(`${messageOf(err)} in ${place.key} (corrupt pack)`, { cause: err });
+    }
+  }
+
+  /**
+   * A pack's members (first of each name), fetched and decrypted once. An archived pack is
+   * forgotten (asked again after a thaw); any other failure is every member's.
+   */
+  #loadPack(key: string): Promise<Map<string, Uint8Array>> {
+    const p = this.#readPack(key);
+    p.catch((err) => {
+      if (err instanceof ObjectArchivedError && this.#packs.get(key)?.members === p) {
+        this.#packs.get(key)!.members = null;
+      }
+    });
+    return p;
+  }
+
+  async #readPack(key: string): Promise<Map<string, Uint8Array>> {
+    const body = await this.#load(key, readAll);
+    let tar: Uint8Array;
+    try {
+      tar = await this.decrypt.bytes(body);
+    } catch (err) {
+      throw new ContentError(`pack ${key} does not decrypt (corrupt pack)`, { cause: err });
+    }
+    const members = new Map<string, Uint8Array>();
+    try {
+      for (const m of packMembers(tar)) if (!members.has(m.name)) members.set(m.name, m.bytes);
+    } catch (err) {
+      throw new ContentError(`pack ${key}: ${messageOf(err)} (corrupt pack)`, { cause: err });
+    }
+    return members;
+  }
+
+  /** Fetches object `key` (counted), as `take` reads it; missing or failing is ContentError. */
+  async #load<T>(key: string, take: (s: ReadableStream<Uint8Array>) => Promise<T>): Promise<T> {
+    try {
+      const body = await take(await this.store.load(key));
+      this.objectsDownloaded++;
+      if (body instanceof Uint8Array) this.bytesDownloaded += body.length;
+      return body;
+    } catch (err) {
+      if (err instanceof ObjectArchivedError) throw err;
+      if (err instanceof ObjectNotFoundError) throw new ContentError(`missing object ${key}`);
+      throw new ContentError(`cannot download object ${key}: ${messageOf(err)}`, { cause: err });
+    }
+  }
+}
+
+/** `data`, gunzipped (ContentError naming `key` when it is no gzip). */
+function gunzip(data: Uint8Array, key: string): Uint8Array {
+  try {
+    const b = gunzipSync(data);
+    return new Uint8Array(b.buffer, b.byteOffset, b.length);
+  } catch (err) {
+    throw new ContentError(`object ${key} does not gunzip (corrupt object)`, { cause: err });
+  }
+}
+
+/** A stream that gunzips (web streams' own; typed for byte chunks). */
+export function gunzipStream(): TransformStream<Uint8Array, Uint8Array> {
+  return new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
+}
