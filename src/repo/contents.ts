@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { legacyDecryptBytes, legacyDecryptStream } from "../format/legacy.ts";
-import { placeOf, type Place } from "../format/layout.ts";
+import { type Place, placeOf } from "../format/layout.ts";
 import { memberContent, packMembers } from "../format/pack.ts";
 import type { Store } from "../store/store.ts";
 import { messageOf, readAll } from "../util/bytes.ts";

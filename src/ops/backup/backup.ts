@@ -10,7 +10,8 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import type { PreparedKey } from "../../format/container.ts";
-import { formatMetaName, KIT_PREFIX, META_PREFIX } from "../../format/layout.ts";
+import { FORMAT_VERSION } from "../../format/descriptor.ts";
+import { formatMetaName, isMd5, KIT_PREFIX, META_PREFIX, placeOf } from "../../format/layout.ts";
 import type { Entry } from "../../format/meta.ts";
 import { type Listing, listRepository, type MetaObject } from "../../repo/listing.ts";
 import { type Lock, type LockOptions, withLock } from "../../repo/lock.ts";
@@ -38,7 +39,14 @@ import { S3BackupError } from "../../util/errors.ts";
 import type { ObjectInfo, SaveOptions, Store } from "../../store/store.ts";
 import { orderedPool, pool, type Step } from "../../util/pool.ts";
 import { ContentSizes } from "./content_sizes.ts";
-import { backupFile, type FileContext, type FileResult, Uploads } from "./file_reader.ts";
+import {
+  backupFile,
+  type ContentSink,
+  type FileContext,
+  type FileResult,
+  Uploads,
+} from "./file_reader.ts";
+import { Packer } from "./packer.ts";
 import {
   type CacheLookup,
   type CacheState,
@@ -89,6 +97,8 @@ export interface BackupOptions {
   lock?: Omit<LockOptions, "source">;
   /** S3 storage class of new data objects (metas, key and kit stay in the default class). */
   storageClass?: string;
+  /** Format 3: the pack size (default packer.ts DEFAULT_PACK_SIZE). */
+  packSize?: number;
   now?: () => Date;
   signal?: AbortSignal;
 }
@@ -181,12 +191,15 @@ async function runBackup(
   const cache = await openCache(store, repo, metas, opts, warn);
   const out = await openOutputs(repo, opts, time, preparedKey, warn);
   try {
-    const contents = await storedContents(store, cache.vouched);
+    const contents = await contentsFor(store, repo, cache.vouched, opts, warn);
     const state: CacheState = { ...cache.state };
     const storeNow = new Date(Date.now() + (lock?.offsetMs ?? 0));
     const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, storeNow);
     const reused = reusedFor(opts, cache, time);
     const ctx = { store, repo, opts, uploads: contents.uploads, cache, warn, onEvent, reused };
+    if (contents.uploads instanceof Uploads && repo !== null && !opts.simulate) {
+      contents.uploads.context = { store, repo, saveOptions: saveOptionsOf(opts) };
+    }
     onEvent({ type: "phase", phase: "backing up" });
     const totals = await archive(ctx, out, lookedAt);
     onEvent({ type: "phase", phase: "finishing" });
@@ -196,6 +209,7 @@ async function runBackup(
       unchangedSince(metas, state, opts, out.meta?.entriesDigest(), warn),
       warn,
     );
+    if (contents.uploads instanceof Packer) await contents.uploads.finish();
     if (out.meta !== null && repo !== null) {
       await store.flush?.(); // every object durable before the meta that names them
       if (repo.created) await checkKeyKept(repo, contents.uploads);
@@ -282,26 +296,41 @@ async function stillOpens(
  * content it names and the shared objects (retention.ts).
  */
 interface Reused {
+  /** Format 2 objects, by MD5. */
   set: ContentSizes;
+  /** Format 3 objects (packs, `data/`), by key. */
+  keys: Set<string>;
   all: boolean;
+}
+
+/** Notes that object `key` (of content `md5`) is reused. */
+function addReused(reused: Reused | null, key: string): void {
+  if (reused === null) return;
+  if (isMd5(key)) reused.set.set(key, 0, true);
+  else reused.keys.add(key);
 }
 
 function reusedFor(opts: BackupOptions, cache: OpenCache, time: Date): Reused | null {
   if (opts.retention === undefined || opts.simulate) return null;
   const known = cache.vouched ? cache.state.retainedMs : undefined;
-  return { set: new ContentSizes(), all: extensionDue(opts.retention, known, time) };
+  return {
+    set: new ContentSizes(),
+    keys: new Set(),
+    all: extensionDue(opts.retention, known, time),
+  };
 }
 
 /** Extends what this run must (Reused) and did not store itself. */
 async function extendReused(
   store: Store,
   reused: Reused,
-  uploads: Uploads,
+  uploads: ContentSink,
   opts: BackupOptions,
   time: Date,
 ): Promise<number> {
   function* names() {
     for (const md5 of reused.set.ours()) if (!uploads.stored(md5)) yield md5;
+    for (const key of reused.keys) if (!uploads.stored(key)) yield key;
     if (reused.all) yield* sharedObjects([...opts.kit.keys()].map((k) => KIT_PREFIX + k));
   }
   return await extendRetention(store, names(), retentionAt(opts.retention!, time), opts.signal);
@@ -309,6 +338,29 @@ async function extendReused(
 
 /** More contents to look up than this (not vouched for by the cache): one listing, no HEADs. */
 export const LOOKUP_LIMIT = 500;
+
+/** The sink of a format 3 repository (or a new one, simulated), else format 2's. */
+async function contentsFor(
+  store: Store,
+  repo: Repository | null,
+  vouched: boolean,
+  opts: BackupOptions,
+  warn: Warnings,
+): Promise<{ uploads: ContentSink; full: () => Listing | null }> {
+  if ((repo?.descriptor.format ?? FORMAT_VERSION) !== 3) {
+    return await storedContents(store, vouched);
+  }
+  const packer = await Packer.open(repo, {
+    cacheRoot: opts.filesCache?.dir ?? null,
+    saveOptions: saveOptionsOf(opts),
+    simulate: opts.simulate,
+    onBadIndex: (name, err) =>
+      warn.add(name, `${messageOf(err)}: its contents are stored again`, false),
+    ...(opts.packSize ? { packSize: opts.packSize } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  return { uploads: packer, full: () => null };
+}
 
 /**
  * What the store holds, for as few requests as will do. With a cache whose meta exists, what
@@ -426,7 +478,7 @@ interface ReadContext {
   store: Store;
   repo: Repository | null;
   opts: BackupOptions;
-  uploads: Uploads;
+  uploads: ContentSink;
   cache: OpenCache;
   warn: Warnings;
   onEvent: (e: BackupEvent) => void;
@@ -460,15 +512,18 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
     if (item.type !== "f") return { now: null };
     const st = statOf(item.info);
     const md5 = c.cache.lookup.md5Of(item.path, st);
-    if (md5 !== null && (c.cache.vouched || uploads.has(md5, st.size))) {
+    const where = md5 === null ? null : uploads.whereOf(md5, st.size) ??
+      (c.cache.vouched && uploads instanceof Uploads ? "-" : null);
+    if (md5 !== null && where !== null) {
       t.filesFromCache++;
-      if (c.reused?.all) c.reused.set.set(md5, 0, true);
-      return { now: done(item, { md5, size: st.size, info: st }, false) };
+      if (c.reused?.all) addReused(c.reused, placeOf(md5, where).key);
+      return { now: done(item, { md5, size: st.size, info: st, where }, false) };
     }
     return {
       later: async () => {
         const r = await backupFile(item, ctx, (p, m) => c.warn.add(p, m, true));
-        if (r?.result) c.reused?.set.set(r.result.md5, 0, true); // found stored, or ours
+        const key = r?.result ? placeOf(r.result.md5, r.result.where).key : null;
+        if (key !== null) addReused(c.reused, key); // found stored, or ours
         return done(item, r?.result ?? null, r?.uploaded ?? false);
       },
     };
@@ -482,7 +537,7 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
       // precision: Deno reports ctime in whole seconds). A change after that lstat changes them.
       const rec = recordOf(r.md5, statOf(item.info), lookedAt);
       if (rec !== null) out.cache?.add(item.path, rec);
-      await out.meta?.add(entryOf(item, r.info, r.md5, r.size));
+      await out.meta?.add({ ...entryOf(item, r.info, r.md5, r.size), where: r.where });
     } else {
       if (item.type === "d") t.dirs++;
       else t.links++;
@@ -515,19 +570,17 @@ function* walked(
 }
 
 function fileContext(c: ReadContext): FileContext {
-  const { opts } = c;
+  const ctx: FileContext = { sink: c.uploads };
+  if (c.opts.signal) ctx.signal = c.opts.signal;
+  return ctx;
+}
+
+/** How a backup saves contents: deferred syncs, its signal and storage class. */
+function saveOptionsOf(opts: BackupOptions): SaveOptions {
   const saveOptions: SaveOptions = { deferSync: true };
   if (opts.signal) saveOptions.signal = opts.signal;
   if (opts.storageClass) saveOptions.storageClass = opts.storageClass;
-  const ctx: FileContext = {
-    store: c.store,
-    repo: c.repo,
-    simulate: opts.simulate,
-    saveOptions,
-    uploads: c.uploads,
-  };
-  if (opts.signal) ctx.signal = opts.signal;
-  return ctx;
+  return saveOptions;
 }
 
 /** The files cache as a backup uses it. */
@@ -562,7 +615,8 @@ async function openCache(
     return { ...none, state };
   }
   let vouched = metas.some((m) => m.key === state.meta);
-  if (vouched) {
+  // Format 3 knows what is stored from its indexes and listings (packer.ts): no sample.
+  if (vouched && repo!.descriptor.format !== 3) {
     const missing = await missingOf(store, sample, opts.signal);
     if (missing > 0) {
       warn.add(
@@ -645,7 +699,7 @@ function cachePathOf(repo: Repository, opts: BackupOptions): string | null {
  * When it was replaced by a foreign one, what this run uploaded is unreadable to every other
  * backup: it is removed (so that none reuses it) and nothing is recorded.
  */
-async function checkKeyKept(repo: Repository, uploads: Uploads): Promise<void> {
+async function checkKeyKept(repo: Repository, uploads: ContentSink): Promise<void> {
   if ((await keyState(repo)) !== "foreign") return;
   const names = [...uploads.names()];
   await repo.store.remove(names).catch(() => {});

@@ -40,6 +40,32 @@ export interface FileResult {
   md5: string;
   size: number;
   info: FileStat;
+  /** Where its content is (FORMAT.md §4; `-` in a format 2 repository). */
+  where: string;
+}
+
+/**
+ * Where a backup's contents go: the store's format 2 objects (`Uploads`) or format 3 packs and
+ * `data/` objects (packer.ts). Each distinct content is stored once.
+ */
+export interface ContentSink {
+  readonly newObjects: number;
+  readonly bytesUploaded: number;
+  /** Where content `md5` (of `size` bytes) is when the store holds it whole, else null. */
+  whereOf(md5: string, size: number): string | null;
+  /** Stores a content held in memory unless stored; where it is, and whether it was stored. */
+  small(md5: string, data: Uint8Array): Promise<Stored>;
+  /** Stores a content read again from the file (`open`, of `size` bytes) unless stored. */
+  big(md5: string, size: number, open: () => ReadableStream<Uint8Array>): Promise<Stored>;
+  /** The object keys this run stored. */
+  names(): Iterable<string>;
+  /** Whether this run stored object `key`. */
+  stored(key: string): boolean;
+}
+
+export interface Stored {
+  where: string;
+  uploaded: boolean;
 }
 
 /**
@@ -49,7 +75,7 @@ export interface FileResult {
  * local store's object cut short by a crash before the backup's flush, any damage) is saved
  * again.
  */
-export class Uploads {
+export class Uploads implements ContentSink {
   newObjects = 0;
   bytesUploaded = 0;
   readonly #known: ContentSizes;
@@ -73,6 +99,36 @@ export class Uploads {
   /** Whether this run stored `md5`. */
   stored(md5: string): boolean {
     return this.#known.isOurs(md5);
+  }
+
+  /** `ctx`: how to store (null: simulate, sizes only). */
+  context: { store: Store; repo: Repository | null; saveOptions: SaveOptions } | null = null;
+
+  whereOf(md5: string, size: number): string | null {
+    return this.has(md5, size) ? "-" : null;
+  }
+
+  async small(md5: string, data: Uint8Array): Promise<Stored> {
+    const n = data.length, ctx = this.context;
+    const uploaded = await this.once(md5, n, async () => {
+      if (ctx === null || ctx.repo === null) return encryptedSize(n);
+      const body = await encryptSmallObject(ctx.repo, data);
+      await ctx.store.save(md5, body, ctx.saveOptions);
+      return body.length;
+    });
+    return { where: "-", uploaded };
+  }
+
+  async big(md5: string, n: number, open: () => ReadableStream<Uint8Array>): Promise<Stored> {
+    const ctx = this.context;
+    const uploaded = await this.once(md5, n, async () => {
+      const size = encryptedSize(n);
+      if (ctx === null || ctx.repo === null) return size;
+      const body = open().pipeThrough(encryptObject(ctx.repo));
+      await ctx.store.save(md5, body, { ...ctx.saveOptions, size });
+      return size;
+    });
+    return { where: "-", uploaded };
   }
 
   /** True when the store holds `md5`, of `plainSize` bytes, whole (as far as is known). */
@@ -114,12 +170,8 @@ export class Uploads {
 }
 
 export interface FileContext {
-  store: Store;
-  /** null (or `simulate`): nothing is stored, sizes are computed. */
-  repo: Repository | null;
-  simulate: boolean;
-  saveOptions: SaveOptions;
-  uploads: Uploads;
+  /** Where contents go (it knows whether they are stored or only sized: simulate). */
+  sink: ContentSink;
   signal?: AbortSignal;
 }
 
@@ -222,13 +274,8 @@ async function attemptSmall(file: SourceFile, before: FileStat, ctx: FileContext
 async function storeSmall(data: Uint8Array, after: FileStat, ctx: FileContext) {
   const n = data.length;
   const md5 = md5Hex().update(data).digest("hex");
-  const uploaded = await ctx.uploads.once(md5, n, async () => {
-    if (ctx.repo === null || ctx.simulate) return encryptedSize(n);
-    const body = await encryptSmallObject(ctx.repo, data);
-    await ctx.store.save(md5, body, ctx.saveOptions);
-    return body.length;
-  });
-  return { result: { md5, size: n, info: after }, uploaded };
+  const { where, uploaded } = await ctx.sink.small(md5, data);
+  return { result: { md5, size: n, info: after, where }, uploaded };
 }
 
 async function attemptBig(file: SourceFile, before: FileStat, ctx: FileContext) {
@@ -237,15 +284,12 @@ async function attemptBig(file: SourceFile, before: FileStat, ctx: FileContext) 
   const after = await file.stat();
   if (n !== before.size || !sameFile(before, after)) throw changed();
   const md5 = h.digest("hex");
-  const uploaded = await ctx.uploads.once(md5, n, async () => {
-    const size = encryptedSize(n);
-    if (ctx.repo === null || ctx.simulate) return size;
-    const body = readStream(file).pipeThrough(sameContent(file, after, n, md5))
-      .pipeThrough(encryptObject(ctx.repo));
-    await ctx.store.save(md5, body, { ...ctx.saveOptions, size });
-    return size;
-  });
-  return { result: { md5, size: n, info: after }, uploaded };
+  const { where, uploaded } = await ctx.sink.big(
+    md5,
+    n,
+    () => readStream(file).pipeThrough(sameContent(file, after, n, md5)),
+  );
+  return { result: { md5, size: n, info: after, where }, uploaded };
 }
 
 /** The rest of an open file, as a stream read on demand. */

@@ -1,0 +1,266 @@
+/**
+ * Where a format 3 backup's contents go (FORMAT.md §4): contents below a quarter of the pack
+ * size into packs (pack.ts `PackBuilder`), larger ones into `data/<md5>[.gz]` objects, each
+ * gzipped when that shrinks it; then one index object for what this run stored. What the store
+ * holds already comes from its indexes (repo/pack_index_store.ts), checked against listings.
+ *
+ * A pack is stored by the worker whose content filled it (so at most one pack per worker is in
+ * flight: memory stays bounded); `finish` stores the last one and the index, before the meta.
+ */
+import { createGzip } from "node:zlib";
+import { encryptedSize } from "../../format/container.ts";
+import { DATA_PREFIX, newObjectId, PACK_PREFIX, placeOf } from "../../format/layout.ts";
+import {
+  type FinishedPack,
+  GZIP_LEVEL,
+  PackBuilder,
+  PROBE,
+  probeShrinks,
+} from "../../format/pack.ts";
+import type { IndexEntry } from "../../format/pack_index.ts";
+import {
+  eachIndexed,
+  listStored,
+  type StoredObjects,
+  writeIndex,
+} from "../../repo/pack_index_store.ts";
+import { encryptObject, encryptSmallObject, type Repository } from "../../repo/repository.ts";
+import type { SaveOptions } from "../../store/store.ts";
+import type { ContentSink, Stored } from "./file_reader.ts";
+
+/** The default pack size (FORMAT.md §4.1: one PUT, restic's default). */
+export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+
+export interface PackerOptions {
+  packSize?: number;
+  /** The cache root (index objects under `index/<id>/`), or null. */
+  cacheRoot: string | null;
+  saveOptions: SaveOptions;
+  /** Store nothing: sizes only. */
+  simulate: boolean;
+  /** An index that does not open: its contents are stored again. */
+  onBadIndex?: (name: string, err: unknown) => void;
+  signal?: AbortSignal;
+}
+
+export class Packer implements ContentSink {
+  newObjects = 0;
+  bytesUploaded = 0;
+  /** MD5 -> where, of every content known stored (or being stored by this run). */
+  readonly #where = new Map<string, string>();
+  readonly #interned = new Map<string, string>();
+  readonly #inflight = new Map<string, Promise<Stored>>();
+  readonly #ours = new Set<string>();
+  readonly #entries: IndexEntry[] = [];
+  readonly #builder: PackBuilder;
+  readonly #small: number;
+
+  private constructor(readonly repo: Repository | null, readonly opts: PackerOptions) {
+    const size = opts.packSize ?? DEFAULT_PACK_SIZE;
+    this.#builder = new PackBuilder(size, newObjectId);
+    this.#small = Math.floor(size / 4);
+  }
+
+  /** A packer knowing what `repo` holds (three listings, the indexes not cached yet). */
+  static async open(repo: Repository | null, opts: PackerOptions): Promise<Packer> {
+    const p = new Packer(repo, opts);
+    if (repo === null) return p;
+    const stored: StoredObjects = await listStored(repo);
+    await eachIndexed(
+      repo,
+      stored,
+      opts.cacheRoot,
+      (e) => p.#remember(e.md5, e.where),
+      opts.onBadIndex ?? (() => {}),
+      opts.signal,
+    );
+    return p;
+  }
+
+  /** How many contents are known stored. */
+  get known(): number {
+    return this.#where.size;
+  }
+
+  #remember(md5: string, where: string): void {
+    let w = this.#interned.get(where);
+    if (w === undefined) this.#interned.set(where, w = where);
+    this.#where.set(md5, w);
+  }
+
+  whereOf(md5: string, _size: number): string | null {
+    return this.#where.get(md5) ?? null;
+  }
+
+  names(): Iterable<string> {
+    return this.#ours;
+  }
+
+  stored(key: string): boolean {
+    return this.#ours.has(key);
+  }
+
+  small(md5: string, data: Uint8Array): Promise<Stored> {
+    return this.#once(md5, () => this.#storeSmall(md5, data));
+  }
+
+  big(md5: string, size: number, open: () => ReadableStream<Uint8Array>): Promise<Stored> {
+    return this.#once(md5, () => this.#storeData(md5, size, open()));
+  }
+
+  async #once(md5: string, work: () => Promise<Stored>): Promise<Stored> {
+    const where = this.#where.get(md5);
+    if (where !== undefined) return { where, uploaded: false };
+    const other = this.#inflight.get(md5);
+    if (other) {
+      try {
+        return { where: (await other).where, uploaded: false };
+      } catch { /* its file changed while read: ours is stored */ }
+    }
+    const p = work();
+    this.#inflight.set(md5, p);
+    try {
+      const r = await p;
+      this.#remember(md5, r.where);
+      return r;
+    } finally {
+      this.#inflight.delete(md5);
+    }
+  }
+
+  async #storeSmall(md5: string, data: Uint8Array): Promise<Stored> {
+    if (data.length >= this.#small) {
+      return await this.#storeData(md5, data.length, ReadableStream.from([data]));
+    }
+    const { where, full } = this.#builder.add(md5, data);
+    this.#remember(md5, where); // this run's later files find it at once
+    if (full !== null) await this.#storePack(full);
+    return { where, uploaded: true };
+  }
+
+  async #storePack(pack: FinishedPack): Promise<void> {
+    const key = `${PACK_PREFIX}${pack.id}`;
+    let size = encryptedSize(pack.tar.length);
+    if (!this.opts.simulate && this.repo !== null) {
+      const body = await encryptSmallObject(this.repo, pack.tar);
+      size = body.length;
+      await this.repo.store.save(key, body, this.opts.saveOptions);
+    }
+    this.#ours.add(key);
+    this.#entries.push(...pack.entries);
+    this.newObjects++;
+    this.bytesUploaded += size;
+  }
+
+  /** A large content as `data/<md5>` or, when its first 64 KiB shrink, `data/<md5>.gz`. */
+  async #storeData(md5: string, plain: number, body: ReadableStream<Uint8Array>): Promise<Stored> {
+    const [head, rest] = await peek(body, PROBE);
+    const gz = probeShrinks(head);
+    const where = gz ? "data.gz" : "data";
+    const key = placeOf(md5, where).key;
+    let stored = 0, uploaded = 0;
+    const content = rest.pipeThrough(gz ? gzipStream() : new TransformStream())
+      .pipeThrough(counter((n) => stored += n));
+    if (this.opts.simulate || this.repo === null) {
+      for await (const _ of content); // sizes only
+      uploaded = encryptedSize(stored);
+    } else {
+      const encrypted = content.pipeThrough(encryptObject(this.repo))
+        .pipeThrough(counter((n) => uploaded += n));
+      const options = gz
+        ? this.opts.saveOptions
+        : { ...this.opts.saveOptions, size: encryptedSize(plain) };
+      await this.repo.store.save(key, encrypted, options);
+    }
+    this.#ours.add(key);
+    this.#entries.push({ md5, where, stored, plain });
+    this.newObjects++;
+    this.bytesUploaded += uploaded;
+    return { where, uploaded: true };
+  }
+
+  /**
+   * Stores the last pack and the index of what this run stored (before the meta); returns the
+   * index's name, or null when nothing was stored.
+   */
+  async finish(): Promise<string | null> {
+    const last = this.#builder.finish();
+    if (last !== null) await this.#storePack(last);
+    if (this.#entries.length === 0 || this.opts.simulate || this.repo === null) return null;
+    const name = await writeIndex(this.repo, this.#entries, this.opts.cacheRoot);
+    this.#ours.add(name);
+    return name;
+  }
+}
+
+/** A stream passing its chunks through, counting their bytes. */
+function counter(add: (n: number) => void): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream({
+    transform(chunk, controller) {
+      add(chunk.length);
+      controller.enqueue(chunk);
+    },
+  });
+}
+
+/** The first `n` bytes of `body` (fewer when it is shorter), and a stream of the whole. */
+async function peek(
+  body: ReadableStream<Uint8Array>,
+  n: number,
+): Promise<[Uint8Array, ReadableStream<Uint8Array>]> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let have = 0;
+  while (have < n) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    have += value.length;
+  }
+  const head = new Uint8Array(Math.min(have, n));
+  let at = 0;
+  for (const c of chunks) {
+    if (at >= head.length) break;
+    const part = c.subarray(0, head.length - at);
+    head.set(part, at);
+    at += part.length;
+  }
+  const whole = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const c of chunks) controller.enqueue(c);
+    },
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+  return [head, whole];
+}
+
+/** gzip at GZIP_LEVEL, as a web stream (node's zlib: the level can be chosen). */
+function gzipStream(): TransformStream<Uint8Array, Uint8Array> {
+  const z = createGzip({ level: GZIP_LEVEL });
+  let out: TransformStreamDefaultController<Uint8Array> | undefined;
+  z.on("data", (b: Uint8Array) => out!.enqueue(new Uint8Array(b.buffer, b.byteOffset, b.length)));
+  return new TransformStream<Uint8Array, Uint8Array>({
+    start(controller) {
+      out = controller;
+    },
+    transform(chunk) {
+      return new Promise<void>((resolve, reject) => {
+        z.write(chunk, (err) => err ? reject(err) : resolve());
+      });
+    },
+    flush() {
+      return new Promise<void>((resolve, reject) => {
+        z.once("end", () => resolve());
+        z.once("error", reject);
+        z.end();
+      });
+    },
+  });
+}

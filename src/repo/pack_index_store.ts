@@ -1,0 +1,138 @@
+/**
+ * A format 3 repository's indexes (FORMAT.md §4.3), as writers read them: one listing each of
+ * `packs/`, `data/` and `index/`; the index objects not read before are fetched and kept,
+ * encrypted as stored, in a cache folder (`<dir>/index/<repository id>/`, 0700); a content
+ * counts as stored when an index names it and its object is listed.
+ */
+import { INDEX_PREFIX, newObjectId, placeOf } from "../format/layout.ts";
+import { formatPackIndex, type IndexEntry, parsePackIndex } from "../format/pack_index.ts";
+import type { ObjectInfo, SaveOptions } from "../store/store.ts";
+import { messageOf, readAll } from "../util/bytes.ts";
+import { CorruptDataError } from "../util/errors.ts";
+import { pool } from "../util/pool.ts";
+import { decryptSmallObject, encryptSmallObject, type Repository } from "./repository.ts";
+
+const td = new TextDecoder();
+const te = new TextEncoder();
+
+/** What the store holds of format 3 objects, from one listing of each prefix. */
+export interface StoredObjects {
+  /** `packs/<id>` and `data/<md5>[.gz]` objects, by name. */
+  objects: Map<string, ObjectInfo>;
+  /** `index/<id>` objects, by name. */
+  indexes: Map<string, ObjectInfo>;
+}
+
+/** Lists `packs/`, `data/` and `index/` (a request per 1,000 objects). */
+export async function listStored(repo: Repository): Promise<StoredObjects> {
+  const objects = new Map<string, ObjectInfo>(), indexes = new Map<string, ObjectInfo>();
+  for (const prefix of ["packs/", "data/"]) {
+    for await (const o of repo.store.list(prefix)) objects.set(o.name, o);
+  }
+  for await (const o of repo.store.list(INDEX_PREFIX)) indexes.set(o.name, o);
+  return { objects, indexes };
+}
+
+/** The cache folder of a repository's index objects, or null without a cache. */
+function cacheDirOf(cacheRoot: string | null, repo: Repository): string | null {
+  return cacheRoot === null ? null : `${cacheRoot}/index/${repo.descriptor.id}`;
+}
+
+/** The bytes of index object `name`: from the cache, else fetched (and cached). */
+async function indexBytes(repo: Repository, name: string, dir: string | null) {
+  const file = dir === null ? null : `${dir}/${name.slice(INDEX_PREFIX.length)}`;
+  if (file !== null) {
+    try {
+      return Deno.readFileSync(file);
+    } catch { /* not cached yet */ }
+  }
+  const body = await readAll(await repo.store.load(name));
+  if (file !== null) {
+    try {
+      Deno.mkdirSync(dir!, { recursive: true, mode: 0o700 });
+      Deno.writeFileSync(file, body, { mode: 0o600 });
+    } catch { /* a cache that cannot be written costs a GET next time */ }
+  }
+  return body;
+}
+
+/** The entries of index object `name` (CorruptDataError naming it). */
+export async function readIndex(
+  repo: Repository,
+  name: string,
+  cacheRoot: string | null,
+): Promise<IndexEntry[]> {
+  const dir = cacheDirOf(cacheRoot, repo);
+  const body = await indexBytes(repo, name, dir);
+  let plain: Uint8Array;
+  try {
+    plain = await decryptSmallObject(repo, body);
+  } catch (err) {
+    if (dir !== null) forget(`${dir}/${name.slice(INDEX_PREFIX.length)}`);
+    throw new CorruptDataError(`Cannot read ${name}: it does not decrypt (${messageOf(err)})`);
+  }
+  return parsePackIndex(td.decode(plain), name);
+}
+
+/**
+ * Every index entry whose object is listed in `stored`, passed to `each` (an index that does
+ * not open is skipped with `onBad`: its contents are then stored again). Cached index files of
+ * indexes no longer listed are removed.
+ */
+export async function eachIndexed(
+  repo: Repository,
+  stored: StoredObjects,
+  cacheRoot: string | null,
+  each: (e: IndexEntry, index: string) => void,
+  onBad: (name: string, err: unknown) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  await pool(stored.indexes.keys(), 8, async (name) => {
+    let entries: IndexEntry[];
+    try {
+      entries = await readIndex(repo, name, cacheRoot);
+    } catch (err) {
+      if (!(err instanceof CorruptDataError)) throw err;
+      return onBad(name, err);
+    }
+    for (const e of entries) if (stored.objects.has(placeOf(e.md5, e.where).key)) each(e, name);
+  }, signal);
+  pruneCache(cacheDirOf(cacheRoot, repo), stored.indexes);
+}
+
+/** Removes cached index files whose object is gone. */
+function pruneCache(dir: string | null, listed: Map<string, ObjectInfo>): void {
+  if (dir === null) return;
+  try {
+    for (const f of Deno.readDirSync(dir)) {
+      if (!listed.has(`${INDEX_PREFIX}${f.name}`)) Deno.removeSync(`${dir}/${f.name}`);
+    }
+  } catch { /* no cache yet */ }
+}
+
+/** Stores a new index object holding `entries`; returns its name. */
+export async function writeIndex(
+  repo: Repository,
+  entries: IndexEntry[],
+  cacheRoot: string | null,
+  options: SaveOptions = {},
+): Promise<string> {
+  const name = `${INDEX_PREFIX}${newObjectId()}`;
+  const body = await encryptSmallObject(repo, te.encode(formatPackIndex(entries)));
+  await repo.store.save(name, body, options);
+  const dir = cacheDirOf(cacheRoot, repo);
+  if (dir !== null) {
+    try {
+      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      Deno.writeFileSync(`${dir}/${name.slice(INDEX_PREFIX.length)}`, body, { mode: 0o600 });
+    } catch { /* fetched next time */ }
+  }
+  return name;
+}
+
+/** Removes a cached file that did not open (fetched again next time). */
+function forget(file: string): void {
+  try {
+    Deno.removeSync(file);
+  } catch { /* gone already */ }
+}
