@@ -155,6 +155,19 @@ decrypt_data() {
     -pass env:KIT_KEY_ENV -in "$1" -out "$2" 2>"$KIT_TMP/openssl.err" </dev/null
 }
 
+# decrypt_gz IN OUT: decrypt a data object holding a gzip stream, and gunzip it.
+decrypt_gz() {
+  KIT_KEY_ENV="$DATA_KEY" openssl enc -d -aes-256-cbc -pbkdf2 -iter "$DATA_ITER" -md sha256 \
+    -pass env:KIT_KEY_ENV -in "$1" 2>"$KIT_TMP/openssl.err" </dev/null | gzip -dc >"$2" 2>/dev/null
+}
+
+# unpack_pack IN DIR: decrypt pack IN and extract its members into DIR (one openssl, one tar).
+unpack_pack() {
+  mkdir -p -- "$2" &&
+    KIT_KEY_ENV="$DATA_KEY" openssl enc -d -aes-256-cbc -pbkdf2 -iter "$DATA_ITER" -md sha256 \
+      -pass env:KIT_KEY_ENV -in "$1" 2>/dev/null </dev/null | (cd -- "$2" && tar -xf - 2>/dev/null)
+}
+
 # decrypt_error OUT MD5: P_ERR for a decryption into OUT that failed. openssl says "error writing
 # output file" when the target cannot take the bytes (df then says whether its file system is
 # full); anything else is the object's fault.
@@ -224,6 +237,28 @@ md5_many() {
   esac | while IFS= read -r out; do
     printf '%s %s\n' "${out%% *}" "${out##* }"
   done
+}
+
+# is_where STRING: a where of FORMAT.md 4: <pack>, <pack>.gz, data, data.gz or -.
+is_where() {
+  case "$1" in
+  - | data | data.gz) return 0 ;;
+  *.gz) is_hex "${1%.gz}" 32 ;;
+  *) is_hex "$1" 32 ;;
+  esac
+}
+
+# content_key MD5 WHERE: C_KEY, the object holding the content (FORMAT.md 4), and C_MEMBER, its
+# member in a pack (empty for an object of its own).
+content_key() {
+  C_MEMBER=""
+  case "$2" in
+  - | "") C_KEY=$1 ;;
+  data) C_KEY=data/$1 ;;
+  data.gz) C_KEY=data/$1.gz ;;
+  *.gz) C_KEY=packs/${2%.gz} C_MEMBER=$1.gz ;;
+  *) C_KEY=packs/$2 C_MEMBER=$1 ;;
+  esac
 }
 
 # is_hex STRING LENGTH: STRING is LENGTH lowercase hex digits.
@@ -532,7 +567,7 @@ load_repo_conf() {
 repo_conf_key() {
   local k=$1 v=$2
   case "$k" in
-  format) if [ "$v" != 2 ]; then die "repository format '$v' is not supported by this kit (it reads format 2)"; fi ;;
+  format) case "$v" in 2 | 3) ;; *) die "repository format '$v' is not supported by this kit (it reads formats 2 and 3)" ;; esac ;;
   cipher) if [ "$v" != aes-256-cbc ]; then die "unsupported cipher '$v' in s3backup.conf"; fi ;;
   kdf) if [ "$v" != pbkdf2 ]; then die "unsupported kdf '$v' in s3backup.conf"; fi ;;
   digest) if [ "$v" != sha256 ]; then die "unsupported digest '$v' in s3backup.conf"; fi ;;
@@ -649,6 +684,7 @@ META_HOST=""
 META_SOURCE=""
 META_ROOT=""
 META_NAME=""
+META_VERSION=2
 
 # meta_check ENCRYPTED LABEL: decrypt and check a meta (magic line, header, trailer) into
 # META_PLAIN. Returns 1, with META_PLAIN removed, META_ERR a message starting with LABEL and
@@ -673,7 +709,8 @@ meta_check() {
     return 1
   fi
   IFS= read -r line <"$META_PLAIN" || true
-  if [ "$line" != "s3backup-meta 2" ]; then
+  META_VERSION=${line#s3backup-meta }
+  if [ "$line" != "s3backup-meta 2" ] && [ "$line" != "s3backup-meta 3" ]; then
     case "$line" in
     "s3backup-meta "[0-9]*) meta_bad "$label: meta version '${line#s3backup-meta }' is not supported by this kit" ;;
     *) meta_bad "$label: wrong password (or corrupt meta)" "$EXIT_PASSWORD" ;;

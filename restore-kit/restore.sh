@@ -101,7 +101,12 @@ parse_entry() {
   f=${E_PATH%%/*}
   if [ "$f" = "$WORK_NAME" ]; then E_ERR="path clashes with the kit's work directory: skipped"; return 1; fi
   case "$E_TYPE" in
-  f) if ! is_hex "$E_MD5" 32; then E_ERR="bad md5 field '$E_MD5'"; return 1; fi ;;
+  f)
+    if ! is_hex "$E_MD5" 32; then E_ERR="bad md5 field '$E_MD5'"; return 1; fi
+    if [ "$META_VERSION" = 3 ]; then
+      if ! is_where "$E_ETARGET"; then E_ERR="bad where field '$E_ETARGET'"; return 1; fi
+    else E_ETARGET=-; fi
+    ;;
   d) ;;
   l)
     nonul=${E_ETARGET//"$BS2"/}
@@ -243,7 +248,8 @@ restore_files() {
   local line n=0 c=0 chunk=""
   while IFS= read -r line <&3; do
     if ! parse_entry "$line"; then fail "$E_EPATH" "$E_ERR"; continue; fi
-    if [ ! -f "$2/$E_MD5" ]; then fail "$E_EPATH" "missing object $E_MD5$MISSING_WHY"; continue; fi
+    content_src "$2"
+    if [ ! -f "$C_SRC" ]; then fail "$E_EPATH" "$C_MISSING$MISSING_WHY"; continue; fi
     if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; continue; fi
     if [ $((n % CHUNK_MAX)) -eq 0 ]; then
       c=$((c + 1))
@@ -335,12 +341,39 @@ worker_decrypt() {
     if ! parse_entry "$line"; then W_ERR[i]=$E_ERR; continue; fi
     W_PATH[i]=$E_PATH W_MD5[i]=$E_MD5 W_MODE[i]=$E_MODE W_MTIME[i]=$E_MTIME
     W_OWNER[i]=$E_UID:$E_GID
-    if ! decrypt_data "$3/$E_MD5" "$2/$i"; then
-      decrypt_error "$2/$i" "$E_MD5"
+    if ! content_out "$3" "$2/$i"; then
+      if [ -n "$C_MEMBER" ]; then
+        P_ERR="member $C_MEMBER of $C_KEY cannot be read (corrupt pack, or the target is full)"
+      else decrypt_error "$2/$i" "$C_KEY"; fi
       W_ERR[i]=$P_ERR
       rm -f -- "$2/$i"
     fi
   done 3<"$1"
+}
+
+# content_src OBJDIR: C_SRC, where the parsed entry's content is on disk: its object in OBJDIR,
+# or its member in the unpacked pack (UNPACKED/<pack>/); C_MISSING says so when it is not.
+UNPACKED=""
+content_src() {
+  content_key "$E_MD5" "$E_ETARGET"
+  if [ -n "$C_MEMBER" ]; then
+    C_SRC=$UNPACKED/${C_KEY#packs/}/$C_MEMBER
+    C_MISSING="missing member $C_MEMBER in $C_KEY"
+  else
+    C_SRC=$1/$C_KEY
+    C_MISSING="missing object $C_KEY"
+  fi
+}
+
+# content_out OBJDIR OUT: the parsed entry's content into OUT (decrypted, gunzipped).
+content_out() {
+  content_src "$1"
+  case "$E_ETARGET" in
+  data.gz) decrypt_gz "$C_SRC" "$2" ;;
+  - | data) decrypt_data "$C_SRC" "$2" ;;
+  *.gz) gzip -dc <"$C_SRC" >"$2" 2>/dev/null ;;
+  *) cp -- "$C_SRC" "$2" 2>/dev/null ;;
+  esac
 }
 
 # worker_check DIR: one MD5 run over the decrypted files; a mismatch fails its entry.
@@ -357,7 +390,7 @@ worker_check() {
   i=1
   while [ "$i" -le "$W_N" ]; do
     if [ -z "${W_ERR[i]}" ] && [ "${W_SUM[i]}" != "${W_MD5[i]}" ]; then
-      W_ERR[i]="MD5 mismatch for object ${W_MD5[i]} (corrupt object)"
+      W_ERR[i]="MD5 mismatch for content ${W_MD5[i]} (corrupt object)"
       rm -f -- "$1/$i"
     fi
     i=$((i + 1))
@@ -673,6 +706,88 @@ fetch_prefix() {
     >/dev/null 2>"$KIT_TMP/aws.$1.err"
 }
 
+# files_v3: a version 3 meta (FORMAT.md 4): the files in batches of the objects holding them
+# (at most BATCH_V3 objects, BATCH_MAX_BYTES of content); each pack fetched once and unpacked
+# with one openssl | tar, then its files placed by the workers, a process each at most.
+BATCH_V3=${S3BACKUP_KIT_BATCH_OBJECTS:-16}
+files_v3() {
+  local line key last="" nkeys=0 bytes=0
+  : >"$KIT_TMP/files.k"
+  while IFS= read -r line <&3; do
+    if ! parse_entry "$line"; then fail "$E_EPATH" "$E_ERR"; continue; fi
+    content_key "$E_MD5" "$E_ETARGET"
+    printf '%s %s\n' "$C_KEY" "$line" >>"$KIT_TMP/files.k"
+  done 3<"$KIT_TMP/files"
+  LC_ALL=C sort -o "$KIT_TMP/files.k" "$KIT_TMP/files.k"
+  if [ "$STORE_KIND" = s3 ]; then thaw_needed "$KIT_TMP/files.k"; fi
+  : >"$KIT_TMP/batch"
+  : >"$KIT_TMP/batch.keys"
+  while IFS= read -r line <&3; do
+    key=${line%% *}
+    line=${line#* }
+    if [ "$key" != "$last" ]; then
+      if [ "$nkeys" -ge "$BATCH_V3" ] || [ "$bytes" -ge "$BATCH_MAX_BYTES" ]; then
+        flush_v3
+        nkeys=0 bytes=0
+      fi
+      printf '%s\n' "$key" >>"$KIT_TMP/batch.keys"
+      nkeys=$((nkeys + 1)) last=$key
+      parse_entry "$line" || true
+      if is_uint "$E_SIZE" && [ "${#E_SIZE}" -le 15 ]; then bytes=$((bytes + E_SIZE)); fi
+    fi
+    printf '%s\n' "$line" >>"$KIT_TMP/batch"
+  done 3<"$KIT_TMP/files.k"
+  flush_v3
+}
+
+# flush_v3: fetch (S3) and unpack the batch's objects, restore its files, remove them.
+flush_v3() {
+  local key src obj=$KIT_WORK/obj n=0
+  if [ ! -s "$KIT_TMP/batch" ]; then return 0; fi
+  UNPACKED=$KIT_WORK/u
+  mkdir -p -- "$obj/packs" "$obj/data" "$UNPACKED"
+  : >"$KIT_TMP/batch.err"
+  src=$STORE_DIR
+  if [ "$STORE_KIND" = s3 ]; then
+    src=$obj
+    fetch_keys "$KIT_TMP/batch.keys" "$obj"
+  fi
+  while IFS= read -r key <&3; do
+    case "$key" in packs/*) ;; *) continue ;; esac
+    if [ ! -f "$src/$key" ]; then continue; fi
+    unpack_pack "$src/$key" "$UNPACKED/${key#packs/}" &
+    n=$((n + 1))
+    if [ $((n % KIT_JOBS)) -eq 0 ]; then wait; fi
+  done 3<"$KIT_TMP/batch.keys"
+  wait
+  rm -rf -- "${obj:?}/packs"
+  MISSING_WHY=""
+  if [ -s "$KIT_TMP/batch.err" ]; then
+    while IFS= read -r line; do warn "object ${line%% *}: ${line#* }"; done <"$KIT_TMP/batch.err"
+    MISSING_WHY=" (or download failed, see above)"
+  fi
+  restore_files "$KIT_TMP/batch" "$src"
+  rm -rf -- "$obj" "$UNPACKED"
+  : >"$KIT_TMP/batch"
+  : >"$KIT_TMP/batch.keys"
+}
+
+# fetch_keys LIST OBJDIR: the objects named in LIST into OBJDIR (same names), KIT_JOBS at a
+# time, as of AS_OF when given; failures other than "missing" into KIT_TMP/batch.err.
+fetch_keys() {
+  local key i=0
+  while IFS= read -r key <&3; do
+    i=$((i + 1))
+    fetch_version "$i" "$key" "$2" &
+    if [ $((i % KIT_JOBS)) -eq 0 ]; then wait; fi
+  done 3<"$1"
+  wait
+  for key in "$KIT_TMP"/fv.*/err; do
+    if [ -f "$key" ]; then cat -- "$key" >>"$KIT_TMP/batch.err"; fi
+  done
+  rm -rf -- "$KIT_TMP"/fv.*
+}
+
 # ---------------------------------------------------------------------------------------------
 # Archived objects (GLACIER, DEEP_ARCHIVE): a readable copy must be asked for (restore-object)
 # and waited for before a GET. Only the objects of the files to restore are asked for.
@@ -693,7 +808,10 @@ archived_list() {
   tr '\t' '\n' <"$KIT_TMP/arch.raw" | while IFS= read -r k || [ -n "$k" ]; do
     k=${k%"$CR"}
     n=${k#"$STORE_PREFIX"}
-    if is_hex "$n" 32; then printf '%s\n' "$n"; fi
+    case "$n" in
+    packs/* | data/*) printf '%s\n' "$n" ;;
+    *) if is_hex "$n" 32; then printf '%s\n' "$n"; fi ;;
+    esac
   done | LC_ALL=C sort -u >"$1"
 }
 
@@ -756,15 +874,16 @@ count_lines() {
   printf '%s\n' "${n//[!0-9]/}"
 }
 
-# thaw_needed: ask for the archived objects of KIT_TMP/files; with --wait poll until they are
-# readable, else take their files out of KIT_TMP/files (ARCHIVED counts them).
+# thaw_needed [FILES]: ask for the archived objects of FILES (default KIT_TMP/files: lines whose
+# first field is the object's name); with --wait poll until they are readable, else take their
+# files out of FILES (ARCHIVED counts them).
 thaw_needed() {
-  local name line step=2 d=$KIT_TMP/thaw
+  local name line step=2 d=$KIT_TMP/thaw files=${1:-$KIT_TMP/files}
   if [ "$STORE_KIND" != s3 ] || [ -n "$AS_OF" ]; then return 0; fi
   archived_list "$KIT_TMP/arch"
   if [ ! -s "$KIT_TMP/arch" ]; then return 0; fi
   AWS_CP_EXTRA=(--force-glacier-transfer --ignore-glacier-warnings)
-  cut -d ' ' -f 1 "$KIT_TMP/files" | LC_ALL=C sort -u | LC_ALL=C comm -12 - "$KIT_TMP/arch" >"$KIT_TMP/arch.need"
+  cut -d ' ' -f 1 "$files" | LC_ALL=C sort -u | LC_ALL=C comm -12 - "$KIT_TMP/arch" >"$KIT_TMP/arch.need"
   if [ ! -s "$KIT_TMP/arch.need" ]; then return 0; fi
   thaw_each thaw_state "$KIT_TMP/arch.need" "$d"
   thaw_pick "$KIT_TMP/arch.need" "$d" none "$KIT_TMP/arch.cold"
@@ -786,7 +905,7 @@ thaw_needed() {
     thaw_pick "$KIT_TMP/arch.pending" "$d" none "$KIT_TMP/arch.cold"
     LC_ALL=C sort -m "$KIT_TMP/arch.still" "$KIT_TMP/arch.cold" >"$KIT_TMP/arch.pending"
   done
-  drop_pending "$KIT_TMP/files" "$KIT_TMP/arch.pending"
+  drop_pending "$files" "$KIT_TMP/arch.pending"
 }
 
 # drop_pending FILES PENDING: the lines of FILES (sorted) whose object is in PENDING (sorted)
@@ -855,6 +974,7 @@ main() {
     fi
     die "$META_FROM has no wrapped-key header and the password opens neither s3backup.key nor s3backup.key.next / .prev" "$EXIT_PASSWORD"
   fi
+  if [ "$META_VERSION" = 3 ]; then need gzip tar; fi
   warn "restoring $META (host ${META_HOST:-?}, source ${META_SOURCE:-?}, $META_ENTRIES entries) into $target"
 
   # Now the target.
@@ -889,7 +1009,9 @@ main() {
 
   # Phase 2: files. Phase 3: symbolic links. Phase 4: directories, deepest first.
   OK_PARENT=""
-  if [ "$STORE_KIND" = s3 ]; then
+  if [ "$META_VERSION" = 3 ]; then
+    files_v3
+  elif [ "$STORE_KIND" = s3 ]; then
     LC_ALL=C sort -o "$KIT_TMP/files" "$KIT_TMP/files"
     thaw_needed
     files_from_s3
