@@ -89,12 +89,20 @@ export interface PackedContent {
 /**
  * The members of a pack's plaintext, in order: each member's name and stored bytes (views into
  * `tar`). A cut archive, a member that is not a regular file or a bad header checksum is
- * CorruptDataError.
+ * CorruptDataError; unless `lenient` (a reader saving what it can of a damaged pack): then a
+ * bad header is skipped, block by block, to the next good one, and a cut archive just ends.
  */
-export function* packMembers(tar: Uint8Array): Generator<Member> {
+export function* packMembers(tar: Uint8Array, lenient = false): Generator<Member> {
   let at = 0, paxed: number | null = null;
   while (at + BLOCK <= tar.length) {
-    const h = parseHeader(tar.subarray(at, at + BLOCK));
+    let h;
+    try {
+      h = parseHeader(tar.subarray(at, at + BLOCK));
+    } catch (err) {
+      if (!lenient) throw err;
+      [at, paxed] = [at + BLOCK, null];
+      continue;
+    }
     if (h.kind === "end") return;
     const start = at + BLOCK;
     if (h.kind === "pax") {
@@ -104,11 +112,14 @@ export function* packMembers(tar: Uint8Array): Generator<Member> {
     }
     const size = paxed ?? h.size;
     paxed = null;
-    if (start + size > tar.length) throw new CorruptDataError(`pack: ${h.name} is cut short`);
+    if (start + size > tar.length) {
+      if (lenient) return;
+      throw new CorruptDataError(`pack: ${h.name} is cut short`);
+    }
     yield { name: h.name, bytes: tar.subarray(start, start + size) };
     at = start + padded(size);
   }
-  throw new CorruptDataError("pack: the archive is cut short (no end blocks)");
+  if (!lenient) throw new CorruptDataError("pack: the archive is cut short (no end blocks)");
 }
 
 /**

@@ -2,11 +2,13 @@
  * `s3backup verify` (alias `check`): is every backup whole?
  *
  * One listing of the store, then every meta (or one) is opened and each file entry's object
- * looked up in that listing: present, and of the size its content implies (FORMAT.md §3.1:
+ * (FORMAT.md §4: a pack, a `data/` object, a format 2 object) looked up in that listing:
+ * present, and, when it holds one content as is, of the size that content implies (§3.1:
  * 16 + (floor(size / 16) + 1) * 16 bytes). Each meta's own wrapped key must open to the
  * repository's data key (the restore kit uses it). With `readData`, every distinct object the
- * metas reference is downloaded once (4 at a time), decrypted and its MD5 checked against its
- * name; `subset` (0 < f <= 1) checks a random sample of ceil(f * n) of the n present objects
+ * metas reference is downloaded once (4 at a time, through repo/contents.ts), decrypted and
+ * every content used from it MD5-checked (a damaged pack member names its own paths);
+ * `subset` (0 < f <= 1) checks a random sample of ceil(f * n) of the n present objects
  * instead: a new sample each run, so that repeated runs cover the repository.
  *
  * The engine never prints: problems go to `onEvent`, the summary is returned.
@@ -14,10 +16,11 @@
 import { createHash } from "node:crypto";
 import { encryptedSize } from "../format/container.ts";
 import { unwrapDataKey } from "../format/key_wrap.ts";
-import { DESCRIPTOR_NAME, KEY_NAME } from "../format/layout.ts";
+import { DESCRIPTOR_NAME, KEY_NAME, placeOf } from "../format/layout.ts";
 import type { Meta } from "../format/meta.ts";
 import { listRepository, type MetaObject } from "../repo/listing.ts";
-import { decryptObject, loadMeta, type Repository } from "../repo/repository.ts";
+import { ContentError, Contents } from "../repo/contents.ts";
+import { loadMeta, type Repository } from "../repo/repository.ts";
 import { selectMeta } from "../repo/select.ts";
 import {
   DEFAULT_RESTORE_REQUEST,
@@ -125,28 +128,48 @@ function cryptoRandom(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0]! / 2 ** 32;
 }
 
-/** Downloads, decrypts and hashes one object. Returns null if whole, else the problem. */
-async function checkObject(repo: Repository, name: string): Promise<string | null> {
-  let stream: ReadableStream<Uint8Array>;
-  try {
-    stream = await repo.store.load(name);
-  } catch (err) {
-    if (err instanceof ObjectNotFoundError) return "missing (deleted while verifying?)";
-    throw err;
+/**
+ * Downloads an object once and checks each content `uses` takes from it (decrypted, gunzipped,
+ * MD5): the MD5s whose content is not whole, each with its problem.
+ */
+async function checkObject(
+  contents: Contents,
+  uses: { md5: string; where: string }[],
+): Promise<Map<string, string>> {
+  const bad = new Map<string, string>();
+  const distinct = new Map(uses.map((u) => [u.md5, u.where]));
+  for (const [md5, where] of distinct) contents.expect(md5, where);
+  for (const [md5, where] of distinct) {
+    try {
+      if (contents.inPack(md5, where)) await contents.bytes(md5, where);
+      else {
+        const h = createHash("md5");
+        for await (const chunk of await contents.stream(md5, where)) h.update(chunk);
+        const got = h.digest("hex");
+        if (got !== md5) throw new CorruptDataError(`the MD5 of its content is ${got}`);
+      }
+    } catch (err) {
+      if (err instanceof ContentError && /^missing object/.test(err.message)) {
+        bad.set(md5, "missing (deleted while verifying?)");
+      } else if (err instanceof CorruptDataError || err instanceof TypeError) {
+        bad.set(md5, `corrupt: ${(err as Error).message}`);
+      } else throw err;
+    } finally {
+      contents.done(md5, where);
+    }
   }
-  const h = createHash("md5");
-  try {
-    for await (const chunk of stream.pipeThrough(decryptObject(repo))) h.update(chunk);
-  } catch (err) {
-    if (err instanceof CorruptDataError) return `corrupt: ${err.message}`;
-    throw err;
-  }
-  const md5 = h.digest("hex");
-  return md5 === name ? null : `corrupt: the MD5 of its content is ${md5}`;
+  return bad;
 }
 
-/** Who uses one object: each (meta, path), and the content size it implies. */
-type Refs = Map<string, { meta: string; path: string; size: number }[]>;
+/** Who uses one object (by key): each (meta, path), its content's MD5, where and size. */
+type Refs = Map<string, Ref[]>;
+interface Ref {
+  meta: string;
+  path: string;
+  size: number;
+  md5: string;
+  where: string;
+}
 
 /** Problems found so far, and the metas they concern. */
 class Report {
@@ -158,10 +181,17 @@ class Report {
     this.damaged.add(p.meta);
     this.onEvent({ type: "problem", problem: p });
   }
-  /** One problem per user of `md5`. */
-  each(refs: Refs, md5: string, kind: ProblemKind, message: (size: number) => string): void {
-    for (const u of refs.get(md5) ?? []) {
-      this.add({ kind, meta: u.meta, path: u.path, object: md5, message: message(u.size) });
+  /** One problem per user of object `key` (of content `md5` only, when given). */
+  each(
+    refs: Refs,
+    key: string,
+    kind: ProblemKind,
+    message: (size: number) => string,
+    md5?: string,
+  ): void {
+    for (const u of refs.get(key) ?? []) {
+      if (md5 !== undefined && u.md5 !== md5) continue;
+      this.add({ kind, meta: u.meta, path: u.path, object: key, message: message(u.size) });
     }
   }
 }
@@ -247,9 +277,11 @@ async function collectRefs(
     for (const e of meta.entries) {
       if (e.type !== "f" || e.md5 === undefined) continue;
       n++;
-      let list = refs.get(e.md5);
-      if (!list) refs.set(e.md5, list = []);
-      list.push({ meta: m.key, path: e.path, size: e.size });
+      const where = e.where ?? "-";
+      const key = placeOf(e.md5, where).key;
+      let list = refs.get(key);
+      if (!list) refs.set(key, list = []);
+      list.push({ meta: m.key, path: e.path, size: e.size, md5: e.md5, where });
     }
     files += n;
     report.onEvent({ type: "meta", key: m.key, files: n });
@@ -275,25 +307,31 @@ async function holdsDataKey(repo: Repository, wk: Uint8Array, good: Uint8Array[]
 function checkPresence(objects: Map<string, ObjectInfo>, refs: Refs, report: Report) {
   let missing = 0, badSize = 0;
   const present: string[] = [];
-  for (const [md5, users] of refs) {
-    const info = objects.get(md5);
+  for (const [key, users] of refs) {
+    const info = objects.get(key);
     if (!info) {
       missing++;
-      report.each(refs, md5, "missing", () => "missing");
+      report.each(refs, key, "missing", () => "missing");
       continue;
     }
-    const want = encryptedSize(users[0]!.size);
-    if (info.size !== want) {
+    // A pack or a gzip: its size depends on its members; else the content's size fixes it.
+    const where = users[0]!.where;
+    const want = where === "-" || where === "data" ? encryptedSize(users[0]!.size) : null;
+    const whole = want === null ? info.size >= 32 && info.size % 16 === 0 : info.size === want;
+    if (!whole) {
       badSize++;
       report.each(
         refs,
-        md5,
+        key,
         "size",
-        (size) => `object is ${info.size} bytes, ${want} expected for ${size} bytes of content`,
+        (size) =>
+          want === null
+            ? `object is ${info.size} bytes: no whole openssl container`
+            : `object is ${info.size} bytes, ${want} expected for ${size} bytes of content`,
       );
       continue;
     }
-    present.push(md5);
+    present.push(key);
   }
   return { present, missing, badSize };
 }
@@ -319,8 +357,8 @@ async function checkRetention(
     if ((due.get(name)?.until ?? -Infinity) < until) due.set(name, { until, meta: meta.key });
   };
   const byKey = new Map(recent.map((m) => [m.key, m]));
-  for (const [md5, uses] of refs) {
-    for (const u of uses) if (byKey.has(u.meta)) need(md5, byKey.get(u.meta)!);
+  for (const [key, uses] of refs) {
+    for (const u of uses) if (byKey.has(u.meta)) need(key, byKey.get(u.meta)!);
   }
   for (const m of recent) for (const n of [m.key, KEY_NAME, DESCRIPTOR_NAME, ...kit]) need(n, m);
   let earliest: number | null = null, short = 0;
@@ -374,14 +412,13 @@ async function readObjects(
   opts: VerifyOptions,
 ): Promise<{ objectsRead: number; bytesRead: number; corrupt: number }> {
   let objectsRead = 0, bytesRead = 0, corrupt = 0;
-  await pool(toRead, opts.concurrency ?? 4, async (md5) => {
-    const problem = await checkObject(repo, md5);
+  const contents = Contents.of(repo);
+  await pool(toRead, opts.concurrency ?? 4, async (key) => {
+    const bad = await checkObject(contents, refs.get(key) ?? []);
     objectsRead++;
-    bytesRead += objects.get(md5)?.size ?? 0;
-    if (problem !== null) {
-      corrupt++;
-      report.each(refs, md5, "corrupt", () => problem);
-    }
+    bytesRead += objects.get(key)?.size ?? 0;
+    if (bad.size > 0) corrupt++;
+    for (const [md5, problem] of bad) report.each(refs, key, "corrupt", () => problem, md5);
     report.onEvent({ type: "read", done: objectsRead, total: toRead.length, bytes: bytesRead });
   }, opts.signal);
   return { objectsRead, bytesRead, corrupt };

@@ -127,7 +127,7 @@ export class Contents {
     const held = this.#packs.get(place.key) ?? { members: null, left: 0 };
     const stored = (await (held.members ??= this.#loadPack(place.key))).get(place.member!);
     if (stored === undefined) {
-      throw new ContentError(`missing member ${place.member} in ${place.key}`);
+      throw new ContentError(`no member ${place.member} in ${place.key} (damaged pack?)`);
     }
     try {
       return memberContent(place.member!, stored).content;
@@ -158,12 +158,9 @@ export class Contents {
     } catch (err) {
       throw new ContentError(`pack ${key} does not decrypt (corrupt pack)`, { cause: err });
     }
+    // What can be read of a damaged pack is: its other members are each checked by MD5.
     const members = new Map<string, Uint8Array>();
-    try {
-      for (const m of packMembers(tar)) if (!members.has(m.name)) members.set(m.name, m.bytes);
-    } catch (err) {
-      throw new ContentError(`pack ${key}: ${messageOf(err)} (corrupt pack)`, { cause: err });
-    }
+    for (const m of packMembers(tar, true)) if (!members.has(m.name)) members.set(m.name, m.bytes);
     return members;
   }
 

@@ -20,8 +20,13 @@ export interface LockObject {
 }
 
 export interface Listing {
-  /** Data objects, by name (their MD5). */
+  /**
+   * Objects holding contents, by name: format 2 `<md5>`, format 3 `packs/<id>` and
+   * `data/<md5>[.gz]` (FORMAT.md §4).
+   */
   objects: Map<string, ObjectInfo>;
+  /** Format 3 `index/<id>` objects, by name. */
+  indexes: Map<string, ObjectInfo>;
   /** Format 2 metas, oldest first. */
   metas: MetaObject[];
   /** Format 1 (s3backup.py) metas, oldest first. */
@@ -52,6 +57,7 @@ export async function listRepository(
 ): Promise<Listing> {
   const l: Listing = {
     objects: new Map(),
+    indexes: new Map(),
     metas: [],
     legacyMetas: [],
     strangeMetas: [],
@@ -75,7 +81,12 @@ function add(l: Listing, o: ObjectInfo): void {
   const c = classify(o.name);
   switch (c.kind) {
     case "data":
+    case "pack":
+    case "data3":
       l.objects.set(o.name, o);
+      break;
+    case "index":
+      l.indexes.set(o.name, o);
       break;
     case "meta":
       l.metas.push({ ...c.meta, size: o.size });
