@@ -11,6 +11,7 @@ export const VERSION: string = config.version;
 
 export const COMMANDS = [
   "init",
+  "upgrade",
   "backup",
   "list",
   "kit",
@@ -489,6 +490,7 @@ export const TAKES: Record<CommandName, string[]> = {
   passwd: ["new-password-file", "lock-wait"],
   unlock: ["force"],
   init: [],
+  upgrade: [],
   ls: ["meta", "name", "as-of", "json"],
   find: ["as-of", "json"],
   diff: ["as-of", "json"],

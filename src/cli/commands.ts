@@ -3,6 +3,7 @@
  * hands the engine's events and summary to the UI. Nothing here exits (main.ts does).
  */
 import { dirname, join, resolve } from "node:path";
+import { FORMAT_VERSION } from "../format/descriptor.ts";
 import { checkBackupName, defaultBackupName, KEY_NAME, KIT_PREFIX } from "../format/layout.ts";
 import { backup } from "../ops/backup/backup.ts";
 import { type ExcludeRules, patternsOfFile } from "../ops/backup/excludes.ts";
@@ -22,6 +23,7 @@ import {
   openRepository,
   repositoryExists,
   RepositoryExistsError,
+  upgradeDescriptor,
 } from "../repo/repository.ts";
 import { messageOf, reasonOf } from "../util/bytes.ts";
 import { openStore, parseStoreUrl, type S3Options } from "../store/open_store.ts";
@@ -268,6 +270,27 @@ async function runInit(ctx: Context): Promise<number> {
   ui.warn(
     "keep the password safe: without it no backup can be restored, by s3backup or the kit; " +
       `each backup keeps the restore kit in ${store.location}/${KIT_PREFIX}`,
+  );
+  return ExitCode.ok;
+}
+
+/**
+ * upgrade: a format 2 repository becomes format 3 (FORMAT.md §8): the password is checked (the
+ * repository opens), then s3backup.conf is rewritten, nothing else.
+ */
+async function runUpgrade(ctx: Context): Promise<number> {
+  const store = storeOf(ctx);
+  const repo = await openRepository(store, await getPassword(passwordSources(ctx, true), false));
+  const was = await upgradeDescriptor(store);
+  if (was === FORMAT_VERSION) {
+    ctx.ui.out(`${store.location} is format ${FORMAT_VERSION} already: nothing to do`);
+    return ExitCode.ok;
+  }
+  ctx.ui.out(
+    `upgraded repository ${repo.descriptor.id} at ${store.location} from format ${was} to ` +
+      `${FORMAT_VERSION}: its backups stay as they are; new ones write packs (the first stores ` +
+      "each content once more, compressed; prune removes the old objects once no kept backup " +
+      "names them). s3backup and restore kits older than format 3 refuse it now",
   );
   return ExitCode.ok;
 }
@@ -747,6 +770,8 @@ async function runCommand(cmd: Command, ui: Ui, signal: AbortSignal): Promise<nu
       return await runUnlock(ctx);
     case "init":
       return await runInit(ctx);
+    case "upgrade":
+      return await runUpgrade(ctx);
     case "ls":
     case "find":
     case "diff":

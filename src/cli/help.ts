@@ -152,6 +152,11 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
     what: "Creates the repository (asks the password twice); the first backup does it too.",
     example: "s3backup init -b s3://my-bucket/host1",
   },
+  upgrade: {
+    usage: "s3backup upgrade -b <bucket>",
+    what: "Makes a format 2 repository format 3 (packs, compression): rewrites s3backup.conf only.",
+    example: "s3backup upgrade -b s3://my-bucket/host1",
+  },
   unlock: {
     usage: "s3backup unlock -b <bucket> [--force]",
     what: "Removes stale locks (and those of dead processes here); --force: live ones too.",

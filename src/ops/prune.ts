@@ -22,7 +22,8 @@
  *
  * The engine never prints: it reports through `onEvent` and returns a summary.
  */
-import { compareMetaNames, type MetaName } from "../format/layout.ts";
+import { compareMetaNames, type MetaName, placeOf } from "../format/layout.ts";
+import { readIndex, writeIndex } from "../repo/pack_index_store.ts";
 import { listRepository } from "../repo/listing.ts";
 import { liveLocks, type Lock, type LockInfo, type LockOptions, withLock } from "../repo/lock.ts";
 import {
@@ -211,6 +212,8 @@ interface PrunePlan {
   kept: string[];
   removed: string[];
   objects: ObjectInfo[];
+  /** Format 3 index objects. */
+  indexes: string[];
   referenced: Set<string>;
 }
 
@@ -238,7 +241,13 @@ async function planRemovals(
 
   const referenced = new Set<string>();
   await addReferences(repo, kept, referenced, opts);
-  return { kept, removed, objects: [...listing.objects.values()], referenced };
+  return {
+    kept,
+    removed,
+    objects: [...listing.objects.values()],
+    indexes: [...listing.indexes.keys()],
+    referenced,
+  };
 }
 
 /** Adds what the metas `keys` use to `referenced`. One that does not open stops the prune. */
@@ -259,7 +268,9 @@ async function addReferences(
         { cause: err },
       );
     }
-    for (const e of meta.entries) if (e.md5 !== undefined) referenced.add(e.md5);
+    for (const e of meta.entries) {
+      if (e.md5 !== undefined) referenced.add(placeOf(e.md5, e.where ?? "-").key);
+    }
   }, opts.signal);
 }
 
@@ -291,6 +302,34 @@ async function checkLockHeld(lock: Lock | undefined): Promise<void> {
     `Cannot finish the prune: its lock ${lock!.key} lapsed (${why}), so a backup may have ` +
       "started meanwhile; no data object was deleted (metas may have been): run the prune again",
   );
+}
+
+/**
+ * Format 3 (FORMAT.md §6): each index object naming an object that is gone is replaced by one
+ * holding its other entries (stored first), then deleted. Returns what retention kept.
+ */
+async function rewriteIndexes(
+  repo: Repository,
+  indexes: string[],
+  left: Set<string>,
+  versioned: boolean,
+  signal?: AbortSignal,
+): Promise<string[]> {
+  const stale: string[] = [];
+  await pool(indexes, 4, async (name) => {
+    let entries;
+    try {
+      entries = await readIndex(repo, name, null);
+    } catch (err) {
+      if (err instanceof CorruptDataError) return; // left as it is: writers skip it too
+      throw err;
+    }
+    const live = entries.filter((e) => left.has(placeOf(e.md5, e.where).key));
+    if (live.length === entries.length) return;
+    if (live.length > 0) await writeIndex(repo, live, null);
+    stale.push(name);
+  }, signal);
+  return await removeAll(repo.store, stale, versioned);
 }
 
 /** Deletes the metas outside the policy, then (unless backups run) the old unused objects. */
@@ -327,6 +366,11 @@ async function remove(
     const removed = old.filter((o) => !kept.includes(o.name));
     objectsRemoved = removed.length;
     bytesRemoved = removed.reduce((n, o) => n + o.size, 0);
+    if (!opts.dryRun) {
+      const gone = new Set(removed.map((o) => o.name));
+      const left = new Set(plan.objects.map((o) => o.name).filter((n) => !gone.has(n)));
+      retained.push(...await rewriteIndexes(repo, plan.indexes, left, versioned, opts.signal));
+    }
   }
   return {
     dryRun: opts.dryRun,

@@ -18,17 +18,20 @@ import {
   defaultDescriptor,
   type Descriptor,
   encodeDescriptor,
+  FORMAT_VERSION,
   newDescriptor,
   parseDescriptor,
 } from "../format/descriptor.ts";
 import { newDataKey, unwrapDataKey, wrapDataKey } from "../format/key_wrap.ts";
 import {
   DESCRIPTOR_NAME,
+  INDEX_PREFIX,
   KEY_CANDIDATES,
   KEY_NAME,
   KEY_NEXT_NAME,
   META_PREFIX,
   metaCandidates,
+  PACK_PREFIX,
 } from "../format/layout.ts";
 import { encodeMeta, type Entry, type Meta, type MetaHeader, parseMeta } from "../format/meta.ts";
 import type { Store } from "../store/store.ts";
@@ -84,10 +87,38 @@ export async function repositoryExists(store: Store): Promise<boolean> {
   return (await store.stat(KEY_NAME)) !== null;
 }
 
-/** The descriptor, or the format 2 defaults when it is lost. */
+/**
+ * The descriptor, or when it is lost the defaults (FORMAT.md §2): format 3 when the store
+ * holds format 3 objects (one listing of `index/`, `packs/`), else format 2.
+ */
 export async function loadDescriptor(store: Store): Promise<Descriptor> {
   const conf = await loadOptional(store, DESCRIPTOR_NAME);
-  return conf === null ? defaultDescriptor() : parseDescriptor(new TextDecoder().decode(conf));
+  if (conf !== null) return parseDescriptor(new TextDecoder().decode(conf));
+  for (const prefix of [INDEX_PREFIX, PACK_PREFIX]) {
+    for await (const _ of store.list(prefix)) return defaultDescriptor(undefined, 3);
+  }
+  return defaultDescriptor();
+}
+
+/**
+ * `s3backup upgrade` (FORMAT.md §8): rewrites a format 2 descriptor with `format=3`, every
+ * other line kept, and nothing else. Returns the format found (3: nothing was written).
+ */
+export async function upgradeDescriptor(store: Store): Promise<number> {
+  const conf = await loadOptional(store, DESCRIPTOR_NAME);
+  if (conf === null) {
+    throw new S3BackupError(
+      `${DESCRIPTOR_NAME} is missing in ${store.location}: nothing was written (a backup by ` +
+        "this version writes it again)",
+    );
+  }
+  const text = new TextDecoder().decode(conf);
+  const d = parseDescriptor(text);
+  if (d.format === FORMAT_VERSION) return d.format;
+  const upgraded = text.replace(/^format=2[ \t]*$/m, `format=${FORMAT_VERSION}`);
+  parseDescriptor(upgraded); // what readers will find
+  await store.save(DESCRIPTOR_NAME, te.encode(upgraded));
+  return d.format;
 }
 
 /**
