@@ -307,9 +307,9 @@ export async function openForReading(
 export async function createRepository(
   store: Store,
   password: Uint8Array,
-  opts: CreateOptions = {},
+  opts: CreateOptions & { format?: number } = {},
 ): Promise<Repository> {
-  const descriptor = newDescriptor();
+  const descriptor = { ...newDescriptor(), ...(opts.format ? { format: opts.format } : {}) };
   const dataKey = newDataKey();
   const wrappedKey = await wrapDataKey(dataKey, password, descriptor.keyIter);
   // Looked at again right before the write (the caller's look may be a password prompt ago):
