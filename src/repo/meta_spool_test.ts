@@ -24,6 +24,7 @@ Deno.test("meta spool: entries stream into a 0600 temp file; finish gives the en
         gid: null,
         size: i,
         mtimeMs: 1_700_000_000_000 + i,
+        where: i % 2 ? "data.gz" : `${"a".repeat(32)}.gz`,
       });
     }
     const spool = await MetaSpool.open(repo, header, prepareMetaKey(repo));
@@ -38,7 +39,7 @@ Deno.test("meta spool: entries stream into a 0600 temp file; finish gives the en
     assert.throws(() => Deno.statSync(spool.dir), Deno.errors.NotFound, "temp folder removed");
     const { meta } = await decryptMeta(body, repo.password, repo.descriptor.keyIter, "m");
     assert.deepEqual(meta.entries, entries);
-    assert.deepEqual(meta.header, { ...header, wrappedKey: repo.wrappedKey });
+    assert.deepEqual(meta.header, { ...header, version: 3, wrappedKey: repo.wrappedKey });
 
     const dropped = await MetaSpool.open(repo, header);
     await dropped.add(entries[0]!);

@@ -4,9 +4,11 @@
  * encrypted as stored, in a cache folder (`<dir>/index/<repository id>/`, 0700); a content
  * counts as stored when an index names it and its object is listed.
  */
+import { encryptedSize } from "../format/container.ts";
 import { INDEX_PREFIX, newObjectId, placeOf } from "../format/layout.ts";
+import { BLOCK, padded, TAR_END } from "../format/tar.ts";
 import { formatPackIndex, type IndexEntry, parsePackIndex } from "../format/pack_index.ts";
-import type { ObjectInfo, SaveOptions } from "../store/store.ts";
+import type { ObjectInfo, SaveOptions, Store } from "../store/store.ts";
 import { messageOf, readAll } from "../util/bytes.ts";
 import { CorruptDataError } from "../util/errors.ts";
 import { pool } from "../util/pool.ts";
@@ -75,8 +77,11 @@ export async function readIndex(
 }
 
 /**
- * Every index entry whose object is listed in `stored`, passed to `each` (an index that does
- * not open is skipped with `onBad`: its contents are then stored again). Cached index files of
+ * Every index entry whose object is listed in `stored` whole, passed to `each`: a pack of the
+ * exact size its members make (the tar of its indexed members, encrypted), a `data/` object of
+ * the size its stored bytes make. An object of another size (cut short by a crash before it was
+ * durable, or damaged) counts as absent: its contents are stored again. An index that does not
+ * open is skipped with `onBad` (its contents are then stored again). Cached index files of
  * indexes no longer listed are removed.
  */
 export async function eachIndexed(
@@ -87,16 +92,33 @@ export async function eachIndexed(
   onBad: (name: string, err: unknown) => void,
   signal?: AbortSignal,
 ): Promise<void> {
+  const all: [IndexEntry, string][] = [];
   await pool(stored.indexes.keys(), 8, async (name) => {
-    let entries: IndexEntry[];
     try {
-      entries = await readIndex(repo, name, cacheRoot);
+      for (const e of await readIndex(repo, name, cacheRoot)) all.push([e, name]);
     } catch (err) {
       if (!(err instanceof CorruptDataError)) throw err;
-      return onBad(name, err);
+      onBad(name, err);
     }
-    for (const e of entries) if (stored.objects.has(placeOf(e.md5, e.where).key)) each(e, name);
   }, signal);
+  const tars = new Map<string, Map<string, number>>(); // pack -> member -> its tar bytes
+  for (const [e] of all) {
+    const p = placeOf(e.md5, e.where);
+    if (p.member === null) continue;
+    let members = tars.get(p.key);
+    if (!members) tars.set(p.key, members = new Map());
+    members.set(p.member, BLOCK + padded(e.stored));
+  }
+  const whole = (key: string, e: IndexEntry): boolean => {
+    const size = stored.objects.get(key)?.size;
+    if (size === undefined) return false;
+    const members = tars.get(key);
+    if (members === undefined) return size === encryptedSize(e.stored);
+    let tar = TAR_END.length;
+    for (const n of members.values()) tar += n;
+    return size === encryptedSize(tar);
+  };
+  for (const [e, name] of all) if (whole(placeOf(e.md5, e.where).key, e)) each(e, name);
   pruneCache(cacheDirOf(cacheRoot, repo), stored.indexes);
 }
 
@@ -116,10 +138,11 @@ export async function writeIndex(
   entries: IndexEntry[],
   cacheRoot: string | null,
   options: SaveOptions = {},
+  store: Store = repo.store,
 ): Promise<string> {
   const name = `${INDEX_PREFIX}${newObjectId()}`;
   const body = await encryptSmallObject(repo, te.encode(formatPackIndex(entries)));
-  await repo.store.save(name, body, options);
+  await store.save(name, body, options);
   const dir = cacheDirOf(cacheRoot, repo);
   if (dir !== null) {
     try {

@@ -350,7 +350,7 @@ async function contentsFor(
   if ((repo?.descriptor.format ?? FORMAT_VERSION) !== 3) {
     return await storedContents(store, vouched);
   }
-  const packer = await Packer.open(repo, {
+  const packer = await Packer.open(store, repo, {
     cacheRoot: opts.filesCache?.dir ?? null,
     saveOptions: saveOptionsOf(opts),
     simulate: opts.simulate,

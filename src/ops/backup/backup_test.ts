@@ -21,13 +21,14 @@ import { StoreWrapper } from "../../../test/store_wrapper.ts";
 const te = new TextEncoder();
 const md5 = (b: Uint8Array | string) => createHash("md5").update(b).digest("hex");
 
-async function setup() {
+/** A repository (format 3; 2 for the tests of the format 2 writer, which hook its names). */
+async function setup(format = 3) {
   const dir = await Deno.makeTempDir({ prefix: "s3backup-engine-" });
   const src = `${dir}/src`;
   await Deno.mkdir(src);
   await Deno.mkdir(`${dir}/bucket`);
   const store = new LocalStore(`${dir}/bucket`);
-  const repo = await createRepository(store, te.encode("pw"));
+  const repo = await createRepository(store, te.encode("pw"), { format });
   return { dir, src, store, repo };
 }
 
@@ -93,8 +94,8 @@ Deno.test("a big file that changes while uploaded is never stored under a wrong 
   }
 });
 
-Deno.test("a file that keeps changing is skipped with a warning: partial", async () => {
-  const { dir, src, store, repo } = await setup();
+Deno.test("format 2: a file that keeps changing is skipped with a warning: partial", async () => {
+  const { dir, src, store, repo } = await setup(2);
   try {
     const big = `${src}/churn`;
     await Deno.writeFile(big, new Uint8Array(SMALL_FILE + 10));
@@ -116,8 +117,8 @@ Deno.test("a file that keeps changing is skipped with a warning: partial", async
   }
 });
 
-Deno.test("a file that changes twice is stored as the third read finds it", async () => {
-  const { dir, src, store, repo } = await setup();
+Deno.test("format 2: a file that changes twice is stored as the third read finds it", async () => {
+  const { dir, src, store, repo } = await setup(2);
   try {
     const big = `${src}/churn`;
     await Deno.writeFile(big, new Uint8Array(SMALL_FILE + 10));
@@ -186,8 +187,8 @@ Deno.test("entries carry mode, mtime, owner, symlink targets and empty dirs in w
   }
 });
 
-Deno.test("a key replaced by a foreign one during a backup: its uploads go, nothing recorded", async () => {
-  const { dir, src, store, repo } = await setup();
+Deno.test("format 2: a key replaced by a foreign one during a backup: its uploads go, nothing recorded", async () => {
+  const { dir, src, store, repo } = await setup(2);
   try {
     for (let i = 0; i < 5; i++) await Deno.writeTextFile(`${src}/f${i}`, `content ${i}`);
     // Another creator's key lands while this backup uploads (a store ignoring If-None-Match).
@@ -445,8 +446,8 @@ Deno.test("files cache: no stand-in from another source's meta of the name; racy
   }
 });
 
-Deno.test("an object cut short in the store (a crash before the flush) is saved again", async () => {
-  const { dir, src, store, repo } = await setup();
+Deno.test("format 2: an object cut short in the store (a crash before the flush) is saved again", async () => {
+  const { dir, src, store, repo } = await setup(2);
   try {
     const old = new Date(Date.now() - 60_000);
     const write = async (name: string, text: string) => {
@@ -542,6 +543,73 @@ Deno.test("--skip-if-unchanged: no meta while the entries are the last meta's; o
     const changed = await once(true, "other");
     assert.equal(changed.unchangedSince, null);
     assert.equal(await metas(), 4);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("format 3: a pack cut short in the store (a crash before the flush) is stored again", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    const go = () =>
+      backup(store, repo, {
+        source: src,
+        name: "t",
+        host: "h",
+        simulate: false,
+        kit: new Map(),
+        filesCache: { dir: `${dir}/cache`, forceRehash: true },
+      });
+    await Deno.writeTextFile(`${src}/a`, "first ".repeat(100));
+    await Deno.writeTextFile(`${src}/b`, "second");
+    assert.equal((await go()).newObjects, 1, "one pack");
+    const pack = [...Deno.readDirSync(`${dir}/bucket/packs`)][0]!.name;
+    const path = `${dir}/bucket/packs/${pack}`;
+    const whole = Deno.statSync(path).size;
+    for (const cut of [0, 16, whole - 16]) {
+      Deno.truncateSync(path, cut);
+      const s = await go();
+      assert.equal(s.newObjects, 1, `cut to ${cut}: its contents stored again, in a new pack`);
+      const meta = await loadMeta(repo, s.metaKey!);
+      assert.ok(
+        meta.entries.every((e) => !e.where?.startsWith(pack)),
+        "the new meta names the new pack",
+      );
+      Deno.writeFileSync(path, new Uint8Array(whole)); // the same size again: vouched by size
+      await store.remove(
+        [...Deno.readDirSync(`${dir}/bucket/packs`)].map((e) => `packs/${e.name}`).filter((n) =>
+          n !== `packs/${pack}`
+        ),
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("format 3: a key replaced by a foreign one during a backup: its packs and index go", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    for (let i = 0; i < 5; i++) await Deno.writeTextFile(`${src}/f${i}`, `content ${i}`);
+    await Deno.writeFile(`${src}/big`, new Uint8Array(SMALL_FILE + 10).fill(7));
+    const foreign = await wrapDataKey("cd".repeat(32), te.encode("pw"), repo.descriptor.keyIter);
+    class Racing extends StoreWrapper {
+      override async save(
+        name: string,
+        data: Uint8Array | ReadableStream<Uint8Array>,
+        opts?: SaveOptions,
+      ) {
+        await this.inner.save(name, data, opts);
+        if (/^(packs|data)\//.test(name)) await this.inner.save(KEY_NAME, foreign);
+      }
+    }
+    await assert.rejects(
+      run(new Racing(store), repo, src),
+      /was replaced during this backup.*removed/,
+    );
+    const left: string[] = [];
+    for await (const o of store.list()) left.push(o.name);
+    assert.deepEqual(left.filter((n) => /^(packs|data|index)\/|^meta_/.test(n)), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -25,7 +25,7 @@ import {
   writeIndex,
 } from "../../repo/pack_index_store.ts";
 import { encryptObject, encryptSmallObject, type Repository } from "../../repo/repository.ts";
-import type { SaveOptions } from "../../store/store.ts";
+import type { SaveOptions, Store } from "../../store/store.ts";
 import type { ContentSink, Stored } from "./file_reader.ts";
 
 /** The default pack size (FORMAT.md §4.1: one PUT, restic's default). */
@@ -55,15 +55,22 @@ export class Packer implements ContentSink {
   readonly #builder: PackBuilder;
   readonly #small: number;
 
-  private constructor(readonly repo: Repository | null, readonly opts: PackerOptions) {
+  private constructor(
+    readonly store: Store,
+    readonly repo: Repository | null,
+    readonly opts: PackerOptions,
+  ) {
     const size = opts.packSize ?? DEFAULT_PACK_SIZE;
     this.#builder = new PackBuilder(size, newObjectId);
     this.#small = Math.floor(size / 4);
   }
 
-  /** A packer knowing what `repo` holds (three listings, the indexes not cached yet). */
-  static async open(repo: Repository | null, opts: PackerOptions): Promise<Packer> {
-    const p = new Packer(repo, opts);
+  /**
+   * A packer knowing what `repo` holds (three listings, the indexes not cached yet), storing
+   * into `store` (the repository's store, maybe throttled).
+   */
+  static async open(store: Store, repo: Repository | null, opts: PackerOptions): Promise<Packer> {
+    const p = new Packer(store, repo, opts);
     if (repo === null) return p;
     const stored: StoredObjects = await listStored(repo);
     await eachIndexed(
@@ -144,7 +151,7 @@ export class Packer implements ContentSink {
     if (!this.opts.simulate && this.repo !== null) {
       const body = await encryptSmallObject(this.repo, pack.tar);
       size = body.length;
-      await this.repo.store.save(key, body, this.opts.saveOptions);
+      await this.store.save(key, body, this.opts.saveOptions);
     }
     this.#ours.add(key);
     this.#entries.push(...pack.entries);
@@ -170,7 +177,7 @@ export class Packer implements ContentSink {
       const options = gz
         ? this.opts.saveOptions
         : { ...this.opts.saveOptions, size: encryptedSize(plain) };
-      await this.repo.store.save(key, encrypted, options);
+      await this.store.save(key, encrypted, options);
     }
     this.#ours.add(key);
     this.#entries.push({ md5, where, stored, plain });
@@ -187,7 +194,8 @@ export class Packer implements ContentSink {
     const last = this.#builder.finish();
     if (last !== null) await this.#storePack(last);
     if (this.#entries.length === 0 || this.opts.simulate || this.repo === null) return null;
-    const name = await writeIndex(this.repo, this.#entries, this.opts.cacheRoot);
+    await this.store.flush?.(); // the packs durable before the index that names them
+    const name = await writeIndex(this.repo, this.#entries, this.opts.cacheRoot, {}, this.store);
     this.#ours.add(name);
     return name;
   }
