@@ -32,8 +32,9 @@ const backends = () => storeBackends("verify");
  * A repository with two backups of `docs`: both hold shared.txt, the first one.txt, the second
  * two.txt and sub/big.bin (200 KiB).
  */
+/** Two backups of a format 2 repository (one object per content: names to remove, corrupt). */
 async function fixture(store: Store) {
-  const repo = await createRepository(store, PW);
+  const repo = await createRepository(store, PW, { format: 2 });
   const src = await Deno.makeTempDir({ prefix: "s3backup-verify-src-" });
   try {
     await Deno.writeTextFile(path.join(src, "shared.txt"), "shared content");
@@ -227,6 +228,56 @@ Deno.test("verify -m latest -n NAME checks the latest backup of that name only",
     await verify(f.repo, { meta: "latest" }, onEvent);
     await verify(f.repo, { meta: "latest", name: "docs" }, onEvent);
     assert.deepEqual(seen, [other.metaKey!, f.metas[1]!]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("verify [local, format 3]: a damaged pack member names its own paths; a missing pack all of its", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-verify3-" });
+  try {
+    const store = new LocalStore(`${dir}/bucket`);
+    Deno.mkdirSync(`${dir}/bucket`);
+    const repo = await createRepository(store, PW);
+    Deno.mkdirSync(`${dir}/src`);
+    for (let i = 0; i < 20; i++) {
+      Deno.writeTextFileSync(`${dir}/src/f${i}`, `file ${i} `.repeat(200));
+    }
+    const big = new Uint8Array(6 * 1024 * 1024).fill(65); // a data/ object, gzipped
+    Deno.writeFileSync(`${dir}/src/big`, big);
+    const b = await backup(store, repo, {
+      source: `${dir}/src`,
+      name: "n",
+      host: "h",
+      simulate: false,
+      kit: new Map(),
+    });
+    let c = collect();
+    let s = await verify(repo, { readData: true }, c.onEvent);
+    assert.deepEqual(c.show(), []);
+    assert.equal(s.objects, 2, "one pack, one data/ object");
+    assert.equal(s.objectsRead, 2);
+    const pack = [...Deno.readDirSync(`${dir}/bucket/packs`)][0]!.name;
+    const path3 = `${dir}/bucket/packs/${pack}`;
+    // Flip a byte in the middle of the pack: one member is damaged (its data or its header).
+    const bytes = Deno.readFileSync(path3);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0x55;
+    Deno.writeFileSync(path3, bytes);
+    c = collect();
+    s = await verify(repo, { readData: true }, c.onEvent);
+    const damaged = c.problems.filter((p) => p.kind === "corrupt");
+    assert.ok(damaged.length >= 1 && damaged.length <= 2, c.show().join("\n"));
+    assert.ok(damaged.every((p) => p.object === `packs/${pack}` && /^f\d+$/.test(p.path!)));
+    assert.equal(s.corrupt, 1);
+    Deno.removeSync(path3);
+    c = collect();
+    s = await verify(repo, {}, c.onEvent);
+    assert.equal(
+      c.problems.filter((p) => p.kind === "missing").length,
+      20,
+      "every file of the pack",
+    );
+    assert.deepEqual(s.damagedMetas, [b.metaKey]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
