@@ -544,14 +544,15 @@ async function which(name: string): Promise<string> {
 }
 
 /**
- * A bin directory holding only symlinks to bash, the coreutils programs, openssl and (when
- * given) aws. No base64 (the kit must use openssl base64); no md5sum when noMd5sum.
+ * A bin directory holding only symlinks to bash, the coreutils programs, openssl, tar and gzip
+ * (format 3) and (when given) aws. No base64 (the kit must use openssl base64); no md5sum when
+ * noMd5sum.
  */
 async function restrictedBin(opts: { aws?: string; noMd5sum?: boolean } = {}): Promise<string> {
   const bin = tmpPath("bin");
   await Deno.mkdir(bin);
   const progs = COREUTILS.filter((p) => !(opts.noMd5sum && p === "md5sum"));
-  for (const p of [...progs, "bash", "openssl"]) {
+  for (const p of [...progs, "bash", "openssl", "tar", "gzip"]) {
     const real = await run("bash", ["-c", 'type -P -- "$1"', "bash", p]);
     const target = real.stdout.trim();
     if (real.code === 0 && target) await Deno.symlink(target, `${bin}/${p}`);
