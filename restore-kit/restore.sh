@@ -851,7 +851,7 @@ thaw_each() {
   rm -rf -- "$3"
   mkdir -p -- "$3"
   while IFS= read -r name <&3; do
-    "$1" "$name" >"$3/$name" &
+    "$1" "$name" >"$3/${name//\//_}" &
     n=$((n + 1))
     if [ $((n % KIT_JOBS)) -eq 0 ]; then wait; fi
   done 3<"$2"
@@ -863,7 +863,7 @@ thaw_pick() {
   local name w
   : >"$4"
   while IFS= read -r name <&3; do
-    w=$(cat -- "$2/$name" 2>/dev/null) || w=""
+    w=$(cat -- "$2/${name//\//_}" 2>/dev/null) || w=""
     if [ "${w%% *}" = "$3" ]; then printf '%s\n' "$name" >>"$4"; fi
   done 3<"$1"
 }
@@ -892,7 +892,7 @@ thaw_needed() {
   warn "$(count_lines "$KIT_TMP/arch.need") objects needed are in an archive storage class: $(count_lines "$KIT_TMP/arch.ready") readable, $(count_lines "$KIT_TMP/arch.ongoing") being restored, $(count_lines "$KIT_TMP/arch.cold") to request now (tier $ARG_RESTORE_TIER, $ARG_RESTORE_DAYS days; AWS charges the retrieval per GB and per request, and the copies as standard storage)"
   thaw_each thaw_request "$KIT_TMP/arch.cold" "$d"
   while IFS= read -r name <&3; do
-    line=$(cat -- "$d/$name" 2>/dev/null) || line="error no answer"
+    line=$(cat -- "$d/${name//\//_}" 2>/dev/null) || line="error no answer"
     case "$line" in error*) warn "object $name: cannot request its restore: ${line#error }" ;; esac
   done 3<"$KIT_TMP/arch.cold"
   LC_ALL=C sort -m "$KIT_TMP/arch.cold" "$KIT_TMP/arch.ongoing" >"$KIT_TMP/arch.pending"

@@ -62,7 +62,7 @@ Deno.test("append-only: backups run with deletes refused outside locks/", async 
     const changed = await run("n");
     const other = await run("other");
     for (const s of [same, changed, other]) assert.ok(s.metaKey, "each backup recorded");
-    assert.equal(changed.newObjects, 2);
+    assert.equal(changed.newObjects, 1, "one pack holding both new contents");
     // Only the sweep was refused (and tolerated); nothing else tried to delete.
     assert.deepEqual([...new Set(store.refused)], ["(multipart sweep)"]);
     const out = `${dir}/out`;

@@ -137,17 +137,12 @@ export class Contents {
   }
 
   /**
-   * A pack's members (first of each name), fetched and decrypted once. An archived pack is
-   * forgotten (asked again after a thaw); any other failure is every member's.
+   * A pack's members (first of each name), fetched and decrypted once for the contents
+   * expected of it (a failure, an archived pack too, is theirs; a run that thaws it expects
+   * them again).
    */
   #loadPack(key: string): Promise<Map<string, Uint8Array>> {
-    const p = this.#readPack(key);
-    p.catch((err) => {
-      if (err instanceof ObjectArchivedError && this.#packs.get(key)?.members === p) {
-        this.#packs.get(key)!.members = null;
-      }
-    });
-    return p;
+    return this.#readPack(key);
   }
 
   async #readPack(key: string): Promise<Map<string, Uint8Array>> {
