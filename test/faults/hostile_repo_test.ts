@@ -7,9 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { DESCRIPTOR_NAME, KEY_NAME } from "../../src/format/layout.ts";
+import { DESCRIPTOR_NAME, KEY_NAME, META_PREFIX } from "../../src/format/layout.ts";
+import { listRepository } from "../../src/repo/listing.ts";
 import type { Entry } from "../../src/format/meta.ts";
-import { openRepository, type Repository, saveMeta } from "../../src/repo/repository.ts";
+import { loadMeta, openRepository, type Repository, saveMeta } from "../../src/repo/repository.ts";
 import { LocalStore } from "../../src/store/local_store.ts";
 import { readAll } from "../../src/util/bytes.ts";
 import { runKit } from "../kit_runner.ts";
@@ -54,15 +55,24 @@ function file(path: string, content: string): Entry {
   };
 }
 
-/** A meta, newer than the good one, with these entries. */
+/**
+ * A meta, newer than the good one, with these entries (version 3: each file's content where
+ * the good backup stored it).
+ */
 async function hostileMeta(f: Fixture, entries: Entry[]): Promise<string> {
   const key = "meta_hostile_20300101T000000Z";
   const header = {
+    version: 3 as const,
     time: new Date("2030-01-01T00:00:00Z"),
     host: "h",
     source: "/x",
     name: "hostile",
   };
+  const good = (await listRepository(f.store, META_PREFIX)).metas.find((m) => m.name === "good")!;
+  const where = new Map((await loadMeta(f.repo, good.key)).entries.map((e) => [e.md5, e.where]));
+  entries = entries.map((e) =>
+    e.type === "f" && e.where === undefined ? { ...e, where: where.get(e.md5) ?? "-" } : e
+  );
   await saveMeta(f.repo, key, header, entries);
   return key;
 }
