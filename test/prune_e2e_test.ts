@@ -12,6 +12,7 @@ import { backup } from "../src/ops/backup/backup.ts";
 import { prune, type PruneEvent } from "../src/ops/prune.ts";
 import { verify } from "../src/ops/verify.ts";
 import { acquireLock, LockedError } from "../src/repo/lock.ts";
+import { readIndex } from "../src/repo/pack_index_store.ts";
 import {
   createRepository,
   openRepository,
@@ -83,12 +84,12 @@ const DOCS = [
 
 for (const b of backends()) {
   Deno.test({
-    name: `prune [${b.label}]: keeps exactly what the policy says, dry run first`,
+    name: `prune [${b.label}]: format 2: keeps exactly what the policy says, dry run first`,
     sanitizeOps: b.sanitize,
     sanitizeResources: b.sanitize,
     fn: () =>
       b.run(async (store) => {
-        const repo = await createRepository(store, PW);
+        const repo = await createRepository(store, PW, { format: 2 });
         const metas: string[] = [];
         for (const t of DOCS) {
           metas.push(await backupOf(store, repo, "docs", t, { "shared.txt": "S", "at.txt": t }));
@@ -159,12 +160,12 @@ for (const b of backends()) {
   });
 
   Deno.test({
-    name: `prune [${b.label}]: racing a backup loses nothing the backup needs`,
+    name: `prune [${b.label}]: format 2: racing a backup loses nothing the backup needs`,
     sanitizeOps: b.sanitize,
     sanitizeResources: b.sanitize,
     fn: () =>
       b.run(async (store) => {
-        const repo = await createRepository(store, PW);
+        const repo = await createRepository(store, PW, { format: 2 });
         // x1's content is used by no kept meta once x1 goes: an orphan, older than any grace.
         const x1 = await backupOf(store, repo, "x", "2026-01-01T00:00:00Z", { a: "x1 content" });
         await backupOf(store, repo, "x", "2026-01-02T00:00:00Z", { a: "x2 content" });
@@ -224,12 +225,12 @@ for (const b of backends()) {
   });
 
   Deno.test({
-    name: `prune [${b.label}]: refusals delete nothing`,
+    name: `prune [${b.label}]: format 2: refusals delete nothing`,
     sanitizeOps: b.sanitize,
     sanitizeResources: b.sanitize,
     fn: () =>
       b.run(async (store) => {
-        const repo = await createRepository(store, PW);
+        const repo = await createRepository(store, PW, { format: 2 });
         await backupOf(store, repo, "x", "2026-01-01T00:00:00Z", { a: "one" });
         const keptMeta = await backupOf(store, repo, "x", "2026-01-02T00:00:00Z", { a: "two" });
         const before = await names(store);
@@ -360,7 +361,7 @@ Deno.test("s3backup verify / check, prune, passwd: output and exit codes", async
     const repoDir = path.join(dir, "repo");
     await Deno.mkdir(repoDir);
     const store = new LocalStore(repoDir);
-    const repo = await createRepository(store, PW);
+    const repo = await createRepository(store, PW, { format: 2 }); // objects named by MD5
     const m1 = await backupOf(store, repo, "docs", "2026-01-01T00:00:00Z", { a: "one", s: "S" });
     const m2 = await backupOf(store, repo, "docs", "2026-01-02T00:00:00Z", { a: "two", s: "S" });
     const env = { S3BACKUP_PASSWORD: PASSWORD };
@@ -418,3 +419,40 @@ Deno.test("s3backup verify / check, prune, passwd: output and exit codes", async
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+for (const b of backends()) {
+  Deno.test({
+    name:
+      `prune [${b.label}, format 3]: packs go whole when unused, stay whole when used; indexes follow`,
+    sanitizeOps: b.sanitize,
+    sanitizeResources: b.sanitize,
+    fn: () =>
+      b.run(async (store) => {
+        const repo = await createRepository(store, PW);
+        // Day 1: a, b (one pack P1). Day 2: b, c (c in pack P2). Day 3: c only.
+        const m1 = await backupOf(store, repo, "x", "2026-01-01T00:00:00Z", { a: "A1", b: "B" });
+        await backupOf(store, repo, "x", "2026-01-02T00:00:00Z", { b: "B", c: "C2" });
+        const packs1 = await names(store, "packs/");
+        assert.equal(packs1.length, 2);
+        await backupOf(store, repo, "x", "2026-01-03T00:00:00Z", { c: "C2" });
+        // Keep the last two: P1 still holds b (day 2 names it): kept whole, with a.
+        let s = await prune(repo, { policy: { last: 2 }, dryRun: false, graceMs: 0, host: HOST });
+        assert.deepEqual(s.metasRemoved, [m1]);
+        assert.equal(s.objectsRemoved, 0);
+        assert.deepEqual(await names(store, "packs/"), packs1);
+        // Keep the last one: P1 is used by no kept meta: deleted; its index entries go too.
+        s = await prune(repo, { policy: { last: 1 }, dryRun: false, graceMs: 0, host: HOST });
+        assert.equal(s.objectsRemoved, 1);
+        const left = await names(store, "packs/");
+        assert.equal(left.length, 1);
+        const indexes = await names(store, "index/");
+        const entries = (await Promise.all(indexes.map((n) => readIndex(repo, n, null)))).flat();
+        assert.deepEqual(entries.map((e) => e.md5), [md5("C2")], "the index names what is left");
+        assert.equal((await verify(repo, { readData: true })).problems, 0);
+        // A backup after the prune stores b again (its pack is gone), c not.
+        const again = await backupOf(store, repo, "x", "2026-01-04T00:00:00Z", { b: "B", c: "C2" });
+        assert.equal((await names(store, "packs/")).length, 2);
+        assert.equal((await verify(repo, { readData: true, meta: again })).problems, 0);
+      }),
+  });
+}
