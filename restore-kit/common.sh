@@ -187,6 +187,18 @@ decrypt_error() {
   esac
 }
 
+# target_full DIR: whether the file system of DIR has (almost) no space left; then P_ERR says so
+# (an unpacked pack member or a gunzip that could not be written).
+target_full() {
+  local avail=""
+  read -r _ _ _ avail _ <<<"$(df -Pk -- "$1" 2>/dev/null | tail -n 1)" || true
+  if is_uint "$avail" && [ "$avail" -lt 64 ]; then
+    P_ERR="cannot write: no space left on the file system of $1 (error writing output file)"
+    return 0
+  fi
+  return 1
+}
+
 # MD5: md5sum (GNU), md5 -q (BSD) or openssl dgst, chosen at runtime.
 KIT_MD5_TOOL=""
 pick_md5() {

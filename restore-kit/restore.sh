@@ -249,7 +249,11 @@ restore_files() {
   while IFS= read -r line <&3; do
     if ! parse_entry "$line"; then fail "$E_EPATH" "$E_ERR"; continue; fi
     content_src "$2"
-    if [ ! -f "$C_SRC" ]; then fail "$E_EPATH" "$C_MISSING$MISSING_WHY"; continue; fi
+    if [ ! -f "$C_SRC" ]; then
+      if [ -n "$C_MEMBER" ] && target_full "$UNPACKED"; then C_MISSING=$P_ERR; fi
+      fail "$E_EPATH" "$C_MISSING$MISSING_WHY"
+      continue
+    fi
     if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; continue; fi
     if [ $((n % CHUNK_MAX)) -eq 0 ]; then
       c=$((c + 1))
@@ -342,9 +346,11 @@ worker_decrypt() {
     W_PATH[i]=$E_PATH W_MD5[i]=$E_MD5 W_MODE[i]=$E_MODE W_MTIME[i]=$E_MTIME
     W_OWNER[i]=$E_UID:$E_GID
     if ! content_out "$3" "$2/$i"; then
-      if [ -n "$C_MEMBER" ]; then
-        P_ERR="member $C_MEMBER of $C_KEY cannot be read (corrupt pack, or the target is full)"
-      else decrypt_error "$2/$i" "$C_KEY"; fi
+      if [ -z "$C_MEMBER" ]; then
+        decrypt_error "$2/$i" "$C_KEY"
+      elif ! target_full "$2"; then
+        P_ERR="member $C_MEMBER of $C_KEY cannot be read (corrupt pack)"
+      fi
       W_ERR[i]=$P_ERR
       rm -f -- "$2/$i"
     fi

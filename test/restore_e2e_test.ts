@@ -14,7 +14,8 @@ import { PERMISSIONS } from "../scripts/permissions.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import type { Entry } from "../src/format/meta.ts";
-import { openRepository, saveMeta } from "../src/repo/repository.ts";
+import { listRepository } from "../src/repo/listing.ts";
+import { createRepository, loadMeta, openRepository, saveMeta } from "../src/repo/repository.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 import {
   childEnv,
@@ -314,9 +315,10 @@ Deno.test("restore: wrong password exits 4 before the target is created", async 
   }
 });
 
-Deno.test("restore: a corrupt and a missing object are named, the rest restored, exit 3", async () => {
+Deno.test("restore, format 2: a corrupt and a missing object are named, the rest restored, exit 3", async () => {
   const f = await fx();
   try {
+    await createRepository(new LocalStore(f.repo), te.encode(PASSWORD), { format: 2 });
     await smallBackup(f);
     const flip = `${f.repo}/${md5("content of dir/b.txt")}`;
     const body = Deno.readFileSync(flip);
@@ -357,10 +359,13 @@ Deno.test("restore: a hand-crafted hostile meta writes nothing outside the targe
     const abs = `${outside}/abs`;
     const repo = await openRepository(new LocalStore(f.repo), te.encode(PASSWORD));
     const m = md5("same");
+    const good = (await listRepository(repo.store, "meta_")).metas[0]!;
+    const where = (await loadMeta(repo, good.key)).entries.find((e) => e.md5 === m)!.where;
     const file = (path: string): Entry => ({
       type: "f",
       path,
       md5: m,
+      where,
       mode: 0o644,
       uid: null,
       gid: null,
@@ -400,7 +405,8 @@ Deno.test("restore: a hand-crafted hostile meta writes nothing outside the targe
       file("ok.txt"),
     ];
     const key = "meta_evil_20300101T000000Z";
-    await saveMeta(repo, key, { time: new Date(), host: "x", source: "/x", name: "evil" }, entries);
+    const header = { version: 3 as const, time: new Date(), host: "x", source: "/x", name: "evil" };
+    await saveMeta(repo, key, header, entries);
 
     for (const who of ["program", "kit"] as const) {
       for (const overwrite of [false, true]) {
@@ -568,3 +574,38 @@ for (const { label, target } of stores) {
     }
   });
 }
+
+Deno.test("restore, format 3: a damaged pack loses the files it damaged, a missing data/ object its file; both readers", async () => {
+  const f = await fx();
+  try {
+    const src = `${f.dir}/src`;
+    Deno.mkdirSync(src);
+    for (let i = 0; i < 40; i++) Deno.writeTextFileSync(`${src}/f${i}`, `file ${i} `.repeat(300));
+    Deno.writeFileSync(`${src}/big`, new Uint8Array(5 * 1024 * 1024).fill(3));
+    ok(await s3backup(["backup", "-f", src, "-b", f.repo, "-c"], f.env), "backup");
+    const pack = `${f.repo}/packs/${[...Deno.readDirSync(`${f.repo}/packs`)][0]!.name}`;
+    const body = Deno.readFileSync(pack);
+    body[Math.floor(body.length / 2)]! ^= 0x40;
+    Deno.writeFileSync(pack, body);
+    Deno.removeSync(`${f.repo}/data`, { recursive: true });
+    for (const who of ["program", "kit"] as const) {
+      const t = `${f.dir}/t-${who}`;
+      const r = who === "program"
+        ? await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", t, "-c"], f.env)
+        : await kit("restore.sh", [f.repo, "latest", t], f.env);
+      assert.equal(r.code, 3, `${who}: ${r.stderr}`);
+      assert.match(r.stderr, /big: missing object data\/[0-9a-f]{32}/, who);
+      const lost = snapshot(src).filter((e) => e.type === "f" && !exists(`${t}/${e.path}`));
+      assert.ok(lost.length >= 2 && lost.length <= 3, `${who}: ${lost.map((e) => e.path)}`);
+      for (const e of snapshot(t).filter((e) => e.type === "f")) {
+        assert.equal(
+          md5(Deno.readTextFileSync(`${t}/${e.path}`)),
+          md5(Deno.readTextFileSync(`${src}/${e.path}`)),
+          `${who}: ${e.path} restored with other bytes`,
+        );
+      }
+    }
+  } finally {
+    await f.cleanup();
+  }
+});
