@@ -69,9 +69,9 @@ const CASES: { name: string; seed: number; rules: FaultRule[]; args?: string[] }
     rules: [{
       fault: "stall",
       kinds: ["put", "put-part"],
-      key: /[0-9a-f]{32}$/,
-      share: 0.3,
-      max: 4,
+      key: /(packs|data)\/[0-9a-f]{32}(\.gz)?$/, // format 3: a backup's few packs
+      share: 1,
+      max: 1,
     }],
     args: ["--timeout", "2s"],
   },
@@ -115,7 +115,13 @@ Deno.test({
       const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c"], { env: f.env });
       assert.equal(b.code, 0, b.stderr);
       f.proxy.setRules([
-        { fault: "cut", kinds: ["get"], key: /[0-9a-f]{32}$/, share: 0.3, max: 6 },
+        {
+          fault: "cut",
+          kinds: ["get"],
+          key: /(packs|data)\/[0-9a-f]{32}(\.gz)?$/,
+          share: 1,
+          max: 2,
+        },
         { fault: "slowdown", kinds: ["get"], share: 0.1 },
       ]);
       const out = `${f.dir}/out`;
