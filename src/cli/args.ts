@@ -101,6 +101,8 @@ export interface Command {
   /** backup: upload rate; restore, verify: download rate (as given: 2M). */
   limitUpload?: string;
   limitDownload?: string;
+  /** backup (format 3): the pack size, as given (16M). */
+  packSize?: string;
   /** backup: Object Lock retention (a duration) and its mode, as given. */
   retain?: string;
   retainMode?: string;
@@ -150,6 +152,7 @@ const OPTIONS = {
   "restore-days": { type: "string" },
   wait: { type: "boolean", default: false },
   "limit-upload": { type: "string" },
+  "pack-size": { type: "string" },
   retain: { type: "string" },
   "as-of": { type: "string" },
   verify: { type: "boolean", default: false },
@@ -365,6 +368,7 @@ function commandWith(command: CommandName, v: Values): Command {
   opt("restoreDays", v["restore-days"]);
   if (v.wait) cmd.wait = true;
   opt("limitUpload", v["limit-upload"]);
+  opt("packSize", v["pack-size"]);
   opt("retain", v.retain);
   opt("asOf", v["as-of"]);
   if (v.verify) cmd.verify = true;
@@ -455,6 +459,7 @@ export const TAKES: Record<CommandName, string[]> = {
     "skip-if-unchanged",
     "lock-wait",
     "limit-upload",
+    "pack-size",
     "retain",
     "retain-mode",
     "json",

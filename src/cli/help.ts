@@ -69,6 +69,8 @@ const OPTION_HELP: Record<string, string> = {
     "      --wait              wait (polling) for archived objects' copies; else exit 7, run again",
   "limit-upload":
     "      --limit-upload RATE   upload at most RATE bytes/s in all (500K, 2M; [s3] limit_upload)",
+  "pack-size":
+    "      --pack-size SIZE    format 3: fill packs of small files to SIZE (512K to 128M; default 16M)",
   "limit-download":
     "      --limit-download RATE download at most RATE bytes/s in all (500K, 2M; [s3] limit_download)",
   retain:

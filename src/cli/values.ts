@@ -148,6 +148,15 @@ export function parseRate(v: string, where: string): number {
   return Math.round(n);
 }
 
+/** `--pack-size`: 512K to 128M (FORMAT.md §4.1; the default is 16M). */
+export function parsePackSize(v: string): number {
+  const n = parseRate(v, "--pack-size");
+  if (n < 512 * 1024 || n > 128 * 1024 * 1024) {
+    throw new UsageError(`--pack-size ${JSON.stringify(v)}: use 512K to 128M`);
+  }
+  return n;
+}
+
 /**
  * A point in time: ISO 8601 (`2026-11-30`, `2026-11-30T14:00:00Z`; a date alone is midnight UTC),
  * or a duration ago (`3d`, `12h`).

@@ -82,7 +82,8 @@ export async function readIndex(
  * the size its stored bytes make. An object of another size (cut short by a crash before it was
  * durable, or damaged) counts as absent: its contents are stored again. An index that does not
  * open is skipped with `onBad` (its contents are then stored again). Cached index files of
- * indexes no longer listed are removed.
+ * indexes no longer listed are removed. Returns how many entries name an object that is not
+ * there whole.
  */
 export async function eachIndexed(
   repo: Repository,
@@ -91,7 +92,7 @@ export async function eachIndexed(
   each: (e: IndexEntry, index: string) => void,
   onBad: (name: string, err: unknown) => void,
   signal?: AbortSignal,
-): Promise<void> {
+): Promise<number> {
   const all: [IndexEntry, string][] = [];
   await pool(stored.indexes.keys(), 8, async (name) => {
     try {
@@ -118,8 +119,13 @@ export async function eachIndexed(
     for (const n of members.values()) tar += n;
     return size === encryptedSize(tar);
   };
-  for (const [e, name] of all) if (whole(placeOf(e.md5, e.where).key, e)) each(e, name);
+  let absent = 0;
+  for (const [e, name] of all) {
+    if (whole(placeOf(e.md5, e.where).key, e)) each(e, name);
+    else absent++;
+  }
   pruneCache(cacheDirOf(cacheRoot, repo), stored.indexes);
+  return absent;
 }
 
 /** Removes cached index files whose object is gone. */

@@ -356,6 +356,13 @@ async function contentsFor(
     simulate: opts.simulate,
     onBadIndex: (name, err) =>
       warn.add(name, `${messageOf(err)}: its contents are stored again`, false),
+    onAbsent: (n) =>
+      warn.add(
+        ".",
+        `${n} contents the indexes name are missing from the store (deleted, or cut short): ` +
+          "each is stored again if a file still holds it",
+        false,
+      ),
     ...(opts.packSize ? { packSize: opts.packSize } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   });

@@ -40,6 +40,8 @@ export interface PackerOptions {
   simulate: boolean;
   /** An index that does not open: its contents are stored again. */
   onBadIndex?: (name: string, err: unknown) => void;
+  /** `n` index entries name objects that are not there whole: stored again when used. */
+  onAbsent?: (n: number) => void;
   signal?: AbortSignal;
 }
 
@@ -73,7 +75,7 @@ export class Packer implements ContentSink {
     const p = new Packer(store, repo, opts);
     if (repo === null) return p;
     const stored: StoredObjects = await listStored(repo);
-    await eachIndexed(
+    const absent = await eachIndexed(
       repo,
       stored,
       opts.cacheRoot,
@@ -81,6 +83,7 @@ export class Packer implements ContentSink {
       opts.onBadIndex ?? (() => {}),
       opts.signal,
     );
+    if (absent > 0) opts.onAbsent?.(absent);
     return p;
   }
 
