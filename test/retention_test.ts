@@ -24,7 +24,8 @@ import { makeBucket, s3Targets, targetClient } from "./s3_env.ts";
 import { S3Store } from "../src/store/s3_store.ts";
 
 const DAY = 86_400_000;
-const DATA = /^[0-9a-f]{32}$/;
+/** The objects holding contents (format 3): packs and data/ objects. */
+const DATA = /^(packs\/[0-9a-f]{32}|data\/[0-9a-f]{32}(\.gz)?)$/;
 
 for (const target of s3Targets()) {
   Deno.test({
@@ -91,7 +92,8 @@ for (const target of s3Targets()) {
           assert.equal(l.mode, "GOVERNANCE", k);
           assert.ok(Math.abs(l.until! - (t0 + 1.5 * DAY)) < 120_000, `${k}: ${l.until}`);
         }
-        assert.equal(keys.filter((k) => DATA.test(k)).length, 3);
+        assert.equal(keys.filter((k) => DATA.test(k)).length, 1, "the three files in one pack");
+        assert.equal(keys.filter((k) => k.startsWith("index/")).length, 1, "retained as well");
         // The backup's lock was removed: on a versioned bucket its versions stay, unretained.
         const locks = await client.send(
           new ListObjectVersionsCommand({ Bucket: bucket, Prefix: "locks/" }),
@@ -145,15 +147,15 @@ for (const target of s3Targets()) {
         const r1 = JSON.parse(v1.stdout).retention;
         assert.equal(r1.backups, 4);
         assert.equal(r1.short, 0);
-        assert.equal(r1.objects, 5 + 4 + 2 + kit.length, "5 contents, 4 metas, key, conf, kit");
+        assert.equal(r1.objects, 3 + 4 + 2 + kit.length, "3 packs, 4 metas, key, conf, kit");
         assert.ok(Date.parse(r1.lockedUntil) >= t0 + 1.4 * DAY);
         const v2 = await run(["verify", "--check-retention", "2d"]);
         assert.equal(v2.code, 3, v2.stdout + v2.stderr);
         assert.match(v2.stderr, /s3backup\.key\): retained only until \S+ \(needed until /);
         assert.match(v2.stdout, /not locked long enough/);
 
-        // 0.6 days later less than a day is left: what it reuses (4 files), key, descriptor and
-        // kit are extended to then + 1.5 days; nothing else.
+        // 0.6 days later less than a day is left: what it reuses (4 files in 2 packs), key,
+        // descriptor and kit are extended to then + 1.5 days; nothing else.
         const later = new Date(Date.now() + 0.6 * DAY);
         const policy = { mode: "GOVERNANCE" as const, retainMs: DAY };
         const direct = new S3Store({
@@ -176,8 +178,8 @@ for (const target of s3Targets()) {
           retention: policy,
           now: () => later,
         });
-        assert.equal(b3.retentionExtended, 4 + 2 + kit.length);
-        requestsWere(4 + 2 + kit.length, "one request each");
+        assert.equal(b3.retentionExtended, 2 + 2 + kit.length);
+        requestsWere(2 + 2 + kit.length, "one request each");
         direct.close();
         const l0 = await lockOf(data0);
         assert.ok(Math.abs(l0.until! - (later.getTime() + 1.5 * DAY)) < 120_000);
