@@ -59,27 +59,24 @@ fail() {
   FAILED=$((FAILED + 1))
 }
 
+# An entry line: eight fields without a space, then the path (FORMAT.md 5.1).
+ENTRY_RE='^([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) (.*)$'
+
 # parse_entry LINE: split an entry line (FORMAT.md 5.1) into E_* variables, decode and check
 # the path. Returns 1 with E_ERR set when the entry is refused.
 parse_entry() {
-  local rest=$1 i=0 f nonul
-  local -a fld
+  local f nonul
   E_ERR=""
   E_EPATH=""
-  while [ "$i" -lt 8 ]; do
-    f=${rest%% *}
-    if [ "$f" = "$rest" ]; then
-      E_EPATH=$1
-      E_ERR="malformed entry line"
-      return 1
-    fi
-    fld[i]=$f
-    rest=${rest#* }
-    i=$((i + 1))
-  done
-  E_MD5=${fld[0]} E_TYPE=${fld[1]} E_MODE=${fld[2]} E_UID=${fld[3]} E_GID=${fld[4]}
-  E_SIZE=${fld[5]} E_MTIME=${fld[6]} E_ETARGET=${fld[7]}
-  E_EPATH=$rest
+  # One regex match (a bash builtin) splits the eight fields from the path, the rest.
+  if ! [[ $1 =~ $ENTRY_RE ]]; then
+    E_EPATH=$1
+    E_ERR="malformed entry line"
+    return 1
+  fi
+  E_MD5=${BASH_REMATCH[1]} E_TYPE=${BASH_REMATCH[2]} E_MODE=${BASH_REMATCH[3]}
+  E_UID=${BASH_REMATCH[4]} E_GID=${BASH_REMATCH[5]} E_SIZE=${BASH_REMATCH[6]}
+  E_MTIME=${BASH_REMATCH[7]} E_ETARGET=${BASH_REMATCH[8]} E_EPATH=${BASH_REMATCH[9]}
   # Control characters are always escaped (FORMAT.md 5.2).
   case "$E_EPATH$E_ETARGET" in *"$TAB"* | *"$CR"*) E_ERR="unescaped control character: refused"; return 1 ;; esac
   # A NUL byte cannot be in a name; a "\x00" escape would cut the decoded string.
@@ -91,13 +88,9 @@ parse_entry() {
   f=${E_PATH//[!\/]/}
   if [ "${#f}" -ge "$MAX_COMPONENTS" ]; then E_ERR="path deeper than $MAX_COMPONENTS components: refused"; return 1; fi
   case "$E_PATH" in /*) E_ERR="absolute path: refused"; return 1 ;; esac
-  rest=$E_PATH
-  while :; do
-    f=${rest%%/*}
-    case "$f" in '' | . | ..) E_ERR="path with an empty, '.' or '..' component: refused"; return 1 ;; esac
-    if [ "$rest" = "$f" ]; then break; fi
-    rest=${rest#*/}
-  done
+  case "/$E_PATH/" in
+  *//* | */./* | */../*) E_ERR="path with an empty, '.' or '..' component: refused"; return 1 ;;
+  esac
   f=${E_PATH%%/*}
   if [ "$f" = "$WORK_NAME" ]; then E_ERR="path clashes with the kit's work directory: skipped"; return 1; fi
   case "$E_TYPE" in
@@ -300,8 +293,12 @@ collect_results() {
     while IFS= read -r line <&3; do
       res=""
       IFS= read -r res <&4 || res="fail${TAB}not restored (its worker failed)"
-      parse_entry "$line" || true
-      if [ "$res" = ok ]; then N_FILES=$((N_FILES + 1)); else fail "$E_EPATH" "${res#*"$TAB"}"; fi
+      if [ "$res" = ok ]; then
+        N_FILES=$((N_FILES + 1))
+      else
+        parse_entry "$line" || true
+        fail "$E_EPATH" "${res#*"$TAB"}"
+      fi
     done 3<"$KIT_TMP/$chunk" 4<"$KIT_TMP/$chunk.out"
     rm -rf -- "${KIT_TMP:?}/$chunk" "$KIT_TMP/$chunk.out" "${KIT_WORK:?}/$chunk.d"
   done
@@ -325,17 +322,19 @@ worker_lane() {
 # Only the decrypted files are on the target's file system.
 worker_main() {
   local d=$KIT_WORK/$1.d
-  W_N=0 W_ERR=() W_PATH=() W_MD5=() W_MODE=() W_MTIME=() W_OWNER=() W_SUM=()
+  W_N=0 W_ERR=() W_PATH=() W_MD5=() W_MODE=() W_MTIME=() W_OWNER=() W_SUM=() W_AT=()
   mkdir -- "$d" || return 0
-  worker_decrypt "$KIT_LISTS/$1" "$d" "$2"
+  worker_decrypt "$KIT_LISTS/$1" "$d" "$2" "$1.d"
   worker_check "$d"
-  worker_attrs "$d"
-  worker_place "$d" >"$KIT_TMP/out"
+  worker_attrs
+  worker_place >"$KIT_TMP/out"
   mv -f -- "$KIT_TMP/out" "$KIT_LISTS/$1.out"
 }
 
-# worker_decrypt CHUNK DIR OBJDIR: entry i (from 1) into DIR/i; W_* arrays hold each entry's
-# facts, W_ERR[i] why it failed.
+# worker_decrypt CHUNK DIR OBJDIR DIRNAME: entry i (from 1) into DIR/i (DIRNAME: DIR relative to
+# KIT_WORK), or, a pack member used once in the batch, left where it was unpacked (no process:
+# it was checked already); W_AT[i] is where its file is (relative to KIT_WORK), the other W_*
+# arrays hold its facts, W_ERR[i] why it failed.
 worker_decrypt() {
   local line i
   while IFS= read -r line <&3; do
@@ -344,13 +343,23 @@ worker_decrypt() {
     W_ERR[i]=""
     if ! parse_entry "$line"; then W_ERR[i]=$E_ERR; continue; fi
     W_PATH[i]=$E_PATH W_MD5[i]=$E_MD5 W_MODE[i]=$E_MODE W_MTIME[i]=$E_MTIME
-    W_OWNER[i]=$E_UID:$E_GID
-    if ! content_out "$3" "$2/$i"; then
-      if [ -z "$C_MEMBER" ]; then
-        decrypt_error "$2/$i" "$C_KEY"
-      elif ! target_full "$2"; then
-        P_ERR="member $C_MEMBER of $C_KEY cannot be read (corrupt pack)"
+    W_OWNER[i]=$E_UID:$E_GID W_AT[i]=$4/$i
+    content_key "$E_MD5" "$E_ETARGET"
+    if [ -n "$C_MEMBER" ]; then
+      content_src "$3"
+      if [ ! -f "$C_SRC" ]; then
+        W_ERR[i]=$C_MISSING
+      elif [ ! -e "$UNPACKED/.multi.$E_MD5" ]; then
+        W_AT[i]=${C_SRC#"$KIT_WORK/"} W_SUM[i]=$E_MD5
+      elif ! cp -- "$C_SRC" "$2/$i" 2>/dev/null; then
+        target_full "$2" || P_ERR="cannot copy member $C_MEMBER of $C_KEY"
+        W_ERR[i]=$P_ERR
+        rm -f -- "$2/$i"
       fi
+      continue
+    fi
+    if ! content_out "$3" "$2/$i"; then
+      decrypt_error "$2/$i" "$C_KEY"
       W_ERR[i]=$P_ERR
       rm -f -- "$2/$i"
     fi
@@ -358,27 +367,35 @@ worker_decrypt() {
 }
 
 # content_src OBJDIR: C_SRC, where the parsed entry's content is on disk: its object in OBJDIR,
-# or its member in the unpacked pack (UNPACKED/<pack>/); C_MISSING says so when it is not.
+# or (format 3) its member in the unpacked pack, gunzipped and MD5-checked by flush_v3
+# (UNPACKED/<pack>/<md5>); C_MISSING says why when it is not there.
 UNPACKED=""
 content_src() {
+  local dir
   content_key "$E_MD5" "$E_ETARGET"
-  if [ -n "$C_MEMBER" ]; then
-    C_SRC=$UNPACKED/${C_KEY#packs/}/$C_MEMBER
-    C_MISSING="missing member $C_MEMBER in $C_KEY"
-  else
+  if [ -z "$C_MEMBER" ]; then
     C_SRC=$1/$C_KEY
     C_MISSING="missing object $C_KEY"
+    return 0
+  fi
+  dir=$UNPACKED/${C_KEY#packs/}
+  C_SRC=$dir/$E_MD5
+  if [ -e "$dir/.bad.$E_MD5" ]; then
+    C_MISSING="MD5 mismatch for member $C_MEMBER of $C_KEY (corrupt pack)"
+  elif [ -e "$dir/$E_MD5.gz" ]; then
+    C_MISSING="member $C_MEMBER of $C_KEY does not gunzip (corrupt pack)"
+  else
+    C_MISSING="missing member $C_MEMBER in $C_KEY"
   fi
 }
 
-# content_out OBJDIR OUT: the parsed entry's content into OUT (decrypted, gunzipped).
+# content_out OBJDIR OUT: the parsed entry's content into OUT (decrypted, gunzipped): for an
+# object of its own. (Pack members are placed from where they were unpacked: worker_decrypt.)
 content_out() {
   content_src "$1"
   case "$E_ETARGET" in
   data.gz) decrypt_gz "$C_SRC" "$2" ;;
-  - | data) decrypt_data "$C_SRC" "$2" ;;
-  *.gz) gzip -dc <"$C_SRC" >"$2" 2>/dev/null ;;
-  *) cp -- "$C_SRC" "$2" 2>/dev/null ;;
+  *) decrypt_data "$C_SRC" "$2" ;;
   esac
 }
 
@@ -387,7 +404,7 @@ worker_check() {
   local i=1 sum name
   (cd -- "$1" && md5_many) >"$KIT_TMP/sums" 2>/dev/null || true
   while [ "$i" -le "$W_N" ]; do
-    W_SUM[i]=""
+    if [ "${W_AT[i]:-}" != "${W_AT[i]#u/}" ]; then :; else W_SUM[i]=""; fi # u/: checked
     i=$((i + 1))
   done
   while IFS=' ' read -r sum name; do
@@ -395,28 +412,28 @@ worker_check() {
   done <"$KIT_TMP/sums"
   i=1
   while [ "$i" -le "$W_N" ]; do
-    if [ -z "${W_ERR[i]}" ] && [ "${W_SUM[i]}" != "${W_MD5[i]}" ]; then
+    if [ -z "${W_ERR[i]}" ] && [ "${W_SUM[i]:-}" != "${W_MD5[i]}" ]; then
       W_ERR[i]="MD5 mismatch for content ${W_MD5[i]} (corrupt object)"
-      rm -f -- "$1/$i"
+      rm -f -- "$KIT_WORK/${W_AT[i]}"
     fi
     i=$((i + 1))
   done
 }
 
-# worker_attrs DIR: mode, owner (as root) and mtime of the checked files, one call for each
-# distinct value (files in DIR have plain numeric names).
+# worker_attrs: mode, owner (as root) and mtime of the checked files, one call for each
+# distinct value (W_AT: plain names relative to KIT_WORK, no space or newline).
 worker_attrs() {
   local i=1
   : >"$KIT_TMP/attrs"
   while [ "$i" -le "$W_N" ]; do
     if [ -z "${W_ERR[i]}" ]; then
-      printf 'a %s %s\nb %s %s\nc %s %s\n' "${W_OWNER[i]}" "$i" "${W_MODE[i]}" "$i" \
-        "${W_MTIME[i]}" "$i" >>"$KIT_TMP/attrs"
+      printf 'a %s %s\nb %s %s\nc %s %s\n' "${W_OWNER[i]}" "${W_AT[i]}" "${W_MODE[i]}" \
+        "${W_AT[i]}" "${W_MTIME[i]}" "${W_AT[i]}" >>"$KIT_TMP/attrs"
     fi
     i=$((i + 1))
   done
   LC_ALL=C sort -o "$KIT_TMP/attrs" "$KIT_TMP/attrs"
-  (cd -- "$1" && apply_attrs) <"$KIT_TMP/attrs"
+  (cd -- "$KIT_WORK" && apply_attrs) <"$KIT_TMP/attrs"
 }
 
 # apply_attrs: "KIND VALUE NAME" lines, sorted: chown (a), then chmod (b: after the chown,
@@ -466,20 +483,20 @@ set_owners() {
   chown -h -- "$spec" "$@" 2>/dev/null || true
 }
 
-# worker_place DIR: move each checked file into place; print its outcome line.
+# worker_place: move each checked file into place (one process each); print its outcome line.
 worker_place() {
-  local i=1 dest
+  local i=1 dest src
   while [ "$i" -le "$W_N" ]; do
     if [ -n "${W_ERR[i]}" ]; then
       printf 'fail\t%s\n' "${W_ERR[i]}"
     else
-      dest=$TARGET/${W_PATH[i]}
+      dest=$TARGET/${W_PATH[i]} src=$KIT_WORK/${W_AT[i]}
       if ! make_room "$dest"; then
         printf 'fail\t%s\n' "exists and is a non-empty directory: not replaced"
-        rm -f -- "$1/$i"
-      elif ! mv -f -- "$1/$i" "$dest"; then
+        rm -f -- "$src"
+      elif ! mv -f -- "$src" "$dest"; then
         printf 'fail\t%s\n' "cannot move the file into place"
-        rm -f -- "$1/$i"
+        rm -f -- "$src"
       else
         printf 'ok\n'
       fi
@@ -717,14 +734,8 @@ fetch_prefix() {
 # with one openssl | tar, then its files placed by the workers, a process each at most.
 BATCH_V3=${S3BACKUP_KIT_BATCH_OBJECTS:-16}
 files_v3() {
-  local line key last="" nkeys=0 bytes=0
-  : >"$KIT_TMP/files.k"
-  while IFS= read -r line <&3; do
-    if ! parse_entry "$line"; then fail "$E_EPATH" "$E_ERR"; continue; fi
-    content_key "$E_MD5" "$E_ETARGET"
-    printf '%s %s\n' "$C_KEY" "$line" >>"$KIT_TMP/files.k"
-  done 3<"$KIT_TMP/files"
-  LC_ALL=C sort -o "$KIT_TMP/files.k" "$KIT_TMP/files.k"
+  local line key last="" nkeys=0 bytes=0 size rest
+  LC_ALL=C sort -o "$KIT_TMP/files.k" "$KIT_TMP/files" # keyed by main's first phase
   if [ "$STORE_KIND" = s3 ]; then thaw_needed "$KIT_TMP/files.k"; fi
   : >"$KIT_TMP/batch"
   : >"$KIT_TMP/batch.keys"
@@ -738,8 +749,8 @@ files_v3() {
       fi
       printf '%s\n' "$key" >>"$KIT_TMP/batch.keys"
       nkeys=$((nkeys + 1)) last=$key
-      parse_entry "$line" || true
-      if is_uint "$E_SIZE" && [ "${#E_SIZE}" -le 15 ]; then bytes=$((bytes + E_SIZE)); fi
+      rest=${line#* * * * * } size=${rest%% *} # the 6th field
+      if is_uint "$size" && [ "${#size}" -le 15 ]; then bytes=$((bytes + size)); fi
     fi
     printf '%s\n' "$line" >>"$KIT_TMP/batch"
   done 3<"$KIT_TMP/files.k"
@@ -767,6 +778,11 @@ flush_v3() {
   done 3<"$KIT_TMP/batch.keys"
   wait
   rm -rf -- "${obj:?}/packs"
+  for key in "$UNPACKED"/*; do
+    if [ -d "$key" ]; then ready_members "$key"; fi
+  done
+  cut -d ' ' -f 1 "$KIT_TMP/batch" | LC_ALL=C sort | uniq -d >"$KIT_TMP/multi"
+  while IFS= read -r key; do : >"$UNPACKED/.multi.$key"; done <"$KIT_TMP/multi"
   MISSING_WHY=""
   if [ -s "$KIT_TMP/batch.err" ]; then
     while IFS= read -r line; do warn "object ${line%% *}: ${line#* }"; done <"$KIT_TMP/batch.err"
@@ -776,6 +792,33 @@ flush_v3() {
   rm -rf -- "$obj" "$UNPACKED"
   : >"$KIT_TMP/batch"
   : >"$KIT_TMP/batch.keys"
+}
+
+# ready_members DIR: the members of an unpacked pack, gunzipped (a gzip per 200 of them) and
+# MD5-checked (one run over the folder): a member whose MD5 is not its name is removed and
+# marked .bad.<md5>; one that does not gunzip stays <md5>.gz.
+ready_members() {
+  local n=0 f sum name
+  local -a batch
+  batch=()
+  for f in "$1"/*.gz; do
+    if [ ! -f "$f" ]; then continue; fi
+    batch[n]=$f
+    n=$((n + 1))
+    if [ "$n" -ge 200 ]; then
+      gzip -d -- "${batch[@]}" 2>/dev/null || true
+      batch=()
+      n=0
+    fi
+  done
+  if [ "$n" -gt 0 ]; then gzip -d -- "${batch[@]}" 2>/dev/null || true; fi
+  (cd -- "$1" && md5_many) >"$KIT_TMP/member.sums" 2>/dev/null || true
+  while IFS=' ' read -r sum name; do
+    if is_hex "$name" 32 && [ "$sum" != "$name" ]; then
+      rm -f -- "${1:?}/$name"
+      : >"$1/.bad.$name"
+    fi
+  done <"$KIT_TMP/member.sums"
 }
 
 # fetch_keys LIST OBJDIR: the objects named in LIST into OBJDIR (same names), KIT_JOBS at a
@@ -1006,7 +1049,14 @@ main() {
     if ! selected; then continue; fi
     case "$E_TYPE" in
     d) restore_dir ;;
-    f) printf '%s\n' "$line" >>"$KIT_TMP/files"; FILES_TOTAL=$((FILES_TOTAL + 1)) ;;
+    f)
+      # Format 3: each line keyed by the object holding its content (files_v3 sorts by it).
+      if [ "$META_VERSION" = 3 ]; then
+        content_key "$E_MD5" "$E_ETARGET"
+        printf '%s %s\n' "$C_KEY" "$line" >>"$KIT_TMP/files"
+      else printf '%s\n' "$line" >>"$KIT_TMP/files"; fi
+      FILES_TOTAL=$((FILES_TOTAL + 1))
+      ;;
     l) printf '%s\n' "$line" >>"$KIT_TMP/links" ;;
     esac
   done 3<"$META_PLAIN"

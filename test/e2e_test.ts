@@ -234,6 +234,37 @@ Deno.test("local store: backup, kit restore with only bash/coreutils/openssl/tar
   }
 });
 
+Deno.test("local store: the kit restores format 3 with bsdtar (macOS's tar) as tar, and with --only", async () => {
+  const f = fixture();
+  try {
+    const bucket = `${f.dir}/bucket`;
+    Deno.mkdirSync(bucket);
+    const before = snapshot(f.src);
+    const r = await s3backup(["backup", "-f", f.src, "-b", bucket, "-c"], f.env, f.cwd);
+    assert.equal(r.code, 0, r.stderr);
+    const bin = restrictedBin(f.dir);
+    Deno.removeSync(`${bin}/tar`);
+    Deno.symlinkSync("/usr/bin/bsdtar", `${bin}/tar`);
+    const target = `${f.dir}/restored`;
+    const kr = await kitRestore(`${bucket}/restore-kit`, [bucket, "latest", target], f.env, bin);
+    assert.equal(kr.code, 0, kr.stderr);
+    assert.deepEqual(snapshot(target), before);
+    // --only one file: its pack fetched (a local store: read in place) and only it written.
+    const one = before.find((e) => e.path === "script.sh")!;
+    const only = `${f.dir}/only`;
+    const ko = await kitRestore(
+      `${bucket}/restore-kit`,
+      ["--only", one.path, bucket, "latest", only],
+      f.env,
+      bin,
+    );
+    assert.equal(ko.code, 0, ko.stderr);
+    assert.deepEqual(snapshot(only).filter((e) => e.type === "f").map((e) => e.path), [one.path]);
+  } finally {
+    cleanup(f);
+  }
+});
+
 Deno.test("usage errors, missing bucket and empty lists have documented exit codes", async () => {
   const f = fixture();
   try {

@@ -28,13 +28,40 @@ function shrank(stored: number, plain: number): boolean {
   return stored * 16 <= plain * 15;
 }
 
+/** Contents shorter than this are stored as they are: gzip's 18 bytes of frame rarely pay. */
+export const MIN_GZIP = 128;
+/** Bits of entropy a byte above which a sample is taken as incompressible (random, packed). */
+const MAX_ENTROPY = 7.2;
+const LOG2 = new Float64Array(4097).map((_, i) => (i === 0 ? 0 : Math.log2(i)));
+
+/**
+ * Whether gzip may shrink `data`, judged cheaply on its first 4 KiB (a byte histogram's
+ * entropy): random bytes, JPEGs and `.gz` files say no without a deflate.
+ */
+export function mayShrink(data: Uint8Array): boolean {
+  if (data.length < MIN_GZIP) return false;
+  const n = Math.min(data.length, 4096);
+  const counts = new Uint32Array(256);
+  for (let i = 0; i < n; i++) counts[data[i]!]! += 1;
+  let bits = 0;
+  for (const c of counts) if (c > 0) bits -= c * (LOG2[c]! - LOG2[n]!);
+  return bits / n <= MAX_ENTROPY;
+}
+
+/** gzip at GZIP_LEVEL with a window no larger than `data` needs (less memory a call). */
+function gzip(data: Uint8Array): Uint8Array {
+  const windowBits = Math.max(9, Math.min(15, Math.ceil(Math.log2(data.length + 1))));
+  const memLevel = Math.max(1, Math.min(8, windowBits - 6));
+  const b = gzipSync(data, { level: GZIP_LEVEL, windowBits, memLevel });
+  return new Uint8Array(b.buffer, b.byteOffset, b.length);
+}
+
 /**
  * Whether a content whose first PROBE bytes are `probe` is worth gzipping, judged on them alone
  * (a `data/` object, written as a stream, FORMAT.md §4).
  */
 export function probeShrinks(probe: Uint8Array): boolean {
-  if (probe.length === 0) return false;
-  return shrank(gzipSync(probe, { level: GZIP_LEVEL }).length, probe.length);
+  return mayShrink(probe) && shrank(gzip(probe).length, probe.length);
 }
 
 /** A content as a pack member: its name and the bytes stored. */
@@ -49,13 +76,13 @@ export interface Member {
  */
 export function packMember(md5: string, content: Uint8Array): Member {
   if (!isMd5(md5)) throw new TypeError(`not an MD5: ${md5}`);
-  if (content.length > PROBE) {
-    const probe = gzipSync(content.subarray(0, PROBE), { level: GZIP_LEVEL });
-    if (!shrank(probe.length, PROBE)) return { name: md5, bytes: content };
+  if (!mayShrink(content)) return { name: md5, bytes: content };
+  if (content.length > PROBE && !shrank(gzip(content.subarray(0, PROBE)).length, PROBE)) {
+    return { name: md5, bytes: content };
   }
-  const gz = gzipSync(content, { level: GZIP_LEVEL });
+  const gz = gzip(content);
   return shrank(gz.length, content.length)
-    ? { name: `${md5}.gz`, bytes: new Uint8Array(gz.buffer, gz.byteOffset, gz.length) }
+    ? { name: `${md5}.gz`, bytes: gz }
     : { name: md5, bytes: content };
 }
 

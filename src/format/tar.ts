@@ -15,11 +15,14 @@ const USTAR_MAX = 8 ** 11 - 1;
 const te = new TextEncoder();
 const td = new TextDecoder();
 
-/** Writes `text` (ASCII) at `at`, at most `width` bytes. */
+/** Writes `text` (ASCII, as every field here is) at `at`, at most `width` bytes. */
 function put(block: Uint8Array, at: number, width: number, text: string): void {
-  const bytes = te.encode(text);
-  if (bytes.length > width) throw new RangeError(`tar field too long: ${text}`);
-  block.set(bytes, at);
+  if (text.length > width) throw new RangeError(`tar field too long: ${text}`);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c > 0x7f) throw new RangeError(`tar field not ASCII: ${text}`);
+    block[at + i] = c;
+  }
 }
 
 /** An octal field: `width - 1` zero-padded digits and a NUL. */
@@ -29,7 +32,6 @@ function octal(block: Uint8Array, at: number, width: number, n: number): void {
 
 /** One ustar header block (typeflag `type`: `0` a file, `x` a pax record). */
 function header(name: string, size: number, type: "0" | "x"): Uint8Array {
-  if (te.encode(name).length > 100) throw new RangeError(`tar name too long: ${name}`);
   const b = new Uint8Array(BLOCK);
   put(b, 0, 100, name);
   octal(b, 100, 8, 0o600);

@@ -110,14 +110,17 @@ export async function eachIndexed(
     if (!members) tars.set(p.key, members = new Map());
     members.set(p.member, BLOCK + padded(e.stored));
   }
+  const tarSize = new Map<string, number>(); // each pack's whole tar, summed once
+  for (const [key, members] of tars) {
+    let tar = TAR_END.length;
+    for (const n of members.values()) tar += n;
+    tarSize.set(key, tar);
+  }
   const whole = (key: string, e: IndexEntry): boolean => {
     const size = stored.objects.get(key)?.size;
     if (size === undefined) return false;
-    const members = tars.get(key);
-    if (members === undefined) return size === encryptedSize(e.stored);
-    let tar = TAR_END.length;
-    for (const n of members.values()) tar += n;
-    return size === encryptedSize(tar);
+    const tar = tarSize.get(key);
+    return size === encryptedSize(tar === undefined ? e.stored : tar);
   };
   let absent = 0;
   for (const [e, name] of all) {
