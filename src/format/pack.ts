@@ -18,8 +18,8 @@ import {
   TAR_END,
 } from "./tar.ts";
 
-/** The gzip level: the fastest (FORMAT.md §4; measured 1.05x restic's storage, the best time). */
-export const GZIP_LEVEL = 1;
+/** The gzip level (FORMAT.md §4): the fastest within 1.1x of restic's storage (BENCHMARKS.md). */
+export const GZIP_LEVEL = 3;
 /** A content over this is judged by its first this many bytes before the whole is tried. */
 export const PROBE = 64 * 1024;
 
