@@ -87,7 +87,7 @@ export class Contents {
   /** The whole content, checked (ContentError, or ObjectArchivedError). */
   async bytes(md5: string, where = "-"): Promise<Uint8Array> {
     const place = this.place(md5, where);
-    if (place.member !== null) return await this.#fromPack(md5, place);
+    if (place.member !== null) return await this.#fromPack(place);
     const body = await this.#load(place.key, readAll);
     let plain: Uint8Array;
     try {
@@ -110,8 +110,8 @@ export class Contents {
    */
   async stream(md5: string, where = "-"): Promise<ReadableStream<Uint8Array>> {
     const place = this.place(md5, where);
-    if (place.member !== null) return ReadableStream.from([await this.#fromPack(md5, place)]);
-    const body = await this.#load(place.key, async (s) => s);
+    if (place.member !== null) return ReadableStream.from([await this.#fromPack(place)]);
+    const body = await this.#load(place.key, (s) => Promise.resolve(s));
     const counted = body.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
         transform: (chunk, controller) => {
@@ -123,7 +123,7 @@ export class Contents {
     return place.gz ? counted.pipeThrough(gunzipStream()) : counted;
   }
 
-  async #fromPack(md5: string, place: Place): Promise<Uint8Array> {
+  async #fromPack(place: Place): Promise<Uint8Array> {
     const held = this.#packs.get(place.key) ?? { members: null, left: 0 };
     const stored = (await (held.members ??= this.#loadPack(place.key))).get(place.member!);
     if (stored === undefined) {

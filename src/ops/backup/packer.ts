@@ -9,7 +9,7 @@
  */
 import { createGzip } from "node:zlib";
 import { encryptedSize } from "../../format/container.ts";
-import { DATA_PREFIX, newObjectId, PACK_PREFIX, placeOf } from "../../format/layout.ts";
+import { newObjectId, PACK_PREFIX, placeOf } from "../../format/layout.ts";
 import {
   type FinishedPack,
   GZIP_LEVEL,
