@@ -91,6 +91,16 @@ export function memberSize(m: Member): number {
   return memberHeader(m.name, m.bytes.length).length + padded(m.bytes.length);
 }
 
+/** The tar of `members`, in order, ended, as the chunks a stream writes (no copy of members). */
+export function* packChunks(members: Member[]): Generator<Uint8Array> {
+  for (const m of members) {
+    yield memberHeader(m.name, m.bytes.length);
+    if (m.bytes.length > 0) yield m.bytes;
+    if (padded(m.bytes.length) > m.bytes.length) yield memberPadding(m.bytes.length);
+  }
+  yield TAR_END;
+}
+
 /** The tar of `members`, in order, ended. */
 export function buildPack(members: Member[]): Uint8Array {
   const out = new Uint8Array(members.reduce((n, m) => n + memberSize(m), 0) + TAR_END.length);
@@ -176,10 +186,12 @@ export function memberContent(name: string, stored: Uint8Array): PackedContent {
   return { md5, content: plain };
 }
 
-/** A pack ready to store: its id, plaintext tar, and where each of its contents is. */
+/** A pack ready to store: its id, members, tar size, and where each of its contents is. */
 export interface FinishedPack {
   id: string;
-  tar: Uint8Array;
+  members: Member[];
+  /** Bytes of its tar (`buildPack`, or the chunks of `packChunks`). */
+  size: number;
   entries: IndexEntry[];
 }
 
@@ -211,7 +223,12 @@ export class PackBuilder {
   /** The pack of what was added since the last one (null when nothing was). */
   finish(): FinishedPack | null {
     if (this.#members.length === 0) return null;
-    const pack = { id: this.#id!, tar: buildPack(this.#members), entries: this.#entries };
+    const pack = {
+      id: this.#id!,
+      members: this.#members,
+      size: this.#bytes + TAR_END.length,
+      entries: this.#entries,
+    };
     this.#members = [];
     this.#entries = [];
     this.#bytes = 0;

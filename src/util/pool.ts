@@ -107,3 +107,26 @@ export async function orderedPool<T, R>(
   }
   if (failed !== null) throw (failed as { err: unknown }).err;
 }
+
+/** At most `n` holders at a time (`use` waits for a free slot). */
+export class Slots {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(n: number) {
+    this.#free = n;
+  }
+
+  /** Runs `work` once a slot is free; frees it after. */
+  async use<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await work();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
+}

@@ -14,6 +14,7 @@ import {
   type FinishedPack,
   GZIP_LEVEL,
   PackBuilder,
+  packChunks,
   PROBE,
   probeShrinks,
 } from "../../format/pack.ts";
@@ -26,7 +27,11 @@ import {
 } from "../../repo/pack_index_store.ts";
 import { encryptObject, encryptSmallObject, type Repository } from "../../repo/repository.ts";
 import type { SaveOptions, Store } from "../../store/store.ts";
+import { Slots } from "../../util/pool.ts";
 import type { ContentSink, Stored } from "./file_reader.ts";
+
+/** Packs being encrypted and stored at once: memory is about 3 pack sizes each. */
+const PACKS_IN_FLIGHT = 2;
 
 /** The default pack size (FORMAT.md §4.1: one PUT, restic's default). */
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
@@ -55,6 +60,7 @@ export class Packer implements ContentSink {
   readonly #ours = new Set<string>();
   readonly #entries: IndexEntry[] = [];
   readonly #builder: PackBuilder;
+  readonly #slots = new Slots(PACKS_IN_FLIGHT);
   readonly #small: number;
 
   private constructor(
@@ -148,13 +154,19 @@ export class Packer implements ContentSink {
     return { where, uploaded: true };
   }
 
+  /**
+   * Stores a full pack, its tar streamed through the cipher (no copy of it is made: buffers of
+   * pack size left to the garbage collector made a backup's memory grow); at most
+   * PACKS_IN_FLIGHT at a time.
+   */
   async #storePack(pack: FinishedPack): Promise<void> {
     const key = `${PACK_PREFIX}${pack.id}`;
-    let size = encryptedSize(pack.tar.length);
+    const size = encryptedSize(pack.size);
     if (!this.opts.simulate && this.repo !== null) {
-      const body = await encryptSmallObject(this.repo, pack.tar);
-      size = body.length;
-      await this.store.save(key, body, this.opts.saveOptions);
+      const body = ReadableStream.from(packChunks(pack.members)).pipeThrough(
+        encryptObject(this.repo),
+      );
+      await this.#slots.use(() => this.store.save(key, body, { ...this.opts.saveOptions, size }));
     }
     this.#ours.add(key);
     this.#entries.push(...pack.entries);
