@@ -25,7 +25,7 @@ import {
   type StoredObjects,
   writeIndex,
 } from "../../repo/pack_index_store.ts";
-import { encryptObject, encryptSmallObject, type Repository } from "../../repo/repository.ts";
+import { encryptObject, type Repository } from "../../repo/repository.ts";
 import type { SaveOptions, Store } from "../../store/store.ts";
 import { Slots } from "../../util/pool.ts";
 import type { ContentSink, Stored } from "./file_reader.ts";
