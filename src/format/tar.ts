@@ -1,5 +1,5 @@
 /**
- * The tar of a format-3 pack (docs/format-3.md): POSIX ustar members, as GNU tar and bsdtar
+ * The tar of a format-3 pack (FORMAT.md §4.1): POSIX ustar members, as GNU tar and bsdtar
  * both read them. Pure: a member's header is made from its name and size, and a header block
  * is parsed back into them (its checksum checked). Members are regular files, mode 0600,
  * uid/gid 0, mtime 0; a size of 8 GiB or more goes in a pax `size` record before the member.
