@@ -161,11 +161,12 @@ decrypt_gz() {
     -pass env:KIT_KEY_ENV -in "$1" 2>"$KIT_TMP/openssl.err" </dev/null | gzip -dc >"$2" 2>/dev/null
 }
 
-# unpack_pack IN DIR: decrypt pack IN and extract its members into DIR (one openssl, one tar).
+# unpack_pack IN DIR ERR: decrypt pack IN and extract its members into DIR (one openssl, one
+# tar); tar's complaints into ERR (off the target's file system, which may be full).
 unpack_pack() {
   mkdir -p -- "$2" &&
     KIT_KEY_ENV="$DATA_KEY" openssl enc -d -aes-256-cbc -pbkdf2 -iter "$DATA_ITER" -md sha256 \
-      -pass env:KIT_KEY_ENV -in "$1" 2>/dev/null </dev/null | (cd -- "$2" && tar -xf - 2>/dev/null)
+      -pass env:KIT_KEY_ENV -in "$1" 2>/dev/null </dev/null | (cd -- "$2" && tar -xf - 2>"$3")
 }
 
 # decrypt_error OUT MD5: P_ERR for a decryption into OUT that failed. openssl says "error writing

@@ -243,7 +243,6 @@ restore_files() {
     if ! parse_entry "$line"; then fail "$E_EPATH" "$E_ERR"; continue; fi
     content_src "$2"
     if [ ! -f "$C_SRC" ]; then
-      if [ -n "$C_MEMBER" ] && target_full "$UNPACKED"; then C_MISSING=$P_ERR; fi
       fail "$E_EPATH" "$C_MISSING$MISSING_WHY"
       continue
     fi
@@ -386,6 +385,10 @@ content_src() {
     C_MISSING="member $C_MEMBER of $C_KEY does not gunzip (corrupt pack)"
   else
     C_MISSING="missing member $C_MEMBER in $C_KEY"
+  fi
+  # A full target cuts members short too: that is not the pack's fault.
+  if [ ! -f "$C_SRC" ] && { [ -e "$dir/.full" ] || target_full "$dir"; }; then
+    C_MISSING="cannot write: no space left on the file system of $dir (error writing output file)"
   fi
 }
 
@@ -772,17 +775,17 @@ flush_v3() {
   while IFS= read -r key <&3; do
     case "$key" in packs/*) ;; *) continue ;; esac
     if [ ! -f "$src/$key" ]; then continue; fi
-    unpack_pack "$src/$key" "$UNPACKED/${key#packs/}" &
+    unpack_pack "$src/$key" "$UNPACKED/${key#packs/}" "$KIT_TMP/tar.err.${key#packs/}" &
     n=$((n + 1))
     if [ $((n % KIT_JOBS)) -eq 0 ]; then wait; fi
   done 3<"$KIT_TMP/batch.keys"
   wait
   rm -rf -- "${obj:?}/packs"
   for key in "$UNPACKED"/*; do
-    if [ -d "$key" ]; then ready_members "$key"; fi
+    if [ -d "$key" ]; then ready_members "$key" "$KIT_TMP/tar.err.${key##*/}"; fi
   done
   cut -d ' ' -f 1 "$KIT_TMP/batch" | LC_ALL=C sort | uniq -d >"$KIT_TMP/multi"
-  while IFS= read -r key; do : >"$UNPACKED/.multi.$key"; done <"$KIT_TMP/multi"
+  while IFS= read -r key; do : >"$UNPACKED/.multi.$key" 2>/dev/null || true; done <"$KIT_TMP/multi"
   MISSING_WHY=""
   if [ -s "$KIT_TMP/batch.err" ]; then
     while IFS= read -r line; do warn "object ${line%% *}: ${line#* }"; done <"$KIT_TMP/batch.err"
@@ -794,29 +797,36 @@ flush_v3() {
   : >"$KIT_TMP/batch.keys"
 }
 
-# ready_members DIR: the members of an unpacked pack, gunzipped (a gzip per 200 of them) and
-# MD5-checked (one run over the folder): a member whose MD5 is not its name is removed and
-# marked .bad.<md5>; one that does not gunzip stays <md5>.gz.
+# ready_members DIR TARERR: the members of an unpacked pack, gunzipped (a gzip per 200 of them)
+# and MD5-checked (one run over the folder): a member whose MD5 is not its name is removed and
+# marked .bad.<md5>; one that does not gunzip stays <md5>.gz. When tar (its complaints in
+# TARERR) or gzip could not write, DIR/.full says so (content_src tells it from a bad pack).
 ready_members() {
   local n=0 f sum name
   local -a batch
   batch=()
+  : >"$KIT_TMP/gzip.err"
   for f in "$1"/*.gz; do
     if [ ! -f "$f" ]; then continue; fi
     batch[n]=$f
     n=$((n + 1))
     if [ "$n" -ge 200 ]; then
-      gzip -d -- "${batch[@]}" 2>/dev/null || true
+      gzip -d -- "${batch[@]}" 2>>"$KIT_TMP/gzip.err" || true
       batch=()
       n=0
     fi
   done
-  if [ "$n" -gt 0 ]; then gzip -d -- "${batch[@]}" 2>/dev/null || true; fi
+  if [ "$n" -gt 0 ]; then gzip -d -- "${batch[@]}" 2>>"$KIT_TMP/gzip.err" || true; fi
+  case "$(cat -- "$2" "$KIT_TMP/gzip.err" 2>/dev/null)" in
+  *"No space left"* | *"Wrote only"* | *"Disk quota"* | *"Cannot write"*)
+    : >"$1/.full" 2>/dev/null || true
+    ;;
+  esac
   (cd -- "$1" && md5_many) >"$KIT_TMP/member.sums" 2>/dev/null || true
   while IFS=' ' read -r sum name; do
     if is_hex "$name" 32 && [ "$sum" != "$name" ]; then
       rm -f -- "${1:?}/$name"
-      : >"$1/.bad.$name"
+      : >"$1/.bad.$name" 2>/dev/null || true
     fi
   done <"$KIT_TMP/member.sums"
 }

@@ -11,10 +11,10 @@ import { createGzip } from "node:zlib";
 import { encryptedSize } from "../../format/container.ts";
 import { newObjectId, PACK_PREFIX, placeOf } from "../../format/layout.ts";
 import {
+  buildPack,
   type FinishedPack,
   GZIP_LEVEL,
   PackBuilder,
-  packChunks,
   PROBE,
   probeShrinks,
 } from "../../format/pack.ts";
@@ -25,7 +25,7 @@ import {
   type StoredObjects,
   writeIndex,
 } from "../../repo/pack_index_store.ts";
-import { encryptObject, type Repository } from "../../repo/repository.ts";
+import { encryptObject, encryptSmallObject, type Repository } from "../../repo/repository.ts";
 import type { SaveOptions, Store } from "../../store/store.ts";
 import { Slots } from "../../util/pool.ts";
 import type { ContentSink, Stored } from "./file_reader.ts";
@@ -155,18 +155,18 @@ export class Packer implements ContentSink {
   }
 
   /**
-   * Stores a full pack, its tar streamed through the cipher (no copy of it is made: buffers of
-   * pack size left to the garbage collector made a backup's memory grow); at most
-   * PACKS_IN_FLIGHT at a time.
+   * Stores a full pack, at most PACKS_IN_FLIGHT at a time. As bytes, not a stream: S3 then
+   * gets its Content-MD5 (an upload check, and what Object Lock demands of a PUT).
    */
   async #storePack(pack: FinishedPack): Promise<void> {
     const key = `${PACK_PREFIX}${pack.id}`;
     const size = encryptedSize(pack.size);
     if (!this.opts.simulate && this.repo !== null) {
-      const body = ReadableStream.from(packChunks(pack.members)).pipeThrough(
-        encryptObject(this.repo),
-      );
-      await this.#slots.use(() => this.store.save(key, body, { ...this.opts.saveOptions, size }));
+      const repo = this.repo;
+      await this.#slots.use(async () => {
+        const body = await encryptSmallObject(repo, buildPack(pack.members));
+        await this.store.save(key, body, this.opts.saveOptions);
+      });
     }
     this.#ours.add(key);
     this.#entries.push(...pack.entries);
