@@ -346,7 +346,9 @@ worker_decrypt() {
     content_key "$E_MD5" "$E_ETARGET"
     if [ -n "$C_MEMBER" ]; then
       content_src "$3"
-      if [ ! -f "$C_SRC" ]; then
+      if [ -L "$C_SRC" ]; then # a pack holds regular files only (FORMAT.md 4.1)
+        W_ERR[i]="member $C_MEMBER of $C_KEY is not a regular file: refused"
+      elif [ ! -f "$C_SRC" ]; then
         W_ERR[i]=$C_MISSING
       elif [ ! -e "$UNPACKED/.multi.$E_MD5" ]; then
         W_AT[i]=${C_SRC#"$KIT_WORK/"} W_SUM[i]=$E_MD5

@@ -10,7 +10,13 @@ import { createHash } from "node:crypto";
 import { DESCRIPTOR_NAME, KEY_NAME, META_PREFIX } from "../../src/format/layout.ts";
 import { listRepository } from "../../src/repo/listing.ts";
 import type { Entry } from "../../src/format/meta.ts";
-import { loadMeta, openRepository, type Repository, saveMeta } from "../../src/repo/repository.ts";
+import {
+  encryptSmallObject,
+  loadMeta,
+  openRepository,
+  type Repository,
+  saveMeta,
+} from "../../src/repo/repository.ts";
 import { LocalStore } from "../../src/store/local_store.ts";
 import { readAll } from "../../src/util/bytes.ts";
 import { runKit } from "../kit_runner.ts";
@@ -210,6 +216,50 @@ Deno.test("the writer refuses what the readers would: a tree deeper than 256 lev
     assert.match(b.stderr, /path deeper than 256 components: this format cannot store it; skipped/);
     const k = await kit("restore.sh", [f.repoDir, "deep", `${f.dir}/k`]);
     assert.equal(k.code, 0, k.stderr);
+  } finally {
+    await f.cleanup();
+  }
+});
+
+Deno.test("a pack holding a symlink member: both readers refuse it, nothing outside changes", async () => {
+  const f = await fixture();
+  try {
+    const outside = `${f.dir}/outside.txt`;
+    await Deno.writeTextFile(outside, "B"); // its MD5 names the member, as a reader checks
+    await Deno.chmod(outside, 0o600);
+    // A ustar symlink member named md5("A") pointing at the outside file, then the end.
+    const block = new Uint8Array(512);
+    const put = (at: number, text: string) => block.set(new TextEncoder().encode(text), at);
+    put(0, md5("B"));
+    put(100, "0000777\0");
+    put(108, "0000000\0");
+    put(116, "0000000\0");
+    put(124, "00000000000\0");
+    put(136, "00000000000\0");
+    put(156, "2");
+    put(157, outside);
+    put(257, "ustar\0");
+    put(263, "00");
+    block.fill(0x20, 148, 156);
+    put(148, block.reduce((n, b) => n + b, 0).toString(8).padStart(6, "0") + "\0 ");
+    const tar = new Uint8Array(512 * 3);
+    tar.set(block);
+    const pack = "e".repeat(32);
+    await f.store.save(`packs/${pack}`, await encryptSmallObject(f.repo, tar));
+    const e = { ...file("evil.txt", "B"), mode: 0o644, where: pack };
+    await hostileMeta(f, [e, file("a.txt", "A")]);
+    const out = `${f.dir}/o`;
+    const r = await s3backup(["restore", "-b", f.repoDir, "-m", "hostile", "-f", out, "-c"]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /evil\.txt: /);
+    const k = await kit("restore.sh", [f.repoDir, "hostile", `${f.dir}/k`]);
+    assert.equal(k.code, 3, k.stderr);
+    assert.match(k.stderr, /evil\.txt: member \S+ of packs\/e+ is not a regular file: refused/);
+    for (const t of [out, `${f.dir}/k`]) {
+      assert.equal(await Deno.readTextFile(`${t}/a.txt`), "A");
+      assert.throws(() => Deno.lstatSync(`${t}/evil.txt`), Deno.errors.NotFound);
+    }
+    assert.equal((Deno.statSync(outside).mode ?? 0) & 0o777, 0o600, "the outside file's mode");
   } finally {
     await f.cleanup();
   }
