@@ -141,11 +141,7 @@ export class Contents {
    * expected of it (a failure, an archived pack too, is theirs; a run that thaws it expects
    * them again).
    */
-  #loadPack(key: string): Promise<Map<string, Uint8Array>> {
-    return this.#readPack(key);
-  }
-
-  async #readPack(key: string): Promise<Map<string, Uint8Array>> {
+  async #loadPack(key: string): Promise<Map<string, Uint8Array>> {
     const body = await this.#load(key, readAll);
     let tar: Uint8Array;
     try {
