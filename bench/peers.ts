@@ -19,9 +19,10 @@
  *   BENCH_S3=0 / BENCH_LOCAL=0 / BENCH_KIT=0 / BENCH_S3_FILES=10000 / BENCH_LATENCY_MS=30
  *   BENCH_MAIN=/path/to/other/checkout/src/main.ts ...     # another version of s3backup
  *
- * s3backup runs as `deno run` of src/main.ts (what the binary is compiled from): its figures
+ * s3backup runs as `deno run` of src/main.ts with the binary's flags (scripts/permissions.ts): its figures
  * include Deno's start (about 0.1 s here).
  */
+import { RUN_FLAGS } from "../scripts/permissions.ts";
 import { FaultProxy } from "../test/faults/fault_proxy.ts";
 
 const DATA = (Deno.env.get("BENCH_DATA") ?? "C").toUpperCase();
@@ -160,7 +161,7 @@ function baseEnv(work: string): Record<string, string> {
 const s3backup = (args: string[]) => [
   Deno.execPath(),
   "run",
-  "-A",
+  ...RUN_FLAGS, // as the binary runs
   "--quiet",
   "--config",
   CONFIG,

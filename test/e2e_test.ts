@@ -4,7 +4,7 @@
  * the bucket and run with only bash, coreutils, aws and openssl on PATH, restores it
  * identically, with AWS CLI v1 and v2.
  */
-import { PERMISSIONS } from "../scripts/permissions.ts";
+import { RUN_FLAGS } from "../scripts/permissions.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { makeNastyTree, NASTY_NAMES, SECRET_MARKER, snapshot, unlock } from "./tree.ts";
@@ -48,7 +48,7 @@ async function exec(
 
 /** Runs the s3backup program (as `deno run`, the code the binary is compiled from). */
 function s3backup(args: string[], env: Record<string, string>, cwd: string): Promise<Run> {
-  return exec(Deno.execPath(), ["run", ...PERMISSIONS, "--quiet", MAIN, ...args], env, cwd);
+  return exec(Deno.execPath(), ["run", ...RUN_FLAGS, "--quiet", MAIN, ...args], env, cwd);
 }
 
 /**
@@ -449,7 +449,7 @@ Deno.test("a backup killed midway records nothing; the next run completes and re
       Deno.writeFileSync(`${f.src}/bulk-${i}.bin`, new Uint8Array(16 * 1024 * 1024).fill(i + 1));
     }
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...PERMISSIONS, "--quiet", MAIN, "backup", "-f", f.src, "-b", bucket, "-c"],
+      args: ["run", ...RUN_FLAGS, "--quiet", MAIN, "backup", "-f", f.src, "-b", bucket, "-c"],
       env: f.env,
       clearEnv: true,
       cwd: f.cwd,

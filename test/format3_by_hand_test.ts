@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { PERMISSIONS } from "../scripts/permissions.ts";
+import { RUN_FLAGS } from "../scripts/permissions.ts";
 import { childEnv, makeBucket, removeBucket, requireTarget, s3Targets } from "./s3_env.ts";
 
 const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
@@ -36,7 +36,7 @@ for (const target of s3Targets()) {
       const run = await new Deno.Command(Deno.execPath(), {
         args: [
           "run",
-          ...PERMISSIONS,
+          ...RUN_FLAGS,
           "--quiet",
           MAIN,
           "backup",

@@ -3,7 +3,7 @@
  * exactly what it says, a prune racing a backup loses nothing that backup needs, refusals
  * delete nothing. Then the binary itself (verify / check, prune, passwd) and its exit codes.
  */
-import { PERMISSIONS } from "../scripts/permissions.ts";
+import { RUN_FLAGS } from "../scripts/permissions.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as path from "node:path";
@@ -343,7 +343,7 @@ async function cli(
   cwd: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PERMISSIONS, MAIN, ...args],
+    args: ["run", ...RUN_FLAGS, MAIN, ...args],
     env: childEnv({ NO_COLOR: "1", ...env }),
     clearEnv: true,
     cwd,

@@ -10,7 +10,7 @@
  * - a format 1 bucket (s3backup.py) built with the openssl CLI is listed and restored by the
  *   program and by restore-kit/restore-legacy.sh.
  */
-import { PERMISSIONS } from "../scripts/permissions.ts";
+import { RUN_FLAGS } from "../scripts/permissions.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import type { Entry } from "../src/format/meta.ts";
@@ -53,7 +53,7 @@ async function exec(cmd: string, args: string[], env: Record<string, string>): P
 }
 
 function s3backup(args: string[], env: Record<string, string>): Promise<Run> {
-  return exec(Deno.execPath(), ["run", ...PERMISSIONS, "--quiet", MAIN, ...args], env);
+  return exec(Deno.execPath(), ["run", ...RUN_FLAGS, "--quiet", MAIN, ...args], env);
 }
 
 function kit(script: string, args: string[], env: Record<string, string>): Promise<Run> {

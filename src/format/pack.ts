@@ -52,8 +52,17 @@ export function mayShrink(data: Uint8Array): boolean {
 function gzip(data: Uint8Array): Uint8Array {
   const windowBits = Math.max(9, Math.min(15, Math.ceil(Math.log2(data.length + 1))));
   const memLevel = Math.max(1, Math.min(8, windowBits - 6));
-  const b = gzipSync(data, { level: GZIP_LEVEL, windowBits, memLevel });
-  return new Uint8Array(b.buffer, b.byteOffset, b.length);
+  return owned(gzipSync(data, { level: GZIP_LEVEL, windowBits, memLevel }));
+}
+
+/**
+ * zlib's result as bytes that own their buffer: zlib hands back a view into a 16 KiB chunk, and
+ * a pack holding ten thousand such views held 160 MiB for 1 MiB of gzip (BENCHMARKS.md).
+ */
+function owned(b: Uint8Array): Uint8Array {
+  return b.byteLength === b.buffer.byteLength
+    ? new Uint8Array(b.buffer)
+    : Uint8Array.prototype.slice.call(b);
 }
 
 /**
@@ -175,8 +184,7 @@ export function memberContent(name: string, stored: Uint8Array): PackedContent {
   let plain = stored;
   if (md5 !== name) {
     try {
-      const b = gunzipSync(stored);
-      plain = new Uint8Array(b.buffer, b.byteOffset, b.length);
+      plain = owned(gunzipSync(stored));
     } catch (err) {
       throw new CorruptDataError(`pack: ${name} does not gunzip`, { cause: err });
     }

@@ -53,6 +53,15 @@ Deno.test("pack: each content gzipped only when it shrinks by 1/16; read back wh
   back.forEach((b, i) => assert.deepEqual(b.content, CONTENTS[i]));
 });
 
+Deno.test("pack: a gzipped member owns its bytes (a pack of 10,000 held 16 KiB of zlib's each)", () => {
+  const small = te.encode("a short line that repeats\n".repeat(40));
+  const m = packMember(md5(small), small);
+  assert.ok(m.name.endsWith(".gz"));
+  assert.equal(m.bytes.buffer.byteLength, m.bytes.length);
+  const [back] = [...readPack(buildPack([m]))];
+  assert.equal(back!.content.buffer.byteLength, small.length, "gunzipped contents too");
+});
+
 Deno.test("pack: a changed byte, a cut archive or a foreign member is CorruptDataError naming it", () => {
   const members = CONTENTS.slice(1, 3).map((c) => packMember(md5(c), c));
   const pack = buildPack(members);

@@ -3,7 +3,7 @@
  * (a hang fails the test instead of CI), and a seeded random source so that every run injects
  * the same faults.
  */
-import { PERMISSIONS } from "../../scripts/permissions.ts";
+import { RUN_FLAGS } from "../../scripts/permissions.ts";
 import { childEnv } from "../s3_env.ts";
 
 const MAIN = new URL("../../src/main.ts", import.meta.url).pathname;
@@ -30,13 +30,13 @@ export interface RunOptions {
 /** A started s3backup process; `done` resolves at its exit, rejects past the deadline. */
 /** The argv that runs s3backup with `args` (for a shell pipeline). */
 export function s3backupArgv(args: string[]): string[] {
-  return [Deno.execPath(), "run", ...PERMISSIONS, "--quiet", "--config", CONFIG, MAIN, ...args];
+  return [Deno.execPath(), "run", ...RUN_FLAGS, "--quiet", "--config", CONFIG, MAIN, ...args];
 }
 
 export function start(args: string[], opts: RunOptions = {}) {
   const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PERMISSIONS, "--quiet", "--config", CONFIG, MAIN, ...args],
+    args: ["run", ...RUN_FLAGS, "--quiet", "--config", CONFIG, MAIN, ...args],
     env: childEnv({ S3BACKUP_PASSWORD: PASSWORD, ...opts.env }),
     clearEnv: true,
     ...(opts.cwd ? { cwd: opts.cwd } : {}),

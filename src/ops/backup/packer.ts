@@ -164,7 +164,9 @@ export class Packer implements ContentSink {
     if (!this.opts.simulate && this.repo !== null) {
       const repo = this.repo;
       await this.#slots.use(async () => {
-        const body = await encryptSmallObject(repo, buildPack(pack.members));
+        const tar = buildPack(pack.members);
+        pack.members.length = 0; // in the tar now: not held twice while it is stored
+        const body = await encryptSmallObject(repo, tar);
         await this.store.save(key, body, this.opts.saveOptions);
       });
     }
