@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import * as path from "node:path";
 import { KEY_NEXT_NAME } from "../src/format/layout.ts";
 import { backup } from "../src/ops/backup/backup.ts";
-import { prune, type PruneEvent } from "../src/ops/prune.ts";
+import { prune, type PruneEvent } from "../src/ops/prune/prune.ts";
 import { verify } from "../src/ops/verify.ts";
 import { acquireLock, LockedError } from "../src/repo/lock.ts";
 import { readIndex } from "../src/repo/pack_index_store.ts";
@@ -47,6 +47,17 @@ async function backupOf(
   time: string,
   files: Record<string, string>,
 ): Promise<string> {
+  return (await backupRun(store, repo, name, time, files)).metaKey!;
+}
+
+/** backupOf's run, its summary. */
+async function backupRun(
+  store: Store,
+  repo: Repository,
+  name: string,
+  time: string,
+  files: Record<string, string>,
+) {
   const src = await Deno.makeTempDir({ prefix: "s3backup-prune-src-" });
   try {
     for (const [f, content] of Object.entries(files)) {
@@ -60,7 +71,7 @@ async function backupOf(
       kit: new Map(),
       now: () => new Date(time),
     });
-    return s.metaKey!;
+    return s;
   } finally {
     await Deno.remove(src, { recursive: true });
   }
@@ -293,6 +304,153 @@ class LocksGoWithMetas extends StoreWrapper {
     }
   }
 }
+
+/** Random text of `n` characters (hex: gzip halves it, no more). */
+function noise(n: number): string {
+  const b = crypto.getRandomValues(new Uint8Array(Math.ceil(n / 2)));
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join("").slice(0, n);
+}
+
+/** Day 1: a (big), b in pack P1. Day 2: b, c (c in P2). Returns the metas and the packs. */
+async function twoDays(store: Store, repo: Repository) {
+  const a = noise(40_000);
+  const m1 = await backupOf(store, repo, "x", "2026-01-01T00:00:00Z", { a, b: "B" });
+  const m2 = await backupOf(store, repo, "x", "2026-01-02T00:00:00Z", { b: "B", c: "C2" });
+  return { a, m1, m2, packs: await names(store, "packs/") };
+}
+
+/** The size of each object under `prefix`. */
+async function sizes(store: Store, prefix: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for await (const o of store.list(prefix)) out.set(o.name, o.size);
+  return out;
+}
+
+for (const b of backends()) {
+  Deno.test({
+    name:
+      `prune [${b.label}, format 3]: --max-unused repacks a pack in place; what is kept restores`,
+    sanitizeOps: b.sanitize,
+    sanitizeResources: b.sanitize,
+    fn: () =>
+      b.run(async (store) => {
+        const repo = await createRepository(store, PW);
+        const { a, m1, m2, packs } = await twoDays(store, repo);
+        const before = await sizes(store, "packs/");
+        const policy = { last: 1 };
+        // unlimited: the pack holding a (unused now) and b (used) stays as it is.
+        let s = await prune(repo, {
+          policy,
+          dryRun: false,
+          graceMs: 0,
+          host: HOST,
+          maxUnused: null,
+        });
+        assert.deepEqual(s.metasRemoved, [m1]);
+        assert.equal(s.packsRepacked, 0);
+        assert.ok(s.bytesUnused > 40_000 / 2, `the unused bytes are reported: ${s.bytesUnused}`);
+        assert.deepEqual(await sizes(store, "packs/"), before);
+        // A dry run says what would go, and changes nothing.
+        s = await prune(repo, { policy, dryRun: true, graceMs: 0, host: HOST });
+        assert.equal(s.packsRepacked, 1);
+        assert.deepEqual(await sizes(store, "packs/"), before);
+        // The default (5%): the pack is rewritten under its name, without a.
+        const events: PruneEvent[] = [];
+        s = await prune(
+          repo,
+          { policy, dryRun: false, graceMs: 0, host: HOST },
+          (e) => events.push(e),
+        );
+        assert.equal(s.packsRepacked, 1);
+        assert.deepEqual(s.packsDamaged, []);
+        assert.ok(s.bytesRepacked > 40_000 / 2, `freed ${s.bytesRepacked}`);
+        const after = await sizes(store, "packs/");
+        assert.deepEqual([...after.keys()].sort(), packs, "the same pack names");
+        const changed = packs.filter((p) => after.get(p) !== before.get(p));
+        assert.equal(changed.length, 1);
+        assert.ok(after.get(changed[0]!)! < before.get(changed[0]!)! - 40_000 / 2);
+        assert.ok(events.some((e) => e.type === "repack" && e.name === changed[0]));
+        assert.equal((await verify(repo, { readData: true })).problems, 0, "day 2 reads whole");
+        // The indexes say what the pack now holds: b and c are known, a is stored again.
+        const entries = (await Promise.all((await names(store, "index/")).map((n) =>
+          readIndex(repo, n, null)
+        ))).flat();
+        assert.deepEqual(entries.map((e) => e.md5).sort(), [md5("B"), md5("C2")].sort());
+        const bs = await backupRun(store, repo, "x", "2026-01-03T00:00:00Z", {
+          a,
+          b: "B",
+          c: "C2",
+        });
+        assert.equal(bs.newObjects, 1, "one new pack, for a alone");
+        assert.equal((await verify(repo, { readData: true })).problems, 0);
+        assert.ok((await names(store, "meta_")).includes(m2));
+        // Nothing more to do: a second prune repacks nothing.
+        s = await prune(repo, { policy: { last: 2 }, dryRun: false, graceMs: 0, host: HOST });
+        assert.equal(s.packsRepacked + s.packsReindexed, 0);
+      }),
+  });
+}
+
+/** Fails the `at`-th save or remove of an object other than a lock, as a SIGKILL would stop it. */
+class CutAt extends StoreWrapper {
+  calls = 0;
+  constructor(inner: Store, readonly at: number) {
+    super(inner);
+  }
+  #step(name: string) {
+    if (name.startsWith("locks/")) return;
+    if (++this.calls === this.at) throw new Error(`cut before ${name}`);
+  }
+  override save(name: string, data: Uint8Array | ReadableStream<Uint8Array>, opts?: SaveOptions) {
+    this.#step(name);
+    return super.save(name, data, opts);
+  }
+  override remove(names: string[], opts?: RemoveOptions) {
+    for (const n of names) this.#step(n);
+    return super.remove(names, opts);
+  }
+}
+
+Deno.test("prune [local, format 3]: cut at each step of a repack, every kept backup reads whole; the next prune finishes", async () => {
+  for (let at = 1;; at++) {
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-prune-cut-" });
+    try {
+      const store = new LocalStore(dir);
+      const repo = await createRepository(store, PW);
+      await twoDays(store, repo);
+      const cut = new CutAt(store, at);
+      const policy = { last: 1 };
+      let finished = true;
+      try {
+        await prune(await openRepository(cut, PW), {
+          policy,
+          dryRun: false,
+          graceMs: 0,
+          host: HOST,
+        });
+      } catch (err) {
+        if (!(err instanceof Error) || !err.message.startsWith("cut before")) throw err;
+        finished = false;
+      }
+      assert.equal((await verify(repo, { readData: true })).problems, 0, `cut at ${at}`);
+      const s = await prune(repo, { policy, dryRun: false, graceMs: 0, host: HOST });
+      assert.deepEqual(s.packsDamaged, []);
+      assert.equal((await verify(repo, { readData: true })).problems, 0, `after cut ${at}`);
+      // Settled: the indexes describe every pack (nothing re-indexed or repacked again), and a
+      // backup of what day 2 held stores nothing.
+      const again = await prune(repo, { policy, dryRun: false, graceMs: 0, host: HOST });
+      assert.equal(again.packsRepacked + again.packsReindexed, 0, `settled after cut ${at}`);
+      const bs = await backupRun(store, repo, "x", "2026-01-03T00:00:00Z", { b: "B", c: "C2" });
+      assert.equal(bs.newObjects, 0, `cut at ${at}: b and c are known where they are`);
+      if (finished) {
+        assert.ok(at > 3, `the prune made ${at - 1} writes: the meta, the pack, the index, ...`);
+        return;
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
 
 /**
  * Pauses a backup before its meta until `resume()`: at its look at its own lock (the last

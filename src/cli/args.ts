@@ -78,6 +78,8 @@ export interface Command {
   keep?: { last?: string; daily?: string; weekly?: string; monthly?: string; yearly?: string };
   dryRun?: boolean;
   grace?: string;
+  /** prune: --max-unused as given. */
+  maxUnused?: string;
   /** The words after the command (ls PATH, find PATTERN, diff META1 META2). */
   args?: string[];
   /** help: the command asked about (`s3backup backup --help`). */
@@ -145,6 +147,7 @@ const OPTIONS = {
   "keep-yearly": { type: "string" },
   "dry-run": { type: "boolean", default: false },
   grace: { type: "string" },
+  "max-unused": { type: "string" },
   "new-password-file": { type: "string" },
   "lock-wait": { type: "string" },
   force: { type: "boolean", default: false },
@@ -361,6 +364,7 @@ function commandWith(command: CommandName, v: Values): Command {
   if (Object.values(keep).some((x) => x !== undefined)) cmd.keep = keep;
   if (simulate && command === "prune") cmd.dryRun = true;
   opt("grace", v.grace);
+  opt("maxUnused", v["max-unused"]);
   opt("newPasswordFile", v["new-password-file"]);
   opt("lockWait", v["lock-wait"]);
   if (v.force) cmd.force = true;
@@ -488,6 +492,7 @@ export const TAKES: Record<CommandName, string[]> = {
     "keep-monthly",
     "keep-yearly",
     "grace",
+    "max-unused",
     "lock-wait",
     "dry-run",
     "simulate",

@@ -10,7 +10,7 @@ import { type ExcludeRules, patternsOfFile } from "../ops/backup/excludes.ts";
 import { rememberedRepository } from "../ops/backup/files_cache.ts";
 import { changePassword } from "../ops/change_password.ts";
 import { listBackups, listLegacyBackups } from "../ops/list.ts";
-import { checkPolicy, DEFAULT_GRACE_MS, prune, type PrunePolicy } from "../ops/prune.ts";
+import { checkPolicy, DEFAULT_GRACE_MS, prune, type PrunePolicy } from "../ops/prune/prune.ts";
 import { checkTarget, restore } from "../ops/restore/restore.ts";
 import { verify, type VerifyOptions } from "../ops/verify.ts";
 import { isLegacyStore } from "../repo/legacy.ts";
@@ -55,6 +55,7 @@ import {
   parseDuration,
   parseJobs,
   parseKeep,
+  parseMaxUnused,
   parsePackSize,
   parseRate,
   parseRestoreDays,
@@ -556,7 +557,10 @@ async function runVerify(ctx: Context): Promise<number> {
   return ExitCode.ok;
 }
 
-/** prune: exit 3 when backups were running and no data object could be removed. */
+/**
+ * prune: exit 3 when backups were running and no data object could be removed, or a pack
+ * could not be read to repack it (verify names the files).
+ */
 async function runPrune(ctx: Context): Promise<number> {
   const { cmd, ui } = ctx;
   const policy: PrunePolicy = {};
@@ -566,6 +570,7 @@ async function runPrune(ctx: Context): Promise<number> {
   }
   checkPolicy(policy);
   const graceMs = cmd.grace === undefined ? DEFAULT_GRACE_MS : parseDuration(cmd.grace);
+  const maxUnused = cmd.maxUnused === undefined ? undefined : parseMaxUnused(cmd.maxUnused);
   const dryRun = cmd.dryRun === true || cmd.simulate;
   const store = storeOf(ctx);
   await store.checkExists();
@@ -575,12 +580,13 @@ async function runPrune(ctx: Context): Promise<number> {
     policy,
     dryRun,
     graceMs,
+    maxUnused,
     host: Deno.hostname(),
     signal: ctx.signal,
     lock: lockOptionsOf(ctx),
   }, ui.pruneEvents(dryRun));
   ui.pruneSummary(summary);
-  return summary.dataSkipped ? ExitCode.partial : ExitCode.ok;
+  return summary.dataSkipped || summary.packsDamaged.length > 0 ? ExitCode.partial : ExitCode.ok;
 }
 
 /** How long a writer waits for a conflicting lock by default (`--lock-wait`). */

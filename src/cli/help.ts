@@ -34,6 +34,8 @@ const OPTION_HELP: Record<string, string> = {
   "keep-weekly": "      --keep-weekly N     ... of the N latest ISO weeks",
   "keep-monthly": "      --keep-monthly N    ... of the N latest months",
   "keep-yearly": "      --keep-yearly N     ... of the N latest years",
+  "max-unused":
+    "      --max-unused L      repack packs while unused bytes pass L: N% of used, a size, unlimited (5%)",
   grace: "      --grace DURATION    keep unused objects younger than this (default 1h; 0, 30m, 2d)",
   "new-password-file":
     "      --new-password-file F  the new password (else S3BACKUP_NEW_PASSWORD, or a prompt)",
@@ -125,8 +127,9 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
     example: "s3backup verify -b s3://my-bucket/host1 --read-data-subset 10%",
   },
   prune: {
-    usage: "s3backup prune -b <bucket> --keep-... N [--grace DURATION] [--dry-run]",
-    what: "Removes the backups no --keep-* rule keeps, then the objects no backup names.",
+    usage: "s3backup prune -b <bucket> --keep-... N [--grace D] [--max-unused L] [--dry-run]",
+    what:
+      "Removes the backups no --keep-* rule keeps, then the objects no backup names; repacks packs.",
     example: "s3backup prune -b s3://my-bucket/host1 --keep-daily 7 --keep-weekly 5 --dry-run",
   },
   ls: {
@@ -174,7 +177,7 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
 const FOOTER =
   `Password: --password-file, S3BACKUP_PASSWORD, [main] password= in s3backup.ini, or a prompt.
 Exit codes: 0 ok, 1 error, 2 usage, 3 partial (verify: damage found; prune: a backup was
-running, no data removed), 4 wrong password, 5 bucket not found, 6 locked (a prune or passwd
+running, no data removed, or a pack unreadable), 4 wrong password, 5 bucket not found, 6 locked (a prune or passwd
 is running; the message names it), 7 archived objects requested (run again later),
 130 interrupted (SIGINT), 141 standard output closed,
 143 terminated (SIGTERM).

@@ -9,7 +9,7 @@ import type { Change, Found, Stats } from "../ops/browse.ts";
 import type { KitCheck } from "../ops/kit_check.ts";
 import type { Entry } from "../format/meta.ts";
 import type { BackupInfo } from "../ops/list.ts";
-import type { PruneEvent, PruneSummary } from "../ops/prune.ts";
+import type { PruneEvent, PruneSummary } from "../ops/prune/prune.ts";
 import type { RestoreEvent, RestoreSummary } from "../ops/restore/restore.ts";
 import type { VerifyEvent, VerifySummary } from "../ops/verify.ts";
 import { type ThawEvent, thawTime } from "../repo/thaw.ts";
@@ -450,6 +450,22 @@ export class Ui {
       case "object":
         if (dryRun) this.out(`${would} ${e.name} (${formatBytes(e.size)})`);
         break;
+      case "repack":
+        if (dryRun || e.reindex) {
+          this.out(
+            e.reindex
+              ? `${
+                dryRun ? "would re-index" : "re-indexed"
+              } ${e.name} (its indexes did not describe it)`
+              : `would repack ${e.name} (${formatBytes(e.unused)} of ${
+                formatBytes(e.size)
+              } unused)`,
+          );
+        }
+        break;
+      case "repack-failed":
+        this.warn(`${e.message}; it is left as it is (run verify --read-data)`);
+        break;
       case "backups-running":
         this.warn(
           `a backup is running (${
@@ -474,6 +490,12 @@ export class Ui {
       `prune${s.dryRun ? " (dry run, nothing removed)" : ""}: kept ${s.metasKept} backups, ` +
         `${would} ${s.metasRemoved.length}; ${data}${young}` +
         (s.uploadsAborted > 0 ? `; ${s.uploadsAborted} abandoned multipart uploads aborted` : "") +
+        (s.packsRepacked > 0
+          ? `; ${s.dryRun ? "would repack" : "repacked"} ${plural(s.packsRepacked, "pack")} ` +
+            `(${formatBytes(s.bytesRepacked)} ${s.dryRun ? "unused" : "freed"})`
+          : "") +
+        (s.repackSkipped !== null ? `; no pack repacked: ${s.repackSkipped}` : "") +
+        (s.packsDamaged.length > 0 ? `; ${plural(s.packsDamaged.length, "pack")} unreadable` : "") +
         (s.retained.length > 0
           ? `; ${s.retained.length} kept by Object Lock retention (they go once it ends)`
           : "") +

@@ -1,7 +1,8 @@
 /**
- * Parsers of option values (`--keep-*`, `--grace`, `--read-data-subset`, `--storage-class`),
+ * Parsers of option values (`--keep-*`, `--grace`, `--max-unused`, `--read-data-subset`, `--storage-class`),
  * and the one duration format both ways. Each throws UsageError with one line.
  */
+import type { MaxUnused } from "../ops/prune/repack.ts";
 import { UsageError } from "../util/errors.ts";
 
 /** A `--keep-*` value: a count >= 0. */
@@ -146,6 +147,26 @@ export function parseRate(v: string, where: string): number {
     );
   }
   return Math.round(n);
+}
+
+/** `--max-unused` (prune): `N%` of the used bytes, a size (`500M`, `1G`, bytes), or `unlimited`. */
+export function parseMaxUnused(v: string): MaxUnused {
+  const t = v.trim();
+  if (t === "unlimited") return null;
+  const pct = /^(\d+(?:\.\d+)?)%$/.exec(t);
+  if (pct) return { percent: Number(pct[1]) };
+  const m = /^(\d+(?:\.\d+)?)([KMGT]?)(?:i?B)?$/i.exec(t);
+  const unit = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[
+    (m?.[2] ?? "").toUpperCase()
+  ];
+  if (!m || unit === undefined) {
+    throw new UsageError(
+      `--max-unused ${
+        JSON.stringify(v)
+      }: use a share of the used bytes (5%), a size (500M) or unlimited`,
+    );
+  }
+  return { bytes: Math.round(Number(m[1]) * unit) };
 }
 
 /** `--pack-size`: 512K to 128M (FORMAT.md §4.1; the default is 16M). */

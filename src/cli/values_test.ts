@@ -6,6 +6,7 @@ import {
   parseDuration,
   parseJobs,
   parseKeep,
+  parseMaxUnused,
   parseSubset,
   parseTime,
   splitCommand,
@@ -81,5 +82,20 @@ Deno.test('--as-of takes what the help shows: a date, a time, 3d and "3d ago"', 
   assert.equal(parseTime("2026-11-30", "--as-of").toISOString(), "2026-11-30T00:00:00.000Z");
   for (const v of ["ago", "3 days ago", "yesterday", "3d from now"]) {
     assert.throws(() => parseTime(v, "--as-of"), /use a time such as/, v);
+  }
+});
+
+Deno.test("--max-unused: a share of the used bytes, a size, or unlimited; else one line", () => {
+  assert.deepEqual(parseMaxUnused("5%"), { percent: 5 });
+  assert.deepEqual(parseMaxUnused("0.5%"), { percent: 0.5 });
+  assert.deepEqual(parseMaxUnused("500M"), { bytes: 500 * 1024 * 1024 });
+  assert.deepEqual(parseMaxUnused("1GiB"), { bytes: 1024 ** 3 });
+  assert.deepEqual(parseMaxUnused("0"), { bytes: 0 });
+  assert.equal(parseMaxUnused("unlimited"), null);
+  for (const bad of ["", "five", "-1%", "5 %", "1X"]) {
+    assert.throws(
+      () => parseMaxUnused(bad),
+      (e) => e instanceof UsageError && /--max-unused/.test(e.message),
+    );
   }
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { formatMetaName, parseMetaName } from "../format/layout.ts";
-import { UsageError } from "../util/errors.ts";
+import { formatMetaName, parseMetaName } from "../../format/layout.ts";
+import { UsageError } from "../../util/errors.ts";
 import { checkPolicy, isoWeek, planPrune, type PrunePolicy } from "./prune.ts";
 
 function metas(name: string, times: string[]) {

@@ -22,19 +22,35 @@
  *
  * The engine never prints: it reports through `onEvent` and returns a summary.
  */
-import { compareMetaNames, type MetaName, placeOf } from "../format/layout.ts";
-import { readIndex, writeIndex } from "../repo/pack_index_store.ts";
-import { listRepository } from "../repo/listing.ts";
-import { liveLocks, type Lock, type LockInfo, type LockOptions, withLock } from "../repo/lock.ts";
+import { compareMetaNames, type MetaName, placeOf } from "../../format/layout.ts";
+import type { IndexEntry } from "../../format/pack_index.ts";
+import { readIndex, writeIndex } from "../../repo/pack_index_store.ts";
+import { isArchived } from "../../repo/thaw.ts";
+import {
+  choosePacks,
+  DEFAULT_MAX_UNUSED,
+  type MaxUnused,
+  packUses,
+  rewritePack,
+  type Rewritten,
+} from "./repack.ts";
+import { listRepository } from "../../repo/listing.ts";
+import {
+  liveLocks,
+  type Lock,
+  type LockInfo,
+  type LockOptions,
+  withLock,
+} from "../../repo/lock.ts";
 import {
   abortStaleUploads,
   checkPasswordUnchanged,
   loadMeta,
   type Repository,
-} from "../repo/repository.ts";
-import type { ObjectInfo, Store } from "../store/store.ts";
-import { CorruptDataError, S3BackupError, UsageError } from "../util/errors.ts";
-import { pool } from "../util/pool.ts";
+} from "../../repo/repository.ts";
+import type { ObjectInfo, Store } from "../../store/store.ts";
+import { CorruptDataError, S3BackupError, UsageError } from "../../util/errors.ts";
+import { pool } from "../../util/pool.ts";
 
 export const DEFAULT_GRACE_MS = 60 * 60 * 1000;
 
@@ -141,6 +157,8 @@ export interface PruneOptions {
   now?: () => Date;
   /** Metas opened at a time (default 4). */
   concurrency?: number;
+  /** Unused bytes packs may hold before they are repacked (default 5% of the used bytes). */
+  maxUnused?: MaxUnused;
   lock?: LockOptions;
   signal?: AbortSignal;
 }
@@ -150,7 +168,11 @@ export type PruneEvent =
   /** An unreferenced data object removed (or, dry run, that would be). */
   | { type: "object"; name: string; size: number }
   /** Live backup locks: no data object is deleted. */
-  | { type: "backups-running"; locks: LockInfo[] };
+  | { type: "backups-running"; locks: LockInfo[] }
+  /** A pack repacked (`unused` bytes of it dropped) or re-indexed (or, dry run, that would be). */
+  | { type: "repack"; name: string; size: number; unused: number; reindex: boolean }
+  /** A pack that could not be repacked or re-indexed: left as it is. */
+  | { type: "repack-failed"; name: string; message: string };
 
 export interface PruneSummary {
   dryRun: boolean;
@@ -173,6 +195,18 @@ export interface PruneSummary {
   graceMs: number;
   /** Multipart uploads of killed runs (over a day old) that were aborted. */
   uploadsAborted: number;
+  /** Packs rewritten in place without their unused members (or, dry run, that would be). */
+  packsRepacked: number;
+  /** Stored bytes that repacking freed (dry run: the unused bytes it would drop). */
+  bytesRepacked: number;
+  /** Packs whose indexes did not describe them, indexed anew. */
+  packsReindexed: number;
+  /** Packs that could not be read to repack or re-index: left as they are (verify them). */
+  packsDamaged: string[];
+  /** Unused bytes left in packs (within --max-unused, too young, or not repackable). */
+  bytesUnused: number;
+  /** Why no pack was repacked, when one would have been (a versioned bucket). */
+  repackSkipped: string | null;
   /**
    * Metas and objects the policy would remove that the store keeps under Object Lock
    * retention (not an error: they go once it ends); on a versioned bucket the versions that
@@ -215,6 +249,8 @@ interface PrunePlan {
   /** Format 3 index objects. */
   indexes: string[];
   referenced: Set<string>;
+  /** Pack key -> the members kept metas name. */
+  needed: Map<string, Set<string>>;
 }
 
 /** One listing (after our lock is written), the policy, and what the kept metas reference. */
@@ -239,22 +275,26 @@ async function planRemovals(
   const kept = decisions.filter((d) => d.keep).map((d) => d.meta.key);
   const removed = decisions.filter((d) => !d.keep).map((d) => d.meta.key);
 
-  const referenced = new Set<string>();
-  await addReferences(repo, kept, referenced, opts);
-  return {
+  const plan: PrunePlan = {
     kept,
     removed,
     objects: [...listing.objects.values()],
     indexes: [...listing.indexes.keys()],
-    referenced,
+    referenced: new Set(),
+    needed: new Map(),
   };
+  await addReferences(repo, kept, plan, opts);
+  return plan;
 }
 
-/** Adds what the metas `keys` use to `referenced`. One that does not open stops the prune. */
+/**
+ * Adds what the metas `keys` use to `plan.referenced` (objects) and `plan.needed` (pack
+ * members). One that does not open stops the prune.
+ */
 async function addReferences(
   repo: Repository,
   keys: string[],
-  referenced: Set<string>,
+  plan: Pick<PrunePlan, "referenced" | "needed">,
   opts: PruneOptions,
 ): Promise<void> {
   await pool(keys, opts.concurrency ?? 4, async (key) => {
@@ -269,7 +309,13 @@ async function addReferences(
       );
     }
     for (const e of meta.entries) {
-      if (e.md5 !== undefined) referenced.add(placeOf(e.md5, e.where ?? "-").key);
+      if (e.md5 === undefined) continue;
+      const { key, member } = placeOf(e.md5, e.where ?? "-");
+      plan.referenced.add(key);
+      if (member === null) continue;
+      const members = plan.needed.get(key);
+      if (members) members.add(member);
+      else plan.needed.set(key, new Set([member]));
     }
   }, opts.signal);
 }
@@ -304,32 +350,136 @@ async function checkLockHeld(lock: Lock | undefined): Promise<void> {
   );
 }
 
+/** Every index object's entries, or null for one that does not open (left as it is). */
+async function readIndexes(
+  repo: Repository,
+  names: string[],
+  signal?: AbortSignal,
+): Promise<Map<string, IndexEntry[] | null>> {
+  const out = new Map<string, IndexEntry[] | null>();
+  await pool(names, 4, async (name) => {
+    try {
+      out.set(name, await readIndex(repo, name, null));
+    } catch (err) {
+      if (!(err instanceof CorruptDataError)) throw err;
+      out.set(name, null); // writers skip it too
+    }
+  }, signal);
+  return out;
+}
+
 /**
- * Format 3 (FORMAT.md §6): each index object naming an object that is gone is replaced by one
- * holding its other entries (stored first), then deleted. Returns what retention kept.
+ * Format 3 (FORMAT.md §6): each index object with an entry `live` rejects (its object gone,
+ * or its pack rewritten and indexed anew) is replaced by one holding its other entries (stored
+ * first), then deleted. Returns what retention kept.
  */
 async function rewriteIndexes(
   repo: Repository,
-  indexes: string[],
-  left: Set<string>,
+  indexed: Map<string, IndexEntry[] | null>,
+  live: (key: string) => boolean,
   versioned: boolean,
   signal?: AbortSignal,
 ): Promise<string[]> {
   const stale: string[] = [];
-  await pool(indexes, 4, async (name) => {
-    let entries;
-    try {
-      entries = await readIndex(repo, name, null);
-    } catch (err) {
-      if (err instanceof CorruptDataError) return; // left as it is: writers skip it too
-      throw err;
-    }
-    const live = entries.filter((e) => left.has(placeOf(e.md5, e.where).key));
-    if (live.length === entries.length) return;
-    if (live.length > 0) await writeIndex(repo, live, null);
+  await pool(indexed, 4, async ([name, entries]) => {
+    if (entries === null) return;
+    const left = entries.filter((e) => live(placeOf(e.md5, e.where).key));
+    if (left.length === entries.length) return;
+    if (left.length > 0) await writeIndex(repo, left, null);
     stale.push(name);
   }, signal);
   return await removeAll(repo.store, stale, versioned);
+}
+
+/** What repacking and re-indexing did (PruneSummary's fields). */
+type RepackResult = Pick<
+  PruneSummary,
+  | "packsRepacked"
+  | "bytesRepacked"
+  | "packsReindexed"
+  | "packsDamaged"
+  | "bytesUnused"
+  | "repackSkipped"
+>;
+
+/**
+ * FORMAT.md §6: repacks the packs `--max-unused` picks and re-indexes the packs their indexes
+ * do not describe (only packs older than `cutoff`, readable at once; none repacked on a
+ * versioned bucket), then stores one index of the rewritten packs. Returns the keys rewritten.
+ */
+async function rewritePacks(
+  repo: Repository,
+  opts: PruneOptions,
+  plan: PrunePlan,
+  indexed: Map<string, IndexEntry[] | null>,
+  at: { cutoff: number; versioned: boolean },
+  onEvent: (e: PruneEvent) => void,
+): Promise<RepackResult & { done: Set<string> }> {
+  const objects = new Map(plan.objects.map((o) => [o.name, o]));
+  const entries = [...indexed.values()].flatMap((e) => e ?? []);
+  const uses = packUses(plan.objects, entries, plan.needed);
+  const may = (key: string) => {
+    const o = objects.get(key)!;
+    return o.mtime.getTime() <= at.cutoff && !isArchived(o);
+  };
+  const chosen = choosePacks(
+    uses,
+    opts.maxUnused === undefined ? DEFAULT_MAX_UNUSED : opts.maxUnused,
+    may,
+  );
+  const skipped = at.versioned && chosen.length > 0
+    ? "a versioned bucket keeps replaced packs (FORMAT.md §6)"
+    : null;
+  const repack = skipped === null ? chosen : [];
+  const reindex = uses.filter((u) => !u.described && may(u.key));
+  const result: RepackResult & { done: Set<string> } = {
+    packsRepacked: 0,
+    bytesRepacked: 0,
+    packsReindexed: 0,
+    packsDamaged: [],
+    bytesUnused: uses.reduce((n, u) => n + u.unused, 0),
+    repackSkipped: skipped,
+    done: new Set(),
+  };
+  const jobs = [
+    ...repack.map((u) => ({ u, keep: u.needed })),
+    ...reindex.map((u) => ({ u, keep: null })),
+  ];
+  for (const { u, keep } of jobs) {
+    onEvent({
+      type: "repack",
+      name: u.key,
+      size: u.size,
+      unused: u.unused,
+      reindex: keep === null,
+    });
+  }
+  if (opts.dryRun) {
+    result.packsRepacked = repack.length;
+    result.bytesRepacked = repack.reduce((n, u) => n + u.unused, 0);
+    result.bytesUnused -= result.bytesRepacked;
+    return result;
+  }
+  const fresh: Rewritten[] = [];
+  await pool(jobs, 2, async ({ u, keep }) => {
+    try {
+      fresh.push(
+        await rewritePack(repo, u.key, keep, objects.get(u.key)!.storageClass, opts.signal),
+      );
+    } catch (err) {
+      if (!(err instanceof CorruptDataError)) throw err;
+      result.packsDamaged.push(u.key);
+      onEvent({ type: "repack-failed", name: u.key, message: err.message });
+      return;
+    }
+    if (keep === null) result.packsReindexed++;
+    else [result.packsRepacked++, result.bytesUnused -= u.unused];
+  }, opts.signal);
+  for (const r of fresh) [result.bytesRepacked += r.before - r.after, result.done.add(r.key)];
+  // The packs are stored; the index of what they now hold comes before the old indexes go.
+  if (fresh.length > 0) await writeIndex(repo, fresh.flatMap((r) => r.entries), null);
+  result.packsDamaged.sort();
+  return result;
 }
 
 /** Deletes the metas outside the policy, then (unless backups run) the old unused objects. */
@@ -347,7 +497,7 @@ async function remove(
   const versioned = !opts.dryRun && (await store.versioning?.()) === true;
   const retained = opts.dryRun ? [] : await removeAll(store, plan.removed, versioned);
   // A meta kept by its retention still names its objects.
-  await addReferences(repo, retained, plan.referenced, opts);
+  await addReferences(repo, retained, plan, opts);
 
   const unreferenced = plan.objects.filter((o) => !plan.referenced.has(o.name));
   const cutoff = writers.storeNow().getTime() - graceMs;
@@ -356,6 +506,14 @@ async function remove(
     .sort((a, b) => a.name < b.name ? -1 : 1);
   const dataSkipped = backupLocks.length > 0;
   let objectsRemoved = 0, bytesRemoved = 0;
+  let repacked: RepackResult = {
+    packsRepacked: 0,
+    bytesRepacked: 0,
+    packsReindexed: 0,
+    packsDamaged: [],
+    bytesUnused: 0,
+    repackSkipped: null,
+  };
   if (dataSkipped) onEvent({ type: "backups-running", locks: backupLocks });
   else {
     for (const o of old) onEvent({ type: "object", name: o.name, size: o.size });
@@ -366,10 +524,14 @@ async function remove(
     const removed = old.filter((o) => !kept.includes(o.name));
     objectsRemoved = removed.length;
     bytesRemoved = removed.reduce((n, o) => n + o.size, 0);
+    const gone = new Set(removed.map((o) => o.name));
+    const left = new Set(plan.objects.map((o) => o.name).filter((n) => !gone.has(n)));
+    const indexed = await readIndexes(repo, plan.indexes, opts.signal);
+    const rewritten = await rewritePacks(repo, opts, plan, indexed, { cutoff, versioned }, onEvent);
+    repacked = rewritten;
     if (!opts.dryRun) {
-      const gone = new Set(removed.map((o) => o.name));
-      const left = new Set(plan.objects.map((o) => o.name).filter((n) => !gone.has(n)));
-      retained.push(...await rewriteIndexes(repo, plan.indexes, left, versioned, opts.signal));
+      const live = (key: string) => left.has(key) && !rewritten.done.has(key);
+      retained.push(...await rewriteIndexes(repo, indexed, live, versioned, opts.signal));
     }
   }
   return {
@@ -387,5 +549,11 @@ async function remove(
     graceMs,
     uploadsAborted: 0,
     retained,
+    packsRepacked: repacked.packsRepacked,
+    bytesRepacked: repacked.bytesRepacked,
+    packsReindexed: repacked.packsReindexed,
+    packsDamaged: repacked.packsDamaged,
+    bytesUnused: repacked.bytesUnused,
+    repackSkipped: repacked.repackSkipped,
   };
 }
