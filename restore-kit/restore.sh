@@ -62,27 +62,38 @@ fail() {
 # An entry line: eight fields without a space, then the path (FORMAT.md 5.1).
 ENTRY_RE='^([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) (.*)$'
 
+# split_entry LINE: an entry line into E_* variables and its path decoded, nothing checked:
+# for the lines phase 1 accepted (parse_entry), read again by the later phases. One regex match
+# (a bash builtin) splits the eight fields from the path, the rest.
+split_entry() {
+  if ! [[ $1 =~ $ENTRY_RE ]]; then return 1; fi
+  E_MD5=${BASH_REMATCH[1]} E_TYPE=${BASH_REMATCH[2]} E_MODE=${BASH_REMATCH[3]}
+  E_UID=${BASH_REMATCH[4]} E_GID=${BASH_REMATCH[5]} E_SIZE=${BASH_REMATCH[6]}
+  E_MTIME=${BASH_REMATCH[7]} E_ETARGET=${BASH_REMATCH[8]} E_EPATH=${BASH_REMATCH[9]}
+  printf -v E_PATH '%b' "$E_EPATH"
+  if [ "${#E_MODE}" = 3 ]; then E_MODE=0$E_MODE; fi
+  case "$E_TYPE" in
+  f) if [ "$META_VERSION" != 3 ]; then E_ETARGET=-; fi ;;
+  l) printf -v E_TARGET '%b' "$E_ETARGET" ;;
+  esac
+}
+
 # parse_entry LINE: split an entry line (FORMAT.md 5.1) into E_* variables, decode and check
 # the path. Returns 1 with E_ERR set when the entry is refused.
 parse_entry() {
   local f nonul
   E_ERR=""
   E_EPATH=""
-  # One regex match (a bash builtin) splits the eight fields from the path, the rest.
-  if ! [[ $1 =~ $ENTRY_RE ]]; then
+  if ! split_entry "$1"; then
     E_EPATH=$1
     E_ERR="malformed entry line"
     return 1
   fi
-  E_MD5=${BASH_REMATCH[1]} E_TYPE=${BASH_REMATCH[2]} E_MODE=${BASH_REMATCH[3]}
-  E_UID=${BASH_REMATCH[4]} E_GID=${BASH_REMATCH[5]} E_SIZE=${BASH_REMATCH[6]}
-  E_MTIME=${BASH_REMATCH[7]} E_ETARGET=${BASH_REMATCH[8]} E_EPATH=${BASH_REMATCH[9]}
   # Control characters are always escaped (FORMAT.md 5.2).
   case "$E_EPATH$E_ETARGET" in *"$TAB"* | *"$CR"*) E_ERR="unescaped control character: refused"; return 1 ;; esac
   # A NUL byte cannot be in a name; a "\x00" escape would cut the decoded string.
   nonul=${E_EPATH//"$BS2"/}
   case "$nonul" in *'\x00'*) E_ERR="path holds a NUL byte: refused"; return 1 ;; esac
-  printf -v E_PATH '%b' "$E_EPATH"
   if [ -z "$E_PATH" ]; then E_ERR="empty path: refused"; return 1; fi
   if [ "${#E_PATH}" -gt "$MAX_PATH_BYTES" ]; then E_ERR="path longer than $MAX_PATH_BYTES bytes: refused"; return 1; fi
   f=${E_PATH//[!\/]/}
@@ -96,15 +107,15 @@ parse_entry() {
   case "$E_TYPE" in
   f)
     if ! is_hex "$E_MD5" 32; then E_ERR="bad md5 field '$E_MD5'"; return 1; fi
-    if [ "$META_VERSION" = 3 ]; then
-      if ! is_where "$E_ETARGET"; then E_ERR="bad where field '$E_ETARGET'"; return 1; fi
-    else E_ETARGET=-; fi
+    if [ "$META_VERSION" = 3 ] && ! is_where "$E_ETARGET"; then
+      E_ERR="bad where field '$E_ETARGET'"
+      return 1
+    fi
     ;;
   d) ;;
   l)
     nonul=${E_ETARGET//"$BS2"/}
     case "$nonul" in *'\x00'*) E_ERR="link target holds a NUL byte: refused"; return 1 ;; esac
-    printf -v E_TARGET '%b' "$E_ETARGET"
     if [ -z "$E_TARGET" ]; then E_ERR="empty link target"; return 1; fi
     if [ "${#E_TARGET}" -gt "$MAX_PATH_BYTES" ]; then E_ERR="link target longer than $MAX_PATH_BYTES bytes: refused"; return 1; fi
     ;;
@@ -112,7 +123,6 @@ parse_entry() {
   esac
   case "$E_MODE" in
   [0-7][0-7][0-7][0-7]) ;;
-  [0-7][0-7][0-7]) E_MODE=0$E_MODE ;;
   *) E_ERR="bad mode '$E_MODE'"; return 1 ;;
   esac
   if [ "$E_UID" != - ] && ! is_uint "$E_UID"; then E_ERR="bad uid '$E_UID'"; return 1; fi
@@ -240,7 +250,7 @@ MISSING_WHY=""
 restore_files() {
   local line n=0 c=0 chunk=""
   while IFS= read -r line <&3; do
-    if ! parse_entry "$line"; then fail "$E_EPATH" "$E_ERR"; continue; fi
+    if ! split_entry "$line"; then fail "$line" "malformed entry line"; continue; fi # phase 1 took it
     content_src "$2"
     if [ ! -f "$C_SRC" ]; then
       fail "$E_EPATH" "$C_MISSING$MISSING_WHY"
@@ -295,7 +305,7 @@ collect_results() {
       if [ "$res" = ok ]; then
         N_FILES=$((N_FILES + 1))
       else
-        parse_entry "$line" || true
+        split_entry "$line" || E_EPATH=$line
         fail "$E_EPATH" "${res#*"$TAB"}"
       fi
     done 3<"$KIT_TMP/$chunk" 4<"$KIT_TMP/$chunk.out"
@@ -340,7 +350,7 @@ worker_decrypt() {
     W_N=$((W_N + 1))
     i=$W_N
     W_ERR[i]=""
-    if ! parse_entry "$line"; then W_ERR[i]=$E_ERR; continue; fi
+    if ! split_entry "$line"; then W_ERR[i]="malformed entry line"; continue; fi # phase 1 took it
     W_PATH[i]=$E_PATH W_MD5[i]=$E_MD5 W_MODE[i]=$E_MODE W_MTIME[i]=$E_MTIME
     W_OWNER[i]=$E_UID:$E_GID W_AT[i]=$4/$i
     content_key "$E_MD5" "$E_ETARGET"
@@ -513,7 +523,7 @@ worker_place() {
 # restore_link LINE: phase 3.
 restore_link() {
   local dest
-  if ! parse_entry "$1"; then fail "$E_EPATH" "$E_ERR"; return 0; fi
+  if ! split_entry "$1"; then fail "$1" "malformed entry line"; return 0; fi # phase 1 took it
   OK_PARENT=""
   if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; return 0; fi
   dest="$TARGET/$E_PATH"
