@@ -13,7 +13,7 @@
 import { RUN_FLAGS } from "../scripts/permissions.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import type { Entry } from "../src/format/meta.ts";
+import type { RecordedEntry as Entry } from "../src/format/meta.ts";
 import { listRepository } from "../src/repo/listing.ts";
 import { createRepository, loadMeta, openRepository, saveMeta } from "../src/repo/repository.ts";
 import { LocalStore } from "../src/store/local_store.ts";

@@ -498,7 +498,6 @@ async function runRestore(ctx: Context): Promise<number> {
     only: cmd.only ?? [],
     simulate: cmd.simulate,
     overwrite: cmd.overwrite ?? false,
-    legacy: plan.legacy,
     problems: plan.problems,
     concurrency: jobsOf(cmd, store),
     signal: ctx.signal,

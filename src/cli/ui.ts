@@ -22,6 +22,11 @@ const te = new TextEncoder();
 
 export { formatBytes };
 
+/** An mtime as ISO 8601, `-` where the meta does not record it (format 1). */
+function isoTime(ms: number | null): string {
+  return ms === null ? "-" : new Date(ms).toISOString();
+}
+
 /** An entry as `--json` gives it. */
 function entryJson(e: Entry) {
   return {
@@ -29,7 +34,7 @@ function entryJson(e: Entry) {
     path: e.path,
     mode: e.mode.toString(8).padStart(4, "0"),
     size: e.size,
-    mtime: new Date(e.mtimeMs).toISOString(),
+    mtime: e.mtimeMs === null ? null : new Date(e.mtimeMs).toISOString(),
     md5: e.md5 ?? null,
     target: e.target ?? null,
   };
@@ -233,8 +238,8 @@ export class Ui {
     for (const e of entries) {
       const target = e.type === "l" ? ` -> ${showPath(e.target ?? "")}` : "";
       this.out(
-        `${e.type} ${e.mode.toString(8).padStart(4, "0")} ${String(e.size).padStart(10)} ` +
-          `${new Date(e.mtimeMs).toISOString()} ${showPath(e.path)}${target}`,
+        `${e.type} ${e.mode.toString(8).padStart(4, "0")} ${String(e.size ?? "-").padStart(10)} ` +
+          `${isoTime(e.mtimeMs)} ${showPath(e.path)}${target}`,
       );
     }
   }
@@ -269,8 +274,8 @@ export class Ui {
     }
     for (const f of found) {
       this.out(
-        `${f.meta.key}\t${f.entry.type}\t${f.entry.size}\t` +
-          `${new Date(f.entry.mtimeMs).toISOString()}\t${showPath(f.entry.path)}`,
+        `${f.meta.key}\t${f.entry.type}\t${f.entry.size ?? "-"}\t` +
+          `${isoTime(f.entry.mtimeMs)}\t${showPath(f.entry.path)}`,
       );
     }
   }

@@ -191,7 +191,15 @@ export function parseLegacyMeta(plain: Uint8Array, key: string, time: Date, name
       const d = parts.slice(0, i).join("/");
       if (dirs.has(d)) continue;
       dirs.add(d);
-      entries.push({ type: "d", path: d, mode: 0o755, uid: null, gid: null, size: 0, mtimeMs: 0 });
+      entries.push({
+        type: "d",
+        path: d,
+        mode: 0o755,
+        uid: null,
+        gid: null,
+        size: 0,
+        mtimeMs: null,
+      });
     }
     entries.push({
       type: "f",
@@ -200,8 +208,8 @@ export function parseLegacyMeta(plain: Uint8Array, key: string, time: Date, name
       mode: 0o644,
       uid: null,
       gid: null,
-      size: 0,
-      mtimeMs: 0,
+      size: null, // format 1 records neither
+      mtimeMs: null,
     });
   }
   if (rewritten > 0) {

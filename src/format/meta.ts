@@ -59,10 +59,10 @@ export interface Entry {
   mode: number;
   uid: number | null;
   gid: number | null;
-  /** Content size for files, 0 otherwise. */
-  size: number;
-  /** Modification time in milliseconds since the epoch. */
-  mtimeMs: number;
+  /** Content size for files, 0 otherwise; null where the meta does not record it (format 1). */
+  size: number | null;
+  /** Modification time in milliseconds since the epoch; null where not recorded (format 1). */
+  mtimeMs: number | null;
   /** Symlink target. */
   target?: string;
   /**
@@ -71,6 +71,9 @@ export interface Entry {
    */
   where?: string;
 }
+
+/** An entry as a writer records it (formats 2 and 3): its size and mtime known. */
+export type RecordedEntry = Entry & { size: number; mtimeMs: number };
 
 export interface MetaHeader {
   /** The meta's version (its magic line); absent: 2. Version 3 entries say where (§5.1). */
@@ -145,7 +148,7 @@ function parseRoot(v: string): RootAttrs {
 }
 
 /** One entry line (of a version `version` meta), without the line end. */
-export function encodeEntry(e: Entry, version: MetaVersion = 2): string {
+export function encodeEntry(e: RecordedEntry, version: MetaVersion = 2): string {
   const md5 = e.type === "f" ? e.md5 : "-";
   if (e.type === "f" && !isMd5(md5 ?? "")) throw new TypeError(`file entry without MD5`);
   let target = e.type === "l" ? escapeText(e.target ?? "", "field") : "-";
@@ -239,7 +242,10 @@ export function encodeMetaEnd(count: number): string {
 }
 
 /** The meta plaintext, as lines (each without its `\n`), for streaming or joining. */
-export function* encodeMetaLines(header: MetaHeader, entries: Iterable<Entry>): Generator<string> {
+export function* encodeMetaLines(
+  header: MetaHeader,
+  entries: Iterable<RecordedEntry>,
+): Generator<string> {
   yield* encodeMetaHead(header);
   let n = 0;
   for (const e of entries) {
@@ -249,7 +255,7 @@ export function* encodeMetaLines(header: MetaHeader, entries: Iterable<Entry>): 
   yield encodeMetaEnd(n);
 }
 
-export function encodeMeta(header: MetaHeader, entries: Iterable<Entry>): string {
+export function encodeMeta(header: MetaHeader, entries: Iterable<RecordedEntry>): string {
   let out = "";
   for (const line of encodeMetaLines(header, entries)) out += line + "\n";
   return out;

@@ -3,11 +3,11 @@ import { CorruptDataError } from "../util/errors.ts";
 import {
   encodeEntry,
   encodeMeta,
-  type Entry,
   formatMtime,
   parseEntry,
   parseMeta,
   parseMtime,
+  type RecordedEntry,
   unsafePathReason,
 } from "./meta.ts";
 
@@ -19,7 +19,7 @@ const header = {
   wrappedKey: new Uint8Array([83, 97, 108, 116, 101, 100, 95, 95, 1, 2, 3]),
 };
 
-const entries: Entry[] = [
+const entries: RecordedEntry[] = [
   {
     type: "f",
     path: " sp \n\r\t\\%-x ü",

@@ -119,8 +119,8 @@ export async function repositoryStats(repo: Repository): Promise<Stats> {
     for (const e of (await loadMeta(repo, m.key)).entries) {
       if (e.type !== "f" || e.md5 === undefined) continue;
       s.files++;
-      s.bytesReferenced += e.size;
-      sizes.set(e.md5, e.size);
+      s.bytesReferenced += e.size ?? 0;
+      sizes.set(e.md5, e.size ?? 0);
     }
   });
   s.contents = sizes.size;

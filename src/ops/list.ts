@@ -46,7 +46,7 @@ async function count(
       for (const e of meta.entries) {
         if (e.type === "f") {
           b.files++;
-          if (withBytes) b.bytes! += e.size;
+          if (withBytes) b.bytes! += e.size ?? 0;
         } else if (e.type === "d") b.dirs++;
         else b.links++;
       }

@@ -166,7 +166,8 @@ type Refs = Map<string, Ref[]>;
 interface Ref {
   meta: string;
   path: string;
-  size: number;
+  /** null where the meta does not record it (format 1). */
+  size: number | null;
   md5: string;
   where: string;
 }
@@ -186,7 +187,7 @@ class Report {
     refs: Refs,
     key: string,
     kind: ProblemKind,
-    message: (size: number) => string,
+    message: (size: number | null) => string,
     md5?: string,
   ): void {
     for (const u of refs.get(key) ?? []) {
@@ -316,7 +317,8 @@ function checkPresence(objects: Map<string, ObjectInfo>, refs: Refs, report: Rep
     }
     // A pack or a gzip: its size depends on its members; else the content's size fixes it.
     const where = users[0]!.where;
-    const want = where === "-" || where === "data" ? encryptedSize(users[0]!.size) : null;
+    const size = users[0]!.size;
+    const want = (where === "-" || where === "data") && size !== null ? encryptedSize(size) : null;
     const whole = want === null ? info.size >= 32 && info.size % 16 === 0 : info.size === want;
     if (!whole) {
       badSize++;

@@ -12,8 +12,8 @@ import {
   encodeEntry,
   encodeMetaEnd,
   encodeMetaHead,
-  type Entry,
   type MetaHeader,
+  type RecordedEntry,
 } from "../format/meta.ts";
 import { messageOf } from "../util/bytes.ts";
 import { S3BackupError } from "../util/errors.ts";
@@ -103,7 +103,7 @@ export class MetaSpool {
   }
 
   /** Adds one entry (in walk order); waits while the file falls behind. */
-  async add(e: Entry): Promise<void> {
+  async add(e: RecordedEntry): Promise<void> {
     const line = encodeEntry(e, this.#version);
     this.#digest.update(line + "\n");
     this.#lines.push(line);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Entry } from "../format/meta.ts";
+import type { RecordedEntry } from "../format/meta.ts";
 import { LocalStore } from "../store/local_store.ts";
 import { readAll } from "../util/bytes.ts";
 import { S3BackupError } from "../util/errors.ts";
@@ -13,7 +13,7 @@ Deno.test("meta spool: entries stream into a 0600 temp file; finish gives the en
   try {
     const repo = await createRepository(new LocalStore(dir), te.encode("pw"), { settleMs: 0 });
     const header = { time: new Date(1_764_000_000_500), host: "h", source: "/s", name: "n" };
-    const entries: Entry[] = [];
+    const entries: RecordedEntry[] = [];
     for (let i = 0; i < 5000; i++) { // several batches
       entries.push({
         type: "f",

@@ -24,7 +24,6 @@ export interface OpenedBackup {
   repo: Repository | LegacyRepository;
   meta: Meta;
   metaKey: string;
-  legacy: boolean;
   /** Format 1: lines that cannot be restored. */
   problems: { path: string; message: string }[];
   /** Things to tell the user before restoring. */
@@ -63,7 +62,7 @@ export async function openBackup(
     const key = selectMeta(listing.legacyMetas, spec, name, where).key;
     const repo: LegacyRepository = { kind: "legacy", store, password };
     const meta = await loadFound(() => loadLegacyMeta(repo, key), key, where);
-    return { repo, meta, metaKey: key, legacy: true, problems: meta.problems, notes: meta.notes };
+    return { repo, meta, metaKey: key, problems: meta.problems, notes: meta.notes };
   }
   let why = "missing";
   if (hasKey) {
@@ -71,7 +70,7 @@ export async function openBackup(
       const repo = await openRepository(store, password);
       const key = selectMeta(listing.metas, spec, name, where).key;
       const meta = await loadFound(() => loadMeta(repo, key), key, where);
-      return { repo, meta, metaKey: key, legacy: false, problems: [], notes: [] };
+      return { repo, meta, metaKey: key, problems: [], notes: [] };
     } catch (err) {
       if (!(err instanceof CorruptKeyError)) throw err;
       why = "damaged";
@@ -82,5 +81,5 @@ export async function openBackup(
   const key = selectMeta(listing.metas, spec, name, where).key;
   const { repo, meta } = await loadFound(() => openFromMeta(store, password, key), key, where);
   const notes = [`s3backup.key is ${why}: using the copy of the key held in ${key}`];
-  return { repo, meta, metaKey: key, legacy: false, problems: [], notes };
+  return { repo, meta, metaKey: key, problems: [], notes };
 }

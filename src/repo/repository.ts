@@ -33,7 +33,13 @@ import {
   metaCandidates,
   PACK_PREFIX,
 } from "../format/layout.ts";
-import { encodeMeta, type Entry, type Meta, type MetaHeader, parseMeta } from "../format/meta.ts";
+import {
+  encodeMeta,
+  type Meta,
+  type MetaHeader,
+  parseMeta,
+  type RecordedEntry,
+} from "../format/meta.ts";
 import type { Store } from "../store/store.ts";
 import { readAll, sameBytes } from "../util/bytes.ts";
 import { listRepository } from "./listing.ts";
@@ -414,7 +420,7 @@ export function prepareMetaKey(repo: Repository): PreparedKey {
 export async function encryptMeta(
   repo: Repository,
   header: Omit<MetaHeader, "wrappedKey">,
-  entries: Iterable<Entry>,
+  entries: Iterable<RecordedEntry>,
   prepared?: PreparedKey,
 ): Promise<Uint8Array> {
   const text = te.encode(encodeMeta({ ...header, wrappedKey: repo.wrappedKey }, entries));
@@ -434,7 +440,7 @@ export async function saveMeta(
   repo: Repository,
   key: string,
   header: Omit<MetaHeader, "wrappedKey">,
-  entries: Iterable<Entry>,
+  entries: Iterable<RecordedEntry>,
 ): Promise<number> {
   const body = await encryptMeta(repo, header, entries);
   await repo.store.save(key, body);

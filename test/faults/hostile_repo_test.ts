@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { DESCRIPTOR_NAME, KEY_NAME, META_PREFIX } from "../../src/format/layout.ts";
 import { listRepository } from "../../src/repo/listing.ts";
-import type { Entry } from "../../src/format/meta.ts";
+import type { RecordedEntry as Entry } from "../../src/format/meta.ts";
 import {
   encryptSmallObject,
   loadMeta,

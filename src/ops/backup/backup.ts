@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import type { PreparedKey } from "../../format/container.ts";
 import { FORMAT_VERSION } from "../../format/descriptor.ts";
 import { formatMetaName, isMd5, KIT_PREFIX, META_PREFIX, placeOf } from "../../format/layout.ts";
-import type { Entry } from "../../format/meta.ts";
+import type { RecordedEntry } from "../../format/meta.ts";
 import { type Listing, listRepository, type MetaObject } from "../../repo/listing.ts";
 import { type Lock, type LockOptions, withLock } from "../../repo/lock.ts";
 import { MetaSpool } from "../../repo/meta_spool.ts";
@@ -660,9 +660,9 @@ function attrsOf(info: Deno.FileInfo): Attrs {
   return { mode: info.mode, uid: info.uid, gid: info.gid, mtimeMs: info.mtime?.getTime() ?? null };
 }
 
-function entryOf(item: WalkItem, info: Attrs, md5?: string, size = 0): Entry {
+function entryOf(item: WalkItem, info: Attrs, md5?: string, size = 0): RecordedEntry {
   const fallbackMode = item.type === "d" ? 0o755 : item.type === "l" ? 0o777 : 0o644;
-  const e: Entry = {
+  const e: RecordedEntry = {
     type: item.type,
     path: item.path,
     mode: info.mode === null ? fallbackMode : info.mode & 0o7777,

@@ -107,7 +107,7 @@ async function examineGroup(run: RestoreRun, md5: string, group: Entry[]) {
       continue;
     }
     const p = tgt.abs(e.path);
-    if (st.isFile && (run.legacy || st.size === e.size) && await holds(p, md5, signal)) {
+    if (st.isFile && (e.size === null || st.size === e.size) && await holds(p, md5, signal)) {
       if (!run.simulate) {
         const warning = await run.attrs.fix(p, e, st);
         if (warning !== null) progress.warn(e.path, warning);
@@ -205,10 +205,11 @@ async function writeGroup(run: RestoreRun, md5: string, todo: Todo[], from: stri
 /** Contents up to this size are restored from memory with synchronous writes. */
 const SMALL = 256 * 1024;
 
-/** In memory: a pack member, or (sizes known: not format 1) a small content. */
+/** In memory: a pack member, or a content its meta records as small. */
 function isSmall(run: RestoreRun, md5: string, todo: Todo[]): boolean {
   if (run.contents.inPack(md5, whereOf(todo))) return true;
-  return !run.legacy && todo.length > 0 && todo[0]!.e.size <= SMALL;
+  const size = todo[0]?.e.size ?? null; // null: not recorded (format 1)
+  return size !== null && size <= SMALL;
 }
 
 /**

@@ -105,7 +105,8 @@ function finish(file: Deno.FsFile, tmp: string, dest: string, e: Entry, opts: Wr
   try {
     opts.attrs.ownerSync(tmp, e);
     chmodSyncWhereSupported(tmp, e.mode);
-    if (!opts.attrs.legacy) file.utimeSync(timeOf(e), timeOf(e));
+    const t = timeOf(e);
+    if (t !== null) file.utimeSync(t, t);
   } catch (err) {
     opts.warn(`cannot set owner/mode/mtime: ${messageOf(err)}`);
   }

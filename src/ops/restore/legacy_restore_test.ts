@@ -1,6 +1,6 @@
 /** Format 1 (s3backup.py) buckets built with openssl: detected, listed and restored. */
 import assert from "node:assert/strict";
-import { isLegacyStore } from "../../repo/legacy.ts";
+import { isLegacyRepository, isLegacyStore } from "../../repo/legacy.ts";
 import { openBackup as openForRestore } from "../../repo/open_backup.ts";
 import { LocalStore } from "../../store/local_store.ts";
 import { WrongPasswordError } from "../../util/errors.ts";
@@ -38,7 +38,7 @@ Deno.test("legacy: a bucket built with openssl is detected, listed and restored"
 
     await assert.rejects(openForRestore(store, te.encode("nope"), "latest"), WrongPasswordError);
     const plan = await openForRestore(store, te.encode(PW), "latest");
-    assert.equal(plan.legacy, true);
+    assert.ok(isLegacyRepository(plan.repo));
     assert.equal(plan.metaKey, "meta_photos_2017-01-01_1483228800000");
     const target = `${dir}/target`;
     const events: RestoreEvent[] = [];
@@ -47,7 +47,6 @@ Deno.test("legacy: a bucket built with openssl is detected, listed and restored"
       metaKey: plan.metaKey,
       simulate: false,
       overwrite: false,
-      legacy: true,
     }, (e) => events.push(e));
     assert.equal(r.failed, 0);
     assert.equal(r.objectsDownloaded, 3);
@@ -66,7 +65,6 @@ Deno.test("legacy: a bucket built with openssl is detected, listed and restored"
       metaKey: old.metaKey,
       simulate: false,
       overwrite: false,
-      legacy: true,
     });
     assert.equal(r2.failed, 1);
     assert.equal(Deno.readTextFileSync(`${target}/a.txt`), "A2");
@@ -76,7 +74,6 @@ Deno.test("legacy: a bucket built with openssl is detected, listed and restored"
       metaKey: old.metaKey,
       simulate: false,
       overwrite: true,
-      legacy: true,
     });
     assert.equal(r3.failed, 0);
     assert.equal(r3.unchanged, 2);

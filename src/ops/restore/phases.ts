@@ -22,7 +22,6 @@ export interface RestoreRun {
   simulate: boolean;
   overwrite: boolean;
   /** Format 1: no sizes, no times; existing directories keep their attributes. */
-  legacy: boolean;
   concurrency: number;
   /**
    * How to thaw the archived objects a restore met (repo/thaw.ts): what it returns pending
@@ -93,8 +92,8 @@ export async function restoreDirs(run: RestoreRun, dirs: Entry[]): Promise<Entry
       }
     }
     progress.entry(e.path, "d", action);
-    // Format 1 directories have no attributes of their own: existing ones are left as they are.
-    if (run.legacy && action === "unchanged") progress.dirs++;
+    // A directory whose meta records no attributes (format 1): an existing one is left as it is.
+    if (e.mtimeMs === null && action === "unchanged") progress.dirs++;
     else done.push(e);
   }
   return done;

@@ -25,7 +25,8 @@ export interface Plan {
   problems: { path: string; message: string }[];
   /** Distinct contents, each with the file entries that hold it. */
   groups: Map<string, Entry[]>;
-  totalBytes: number;
+  /** null when the meta does not record sizes (format 1). */
+  totalBytes: number | null;
 }
 
 /** Why an entry must not be restored (here: `windows`), or null. */
@@ -81,7 +82,9 @@ export function planRestore(
     if (!onlyHit[i]) plan.problems.push({ path: o, message: `--only: no such path in ${metaKey}` });
   });
   for (const e of plan.files) {
-    plan.totalBytes += e.size;
+    if (plan.totalBytes !== null) {
+      plan.totalBytes = e.size === null ? null : plan.totalBytes + e.size;
+    }
     const g = plan.groups.get(e.md5!);
     if (g) g.push(e);
     else plan.groups.set(e.md5!, [e]);

@@ -80,7 +80,7 @@ export class Progress {
   /** One file entry dealt with: `size` is what it holds now, null when it failed. */
   doneFile(e: Entry, size: number | null): void {
     this.filesDone++;
-    this.bytesDone += size ?? e.size;
+    this.bytesDone += size ?? e.size ?? 0;
     if (size !== null) {
       this.files++;
       this.bytes += size;

@@ -14,7 +14,7 @@
  * left alone, unless `overwrite`, which replaces it (a non-empty directory is never removed).
  */
 import type { Meta } from "../../format/meta.ts";
-import { isLegacyRepository, type LegacyRepository } from "../../repo/legacy.ts";
+import type { LegacyRepository } from "../../repo/legacy.ts";
 import { Contents } from "../../repo/contents.ts";
 import type { Repository } from "../../repo/repository.ts";
 import { DEFAULT_RESTORE_REQUEST, thaw, type ThawOptions } from "../../repo/thaw.ts";
@@ -46,8 +46,6 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   /** Set owners (default: when running as root). */
   owners?: boolean;
-  /** Format 1 entries: no sizes and no times (files are compared by MD5 only). */
-  legacy?: boolean;
   /** Lines of the meta that cannot be restored, reported as failed (format 1). */
   problems?: { path: string; message: string }[];
   /** This host's name, for the target's lock (default: Deno.hostname()). */
@@ -67,7 +65,6 @@ export async function restore(
   onEvent: (e: RestoreEvent) => void = () => {},
 ): Promise<RestoreSummary> {
   const started = performance.now();
-  const legacy = opts.legacy ?? isLegacyRepository(repo);
   const progress = new Progress(onEvent);
   for (const p of opts.problems ?? []) progress.fail(p.path, p.message);
   const plan = planRestore(meta.entries, opts.only ?? [], opts.metaKey);
@@ -77,7 +74,7 @@ export async function restore(
     files: plan.files.length,
     dirs: plan.dirs.length,
     links: plan.links.length,
-    bytes: legacy ? 0 : plan.totalBytes,
+    bytes: plan.totalBytes ?? 0,
   });
 
   const { root, existed } = await openTarget(opts.target, opts.simulate);
@@ -89,14 +86,14 @@ export async function restore(
     await unlock?.();
   }
   if (!opts.simulate && (opts.only ?? []).length === 0) {
-    await finishRoot({ attrs: attributesOf(opts, legacy), progress }, root, meta.header.root);
+    await finishRoot({ attrs: attributesOf(opts), progress }, root, meta.header.root);
   }
   return summary;
 }
 
 /** How this restore sets owners (as root, unless told), modes and times (none for format 1). */
-function attributesOf(opts: RestoreOptions, legacy: boolean): Attributes {
-  return new Attributes(opts.owners ?? Deno.uid() === 0, legacy);
+function attributesOf(opts: RestoreOptions): Attributes {
+  return new Attributes(opts.owners ?? Deno.uid() === 0);
 }
 
 /**
@@ -133,16 +130,14 @@ async function runPhases(
   opts: RestoreOptions,
   { plan, progress, root, existed, started }: Prepared,
 ): Promise<RestoreSummary> {
-  const legacy = opts.legacy ?? isLegacyRepository(repo);
   const run: RestoreRun = {
     store: repo.store,
     contents: progress.downloads = Contents.of(repo),
     tgt: new TargetDirs(root),
-    attrs: attributesOf(opts, legacy),
+    attrs: attributesOf(opts),
     progress,
     simulate: opts.simulate,
     overwrite: opts.overwrite,
-    legacy,
     concurrency: opts.concurrency ?? 4,
     metaPaths: new Set(meta.entries.map((e) => e.path)),
   };

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { formatLock } from "../../format/lock_file.ts";
-import type { Entry } from "../../format/meta.ts";
+import type { RecordedEntry as Entry } from "../../format/meta.ts";
 import { acquireLock } from "../../repo/lock.ts";
 import { openBackup as openForRestore } from "../../repo/open_backup.ts";
 import {

@@ -162,8 +162,12 @@ export class TargetDirs {
   }
 }
 
-/** An entry's mtime as a Date; RangeError when a Date cannot hold it (never silently 0). */
-export function timeOf(e: Entry): Date {
+/**
+ * An entry's mtime as a Date, null where its meta does not record it (format 1: left as the
+ * restore makes it); RangeError when a Date cannot hold it (never silently 0).
+ */
+export function timeOf(e: Pick<Entry, "mtimeMs">): Date | null {
+  if (e.mtimeMs === null) return null;
   const t = new Date(e.mtimeMs);
   if (Number.isNaN(t.getTime())) {
     throw new RangeError(`mtime ${e.mtimeMs / 1000} s is out of range: not set`);
@@ -185,11 +189,11 @@ export function conflict(st: Deno.FileInfo, what: string): string {
 
 /** Owner (as root), mode and mtime of restored entries; each set only where it differs. */
 export class Attributes {
-  constructor(readonly owners: boolean, readonly legacy: boolean) {}
+  constructor(readonly owners: boolean) {}
 
   async times(p: string, e: Entry, st: Deno.FileInfo | null, link: boolean): Promise<void> {
-    if (this.legacy || (st !== null && st.mtime?.getTime() === e.mtimeMs)) return;
     const t = timeOf(e);
+    if (t === null || (st !== null && st.mtime?.getTime() === e.mtimeMs)) return;
     if (link) await lutimes(p, t, t);
     else await Deno.utime(p, t, t);
   }
