@@ -100,16 +100,6 @@ export function memberSize(m: Member): number {
   return memberHeader(m.name, m.bytes.length).length + padded(m.bytes.length);
 }
 
-/** The tar of `members`, in order, ended, as the chunks a stream writes (no copy of members). */
-export function* packChunks(members: Member[]): Generator<Uint8Array> {
-  for (const m of members) {
-    yield memberHeader(m.name, m.bytes.length);
-    if (m.bytes.length > 0) yield m.bytes;
-    if (padded(m.bytes.length) > m.bytes.length) yield memberPadding(m.bytes.length);
-  }
-  yield TAR_END;
-}
-
 /** The tar of `members`, in order, ended. */
 export function buildPack(members: Member[]): Uint8Array {
   const out = new Uint8Array(members.reduce((n, m) => n + memberSize(m), 0) + TAR_END.length);
@@ -198,7 +188,7 @@ export function memberContent(name: string, stored: Uint8Array): PackedContent {
 export interface FinishedPack {
   id: string;
   members: Member[];
-  /** Bytes of its tar (`buildPack`, or the chunks of `packChunks`). */
+  /** Bytes of its tar (`buildPack`). */
   size: number;
   entries: IndexEntry[];
 }

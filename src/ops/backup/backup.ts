@@ -45,6 +45,7 @@ import {
   type FileContext,
   type FileResult,
   Uploads,
+  type UploadTarget,
 } from "./file_reader.ts";
 import { Packer } from "./packer.ts";
 import {
@@ -197,9 +198,6 @@ async function runBackup(
     const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, storeNow);
     const reused = reusedFor(opts, cache, time);
     const ctx = { store, repo, opts, uploads: contents.uploads, cache, warn, onEvent, reused };
-    if (contents.uploads instanceof Uploads && repo !== null && !opts.simulate) {
-      contents.uploads.context = { store, repo, saveOptions: saveOptionsOf(opts) };
-    }
     onEvent({ type: "phase", phase: "backing up" });
     const totals = await archive(ctx, out, lookedAt);
     onEvent({ type: "phase", phase: "finishing" });
@@ -348,7 +346,10 @@ async function contentsFor(
   warn: Warnings,
 ): Promise<{ uploads: ContentSink; full: () => Listing | null }> {
   if ((repo?.descriptor.format ?? FORMAT_VERSION) !== 3) {
-    return await storedContents(store, vouched);
+    const target = repo !== null && !opts.simulate
+      ? { store, repo, saveOptions: saveOptionsOf(opts) }
+      : null;
+    return await storedContents(store, target, vouched);
   }
   const packer = await Packer.open(store, repo, {
     cacheRoot: opts.filesCache?.dir ?? null,
@@ -376,7 +377,7 @@ async function contentsFor(
  * answered from the listing. Without one, the store is listed at once. Of data objects only
  * names and sizes are kept; `full` is the rest of the listing, when it was made.
  */
-async function storedContents(store: Store, vouched: boolean) {
+async function storedContents(store: Store, target: UploadTarget | null, vouched: boolean) {
   const known = new ContentSizes();
   let full: Listing | null = null;
   const list = async () => {
@@ -385,7 +386,7 @@ async function storedContents(store: Store, vouched: boolean) {
     });
   };
   const contents = (lookup?: (md5: string) => Promise<number | null>) => ({
-    uploads: new Uploads(known, lookup),
+    uploads: new Uploads(known, target, lookup),
     full: () => full,
   });
   if (!vouched) {

@@ -68,6 +68,13 @@ export interface Stored {
   uploaded: boolean;
 }
 
+/** Where format 2 contents are stored, and how. */
+export interface UploadTarget {
+  store: Store;
+  repo: Repository;
+  saveOptions: SaveOptions;
+}
+
 /**
  * Saves each distinct content once: unless the store has it whole, or it is being saved now.
  * What the store has comes from a listing (names and sizes), or from a lookup (HEAD) of each
@@ -84,9 +91,14 @@ export class Uploads implements ContentSink {
 
   /**
    * `known`: objects and their stored sizes (kept, not copied: a listing may still add to it);
-   * `lookup`: the stored size of any other, or null.
+   * `lookup`: the stored size of any other, or null; `target`: how to store (null: simulate,
+   * sizes only).
    */
-  constructor(known: ContentSizes, lookup?: (md5: string) => Promise<number | null>) {
+  constructor(
+    known: ContentSizes,
+    readonly target: UploadTarget | null,
+    lookup?: (md5: string) => Promise<number | null>,
+  ) {
     this.#known = known;
     this.#lookup = lookup;
   }
@@ -101,17 +113,14 @@ export class Uploads implements ContentSink {
     return this.#known.isOurs(md5);
   }
 
-  /** `ctx`: how to store (null: simulate, sizes only). */
-  context: { store: Store; repo: Repository | null; saveOptions: SaveOptions } | null = null;
-
   whereOf(md5: string, size: number): string | null {
     return this.has(md5, size) ? "-" : null;
   }
 
   async small(md5: string, data: Uint8Array): Promise<Stored> {
-    const n = data.length, ctx = this.context;
+    const n = data.length, ctx = this.target;
     const uploaded = await this.once(md5, n, async () => {
-      if (ctx === null || ctx.repo === null) return encryptedSize(n);
+      if (ctx === null) return encryptedSize(n);
       const body = await encryptSmallObject(ctx.repo, data);
       await ctx.store.save(md5, body, ctx.saveOptions);
       return body.length;
@@ -120,10 +129,10 @@ export class Uploads implements ContentSink {
   }
 
   async big(md5: string, n: number, open: () => ReadableStream<Uint8Array>): Promise<Stored> {
-    const ctx = this.context;
+    const ctx = this.target;
     const uploaded = await this.once(md5, n, async () => {
       const size = encryptedSize(n);
-      if (ctx === null || ctx.repo === null) return size;
+      if (ctx === null) return size;
       const body = open().pipeThrough(encryptObject(ctx.repo));
       await ctx.store.save(md5, body, { ...ctx.saveOptions, size });
       return size;
