@@ -161,12 +161,18 @@ decrypt_gz() {
     -pass env:KIT_KEY_ENV -in "$1" 2>"$KIT_TMP/openssl.err" </dev/null | gzip -dc >"$2" 2>/dev/null
 }
 
-# unpack_pack IN DIR ERR: decrypt pack IN and extract its members into DIR (one openssl, one
-# tar); tar's complaints into ERR (off the target's file system, which may be full).
+# unpack_pack IN DIR ERR: decrypt pack IN, gunzip it and extract its members into DIR (one
+# openssl, one gzip, one tar: FORMAT.md 4.1); gzip's and tar's complaints into ERR (off the
+# target's file system, which may be full).
 unpack_pack() {
-  mkdir -p -- "$2" &&
-    KIT_KEY_ENV="$DATA_KEY" openssl enc -d -aes-256-cbc -pbkdf2 -iter "$DATA_ITER" -md sha256 \
-      -pass env:KIT_KEY_ENV -in "$1" 2>/dev/null </dev/null | (cd -- "$2" && tar -xf - 2>"$3")
+  local rc=0
+  mkdir -p -- "$2" || return 1
+  KIT_KEY_ENV="$DATA_KEY" openssl enc -d -aes-256-cbc -pbkdf2 -iter "$DATA_ITER" -md sha256 \
+    -pass env:KIT_KEY_ENV -in "$1" 2>/dev/null </dev/null | gzip -dc 2>"$3.gz" |
+    (cd -- "$2" && tar -xf - 2>"$3") || rc=$?
+  cat -- "$3.gz" >>"$3" 2>/dev/null || true
+  rm -f -- "$3.gz"
+  return "$rc"
 }
 
 # decrypt_error OUT MD5: P_ERR for a decryption into OUT that failed. openssl says "error writing

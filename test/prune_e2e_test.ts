@@ -373,9 +373,14 @@ for (const b of backends()) {
         assert.equal((await verify(repo, { readData: true })).problems, 0, "day 2 reads whole");
         // The indexes say what the pack now holds: b and c are known, a is stored again.
         const entries = (await Promise.all((await names(store, "index/")).map((n) =>
-          readIndex(repo, n, null)
+          readIndex(repo, n, null).then((i) => i.entries)
         ))).flat();
-        assert.deepEqual(entries.map((e) => e.md5).sort(), [md5("B"), md5("C2")].sort());
+        assert.deepEqual(
+          entries.map((e) =>
+            e.md5
+          ).sort(),
+          [md5("B"), md5("C2")].sort(),
+        );
         const bs = await backupRun(store, repo, "x", "2026-01-03T00:00:00Z", {
           a,
           b: "B",
@@ -604,7 +609,8 @@ for (const b of backends()) {
         const left = await names(store, "packs/");
         assert.equal(left.length, 1);
         const indexes = await names(store, "index/");
-        const entries = (await Promise.all(indexes.map((n) => readIndex(repo, n, null)))).flat();
+        const entries = (await Promise.all(indexes.map((n) => readIndex(repo, n, null))))
+          .flatMap((i) => i.entries);
         assert.deepEqual(entries.map((e) => e.md5), [md5("C2")], "the index names what is left");
         assert.equal((await verify(repo, { readData: true })).problems, 0);
         // A backup after the prune stores b again (its pack is gone), c not.

@@ -1,7 +1,8 @@
 /**
- * The plaintext of a format-3 pack (FORMAT.md §4.1): a ustar archive (tar.ts) of contents,
- * each a member named by its MD5, `<md5>.gz` when gzip made it smaller by at least 1/16. Pure:
- * contents in, bytes out, and back; the caller encrypts the pack as one container (§3.1).
+ * The plaintext of a format-3 pack (FORMAT.md §4.1): the gzip of a ustar archive (tar.ts) of
+ * contents, each a member named by its MD5 (readers also take `<md5>.gz` members: the gzip of
+ * the content). Pure: contents in, bytes out, and back; the caller encrypts the pack as one
+ * container (§3.1). Also the gzip decision of `data/` objects (§4.2).
  */
 import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
@@ -60,9 +61,7 @@ function gzip(data: Uint8Array): Uint8Array {
  * a pack holding ten thousand such views held 160 MiB for 1 MiB of gzip (BENCHMARKS.md).
  */
 function owned(b: Uint8Array): Uint8Array {
-  return b.byteLength === b.buffer.byteLength
-    ? new Uint8Array(b.buffer)
-    : Uint8Array.prototype.slice.call(b);
+  return b.byteLength === b.buffer.byteLength ? new Uint8Array(b.buffer) : new Uint8Array(b);
 }
 
 /**
@@ -79,20 +78,66 @@ export interface Member {
   bytes: Uint8Array;
 }
 
-/**
- * The member of `content` (whose MD5 is `md5`): gzipped when that shrinks it by 1/16, decided
- * on its first PROBE bytes first when it is longer (a JPEG or a .gz costs one probe).
- */
+/** The member of `content` (whose MD5 is `md5`): the content as it is (the pack is gzipped). */
 export function packMember(md5: string, content: Uint8Array): Member {
   if (!isMd5(md5)) throw new TypeError(`not an MD5: ${md5}`);
-  if (!mayShrink(content)) return { name: md5, bytes: content };
-  if (content.length > PROBE && !shrank(gzip(content.subarray(0, PROBE)).length, PROBE)) {
-    return { name: md5, bytes: content };
+  return { name: md5, bytes: content };
+}
+
+/**
+ * Tar bytes a gzip member of a pack covers, at least (FORMAT.md §4.1): damage stays within one
+ * (a reader resumes at the next), at no cost in size (deflate looks back 32 KiB anyway).
+ */
+export const SEGMENT = 64 * 1024;
+
+/**
+ * A pack's plaintext (FORMAT.md §4.1): the tar of `members` (ended by `extraEnd` more end
+ * markers), as gzip members of whole tar members, each covering SEGMENT bytes or more.
+ */
+export function sealPack(members: Member[], extraEnd = 0): Uint8Array {
+  const tar = buildPack(members, extraEnd);
+  const parts: Uint8Array[] = [];
+  let start = 0, at = 0;
+  for (const m of members) {
+    at += memberSize(m);
+    if (at - start >= SEGMENT) [parts.push(gzipOf(tar.subarray(start, at))), start = at];
   }
-  const gz = gzip(content);
-  return shrank(gz.length, content.length)
-    ? { name: `${md5}.gz`, bytes: gz }
-    : { name: md5, bytes: content };
+  parts.push(gzipOf(tar.subarray(start))); // the rest, and the end blocks
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((n, p) => (out.set(p, n), n + p.length), 0);
+  return out;
+}
+
+const gzipOf = (b: Uint8Array) => gzipSync(b, { level: GZIP_LEVEL });
+
+/** How each gzip member this writer makes begins: magic, deflate, no flags, no time. */
+const GZIP_HEAD = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0];
+
+/**
+ * The tar in a pack's plaintext (its gzip members gunzipped); CorruptDataError when it does not
+ * gunzip. Unless `lenient` (a reader saving what it can of a damaged pack): then each gzip
+ * member is gunzipped on its own and a damaged one is left out (the tar reader, lenient too,
+ * resumes at the next member's header).
+ */
+export function openPack(plain: Uint8Array, lenient = false): Uint8Array {
+  try {
+    return owned(gunzipSync(plain));
+  } catch (err) {
+    if (!lenient) throw new CorruptDataError("pack: it does not gunzip", { cause: err });
+  }
+  const starts: number[] = [];
+  for (let i = plain.indexOf(0x1f); i >= 0; i = plain.indexOf(0x1f, i + 1)) {
+    if (GZIP_HEAD.every((b, j) => plain[i + j] === b)) starts.push(i);
+  }
+  const parts: Uint8Array[] = [];
+  starts.forEach((s, k) => {
+    try {
+      parts.push(gunzipSync(plain.subarray(s, starts[k + 1] ?? plain.length)));
+    } catch { /* damaged: its members are lost, the others not */ }
+  });
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((n, p) => (out.set(p, n), n + p.length), 0);
+  return out;
 }
 
 /** The bytes a member takes in a pack: header, stored bytes, padding. */
@@ -100,9 +145,10 @@ export function memberSize(m: Member): number {
   return memberHeader(m.name, m.bytes.length).length + padded(m.bytes.length);
 }
 
-/** The tar of `members`, in order, ended. */
-export function buildPack(members: Member[]): Uint8Array {
-  const out = new Uint8Array(members.reduce((n, m) => n + memberSize(m), 0) + TAR_END.length);
+/** The tar of `members`, in order, ended (by `extraEnd` more end markers after the first). */
+export function buildPack(members: Member[], extraEnd = 0): Uint8Array {
+  const ends = TAR_END.length * (1 + extraEnd);
+  const out = new Uint8Array(members.reduce((n, m) => n + memberSize(m), 0) + ends);
   let at = 0;
   for (const m of members) {
     const h = memberHeader(m.name, m.bytes.length);
@@ -112,8 +158,7 @@ export function buildPack(members: Member[]): Uint8Array {
     out.set(memberPadding(m.bytes.length), at);
     at += padded(m.bytes.length) - m.bytes.length;
   }
-  out.set(TAR_END, at);
-  return out;
+  return out; // the end blocks: zeros already
 }
 
 /** One content read back from a pack. */
@@ -211,7 +256,7 @@ export class PackBuilder {
   add(md5: string, content: Uint8Array): { where: string; full: FinishedPack | null } {
     const m = packMember(md5, content);
     this.#id ??= this.newId();
-    const where = m.name === md5 ? this.#id : `${this.#id}.gz`;
+    const where = this.#id;
     this.#members.push(m);
     this.#entries.push({ md5, where, stored: m.bytes.length, plain: content.length });
     this.#bytes += memberSize(m);

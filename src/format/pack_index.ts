@@ -5,10 +5,11 @@
  *
  *   s3backup-index 3
  *   <md5> <where> <stored size> <plain size>     (where: <pack>, <pack>.gz, data, data.gz)
- *   end <entry count>
+ *   pack <pack> <object size>                    (one for each pack of the entries)
+ *   end <count of the lines between>
  */
 import { CorruptDataError } from "../util/errors.ts";
-import { isMd5, isWhere } from "./layout.ts";
+import { isMd5, isWhere, PACK_PREFIX, placeOf } from "./layout.ts";
 
 const MAGIC = "s3backup-index 3";
 const SIZE_RE = /^(0|[1-9][0-9]{0,15})$/;
@@ -24,21 +25,43 @@ export interface IndexEntry {
   plain: number;
 }
 
-/** The text of an index object holding `entries`. */
-export function formatPackIndex(entries: Iterable<IndexEntry>): string {
+/** What an index object says: where contents are, and each of their packs' stored size. */
+export interface PackIndex {
+  entries: IndexEntry[];
+  /** Pack id -> the size of `packs/<id>` as stored. */
+  packs: Map<string, number>;
+}
+
+/** The pack id of an entry, or null for a `data/` one. */
+export function packOf(e: IndexEntry): string | null {
+  const { key, member } = placeOf(e.md5, e.where);
+  return member === null ? null : key.slice(PACK_PREFIX.length);
+}
+
+/** The text of an index object; every pack of `entries` must have its size in `packs`. */
+export function formatPackIndex(index: PackIndex): string {
   const lines = [MAGIC];
-  for (const e of entries) {
+  const used = new Set<string>();
+  for (const e of index.entries) {
     if (!isMd5(e.md5) || !isWhere(e.where) || e.where === "-") {
       throw new TypeError(`bad index entry ${e.md5} ${e.where}`);
     }
+    const pack = packOf(e);
+    if (pack !== null) {
+      if (!index.packs.has(pack)) throw new TypeError(`no size for pack ${pack}`);
+      used.add(pack);
+    }
     lines.push(`${e.md5} ${e.where} ${e.stored} ${e.plain}`);
   }
+  for (const pack of used) lines.push(`pack ${pack} ${index.packs.get(pack)}`);
   lines.push(`end ${lines.length - 1}`, "");
   return lines.join("\n");
 }
 
-/** The entries of an index object's text; CorruptDataError naming the first bad line. */
-export function parsePackIndex(text: string, name: string): IndexEntry[] {
+const PACK_LINE = /^pack ([0-9a-f]{32}) (0|[1-9][0-9]{0,15})$/;
+
+/** An index object's text, read strictly; CorruptDataError naming the first bad line. */
+export function parsePackIndex(text: string, name: string): PackIndex {
   const lines = text.split("\n");
   const bad = (n: number, why: string) =>
     new CorruptDataError(`Cannot read ${name}: line ${n} ${why}`);
@@ -46,20 +69,30 @@ export function parsePackIndex(text: string, name: string): IndexEntry[] {
   if (lines.at(-1) === "") lines.pop();
   const end = /^end (0|[1-9][0-9]*)$/.exec(lines.at(-1) ?? "");
   if (end === null || lines.length < 2) throw bad(lines.length, "is not the end line (cut short?)");
-  const out: IndexEntry[] = [];
+  const entries: IndexEntry[] = [], packs = new Map<string, number>();
   for (let i = 1; i < lines.length - 1; i++) {
+    const p = PACK_LINE.exec(lines[i]!);
+    if (p !== null) {
+      packs.set(p[1]!, Number(p[2]));
+      continue;
+    }
     const f = lines[i]!.split(" ");
     const [md5, where, stored, plain] = f as [string, string, string, string];
     if (
       f.length !== 4 || !isMd5(md5) || !isWhere(where) || where === "-" ||
       !SIZE_RE.test(stored) || !SIZE_RE.test(plain)
     ) {
-      throw bad(i + 1, "is not <md5> <where> <stored size> <plain size>");
+      throw bad(i + 1, "is not <md5> <where> <stored size> <plain size> or pack <pack> <size>");
     }
-    out.push({ md5, where, stored: Number(stored), plain: Number(plain) });
+    entries.push({ md5, where, stored: Number(stored), plain: Number(plain) });
   }
-  if (Number(end[1]) !== out.length) {
-    throw bad(lines.length, `says ${end[1]} entries, found ${out.length}`);
+  if (Number(end[1]) !== lines.length - 2) {
+    throw bad(lines.length, `says ${end[1]} lines, found ${lines.length - 2}`);
   }
-  return out;
+  const unsized = entries.find((e) => {
+    const pack = packOf(e);
+    return pack !== null && !packs.has(pack);
+  });
+  if (unsized) throw bad(lines.length, `names pack ${packOf(unsized)} without its size`);
+  return { entries, packs };
 }

@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { legacyDecryptBytes, legacyDecryptStream } from "../format/legacy.ts";
 import { type Place, placeOf } from "../format/layout.ts";
-import { memberContent, packMembers } from "../format/pack.ts";
+import { memberContent, openPack, packMembers } from "../format/pack.ts";
 import type { Store } from "../store/store.ts";
 import { messageOf, readAll } from "../util/bytes.ts";
 import { CorruptDataError, ObjectArchivedError, ObjectNotFoundError } from "../util/errors.ts";
@@ -150,6 +150,11 @@ export class Contents {
       throw new ContentError(`pack ${key} does not decrypt (corrupt pack)`, { cause: err });
     }
     // What can be read of a damaged pack is: its other members are each checked by MD5.
+    try {
+      tar = openPack(tar, true);
+    } catch (err) {
+      throw new ContentError(`pack ${key} does not gunzip (corrupt pack)`, { cause: err });
+    }
     const members = new Map<string, Uint8Array>();
     for (const m of packMembers(tar, true)) if (!members.has(m.name)) members.set(m.name, m.bytes);
     return members;

@@ -6,8 +6,13 @@
  */
 import { encryptedSize } from "../format/container.ts";
 import { INDEX_PREFIX, newObjectId, placeOf } from "../format/layout.ts";
-import { BLOCK, padded, TAR_END } from "../format/tar.ts";
-import { formatPackIndex, type IndexEntry, parsePackIndex } from "../format/pack_index.ts";
+import {
+  formatPackIndex,
+  type IndexEntry,
+  type PackIndex,
+  packOf,
+  parsePackIndex,
+} from "../format/pack_index.ts";
 import type { ObjectInfo, SaveOptions, Store } from "../store/store.ts";
 import { messageOf, readAll } from "../util/bytes.ts";
 import { CorruptDataError } from "../util/errors.ts";
@@ -58,12 +63,12 @@ async function indexBytes(repo: Repository, name: string, dir: string | null) {
   return body;
 }
 
-/** The entries of index object `name` (CorruptDataError naming it). */
+/** What index object `name` says (CorruptDataError naming it). */
 export async function readIndex(
   repo: Repository,
   name: string,
   cacheRoot: string | null,
-): Promise<IndexEntry[]> {
+): Promise<PackIndex> {
   const dir = cacheDirOf(cacheRoot, repo);
   const body = await indexBytes(repo, name, dir);
   let plain: Uint8Array;
@@ -77,13 +82,13 @@ export async function readIndex(
 }
 
 /**
- * Every index entry whose object is listed in `stored` whole, passed to `each`: a pack of the
- * exact size its members make (the tar of its indexed members, encrypted), a `data/` object of
- * the size its stored bytes make. An object of another size (cut short by a crash before it was
- * durable, or damaged) counts as absent: its contents are stored again. An index that does not
- * open is skipped with `onBad` (its contents are then stored again). Cached index files of
- * indexes no longer listed are removed. Returns how many entries name an object that is not
- * there whole.
+ * Every index entry whose object is listed in `stored` whole, passed to `each`: a pack at the
+ * size its index's `pack` line gives, a `data/` object at the size its stored bytes make
+ * (FORMAT.md §4.3). An object of another size (cut short by a crash before it was durable,
+ * damaged, or repacked since) counts as absent: its contents are stored again. An index that
+ * does not open is skipped with `onBad` (its contents are then stored again). Cached index
+ * files of indexes no longer listed are removed. Returns how many entries name an object that
+ * is not there whole.
  */
 export async function eachIndexed(
   repo: Repository,
@@ -93,42 +98,32 @@ export async function eachIndexed(
   onBad: (name: string, err: unknown) => void,
   signal?: AbortSignal,
 ): Promise<number> {
-  const all: [IndexEntry, string][] = [];
+  let absent = 0;
   await pool(stored.indexes.keys(), 8, async (name) => {
+    let index: PackIndex;
     try {
-      for (const e of await readIndex(repo, name, cacheRoot)) all.push([e, name]);
+      index = await readIndex(repo, name, cacheRoot);
     } catch (err) {
       if (!(err instanceof CorruptDataError)) throw err;
       onBad(name, err);
+      return;
+    }
+    for (const e of index.entries) {
+      if (isWhole(stored, index, e)) each(e, name);
+      else absent++;
     }
   }, signal);
-  const tars = new Map<string, Map<string, number>>(); // pack -> member -> its tar bytes
-  for (const [e] of all) {
-    const p = placeOf(e.md5, e.where);
-    if (p.member === null) continue;
-    let members = tars.get(p.key);
-    if (!members) tars.set(p.key, members = new Map());
-    members.set(p.member, BLOCK + padded(e.stored));
-  }
-  const tarSize = new Map<string, number>(); // each pack's whole tar, summed once
-  for (const [key, members] of tars) {
-    let tar = TAR_END.length;
-    for (const n of members.values()) tar += n;
-    tarSize.set(key, tar);
-  }
-  const whole = (key: string, e: IndexEntry): boolean => {
-    const size = stored.objects.get(key)?.size;
-    if (size === undefined) return false;
-    const tar = tarSize.get(key);
-    return size === encryptedSize(tar === undefined ? e.stored : tar);
-  };
-  let absent = 0;
-  for (const [e, name] of all) {
-    if (whole(placeOf(e.md5, e.where).key, e)) each(e, name);
-    else absent++;
-  }
   pruneCache(cacheDirOf(cacheRoot, repo), stored.indexes);
   return absent;
+}
+
+/** Whether the object holding `e` is listed at the size `index` implies (FORMAT.md §4.3). */
+export function isWhole(stored: StoredObjects, index: PackIndex, e: IndexEntry): boolean {
+  const pack = packOf(e);
+  const key = placeOf(e.md5, e.where).key;
+  const size = stored.objects.get(key)?.size;
+  if (size === undefined) return false;
+  return size === (pack === null ? encryptedSize(e.stored) : index.packs.get(pack));
 }
 
 /** Removes cached index files whose object is gone. */
@@ -141,16 +136,16 @@ function pruneCache(dir: string | null, listed: Map<string, ObjectInfo>): void {
   } catch { /* no cache yet */ }
 }
 
-/** Stores a new index object holding `entries`; returns its name. */
+/** Stores a new index object saying `index`; returns its name. */
 export async function writeIndex(
   repo: Repository,
-  entries: IndexEntry[],
+  index: PackIndex,
   cacheRoot: string | null,
   options: SaveOptions = {},
   store: Store = repo.store,
 ): Promise<string> {
   const name = `${INDEX_PREFIX}${newObjectId()}`;
-  const body = await encryptSmallObject(repo, te.encode(formatPackIndex(entries)));
+  const body = await encryptSmallObject(repo, te.encode(formatPackIndex(index)));
   await store.save(name, body, options);
   const dir = cacheDirOf(cacheRoot, repo);
   if (dir !== null) {

@@ -11,12 +11,12 @@ import { createGzip } from "node:zlib";
 import { encryptedSize } from "../../format/container.ts";
 import { newObjectId, PACK_PREFIX, placeOf } from "../../format/layout.ts";
 import {
-  buildPack,
   type FinishedPack,
   GZIP_LEVEL,
   PackBuilder,
   PROBE,
   probeShrinks,
+  sealPack,
 } from "../../format/pack.ts";
 import type { IndexEntry } from "../../format/pack_index.ts";
 import {
@@ -59,6 +59,8 @@ export class Packer implements ContentSink {
   readonly #inflight = new Map<string, Promise<Stored>>();
   readonly #ours = new Set<string>();
   readonly #entries: IndexEntry[] = [];
+  /** Pack id -> its stored size, of the packs this run stored. */
+  readonly #packSizes = new Map<string, number>();
   readonly #builder: PackBuilder;
   readonly #slots = new Slots(PACKS_IN_FLIGHT);
   readonly #small: number;
@@ -160,15 +162,17 @@ export class Packer implements ContentSink {
    */
   async #storePack(pack: FinishedPack): Promise<void> {
     const key = `${PACK_PREFIX}${pack.id}`;
-    const size = encryptedSize(pack.size);
+    let size = encryptedSize(pack.size); // a dry run's estimate: the tar before gzip
     if (!this.opts.simulate && this.repo !== null) {
       const repo = this.repo;
       await this.#slots.use(async () => {
-        const tar = buildPack(pack.members);
-        pack.members.length = 0; // in the tar now: not held twice while it is stored
-        const body = await encryptSmallObject(repo, tar);
+        const plain = sealPack(pack.members);
+        pack.members.length = 0; // in the pack now: not held twice while it is stored
+        const body = await encryptSmallObject(repo, plain);
+        size = body.length;
         await this.store.save(key, body, this.opts.saveOptions);
       });
+      this.#packSizes.set(pack.id, size);
     }
     this.#ours.add(key);
     this.#entries.push(...pack.entries);
@@ -212,7 +216,8 @@ export class Packer implements ContentSink {
     if (last !== null) await this.#storePack(last);
     if (this.#entries.length === 0 || this.opts.simulate || this.repo === null) return null;
     await this.store.flush?.(); // the packs durable before the index that names them
-    const name = await writeIndex(this.repo, this.#entries, this.opts.cacheRoot, {}, this.store);
+    const index = { entries: this.#entries, packs: this.#packSizes };
+    const name = await writeIndex(this.repo, index, this.opts.cacheRoot, {}, this.store);
     this.#ours.add(name);
     return name;
   }

@@ -22,8 +22,8 @@
  *
  * The engine never prints: it reports through `onEvent` and returns a summary.
  */
-import { compareMetaNames, type MetaName, placeOf } from "../../format/layout.ts";
-import type { IndexEntry } from "../../format/pack_index.ts";
+import { compareMetaNames, type MetaName, PACK_PREFIX, placeOf } from "../../format/layout.ts";
+import type { PackIndex } from "../../format/pack_index.ts";
 import { readIndex, writeIndex } from "../../repo/pack_index_store.ts";
 import { isArchived } from "../../repo/thaw.ts";
 import {
@@ -350,13 +350,13 @@ async function checkLockHeld(lock: Lock | undefined): Promise<void> {
   );
 }
 
-/** Every index object's entries, or null for one that does not open (left as it is). */
+/** What each index object says, or null for one that does not open (left as it is). */
 async function readIndexes(
   repo: Repository,
   names: string[],
   signal?: AbortSignal,
-): Promise<Map<string, IndexEntry[] | null>> {
-  const out = new Map<string, IndexEntry[] | null>();
+): Promise<Map<string, PackIndex | null>> {
+  const out = new Map<string, PackIndex | null>();
   await pool(names, 4, async (name) => {
     try {
       out.set(name, await readIndex(repo, name, null));
@@ -375,17 +375,17 @@ async function readIndexes(
  */
 async function rewriteIndexes(
   repo: Repository,
-  indexed: Map<string, IndexEntry[] | null>,
+  indexed: Map<string, PackIndex | null>,
   live: (key: string) => boolean,
   versioned: boolean,
   signal?: AbortSignal,
 ): Promise<string[]> {
   const stale: string[] = [];
-  await pool(indexed, 4, async ([name, entries]) => {
-    if (entries === null) return;
-    const left = entries.filter((e) => live(placeOf(e.md5, e.where).key));
-    if (left.length === entries.length) return;
-    if (left.length > 0) await writeIndex(repo, left, null);
+  await pool(indexed, 4, async ([name, index]) => {
+    if (index === null) return;
+    const left = index.entries.filter((e) => live(placeOf(e.md5, e.where).key));
+    if (left.length === index.entries.length) return;
+    if (left.length > 0) await writeIndex(repo, { entries: left, packs: index.packs }, null);
     stale.push(name);
   }, signal);
   return await removeAll(repo.store, stale, versioned);
@@ -411,13 +411,13 @@ async function rewritePacks(
   repo: Repository,
   opts: PruneOptions,
   plan: PrunePlan,
-  indexed: Map<string, IndexEntry[] | null>,
+  indexed: Map<string, PackIndex | null>,
   at: { cutoff: number; versioned: boolean },
   onEvent: (e: PruneEvent) => void,
 ): Promise<RepackResult & { done: Set<string> }> {
   const objects = new Map(plan.objects.map((o) => [o.name, o]));
-  const entries = [...indexed.values()].flatMap((e) => e ?? []);
-  const uses = packUses(plan.objects, entries, plan.needed);
+  const indexes = [...indexed.values()].filter((i) => i !== null);
+  const uses = packUses(plan.objects, indexes, plan.needed);
   const may = (key: string) => {
     const o = objects.get(key)!;
     return o.mtime.getTime() <= at.cutoff && !isArchived(o);
@@ -477,7 +477,10 @@ async function rewritePacks(
   }, opts.signal);
   for (const r of fresh) [result.bytesRepacked += r.before - r.after, result.done.add(r.key)];
   // The packs are stored; the index of what they now hold comes before the old indexes go.
-  if (fresh.length > 0) await writeIndex(repo, fresh.flatMap((r) => r.entries), null);
+  if (fresh.length > 0) {
+    const packs = new Map(fresh.map((r) => [r.key.slice(PACK_PREFIX.length), r.after]));
+    await writeIndex(repo, { entries: fresh.flatMap((r) => r.entries), packs }, null);
+  }
   result.packsDamaged.sort();
   return result;
 }

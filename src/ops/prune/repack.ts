@@ -6,11 +6,10 @@
  * A pack keeps its name: kept metas name it, and metas never change. The new pack holds every
  * member a kept meta names, with the same bytes, and replaces the old one in one save.
  */
-import { encryptedSize } from "../../format/container.ts";
-import { PACK_PREFIX } from "../../format/layout.ts";
-import { buildPack, type Member, memberContent, packMembers } from "../../format/pack.ts";
-import type { IndexEntry } from "../../format/pack_index.ts";
-import { BLOCK, padded, TAR_END } from "../../format/tar.ts";
+import { PACK_PREFIX, placeOf } from "../../format/layout.ts";
+import { type Member, memberContent, openPack, packMembers, sealPack } from "../../format/pack.ts";
+import type { IndexEntry, PackIndex } from "../../format/pack_index.ts";
+import { BLOCK, padded } from "../../format/tar.ts";
 import { decryptSmallObject, encryptSmallObject, type Repository } from "../../repo/repository.ts";
 import type { ObjectInfo } from "../../store/store.ts";
 import { messageOf, readAll } from "../../util/bytes.ts";
@@ -44,42 +43,46 @@ export interface PackUse {
 const tarBytes = (stored: number) => BLOCK + padded(stored);
 
 /**
- * Each referenced pack of `objects` with what its indexes (`entries`, every index's) say it
- * holds and what of it `needed` (pack key -> member names kept metas use) uses. Pure.
+ * Each referenced pack of `objects` with what its indexes say it holds (the entries of each
+ * index whose `pack` line gives the pack's listed size: FORMAT.md §4.3) and what of it `needed`
+ * (pack key -> member names kept metas use) uses. Pure.
  */
 export function packUses(
   objects: Iterable<ObjectInfo>,
-  entries: Iterable<IndexEntry>,
+  indexes: Iterable<PackIndex>,
   needed: Map<string, Set<string>>,
 ): PackUse[] {
+  const listed = new Map<string, number>();
+  for (const o of objects) if (o.name.startsWith(PACK_PREFIX)) listed.set(o.name, o.size);
   const members = new Map<string, Map<string, number>>(); // pack key -> member -> stored
-  for (const e of entries) {
-    const gz = e.where.endsWith(".gz");
-    const id = gz ? e.where.slice(0, -3) : e.where;
-    if (id === "data") continue;
-    const key = `${PACK_PREFIX}${id}`;
-    let m = members.get(key);
-    if (!m) members.set(key, m = new Map());
-    m.set(gz ? `${e.md5}.gz` : e.md5, e.stored);
+  for (const index of indexes) {
+    for (const e of index.entries) {
+      const { key, member } = placeOf(e.md5, e.where);
+      if (member === null || listed.get(key) !== index.packs.get(key.slice(PACK_PREFIX.length))) {
+        continue;
+      }
+      let m = members.get(key);
+      if (!m) members.set(key, m = new Map());
+      m.set(member, e.stored);
+    }
   }
   const out: PackUse[] = [];
-  for (const o of objects) {
-    const use = needed.get(o.name);
-    if (!o.name.startsWith(PACK_PREFIX) || use === undefined) continue;
-    const held = members.get(o.name) ?? new Map<string, number>();
-    let tar = TAR_END.length, unused = 0;
+  for (const [key, size] of listed) {
+    const use = needed.get(key);
+    if (use === undefined) continue;
+    const held = members.get(key) ?? new Map<string, number>();
+    let tar = 0, unused = 0;
     for (const [name, stored] of held) {
       tar += tarBytes(stored);
       if (!use.has(name)) unused += tarBytes(stored);
     }
-    const described = held.size > 0 && o.size === encryptedSize(tar) &&
-      [...use].every((n) => held.has(n));
+    const described = held.size > 0 && [...use].every((n) => held.has(n));
     out.push({
-      key: o.name,
-      size: o.size,
+      key,
+      size,
       described,
       unused: described ? unused : 0,
-      used: described ? tar - TAR_END.length - unused : o.size,
+      used: described ? tar - unused : size,
       needed: use,
     });
   }
@@ -116,7 +119,7 @@ export interface Rewritten {
   key: string;
   /** The index entries of the pack as it now is. */
   entries: IndexEntry[];
-  /** The stored size before and after (equal when it was only re-indexed). */
+  /** The stored size before and after (equal when it was only re-indexed; else never). */
   before: number;
   after: number;
 }
@@ -145,7 +148,7 @@ export async function rewritePack(
   const kept: Member[] = [], entries: IndexEntry[] = [];
   let all = 0;
   try {
-    for (const m of packMembers(tar)) {
+    for (const m of packMembers(openPack(tar))) {
       all++;
       if (keep !== null && !keep.has(m.name)) continue;
       const { md5, content } = memberContent(m.name, m.bytes);
@@ -163,7 +166,12 @@ export async function rewritePack(
   }
   if (kept.length === all) return { key, entries, before: body.length, after: body.length };
   signal?.throwIfAborted();
-  const replacement = await encryptSmallObject(repo, buildPack(kept));
+  // Never the old size (FORMAT.md §6): writers tell the packs apart by it.
+  let replacement = await encryptSmallObject(repo, sealPack(kept));
+  for (let extra = 1; replacement.length === body.length; extra++) {
+    if (extra > 8) throw new CorruptDataError(`Cannot repack ${key}: its size does not change`);
+    replacement = await encryptSmallObject(repo, sealPack(kept, extra));
+  }
   await repo.store.save(key, replacement, {
     storageClass: storageClass === "STANDARD" ? undefined : storageClass,
     signal,

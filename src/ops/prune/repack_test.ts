@@ -1,8 +1,14 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { encryptedSize } from "../../format/container.ts";
-import { buildPack, packMember, readPack } from "../../format/pack.ts";
-import type { IndexEntry } from "../../format/pack_index.ts";
+import {
+  buildPack,
+  openPack,
+  packMember,
+  packMembers,
+  readPack,
+  sealPack,
+} from "../../format/pack.ts";
+import type { IndexEntry, PackIndex } from "../../format/pack_index.ts";
 import { createRepository, decryptSmallObject, encryptSmallObject } from "../../repo/repository.ts";
 import { LocalStore } from "../../store/local_store.ts";
 import type { ObjectInfo } from "../../store/store.ts";
@@ -15,36 +21,42 @@ const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
 const ID = "0123456789abcdef0123456789abcdef";
 const KEY = `packs/${ID}`;
 
-/** Contents a (1,000 random bytes), b (text: gzipped), c (3 bytes) and their members. */
+/** Contents a (1,000 random bytes), b (text), c (3 bytes) and their members. */
 function fixture() {
   const random = crypto.getRandomValues(new Uint8Array(1000));
   const contents = [random, te.encode("text that repeats\n".repeat(50)), te.encode("abc")];
   const members = contents.map((c) => packMember(md5(c), c));
   const entries: IndexEntry[] = members.map((m, i) => ({
     md5: md5(contents[i]!),
-    where: m.name.endsWith(".gz") ? `${ID}.gz` : ID,
+    where: ID,
     stored: m.bytes.length,
     plain: contents[i]!.length,
   }));
-  return { contents, members, entries, tar: buildPack(members) };
+  return { contents, members, entries, tar: buildPack(members), sealed: sealPack(members) };
 }
 
 const info = (name: string, size: number): ObjectInfo => ({ name, size, mtime: new Date(0) });
 
 Deno.test("repack: what a pack's indexes and the kept metas say it holds and uses", () => {
   const f = fixture();
-  const size = encryptedSize(f.tar.length);
+  const size = 4096;
+  const index: PackIndex = { entries: f.entries, packs: new Map([[ID, size]]) };
   const needed = new Map([[KEY, new Set([f.members[1]!.name])]]);
-  const [use] = packUses([info(KEY, size), info("packs/other", 99)], f.entries, needed);
+  const [use] = packUses([info(KEY, size), info("packs/other", 99)], [index], needed);
   assert.equal(use!.described, true);
   assert.equal(use!.unused, 512 + 1024 + 512 + 512, "a and c: a header and padded bytes each");
-  assert.equal(use!.used, 512 + 512);
-  // A pack of another size than its indexes imply (repacked while an old index names more).
-  const [cut] = packUses([info(KEY, size - 16)], f.entries, needed);
+  assert.equal(use!.used, 512 + 1024, "b: 900 bytes of text");
+  // A pack of another size than its index says (repacked since): that index says nothing of it.
+  const [cut] = packUses([info(KEY, size - 16)], [index], needed);
   assert.equal(cut!.described, false);
+  // An old index (before a repack) beside the new one: only the one of the listed size counts.
+  const old: PackIndex = { entries: f.entries, packs: new Map([[ID, size + 512]]) };
+  const now: PackIndex = { entries: f.entries.slice(1, 2), packs: new Map([[ID, size]]) };
+  const [both] = packUses([info(KEY, size)], [old, now], needed);
+  assert.equal(both!.unused, 0, "what the new index says");
   // One a kept meta names a member of that no index lists (a lost index): not described.
   const lost = new Map([[KEY, new Set([f.members[1]!.name, "f".repeat(32)])]]);
-  assert.equal(packUses([info(KEY, size)], f.entries, lost)[0]!.described, false);
+  assert.equal(packUses([info(KEY, size)], [index], lost)[0]!.described, false);
 });
 
 Deno.test("repack: --max-unused picks the emptiest packs until the rest is within it", () => {
@@ -69,18 +81,19 @@ Deno.test("repack: --max-unused picks the emptiest packs until the rest is withi
   assert.deepEqual(keys({ percent: 0 }, (k) => k !== "p2"), ["p3", "p1"], "too young: skipped");
 });
 
-async function repoWithPack(tar: Uint8Array) {
+async function repoWithPack(sealed: Uint8Array) {
   const dir = await Deno.makeTempDir({ prefix: "s3backup-repack-" });
   const store = new LocalStore(dir);
   const repo = await createRepository(store, te.encode("pw"));
-  await store.save(KEY, await encryptSmallObject(repo, tar));
-  const load = async () => await decryptSmallObject(repo, await readAll(await store.load(KEY)));
+  await store.save(KEY, await encryptSmallObject(repo, sealed));
+  const load = async () =>
+    openPack(await decryptSmallObject(repo, await readAll(await store.load(KEY))));
   return { dir, store, repo, load };
 }
 
 Deno.test("repack: a pack rewritten keeps exactly the members asked for, same bytes, checked", async () => {
   const f = fixture();
-  const r = await repoWithPack(f.tar);
+  const r = await repoWithPack(f.sealed);
   try {
     const keep = new Set([f.members[0]!.name, f.members[2]!.name]);
     const out = await rewritePack(r.repo, KEY, keep, undefined);
@@ -101,7 +114,7 @@ Deno.test("repack: a kept member missing or damaged leaves the pack as it was", 
   const f = fixture();
   const bad = f.tar.slice();
   bad[512 + 10]! ^= 1; // a byte of a's content: its MD5 differs
-  const r = await repoWithPack(bad);
+  const r = await repoWithPack(sealPack([...packMembers(bad)]));
   try {
     const before = await r.load();
     await assert.rejects(
