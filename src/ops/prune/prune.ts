@@ -17,8 +17,10 @@
  * references and older than the grace period (by their store date against the store's clock,
  * known from our lock's store date: a prune whose clock is hours fast deletes nothing young).
  * Before deleting data objects it checks that its lock held throughout (`Lock.lapsed`: a prune
- * that slept past the stale time may meet a backup that started meanwhile). `dryRun` takes no
- * lock and deletes nothing, reporting what would go.
+ * that slept past the stale time may meet a backup that started meanwhile). Then, format 3,
+ * the packs whose unused members pass `--max-unused` are repacked in place and the packs their
+ * indexes do not describe re-indexed (repack.ts; FORMAT.md §6), and the indexes follow.
+ * `dryRun` takes no lock and deletes nothing, reporting what would go.
  *
  * The engine never prints: it reports through `onEvent` and returns a summary.
  */
@@ -485,7 +487,10 @@ async function rewritePacks(
   return result;
 }
 
-/** Deletes the metas outside the policy, then (unless backups run) the old unused objects. */
+/**
+ * Deletes the metas outside the policy, then (unless backups run) the old unused objects, then
+ * rewrites packs and indexes.
+ */
 async function remove(
   repo: Repository,
   opts: PruneOptions,
