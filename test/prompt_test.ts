@@ -14,16 +14,23 @@ if (!haveScript) console.warn("prompt_test: skipped: no util-linux `script` to m
 
 const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
-/** Runs s3backup `args` on a pty; types `keys` once the prompt shows. Its exit code and output. */
+/**
+ * Runs s3backup `args` on a pty (`cols` wide when given); types `keys` once the prompt shows
+ * (each of a list at each prompt, after `typeAfterMs`). Its exit code and output.
+ */
 async function onPty(
   args: string[],
-  keys: string,
+  keys: string | string[],
   extraEnv: Record<string, string> = {},
+  opts: { cols?: number; typeAfterMs?: number } = {},
 ): Promise<{ code: number; out: string }> {
   const env = childEnv(extraEnv);
   if (extraEnv.S3BACKUP_PASSWORD === undefined) delete env.S3BACKUP_PASSWORD;
+  const argv = s3backupArgv(args).map(quote).join(" ");
+  const command = opts.cols === undefined ? argv : `stty cols ${opts.cols} rows 24; exec ${argv}`;
+  const queue = typeof keys === "string" ? (keys === "" ? [] : [keys]) : [...keys];
   const child = new Deno.Command("script", {
-    args: ["-qfec", s3backupArgv(args).map(quote).join(" "), "/dev/null"],
+    args: ["-qfec", command, "/dev/null"],
     env,
     clearEnv: true,
     stdin: "piped",
@@ -33,13 +40,16 @@ async function onPty(
   const writer = child.stdin.getWriter();
   let out = "";
   const dec = new TextDecoder();
+  let prompts = 0;
   const reading = (async () => {
     for await (const chunk of child.stdout) {
       out += dec.decode(chunk, { stream: true });
-      if (out.includes("password: ") && keys !== "") {
-        const k = keys;
-        keys = "";
-        await new Promise((r) => setTimeout(r, 200)); // the prompt is drawn: raw mode is on
+      const shown = out.split("password: ").length - 1;
+      if (shown > prompts && queue.length > 0) {
+        prompts = shown;
+        const k = queue.shift()!;
+        // The prompt is drawn: raw mode is on (and, with typeAfterMs, a timer could draw).
+        await new Promise((r) => setTimeout(r, opts.typeAfterMs ?? 200));
         await writer.write(new TextEncoder().encode(k));
       }
     }
@@ -109,6 +119,39 @@ Deno.test({
       const quiet = await onPty([...args, "-q"], "", pw);
       assert.equal(quiet.code, 0, quiet.out);
       assert.equal(quiet.out, "", "-q: nothing on success");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "prompt and progress (pty, 40 columns): the prompts stay on screen, the clock starts " +
+    "after them, no drawn line is wider than the terminal",
+  ignore: !haveScript,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-prompt-progress-" });
+    try {
+      await Deno.mkdir(`${dir}/src`);
+      await Deno.mkdir(`${dir}/repo`);
+      for (let i = 0; i < 200; i++) await Deno.writeTextFile(`${dir}/src/f${i}`, `file ${i}`);
+      const args = ["backup", "-f", `${dir}/src`, "-b", `${dir}/repo`];
+      const typed = `${PASSWORD}\r`;
+      // A new repository: two prompts, each answered 1.5 s later (a redraw timer would fire).
+      const r = await onPty(args, [typed, typed], {}, { cols: 40, typeAfterMs: 1500 });
+      assert.equal(r.code, 0, r.out);
+      const first = r.out.indexOf("New repository password: ");
+      const second = r.out.indexOf("Repeat password: ");
+      assert.ok(first >= 0 && second > first, r.out);
+      const esc = "\x1b[K";
+      assert.ok(!r.out.slice(0, second).includes(esc), `nothing drawn over a prompt: ${r.out}`);
+      const drawn = r.out.split("\r" + esc).slice(1).map((l) => l.split(/\r|\n/)[0]!)
+        .filter((l) => !l.startsWith("backup meta_")); // the summary, after the line is cleared
+      assert.ok(drawn.length > 0, "the progress line is drawn after the prompts");
+      for (const line of drawn) {
+        assert.ok([...line].length < 40, `wider than 40 columns: ${JSON.stringify(line)}`);
+      }
+      assert.doesNotMatch(r.out, /0:0[2-9] elapsed/, "the typing (3 s) is not timed");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

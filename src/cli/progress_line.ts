@@ -85,24 +85,46 @@ export function newState(phase: string, startedMs: number): ProgressState {
   };
 }
 
-/** Draws a ProgressState on stderr when `enabled`, at most 10 times a second and once a second. */
+/** `line` cut to fit a terminal of `columns` (one column kept free: no wrap at the edge). */
+export function fitLine(line: string, columns: number): string {
+  const chars = [...line];
+  return chars.length < columns ? line : chars.slice(0, Math.max(1, columns - 1)).join("");
+}
+
+/** The terminal's width now (it follows resizes), 80 when it cannot be told. */
+function columns(): number {
+  try {
+    return Deno.consoleSize().columns || 80;
+  } catch {
+    return 80;
+  }
+}
+
+/**
+ * Draws a ProgressState on stderr when `enabled`, at most 10 times a second and once a second,
+ * cut to the terminal's width. Nothing is drawn, and the clock does not run, until the first
+ * update: the engine's first event comes after the password is read, so a prompt is never
+ * drawn over and the typing is not timed.
+ */
 export class ProgressLine {
   readonly state: ProgressState;
   #drawn = false;
   #lastDraw = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #stopped = false;
 
   constructor(readonly enabled: boolean, phase = "starting") {
     this.state = newState(phase, performance.now());
-    if (enabled) {
+  }
+
+  /** Updates the state and redraws (throttled unless `force`); the first one starts the clock. */
+  update(change: Partial<ProgressState>, force = false): void {
+    if (this.enabled && !this.#stopped && this.#timer === undefined) {
+      this.state.startedMs = performance.now();
       const timer = setInterval(() => this.draw(true), 1000);
       Deno.unrefTimer(timer);
       this.#timer = timer;
     }
-  }
-
-  /** Updates the state and redraws (throttled unless `force`). */
-  update(change: Partial<ProgressState>, force = false): void {
     Object.assign(this.state, change);
     this.draw(force);
   }
@@ -112,7 +134,8 @@ export class ProgressLine {
     const now = performance.now();
     if (!force && now - this.#lastDraw < 100) return;
     this.#lastDraw = now;
-    Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${formatProgress(this.state, now)}`));
+    const line = fitLine(formatProgress(this.state, now), columns());
+    Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${line}`));
     this.#drawn = true;
   }
 
@@ -129,5 +152,6 @@ export class ProgressLine {
     this.clear();
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
+    this.#stopped = true;
   }
 }

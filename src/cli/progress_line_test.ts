@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { formatClock, formatProgress, newState, type ProgressState } from "./progress_line.ts";
+import {
+  fitLine,
+  formatClock,
+  formatProgress,
+  newState,
+  type ProgressState,
+} from "./progress_line.ts";
 
 const st = (over: Partial<ProgressState> = {}): ProgressState => ({
   ...newState("scanning", 0),
@@ -34,4 +40,11 @@ Deno.test("progress line: the phase from the start, then counts, rate, elapsed a
     "scanning: 3/3 objects (100%), 10 B read, 5 B/s, 0:02 elapsed",
   );
   assert.equal(formatClock(3_725_000), "1:02:05");
+});
+
+Deno.test("progress: a line is cut to the terminal's width, one column left free", () => {
+  assert.equal(fitLine("reading: 1/2 files", 80), "reading: 1/2 files");
+  assert.equal(fitLine("0123456789", 10), "012345678");
+  assert.equal(fitLine("€€€€€€", 4), "€€€", "by characters, not bytes");
+  assert.equal(fitLine("abc", 1), "a");
 });
