@@ -149,6 +149,11 @@ for (const target of s3Targets()) {
         assert.equal(r1.short, 0);
         assert.equal(r1.objects, 3 + 4 + 2 + kit.length, "3 packs, 4 metas, key, conf, kit");
         assert.ok(Date.parse(r1.lockedUntil) >= t0 + 1.4 * DAY);
+        // The same as of now (the versions then): each version's own retention is read.
+        const asOf = new Date(Date.now() + 2_000).toISOString();
+        const v1a = await run(["verify", "--as-of", asOf, "--check-retention", "1d", "--json"]);
+        assert.equal(v1a.code, 0, v1a.stdout + v1a.stderr);
+        assert.equal(JSON.parse(v1a.stdout).retention.short, 0, "as of now: all retained");
         const v2 = await run(["verify", "--check-retention", "2d"]);
         assert.equal(v2.code, 3, v2.stdout + v2.stderr);
         assert.match(v2.stderr, /s3backup\.key\): retained only until \S+ \(needed until /);

@@ -392,11 +392,16 @@ export class S3Store implements Store {
     }, { highWaterMark: 0 });
   }
 
-  async stat(name: string): Promise<ObjectInfo | null> {
+  /** The object's facts; of version `versionId` when given (its own retention, class...). */
+  async stat(name: string, versionId?: string): Promise<ObjectInfo | null> {
     checkObjectName(name);
     try {
       const out = await this.client.send(
-        new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(name) }),
+        new HeadObjectCommand({
+          Bucket: this.bucket,
+          Key: this.key(name),
+          ...(versionId ? { VersionId: versionId } : {}),
+        }),
         this.#opts(),
       );
       const info: ObjectInfo = {
@@ -963,7 +968,11 @@ function versionView(
       if (!v) throw new ObjectNotFoundError(name);
       return await store.load(name, v.versionId);
     },
-    stat: (name) => Promise.resolve(at.get(name)?.info ?? null),
+    // A HEAD of that version: a listing of versions has no retention or archive state.
+    async stat(name) {
+      const v = at.get(name);
+      return v ? await store.stat(name, v.versionId) : null;
+    },
     async *list(prefix = "") {
       for (const [name, v] of at) if (v && name.startsWith(prefix)) yield v.info;
     },
