@@ -16,10 +16,12 @@ import { verify, type VerifyOptions } from "../ops/verify.ts";
 import { isLegacyStore } from "../repo/legacy.ts";
 import { openBackup } from "../repo/open_backup.ts";
 import {
+  CorruptKeyError,
   createRepository,
   loadMeta,
   loadOptional,
   openForReading,
+  openFromMeta,
   openRepository,
   repositoryExists,
   RepositoryExistsError,
@@ -457,7 +459,15 @@ async function runList(ctx: Context): Promise<number> {
   }
   let repo;
   if (havePassword && await repositoryExists(store)) {
-    repo = await openRepository(store, await getPassword(src, false));
+    const password = await getPassword(src, false);
+    try {
+      repo = await openRepository(store, password);
+    } catch (err) {
+      // Metas open with the password alone: a damaged key does not hide the backups.
+      if (!(err instanceof CorruptKeyError)) throw err;
+      repo = (await openFromMeta(store, password, err.metaKey)).repo;
+      ctx.ui.warn(`${err.message}; listing with the copy of the key in ${err.metaKey}`);
+    }
   }
   const list = await listBackups(store, repo, cacheFolder(ctx.cmd, "metas"));
   // Nothing at all on stdout is easy to misread: a mistyped prefix, a date before the first.

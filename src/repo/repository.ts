@@ -196,7 +196,12 @@ async function wrongPasswordOrCorruptKey(
       { cause: wrong },
     );
   }
-  return wrong;
+  if (metas.length > 0) return wrong;
+  return new WrongPasswordError(
+    `${wrong.message}; with no backup here to try the password on, a wrong password cannot be ` +
+      `told from a replaced ${KEY_NAME}`,
+    { cause: wrong },
+  );
 }
 
 /**

@@ -116,6 +116,16 @@ Deno.test("a damaged s3backup.key: backup refuses clearly, restore and verify us
     const k = await kit("restore.sh", [f.repoDir, "latest", `${f.dir}/kit-out`]);
     assert.equal(k.code, 0, k.stderr);
     assert.equal(await Deno.readTextFile(`${f.dir}/kit-out/a.txt`), "A");
+    // list: the metas open with the password alone; the damaged key is said, not fatal.
+    const l = await s3backup(["list", "-b", f.repoDir, "--tsv"]);
+    assert.equal(l.code, 0, l.stderr);
+    assert.match(l.stdout, /^meta_good_\S+\tgood\t/m);
+    assert.match(l.stderr, /s3backup\.key in .* is damaged: .*listing with the copy of the key/);
+    // The key replaced and every meta gone: a wrong password cannot be told from it, and says so.
+    for await (const o of f.store.list("meta_")) await f.store.remove([o.name]);
+    const gone = await s3backup(["list", "-b", f.repoDir]);
+    assert.equal(gone.code, 4, gone.stderr);
+    assert.match(gone.stderr, /cannot be told from a replaced s3backup\.key/);
   } finally {
     await f.cleanup();
   }
