@@ -291,7 +291,7 @@ Deno.test("cli: --log-file appends stamped lines: warnings, the summary, the err
     assert.equal(lines.length, 2, lines.join("\n"));
     assert.match(
       lines[0]!,
-      /^\d{4}-\d\d-\d\dT[\d:.]+Z backup: backup meta_n_\d{8}T\d{6}Z: 1 files/,
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z backup: backup meta_n_\d{8}T\d{6}Z: 1 file,/,
     );
     assert.match(lines[1]!, /^\S+Z verify: s3backup: Directory not found: .*nowhere$/);
     assert.equal((Deno.statSync(log).mode ?? 0) & 0o777, 0o600);
@@ -355,6 +355,7 @@ Deno.test("cli: --json: one object on stdout, with exactly the keys the README's
     const r = await json(["restore", "-b", repo, "-m", "latest", "-f", `${dir}/out`]);
     check(r, "s3backup.restore.v1");
     assert.equal(r.files, 2);
+    for (const o of [b, r]) assert.ok(Number.isInteger(o.durationMs), `whole ms: ${o.durationMs}`);
     const l = await json(["list", "-b", repo]);
     check(l, "s3backup.list.v1");
     const backups = l.backups as Record<string, unknown>[];

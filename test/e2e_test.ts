@@ -200,7 +200,7 @@ Deno.test("local store: backup, kit restore with only bash/coreutils/openssl/tar
       f.cwd,
     );
     assert.equal(r3.code, 0, r3.stderr);
-    assert.match(r3.stdout, / 1 new objects/);
+    assert.match(r3.stdout, / 1 new object,/);
     assert.equal(dataObjects(storeObjects(bucket)).length, dataObjects(objs1).length + 1);
 
     // Wrong password: clear error, exit 4, nothing written to the store or the target.

@@ -151,7 +151,7 @@ for (const { label, target } of stores) {
         await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out2, "-c"], f.env),
         "resume over the kit",
       );
-      assert.match(r3.stdout, / 1 objects downloaded/);
+      assert.match(r3.stdout, / 1 object downloaded/);
       assert.deepEqual(snapshot(out2), expected);
     } finally {
       await f.cleanup();
@@ -283,7 +283,7 @@ Deno.test("restore: --only, -s, conflicts and --overwrite, the source folder", a
       f.env,
     );
     assert.equal(over.code, 0, over.stderr);
-    assert.match(over.stdout, /: 5 files, 2 dirs, 1 links, .* 5 unchanged, 0 objects downloaded/);
+    assert.match(over.stdout, /: 5 files, 2 dirs, 1 link, .* 5 unchanged, 0 objects downloaded/);
     // Without -m: the latest backup.
     const u = await s3backup(["restore", "-b", f.repo, "-f", `${t}-latest`, "-c"], f.env);
     assert.equal(u.code, 0, u.stderr);
@@ -575,12 +575,13 @@ for (const { label, target } of stores) {
   });
 }
 
-Deno.test("restore, format 3: a damaged pack loses the files it damaged, a missing data/ object its file; both readers", async () => {
+Deno.test("restore, format 3: a damaged pack loses the files of its damaged gzip member (the kit: from there on), a missing data/ object its file; both readers", async () => {
   const f = await fx();
   try {
     const src = `${f.dir}/src`;
     Deno.mkdirSync(src);
-    for (let i = 0; i < 40; i++) Deno.writeTextFileSync(`${src}/f${i}`, `file ${i} `.repeat(300));
+    // 100 files of 3 KiB in the tar: a pack of 5 gzip members (FORMAT.md §4.1).
+    for (let i = 0; i < 100; i++) Deno.writeTextFileSync(`${src}/f${i}`, `file ${i} `.repeat(300));
     Deno.writeFileSync(`${src}/big`, new Uint8Array(5 * 1024 * 1024).fill(3));
     ok(await s3backup(["backup", "-f", src, "-b", f.repo, "-c"], f.env), "backup");
     const pack = `${f.repo}/packs/${[...Deno.readDirSync(`${f.repo}/packs`)][0]!.name}`;
@@ -595,8 +596,11 @@ Deno.test("restore, format 3: a damaged pack loses the files it damaged, a missi
         : await kit("restore.sh", [f.repo, "latest", t], f.env);
       assert.equal(r.code, 3, `${who}: ${r.stderr}`);
       assert.match(r.stderr, /big: missing object data\/[0-9a-f]{32}/, who);
-      const lost = snapshot(src).filter((e) => e.type === "f" && !exists(`${t}/${e.path}`));
-      assert.ok(lost.length >= 2 && lost.length <= 3, `${who}: ${lost.map((e) => e.path)}`);
+      const lost = snapshot(src).filter((e) => e.type === "f" && !exists(`${t}/${e.path}`))
+        .filter((e) => e.path !== "big").length;
+      // The program resumes at the next gzip member; the kit's gzip -dc stops at the damage.
+      const most = who === "program" ? 25 : 80;
+      assert.ok(lost >= 1 && lost <= most, `${who}: ${lost} files lost`);
       for (const e of snapshot(t).filter((e) => e.type === "f")) {
         assert.equal(
           md5(Deno.readTextFileSync(`${t}/${e.path}`)),

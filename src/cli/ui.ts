@@ -84,7 +84,9 @@ export class Ui {
 
   /** The run's one JSON object (`--json`): `schema` names its shape (README, "--json"). */
   #json(command: string, value: object): void {
-    this.#write(JSON.stringify({ schema: `s3backup.${command}.v1`, ...value }) + "\n");
+    const v: Record<string, unknown> = { schema: `s3backup.${command}.v1`, ...value };
+    if (typeof v.durationMs === "number") v.durationMs = Math.round(v.durationMs); // whole ms
+    this.#write(JSON.stringify(v) + "\n");
   }
 
   /** Writes to stdout; a closed stdout (`| head`) stops the run quietly (OutputClosedError). */
@@ -163,8 +165,8 @@ export class Ui {
       (s.uploadsAborted > 0 ? `; ${s.uploadsAborted} abandoned multipart uploads aborted` : "") +
       (s.retentionExtended > 0 ? `; retention extended on ${s.retentionExtended} objects` : "");
     this.out(
-      `${what}: ${s.files} files, ${s.dirs} dirs, ${s.links} links, ${formatBytes(s.bytes)}; ` +
-        `${s.newObjects} new objects, ${formatBytes(s.bytesUploaded)} ${verb}${cached}` +
+      `${what}: ${counted(s)}, ${formatBytes(s.bytes)}; ` +
+        `${plural(s.newObjects, "new object")}, ${formatBytes(s.bytesUploaded)} ${verb}${cached}` +
         `${excluded}${skipped}${aborted}; ` +
         `${(s.durationMs / 1000).toFixed(1)}s`,
     );
@@ -372,9 +374,9 @@ export class Ui {
       (s.archived > 0 ? `, ${s.archived} waiting for the archive` : "");
     const dl = s.simulate
       ? ""
-      : `, ${s.objectsDownloaded} objects downloaded (${formatBytes(s.bytesDownloaded)})`;
+      : `, ${plural(s.objectsDownloaded, "object")} downloaded (${formatBytes(s.bytesDownloaded)})`;
     this.out(
-      `${what}: ${s.files} files, ${s.dirs} dirs, ${s.links} links, ${formatBytes(s.bytes)}; ` +
+      `${what}: ${counted(s)}, ${formatBytes(s.bytes)}; ` +
         `${s.unchanged} unchanged${dl}${failed}; ${(s.durationMs / 1000).toFixed(1)}s`,
     );
   }
@@ -518,6 +520,11 @@ export class Ui {
         (s.restarted ? " (an interrupted change was started over)" : "");
     this.out(`${what}; ${(s.durationMs / 1000).toFixed(1)}s`);
   }
+}
+
+/** `1 file, 0 dirs, 2 links`: a summary's counts of entries. */
+function counted(s: { files: number; dirs: number; links: number }): string {
+  return `${plural(s.files, "file")}, ${plural(s.dirs, "dir")}, ${plural(s.links, "link")}`;
 }
 
 /** `1 backup`, `2 backups`: a count and its noun, singular where it is one. */

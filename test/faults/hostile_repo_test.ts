@@ -5,6 +5,7 @@
  * Each is refused or reported within seconds; nothing is written outside the target; the rest
  * of the backup is restored.
  */
+import { gzipSync } from "node:zlib";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { DESCRIPTOR_NAME, KEY_NAME, META_PREFIX } from "../../src/format/layout.ts";
@@ -255,7 +256,8 @@ Deno.test("a pack holding a symlink member: both readers refuse it, nothing outs
     const tar = new Uint8Array(512 * 3);
     tar.set(block);
     const pack = "e".repeat(32);
-    await f.store.save(`packs/${pack}`, await encryptSmallObject(f.repo, tar));
+    const gz = gzipSync(tar); // a pack is the gzip of its tar (FORMAT.md §4.1)
+    await f.store.save(`packs/${pack}`, await encryptSmallObject(f.repo, new Uint8Array(gz)));
     const e = { ...file("evil.txt", "B"), mode: 0o644, where: pack };
     await hostileMeta(f, [e, file("a.txt", "A")]);
     const out = `${f.dir}/o`;
