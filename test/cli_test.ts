@@ -685,3 +685,26 @@ Deno.test("cli: the repository from -b, else S3BACKUP_REPOSITORY, else [main] bu
     assert.equal(none.code, 2);
     assert.match(none.stderr, /^s3backup: list needs -b <bucket> \(or S3BACKUP_REPOSITORY/);
   }));
+
+Deno.test("cli: the backup that creates a repository says so once: the password, the kit, the ini read", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-cli-create-" });
+  try {
+    // The original usage: s3backup.ini in the parent of the working folder holds the password.
+    await Deno.mkdir(`${dir}/work/src`, { recursive: true });
+    await Deno.mkdir(`${dir}/repo`);
+    await Deno.writeTextFile(`${dir}/work/src/a.txt`, "A");
+    await Deno.writeTextFile(`${dir}/s3backup.ini`, "[main]\npassword=from the ini\n");
+    await Deno.chmod(`${dir}/s3backup.ini`, 0o600);
+    const env = { S3BACKUP_PASSWORD: "" };
+    const args = ["-f", "src", "-b", `${dir}/repo`, "-a", "backup"];
+    const first = await s3backup(args, { cwd: `${dir}/work`, env });
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stderr, /created repository [0-9a-f]+ at .*: keep the password safe/);
+    assert.match(first.stderr, new RegExp(`settings read from ${dir}/s3backup\\.ini`));
+    const second = await s3backup(args, { cwd: `${dir}/work`, env });
+    assert.equal(second.code, 0, second.stderr);
+    assert.doesNotMatch(second.stderr, /created repository|keep the password/, "once");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

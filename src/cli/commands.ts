@@ -23,6 +23,7 @@ import {
   openForReading,
   openFromMeta,
   openRepository,
+  type Repository,
   repositoryExists,
   RepositoryExistsError,
   upgradeDescriptor,
@@ -236,7 +237,9 @@ async function openOrCreate(
   refuseWiped(ctx, store);
   const password = await getPassword(passwordSources(ctx, true), true);
   try {
-    return await createRepository(store, password);
+    const repo = await createRepository(store, password);
+    sayCreated(ctx, store, repo);
+    return repo;
   } catch (err) {
     if (!(err instanceof RepositoryExistsError)) throw err;
     return await openRepository(store, password);
@@ -271,11 +274,21 @@ async function runInit(ctx: Context): Promise<number> {
   const password = await getPassword(passwordSources(ctx, true), true);
   const repo = await createRepository(store, password);
   ui.out(`created repository ${repo.descriptor.id} at ${store.location}`);
-  ui.warn(
-    "keep the password safe: without it no backup can be restored, by s3backup or the kit; " +
-      `each backup keeps the restore kit in ${store.location}/${KIT_PREFIX}`,
-  );
+  sayCreated(ctx, store, repo, false);
   return ExitCode.ok;
+}
+
+/**
+ * What a user must hear once, when a repository is made (by `init`, or by the first backup,
+ * which also says so): keep the password; where the kit is; which s3backup.ini was read.
+ */
+function sayCreated(ctx: Context, store: Store, repo: Repository, byBackup = true): void {
+  const ini = ctx.config.path === null ? "" : `; settings read from ${ctx.config.path}`;
+  ctx.ui.warn(
+    (byBackup ? `created repository ${repo.descriptor.id} at ${store.location}: ` : "") +
+      "keep the password safe: without it no backup can be restored, by s3backup or the kit; " +
+      `each backup keeps the restore kit in ${store.location}/${KIT_PREFIX}${ini}`,
+  );
 }
 
 /**
