@@ -708,3 +708,23 @@ Deno.test("cli: the backup that creates a repository says so once: the password,
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: errors say what happened in words, not Deno's (no os error codes, no spawn jargon)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-cli-words-" });
+  try {
+    const b = await s3backup(["backup", "-f", `${dir}/nonexistent`, "-b", dir]);
+    assert.equal(b.code, 2, b.stderr);
+    assert.equal(
+      b.stderr,
+      `s3backup: Cannot back up ${dir}/nonexistent: No such file or directory\n`,
+    );
+    await Deno.mkdir(`${dir}/repo`);
+    const p = await s3backup(["init", "-b", `${dir}/repo`, "--password-command", "nosuchcmd"], {
+      env: { S3BACKUP_PASSWORD: "" },
+    });
+    assert.equal(p.code, 2, p.stderr);
+    assert.equal(p.stderr, "s3backup: Cannot run the password command nosuchcmd: not found\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -28,7 +28,7 @@ import {
   RepositoryExistsError,
   upgradeDescriptor,
 } from "../repo/repository.ts";
-import { messageOf, reasonOf } from "../util/bytes.ts";
+import { messageOf } from "../util/bytes.ts";
 import { openStore, parseStoreUrl, type S3Options } from "../store/open_store.ts";
 import { resolveS3Settings, type S3Settings } from "../store/s3_settings.ts";
 import type { Store } from "../store/store.ts";
@@ -366,7 +366,7 @@ async function runBackup(ctx: Context): Promise<number> {
   try {
     info = await Deno.stat(source);
   } catch (err) {
-    throw new UsageError(`Cannot back up ${source}: ${(err as Error).message}`, { cause: err });
+    throw new UsageError(`Cannot back up ${source}: ${messageOf(err)}`, { cause: err });
   }
   if (!info.isDirectory) throw new UsageError(`Cannot back up ${source}: not a directory`);
   const name = checkBackupName(cmd.name ?? defaultBackupName(source));
@@ -441,7 +441,7 @@ function excludesOf(ctx: Context): ExcludeRules {
     try {
       text = Deno.readTextFileSync(f);
     } catch (err) {
-      throw new UsageError(`Cannot read exclude file ${f}: ${reasonOf(err)}`, { cause: err });
+      throw new UsageError(`Cannot read exclude file ${f}: ${messageOf(err)}`, { cause: err });
     }
     patterns.push(...patternsOfFile(text));
   }

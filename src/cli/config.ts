@@ -21,6 +21,7 @@
 import { UsageError } from "../util/errors.ts";
 import { type Ini, iniGet, iniGetAll, parseIni } from "../util/ini.ts";
 import { checkStorageClass } from "./values.ts";
+import { messageOf } from "../util/bytes.ts";
 
 export const CONFIG_NAME = "s3backup.ini";
 
@@ -84,7 +85,7 @@ export function loadConfig(explicit: string | undefined, cwd = Deno.cwd()): Conf
   try {
     text = Deno.readTextFileSync(path);
   } catch (err) {
-    throw new UsageError(`Cannot read config ${path}: ${(err as Error).message}`, { cause: err });
+    throw new UsageError(`Cannot read config ${path}: ${messageOf(err)}`, { cause: err });
   }
   const ini = parseIni(text, path);
   config.warnings.push(...unknownSettings(ini, path));

@@ -5,6 +5,7 @@
  * a line. No line holds a secret: the lines are those shown on the terminal.
  */
 import { UsageError } from "../util/errors.ts";
+import { messageOf } from "../util/bytes.ts";
 
 const te = new TextEncoder();
 
@@ -16,7 +17,7 @@ export class LogFile {
     try {
       Deno.writeFileSync(path, new Uint8Array(), { append: true, create: true, mode: 0o600 });
     } catch (err) {
-      throw new UsageError(`Cannot write the log file ${path}: ${(err as Error).message}`, {
+      throw new UsageError(`Cannot write the log file ${path}: ${messageOf(err)}`, {
         cause: err,
       });
     }

@@ -8,6 +8,7 @@ import * as readline from "node:readline";
 import { Writable } from "node:stream";
 import { InterruptedError, S3BackupError, UsageError } from "../util/errors.ts";
 import { splitCommand } from "./values.ts";
+import { messageOf } from "../util/bytes.ts";
 
 export interface PasswordSources {
   /** --password-file, else S3BACKUP_PASSWORD_FILE. */
@@ -94,7 +95,7 @@ async function fromFile(path: string): Promise<string> {
   try {
     pw = firstLine(await Deno.readTextFile(path));
   } catch (err) {
-    throw new UsageError(`Cannot read password file ${path}: ${(err as Error).message}`, {
+    throw new UsageError(`Cannot read password file ${path}: ${messageOf(err)}`, {
       cause: err,
     });
   }
@@ -120,7 +121,7 @@ async function fromCommand(command: string): Promise<string> {
       stderr: "inherit",
     }).output();
   } catch (err) {
-    throw new UsageError(`Cannot run the password command ${name}: ${(err as Error).message}`, {
+    throw new UsageError(`Cannot run the password command ${name}: ${messageOf(err)}`, {
       cause: err,
     });
   }

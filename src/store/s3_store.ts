@@ -42,7 +42,7 @@ import {
   S3BackupError,
   UsageError,
 } from "../util/errors.ts";
-import { readAll } from "../util/bytes.ts";
+import { messageOf, readAll } from "../util/bytes.ts";
 import { pool } from "../util/pool.ts";
 import { resolveS3Settings } from "./s3_settings.ts";
 import {
@@ -103,7 +103,7 @@ function caAgent(path: string): https.Agent {
   try {
     ca = Deno.readTextFileSync(path);
   } catch (err) {
-    throw new UsageError(`Cannot read the CA bundle ${path}: ${(err as Error).message}`, {
+    throw new UsageError(`Cannot read the CA bundle ${path}: ${messageOf(err)}`, {
       cause: err,
     });
   }

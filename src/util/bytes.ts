@@ -30,7 +30,11 @@ export async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<voi
 
 /** The first line of an error's message (or of anything thrown), for one-line reports. */
 export function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message.split("\n")[0] ?? "" : String(err);
+  const line = err instanceof Error ? err.message.split("\n")[0] ?? "" : String(err);
+  // Deno's words, said as a person would: no `(os error 2): stat '/x'` (the caller names the
+  // path), no `Failed to spawn 'x': entity not found`.
+  return line.replace(/ \(os error \d+\)(: \w+ '.*')?$/, "")
+    .replace(/^Failed to spawn '.*': entity not found$/, "not found");
 }
 
 /** Reads from `file` until `buf` is full or the file ends; the byte count. */
@@ -42,9 +46,4 @@ export function readFullSync(file: Deno.FsFile, buf: Uint8Array): number {
     off += n;
   }
   return off;
-}
-
-/** A file system error's reason alone: `No such file or directory` (no os error, no path). */
-export function reasonOf(err: unknown): string {
-  return messageOf(err).replace(/ \(os error \d+\)(: \w+ '.*')?$/, "");
 }
