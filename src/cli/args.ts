@@ -394,7 +394,7 @@ export function needsRepository(cmd: Command): boolean {
 function checkRequired(cmd: Command): void {
   const need = (k: "folder" | "output", flag: string) => {
     if (cmd[k] === undefined || cmd[k] === "") {
-      throw new UsageError(`${cmd.command} needs ${flag} (see s3backup --help)`);
+      throw new UsageError(`${cmd.command} needs ${flag} (see s3backup ${cmd.command} --help)`);
     }
   };
   const command = cmd.command;

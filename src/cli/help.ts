@@ -8,7 +8,8 @@ import type { CommandName } from "./args.ts";
 
 /** Each option's lines, by its long name. */
 const OPTION_HELP: Record<string, string> = {
-  folder: "  -f, --folder DIR        backup: the folder (never written to); restore: the target",
+  folder:
+    "  -f, --folder DIR        the folder (the original usage; -a list takes it and ignores it)",
   bucket:
     "  -b, --bucket WHERE      bucket | s3://bucket/prefix | ./dir | /abs/dir | file:///abs/dir\n" +
     "                          (else S3BACKUP_REPOSITORY, else [main] bucket in s3backup.ini)",
@@ -17,9 +18,9 @@ const OPTION_HELP: Record<string, string> = {
   quiet:
     "  -q, --quiet             only errors: no summary, warnings or progress (see the exit code)",
   "log-file": "      --log-file FILE     append what is printed, timestamped, to FILE (for cron)",
-  json: "      --json              one JSON object on stdout instead of the text (README: --json)",
+  json: "      --json              one JSON object on stdout instead of the text (schemas: README)",
   tsv: "      --tsv               tab-separated, no header (the default when piped)",
-  name: "  -n, --name NAME         the backup's name (default: the folder's name)",
+  name: "  -n, --name NAME         the backups of this name (-m latest: its newest)",
   simulate: "  -s, --dry-run           report what would be done, write nothing (also --simulate)",
   meta:
     "  -m, --meta META         a meta name, latest (of -n NAME if given; the default), or a name",
@@ -183,6 +184,17 @@ is running; the message names it), 7 archived objects requested (run again later
 143 terminated (SIGTERM).
 `;
 
+/** An option's lines where a command gives it its own meaning. */
+const OPTION_HELP_FOR: Partial<Record<CommandName, Record<string, string>>> = {
+  backup: {
+    folder: "  -f, --folder DIR        the folder to back up (never written to)",
+    name: "  -n, --name NAME         the backup's name (default: the folder's name)",
+  },
+  restore: {
+    folder: "  -f, --folder DIR        the target folder (created if needed; see --overwrite)",
+  },
+};
+
 /** `s3backup --help`: the commands. */
 export function mainHelp(): string {
   const rows = Object.entries(COMMAND_HELP).map(([c, h]) => `  ${c.padEnd(9)}${h.what}`);
@@ -207,7 +219,8 @@ ${FOOTER}`;
 export function commandHelp(command: CommandName): string {
   if (command === "help" || command === "version") return mainHelp();
   const h = COMMAND_HELP[command === "check" ? "verify" : command];
-  const own = TAKES[command].filter((o) => o !== "dry-run").map((o) => OPTION_HELP[o]);
+  const own = TAKES[command].filter((o) => o !== "dry-run")
+    .map((o) => OPTION_HELP_FOR[command]?.[o] ?? OPTION_HELP[o]);
   const common = COMMON.map((o) => OPTION_HELP[o]);
   const lines = (xs: (string | undefined)[]) => xs.filter((l) => l !== undefined).join("\n");
   return `Usage: ${h.usage}

@@ -29,3 +29,13 @@ Deno.test("help: each command its own usage, options and example; --help lists t
   assert.equal(parseCommandLine(["-a", "restore", "-h"]).helpFor, "restore");
   assert.equal(parseCommandLine(["--help"]).helpFor, undefined);
 });
+
+Deno.test("help: an option a command gives its own meaning says that meaning there", () => {
+  const backup = commandHelp("backup"), restore = commandHelp("restore");
+  assert.match(backup, /-f, --folder DIR +the folder to back up/);
+  assert.match(backup, /-n, --name NAME +the backup's name \(default: the folder's name\)/);
+  assert.match(restore, /-f, --folder DIR +the target folder/);
+  assert.doesNotMatch(restore, /default: the folder's name|restore: the target/);
+  assert.match(restore, /-n, --name NAME +the backups of this name/);
+  assert.doesNotMatch(backup + restore, /README: --json/);
+});

@@ -49,15 +49,16 @@ export function formatProgress(st: ProgressState, nowMs: number): string {
       parts.push(`${st.filesDone} ${st.unit}`, `${formatBytes(st.bytesDone)} ${st.verb}`);
     }
   } else {
-    const pct = st.totalBytes > 0
-      ? Math.floor((st.bytesDone / st.totalBytes) * 100)
-      : st.totalFiles > 0
-      ? Math.floor((st.filesDone / st.totalFiles) * 100)
-      : 100;
+    // The share sits beside what it is of: the bytes when they are known, else the count.
+    const share = (done: number, all: number) =>
+      ` (${all > 0 ? Math.min(100, Math.floor((done / all) * 100)) : 100}%)`;
+    const bytesKnown = st.totalBytes > 0;
     parts.push(
-      `${st.filesDone}/${st.totalFiles} ${st.unit} (${Math.min(100, pct)}%)`,
-      st.totalBytes > 0
-        ? `${formatBytes(st.bytesDone)}/${formatBytes(st.totalBytes)} ${st.verb}`
+      `${st.filesDone}/${st.totalFiles} ${st.unit}` +
+        (bytesKnown ? "" : share(st.filesDone, st.totalFiles)),
+      bytesKnown
+        ? `${formatBytes(st.bytesDone)}/${formatBytes(st.totalBytes)} ${st.verb}` +
+          share(st.bytesDone, st.totalBytes)
         : `${formatBytes(st.bytesDone)} ${st.verb}`,
     );
   }

@@ -33,7 +33,7 @@ Deno.test("progress line: the phase from the start, then counts, rate, elapsed a
   });
   assert.equal(
     formatProgress(known, 80_000),
-    "reading: 16/20 files (80%), 160.0 MiB/200.0 MiB read, 2.0 MiB/s, 1:20 elapsed, ETA 0:20",
+    "reading: 16/20 files, 160.0 MiB/200.0 MiB read (80%), 2.0 MiB/s, 1:20 elapsed, ETA 0:20",
   );
   assert.equal(
     formatProgress(st({ filesDone: 3, totalFiles: 3, unit: "objects", bytesDone: 10 }), 2000),
