@@ -118,7 +118,8 @@ export class Ui {
   onBackupEvent = (e: BackupEvent): void => {
     switch (e.type) {
       case "phase":
-        this.#line.update({ phase: BACKUP_PHASES[e.phase] }, true);
+        // "done", not "read": a file the files cache vouches for is counted, never read.
+        this.#line.update({ phase: BACKUP_PHASES[e.phase], verb: "done" }, true);
         break;
       case "walked":
         this.#line.update({ totalFiles: e.files, totalBytes: e.bytes, phase: "reading" }, true);
