@@ -728,3 +728,24 @@ Deno.test("cli: errors say what happened in words, not Deno's (no os error codes
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cli: dump writes one file of a backup to stdout, checked; a folder or a missing path is one line", () =>
+  withRepo(async ({ src, repo }) => {
+    const big = "a log line that repeats, for a data/ object of its own\n".repeat(100_000); // 5 MB
+    await Deno.mkdir(`${src}/logs`);
+    await Deno.writeTextFile(`${src}/logs/big.log`, big);
+    const b = await s3backup(["backup", "-f", src, "-b", repo, "-n", "n", "-c"]);
+    assert.equal(b.code, 0, b.stderr);
+    const small = await s3backup(["dump", "-b", repo, "a.txt"]);
+    assert.equal(small.code, 0, small.stderr);
+    assert.equal(small.stdout, "A", "a pack member");
+    const large = await s3backup(["dump", "-b", repo, "-n", "n", "./logs/big.log"]);
+    assert.equal(large.code, 0, large.stderr);
+    assert.ok(large.stdout === big, "a data/ object, gunzipped");
+    for (const [path, why] of [["logs", /logs is a folder, not a file/], ["nope", /no nope in/]]) {
+      const r = await s3backup(["dump", "-b", repo, path as string]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, why as RegExp);
+      assert.equal(r.stderr.split("\n").length, 2, r.stderr);
+    }
+  }));

@@ -24,6 +24,7 @@ export const COMMANDS = [
   "find",
   "diff",
   "stats",
+  "dump",
   "unlock",
   "help",
   "version",
@@ -266,11 +267,13 @@ type Values = ReturnType<typeof parse>["values"];
 /** The words a command takes after its name: at least, at most. */
 const ARGUMENTS: Partial<Record<CommandName, [number, number]>> = {
   ls: [0, 1],
+  dump: [1, 1],
   find: [1, 1],
   diff: [2, 2],
 };
 const ARGUMENT_NAMES: Partial<Record<CommandName, string>> = {
   find: "a PATTERN",
+  dump: "a PATH (a file of the backup)",
   diff: "two backups (META1 META2)",
 };
 
@@ -403,7 +406,7 @@ function checkRequired(cmd: Command): void {
   } else if (command === "restore") {
     need("folder", "-f <target folder>");
     cmd.meta ??= "latest"; // of -n NAME when given
-  } else if (command === "ls") {
+  } else if (command === "ls" || command === "dump") {
     cmd.meta ??= "latest";
   } else if (command === "kit" && !cmd.verify) need("output", "-o <dir>");
 }
@@ -502,6 +505,7 @@ export const TAKES: Record<CommandName, string[]> = {
   init: [],
   upgrade: [],
   ls: ["meta", "name", "as-of", "json"],
+  dump: ["meta", "name", "as-of"],
   find: ["as-of", "json"],
   diff: ["as-of", "json"],
   stats: ["as-of", "json"],

@@ -43,7 +43,7 @@ import { type Command, needsRepository, parseCommandLine, TAKES, VERSION } from 
 import { type Limits, Rate, throttled } from "../store/throttle.ts";
 import { commandHelp, mainHelp } from "./help.ts";
 import { LogFile } from "./log_file.ts";
-import { diffMetas, findInBackups, lsEntries, repositoryStats } from "../ops/browse.ts";
+import { diffMetas, dumpFile, findInBackups, lsEntries, repositoryStats } from "../ops/browse.ts";
 import { verifyKit } from "../ops/kit_check.ts";
 import { META_PREFIX } from "../format/layout.ts";
 import { listRepository } from "../repo/listing.ts";
@@ -690,7 +690,7 @@ async function runPasswd(ctx: Context): Promise<number> {
   return ExitCode.ok;
 }
 
-/** ls, find, diff, stats: the repository opened once, then what each asks for. */
+/** ls, dump, find, diff, stats: the repository opened once, then what each asks for. */
 async function runBrowse(ctx: Context): Promise<number> {
   const { cmd, ui } = ctx;
   const store = await readStoreOf(ctx);
@@ -705,6 +705,9 @@ async function runBrowse(ctx: Context): Promise<number> {
   if (cmd.command === "ls") {
     const { key, meta } = await open(cmd.meta!, cmd.name);
     ui.lsEntries(key, lsEntries(meta, cmd.args?.[0]), meta.header.excludes);
+  } else if (cmd.command === "dump") {
+    const { meta } = await open(cmd.meta!, cmd.name);
+    await dumpFile(repo, meta, cmd.args![0]!, Deno.stdout.writable);
   } else if (cmd.command === "find") {
     const found = await findInBackups(repo, cmd.args![0]!);
     if (found.length === 0) {
@@ -803,6 +806,7 @@ async function runCommand(cmd: Command, ui: Ui, signal: AbortSignal): Promise<nu
     case "upgrade":
       return await runUpgrade(ctx);
     case "ls":
+    case "dump":
     case "find":
     case "diff":
     case "stats":

@@ -133,6 +133,11 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
       "Removes the backups no --keep-* rule keeps, then the objects no backup names; repacks packs.",
     example: "s3backup prune -b s3://my-bucket/host1 --keep-daily 7 --keep-weekly 5 --dry-run",
   },
+  dump: {
+    usage: "s3backup dump -b <bucket> [-m <meta|latest|name>] PATH",
+    what: "Writes one file of a backup to stdout, MD5-checked (a folder: restore it).",
+    example: "s3backup dump -b s3://my-bucket/host1 etc/nginx/nginx.conf > nginx.conf",
+  },
   ls: {
     usage: "s3backup ls -b <bucket> [-m <meta|latest|name>] [PATH]",
     what: "Lists a backup's entries (at or under PATH): type, mode, size, mtime, path.",

@@ -6,7 +6,10 @@
 import { META_PREFIX } from "../format/layout.ts";
 import type { Entry, Meta } from "../format/meta.ts";
 import { listRepository, type MetaObject } from "../repo/listing.ts";
+import { createHash } from "node:crypto";
+import { ContentError, Contents } from "../repo/contents.ts";
 import { loadMeta, type Repository } from "../repo/repository.ts";
+import { UsageError } from "../util/errors.ts";
 import { pool } from "../util/pool.ts";
 
 /** The entries of `meta` at or under `path` (all without one), in meta order. */
@@ -126,4 +129,39 @@ export async function repositoryStats(repo: Repository): Promise<Stats> {
   s.contents = sizes.size;
   for (const n of sizes.values()) s.bytesDistinct += n;
   return s;
+}
+
+/**
+ * `dump`: the content of file `path` of `meta` written to `out` (restic's dump, for one file):
+ * decrypted, gunzipped and MD5-checked as a restore reads it (a content that fails its check
+ * is ContentError; what was written of a `data/` object before that stays written). Anything
+ * but a file is UsageError.
+ */
+export async function dumpFile(
+  repo: Repository,
+  meta: Meta,
+  path: string,
+  out: WritableStream<Uint8Array>,
+): Promise<number> {
+  const p = path.replace(/^\.\/+/, "").replace(/\/+$/, "");
+  const e = meta.entries.find((x) => x.path === p);
+  if (e === undefined) throw new UsageError(`dump: no ${p} in this backup (see s3backup ls)`);
+  if (e.type !== "f") {
+    throw new UsageError(
+      `dump: ${p} is a ${e.type === "d" ? "folder" : "symbolic link"}, not a file; ` +
+        `restore --only ${p} -f DIR gets it back`,
+    );
+  }
+  const body = await Contents.of(repo).stream(e.md5!, e.where);
+  const hash = createHash("md5");
+  let n = 0;
+  await body.pipeThrough(
+    new TransformStream({
+      transform: (c, ctl) => void [hash.update(c), n += c.length, ctl.enqueue(c)],
+    }),
+  ).pipeTo(out, { preventClose: true });
+  if (hash.digest("hex") !== e.md5) {
+    throw new ContentError(`dump: the content of ${p} is not what the backup recorded (MD5)`);
+  }
+  return n;
 }
