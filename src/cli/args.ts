@@ -26,6 +26,8 @@ export const COMMANDS = [
   "stats",
   "dump",
   "unlock",
+  "completion",
+  "man",
   "help",
   "version",
 ] as const;
@@ -189,6 +191,13 @@ const OPTIONS = {
   version: { type: "boolean", short: "V", default: false },
 } as const;
 
+/** Every spelling of option `long`: `--folder`, `-f`. */
+export function optionSpellings(long: string): string[] {
+  const o = OPTIONS[long as keyof typeof OPTIONS];
+  if (o === undefined) return [];
+  return [`--${long}`, ...("short" in o ? [`-${o.short}`] : [])];
+}
+
 /** Options that take a value, by every spelling (`--restore-days`, `-m`). */
 const VALUED = new Set(
   Object.entries(OPTIONS).flatMap(([long, o]) =>
@@ -268,12 +277,14 @@ type Values = ReturnType<typeof parse>["values"];
 const ARGUMENTS: Partial<Record<CommandName, [number, number]>> = {
   ls: [0, 1],
   dump: [1, 1],
+  completion: [1, 1],
   find: [1, 1],
   diff: [2, 2],
 };
 const ARGUMENT_NAMES: Partial<Record<CommandName, string>> = {
   find: "a PATTERN",
   dump: "a PATH (a file of the backup)",
+  completion: "a shell (bash, zsh, fish)",
   diff: "two backups (META1 META2)",
 };
 
@@ -390,7 +401,8 @@ function commandWith(command: CommandName, v: Values): Command {
  * else `[main] bucket` in s3backup.ini (cli/commands.ts resolves it once the ini is read).
  */
 export function needsRepository(cmd: Command): boolean {
-  return cmd.command !== "kit" ? !["help", "version"].includes(cmd.command) : cmd.verify === true;
+  if (cmd.command === "kit") return cmd.verify === true;
+  return !["help", "version", "completion", "man"].includes(cmd.command);
 }
 
 /** The options each command cannot do without (the repository: needsRepository). */
@@ -506,6 +518,8 @@ export const TAKES: Record<CommandName, string[]> = {
   upgrade: [],
   ls: ["meta", "name", "as-of", "json"],
   dump: ["meta", "name", "as-of"],
+  completion: [],
+  man: [],
   find: ["as-of", "json"],
   diff: ["as-of", "json"],
   stats: ["as-of", "json"],

@@ -41,7 +41,8 @@ import {
 } from "../util/errors.ts";
 import { type Command, needsRepository, parseCommandLine, TAKES, VERSION } from "./args.ts";
 import { type Limits, Rate, throttled } from "../store/throttle.ts";
-import { commandHelp, mainHelp } from "./help.ts";
+import { commandHelp, mainHelp, manPage } from "./help.ts";
+import { completionScript } from "./completion.ts";
 import { LogFile } from "./log_file.ts";
 import { diffMetas, dumpFile, findInBackups, lsEntries, repositoryStats } from "../ops/browse.ts";
 import { verifyKit } from "../ops/kit_check.ts";
@@ -750,6 +751,11 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   }
   if (cmd.command === "version") {
     Deno.stdout.writeSync(new TextEncoder().encode(`s3backup ${VERSION}\n`));
+    return ExitCode.ok;
+  }
+  if (cmd.command === "completion" || cmd.command === "man") {
+    const text = cmd.command === "man" ? manPage() : completionScript(cmd.args![0]!);
+    Deno.stdout.writeSync(new TextEncoder().encode(text));
     return ExitCode.ok;
   }
   const log = cmd.logFile === undefined ? undefined : LogFile.open(cmd.logFile, cmd.command);

@@ -133,6 +133,16 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
       "Removes the backups no --keep-* rule keeps, then the objects no backup names; repacks packs.",
     example: "s3backup prune -b s3://my-bucket/host1 --keep-daily 7 --keep-weekly 5 --dry-run",
   },
+  completion: {
+    usage: "s3backup completion bash|zsh|fish",
+    what: "Prints a shell completion script, made from the tables --help uses.",
+    example: "s3backup completion bash > /etc/bash_completion.d/s3backup",
+  },
+  man: {
+    usage: "s3backup man > s3backup.1",
+    what: "Prints the manual page (roff), made from the help texts.",
+    example: "s3backup man > /usr/local/share/man/man1/s3backup.1",
+  },
   dump: {
     usage: "s3backup dump -b <bucket> [-m <meta|latest|name>] PATH",
     what: "Writes one file of a backup to stdout, MD5-checked (a folder: restore it).",
@@ -242,4 +252,39 @@ Example:
   ${h.example}
 
 ${FOOTER}`;
+}
+
+/** Text escaped for roff: backslashes, and a leading dot or quote. */
+function roff(text: string): string {
+  return text.replaceAll("\\", "\\e").replaceAll("-", "\\-").replace(/^([.'])/gm, "\\&$1");
+}
+
+/** `s3backup man`: the manual page (roff), from the same texts as `--help`. */
+export function manPage(): string {
+  const out = [
+    `.TH S3BACKUP 1 "" "s3backup ${VERSION}" "User Commands"`,
+    ".SH NAME",
+    "s3backup \\- encrypted, deduplicated backups of a folder to S3 or a directory",
+    ".SH SYNOPSIS",
+    ".B s3backup",
+    "\\fIcommand\\fR [\\fIoptions\\fR]",
+    ".br",
+    ".B s3backup",
+    roff("-f <folder> -b <bucket> -a backup|list|restore [-c] [-n <name>] [-s]"),
+    ".SH COMMANDS",
+  ];
+  for (const [c, h] of Object.entries(COMMAND_HELP)) {
+    out.push(".TP", `.B ${c}`, roff(h.what), ".br", roff(`Usage: ${h.usage}`), ".br");
+    out.push(roff(`Example: ${h.example}`));
+  }
+  out.push(".SH OPTIONS");
+  for (const line of Object.values(OPTION_HELP)) {
+    const [first, ...rest] = line.split("\n");
+    const m = /^ +(\S.*?)  +(\S.*)$/.exec(first!);
+    out.push(".TP", roff(m ? m[1]! : first!.trim()));
+    out.push(roff([m ? m[2]! : "", ...rest.map((r) => r.trim())].join(" ").trim()));
+  }
+  out.push(".SH EXIT STATUS", roff(FOOTER.slice(FOOTER.indexOf("Exit codes:")).trim()));
+  out.push(".SH SEE ALSO", "restic(1), the restore kit: restore\\-kit/README.md in the bucket");
+  return out.join("\n") + "\n";
 }
