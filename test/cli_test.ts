@@ -11,6 +11,7 @@ import { LocalStore } from "../src/store/local_store.ts";
 import { ExitCode } from "../src/util/errors.ts";
 import { PASSWORD, s3backup, s3backupArgv, start } from "./faults/harness.ts";
 import { runKit } from "./kit_runner.ts";
+import { childEnv } from "./s3_env.ts";
 
 async function withRepo(fn: (f: { dir: string; src: string; repo: string }) => Promise<void>) {
   const dir = await Deno.makeTempDir({ prefix: "s3backup-cli-" });
@@ -729,11 +730,15 @@ Deno.test("cli: errors say what happened in words, not Deno's (no os error codes
   }
 });
 
-Deno.test("cli: dump writes one file of a backup to stdout, checked; a folder or a missing path is one line", () =>
-  withRepo(async ({ src, repo }) => {
+Deno.test("cli: dump writes a file to stdout, or a folder as a tar (GNU tar and bsdtar read it), checked", () =>
+  withRepo(async ({ dir, src, repo }) => {
     const big = "a log line that repeats, for a data/ object of its own\n".repeat(100_000); // 5 MB
-    await Deno.mkdir(`${src}/logs`);
+    await Deno.mkdir(`${src}/logs/deeper`, { recursive: true });
     await Deno.writeTextFile(`${src}/logs/big.log`, big);
+    const long = `${"n".repeat(150)} ünï`; // a pax path
+    await Deno.writeTextFile(`${src}/logs/deeper/${long}`, "long\n");
+    await Deno.symlink("../big.log", `${src}/logs/deeper/link`);
+    await Deno.utime(`${src}/logs/big.log`, 1_700_000_000, 1_700_000_000);
     const b = await s3backup(["backup", "-f", src, "-b", repo, "-n", "n", "-c"]);
     assert.equal(b.code, 0, b.stderr);
     const small = await s3backup(["dump", "-b", repo, "a.txt"]);
@@ -742,7 +747,28 @@ Deno.test("cli: dump writes one file of a backup to stdout, checked; a folder or
     const large = await s3backup(["dump", "-b", repo, "-n", "n", "./logs/big.log"]);
     assert.equal(large.code, 0, large.stderr);
     assert.ok(large.stdout === big, "a data/ object, gunzipped");
-    for (const [path, why] of [["logs", /logs is a folder, not a file/], ["nope", /no nope in/]]) {
+    // A folder: a tar stream, bytes as they come.
+    const tar = await new Deno.Command(s3backupArgv([])[0]!, {
+      args: [...s3backupArgv(["dump", "-b", repo, "logs"]).slice(1)],
+      env: childEnv({ S3BACKUP_PASSWORD: PASSWORD }),
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(tar.code, 0, new TextDecoder().decode(tar.stderr));
+    await Deno.writeFile(`${dir}/logs.tar`, tar.stdout);
+    for (const t of ["tar", "bsdtar"]) {
+      const out = `${dir}/x-${t}`;
+      await Deno.mkdir(out);
+      const x = new Deno.Command(t, { args: ["-xf", `${dir}/logs.tar`], cwd: out }).outputSync();
+      if (!x.success && t === "bsdtar") continue; // scripts/test.sh installs it
+      assert.equal(x.success, true, `${t}: ${new TextDecoder().decode(x.stderr)}`);
+      assert.equal(await Deno.readTextFile(`${out}/logs/big.log`), big, t);
+      assert.equal((await Deno.stat(`${out}/logs/big.log`)).mtime?.getTime(), 1_700_000_000_000);
+      assert.equal(await Deno.readTextFile(`${out}/logs/deeper/${long}`), "long\n", t);
+      assert.equal(await Deno.readLink(`${out}/logs/deeper/link`), "../big.log", t);
+    }
+    for (const [path, why] of [["logs/deeper/link", /a symbolic link/], ["nope", /no nope in/]]) {
       const r = await s3backup(["dump", "-b", repo, path as string]);
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, why as RegExp);

@@ -44,7 +44,7 @@ import { type Limits, Rate, throttled } from "../store/throttle.ts";
 import { commandHelp, mainHelp, manPage } from "./help.ts";
 import { completionScript } from "./completion.ts";
 import { LogFile } from "./log_file.ts";
-import { diffMetas, dumpFile, findInBackups, lsEntries, repositoryStats } from "../ops/browse.ts";
+import { diffMetas, dump, findInBackups, lsEntries, repositoryStats } from "../ops/browse.ts";
 import { verifyKit } from "../ops/kit_check.ts";
 import { META_PREFIX } from "../format/layout.ts";
 import { listRepository } from "../repo/listing.ts";
@@ -708,7 +708,7 @@ async function runBrowse(ctx: Context): Promise<number> {
     ui.lsEntries(key, lsEntries(meta, cmd.args?.[0]), meta.header.excludes);
   } else if (cmd.command === "dump") {
     const { meta } = await open(cmd.meta!, cmd.name);
-    await dumpFile(repo, meta, cmd.args![0]!, Deno.stdout.writable);
+    await dump(repo, meta, cmd.args![0]!, Deno.stdout.writable);
   } else if (cmd.command === "find") {
     const found = await findInBackups(repo, cmd.args![0]!);
     if (found.length === 0) {

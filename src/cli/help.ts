@@ -145,7 +145,7 @@ const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, C
   },
   dump: {
     usage: "s3backup dump -b <bucket> [-m <meta|latest|name>] PATH",
-    what: "Writes one file of a backup to stdout, MD5-checked (a folder: restore it).",
+    what: "Writes a file of a backup to stdout, or a folder as a tar stream; MD5-checked.",
     example: "s3backup dump -b s3://my-bucket/host1 etc/nginx/nginx.conf > nginx.conf",
   },
   ls: {

@@ -30,17 +30,37 @@ function octal(block: Uint8Array, at: number, width: number, n: number): void {
   put(block, at, width, n.toString(8).padStart(width - 1, "0") + "\0");
 }
 
-/** One ustar header block (typeflag `type`: `0` a file, `x` a pax record). */
-function header(name: string, size: number, type: "0" | "x"): Uint8Array {
+/** What a ustar header block says beyond name, size and type (a pack member's: all zero). */
+interface HeaderFacts {
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: number;
+  linkname: string;
+}
+
+const PACKED: HeaderFacts = { mode: 0o600, uid: 0, gid: 0, mtime: 0, linkname: "" };
+
+/**
+ * One ustar header block (typeflag `type`: `0` a file, `2` a symbolic link, `5` a directory,
+ * `x` a pax record).
+ */
+function header(
+  name: string,
+  size: number,
+  type: "0" | "2" | "5" | "x",
+  facts: HeaderFacts = PACKED,
+): Uint8Array {
   const b = new Uint8Array(BLOCK);
   put(b, 0, 100, name);
-  octal(b, 100, 8, 0o600);
-  octal(b, 108, 8, 0);
-  octal(b, 116, 8, 0);
+  octal(b, 100, 8, facts.mode);
+  octal(b, 108, 8, facts.uid);
+  octal(b, 116, 8, facts.gid);
   octal(b, 124, 12, size);
-  octal(b, 136, 12, 0);
+  octal(b, 136, 12, facts.mtime);
   b.fill(0x20, 148, 156); // the checksum counts its own field as spaces
   put(b, 156, 1, type);
+  put(b, 157, 100, facts.linkname);
   put(b, 257, 6, "ustar\0");
   put(b, 263, 2, "00");
   let sum = 0;
@@ -64,12 +84,62 @@ export function memberHeader(name: string, size: number): Uint8Array {
   return out;
 }
 
-/** A pax record `<length> <key>=<value>\n`, the length counting itself. */
+/** A pax record `<length> <key>=<value>\n`, the length (in bytes) counting itself. */
 function paxRecord(key: string, value: string): Uint8Array {
-  const body = ` ${key}=${value}\n`;
+  const body = te.encode(` ${key}=${value}\n`);
   let n = body.length + 1;
   while (String(n).length + body.length !== n) n++;
-  return te.encode(`${n}${body}`);
+  return te.encode(`${n} ${key}=${value}\n`);
+}
+
+/** A member of a tar of a backup's entries (`dump`): a file, a symbolic link or a folder. */
+export interface TarEntry {
+  name: string;
+  type: "0" | "2" | "5";
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch (a fraction and a negative time go in a pax record). */
+  mtime: number;
+  linkname?: string;
+}
+
+const ID_MAX = 8 ** 7 - 1;
+
+/**
+ * The bytes before an entry's content: a pax header and its records for what ustar cannot hold
+ * (a name or link target of more than 100 bytes or not ASCII, a large size, id or time, a
+ * fraction of a second), then the ustar header (those fields there ASCII placeholders).
+ */
+export function entryHeader(e: TarEntry): Uint8Array {
+  const fits = (s: string) => s.length <= 100 && /^[\x20-\x7e]*$/.test(s);
+  const ascii = (s: string) => s.replace(/[^\x20-\x7e]/g, "_").slice(0, 100);
+  const records: Uint8Array[] = [];
+  if (!fits(e.name)) records.push(paxRecord("path", e.name));
+  const link = e.linkname ?? "";
+  if (!fits(link)) records.push(paxRecord("linkpath", link));
+  if (e.size > USTAR_MAX) records.push(paxRecord("size", String(e.size)));
+  const mtime = Number.isInteger(e.mtime) && e.mtime >= 0 && e.mtime <= USTAR_MAX ? e.mtime : 0;
+  if (mtime !== e.mtime) records.push(paxRecord("mtime", String(e.mtime)));
+  if (e.uid > ID_MAX) records.push(paxRecord("uid", String(e.uid)));
+  if (e.gid > ID_MAX) records.push(paxRecord("gid", String(e.gid)));
+  const facts = {
+    mode: e.mode & 0o7777,
+    uid: e.uid > ID_MAX ? 0 : e.uid,
+    gid: e.gid > ID_MAX ? 0 : e.gid,
+    mtime,
+    linkname: ascii(link),
+  };
+  const main = header(ascii(e.name), e.size > USTAR_MAX ? 0 : e.size, e.type, facts);
+  if (records.length === 0) return main;
+  const pax = new Uint8Array(records.reduce((n, r) => n + r.length, 0));
+  records.reduce((n, r) => (pax.set(r, n), n + r.length), 0);
+  const out = new Uint8Array(BLOCK + padded(pax.length) + BLOCK);
+  out.set(header(`PaxHeaders/${ascii(e.name)}`.slice(0, 100), pax.length, "x"), 0);
+  out.set(pax, BLOCK);
+  out.set(main, BLOCK + padded(pax.length));
+  return out;
 }
 
 /** `n` rounded up to whole blocks. */

@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { ContentError, Contents } from "../repo/contents.ts";
 import { loadMeta, type Repository } from "../repo/repository.ts";
 import { UsageError } from "../util/errors.ts";
+import { entryHeader, memberPadding, padded, TAR_END } from "../format/tar.ts";
 import { pool } from "../util/pool.ts";
 
 /** The entries of `meta` at or under `path` (all without one), in meta order. */
@@ -132,36 +133,67 @@ export async function repositoryStats(repo: Repository): Promise<Stats> {
 }
 
 /**
- * `dump`: the content of file `path` of `meta` written to `out` (restic's dump, for one file):
- * decrypted, gunzipped and MD5-checked as a restore reads it (a content that fails its check
- * is ContentError; what was written of a `data/` object before that stays written). Anything
- * but a file is UsageError.
+ * `dump` (restic's): file `path` of `meta` written to `out` as it is, or a folder as a tar stream
+ * of it and everything under it (paths as in the backup, modes, owners, times, symbolic links;
+ * pax records where ustar falls short), each content decrypted, gunzipped and MD5-checked as a
+ * restore reads it: one that fails its check is ContentError (what was written stays written:
+ * the exit code tells). A path the backup does not hold is UsageError.
  */
-export async function dumpFile(
+export async function dump(
   repo: Repository,
   meta: Meta,
   path: string,
   out: WritableStream<Uint8Array>,
-): Promise<number> {
-  const p = path.replace(/^\.\/+/, "").replace(/\/+$/, "");
-  const e = meta.entries.find((x) => x.path === p);
+): Promise<void> {
+  const p = path.replace(/^\.\/+/, "").replace(/\/+$/, "").replace(/^\.$/, "");
+  // "" or ".": the backed-up folder itself, all of it.
+  const e = p === "" ? { type: "d" } : meta.entries.find((x) => x.path === p);
   if (e === undefined) throw new UsageError(`dump: no ${p} in this backup (see s3backup ls)`);
-  if (e.type !== "f") {
-    throw new UsageError(
-      `dump: ${p} is a ${e.type === "d" ? "folder" : "symbolic link"}, not a file; ` +
-        `restore --only ${p} -f DIR gets it back`,
-    );
+  const contents = Contents.of(repo);
+  const writer = out.getWriter();
+  try {
+    if (e.type === "f") return await writeContent(contents, e as Entry, writer);
+    if (e.type === "l") throw new UsageError(`dump: ${p} is a symbolic link, not a file or folder`);
+    const entries = lsEntries(meta, p);
+    // Each pack fetched once for all its files here, held until the last of them is written.
+    for (const x of entries) if (x.type === "f") contents.expect(x.md5!, x.where);
+    for (const x of entries) {
+      if (x.size === null || x.mtimeMs === null) {
+        throw new UsageError("dump: a format 1 backup records no sizes: restore it instead");
+      }
+      await writer.write(entryHeader({
+        name: x.type === "d" ? `${x.path}/` : x.path,
+        type: x.type === "f" ? "0" : x.type === "l" ? "2" : "5",
+        size: x.type === "f" ? x.size : 0,
+        mode: x.mode,
+        uid: x.uid ?? 0,
+        gid: x.gid ?? 0,
+        mtime: x.mtimeMs / 1000,
+        ...(x.type === "l" ? { linkname: x.target ?? "" } : {}),
+      }));
+      if (x.type !== "f") continue;
+      await writeContent(contents, x, writer);
+      contents.done(x.md5!, x.where);
+      if (padded(x.size) > x.size) await writer.write(memberPadding(x.size));
+    }
+    await writer.write(TAR_END);
+  } finally {
+    writer.releaseLock();
   }
-  const body = await Contents.of(repo).stream(e.md5!, e.where);
+}
+
+/** A file's content through `writer`, its MD5 checked once it is all written. */
+async function writeContent(
+  contents: Contents,
+  e: Entry,
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+): Promise<void> {
   const hash = createHash("md5");
-  let n = 0;
-  await body.pipeThrough(
-    new TransformStream({
-      transform: (c, ctl) => void [hash.update(c), n += c.length, ctl.enqueue(c)],
-    }),
-  ).pipeTo(out, { preventClose: true });
-  if (hash.digest("hex") !== e.md5) {
-    throw new ContentError(`dump: the content of ${p} is not what the backup recorded (MD5)`);
+  for await (const chunk of await contents.stream(e.md5!, e.where)) {
+    hash.update(chunk);
+    await writer.write(chunk);
   }
-  return n;
+  if (hash.digest("hex") !== e.md5) {
+    throw new ContentError(`dump: the content of ${e.path} is not what the backup recorded (MD5)`);
+  }
 }
