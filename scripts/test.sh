@@ -6,10 +6,10 @@
 #   bash scripts/test.sh test/store_contract_test.ts   # only these files
 #   WITH_CEPH=1 bash scripts/test.sh           # also against a real Ceph RADOS Gateway
 #
-# It installs what the tests need (pinned Deno in .tools/; shellcheck and Debian's AWS CLI v2
-# when root), starts moto_server on a free loopback port (and Ceph RGW with WITH_CEPH=1), runs
-# `deno test --allow-all --parallel` over src/ and test/, stops what it started, and exits with
-# deno test's code.
+# It installs what the tests need (pinned Deno in .tools/; shellcheck, Debian's AWS CLI v2,
+# bsdtar, zsh and fish when root), starts moto_server on a free loopback port (and Ceph RGW with
+# WITH_CEPH=1), runs `deno test --allow-all --parallel` over src/ and test/, stops what it
+# started, and exits with deno test's code.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,6 +24,7 @@ need=()
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 [ -x /usr/bin/aws ] || need+=(awscli)   # Debian's AWS CLI v2, used by the restore kit's tests
 command -v bsdtar >/dev/null 2>&1 || need+=(libarchive-tools)   # bsdtar: macOS's tar, for the pack tests
+for sh in zsh fish; do command -v "$sh" >/dev/null 2>&1 || need+=("$sh"); done   # completion tests
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "installing ${need[*]} (apt)"

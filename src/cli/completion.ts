@@ -41,7 +41,9 @@ complete -o default -o bashdefault -F _s3backup s3backup
 }
 
 function zsh(): string {
-  return `# s3backup completion for zsh: the bash one, through bashcompinit
+  return `# s3backup completion for zsh: the bash one, through bashcompinit (compinit first, if the
+# user's zshrc has not loaded it: bashcompinit's complete needs its compdef)
+(( $+functions[compdef] )) || { autoload -U +X compinit && compinit -i; }
 autoload -U +X bashcompinit && bashcompinit
 ${bash()}`;
 }
