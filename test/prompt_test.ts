@@ -132,35 +132,37 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "prompt and progress (pty, 40 columns): the prompts stay on screen, the clock starts " +
-    "after them, no drawn line is wider than the terminal",
-  ignore: !haveScript,
-  fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "s3backup-prompt-progress-" });
-    try {
-      await Deno.mkdir(`${dir}/src`);
-      await Deno.mkdir(`${dir}/repo`);
-      for (let i = 0; i < 200; i++) await Deno.writeTextFile(`${dir}/src/f${i}`, `file ${i}`);
-      const args = ["backup", "-f", `${dir}/src`, "-b", `${dir}/repo`];
-      const typed = `${PASSWORD}\r`;
-      // A new repository: two prompts, each answered 1.5 s later (a redraw timer would fire).
-      const r = await onPty(args, [typed, typed], {}, { cols: 40, typeAfterMs: 1500 });
-      assert.equal(r.code, 0, r.out);
-      const first = r.out.indexOf("New repository password: ");
-      const second = r.out.indexOf("Repeat password: ");
-      assert.ok(first >= 0 && second > first, r.out);
-      const esc = "\x1b[K";
-      assert.ok(!r.out.slice(0, second).includes(esc), `nothing drawn over a prompt: ${r.out}`);
-      const drawn = r.out.split("\r" + esc).slice(1).map((l) => l.split(/\r|\n/)[0]!)
-        .filter((l) => !l.startsWith("backup meta_")); // the summary, after the line is cleared
-      assert.ok(drawn.length > 0, "the progress line is drawn after the prompts");
-      for (const line of drawn) {
-        assert.ok([...line].length < 40, `wider than 40 columns: ${JSON.stringify(line)}`);
+for (const cols of [80, 40]) {
+  Deno.test({
+    name: `prompt and progress (pty, ${cols} columns): the prompts stay on screen, the clock ` +
+      "starts after them, no drawn line is wider than the terminal",
+    ignore: !haveScript,
+    fn: async () => {
+      const dir = await Deno.makeTempDir({ prefix: "s3backup-prompt-progress-" });
+      try {
+        await Deno.mkdir(`${dir}/src`);
+        await Deno.mkdir(`${dir}/repo`);
+        for (let i = 0; i < 200; i++) await Deno.writeTextFile(`${dir}/src/f${i}`, `file ${i}`);
+        const args = ["backup", "-f", `${dir}/src`, "-b", `${dir}/repo`];
+        const typed = `${PASSWORD}\r`;
+        // A new repository: two prompts, each answered 1.5 s later (a redraw timer would fire).
+        const r = await onPty(args, [typed, typed], {}, { cols, typeAfterMs: 1500 });
+        assert.equal(r.code, 0, r.out);
+        const first = r.out.indexOf("New repository password: ");
+        const second = r.out.indexOf("Repeat password: ");
+        assert.ok(first >= 0 && second > first, r.out);
+        const esc = "\x1b[K";
+        assert.ok(!r.out.slice(0, second).includes(esc), `nothing drawn over a prompt: ${r.out}`);
+        const drawn = r.out.split("\r" + esc).slice(1).map((l) => l.split(/\r|\n/)[0]!)
+          .filter((l) => !l.startsWith("backup meta_")); // the summary, after the line is cleared
+        assert.ok(drawn.length > 0, "the progress line is drawn after the prompts");
+        for (const line of drawn) {
+          assert.ok([...line].length < cols, `wider than ${cols} columns: ${JSON.stringify(line)}`);
+        }
+        assert.doesNotMatch(r.out, /0:0[2-9] elapsed/, "the typing (3 s) is not timed");
+      } finally {
+        await Deno.remove(dir, { recursive: true });
       }
-      assert.doesNotMatch(r.out, /0:0[2-9] elapsed/, "the typing (3 s) is not timed");
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
-});
+    },
+  });
+}
