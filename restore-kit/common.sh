@@ -18,6 +18,7 @@ EXIT_PASSWORD=4
 
 KIT_PROG=${KIT_PROG:-s3backup-kit}
 TAB=$'\t'
+NL=$'\n'
 CR=$'\r'
 
 warn() {

@@ -29,7 +29,6 @@ if [ "$KIT_DIR" = "${BASH_SOURCE[0]}" ]; then KIT_DIR=.; fi
 # shellcheck source=common.sh
 . "$KIT_DIR/common.sh"
 
-NL=$'\n'
 BS=$'\\' # one backslash
 
 usage() {

@@ -59,17 +59,22 @@ fail() {
   FAILED=$((FAILED + 1))
 }
 
-# An entry line: eight fields without a space, then the path (FORMAT.md 5.1).
-ENTRY_RE='^([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) (.*)$'
-
-# split_entry LINE: an entry line into E_* variables and its path decoded, nothing checked:
-# for the lines phase 1 accepted (parse_entry), read again by the later phases. One regex match
-# (a bash builtin) splits the eight fields from the path, the rest.
+# split_entry LINE: an entry line (FORMAT.md 5.1: eight fields without a space, then the path)
+# into E_* variables and its path decoded, nothing checked: for the lines phase 1 accepted
+# (parse_entry), read again by the later phases. Split by the shell's word splitting (a regex
+# match costs more than all the rest: bash compiles it each time), then the eight fields
+# joined by single spaces must be how the line begins: the path is the rest, spaces and all.
 split_entry() {
-  if ! [[ $1 =~ $ENTRY_RE ]]; then return 1; fi
-  E_MD5=${BASH_REMATCH[1]} E_TYPE=${BASH_REMATCH[2]} E_MODE=${BASH_REMATCH[3]}
-  E_UID=${BASH_REMATCH[4]} E_GID=${BASH_REMATCH[5]} E_SIZE=${BASH_REMATCH[6]}
-  E_MTIME=${BASH_REMATCH[7]} E_ETARGET=${BASH_REMATCH[8]} E_EPATH=${BASH_REMATCH[9]}
+  local IFS=' ' line=$1 head
+  set -f
+  # shellcheck disable=SC2086 # split on purpose, without globbing
+  set -- $1 ''
+  set +f
+  if [ "$#" -lt 9 ]; then return 1; fi
+  head="$1 $2 $3 $4 $5 $6 $7 $8 "
+  if [ "${line:0:${#head}}" != "$head" ]; then return 1; fi
+  E_MD5=$1 E_TYPE=$2 E_MODE=$3 E_UID=$4 E_GID=$5 E_SIZE=$6 E_MTIME=$7 E_ETARGET=$8
+  E_EPATH=${line:${#head}}
   printf -v E_PATH '%b' "$E_EPATH"
   if [ "${#E_MODE}" = 3 ]; then E_MODE=0$E_MODE; fi
   case "$E_TYPE" in
@@ -320,6 +325,7 @@ worker_lane() {
   local c=$1 KIT_LISTS=$KIT_TMP
   # Its own openssl.err, sums and attrs, never on the target's file system (which may be full).
   local KIT_TMP=$KIT_TMP/w.$1
+  LC_ALL=C # a character is a byte (tar_add counts bytes); a subshell: the kit's own is kept
   mkdir -p -- "$KIT_TMP" || exit 1
   while [ "$c" -le "$2" ]; do
     worker_main "chunk.$c" "$3"
@@ -331,19 +337,21 @@ worker_lane() {
 # Only the decrypted files are on the target's file system.
 worker_main() {
   local d=$KIT_WORK/$1.d
-  W_N=0 W_ERR=() W_PATH=() W_MD5=() W_MODE=() W_MTIME=() W_OWNER=() W_SUM=() W_AT=()
+  W_N=0 W_ERR=() W_PATH=() W_MD5=() W_MODE=() W_MTIME=() W_OWNER=() W_SUM=() W_AT=() W_SIZE=() W_TAR=()
   mkdir -- "$d" || return 0
   worker_decrypt "$KIT_LISTS/$1" "$d" "$2" "$1.d"
   worker_check "$d"
   worker_attrs
-  worker_place >"$KIT_TMP/out"
+  worker_place
+  place_by_tar "$KIT_WORK/$1.s"
+  worker_outcomes >"$KIT_TMP/out"
   mv -f -- "$KIT_TMP/out" "$KIT_LISTS/$1.out"
 }
 
 # worker_decrypt CHUNK DIR OBJDIR DIRNAME: entry i (from 1) into DIR/i (DIRNAME: DIR relative to
-# KIT_WORK), or, a pack member used once in the batch, left where it was unpacked (no process:
-# it was checked already); W_AT[i] is where its file is (relative to KIT_WORK), the other W_*
-# arrays hold its facts, W_ERR[i] why it failed.
+# KIT_WORK), or, a pack member, left where it was unpacked (checked already; several entries
+# may read it: tar copies it into place); W_AT[i] is where its file is (relative to KIT_WORK),
+# the other W_* arrays hold its facts, W_ERR[i] why it failed.
 worker_decrypt() {
   local line i
   while IFS= read -r line <&3; do
@@ -352,7 +360,7 @@ worker_decrypt() {
     W_ERR[i]=""
     if ! split_entry "$line"; then W_ERR[i]="malformed entry line"; continue; fi # phase 1 took it
     W_PATH[i]=$E_PATH W_MD5[i]=$E_MD5 W_MODE[i]=$E_MODE W_MTIME[i]=$E_MTIME
-    W_OWNER[i]=$E_UID:$E_GID W_AT[i]=$4/$i
+    W_OWNER[i]=$E_UID:$E_GID W_AT[i]=$4/$i W_SIZE[i]=$E_SIZE
     content_key "$E_MD5" "$E_ETARGET"
     if [ -n "$C_MEMBER" ]; then
       content_src "$3"
@@ -360,12 +368,8 @@ worker_decrypt() {
         W_ERR[i]="member $C_MEMBER of $C_KEY is not a regular file: refused"
       elif [ ! -f "$C_SRC" ]; then
         W_ERR[i]=$C_MISSING
-      elif [ ! -e "$UNPACKED/.multi.$E_MD5" ]; then
-        W_AT[i]=${C_SRC#"$KIT_WORK/"} W_SUM[i]=$E_MD5
-      elif ! cp -- "$C_SRC" "$2/$i" 2>/dev/null; then
-        target_full "$2" || P_ERR="cannot copy member $C_MEMBER of $C_KEY"
-        W_ERR[i]=$P_ERR
-        rm -f -- "$2/$i"
+      else
+        W_AT[i]=${C_SRC#"$KIT_WORK/"} W_SUM[i]=$E_MD5 W_TAR[i]=1
       fi
       continue
     fi
@@ -435,13 +439,14 @@ worker_check() {
   done
 }
 
-# worker_attrs: mode, owner (as root) and mtime of the checked files, one call for each
-# distinct value (W_AT: plain names relative to KIT_WORK, no space or newline).
+# worker_attrs: mode, owner (as root) and mtime of the checked files that are not pack members
+# (those go by tar), one call for each distinct value (W_AT: plain names relative to KIT_WORK,
+# no space or newline).
 worker_attrs() {
   local i=1
   : >"$KIT_TMP/attrs"
   while [ "$i" -le "$W_N" ]; do
-    if [ -z "${W_ERR[i]}" ]; then
+    if [ -z "${W_ERR[i]}" ] && [ -z "${W_TAR[i]:-}" ]; then
       printf 'a %s %s\nb %s %s\nc %s %s\n' "${W_OWNER[i]}" "${W_AT[i]}" "${W_MODE[i]}" \
         "${W_AT[i]}" "${W_MTIME[i]}" "${W_AT[i]}" >>"$KIT_TMP/attrs"
     fi
@@ -498,26 +503,188 @@ set_owners() {
   chown -h -- "$spec" "$@" 2>/dev/null || true
 }
 
-# worker_place: move each checked file into place (one process each); print its outcome line.
+# worker_place: move each checked file that is not a pack member (an object of its own: large,
+# or formats 1 and 2) into place, one process each (worker_attrs set its attributes first).
 worker_place() {
   local i=1 dest src
   while [ "$i" -le "$W_N" ]; do
-    if [ -n "${W_ERR[i]}" ]; then
-      printf 'fail\t%s\n' "${W_ERR[i]}"
-    else
+    if [ -z "${W_ERR[i]}" ] && [ -z "${W_TAR[i]:-}" ]; then
       dest=$TARGET/${W_PATH[i]} src=$KIT_WORK/${W_AT[i]}
       if ! make_room "$dest"; then
-        printf 'fail\t%s\n' "exists and is a non-empty directory: not replaced"
+        W_ERR[i]="exists and is a non-empty directory: not replaced"
         rm -f -- "$src"
       elif ! mv -f -- "$src" "$dest"; then
-        printf 'fail\t%s\n' "cannot move the file into place"
+        W_ERR[i]="cannot move the file into place"
         rm -f -- "$src"
-      else
-        printf 'ok\n'
       fi
     fi
     i=$((i + 1))
   done
+}
+
+# worker_outcomes: each entry's outcome line, in order: "ok" or "fail<TAB>REASON".
+worker_outcomes() {
+  local i=1
+  while [ "$i" -le "$W_N" ]; do
+    if [ -n "${W_ERR[i]}" ]; then printf 'fail\t%s\n' "${W_ERR[i]}"; else printf 'ok\n'; fi
+    i=$((i + 1))
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Placing by tar: a chunk's checked files become one pax tar stream (headers written here by
+# printf, contents as they are, joined by one cat), unpacked by one tar into a staging folder
+# in the work directory, then moved into place by one mv per folder (a rename: a file is never
+# seen half-written). tar sets each mode, mtime and, as root, owner. The stream's headers: a
+# pax header ("x") whose records (path, size, mtime, uid, gid) fill whole blocks (a comment
+# record pads them), then a ustar header ("0") that carries only the mode, so that both kinds
+# of header are one of a few, each written once into a file of its own (TAR_DIR).
+# ---------------------------------------------------------------------------------------------
+
+TAR_Z="" TAR_X="" KIT_UID="" KIT_GID=""
+TAR_OPTS=() T_HAVE=()
+# tar_init: for format 3 (which needs tar): TAR_Z, 512 NUL bytes as printf escapes; TAR_X, 512
+# filler characters; the user's ids (an owner the meta does not know: the restoring user's).
+tar_init() {
+  local z='\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00'
+  local x=xxxxxxxxxxxxxxxx
+  z=$z$z$z$z z=$z$z$z$z z=$z$z
+  x=$x$x$x$x x=$x$x$x$x x=$x$x
+  TAR_Z=$z$z$z$z TAR_X=$x
+  KIT_UID=$(id -u) KIT_GID=$(id -g)
+  # GNU tar does not know hdrcharset (it takes names as bytes anyway): not a warning each file.
+  case "$(tar --version 2>/dev/null)" in *"GNU tar"*) TAR_OPTS=(--warning=no-unknown-keyword) ;; esac
+}
+
+# tar_header FILE NAME TYPE SIZE MODE: a 512-byte ustar header into FILE (uid, gid and mtime
+# 0; LC_ALL=C: one character, one byte).
+tar_header() {
+  local size mode all sum=0 j=0 c
+  printf -v size '%011o' "$4"
+  printf -v mode '%07o' "0$5"
+  all="$2${mode}00000000000000${size}00000000000${3}ustar00        "
+  while [ "$j" -lt "${#all}" ]; do
+    printf -v c '%d' "'${all:j:1}"
+    sum=$((sum + c)) j=$((j + 1))
+  done
+  printf -v sum '%06o' "$sum"
+  printf "%s${TAR_Z:0:4*(100-${#2})}%s\\x000000000\\x000000000\\x00%s\\x0000000000000\\x00%s\\x00 %s${TAR_Z:0:400}ustar\\x0000${TAR_Z:0:988}" \
+    "$2" "$mode" "$size" "$sum" "$3" >"$1"
+}
+
+# tar_add I: entry I's headers and content onto T_ARGS (the files cat joins); T_PAD: the NUL
+# bytes its content needs to end on a block, written before the next header.
+tar_add() {
+  local b n recs t k m u g own=${W_OWNER[$1]} dir=$TAR_DIR
+  if [ "$T_PAD" -gt 0 ]; then
+    if [ -z "${T_HAVE[T_PAD]:-}" ]; then
+      printf '%b' "${TAR_Z:0:4*T_PAD}" >"$dir/p.$T_PAD"
+      T_HAVE[T_PAD]=1
+    fi
+    T_ARGS+=("$dir/p.$T_PAD")
+  fi
+  # Names are bytes (hdrcharset=BINARY): bsdtar would refuse one that is not UTF-8.
+  b=" path=${W_PATH[$1]}$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n})) n=$((${#b} + ${#n}))
+  recs="21 hdrcharset=BINARY$NL$n$b"
+  b=" size=${W_SIZE[$1]}$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n}))
+  recs=$recs$n$b
+  b=" mtime=${W_MTIME[$1]}$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n}))
+  recs=$recs$n$b
+  if [ "$KIT_ROOT" = 1 ]; then
+    u=${own%%:*} g=${own#*:}
+    if [ "$u" = - ]; then u=$KIT_UID; fi
+    if [ "$g" = - ]; then g=$KIT_GID; fi
+    b=" uid=$u$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n}))
+    recs=$recs$n$b
+    b=" gid=$g$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n}))
+    recs=$recs$n$b
+  fi
+  k=$(((${#recs} + 523) / 512))
+  t=$((k * 512 - ${#recs}))
+  printf '%s%s comment=%s\n' "$recs" "$t" "${TAR_X:0:t-${#t}-10}" >"$dir/r.$1"
+  m=${W_MODE[$1]}
+  # Written once each (T_HAVE: 1-511 pads, 1000+k pax headers, 10000+mode file headers).
+  if [ -z "${T_HAVE[1000 + k]:-}" ]; then
+    tar_header "$dir/x.$k" PaxHeader x $((k * 512)) 0644
+    T_HAVE[1000 + k]=1
+  fi
+  if [ -z "${T_HAVE[10000 + 8#$m]:-}" ]; then
+    tar_header "$dir/f.$m" f 0 0 "$m"
+    T_HAVE[10000 + 8#$m]=1
+  fi
+  T_ARGS+=("$dir/x.$k" "$dir/r.$1" "$dir/f.$m" "$KIT_WORK/${W_AT[$1]}")
+  T_PAD=$(((512 - W_SIZE[$1] % 512) % 512))
+}
+
+# place_by_tar STAGE: the chunk's pack members (W_TAR) into place through STAGE (see above);
+# an entry that does not get there gets W_ERR.
+place_by_tar() {
+  local i=1 rc=0 why dir="" p
+  local -a group
+  T_ARGS=() T_PAD=0 TAR_DIR=$KIT_TMP/tar
+  # (T_HAVE, the header files written, lives as long as the worker: its TAR_DIR does.)
+  mkdir -p -- "$TAR_DIR" "$1" || return 0
+  while [ "$i" -le "$W_N" ]; do
+    if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then
+      p=$TARGET/${W_PATH[i]}
+      if { [ ! -e "$p" ] && [ ! -L "$p" ]; } || make_room "$p"; then tar_add "$i"
+      else W_ERR[i]="exists and is a non-empty directory: not replaced"; fi
+    fi
+    i=$((i + 1))
+  done
+  if [ "${#T_ARGS[@]}" -eq 0 ]; then return 0; fi
+  if [ ! -f "$TAR_DIR/end.$T_PAD" ]; then
+    printf '%b' "${TAR_Z:0:4*T_PAD}$TAR_Z$TAR_Z" >"$TAR_DIR/end.$T_PAD"
+  fi
+  cat -- "${T_ARGS[@]}" "$TAR_DIR/end.$T_PAD" 2>"$KIT_TMP/cat.err" |
+    (cd -- "$1" && LC_ALL=C tar ${TAR_OPTS[@]+"${TAR_OPTS[@]}"} -xpf -) 2>"$KIT_TMP/tar.err" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    # A file tar was writing may be cut short: nothing of this stream is placed.
+    why="cannot unpack into place: $(first_line "$KIT_TMP/tar.err")"
+    if target_full "$1"; then why=$P_ERR; fi
+    i=1
+    while [ "$i" -le "$W_N" ]; do
+      if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then W_ERR[i]=$why; fi
+      i=$((i + 1))
+    done
+    rm -rf -- "$1"
+    return 0
+  fi
+  # One mv per run of entries in one folder; an entry still in STAGE afterwards failed.
+  group=()
+  i=1
+  while [ "$i" -le "$((W_N + 1))" ]; do
+    p=""
+    if [ "$i" -le "$W_N" ] && [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then
+      p=${W_PATH[i]}
+      case "$p" in */*) p=/${p%/*} ;; *) p=/ ;; esac
+    fi
+    if [ "${#group[@]}" -gt 0 ] && [ "$p" != "$dir" ]; then
+      mv -f -- "${group[@]}" "$TARGET${dir%/}/" 2>/dev/null || true
+      group=()
+    fi
+    if [ -n "$p" ]; then
+      dir=$p
+      if [ -f "$1/${W_PATH[i]}" ] && [ ! -L "$1/${W_PATH[i]}" ]; then
+        group[${#group[@]}]=$1/${W_PATH[i]}
+      else
+        W_ERR[i]="tar did not unpack it"
+      fi
+    fi
+    i=$((i + 1))
+  done
+  i=1
+  while [ "$i" -le "$W_N" ]; do
+    if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then
+      if [ -e "$1/${W_PATH[i]}" ]; then
+        W_ERR[i]="cannot move the file into place"
+      else
+        case "${W_MTIME[i]}" in -*) set_mtime "$TARGET/${W_PATH[i]}" "${W_MTIME[i]}" || true ;; esac
+      fi
+    fi
+    i=$((i + 1))
+  done
+  rm -rf -- "$1"
 }
 
 # restore_link LINE: phase 3.
@@ -796,13 +963,13 @@ flush_v3() {
   for key in "$UNPACKED"/*; do
     if [ -d "$key" ]; then ready_members "$key" "$KIT_TMP/tar.err.${key##*/}"; fi
   done
-  cut -d ' ' -f 1 "$KIT_TMP/batch" | LC_ALL=C sort | uniq -d >"$KIT_TMP/multi"
-  while IFS= read -r key; do : >"$UNPACKED/.multi.$key" 2>/dev/null || true; done <"$KIT_TMP/multi"
   MISSING_WHY=""
   if [ -s "$KIT_TMP/batch.err" ]; then
     while IFS= read -r line; do warn "object ${line%% *}: ${line#* }"; done <"$KIT_TMP/batch.err"
     MISSING_WHY=" (or download failed, see above)"
   fi
+  # By path: a chunk's files then share a few folders (one mv each, place_by_tar).
+  LC_ALL=C sort -t ' ' -k 9 -o "$KIT_TMP/batch" "$KIT_TMP/batch"
   restore_files "$KIT_TMP/batch" "$src"
   rm -rf -- "$obj" "$UNPACKED"
   : >"$KIT_TMP/batch"
@@ -1045,7 +1212,10 @@ main() {
     fi
     die "$META_FROM has no wrapped-key header and the password opens neither s3backup.key nor s3backup.key.next / .prev" "$EXIT_PASSWORD"
   fi
-  if [ "$META_VERSION" = 3 ]; then need gzip tar; fi
+  if [ "$META_VERSION" = 3 ]; then
+    need gzip tar
+    tar_init
+  fi
   warn "restoring $META (host ${META_HOST:-?}, source ${META_SOURCE:-?}, $META_ENTRIES entries) into $target"
 
   # Now the target.
