@@ -225,10 +225,11 @@ restore_dir() {
 # ---------------------------------------------------------------------------------------------
 # Phase 2, files: planned here (entries checked, parents made) into chunks of CHUNK_MAX
 # entries, restored by KIT_JOBS workers at once (background subshells, chunk c to worker
-# c mod KIT_JOBS). A worker decrypts each entry's object into the chunk's folder in the work
-# directory, checks every MD5 with one md5 run, sets modes, owners and mtimes with one call
-# per distinct value, and moves each checked file into place. What remains per file: openssl
-# and mv, and touch per distinct mtime.
+# c mod KIT_JOBS). A worker decrypts each entry's object of its own into the chunk's folder in
+# the work directory, checks every MD5 with one md5 run, sets modes, owners and mtimes with one
+# call per distinct value, and moves each checked file into place (openssl and mv per file, and
+# touch per distinct mtime); format 3's pack members, unpacked and checked already, go into
+# place by one tar per chunk and one mv per folder (place_by_tar).
 # ---------------------------------------------------------------------------------------------
 
 CHUNK_MAX=${S3BACKUP_KIT_CHUNK:-64}
