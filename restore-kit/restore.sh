@@ -584,8 +584,9 @@ tar_add() {
     fi
     T_ARGS+=("$dir/p.$T_PAD")
   fi
-  # Names are bytes (hdrcharset=BINARY): bsdtar would refuse one that is not UTF-8.
-  b=" path=${W_PATH[$1]}$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n})) n=$((${#b} + ${#n}))
+  # Names are bytes (hdrcharset=BINARY): bsdtar would refuse one that is not UTF-8; and begin
+  # with ./ (bsdtar strips a leading backslash).
+  b=" path=./${W_PATH[$1]}$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n})) n=$((${#b} + ${#n}))
   recs="21 hdrcharset=BINARY$NL$n$b"
   b=" size=${W_SIZE[$1]}$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n}))
   recs=$recs$n$b
