@@ -135,6 +135,7 @@ export class S3Store implements Store {
   readonly #signal: AbortSignal | undefined;
   readonly #timeoutMs: number;
   readonly #attempts: number;
+  readonly #onNotice?: (message: string) => void;
   /** The endpoint has answered a request (FIRST_CONTACT_MS applies until then). */
   #answered = false;
 
@@ -186,6 +187,7 @@ export class S3Store implements Store {
     this.#profile = settings.profile;
     if (config.credentials) clientConfig.credentials = config.credentials;
     this.client = new S3Client(clientConfig);
+    this.#onNotice = config.onNotice;
     this.client.middlewareStack.add(this.#eachAttempt(config.onNotice), {
       step: "finalizeRequest",
       priority: "low", // inside the SDK's retries: once per attempt
@@ -341,55 +343,86 @@ export class S3Store implements Store {
 
   async load(name: string, versionId?: string): Promise<ReadableStream<Uint8Array>> {
     checkObjectName(name);
-    let body;
-    let length: number | undefined;
+    let part = await this.#get(name, versionId);
+    if (!part.body) return new ReadableStream({ start: (c) => c.close() });
+    // Pass the body through, with errors made readable and a short read detected. A body cut
+    // off (the connection reset, or fewer bytes than announced) is resumed where it stopped:
+    // a ranged GET of the same version (If-Match its ETag), up to the attempts a request has.
+    const length = part.length;
+    let reader = part.body.getReader();
+    let received = 0;
+    let resumes = 0;
+    const resume = async (why: string): Promise<void> => {
+      reader.cancel().catch(() => {});
+      if (resumes + 1 >= this.#attempts || length === undefined || part.etag === undefined) {
+        throw new S3BackupError(`Download of ${this.location}/${name} ${why}`);
+      }
+      resumes++;
+      this.#onNotice?.(
+        `download of ${name} ${why}: resuming at byte ${received} ` +
+          `(attempt ${resumes + 1} of ${this.#attempts})`,
+      );
+      part = await this.#get(name, versionId, { from: received, etag: part.etag });
+      if (!part.body) throw new S3BackupError(`Download of ${this.location}/${name} ${why}`);
+      reader = part.body.getReader();
+    };
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        for (;;) {
+          let r: ReadableStreamReadResult<Uint8Array>;
+          try {
+            r = await reader.read();
+          } catch (err) {
+            const net = networkCode(err);
+            if (net === undefined) throw this.#mapError(err, "GetObject", name);
+            await resume(`interrupted: ${net}`);
+            continue;
+          }
+          if (r.done) {
+            if (length !== undefined && received !== length) {
+              await resume(`ended after ${received} of ${length} bytes`);
+              continue;
+            }
+            controller.close();
+            return;
+          }
+          received += r.value.byteLength;
+          controller.enqueue(r.value);
+          return;
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    }, { highWaterMark: 0 });
+  }
+
+  /** One GetObject: the body, the object's whole length and ETag; from byte `from` if asked. */
+  async #get(
+    name: string,
+    versionId?: string,
+    range?: { from: number; etag: string },
+  ): Promise<{ body?: ReadableStream<Uint8Array>; length?: number; etag?: string }> {
     try {
       const out = await this.client.send(
         new GetObjectCommand({
           Bucket: this.bucket,
           Key: this.key(name),
           ...(versionId ? { VersionId: versionId } : {}),
+          ...(range ? { Range: `bytes=${range.from}-`, IfMatch: range.etag } : {}),
         }),
         this.#opts(),
       );
-      body = out.Body;
-      length = out.ContentLength;
+      const total = range ? Number(out.ContentRange?.split("/")[1]) : out.ContentLength;
+      return {
+        body: out.Body?.transformToWebStream() as ReadableStream<Uint8Array> | undefined,
+        length: total !== undefined && Number.isFinite(total) ? total : undefined,
+        etag: out.ETag,
+      };
     } catch (err) {
       if ((err as { name?: string }).name === "InvalidObjectState") {
         throw new ObjectArchivedError(name, { cause: err });
       }
       throw this.#mapError(err, "GetObject", name);
     }
-    if (!body) return new ReadableStream({ start: (c) => c.close() });
-    // Pass the body through, with errors made readable and a short read detected.
-    const reader = (body.transformToWebStream() as ReadableStream<Uint8Array>).getReader();
-    let received = 0;
-    return new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        let r: ReadableStreamReadResult<Uint8Array>;
-        try {
-          r = await reader.read();
-        } catch (err) {
-          const net = networkCode(err);
-          if (net === undefined) throw this.#mapError(err, "GetObject", name);
-          throw new S3BackupError(`Download of ${this.location}/${name} interrupted: ${net}`, {
-            cause: err,
-          });
-        }
-        if (r.done) {
-          if (length !== undefined && received !== length) {
-            throw new S3BackupError(
-              `Download of ${this.location}/${name} ended after ${received} of ${length} bytes`,
-            );
-          }
-          controller.close();
-          return;
-        }
-        received += r.value.byteLength;
-        controller.enqueue(r.value);
-      },
-      cancel: (reason) => reader.cancel(reason),
-    }, { highWaterMark: 0 });
   }
 
   /** The object's facts; of version `versionId` when given (its own retention, class...). */

@@ -1,9 +1,9 @@
 /**
  * Network and server faults, injected by a proxy in front of moto (fault_proxy.ts), seeded:
  * answers 500 / 503 SlowDown, stalls past the timeout, bodies cut mid-way, a listing cut short.
- * Each run either completes (the SDK retried) or fails with one clear line; either way every
- * meta in the bucket is whole (verify --read-data passes) and the next run, without faults,
- * completes and restores the tree identically. A SIGTERM while requests hang stops the backup
+ * Each case's outcome is pinned: its exit code and what it says (retried silently, retried and
+ * told, or one line naming what failed); every meta in the bucket is whole afterwards (verify
+ * --read-data passes) and the next run, without faults, completes and restores identically. A SIGTERM while requests hang stops the backup
  * within seconds, records nothing and removes its lock.
  */
 import assert from "node:assert/strict";
@@ -26,12 +26,20 @@ async function addContent(src: string): Promise<void> {
   for (let i = 0; i < 20; i++) await Deno.writeTextFile(`${src}/new-${i}.txt`, `new content ${i}`);
 }
 
-/** A faulty run ends with 0 (or 3) or with one clear line, never a stack trace. */
-function assertClear(r: Run, what: string): void {
-  if (r.code === 0) return;
-  assert.ok([1, 3].includes(r.code), `${what}: exit ${r.code}: ${r.stderr}`);
+/** What a faulty run must end with: its exit code, and what stderr says (each line). */
+interface Outcome {
+  code: number;
+  says: RegExp;
+}
+
+/** The run ended as pinned: that exit code, those lines, never a stack trace. */
+function assertOutcome(r: Run, want: Outcome, what: string): void {
+  assert.equal(r.code, want.code, `${what}: exit ${r.code}: ${r.stderr}`);
   assert.doesNotMatch(r.stderr, /^\s+at |Error: .*\n\s+at /m, `${what}: a stack trace`);
-  assert.match(r.stderr, /^s3backup: /m, `${what}: ${r.stderr}`);
+  assert.match(r.stderr, want.says, `${what}: ${r.stderr}`);
+  for (const line of r.stderr.split("\n").filter((l) => l !== "")) {
+    assert.match(line, /^s3backup: /, `${what}: a line not ours: ${line}`);
+  }
 }
 
 /** Without faults: every meta whole, a new backup completes and restores identically. */
@@ -54,7 +62,13 @@ async function assertRecovers(f: Fixture, label: string): Promise<void> {
   assert.deepEqual(snapshot(out), snapshot(f.src), `${label}: restored tree`);
 }
 
-const CASES: { name: string; seed: number; rules: FaultRule[]; args?: string[] }[] = [
+const CASES: {
+  name: string;
+  seed: number;
+  rules: FaultRule[];
+  args?: string[];
+  want: Outcome;
+}[] = [
   {
     name: "500 and 503 SlowDown on a fifth of all requests",
     seed: 7,
@@ -62,6 +76,8 @@ const CASES: { name: string; seed: number; rules: FaultRule[]; args?: string[] }
       { fault: "slowdown", kinds: ["put", "put-part", "get", "head", "list"], share: 0.1 },
       { fault: "500", kinds: ["put", "put-part", "multipart", "get", "list"], share: 0.1 },
     ],
+    // The SDK's retries absorb them, silently.
+    want: { code: 0, says: /^$/ },
   },
   {
     name: "data uploads stalled past --timeout",
@@ -74,17 +90,23 @@ const CASES: { name: string; seed: number; rules: FaultRule[]; args?: string[] }
       max: 1,
     }],
     args: ["--timeout", "2s"],
+    want: {
+      code: 0,
+      says: /^s3backup: warning: no answer from \S+ within 2 s \(attempt 1 of 5\): trying again\n$/,
+    },
   },
   {
     name: "a listing cut short",
     seed: 3,
     rules: [{ fault: "truncate-list", kinds: ["list"], share: 1, max: 1 }],
+    // Nothing is written on a listing that cannot be read: one line, exit 1.
+    want: { code: 1, says: /^s3backup: S3 ListObjectsV2 on s3:\/\/\S+ failed: .*XML.*\n$/ },
   },
 ];
 
 for (const c of CASES) {
   Deno.test({
-    name: `faults [moto]: backup under ${c.name}: completes or fails clearly; nothing lost`,
+    name: `faults [moto]: backup under ${c.name}: exit ${c.want.code} as pinned; nothing lost`,
     ignore: moto === undefined,
     fn: async () => {
       const f = await fixture(moto!, c.rules, c.seed);
@@ -96,7 +118,7 @@ for (const c of CASES) {
         await addContent(f.src);
         f.proxy.setRules(c.rules);
         const r = await s3backup(args, { env: f.env, deadlineMs: 240_000 });
-        assertClear(r, c.name);
+        assertOutcome(r, c.want, c.name);
         assert.ok(f.proxy.injected.some((n) => n > 0), "no fault was injected");
         await assertRecovers(f, "after");
       } finally {
@@ -106,8 +128,18 @@ for (const c of CASES) {
   });
 }
 
+/** Whatever a restore wrote is right: no file holds content other than the source's. */
+function assertNothingWrong(out: string, src: string): void {
+  const want = new Map(snapshot(src).map((e) => [e.path, e]));
+  for (const e of snapshot(out)) {
+    if (e.type === "f") assert.equal(e.md5, want.get(e.path)?.md5, `${e.path} content`);
+  }
+}
+
+const PACK_OR_DATA = /(packs|data)\/[0-9a-f]{32}(\.gz)?$/;
+
 Deno.test({
-  name: "faults [moto]: restore under cut downloads and 503s: right files or reported; rerun whole",
+  name: "faults [moto]: restore under cut downloads and 503s: each cut resumed, exit 0, whole",
   ignore: moto === undefined,
   fn: async () => {
     const f = await fixture(moto!, [], 5);
@@ -115,26 +147,47 @@ Deno.test({
       const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c"], { env: f.env });
       assert.equal(b.code, 0, b.stderr);
       f.proxy.setRules([
-        {
-          fault: "cut",
-          kinds: ["get"],
-          key: /(packs|data)\/[0-9a-f]{32}(\.gz)?$/,
-          share: 1,
-          max: 2,
-        },
+        { fault: "cut", kinds: ["get"], key: PACK_OR_DATA, share: 1, max: 2 },
         { fault: "slowdown", kinds: ["get"], share: 0.1 },
       ]);
       const out = `${f.dir}/out`;
       const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
         env: f.env,
       });
-      assertClear(r, "restore");
-      assert.ok(f.proxy.injected[0]! > 0, "no download was cut");
-      // Whatever is there is right: no file holds content other than the source's.
-      const want = new Map(snapshot(f.src).map((e) => [e.path, e]));
-      for (const e of snapshot(out)) {
-        if (e.type === "f") assert.equal(e.md5, want.get(e.path)?.md5, `${e.path} content`);
-      }
+      assertOutcome(r, {
+        code: 0,
+        says:
+          /warning: download of (packs|data)\/\S+ interrupted: .+: resuming at byte \d+ \(attempt 2 of 5\)/,
+      }, "restore");
+      assert.equal(f.proxy.injected[0], 2, "both cuts made");
+      assert.deepEqual(snapshot(out), snapshot(f.src));
+    } finally {
+      await f.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "faults [moto]: restore when every download of one pack is cut: its files named, " +
+    "exit 3, the rest right; the rerun whole",
+  ignore: moto === undefined,
+  fn: async () => {
+    const f = await fixture(moto!, [], 5);
+    try {
+      const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c"], { env: f.env });
+      assert.equal(b.code, 0, b.stderr);
+      f.proxy.setRules([{ fault: "cut", kinds: ["get"], key: /packs\/[0-9a-f]{32}$/, share: 1 }]);
+      const out = `${f.dir}/out`;
+      const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
+        env: f.env,
+      });
+      assertOutcome(r, {
+        code: 3,
+        says:
+          /warning: .+: cannot download object packs\/[0-9a-f]{32}: Download of \S+ interrupted: /,
+      }, "restore");
+      assert.ok(f.proxy.injected[0]! >= 5, `5 attempts a pack: ${f.proxy.injected[0]} cuts`);
+      assertNothingWrong(out, f.src);
       f.proxy.setRules([]);
       const again = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
         env: f.env,
