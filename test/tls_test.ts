@@ -75,17 +75,29 @@ function tlsProxy(dir: string, target: URL) {
     key: Deno.readTextFileSync(`${dir}/srv.key`),
   });
   const conns: Deno.Conn[] = [];
+  // The access key ids the requests were signed with (their Authorization headers).
+  const keyIds = new Set<string>();
+  const sniff = () => {
+    const dec = new TextDecoder();
+    return new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, out) {
+        for (const m of dec.decode(chunk).matchAll(/Credential=([^/\s]+)\//g)) keyIds.add(m[1]!);
+        out.enqueue(chunk);
+      },
+    });
+  };
   (async () => {
     for await (const c of listener) {
       const up = await Deno.connect({ hostname: target.hostname, port: Number(target.port) });
       conns.push(c, up);
-      c.readable.pipeTo(up.writable).catch(() => {});
+      c.readable.pipeThrough(sniff()).pipeTo(up.writable).catch(() => {});
       up.readable.pipeTo(c.writable).catch(() => {});
     }
   })().catch(() => {});
   const port = (listener.addr as Deno.NetAddr).port;
   return {
     endpoint: `https://127.0.0.1:${port}`,
+    keyIds,
     close: closer(listener, conns),
   };
 }
@@ -125,19 +137,27 @@ Deno.test({
       const ini = await s3backup(["list", ...at], { env: keys, cwd: `${dir}/work` });
       assert.equal(ini.code, 0, ini.stderr);
       // A profile of the shared config file: its endpoint_url, region, ca_bundle and keys;
-      // the key variables are set too (the SDK would warn about both, on every run).
+      // other key variables are set too: the profile wins (as for the AWS CLI), without the
+      // SDK's warning about both on every run. (moto takes any key: the proxy tells which.)
       await Deno.writeTextFile(
         `${dir}/config`,
         `[profile tls]\nregion = eu-west-3\nendpoint_url = ${proxy.endpoint}\n` +
-          `ca_bundle = ${dir}/ca.pem\naws_access_key_id = ${keys.AWS_ACCESS_KEY_ID}\n` +
+          `ca_bundle = ${dir}/ca.pem\naws_access_key_id = AKIAPROFILEKEY\n` +
           `aws_secret_access_key = ${keys.AWS_SECRET_ACCESS_KEY}\n`,
       );
+      proxy.keyIds.clear();
       const profile = await s3backup(["list", "-b", `s3://${bucket}/r`, "-v"], {
-        env: { ...keys, AWS_CONFIG_FILE: `${dir}/config`, AWS_PROFILE: "tls" },
+        env: {
+          ...keys,
+          AWS_ACCESS_KEY_ID: "AKIAENVIRONMENTKEY",
+          AWS_CONFIG_FILE: `${dir}/config`,
+          AWS_PROFILE: "tls",
+        },
       });
       assert.equal(profile.code, 0, profile.stderr);
       assert.match(profile.stdout, /meta_/);
       assert.equal(profile.stderr, "config: none (no s3backup.ini here or in the parent folder)\n");
+      assert.deepEqual([...proxy.keyIds], ["AKIAPROFILEKEY"], "the profile's key signed");
       const badCa = await s3backup(["list", ...at, "--ca-bundle", `${dir}/missing.pem`], {
         env: keys,
       });
