@@ -7,6 +7,7 @@
  */
 import { gzipSync } from "node:zlib";
 import assert from "node:assert/strict";
+import { snapshot } from "../tree.ts";
 import { createHash } from "node:crypto";
 import { DESCRIPTOR_NAME, KEY_NAME, META_PREFIX } from "../../src/format/layout.ts";
 import { listRepository } from "../../src/repo/listing.ts";
@@ -227,6 +228,14 @@ Deno.test("the writer refuses what the readers would: a tree deeper than 256 lev
     assert.match(b.stderr, /path deeper than 256 components: this format cannot store it; skipped/);
     const k = await kit("restore.sh", [f.repoDir, "deep", `${f.dir}/k`]);
     assert.equal(k.code, 0, k.stderr);
+    // Both readers restore what was stored: the folders down to the 256th level, no leaf.
+    const r = await s3backup(["restore", "-b", f.repoDir, "-m", "deep", "-f", `${f.dir}/r`, "-c"]);
+    assert.equal(r.code, 0, r.stderr);
+    const kitTree = snapshot(`${f.dir}/k`);
+    assert.deepEqual(kitTree, snapshot(`${f.dir}/r`));
+    const depth = Math.max(...kitTree.map((e) => e.path.split("/").length));
+    assert.equal(depth, 256, "the deepest restored path");
+    assert.ok(!kitTree.some((e) => e.path.endsWith("/leaf")), "the leaf was not stored");
   } finally {
     await f.cleanup();
   }
