@@ -55,13 +55,14 @@ KIT_LOCK=""
 KIT_HOST=""
 KIT_PIDS=""
 KIT_FETCH_PID=""
+KIT_AWS_PID=""
 
 kit_cleanup() {
   local p
   if [ "$KIT_PROMPTING" = 1 ]; then stty echo </dev/tty 2>/dev/null || true; fi
   # Workers first (background subshells ignore SIGINT): nothing may write after this.
-  for p in $KIT_PIDS $KIT_FETCH_PID; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in $KIT_PIDS $KIT_FETCH_PID; do wait "$p" 2>/dev/null || true; done
+  for p in $KIT_PIDS $KIT_FETCH_PID $KIT_AWS_PID; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in $KIT_PIDS $KIT_FETCH_PID $KIT_AWS_PID; do wait "$p" 2>/dev/null || true; done
   if [ -n "$KIT_CUR_TMP" ]; then rm -f -- "$KIT_CUR_TMP" 2>/dev/null || true; fi
   if [ -n "$KIT_WORK" ]; then rm -rf -- "$KIT_WORK" 2>/dev/null || true; fi
   if [ -n "$KIT_TMP" ]; then rm -rf -- "$KIT_TMP" 2>/dev/null || true; fi
@@ -446,8 +447,13 @@ aws_run() {
   err=$(mktemp "$KIT_TMP/aws-err.XXXXXX") || die "mktemp failed in $KIT_TMP"
   while :; do
     rc=0
+    # In the background, waited for: a signal then stops the kit at once (a trapped signal
+    # ends `wait`; the EXIT trap stops this aws), not once the attempt has timed out.
     AWS_MAX_ATTEMPTS=1 aws --cli-connect-timeout "$connect" --cli-read-timeout "$read" \
-      ${AWS_OPTS[@]+"${AWS_OPTS[@]}"} "$@" </dev/null 2>"$err" || rc=$?
+      ${AWS_OPTS[@]+"${AWS_OPTS[@]}"} "$@" </dev/null 2>"$err" &
+    KIT_AWS_PID=$!
+    wait "$KIT_AWS_PID" || rc=$?
+    KIT_AWS_PID=""
     if [ "$rc" -eq 0 ] || [ "$attempt" -ge "$max" ]; then break; fi
     text=$(cat -- "$err")
     case "$text" in

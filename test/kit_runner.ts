@@ -11,8 +11,9 @@ export interface KitResult {
 }
 
 /**
- * `bash restore-kit/<script> args…` with a clean environment: S3BACKUP_PASSWORD = `password`
- * (none when null), PATH /usr/bin:/bin, plus `env`. Killed after `timeoutMs` (default 120 s).
+ * `bash restore-kit/<script> args…` (or a kit elsewhere: `script` an absolute path) with a clean
+ * environment: S3BACKUP_PASSWORD = `password` (none when null), PATH /usr/bin:/bin, plus `env`.
+ * Killed after `timeoutMs` (default 120 s).
  */
 export async function runKit(
   script: string,
@@ -23,7 +24,7 @@ export async function runKit(
 ): Promise<KitResult> {
   const t0 = performance.now();
   const out = await new Deno.Command("bash", {
-    args: [`${KIT}${script}`, ...args],
+    args: [script.startsWith("/") ? script : `${KIT}${script}`, ...args],
     env: {
       PATH: "/usr/bin:/bin",
       HOME: "/tmp",

@@ -187,7 +187,20 @@ Deno.test("restore: an interrupted restore (SIGINT) leaves no temp file; a rerun
     const expected = snapshot(src);
     const target = `${f.dir}/target`;
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", MAIN, "restore", "-b", f.repo, "-m", "latest", "-f", target],
+      // The binary's permissions, as every run of the suite (not -A).
+      args: [
+        "run",
+        ...RUN_FLAGS,
+        "--quiet",
+        MAIN,
+        "restore",
+        "-b",
+        f.repo,
+        "-m",
+        "latest",
+        "-f",
+        target,
+      ],
       env: f.env,
       clearEnv: true,
       stdin: "null",

@@ -133,3 +133,45 @@ Deno.test("a silent endpoint: the kit's aws calls give up too (list.sh, restore.
     srv.close();
   }
 });
+
+for (const [name, code] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
+  Deno.test(`a silent endpoint: ${name} stops the kit within seconds, exit ${code}, its temp gone`, async () => {
+    const srv = silentServer();
+    const kit = new URL("../../restore-kit/", import.meta.url).pathname;
+    const tmp = await Deno.makeTempDir({ prefix: "s3backup-kit-signal-" });
+    try {
+      const t0 = performance.now();
+      // The kit's own timeouts (10 s a first attempt): the signal comes while aws waits.
+      const child = new Deno.Command("bash", {
+        args: [
+          `${kit}restore.sh`,
+          "--endpoint-url",
+          srv.endpoint,
+          "s3://silent-bucket",
+          "latest",
+          `${tmp}/out`,
+        ],
+        env: { ...CREDS, S3BACKUP_PASSWORD: "x", PATH: "/usr/bin:/bin", TMPDIR: tmp },
+        clearEnv: true,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      await new Promise((r) => setTimeout(r, 3000));
+      child.kill(name);
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      const st = await child.status;
+      clearTimeout(timer);
+      const err = new TextDecoder().decode(
+        (await child.output().catch(() => null))?.stderr ?? new Uint8Array(),
+      );
+      const ms = performance.now() - t0;
+      assert.equal(st.code, code, err);
+      assert.ok(ms < 3000 + 5_000, `exited ${ms} ms after start (an attempt lasts 10 s)`);
+      assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name), [], "the kit's temp removed");
+    } finally {
+      srv.close();
+      await Deno.remove(tmp, { recursive: true });
+    }
+  });
+}
