@@ -16,6 +16,7 @@ const PASSWORD = "compiled smoke ✓ password";
 /** Builds this machine's binary with the compile task: its path, or why it could not be. */
 async function build(): Promise<{ path: string } | { why: string }> {
   const out = await new Deno.Command("bash", {
+    signal: AbortSignal.timeout(300_000), // a deadline: a hung child fails the test
     args: [`${ROOT}scripts/compile.sh`],
     cwd: ROOT,
     stdout: "piped",
@@ -56,6 +57,7 @@ Deno.test({
       await Deno.mkdir(repo);
       const run = async (args: string[]) => {
         const out = await new Deno.Command(bin, {
+          signal: AbortSignal.timeout(300_000), // a deadline: a hung child fails the test
           args,
           cwd: dir,
           env: {
@@ -87,6 +89,7 @@ Deno.test({
       assert.equal(kv.code, 0, kv.stdout + kv.stderr);
       if (windows) return; // the kit is bash, coreutils and openssl: not a Windows tool
       const kr = await new Deno.Command("bash", {
+        signal: AbortSignal.timeout(300_000), // a deadline: a hung child fails the test
         args: [`${dir}/kit/restore.sh`, repo, "latest", `${dir}/kit-out`],
         env: { S3BACKUP_PASSWORD: PASSWORD, PATH: "/usr/bin:/bin", HOME: dir },
         clearEnv: true,

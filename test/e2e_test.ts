@@ -34,6 +34,7 @@ async function exec(
   cwd?: string,
 ): Promise<Run> {
   const out = await new Deno.Command(cmd, {
+    signal: AbortSignal.timeout(300_000), // a deadline: a hung child fails the test
     args,
     env,
     clearEnv: true,
@@ -76,6 +77,7 @@ function restrictedBin(dir: string, aws?: string): string {
 
 function awsV1(): string {
   const out = new Deno.Command("bash", {
+    signal: AbortSignal.timeout(300_000), // a deadline: a hung child fails the test
     args: ["-c", "pyenv which aws 2>/dev/null || command -v aws"],
     stdout: "piped",
   }).outputSync();

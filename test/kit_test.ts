@@ -53,6 +53,7 @@ async function run(
   opts: { env?: Record<string, string>; clearEnv?: boolean; cwd?: string } = {},
 ): Promise<RunResult> {
   const out = await new Deno.Command(cmd, {
+    signal: AbortSignal.timeout(300_000), // a deadline: a hung child fails the test
     args,
     env: opts.env,
     clearEnv: opts.clearEnv ?? false,
@@ -685,6 +686,7 @@ Deno.test("kit: openssl md5 fallback, password file with CRLF, relative target",
   const cwd = tmpPath("cwd");
   await Deno.mkdir(cwd);
   const r = await new Deno.Command(`${KIT_DIR}restore.sh`, {
+    signal: AbortSignal.timeout(300_000), // a deadline: a hung child fails the test
     args: [
       "--password-file",
       pwfile,

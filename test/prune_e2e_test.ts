@@ -506,6 +506,7 @@ async function cli(
   cwd: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
+    signal: AbortSignal.timeout(300_000), // a deadline: a hung child fails the test
     args: ["run", ...RUN_FLAGS, MAIN, ...args],
     env: childEnv({ NO_COLOR: "1", ...env }),
     clearEnv: true,

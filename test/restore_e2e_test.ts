@@ -41,6 +41,7 @@ interface Run {
 
 async function exec(cmd: string, args: string[], env: Record<string, string>): Promise<Run> {
   const out = await new Deno.Command(cmd, {
+    signal: AbortSignal.timeout(300_000), // a deadline: a hung child fails the test
     args,
     env,
     clearEnv: true,

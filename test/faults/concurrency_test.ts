@@ -130,6 +130,7 @@ Deno.test("concurrency: two restores into one target: one refused clearly, the o
     assert.equal(busy.code, 1, busy.stderr);
     assert.match(busy.stderr, /^s3backup: Another restore is writing into .* \(pid \d+ on /);
     const kit = await new Deno.Command("bash", {
+      signal: AbortSignal.timeout(300_000), // a deadline: a hung child fails the test
       args: [`${KIT}restore.sh`, repo, "latest", target],
       env: { S3BACKUP_PASSWORD: PASSWORD, PATH: "/usr/bin:/bin", HOME: dir },
       clearEnv: true,
