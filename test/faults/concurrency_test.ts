@@ -1,12 +1,13 @@
 /**
  * Concurrency through the real CLI: two hosts making the first backup into one new prefix at
- * once (one key, both backups restore), two backups of one name at the same moment (two metas),
+ * once (a proxy holds both PUTs of the key until both are in flight: one key, both restore), two backups of one name at the same moment (two metas),
  * two restores into one target (one is refused clearly, the other completes; the kit takes the
  * same lock). Backup racing prune is in test/prune_e2e_test.ts.
  */
 import assert from "node:assert/strict";
 import { makeBucket, removeBucket, s3Targets, targetStore } from "../s3_env.ts";
 import { snapshot } from "../tree.ts";
+import { FaultProxy } from "./fault_proxy.ts";
 import { PASSWORD, s3backup, start } from "./harness.ts";
 
 const moto = s3Targets().find((t) => t.label === "moto");
@@ -33,15 +34,26 @@ Deno.test({
   fn: async () => {
     const { bucket, env } = await makeBucket(moto!);
     const dir = await Deno.makeTempDir({ prefix: "s3backup-race-" });
+    const proxy = new FaultProxy(moto!.endpoint);
     try {
       const [a, b] = await trees(dir, 2);
       const repo = `s3://${bucket}/shared`;
-      const first = start(["backup", "-f", a!, "-b", repo, "-n", "a", "-c"], { env });
-      await new Promise((r) => setTimeout(r, 200));
-      const second = start(["backup", "-f", b!, "-b", repo, "-n", "b", "-c"], { env });
+      // A real race: the proxy holds each run's PUT of the key until both have sent theirs.
+      // (max 2: the winner then PUTs the key again, to learn whether the store honours If-None-Match.)
+      proxy.setRules([{ fault: "hold", kinds: ["put"], key: /s3backup\.key$/, share: 1, max: 2 }]);
+      const via = { ...env, AWS_ENDPOINT_URL: proxy.endpoint };
+      const first = start(["backup", "-f", a!, "-b", repo, "-n", "a", "-c"], { env: via });
+      const second = start(["backup", "-f", b!, "-b", repo, "-n", "b", "-c"], { env: via });
+      const until = Date.now() + 60_000;
+      while (proxy.held < 2) {
+        assert.ok(Date.now() < until, `both key PUTs in flight at once: ${proxy.held} held`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      proxy.releaseHeld();
       const [ra, rb] = await Promise.all([first.done, second.done]);
       assert.equal(ra.code, 0, ra.stderr);
       assert.equal(rb.code, 0, rb.stderr);
+      assert.equal(proxy.injected[0], 2, "the two runs raced for the key");
       for (const [name, src] of [["a", a!], ["b", b!]] as const) {
         const out = `${dir}/out-${name}`;
         const r = await s3backup([
@@ -64,6 +76,7 @@ Deno.test({
       const v = await s3backup(["verify", "-b", repo, "--read-data"], { env });
       assert.equal(v.code, 0, v.stdout + v.stderr);
     } finally {
+      await proxy.close();
       await Deno.remove(dir, { recursive: true });
       await removeBucket(moto!, bucket);
     }

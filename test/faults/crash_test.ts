@@ -70,6 +70,105 @@ Deno.test({
   },
 });
 
+/** Resolves once `ready()` holds (polled), rejects after `ms`. */
+async function waitFor(ready: () => boolean, ms: number, what: string): Promise<void> {
+  const until = Date.now() + ms;
+  while (!ready()) {
+    if (Date.now() > until) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Backs up into `repo(n)` killed at its (n+1)th write (the PUT held by the proxy), for n = 0, 1,
+ * ... until a run makes fewer writes; after each kill, `after` must find everything whole. The
+ * kills' phases (the keys held, ids and times left out).
+ */
+async function killAtEachWrite(
+  f: Fixture,
+  repo: (n: number) => string,
+  after: (n: number, phase: string) => Promise<void>,
+): Promise<string[]> {
+  const phases: string[] = [];
+  for (let n = 0; n < 80; n++) {
+    // Something new each run (a small file, packed), so that every run writes a pack.
+    await Deno.writeTextFile(`${f.src}/run-${n}`, `run ${n} `.repeat(40));
+    f.proxy.setRules([
+      { fault: "stall", kinds: ["put", "put-part", "multipart"], share: 1, after: n, max: 1 },
+    ]);
+    const p = start(["backup", "-f", f.src, "-b", repo(n), "-n", "t", "-c"], {
+      env: f.env,
+      deadlineMs: 90_000,
+    });
+    const held = await Promise.race([
+      p.done.then(() => false),
+      waitFor(() => f.proxy.injected[0] === 1, 60_000, `write ${n + 1} held`).then(() => true),
+    ]);
+    if (!held) {
+      const r = await p.done; // fewer than n+1 writes: every write has had its kill
+      f.proxy.setRules([]);
+      assert.equal(r.code, 0, r.stderr);
+      return phases;
+    }
+    const phase = f.proxy.faults[0]!.replace(/^stall \S+ r[^/]*\//, "")
+      .replace(/[0-9a-f]{32}/g, "<id>").replace(/\d{8}T\d{6}Z$/, "<time>");
+    p.child.kill("SIGKILL");
+    const r = await p.done;
+    assert.equal(r.code, 137, `write ${n + 1} (${phase}): died of SIGKILL: ${r.stderr}`);
+    phases.push(phase);
+    f.proxy.setRules([]);
+    await after(n, phase);
+  }
+  throw new Error("more than 80 writes");
+}
+
+Deno.test({
+  name: "crash [moto]: SIGKILL at each write of a nightly backup and of the first one: " +
+    "it died of it, nothing half-visible, the next run completes",
+  ignore: moto === undefined,
+  fn: async () => {
+    const f = await fixture(moto!);
+    try {
+      // The first backup, which creates the repository: a new prefix for each kill.
+      const fresh = (n: number) => `${f.repo}-new${n}`;
+      const first = await killAtEachWrite(f, fresh, async (n, phase) => {
+        const label = `first backup killed at write ${n + 1} (${phase})`;
+        const b = await s3backup(["backup", "-f", f.src, "-b", fresh(n), "-n", "t", "-c"], {
+          env: f.env,
+        });
+        assert.equal(b.code, 0, `${label}: the next backup: ${b.stderr}`);
+        const out = `${f.dir}/first-${n}`;
+        const r = await s3backup(["restore", "-b", fresh(n), "-m", "latest", "-f", out, "-c"], {
+          env: f.env,
+        });
+        assert.equal(r.code, 0, `${label}: restore: ${r.stderr}`);
+        assert.deepEqual(snapshot(out), snapshot(f.src), `${label}: restored tree`);
+      });
+      for (const step of ["s3backup.key", "s3backup.conf", "restore-kit/", "meta_t_<time>"]) {
+        assert.ok(first.some((p) => p.startsWith(step)), `no kill at ${step}: ${first.join(", ")}`);
+      }
+      // Nightly: the repository exists; its lock, packs, index and meta.
+      const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-n", "t", "-c"], {
+        env: f.env,
+      });
+      assert.equal(b.code, 0, b.stderr);
+      const nightly = await killAtEachWrite(
+        f,
+        () => f.repo,
+        (n, phase) => assertWhole(f, `nightly killed at write ${n + 1} (${phase})`),
+      );
+      for (const step of ["locks/", "packs/<id>", "index/<id>", "meta_t_<time>"]) {
+        assert.ok(
+          nightly.some((p) => p.startsWith(step)),
+          `no kill at ${step}: ${nightly.join(", ")}`,
+        );
+      }
+    } finally {
+      await f.cleanup();
+    }
+  },
+});
+
 Deno.test({
   name: "crash [moto]: SIGKILL mid-multipart and before the meta; the upload is aborted later",
   ignore: moto === undefined,

@@ -6,7 +6,7 @@
  */
 import { seeded } from "./harness.ts";
 
-export type FaultKind = "500" | "slowdown" | "stall" | "cut" | "truncate-list";
+export type FaultKind = "500" | "slowdown" | "stall" | "cut" | "truncate-list" | "hold";
 
 /** What a request is, in S3 terms. */
 export type RequestKind =
@@ -30,6 +30,8 @@ export interface FaultRule {
   share: number;
   /** At most this many faults of this rule (default: no limit). */
   max?: number;
+  /** Let the first `after` matching requests through (default 0): the next one is a moment. */
+  after?: number;
 }
 
 function kindOf(method: string, url: URL): RequestKind {
@@ -75,14 +77,20 @@ export class FaultProxy {
   delayMs = 0;
   /** Faults injected, by rule index. */
   readonly injected: number[];
+  /** Each fault injected, as `<fault> <kind> <key>`. */
+  readonly faults: string[] = [];
+  /** Matching requests seen, by rule index (for `after`). */
+  #matched: number[] = [];
   readonly #server: Deno.HttpServer;
   readonly #random: () => number;
   readonly #stalled = new Set<() => void>();
+  readonly #held: (() => void)[] = [];
   #rules: FaultRule[];
 
   constructor(readonly target: string, rules: FaultRule[] = [], seed = 1) {
     this.#rules = rules;
     this.injected = rules.map(() => 0);
+    this.#matched = rules.map(() => 0);
     this.#random = seeded(seed);
     this.#server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen: () => {} },
@@ -96,9 +104,22 @@ export class FaultProxy {
     this.#rules = rules;
     this.injected.length = 0;
     this.injected.push(...rules.map(() => 0));
+    this.faults.length = 0;
+    this.#matched = rules.map(() => 0);
+  }
+
+  /** Requests held by a "hold" rule, waiting for releaseHeld(). */
+  get held(): number {
+    return this.#held.length;
+  }
+
+  /** Lets every held request go on to the server, at once. */
+  releaseHeld(): void {
+    for (const go of this.#held.splice(0)) go();
   }
 
   async close(): Promise<void> {
+    this.releaseHeld();
     for (const release of this.#stalled) release();
     await this.#server.shutdown();
   }
@@ -106,6 +127,8 @@ export class FaultProxy {
   #pick(kind: RequestKind, key: string): { rule: FaultRule; i: number } | null {
     for (const [i, rule] of this.#rules.entries()) {
       if (!rule.kinds.includes(kind) || (rule.key && !rule.key.test(key))) continue;
+      this.#matched[i] = (this.#matched[i] ?? 0) + 1;
+      if (this.#matched[i]! <= (rule.after ?? 0)) continue;
       if (rule.max !== undefined && this.injected[i]! >= rule.max) continue;
       if (this.#random() < rule.share) return { rule, i };
     }
@@ -121,10 +144,17 @@ export class FaultProxy {
     this.log.push(`${kind} ${decodeURIComponent(what)}`);
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     const hit = this.#pick(kind, decodeURIComponent(key));
-    if (hit) this.injected[hit.i]!++;
+    if (hit) {
+      this.injected[hit.i]!++;
+      this.faults.push(`${hit.rule.fault} ${kind} ${decodeURIComponent(what)}`);
+    }
     const fault = hit?.rule.fault;
     if (fault === "500") return s3Error(500, "InternalError", "fault proxy: internal error");
     if (fault === "slowdown") return s3Error(503, "SlowDown", "Please reduce your request rate.");
+    if (fault === "hold") {
+      // Held until the test lets the held requests go (releaseHeld), then passed on as sent.
+      await new Promise<void>((resolve) => this.#held.push(resolve));
+    }
     if (fault === "stall") {
       // Past the client's patience: until the proxy closes (bounded all the same).
       await new Promise<void>((resolve) => {

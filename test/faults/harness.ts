@@ -45,19 +45,24 @@ export function start(args: string[], opts: RunOptions = {}) {
     stderr: "piped",
   }).spawn();
   const deadline = opts.deadlineMs ?? 120_000;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* exited */ }
-      reject(new Error(`s3backup ${args.join(" ")}: no exit within ${deadline} ms`));
-    }, deadline);
-  });
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, deadline);
   const sig = opts.signal;
   const sigTimer = sig ? setTimeout(() => child.kill(sig.name), sig.afterMs) : undefined;
-  const done = Promise.race([child.output(), timeout]).then((out) => {
+  const done = child.output().then((out) => {
     const dec = new TextDecoder();
+    if (late) {
+      throw new Error(
+        `s3backup ${args.join(" ")}: no exit within ${deadline} ms; it said: ${
+          dec.decode(out.stderr)
+        }`,
+      );
+    }
     return {
       code: out.code,
       stdout: dec.decode(out.stdout),
