@@ -81,18 +81,20 @@ async function waitFor(ready: () => boolean, ms: number, what: string): Promise<
 
 /**
  * Backs up into `repo(n)` killed at its (n+1)th write (the PUT held by the proxy), for n = 0, 1,
- * ... until a run makes fewer writes; after each kill, `after` must find everything whole. The
- * kills' phases (the keys held, ids and times left out).
+ * ... until a run makes fewer writes (each run has a new file, `<tag>-<n>`, to store); after
+ * each kill, `after` must find everything whole. The kills' phases (the keys held, ids and
+ * times left out).
  */
 async function killAtEachWrite(
   f: Fixture,
+  tag: string,
   repo: (n: number) => string,
   after: (n: number, phase: string) => Promise<void>,
 ): Promise<string[]> {
   const phases: string[] = [];
   for (let n = 0; n < 80; n++) {
     // Something new each run (a small file, packed), so that every run writes a pack.
-    await Deno.writeTextFile(`${f.src}/run-${n}`, `run ${n} `.repeat(40));
+    await Deno.writeTextFile(`${f.src}/${tag}-${n}`, `${tag} ${n} `.repeat(40));
     f.proxy.setRules([
       { fault: "stall", kinds: ["put", "put-part", "multipart"], share: 1, after: n, max: 1 },
     ]);
@@ -131,7 +133,7 @@ Deno.test({
     try {
       // The first backup, which creates the repository: a new prefix for each kill.
       const fresh = (n: number) => `${f.repo}-new${n}`;
-      const first = await killAtEachWrite(f, fresh, async (n, phase) => {
+      const first = await killAtEachWrite(f, "first", fresh, async (n, phase) => {
         const label = `first backup killed at write ${n + 1} (${phase})`;
         const b = await s3backup(["backup", "-f", f.src, "-b", fresh(n), "-n", "t", "-c"], {
           env: f.env,
@@ -154,6 +156,7 @@ Deno.test({
       assert.equal(b.code, 0, b.stderr);
       const nightly = await killAtEachWrite(
         f,
+        "nightly",
         () => f.repo,
         (n, phase) => assertWhole(f, `nightly killed at write ${n + 1} (${phase})`),
       );
