@@ -101,6 +101,10 @@ lock_target() {
       done
       return 0
     fi
+    if [ ! -e "$lock" ] && [ ! -L "$lock" ]; then
+      # Not there, yet not made: the target is not ours to write.
+      die "cannot write into $TARGET: permission denied (the restore takes a lock file there first)"
+    fi
     IFS= read -r held <"$lock" 2>/dev/null || true
     pid=${held%% *} host=${held#* }
     if [ "$host" != "$KIT_HOST" ] || ! pid_gone "$pid"; then

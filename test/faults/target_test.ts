@@ -94,11 +94,13 @@ Deno.test("target: no write permission, or a file: one clear line, nothing writt
     assert.match(k.stderr, /exists and is not a directory/);
     assert.equal(await Deno.readTextFile(file), "x");
     if (!isRoot) {
+      // A read-only target of one's own is made writable (as the kit does); one of another
+      // user is refused: test/unprivileged_test.ts.
       const ro = `${f.dir}/ro`;
       await Deno.mkdir(ro, { mode: 0o555 });
       const p = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", ro, "-c"]);
-      assert.equal(p.code, 3, p.stderr);
-      assert.match(p.stderr, /Permission denied|cannot create/i);
+      assert.equal(p.code, 0, p.stderr);
+      assert.equal(await Deno.readTextFile(`${ro}/small-0`), "small 0\n");
     }
   } finally {
     await f.cleanup();
