@@ -1,8 +1,9 @@
 /**
  * Every s3backup command in README.md's code blocks is one the parser takes (so an example cannot
- * name an option that is gone or spelled otherwise), and the Usage block runs end to end, as
- * written, on a local-directory repository: only the bucket and the paths are this test's.
- * The quick start runs against S3 in quick_start_test.ts.
+ * name an option that is gone or spelled otherwise), and the Usage block and the examples of the
+ * sections after it (but Object Lock's, which needs such a bucket) run end to end, as written,
+ * on a local-directory repository: only the bucket and the paths are this test's. The quick
+ * start runs against S3 in quick_start_test.ts.
  */
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/cli/args.ts";
@@ -68,37 +69,66 @@ Deno.test("README: every s3backup command in a code block is one the parser take
   assert.ok(n >= 30, `only ${n} examples found: the extraction is broken`);
 });
 
-Deno.test("README: the Usage block runs as written on a local-directory repository", async () => {
-  const usage = blocks().find((b) => b.heading === "## Usage");
-  assert.ok(usage !== undefined, "README has a Usage block");
+/** The blocks run end to end, in this order (Object Lock's needs a bucket with Object Lock). */
+const RUN = [
+  "## Usage",
+  "## List",
+  "## Restore",
+  "## Verify",
+  "## Prune",
+  "## Change the password",
+  "### Leaving things out",
+  "## Restoring without the tool",
+];
+
+Deno.test("README: the Usage block and the sections' examples run as written on a local repository", async () => {
+  const all = blocks();
   const dir = await Deno.makeTempDir({ prefix: "s3backup-usage-" });
   try {
     await Deno.mkdir(`${dir}/data/etc/nginx`, { recursive: true });
     await Deno.writeTextFile(`${dir}/data/etc/nginx/nginx.conf`, "events {}\n");
     await Deno.writeTextFile(`${dir}/data/etc/hosts`, "127.0.0.1 localhost\n");
+    await Deno.writeTextFile(`${dir}/data/x.log`, "left out\n");
+    await Deno.writeTextFile(`${dir}/s3backup.exclude`, "# rules\n*.tmp\n");
     await Deno.mkdir(`${dir}/man1`);
-    // After passwd the new password is the one (the reader would type it from then on).
-    const lines = usage.body.split("\n").filter((l) => l !== "" && !l.includes("<"))
-      .map((l) => l.startsWith("s3backup passwd ") ? `${l}\nS3BACKUP_PASSWORD=$NEW` : l);
+    const lines: string[] = [];
+    for (const heading of RUN) {
+      const block = all.find((b) => b.heading === heading);
+      assert.ok(block !== undefined, `README has a block under ${heading}`);
+      // Continuations joined; the synopsis and the download of the kit (aws) left out.
+      for (const l of block.body.replaceAll("\\\n", " ").split("\n")) {
+        if (l === "" || l.includes("<") || l.startsWith("aws ")) continue;
+        lines.push(l);
+        // After a password change the new password is the one (a reader would type it).
+        if (/s3backup passwd /.test(l)) {
+          const m = /S3BACKUP_NEW_PASSWORD='([^']*)'/.exec(l);
+          lines.push(m ? `S3BACKUP_PASSWORD='${m[1]}'` : "S3BACKUP_PASSWORD=$NEW");
+        }
+      }
+    }
     const script = lines.join("\n")
       .replaceAll("s3://my-bucket/", `${dir}/bucket/`)
       .replaceAll("/srv/data", `${dir}/data`)
       .replaceAll("/srv/restored", `${dir}/restored`)
+      .replaceAll(" -f / ", ` -f ${dir}/data `)
+      .replaceAll("/etc/s3backup.exclude", `${dir}/s3backup.exclude`)
       .replaceAll("/etc/bash_completion.d/", `${dir}/`)
       .replaceAll("/usr/local/share/man/man1/", `${dir}/man1/`)
-      // The one name a reader cannot know: the backup's own, as `list` shows it.
+      .replaceAll("S3BACKUP_PASSWORD='...'", 'S3BACKUP_PASSWORD="$S3BACKUP_PASSWORD"')
+      // The names a reader cannot know: the backup's own, as `list` shows it.
       .replace(
-        "meta_nightly_20261130T020000Z",
+        /meta_nightly_\d{8}T\d{6}Z/g,
         `"$(s3backup list -b ${dir}/bucket/host1 --tsv | cut -f1 | head -1)"`,
       );
     const s3backup = `s3backup() { ${s3backupArgv([]).map((w) => `'${w}'`).join(" ")} "$@"; }\n`;
     // A local repository's folder exists first, as a bucket does.
     for (const h of ["host1", "host2"]) await Deno.mkdir(`${dir}/bucket/${h}`, { recursive: true });
     const out = await new Deno.Command("bash", {
-      args: ["-euo", "pipefail", "-c", `${s3backup}set -x\n${script}`],
+      args: ["-euo", "pipefail", "-c", `${s3backup}export S3BACKUP_PASSWORD\nset -x\n${script}`],
       cwd: dir,
       env: childEnv({
         HOME: dir,
+        PATH: "/usr/bin:/bin",
         S3BACKUP_PASSWORD: "usage password",
         S3BACKUP_NEW_PASSWORD: "usage password 2",
         NEW: "usage password 2",
@@ -107,17 +137,17 @@ Deno.test("README: the Usage block runs as written on a local-directory reposito
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
+      signal: AbortSignal.timeout(300_000),
     }).output();
     const said = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
     assert.equal(out.code, 0, said);
-    assert.equal(
-      await Deno.readTextFile(`${dir}/restored/etc/nginx/nginx.conf`),
-      "events {}\n",
-    );
+    for (const t of ["restored", "out"]) {
+      assert.equal(await Deno.readTextFile(`${dir}/${t}/etc/nginx/nginx.conf`), "events {}\n", t);
+    }
     assert.equal(await Deno.readTextFile(`${dir}/hosts`), "127.0.0.1 localhost\n", "dump");
     assert.match(await Deno.readTextFile(`${dir}/s3backup`), /complete -o default/);
     assert.match(await Deno.readTextFile(`${dir}/man1/s3backup.1`), /^\.TH S3BACKUP 1/m);
-    await Deno.stat(`${dir}/kit/restore.sh`);
+    assert.match(said, /restore\.sh: restored \d+ files/, "the kit ran");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
