@@ -48,8 +48,9 @@ async function onPty(
       if (shown > prompts && queue.length > 0) {
         prompts = shown;
         const k = queue.shift()!;
-        // The prompt is drawn: raw mode is on (and, with typeAfterMs, a timer could draw).
-        await new Promise((r) => setTimeout(r, opts.typeAfterMs ?? 200));
+        // The prompt is drawn, so raw mode is on (readline sets it before it writes the prompt):
+        // typed at once. With typeAfterMs, later (a timer could draw meanwhile).
+        if (opts.typeAfterMs) await new Promise((r) => setTimeout(r, opts.typeAfterMs));
         await writer.write(new TextEncoder().encode(k));
       }
     }
