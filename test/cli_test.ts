@@ -497,8 +497,27 @@ Deno.test("cli: a backup that meets a prune waits, then completes; --lock-wait 0
         now.stderr,
         /^s3backup: Cannot start a backup: a prune is running on .*: prune \(host pruner, pid 4711, started \S+Z, \d+ s ago, locks\/prune-\S+\); wait for it \(--lock-wait\), or see s3backup unlock\n$/,
       );
-      const run = start(["backup", "-f", src, "-b", repo, "-n", "n", "-c", "--lock-wait", "1m"]);
-      await new Promise((r) => setTimeout(r, 2500));
+      // Released once the backup says it waits (its log file has the line as it is said).
+      const log = `${repo}/../wait.log`;
+      const run = start([
+        "backup",
+        "-f",
+        src,
+        "-b",
+        repo,
+        "-n",
+        "n",
+        "-c",
+        "--lock-wait",
+        "1m",
+        "--log-file",
+        log,
+      ]);
+      const until = Date.now() + 60_000;
+      while (!/waiting up to 1m for prune/.test(await Deno.readTextFile(log).catch(() => ""))) {
+        assert.ok(Date.now() < until, "the backup did not say it waits within 60 s");
+        await new Promise((r) => setTimeout(r, 20));
+      }
       await prune.release();
       released = true;
       const r = await run.done;
