@@ -167,3 +167,28 @@ for (const cols of [80, 40]) {
     },
   });
 }
+
+Deno.test({
+  name: "prompt (pty): a new repository asks twice; two different answers create nothing, exit 2",
+  ignore: !haveScript,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-prompt-twice-" });
+    try {
+      await Deno.mkdir(`${dir}/src`);
+      await Deno.mkdir(`${dir}/repo`);
+      await Deno.writeTextFile(`${dir}/src/a`, "a");
+      const args = ["backup", "-f", `${dir}/src`, "-b", `${dir}/repo`];
+      const r = await onPty(args, [`${PASSWORD}\r`, `${PASSWORD}x\r`]);
+      assert.equal(r.code, 2, r.out);
+      assert.match(r.out, /New repository password: [\s\S]*Repeat password: /);
+      assert.match(r.out, /s3backup: The passwords do not match/);
+      assert.deepEqual([...Deno.readDirSync(`${dir}/repo`)], [], "no repository made");
+      const ok = await onPty(args, [`${PASSWORD}\r`, `${PASSWORD}\r`]);
+      assert.equal(ok.code, 0, ok.out);
+      const b = await s3backup(["list", "-b", `${dir}/repo`]); // S3BACKUP_PASSWORD: the same
+      assert.equal(b.code, 0, b.stderr);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
