@@ -136,6 +136,18 @@ function assertNothingWrong(out: string, src: string): void {
   }
 }
 
+/** A backup without faults, then its restore into `<dir>/out` under `rules`. */
+async function restoreUnder(f: Fixture, rules: FaultRule[]): Promise<{ out: string; r: Run }> {
+  const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c"], { env: f.env });
+  assert.equal(b.code, 0, b.stderr);
+  f.proxy.setRules(rules);
+  const out = `${f.dir}/out`;
+  const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
+    env: f.env,
+  });
+  return { out, r };
+}
+
 const PACK_OR_DATA = /(packs|data)\/[0-9a-f]{32}(\.gz)?$/;
 
 Deno.test({
@@ -144,16 +156,10 @@ Deno.test({
   fn: async () => {
     const f = await fixture(moto!, [], 5);
     try {
-      const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c"], { env: f.env });
-      assert.equal(b.code, 0, b.stderr);
-      f.proxy.setRules([
+      const { out, r } = await restoreUnder(f, [
         { fault: "cut", kinds: ["get"], key: PACK_OR_DATA, share: 1, max: 2 },
         { fault: "slowdown", kinds: ["get"], share: 0.1 },
       ]);
-      const out = `${f.dir}/out`;
-      const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
-        env: f.env,
-      });
       assertOutcome(r, {
         code: 0,
         says:
@@ -174,13 +180,9 @@ Deno.test({
   fn: async () => {
     const f = await fixture(moto!, [], 5);
     try {
-      const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c"], { env: f.env });
-      assert.equal(b.code, 0, b.stderr);
-      f.proxy.setRules([{ fault: "cut", kinds: ["get"], key: /packs\/[0-9a-f]{32}$/, share: 1 }]);
-      const out = `${f.dir}/out`;
-      const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
-        env: f.env,
-      });
+      const { out, r } = await restoreUnder(f, [
+        { fault: "cut", kinds: ["get"], key: /packs\/[0-9a-f]{32}$/, share: 1 },
+      ]);
       assertOutcome(r, {
         code: 3,
         says:
