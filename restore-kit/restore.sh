@@ -618,6 +618,43 @@ tar_add() {
   T_PAD=$(((512 - W_SIZE[$1] % 512) % 512))
 }
 
+# tar_fail REASON: every pack member of the chunk not placed yet fails with REASON.
+tar_fail() {
+  local i=1
+  while [ "$i" -le "$W_N" ]; do
+    if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then W_ERR[i]=$1; fi
+    i=$((i + 1))
+  done
+}
+
+# tar_sizes: W_SIZE of each pack member to place, as the file is (one wc -c, names relative to
+# KIT_WORK: no blanks), not as the meta says: a size field that lies cannot put the tar stream
+# out of step (the MD5 was checked: the content is the meta's). One wc does not list: failed.
+tar_sizes() {
+  local i=1 k=0 n name
+  local -a members at
+  members=() at=()
+  while [ "$i" -le "$W_N" ]; do
+    if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then
+      members[k]=${W_AT[i]} at[k]=$i k=$((k + 1))
+    fi
+    i=$((i + 1))
+  done
+  if [ "$k" -eq 0 ]; then return 0; fi
+  (cd -- "$KIT_WORK" && LC_ALL=C wc -c -- "${members[@]}") >"$KIT_TMP/sizes" 2>/dev/null || true
+  k=0
+  while read -r n name; do
+    if [ "$name" = "${members[k]:-}" ] && is_uint "$n"; then
+      W_SIZE[at[k]]=$n
+      k=$((k + 1))
+    fi
+  done <"$KIT_TMP/sizes"
+  while [ "$k" -lt "${#members[@]}" ]; do
+    W_ERR[at[k]]="cannot read member ${members[k]##*/}"
+    k=$((k + 1))
+  done
+}
+
 # place_by_tar STAGE: the chunk's pack members (W_TAR) into place through STAGE (see above);
 # an entry that does not get there gets W_ERR.
 place_by_tar() {
@@ -625,7 +662,11 @@ place_by_tar() {
   local -a group
   T_ARGS=() T_PAD=0 TAR_DIR=$KIT_TMP/tar
   # (T_HAVE, the header files written, lives as long as the worker: its TAR_DIR does.)
-  mkdir -p -- "$TAR_DIR" "$1" || return 0
+  if ! mkdir -p -- "$TAR_DIR" "$1"; then
+    tar_fail "cannot create the staging folder $1"
+    return 0
+  fi
+  tar_sizes
   while [ "$i" -le "$W_N" ]; do
     if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then
       p=$TARGET/${W_PATH[i]}
@@ -644,11 +685,7 @@ place_by_tar() {
     # A file tar was writing may be cut short: nothing of this stream is placed.
     why="cannot unpack into place: $(first_line "$KIT_TMP/tar.err")"
     if target_full "$1"; then why=$P_ERR; fi
-    i=1
-    while [ "$i" -le "$W_N" ]; do
-      if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then W_ERR[i]=$why; fi
-      i=$((i + 1))
-    done
+    tar_fail "$why"
     rm -rf -- "$1"
     return 0
   fi

@@ -385,3 +385,24 @@ Deno.test("a truncated or garbage meta is damage (exit 1) to both readers, not a
     await f.cleanup();
   }
 });
+
+Deno.test("a meta whose size fields lie: the kit's tar stream stays in step; every file right", async () => {
+  const f = await fixture();
+  try {
+    // The contents are the stored ones (their MD5s match): only the sizes lie, one up, one down.
+    await hostileMeta(f, [
+      { ...file("a.txt", "A"), size: 5000 },
+      { ...file("sub/b.txt", "B"), size: 0 },
+      file("c.txt", "A"),
+    ]);
+    const kout = `${f.dir}/k`;
+    const k = await kit("restore.sh", [f.repoDir, "hostile", kout]);
+    assert.doesNotMatch(k.stderr, /cannot unpack/, k.stderr);
+    for (const [p, want] of [["a.txt", "A"], ["sub/b.txt", "B"], ["c.txt", "A"]]) {
+      assert.equal(await Deno.readTextFile(`${kout}/${p}`), want, `${p}: ${k.stderr}`);
+    }
+    assert.equal(k.code, 0, k.stderr);
+  } finally {
+    await f.cleanup();
+  }
+});
