@@ -411,6 +411,14 @@ export class S3Store implements Store {
         }),
         this.#opts(),
       );
+      if (range && !out.ContentRange?.startsWith(`bytes ${range.from}-`)) {
+        // A store that ignores Range would send the object from its start again.
+        out.Body?.transformToWebStream().cancel().catch(() => {});
+        throw new S3BackupError(
+          `Download of ${this.location}/${name} cannot resume at byte ${range.from}: ` +
+            `the store answered ${out.ContentRange ?? "without a range"}`,
+        );
+      }
       const total = range ? Number(out.ContentRange?.split("/")[1]) : out.ContentLength;
       return {
         body: out.Body?.transformToWebStream() as ReadableStream<Uint8Array> | undefined,
@@ -418,6 +426,7 @@ export class S3Store implements Store {
         etag: out.ETag,
       };
     } catch (err) {
+      if (err instanceof S3BackupError) throw err;
       if ((err as { name?: string }).name === "InvalidObjectState") {
         throw new ObjectArchivedError(name, { cause: err });
       }
