@@ -692,17 +692,14 @@ place_by_tar() {
   # One mv per run of entries in one folder; an entry still in STAGE afterwards failed.
   group=()
   i=1
-  while [ "$i" -le "$((W_N + 1))" ]; do
-    p=""
-    if [ "$i" -le "$W_N" ] && [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then
+  while [ "$i" -le "$W_N" ]; do
+    if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then
       p=${W_PATH[i]}
       case "$p" in */*) p=/${p%/*} ;; *) p=/ ;; esac
-    fi
-    if [ "${#group[@]}" -gt 0 ] && [ "$p" != "$dir" ]; then
-      mv -f -- "${group[@]}" "$TARGET${dir%/}/" 2>/dev/null || true
-      group=()
-    fi
-    if [ -n "$p" ]; then
+      if [ "${#group[@]}" -gt 0 ] && [ "$p" != "$dir" ]; then
+        mv -f -- "${group[@]}" "$TARGET${dir%/}/" 2>/dev/null || true
+        group=()
+      fi
       dir=$p
       if [ -f "$1/${W_PATH[i]}" ] && [ ! -L "$1/${W_PATH[i]}" ]; then
         group[${#group[@]}]=$1/${W_PATH[i]}
@@ -712,6 +709,7 @@ place_by_tar() {
     fi
     i=$((i + 1))
   done
+  if [ "${#group[@]}" -gt 0 ]; then mv -f -- "${group[@]}" "$TARGET${dir%/}/" 2>/dev/null || true; fi
   i=1
   while [ "$i" -le "$W_N" ]; do
     if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then

@@ -9,7 +9,7 @@ import { formatLock } from "../src/format/lock_file.ts";
 import { acquireLock } from "../src/repo/lock.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 import { ExitCode } from "../src/util/errors.ts";
-import { PASSWORD, s3backup, s3backupArgv, start } from "./faults/harness.ts";
+import { PASSWORD, s3backup, s3backupArgv, start, until } from "./faults/harness.ts";
 import { runKit } from "./kit_runner.ts";
 import { childEnv } from "./s3_env.ts";
 
@@ -513,11 +513,9 @@ Deno.test("cli: a backup that meets a prune waits, then completes; --lock-wait 0
         "--log-file",
         log,
       ]);
-      const until = Date.now() + 60_000;
-      while (!/waiting up to 1m for prune/.test(await Deno.readTextFile(log).catch(() => ""))) {
-        assert.ok(Date.now() < until, "the backup did not say it waits within 60 s");
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      const said = () =>
+        Deno.readTextFile(log).then((t) => /waiting up to 1m for prune/.test(t), () => false);
+      await until("the backup says it waits", said, 60_000);
       await prune.release();
       released = true;
       const r = await run.done;

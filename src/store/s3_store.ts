@@ -188,7 +188,7 @@ export class S3Store implements Store {
     if (config.credentials) clientConfig.credentials = config.credentials;
     this.client = new S3Client(clientConfig);
     this.#onNotice = config.onNotice;
-    this.client.middlewareStack.add(this.#eachAttempt(config.onNotice), {
+    this.client.middlewareStack.add(this.#eachAttempt(), {
       step: "finalizeRequest",
       priority: "low", // inside the SDK's retries: once per attempt
       name: "s3backupEachAttempt",
@@ -197,9 +197,9 @@ export class S3Store implements Store {
 
   /**
    * A middleware run for each attempt: notes that the endpoint answered (any HTTP response),
-   * and tells `onNotice` of an attempt without an answer that will be tried again.
+   * and tells the notice listener of an attempt without an answer that will be tried again.
    */
-  #eachAttempt(onNotice?: (message: string) => void) {
+  #eachAttempt() {
     // deno-lint-ignore no-explicit-any
     return (next: any, context: Record<string, unknown>) => async (args: unknown) => {
       const attempt = ((context.s3backupAttempt as number | undefined) ?? 0) + 1;
@@ -213,7 +213,7 @@ export class S3Store implements Store {
         if (e.$response !== undefined || e.$metadata?.httpStatusCode !== undefined) {
           this.#answered = true;
         } else if (isTimeout(err) && attempt < this.#attempts && !this.#signal?.aborted) {
-          onNotice?.(
+          this.#onNotice?.(
             `no answer from ${this.endpoint} within ${this.#attemptMs() / 1000} s ` +
               `(attempt ${attempt} of ${this.#attempts}): trying again`,
           );

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { makeBucket, removeBucket, s3Targets, targetStore } from "../s3_env.ts";
 import { snapshot } from "../tree.ts";
 import { FaultProxy } from "./fault_proxy.ts";
-import { PASSWORD, s3backup, start } from "./harness.ts";
+import { PASSWORD, s3backup, start, until } from "./harness.ts";
 
 const moto = s3Targets().find((t) => t.label === "moto");
 const KIT = new URL("../../restore-kit/", import.meta.url).pathname;
@@ -44,11 +44,7 @@ Deno.test({
       const via = { ...env, AWS_ENDPOINT_URL: proxy.endpoint };
       const first = start(["backup", "-f", a!, "-b", repo, "-n", "a", "-c"], { env: via });
       const second = start(["backup", "-f", b!, "-b", repo, "-n", "b", "-c"], { env: via });
-      const until = Date.now() + 60_000;
-      while (proxy.held < 2) {
-        assert.ok(Date.now() < until, `both key PUTs in flight at once: ${proxy.held} held`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await until("both key PUTs in flight at once", () => proxy.held === 2, 60_000);
       proxy.releaseHeld();
       const [ra, rb] = await Promise.all([first.done, second.done]);
       assert.equal(ra.code, 0, ra.stderr);

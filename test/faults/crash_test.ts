@@ -9,7 +9,7 @@ import { backup } from "../../src/ops/backup/backup.ts";
 import { openRepository } from "../../src/repo/repository.ts";
 import { pendingUploads, type S3Target, s3Targets, targetStore } from "../s3_env.ts";
 import { snapshot } from "../tree.ts";
-import { PASSWORD, s3backup, seeded, start } from "./harness.ts";
+import { PASSWORD, s3backup, seeded, start, until } from "./harness.ts";
 import { type ProxiedFixture, proxiedFixture } from "./proxied_fixture.ts";
 
 const moto = s3Targets().find((t) => t.label === "moto");
@@ -70,15 +70,6 @@ Deno.test({
   },
 });
 
-/** Resolves once `ready()` holds (polled), rejects after `ms`. */
-async function waitFor(ready: () => boolean, ms: number, what: string): Promise<void> {
-  const until = Date.now() + ms;
-  while (!ready()) {
-    if (Date.now() > until) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /**
  * Backs up into `repo(n)` killed at its (n+1)th write (the PUT held by the proxy), for n = 0, 1,
  * ... until a run makes fewer writes (each run has a new file, `<tag>-<n>`, to store); after
@@ -104,7 +95,7 @@ async function killAtEachWrite(
     });
     const held = await Promise.race([
       p.done.then(() => false),
-      waitFor(() => f.proxy.injected[0] === 1, 60_000, `write ${n + 1} held`).then(() => true),
+      until(`write ${n + 1} held`, () => f.proxy.injected[0] === 1, 60_000).then(() => true),
     ]);
     if (!held) {
       const r = await p.done; // fewer than n+1 writes: every write has had its kill

@@ -6,7 +6,14 @@
  */
 import { seeded } from "./harness.ts";
 
-export type FaultKind = "500" | "slowdown" | "stall" | "cut" | "truncate-list" | "hold";
+export type FaultKind =
+  | "500"
+  | "slowdown"
+  | "stall"
+  | "cut"
+  | "truncate-list"
+  | "hold"
+  | "no-range";
 
 /** What a request is, in S3 terms. */
 export type RequestKind =
@@ -168,7 +175,12 @@ export class FaultProxy {
       });
       return s3Error(503, "SlowDown", "fault proxy: stalled");
     }
-    const upstream = await this.#forward(req, url);
+    // "no-range": a store that ignores Range (and If-Match): the object whole, from its start.
+    const upstream = await this.#forward(
+      req,
+      url,
+      fault === "no-range" ? ["range", "if-match"] : [],
+    );
     if (fault !== "cut" && fault !== "truncate-list") return upstream;
     const body = new Uint8Array(await upstream.arrayBuffer());
     const headers = new Headers(upstream.headers);
@@ -187,9 +199,9 @@ export class FaultProxy {
     });
   }
 
-  async #forward(req: Request, url: URL): Promise<Response> {
+  async #forward(req: Request, url: URL, drop: string[] = []): Promise<Response> {
     const headers = new Headers(req.headers);
-    headers.delete("host");
+    for (const h of ["host", ...drop]) headers.delete(h);
     const res = await fetch(`${this.target}${url.pathname}${url.search}`, {
       method: req.method,
       headers,

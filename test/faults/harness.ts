@@ -81,6 +81,19 @@ export function s3backup(args: string[], opts: RunOptions = {}): Promise<Run> {
   return start(args, opts).done;
 }
 
+/** Polls `cond` every 20 ms until it holds; throws after `ms`, naming `what`. */
+export async function until(
+  what: string,
+  cond: () => boolean | Promise<boolean>,
+  ms = 30_000,
+): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`not reached within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** A deterministic random source in [0, 1) (mulberry32). */
 export function seeded(seed: number): () => number {
   let a = seed >>> 0;

@@ -203,6 +203,29 @@ Deno.test({
 });
 
 Deno.test({
+  name: "faults [moto]: restore when a cut download cannot resume (the store ignores Range): " +
+    "its files named, exit 3, nothing wrong written",
+  ignore: moto === undefined,
+  fn: async () => {
+    const f = await fixture(moto!, [], 5);
+    try {
+      const { out, r } = await restoreUnder(f, [
+        { fault: "cut", kinds: ["get"], key: /packs\/[0-9a-f]{32}$/, share: 1, max: 1 },
+        { fault: "no-range", kinds: ["get"], share: 1 }, // (only a resume sends a Range)
+      ]);
+      assertOutcome(r, {
+        code: 3,
+        says:
+          /: cannot download object packs\/[0-9a-f]{32}: Download of \S+ cannot resume at byte \d+: the store answered without a range/,
+      }, "restore");
+      assertNothingWrong(out, f.src);
+    } finally {
+      await f.cleanup();
+    }
+  },
+});
+
+Deno.test({
   name: "faults [moto]: SIGTERM while uploads hang: exit 143 within seconds, no meta, no lock",
   ignore: moto === undefined,
   fn: async () => {

@@ -11,7 +11,7 @@ import { backup } from "../../src/ops/backup/backup.ts";
 import { SourceFile } from "../../src/ops/backup/source_file.ts";
 import { openRepository } from "../../src/repo/repository.ts";
 import { LocalStore } from "../../src/store/local_store.ts";
-import { PASSWORD, type Run, s3backup, s3backupArgv, start } from "./harness.ts";
+import { PASSWORD, type Run, s3backup, s3backupArgv, start, until } from "./harness.ts";
 import { childEnv } from "../s3_env.ts";
 
 interface Fixture {
@@ -79,15 +79,6 @@ async function metas(repo: string): Promise<string[]> {
   const out: string[] = [];
   for await (const e of Deno.readDir(repo)) if (e.name.startsWith("meta_")) out.push(e.name);
   return out.sort();
-}
-
-/** Polls `cond` every 50 ms until it holds; fails after `ms`. */
-async function until(what: string, cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`not reached within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 Deno.test("worst day 1: a lost files cache does not launder a stale content", async () => {
