@@ -3,10 +3,12 @@
  *
  * - Local-directory repositories: s3backup, restic and rclone (a crypt remote over a folder),
  *   each: initial backup, no-op backup, one file changed, restore; s3backup's restore kit too.
- * - S3 (moto, when moto_server is installed): s3backup's backup and no-op and the kit's restore
- *   against `aws s3 sync` up and down of the same tree, with the requests each made (counted by
- *   a loopback proxy, test/faults/fault_proxy.ts), directly and with 30 ms added to every
- *   request (a real region's round trip).
+ * - S3 (a real server given by BENCH_S3_ENDPOINT, BENCH_S3_ACCESS_KEY_ID and
+ *   BENCH_S3_SECRET_ACCESS_KEY, e.g. scripts/ceph-rgw-up.sh's RGW; else moto when installed):
+ *   s3backup's backup, no-op, restore and the kit's restore against restic's and `aws s3 sync`
+ *   up and down of the same tree, with the requests each made (counted by a loopback proxy,
+ *   test/faults/fault_proxy.ts), directly and with 30 ms added to every request (a real
+ *   region's round trip). moto serves about 200 requests a second: measure speed on the RGW.
  *
  * Tools run interleaved, ROUNDS times; the tables give medians of wall time and peak RSS (the
  * kernel's rusage of each child, through python3) and ratios. Missing peers are skipped (as
@@ -17,6 +19,9 @@
  *   BENCH_DATA=A deno task bench:peers                     # A: one 1 GiB file
  *   BENCH_FILES=100000 deno task bench:peers               # C at full size
  *   BENCH_S3=0 / BENCH_LOCAL=0 / BENCH_KIT=0 / BENCH_S3_FILES=10000 / BENCH_LATENCY_MS=30
+ *   eval "$(bash scripts/ceph-rgw-up.sh)"; BENCH_S3_ENDPOINT=$S3_ENDPOINT \
+ *     BENCH_S3_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID BENCH_S3_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
+ *     BENCH_LOCAL=0 BENCH_S3_FILES=10000 deno task bench:peers   # S3 on Ceph
  *   BENCH_MAIN=/path/to/other/checkout/src/main.ts ...     # another version of s3backup
  *
  * s3backup runs as `deno run` of src/main.ts with the binary's flags (scripts/permissions.ts): its figures
@@ -272,25 +277,46 @@ interface S3Sample extends Sample {
   requests: number;
 }
 
-/** moto on a free port (scripts/moto.sh), a bucket, and a counting proxy in front. */
-function startMoto(): { endpoint: string; stop: () => void } {
+interface S3Server {
+  name: string;
+  endpoint: string;
+  key: string;
+  secret: string;
+  stop: () => void;
+}
+
+/** The server BENCH_S3_ENDPOINT names (left running), else moto on a free port (scripts/moto.sh). */
+function startS3(): S3Server {
+  const endpoint = Deno.env.get("BENCH_S3_ENDPOINT");
+  if (endpoint) {
+    return {
+      name: `S3 at ${endpoint}`,
+      endpoint,
+      key: Deno.env.get("BENCH_S3_ACCESS_KEY_ID") ?? "test",
+      secret: Deno.env.get("BENCH_S3_SECRET_ACCESS_KEY") ?? "test",
+      stop: () => {},
+    };
+  }
   const out = new Deno.Command("bash", { args: [MOTO, "start"], stdout: "piped", stderr: "null" })
     .outputSync();
   const text = new TextDecoder().decode(out.stdout);
-  const endpoint = /S3BACKUP_TEST_S3_ENDPOINT=(\S+)/.exec(text)?.[1];
+  const moto = /S3BACKUP_TEST_S3_ENDPOINT=(\S+)/.exec(text)?.[1];
   const dir = /S3BACKUP_MOTO_DIR=(\S+)/.exec(text)?.[1];
-  if (!out.success || !endpoint || !dir) throw new Error("moto did not start");
+  if (!out.success || !moto || !dir) throw new Error("moto did not start");
   return {
-    endpoint,
+    name: "moto",
+    endpoint: moto,
+    key: "test",
+    secret: "test",
     stop: () => new Deno.Command("bash", { args: [MOTO, "stop", dir] }).outputSync(),
   };
 }
 
-function s3Env(work: string, endpoint: string): Record<string, string> {
+function s3Env(work: string, server: S3Server, endpoint: string): Record<string, string> {
   return {
     ...baseEnv(work),
-    AWS_ACCESS_KEY_ID: "test",
-    AWS_SECRET_ACCESS_KEY: "test",
+    AWS_ACCESS_KEY_ID: server.key,
+    AWS_SECRET_ACCESS_KEY: server.secret,
     AWS_REGION: "us-east-1",
     AWS_DEFAULT_REGION: "us-east-1",
     AWS_ENDPOINT_URL: endpoint,
@@ -298,11 +324,11 @@ function s3Env(work: string, endpoint: string): Record<string, string> {
   };
 }
 
-/** s3backup and aws s3 sync through the proxy (with `latency` ms per request). */
-async function s3Round(work: string, src: string, moto: string, latency: number) {
-  const proxy = new FaultProxy(moto);
+/** s3backup, restic and aws s3 sync through the proxy (with `latency` ms per request). */
+async function s3Round(work: string, src: string, server: S3Server, latency: number) {
+  const proxy = new FaultProxy(server.endpoint);
   proxy.delayMs = latency;
-  const env = s3Env(work, proxy.endpoint);
+  const env = s3Env(work, server, proxy.endpoint);
   const bucket = `bench-${latency}-${Date.now()}`;
   const aws = (args: string[]) => ["aws", "--endpoint-url", proxy.endpoint, "s3", ...args];
   await measure(aws(["mb", `s3://${bucket}`]), env);
@@ -314,18 +340,40 @@ async function s3Round(work: string, src: string, moto: string, latency: number)
   try {
     await step("s3backup backup", s3backup(["backup", "-f", src, "-b", `s3://${bucket}/r`, "-c"]));
     await step("s3backup no-op", s3backup(["backup", "-f", src, "-b", `s3://${bucket}/r`, "-c"]));
+    const out = `${work}/s3-out`;
+    await step(
+      "s3backup restore",
+      s3backup(["restore", "-b", `s3://${bucket}/r`, "-m", "latest", "-f", out, "-c"]),
+    );
+    await step("kit restore", ["bash", KIT, `s3://${bucket}/r`, "latest", `${work}/s3-kit-out`]);
+    if (have("restic")) {
+      const repo = `s3:${proxy.endpoint}/${bucket}/restic`;
+      await measure(["restic", "-q", "-r", repo, "init"], env);
+      await step("restic backup", ["restic", "-q", "-r", repo, "backup", src]);
+      await step("restic no-op", ["restic", "-q", "-r", repo, "backup", src]);
+      await step("restic restore", [
+        "restic",
+        "-q",
+        "-r",
+        repo,
+        "restore",
+        "latest",
+        "--target",
+        `${work}/s3-restic-out`,
+      ]);
+    }
     await step("aws s3 sync up", aws(["sync", "--only-show-errors", src, `s3://${bucket}/plain`]));
     await step(
       "aws s3 sync up, no-op",
       aws(["sync", "--only-show-errors", src, `s3://${bucket}/plain`]),
     );
-    await step("kit restore", ["bash", KIT, `s3://${bucket}/r`, "latest", `${work}/s3-kit-out`]);
     await step(
       "aws s3 sync down (the same objects)",
       aws(["sync", "--only-show-errors", `s3://${bucket}/r`, `${work}/s3-aws-out`]),
     );
   } finally {
-    // Emptying moto's bucket is not needed: moto is stopped after the runs.
+    // The bucket is left: moto is stopped after the runs, a given server is the caller's.
+    for (const o of ["s3-out", "s3-restic-out", "restic-cache"]) rmrf(`${work}/${o}`);
     rmrf(`${work}/s3-kit-out`);
     rmrf(`${work}/s3-aws-out`);
     rmrf(`${work}/cache`);
@@ -335,19 +383,22 @@ async function s3Round(work: string, src: string, moto: string, latency: number)
 }
 
 async function s3Bench(work: string): Promise<void> {
+  const given = Deno.env.get("BENCH_S3_ENDPOINT") !== undefined;
   if (
-    Deno.env.get("BENCH_S3") === "0" || !have("moto_server", "--help") || !have("aws", "--version")
+    Deno.env.get("BENCH_S3") === "0" || !have("aws", "--version") ||
+    (!given && !have("moto_server", "--help"))
   ) {
-    console.log("\n(S3 part skipped: needs moto_server and the aws CLI; BENCH_S3=0 skips it)");
+    console.log("\n(S3 part skipped: needs the aws CLI and a server; BENCH_S3=0 skips it)");
     return;
   }
   const src = `${work}/s3-src`;
   const what = dataset(src, "C", S3_FILES);
-  const moto = startMoto();
+  const server = startS3();
   try {
     for (const latency of [0, LATENCY_MS]) {
-      const r = await s3Round(work, src, moto.endpoint, latency);
-      console.log(`\nS3 (moto${latency ? `, +${latency} ms per request` : ""}), ${what}, 1 run`);
+      const r = await s3Round(work, src, server, latency);
+      const added = latency ? `, +${latency} ms per request` : "";
+      console.log(`\n${server.name}${added}, ${what}, 1 run`);
       console.log("| step | wall, peak RSS | requests |");
       console.log("| --- | --- | --- |");
       for (const [k, v] of r) {
@@ -355,7 +406,7 @@ async function s3Bench(work: string): Promise<void> {
       }
     }
   } finally {
-    moto.stop();
+    server.stop();
   }
 }
 
