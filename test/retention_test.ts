@@ -12,6 +12,7 @@ import {
   ListObjectsV2Command,
   ListObjectVersionsCommand,
   PutObjectCommand,
+  S3ServiceException,
 } from "@aws-sdk/client-s3";
 import { kitFiles } from "../src/cli/kit.ts";
 import { KIT_PREFIX } from "../src/format/layout.ts";
@@ -19,6 +20,8 @@ import { backup } from "../src/ops/backup/backup.ts";
 import { openRepository } from "../src/repo/repository.ts";
 import { retaining, retentionAt } from "../src/repo/retention.ts";
 import { PASSWORD, s3backup } from "./faults/harness.ts";
+import { runKit } from "./kit_runner.ts";
+import { snapshot } from "./tree.ts";
 import { FaultProxy } from "./faults/fault_proxy.ts";
 import { makeBucket, s3Targets, targetClient } from "./s3_env.ts";
 import { S3Store } from "../src/store/s3_store.ts";
@@ -39,17 +42,15 @@ for (const target of s3Targets()) {
       const client = targetClient(target);
       const src = `${dir}/src`, cache = `${dir}/cache`;
       const url = `s3://${bucket}`;
-      // On moto every request goes through a proxy that names them (PutObjectRetention is
-      // "put-retention"); Ceph checks the Host in signatures, which a proxy changes.
-      const proxy = target.label === "moto" ? new FaultProxy(target.endpoint) : null;
-      const endpoint = proxy?.endpoint ?? target.endpoint;
+      // Every request goes through a proxy that names them (PutObjectRetention is
+      // "put-retention"); it keeps the Host header, so Ceph's signature checks pass.
+      const proxy = new FaultProxy(target.endpoint);
+      const endpoint = proxy.endpoint;
       const viaProxy = { ...env, AWS_ENDPOINT_URL: endpoint };
-      const log = proxy?.log ?? [];
-      /** The PutObjectRetention requests since the log was cleared must be `n` (moto). */
+      const log = proxy.log;
+      /** The PutObjectRetention requests since the log was cleared must be `n`. */
       const requestsWere = (n: unknown, what: string) => {
-        if (proxy !== null) {
-          assert.equal(log.filter((l) => l.startsWith("put-retention ")).length, n, what);
-        }
+        assert.equal(log.filter((l) => l.startsWith("put-retention ")).length, n, what);
       };
       const run = (args: string[]) =>
         s3backup([...args, "-b", url, "--cache-dir", cache], { env: viaProxy });
@@ -205,7 +206,7 @@ for (const target of s3Targets()) {
           "-c",
         ], { env: viaProxy });
         assert.equal(fresh.code, 0, fresh.stderr);
-        if (target.label !== "moto") assert.deepEqual(await lockOf("s3backup.conf"), conf);
+        assert.deepEqual(await lockOf("s3backup.conf"), conf);
 
         // Prune: the metas the policy drops are retained (reported, kept); an unreferenced
         // object without retention is removed, every version of it.
@@ -247,7 +248,90 @@ for (const target of s3Targets()) {
         );
       } finally {
         client.destroy();
-        await proxy?.close();
+        await proxy.close();
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
+
+for (const target of s3Targets()) {
+  Deno.test({
+    name:
+      `retention (${target.label}): COMPLIANCE on a file past the multipart threshold: locked, not deletable, restored by both readers`,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      const dir = await Deno.makeTempDir({ prefix: "s3backup-compliance-" });
+      // COMPLIANCE: nobody can delete these versions for the hour, the bucket stays with them
+      // (the server is the test run's own).
+      const { bucket, env } = await makeBucket(target, { objectLock: true });
+      const client = targetClient(target);
+      const proxy = new FaultProxy(target.endpoint);
+      const viaProxy = { ...env, AWS_ENDPOINT_URL: proxy.endpoint };
+      const src = `${dir}/src`;
+      const url = `s3://${bucket}`;
+      try {
+        await Deno.mkdir(src);
+        // Incompressible, past one part (16 MiB): a streamed multipart save with lock headers.
+        const big = new Uint8Array(17 * 1024 * 1024 + 5);
+        for (let off = 0; off < big.length; off += 65536) {
+          crypto.getRandomValues(big.subarray(off, Math.min(off + 65536, big.length)));
+        }
+        await Deno.writeFile(`${src}/big.bin`, big);
+        await Deno.writeTextFile(`${src}/small.txt`, "small\n");
+        const t0 = Date.now();
+        const b = await s3backup([
+          "backup",
+          "-f",
+          src,
+          "-b",
+          url,
+          "--retain",
+          "1h",
+          "--retain-mode",
+          "compliance",
+          "-c",
+        ], { env: viaProxy });
+        assert.equal(b.code, 0, b.stderr);
+        const parts = proxy.log.filter((l) => /^put-part data\//.test(l));
+        assert.ok(parts.length >= 2, `a multipart save: ${proxy.log.join(", ")}`);
+        const keys = ((await client.send(new ListObjectsV2Command({ Bucket: bucket }))).Contents ??
+          []).map((o) => o.Key!);
+        const bigKey = keys.find((k) => k.startsWith("data/"))!;
+        assert.ok(bigKey, keys.join(" "));
+        for (const k of keys.filter((k) => !k.startsWith("locks/"))) {
+          const h = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: k }));
+          assert.equal(h.ObjectLockMode, "COMPLIANCE", k);
+          const until = h.ObjectLockRetainUntilDate!.getTime();
+          assert.ok(until >= t0 + 3_500_000 && until <= Date.now() + 3_700_000, `${k}: ${until}`);
+        }
+        // Not even with the governance bypass.
+        const v = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: bigKey }));
+        const refused = await client.send(
+          new DeleteObjectCommand({
+            Bucket: bucket,
+            Key: bigKey,
+            VersionId: v.VersionId,
+            BypassGovernanceRetention: true,
+          }),
+        ).then(() => null, (err) => err);
+        assert.ok(refused instanceof S3ServiceException, "the delete was refused");
+        assert.equal(refused.$metadata.httpStatusCode, 403, refused.name);
+        const r = await s3backup(["restore", "-b", url, "-m", "latest", "-f", `${dir}/out`], {
+          env: viaProxy,
+        });
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(snapshot(`${dir}/out`), snapshot(src));
+        const k = await runKit("restore.sh", [url, "latest", `${dir}/kit`], PASSWORD, {
+          ...env,
+          PATH: "/usr/bin:/bin:/usr/local/bin",
+        });
+        assert.equal(k.code, 0, k.stderr);
+        assert.deepEqual(snapshot(`${dir}/kit`), snapshot(src));
+      } finally {
+        client.destroy();
+        await proxy.close();
         await Deno.remove(dir, { recursive: true });
       }
     },

@@ -341,7 +341,12 @@ export class Ui {
   /** Archived objects: what they cost, before they are asked for; then the wait. */
   onThawEvent = (e: ThawEvent): void => {
     if (e.type === "thaw-waiting") {
-      this.#line.update({ phase: `waiting for ${e.pending} archived objects` }, true);
+      // Hours of waiting: said at each look, on the progress line or (cron, a log) as a line.
+      const text = `waiting for ${e.pending} archived objects (next look in ` +
+        `${Math.round(e.nextMs / 1000)} s)`;
+      if (this.#line.enabled) this.#line.update({ phase: text }, true);
+      else if (this.opts.quiet) this.opts.log?.line(`s3backup: ${text}`);
+      else this.err(`s3backup: ${text}`);
       return;
     }
     this.#thawHint = thawTime(e.request.tier, e.classes);

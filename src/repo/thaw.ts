@@ -46,7 +46,8 @@ export type ThawEvent =
     classes: string[];
     request: RestoreRequest;
   }
-  | { type: "thaw-waiting"; pending: number };
+  /** Copies still not ready; the next look is in `nextMs` (the pause doubles, up to 10 min). */
+  | { type: "thaw-waiting"; pending: number; nextMs: number };
 
 export interface Thawed {
   /** Names still unreadable (not `wait`): being copied, for a rerun. */
@@ -109,7 +110,7 @@ export async function thaw(
   }, opts.signal);
   let pending = names.filter((n) => stateOf(n) !== "done");
   for (let step = opts.pollMs ?? 2000; opts.wait && pending.length > 0;) {
-    onEvent({ type: "thaw-waiting", pending: pending.length });
+    onEvent({ type: "thaw-waiting", pending: pending.length, nextMs: step });
     await pause(step, opts.signal);
     step = Math.min(step * 2, POLL_MAX_MS);
     const again = await states(store, pending, opts.signal);

@@ -19,7 +19,8 @@ export type FaultKind =
   | "cut"
   | "truncate-list"
   | "hold"
-  | "no-range";
+  | "no-range"
+  | "restore-in-progress";
 
 /** What a request is, in S3 terms. */
 export type RequestKind =
@@ -32,6 +33,7 @@ export type RequestKind =
   | "put-retention"
   | "multipart"
   | "delete"
+  | "restore-object"
   | "other";
 
 export interface FaultRule {
@@ -58,6 +60,7 @@ function kindOf(method: string, url: URL): RequestKind {
   if (method === "PUT") return "put";
   if (method === "POST" && (q.has("uploads") || q.has("uploadId"))) return "multipart";
   if (method === "POST" && q.has("delete")) return "delete";
+  if (method === "POST" && q.has("restore")) return "restore-object";
   if (method === "DELETE") return "delete";
   return "other";
 }
@@ -88,6 +91,15 @@ export class FaultProxy {
   readonly log: string[] = [];
   /** Added before every response (a real S3 region's round trip, for benchmarks). */
   delayMs = 0;
+  /**
+   * An archive's slowness over a server that thaws at once (moto): after a RestoreObject through
+   * the proxy, the object reads as being restored for its next `thawHeads` HEADs (x-amz-restore
+   * says ongoing-request="true"; a GET meanwhile is 403 InvalidObjectState), and another
+   * RestoreObject meanwhile is 409 RestoreAlreadyInProgress, as S3 answers. 0: off.
+   */
+  thawHeads = 0;
+  /** HEADs each thawing object still reads as being restored, by key. */
+  readonly #thawing = new Map<string, number>();
   /** Faults injected, by rule index. */
   readonly injected: number[];
   /** Each fault injected, as `<fault> <kind> <key>`. */
@@ -183,6 +195,11 @@ export class FaultProxy {
       });
       return s3Error(503, "SlowDown", "fault proxy: stalled");
     }
+    if (fault === "restore-in-progress") {
+      return s3Error(409, "RestoreAlreadyInProgress", "Object restore is already in progress");
+    }
+    const thawing = await this.#thaw(req, url, kind, decodeURIComponent(key));
+    if (thawing) return thawing;
     // "no-range": a store that ignores Range (and If-Match): the object whole, from its start.
     const upstream = await this.#forward(
       req,
@@ -205,6 +222,33 @@ export class FaultProxy {
       status: upstream.status,
       headers,
     });
+  }
+
+  /** What an object being thawed answers (`thawHeads`); null: passed on as usual. */
+  async #thaw(req: Request, url: URL, kind: RequestKind, key: string): Promise<Response | null> {
+    const left = this.#thawing.get(key) ?? 0;
+    if (kind === "restore-object" && left === 0) {
+      const res = await this.#forward(req, url);
+      if (res.ok && this.thawHeads > 0) this.#thawing.set(key, this.thawHeads);
+      return res;
+    }
+    if (left === 0) return null;
+    if (kind === "restore-object") {
+      return s3Error(409, "RestoreAlreadyInProgress", "Object restore is already in progress");
+    }
+    if (kind === "get") {
+      return s3Error(
+        403,
+        "InvalidObjectState",
+        "The operation is not valid for the object's storage class",
+      );
+    }
+    if (kind !== "head") return null;
+    this.#thawing.set(key, left - 1);
+    const res = await this.#forward(req, url);
+    const headers = new Headers(res.headers);
+    headers.set("x-amz-restore", 'ongoing-request="true"');
+    return new Response(null, { status: res.status, headers });
   }
 
   /**
