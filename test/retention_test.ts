@@ -206,7 +206,10 @@ for (const target of s3Targets()) {
           "-c",
         ], { env: viaProxy });
         assert.equal(fresh.code, 0, fresh.stderr);
-        assert.deepEqual(await lockOf("s3backup.conf"), conf);
+        // (moto lets a governance date be shortened without the bypass header, which AWS and
+        // Ceph refuse: there the later date stays, as asserted; s3backup never asks for the
+        // bypass.)
+        if (target.label !== "moto") assert.deepEqual(await lockOf("s3backup.conf"), conf);
 
         // Prune: the metas the policy drops are retained (reported, kept); an unreferenced
         // object without retention is removed, every version of it.
@@ -263,8 +266,8 @@ for (const target of s3Targets()) {
     sanitizeOps: false,
     fn: async () => {
       const dir = await Deno.makeTempDir({ prefix: "s3backup-compliance-" });
-      // COMPLIANCE: nobody can delete these versions for the hour, the bucket stays with them
-      // (the server is the test run's own).
+      // COMPLIANCE: nobody can delete these versions for the day (the shortest --retain), so
+      // the bucket stays with them (the server is the test run's own).
       const { bucket, env } = await makeBucket(target, { objectLock: true });
       const client = targetClient(target);
       const proxy = new FaultProxy(target.endpoint);
@@ -288,7 +291,7 @@ for (const target of s3Targets()) {
           "-b",
           url,
           "--retain",
-          "1h",
+          "1d",
           "--retain-mode",
           "compliance",
           "-c",
@@ -304,7 +307,7 @@ for (const target of s3Targets()) {
           const h = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: k }));
           assert.equal(h.ObjectLockMode, "COMPLIANCE", k);
           const until = h.ObjectLockRetainUntilDate!.getTime();
-          assert.ok(until >= t0 + 3_500_000 && until <= Date.now() + 3_700_000, `${k}: ${until}`);
+          assert.ok(Math.abs(until - (t0 + 1.5 * DAY)) < 120_000, `${k}: ${until}`); // --retain 1d
         }
         // Not even with the governance bypass.
         const v = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: bigKey }));

@@ -326,6 +326,9 @@ export class S3Store implements Store {
         leavePartsOnError: false,
       });
       await upload.done();
+      // Some servers keep no lock headers of a multipart upload (Ceph RGW 16 and moto store the
+      // object unlocked): the retention is set on the object made, so it holds on every server.
+      if (opts.retention && client.uploadId !== undefined) await this.retain(name, opts.retention);
     } catch (err) {
       guard.cancel(err);
       // An aborted Upload rejects at once, leaves its requests running and may learn its
@@ -977,7 +980,8 @@ class UploadClient {
 
 /**
  * The Object Lock parameters of a save (none without `opts.retention`). Servers want a
- * checksum with them (AWS: Content-MD5 or a flexible checksum): known bytes get a Content-MD5.
+ * checksum with them (AWS: Content-MD5 or a flexible checksum): known bytes get a Content-MD5,
+ * a stream's parts a CRC32.
  */
 function lockParams(opts: SaveOptions, bytes?: Uint8Array) {
   const r = opts.retention;
@@ -985,7 +989,11 @@ function lockParams(opts: SaveOptions, bytes?: Uint8Array) {
   return {
     ObjectLockMode: r.mode,
     ObjectLockRetainUntilDate: r.until,
-    ...(bytes ? { ContentMD5: createHash("md5").update(bytes).digest("base64") } : {}),
+    // Streamed: each part (buffered by the upload) carries a CRC32, which AWS demands of the
+    // parts of an upload with lock headers ("Content-MD5 OR x-amz-checksum-").
+    ...(bytes
+      ? { ContentMD5: createHash("md5").update(bytes).digest("base64") }
+      : { ChecksumAlgorithm: "CRC32" as const }),
   };
 }
 
