@@ -2,7 +2,8 @@
  * An append-only host: its credentials may list, read and write, and delete only under locks/
  * (README "Ransomware protection", the backup host's IAM policy). Backups (first, unchanged,
  * changed, a new name) still work there, through a store that refuses every other delete and the
- * multipart sweep as S3 would (AccessDenied).
+ * multipart sweep as S3 would (AccessDenied); and on Ceph RGW as a user that does not own the
+ * bucket, under README's policy exactly, its refused deletes counted by a proxy.
  */
 import assert from "node:assert/strict";
 import { kitFiles } from "../src/cli/kit.ts";
@@ -15,6 +16,7 @@ import { S3BackupError } from "../src/util/errors.ts";
 import { StoreWrapper } from "./store_wrapper.ts";
 import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { s3backup } from "./faults/harness.ts";
+import { FaultProxy } from "./faults/fault_proxy.ts";
 import { childEnv, makeBucket, type S3Target, s3Targets, targetClient } from "./s3_env.ts";
 import { snapshot } from "./tree.ts";
 import { restore } from "../src/ops/restore/restore.ts";
@@ -114,54 +116,87 @@ async function userPolicy(target: S3Target, policy: object | null): Promise<void
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
 }
 
+/** README's policy for the backup host, exactly, with its bucket and prefix put in. */
+async function readmeHostPolicy(bucket: string, prefix: string): Promise<object> {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const block = [...readme.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1]!)
+    .find((b) => b.includes('"OwnLocks"'));
+  assert.ok(block, "README has the backup host's policy");
+  return JSON.parse(
+    block.replaceAll("arn:aws:s3:::my-bucket", `arn:aws:s3:::${bucket}`)
+      .replaceAll("/host1/", `/${prefix}/`),
+  );
+}
+
 Deno.test({
-  name: "append-only [ceph]: under a real user policy denying deletes outside locks/, backups work",
+  name:
+    "append-only [ceph]: README's backup-host policy on a user that does not own the bucket: backups work, no delete outside locks/ tried; a prune there is refused and loses nothing",
   ignore: ceph === undefined || appendKeys.accessKeyId === "",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const host: S3Target = { ...ceph!, ...appendKeys, label: "ceph-append" };
-    const { bucket, env } = await makeBucket(host, { objectLock: true });
-    const client = targetClient(host);
+    // The bucket is the admin's (another user); the backup host is the append-only user.
+    const { bucket, env: ownerEnv } = await makeBucket(ceph!, { objectLock: true });
+    const proxy = new FaultProxy(ceph!.endpoint);
+    const env = {
+      ...ownerEnv,
+      AWS_ACCESS_KEY_ID: appendKeys.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: appendKeys.secretAccessKey,
+      AWS_ENDPOINT_URL: proxy.endpoint,
+    };
+    // The host's own client goes through the proxy too: its refused delete is counted.
+    const client = targetClient({ ...ceph!, ...appendKeys, endpoint: proxy.endpoint });
     const dir = await Deno.makeTempDir({ prefix: "s3backup-append-ceph-" });
-    const res = (p: string) => `arn:aws:s3:::${bucket}/${p}`;
     try {
-      await userPolicy(ceph!, {
-        Version: "2012-10-17",
-        Statement: [{
-          Effect: "Deny",
-          Action: ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"],
-          Resource: [
-            ..."0123456789abcdef".split("").map((c) => res(`${c}*`)),
-            ...["meta_*", "s3backup.*", "restore-kit/*", "passwd/*"].map(res),
-          ],
-        }],
-      });
-      // The policy holds: this host cannot delete a data object.
-      const probe = "0123456789abcdef0123456789abcdef";
+      await userPolicy(ceph!, await readmeHostPolicy(bucket, "host1"));
+      // The policy bites: this host cannot delete a data object's name, nor outside host1/.
+      const probe = "host1/0123456789abcdef0123456789abcdef";
       await client.send(new PutObjectCommand({ Bucket: bucket, Key: probe, Body: "x" }));
       await assert.rejects(client.send(new DeleteObjectCommand({ Bucket: bucket, Key: probe })));
+      await assert.rejects(
+        client.send(new PutObjectCommand({ Bucket: bucket, Key: "x", Body: "" })),
+      );
+      assert.deepEqual(proxy.refusedDeletes, [`${probe} 403`], "the proxy counts refusals");
+      proxy.log.length = 0;
 
       const src = `${dir}/src`;
       await Deno.mkdir(src);
       await Deno.writeTextFile(`${src}/a`, "a\n");
-      const url = `s3://${bucket}`;
+      const url = `s3://${bucket}/host1`;
       const run = (args: string[]) => s3backup([...args, "-b", url, "-c"], { env });
       for (const round of [1, 2]) {
         if (round === 2) await Deno.writeTextFile(`${src}/b`, "b\n");
         const b = await run(["backup", "-f", src, "--retain", "1d"]);
         assert.equal(b.code, 0, b.stderr);
       }
+      // Deletes tried: only the runs' own locks, none refused.
+      assert.deepEqual(proxy.refusedDeletes, [`${probe} 403`]);
+      const deletes = proxy.log.filter((l) => l.startsWith("delete "));
+      assert.ok(deletes.length >= 2, "each backup removed its lock");
+      for (const d of deletes) assert.match(d, /^delete (host1\/locks\/|$)/);
       const left = await client.send(
-        new ListObjectsV2Command({ Bucket: bucket, Prefix: "locks/" }),
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: "host1/locks/" }),
       );
       assert.deepEqual(left.Contents ?? [], [], "the locks were removed");
+
+      // A prune from this host is refused at its first step (listing versions), before any
+      // delete; it removes its own lock and nothing else; every backup is still there.
+      const p = await run(["prune", "--keep-last", "1", "--grace", "0"]);
+      assert.equal(p.code, 1, p.stdout);
+      assert.match(p.stderr, /ListObjectVersions .*access denied \(AccessDenied\)/);
+      assert.deepEqual(proxy.refusedDeletes, [`${probe} 403`], "only the probe was refused");
+      for (const d of proxy.log.filter((l) => l.startsWith("delete "))) {
+        assert.match(d, /^delete (host1\/locks\/|$)/);
+      }
+      const l = await run(["list"]);
+      assert.equal(l.stdout.trim().split("\n").length, 2, l.stdout);
       const r = await run(["restore", "-m", "latest", "-f", `${dir}/out`]);
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(snapshot(`${dir}/out`), snapshot(src));
     } finally {
       await userPolicy(ceph!, null).catch(() => {});
       client.destroy();
+      await proxy.close();
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -667,14 +667,17 @@ export class S3Store implements Store {
     const send = this.#opts(opts.signal, opts.signal !== undefined);
     for (let i = 0; i < names.length; i += DELETE_BATCH) {
       const batch = names.slice(i, i + DELETE_BATCH);
-      if (!this.#singleDeletes) {
+      // One name (a lock): DeleteObject, which a policy allowing s3:DeleteObject on that name
+      // allows everywhere; Ceph RGW checks a DeleteObjects against the bucket and refuses it.
+      if (!this.#singleDeletes && batch.length > 1) {
         try {
           await this.#deleteBatch(batch, send);
           continue;
         } catch (err) {
-          if (!isDeleteObjectsUnsupported(err)) {
+          if (!isDeleteObjectsUnsupported(err) && !isAccessDenied(err)) {
             throw err instanceof S3BackupError ? err : this.#mapError(err, "DeleteObjects");
           }
+          // Not understood, or refused as a whole (RGW, above): one DeleteObject a name.
           this.#singleDeletes = true;
         }
       }
@@ -898,6 +901,12 @@ function networkCode(err: unknown): string | undefined {
  * The errors of a store that does not take DeleteObjects as the SDK sends it (e.g. it rejects
  * the x-amz-checksum-crc32 header, wants Content-MD5, or does not implement it).
  */
+/** A request refused as a whole for want of permission (403 AccessDenied). */
+function isAccessDenied(err: unknown): boolean {
+  const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+  return (e?.Code ?? e?.name) === "AccessDenied" || e?.$metadata?.httpStatusCode === 403;
+}
+
 function isDeleteObjectsUnsupported(err: unknown): boolean {
   const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
   const code = e?.Code ?? e?.name ?? "";

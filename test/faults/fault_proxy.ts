@@ -100,6 +100,11 @@ export class FaultProxy {
   thawHeads = 0;
   /** HEADs each thawing object still reads as being restored, by key. */
   readonly #thawing = new Map<string, number>();
+  /**
+   * Deletes the server refused, as `<key> <code or status>`: a DELETE's error status, or each
+   * <Error> of a DeleteObjects answer (which is 200 with per-key errors).
+   */
+  readonly refusedDeletes: string[] = [];
   /** Faults injected, by rule index. */
   readonly injected: number[];
   /** Each fault injected, as `<fault> <kind> <key>`. */
@@ -206,7 +211,11 @@ export class FaultProxy {
       url,
       fault === "no-range" ? ["range", "if-match"] : [],
     );
-    if (fault !== "cut" && fault !== "truncate-list") return upstream;
+    if (fault !== "cut" && fault !== "truncate-list") {
+      return kind === "delete"
+        ? await this.#noteDeletes(req, decodeURIComponent(key), upstream)
+        : upstream;
+    }
     const body = new Uint8Array(await upstream.arrayBuffer());
     const headers = new Headers(upstream.headers);
     if (fault === "truncate-list") {
@@ -222,6 +231,21 @@ export class FaultProxy {
       status: upstream.status,
       headers,
     });
+  }
+
+  async #noteDeletes(req: Request, key: string, res: Response): Promise<Response> {
+    if (req.method === "DELETE") {
+      if (res.status >= 300) this.refusedDeletes.push(`${key} ${res.status}`);
+      return res;
+    }
+    const body = new Uint8Array(await res.arrayBuffer());
+    const text = new TextDecoder().decode(body);
+    for (const m of text.matchAll(/<Error>([\s\S]*?)<\/Error>/g)) {
+      const at = /<Key>([^<]*)<\/Key>/.exec(m[1]!)?.[1] ?? "?";
+      this.refusedDeletes.push(`${at} ${/<Code>([^<]*)</.exec(m[1]!)?.[1] ?? "?"}`);
+    }
+    if (res.status >= 300) this.refusedDeletes.push(`(DeleteObjects) ${res.status}`);
+    return new Response(body, { status: res.status, headers: res.headers });
   }
 
   /** What an object being thawed answers (`thawHeads`); null: passed on as usual. */
