@@ -19,6 +19,21 @@ const CONTEXTS = [
   "job",
 ];
 
+/**
+ * Runner labels GitHub has retired (a job on one waits for a runner that never comes, then
+ * fails): macos-13 went in December 2025, after ubuntu-20.04 and windows-2019 that year.
+ */
+export const RETIRED_RUNNERS = [
+  "ubuntu-18.04",
+  "ubuntu-20.04",
+  "macos-10.15",
+  "macos-11",
+  "macos-12",
+  "macos-13",
+  "windows-2016",
+  "windows-2019",
+];
+
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
 
@@ -48,6 +63,9 @@ function checkJob(id: string, job: unknown, all: string[]): string[] {
   const out: string[] = [];
   const at = (s: string) => `job ${id}: ${s}`;
   if (!("runs-on" in job)) out.push(at("no runs-on"));
+  for (const label of runnerLabels(job)) {
+    if (RETIRED_RUNNERS.includes(label)) out.push(at(`runs on ${label}, which GitHub has retired`));
+  }
   if (typeof job["timeout-minutes"] !== "number") out.push(at("no timeout-minutes"));
   const needs = job.needs === undefined ? [] : [job.needs].flat();
   for (const n of needs) if (!all.includes(String(n))) out.push(at(`needs unknown job ${n}`));
@@ -64,6 +82,18 @@ function checkJob(id: string, job: unknown, all: string[]): string[] {
     out.push(...checkStep(step).map((p) => at(`step ${i + 1}: ${p}`)))
   );
   return out;
+}
+
+/** The runner labels a job names: its runs-on, and each value of its matrix's os. */
+function runnerLabels(job: Obj): string[] {
+  const labels = [job["runs-on"]].flat().filter((l): l is string => typeof l === "string");
+  const matrix = isObj(job.strategy) && isObj(job.strategy.matrix) ? job.strategy.matrix : {};
+  const rows = [matrix.os ?? [], ...(Array.isArray(matrix.include) ? matrix.include : [])].flat();
+  for (const r of rows) {
+    if (typeof r === "string") labels.push(r);
+    else if (isObj(r) && typeof r.os === "string") labels.push(r.os);
+  }
+  return labels;
 }
 
 function checkStep(step: unknown): string[] {

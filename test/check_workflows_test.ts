@@ -51,4 +51,14 @@ Deno.test("check_workflows: a good workflow passes; each kind of mistake is name
     "job b: step 1: unknown key runs",
   ]);
   assert.match(checkWorkflow("a: [")[0]!, /^not YAML: /);
+  // A runner GitHub has retired, named in runs-on or in the matrix.
+  assert.deepEqual(bad("          - os: x", "          - os: macos-13"), [
+    "job a: runs on macos-13, which GitHub has retired",
+  ]);
+  assert.deepEqual(
+    bad("needs: a\n    runs-on: ubuntu-24.04", "needs: a\n    runs-on: ubuntu-20.04"),
+    [
+      "job b: runs on ubuntu-20.04, which GitHub has retired",
+    ],
+  );
 });

@@ -416,7 +416,9 @@ async function buildTree(root: string, spec: Spec[]): Promise<void> {
       await Deno.utime(p, e.mtime / 1000, e.mtime / 1000);
     } else {
       await Deno.symlink(e.target, p);
-      await runOk("touch", ["-h", "-d", `@${mtimeField(e.mtime)}`, "--", p]);
+      // An ISO 8601 date with its fraction, which GNU and BSD (macOS) touch -d both read; GNU's
+      // -d @SECONDS is GNU's alone.
+      await runOk("touch", ["-h", "-d", new Date(e.mtime).toISOString(), "--", p]);
     }
   }
   const dirs = spec.filter((e) => e.type === "d").sort((a, b) => b.path.length - a.path.length);
@@ -788,7 +790,17 @@ Deno.test("kit: wrong password, truncated meta: exit non-zero, target untouched"
   assertExit(r2, 4, "wrong password");
   assertEquals(await readDirNames(t2), []);
   // No password and no terminal: usage error, no prompt.
-  const r3 = await run("setsid", ["-w", `${KIT_DIR}restore.sh`, fx.repo.dir, "latest", t1], {
+  // In a session of its own (no controlling terminal): perl's setsid, as macOS has no setsid(1).
+  const r3 = await run("perl", [
+    "-MPOSIX",
+    "-e",
+    "POSIX::setsid(); exec @ARGV or die",
+    "bash",
+    `${KIT_DIR}restore.sh`,
+    fx.repo.dir,
+    "latest",
+    t1,
+  ], {
     env: { PATH: Deno.env.get("PATH") ?? "", HOME: "/tmp" },
     clearEnv: true,
   });
@@ -1188,7 +1200,18 @@ async function awsV1(): Promise<string> {
   return await which("aws");
 }
 
-const AWS_V2 = "/usr/bin/aws";
+/** The AWS CLI v2: Debian's package puts it in /usr/bin, its installer (GitHub's runners) in /usr/local/bin. */
+const AWS_V2 = ["/usr/local/bin/aws", "/usr/bin/aws"].find((p) => {
+  try {
+    const out = new Deno.Command(p, { args: ["--version"], stdout: "piped", stderr: "piped" })
+      .outputSync();
+    return /aws-cli\/2\./.test(
+      new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+    );
+  } catch {
+    return false;
+  }
+}) ?? "/usr/bin/aws";
 
 async function aws(t: KitS3, awsBin: string, args: string[]): Promise<RunResult> {
   const r = await run(awsBin, ["--endpoint-url", t.endpoint, ...args], {

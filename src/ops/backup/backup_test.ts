@@ -135,24 +135,43 @@ Deno.test("format 2: a file that changes twice is stored as the third read finds
   }
 });
 
+/**
+ * Whether this file system takes a name that is not UTF-8 (APFS, on macOS, refuses one: the
+ * cases that need one are left out there, by this name).
+ */
+const NON_UTF8_NAMES = (() => {
+  const d = Deno.makeTempDirSync();
+  try {
+    return new Deno.Command("bash", { args: ["-c", `: > "$1/"$'\\xff'`, "_", d], stderr: "null" })
+      .outputSync().success;
+  } finally {
+    Deno.removeSync(d, { recursive: true });
+  }
+})();
+
 Deno.test("vanished files, FIFOs and undecodable names: warnings, meta still written", async () => {
   const { dir, src, store, repo } = await setup();
   try {
     await Deno.writeTextFile(`${src}/keep`, "keep\n");
     await Deno.writeTextFile(`${src}/vanish`, "vanish\n");
+    const bad = NON_UTF8_NAMES ? ` && : > "$1/"$'bad\\xffname'` : "";
     const mk = new Deno.Command("bash", {
-      args: ["-c", `mkfifo "$1/fifo" && : > "$1/"$'bad\\xffname'`, "_", src],
+      args: ["-c", `mkfifo "$1/fifo"${bad}`, "_", src],
     }).outputSync();
     assert.equal(mk.code, 0);
     const { summary, warnings } = await run(store, repo, src, (e) => {
       if (e.type === "walked") Deno.removeSync(`${src}/vanish`);
     });
     const msgs = warnings.map((w) => (w as { message: string }).message).sort();
-    assert.equal(msgs.length, 3, JSON.stringify(warnings));
+    assert.equal(msgs.length, NON_UTF8_NAMES ? 3 : 2, JSON.stringify(warnings));
     assert.match(msgs.join("|"), /cannot open/);
     assert.match(msgs.join("|"), /skipped FIFO/);
-    assert.match(msgs.join("|"), /not valid UTF-8/);
-    assert.equal(summary.skipped, 2, "the FIFO is skipped on purpose; the others are partial");
+    if (NON_UTF8_NAMES) assert.match(msgs.join("|"), /not valid UTF-8/);
+    assert.equal(
+      summary.skipped,
+      NON_UTF8_NAMES ? 2 : 1,
+      "the FIFO is skipped on purpose; the others are partial",
+    );
     const meta = await loadMeta(repo, summary.metaKey!);
     assert.deepEqual(meta.entries.map((e) => e.path), ["keep"]);
   } finally {
@@ -285,7 +304,10 @@ Deno.test("a file replaced by a FIFO after the walk is skipped at once, never wa
   }
 });
 
-Deno.test("two names that read as one (not UTF-8 next to U+FFFD): one entry, one warning", async () => {
+Deno.test({
+  name: "two names that read as one (not UTF-8 next to U+FFFD): one entry, one warning",
+  ignore: !NON_UTF8_NAMES, // APFS refuses the name
+}, async () => {
   const { dir, src, store, repo } = await setup();
   try {
     const mk = new Deno.Command("bash", {
