@@ -119,7 +119,7 @@ export function closer(listener: Deno.Listener, conns: Deno.Conn[]): () => void 
 }
 
 /** A TCP server on loopback that accepts connections and never answers. */
-export function silentServer(): { endpoint: string; close: () => void } {
+export function silentServer(): { endpoint: string; close: () => void; accepted: () => number } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const conns: Deno.Conn[] = [];
   (async () => {
@@ -130,5 +130,7 @@ export function silentServer(): { endpoint: string; close: () => void } {
   return {
     endpoint: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
     close: closer(listener, conns),
+    /** Connections accepted so far: the client is waiting on one of them. */
+    accepted: () => conns.length,
   };
 }

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { s3Targets } from "../s3_env.ts";
 import { snapshot } from "../tree.ts";
 import type { FaultRule } from "./fault_proxy.ts";
-import { type Run, s3backup } from "./harness.ts";
+import { type Run, s3backup, start, until } from "./harness.ts";
 import { type ProxiedFixture, proxiedFixture } from "./proxied_fixture.ts";
 
 const moto = s3Targets().find((t) => t.label === "moto");
@@ -233,13 +233,18 @@ Deno.test({
       { fault: "stall", kinds: ["put", "put-part", "multipart"], key: /[0-9a-f]{32}/, share: 1 },
     ], 1);
     try {
-      const r = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c", "--timeout", "10m"], {
+      const p = start(["backup", "-f", f.src, "-b", f.repo, "-c", "--timeout", "10m"], {
         env: f.env,
         deadlineMs: 60_000,
-        signal: { name: "SIGTERM", afterMs: 6000 },
       });
+      // SIGTERM once an upload hangs (the proxy stalled it), not at a guessed time.
+      await until("an upload is stalled", () => f.proxy.faults.length > 0, 50_000);
+      const sent = performance.now();
+      p.child.kill("SIGTERM");
+      const r = await p.done;
       assert.equal(r.code, 143, r.stderr);
-      assert.ok(r.ms < 6000 + 10_000, `exited ${r.ms} ms after start`);
+      const ms = performance.now() - sent;
+      assert.ok(ms < 10_000, `exited ${ms} ms after the signal`);
       f.proxy.setRules([]);
       const l = await s3backup(["list", "-b", f.repo], { env: f.env });
       assert.equal(l.code, 0, l.stderr);
