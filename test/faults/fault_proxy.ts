@@ -5,7 +5,7 @@
  * short. Every request is counted by kind, so that tests can say what was tried.
  */
 import http from "node:http";
-import { Readable } from "node:stream";
+import { pipeline, Readable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { seeded } from "./harness.ts";
 
@@ -305,8 +305,13 @@ export class FaultProxy {
         resolve(new Response(body, { status: res.statusCode ?? 502, headers: out }));
       });
       up.on("error", reject);
-      if (req.body) Readable.fromWeb(req.body as NodeReadableStream).pipe(up);
-      else up.end();
+      // A client that dies mid-request (a test's SIGKILL) errors its body: that ends this
+      // request upstream too, not the test run (an unhandled stream error would).
+      if (req.body) {
+        pipeline(Readable.fromWeb(req.body as NodeReadableStream), up, (err) => {
+          if (err) reject(err);
+        });
+      } else up.end();
     });
   }
 }
