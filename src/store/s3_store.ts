@@ -897,16 +897,16 @@ function networkCode(err: unknown): string | undefined {
   return undefined;
 }
 
-/**
- * The errors of a store that does not take DeleteObjects as the SDK sends it (e.g. it rejects
- * the x-amz-checksum-crc32 header, wants Content-MD5, or does not implement it).
- */
 /** A request refused as a whole for want of permission (403 AccessDenied). */
 function isAccessDenied(err: unknown): boolean {
   const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
   return (e?.Code ?? e?.name) === "AccessDenied" || e?.$metadata?.httpStatusCode === 403;
 }
 
+/**
+ * The errors of a store that does not take DeleteObjects as the SDK sends it (e.g. it rejects
+ * the x-amz-checksum-crc32 header, wants Content-MD5, or does not implement it).
+ */
 function isDeleteObjectsUnsupported(err: unknown): boolean {
   const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
   const code = e?.Code ?? e?.name ?? "";
