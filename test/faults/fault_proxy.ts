@@ -1,8 +1,8 @@
 /**
- * A small HTTP proxy on loopback in front of an S3 server (moto, Ceph RGW) that injects faults into a
- * seeded share of the requests it forwards: 500 InternalError, 503 SlowDown, a response stalled
- * until the client gives up, a body cut off mid-way (the connection then dies), a listing cut
- * short, a store that ignores Range, RestoreAlreadyInProgress; an archive that thaws slowly
+ * A small HTTP proxy on loopback in front of an S3 server (moto, Ceph RGW) that injects faults
+ * into a seeded share of the requests it forwards: 500 InternalError, 503 SlowDown, a response
+ * stalled until the client gives up, a body cut off mid-way (the connection then dies), a listing
+ * cut short, a store that ignores Range, RestoreAlreadyInProgress; an archive that thaws slowly
  * (`thawHeads`). Every request is counted by kind, so that tests can say what was tried, and the
  * deletes the server refused are noted. It passes requests on with their Host header, so a server
  * that checks signatures (Ceph RGW) can stand behind it too.
