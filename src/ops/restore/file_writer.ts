@@ -136,6 +136,43 @@ function drop(file: Deno.FsFile, tmp: string): void {
   } catch { /* gone */ }
 }
 
+/** Zero runs at least this long are not written but seeked over: the file gets a hole. */
+const HOLE = 4096;
+
+/**
+ * Writes `data` at `file`'s position, except its runs of zeros of HOLE bytes or more, which it
+ * seeks over: in a new file they read back as zeros and take no space (a sparse VM image or
+ * database file restores about as large as its data, not its apparent size). The caller sets
+ * the final length (truncate), in case the file ends in a hole.
+ */
+async function writeSparse(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let from = 0; // the start of what is still to write
+  for (let at = 0; at + HOLE <= data.length;) {
+    if (!isZero(data, at, HOLE)) {
+      at += HOLE;
+      continue;
+    }
+    let end = at + HOLE;
+    while (end + HOLE <= data.length && isZero(data, end, HOLE)) end += HOLE;
+    await writeAll(file, data.subarray(from, at));
+    await file.seek(end - at, Deno.SeekMode.Current);
+    from = at = end;
+  }
+  await writeAll(file, data.subarray(from));
+}
+
+/** Whether `n` bytes of `data` from `at` are all zero (by 32-bit words where aligned). */
+function isZero(data: Uint8Array, at: number, n: number): boolean {
+  const off = data.byteOffset + at;
+  if (off % 4 === 0 && n % 4 === 0) {
+    const words = new Uint32Array(data.buffer, off, n / 4);
+    for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
+    return true;
+  }
+  for (let i = at; i < at + n; i++) if (data[i] !== 0) return false;
+  return true;
+}
+
 /** Streams `source` into `file`, hashing; throws ObjectError unless the MD5 is `e.md5`. */
 async function copyChecked(
   file: Deno.FsFile,
@@ -177,10 +214,15 @@ async function copyChecked(
       h.update(r.value);
       n += r.value.length;
       try {
-        await writeAll(file, r.value);
+        await writeSparse(file, r.value);
       } catch (err) {
         throw new TargetError(`cannot write: ${messageOf(err)}`, { cause: err });
       }
+    }
+    try {
+      await file.truncate(n); // a file that ends in a hole gets its length so
+    } catch (err) {
+      throw new TargetError(`cannot write: ${messageOf(err)}`, { cause: err });
     }
   } finally {
     if (!done) await reader.cancel().catch(() => {});
