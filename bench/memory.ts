@@ -9,12 +9,10 @@
  *   deno task bench:memory
  *   BENCH_FILES=1000000 deno task bench:memory
  */
-import { RUN_FLAGS } from "../scripts/permissions.ts";
+import { s3backupArgv } from "../test/faults/harness.ts";
+import { baseEnv } from "./peers.ts";
 
 const FILES = Number(Deno.env.get("BENCH_FILES") ?? 200_000);
-const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
-const CONFIG = new URL("../deno.json", import.meta.url).pathname;
-const PASSWORD = "bench password";
 
 /** `n` files of 0-4 KiB of pseudo-random bytes (deterministic), 100 to a folder. */
 function makeFiles(root: string, n: number): void {
@@ -89,30 +87,16 @@ if (import.meta.main) {
   try {
     const src = `${work}/src`;
     makeFiles(src, FILES);
-    const env = {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: work,
-      XDG_CACHE_HOME: `${work}/cache`,
-      S3BACKUP_PASSWORD: PASSWORD,
-      RESTIC_PASSWORD: PASSWORD,
-      RESTIC_CACHE_DIR: `${work}/restic-cache`,
-    };
-    const s3backup = (args: string[]) => [
-      Deno.execPath(),
-      "run",
-      ...RUN_FLAGS,
-      "--quiet",
-      "--config",
-      CONFIG,
-      MAIN,
-      ...args,
-    ];
+    const env = baseEnv(work);
     const repo = `${work}/repo`;
     Deno.mkdirSync(repo);
     const runs: [string, string[]][] = [
-      ["s3backup initial", s3backup(["backup", "-f", src, "-b", repo, "-c"])],
-      ["s3backup no-op", s3backup(["backup", "-f", src, "-b", repo, "-c"])],
-      ["s3backup restore", s3backup(["restore", "-b", repo, "-m", "latest", "-f", `${work}/o`])],
+      ["s3backup initial", s3backupArgv(["backup", "-f", src, "-b", repo, "-c"])],
+      ["s3backup no-op", s3backupArgv(["backup", "-f", src, "-b", repo, "-c"])],
+      [
+        "s3backup restore",
+        s3backupArgv(["restore", "-b", repo, "-m", "latest", "-f", `${work}/o`]),
+      ],
     ];
     if (have("restic")) {
       const r = `${work}/restic`;

@@ -155,7 +155,8 @@ function rmrf(p: string): void {
   }
 }
 
-function baseEnv(work: string): Record<string, string> {
+/** The environment every measured tool gets (HOME, caches and passwords under `work`). */
+export function baseEnv(work: string): Record<string, string> {
   return {
     PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
     HOME: work,
