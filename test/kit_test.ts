@@ -1200,18 +1200,23 @@ async function awsV1(): Promise<string> {
   return await which("aws");
 }
 
-/** The AWS CLI v2: Debian's package puts it in /usr/bin, its installer (GitHub's runners) in /usr/local/bin. */
-const AWS_V2 = ["/usr/local/bin/aws", "/usr/bin/aws"].find((p) => {
-  try {
-    const out = new Deno.Command(p, { args: ["--version"], stdout: "piped", stderr: "piped" })
-      .outputSync();
-    return /aws-cli\/2\./.test(
-      new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
-    );
-  } catch {
-    return false;
-  }
-}) ?? "/usr/bin/aws";
+/**
+ * The AWS CLI v2: Debian's package puts it in /usr/bin, its installer (GitHub's runners) in
+ * /usr/local/bin. Looked up when an S3 case first needs it, not when the module loads.
+ */
+let awsV2Path: string | undefined;
+function awsV2(): string {
+  awsV2Path ??= ["/usr/local/bin/aws", "/usr/bin/aws"].find((p) => {
+    try {
+      const out = new Deno.Command(p, { args: ["--version"], stdout: "piped", stderr: "piped" })
+        .outputSync();
+      return /aws-cli\/2\./.test(dec.decode(out.stdout) + dec.decode(out.stderr));
+    } catch {
+      return false;
+    }
+  }) ?? "/usr/bin/aws";
+  return awsV2Path;
+}
 
 async function aws(t: KitS3, awsBin: string, args: string[]): Promise<RunResult> {
   const r = await run(awsBin, ["--endpoint-url", t.endpoint, ...args], {
@@ -1311,13 +1316,13 @@ s3Test(
   "kit: S3 restore with AWS CLI v2, bucket root, --endpoint-url, missing object",
   async (t) => {
     const fx = await fixture();
-    const ver = await run(AWS_V2, ["--version"], { env: s3Env(t), clearEnv: true });
+    const ver = await run(awsV2(), ["--version"], { env: s3Env(t), clearEnv: true });
     assert(
       /aws-cli\/2\./.test(ver.stdout + ver.stderr),
       `not AWS CLI v2: ${ver.stdout}${ver.stderr}`,
     );
-    const bucket = await s3Fixture(t, AWS_V2, "");
-    const bin = await restrictedBin({ aws: AWS_V2 });
+    const bucket = await s3Fixture(t, awsV2(), "");
+    const bin = await restrictedBin({ aws: awsV2() });
     const env = { ...s3KitEnv(t), AWS_DEFAULT_REGION: "us-east-1" };
     const store = `s3://${bucket}`;
     const target = tmpPath("s3v2");
@@ -1336,7 +1341,7 @@ s3Test(
     }
 
     // The endpoint from AWS_ENDPOINT_URL; one object deleted: reported, exit 3.
-    await aws(t, AWS_V2, ["s3", "rm", `s3://${bucket}/${md5hex(text("hello"))}`]);
+    await aws(t, awsV2(), ["s3", "rm", `s3://${bucket}/${md5hex(text("hello"))}`]);
     const t2 = tmpPath("s3v2-missing");
     const r2 = await kit("restore.sh", [
       "--only",
@@ -1362,8 +1367,8 @@ s3Test(
   async (t) => {
     const fx = await passwdFixture("switched");
     const bucket = `kit-${randomHex(6)}`;
-    await aws(t, AWS_V2, ["s3api", "create-bucket", "--bucket", bucket]);
-    await aws(t, AWS_V2, [
+    await aws(t, awsV2(), ["s3api", "create-bucket", "--bucket", bucket]);
+    await aws(t, awsV2(), [
       "s3",
       "cp",
       "--recursive",
@@ -1373,7 +1378,7 @@ s3Test(
     ]);
     await checkInterruptedChange(fx, "switched", {
       store: `s3://${bucket}/pfx`,
-      path: await restrictedBin({ aws: AWS_V2 }),
+      path: await restrictedBin({ aws: awsV2() }),
       env: { ...s3KitEnv(t), AWS_DEFAULT_REGION: "us-east-1", AWS_ENDPOINT_URL: t.endpoint },
       brief: true,
     });
