@@ -21,9 +21,10 @@ export const PERMISSIONS = [
  * V8's flags, baked in beside the permissions: a young generation of 1 MiB semi-spaces (Deno's
  * default lets it grow to 48 MiB of garbage, and the buffers it holds wait for it). A 20,000-file
  * backup peaks at 220 MiB instead of 320, at the same speed (BENCHMARKS.md). The old space is
- * left unbounded: a million files need it.
+ * left unbounded: a million files need it. `gc()` exposed, for util/memory.ts's one collection a
+ * pack.
  */
-export const V8_FLAGS = ["--v8-flags=--max-semi-space-size=1"];
+export const V8_FLAGS = ["--v8-flags=--max-semi-space-size=1,--expose-gc"];
 
 /** What `deno run` and `deno compile` are given: the permissions and V8's flags. */
 export const RUN_FLAGS = [...PERMISSIONS, ...V8_FLAGS];

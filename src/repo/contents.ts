@@ -14,6 +14,7 @@ import { type Place, placeOf } from "../format/layout.ts";
 import { memberContent, openPack, packMembers } from "../format/pack.ts";
 import type { Store } from "../store/store.ts";
 import { messageOf, readAll } from "../util/bytes.ts";
+import { releaseMemory } from "../util/memory.ts";
 import { CorruptDataError, ObjectArchivedError, ObjectNotFoundError } from "../util/errors.ts";
 import type { LegacyRepository } from "./legacy.ts";
 import { isLegacyRepository } from "./legacy.ts";
@@ -81,7 +82,10 @@ export class Contents {
   done(md5: string, where?: string): void {
     const { key, member } = this.place(md5, where);
     const held = member === null ? undefined : this.#packs.get(key);
-    if (held !== undefined && --held.left <= 0) this.#packs.delete(key);
+    if (held !== undefined && --held.left <= 0) {
+      this.#packs.delete(key);
+      if (held.members !== null) releaseMemory();
+    }
   }
 
   /** The whole content, checked (ContentError, or ObjectArchivedError). */

@@ -37,6 +37,7 @@ import {
 import { messageOf, readAll } from "../../util/bytes.ts";
 import { S3BackupError } from "../../util/errors.ts";
 import type { ObjectInfo, SaveOptions, Store } from "../../store/store.ts";
+import { releaseMemory } from "../../util/memory.ts";
 import { orderedPool, pool, type Step } from "../../util/pool.ts";
 import { ContentSizes } from "./content_sizes.ts";
 import {
@@ -494,6 +495,8 @@ interface ReadContext {
 
 /** How many walked entries may wait behind one still being read before the walk pauses. */
 const WINDOW = 4096;
+/** Entries between two full collections (util/memory.ts): each file's walk leaves ~1 KiB. */
+const RELEASE_EVERY = 16_384;
 
 /**
  * The archiver: walks once and, in walk order, writes each entry to the meta and each file's
@@ -536,7 +539,9 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
       },
     };
   };
+  let emitted = 0;
   const emit = async (item: WalkItem, r: FileResult | null) => {
+    if (++emitted % RELEASE_EVERY === 0) releaseMemory(); // the walk's garbage, promoted
     if (item.type === "f") {
       if (r === null) return; // skipped, and reported
       t.files++;

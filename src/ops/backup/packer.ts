@@ -27,6 +27,7 @@ import {
 } from "../../repo/pack_index_store.ts";
 import { encryptObject, encryptSmallObject, type Repository } from "../../repo/repository.ts";
 import type { SaveOptions, Store } from "../../store/store.ts";
+import { releaseMemory } from "../../util/memory.ts";
 import { Slots } from "../../util/pool.ts";
 import type { ContentSink, Stored } from "./file_reader.ts";
 
@@ -172,6 +173,7 @@ export class Packer implements ContentSink {
         size = body.length;
         await this.store.save(key, body, this.opts.saveOptions);
       });
+      releaseMemory();
       this.#packSizes.set(pack.id, size);
     }
     this.#ours.add(key);
