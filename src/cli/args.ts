@@ -108,6 +108,12 @@ export interface Command {
   limitDownload?: string;
   /** backup (format 3): the pack size, as given (16M). */
   packSize?: string;
+  /** backup: the stream to store instead of a folder: standard input, or a command's output. */
+  stdin?: boolean;
+  /** backup --stdin-from-command: the command and its arguments (after `--`), run without a shell. */
+  stdinCommand?: string[];
+  /** backup --stdin, --stdin-from-command: the stream's file name in the backup, as given. */
+  stdinFilename?: string;
   /** backup: Object Lock retention (a duration) and its mode, as given. */
   retain?: string;
   retainMode?: string;
@@ -181,6 +187,9 @@ const OPTIONS = {
   "one-file-system": { type: "boolean", default: false },
   "force-rehash": { type: "boolean", default: false },
   "skip-if-unchanged": { type: "boolean", default: false },
+  stdin: { type: "boolean", default: false },
+  "stdin-from-command": { type: "boolean", default: false },
+  "stdin-filename": { type: "string" },
   "cache-dir": { type: "string" },
   verbose: { type: "boolean", short: "v", default: false },
   quiet: { type: "boolean", short: "q", default: false },
@@ -365,6 +374,8 @@ function commandWith(command: CommandName, v: Values): Command {
   if (v["one-file-system"]) cmd.oneFileSystem = true;
   if (v["force-rehash"]) cmd.forceRehash = true;
   if (v["skip-if-unchanged"]) cmd.skipIfUnchanged = true;
+  if (v.stdin) cmd.stdin = true;
+  opt("stdinFilename", v["stdin-filename"]);
   opt("cacheDir", v["cache-dir"]);
   if (v["read-data"]) cmd.readData = true;
   opt("readDataSubset", v["read-data-subset"]);
@@ -414,6 +425,8 @@ function checkRequired(cmd: Command): void {
   };
   const command = cmd.command;
   if (command === "backup") {
+    checkStdin(cmd);
+    if (cmd.stdin || cmd.stdinCommand) return;
     need("folder", "-f <folder>");
   } else if (command === "restore") {
     need("folder", "-f <target folder>");
@@ -421,6 +434,30 @@ function checkRequired(cmd: Command): void {
   } else if (command === "ls" || command === "dump") {
     cmd.meta ??= "latest";
   } else if (command === "kit" && !cmd.verify) need("output", "-o <dir>");
+}
+
+/** backup's stream options: one source, a command when asked for one, a plain file name. */
+function checkStdin(cmd: Command): void {
+  const stream = cmd.stdin ? "--stdin" : cmd.stdinCommand ? "--stdin-from-command" : null;
+  if (cmd.stdin && cmd.stdinCommand) {
+    throw new UsageError("--stdin and --stdin-from-command: give one (see s3backup backup --help)");
+  }
+  if (stream !== null && cmd.folder !== undefined) {
+    throw new UsageError(`${stream} backs up one stream: give it or -f <folder>, not both`);
+  }
+  if (cmd.stdinCommand?.length === 0) {
+    throw new UsageError(
+      "--stdin-from-command needs a command after -- (see s3backup backup --help)",
+    );
+  }
+  const name = cmd.stdinFilename;
+  if (name === undefined) return;
+  if (stream === null) {
+    throw new UsageError("--stdin-filename needs --stdin or --stdin-from-command");
+  }
+  if (name === "" || name === "." || name === ".." || /[\/\0]/.test(name)) {
+    throw new UsageError(`--stdin-filename ${JSON.stringify(name)}: give a file name, no /`);
+  }
 }
 
 /** Options every command takes. */
@@ -476,6 +513,9 @@ export const TAKES: Record<CommandName, string[]> = {
     "one-file-system",
     "force-rehash",
     "skip-if-unchanged",
+    "stdin",
+    "stdin-from-command",
+    "stdin-filename",
     "lock-wait",
     "limit-upload",
     "pack-size",
@@ -558,10 +598,22 @@ function checkOnce(tokens: Token[]): void {
   }
 }
 
+/**
+ * argv split at the `--` after --stdin-from-command: s3backup's own arguments, and the command's
+ * (null without --stdin-from-command; empty when nothing follows).
+ */
+function splitCommand(argv: string[]): [string[], string[] | null] {
+  const flag = argv.indexOf("--stdin-from-command");
+  if (flag < 0) return [argv, null];
+  const dd = argv.indexOf("--", flag);
+  return dd < 0 ? [argv, []] : [argv.slice(0, dd), argv.slice(dd + 1)];
+}
+
 /** Parses argv into a Command. Pure; throws UsageError with one line. */
 export function parseCommandLine(argv: string[]): Command {
   if (argv.length === 0) return base("help"); // `s3backup` alone: the help, as restic does
-  const { values: v, positionals, tokens } = parse(argv);
+  const [own, commandArgv] = splitCommand(argv);
+  const { values: v, positionals, tokens } = parse(own);
   if (v.help) {
     const c = positionals[0] ?? (v.action !== undefined ? ACTIONS[v.action] : undefined);
     const about = (COMMANDS as readonly string[]).includes(c ?? "") ? c as CommandName : undefined;
@@ -573,6 +625,7 @@ export function parseCommandLine(argv: string[]): Command {
   checkOnce(tokens ?? []);
   const cmd = commandWith(command, v);
   if (positionals.length > 1) cmd.args = positionals.slice(1);
+  if (commandArgv !== null) cmd.stdinCommand = commandArgv;
   checkRequired(cmd);
   return cmd;
 }

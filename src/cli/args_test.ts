@@ -153,3 +153,40 @@ Deno.test("restore and ls default to -m latest (of -n when given)", () => {
     "meta_a_20260101T000000Z",
   );
 });
+
+Deno.test("args: backup of a stream: the command after --, one source, a plain file name", () => {
+  const c = parseCommandLine([
+    "backup",
+    "-b",
+    "./r",
+    "--stdin-from-command",
+    "--stdin-filename",
+    "db.sql",
+    "--",
+    "pg_dump",
+    "-Fc",
+    "--",
+    "mydb",
+  ]);
+  assert.deepEqual(c.stdinCommand, ["pg_dump", "-Fc", "--", "mydb"]);
+  assert.equal(c.stdinFilename, "db.sql");
+  assert.equal(c.folder, undefined);
+  assert.equal(parseCommandLine(["-a", "backup", "-b", "./r", "--stdin"]).stdin, true);
+  const refused: [string[], string][] = [
+    [["backup", "-b", "./r", "--stdin", "-f", "."], "--stdin backs up one stream"],
+    [["backup", "-b", "./r", "--stdin-from-command"], "--stdin-from-command needs a command"],
+    [["backup", "-b", "./r", "--stdin-from-command", "--"], "--stdin-from-command needs a command"],
+    [["backup", "-b", "./r", "--stdin", "--stdin-from-command", "--", "x"], "--stdin and --stdin-"],
+    [["backup", "-b", "./r", "--stdin", "--stdin-filename", "a/b"], '--stdin-filename "a/b"'],
+    [["backup", "-b", "./r", "--stdin", "--stdin-filename", ".."], '--stdin-filename ".."'],
+    [["backup", "-b", "./r", "-f", ".", "--stdin-filename", "x"], "--stdin-filename needs"],
+    [["list", "-b", "./r", "--stdin"], "list does not take --stdin"],
+  ];
+  for (const [argv, message] of refused) {
+    assert.throws(
+      () => parseCommandLine(argv),
+      (e: unknown) => e instanceof UsageError && e.message.startsWith(message),
+      argv.join(" "),
+    );
+  }
+});

@@ -7,6 +7,12 @@ import { FORMAT_VERSION } from "../format/descriptor.ts";
 import { checkBackupName, defaultBackupName, KEY_NAME, KIT_PREFIX } from "../format/layout.ts";
 import { backup } from "../ops/backup/backup.ts";
 import { type ExcludeRules, patternsOfFile } from "../ops/backup/excludes.ts";
+import {
+  commandFilename,
+  spoolCommand,
+  spoolStdin,
+  type StreamSpool,
+} from "../ops/backup/stream_spool.ts";
 import { rememberedRepository } from "../ops/backup/files_cache.ts";
 import { changePassword } from "../ops/change_password.ts";
 import { listBackups, listLegacyBackups } from "../ops/list.ts";
@@ -339,7 +345,7 @@ function envGet(k: string): string | undefined {
 
 /** The files cache of a backup: under the cache folder, `files/<repository id>/<source>`. */
 /** The folder of one local cache (`files`, `metas`) under --cache-dir or the platform's. */
-function cacheFolder(cmd: Command, which: "files" | "metas"): string | undefined {
+function cacheFolder(cmd: Command, which: "files" | "metas" | "stdin"): string | undefined {
   const dir = cmd.cacheDir ?? cacheDir();
   return dir === undefined ? undefined : join(resolve(dir), which);
 }
@@ -361,16 +367,55 @@ function repositoryWhere(ctx: Context, store: Store): string {
 }
 
 async function runBackup(ctx: Context): Promise<number> {
-  const { cmd, ui } = ctx;
-  const source = resolve(cmd.folder!);
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(source);
-  } catch (err) {
-    throw new UsageError(`Cannot back up ${source}: ${messageOf(err)}`, { cause: err });
+  const { cmd } = ctx;
+  if (!cmd.stdin && cmd.stdinCommand === undefined) {
+    const source = resolve(cmd.folder!);
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(source);
+    } catch (err) {
+      throw new UsageError(`Cannot back up ${source}: ${messageOf(err)}`, { cause: err });
+    }
+    if (!info.isDirectory) throw new UsageError(`Cannot back up ${source}: not a directory`);
+    const name = checkBackupName(cmd.name ?? defaultBackupName(source));
+    return await backupFolder(ctx, { source, name, excludes: excludesOf(ctx), cached: true });
   }
-  if (!info.isDirectory) throw new UsageError(`Cannot back up ${source}: not a directory`);
-  const name = checkBackupName(cmd.name ?? defaultBackupName(source));
+  if (cmd.skipIfUnchanged) {
+    throw new UsageError("--skip-if-unchanged needs a folder's files cache: not with a stream");
+  }
+  const filename = cmd.stdinFilename ??
+    (cmd.stdinCommand ? commandFilename(cmd.stdinCommand) : "stdin");
+  const parent = cacheFolder(cmd, "stdin") ?? null;
+  return await backupFolder(ctx, {
+    source: "",
+    name: checkBackupName(cmd.name ?? defaultBackupName(filename)),
+    label: cmd.stdinCommand ? `<command ${cmd.stdinCommand[0]!.split(/[\\/]/).pop()}>` : "<stdin>",
+    cached: false,
+    spool: () =>
+      cmd.stdinCommand
+        ? spoolCommand(parent, filename, cmd.stdinCommand, ctx.signal)
+        : spoolStdin(parent, filename, ctx.signal),
+  });
+}
+
+interface BackupSource {
+  source: string;
+  name: string;
+  /** What the meta names as the source, when not `source` (a stream). */
+  label?: string;
+  excludes?: ExcludeRules;
+  /** Whether a files cache is kept (not for a stream's folder: it is new each time). */
+  cached: boolean;
+  /**
+   * A stream to spool as the source, once the repository has opened (a wrong bucket or password
+   * must not cost a 10 GiB dump); removed after the backup.
+   */
+  spool?: () => Promise<StreamSpool>;
+}
+
+async function backupFolder(ctx: Context, src: BackupSource): Promise<number> {
+  const { cmd, ui } = ctx;
+  const { source, name } = src;
   const storageClass = cmd.storageClass === undefined
     ? ctx.config.storageClass
     : checkStorageClass(cmd.storageClass, "--storage-class");
@@ -389,24 +434,30 @@ async function runBackup(ctx: Context): Promise<number> {
     );
   }
   const repo = await openOrCreate(ctx, store, cmd.simulate, key);
-  const summary = await backup(store, repo, {
-    source,
-    name,
-    host: Deno.hostname(),
-    simulate: cmd.simulate,
-    kit: kitFiles(kitConfigOf(ctx, store)),
-    concurrency: jobsOf(cmd, store),
-    signal: ctx.signal,
-    ...(storageClass ? { storageClass } : {}),
-    ...(cmd.packSize !== undefined ? { packSize: parsePackSize(cmd.packSize) } : {}),
-    ...(cmd.skipIfUnchanged ? { skipIfUnchanged: true } : {}),
-    excludes: excludesOf(ctx),
-    ...(retention ? { retention } : {}),
-    lock: lockOptionsOf(ctx),
-    ...filesCacheOf(ctx, store),
-  }, ui.onBackupEvent);
-  ui.backupSummary(summary);
-  return summary.skipped > 0 ? ExitCode.partial : ExitCode.ok;
+  const spool = await src.spool?.();
+  try {
+    const summary = await backup(store, repo, {
+      source: spool?.dir ?? source,
+      name,
+      host: Deno.hostname(),
+      simulate: cmd.simulate,
+      kit: kitFiles(kitConfigOf(ctx, store)),
+      concurrency: jobsOf(cmd, store),
+      signal: ctx.signal,
+      ...(storageClass ? { storageClass } : {}),
+      ...(cmd.packSize !== undefined ? { packSize: parsePackSize(cmd.packSize) } : {}),
+      ...(cmd.skipIfUnchanged ? { skipIfUnchanged: true } : {}),
+      ...(src.excludes ? { excludes: src.excludes } : {}),
+      ...(src.label ? { sourceLabel: src.label } : {}),
+      ...(retention ? { retention } : {}),
+      lock: lockOptionsOf(ctx),
+      ...(src.cached ? filesCacheOf(ctx, store) : {}),
+    }, ui.onBackupEvent);
+    ui.backupSummary(summary);
+    return summary.skipped > 0 ? ExitCode.partial : ExitCode.ok;
+  } finally {
+    await spool?.remove();
+  }
 }
 
 /** --retain and --retain-mode (else the ini's), or undefined. */

@@ -62,6 +62,12 @@ const OPTION_HELP: Record<string, string> = {
     "      --force-rehash      read and hash every file, as if the files cache were empty",
   "skip-if-unchanged":
     "      --skip-if-unchanged write no meta when nothing changed since this name's last backup",
+  stdin: "      --stdin             back up standard input as one file (instead of -f)",
+  "stdin-from-command":
+    "      --stdin-from-command -- CMD ARG...  back up CMD's output as one file; no shell; a\n" +
+    "                          failing CMD (exit status, signal) fails the backup, no meta",
+  "stdin-filename":
+    "      --stdin-filename NAME  the stream's file name (default: stdin, or CMD's name + .out)",
   "lock-wait":
     "      --lock-wait DURATION  wait this long for a running prune or passwd (default 5m; 0: fail)",
   force: "      --force             also remove the locks of running writers (says whose)",
@@ -102,7 +108,8 @@ interface CommandHelp {
 
 const COMMAND_HELP: Record<Exclude<CommandName, "help" | "version" | "check">, CommandHelp> = {
   backup: {
-    usage: "s3backup backup -f <folder> -b <bucket> [-n <name>] [-c] [-s]",
+    usage: "s3backup backup -f <folder> -b <bucket> [-n <name>] [-c] [-s]\n" +
+      "       s3backup backup -b <bucket> -n <name> --stdin-from-command -- <command> [args]...",
     what: "Backs up a folder: new contents encrypted and uploaded, then one meta file.",
     example: "s3backup backup -f /srv/data -b s3://my-bucket/host1 -n nightly -c",
   },

@@ -27,13 +27,14 @@ const BATCH_CHARS = 256 * 1024;
 const SPOOL_PREFIX = "s3backup-meta-";
 
 /**
- * Removes the meta folders in `parent` that a killed backup left: another pid, no such process
- * (`processAlive`), this user's. Best effort: nothing here stops a backup.
+ * Removes the folders `<prefix><pid>-...` in `parent` that a killed backup left (metas; streams
+ * of `--stdin`, ops/backup/stream_spool.ts): another pid, no such process (`processAlive`), this
+ * user's. Best effort: nothing here stops a backup.
  */
-export function sweepDeadSpools(parent: string): void {
+export function sweepDeadSpools(parent: string, prefix = SPOOL_PREFIX): void {
   try {
     for (const e of Deno.readDirSync(parent)) {
-      const m = /^s3backup-meta-(\d+)-/.exec(e.name);
+      const m = e.name.startsWith(prefix) ? /^(\d+)-/.exec(e.name.slice(prefix.length)) : null;
       if (!m || !e.isDirectory || Number(m[1]) === Deno.pid) continue;
       if (processAlive(Number(m[1])) !== false) continue;
       const p = `${parent}/${e.name}`;

@@ -69,6 +69,8 @@ export { SMALL_FILE } from "./file_reader.ts";
 export interface BackupOptions {
   /** Absolute path of the folder to back up. */
   source: string;
+  /** What the meta names as the source, when not `source` (a stream: `<stdin>`, FORMAT.md). */
+  sourceLabel?: string;
   name: string;
   host: string;
   /** Read and hash, report what would be uploaded, write nothing. */
@@ -439,7 +441,7 @@ async function openOutputs(
   const header = {
     time,
     host: opts.host,
-    source: opts.source,
+    source: opts.sourceLabel ?? opts.source,
     name: opts.name,
     root: { mode, uid, gid, mtimeMs },
     excludes: describeExcludes(opts.excludes ?? NO_EXCLUDES),
