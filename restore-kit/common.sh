@@ -161,10 +161,31 @@ decrypt_data() {
     -pass env:KIT_KEY_ENV -in "$1" -out "$2" 2>"$KIT_TMP/openssl.err" </dev/null
 }
 
-# decrypt_gz IN OUT: decrypt a data object holding a gzip stream, and gunzip it.
+# decrypt_gz IN OUT: decrypt a data object holding a gzip stream, and gunzip it (write_out).
 decrypt_gz() {
   KIT_KEY_ENV="$DATA_KEY" openssl enc -d -aes-256-cbc -pbkdf2 -iter "$DATA_ITER" -md sha256 \
-    -pass env:KIT_KEY_ENV -in "$1" 2>"$KIT_TMP/openssl.err" </dev/null | gzip -dc >"$2" 2>/dev/null
+    -pass env:KIT_KEY_ENV -in "$1" 2>"$KIT_TMP/openssl.err" </dev/null | gzip -dc 2>/dev/null |
+    write_out "$2"
+}
+
+# SPARSE: 1 when dd can seek over blocks of zeros instead of writing them (conv=sparse: GNU,
+# BSD and macOS dd; not BusyBox's); set by probe_sparse, else unset (plain writes).
+SPARSE=""
+
+probe_sparse() {
+  if dd if=/dev/null of="$KIT_TMP/sparse.probe" conv=sparse 2>/dev/null; then SPARSE=1; else SPARSE=0; fi
+  rm -f -- "$KIT_TMP/sparse.probe"
+}
+
+# write_out OUT: standard input into OUT. Where dd can, 64 KiB blocks of zeros become holes
+# (ibs/obs: dd gathers a pipe's short reads into whole output blocks), so that a sparse file
+# (a VM image, a database file) takes about its data's space (a large content: a data object).
+write_out() {
+  if [ "${SPARSE:-0}" = 1 ]; then
+    dd of="$1" ibs=65536 obs=65536 conv=sparse 2>/dev/null
+  else
+    cat >"$1"
+  fi
 }
 
 # unpack_pack IN DIR ERR: decrypt pack IN, gunzip it and extract its members into DIR (one

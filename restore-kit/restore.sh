@@ -1264,6 +1264,8 @@ main() {
   KIT_WORK=$(mktemp -d "$TARGET/.s3backup-work.XXXXXX") || die "cannot create a work directory in $TARGET"
   WORK_NAME=${KIT_WORK##*/}
   probe_touch
+  probe_sparse
+  if [ "$SPARSE" != 1 ]; then warn "this dd cannot write holes (conv=sparse): sparse files are restored written out"; fi
   kit_jobs
 
   # Phase 1: read the entries, create the directories, sort out files and links.
