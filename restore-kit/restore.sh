@@ -77,9 +77,17 @@ split_entry() {
   E_EPATH=${line:${#head}}
   printf -v E_PATH '%b' "$E_EPATH"
   if [ "${#E_MODE}" = 3 ]; then E_MODE=0$E_MODE; fi
+  E_LINK="" E_ELINK=""
   case "$E_TYPE" in
   f) if [ "$META_VERSION" != 3 ]; then E_ETARGET=-; fi ;;
   l) printf -v E_TARGET '%b' "$E_ETARGET" ;;
+  h)
+    # A hard link (version 3): a file whose target field is <where>/<first path>.
+    if [ "$META_VERSION" = 3 ] && [ "${E_ETARGET#*/}" != "$E_ETARGET" ]; then
+      E_TYPE=f E_ELINK=${E_ETARGET#*/} E_ETARGET=${E_ETARGET%%/*}
+      printf -v E_LINK '%b' "$E_ELINK"
+    fi
+    ;;
   esac
 }
 
@@ -112,6 +120,12 @@ parse_entry() {
   case "$E_TYPE" in
   f)
     if ! is_hex "$E_MD5" 32; then E_ERR="bad md5 field '$E_MD5'"; return 1; fi
+    # A first path that no entry could have (absolute, '..'): the file is restored as a copy.
+    nonul=${E_ELINK:-}
+    nonul=${nonul//"$BS2"/}
+    case "/$E_LINK/:$nonul" in
+    //* | *//*:* | */./*:* | */../*:* | *'\x00'*) E_LINK="" ;;
+    esac
     if [ "$META_VERSION" = 3 ] && ! is_where "$E_ETARGET"; then
       E_ERR="bad where field '$E_ETARGET'"
       return 1
@@ -738,6 +752,46 @@ restore_link() {
   N_LINKS=$((N_LINKS + 1))
 }
 
+# link_first_selected: is the parsed hard link's first path (E_LINK) restored by this run too
+# (a file entry: --only selects it)? It comes before the link in the meta.
+link_first_selected() {
+  local path=$E_PATH rc=0
+  E_PATH=$E_LINK
+  selected || rc=1
+  E_PATH=$path
+  return "$rc"
+}
+
+# restore_hardlink LINE: phase 2b (FORMAT.md 5.3): a hard link of a file restored in phase 2,
+# made under a work name and moved into place (a copy where the file system refuses links); one
+# whose first path is not a file in the target now (it failed) fails too.
+restore_hardlink() {
+  local dest first tmp
+  if ! split_entry "$1"; then fail "$1" "malformed entry line"; return 0; fi # phase 1 took it
+  OK_PARENT=""
+  if ! ensure_parents "$E_LINK" check || [ -L "$TARGET/$E_LINK" ] || [ ! -f "$TARGET/$E_LINK" ]; then
+    fail "$E_EPATH" "not restored: $E_ELINK, the file it is a hard link of, was not"
+    return 0
+  fi
+  OK_PARENT=""
+  if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; return 0; fi
+  first="$TARGET/$E_LINK" dest="$TARGET/$E_PATH" tmp="$KIT_WORK/hardlink"
+  if [ "$first" -ef "$dest" ] && [ ! -L "$dest" ]; then N_FILES=$((N_FILES + 1)); return 0; fi
+  if ! make_room "$dest"; then fail "$E_EPATH" "exists and is a non-empty directory: not replaced"; return 0; fi
+  rm -f -- "$tmp"
+  if ! ln -- "$first" "$tmp" 2>/dev/null && ! cp -p -- "$first" "$tmp" 2>/dev/null; then
+    rm -f -- "$tmp"
+    fail "$E_EPATH" "cannot link or copy $E_ELINK"
+    return 0
+  fi
+  if ! mv -f -- "$tmp" "$dest"; then
+    rm -f -- "$tmp"
+    fail "$E_EPATH" "cannot move the file into place"
+    return 0
+  fi
+  N_FILES=$((N_FILES + 1))
+}
+
 # finish_dirs: phase 4, the directories' owner, mode and mtime, deepest first.
 finish_dirs() {
   local line ep attrs mode uid gid mtime p
@@ -1272,6 +1326,7 @@ main() {
   : >"$KIT_TMP/dirs"
   : >"$KIT_TMP/files"
   : >"$KIT_TMP/links"
+  : >"$KIT_TMP/hardlinks"
   skip=$META_HDR_LINES
   while [ "$n" -lt "$META_ENTRIES" ] && IFS= read -r line <&3; do
     if [ "$skip" -gt 0 ]; then skip=$((skip - 1)); continue; fi
@@ -1281,6 +1336,11 @@ main() {
     case "$E_TYPE" in
     d) restore_dir ;;
     f)
+      # A hard link whose first path is restored too: linked after the files (restore_hardlink).
+      if [ -n "$E_LINK" ] && link_first_selected; then
+        printf '%s\n' "$line" >>"$KIT_TMP/hardlinks"
+        continue
+      fi
       # Format 3: each line keyed by the object holding its content (files_v3 sorts by it).
       if [ "$META_VERSION" = 3 ]; then
         content_key "$E_MD5" "$E_ETARGET"
@@ -1303,6 +1363,7 @@ main() {
     thaw_needed
     files_from_s3
   else files_from_dir; fi
+  while IFS= read -r line <&3; do restore_hardlink "$line"; done 3<"$KIT_TMP/hardlinks"
   while IFS= read -r line <&3; do restore_link "$line"; done 3<"$KIT_TMP/links"
   if [ -n "$KIT_WORK" ]; then
     rm -rf -- "$KIT_WORK"

@@ -30,13 +30,13 @@ function isoTime(ms: number | null): string {
 /** An entry as `--json` gives it. */
 function entryJson(e: Entry) {
   return {
-    type: e.type,
+    type: e.linkTo === undefined ? e.type : "h",
     path: e.path,
     mode: e.mode.toString(8).padStart(4, "0"),
     size: e.size,
     mtime: e.mtimeMs === null ? null : new Date(e.mtimeMs).toISOString(),
     md5: e.md5 ?? null,
-    target: e.target ?? null,
+    target: e.target ?? e.linkTo ?? null,
   };
 }
 
@@ -227,7 +227,8 @@ export class Ui {
   }
 
   /**
-   * ls: one line per entry: type, mode, size, mtime, path (-> target for links); with -v first
+   * ls: one line per entry: type, mode, size, mtime, path (-> target for links, => first path
+   * for hard links, type h); with -v first
    * the exclude rules the backup was made with (on stderr).
    */
   lsEntries(metaKey: string, entries: Entry[], excludes: string[] = []): void {
@@ -239,9 +240,15 @@ export class Ui {
       for (const r of excludes) this.err(`  ${r}`);
     }
     for (const e of entries) {
-      const target = e.type === "l" ? ` -> ${showPath(e.target ?? "")}` : "";
+      const target = e.type === "l"
+        ? ` -> ${showPath(e.target ?? "")}`
+        : e.linkTo !== undefined
+        ? ` => ${showPath(e.linkTo)}`
+        : "";
       this.out(
-        `${e.type} ${e.mode.toString(8).padStart(4, "0")} ${String(e.size ?? "-").padStart(10)} ` +
+        `${e.linkTo === undefined ? e.type : "h"} ${e.mode.toString(8).padStart(4, "0")} ${
+          String(e.size ?? "-").padStart(10)
+        } ` +
           `${isoTime(e.mtimeMs)} ${showPath(e.path)}${target}`,
       );
     }

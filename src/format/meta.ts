@@ -70,6 +70,12 @@ export interface Entry {
    * or `-` (the format 2 object `<md5>`); absent in a version 2 meta (which means `-`).
    */
   where?: string;
+  /**
+   * For files: an earlier path of the same backup that is the same file (a hard link: an `h`
+   * line of a version 3 meta, FORMAT.md §5.1). Its content is this entry's, so a reader that
+   * does not make the link restores a copy.
+   */
+  linkTo?: string;
 }
 
 /** An entry as a writer records it (formats 2 and 3): its size and mtime known. */
@@ -152,13 +158,17 @@ export function encodeEntry(e: RecordedEntry, version: MetaVersion = 2): string 
   const md5 = e.type === "f" ? e.md5 : "-";
   if (e.type === "f" && !isMd5(md5 ?? "")) throw new TypeError(`file entry without MD5`);
   let target = e.type === "l" ? escapeText(e.target ?? "", "field") : "-";
+  let type: string = e.type;
   if (e.type === "f" && version === 3) {
     if (!isWhere(e.where ?? "")) throw new TypeError(`file entry ${md5} without a where`);
     target = e.where!;
+    if (e.linkTo !== undefined) {
+      [type, target] = ["h", `${target}/${escapeText(e.linkTo, "field")}`];
+    }
   }
   return [
     md5,
-    e.type,
+    type,
     modeField(e.mode),
     idField(e.uid),
     idField(e.gid),
@@ -192,8 +202,11 @@ export function parseEntry(line: string, version: MetaVersion = 2): Entry {
     string,
     string,
   ];
-  if (type !== "f" && type !== "d" && type !== "l") throw new SyntaxError(`bad type ${type}`);
-  if (type === "f" ? !isMd5(md5) : md5 !== "-") throw new SyntaxError(`bad md5 ${md5}`);
+  const hard = type === "h" && version === 3;
+  if (type !== "f" && type !== "d" && type !== "l" && !hard) {
+    throw new SyntaxError(`bad type ${type}`);
+  }
+  if (type === "f" || hard ? !isMd5(md5) : md5 !== "-") throw new SyntaxError(`bad md5 ${md5}`);
   if (!/^[0-7]{4}$/.test(mode)) throw new SyntaxError(`bad mode ${mode}`);
   const id = (s: string) => {
     if (s === "-") return null;
@@ -203,7 +216,7 @@ export function parseEntry(line: string, version: MetaVersion = 2): Entry {
   if (!/^\d+$/.test(size)) throw new SyntaxError(`bad size ${size}`);
   if (rest === "") throw new SyntaxError("empty path");
   const entry: Entry = {
-    type,
+    type: hard ? "f" : type as EntryType,
     path: unescapeText(rest),
     mode: parseInt(mode, 8),
     uid: id(uid),
@@ -211,10 +224,15 @@ export function parseEntry(line: string, version: MetaVersion = 2): Entry {
     size: Number(size),
     mtimeMs: parseMtime(mtime),
   };
-  if (type === "f") {
+  if (type === "f" || hard) {
     entry.md5 = md5;
-    if (version === 3 && !isWhere(target)) throw new SyntaxError(`bad where ${target}`);
-    if (version === 3) entry.where = target;
+    const slash = hard ? target.indexOf("/") : -1;
+    if (hard && slash <= 0) throw new SyntaxError(`bad hard link ${target}`);
+    const where = hard ? target.slice(0, slash) : target;
+    if (version === 3 && !isWhere(where)) throw new SyntaxError(`bad where ${where}`);
+    if (version === 3) entry.where = where;
+    if (hard) entry.linkTo = unescapeText(target.slice(slash + 1));
+    if (entry.linkTo === "") throw new SyntaxError("hard link to an empty path");
   }
   if (type === "l") entry.target = unescapeText(target);
   return entry;

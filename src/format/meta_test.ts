@@ -143,3 +143,29 @@ Deno.test("meta version 3: a file entry says where its content is; version 2 mea
     /a version 4 meta file: this version reads versions 2 and 3/,
   );
 });
+
+Deno.test("meta: a hard link is an h line in version 3 (where, /, the first path), an f in 2", () => {
+  const e = {
+    type: "f" as const,
+    path: "b/second name",
+    md5: "5d41402abc4b2a76b9719d911017c592",
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: 5,
+    mtimeMs: 1764260700000,
+    where: "data.gz",
+    linkTo: "a/first name",
+  };
+  const line = encodeEntry(e, 3);
+  assert.equal(
+    line,
+    "5d41402abc4b2a76b9719d911017c592 h 0644 0 0 5 1764260700 data.gz/a/first\\x20name b/second name",
+  );
+  assert.deepEqual(parseEntry(line, 3), e);
+  assert.equal(encodeEntry(e, 2).split(" ")[1], "f");
+  assert.throws(() => parseEntry(line, 2), SyntaxError);
+  assert.throws(() => parseEntry(line.replace("data.gz/a", "data.gza"), 3), SyntaxError);
+  assert.throws(() => parseEntry(line.replace("data.gz/a/first\\x20name", "data.gz/"), 3));
+  assert.throws(() => parseEntry(line.replace("data.gz/", "bogus/"), 3), SyntaxError);
+});

@@ -60,7 +60,7 @@ export async function findInBackups(repo: Repository, pattern: string): Promise<
 export interface Change {
   path: string;
   kind: "added" | "removed" | "changed";
-  /** For "changed": what differs (type, content, mode, owner, mtime, target). */
+  /** For "changed": what differs (type, content, mode, owner, mtime, target, hard link). */
   what: string[];
 }
 
@@ -72,6 +72,7 @@ function differences(a: Entry, b: Entry): string[] {
   if (a.uid !== b.uid || a.gid !== b.gid) out.push("owner");
   if (a.type === "f" && a.mtimeMs !== b.mtimeMs) out.push("mtime");
   if (a.target !== b.target) out.push("target");
+  if (a.linkTo !== b.linkTo) out.push("hard link");
   return out;
 }
 

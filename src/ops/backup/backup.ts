@@ -61,6 +61,7 @@ import {
   rememberRepository,
 } from "./files_cache.ts";
 import { describeExcludes, excludeFilter, type ExcludeRules, NO_EXCLUDES } from "./excludes.ts";
+import { HardLinks, type LinkOf } from "./hard_links.ts";
 import { statOf } from "./source_file.ts";
 import { type OnExcluded, walk, type WalkItem, type WalkWarning } from "./walk.ts";
 
@@ -521,8 +522,11 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
     return r;
   };
   const ctx = fileContext(c);
-  const step = (item: WalkItem): Step<FileResult | null> => {
+  const links = new HardLinks();
+  const step = (item: WalkItem): Step<FileResult | LinkOf | null> => {
     if (item.type !== "f") return { now: null };
+    const linkOf = links.firstOf(item);
+    if (linkOf !== null) return { now: { linkOf } }; // recorded when its first is (emit)
     const st = statOf(item.info);
     const md5 = c.cache.lookup.md5Of(item.path, st);
     const where = md5 === null ? null : uploads.whereOf(md5, st.size) ??
@@ -542,17 +546,23 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
     };
   };
   let emitted = 0;
-  const emit = async (item: WalkItem, r: FileResult | null) => {
+  const emit = async (item: WalkItem, stepped: FileResult | LinkOf | null) => {
     if (++emitted % RELEASE_EVERY === 0) releaseMemory(); // the walk's garbage, promoted
     if (item.type === "f") {
+      const r: (FileResult & { linkTo?: string }) | null = stepped !== null && "linkOf" in stepped
+        ? linkResult(item, stepped.linkOf, links, c.warn)
+        : stepped;
       if (r === null) return; // skipped, and reported
+      if (r.linkTo === undefined) links.recorded(item, r);
+      else done(item, r, false);
       t.files++;
       t.bytes += r.size;
       // The facts of the walk's lstat, which the next run compares (the same calls, the same
       // precision: Deno reports ctime in whole seconds). A change after that lstat changes them.
       const rec = recordOf(r.md5, statOf(item.info), lookedAt);
       if (rec !== null) out.cache?.add(item.path, rec);
-      await out.meta?.add({ ...entryOf(item, r.info, r.md5, r.size), where: r.where });
+      const e = { ...entryOf(item, r.info, r.md5, r.size), where: r.where };
+      await out.meta?.add(r.linkTo === undefined ? e : { ...e, linkTo: r.linkTo });
     } else {
       if (item.type === "d") t.dirs++;
       else t.links++;
@@ -565,6 +575,24 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
   }, onEvent);
   await orderedPool(items, opts.concurrency ?? 4, WINDOW, step, emit, opts.signal);
   return t;
+}
+
+/**
+ * A hard link's record: its first path's content, its own lstat (the same inode's); null (and
+ * a warning) when the first was not recorded, which can only be when it could not be read.
+ */
+function linkResult(
+  item: WalkItem,
+  first: string,
+  links: HardLinks,
+  warn: Warnings,
+): (FileResult & { linkTo: string }) | null {
+  const r = links.resultOf(first);
+  if (r === null) {
+    warn.add(item.path, `a hard link of ${first}, which could not be read: skipped`, true);
+    return null;
+  }
+  return { ...r, info: statOf(item.info), linkTo: first };
 }
 
 /** The walk, with its excludes, announcing its totals when it ends. */

@@ -111,6 +111,11 @@ function finish(file: Deno.FsFile, tmp: string, dest: string, e: Entry, opts: Wr
     opts.warn(`cannot set owner/mode/mtime: ${messageOf(err)}`);
   }
   file.close();
+  place(tmp, dest, opts);
+}
+
+/** Moves `tmp` to `dest`, an empty directory there removed first. */
+function place(tmp: string, dest: string, opts: WriteOptions): void {
   if (opts.existing?.isDirectory) {
     try {
       Deno.removeSync(dest);
@@ -126,10 +131,46 @@ function finish(file: Deno.FsFile, tmp: string, dest: string, e: Entry, opts: Wr
   }
 }
 
-/** After a failure: the temp file closed (if it is not) and removed. */
-function drop(file: Deno.FsFile, tmp: string): void {
+/**
+ * Makes `dest` a hard link of `src`, a file restored already (FORMAT.md §5.3, `h` entries):
+ * linked under a temporary name, then moved into place. Where the file system refuses the link
+ * (another file system, none of them: FAT, some network shares) `dest` becomes a copy of `src`
+ * with `e`'s attributes. Says which; throws TargetError.
+ */
+export function linkFile(src: string, dest: string, e: Entry, opts: WriteOptions) {
+  const dir = dest.slice(0, dest.lastIndexOf("/"));
+  const tmp = `${dir}/${TEMP_PREFIX}${randomHex(6)}.tmp`;
   try {
+    Deno.linkSync(src, tmp);
+  } catch {
+    const { tmp, file } = createTemp(dir);
     file.close();
+    let copy = file, done = false;
+    try {
+      Deno.copyFileSync(src, tmp);
+      copy = Deno.openSync(tmp, { write: true });
+      finish(copy, tmp, dest, e, opts);
+      done = true;
+      return "copied";
+    } catch (err) {
+      throw err instanceof TargetError ? err : new TargetError(`cannot copy: ${messageOf(err)}`);
+    } finally {
+      if (!done) drop(copy, tmp);
+    }
+  }
+  try {
+    place(tmp, dest, opts);
+  } catch (err) {
+    drop(null, tmp);
+    throw err;
+  }
+  return "linked";
+}
+
+/** After a failure: the temp file closed (if it is not) and removed. */
+function drop(file: Deno.FsFile | null, tmp: string): void {
+  try {
+    file?.close();
   } catch { /* closed */ }
   try {
     Deno.removeSync(tmp);

@@ -9,6 +9,7 @@ import type { Store } from "../../store/store.ts";
 import { messageOf } from "../../util/bytes.ts";
 import { POSIX_MODES } from "../../util/platform.ts";
 import type { Progress, RestoreAction } from "./progress.ts";
+import { hashFile, linkFile } from "./file_writer.ts";
 import { type Attributes, conflict, lstatOrNull, type TargetDirs } from "./target.ts";
 
 /** What the phases of one restore share. */
@@ -114,6 +115,72 @@ async function linkAction(run: RestoreRun, e: Entry, st: Deno.FileInfo) {
   }
   const why = await clearWay(run, p, st);
   return why === null ? "replace" : { fail: why };
+}
+
+/**
+ * Phase 2b: hard links (FORMAT.md §5.3), once their first paths are in place: each made a link
+ * of its first (a copy where the file system refuses links); one whose first is not there (it
+ * failed) fails, naming it. A name holding the same content is replaced; other content is a
+ * conflict (--overwrite replaces it).
+ */
+export async function restoreHardLinks(run: RestoreRun, entries: Entry[]): Promise<void> {
+  const { tgt, progress, simulate } = run;
+  tgt.invalidate();
+  for (const e of entries) {
+    run.signal?.throwIfAborted();
+    const first = simulate ? null : tgt.examine(e.linkTo!, false);
+    if (!simulate && (first === null || typeof first === "string" || !first.isFile)) {
+      progress.fail(e.path, `not restored: ${e.linkTo}, the file it is a hard link of, was not`);
+      progress.doneFile(e, null);
+      continue;
+    }
+    const st = tgt.examine(e.path, simulate);
+    const action = typeof st === "string" ? { fail: st } : await hardLinkAction(run, e, st, first);
+    if (typeof action === "object") {
+      progress.fail(e.path, action.fail);
+      progress.doneFile(e, null);
+      continue;
+    }
+    if (action !== "unchanged" && !simulate) {
+      try {
+        const opts = {
+          attrs: run.attrs,
+          existing: st as Deno.FileInfo | null,
+          onRemoved: () => tgt.invalidate(),
+          warn: (m: string) => progress.warn(e.path, m),
+        };
+        linkFile(tgt.abs(e.linkTo!), tgt.abs(e.path), e, opts);
+      } catch (err) {
+        progress.fail(e.path, messageOf(err));
+        progress.doneFile(e, null);
+        continue;
+      }
+    }
+    progress.entry(e.path, "f", action);
+    if (action === "unchanged") progress.unchanged++;
+    progress.doneFile(e, e.size);
+  }
+}
+
+/** What to do with a hard link whose place holds `st` (null: nothing), its first `first`. */
+async function hardLinkAction(
+  run: RestoreRun,
+  e: Entry,
+  st: Deno.FileInfo | null,
+  first: Deno.FileInfo | null | string,
+): Promise<RestoreAction | { fail: string }> {
+  if (st === null) return "create";
+  if (
+    typeof first === "object" && first !== null && st.ino !== null && st.ino === first.ino &&
+    st.dev === first.dev
+  ) {
+    return "unchanged";
+  }
+  const p = run.tgt.abs(e.path);
+  const same = st.isFile && st.size === e.size &&
+    await hashFile(p, run.signal).then((h) => h === e.md5, () => false);
+  if (same || run.overwrite) return "replace";
+  return { fail: conflict(st, "exists with other content") };
 }
 
 /** Phase 3: symlinks, one at a time (each may change what the next one's parents are). */

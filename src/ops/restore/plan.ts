@@ -20,6 +20,8 @@ export interface Plan {
   /** In meta order: a directory before what it holds. */
   dirs: Entry[];
   files: Entry[];
+  /** Files that are hard links of a file in `files` (FORMAT.md §5.3): linked after the files. */
+  hardLinks: Entry[];
   links: Entry[];
   /** Entries refused (unsafe, malformed) and `--only` paths that match nothing. */
   problems: { path: string; message: string }[];
@@ -66,16 +68,24 @@ export function planRestore(
   const plan: Plan = {
     dirs: [],
     files: [],
+    hardLinks: [],
     links: [],
     problems: [],
     groups: new Map(),
     totalBytes: 0,
   };
+  // The first paths of hard links, and those of them this restore writes (earlier in the meta).
+  const firsts = new Set(entries.flatMap((e) => e.linkTo === undefined ? [] : [e.linkTo]));
+  const written = new Set<string>();
   for (const e of entries) {
     const why = refusal(e, windows);
     if (why !== null) plan.problems.push({ path: e.path, message: why });
-    else if (selected(e)) {
-      (e.type === "d" ? plan.dirs : e.type === "f" ? plan.files : plan.links).push(e);
+    else if (!selected(e)) continue;
+    else if (e.type !== "f") (e.type === "d" ? plan.dirs : plan.links).push(e);
+    else if (e.linkTo !== undefined && written.has(e.linkTo)) plan.hardLinks.push(e);
+    else {
+      plan.files.push(e);
+      if (firsts.has(e.path)) written.add(e.path);
     }
   }
   only.forEach((o, i) => {

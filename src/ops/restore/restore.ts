@@ -20,7 +20,14 @@ import type { Repository } from "../../repo/repository.ts";
 import { DEFAULT_RESTORE_REQUEST, thaw, type ThawOptions } from "../../repo/thaw.ts";
 import type { Store } from "../../store/store.ts";
 import { restoreFiles } from "./file_restorer.ts";
-import { finishDirs, finishRoot, restoreDirs, restoreLinks, type RestoreRun } from "./phases.ts";
+import {
+  finishDirs,
+  finishRoot,
+  restoreDirs,
+  restoreHardLinks,
+  restoreLinks,
+  type RestoreRun,
+} from "./phases.ts";
 import { type Plan, planRestore } from "./plan.ts";
 import { Progress, type RestoreEvent, type RestoreSummary } from "./progress.ts";
 import { Attributes, openTarget, TargetDirs } from "./target.ts";
@@ -71,7 +78,7 @@ export async function restore(
   for (const p of plan.problems) progress.fail(p.path, p.message);
   onEvent({
     type: "start",
-    files: plan.files.length,
+    files: plan.files.length + plan.hardLinks.length,
     dirs: plan.dirs.length,
     links: plan.links.length,
     bytes: plan.totalBytes ?? 0,
@@ -152,6 +159,7 @@ async function runPhases(
   // Simulation: which objects exist (one listing).
   const present = opts.simulate && plan.files.length > 0 ? await objectNames(repo.store) : null;
   await restoreFiles(run, plan.groups, present);
+  await restoreHardLinks(run, plan.hardLinks);
   await restoreLinks(run, plan.links);
   await finishDirs(run, dirsDone);
 

@@ -1,0 +1,158 @@
+/**
+ * Hard links (FORMAT.md §5.1 `h` entries): link groups of two names, of three across folders,
+ * and one with a name excluded come back as the same groups (inode equality, link counts) by
+ * the binary and by the kit, whole and with `--only` subsets (a name whose first is not selected
+ * is a file of its own); `ls` and `diff` show them; a no-op backup (the files cache) records them
+ * again; a target on another file system (tmpfs) gets them too.
+ */
+import assert from "node:assert/strict";
+import { PASSWORD, s3backup } from "./faults/harness.ts";
+import { runKit } from "./kit_runner.ts";
+
+/** The link groups under `root`: sorted lists of paths sharing an inode (files only). */
+function groups(root: string): string[][] {
+  const byInode = new Map<string, string[]>();
+  const visit = (rel: string) => {
+    for (const e of Deno.readDirSync(rel === "" ? root : `${root}/${rel}`)) {
+      const p = rel === "" ? e.name : `${rel}/${e.name}`;
+      if (e.isDirectory) visit(p);
+      else if (e.isFile) {
+        const st = Deno.statSync(`${root}/${p}`);
+        const key = `${st.dev}:${st.ino}`;
+        byInode.set(key, [...byInode.get(key) ?? [], p]);
+        assert.ok(st.nlink !== null);
+      }
+    }
+  };
+  visit("");
+  return [...byInode.values()].map((g) => g.sort()).sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
+}
+
+/** The tree: its files' contents by path. */
+function makeTree(src: string): void {
+  for (const d of ["a", "b", "c"]) Deno.mkdirSync(`${src}/${d}`, { recursive: true });
+  Deno.writeTextFileSync(`${src}/a/x`, "two names\n");
+  Deno.linkSync(`${src}/a/x`, `${src}/a/y`);
+  Deno.writeTextFileSync(`${src}/a/p`, "three names in three folders\n");
+  Deno.linkSync(`${src}/a/p`, `${src}/b/q`);
+  Deno.linkSync(`${src}/a/p`, `${src}/c/r with space`);
+  Deno.writeTextFileSync(`${src}/solo`, "one name excluded\n");
+  Deno.linkSync(`${src}/solo`, `${src}/a/solo2`);
+  Deno.linkSync(`${src}/solo`, `${src}/b/left.tmp`);
+  Deno.writeTextFileSync(`${src}/plain`, "two names\n"); // the same content, not a link
+}
+
+const WHOLE = [["a/p", "b/q", "c/r with space"], ["a/solo2", "solo"], ["a/x", "a/y"], ["plain"]];
+
+async function restoreBoth(repo: string, out: string, only: string[] = []): Promise<void> {
+  const flags = only.flatMap((o) => ["--only", o]);
+  const r = await s3backup(["restore", "-b", repo, "-m", "latest", "-f", `${out}-bin`, ...flags]);
+  assert.equal(r.code, 0, r.stderr);
+  const k = await runKit("restore.sh", [...flags, repo, "latest", `${out}-kit`], PASSWORD);
+  assert.equal(k.code, 0, k.stderr);
+}
+
+Deno.test({
+  name: "hard links: the same link groups back, by binary and kit, whole and in parts",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-hardlinks-" });
+    try {
+      const src = `${dir}/src`, repo = `${dir}/repo`;
+      makeTree(src);
+      Deno.mkdirSync(repo);
+      const b = await s3backup(["backup", "-f", src, "-b", repo, "-c", "--exclude", "*.tmp"]);
+      assert.equal(b.code, 0, b.stderr);
+      const ls = await s3backup(["ls", "-b", repo, "-m", "latest"]);
+      assert.equal(ls.code, 0, ls.stderr);
+      assert.match(ls.stdout, /^h .* b\/q => a\/p$/m);
+      assert.match(ls.stdout, /^h .* c\/r with space => a\/p$/m);
+      assert.match(ls.stdout, /^h .* a\/y => a\/x$/m);
+      assert.match(ls.stdout, /^h .* solo => a\/solo2$/m);
+      assert.match(ls.stdout, /^f .* plain$/m);
+      assert.doesNotMatch(ls.stdout, /left\.tmp/);
+
+      await restoreBoth(repo, `${dir}/whole`);
+      for (const side of ["bin", "kit"]) {
+        const out = `${dir}/whole-${side}`;
+        assert.deepEqual(groups(out), WHOLE, side);
+        assert.equal(Deno.statSync(`${out}/c/r with space`).nlink, 3, side);
+        assert.equal(Deno.readTextFileSync(`${out}/b/q`), "three names in three folders\n");
+      }
+      // --only: b alone (its names' firsts are in a: files of their own); a and c (linked).
+      await restoreBoth(repo, `${dir}/b`, ["b"]);
+      await restoreBoth(repo, `${dir}/ac`, ["a", "c"]);
+      for (const side of ["bin", "kit"]) {
+        assert.deepEqual(groups(`${dir}/b-${side}`), [["b/q"]], side);
+        assert.equal(
+          Deno.readTextFileSync(`${dir}/b-${side}/b/q`),
+          "three names in three folders\n",
+        );
+        assert.deepEqual(groups(`${dir}/ac-${side}`), [
+          ["a/p", "c/r with space"],
+          ["a/solo2"],
+          ["a/x", "a/y"],
+        ], side);
+      }
+
+      // Again from the files cache (nothing read): the same entries.
+      const again = await s3backup(["backup", "-f", src, "-b", repo, "-c", "--exclude", "*.tmp"]);
+      assert.equal(again.code, 0, again.stderr);
+      const ls2 = await s3backup(["ls", "-b", repo, "-m", "latest"]);
+      const strip = (s: string) => s.replace(/ \d{4}-\d\d-\d\dT\S+ /g, " ");
+      assert.equal(strip(ls2.stdout), strip(ls.stdout));
+
+      // a/y no longer a link: diff says so.
+      Deno.removeSync(`${src}/a/y`);
+      Deno.writeTextFileSync(`${src}/a/y`, "two names\n");
+      const third = await s3backup(["backup", "-f", src, "-b", repo, "-c", "--exclude", "*.tmp"]);
+      assert.equal(third.code, 0, third.stderr);
+      const list = await s3backup(["list", "-b", repo, "--tsv"]);
+      const [m2, m3] = list.stdout.trim().split("\n").map((l) => l.split("\t")[0]!).slice(-2);
+      const diff = await s3backup(["diff", "-b", repo, m2!, m3!]);
+      assert.equal(diff.code, 0, diff.stderr);
+      assert.match(diff.stdout, /a\/y.*hard link/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** Mounts a small tmpfs at `at` (as root, where the container lets us); false when it cannot. */
+function mountTmpfs(at: string): boolean {
+  const args = ["-t", "tmpfs", "-o", "size=16m", "tmpfs", at];
+  return new Deno.Command("mount", { args, stdout: "null", stderr: "null" }).outputSync().success;
+}
+
+Deno.test({
+  name: "hard links: a target on another file system (a tmpfs) gets the links",
+  ignore: Deno.build.os !== "linux" || Deno.uid() !== 0,
+  fn: async (t) => {
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-hardlinks-" });
+    const mnt = `${dir}/mnt`;
+    Deno.mkdirSync(mnt);
+    const mounted = mountTmpfs(mnt);
+    try {
+      if (!mounted) {
+        return void await t.step({
+          name: "mount -t tmpfs refused here",
+          ignore: true,
+          fn: () => {},
+        });
+      }
+      assert.notEqual(Deno.statSync(mnt).dev, Deno.statSync(dir).dev, "another file system");
+      makeTree(`${dir}/src`);
+      Deno.mkdirSync(`${dir}/repo`);
+      const b = await s3backup(["backup", "-f", `${dir}/src`, "-b", `${dir}/repo`, "-c"]);
+      assert.equal(b.code, 0, b.stderr);
+      await restoreBoth(`${dir}/repo`, `${mnt}/t`);
+      const all = [["a/p", "b/q", "c/r with space"], ["a/solo2", "b/left.tmp", "solo"]];
+      for (const side of ["bin", "kit"]) {
+        assert.deepEqual(groups(`${mnt}/t-${side}`), [...all, ["a/x", "a/y"], ["plain"]], side);
+      }
+    } finally {
+      if (mounted) new Deno.Command("umount", { args: [mnt] }).outputSync();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
