@@ -8,6 +8,8 @@
 import assert from "node:assert/strict";
 import { PASSWORD, s3backup } from "./faults/harness.ts";
 import { runKit } from "./kit_runner.ts";
+import { linkFile } from "../src/ops/restore/file_writer.ts";
+import { Attributes } from "../src/ops/restore/target.ts";
 
 /** The link groups under `root`: sorted lists of paths sharing an inode (files only). */
 function groups(root: string): string[][] {
@@ -150,6 +152,26 @@ Deno.test({
       for (const side of ["bin", "kit"]) {
         assert.deepEqual(groups(`${mnt}/t-${side}`), [...all, ["a/x", "a/y"], ["plain"]], side);
       }
+      // Where the file system refuses the link (here: across file systems, EXDEV; FAT and
+      // Windows shares refuse all), the binary's linkFile makes a copy with the entry's attributes.
+      const e = { type: "f" as const, path: "copy", mode: 0o640, uid: null, gid: null, size: 10 };
+      const entry = { ...e, mtimeMs: 1_700_000_000_000, md5: "x", linkTo: "a/x" };
+      const opts = {
+        attrs: new Attributes(false),
+        existing: null,
+        onRemoved: () => {},
+        warn: (m: string) => assert.fail(m),
+      };
+      assert.equal(linkFile(`${dir}/src/a/x`, `${mnt}/copy`, entry, opts), "copied");
+      const st = Deno.statSync(`${mnt}/copy`);
+      assert.equal(Deno.readTextFileSync(`${mnt}/copy`), "two names\n");
+      assert.equal(st.mode! & 0o7777, 0o640);
+      assert.equal(st.mtime!.getTime(), 1_700_000_000_000);
+      assert.deepEqual([...Deno.readDirSync(mnt)].map((x) => x.name).sort(), [
+        "copy",
+        "t-bin",
+        "t-kit",
+      ]);
     } finally {
       if (mounted) new Deno.Command("umount", { args: [mnt] }).outputSync();
       await Deno.remove(dir, { recursive: true });
