@@ -29,10 +29,14 @@ import { encryptObject, encryptSmallObject, type Repository } from "../../repo/r
 import type { SaveOptions, Store } from "../../store/store.ts";
 import { releaseMemory } from "../../util/memory.ts";
 import { Slots } from "../../util/pool.ts";
+import { Md5Map } from "../../repo/md5_map.ts";
 import type { ContentSink, Stored } from "./file_reader.ts";
 
 /** Packs being encrypted and stored at once: memory is about 3 pack sizes each. */
 const PACKS_IN_FLIGHT = 2;
+
+/** Contents an index object names at most (FORMAT.md §4.3): about 4 MiB of text. */
+export const INDEX_ENTRIES = 65_536;
 
 /** The default pack size (FORMAT.md §4.1: one PUT, restic's default). */
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
@@ -44,6 +48,8 @@ export interface PackerOptions {
   saveOptions: SaveOptions;
   /** Store nothing: sizes only. */
   simulate: boolean;
+  /** Contents an index object names at most (default INDEX_ENTRIES; tests use fewer). */
+  indexEntries?: number;
   /** An index that does not open: its contents are stored again. */
   onBadIndex?: (name: string, err: unknown) => void;
   /** `n` index entries name objects that are not there whole: stored again when used. */
@@ -55,8 +61,7 @@ export class Packer implements ContentSink {
   newObjects = 0;
   bytesUploaded = 0;
   /** MD5 -> where, of every content known stored (or being stored by this run). */
-  readonly #where = new Map<string, string>();
-  readonly #interned = new Map<string, string>();
+  readonly #where = new Md5Map();
   readonly #inflight = new Map<string, Promise<Stored>>();
   readonly #ours = new Set<string>();
   readonly #entries: IndexEntry[] = [];
@@ -102,9 +107,7 @@ export class Packer implements ContentSink {
   }
 
   #remember(md5: string, where: string): void {
-    let w = this.#interned.get(where);
-    if (w === undefined) this.#interned.set(where, w = where);
-    this.#where.set(md5, w);
+    this.#where.set(md5, where);
   }
 
   whereOf(md5: string, _size: number): string | null {
@@ -180,6 +183,7 @@ export class Packer implements ContentSink {
     this.#entries.push(...pack.entries);
     this.newObjects++;
     this.bytesUploaded += size;
+    await this.#indexWhenFull();
   }
 
   /** A large content as `data/<md5>` or, when its first 64 KiB shrink, `data/<md5>.gz`. */
@@ -206,22 +210,29 @@ export class Packer implements ContentSink {
     this.#entries.push({ md5, where, stored, plain });
     this.newObjects++;
     this.bytesUploaded += uploaded;
+    await this.#indexWhenFull();
     return { where, uploaded: true };
   }
 
-  /**
-   * Stores the last pack and the index of what this run stored (before the meta); returns the
-   * index's name, or null when nothing was stored.
-   */
-  async finish(): Promise<string | null> {
+  /** Stores the last pack and the index of what this run stored since the last (before the meta). */
+  async finish(): Promise<void> {
     const last = this.#builder.finish();
     if (last !== null) await this.#storePack(last);
-    if (this.#entries.length === 0 || this.opts.simulate || this.repo === null) return null;
+    await this.#index();
+  }
+
+  /** An index of what was stored, once it holds INDEX_ENTRIES (memory stays bounded). */
+  async #indexWhenFull(): Promise<void> {
+    if (this.#entries.length >= (this.opts.indexEntries ?? INDEX_ENTRIES)) await this.#index();
+  }
+
+  /** The index of the contents stored since the last one (FORMAT.md §4.3). */
+  async #index(): Promise<void> {
+    if (this.#entries.length === 0 || this.opts.simulate || this.repo === null) return;
+    const entries = this.#entries.splice(0);
     await this.store.flush?.(); // the packs durable before the index that names them
-    const index = { entries: this.#entries, packs: this.#packSizes };
-    const name = await writeIndex(this.repo, index, this.opts.cacheRoot, {}, this.store);
-    this.#ours.add(name);
-    return name;
+    const index = { entries, packs: this.#packSizes };
+    this.#ours.add(await writeIndex(this.repo, index, this.opts.cacheRoot, {}, this.store));
   }
 }
 
