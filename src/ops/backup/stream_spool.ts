@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import { sweepDeadSpools } from "../../repo/meta_spool.ts";
 import { messageOf } from "../../util/bytes.ts";
-import { S3BackupError } from "../../util/errors.ts";
+import { S3BackupError, UsageError } from "../../util/errors.ts";
 import { chmodWhereSupported } from "../../util/platform.ts";
 
 const SPOOL_PREFIX = "s3backup-stdin-";
@@ -94,12 +94,15 @@ async function spool(
   }
 }
 
-/** Spools standard input (`--stdin`). */
+/** Spools standard input (`--stdin`); a terminal there is refused (nothing was piped in). */
 export function spoolStdin(
   parent: string | null,
   name: string,
   signal?: AbortSignal,
 ): Promise<StreamSpool> {
+  if (Deno.stdin.isTerminal()) {
+    throw new UsageError("--stdin: standard input is a terminal: pipe the stream in");
+  }
   return spool(parent, name, Deno.stdin.readable, () => Promise.resolve(), signal);
 }
 
