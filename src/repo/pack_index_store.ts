@@ -16,6 +16,7 @@ import {
 import type { ObjectInfo, SaveOptions, Store } from "../store/store.ts";
 import { messageOf, readAll } from "../util/bytes.ts";
 import { CorruptDataError } from "../util/errors.ts";
+import { releaseMemory } from "../util/memory.ts";
 import { pool } from "../util/pool.ts";
 import { decryptSmallObject, encryptSmallObject, type Repository } from "./repository.ts";
 
@@ -112,6 +113,8 @@ export async function eachIndexed(
       if (isWhole(stored, index, e)) each(e, name);
       else absent++;
     }
+    // Up to 65,536 entries' text, lines and objects, now garbage (util/memory.ts).
+    if (index.entries.length >= 4096) releaseMemory();
   }, signal);
   pruneCache(cacheDirOf(cacheRoot, repo), stored.indexes);
   return absent;
