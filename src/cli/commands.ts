@@ -9,6 +9,7 @@ import { backup } from "../ops/backup/backup.ts";
 import { type ExcludeRules, patternsOfFile } from "../ops/backup/excludes.ts";
 import {
   commandFilename,
+  commandName,
   spoolCommand,
   spoolStdin,
   type StreamSpool,
@@ -389,7 +390,7 @@ async function runBackup(ctx: Context): Promise<number> {
   return await backupFolder(ctx, {
     source: "",
     name: checkBackupName(cmd.name ?? defaultBackupName(filename)),
-    label: cmd.stdinCommand ? `<command ${cmd.stdinCommand[0]!.split(/[\\/]/).pop()}>` : "<stdin>",
+    label: cmd.stdinCommand ? `<command ${commandName(cmd.stdinCommand)}>` : "<stdin>",
     cached: false,
     spool: () =>
       cmd.stdinCommand

@@ -30,10 +30,15 @@ export interface StreamSpool {
   remove(): Promise<void>;
 }
 
-/** The file name of a command's output: its program's base name and `.out` (pg_dump.out). */
-export function commandFilename(argv: string[]): string {
+/** A command's program, by its base name (`/usr/bin/pg_dump`: pg_dump). */
+export function commandName(argv: string[]): string {
   const base = (argv[0] ?? "").split(/[\\/]/).pop() ?? "";
-  return base === "" || base === "." || base === ".." ? "command.out" : `${base}.out`;
+  return base === "" || base === "." || base === ".." ? "command" : base;
+}
+
+/** The file name of a command's output: its program's name and `.out` (pg_dump.out). */
+export function commandFilename(argv: string[]): string {
+  return `${commandName(argv)}.out`;
 }
 
 /** A folder of its own for a stream, under `parent` (created 0700) or the temporary folder. */
