@@ -90,26 +90,53 @@ export function packMember(md5: string, content: Uint8Array): Member {
  */
 export const SEGMENT = 64 * 1024;
 
+/** Where a gzip member of a pack ends in its tar, and its incompressible bytes (FORMAT.md §4.1). */
+export interface Cut {
+  end: number;
+  dense: number;
+}
+
+/** Cuts a tar into segments: `add` each member's end and incompressible bytes, in order. */
+class Cutter {
+  readonly cuts: Cut[] = [];
+  #start = 0;
+  #dense = 0;
+  add(end: number, content: Uint8Array): void {
+    if (content.length >= MIN_GZIP && !mayShrink(content)) this.#dense += content.length;
+    if (end - this.#start >= SEGMENT) {
+      this.cuts.push({ end, dense: this.#dense });
+      [this.#start, this.#dense] = [end, 0];
+    }
+  }
+  /** The cuts, the last one at `end` (the tar's length: its end blocks in the last segment). */
+  close(end: number): Cut[] {
+    if (end > this.#start) this.cuts.push({ end, dense: this.#dense });
+    return this.cuts;
+  }
+}
+
 /**
  * A pack's plaintext (FORMAT.md §4.1): the tar of `members` (ended by `extraEnd` more end
  * markers), as gzip members of whole tar members, each covering SEGMENT bytes or more.
  */
 export function sealPack(members: Member[], extraEnd = 0): Uint8Array {
+  const cutter = new Cutter();
+  let at = 0;
+  for (const m of members) cutter.add(at += memberSize(m), m.bytes);
   const tar = buildPack(members, extraEnd);
+  return sealTar(tar, cutter.close(tar.length));
+}
+
+/** A pack's tar as gzip members cut at `cuts` (the last at its end: `Cutter.close`). */
+export function sealTar(tar: Uint8Array, cuts: Cut[]): Uint8Array {
   const parts: Uint8Array[] = [];
-  let start = 0, at = 0, dense = 0;
-  const seal = (end?: number) => {
+  let start = 0;
+  for (const { end, dense } of cuts) {
     // Mostly incompressible contents (random, JPEG, .gz): level 1, 2.4x as fast, for the headers.
-    const level = dense * 2 > (end ?? tar.length) - start ? 1 : GZIP_LEVEL;
+    const level = dense * 2 > end - start ? 1 : GZIP_LEVEL;
     parts.push(gzipSync(tar.subarray(start, end), { level }));
-    [start, dense] = [end ?? tar.length, 0];
-  };
-  for (const m of members) {
-    at += memberSize(m);
-    if (m.bytes.length >= MIN_GZIP && !mayShrink(m.bytes)) dense += m.bytes.length;
-    if (at - start >= SEGMENT) seal(at);
+    start = end;
   }
-  seal(); // the rest, and the end blocks
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   parts.reduce((n, p) => (out.set(p, n), n + p.length), 0);
   return out;
@@ -234,25 +261,30 @@ export function memberContent(name: string, stored: Uint8Array): PackedContent {
   return { md5, content: plain };
 }
 
-/** A pack ready to store: its id, members, tar size, and where each of its contents is. */
+/** A pack ready to store: its id, its tar and where to cut it, and where each content is. */
 export interface FinishedPack {
   id: string;
-  members: Member[];
-  /** Bytes of its tar (`buildPack`). */
+  /** Its tar, end blocks included (`sealTar` it with `cuts`). */
+  tar: Uint8Array;
+  cuts: Cut[];
+  /** Bytes of its tar. */
   size: number;
   entries: IndexEntry[];
 }
 
 /**
- * Gathers small contents into packs of about `target` bytes (FORMAT.md §4.1). The pack a
- * content goes into has its id from the start, so `add` says where the content will be; it
- * also returns the pack that content filled, `finish` the last one. The caller adds each
- * content once.
+ * Gathers small contents into packs of about `target` bytes (FORMAT.md §4.1). Each content is
+ * copied at once into the pack's tar, one buffer a pack: a file's own buffer is garbage as soon
+ * as it is added (held until the pack filled, a million small buffers fragmented the native
+ * heap: BENCHMARKS.md). The pack a content goes into has its id from the start, so `add` says
+ * where the content will be; it also returns the pack that content filled, `finish` the last
+ * one. The caller adds each content once.
  */
 export class PackBuilder {
-  #members: Member[] = [];
+  #tar: Uint8Array | null = null;
+  #at = 0;
+  #cutter = new Cutter();
   #entries: IndexEntry[] = [];
-  #bytes = 0;
   #id: string | null = null;
 
   constructor(readonly target: number, readonly newId: () => string) {}
@@ -262,25 +294,44 @@ export class PackBuilder {
     const m = packMember(md5, content);
     this.#id ??= this.newId();
     const where = this.#id;
-    this.#members.push(m);
-    this.#entries.push({ md5, where, stored: m.bytes.length, plain: content.length });
-    this.#bytes += memberSize(m);
-    return { where, full: this.#bytes >= this.target ? this.finish() : null };
+    const h = memberHeader(m.name, content.length);
+    const end = this.#at + h.length + padded(content.length);
+    const tar = this.#room(end + TAR_END.length);
+    tar.set(h, this.#at);
+    tar.set(content, this.#at + h.length); // the padding: zeros already
+    this.#at = end;
+    this.#cutter.add(end, content);
+    this.#entries.push({ md5, where, stored: content.length, plain: content.length });
+    return { where, full: this.#at >= this.target ? this.finish() : null };
+  }
+
+  /** The tar, with room for `bytes` (a quarter over the target at first: contents are smaller). */
+  #room(bytes: number): Uint8Array {
+    const tar = this.#tar;
+    if (tar !== null && tar.length >= bytes) return tar;
+    const grown = new Uint8Array(Math.max(bytes, this.target + (this.target >> 2) + 2 * BLOCK));
+    if (tar !== null) grown.set(tar.subarray(0, this.#at));
+    return this.#tar = grown;
   }
 
   /** The pack of what was added since the last one (null when nothing was). */
   finish(): FinishedPack | null {
-    if (this.#members.length === 0) return null;
+    if (this.#tar === null) return null;
+    const size = this.#at + TAR_END.length;
     const pack = {
       id: this.#id!,
-      members: this.#members,
-      size: this.#bytes + TAR_END.length,
+      tar: this.#tar.subarray(0, size),
+      cuts: this.#cutter.close(size),
+      size,
       entries: this.#entries,
     };
-    this.#members = [];
-    this.#entries = [];
-    this.#bytes = 0;
-    this.#id = null;
+    [this.#tar, this.#at, this.#cutter, this.#entries, this.#id] = [
+      null,
+      0,
+      new Cutter(),
+      [],
+      null,
+    ];
     return pack;
   }
 }

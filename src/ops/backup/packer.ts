@@ -16,7 +16,7 @@ import {
   PackBuilder,
   PROBE,
   probeShrinks,
-  sealPack,
+  sealTar,
 } from "../../format/pack.ts";
 import type { IndexEntry } from "../../format/pack_index.ts";
 import {
@@ -170,8 +170,7 @@ export class Packer implements ContentSink {
     if (!this.opts.simulate && this.repo !== null) {
       const repo = this.repo;
       await this.#slots.use(async () => {
-        const plain = sealPack(pack.members);
-        pack.members.length = 0; // in the pack now: not held twice while it is stored
+        const plain = sealTar(pack.tar, pack.cuts);
         const body = await encryptSmallObject(repo, plain);
         size = body.length;
         await this.store.save(key, body, this.opts.saveOptions);
