@@ -525,8 +525,8 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
   const links = new HardLinks();
   const step = (item: WalkItem): Step<FileResult | LinkOf | null> => {
     if (item.type !== "f") return { now: null };
-    const linkOf = links.firstOf(item);
-    if (linkOf !== null) return { now: { linkOf } }; // recorded when its first is (emit)
+    const link = links.firstOf(item);
+    if (link !== null) return { now: link }; // recorded from its first's record (emit)
     const st = statOf(item.info);
     const md5 = c.cache.lookup.md5Of(item.path, st);
     const where = md5 === null ? null : uploads.whereOf(md5, st.size) ??
@@ -549,12 +549,13 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
   const emit = async (item: WalkItem, stepped: FileResult | LinkOf | null) => {
     if (++emitted % RELEASE_EVERY === 0) releaseMemory(); // the walk's garbage, promoted
     if (item.type === "f") {
-      const r: (FileResult & { linkTo?: string }) | null = stepped !== null && "linkOf" in stepped
-        ? linkResult(item, stepped.linkOf, links, c.warn)
+      const isLink = stepped !== null && "linkOf" in stepped;
+      const r: (FileResult & { linkTo?: string }) | null = isLink
+        ? linkResult(item, stepped, links, c.warn)
         : stepped;
+      if (isLink) done(item, r, false); // (a file read was done when read)
       if (r === null) return; // skipped, and reported
       if (r.linkTo === undefined) links.recorded(item, r);
-      else done(item, r, false);
       t.files++;
       t.bytes += r.size;
       // The facts of the walk's lstat, which the next run compares (the same calls, the same
@@ -583,16 +584,16 @@ async function archive(c: ReadContext, out: Outputs, lookedAt: number) {
  */
 function linkResult(
   item: WalkItem,
-  first: string,
+  link: LinkOf,
   links: HardLinks,
   warn: Warnings,
 ): (FileResult & { linkTo: string }) | null {
-  const r = links.resultOf(first);
+  const r = links.take(link);
   if (r === null) {
-    warn.add(item.path, `a hard link of ${first}, which could not be read: skipped`, true);
+    warn.add(item.path, `a hard link of ${link.linkOf}, which could not be read: skipped`, true);
     return null;
   }
-  return { ...r, info: statOf(item.info), linkTo: first };
+  return { ...r, info: statOf(item.info), linkTo: link.linkOf };
 }
 
 /** The walk, with its excludes, announcing its totals when it ends. */
