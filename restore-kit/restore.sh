@@ -762,6 +762,9 @@ link_first_selected() {
   return "$rc"
 }
 
+# HL_CHECKED: the last first path found to hold its content (its other names skip the MD5).
+HL_CHECKED=""
+
 # restore_hardlink LINE: phase 2b (FORMAT.md 5.3): a hard link of a file restored in phase 2,
 # made under a work name and moved into place (a copy where the file system refuses links); one
 # whose first path is not a file in the target now (it failed) fails too.
@@ -769,10 +772,13 @@ restore_hardlink() {
   local dest first tmp
   if ! split_entry "$1"; then fail "$1" "malformed entry line"; return 0; fi # phase 1 took it
   OK_PARENT=""
-  if ! ensure_parents "$E_LINK" check || [ -L "$TARGET/$E_LINK" ] || [ ! -f "$TARGET/$E_LINK" ]; then
+  # The first must hold the content: a first that failed may have left an older file there.
+  if ! ensure_parents "$E_LINK" check || [ -L "$TARGET/$E_LINK" ] || [ ! -f "$TARGET/$E_LINK" ] ||
+    { [ "$HL_CHECKED" != "$E_LINK" ] && { ! file_md5 "$TARGET/$E_LINK" || [ "$MD5_OUT" != "$E_MD5" ]; }; }; then
     fail "$E_EPATH" "not restored: $E_ELINK, the file it is a hard link of, was not"
     return 0
   fi
+  HL_CHECKED=$E_LINK
   OK_PARENT=""
   if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; return 0; fi
   first="$TARGET/$E_LINK" dest="$TARGET/$E_PATH" tmp="$KIT_WORK/hardlink"

@@ -120,6 +120,42 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "hard links: a first that is not restored (other content in the way) fails its links",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-hardlinks-" });
+    try {
+      makeTree(`${dir}/src`);
+      Deno.mkdirSync(`${dir}/repo`);
+      const b = await s3backup(["backup", "-f", `${dir}/src`, "-b", `${dir}/repo`, "-c"]);
+      assert.equal(b.code, 0, b.stderr);
+      Deno.mkdirSync(`${dir}/out/a`, { recursive: true });
+      Deno.writeTextFileSync(`${dir}/out/a/x`, "older\n"); // left: no --overwrite
+      const r = await s3backup([
+        "restore",
+        "-b",
+        `${dir}/repo`,
+        "-m",
+        "latest",
+        "-f",
+        `${dir}/out`,
+      ]);
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, /a\/x: exists with other content/);
+      assert.match(r.stderr, /a\/y: not restored: a\/x, the file it is a hard link of, was not/);
+      assert.throws(() => Deno.statSync(`${dir}/out/a/y`), Deno.errors.NotFound);
+      assert.deepEqual(groups(`${dir}/out`).find((g) => g.includes("a/p")), [
+        "a/p",
+        "b/q",
+        "c/r with space",
+      ]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 /** Mounts a small tmpfs at `at` (as root, where the container lets us); false when it cannot. */
 function mountTmpfs(at: string): boolean {
   const args = ["-t", "tmpfs", "-o", "size=16m", "tmpfs", at];

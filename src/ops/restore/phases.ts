@@ -119,17 +119,30 @@ async function linkAction(run: RestoreRun, e: Entry, st: Deno.FileInfo) {
 
 /**
  * Phase 2b: hard links (FORMAT.md §5.3), once their first paths are in place: each made a link
- * of its first (a copy where the file system refuses links); one whose first is not there (it
- * failed) fails, naming it. A name holding the same content is replaced; other content is a
+ * of its first (a copy where the file system refuses links); one whose first does not hold the
+ * content (it failed, and what is there is older) fails, naming it. A name holding the same content is replaced; other content is a
  * conflict (--overwrite replaces it).
  */
 export async function restoreHardLinks(run: RestoreRun, entries: Entry[]): Promise<void> {
   const { tgt, progress, simulate } = run;
   tgt.invalidate();
+  /** First paths checked to hold their content (a failed first may have left an older file). */
+  const held = new Map<string, boolean>();
+  const holds = async (p: string, md5: string) => {
+    let ok = held.get(p);
+    if (ok === undefined) {
+      ok = await hashFile(tgt.abs(p), run.signal).then((h) => h === md5, () => false);
+      held.set(p, ok);
+    }
+    return ok;
+  };
   for (const e of entries) {
     run.signal?.throwIfAborted();
     const first = simulate ? null : tgt.examine(e.linkTo!, false);
-    if (!simulate && (first === null || typeof first === "string" || !first.isFile)) {
+    if (
+      !simulate && (first === null || typeof first === "string" || !first.isFile ||
+        !(await holds(e.linkTo!, e.md5!)))
+    ) {
       progress.fail(e.path, `not restored: ${e.linkTo}, the file it is a hard link of, was not`);
       progress.doneFile(e, null);
       continue;
