@@ -179,3 +179,34 @@ Deno.test("stdin: a backup killed mid-stream leaves a spool the next one removes
     assert.equal(metas(dir).length, 1, "only the second backup's meta");
   });
 });
+
+Deno.test("stdin: refused with one line: --skip-if-unchanged, a spool that cannot be made, a terminal", async () => {
+  await withDirs(async (dir, env) => {
+    const stream = ["backup", "-b", `${dir}/repo`, "-c"];
+    const skip = await s3backup([...stream, "--skip-if-unchanged", "--stdin"], { env });
+    assert.equal(skip.code, 2, skip.stderr);
+    assert.match(skip.stderr, /--skip-if-unchanged needs a folder's files cache/);
+    Deno.writeTextFileSync(`${dir}/not-a-folder`, "");
+    const cmd = ["--stdin-from-command", "--", "echo", "hello"];
+    const spool = await s3backup([...stream, "--cache-dir", `${dir}/not-a-folder`, ...cmd], {
+      env,
+    });
+    assert.equal(spool.code, 1, spool.stderr);
+    assert.match(spool.stderr, /^s3backup: Cannot spool the stream in .*not-a-folder\/stdin: /m);
+    assert.deepEqual(metas(dir), []);
+    // A terminal on standard input (util-linux script(1) gives one): nothing was piped in.
+    if (Deno.build.os !== "linux") return;
+    const argv = s3backupArgv([...stream, "--stdin"]).map((w) => `'${w}'`).join(" ");
+    const tty = new Deno.Command("script", {
+      args: ["-qec", argv, "/dev/null"],
+      env: childEnv({ S3BACKUP_PASSWORD: PASSWORD, ...env }),
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).outputSync();
+    const said = new TextDecoder().decode(tty.stdout);
+    assert.equal(tty.code, 2, said);
+    assert.match(said, /--stdin: standard input is a terminal: pipe the stream in/);
+  });
+});

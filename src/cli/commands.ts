@@ -344,8 +344,10 @@ function envGet(k: string): string | undefined {
   return Deno.env.get(k) || undefined;
 }
 
-/** The files cache of a backup: under the cache folder, `files/<repository id>/<source>`. */
-/** The folder of one local cache (`files`, `metas`) under --cache-dir or the platform's. */
+/**
+ * A folder under --cache-dir or the platform's cache folder: `files` (the files caches,
+ * `files/<repository id>/<source>`), `metas`, `stdin` (streams being spooled).
+ */
 function cacheFolder(cmd: Command, which: "files" | "metas" | "stdin"): string | undefined {
   const dir = cmd.cacheDir ?? cacheDir();
   return dir === undefined ? undefined : join(resolve(dir), which);

@@ -9,15 +9,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { CorruptDataError } from "../util/errors.ts";
 import { isMd5 } from "./layout.ts";
 import type { IndexEntry } from "./pack_index.ts";
-import {
-  BLOCK,
-  memberHeader,
-  memberPadding,
-  padded,
-  parseHeader,
-  paxSize,
-  TAR_END,
-} from "./tar.ts";
+import { BLOCK, memberHeader, padded, parseHeader, paxSize, TAR_END } from "./tar.ts";
 
 /** The gzip level (FORMAT.md §4): the fastest within 1.1x of restic's storage (BENCHMARKS.md). */
 export const GZIP_LEVEL = 3;
@@ -182,15 +174,23 @@ export function buildPack(members: Member[], extraEnd = 0): Uint8Array {
   const ends = TAR_END.length * (1 + extraEnd);
   const out = new Uint8Array(members.reduce((n, m) => n + memberSize(m), 0) + ends);
   let at = 0;
-  for (const m of members) {
-    const h = memberHeader(m.name, m.bytes.length);
-    out.set(h, at);
-    out.set(m.bytes, at + h.length);
-    at += h.length + m.bytes.length;
-    out.set(memberPadding(m.bytes.length), at);
-    at += padded(m.bytes.length) - m.bytes.length;
-  }
+  for (const m of members) at = putMember(out, at, m);
   return out; // the end blocks: zeros already
+}
+
+/**
+ * Writes member `m` (header, stored bytes) into `out` at `at`; returns where it ends, its
+ * padding included (`out` holds zeros there: a new buffer).
+ */
+function putMember(
+  out: Uint8Array,
+  at: number,
+  m: Member,
+  h = memberHeader(m.name, m.bytes.length),
+): number {
+  out.set(h, at);
+  out.set(m.bytes, at + h.length);
+  return at + h.length + padded(m.bytes.length);
 }
 
 /** One content read back from a pack. */
@@ -295,12 +295,9 @@ export class PackBuilder {
     this.#id ??= this.newId();
     const where = this.#id;
     const h = memberHeader(m.name, content.length);
-    const end = this.#at + h.length + padded(content.length);
-    const tar = this.#room(end + TAR_END.length);
-    tar.set(h, this.#at);
-    tar.set(content, this.#at + h.length); // the padding: zeros already
-    this.#at = end;
-    this.#cutter.add(end, content);
+    const tar = this.#room(this.#at + h.length + padded(content.length) + TAR_END.length);
+    this.#at = putMember(tar, this.#at, m, h);
+    this.#cutter.add(this.#at, content);
     this.#entries.push({ md5, where, stored: content.length, plain: content.length });
     return { where, full: this.#at >= this.target ? this.finish() : null };
   }

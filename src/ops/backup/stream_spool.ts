@@ -25,8 +25,6 @@ export class CommandFailedError extends S3BackupError {}
 export interface StreamSpool {
   /** The folder to back up: it holds the stream, and nothing else. */
   dir: string;
-  /** Bytes spooled. */
-  size: number;
   remove(): Promise<void>;
 }
 
@@ -76,15 +74,8 @@ async function spool(
   try {
     const path = join(dir, name);
     const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-    let size = 0;
-    const count = new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        size += chunk.length;
-        controller.enqueue(chunk);
-      },
-    });
     try {
-      await input.pipeThrough(count, signal ? { signal } : {}).pipeTo(file.writable);
+      await input.pipeTo(file.writable, signal ? { signal } : {});
     } catch (err) {
       signal?.throwIfAborted();
       throw new S3BackupError(`Cannot spool the stream to ${path}: ${messageOf(err)}`, {
@@ -92,7 +83,7 @@ async function spool(
       });
     }
     await after();
-    return { dir, size, remove };
+    return { dir, remove };
   } catch (err) {
     await remove();
     throw err;
