@@ -17,6 +17,12 @@ const FORMAT2 = {
   password: "format 2 fixture",
 };
 
+/** Format 3 as its first release writes it: packs, `data/` objects, an index, a hard link. */
+const FORMAT3 = {
+  name: "format3-67bc1dc",
+  password: "format 3 fixture",
+};
+
 /** A copy of the fixture's repository (the readers take a lock in it) and what it holds. */
 async function copyFixture(
   name: string,
@@ -88,6 +94,56 @@ Deno.test("compat: upgrade of that repository, then a backup; the old and the ne
     }
     const v = await s3backup(["verify", "-b", repo, "--read-data"], { env });
     assert.equal(v.code, 0, v.stdout + v.stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The inode groups of hard links below `root` (paths of one file, sorted), and the root's own facts. */
+function linksAndRoot(root: string): { links: string[][]; mode: number; mtime: number } {
+  const byIno = new Map<number, string[]>();
+  for (const e of snapshot(root)) {
+    if (e.type !== "f") continue;
+    const st = Deno.lstatSync(`${root}/${e.path}`);
+    if (st.nlink === 1) continue;
+    byIno.set(st.ino!, [...byIno.get(st.ino!) ?? [], e.path]);
+  }
+  const st = Deno.statSync(root);
+  return {
+    links: [...byIno.values()].map((g) => g.sort()),
+    mode: st.mode! & 0o7777,
+    mtime: st.mtime!.getTime(),
+  };
+}
+
+Deno.test("compat: a format 3 repository of its first release (packs, data/, an index, a hard link), restored by the binary, today's kit and its own kit", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "s3backup-compat-" });
+  try {
+    const { repo, tree } = await copyFixture(FORMAT3.name, dir);
+    const env = { S3BACKUP_PASSWORD: FORMAT3.password };
+    // The backed-up folder: 0750, mtime 1700000100; a.txt and "sub dir/hard link" one file.
+    const want = { links: [["a.txt", "sub dir/hard link"]], mode: 0o750, mtime: 1700000100000 };
+    const r = await s3backup(["restore", "-b", repo, "-m", "latest", "-f", `${dir}/bin`, "-c"], {
+      env,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const readers: [string, string][] = [
+      ["today's kit", "restore.sh"],
+      ["its own kit", `${repo}/restore-kit/restore.sh`],
+    ];
+    for (const [who, script] of readers) {
+      const k = await runKit(script, [repo, "latest", `${dir}/${who}`], FORMAT3.password);
+      assert.equal(k.code, 0, `${who}: ${k.stderr}`);
+    }
+    for (const who of ["bin", ...readers.map(([w]) => w)]) {
+      assert.deepEqual(snapshot(`${dir}/${who}`), tree, who);
+      assert.deepEqual(linksAndRoot(`${dir}/${who}`), want, who);
+    }
+    const v = await s3backup(["verify", "-b", repo, "--read-data"], { env });
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+    const l = await s3backup(["list", "-b", repo, "--tsv"], { env });
+    assert.equal(l.code, 0, l.stderr);
+    assert.match(l.stdout, /^meta_fixture_20261205T162229Z\tfixture\t/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
