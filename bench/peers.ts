@@ -17,6 +17,8 @@
  *   deno task bench:peers                                  # C: 20,000 files of 0-4 KiB
  *   BENCH_DATA=B BENCH_ROUNDS=3 deno task bench:peers      # B: 20,000 files of 4-100 KiB
  *   BENCH_DATA=A deno task bench:peers                     # A: one 1 GiB file
+ *   BENCH_DATA=L deno task bench:peers                     # L: one 1 GiB text log
+ *   BENCH_S3_DATA=A (or L) ...                             # the S3 part on A or L (default C)
  *   BENCH_FILES=100000 deno task bench:peers               # C at full size
  *   BENCH_S3=0 / BENCH_LOCAL=0 / BENCH_KIT=0 / BENCH_S3_FILES=10000 / BENCH_LATENCY_MS=30
  *   eval "$(bash scripts/ceph-rgw-up.sh)"; BENCH_S3_ENDPOINT=$S3_ENDPOINT \
@@ -34,6 +36,7 @@ const DATA = (Deno.env.get("BENCH_DATA") ?? "C").toUpperCase();
 const FILES = Number(Deno.env.get("BENCH_FILES") ?? 20_000);
 const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
 const S3_FILES = Number(Deno.env.get("BENCH_S3_FILES") ?? 2_000);
+const S3_DATA = (Deno.env.get("BENCH_S3_DATA") ?? "C").toUpperCase();
 const LATENCY_MS = Number(Deno.env.get("BENCH_LATENCY_MS") ?? 30);
 const MAIN = Deno.env.get("BENCH_MAIN") ?? new URL("../src/main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
@@ -78,7 +81,7 @@ function age(dir: string, when: Date): void {
 }
 
 /**
- * A: one 1 GiB file; B: 20,000 files of 4-100 KiB in ~200 folders; C: FILES of 0-4 KiB. Files
+ * A: one 1 GiB file of random bytes; L: one 1 GiB text log; B: 20,000 files of 4-100 KiB in ~200 folders; C: FILES of 0-4 KiB. Files
  * are dated an hour back, and their ctimes (which dating sets) left 2.5 s to age: a file written
  * or changed in the 2 s before a backup begins is read again by the next one (the files cache's
  * racy rule, mtime or ctime), which a nightly backup never meets.
@@ -104,12 +107,48 @@ function makeDataset(root: string, kind: string, files: number): string {
     f.close();
     return "A: one 1 GiB file";
   }
+  if (kind === "L") {
+    textLog(`${root}/app.log`, 1024 * 1024 * 1024);
+    return "L: one 1 GiB text log";
+  }
   if (kind === "B") {
     smallFiles(root, 20_000, 4096, 100 * 1024, 100);
     return "B: 20,000 files of 4-100 KiB in 200 folders";
   }
   smallFiles(root, files, 0, 4096, 90);
   return `C: ${files} files of 0-4 KiB in ${Math.ceil(files / 90)} folders`;
+}
+
+/**
+ * `size` bytes of a web server's log: timestamps that advance, a few hosts, paths, statuses and
+ * methods, random ids and durations (gzip -6 takes it to about a third).
+ */
+export function textLog(path: string, size: number): void {
+  const r = prng(11);
+  const hosts = ["web1", "web2", "web3", "api1"];
+  const paths = ["/", "/login", "/api/v1/items", "/api/v1/orders", "/static/app.js", "/health"];
+  const status = [200, 200, 200, 200, 304, 404, 500, 201];
+  const f = Deno.openSync(path, { write: true, create: true, truncate: true });
+  const te = new TextEncoder();
+  let t = Date.UTC(2026, 10, 1), written = 0;
+  while (written < size) {
+    const lines: string[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      t += r.next() % 50;
+      const n = r.next();
+      lines.push(
+        `${new Date(t).toISOString()} ${hosts[n % 4]} nginx: ${n % 7 ? "GET" : "POST"} ` +
+          `${paths[(n >>> 3) % 6]}/${r.next() % 100000} ${status[(n >>> 7) % 8]} ` +
+          `id=${r.next().toString(16).padStart(8, "0")} bytes=${r.next() % 65536} ` +
+          `ms=${(r.next() % 2000) / 10}\n`,
+      );
+    }
+    let b = te.encode(lines.join(""));
+    if (written + b.length > size) b = b.subarray(0, size - written);
+    for (let off = 0; off < b.length;) off += f.writeSync(b.subarray(off));
+    written += b.length;
+  }
+  f.close();
 }
 
 interface Sample {
@@ -276,6 +315,8 @@ function localTable(tools: Tool[], samples: Map<string, Sample[]>): void {
 
 interface S3Sample extends Sample {
   requests: number;
+  /** Bytes under the tool's prefix after the step (its repository's size), for backups. */
+  stored?: number;
 }
 
 interface S3Server {
@@ -334,12 +375,18 @@ async function s3Round(work: string, src: string, server: S3Server, latency: num
   const aws = (args: string[]) => ["aws", "--endpoint-url", proxy.endpoint, "s3", ...args];
   await measure(aws(["mb", `s3://${bucket}`]), env);
   const r = new Map<string, S3Sample>();
-  const step = async (name: string, cmd: string[]) => {
+  const step = async (name: string, cmd: string[], prefix?: string) => {
     proxy.log.length = 0;
-    r.set(name, { ...await measure(cmd, env), requests: proxy.log.length });
+    const s: S3Sample = { ...await measure(cmd, env), requests: proxy.log.length };
+    if (prefix) s.stored = await storedBytes(env, proxy.endpoint, bucket, prefix);
+    r.set(name, s);
   };
   try {
-    await step("s3backup backup", s3backup(["backup", "-f", src, "-b", `s3://${bucket}/r`, "-c"]));
+    await step(
+      "s3backup backup",
+      s3backup(["backup", "-f", src, "-b", `s3://${bucket}/r`, "-c"]),
+      "r/",
+    );
     await step("s3backup no-op", s3backup(["backup", "-f", src, "-b", `s3://${bucket}/r`, "-c"]));
     const out = `${work}/s3-out`;
     await step(
@@ -350,7 +397,7 @@ async function s3Round(work: string, src: string, server: S3Server, latency: num
     if (have("restic")) {
       const repo = `s3:${proxy.endpoint}/${bucket}/restic`;
       await measure(["restic", "-q", "-r", repo, "init"], env);
-      await step("restic backup", ["restic", "-q", "-r", repo, "backup", src]);
+      await step("restic backup", ["restic", "-q", "-r", repo, "backup", src], "restic/");
       await step("restic no-op", ["restic", "-q", "-r", repo, "backup", src]);
       await step("restic restore", [
         "restic",
@@ -383,6 +430,24 @@ async function s3Round(work: string, src: string, server: S3Server, latency: num
   return r;
 }
 
+/** The bytes of every object under `prefix` (the aws CLI's summary). */
+async function storedBytes(
+  env: Record<string, string>,
+  endpoint: string,
+  bucket: string,
+  prefix: string,
+): Promise<number> {
+  const out = await new Deno.Command("aws", {
+    args: ["--endpoint-url", endpoint, "s3", "ls", "--recursive", "--summarize"].concat(
+      `s3://${bucket}/${prefix}`,
+    ),
+    env,
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return Number(/Total Size: (\d+)/.exec(new TextDecoder().decode(out.stdout))?.[1] ?? NaN);
+}
+
 async function s3Bench(work: string): Promise<void> {
   const given = Deno.env.get("BENCH_S3_ENDPOINT") !== undefined;
   if (
@@ -393,17 +458,20 @@ async function s3Bench(work: string): Promise<void> {
     return;
   }
   const src = `${work}/s3-src`;
-  const what = dataset(src, "C", S3_FILES);
+  const what = dataset(src, S3_DATA, S3_FILES);
   const server = startS3();
   try {
     for (const latency of [0, LATENCY_MS]) {
       const r = await s3Round(work, src, server, latency);
       const added = latency ? `, +${latency} ms per request` : "";
       console.log(`\n${server.name}${added}, ${what}, 1 run`);
-      console.log("| step | wall, peak RSS | requests |");
-      console.log("| --- | --- | --- |");
+      console.log("| step | wall, peak RSS | requests | stored |");
+      console.log("| --- | --- | --- | --- |");
       for (const [k, v] of r) {
-        console.log(`| ${k} | ${cell({ ms: v.ms, mib: v.rssKiB / 1024 })} | ${v.requests} |`);
+        const stored = v.stored === undefined ? "" : `${(v.stored / 1048576).toFixed(1)} MiB`;
+        console.log(
+          `| ${k} | ${cell({ ms: v.ms, mib: v.rssKiB / 1024 })} | ${v.requests} | ${stored} |`,
+        );
       }
     }
   } finally {
@@ -433,7 +501,7 @@ if (import.meta.main) {
   try {
     const src = `${work}/src`;
     const what = dataset(src, DATA, FILES);
-    const changed = DATA === "A" ? `${src}/small-change` : `${src}/d0/f0`;
+    const changed = DATA === "A" || DATA === "L" ? `${src}/small-change` : `${src}/d0/f0`;
     const tools = (["s3backup", "restic", "rclone"] as const).filter((t) =>
       t === "s3backup" || have(t)
     );

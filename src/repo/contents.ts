@@ -15,6 +15,7 @@ import { memberContent, openPack, packMembers } from "../format/pack.ts";
 import type { Store } from "../store/store.ts";
 import { messageOf, readAll } from "../util/bytes.ts";
 import { releaseMemory } from "../util/memory.ts";
+import { gunzipStream } from "../util/zlib_stream.ts";
 import { CorruptDataError, ObjectArchivedError, ObjectNotFoundError } from "../util/errors.ts";
 import type { LegacyRepository } from "./legacy.ts";
 import { isLegacyRepository } from "./legacy.ts";
@@ -188,25 +189,3 @@ function gunzip(data: Uint8Array, key: string): Uint8Array {
     throw new ContentError(`object ${key} does not gunzip (corrupt object)`, { cause: err });
   }
 }
-
-/** A stream that gunzips (web streams' own; typed for byte chunks). */
-export function gunzipStream(): TransformStream<Uint8Array, Uint8Array> {
-  const gunzip = new DecompressionStream("gzip") as unknown as TransformStream<
-    Uint8Array,
-    Uint8Array
-  >;
-  // Deflate expands up to ~1000:1 (zeros: a sparse file), and one chunk in is all its output at
-  // once: 64 KiB in was 64 MiB out, and a 10 GiB sparse restore held 520 MiB. Fed in slices,
-  // each is at most a few MiB out, and the stream's backpressure holds the rest.
-  const slices = new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      for (let i = 0; i < chunk.length; i += GUNZIP_SLICE) {
-        controller.enqueue(chunk.subarray(i, i + GUNZIP_SLICE));
-      }
-    },
-  });
-  return { writable: slices.writable, readable: slices.readable.pipeThrough(gunzip) };
-}
-
-/** Compressed bytes given to the gunzip at once (see gunzipStream). */
-const GUNZIP_SLICE = 4096;

@@ -7,7 +7,6 @@
  * A pack is stored by the worker whose content filled it (so at most one pack per worker is in
  * flight: memory stays bounded); `finish` stores the last one and the index, before the meta.
  */
-import { createGzip } from "node:zlib";
 import { encryptedSize } from "../../format/container.ts";
 import { newObjectId, PACK_PREFIX, placeOf } from "../../format/layout.ts";
 import {
@@ -29,6 +28,7 @@ import { encryptObject, encryptSmallObject, type Repository } from "../../repo/r
 import type { SaveOptions, Store } from "../../store/store.ts";
 import { releaseMemory } from "../../util/memory.ts";
 import { Slots } from "../../util/pool.ts";
+import { gzipStream } from "../../util/zlib_stream.ts";
 import { Md5Map } from "../../repo/md5_map.ts";
 import type { ContentSink, Stored } from "./file_reader.ts";
 
@@ -192,7 +192,7 @@ export class Packer implements ContentSink {
     const where = gz ? "data.gz" : "data";
     const key = placeOf(md5, where).key;
     let stored = 0, uploaded = 0;
-    const content = rest.pipeThrough(gz ? gzipStream() : new TransformStream())
+    const content = rest.pipeThrough(gz ? gzipStream(GZIP_LEVEL) : new TransformStream())
       .pipeThrough(counter((n) => stored += n));
     if (this.opts.simulate || this.repo === null) {
       for await (const _ of content); // sizes only
@@ -281,28 +281,4 @@ async function peek(
     },
   }, { highWaterMark: 0 });
   return [head, whole];
-}
-
-/** gzip at GZIP_LEVEL, as a web stream (node's zlib: the level can be chosen). */
-function gzipStream(): TransformStream<Uint8Array, Uint8Array> {
-  const z = createGzip({ level: GZIP_LEVEL });
-  let out: TransformStreamDefaultController<Uint8Array> | undefined;
-  z.on("data", (b: Uint8Array) => out!.enqueue(new Uint8Array(b.buffer, b.byteOffset, b.length)));
-  return new TransformStream<Uint8Array, Uint8Array>({
-    start(controller) {
-      out = controller;
-    },
-    transform(chunk) {
-      return new Promise<void>((resolve, reject) => {
-        z.write(chunk, (err) => err ? reject(err) : resolve());
-      });
-    },
-    flush() {
-      return new Promise<void>((resolve, reject) => {
-        z.once("end", () => resolve());
-        z.once("error", reject);
-        z.end();
-      });
-    },
-  });
 }
