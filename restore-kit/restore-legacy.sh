@@ -289,7 +289,7 @@ main() {
   TARGET=$(cd -- "$target" && pwd -P) || die "cannot enter $target"
   lock_target
 
-  while IFS= read -r line <&3; do
+  while IFS= read -r -u 3 line; do
     restore_one "${line%% *}" "${line#* }"
   done 3<"$KIT_TMP/entries"
   only_misses "$META"

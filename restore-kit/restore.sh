@@ -269,7 +269,7 @@ kit_jobs() {
 MISSING_WHY=""
 restore_files() {
   local line n=0 c=0 chunk=""
-  while IFS= read -r line <&3; do
+  while IFS= read -r -u 3 line; do
     if ! split_entry "$line"; then fail "$line" "malformed entry line"; continue; fi # phase 1 took it
     content_src "$2"
     if [ ! -f "$C_SRC" ]; then
@@ -319,9 +319,9 @@ collect_results() {
     chunk=chunk.$n
     n=$((n + 1))
     if [ ! -f "$KIT_TMP/$chunk.out" ]; then : >"$KIT_TMP/$chunk.out"; fi
-    while IFS= read -r line <&3; do
+    while IFS= read -r -u 3 line; do
       res=""
-      IFS= read -r res <&4 || res="fail${TAB}not restored (its worker failed)"
+      IFS= read -r -u 4 res || res="fail${TAB}not restored (its worker failed)"
       if [ "$res" = ok ]; then
         N_FILES=$((N_FILES + 1))
       else
@@ -369,7 +369,7 @@ worker_main() {
 # the other W_* arrays hold its facts, W_ERR[i] why it failed.
 worker_decrypt() {
   local line i
-  while IFS= read -r line <&3; do
+  while IFS= read -r -u 3 line; do
     W_N=$((W_N + 1))
     i=$W_N
     W_ERR[i]=""
@@ -804,7 +804,7 @@ finish_dirs() {
   if [ ! -s "$KIT_TMP/dirs" ]; then return 0; fi
   LC_ALL=C sort -r -o "$KIT_TMP/dirs" "$KIT_TMP/dirs"
   OK_PARENT=""
-  while IFS= read -r line <&3; do
+  while IFS= read -r -u 3 line; do
     ep=${line%%"$TAB"*}
     attrs=${line#*"$TAB"}
     mode=${attrs%% *}
@@ -942,7 +942,7 @@ files_from_s3() {
   distinct=${distinct//[!0-9]/}
   if [ -z "$AS_OF" ] && [ "${distinct:-0}" -gt "$BATCH_MAX" ]; then files_by_prefix; return 0; fi
   : >"$KIT_TMP/batch"
-  while IFS= read -r line <&3; do
+  while IFS= read -r -u 3 line; do
     md5=${line%% *}
     if [ "$md5" != "$last" ]; then
       # size: the 6th field
@@ -969,7 +969,7 @@ files_from_s3() {
 # that share the digit come along and go with the rest.
 files_by_prefix() {
   local line h next digits="" rc
-  while IFS= read -r line <&3; do
+  while IFS= read -r -u 3 line; do
     h=${line:0:1}
     if [ ! -f "$KIT_TMP/p.$h" ]; then digits="$digits $h"; fi
     printf '%s\n' "$line" >>"$KIT_TMP/p.$h"
@@ -1018,7 +1018,7 @@ files_v3() {
   if [ "$STORE_KIND" = s3 ]; then thaw_needed "$KIT_TMP/files.k"; fi
   : >"$KIT_TMP/batch"
   : >"$KIT_TMP/batch.keys"
-  while IFS= read -r line <&3; do
+  while IFS= read -r -u 3 line; do
     key=${line%% *}
     line=${line#* }
     if [ "$key" != "$last" ]; then
@@ -1048,7 +1048,7 @@ flush_v3() {
     src=$obj
     fetch_keys "$KIT_TMP/batch.keys" "$obj"
   fi
-  while IFS= read -r key <&3; do
+  while IFS= read -r -u 3 key; do
     case "$key" in packs/*) ;; *) continue ;; esac
     if [ ! -f "$src/$key" ]; then continue; fi
     unpack_pack "$src/$key" "$UNPACKED/${key#packs/}" "$KIT_TMP/tar.err.${key#packs/}" &
@@ -1111,7 +1111,7 @@ ready_members() {
 # time, as of AS_OF when given; failures other than "missing" into KIT_TMP/batch.err.
 fetch_keys() {
   local key i=0
-  while IFS= read -r key <&3; do
+  while IFS= read -r -u 3 key; do
     i=$((i + 1))
     fetch_version "$i" "$key" "$2" &
     if [ $((i % KIT_JOBS)) -eq 0 ]; then wait; fi
@@ -1185,7 +1185,7 @@ thaw_each() {
   local name n=0
   rm -rf -- "$3"
   mkdir -p -- "$3"
-  while IFS= read -r name <&3; do
+  while IFS= read -r -u 3 name; do
     "$1" "$name" >"$3/${name//\//_}" &
     n=$((n + 1))
     if [ $((n % KIT_JOBS)) -eq 0 ]; then wait; fi
@@ -1197,7 +1197,7 @@ thaw_each() {
 thaw_pick() {
   local name w
   : >"$4"
-  while IFS= read -r name <&3; do
+  while IFS= read -r -u 3 name; do
     w=$(cat -- "$2/${name//\//_}" 2>/dev/null) || w=""
     if [ "${w%% *}" = "$3" ]; then printf '%s\n' "$name" >>"$4"; fi
   done 3<"$1"
@@ -1226,7 +1226,7 @@ thaw_needed() {
   thaw_pick "$KIT_TMP/arch.need" "$d" ready "$KIT_TMP/arch.ready"
   warn "$(count_lines "$KIT_TMP/arch.need") objects needed are in an archive storage class: $(count_lines "$KIT_TMP/arch.ready") readable, $(count_lines "$KIT_TMP/arch.ongoing") being restored, $(count_lines "$KIT_TMP/arch.cold") to request now (tier $ARG_RESTORE_TIER, $ARG_RESTORE_DAYS days; AWS charges the retrieval per GB and per request, and the copies as standard storage)"
   thaw_each thaw_request "$KIT_TMP/arch.cold" "$d"
-  while IFS= read -r name <&3; do
+  while IFS= read -r -u 3 name; do
     line=$(cat -- "$d/${name//\//_}" 2>/dev/null) || line="error no answer"
     case "$line" in error*) warn "object $name: cannot request its restore: ${line#error }" ;; esac
   done 3<"$KIT_TMP/arch.cold"
@@ -1250,10 +1250,10 @@ drop_pending() {
   if [ ! -s "$2" ]; then return 0; fi
   : >"$1.keep"
   exec 4<"$2"
-  IFS= read -r p <&4 || p=""
-  while IFS= read -r line <&3; do
+  IFS= read -r -u 4 p || p=""
+  while IFS= read -r -u 3 line; do
     md5=${line%% *}
-    while [ -n "$p" ] && [[ "$p" < "$md5" ]]; do IFS= read -r p <&4 || p=""; done
+    while [ -n "$p" ] && [[ "$p" < "$md5" ]]; do IFS= read -r -u 4 p || p=""; done
     if [ "$md5" = "$p" ]; then ARCHIVED=$((ARCHIVED + 1)); else printf '%s\n' "$line" >>"$1.keep"; fi
   done 3<"$1"
   exec 4<&-
@@ -1334,7 +1334,7 @@ main() {
   : >"$KIT_TMP/links"
   : >"$KIT_TMP/hardlinks"
   skip=$META_HDR_LINES
-  while [ "$n" -lt "$META_ENTRIES" ] && IFS= read -r line <&3; do
+  while [ "$n" -lt "$META_ENTRIES" ] && IFS= read -r -u 3 line; do
     if [ "$skip" -gt 0 ]; then skip=$((skip - 1)); continue; fi
     n=$((n + 1))
     if ! parse_entry "$line"; then fail "$E_EPATH" "$E_ERR"; continue; fi
@@ -1369,8 +1369,8 @@ main() {
     thaw_needed
     files_from_s3
   else files_from_dir; fi
-  while IFS= read -r line <&3; do restore_hardlink "$line"; done 3<"$KIT_TMP/hardlinks"
-  while IFS= read -r line <&3; do restore_link "$line"; done 3<"$KIT_TMP/links"
+  while IFS= read -r -u 3 line; do restore_hardlink "$line"; done 3<"$KIT_TMP/hardlinks"
+  while IFS= read -r -u 3 line; do restore_link "$line"; done 3<"$KIT_TMP/links"
   if [ -n "$KIT_WORK" ]; then
     rm -rf -- "$KIT_WORK"
     KIT_WORK=""
