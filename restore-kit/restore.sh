@@ -1345,6 +1345,7 @@ main() {
       # A hard link whose first path is restored too: linked after the files (restore_hardlink).
       if [ -n "$E_LINK" ] && link_first_selected; then
         printf '%s\n' "$line" >>"$KIT_TMP/hardlinks"
+        FILES_TOTAL=$((FILES_TOTAL + 1)) # counted when linked: N_FILES
         continue
       fi
       # Format 3: each line keyed by the object holding its content (files_v3 sorts by it).
