@@ -62,7 +62,7 @@ function prng(seed: number) {
 }
 
 /** Writes `n` files of `min`..`max` bytes in folders of `perDir`. */
-function smallFiles(root: string, n: number, min: number, max: number, perDir: number) {
+export function smallFiles(root: string, n: number, min: number, max: number, perDir: number) {
   const r = prng(12345);
   for (let i = 0; i < n; i++) {
     const dir = `${root}/d${Math.floor(i / perDir)}`;
