@@ -81,7 +81,8 @@ function age(dir: string, when: Date): void {
 }
 
 /**
- * A: one 1 GiB file of random bytes; L: one 1 GiB text log; B: 20,000 files of 4-100 KiB in ~200 folders; C: FILES of 0-4 KiB. Files
+ * A: one 1 GiB file of random bytes; L: one 1 GiB text log; B: 20,000 files of 4-100 KiB in
+ * ~200 folders; C: FILES of 0-4 KiB. Files
  * are dated an hour back, and their ctimes (which dating sets) left 2.5 s to age: a file written
  * or changed in the 2 s before a backup begins is read again by the next one (the files cache's
  * racy rule, mtime or ctime), which a nightly backup never meets.
@@ -121,7 +122,7 @@ function makeDataset(root: string, kind: string, files: number): string {
 
 /**
  * `size` bytes of a web server's log: timestamps that advance, a few hosts, paths, statuses and
- * methods, random ids and durations (gzip -6 takes it to about a third).
+ * methods, random ids and durations (gzip -3 takes it to about a quarter).
  */
 export function textLog(path: string, size: number): void {
   const r = prng(11);

@@ -280,11 +280,12 @@ md5_many() {
   md5sum) md5sum -- "$@" ;;
   md5) md5 -r -- "$@" ;;
   *)
-    openssl dgst -md5 -- "$@" >"$KIT_TMP/dgst.out" || return 1
-    while IFS= read -r out; do
+    # (A fallback where neither is found: its speed matters less than its working in any
+    # folder, so no file of its own.)
+    openssl dgst -md5 -- "$@" | while IFS= read -r out; do
       name=${out#*\(} name=${name%%)=*}
       printf '%s %s\n' "${out##* }" "$name"
-    done <"$KIT_TMP/dgst.out"
+    done
     ;;
   esac
 }

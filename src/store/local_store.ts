@@ -5,11 +5,11 @@
  * rename, then fsync of the folder. With `deferSync` (data objects, before the meta that names
  * them) an in-memory object is written and renamed with synchronous calls and no fsync, and
  * `flush()` makes them all durable at once: one syncfs of the file system where Linux's
- * `sync -f` has it (tried on /dev at the first such save; then no list of them is kept), else an fsync
- * of each, 16 at a time; then each folder once. An fsync per
- * small object costs about 0.4 ms here, ten times the rest of its save. A crash before the
- * flush can leave an object cut short under its name: the next backup sees a stored size that
- * is not its content's and saves it again (ops/backup/file_reader.ts `Uploads`).
+ * `sync -f` has it (tried on /dev at the first such save; then no list of them is kept), else
+ * an fsync of each, 16 at a time; then each folder once. An fsync per small object costs about
+ * 0.4 ms here, ten times the rest of its save. A crash before the flush can leave an object
+ * cut short under its name: the next backup sees a stored size that is not its content's and
+ * saves it again (ops/backup/file_reader.ts `Uploads`).
  * `list` skips the temp files a crash can leave.
  */
 
