@@ -265,6 +265,27 @@ export function encryptSync(
   return out;
 }
 
+/** The container of the concatenation of `parts`, in one synchronous pass (no joined copy). */
+export function encryptPartsSync(
+  parts: Uint8Array[],
+  passphrase: Uint8Array,
+  iterations: number,
+  salt: Uint8Array = crypto.getRandomValues(new Uint8Array(8)),
+): Uint8Array {
+  const { key, iv } = keyIvSync(passphrase, salt, iterations);
+  const c = createCipheriv("aes-256-cbc", key, iv);
+  const out = new Uint8Array(encryptedSize(parts.reduce((n, p) => n + p.length, 0)));
+  out.set(header(salt));
+  let at = HEADER_SIZE;
+  for (const p of parts) {
+    const b = c.update(p);
+    out.set(b, at);
+    at += b.length;
+  }
+  out.set(c.final(), at);
+  return out;
+}
+
 /** The ciphertext after a container's header; CorruptDataError when it cannot be one. */
 function checkContainer(data: Uint8Array): Uint8Array {
   if (data.length < HEADER_SIZE || !MAGIC.every((b, i) => data[i] === b)) {

@@ -6,6 +6,7 @@ import {
   decryptSync,
   encryptBytes,
   encryptedSize,
+  encryptPartsSync,
   encryptStream,
   encryptSync,
 } from "./container.ts";
@@ -106,6 +107,25 @@ Deno.test("the synchronous and whole-buffer paths write and read exactly the str
     assert.deepEqual(await readAll(back), data);
   }
   assert.throws(() => decryptSync(te.encode("Salted__12345678abc"), pw, 3), CorruptDataError);
+});
+
+Deno.test("parts encrypted one after another are the container of their concatenation, byte for byte", () => {
+  const salt = Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
+  const pw = te.encode("p");
+  const data = sample(100_003);
+  // Cuts inside blocks, empty parts, a part of one byte: CBC carries over between them.
+  for (const cuts of [[], [0], [1], [15, 16, 17], [5000, 5000, 65536, 99_999], [100_003]]) {
+    const parts: Uint8Array[] = [];
+    let at = 0;
+    for (const c of [...cuts, data.length]) {
+      parts.push(data.subarray(at, c));
+      at = c;
+    }
+    const whole = encryptSync(data, pw, 3, salt);
+    assert.deepEqual(encryptPartsSync(parts, pw, 3, salt), whole, `cut at ${cuts}`);
+    assert.equal(whole.length, encryptedSize(data.length));
+  }
+  assert.deepEqual(encryptPartsSync([], pw, 3, salt), encryptSync(new Uint8Array(0), pw, 3, salt));
 });
 
 Deno.test("streaming in odd chunk sizes gives the same plaintext", async () => {

@@ -121,6 +121,14 @@ export function sealPack(members: Member[], extraEnd = 0): Uint8Array {
 
 /** A pack's tar as gzip members cut at `cuts` (the last at its end: `Cutter.close`). */
 export function sealTar(tar: Uint8Array, cuts: Cut[]): Uint8Array {
+  const parts = sealTarParts(tar, cuts);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((n, p) => (out.set(p, n), n + p.length), 0);
+  return out;
+}
+
+/** `sealTar`'s gzip members, each its own buffer (to be encrypted one after another). */
+export function sealTarParts(tar: Uint8Array, cuts: Cut[]): Uint8Array[] {
   const parts: Uint8Array[] = [];
   let start = 0;
   for (const { end, dense } of cuts) {
@@ -129,9 +137,7 @@ export function sealTar(tar: Uint8Array, cuts: Cut[]): Uint8Array {
     parts.push(gzipSync(tar.subarray(start, end), { level }));
     start = end;
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  parts.reduce((n, p) => (out.set(p, n), n + p.length), 0);
-  return out;
+  return parts;
 }
 
 /** How each gzip member this writer makes begins: magic, deflate, no flags, no time. */
@@ -264,7 +270,7 @@ export function memberContent(name: string, stored: Uint8Array): PackedContent {
 /** A pack ready to store: its id, its tar and where to cut it, and where each content is. */
 export interface FinishedPack {
   id: string;
-  /** Its tar, end blocks included (`sealTar` it with `cuts`). */
+  /** Its tar, end blocks included (`sealTar` or `sealTarParts` it with `cuts`). */
   tar: Uint8Array;
   cuts: Cut[];
   /** Bytes of its tar. */

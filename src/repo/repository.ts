@@ -10,6 +10,7 @@ import {
   decryptBytes,
   decryptStream,
   encryptBytes,
+  encryptPartsSync,
   encryptStream,
   type PreparedKey,
   prepareKey,
@@ -411,6 +412,14 @@ export function decryptSmallObject(repo: Repository, body: Uint8Array): Promise<
 
 export function encryptSmallObject(repo: Repository, data: Uint8Array): Promise<Uint8Array> {
   return encryptBytes(data, repo.dataKey, repo.descriptor.dataIter);
+}
+
+/**
+ * A data object whose plaintext is `parts` one after another (a pack's gzip members), encrypted
+ * in one synchronous pass into one buffer: no joined copy of the plaintext, none of WebCrypto's.
+ */
+export function encryptParts(repo: Repository, parts: Uint8Array[]): Uint8Array {
+  return encryptPartsSync(parts, repo.dataKey, repo.descriptor.dataIter);
 }
 
 /**
