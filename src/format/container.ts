@@ -255,14 +255,7 @@ export function encryptSync(
   iterations: number,
   salt: Uint8Array = crypto.getRandomValues(new Uint8Array(8)),
 ): Uint8Array {
-  const { key, iv } = keyIvSync(passphrase, salt, iterations);
-  const c = createCipheriv("aes-256-cbc", key, iv);
-  const out = new Uint8Array(encryptedSize(data.length));
-  out.set(header(salt));
-  const body = c.update(data);
-  out.set(body, HEADER_SIZE);
-  out.set(c.final(), HEADER_SIZE + body.length);
-  return out;
+  return encryptPartsSync([data], passphrase, iterations, salt);
 }
 
 /** The container of the concatenation of `parts`, in one synchronous pass (no joined copy). */
