@@ -62,7 +62,7 @@ function prng(seed: number) {
 }
 
 /** Writes `n` files of `min`..`max` bytes in folders of `perDir`. */
-export function smallFiles(root: string, n: number, min: number, max: number, perDir: number) {
+function smallFiles(root: string, n: number, min: number, max: number, perDir: number) {
   const r = prng(12345);
   for (let i = 0; i < n; i++) {
     const dir = `${root}/d${Math.floor(i / perDir)}`;
@@ -124,7 +124,7 @@ function makeDataset(root: string, kind: string, files: number): string {
  * `size` bytes of a web server's log: timestamps that advance, a few hosts, paths, statuses and
  * methods, random ids and durations (gzip -3 takes it to about a quarter).
  */
-export function textLog(path: string, size: number): void {
+function textLog(path: string, size: number): void {
   const r = prng(11);
   const hosts = ["web1", "web2", "web3", "api1"];
   const paths = ["/", "/login", "/api/v1/items", "/api/v1/orders", "/static/app.js", "/health"];

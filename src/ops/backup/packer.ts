@@ -170,9 +170,9 @@ export class Packer implements ContentSink {
     if (!this.opts.simulate && this.repo !== null) {
       const repo = this.repo;
       await this.#slots.use(async () => {
-        // The gzip members encrypted straight into one buffer: a 16 MiB pack of incompressible
-        // contents held about 5 copies of itself at once through a joined plaintext and
-        // WebCrypto, now 3 (a 20,000-file initial backup peaked at 285-310 MiB, now 252-259).
+        // The gzip members encrypted straight into one buffer: a pack of incompressible contents
+        // is held about 3 times at once, not 5 (a joined plaintext, WebCrypto's copies; figures
+        // in BENCHMARKS.md, "A pack's copies in memory").
         const body = encryptParts(repo, sealTarParts(pack.tar, pack.cuts));
         size = body.length;
         await this.store.save(key, body, this.opts.saveOptions);

@@ -120,8 +120,8 @@ async function linkAction(run: RestoreRun, e: Entry, st: Deno.FileInfo) {
 /**
  * Phase 2b: hard links (FORMAT.md §5.3), once their first paths are in place: each made a link
  * of its first (a copy where the file system refuses links); one whose first does not hold the
- * content (it failed, and what is there is older) fails, naming it. A name holding the same content is replaced; other content is a
- * conflict (--overwrite replaces it).
+ * content (it failed, and what is there is older) fails, naming it. A name holding the same
+ * content is replaced; other content is a conflict (--overwrite replaces it).
  */
 export async function restoreHardLinks(run: RestoreRun, entries: Entry[]): Promise<void> {
   const { tgt, progress, simulate } = run;
