@@ -1148,7 +1148,8 @@ ensure_parents() {
     elif [ "$2" != create ]; then
       P_ERR="a parent directory is missing"
       return 1
-    elif ! mkdir -m "${3:-0700}" -- "$cur" 2>/dev/null; then
+    elif ! mkdir -m "${3:-0700}" -- "$cur" 2>/dev/null && { [ -L "$cur" ] || [ ! -d "$cur" ]; }; then
+      # (A folder another worker made in the meantime will do.)
       P_ERR="cannot create a parent directory"
       return 1
     fi

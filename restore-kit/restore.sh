@@ -64,6 +64,7 @@ fail() {
 # (parse_entry), read again by the later phases. Split by the shell's word splitting (a regex
 # match costs more than all the rest: bash compiles it each time), then the eight fields
 # joined by single spaces must be how the line begins: the path is the rest, spaces and all.
+# (Each command here costs a few microseconds a file: escapes are decoded only where there are.)
 split_entry() {
   local IFS=' ' line=$1 head
   set -f
@@ -74,8 +75,8 @@ split_entry() {
   head="$1 $2 $3 $4 $5 $6 $7 $8 "
   if [ "${line:0:${#head}}" != "$head" ]; then return 1; fi
   E_MD5=$1 E_TYPE=$2 E_MODE=$3 E_UID=$4 E_GID=$5 E_SIZE=$6 E_MTIME=$7 E_ETARGET=$8
-  E_EPATH=${line:${#head}}
-  printf -v E_PATH '%b' "$E_EPATH"
+  E_EPATH=${line:${#head}} E_PATH=${line:${#head}}
+  case "$E_EPATH" in *\\*) printf -v E_PATH '%b' "$E_EPATH" ;; esac
   if [ "${#E_MODE}" = 3 ]; then E_MODE=0$E_MODE; fi
   E_LINK="" E_ELINK=""
   case "$E_TYPE" in
@@ -92,7 +93,8 @@ split_entry() {
 }
 
 # parse_entry LINE: split an entry line (FORMAT.md 5.1) into E_* variables, decode and check
-# the path. Returns 1 with E_ERR set when the entry is refused.
+# the path. Returns 1 with E_ERR set when the entry is refused. (Checks inline, not by is_uint
+# and friends: a function call costs as much as the check; workers run this for every file.)
 parse_entry() {
   local f nonul
   E_ERR=""
@@ -105,30 +107,44 @@ parse_entry() {
   # Control characters are always escaped (FORMAT.md 5.2).
   case "$E_EPATH$E_ETARGET" in *"$TAB"* | *"$CR"*) E_ERR="unescaped control character: refused"; return 1 ;; esac
   # A NUL byte cannot be in a name; a "\x00" escape would cut the decoded string.
-  nonul=${E_EPATH//"$BS2"/}
-  case "$nonul" in *'\x00'*) E_ERR="path holds a NUL byte: refused"; return 1 ;; esac
+  case "$E_EPATH" in
+  *\\*)
+    nonul=${E_EPATH//"$BS2"/}
+    case "$nonul" in *'\x00'*) E_ERR="path holds a NUL byte: refused"; return 1 ;; esac
+    ;;
+  esac
   if [ -z "$E_PATH" ]; then E_ERR="empty path: refused"; return 1; fi
-  if [ "${#E_PATH}" -gt "$MAX_PATH_BYTES" ]; then E_ERR="path longer than $MAX_PATH_BYTES bytes: refused"; return 1; fi
-  f=${E_PATH//[!\/]/}
-  if [ "${#f}" -ge "$MAX_COMPONENTS" ]; then E_ERR="path deeper than $MAX_COMPONENTS components: refused"; return 1; fi
-  case "$E_PATH" in /*) E_ERR="absolute path: refused"; return 1 ;; esac
+  if [ "${#E_PATH}" -ge "$MAX_COMPONENTS" ]; then # (fewer bytes, fewer slashes: most paths)
+    if [ "${#E_PATH}" -gt "$MAX_PATH_BYTES" ]; then E_ERR="path longer than $MAX_PATH_BYTES bytes: refused"; return 1; fi
+    f=${E_PATH//[!\/]/}
+    if [ "${#f}" -ge "$MAX_COMPONENTS" ]; then E_ERR="path deeper than $MAX_COMPONENTS components: refused"; return 1; fi
+  fi
   case "/$E_PATH/" in
+  //*) E_ERR="absolute path: refused"; return 1 ;;
   *//* | */./* | */../*) E_ERR="path with an empty, '.' or '..' component: refused"; return 1 ;;
   esac
-  f=${E_PATH%%/*}
-  if [ "$f" = "$WORK_NAME" ]; then E_ERR="path clashes with the kit's work directory: skipped"; return 1; fi
+  if [ "${E_PATH%%/*}" = "$WORK_NAME" ]; then E_ERR="path clashes with the kit's work directory: skipped"; return 1; fi
   case "$E_TYPE" in
   f)
-    if ! is_hex "$E_MD5" 32; then E_ERR="bad md5 field '$E_MD5'"; return 1; fi
-    # A first path that no entry could have (absolute, '..'): the file is restored as a copy.
-    nonul=${E_ELINK:-}
-    nonul=${nonul//"$BS2"/}
-    case "/$E_LINK/:$nonul" in
-    //* | *//*:* | */./*:* | */../*:* | *'\x00'*) E_LINK="" ;;
+    case "$E_MD5" in
+    *[!0123456789abcdef]*) E_ERR="bad md5 field '$E_MD5'"; return 1 ;;
+    ????????????????????????????????) ;;
+    *) E_ERR="bad md5 field '$E_MD5'"; return 1 ;;
     esac
-    if [ "$META_VERSION" = 3 ] && ! is_where "$E_ETARGET"; then
-      E_ERR="bad where field '$E_ETARGET'"
-      return 1
+    # A first path that no entry could have (absolute, '..'): the file is restored as a copy.
+    if [ -n "$E_ELINK" ]; then
+      nonul=${E_ELINK//"$BS2"/}
+      case "/$E_LINK/:$nonul" in
+      //* | *//*:* | */./*:* | */../*:* | *'\x00'*) E_LINK="" ;;
+      esac
+    fi
+    if [ "$META_VERSION" = 3 ]; then
+      case "${E_ETARGET%.gz}" in
+      ????????????????????????????????)
+        case "${E_ETARGET%.gz}" in *[!0123456789abcdef]*) E_ERR="bad where field '$E_ETARGET'"; return 1 ;; esac
+        ;;
+      *) case "$E_ETARGET" in - | data | data.gz) ;; *) E_ERR="bad where field '$E_ETARGET'"; return 1 ;; esac ;;
+      esac
     fi
     ;;
   d) ;;
@@ -144,14 +160,13 @@ parse_entry() {
   [0-7][0-7][0-7][0-7]) ;;
   *) E_ERR="bad mode '$E_MODE'"; return 1 ;;
   esac
-  if [ "$E_UID" != - ] && ! is_uint "$E_UID"; then E_ERR="bad uid '$E_UID'"; return 1; fi
-  if [ "$E_GID" != - ] && ! is_uint "$E_GID"; then E_ERR="bad gid '$E_GID'"; return 1; fi
-  if ! is_uint "$E_SIZE"; then E_ERR="bad size '$E_SIZE'"; return 1; fi
-  f=${E_MTIME#-}
-  case "$f" in
-  *.*) if ! is_uint "${f%%.*}" || ! is_uint "${f#*.}"; then E_ERR="bad mtime '$E_MTIME'"; return 1; fi ;;
-  *) if ! is_uint "$f"; then E_ERR="bad mtime '$E_MTIME'"; return 1; fi ;;
-  esac
+  case "$E_UID" in - | [0-9]*) ;; *) E_ERR="bad uid '$E_UID'"; return 1 ;; esac
+  case "$E_UID" in ?*[!0123456789]*) E_ERR="bad uid '$E_UID'"; return 1 ;; esac
+  case "$E_GID" in - | [0-9]*) ;; *) E_ERR="bad gid '$E_GID'"; return 1 ;; esac
+  case "$E_GID" in ?*[!0123456789]*) E_ERR="bad gid '$E_GID'"; return 1 ;; esac
+  case "$E_SIZE" in '' | *[!0123456789]*) E_ERR="bad size '$E_SIZE'"; return 1 ;; esac
+  # Digits, with a '-' first and one '.' between digits at most.
+  case "$E_MTIME" in '' | - | *[!0123456789.-]* | ?*-* | *.*.* | *. | .* | -.*) E_ERR="bad mtime '$E_MTIME'"; return 1 ;; esac
   return 0
 }
 
@@ -237,13 +252,16 @@ restore_dir() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Phase 2, files: planned here (entries checked, parents made) into chunks of CHUNK_MAX
-# entries, restored by KIT_JOBS workers at once (background subshells, chunk c to worker
-# c mod KIT_JOBS). A worker decrypts each entry's object of its own into the chunk's folder in
-# the work directory, checks every MD5 with one md5 run, sets modes, owners and mtimes with one
-# call per distinct value, and moves each checked file into place (openssl and mv per file, and
-# touch per distinct mtime); format 3's pack members, unpacked and checked already, go into
-# place by one tar per chunk and one mv per folder (place_by_tar).
+# Phase 2, files: the list cut into chunks of CHUNK_MAX entries (one split), restored by
+# KIT_JOBS workers at once (background subshells, chunk c to worker c mod KIT_JOBS). A worker
+# checks each entry as phase 1 checks the others (parse_entry: phase 1 passed plain file lines
+# on unchecked, fast_file) and makes its parents, decrypts each entry's object of its own into
+# the chunk's folder in the work directory, checks every MD5 with one md5 run, sets modes,
+# owners and mtimes with one call per distinct value, and moves each checked file into place
+# (openssl and mv per file, and touch per distinct mtime); format 3's pack members, unpacked
+# and checked already, go into place by one tar per chunk and one mv per folder
+# (place_by_tar). bash is what costs here (a command takes microseconds, a file about a
+# hundred of them over the phases): every command a file does is counted.
 # ---------------------------------------------------------------------------------------------
 
 CHUNK_MAX=${S3BACKUP_KIT_CHUNK:-64}
@@ -265,31 +283,20 @@ kit_jobs() {
 }
 
 # restore_files LIST OBJDIR: restore the file entries of LIST (meta lines) from the objects in
-# OBJDIR (named by MD5; a missing one fails its entries with MISSING_WHY).
+# OBJDIR (named by MD5; a missing one fails its entries with MISSING_WHY), LIST cut into chunks
+# by one split (CHUNKS, their names; the workers check each entry: worker_decrypt).
 MISSING_WHY=""
+CHUNKS=()
 restore_files() {
-  local line n=0 c=0 chunk=""
-  while IFS= read -r -u 3 line; do
-    if ! split_entry "$line"; then fail "$line" "malformed entry line"; continue; fi # phase 1 took it
-    content_src "$2"
-    if [ ! -f "$C_SRC" ]; then
-      fail "$E_EPATH" "$C_MISSING$MISSING_WHY"
-      continue
-    fi
-    if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; continue; fi
-    if [ $((n % CHUNK_MAX)) -eq 0 ]; then
-      c=$((c + 1))
-      chunk=chunk.$c
-      : >"$KIT_TMP/$chunk"
-    fi
-    printf '%s\n' "$line" >>"$KIT_TMP/$chunk"
-    n=$((n + 1))
-  done 3<"$1"
+  local first=0 last wave=$((KIT_JOBS * 16))
+  rm -f -- "$KIT_TMP"/chunk.*
+  if [ ! -s "$1" ]; then return 0; fi
+  split -l "$CHUNK_MAX" -a 5 -- "$1" "$KIT_TMP/chunk." || die "cannot split $1 into chunks"
+  CHUNKS=("$KIT_TMP"/chunk.*)
   # In waves of 16 chunks a worker, each followed by its count (progress, and early failures).
-  local first=1 last wave=$((KIT_JOBS * 16))
-  while [ "$first" -le "$c" ]; do
+  while [ "$first" -lt "${#CHUNKS[@]}" ]; do
     last=$((first + wave - 1))
-    if [ "$last" -gt "$c" ]; then last=$c; fi
+    if [ "$last" -ge "${#CHUNKS[@]}" ]; then last=$((${#CHUNKS[@]} - 1)); fi
     run_workers "$first" "$last" "$2"
     collect_results "$first" "$last"
     first=$((last + 1))
@@ -311,39 +318,61 @@ run_workers() {
   KIT_PIDS=""
 }
 
-# collect_results FIRST LAST: count each chunk's outcomes (CHUNK.out: "ok" or "fail<TAB>REASON"
-# per entry, in order; an entry without one: its worker died).
+# collect_results FIRST LAST: count the outcomes of CHUNKS[FIRST..LAST] (collect_chunk).
 collect_results() {
-  local n=$1 chunk line res
+  local n=$1 chunk
+  local -a finished
+  finished=()
   while [ "$n" -le "$2" ]; do
-    chunk=chunk.$n
+    chunk=${CHUNKS[n]##*/}
     n=$((n + 1))
-    if [ ! -f "$KIT_TMP/$chunk.out" ]; then : >"$KIT_TMP/$chunk.out"; fi
-    while IFS= read -r -u 3 line; do
-      res=""
-      IFS= read -r -u 4 res || res="fail${TAB}not restored (its worker failed)"
-      if [ "$res" = ok ]; then
-        N_FILES=$((N_FILES + 1))
-      else
-        split_entry "$line" || E_EPATH=$line
-        fail "$E_EPATH" "${res#*"$TAB"}"
-      fi
-    done 3<"$KIT_TMP/$chunk" 4<"$KIT_TMP/$chunk.out"
-    rm -rf -- "${KIT_TMP:?}/$chunk" "$KIT_TMP/$chunk.out" "${KIT_WORK:?}/$chunk.d"
+    collect_chunk "$chunk"
+    finished+=("$KIT_TMP/$chunk" "$KIT_TMP/$chunk.out" "$KIT_WORK/$chunk.d")
   done
+  rm -rf -- "${finished[@]}"
   warn "$N_FILES/$FILES_TOTAL files"
 }
 
-# worker_lane C LAST OBJDIR: a worker (in the background) restores chunk.C, chunk.C+JOBS, ...
-# up to chunk.LAST.
+# collect_chunk CHUNK: count its outcomes (CHUNK.out, of worker_outcomes: the entries that
+# failed, then "end"; without it, moved there whole when the worker is done, the worker died:
+# every entry fails).
+collect_chunk() {
+  local line i=0 res=""
+  if [ -f "$KIT_TMP/$1.out" ]; then
+    exec 4<"$KIT_TMP/$1.out"
+    IFS= read -r -u 4 res || res=""
+  else exec 4</dev/null; fi
+  if [ "${res%%"$TAB"*}" = end ]; then # none failed
+    N_FILES=$((N_FILES + ${res#*"$TAB"}))
+  else
+    while IFS= read -r -u 3 line; do
+      i=$((i + 1))
+      case "$res" in
+      "$i$TAB"*) ;;
+      "") res="$i${TAB}not restored (its worker failed)" ;;
+      *)
+        N_FILES=$((N_FILES + 1))
+        continue
+        ;;
+      esac
+      split_entry "$line" || E_EPATH=$line
+      fail "$E_EPATH" "${res#*"$TAB"}"
+      if [ "${res%%"$TAB"*}" = "$i" ]; then IFS= read -r -u 4 res || res=""; fi
+    done 3<"$KIT_TMP/$1"
+  fi
+  exec 4<&-
+}
+
+# worker_lane C LAST OBJDIR: a worker (in the background) restores CHUNKS[C], CHUNKS[C+JOBS], ...
+# up to CHUNKS[LAST].
 worker_lane() {
   local c=$1 KIT_LISTS=$KIT_TMP
   # Its own openssl.err, sums and attrs, never on the target's file system (which may be full).
-  local KIT_TMP=$KIT_TMP/w.$1
+  local KIT_TMP=$KIT_TMP/w.$(($1 % KIT_JOBS)) # one per lane: tar_add's files are written over
   LC_ALL=C # a character is a byte (tar_add counts bytes); a subshell: the kit's own is kept
-  mkdir -p -- "$KIT_TMP" || exit 1
+  mkdir -p -- "$KIT_TMP/tar" || exit 1
   while [ "$c" -le "$2" ]; do
-    worker_main "chunk.$c" "$3"
+    worker_main "${CHUNKS[c]##*/}" "$3"
     c=$((c + KIT_JOBS))
   done
 }
@@ -352,64 +381,77 @@ worker_lane() {
 # Only the decrypted files are on the target's file system.
 worker_main() {
   local d=$KIT_WORK/$1.d
-  W_N=0 W_ERR=() W_PATH=() W_MD5=() W_MODE=() W_MTIME=() W_OWNER=() W_SUM=() W_AT=() W_SIZE=() W_TAR=()
-  mkdir -- "$d" || return 0
+  W_N=0 W_OWN=0 M_AT=() M_I=() W_ERR=() W_PATH=() W_MD5=() W_MODE=() W_MTIME=() W_OWNER=() W_SUM=() W_AT=() W_SIZE=() W_TAR=()
   worker_decrypt "$KIT_LISTS/$1" "$d" "$2" "$1.d"
-  worker_check "$d"
-  worker_attrs
-  worker_place
+  if [ "$W_OWN" -gt 0 ]; then
+    worker_check "$d"
+    worker_attrs
+    worker_place
+  fi
   place_by_tar "$KIT_WORK/$1.s"
   worker_outcomes >"$KIT_TMP/out"
   mv -f -- "$KIT_TMP/out" "$KIT_LISTS/$1.out"
 }
 
-# worker_decrypt CHUNK DIR OBJDIR DIRNAME: entry i (from 1) into DIR/i (DIRNAME: DIR relative to
-# KIT_WORK), or, a pack member, left where it was unpacked (checked already; several entries
-# may read it: tar copies it into place); W_AT[i] is where its file is (relative to KIT_WORK),
-# the other W_* arrays hold its facts, W_ERR[i] why it failed.
+# worker_decrypt CHUNK DIR OBJDIR DIRNAME: each entry checked (parse_entry: phase 1 let it
+# through unchecked) and its parents made, then entry i (from 1) into DIR/i (DIRNAME: DIR
+# relative to KIT_WORK), or, a pack member, left where it was unpacked (checked already; several
+# entries may read it: tar copies it into place); W_AT[i] is where its file is (relative to
+# KIT_WORK), the other W_* arrays hold its facts, W_ERR[i] why it failed; W_OWN counts the
+# objects of their own (checked, given their attributes and moved into place by worker_main).
 worker_decrypt() {
   local line i
   while IFS= read -r -u 3 line; do
     W_N=$((W_N + 1))
     i=$W_N
-    W_ERR[i]=""
-    if ! split_entry "$line"; then W_ERR[i]="malformed entry line"; continue; fi # phase 1 took it
+    W_ERR[i]="" W_AT[i]=""
+    if ! parse_entry "$line"; then W_ERR[i]=$E_ERR; continue; fi
     W_PATH[i]=$E_PATH W_MD5[i]=$E_MD5 W_MODE[i]=$E_MODE W_MTIME[i]=$E_MTIME
     W_OWNER[i]=$E_UID:$E_GID W_AT[i]=$4/$i W_SIZE[i]=$E_SIZE
-    content_key "$E_MD5" "$E_ETARGET"
-    if [ -n "$C_MEMBER" ]; then
-      content_src "$3"
-      if [ -L "$C_SRC" ]; then # a pack holds regular files only (FORMAT.md 4.1)
-        W_ERR[i]="member $C_MEMBER of $C_KEY is not a regular file: refused"
-      elif [ ! -f "$C_SRC" ]; then
-        W_ERR[i]=$C_MISSING
-      else
-        W_AT[i]=${C_SRC#"$KIT_WORK/"} W_SUM[i]=$E_MD5 W_TAR[i]=1
-      fi
-      continue
-    fi
-    if ! content_out "$3" "$2/$i"; then
-      decrypt_error "$2/$i" "$C_KEY"
+    content_src "$3"
+    if [ -n "$C_MEMBER" ] && [ -L "$C_SRC" ]; then # a pack holds regular files only (FORMAT.md 4.1)
+      W_ERR[i]="member $C_MEMBER of $C_KEY is not a regular file: refused"
+    elif [ ! -f "$C_SRC" ]; then
+      content_missing
+      W_ERR[i]=$C_MISSING$MISSING_WHY
+    elif ! ensure_parents "$E_PATH" create; then
       W_ERR[i]=$P_ERR
-      rm -f -- "$2/$i"
+    elif [ -n "$C_MEMBER" ]; then
+      W_AT[i]=${C_SRC#"$KIT_WORK/"} W_SUM[i]=$E_MD5 W_TAR[i]=1
+      M_AT+=("${W_AT[i]}") M_I+=("$i")
+    elif [ "$W_OWN" -eq 0 ] && ! mkdir -- "$2"; then
+      W_ERR[i]="cannot create the folder $2"
+    else
+      W_OWN=$((W_OWN + 1))
+      if ! content_out "$3" "$2/$i"; then
+        decrypt_error "$2/$i" "$C_KEY"
+        W_ERR[i]=$P_ERR
+        rm -f -- "$2/$i"
+      fi
     fi
   done 3<"$1"
 }
 
 # content_src OBJDIR: C_SRC, where the parsed entry's content is on disk: its object in OBJDIR,
 # or (format 3) its member in the unpacked pack, gunzipped and MD5-checked by flush_v3
-# (UNPACKED/<pack>/<md5>); C_MISSING says why when it is not there.
+# (UNPACKED/<pack>/<md5>). content_missing says why it is not there.
 UNPACKED=""
 content_src() {
-  local dir
   content_key "$E_MD5" "$E_ETARGET"
   if [ -z "$C_MEMBER" ]; then
     C_SRC=$1/$C_KEY
+  else
+    C_SRC=$UNPACKED/${C_KEY#packs/}/$E_MD5
+  fi
+}
+
+# content_missing: C_MISSING, why the parsed entry's content is not at C_SRC (content_src).
+content_missing() {
+  local dir=${C_SRC%/*}
+  if [ -z "$C_MEMBER" ]; then
     C_MISSING="missing object $C_KEY"
     return 0
   fi
-  dir=$UNPACKED/${C_KEY#packs/}
-  C_SRC=$dir/$E_MD5
   if [ -e "$dir/.bad.$E_MD5" ]; then
     C_MISSING="MD5 mismatch for member $C_MEMBER of $C_KEY (corrupt pack)"
   elif [ -e "$dir/$E_MD5.gz" ]; then
@@ -418,7 +460,7 @@ content_src() {
     C_MISSING="missing member $C_MEMBER in $C_KEY"
   fi
   # A full target cuts members short too: that is not the pack's fault.
-  if [ ! -f "$C_SRC" ] && { [ -e "$dir/.full" ] || target_full "$dir"; }; then
+  if [ -e "$dir/.full" ] || target_full "$dir"; then
     C_MISSING="cannot write: no space left on the file system of $dir (error writing output file)"
   fi
 }
@@ -537,13 +579,15 @@ worker_place() {
   done
 }
 
-# worker_outcomes: each entry's outcome line, in order: "ok" or "fail<TAB>REASON".
+# worker_outcomes: a line "I<TAB>REASON" for each entry I that failed, in order, then
+# "end<TAB>N", N the chunk's entries (the others are in place).
 worker_outcomes() {
   local i=1
   while [ "$i" -le "$W_N" ]; do
-    if [ -n "${W_ERR[i]}" ]; then printf 'fail\t%s\n' "${W_ERR[i]}"; else printf 'ok\n'; fi
+    if [ -n "${W_ERR[i]}" ]; then printf '%s\t%s\n' "$i" "${W_ERR[i]}"; fi
     i=$((i + 1))
   done
+  printf 'end\t%s\n' "$W_N"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -590,45 +634,43 @@ tar_header() {
 # tar_add I: entry I's headers and content onto T_ARGS (the files cat joins); T_PAD: the NUL
 # bytes its content needs to end on a block, written before the next header.
 tar_add() {
-  local b n recs t k m u g own=${W_OWNER[$1]} dir=$TAR_DIR
+  local p r k t m u=${W_OWNER[$1]%%:*} g=${W_OWNER[$1]#*:}
   if [ "$T_PAD" -gt 0 ]; then
     if [ -z "${T_HAVE[T_PAD]:-}" ]; then
-      printf '%b' "${TAR_Z:0:4*T_PAD}" >"$dir/p.$T_PAD"
+      printf '%b' "${TAR_Z:0:4*T_PAD}" >"$TAR_DIR/p.$T_PAD"
       T_HAVE[T_PAD]=1
     fi
-    T_ARGS+=("$dir/p.$T_PAD")
+    T_ARGS+=("$TAR_DIR/p.$T_PAD")
   fi
-  # Names are bytes (hdrcharset=BINARY): bsdtar would refuse one that is not UTF-8; and begin
-  # with ./ (bsdtar strips a leading backslash).
-  b=" path=./${W_PATH[$1]}$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n})) n=$((${#b} + ${#n}))
-  recs="21 hdrcharset=BINARY$NL$n$b"
-  b=" size=${W_SIZE[$1]}$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n}))
-  recs=$recs$n$b
-  b=" mtime=${W_MTIME[$1]}$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n}))
-  recs=$recs$n$b
+  # A record is "<length> <key>=<value>\n", the length counting its own digits. Names are
+  # bytes (hdrcharset=BINARY): bsdtar would refuse one that is not UTF-8; and begin with ./
+  # (bsdtar strips a leading backslash). A size record (of wc) is 10-99 bytes long.
+  p=" path=./$T_STAGE/${W_PATH[$1]}$NL" r=" size=${W_SIZE[$1]}$NL" t=" mtime=${W_MTIME[$1]}$NL"
+  k=${#p} m=${#t}
+  r="21 hdrcharset=BINARY$NL$((k < 9 ? k + 1 : k < 98 ? k + 2 : k < 997 ? k + 3 : k + 4))$p$((${#r} + 2))$r$((m < 98 ? m + 2 : m < 997 ? m + 3 : m + 4))$t"
   if [ "$KIT_ROOT" = 1 ]; then
-    u=${own%%:*} g=${own#*:}
     if [ "$u" = - ]; then u=$KIT_UID; fi
     if [ "$g" = - ]; then g=$KIT_GID; fi
-    b=" uid=$u$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n}))
-    recs=$recs$n$b
-    b=" gid=$g$NL" n=$((${#b} + 1)) n=$((${#b} + ${#n}))
-    recs=$recs$n$b
+    p=" uid=$u$NL" t=" gid=$g$NL" k=$((6 + ${#u})) m=$((6 + ${#g}))
+    r=$r$((k < 9 ? k + 1 : k < 98 ? k + 2 : k + 3))$p$((m < 9 ? m + 1 : m < 98 ? m + 2 : m + 3))$t
   fi
-  k=$(((${#recs} + 523) / 512))
-  t=$((k * 512 - ${#recs}))
-  printf '%s%s comment=%s\n' "$recs" "$t" "${TAR_X:0:t-${#t}-10}" >"$dir/r.$1"
   m=${W_MODE[$1]}
+  # Whole blocks: a comment record pads them.
+  k=$(((${#r} + 523) / 512))
+  t=$((k * 512 - ${#r}))
+  # Written over in place, never truncated (r.I.K is always K blocks): on some file systems
+  # truncating a file and growing it again costs ten times the write.
+  printf '%s%s comment=%s\n' "$r" "$t" "${TAR_X:0:t-${#t}-10}" 1<>"$TAR_DIR/r.$1.$k"
   # Written once each (T_HAVE: 1-511 pads, 1000+k pax headers, 10000+mode file headers).
   if [ -z "${T_HAVE[1000 + k]:-}" ]; then
-    tar_header "$dir/x.$k" PaxHeader x $((k * 512)) 0644
+    tar_header "$TAR_DIR/x.$k" PaxHeader x $((k * 512)) 0644
     T_HAVE[1000 + k]=1
   fi
   if [ -z "${T_HAVE[10000 + 8#$m]:-}" ]; then
-    tar_header "$dir/f.$m" f 0 0 "$m"
+    tar_header "$TAR_DIR/f.$m" f 0 0 "$m"
     T_HAVE[10000 + 8#$m]=1
   fi
-  T_ARGS+=("$dir/x.$k" "$dir/r.$1" "$dir/f.$m" "$KIT_WORK/${W_AT[$1]}")
+  T_ARGS+=("$TAR_DIR/x.$k" "$TAR_DIR/r.$1.$k" "$TAR_DIR/f.$m" "$KIT_WORK/${W_AT[$1]}")
   T_PAD=$(((512 - W_SIZE[$1] % 512) % 512))
 }
 
@@ -641,30 +683,23 @@ tar_fail() {
   done
 }
 
-# tar_sizes: W_SIZE of each pack member to place, as the file is (one wc -c, names relative to
-# KIT_WORK: no blanks), not as the meta says: a size field that lies cannot put the tar stream
-# out of step (the MD5 was checked: the content is the meta's). One wc does not list: failed.
+# tar_sizes: W_SIZE of each pack member to place (M_AT, M_I: their files relative to KIT_WORK,
+# no blanks, and entries), as the file is (one wc -c), not as the meta says: a size field that
+# lies cannot put the tar stream out of step (the MD5 was checked: the content is the meta's).
+# One wc does not list: failed.
 tar_sizes() {
-  local i=1 k=0 n name
-  local -a members at
-  members=() at=()
-  while [ "$i" -le "$W_N" ]; do
-    if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then
-      members[k]=${W_AT[i]} at[k]=$i k=$((k + 1))
-    fi
-    i=$((i + 1))
-  done
-  if [ "$k" -eq 0 ]; then return 0; fi
-  (cd -- "$KIT_WORK" && LC_ALL=C wc -c -- "${members[@]}") >"$KIT_TMP/sizes" 2>/dev/null || true
-  k=0
+  local k=0 n name
+  if [ "${#M_AT[@]}" -eq 0 ]; then return 0; fi
+  (cd -- "$KIT_WORK" && LC_ALL=C wc -c -- "${M_AT[@]}") >"$KIT_TMP/sizes" 2>/dev/null || true
   while read -r n name; do
-    if [ "$name" = "${members[k]:-}" ] && is_uint "$n"; then
-      W_SIZE[at[k]]=$n
+    case "$n" in '' | *[!0123456789]*) continue ;; esac
+    if [ "$name" = "${M_AT[k]:-}" ]; then
+      W_SIZE[M_I[k]]=$n
       k=$((k + 1))
     fi
   done <"$KIT_TMP/sizes"
-  while [ "$k" -lt "${#members[@]}" ]; do
-    W_ERR[at[k]]="cannot read member ${members[k]##*/}"
+  while [ "$k" -lt "${#M_AT[@]}" ]; do
+    W_ERR[M_I[k]]="cannot read member ${M_AT[k]##*/}"
     k=$((k + 1))
   done
 }
@@ -672,19 +707,21 @@ tar_sizes() {
 # place_by_tar STAGE: the chunk's pack members (W_TAR) into place through STAGE (see above);
 # an entry that does not get there gets W_ERR.
 place_by_tar() {
-  local i=1 rc=0 why dir="" p
-  local -a group
-  T_ARGS=() T_PAD=0 TAR_DIR=$KIT_TMP/tar
+  local i=1 rc=0 why p dir=""
+  T_ARGS=() T_PAD=0 TAR_DIR=$KIT_TMP/tar T_STAGE=${1##*/}
   # (T_HAVE, the header files written, lives as long as the worker: its TAR_DIR does.)
-  if ! mkdir -p -- "$TAR_DIR" "$1"; then
-    tar_fail "cannot create the staging folder $1"
-    return 0
-  fi
+  G_FILES=() G_DIRS=() G_STARTS=() G_NEG=()
   tar_sizes
   while [ "$i" -le "$W_N" ]; do
     if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then
       p=$TARGET/${W_PATH[i]}
-      if { [ ! -e "$p" ] && [ ! -L "$p" ]; } || make_room "$p"; then tar_add "$i"
+      if { [ ! -e "$p" ] && [ ! -L "$p" ]; } || make_room "$p"; then
+        tar_add "$i"
+        # Its mv (move_staged): one per run of entries in one folder (the chunk is by path).
+        case "${W_PATH[i]}" in */*) p=/${W_PATH[i]%/*} ;; *) p=/ ;; esac
+        if [ "$p" != "$dir" ]; then G_DIRS+=("$p") G_STARTS+=("${#G_FILES[@]}") dir=$p; fi
+        G_FILES+=("$1/${W_PATH[i]}")
+        case "${W_MTIME[i]}" in -*) G_NEG+=("$i") ;; esac
       else W_ERR[i]="exists and is a non-empty directory: not replaced"; fi
     fi
     i=$((i + 1))
@@ -693,49 +730,57 @@ place_by_tar() {
   if [ ! -f "$TAR_DIR/end.$T_PAD" ]; then
     printf '%b' "${TAR_Z:0:4*T_PAD}$TAR_Z$TAR_Z" >"$TAR_DIR/end.$T_PAD"
   fi
+  # The stream's paths begin with STAGE's name (tar_add): tar makes STAGE in KIT_WORK.
   cat -- "${T_ARGS[@]}" "$TAR_DIR/end.$T_PAD" 2>"$KIT_TMP/cat.err" |
-    (cd -- "$1" && LC_ALL=C tar ${TAR_OPTS[@]+"${TAR_OPTS[@]}"} -xpf -) 2>"$KIT_TMP/tar.err" || rc=$?
+    LC_ALL=C tar ${TAR_OPTS[@]+"${TAR_OPTS[@]}"} -C "$KIT_WORK" -xpf - 2>"$KIT_TMP/tar.err" || rc=$?
   if [ "$rc" -ne 0 ]; then
     # A file tar was writing may be cut short: nothing of this stream is placed.
     why="cannot unpack into place: $(first_line "$KIT_TMP/tar.err")"
-    if target_full "$1"; then why=$P_ERR; fi
+    if target_full "$KIT_WORK"; then why=$P_ERR; fi
     tar_fail "$why"
     rm -rf -- "$1"
     return 0
   fi
-  # One mv per run of entries in one folder; an entry still in STAGE afterwards failed.
-  group=()
-  i=1
+  # (What is left in STAGE, its empty folders, goes with KIT_WORK.)
+  move_staged "$1"
+}
+
+# move_staged STAGE: the chunk's pack members, unpacked by tar into STAGE, into place by one mv
+# a folder (G_DIRS; G_STARTS, where each one's files begin in G_FILES). When every mv succeeds,
+# every file was there and went; else each entry is looked for (still in STAGE, or never
+# there). tar sets no mtime before 1970 (G_NEG): set_mtime does, once the file is in place.
+move_staged() {
+  local g=0 n rc=0 i
+  while [ "$g" -lt "${#G_DIRS[@]}" ]; do
+    n=${G_STARTS[g + 1]:-${#G_FILES[@]}}
+    n=$((n - G_STARTS[g]))
+    mv -f -- "${G_FILES[@]:G_STARTS[g]:n}" "$TARGET${G_DIRS[g]%/}/" 2>/dev/null || rc=1
+    g=$((g + 1))
+  done
+  if [ "$rc" -ne 0 ]; then
+    staged_left "$1"
+    rm -rf -- "$1"
+  fi
+  for i in ${G_NEG[@]+"${G_NEG[@]}"}; do
+    if [ -z "${W_ERR[i]}" ]; then set_mtime "$TARGET/${W_PATH[i]}" "${W_MTIME[i]}" || true; fi
+  done
+}
+
+# staged_left STAGE: after an mv failed, each pack member still in STAGE, or not in place as a
+# regular file (tar did not unpack it), fails.
+staged_left() {
+  local i=1 p
   while [ "$i" -le "$W_N" ]; do
     if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then
       p=${W_PATH[i]}
-      case "$p" in */*) p=/${p%/*} ;; *) p=/ ;; esac
-      if [ "${#group[@]}" -gt 0 ] && [ "$p" != "$dir" ]; then
-        mv -f -- "${group[@]}" "$TARGET${dir%/}/" 2>/dev/null || true
-        group=()
-      fi
-      dir=$p
-      if [ -f "$1/${W_PATH[i]}" ] && [ ! -L "$1/${W_PATH[i]}" ]; then
-        group[${#group[@]}]=$1/${W_PATH[i]}
-      else
+      if [ -e "$1/$p" ] || [ -L "$1/$p" ]; then
+        W_ERR[i]="cannot move the file into place"
+      elif [ -L "$TARGET/$p" ] || [ ! -f "$TARGET/$p" ]; then
         W_ERR[i]="tar did not unpack it"
       fi
     fi
     i=$((i + 1))
   done
-  if [ "${#group[@]}" -gt 0 ]; then mv -f -- "${group[@]}" "$TARGET${dir%/}/" 2>/dev/null || true; fi
-  i=1
-  while [ "$i" -le "$W_N" ]; do
-    if [ -n "${W_TAR[i]:-}" ] && [ -z "${W_ERR[i]}" ]; then
-      if [ -e "$1/${W_PATH[i]}" ]; then
-        W_ERR[i]="cannot move the file into place"
-      else
-        case "${W_MTIME[i]}" in -*) set_mtime "$TARGET/${W_PATH[i]}" "${W_MTIME[i]}" || true ;; esac
-      fi
-    fi
-    i=$((i + 1))
-  done
-  rm -rf -- "$1"
 }
 
 # restore_link LINE: phase 3.
@@ -1260,6 +1305,76 @@ drop_pending() {
   mv -f -- "$1.keep" "$1"
 }
 
+# read_entries: phase 1, the meta's entries (META_PLAIN): directories made, files, hard links
+# and symbolic links sorted out into lists (KIT_TMP/files, hardlinks, links), refused entries
+# failed. Without --only, a plain file line goes to the list unchecked (fast_file): the worker
+# that restores it checks it as phase 1 checks the others (parse_entry, worker_decrypt).
+read_entries() {
+  local line n=0 skip=$META_HDR_LINES fast=0
+  : >"$KIT_TMP/dirs"
+  : >"$KIT_TMP/links"
+  : >"$KIT_TMP/hardlinks"
+  if [ "$ONLY_N" -eq 0 ]; then fast=1; fi
+  exec 3<"$META_PLAIN" 5>"$KIT_TMP/files"
+  while [ "$skip" -gt 0 ] && IFS= read -r -u 3 line; do skip=$((skip - 1)); done
+  while [ "$n" -lt "$META_ENTRIES" ] && IFS= read -r -u 3 line; do
+    n=$((n + 1))
+    case "$fast$line" in
+    1????????????????????????????????' f '*)
+      if fast_file "$line"; then
+        FILES_TOTAL=$((FILES_TOTAL + 1))
+        continue
+      fi
+      ;;
+    esac
+    if ! parse_entry "$line"; then fail "$E_EPATH" "$E_ERR"; continue; fi
+    if ! selected; then continue; fi
+    case "$E_TYPE" in
+    d) restore_dir ;;
+    f)
+      # A hard link whose first path is restored too: linked after the files (restore_hardlink).
+      if [ -n "$E_LINK" ] && link_first_selected; then
+        printf '%s\n' "$line" >>"$KIT_TMP/hardlinks"
+        FILES_TOTAL=$((FILES_TOTAL + 1)) # counted when linked: N_FILES
+        continue
+      fi
+      # Format 3: each line keyed by the object holding its content (files_v3 sorts by it).
+      if [ "$META_VERSION" = 3 ]; then
+        content_key "$E_MD5" "$E_ETARGET"
+        printf '%s %s\n' "$C_KEY" "$line" >&5
+      else printf '%s\n' "$line" >&5; fi
+      FILES_TOTAL=$((FILES_TOTAL + 1))
+      ;;
+    l) printf '%s\n' "$line" >>"$KIT_TMP/links" ;;
+    esac
+  done
+  exec 3<&- 5>&-
+}
+
+# fast_file LINE: LINE, if it is a plain file's (an MD5, type f and, format 3, a where field that
+# names an object), onto the files list (fd 5), keyed as read_entries keys it; else returns 1.
+# Only the fields that name the object to fetch are checked here (a where field can name no
+# other object); the rest is checked by the worker.
+fast_file() {
+  local w=${1#* * * * * * * } # the 8th field
+  w=${w%% *}
+  case "${1:0:32}" in *[!0123456789abcdef]*) return 1 ;; esac
+  case "$META_VERSION:$w" in
+  3:????????????????????????????????) w=packs/$w ;;
+  3:????????????????????????????????.gz) w=packs/${w%.gz} ;;
+  3:data) w=data/${1:0:32} ;;
+  3:data.gz) w=data/${1:0:32}.gz ;;
+  3:-) w=${1:0:32} ;;
+  3:*) return 1 ;;
+  *)
+    printf '%s\n' "$1" >&5
+    return 0
+    ;;
+  esac
+  case "$w" in packs/*[!0123456789abcdef]*) return 1 ;; esac
+  printf '%s %s\n' "$w" "$1" >&5
+}
+
 # ---------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------
@@ -1272,7 +1387,7 @@ meta_pairs() {
 }
 
 main() {
-  local endpoint="" region="" pwfile="" store spec target line n=0 skip
+  local endpoint="" region="" pwfile="" store spec target line
   parse_kit_args 3 "only thaw" "$@"
   store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
@@ -1329,35 +1444,7 @@ main() {
   kit_jobs
 
   # Phase 1: read the entries, create the directories, sort out files and links.
-  : >"$KIT_TMP/dirs"
-  : >"$KIT_TMP/files"
-  : >"$KIT_TMP/links"
-  : >"$KIT_TMP/hardlinks"
-  skip=$META_HDR_LINES
-  while [ "$n" -lt "$META_ENTRIES" ] && IFS= read -r -u 3 line; do
-    if [ "$skip" -gt 0 ]; then skip=$((skip - 1)); continue; fi
-    n=$((n + 1))
-    if ! parse_entry "$line"; then fail "$E_EPATH" "$E_ERR"; continue; fi
-    if ! selected; then continue; fi
-    case "$E_TYPE" in
-    d) restore_dir ;;
-    f)
-      # A hard link whose first path is restored too: linked after the files (restore_hardlink).
-      if [ -n "$E_LINK" ] && link_first_selected; then
-        printf '%s\n' "$line" >>"$KIT_TMP/hardlinks"
-        FILES_TOTAL=$((FILES_TOTAL + 1)) # counted when linked: N_FILES
-        continue
-      fi
-      # Format 3: each line keyed by the object holding its content (files_v3 sorts by it).
-      if [ "$META_VERSION" = 3 ]; then
-        content_key "$E_MD5" "$E_ETARGET"
-        printf '%s %s\n' "$C_KEY" "$line" >>"$KIT_TMP/files"
-      else printf '%s\n' "$line" >>"$KIT_TMP/files"; fi
-      FILES_TOTAL=$((FILES_TOTAL + 1))
-      ;;
-    l) printf '%s\n' "$line" >>"$KIT_TMP/links" ;;
-    esac
-  done 3<"$META_PLAIN"
+  read_entries
   rm -f -- "$META_PLAIN"
   only_misses "$META"
 
