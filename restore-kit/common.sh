@@ -292,10 +292,9 @@ md5_many() {
 
 # is_where STRING: a where of FORMAT.md 4: <pack>, <pack>.gz, data, data.gz or -.
 is_where() {
-  case "$1" in
-  - | data | data.gz) return 0 ;;
-  *.gz) is_hex "${1%.gz}" 32 ;;
-  *) is_hex "$1" 32 ;;
+  case "${1%.gz}" in
+  ????????????????????????????????) case "${1%.gz}" in *[!0123456789abcdef]*) return 1 ;; esac ;;
+  *) case "$1" in - | data | data.gz) ;; *) return 1 ;; esac ;;
   esac
 }
 

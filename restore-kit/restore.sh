@@ -138,13 +138,9 @@ parse_entry() {
       //* | *//*:* | */./*:* | */../*:* | *'\x00'*) E_LINK="" ;;
       esac
     fi
-    if [ "$META_VERSION" = 3 ]; then
-      case "${E_ETARGET%.gz}" in
-      ????????????????????????????????)
-        case "${E_ETARGET%.gz}" in *[!0123456789abcdef]*) E_ERR="bad where field '$E_ETARGET'"; return 1 ;; esac
-        ;;
-      *) case "$E_ETARGET" in - | data | data.gz) ;; *) E_ERR="bad where field '$E_ETARGET'"; return 1 ;; esac ;;
-      esac
+    if [ "$META_VERSION" = 3 ] && ! is_where "$E_ETARGET"; then
+      E_ERR="bad where field '$E_ETARGET'"
+      return 1
     fi
     ;;
   d) ;;
@@ -1351,28 +1347,21 @@ read_entries() {
   exec 3<&- 5>&-
 }
 
-# fast_file LINE: LINE, if it is a plain file's (an MD5, type f and, format 3, a where field that
-# names an object), onto the files list (fd 5), keyed as read_entries keys it; else returns 1.
-# Only the fields that name the object to fetch are checked here (a where field can name no
-# other object); the rest is checked by the worker.
+# fast_file LINE: LINE, if it is a plain file's (an MD5, type f and, format 3, a where field),
+# onto the files list (fd 5), keyed as read_entries keys it; else returns 1. Only the fields that
+# name the object to fetch are checked here (a where field can name no other object); the
+# rest is checked by the worker.
 fast_file() {
   local w=${1#* * * * * * * } # the 8th field
-  w=${w%% *}
   case "${1:0:32}" in *[!0123456789abcdef]*) return 1 ;; esac
-  case "$META_VERSION:$w" in
-  3:????????????????????????????????) w=packs/$w ;;
-  3:????????????????????????????????.gz) w=packs/${w%.gz} ;;
-  3:data) w=data/${1:0:32} ;;
-  3:data.gz) w=data/${1:0:32}.gz ;;
-  3:-) w=${1:0:32} ;;
-  3:*) return 1 ;;
-  *)
+  if [ "$META_VERSION" != 3 ]; then
     printf '%s\n' "$1" >&5
     return 0
-    ;;
-  esac
-  case "$w" in packs/*[!0123456789abcdef]*) return 1 ;; esac
-  printf '%s %s\n' "$w" "$1" >&5
+  fi
+  w=${w%% *}
+  if ! is_where "$w"; then return 1; fi
+  content_key "${1:0:32}" "$w"
+  printf '%s %s\n' "$C_KEY" "$1" >&5
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -234,12 +234,13 @@ async function putMeta(
     source?: string;
     wrappedB64?: string | null;
     object?: string;
+    version?: 2 | 3;
   } = {},
 ): Promise<string> {
   const meta = `meta_${name}_${ts}`;
   const wrapped = opts.wrappedB64 === undefined ? repo.wrappedB64 : opts.wrappedB64;
   const text = [
-    "s3backup-meta 2",
+    `s3backup-meta ${opts.version ?? 2}`,
     "time 2025-01-01T00:00:00.000Z",
     "host test\\thost",
     `source ${escapeText(opts.source ?? "/srv/data with space")}`,
@@ -926,6 +927,58 @@ Deno.test("kit: a malicious meta writes nothing outside the target", async () =>
   ) {
     assert(r.stderr.includes(p), `${p} not reported: ${r.stderr}`);
   }
+});
+
+Deno.test("kit: format 3 file lines its first phase passes on unchecked are checked where they are restored", async () => {
+  // Phase 1 checks only the fields that name the object to fetch (MD5, where); a worker checks
+  // the rest of each line as phase 1 checks the others, before anything is written.
+  const fx = await fixture();
+  const repo = await copyRepo(fx.repo);
+  const outside = tmpPath("outside3");
+  await Deno.mkdir(outside);
+  const evil = await putObject(repo, text("evil"));
+  const ok = await putObject(repo, text("fine"));
+  const f = (path: string, fields = "0644 - - 4 1700000000", md5 = evil) =>
+    `${md5} f ${fields} - ${path}`;
+  const lines = [
+    f("../escape"),
+    f(escapeText(`${outside}/abs-evil`)),
+    f("a/../b"),
+    f("x//y"),
+    f("bad-mode", "0989 - - 4 1700000000"),
+    f("bad-uid", "0644 x1 - 4 1700000000"),
+    f("bad-size", "0644 - - 4k 1700000000"),
+    f("bad-mtime", "0644 - - 4 1.2.3"),
+    `${evil} f 0644 - - 4 1700000000 ../../${evil} bad-where`,
+    f("ok.txt", "0640 - - 4 1700000000.5", ok),
+  ];
+  await putMeta(repo, "evil3", "20300101T000000Z", lines, { version: 3 });
+  const target = tmpPath("evil3-target");
+  const r = await kit("restore.sh", [repo.dir, "latest", target]);
+  assertExit(r, 3, "format 3 hostile lines");
+  assertEquals([...(await walk(outside)).keys()], [], "outside written");
+  const got = await walk(target);
+  assertEquals([...got.keys()].sort(), ["ok.txt"]);
+  assertEquals(got.get("ok.txt")?.md5, md5hex(text("fine")));
+  const st = await Deno.stat(`${target}/ok.txt`);
+  assertEquals(st.mode! & 0o7777, 0o640);
+  assertEquals(st.mtime!.getTime(), 1700000000500);
+  for (
+    const want of [
+      "../escape: path with an empty, '.' or '..' component: refused",
+      "a/../b: path with an empty, '.' or '..' component: refused",
+      "x//y: path with an empty, '.' or '..' component: refused",
+      "bad-mode: bad mode '0989'",
+      "bad-uid: bad uid 'x1'",
+      "bad-size: bad size '4k'",
+      "bad-mtime: bad mtime '1.2.3'",
+      `bad-where: bad where field '../../${evil}'`,
+      "restored 1 files",
+    ]
+  ) {
+    assert(r.stderr.includes(want), `${want} not said: ${r.stderr}`);
+  }
+  assert(r.stderr.includes("/abs-evil: absolute path: refused"), r.stderr);
 });
 
 Deno.test("kit: list.sh with and without a password", async () => {
