@@ -1057,14 +1057,16 @@ files_v3() {
   local line key last="" nkeys=0 bytes=0 size rest
   LC_ALL=C sort -o "$KIT_TMP/files.k" "$KIT_TMP/files" # keyed by main's first phase
   if [ "$STORE_KIND" = s3 ]; then thaw_needed "$KIT_TMP/files.k"; fi
-  : >"$KIT_TMP/batch"
   : >"$KIT_TMP/batch.keys"
+  exec 6>"$KIT_TMP/batch" # (open once: a file opened for each line costs more than the line)
   while IFS= read -r -u 3 line; do
     key=${line%% *}
     line=${line#* }
     if [ "$key" != "$last" ]; then
       if [ "$nkeys" -ge "$BATCH_V3" ] || [ "$bytes" -ge "$BATCH_MAX_BYTES" ]; then
+        exec 6>&-
         flush_v3
+        exec 6>"$KIT_TMP/batch"
         nkeys=0 bytes=0
       fi
       printf '%s\n' "$key" >>"$KIT_TMP/batch.keys"
@@ -1072,8 +1074,9 @@ files_v3() {
       rest=${line#* * * * * } size=${rest%% *} # the 6th field
       if is_uint "$size" && [ "${#size}" -le 15 ]; then bytes=$((bytes + size)); fi
     fi
-    printf '%s\n' "$line" >>"$KIT_TMP/batch"
+    printf '%s\n' "$line" >&6
   done 3<"$KIT_TMP/files.k"
+  exec 6>&-
   flush_v3
 }
 
@@ -1141,7 +1144,7 @@ ready_members() {
   esac
   (cd -- "$1" && md5_many) >"$KIT_TMP/member.sums" 2>/dev/null || true
   while IFS=' ' read -r sum name; do
-    if is_hex "$name" 32 && [ "$sum" != "$name" ]; then
+    if [ "$sum" != "$name" ] && is_hex "$name" 32; then
       rm -f -- "${1:?}/$name"
       : >"$1/.bad.$name" 2>/dev/null || true
     fi
