@@ -1384,7 +1384,7 @@ main() {
   store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
 
-  need cat chmod chown comm cp cut date df id ln mkdir mktemp mv rm rmdir sleep sort tail touch tr uname uniq wc
+  need cat chmod chown comm cp cut date df id ln mkdir mktemp mv rm rmdir sleep sort split tail touch tr uname uniq wc
   check_openssl
   kit_init
   pick_md5
