@@ -323,7 +323,7 @@ collect_results() {
     chunk=${CHUNKS[n]##*/}
     n=$((n + 1))
     collect_chunk "$chunk"
-    finished+=("$KIT_TMP/$chunk" "$KIT_TMP/$chunk.out" "$KIT_WORK/$chunk.d")
+    finished+=("$KIT_TMP/$chunk" "$KIT_TMP/$chunk.out" "$KIT_WORK/$chunk.d" "$KIT_WORK/$chunk.s")
   done
   rm -rf -- "${finished[@]}"
   warn "$N_FILES/$FILES_TOTAL files"
@@ -737,7 +737,7 @@ place_by_tar() {
     rm -rf -- "$1"
     return 0
   fi
-  # (What is left in STAGE, its empty folders, goes with KIT_WORK.)
+  # (What is left in STAGE, its empty folders, goes at the end of the wave: collect_results.)
   move_staged "$1"
 }
 
