@@ -419,7 +419,7 @@ worker_decrypt() {
       W_ERR[i]="cannot create the folder $2"
     else
       W_OWN=$((W_OWN + 1))
-      if ! content_out "$3" "$2/$i"; then
+      if ! content_out "$2/$i"; then
         decrypt_error "$2/$i" "$C_KEY"
         W_ERR[i]=$P_ERR
         rm -f -- "$2/$i"
@@ -461,13 +461,13 @@ content_missing() {
   fi
 }
 
-# content_out OBJDIR OUT: the parsed entry's content into OUT (decrypted, gunzipped): for an
-# object of its own. (Pack members are placed from where they were unpacked: worker_decrypt.)
+# content_out OUT: the parsed entry's content, an object of its own at C_SRC (content_src), into
+# OUT (decrypted, gunzipped). (Pack members are placed from where they were unpacked:
+# worker_decrypt.)
 content_out() {
-  content_src "$1"
   case "$E_ETARGET" in
-  data.gz) decrypt_gz "$C_SRC" "$2" ;;
-  *) decrypt_data "$C_SRC" "$2" ;;
+  data.gz) decrypt_gz "$C_SRC" "$1" ;;
+  *) decrypt_data "$C_SRC" "$1" ;;
   esac
 }
 
