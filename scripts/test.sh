@@ -7,7 +7,7 @@
 #   WITH_CEPH=1 bash scripts/test.sh           # also against a real Ceph RADOS Gateway
 #
 # It installs what the tests need (pinned Deno in .tools/; shellcheck, Debian's AWS CLI v2,
-# bsdtar, zsh and fish when root), starts moto_server on a free loopback port (and Ceph RGW with
+# bsdtar, faketime, zsh and fish when root), starts moto_server on a free loopback port (and Ceph RGW with
 # WITH_CEPH=1), runs `deno test --allow-all --parallel` over src/ and test/, stops what it
 # started, and exits with deno test's code.
 set -euo pipefail
@@ -24,6 +24,7 @@ need=()
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 [ -x /usr/bin/aws ] || need+=(awscli)   # Debian's AWS CLI v2, used by the restore kit's tests
 command -v bsdtar >/dev/null 2>&1 || need+=(libarchive-tools)   # bsdtar: macOS's tar, for the pack tests
+command -v faketime >/dev/null 2>&1 || need+=(faketime)   # a prune with its clock hours fast (worst day 3)
 for sh in zsh fish; do command -v "$sh" >/dev/null 2>&1 || need+=("$sh"); done   # completion tests
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
