@@ -265,18 +265,47 @@ export function encryptPartsSync(
   iterations: number,
   salt: Uint8Array = crypto.getRandomValues(new Uint8Array(8)),
 ): Uint8Array {
-  const { key, iv } = keyIvSync(passphrase, salt, iterations);
-  const c = createCipheriv("aes-256-cbc", key, iv);
+  const enc = new SyncEncryptor(passphrase, iterations, salt);
   const out = new Uint8Array(encryptedSize(parts.reduce((n, p) => n + p.length, 0)));
-  out.set(header(salt));
-  let at = HEADER_SIZE;
+  out.set(enc.head);
+  let at = enc.head.length;
   for (const p of parts) {
-    const b = c.update(p);
+    const b = enc.update(p);
     out.set(b, at);
     at += b.length;
   }
-  out.set(c.final(), at);
+  out.set(enc.final(), at);
   return out;
+}
+
+/**
+ * A container written piece by piece, synchronously (a pack sealed as it fills): `head` first,
+ * then what each `update` returns, then what `final` returns. Their concatenation is what
+ * encryptPartsSync makes of the same parts.
+ */
+export class SyncEncryptor {
+  readonly head: Uint8Array;
+  readonly #cipher;
+
+  constructor(
+    passphrase: Uint8Array,
+    iterations: number,
+    salt: Uint8Array = crypto.getRandomValues(new Uint8Array(8)),
+  ) {
+    const { key, iv } = keyIvSync(passphrase, salt, iterations);
+    this.#cipher = createCipheriv("aes-256-cbc", key, iv);
+    this.head = header(salt);
+  }
+
+  /** The ciphertext of `plain` (whole blocks: up to 15 bytes wait for the next call). */
+  update(plain: Uint8Array): Uint8Array {
+    return this.#cipher.update(plain);
+  }
+
+  /** The last block, padded. */
+  final(): Uint8Array {
+    return this.#cipher.final();
+  }
 }
 
 /** The ciphertext after a container's header; CorruptDataError when it cannot be one. */

@@ -82,28 +82,58 @@ export function packMember(md5: string, content: Uint8Array): Member {
  */
 export const SEGMENT = 64 * 1024;
 
-/** Where a gzip member of a pack ends in its tar, and its incompressible bytes (FORMAT.md §4.1). */
-export interface Cut {
-  end: number;
-  dense: number;
-}
-
-/** Cuts a tar into segments: `add` each member's end and incompressible bytes, in order. */
-class Cutter {
-  readonly cuts: Cut[] = [];
-  #start = 0;
+/**
+ * Cuts a pack's tar into gzip members as its members come (FORMAT.md §4.1): each gzip member
+ * covers whole tar members, SEGMENT bytes or more (the end markers in the last one), at
+ * GZIP_LEVEL, or level 1 (2.4x as fast, for the headers) when mostly incompressible contents
+ * (random, JPEG, .gz) fill it. Holds one segment at a time, in one buffer kept from pack to pack
+ * (a pack is never whole in memory); `emit` gets each gzip member as it is made.
+ */
+export class Segmenter {
+  #buf = new Uint8Array(2 * SEGMENT);
+  #at = 0;
   #dense = 0;
-  add(end: number, content: Uint8Array): void {
-    if (content.length >= MIN_GZIP && !mayShrink(content)) this.#dense += content.length;
-    if (end - this.#start >= SEGMENT) {
-      this.cuts.push({ end, dense: this.#dense });
-      [this.#start, this.#dense] = [end, 0];
-    }
+  /** Tar bytes of the pack so far. */
+  size = 0;
+
+  constructor(readonly emit: (gz: Uint8Array) => void) {}
+
+  /** Appends member `m` (header, stored bytes, zero padding); a segment full is emitted. */
+  add(m: Member): void {
+    const h = memberHeader(m.name, m.bytes.length);
+    const n = h.length + padded(m.bytes.length);
+    const buf = this.#room(n);
+    buf.set(h, this.#at);
+    buf.set(m.bytes, this.#at + h.length);
+    buf.fill(0, this.#at + h.length + m.bytes.length, this.#at + n);
+    [this.#at, this.size] = [this.#at + n, this.size + n];
+    if (m.bytes.length >= MIN_GZIP && !mayShrink(m.bytes)) this.#dense += m.bytes.length;
+    if (this.#at >= SEGMENT) this.#cut();
   }
-  /** The cuts, the last one at `end` (the tar's length: its end blocks in the last segment). */
-  close(end: number): Cut[] {
-    if (end > this.#start) this.cuts.push({ end, dense: this.#dense });
-    return this.cuts;
+
+  /** Ends the tar (its end markers, `extraEnd` more), emits the last segment: the tar's size. */
+  end(extraEnd = 0): number {
+    const n = TAR_END.length * (1 + extraEnd);
+    this.#room(n).fill(0, this.#at, this.#at + n);
+    const size = this.size + n;
+    this.#at += n;
+    this.#cut();
+    this.size = 0;
+    return size;
+  }
+
+  #cut(): void {
+    const level = this.#dense * 2 > this.#at ? 1 : GZIP_LEVEL;
+    const gz = gzipSync(this.#buf.subarray(0, this.#at), { level });
+    [this.#at, this.#dense] = [0, 0];
+    this.emit(gz);
+  }
+
+  #room(n: number): Uint8Array {
+    if (this.#at + n <= this.#buf.length) return this.#buf;
+    const grown = new Uint8Array(Math.max(2 * this.#buf.length, this.#at + n));
+    grown.set(this.#buf.subarray(0, this.#at));
+    return this.#buf = grown;
   }
 }
 
@@ -112,32 +142,13 @@ class Cutter {
  * markers), as gzip members of whole tar members, each covering SEGMENT bytes or more.
  */
 export function sealPack(members: Member[], extraEnd = 0): Uint8Array {
-  const cutter = new Cutter();
-  let at = 0;
-  for (const m of members) cutter.add(at += memberSize(m), m.bytes);
-  const tar = buildPack(members, extraEnd);
-  return sealTar(tar, cutter.close(tar.length));
-}
-
-/** A pack's tar as gzip members cut at `cuts` (the last at its end: `Cutter.close`). */
-export function sealTar(tar: Uint8Array, cuts: Cut[]): Uint8Array {
-  const parts = sealTarParts(tar, cuts);
+  const parts: Uint8Array[] = [];
+  const seg = new Segmenter((gz) => parts.push(gz));
+  for (const m of members) seg.add(m);
+  seg.end(extraEnd);
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   parts.reduce((n, p) => (out.set(p, n), n + p.length), 0);
   return out;
-}
-
-/** `sealTar`'s gzip members, each its own buffer (to be encrypted one after another). */
-export function sealTarParts(tar: Uint8Array, cuts: Cut[]): Uint8Array[] {
-  const parts: Uint8Array[] = [];
-  let start = 0;
-  for (const { end, dense } of cuts) {
-    // Mostly incompressible contents (random, JPEG, .gz): level 1, 2.4x as fast, for the headers.
-    const level = dense * 2 > end - start ? 1 : GZIP_LEVEL;
-    parts.push(gzipSync(tar.subarray(start, end), { level }));
-    start = end;
-  }
-  return parts;
 }
 
 /** How each gzip member this writer makes begins: magic, deflate, no flags, no time. */
@@ -267,74 +278,69 @@ export function memberContent(name: string, stored: Uint8Array): PackedContent {
   return { md5, content: plain };
 }
 
-/** A pack ready to store: its id, its tar and where to cut it, and where each content is. */
-export interface FinishedPack {
+/** Where a pack's gzip members go as they are made (encrypted and spooled, or counted). */
+export interface PackSink {
+  write(gz: Uint8Array): void;
+}
+
+/** A pack whose members are all in its sink: its id, its tar's size, where each content is. */
+export interface FinishedPack<S extends PackSink> {
   id: string;
-  /** Its tar, end blocks included (`sealTar` or `sealTarParts` it with `cuts`). */
-  tar: Uint8Array;
-  cuts: Cut[];
-  /** Bytes of its tar. */
+  sink: S;
+  /** Bytes of its tar (before gzip). */
   size: number;
   entries: IndexEntry[];
 }
 
 /**
- * Gathers small contents into packs of about `target` bytes (FORMAT.md §4.1). Each content is
- * copied at once into the pack's tar, one buffer a pack: a file's own buffer is garbage as soon
- * as it is added (held until the pack filled, a million small buffers fragmented the native
- * heap: BENCHMARKS.md). The pack a content goes into has its id from the start, so `add` says
- * where the content will be; it also returns the pack that content filled, `finish` the last
- * one. The caller adds each content once.
+ * Gathers small contents into packs of about `target` bytes of tar (FORMAT.md §4.1), each into
+ * the sink `open` gives for its id: a content is copied into the current segment (Segmenter),
+ * and each full segment goes gzipped to the sink at once, so memory holds a segment, not a pack.
+ * The pack a content goes into has its id from the start, so `add` says where the content will
+ * be; it also returns the pack that content filled, `finish` the last one. The caller adds each
+ * content once. A sink that throws leaves the builder broken: every later call throws that
+ * error (the pack has lost a segment; no content may be said to be in it).
  */
-export class PackBuilder {
-  #tar: Uint8Array | null = null;
-  #at = 0;
-  #cutter = new Cutter();
-  #entries: IndexEntry[] = [];
-  #id: string | null = null;
+export class PackBuilder<S extends PackSink> {
+  #pack: { id: string; sink: S; entries: IndexEntry[] } | null = null;
+  #broken: { err: unknown } | null = null;
+  readonly #seg = new Segmenter((gz) => this.#pack!.sink.write(gz));
 
-  constructor(readonly target: number, readonly newId: () => string) {}
+  constructor(
+    readonly target: number,
+    readonly newId: () => string,
+    readonly open: (id: string) => S,
+  ) {}
 
   /** Adds a content (its MD5 and bytes): where it is, and the pack when it filled one. */
-  add(md5: string, content: Uint8Array): { where: string; full: FinishedPack | null } {
+  add(md5: string, content: Uint8Array): { where: string; full: FinishedPack<S> | null } {
     const m = packMember(md5, content);
-    this.#id ??= this.newId();
-    const where = this.#id;
-    const h = memberHeader(m.name, content.length);
-    const tar = this.#room(this.#at + h.length + padded(content.length) + TAR_END.length);
-    this.#at = putMember(tar, this.#at, m, h);
-    this.#cutter.add(this.#at, content);
-    this.#entries.push({ md5, where, stored: content.length, plain: content.length });
-    return { where, full: this.#at >= this.target ? this.finish() : null };
-  }
-
-  /** The tar, with room for `bytes` (a quarter over the target at first: contents are smaller). */
-  #room(bytes: number): Uint8Array {
-    const tar = this.#tar;
-    if (tar !== null && tar.length >= bytes) return tar;
-    const grown = new Uint8Array(Math.max(bytes, this.target + (this.target >> 2) + 2 * BLOCK));
-    if (tar !== null) grown.set(tar.subarray(0, this.#at));
-    return this.#tar = grown;
+    const pack = this.#guard(() => {
+      if (this.#pack !== null) return this.#pack;
+      const id = this.newId();
+      return this.#pack = { id, sink: this.open(id), entries: [] };
+    });
+    this.#guard(() => this.#seg.add(m));
+    pack.entries.push({ md5, where: pack.id, stored: content.length, plain: content.length });
+    return { where: pack.id, full: this.#seg.size >= this.target ? this.finish() : null };
   }
 
   /** The pack of what was added since the last one (null when nothing was). */
-  finish(): FinishedPack | null {
-    if (this.#tar === null) return null;
-    const size = this.#at + TAR_END.length;
-    const pack = {
-      id: this.#id!,
-      tar: this.#tar.subarray(0, size),
-      cuts: this.#cutter.close(size),
-      size,
-      entries: this.#entries,
-    };
-    [this.#tar, this.#at, this.#cutter, this.#entries, this.#id] = [
-      null,
-      0,
-      new Cutter(),
-      [],
-      null,
-    ];
-    return pack;
+  finish(): FinishedPack<S> | null {
+    const pack = this.#pack;
+    if (pack === null) return null;
+    const size = this.#guard(() => this.#seg.end());
+    this.#pack = null;
+    return { ...pack, size };
+  }
+
+  #guard<T>(step: () => T): T {
+    if (this.#broken !== null) throw this.#broken.err;
+    try {
+      return step();
+    } catch (err) {
+      this.#broken = { err };
+      throw err;
+    }
   }
 }

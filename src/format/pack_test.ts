@@ -13,7 +13,6 @@ import {
   probeShrinks,
   readPack,
   sealPack,
-  sealTar,
 } from "./pack.ts";
 import { CorruptDataError } from "../util/errors.ts";
 
@@ -134,9 +133,22 @@ function hasCommand(name: string): boolean {
   }
 }
 
+/** A sink keeping a pack's gzip members (and how many writes it took). */
+class Kept {
+  parts: Uint8Array[] = [];
+  write(gz: Uint8Array): void {
+    this.parts.push(gz.slice());
+  }
+  joined(): Uint8Array {
+    const out = new Uint8Array(this.parts.reduce((n, p) => n + p.length, 0));
+    this.parts.reduce((n, p) => (out.set(p, n), n + p.length), 0);
+    return out;
+  }
+}
+
 Deno.test("pack builder: packs of about the target size, where known at add, the rest at finish", () => {
   let n = 0;
-  const b = new PackBuilder(40_000, () => (n++).toString(16).padStart(32, "0"));
+  const b = new PackBuilder(40_000, () => (n++).toString(16).padStart(32, "0"), () => new Kept());
   const contents = Array.from({ length: 30 }, () => random(3000)); // 3.5 KB each in the tar
   const added = contents.map((c) => b.add(md5(c), c));
   const packs = added.map((a) => a.full).filter((p) => p !== null);
@@ -146,18 +158,54 @@ Deno.test("pack builder: packs of about the target size, where known at add, the
   const all = [...packs, last];
   assert.deepEqual(all.map((p) => p.id), ["0", "1", "2"].map((x) => x.padStart(32, "0")));
   for (const p of all.slice(0, -1)) assert.ok(p.size >= 40_000 && p.size < 48_000);
-  for (const p of all) assert.equal(p.tar.length, p.size);
-  const back = all.flatMap((p) => [...readPack(openPack(sealTar(p.tar, p.cuts)))]);
+  const back = all.flatMap((p) => [...readPack(openPack(p.sink.joined()))]);
   // The same bytes as a pack sealed from its members (one writer, one layout).
   const first = contents.slice(0, all[0]!.entries.length).map((c) => packMember(md5(c), c));
-  assert.equal(md5(all[0]!.tar), md5(buildPack(first)));
-  assert.equal(md5(sealTar(all[0]!.tar, all[0]!.cuts)), md5(sealPack(first)));
+  assert.equal(all[0]!.size, buildPack(first).length);
+  assert.equal(md5(all[0]!.sink.joined()), md5(sealPack(first)));
   assert.deepEqual(back.map((c) => c.md5), contents.map(md5));
   assert.deepEqual(
     all.flatMap((p) => p.entries).map((e) => [e.md5, e.plain, e.stored, e.where]),
     contents.map((c, i) => [md5(c), 3000, 3000, added[i]!.where]),
   );
   assert.match(b.add(md5(text), text).where, /^0{31}3$/, "the where is the pack id");
+});
+
+Deno.test("pack builder: a pack goes to its sink a segment at a time, never whole", () => {
+  const sinks: Kept[] = [];
+  const b = new PackBuilder(1 << 20, () => "0".repeat(32), () => {
+    sinks.push(new Kept());
+    return sinks.at(-1)!;
+  });
+  const contents = Array.from({ length: 100 }, (_, i) => te.encode(`${i} `.repeat(2000)));
+  const seen: number[] = [];
+  for (const c of contents) {
+    b.add(md5(c), c);
+    seen.push(sinks[0]!.parts.length);
+  }
+  const pack = b.finish()!;
+  assert.ok(seen[0] === 0 && seen.at(-1)! > 5, `gzip members written as it filled: ${seen}`);
+  for (const p of pack.sink.parts.slice(0, -1)) assert.ok(p.length < 64 * 1024);
+  assert.deepEqual(
+    [...readPack(openPack(pack.sink.joined()))].map((c) => c.md5),
+    contents.map(md5),
+  );
+});
+
+Deno.test("pack builder: a sink that fails breaks the builder (no content is said to be in a lost segment)", () => {
+  let writes = 0;
+  const b = new PackBuilder(1 << 20, () => "0".repeat(32), () => ({
+    write() {
+      writes++;
+      throw new Error("disk full");
+    },
+  }));
+  const big = random(40_000);
+  assert.equal(b.add(md5(big), big).where, "0".repeat(32)); // in the segment: nothing written
+  assert.throws(() => b.add(md5(text), text), /disk full/); // the segment written
+  assert.throws(() => b.add(md5(big), big), /disk full/);
+  assert.throws(() => b.finish(), /disk full/);
+  assert.equal(writes, 1);
 });
 
 Deno.test("pack: probeShrinks says yes for text and no for random bytes or nothing", () => {

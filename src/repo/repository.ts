@@ -10,10 +10,10 @@ import {
   decryptBytes,
   decryptStream,
   encryptBytes,
-  encryptPartsSync,
   encryptStream,
   type PreparedKey,
   prepareKey,
+  SyncEncryptor,
 } from "../format/container.ts";
 import {
   defaultDescriptor,
@@ -414,12 +414,9 @@ export function encryptSmallObject(repo: Repository, data: Uint8Array): Promise<
   return encryptBytes(data, repo.dataKey, repo.descriptor.dataIter);
 }
 
-/**
- * A data object whose plaintext is `parts` one after another (a pack's gzip members), encrypted
- * in one synchronous pass into one buffer: no joined copy of the plaintext, none of WebCrypto's.
- */
-export function encryptParts(repo: Repository, parts: Uint8Array[]): Uint8Array {
-  return encryptPartsSync(parts, repo.dataKey, repo.descriptor.dataIter);
+/** A data object's container written piece by piece (a pack, as it fills: pack_spool.ts). */
+export function dataEncryptor(repo: Repository): SyncEncryptor {
+  return new SyncEncryptor(repo.dataKey, repo.descriptor.dataIter);
 }
 
 /**

@@ -13,6 +13,7 @@
  * `list` skips the temp files a crash can leave.
  */
 
+import { createHash } from "node:crypto";
 import * as path from "node:path";
 import { messageOf, readFullSync, writeAll } from "../util/bytes.ts";
 import {
@@ -79,6 +80,7 @@ export class LocalStore implements Store {
       await this.#checkRoot();
       await Deno.mkdir(parent, { recursive: true });
     }
+    if (opts.md5 !== undefined && data instanceof Uint8Array) checkMd5(name, opts.md5, md5Of(data));
     if (opts.deferSync && !opts.ifAbsent && data instanceof Uint8Array) {
       return await this.#saveDeferred(name, dest, data, opts.size);
     }
@@ -101,7 +103,12 @@ export class LocalStore implements Store {
     try {
       if (data instanceof ReadableStream) {
         guard = guardStream(data, name, opts, (err) => sourceError = { err });
-        for await (const chunk of guard.stream) await writeAll(file, chunk);
+        const hash = opts.md5 !== undefined ? createHash("md5") : null;
+        for await (const chunk of guard.stream) {
+          hash?.update(chunk);
+          await writeAll(file, chunk);
+        }
+        if (hash !== null) checkMd5(name, opts.md5!, hash.digest("base64"));
       } else {
         if (opts.size !== undefined && opts.size !== data.byteLength) {
           throw new S3BackupError(
@@ -111,7 +118,7 @@ export class LocalStore implements Store {
         await writeAll(file, data);
       }
       opts.signal?.throwIfAborted();
-      await file.sync();
+      if (!opts.deferSync) await file.sync(); // else at flush()
       file.close();
       closed = true;
       if (opts.ifAbsent) await linkNew(temp, dest, name);
@@ -131,7 +138,7 @@ export class LocalStore implements Store {
     } finally {
       opts.signal?.removeEventListener("abort", onAbort);
     }
-    if (opts.deferSync) this.#dirty.add(parent);
+    if (opts.deferSync) await this.#noteDeferred(name, parent);
     else await syncDir(parent);
   }
 
@@ -154,6 +161,11 @@ export class LocalStore implements Store {
       if (err instanceof Deno.errors.NotFound) await this.#checkRoot();
       throw new S3BackupError(`Cannot write ${dest}: ${messageOf(err)}`, { cause: err });
     }
+    await this.#noteDeferred(name, parent);
+  }
+
+  /** Object `name`, written into `parent` without fsync: made durable by flush(). */
+  async #noteDeferred(name: string, parent: string): Promise<void> {
     this.#deferred++;
     // Whether `sync -f` works, asked of /dev (nothing to write there: the syncfs of our own file
     // system, with the data just written before the backup, would hold up the first pack).
@@ -411,4 +423,17 @@ async function syncDir(dir: string): Promise<void> {
     using d = await Deno.open(dir, { read: true });
     await d.sync();
   } catch { /* best effort */ }
+}
+
+function md5Of(data: Uint8Array): string {
+  return createHash("md5").update(data).digest("base64");
+}
+
+/** SaveOptions.md5, as S3 checks Content-MD5: other bytes are not stored. */
+function checkMd5(name: string, expected: string, got: string): void {
+  if (got !== expected) {
+    throw new S3BackupError(
+      `Cannot save ${name}: its bytes are not those given (MD5 ${got}, not ${expected})`,
+    );
+  }
 }

@@ -42,7 +42,7 @@ import {
   S3BackupError,
   UsageError,
 } from "../util/errors.ts";
-import { messageOf, readAll } from "../util/bytes.ts";
+import { messageOf, readAll, SizeMismatch } from "../util/bytes.ts";
 import { pool } from "../util/pool.ts";
 import { resolveS3Settings } from "./s3_settings.ts";
 import {
@@ -268,8 +268,17 @@ export class S3Store implements Store {
   ): Promise<void> {
     checkObjectName(name);
     const signal = anySignal(this.#signal, opts.signal);
-    // A conditional create is one PUT of known bytes (see SaveOptions.ifAbsent).
-    if (opts.ifAbsent && data instanceof ReadableStream) data = await readAll(data);
+    // A conditional create, or bytes of known MD5, is one PUT of known bytes (SaveOptions).
+    if ((opts.ifAbsent || opts.md5 !== undefined) && data instanceof ReadableStream) {
+      try {
+        data = await readAll(data, opts.size);
+      } catch (err) {
+        if (err instanceof SizeMismatch) {
+          throw new S3BackupError(`Size mismatch saving ${name}: ${err.message}`);
+        }
+        throw err;
+      }
+    }
     if (!(data instanceof ReadableStream)) {
       if (opts.size !== undefined && opts.size !== data.byteLength) {
         throw new S3BackupError(
@@ -994,14 +1003,14 @@ class UploadClient {
  */
 function lockParams(opts: SaveOptions, bytes?: Uint8Array) {
   const r = opts.retention;
-  if (r === undefined) return {};
+  if (r === undefined) return opts.md5 !== undefined && bytes ? { ContentMD5: opts.md5 } : {};
   return {
     ObjectLockMode: r.mode,
     ObjectLockRetainUntilDate: r.until,
     // Streamed: each part (buffered by the upload) carries a CRC32, which AWS demands of the
     // parts of an upload with lock headers ("Content-MD5 OR x-amz-checksum-").
     ...(bytes
-      ? { ContentMD5: createHash("md5").update(bytes).digest("base64") }
+      ? { ContentMD5: opts.md5 ?? createHash("md5").update(bytes).digest("base64") }
       : { ChecksumAlgorithm: "CRC32" as const }),
   };
 }

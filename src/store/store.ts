@@ -42,6 +42,12 @@ export interface ObjectRetention {
 export interface SaveOptions {
   /** The exact byte count of a stream, when known. A stream of another length fails the save. */
   size?: number;
+  /**
+   * The MD5 of the bytes (base64), when known: S3 sends it as Content-MD5 (the server refuses
+   * other bytes) and reads a stream given with it whole first (one PUT, which a retry can send
+   * again: a spooled pack).
+   */
+  md5?: string;
   /** Aborting stops the save; nothing is stored and `signal.reason` is thrown. */
   signal?: AbortSignal;
   /** S3 Object Lock: the object is written under this retention (the bucket must have it). */

@@ -1,7 +1,11 @@
 /** Byte helpers shared by every layer. */
 
 /** Reads a whole (small) stream into memory. For small objects and tests only. */
-export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+export async function readAll(
+  stream: ReadableStream<Uint8Array>,
+  size?: number,
+): Promise<Uint8Array> {
+  if (size !== undefined) return await readExactly(stream, size);
   const parts: Uint8Array[] = [];
   let total = 0;
   for await (const part of stream) {
@@ -15,6 +19,29 @@ export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8
     offset += part.byteLength;
   }
   return out;
+}
+
+/**
+ * A stream of `size` bytes into one buffer of that size (no parts joined); a stream of another
+ * length is a SizeMismatch.
+ */
+async function readExactly(stream: ReadableStream<Uint8Array>, size: number) {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for await (const part of stream) {
+    if (at + part.byteLength > size) throw new SizeMismatch(size, "more");
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  if (at !== size) throw new SizeMismatch(size, `${at}`);
+  return out;
+}
+
+/** A stream read whole was not of the size it was said to be. */
+export class SizeMismatch extends Error {
+  constructor(readonly expected: number, readonly got: string) {
+    super(`expected ${expected} bytes, got ${got}`);
+  }
 }
 
 /** Whether two buffers hold the same bytes (null equals nothing). */

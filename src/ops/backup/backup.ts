@@ -195,8 +195,9 @@ async function runBackup(
   const warn = new Warnings(onEvent);
   const cache = await openCache(store, repo, metas, opts, warn);
   const out = await openOutputs(repo, opts, time, preparedKey, warn);
+  let contents: Awaited<ReturnType<typeof contentsFor>> | undefined;
   try {
-    const contents = await contentsFor(store, repo, cache.vouched, opts, warn);
+    contents = await contentsFor(store, repo, cache.vouched, opts, warn);
     const state: CacheState = { ...cache.state };
     const storeNow = new Date(Date.now() + (lock?.offsetMs ?? 0));
     const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, storeNow);
@@ -248,6 +249,7 @@ async function runBackup(
       simulate: opts.simulate,
     };
   } finally {
+    if (contents?.uploads instanceof Packer) contents.uploads.close();
     cache.lookup.close();
     await out.meta?.discard();
     out.cache?.discard();

@@ -15,7 +15,6 @@ import {
   PackBuilder,
   PROBE,
   probeShrinks,
-  sealTarParts,
 } from "../../format/pack.ts";
 import type { IndexEntry } from "../../format/pack_index.ts";
 import {
@@ -24,15 +23,18 @@ import {
   type StoredObjects,
   writeIndex,
 } from "../../repo/pack_index_store.ts";
-import { encryptObject, encryptParts, type Repository } from "../../repo/repository.ts";
+import { dataEncryptor, encryptObject, type Repository } from "../../repo/repository.ts";
 import type { SaveOptions, Store } from "../../store/store.ts";
 import { releaseMemory } from "../../util/memory.ts";
 import { Slots } from "../../util/pool.ts";
 import { gzipStream } from "../../util/zlib_stream.ts";
 import { Md5Map } from "../../repo/md5_map.ts";
 import type { ContentSink, Stored } from "./file_reader.ts";
+import { CountedPack, PackSpool, SpooledPack } from "./pack_spool.ts";
 
-/** Packs being encrypted and stored at once: memory is about 3 pack sizes each. */
+type Sink = SpooledPack | CountedPack;
+
+/** Packs being stored at once (to S3: each read whole from its spool file, for retries). */
 const PACKS_IN_FLIGHT = 2;
 
 /** Contents an index object names at most (FORMAT.md §4.3): about 4 MiB of text. */
@@ -67,7 +69,8 @@ export class Packer implements ContentSink {
   readonly #entries: IndexEntry[] = [];
   /** Pack id -> its stored size, of the packs this run stored. */
   readonly #packSizes = new Map<string, number>();
-  readonly #builder: PackBuilder;
+  readonly #builder: PackBuilder<Sink>;
+  readonly #spool: PackSpool;
   readonly #slots = new Slots(PACKS_IN_FLIGHT);
   readonly #small: number;
 
@@ -77,7 +80,8 @@ export class Packer implements ContentSink {
     readonly opts: PackerOptions,
   ) {
     const size = opts.packSize ?? DEFAULT_PACK_SIZE;
-    this.#builder = new PackBuilder(size, newObjectId);
+    this.#spool = new PackSpool(opts.cacheRoot);
+    this.#builder = new PackBuilder<Sink>(size, newObjectId, (id) => this.#openPack(id));
     this.#small = Math.floor(size / 4);
   }
 
@@ -99,6 +103,17 @@ export class Packer implements ContentSink {
     );
     if (absent > 0) opts.onAbsent?.(absent);
     return p;
+  }
+
+  /** Where a new pack goes as it fills: its spool file, or a count (a dry run). */
+  #openPack(id: string): Sink {
+    if (this.opts.simulate || this.repo === null) return new CountedPack();
+    return this.#spool.open(id, dataEncryptor(this.repo));
+  }
+
+  /** Removes the spool folder and what a failed run left in it. */
+  close(): void {
+    this.#spool.remove();
   }
 
   /** How many contents are known stored. */
@@ -161,22 +176,22 @@ export class Packer implements ContentSink {
   }
 
   /**
-   * Stores a full pack, at most PACKS_IN_FLIGHT at a time. As bytes, not a stream: S3 then
-   * gets its Content-MD5 (an upload check, and what Object Lock demands of a PUT).
+   * Stores a full pack from its spool file, at most PACKS_IN_FLIGHT at a time, with its size and
+   * MD5 (S3: one PUT with its Content-MD5, an upload check and what Object Lock demands).
    */
-  async #storePack(pack: FinishedPack): Promise<void> {
+  async #storePack(pack: FinishedPack<Sink>): Promise<void> {
     const key = `${PACK_PREFIX}${pack.id}`;
-    let size = encryptedSize(pack.size); // a dry run's estimate: the tar before gzip
-    if (!this.opts.simulate && this.repo !== null) {
-      const repo = this.repo;
-      await this.#slots.use(async () => {
-        // The gzip members encrypted straight into one buffer: a pack of incompressible contents
-        // is held about 3 times at once, not 5 (a joined plaintext, WebCrypto's copies; figures
-        // in BENCHMARKS.md, "A pack's copies in memory").
-        const body = encryptParts(repo, sealTarParts(pack.tar, pack.cuts));
-        size = body.length;
-        await this.store.save(key, body, this.opts.saveOptions);
-      });
+    const sink = pack.sink;
+    let size = encryptedSize(sink.size); // a dry run's: the gzip members, encrypted
+    if (sink instanceof SpooledPack) {
+      try {
+        const md5 = sink.close();
+        size = sink.size;
+        const options = { ...this.opts.saveOptions, size, md5 };
+        await this.#slots.use(async () => await this.store.save(key, await sink.body(), options));
+      } finally {
+        sink.remove();
+      }
       releaseMemory();
       this.#packSizes.set(pack.id, size);
     }
