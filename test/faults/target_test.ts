@@ -106,3 +106,42 @@ Deno.test("target: no write permission, or a file: one clear line, nothing writt
     await f.cleanup();
   }
 });
+
+Deno.test({
+  name:
+    "target: a backup whose pack spool fills its file system fails, records nothing; a rerun completes",
+  ignore: !isRoot || Deno.build.os !== "linux",
+  fn: async () => {
+    const f = await fixture();
+    const mnt = `${f.dir}/cache`, repo = `${f.dir}/repo2`;
+    await Deno.mkdir(mnt);
+    await Deno.mkdir(repo);
+    const args = ["-t", "tmpfs", "-o", "size=300k", "tmpfs", mnt];
+    assert.equal(new Deno.Command("mount", { args }).outputSync().code, 0, "mount tmpfs");
+    try {
+      // The spool folder is made in the cache folder; its pack (about 900 KiB) does not fit.
+      const r = await s3backup(["backup", "-f", f.src, "-b", repo, "--cache-dir", mnt, "-c"]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /Cannot write a pack to .*No space left on device/);
+      assert.deepEqual(
+        [...Deno.readDirSync(repo)].filter((e) => e.name.startsWith("meta_")),
+        [],
+        "no meta",
+      );
+      assert.deepEqual(
+        [...Deno.readDirSync(mnt)].filter((e) => e.name.startsWith("s3backup-packs-")),
+        [],
+        "the spool folder removed",
+      );
+      const again = await s3backup(["backup", "-f", f.src, "-b", repo, "-c"]);
+      assert.equal(again.code, 0, again.stderr);
+      const out = `${f.dir}/out`;
+      const back = await s3backup(["restore", "-b", repo, "-m", "latest", "-f", out, "-c"]);
+      assert.equal(back.code, 0, back.stderr);
+      assert.deepEqual(snapshot(out), snapshot(f.src));
+    } finally {
+      new Deno.Command("umount", { args: [mnt] }).outputSync();
+      await f.cleanup();
+    }
+  },
+});
