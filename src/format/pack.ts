@@ -253,6 +253,61 @@ export function* packMembers(tar: Uint8Array, lenient = false): Generator<Member
 }
 
 /**
+ * The members of a pack's tar as it streams in (`chunks`: the tar, gunzipped, in pieces), in
+ * order: each member's bytes are a view into the chunk that holds them, or a copy when they
+ * straddle two, so that the members together hold about the tar's bytes once and no buffer of
+ * the whole is made. Strict, as packMembers: a bad header or a cut archive is CorruptDataError.
+ */
+export async function* streamPackMembers(
+  chunks: AsyncIterable<Uint8Array>,
+): AsyncGenerator<Member> {
+  const input = new Chunks(chunks[Symbol.asyncIterator]());
+  let paxed: number | null = null;
+  for (;;) {
+    const block = await input.take(BLOCK);
+    if (block === null) break;
+    const h = parseHeader(block);
+    if (h.kind === "end") return;
+    const size = h.kind === "pax" ? h.size : paxed ?? h.size;
+    const body = await input.take(size);
+    if (body === null || await input.take(padded(size) - size) === null) break;
+    if (h.kind === "pax") {
+      paxed = paxSize(body);
+      continue;
+    }
+    paxed = null;
+    yield { name: h.name, bytes: body };
+  }
+  throw new CorruptDataError("pack: the archive is cut short (no end blocks)");
+}
+
+/** Bytes taken from a stream of chunks: views where they lie in one chunk, else copies. */
+class Chunks {
+  #chunk: Uint8Array = new Uint8Array(0);
+  #at = 0;
+  constructor(readonly it: AsyncIterator<Uint8Array>) {}
+
+  /** The next `n` bytes; null when the stream ends first. */
+  async take(n: number): Promise<Uint8Array | null> {
+    if (this.#chunk.length - this.#at >= n) return this.#chunk.subarray(this.#at, this.#at += n);
+    const out = new Uint8Array(n);
+    let have = 0;
+    while (have < n) {
+      if (this.#at === this.#chunk.length) {
+        const r = await this.it.next();
+        if (r.done) return null;
+        [this.#chunk, this.#at] = [r.value, 0];
+        continue;
+      }
+      const part = this.#chunk.subarray(this.#at, this.#at + n - have);
+      out.set(part, have);
+      [have, this.#at] = [have + part.length, this.#at + part.length];
+    }
+    return out;
+  }
+}
+
+/**
  * The contents of a pack's plaintext, in order, each gunzipped when named `.gz` and checked
  * against its MD5. A member that is not a content's, a cut archive, or an MD5 that differs is
  * CorruptDataError (naming the member).

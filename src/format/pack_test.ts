@@ -13,7 +13,9 @@ import {
   probeShrinks,
   readPack,
   sealPack,
+  streamPackMembers,
 } from "./pack.ts";
+import { BLOCK } from "./tar.ts";
 import { CorruptDataError } from "../util/errors.ts";
 
 const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
@@ -206,6 +208,37 @@ Deno.test("pack builder: a sink that fails breaks the builder (no content is sai
   assert.throws(() => b.add(md5(big), big), /disk full/);
   assert.throws(() => b.finish(), /disk full/);
   assert.equal(writes, 1);
+});
+
+/** `bytes` as a stream of pieces of the given sizes, round and round. */
+async function* pieces(bytes: Uint8Array, sizes: number[]): AsyncGenerator<Uint8Array> {
+  for (let at = 0, i = 0; at < bytes.length; i++) {
+    const n = sizes[i % sizes.length]!;
+    yield bytes.slice(at, at + n);
+    at += n;
+  }
+}
+
+Deno.test("pack: a tar read as it streams gives packMembers' members, however it is cut", async () => {
+  const members = CONTENTS.map((c) => packMember(md5(c), c));
+  const tar = buildPack(members);
+  const want = [...packMembers(tar)].map((m) => [m.name, md5(m.bytes)]);
+  for (const sizes of [[tar.length], [1], [511, 513], [7, 4096, 100_000], [262_144]]) {
+    const got: string[][] = [];
+    for await (const m of streamPackMembers(pieces(tar, sizes))) got.push([m.name, md5(m.bytes)]);
+    assert.deepEqual(got, want, `pieces of ${sizes}`);
+  }
+  // Cut anywhere before its end blocks: an error, never fewer members silently.
+  for (const cut of [100, BLOCK, tar.length - 2 * BLOCK - 1, tar.length - 2 * BLOCK]) {
+    await assert.rejects(async () => {
+      for await (const _ of streamPackMembers(pieces(tar.subarray(0, cut), [4096]))) { /* */ }
+    }, CorruptDataError);
+  }
+  const bad = tar.slice();
+  bad[BLOCK * 3 + 10]! ^= 1; // a later header (the first members are small)
+  await assert.rejects(async () => {
+    for await (const _ of streamPackMembers(pieces(bad, [4096]))) { /* */ }
+  }, CorruptDataError);
 });
 
 Deno.test("pack: probeShrinks says yes for text and no for random bytes or nothing", () => {

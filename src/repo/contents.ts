@@ -4,14 +4,15 @@
  * and MD5-checked. Restore, verify and the kit check read contents only through here.
  *
  * A pack is fetched once for all the contents a run takes from it: `expect` announces each, and
- * the pack's plaintext is held until each is `done` (a run that goes in pack order holds few
- * packs at a time).
+ * the pack's members are held until each is `done` (a run that goes in pack order holds few
+ * packs at a time). A pack is decrypted, gunzipped and split into its members as it arrives, so
+ * it is held once, as its members, and never as a whole object or plaintext besides.
  */
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { legacyDecryptBytes, legacyDecryptStream } from "../format/legacy.ts";
 import { type Place, placeOf } from "../format/layout.ts";
-import { memberContent, openPack, packMembers } from "../format/pack.ts";
+import { memberContent, openPack, packMembers, streamPackMembers } from "../format/pack.ts";
 import type { Store } from "../store/store.ts";
 import { messageOf, readAll } from "../util/bytes.ts";
 import { releaseMemory } from "../util/memory.ts";
@@ -144,9 +145,59 @@ export class Contents {
   /**
    * A pack's members (first of each name), fetched and decrypted once for the contents
    * expected of it (a failure, an archived pack too, is theirs; a run that thaws it expects
-   * them again).
+   * them again). Decrypted and gunzipped as it arrives, into its tar alone (no copy of the
+   * pack whole besides); a pack that does not decrypt or gunzip so is fetched again whole,
+   * to say which and to save what can be read of it.
    */
   async #loadPack(key: string): Promise<Map<string, Uint8Array>> {
+    const streamed = await this.#load(key, (s) => this.#streamMembers(s), false);
+    if (streamed !== null) return streamed;
+    const members = new Map<string, Uint8Array>();
+    for (const m of packMembers(await this.#damagedTar(key), true)) {
+      if (!members.has(m.name)) members.set(m.name, m.bytes);
+    }
+    return members;
+  }
+
+  /**
+   * A pack's members (first of each name), from its stream; null when it does not decrypt,
+   * gunzip or read as a tar (a download's error is thrown).
+   */
+  async #streamMembers(
+    body: ReadableStream<Uint8Array>,
+  ): Promise<Map<string, Uint8Array> | null> {
+    const reader = body.getReader();
+    let downloadFailed = false;
+    const counted = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await reader.read();
+        } catch (err) {
+          downloadFailed = true;
+          throw err;
+        }
+        if (r.done) return controller.close();
+        this.bytesDownloaded += r.value.length;
+        controller.enqueue(r.value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    }, { highWaterMark: 0 });
+    const members = new Map<string, Uint8Array>();
+    try {
+      const tar = counted.pipeThrough(this.decrypt.stream()).pipeThrough(gunzipStream());
+      for await (const m of streamPackMembers(tar)) {
+        if (!members.has(m.name)) members.set(m.name, m.bytes);
+      }
+      return members;
+    } catch (err) {
+      if (downloadFailed) throw err;
+      return null;
+    }
+  }
+
+  /** The tar of a pack that did not stream: fetched whole, what can be read of it (ContentError). */
+  async #damagedTar(key: string): Promise<Uint8Array> {
     const body = await this.#load(key, readAll);
     let tar: Uint8Array;
     try {
@@ -156,21 +207,25 @@ export class Contents {
     }
     // What can be read of a damaged pack is: its other members are each checked by MD5.
     try {
-      tar = openPack(tar, true);
+      return openPack(tar, true);
     } catch (err) {
       throw new ContentError(`pack ${key} does not gunzip (corrupt pack)`, { cause: err });
     }
-    const members = new Map<string, Uint8Array>();
-    for (const m of packMembers(tar, true)) if (!members.has(m.name)) members.set(m.name, m.bytes);
-    return members;
   }
 
-  /** Fetches object `key` (counted), as `take` reads it; missing or failing is ContentError. */
-  async #load<T>(key: string, take: (s: ReadableStream<Uint8Array>) => Promise<T>): Promise<T> {
+  /**
+   * Fetches object `key` (counted: its bytes too when `take` reads it whole, not when `take`
+   * counts them itself), as `take` reads it; missing or failing is ContentError.
+   */
+  async #load<T>(
+    key: string,
+    take: (s: ReadableStream<Uint8Array>) => Promise<T>,
+    whole = true,
+  ): Promise<T> {
     try {
       const body = await take(await this.store.load(key));
       this.objectsDownloaded++;
-      if (body instanceof Uint8Array) this.bytesDownloaded += body.length;
+      if (whole && body instanceof Uint8Array) this.bytesDownloaded += body.length;
       return body;
     } catch (err) {
       if (err instanceof ObjectArchivedError) throw err;
