@@ -3,11 +3,13 @@
  *
  * Saves are atomic: a temp file `.tmp-<random>` in the destination folder (mode 0600), fsync,
  * rename, then fsync of the folder. With `deferSync` (data objects, before the meta that names
- * them) an in-memory object is written and renamed with synchronous calls and no fsync, and
- * `flush()` makes them all durable at once: one syncfs of the file system where Linux's
- * `sync -f` has it (tried on /dev at the first such save; then no list of them is kept), else
- * an fsync of each, 16 at a time; then each folder once. An fsync per small object costs about
- * 0.4 ms here, ten times the rest of its save. A crash before the flush can leave an object
+ * them) an object is written and renamed with no fsync, and `flush()` makes them all durable:
+ * up to SYNC_EACH of them by an fsync each, 16 at a time (a format 3 backup's few packs: a busy
+ * server's other writes are not waited for); more, by one syncfs of the file system where
+ * Linux's `sync -f` has it (tried on /dev at the first such save; then no list of them is kept),
+ * else again an fsync of each; then each folder once. An fsync per small object costs about
+ * 0.4 ms here, ten times the rest of its save; a syncfs waits for every file written on the file
+ * system (0.18 s after 20,000 small files were written elsewhere). A crash before the flush can leave an object
  * cut short under its name: the next backup sees a stored size that is not its content's and
  * saves it again (ops/backup/file_reader.ts `Uploads`).
  * `list` skips the temp files a crash can leave.
@@ -36,6 +38,8 @@ import {
 const TEMP_PREFIX = ".tmp-";
 /** Objects up to this size are loaded whole with synchronous calls. */
 const SMALL_LOAD = 256 * 1024;
+/** Deferred objects up to this many are made durable one by one, not by a syncfs. */
+export const SYNC_EACH = 64;
 /** Where `sync -f` is tried: a file system with nothing to write (devtmpfs). */
 const PROBE_DIR = "/dev";
 
@@ -47,7 +51,7 @@ export class LocalStore implements Store {
   readonly #dirty = new Set<string>();
   /**
    * Objects saved with deferSync whose content is not yet synced, when each is to be synced:
-   * where syncfs works (tried at the first such save) none is listed, and flush syncs them all.
+   * the first SYNC_EACH, and all where syncfs does not work (tried at the first such save).
    */
   #unsynced: string[] = [];
   #syncfs: Promise<boolean> | null = null;
@@ -169,7 +173,9 @@ export class LocalStore implements Store {
     this.#deferred++;
     // Whether `sync -f` works, asked of /dev (nothing to write there: the syncfs of our own file
     // system, with the data just written before the backup, would hold up the first pack).
-    if (!(await (this.#syncfs ??= syncFileSystem(PROBE_DIR)))) this.#unsynced.push(name);
+    const each = this.#deferred <= SYNC_EACH ||
+      !(await (this.#syncfs ??= syncFileSystem(PROBE_DIR)));
+    if (each) this.#unsynced.push(name);
     this.#dirty.add(parent);
   }
 
@@ -179,9 +185,9 @@ export class LocalStore implements Store {
     [this.#unsynced, this.#deferred] = [[], 0];
     const dirs = [...this.#dirty];
     this.#dirty.clear();
-    if (files.length > 0 && !(await syncFileSystem(this.dir))) {
+    if (files.length === deferred) { // few, or no syncfs here
       await pool(files, 16, (name) => syncFile(this.#path(name)));
-    } else if (files.length < deferred && !(await syncFileSystem(this.dir))) {
+    } else if (!(await syncFileSystem(this.dir))) {
       throw new S3BackupError(
         `Cannot make the objects saved in ${this.dir} durable: sync -f failed`,
       );

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { RepositoryNotFoundError } from "../util/errors.ts";
-import { LocalStore } from "./local_store.ts";
+import { LocalStore, SYNC_EACH } from "./local_store.ts";
 import { readAll } from "../util/bytes.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -62,11 +62,16 @@ Deno.test("local store: relative directories are made absolute", () => {
   assert.equal(s.location, path.resolve("some/rel"));
 });
 
-for (const fallback of [false, true]) {
+for (
+  const [fallback, count] of [[false, 5], [true, 5], [false, SYNC_EACH + 3], [
+    true,
+    SYNC_EACH + 3,
+  ]] as const
+) {
   Deno.test(
-    `local store: deferred saves are listed and read at once; flush syncs them${
-      fallback ? " (no sync -f: one fsync each)" : ""
-    }, and each folder once`,
+    `local store: ${count} deferred saves are listed and read at once; flush syncs them${
+      fallback ? " (no sync -f)" : ""
+    }, one by one up to SYNC_EACH, and each folder once`,
     async () => {
       const dir = await Deno.makeTempDir();
       const path0 = Deno.env.get("PATH") ?? "";
@@ -83,19 +88,20 @@ for (const fallback of [false, true]) {
           return open(p, o);
         }) as typeof Deno.open;
         try {
-          const names = [0, 1, 2, 3, 4].map((i) => String(i).repeat(32));
+          const names = Array.from({ length: count }, (_, i) => i.toString(16).padStart(32, "0"));
           for (const [i, n] of names.entries()) {
-            await s.save(n, new Uint8Array([i]), { deferSync: true });
+            await s.save(n, new Uint8Array([i % 256]), { deferSync: true });
           }
           assert.equal(synced.length + files.length, 0, "no sync per deferred object");
           assert.deepEqual(await readAll(await s.load(names[3]!)), new Uint8Array([3]));
           let n = 0;
           for await (const _ of s.list()) n++;
-          assert.equal(n, 5);
+          assert.equal(n, count);
           assert.equal((Deno.statSync(`${dir}/${names[0]}`).mode ?? 0) & 0o777, 0o600);
           await s.flush();
           assert.deepEqual(synced, [dir], "one sync for the folder");
-          assert.deepEqual(files.sort(), fallback ? names : [], "each object synced, or syncfs");
+          const each = fallback || count <= SYNC_EACH;
+          assert.deepEqual(files.sort(), each ? names : [], "each object synced, or one syncfs");
           await s.save("meta_x_20260101T000000Z", new Uint8Array([1]));
           assert.equal(synced.length, 2, "the meta is synced at once");
         } finally {
