@@ -101,12 +101,8 @@ export class Segmenter {
   /** Appends member `m` (header, stored bytes, zero padding); a segment full is emitted. */
   add(m: Member): void {
     const h = memberHeader(m.name, m.bytes.length);
-    const n = h.length + padded(m.bytes.length);
-    const buf = this.#room(n);
-    buf.set(h, this.#at);
-    buf.set(m.bytes, this.#at + h.length);
-    buf.fill(0, this.#at + h.length + m.bytes.length, this.#at + n);
-    [this.#at, this.size] = [this.#at + n, this.size + n];
+    const end = putMember(this.#room(h.length + padded(m.bytes.length)), this.#at, m, h);
+    [this.size, this.#at] = [this.size + end - this.#at, end];
     if (m.bytes.length >= MIN_GZIP && !mayShrink(m.bytes)) this.#dense += m.bytes.length;
     if (this.#at >= SEGMENT) this.#cut();
   }
@@ -146,9 +142,7 @@ export function sealPack(members: Member[], extraEnd = 0): Uint8Array {
   const seg = new Segmenter((gz) => parts.push(gz));
   for (const m of members) seg.add(m);
   seg.end(extraEnd);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  parts.reduce((n, p) => (out.set(p, n), n + p.length), 0);
-  return out;
+  return joined(parts);
 }
 
 /** How each gzip member this writer makes begins: magic, deflate, no flags, no time. */
@@ -176,6 +170,11 @@ export function openPack(plain: Uint8Array, lenient = false): Uint8Array {
       parts.push(gunzipSync(plain.subarray(s, starts[k + 1] ?? plain.length)));
     } catch { /* damaged: its members are lost, the others not */ }
   });
+  return joined(parts);
+}
+
+/** `parts` one after another, in one buffer. */
+function joined(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   parts.reduce((n, p) => (out.set(p, n), n + p.length), 0);
   return out;
@@ -196,8 +195,8 @@ export function buildPack(members: Member[], extraEnd = 0): Uint8Array {
 }
 
 /**
- * Writes member `m` (header, stored bytes) into `out` at `at`; returns where it ends, its
- * padding included (`out` holds zeros there: a new buffer).
+ * Writes member `m` (header, stored bytes, zero padding) into `out` at `at`; returns where it
+ * ends, its padding included.
  */
 function putMember(
   out: Uint8Array,
@@ -205,9 +204,11 @@ function putMember(
   m: Member,
   h = memberHeader(m.name, m.bytes.length),
 ): number {
+  const end = at + h.length + padded(m.bytes.length);
   out.set(h, at);
   out.set(m.bytes, at + h.length);
-  return at + h.length + padded(m.bytes.length);
+  out.fill(0, at + h.length + m.bytes.length, end);
+  return end;
 }
 
 /** One content read back from a pack. */

@@ -12,8 +12,14 @@ import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { legacyDecryptBytes, legacyDecryptStream } from "../format/legacy.ts";
 import { type Place, placeOf } from "../format/layout.ts";
-import { memberContent, openPack, packMembers, streamPackMembers } from "../format/pack.ts";
-import type { Store } from "../store/store.ts";
+import {
+  type Member,
+  memberContent,
+  openPack,
+  packMembers,
+  streamPackMembers,
+} from "../format/pack.ts";
+import { guardStream, type Store } from "../store/store.ts";
 import { messageOf, readAll } from "../util/bytes.ts";
 import { releaseMemory } from "../util/memory.ts";
 import { gunzipStream } from "../util/zlib_stream.ts";
@@ -118,15 +124,18 @@ export class Contents {
     const place = this.place(md5, where);
     if (place.member !== null) return ReadableStream.from([await this.#fromPack(place)]);
     const body = await this.#load(place.key, (s) => Promise.resolve(s));
-    const counted = body.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform: (chunk, controller) => {
-          this.bytesDownloaded += chunk.length;
-          controller.enqueue(chunk);
-        },
-      }),
-    ).pipeThrough(this.decrypt.stream());
-    return place.gz ? counted.pipeThrough(gunzipStream()) : counted;
+    const plain = body.pipeThrough(this.#counter()).pipeThrough(this.decrypt.stream());
+    return place.gz ? plain.pipeThrough(gunzipStream()) : plain;
+  }
+
+  /** Passes a download through, adding its bytes to bytesDownloaded. */
+  #counter(): TransformStream<Uint8Array, Uint8Array> {
+    return new TransformStream({
+      transform: (chunk, controller) => {
+        this.bytesDownloaded += chunk.length;
+        controller.enqueue(chunk);
+      },
+    });
   }
 
   async #fromPack(place: Place): Promise<Uint8Array> {
@@ -150,13 +159,8 @@ export class Contents {
    * to say which and to save what can be read of it.
    */
   async #loadPack(key: string): Promise<Map<string, Uint8Array>> {
-    const streamed = await this.#load(key, (s) => this.#streamMembers(s), false);
-    if (streamed !== null) return streamed;
-    const members = new Map<string, Uint8Array>();
-    for (const m of packMembers(await this.#damagedTar(key), true)) {
-      if (!members.has(m.name)) members.set(m.name, m.bytes);
-    }
-    return members;
+    const streamed = await this.#load(key, (s) => this.#streamMembers(key, s), false);
+    return streamed ?? await firstOfEach(packMembers(await this.#damagedTar(key), true));
   }
 
   /**
@@ -164,32 +168,15 @@ export class Contents {
    * gunzip or read as a tar (a download's error is thrown).
    */
   async #streamMembers(
+    key: string,
     body: ReadableStream<Uint8Array>,
   ): Promise<Map<string, Uint8Array> | null> {
-    const reader = body.getReader();
     let downloadFailed = false;
-    const counted = new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        let r: ReadableStreamReadResult<Uint8Array>;
-        try {
-          r = await reader.read();
-        } catch (err) {
-          downloadFailed = true;
-          throw err;
-        }
-        if (r.done) return controller.close();
-        this.bytesDownloaded += r.value.length;
-        controller.enqueue(r.value);
-      },
-      cancel: (reason) => reader.cancel(reason),
-    }, { highWaterMark: 0 });
-    const members = new Map<string, Uint8Array>();
+    const source = guardStream(body, key, {}, () => downloadFailed = true).stream;
     try {
-      const tar = counted.pipeThrough(this.decrypt.stream()).pipeThrough(gunzipStream());
-      for await (const m of streamPackMembers(tar)) {
-        if (!members.has(m.name)) members.set(m.name, m.bytes);
-      }
-      return members;
+      const tar = source.pipeThrough(this.#counter()).pipeThrough(this.decrypt.stream())
+        .pipeThrough(gunzipStream());
+      return await firstOfEach(streamPackMembers(tar));
     } catch (err) {
       if (downloadFailed) throw err;
       return null;
@@ -233,6 +220,15 @@ export class Contents {
       throw new ContentError(`cannot download object ${key}: ${messageOf(err)}`, { cause: err });
     }
   }
+}
+
+/** The members of a pack by name, the first of each name. */
+async function firstOfEach(
+  members: Iterable<Member> | AsyncIterable<Member>,
+): Promise<Map<string, Uint8Array>> {
+  const out = new Map<string, Uint8Array>();
+  for await (const m of members) if (!out.has(m.name)) out.set(m.name, m.bytes);
+  return out;
 }
 
 /** `data`, gunzipped (ContentError naming `key` when it is no gzip). */

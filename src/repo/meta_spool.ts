@@ -7,6 +7,7 @@
  */
 import { chmodWhereSupported, processAlive } from "../util/platform.ts";
 import { createHash } from "node:crypto";
+import { dirname } from "node:path";
 import { encryptStream, type PreparedKey } from "../format/container.ts";
 import {
   encodeEntry,
@@ -82,7 +83,7 @@ export class MetaSpool {
     let file: Deno.FsFile;
     try {
       dir = await Deno.makeTempDir({ prefix: `${SPOOL_PREFIX}${Deno.pid}-` });
-      sweepDeadSpools(dir.slice(0, Math.max(dir.lastIndexOf("/"), dir.lastIndexOf("\\"))));
+      sweepDeadSpools(dirname(dir));
       await chmodWhereSupported(dir, 0o700);
       file = await Deno.open(`${dir}/meta`, { write: true, createNew: true, mode: 0o600 });
     } catch (err) {

@@ -9,9 +9,9 @@
  * Linux's `sync -f` has it (tried on /dev at the first such save; then no list of them is kept),
  * else again an fsync of each; then each folder once. An fsync per small object costs about
  * 0.4 ms here, ten times the rest of its save; a syncfs waits for every file written on the file
- * system (0.18 s after 20,000 small files were written elsewhere). A crash before the flush can leave an object
- * cut short under its name: the next backup sees a stored size that is not its content's and
- * saves it again (ops/backup/file_reader.ts `Uploads`).
+ * system (0.18 s after 20,000 small files were written elsewhere). A crash before the flush can
+ * leave an object cut short under its name: the next backup sees a stored size that is not its
+ * content's and saves it again (ops/backup/file_reader.ts `Uploads`).
  * `list` skips the temp files a crash can leave.
  */
 

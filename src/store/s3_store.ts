@@ -42,7 +42,7 @@ import {
   S3BackupError,
   UsageError,
 } from "../util/errors.ts";
-import { messageOf, readAll, SizeMismatch } from "../util/bytes.ts";
+import { messageOf, readAll } from "../util/bytes.ts";
 import { pool } from "../util/pool.ts";
 import { resolveS3Settings } from "./s3_settings.ts";
 import {
@@ -270,14 +270,7 @@ export class S3Store implements Store {
     const signal = anySignal(this.#signal, opts.signal);
     // A conditional create, or bytes of known MD5, is one PUT of known bytes (SaveOptions).
     if ((opts.ifAbsent || opts.md5 !== undefined) && data instanceof ReadableStream) {
-      try {
-        data = await readAll(data, opts.size);
-      } catch (err) {
-        if (err instanceof SizeMismatch) {
-          throw new S3BackupError(`Size mismatch saving ${name}: ${err.message}`);
-        }
-        throw err;
-      }
+      data = await readAll(guardStream(data, name, opts, () => {}).stream, opts.size);
     }
     if (!(data instanceof ReadableStream)) {
       if (opts.size !== undefined && opts.size !== data.byteLength) {

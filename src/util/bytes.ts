@@ -22,26 +22,19 @@ export async function readAll(
 }
 
 /**
- * A stream of `size` bytes into one buffer of that size (no parts joined); a stream of another
- * length is a SizeMismatch.
+ * A stream of `size` bytes into one buffer of that size (no parts joined); RangeError for a
+ * stream of another length (a caller checks the size first: store.ts guardStream).
  */
 async function readExactly(stream: ReadableStream<Uint8Array>, size: number) {
   const out = new Uint8Array(size);
   let at = 0;
   for await (const part of stream) {
-    if (at + part.byteLength > size) throw new SizeMismatch(size, "more");
+    if (at + part.byteLength > size) throw new RangeError(`more than ${size} bytes`);
     out.set(part, at);
     at += part.byteLength;
   }
-  if (at !== size) throw new SizeMismatch(size, `${at}`);
+  if (at !== size) throw new RangeError(`${at} bytes, not ${size}`);
   return out;
-}
-
-/** A stream read whole was not of the size it was said to be. */
-export class SizeMismatch extends Error {
-  constructor(readonly expected: number, readonly got: string) {
-    super(`expected ${expected} bytes, got ${got}`);
-  }
 }
 
 /** Whether two buffers hold the same bytes (null equals nothing). */

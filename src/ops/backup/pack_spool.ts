@@ -8,6 +8,7 @@
  * run (its process gone) is removed by the next backup that spools.
  */
 import { createHash } from "node:crypto";
+import { dirname } from "node:path";
 import { sweepDeadSpools } from "../../repo/meta_spool.ts";
 import type { SyncEncryptor } from "../../format/container.ts";
 import type { PackSink } from "../../format/pack.ts";
@@ -121,18 +122,15 @@ function makeSpool(parent: string | null): string {
   if (parent !== null) Deno.mkdirSync(parent, { recursive: true, mode: 0o700 });
   const prefix = `${SPOOL_PREFIX}${Deno.pid}-`;
   const dir = Deno.makeTempDirSync({ prefix, ...(parent !== null ? { dir: parent } : {}) });
-  sweepDeadSpools(
-    dir.slice(0, Math.max(dir.lastIndexOf("/"), dir.lastIndexOf("\\"))),
-    SPOOL_PREFIX,
-  );
+  sweepDeadSpools(dirname(dir), SPOOL_PREFIX);
   chmodSyncWhereSupported(dir, 0o700);
   return dir;
 }
 
 function spoolError(where: string, err: unknown): S3BackupError {
   return new S3BackupError(
-    `Cannot write a pack to ${where} (it needs 2 pack sizes free; set TMPDIR or the cache ` +
-      `folder elsewhere): ${messageOf(err)}`,
+    `Cannot write a pack to ${where} (it needs room for the packs being stored; set TMPDIR ` +
+      `or --cache-dir elsewhere): ${messageOf(err)}`,
     { cause: err },
   );
 }
