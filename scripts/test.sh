@@ -41,7 +41,12 @@ fi
 moto_dir=""
 ceph_started=0
 out=""
-# The program's local cache (files cache) goes to a folder of this run, never the user's.
+# Deno's own cache (compiled modules, npm packages) stays where this Deno keeps it; the
+# program's local cache (files cache) goes to a folder of this run, never the user's.
+if [ -z "${DENO_DIR:-}" ]; then
+  DENO_DIR=$("$DENO" info --json | sed -n 's/^ *"denoDir": "\(.*\)",$/\1/p')
+  if [ -n "$DENO_DIR" ]; then export DENO_DIR; else unset DENO_DIR; fi
+fi
 XDG_CACHE_HOME=$(mktemp -d "${TMPDIR:-/tmp}/s3backup-test-cache.XXXXXX")
 export XDG_CACHE_HOME
 # shellcheck disable=SC2317  # invoked by the trap
