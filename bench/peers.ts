@@ -244,6 +244,7 @@ async function commands(
   env: Record<string, string>,
 ) {
   if (tool === "s3backup") {
+    await measure(s3backup(["init", "-b", repo, "-c"]), env); // as restic's init: not measured
     return {
       backup: () => measure(s3backup(["backup", "-f", src, "-b", repo, "-c"]), env),
       restore: () =>
@@ -396,6 +397,7 @@ async function s3Round(work: string, src: string, server: S3Server, latency: num
     r.set(name, s);
   };
   try {
+    await measure(s3backup(["init", "-b", `s3://${bucket}/r`, "-c"]), env); // as restic's
     await step(
       "s3backup backup",
       s3backup(["backup", "-f", src, "-b", `s3://${bucket}/r`, "-c"]),

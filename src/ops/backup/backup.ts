@@ -16,6 +16,7 @@ import type { RecordedEntry } from "../../format/meta.ts";
 import { type Listing, listRepository, type MetaObject } from "../../repo/listing.ts";
 import { type Lock, type LockOptions, withLock } from "../../repo/lock.ts";
 import { MetaSpool } from "../../repo/meta_spool.ts";
+import { listStored, type StoredObjects } from "../../repo/pack_index_store.ts";
 import {
   extendRetention,
   extensionDue,
@@ -191,13 +192,16 @@ async function runBackup(
   const lookedAt = Date.now(); // the real clock, for racy mtimes (files_cache.ts)
   const preparedKey = repo !== null && !opts.simulate ? prepareMetaKey(repo) : undefined;
   onEvent({ type: "phase", phase: "listing" });
+  // A format 3 repository's packs, data and indexes are listed meanwhile (one round trip).
+  const stored = repo?.descriptor.format === 3 ? listStored(repo) : undefined;
+  stored?.catch(() => {}); // its failure is met where it is awaited (Packer.open)
   const metas = (await listRepository(store, META_PREFIX)).metas;
   const warn = new Warnings(onEvent);
   const cache = await openCache(store, repo, metas, opts, warn);
   const out = await openOutputs(repo, opts, time, preparedKey, warn);
   let contents: Awaited<ReturnType<typeof contentsFor>> | undefined;
   try {
-    contents = await contentsFor(store, repo, cache.vouched, opts, warn);
+    contents = await contentsFor(store, repo, cache.vouched, opts, warn, stored);
     const state: CacheState = { ...cache.state };
     const storeNow = new Date(Date.now() + (lock?.offsetMs ?? 0));
     const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, storeNow);
@@ -350,6 +354,7 @@ async function contentsFor(
   vouched: boolean,
   opts: BackupOptions,
   warn: Warnings,
+  stored?: Promise<StoredObjects>,
 ): Promise<{ uploads: ContentSink; full: () => Listing | null }> {
   if ((repo?.descriptor.format ?? FORMAT_VERSION) !== 3) {
     const target = repo !== null && !opts.simulate
@@ -372,6 +377,7 @@ async function contentsFor(
       ),
     ...(opts.packSize ? { packSize: opts.packSize } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(stored ? { stored } : {}),
   });
   return { uploads: packer, full: () => null };
 }
@@ -796,11 +802,12 @@ async function syncKit(
   have: Map<string, ObjectInfo> | null,
   kit: Map<string, Uint8Array>,
 ): Promise<void> {
-  have ??= (await listRepository(store, KIT_PREFIX)).kit;
-  for (const [name, data] of kit) {
+  const stored = have ?? (await listRepository(store, KIT_PREFIX)).kit;
+  // A handful of small files, all at once: one round trip's wait, not one each.
+  await Promise.all([...kit].map(async ([name, data]) => {
     const key = KIT_PREFIX + name;
-    if (!(await sameObject(store, have.get(key), data))) await store.save(key, data);
-  }
+    if (!(await sameObject(store, stored.get(key), data))) await store.save(key, data);
+  }));
 }
 
 /** Whether the stored object `old` holds `data`: by size and ETag, or (no ETag) its bytes. */

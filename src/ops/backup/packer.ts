@@ -57,6 +57,8 @@ export interface PackerOptions {
   /** `n` index entries name objects that are not there whole: stored again when used. */
   onAbsent?: (n: number) => void;
   signal?: AbortSignal;
+  /** What the store holds, listed already (the caller started it early), else listed here. */
+  stored?: Promise<StoredObjects>;
 }
 
 export class Packer implements ContentSink {
@@ -92,7 +94,7 @@ export class Packer implements ContentSink {
   static async open(store: Store, repo: Repository | null, opts: PackerOptions): Promise<Packer> {
     const p = new Packer(store, repo, opts);
     if (repo === null) return p;
-    const stored: StoredObjects = await listStored(repo);
+    const stored: StoredObjects = await (opts.stored ?? listStored(repo));
     const absent = await eachIndexed(
       repo,
       stored,
