@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { createRepository } from "../../src/repo/repository.ts";
 import { makeBucket, removeBucket, s3Targets, targetStore } from "../s3_env.ts";
 import { FaultProxy } from "./fault_proxy.ts";
-import { PASSWORD, s3backup } from "./harness.ts";
+import { kitFiles } from "../../src/cli/kit.ts";
+import { PASSWORD, s3backup, start, until } from "./harness.ts";
 
 const moto = s3Targets().find((t) => t.label === "moto");
 
@@ -86,6 +87,48 @@ Deno.test({
       const cold = await backup();
       assert.deepEqual(puts(cold), [], cold.join("\n"));
       assert.equal(cold.filter((l) => l.startsWith("get index/")).length, 2, cold.join("\n"));
+    } finally {
+      await proxy.close();
+      await Deno.remove(dir, { recursive: true });
+      await removeBucket(moto!, bucket);
+    }
+  },
+});
+
+Deno.test({
+  name: "requests [moto, format 3]: the first listings, and the kit's PUTs, are in flight at once",
+  ignore: moto === undefined,
+  fn: async () => {
+    const { bucket, env } = await makeBucket(moto!);
+    const proxy = new FaultProxy(moto!.endpoint);
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-requests-at-once-" });
+    try {
+      const src = `${dir}/src`;
+      await Deno.mkdir(src);
+      await Deno.writeTextFile(`${src}/f`, "one file\n");
+      const runEnv = { ...env, AWS_ENDPOINT_URL: proxy.endpoint, XDG_CACHE_HOME: `${dir}/cache` };
+      const repo = `s3://${bucket}/r`;
+      assert.equal((await s3backup(["init", "-b", repo, "-c"], { env: runEnv })).code, 0);
+      // Past the lock's own listing, the listings of meta_, packs/, data/ and index/ are held
+      // until all four are in flight, then the kit's PUTs until all of them are: a run that
+      // made them one after another would wait on the first one held, and fail here.
+      const kitPuts = kitFiles({}).size;
+      proxy.setRules([
+        { fault: "hold", kinds: ["list"], share: 1, after: 1, max: 4 },
+        { fault: "hold", kinds: ["put"], key: /^r\/restore-kit\//, share: 1, max: kitPuts },
+      ]);
+      const run = start(["backup", "-f", src, "-b", repo, "-c"], { env: runEnv });
+      await until("the four listings in flight at once", () => proxy.held === 4, 60_000);
+      proxy.releaseHeld();
+      await until(
+        `the ${kitPuts} kit PUTs in flight at once`,
+        () => proxy.held === kitPuts,
+        60_000,
+      );
+      proxy.releaseHeld();
+      const r = await run.done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(proxy.injected, [4, kitPuts]);
     } finally {
       await proxy.close();
       await Deno.remove(dir, { recursive: true });
