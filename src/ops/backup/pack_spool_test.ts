@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { decryptSync, SyncEncryptor } from "../../format/container.ts";
 import { readAll } from "../../util/bytes.ts";
+import { S3BackupError } from "../../util/errors.ts";
 import { PackSpool } from "./pack_spool.ts";
 
 const KEY = new TextEncoder().encode("a data key");
@@ -56,6 +57,28 @@ Deno.test("pack spool: a cache folder that cannot be written falls back to the t
     pack.remove();
     spool.remove();
   } finally {
+    Deno.removeSync(parent, { recursive: true });
+  }
+});
+
+Deno.test("pack spool: neither the cache folder nor TMPDIR can hold it: one line naming TMPDIR", () => {
+  const parent = Deno.makeTempDirSync();
+  const tmpdir = Deno.env.get("TMPDIR");
+  try {
+    Deno.writeTextFileSync(`${parent}/file`, "not a folder");
+    Deno.env.set("TMPDIR", `${parent}/file/tmp`);
+    const spool = new PackSpool(`${parent}/file/cache`);
+    assert.throws(
+      () => spool.open("1".repeat(32), new SyncEncryptor(KEY, 1)),
+      (err: unknown) =>
+        err instanceof S3BackupError && !err.message.includes("\n") &&
+        err.message.startsWith(`Cannot write a pack to ${parent}/file/tmp (`) &&
+        err.message.includes("set TMPDIR or --cache-dir elsewhere"),
+    );
+    spool.remove(); // nothing made, nothing to remove
+  } finally {
+    if (tmpdir === undefined) Deno.env.delete("TMPDIR");
+    else Deno.env.set("TMPDIR", tmpdir);
     Deno.removeSync(parent, { recursive: true });
   }
 });
