@@ -858,6 +858,37 @@ Deno.test("kit: corrupt and missing objects are reported, the rest restored, exi
   for (const [p] of await walk(target)) assert(!p.includes(".s3backup-"), `leftover ${p}`);
 });
 
+Deno.test("kit: its work folders cannot be made: each file fails (exit 3), or the kit stops (exit 1)", async () => {
+  const fx = await fixture();
+  const files = fx.spec.filter((e) => e.type === "f").length;
+  // A mkdir that cannot make a chunk's folder of decrypted objects (`<work>/chunk.*.d`: a full
+  // file system), then a split that cannot cut the list into chunks: the kit's own tools fail.
+  const bin = await restrictedBin();
+  await Deno.remove(`${bin}/mkdir`);
+  await Deno.writeTextFile(
+    `${bin}/mkdir`,
+    `#!/bin/bash\nfor a in "$@"; do case $a in */chunk.*.d) echo "mkdir: $a: No space left on device" >&2; exit 1;; esac; done\nexec ${
+      (await run("bash", ["-c", "type -P mkdir"])).stdout.trim()
+    } "$@"\n`,
+  );
+  await Deno.chmod(`${bin}/mkdir`, 0o755);
+  const target = tmpPath("no-chunk-folder");
+  const r = await kit("restore.sh", [fx.repo.dir, fx.metaLatest, target], { path: bin });
+  assertExit(r, 3, "restore without its chunk folders");
+  assert(r.stderr.includes("cannot create the folder "), r.stderr);
+  assert(r.stderr.includes(`${files} failed`), `every file failed: ${r.stderr}`);
+  for (const [p, n] of await walk(target)) assert(n.type !== "f", `${p} written`);
+
+  await Deno.remove(`${bin}/split`);
+  await Deno.writeTextFile(`${bin}/split`, "#!/bin/bash\necho 'split: write error' >&2\nexit 1\n");
+  await Deno.chmod(`${bin}/split`, 0o755);
+  const stopped = await kit("restore.sh", [fx.repo.dir, fx.metaLatest, tmpPath("no-split")], {
+    path: bin,
+  });
+  assertExit(stopped, 1, "restore whose list cannot be split");
+  assert(/restore\.sh: cannot split .* into chunks/.test(stopped.stderr), stopped.stderr);
+});
+
 Deno.test("kit: a malicious meta writes nothing outside the target", async () => {
   const fx = await fixture();
   const repo = await copyRepo(fx.repo);
