@@ -10,9 +10,10 @@
  *   test/faults/fault_proxy.ts), directly and with 30 ms added to every request (a real
  *   region's round trip). moto serves about 200 requests a second: measure speed on the RGW.
  *
- * Tools run interleaved, ROUNDS times, each round in another order; the tables give medians of wall time and peak RSS (the
- * kernel's rusage of each child, through python3) and ratios. Missing peers are skipped (as
- * root, `apt-get install restic rclone awscli` first). Nothing is written outside a temp folder.
+ * Tools run interleaved, ROUNDS times, each round in another order; the tables give medians of
+ * wall time and peak RSS (the kernel's rusage of each child, through python3) and ratios. Missing
+ * peers are skipped (as root, `apt-get install restic rclone awscli` first). Nothing is written
+ * outside a temp folder.
  *
  *   deno task bench:peers                                  # C: 20,000 files of 0-4 KiB
  *   BENCH_DATA=B BENCH_ROUNDS=3 deno task bench:peers      # B: 20,000 files of 4-100 KiB
