@@ -10,10 +10,9 @@
  *   test/faults/fault_proxy.ts), directly and with 30 ms added to every request (a real
  *   region's round trip). moto serves about 200 requests a second: measure speed on the RGW.
  *
- * Tools run interleaved, ROUNDS times, each round in another order; the tables give medians of
- * wall time and peak RSS (the kernel's rusage of each child, through python3) and ratios. Missing
- * peers are skipped (as root, `apt-get install restic rclone awscli` first). Nothing is written
- * outside a temp folder.
+ * Tools run interleaved, ROUNDS times; the tables give medians of wall time and peak RSS (the
+ * kernel's rusage of each child, through python3) and ratios. Missing peers are skipped (as
+ * root, `apt-get install restic rclone awscli` first). Nothing is written outside a temp folder.
  *
  *   deno task bench:peers                                  # C: 20,000 files of 0-4 KiB
  *   BENCH_DATA=B BENCH_ROUNDS=3 deno task bench:peers      # B: 20,000 files of 4-100 KiB
@@ -530,10 +529,7 @@ if (import.meta.main) {
     const samples = new Map<string, Sample[]>();
     const rounds = Deno.env.get("BENCH_LOCAL") === "0" ? 0 : ROUNDS;
     for (let i = 0; i < rounds; i++) {
-      // Each round in another order: a tool does not always follow the same one (on a disk
-      // mounted with `discard`, the tens of thousands of files a round removes slow the next
-      // tool's first steps: s3backup's initial backup took 2.8 s first, 4.2 s after rclone).
-      for (const t of [...tools.slice(i % tools.length), ...tools.slice(0, i % tools.length)]) {
+      for (const t of tools) {
         for (const [step, s] of await round(t, work, src, changed)) {
           const k = `${t} ${step}`;
           samples.set(k, [...(samples.get(k) ?? []), s]);
