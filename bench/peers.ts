@@ -12,7 +12,9 @@
  *
  * Tools run interleaved, ROUNDS times; the tables give medians of wall time and peak RSS (the
  * kernel's rusage of each child, through python3) and ratios. Missing peers are skipped (as
- * root, `apt-get install restic rclone awscli` first). Nothing is written outside a temp folder.
+ * root, `apt-get install restic rclone awscli` first). Nothing is written outside a temp folder,
+ * and nothing removed from it until the run ends (about 20 times the data set's size locally:
+ * three tools, three rounds, each a repository and its restores).
  *
  *   deno task bench:peers                                  # C: 20,000 files of 0-4 KiB
  *   BENCH_DATA=B BENCH_ROUNDS=3 deno task bench:peers      # B: 20,000 files of 4-100 KiB
@@ -204,14 +206,6 @@ function have(prog: string, arg = "version"): boolean {
   }
 }
 
-function rmrf(p: string): void {
-  try {
-    Deno.removeSync(p, { recursive: true });
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  }
-}
-
 /** The environment every measured tool gets (HOME, caches and passwords under `work`). */
 export function baseEnv(work: string): Record<string, string> {
   return {
@@ -280,16 +274,20 @@ async function commands(
   };
 }
 
-/** One round of a tool into a fresh local repository. */
+/**
+ * One round of a tool into a fresh local repository, everything it writes in `dir` (its own
+ * HOME and caches). Nothing is removed until the whole run ends: removing a round's tens of
+ * thousands of files slowed the next tool's steps (BENCHMARKS.md, ninth session).
+ */
 async function round(
   tool: Tool,
-  work: string,
+  dir: string,
   src: string,
   changed: string,
 ): Promise<Map<Step, Sample>> {
-  const repo = `${work}/repo-${tool}`, out = `${work}/out-${tool}`;
-  Deno.mkdirSync(repo);
-  const env = baseEnv(work);
+  const repo = `${dir}/repo`, out = `${dir}/out`;
+  Deno.mkdirSync(repo, { recursive: true });
+  const env = baseEnv(dir);
   const c = await commands(tool, repo, src, out, env);
   const r = new Map<Step, Sample>();
   r.set("initial", await c.backup());
@@ -298,12 +296,8 @@ async function round(
   r.set("one changed", await c.backup());
   r.set("restore", await c.restore());
   if (tool === "s3backup" && Deno.env.get("BENCH_KIT") !== "0") {
-    rmrf(out);
-    r.set("kit restore", await measure(["bash", KIT, repo, "latest", out], env));
+    r.set("kit restore", await measure(["bash", KIT, repo, "latest", `${dir}/kit-out`], env));
   }
-  rmrf(repo);
-  rmrf(out);
-  rmrf(`${work}/cache`);
   return r;
 }
 
@@ -388,6 +382,7 @@ function s3Env(work: string, server: S3Server, endpoint: string): Record<string,
 
 /** s3backup, restic and aws s3 sync through the proxy (with `latency` ms per request). */
 async function s3Round(work: string, src: string, server: S3Server, latency: number) {
+  Deno.mkdirSync(work, { recursive: true });
   const proxy = new FaultProxy(server.endpoint);
   proxy.delayMs = latency;
   const env = s3Env(work, server, proxy.endpoint);
@@ -441,11 +436,8 @@ async function s3Round(work: string, src: string, server: S3Server, latency: num
       aws(["sync", "--only-show-errors", `s3://${bucket}/r`, `${work}/s3-aws-out`]),
     );
   } finally {
-    // The bucket is left: moto is stopped after the runs, a given server is the caller's.
-    for (const o of ["s3-out", "s3-restic-out", "restic-cache"]) rmrf(`${work}/${o}`);
-    rmrf(`${work}/s3-kit-out`);
-    rmrf(`${work}/s3-aws-out`);
-    rmrf(`${work}/cache`);
+    // The bucket is left: moto is stopped after the runs, a given server is the caller's. The
+    // restored trees are left too, until the whole run ends (see round()).
     await proxy.close();
   }
   return r;
@@ -483,7 +475,7 @@ async function s3Bench(work: string): Promise<void> {
   const server = startS3();
   try {
     for (const latency of [0, LATENCY_MS]) {
-      const r = await s3Round(work, src, server, latency);
+      const r = await s3Round(`${work}/s3-${latency}`, src, server, latency);
       const added = latency ? `, +${latency} ms per request` : "";
       console.log(`\n${server.name}${added}, ${what}, 1 run`);
       console.log("| step | wall, peak RSS | requests | stored |");
@@ -530,7 +522,7 @@ if (import.meta.main) {
     const rounds = Deno.env.get("BENCH_LOCAL") === "0" ? 0 : ROUNDS;
     for (let i = 0; i < rounds; i++) {
       for (const t of tools) {
-        for (const [step, s] of await round(t, work, src, changed)) {
+        for (const [step, s] of await round(t, `${work}/round${i}-${t}`, src, changed)) {
           const k = `${t} ${step}`;
           samples.set(k, [...(samples.get(k) ?? []), s]);
         }
