@@ -5,7 +5,7 @@
  *
  * A pack is fetched once for all the contents a run takes from it: `expect` announces each, and
  * the pack's members are held until each is `done` (a run that goes in pack order holds few
- * packs at a time). A pack is decrypted, gunzipped and split into its members as it arrives, so
+ * packs at a time: with `readAhead`, the one being read and the next). A pack is decrypted, gunzipped and split into its members as it arrives, so
  * it is held once, as its members, and never as a whole object or plaintext besides.
  */
 import { createHash } from "node:crypto";
@@ -46,6 +46,12 @@ export class Contents {
   /** Bytes fetched from the store (encrypted), and objects fetched. */
   bytesDownloaded = 0;
   objectsDownloaded = 0;
+  /**
+   * Whether every content expected will be asked for (a restore into an empty target): then,
+   * as a pack is read, the next pack expected is fetched meanwhile (one ahead, never more).
+   * Else a pack is fetched only when asked (a resumed restore may need none of the next one).
+   */
+  readAhead = false;
   readonly #packs = new Map<string, HeldPack>();
 
   constructor(readonly store: Store, readonly decrypt: Decrypt) {}
@@ -140,7 +146,9 @@ export class Contents {
 
   async #fromPack(place: Place): Promise<Uint8Array> {
     const held = this.#packs.get(place.key) ?? { members: null, left: 0 };
-    const stored = (await (held.members ??= this.#loadPack(place.key))).get(place.member!);
+    const members = held.members ??= this.#loadPack(place.key);
+    if (this.readAhead) this.#fetchAfter(place.key);
+    const stored = (await members).get(place.member!);
     if (stored === undefined) {
       throw new ContentError(`no member ${place.member} in ${place.key} (damaged pack?)`);
     }
@@ -148,6 +156,21 @@ export class Contents {
       return memberContent(place.member!, stored).content;
     } catch (err) {
       throw new ContentError(`${messageOf(err)} in ${place.key} (corrupt pack)`, { cause: err });
+    }
+  }
+
+  /**
+   * Starts fetching the pack expected next after `key` (in the order first expected), unless it
+   * is fetched already. Its failure is the failure of the contents that ask for it, as ever.
+   */
+  #fetchAfter(key: string): void {
+    let after = false;
+    for (const [k, held] of this.#packs) {
+      if (after) {
+        if (held.members === null) (held.members = this.#loadPack(k)).catch(() => {});
+        return;
+      }
+      after = k === key;
     }
   }
 

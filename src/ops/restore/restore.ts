@@ -84,11 +84,12 @@ export async function restore(
     bytes: plan.totalBytes ?? 0,
   });
 
-  const { root, existed } = await openTarget(opts.target, opts.simulate);
+  const { root, existed, empty } = await openTarget(opts.target, opts.simulate);
   const unlock = opts.simulate ? null : await lockTarget(root, opts.host ?? Deno.hostname());
   let summary: RestoreSummary;
   try {
-    summary = await runPhases(repo, meta, opts, { plan, progress, root, existed, started });
+    const prepared = { plan, progress, root, existed, empty, started };
+    summary = await runPhases(repo, meta, opts, prepared);
   } finally {
     await unlock?.();
   }
@@ -128,6 +129,8 @@ interface Prepared {
   root: string;
   /** The target existed before (it may hold an interrupted restore's temporary files). */
   existed: boolean;
+  /** The target was empty: every content planned will be read (none is there already). */
+  empty: boolean;
   started: number;
 }
 
@@ -135,7 +138,7 @@ async function runPhases(
   repo: Repository | LegacyRepository,
   meta: Meta,
   opts: RestoreOptions,
-  { plan, progress, root, existed, started }: Prepared,
+  { plan, progress, root, existed, empty, started }: Prepared,
 ): Promise<RestoreSummary> {
   const run: RestoreRun = {
     store: repo.store,
@@ -149,6 +152,8 @@ async function runPhases(
     metaPaths: new Set(meta.entries.map((e) => e.path)),
   };
   if (opts.signal) run.signal = opts.signal;
+  // Into an empty target every pack planned is read: the next one downloads meanwhile.
+  run.contents.readAhead = empty;
   if (!opts.simulate && plan.files.length > 0) {
     run.archive = await archiveOf(repo.store, opts, progress);
   }

@@ -37,15 +37,18 @@ export function lstatOrNullSync(p: string): Deno.FileInfo | null {
 }
 
 /**
- * The target root, resolved through symlinks: created (0700) unless simulating. Throws
+ * The target root, resolved through symlinks: created (0700) unless simulating; whether it
+ * existed, and whether it is empty (nothing of this restore can be there yet). Throws
  * UsageError when it exists and is not a directory.
  */
 export async function openTarget(
   target: string,
   simulate: boolean,
-): Promise<{ root: string; existed: boolean }> {
+): Promise<{ root: string; existed: boolean; empty: boolean }> {
   const root = resolve(target);
-  if (simulate) return { root: await Deno.realPath(root).catch(() => root), existed: false };
+  if (simulate) {
+    return { root: await Deno.realPath(root).catch(() => root), existed: false, empty: false };
+  }
   const cannot = (err: unknown) =>
     new S3BackupError(`Cannot create the restore target ${root}: ${messageOf(err)}`, {
       cause: err,
@@ -70,7 +73,17 @@ export async function openTarget(
   if (POSIX_MODES && mode !== null && (mode & 0o700) !== 0o700) {
     await Deno.chmod(real, (mode & 0o7777) | 0o700).catch(() => {});
   }
-  return { root: real, existed: st !== null };
+  return { root: real, existed: st !== null, empty: st === null || await emptyDir(real) };
+}
+
+/** Whether folder `dir` holds nothing (unreadable: not known to be empty). */
+async function emptyDir(dir: string): Promise<boolean> {
+  try {
+    for await (const _ of Deno.readDir(dir)) return false;
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
