@@ -865,11 +865,17 @@ Deno.test("kit: its work folders cannot be made: each file fails (exit 3), or th
   // file system), then a split that cannot cut the list into chunks: the kit's own tools fail.
   const bin = await restrictedBin();
   await Deno.remove(`${bin}/mkdir`);
+  const realMkdir = (await run("bash", ["-c", "type -P mkdir"])).stdout.trim();
   await Deno.writeTextFile(
     `${bin}/mkdir`,
-    `#!/bin/bash\nfor a in "$@"; do case $a in */chunk.*.d) echo "mkdir: $a: No space left on device" >&2; exit 1;; esac; done\nexec ${
-      (await run("bash", ["-c", "type -P mkdir"])).stdout.trim()
-    } "$@"\n`,
+    [
+      "#!/bin/bash",
+      'for a in "$@"; do',
+      '  case $a in */chunk.*.d) echo "mkdir: $a: No space left on device" >&2; exit 1;; esac',
+      "done",
+      `exec ${realMkdir} "$@"`,
+      "",
+    ].join("\n"),
   );
   await Deno.chmod(`${bin}/mkdir`, 0o755);
   const target = tmpPath("no-chunk-folder");

@@ -5,8 +5,9 @@
  *
  * A pack is fetched once for all the contents a run takes from it: `expect` announces each, and
  * the pack's members are held until each is `done` (a run that goes in pack order holds few
- * packs at a time: with `readAhead`, the one being read and the next). A pack is decrypted, gunzipped and split into its members as it arrives, so
- * it is held once, as its members, and never as a whole object or plaintext besides.
+ * packs at a time: with `readAhead`, the one being read and the next). A pack is decrypted,
+ * gunzipped and split into its members as it arrives, so it is held once, as its members, and
+ * never as a whole object or plaintext besides.
  */
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
