@@ -24,6 +24,32 @@ function besidesLock(log: string[]): string[] {
     .filter((l) => !/^(put|get|head|delete|list) locks\//.test(l) && l !== "delete ");
 }
 
+/**
+ * A bucket on moto behind a counting proxy, a folder, and the environment a run through the
+ * proxy gets (its cache in the folder); all removed after `fn`.
+ */
+async function proxied(
+  prefix: string,
+  fn: (t: {
+    bucket: string;
+    proxy: FaultProxy;
+    dir: string;
+    runEnv: Record<string, string>;
+  }) => Promise<void>,
+): Promise<void> {
+  const { bucket, env } = await makeBucket(moto!);
+  const proxy = new FaultProxy(moto!.endpoint);
+  const dir = await Deno.makeTempDir({ prefix });
+  try {
+    const runEnv = { ...env, AWS_ENDPOINT_URL: proxy.endpoint, XDG_CACHE_HOME: `${dir}/cache` };
+    await fn({ bucket, proxy, dir, runEnv });
+  } finally {
+    await proxy.close();
+    await Deno.remove(dir, { recursive: true });
+    await removeBucket(moto!, bucket);
+  }
+}
+
 /** A format 2 repository at `s3://bucket/r` (the format 2 writer's requests). */
 async function format2(bucket: string): Promise<void> {
   const store = targetStore(moto!, bucket, "r");
@@ -48,14 +74,10 @@ async function tree(src: string): Promise<void> {
 Deno.test({
   name: "requests [moto, format 3]: 2,500 files in a few requests; a no-op lists, puts nothing",
   ignore: moto === undefined,
-  fn: async () => {
-    const { bucket, env } = await makeBucket(moto!);
-    const proxy = new FaultProxy(moto!.endpoint);
-    const dir = await Deno.makeTempDir({ prefix: "s3backup-requests3-" });
-    try {
+  fn: () =>
+    proxied("s3backup-requests3-", async ({ bucket, proxy, dir, runEnv }) => {
       const src = `${dir}/src`;
       await tree(src);
-      const runEnv = { ...env, AWS_ENDPOINT_URL: proxy.endpoint, XDG_CACHE_HOME: `${dir}/cache` };
       const backup = async () => {
         proxy.log.length = 0;
         const r = await s3backup(["backup", "-f", src, "-b", `s3://${bucket}/r`, "-c"], {
@@ -87,26 +109,17 @@ Deno.test({
       const cold = await backup();
       assert.deepEqual(puts(cold), [], cold.join("\n"));
       assert.equal(cold.filter((l) => l.startsWith("get index/")).length, 2, cold.join("\n"));
-    } finally {
-      await proxy.close();
-      await Deno.remove(dir, { recursive: true });
-      await removeBucket(moto!, bucket);
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "requests [moto, format 3]: the first listings, and the kit's PUTs, are in flight at once",
   ignore: moto === undefined,
-  fn: async () => {
-    const { bucket, env } = await makeBucket(moto!);
-    const proxy = new FaultProxy(moto!.endpoint);
-    const dir = await Deno.makeTempDir({ prefix: "s3backup-requests-at-once-" });
-    try {
+  fn: () =>
+    proxied("s3backup-requests-at-once-", async ({ bucket, proxy, dir, runEnv }) => {
       const src = `${dir}/src`;
       await Deno.mkdir(src);
       await Deno.writeTextFile(`${src}/f`, "one file\n");
-      const runEnv = { ...env, AWS_ENDPOINT_URL: proxy.endpoint, XDG_CACHE_HOME: `${dir}/cache` };
       const repo = `s3://${bucket}/r`;
       assert.equal((await s3backup(["init", "-b", repo, "-c"], { env: runEnv })).code, 0);
       // Past the lock's own listing, the listings of meta_, packs/, data/ and index/ are held
@@ -129,31 +142,18 @@ Deno.test({
       const r = await run.done;
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(proxy.injected, [4, kitPuts]);
-    } finally {
-      await proxy.close();
-      await Deno.remove(dir, { recursive: true });
-      await removeBucket(moto!, bucket);
-    }
-  },
+    }),
 });
 
 Deno.test({
   name:
     "requests [moto, format 2]: a no-op backup of 2,500 files: at most 6 besides lock, meta and sample",
   ignore: moto === undefined,
-  fn: async () => {
-    const { bucket, env } = await makeBucket(moto!);
-    const proxy = new FaultProxy(moto!.endpoint);
-    const dir = await Deno.makeTempDir({ prefix: "s3backup-requests-" });
-    try {
+  fn: () =>
+    proxied("s3backup-requests-", async ({ bucket, proxy, dir, runEnv }) => {
       const src = `${dir}/src`;
       await tree(src);
       await format2(bucket);
-      const runEnv = {
-        ...env,
-        AWS_ENDPOINT_URL: proxy.endpoint,
-        XDG_CACHE_HOME: `${dir}/cache`,
-      };
       const repo = `s3://${bucket}/r`;
       const backup = async () => {
         proxy.log.length = 0;
@@ -205,10 +205,5 @@ Deno.test({
       const forced = besidesLock(proxy.log);
       assert.equal(forced.filter((l) => l === "list ").length, 3, forced.join("\n"));
       assert.equal(data(forced, "put").length, 0);
-    } finally {
-      await proxy.close();
-      await Deno.remove(dir, { recursive: true });
-      await removeBucket(moto!, bucket);
-    }
-  },
+    }),
 });
