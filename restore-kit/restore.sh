@@ -229,9 +229,15 @@ set_owner() {
   chown -h -- "$spec" "$1"
 }
 
-# restore_dir: phase 1, for a parsed directory entry.
+# restore_dir: phase 1, for a parsed directory entry. A folder to make waits in D_NEW (with
+# its entry in D_LINE) to be made by one mkdir with the others (dirs_made), before the first
+# entry whose parent is missing (it may be waiting) and at the end of phase 1.
+D_NEW=() D_LINE=() D_BYTES=0
 restore_dir() {
   local dest="$TARGET/$E_PATH"
+  case "$E_PATH" in
+  */*) if [ "${#D_NEW[@]}" -gt 0 ] && [ ! -d "$TARGET/${E_PATH%/*}" ]; then dirs_made; fi ;;
+  esac
   if ! ensure_parents "$E_PATH" create; then fail "$E_EPATH" "$P_ERR"; return 0; fi
   if [ -L "$dest" ] || { [ -e "$dest" ] && [ ! -d "$dest" ]; }; then
     rm -f -- "$dest"
@@ -239,12 +245,34 @@ restore_dir() {
   fi
   if [ -d "$dest" ]; then
     if [ ! -w "$dest" ] || [ ! -x "$dest" ]; then chmod u+rwx -- "$dest" || true; fi
-  elif ! mkdir -- "$dest" 2>/dev/null; then
-    fail "$E_EPATH" "cannot create directory"
+  else
+    D_NEW+=("$dest")
+    D_LINE+=("$E_EPATH$TAB$E_MODE $E_UID $E_GID $E_MTIME")
+    D_BYTES=$((D_BYTES + ${#dest} + 1))
+    # (bounded: macOS passes 256 KiB of arguments at most)
+    if [ "${#D_NEW[@]}" -ge 256 ] || [ "$D_BYTES" -ge 65536 ]; then dirs_made; fi
     return 0
   fi
   printf '%s\t%s %s %s %s\n' "$E_EPATH" "$E_MODE" "$E_UID" "$E_GID" "$E_MTIME" >>"$KIT_TMP/dirs"
   N_DIRS=$((N_DIRS + 1))
+}
+
+# dirs_made: the folders waiting in D_NEW made by one mkdir; when it fails, each one not there
+# (or not a folder) fails its entry.
+dirs_made() {
+  local i=0 ok=1
+  if [ "${#D_NEW[@]}" -eq 0 ]; then return 0; fi
+  mkdir -- "${D_NEW[@]}" 2>/dev/null || ok=0
+  while [ "$i" -lt "${#D_NEW[@]}" ]; do
+    if [ "$ok" = 1 ] || { [ -d "${D_NEW[i]}" ] && [ ! -L "${D_NEW[i]}" ]; }; then
+      printf '%s\n' "${D_LINE[i]}" >>"$KIT_TMP/dirs"
+      N_DIRS=$((N_DIRS + 1))
+    else
+      fail "${D_LINE[i]%%"$TAB"*}" "cannot create directory"
+    fi
+    i=$((i + 1))
+  done
+  D_NEW=() D_LINE=() D_BYTES=0
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -1320,6 +1348,22 @@ read_entries() {
     n=$((n + 1))
     case "$fast$line" in
     1????????????????????????????????' f '*)
+      # The commonest line first, inline (a call costs as much as a check): a pack member's,
+      # keyed by its pack. Split into words, not globbed (a well-formed line has single
+      # spaces and no control character: FORMAT.md 5.2); a malformed line keyed by a wrong
+      # word is refused by its worker all the same.
+      set -f
+      # shellcheck disable=SC2086 # split on purpose
+      set -- $line
+      set +f
+      case "$META_VERSION:$1:${8%.gz}" in
+      *[!0123456789abcdef:]* | *::*) ;;
+      3:????????????????????????????????:????????????????????????????????)
+        printf 'packs/%s %s\n' "${8%.gz}" "$line" >&5
+        FILES_TOTAL=$((FILES_TOTAL + 1))
+        continue
+        ;;
+      esac
       if fast_file "$line"; then
         FILES_TOTAL=$((FILES_TOTAL + 1))
         continue
@@ -1348,6 +1392,7 @@ read_entries() {
     esac
   done
   exec 3<&- 5>&-
+  dirs_made
 }
 
 # fast_file LINE: LINE, if it is a plain file's (an MD5, type f and, format 3, a where field),
