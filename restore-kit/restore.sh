@@ -213,20 +213,38 @@ set_mtime() {
   esac
 }
 
+# owner_spec UID GID: O_SPEC, chown's argument for them (uid:gid, uid or :gid), or empty
+# (not root, or neither known).
+owner_spec() {
+  O_SPEC=""
+  if [ "$KIT_ROOT" != 1 ]; then return 0; fi
+  if [ "$1" != - ] && [ "$2" != - ]; then
+    O_SPEC=$1:$2
+  elif [ "$1" != - ]; then
+    O_SPEC=$1
+  elif [ "$2" != - ]; then
+    O_SPEC=:$2
+  fi
+}
+
+# set_mtimes MTIME PATH...: one touch for them all (GNU), else one set_mtime each.
+set_mtimes() {
+  local t=$1 p rc=0
+  shift
+  case "$TOUCH_MODE" in
+  gnu) touch -h -d "@$t" -- "$@" ;;
+  *)
+    for p in "$@"; do set_mtime "$p" "$t" || rc=1; done
+    return "$rc"
+    ;;
+  esac
+}
+
 # set_owner PATH UID GID (only as root; never follows a symlink)
 set_owner() {
-  local spec
-  if [ "$KIT_ROOT" != 1 ]; then return 0; fi
-  if [ "$2" != - ] && [ "$3" != - ]; then
-    spec=$2:$3
-  elif [ "$2" != - ]; then
-    spec=$2
-  elif [ "$3" != - ]; then
-    spec=:$3
-  else
-    return 0
-  fi
-  chown -h -- "$spec" "$1"
+  owner_spec "$2" "$3"
+  if [ -z "$O_SPEC" ]; then return 0; fi
+  chown -h -- "$O_SPEC" "$1"
 }
 
 # restore_dir: phase 1, for a parsed directory entry. A folder to make waits in D_NEW (with
@@ -556,32 +574,20 @@ apply_attrs() {
 
 # set_attr "KIND VALUE" NAME...: failures leave the default (warned about by the kit's run).
 set_attr() {
-  local kv=$1 n
+  local kv=$1
   shift
   case "${kv%% *}" in
   a) set_owners "${kv#* }" "$@" ;;
   b) chmod -- "0${kv#* }" "$@" 2>/dev/null || true ;;
-  c)
-    if [ "$TOUCH_MODE" = gnu ]; then
-      touch -h -d "@${kv#* }" -- "$@" 2>/dev/null || true
-    else
-      for n in "$@"; do set_mtime "$n" "${kv#* }" 2>/dev/null || true; done
-    fi
-    ;;
+  c) set_mtimes "${kv#* }" "$@" 2>/dev/null || true ;;
   esac
 }
 
 # set_owners UID:GID NAME...: as root only.
 set_owners() {
-  local u=${1%%:*} g=${1#*:} spec
+  owner_spec "${1%%:*}" "${1#*:}"
   shift
-  if [ "$KIT_ROOT" != 1 ]; then return 0; fi
-  if [ "$u" != - ] && [ "$g" != - ]; then spec=$u:$g
-  elif [ "$u" != - ]; then spec=$u
-  elif [ "$g" != - ]; then spec=:$g
-  else return 0
-  fi
-  chown -h -- "$spec" "$@" 2>/dev/null || true
+  if [ -n "$O_SPEC" ]; then chown -h -- "$O_SPEC" "$@" 2>/dev/null || true; fi
 }
 
 # worker_place: move each checked file that is not a pack member (an object of its own: large,
@@ -888,10 +894,83 @@ finish_dirs() {
       fail "$ep" "no longer a directory: mode and mtime not set"
       continue
     fi
-    if ! set_owner "$TARGET/$p" "$uid" "$gid"; then warn "$ep: cannot set the owner"; fi
-    if ! chmod -- "0$mode" "$TARGET/$p"; then warn "$ep: cannot set the mode"; fi
-    if ! set_mtime "$TARGET/$p" "$mtime"; then warn "$ep: cannot set the mtime"; fi
+    owner_spec "$uid" "$gid"
+    dir_call o "$O_SPEC" "$TARGET/$p" "$ep"
+    dir_call t "$mtime" "$TARGET/$p" "$ep"
+    dir_call m "$mode" "$TARGET/$p" "$ep"
   done 3<"$KIT_TMP/dirs"
+  dir_flush m
+}
+
+# Phase 4's calls, one for a run of folders (in finish_dirs' order, deepest first) that share
+# the value: chown (o, as root), touch (t), chmod (m). A run of modes goes only after the
+# owners and mtimes queued before it (a mode may shut the owner out of the folders below), and
+# a chown before the chmod of the same folder (it clears set-id bits). A call that fails is
+# made again for each folder of its run, to warn about the ones that fail.
+DQ_O="" DQ_T="" DQ_M="" # each kind's value
+DQO_P=() DQO_E=() DQT_P=() DQT_E=() DQM_P=() DQM_E=()
+
+# dir_call KIND VALUE PATH EP: queue it (EP, the escaped path the warnings name); an empty
+# VALUE (no owner to set) queues nothing.
+dir_call() {
+  if [ -z "$2" ]; then return 0; fi
+  case "$1" in
+  o)
+    if [ "$2" != "$DQ_O" ]; then dir_flush o; fi
+    DQ_O=$2 DQO_P+=("$3") DQO_E+=("$4")
+    ;;
+  t)
+    if [ "$2" != "$DQ_T" ]; then dir_flush t; fi
+    DQ_T=$2 DQT_P+=("$3") DQT_E+=("$4")
+    ;;
+  m)
+    if [ "$2" != "$DQ_M" ]; then dir_flush m; fi
+    DQ_M=$2 DQM_P+=("$3") DQM_E+=("$4")
+    ;;
+  esac
+  # (bounded: macOS passes 256 KiB of arguments at most)
+  if [ "${#DQT_P[@]}" -ge 128 ] || [ "${#DQM_P[@]}" -ge 128 ] || [ "${#DQO_P[@]}" -ge 128 ]; then
+    dir_flush m
+  fi
+}
+
+# dir_flush KIND: make KIND's queued call (for m: the owners and mtimes first).
+dir_flush() {
+  local i=0
+  case "$1" in
+  o)
+    if [ "${#DQO_P[@]}" -eq 0 ]; then return 0; fi
+    if ! chown -h -- "$DQ_O" "${DQO_P[@]}" 2>/dev/null; then
+      while [ "$i" -lt "${#DQO_P[@]}" ]; do
+        chown -h -- "$DQ_O" "${DQO_P[i]}" 2>/dev/null || warn "${DQO_E[i]}: cannot set the owner"
+        i=$((i + 1))
+      done
+    fi
+    DQ_O="" DQO_P=() DQO_E=()
+    ;;
+  t)
+    if [ "${#DQT_P[@]}" -eq 0 ]; then return 0; fi
+    if ! set_mtimes "$DQ_T" "${DQT_P[@]}" 2>/dev/null; then
+      while [ "$i" -lt "${#DQT_P[@]}" ]; do
+        set_mtime "${DQT_P[i]}" "$DQ_T" 2>/dev/null || warn "${DQT_E[i]}: cannot set the mtime"
+        i=$((i + 1))
+      done
+    fi
+    DQ_T="" DQT_P=() DQT_E=()
+    ;;
+  m)
+    dir_flush o
+    dir_flush t
+    if [ "${#DQM_P[@]}" -eq 0 ]; then return 0; fi
+    if ! chmod -- "0$DQ_M" "${DQM_P[@]}" 2>/dev/null; then
+      while [ "$i" -lt "${#DQM_P[@]}" ]; do
+        chmod -- "0$DQ_M" "${DQM_P[i]}" 2>/dev/null || warn "${DQM_E[i]}: cannot set the mode"
+        i=$((i + 1))
+      done
+    fi
+    DQ_M="" DQM_P=() DQM_E=()
+    ;;
+  esac
 }
 
 # finish_root: last, once the target's lock is removed (its removal would change the mtime, a
