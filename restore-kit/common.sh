@@ -56,13 +56,14 @@ KIT_HOST=""
 KIT_PIDS=""
 KIT_FETCH_PID=""
 KIT_AWS_PID=""
+KIT_EARLY=""
 
 kit_cleanup() {
   local p
   if [ "$KIT_PROMPTING" = 1 ]; then stty echo </dev/tty 2>/dev/null || true; fi
   # Workers first (background subshells ignore SIGINT): nothing may write after this.
-  for p in $KIT_PIDS $KIT_FETCH_PID $KIT_AWS_PID; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in $KIT_PIDS $KIT_FETCH_PID $KIT_AWS_PID; do wait "$p" 2>/dev/null || true; done
+  for p in $KIT_PIDS $KIT_FETCH_PID $KIT_AWS_PID $KIT_EARLY; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in $KIT_PIDS $KIT_FETCH_PID $KIT_AWS_PID $KIT_EARLY; do wait "$p" 2>/dev/null || true; done
   if [ -n "$KIT_CUR_TMP" ]; then rm -f -- "$KIT_CUR_TMP" 2>/dev/null || true; fi
   if [ -n "$KIT_WORK" ]; then rm -rf -- "$KIT_WORK" 2>/dev/null || true; fi
   if [ -n "$KIT_TMP" ]; then rm -rf -- "$KIT_TMP" 2>/dev/null || true; fi
@@ -500,6 +501,31 @@ aws_run() {
   return "$rc"
 }
 
+# Requests made early (an aws call takes about half a second, most of it its start-up): `early
+# REQ` runs the function REQ (a request, its answer into files of KIT_TMP) in the background;
+# `answer REQ` waits for it and returns its exit code, or runs REQ now when it was not started.
+early() {
+  (
+    rc=0
+    "$1" || rc=$?
+    printf '%s\n' "$rc" >"$KIT_TMP/$1.rc"
+  ) &
+  printf -v "KIT_EARLY_$1" '%s' "$!"
+  KIT_EARLY="$KIT_EARLY $!"
+}
+
+answer() {
+  local var=KIT_EARLY_$1 rc=1
+  if [ -z "${!var:-}" ]; then
+    "$1"
+    return
+  fi
+  wait "${!var}" 2>/dev/null || true
+  printf -v "$var" '%s' ""
+  IFS= read -r rc <"$KIT_TMP/$1.rc" || rc=1
+  return "$rc"
+}
+
 # first_contact: one request (HeadBucket) that an endpoint which never answers fails within
 # about 20 s, with one line; any answer (403 included) is enough to go on.
 first_contact() {
@@ -631,6 +657,11 @@ repo_conf_key() {
   esac
 }
 
+# metas_ls: the request of store_list_metas (S3, no --as-of), into KIT_TMP/ls.out and ls.err.
+metas_ls() {
+  aws_run s3 ls "s3://$STORE_BUCKET/${STORE_PREFIX}meta_" >"$KIT_TMP/ls.out" 2>"$KIT_TMP/ls.err"
+}
+
 # is_meta_name NAME: meta_<name>_<YYYYMMDDTHHMMSSZ>, <name> 1 to 64 of A-Z a-z 0-9 . _ -, not
 # "latest" (FORMAT.md 1): exactly the binary's grammar.
 is_meta_name() {
@@ -667,7 +698,7 @@ store_list_metas() {
     done <"$AS_OF_INDEX"
   else
     rc=0
-    aws_run s3 ls "s3://$STORE_BUCKET/${STORE_PREFIX}meta_" >"$KIT_TMP/ls.out" 2>"$KIT_TMP/ls.err" || rc=$?
+    answer metas_ls || rc=$?
     if [ "$rc" -ne 0 ]; then
       err=$(first_line "$KIT_TMP/ls.err")
       # "aws s3 ls" exits 1 without a message when nothing matches.

@@ -1283,12 +1283,17 @@ ARCHIVED=0          # files left for a rerun: their objects' copies are not read
 EXIT_ARCHIVED=7
 AWS_CP_EXTRA=()     # --force-glacier-transfer once archived objects are about
 
+# archived_ls: archived_list's request (started early by main), into KIT_TMP/arch.raw and .err.
+archived_ls() {
+  aws_run s3api list-objects-v2 --bucket "$STORE_BUCKET" --prefix "$STORE_PREFIX" \
+    --query "Contents[?StorageClass=='GLACIER' || StorageClass=='DEEP_ARCHIVE'].Key" \
+    --output text >"$KIT_TMP/arch.raw" 2>"$KIT_TMP/arch.err"
+}
+
 # archived_list OUT: the store's data objects in an archive class, sorted.
 archived_list() {
   local rc=0 k n
-  aws_run s3api list-objects-v2 --bucket "$STORE_BUCKET" --prefix "$STORE_PREFIX" \
-    --query "Contents[?StorageClass=='GLACIER' || StorageClass=='DEEP_ARCHIVE'].Key" \
-    --output text >"$KIT_TMP/arch.raw" 2>"$KIT_TMP/arch.err" || rc=$?
+  answer archived_ls || rc=$?
   if [ "$rc" -ne 0 ]; then die "cannot list $(store_desc): $(first_line "$KIT_TMP/arch.err")"; fi
   # Text output: keys separated by tabs, a line per page; "None" when there are none.
   tr '\t' '\n' <"$KIT_TMP/arch.raw" | while IFS= read -r k || [ -n "$k" ]; do
@@ -1513,6 +1518,12 @@ main() {
   kit_init
   pick_md5
   store_init "$store" "$endpoint" "$region"
+  if [ "$STORE_KIND" = s3 ] && [ -z "$AS_OF" ]; then
+    # Meanwhile (answered where they are read): the metas' listing, to pick the backup, and the
+    # archived objects', for phase 2.
+    if ! is_meta_name "$spec"; then early metas_ls; fi
+    early archived_ls
+  fi
   get_password "$pwfile" 1
   load_repo_conf
   resolve_meta "$spec" is_meta_name meta_pairs backup " (list them with list.sh)"
