@@ -1195,22 +1195,23 @@ flush_v3() {
   mkdir -p -- "$obj/packs" "$obj/data" "$UNPACKED"
   : >"$KIT_TMP/batch.err"
   src=$STORE_DIR
+  if [ -n "$PREFETCH_PID" ]; then # the first batch's packs, ready already or soon (prefetch_v3)
+    wait "$PREFETCH_PID" 2>/dev/null || true
+    PREFETCH_PID=""
+  fi
   if [ "$STORE_KIND" = s3 ]; then
     src=$obj
     fetch_keys "$KIT_TMP/batch.keys" "$obj"
   fi
   while IFS= read -r -u 3 key; do
     case "$key" in packs/*) ;; *) continue ;; esac
-    if [ ! -f "$src/$key" ]; then continue; fi
-    unpack_pack "$src/$key" "$UNPACKED/${key#packs/}" "$KIT_TMP/tar.err.${key#packs/}" &
+    if [ -e "$UNPACKED/${key#packs/}" ] || [ ! -f "$src/$key" ]; then continue; fi
+    unpack_ready "$src/$key" "${key#packs/}" &
     n=$((n + 1))
     if [ $((n % KIT_JOBS)) -eq 0 ]; then wait; fi
   done 3<"$KIT_TMP/batch.keys"
   wait
   rm -rf -- "${obj:?}/packs"
-  for key in "$UNPACKED"/*; do
-    if [ -d "$key" ]; then ready_members "$key" "$KIT_TMP/tar.err.${key##*/}"; fi
-  done
   MISSING_WHY=""
   if [ -s "$KIT_TMP/batch.err" ]; then
     while IFS= read -r line; do warn "object ${line%% *}: ${line#* }"; done <"$KIT_TMP/batch.err"
@@ -1222,6 +1223,76 @@ flush_v3() {
   rm -rf -- "$obj" "$UNPACKED"
   : >"$KIT_TMP/batch"
   : >"$KIT_TMP/batch.keys"
+}
+
+# unpack_ready PACKFILE PACK: (in the background, KIT_JOBS at once) the pack unpacked into
+# UNPACKED/PACK and its members made ready there (ready_members), with temporary files of its
+# own.
+unpack_ready() {
+  local KIT_TMP=$KIT_TMP/ready.$2
+  mkdir -p -- "$KIT_TMP" || exit 1
+  unpack_pack "$1" "$UNPACKED/$2" "$KIT_TMP/tar.err" || true
+  if [ -d "$UNPACKED/$2" ]; then ready_members "$UNPACKED/$2" "$KIT_TMP/tar.err"; fi
+  rm -rf -- "$KIT_TMP"
+}
+
+# prefetch_v3: (format 3, the whole backup, no --as-of, nothing archived) the packs of the
+# first batch files_v3 makes (the first BATCH_V3 pack keys in its order), fetched and unpacked
+# in the background while phase 1 reads the entries; flush_v3 waits for them and does what is
+# left (a pack that failed here is fetched again there, its failure said there). A where field
+# read from a line that is no file's names no pack the first batch needs, or one that is not
+# there: a GET that fails, and nothing else.
+PREFETCH_PID=""
+prefetch_v3() {
+  local t w n=0
+  if [ "$META_VERSION" != 3 ] || [ "$ONLY_N" -ne 0 ] || [ -n "$AS_OF" ]; then return 0; fi
+  if [ "$STORE_KIND" = s3 ]; then
+    archived_list "$KIT_TMP/arch"
+    ARCH_LISTED=1
+    if [ -s "$KIT_TMP/arch" ]; then return 0; fi
+  fi
+  : >"$KIT_TMP/pre.keys"
+  # The type and where fields of every line (the header's and the trailer's are no file's).
+  cut -d ' ' -f 2,8 <"$META_PLAIN" | LC_ALL=C sort -u >"$KIT_TMP/pre.where"
+  while IFS=' ' read -r t w; do
+    case "$t:$w" in
+    # An object of its own sorts before the packs (files_v3's first batch): none prefetched.
+    f:data | f:data.gz | f:- | h:data/* | h:data.gz/* | h:-/*) return 0 ;;
+    f:*) ;;
+    *) continue ;;
+    esac
+    case "${w%.gz}" in
+    *[!0123456789abcdef]*) ;;
+    ????????????????????????????????)
+      if [ "$n" -lt "$BATCH_V3" ]; then printf 'packs/%s\n' "${w%.gz}" >>"$KIT_TMP/pre.keys"; fi
+      n=$((n + 1))
+      ;;
+    esac
+  done <"$KIT_TMP/pre.where"
+  LC_ALL=C sort -u -o "$KIT_TMP/pre.keys" "$KIT_TMP/pre.keys" # (<pack> and <pack>.gz: one)
+  if [ ! -s "$KIT_TMP/pre.keys" ]; then return 0; fi
+  UNPACKED=$KIT_WORK/u
+  mkdir -p -- "$KIT_WORK/obj/packs" "$UNPACKED" || return 0
+  prefetch_job &
+  PREFETCH_PID=$!
+  KIT_EARLY="$KIT_EARLY $!"
+}
+
+# prefetch_job: prefetch_v3's work, in the background (its temporary files of its own).
+prefetch_job() {
+  local key src=$STORE_DIR n=0 KIT_TMP=$KIT_TMP/pre
+  mkdir -p -- "$KIT_TMP" || exit 0
+  if [ "$STORE_KIND" = s3 ]; then
+    src=$KIT_WORK/obj
+    fetch_keys "${KIT_TMP%/pre}/pre.keys" "$src"
+  fi
+  while IFS= read -r -u 3 key; do
+    if [ ! -f "$src/$key" ]; then continue; fi
+    unpack_ready "$src/$key" "${key#packs/}" &
+    n=$((n + 1))
+    if [ $((n % KIT_JOBS)) -eq 0 ]; then wait; fi
+  done 3<"${KIT_TMP%/pre}/pre.keys"
+  wait
 }
 
 # ready_members DIR TARERR: the members of an unpacked pack, gunzipped (a gzip per 200 of them)
@@ -1263,6 +1334,7 @@ ready_members() {
 fetch_keys() {
   local key i=0
   while IFS= read -r -u 3 key; do
+    if [ -e "$UNPACKED/${key#packs/}" ] || [ -f "$2/$key" ]; then continue; fi # prefetch_v3's
     i=$((i + 1))
     fetch_version "$i" "$key" "$2" &
     if [ $((i % KIT_JOBS)) -eq 0 ]; then wait; fi
@@ -1280,6 +1352,7 @@ fetch_keys() {
 # ---------------------------------------------------------------------------------------------
 
 ARCHIVED=0          # files left for a rerun: their objects' copies are not ready
+ARCH_LISTED=0       # KIT_TMP/arch holds the archived objects' list already
 EXIT_ARCHIVED=7
 AWS_CP_EXTRA=()     # --force-glacier-transfer once archived objects are about
 
@@ -1371,7 +1444,7 @@ count_lines() {
 thaw_needed() {
   local name line step=2 d=$KIT_TMP/thaw files=${1:-$KIT_TMP/files}
   if [ "$STORE_KIND" != s3 ] || [ -n "$AS_OF" ]; then return 0; fi
-  archived_list "$KIT_TMP/arch"
+  if [ "$ARCH_LISTED" != 1 ]; then archived_list "$KIT_TMP/arch"; fi
   if [ ! -s "$KIT_TMP/arch" ]; then return 0; fi
   AWS_CP_EXTRA=(--force-glacier-transfer --ignore-glacier-warnings)
   cut -d ' ' -f 1 "$files" | LC_ALL=C sort -u | LC_ALL=C comm -12 - "$KIT_TMP/arch" >"$KIT_TMP/arch.need"
@@ -1570,7 +1643,9 @@ main() {
   if [ "$SPARSE" != 1 ]; then warn "this dd cannot write holes (conv=sparse): sparse files are restored written out"; fi
   kit_jobs
 
-  # Phase 1: read the entries, create the directories, sort out files and links.
+  # Phase 1: read the entries, create the directories, sort out files and links (format 3: the
+  # first packs fetched and unpacked meanwhile).
+  prefetch_v3
   read_entries
   rm -f -- "$META_PLAIN"
   only_misses "$META"
