@@ -873,7 +873,8 @@ restore_hardlink() {
   N_FILES=$((N_FILES + 1))
 }
 
-# finish_dirs: phase 4, the directories' owner, mode and mtime, deepest first.
+# finish_dirs: phase 4, the directories' owner, mode and mtime, deepest first (by one call for
+# each run of folders that share a value: dir_call).
 finish_dirs() {
   local line ep attrs mode uid gid mtime p
   if [ ! -s "$KIT_TMP/dirs" ]; then return 0; fi
@@ -1491,8 +1492,9 @@ drop_pending() {
 
 # read_entries: phase 1, the meta's entries (META_PLAIN): directories made, files, hard links
 # and symbolic links sorted out into lists (KIT_TMP/files, hardlinks, links), refused entries
-# failed. Without --only, a plain file line goes to the list unchecked (fast_file): the worker
-# that restores it checks it as phase 1 checks the others (parse_entry, worker_decrypt).
+# failed. Without --only, a plain file line goes to the list unchecked (a pack member's inline,
+# else fast_file): the worker that restores it checks it as phase 1 checks the others
+# (parse_entry, worker_decrypt). Folders are made by one mkdir a batch (restore_dir).
 read_entries() {
   local line n=0 skip=$META_HDR_LINES fast=0
   : >"$KIT_TMP/dirs"
