@@ -65,7 +65,10 @@ kit_cleanup() {
   for p in $KIT_PIDS $KIT_FETCH_PID $KIT_AWS_PID $KIT_EARLY; do kill -TERM "$p" 2>/dev/null || true; done
   for p in $KIT_PIDS $KIT_FETCH_PID $KIT_AWS_PID $KIT_EARLY; do wait "$p" 2>/dev/null || true; done
   if [ -n "$KIT_CUR_TMP" ]; then rm -f -- "$KIT_CUR_TMP" 2>/dev/null || true; fi
-  if [ -n "$KIT_WORK" ]; then rm -rf -- "$KIT_WORK" 2>/dev/null || true; fi
+  # (Once more a second later: an aws download stopped mid-way may still be closing its file.)
+  if [ -n "$KIT_WORK" ]; then
+    rm -rf -- "$KIT_WORK" 2>/dev/null || { sleep 1 && rm -rf -- "$KIT_WORK" 2>/dev/null; } || true
+  fi
   if [ -n "$KIT_TMP" ]; then rm -rf -- "$KIT_TMP" 2>/dev/null || true; fi
   if [ -n "$KIT_LOCK" ]; then rm -f -- "$KIT_LOCK" 2>/dev/null || true; fi
 }

@@ -1191,15 +1191,12 @@ files_v3() {
 # flush_v3: fetch (S3) and unpack the batch's objects, restore its files, remove them.
 flush_v3() {
   local key src obj=$KIT_WORK/obj n=0
+  prefetch_wait # the first batch's packs, ready already or soon
   if [ ! -s "$KIT_TMP/batch" ]; then return 0; fi
   UNPACKED=$KIT_WORK/u
   mkdir -p -- "$obj/packs" "$obj/data" "$UNPACKED"
   : >"$KIT_TMP/batch.err"
   src=$STORE_DIR
-  if [ -n "$PREFETCH_PID" ]; then # the first batch's packs, ready already or soon (prefetch_v3)
-    wait "$PREFETCH_PID" 2>/dev/null || true
-    PREFETCH_PID=""
-  fi
   if [ "$STORE_KIND" = s3 ]; then
     src=$obj
     fetch_keys "$KIT_TMP/batch.keys" "$obj"
@@ -1208,10 +1205,12 @@ flush_v3() {
     case "$key" in packs/*) ;; *) continue ;; esac
     if [ -e "$UNPACKED/${key#packs/}" ] || [ ! -f "$src/$key" ]; then continue; fi
     unpack_ready "$src/$key" "${key#packs/}" &
+    KIT_PIDS="$KIT_PIDS $!"
     n=$((n + 1))
     if [ $((n % KIT_JOBS)) -eq 0 ]; then wait; fi
   done 3<"$KIT_TMP/batch.keys"
   wait
+  KIT_PIDS=""
   rm -rf -- "${obj:?}/packs"
   MISSING_WHY=""
   if [ -s "$KIT_TMP/batch.err" ]; then
@@ -1226,11 +1225,12 @@ flush_v3() {
   : >"$KIT_TMP/batch.keys"
 }
 
-# unpack_ready PACKFILE PACK: (in the background, KIT_JOBS at once) the pack unpacked into
-# UNPACKED/PACK and its members made ready there (ready_members), with temporary files of its
-# own.
+# unpack_ready PACKFILE PACK: (in the background, KIT_JOBS at once, its pid in KIT_PIDS) the
+# pack unpacked into UNPACKED/PACK and its members made ready there (ready_members), with
+# temporary files of its own.
 unpack_ready() {
   local KIT_TMP=$KIT_TMP/ready.$2
+  trap 'exit 143' TERM # stopped (kit_cleanup): once its pipeline is done, nothing more
   mkdir -p -- "$KIT_TMP" || exit 1
   unpack_pack "$1" "$UNPACKED/$2" "$KIT_TMP/tar.err" || true
   if [ -d "$UNPACKED/$2" ]; then ready_members "$UNPACKED/$2" "$KIT_TMP/tar.err"; fi
@@ -1279,9 +1279,17 @@ prefetch_v3() {
   KIT_EARLY="$KIT_EARLY $!"
 }
 
-# prefetch_job: prefetch_v3's work, in the background (its temporary files of its own).
+# prefetch_wait: prefetch_v3's work done (before its packs are used, or the work folder goes).
+prefetch_wait() {
+  if [ -n "$PREFETCH_PID" ]; then wait "$PREFETCH_PID" 2>/dev/null || true; fi
+  PREFETCH_PID=""
+}
+
+# prefetch_job: prefetch_v3's work, in the background (its temporary files of its own). Stopped
+# (kit_cleanup), it stops its own jobs first: none may write once the work folder is gone.
 prefetch_job() {
   local key src=$STORE_DIR n=0 KIT_TMP=$KIT_TMP/pre
+  trap 'kill $(jobs -p) 2>/dev/null; wait; exit 143' TERM
   mkdir -p -- "$KIT_TMP" || exit 0
   if [ "$STORE_KIND" = s3 ]; then
     src=$KIT_WORK/obj
@@ -1663,6 +1671,7 @@ main() {
   else files_from_dir; fi
   while IFS= read -r -u 3 line; do restore_hardlink "$line"; done 3<"$KIT_TMP/hardlinks"
   while IFS= read -r -u 3 line; do restore_link "$line"; done 3<"$KIT_TMP/links"
+  prefetch_wait
   if [ -n "$KIT_WORK" ]; then
     rm -rf -- "$KIT_WORK"
     KIT_WORK=""
