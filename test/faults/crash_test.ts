@@ -1,7 +1,8 @@
 /**
  * Crashes: SIGKILL of the backup at each of its writes (first and nightly), mid-multipart and
  * right before its meta, each once a request is held or hangs (never at a guessed time);
- * SIGKILL of a restore and of the kit. After each, the next run completes, the newest meta
+ * SIGKILL of a restore and of the kit; SIGTERM of the kit while it fetches its first packs
+ * (phase 1: it must leave no work folder). After each, the next run completes, the newest meta
  * restores identically, no half-written object is visible, and the abandoned multipart upload
  * is aborted (by the next backup once it is a day old: the test moves that backup's clock).
  */
@@ -260,6 +261,65 @@ Deno.test({
       assert.equal(rerun.code, 0, new TextDecoder().decode(rerun.stderr));
       assert.deepEqual([...Deno.readDirSync(tmp)], [], "the killed run's temp folder is gone");
       assert.deepEqual(snapshot(kout), snapshot(f.src), "kit rerun");
+    } finally {
+      await f.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "crash [moto]: SIGTERM of the kit while its first packs download (phase 1): no work " +
+    "folder, no temp folder left; the rerun restores",
+  ignore: moto === undefined,
+  fn: async () => {
+    const f = await fixture(moto!);
+    try {
+      // Small files only: the kit fetches the first packs while it reads the entries.
+      const small = `${f.dir}/small`;
+      for (let d = 0; d < 3; d++) {
+        Deno.mkdirSync(`${small}/d${d}`, { recursive: true });
+        for (let i = 0; i < 40; i++) {
+          Deno.writeTextFileSync(`${small}/d${d}/f${i}.txt`, `file ${d}/${i}\n`.repeat(i + 1));
+        }
+      }
+      const b = await s3backup(["backup", "-f", small, "-b", f.repo, "-n", "small"], {
+        env: f.env,
+      });
+      assert.equal(b.code, 0, b.stderr);
+      f.proxy.setRules([{ fault: "stall", kinds: ["get"], key: /packs\/[0-9a-f]{32}$/, share: 1 }]);
+      const kout = `${f.dir}/kit-term`;
+      const tmp = `${f.dir}/tmp-term`;
+      await Deno.mkdir(tmp);
+      const env = {
+        ...f.env,
+        S3BACKUP_PASSWORD: PASSWORD,
+        PATH: "/usr/bin:/bin",
+        HOME: f.dir,
+        TMPDIR: tmp,
+      };
+      const kit = (signal?: AbortSignal) =>
+        new Deno.Command("bash", {
+          args: [`${KIT}restore.sh`, f.repo, "small", kout],
+          env,
+          clearEnv: true,
+          stdin: "null",
+          stdout: "null",
+          stderr: "piped",
+          ...(signal ? { signal } : {}),
+        });
+      const child = kit().spawn();
+      await until("the kit's first pack download hangs", () => f.proxy.faults.length > 0, 60_000);
+      child.kill("SIGTERM");
+      const stopped = await child.output();
+      assert.equal(stopped.code, 143, new TextDecoder().decode(stopped.stderr));
+      const left = [...Deno.readDirSync(kout)].map((e) => e.name);
+      assert.ok(!left.some((n) => n.startsWith(".s3backup-work")), `work folder left: ${left}`);
+      assert.deepEqual([...Deno.readDirSync(tmp)], [], "no temp folder left");
+      new Deno.Command("pkill", { args: ["-KILL", "-f", kout] }).outputSync(); // the stalled aws
+      f.proxy.setRules([]);
+      const rerun = await kit(AbortSignal.timeout(120_000)).output();
+      assert.equal(rerun.code, 0, new TextDecoder().decode(rerun.stderr));
+      assert.deepEqual(snapshot(kout), snapshot(small), "kit rerun");
     } finally {
       await f.cleanup();
     }
