@@ -21,6 +21,22 @@ const DAY = 24 * 3600 * 1000;
 const fixture = (target: S3Target) => proxiedFixture(target);
 type Fixture = ProxiedFixture;
 
+/**
+ * The kit restoring `spec` of the fixture's repository into `out`, with only /usr/bin and /bin
+ * and `tmp` as its TMPDIR; with `signal`, a deadline.
+ */
+function kitRestore(f: Fixture, spec: string, out: string, tmp: string, signal?: AbortSignal) {
+  return new Deno.Command("bash", {
+    args: [`${KIT}restore.sh`, f.repo, spec, out],
+    env: { ...f.env, S3BACKUP_PASSWORD: PASSWORD, PATH: "/usr/bin:/bin", HOME: f.dir, TMPDIR: tmp },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    ...(signal ? { signal } : {}),
+  });
+}
+
 /** Starts a backup and SIGKILLs it once `when` holds (a request hangs); it must die of it. */
 async function killedBackup(f: Fixture, what: string, when: () => boolean): Promise<void> {
   const p = start(["backup", "-f", f.src, "-b", f.repo, "-n", "t", "-c"], { env: f.env });
@@ -219,13 +235,6 @@ Deno.test({
       const kout = `${f.dir}/kit-out`;
       const tmp = `${f.dir}/tmp`;
       await Deno.mkdir(tmp);
-      const env = {
-        ...f.env,
-        S3BACKUP_PASSWORD: PASSWORD,
-        PATH: "/usr/bin:/bin",
-        HOME: f.dir,
-        TMPDIR: tmp,
-      };
       f.proxy.setRules([{
         fault: "stall",
         kinds: ["get"],
@@ -233,14 +242,7 @@ Deno.test({
         share: 1,
         max: 1,
       }]);
-      const kit = new Deno.Command("bash", {
-        args: [`${KIT}restore.sh`, f.repo, "latest", kout],
-        env,
-        clearEnv: true,
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
+      const kit = kitRestore(f, "latest", kout, tmp).spawn();
       await until("the kit's download hangs", () => f.proxy.faults.length > 0, 60_000);
       // Kill the whole kit (bash and the aws CLI it runs), as a reboot would.
       new Deno.Command("pkill", { args: ["-KILL", "-f", kout] }).outputSync();
@@ -249,15 +251,7 @@ Deno.test({
       const left = [...Deno.readDirSync(tmp)].map((e) => e.name);
       assert.ok(left.some((n) => n.startsWith("s3backup-kit.")), `temp folder left: ${left}`);
       f.proxy.setRules([]);
-      const rerun = await new Deno.Command("bash", {
-        args: [`${KIT}restore.sh`, f.repo, "latest", kout],
-        env,
-        clearEnv: true,
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-        signal: AbortSignal.timeout(120_000),
-      }).output();
+      const rerun = await kitRestore(f, "latest", kout, tmp, AbortSignal.timeout(120_000)).output();
       assert.equal(rerun.code, 0, new TextDecoder().decode(rerun.stderr));
       assert.deepEqual([...Deno.readDirSync(tmp)], [], "the killed run's temp folder is gone");
       assert.deepEqual(snapshot(kout), snapshot(f.src), "kit rerun");
@@ -290,24 +284,7 @@ Deno.test({
       const kout = `${f.dir}/kit-term`;
       const tmp = `${f.dir}/tmp-term`;
       await Deno.mkdir(tmp);
-      const env = {
-        ...f.env,
-        S3BACKUP_PASSWORD: PASSWORD,
-        PATH: "/usr/bin:/bin",
-        HOME: f.dir,
-        TMPDIR: tmp,
-      };
-      const kit = (signal?: AbortSignal) =>
-        new Deno.Command("bash", {
-          args: [`${KIT}restore.sh`, f.repo, "small", kout],
-          env,
-          clearEnv: true,
-          stdin: "null",
-          stdout: "null",
-          stderr: "piped",
-          ...(signal ? { signal } : {}),
-        });
-      const child = kit().spawn();
+      const child = kitRestore(f, "small", kout, tmp).spawn();
       await until("the kit's first pack download hangs", () => f.proxy.faults.length > 0, 60_000);
       child.kill("SIGTERM");
       const stopped = await child.output();
@@ -317,7 +294,8 @@ Deno.test({
       assert.deepEqual([...Deno.readDirSync(tmp)], [], "no temp folder left");
       new Deno.Command("pkill", { args: ["-KILL", "-f", kout] }).outputSync(); // the stalled aws
       f.proxy.setRules([]);
-      const rerun = await kit(AbortSignal.timeout(120_000)).output();
+      const rerun = await kitRestore(f, "small", kout, tmp, AbortSignal.timeout(120_000))
+        .output();
       assert.equal(rerun.code, 0, new TextDecoder().decode(rerun.stderr));
       assert.deepEqual(snapshot(kout), snapshot(small), "kit rerun");
     } finally {
