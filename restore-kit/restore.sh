@@ -1190,7 +1190,7 @@ files_v3() {
 
 # flush_v3: fetch (S3) and unpack the batch's objects, restore its files, remove them.
 flush_v3() {
-  local key src obj=$KIT_WORK/obj n=0
+  local src obj=$KIT_WORK/obj
   prefetch_wait # the first batch's packs, ready already or soon
   if [ ! -s "$KIT_TMP/batch" ]; then return 0; fi
   UNPACKED=$KIT_WORK/u
@@ -1201,16 +1201,7 @@ flush_v3() {
     src=$obj
     fetch_keys "$KIT_TMP/batch.keys" "$obj"
   fi
-  while IFS= read -r -u 3 key; do
-    case "$key" in packs/*) ;; *) continue ;; esac
-    if [ -e "$UNPACKED/${key#packs/}" ] || [ ! -f "$src/$key" ]; then continue; fi
-    unpack_ready "$src/$key" "${key#packs/}" &
-    KIT_PIDS="$KIT_PIDS $!"
-    n=$((n + 1))
-    if [ $((n % KIT_JOBS)) -eq 0 ]; then wait; fi
-  done 3<"$KIT_TMP/batch.keys"
-  wait
-  KIT_PIDS=""
+  unpack_keys "$KIT_TMP/batch.keys" "$src"
   rm -rf -- "${obj:?}/packs"
   MISSING_WHY=""
   if [ -s "$KIT_TMP/batch.err" ]; then
@@ -1225,9 +1216,25 @@ flush_v3() {
   : >"$KIT_TMP/batch.keys"
 }
 
-# unpack_ready PACKFILE PACK: (in the background, KIT_JOBS at once, its pid in KIT_PIDS) the
-# pack unpacked into UNPACKED/PACK and its members made ready there (ready_members), with
-# temporary files of its own.
+# unpack_keys LIST SRC: the packs named in LIST (other keys: skipped) that are in SRC and not
+# unpacked yet, each by unpack_ready, KIT_JOBS at a time (their pids in KIT_PIDS meanwhile).
+unpack_keys() {
+  local key n=0
+  while IFS= read -r -u 3 key; do
+    case "$key" in packs/*) ;; *) continue ;; esac
+    if [ -e "$UNPACKED/${key#packs/}" ] || [ ! -f "$2/$key" ]; then continue; fi
+    unpack_ready "$2/$key" "${key#packs/}" &
+    KIT_PIDS="$KIT_PIDS $!"
+    n=$((n + 1))
+    if [ $((n % KIT_JOBS)) -eq 0 ]; then wait; fi
+  done 3<"$1"
+  wait
+  KIT_PIDS=""
+}
+
+# unpack_ready PACKFILE PACK: (in the background: unpack_keys) the pack unpacked into
+# UNPACKED/PACK and its members made ready there (ready_members), with temporary files of its
+# own.
 unpack_ready() {
   local KIT_TMP=$KIT_TMP/ready.$2
   trap 'exit 143' TERM # stopped (kit_cleanup): once its pipeline is done, nothing more
@@ -1249,7 +1256,6 @@ prefetch_v3() {
   if [ "$META_VERSION" != 3 ] || [ "$ONLY_N" -ne 0 ] || [ -n "$AS_OF" ]; then return 0; fi
   if [ "$STORE_KIND" = s3 ]; then
     archived_list "$KIT_TMP/arch"
-    ARCH_LISTED=1
     if [ -s "$KIT_TMP/arch" ]; then return 0; fi
   fi
   : >"$KIT_TMP/pre.keys"
@@ -1288,20 +1294,14 @@ prefetch_wait() {
 # prefetch_job: prefetch_v3's work, in the background (its temporary files of its own). Stopped
 # (kit_cleanup), it stops its own jobs first: none may write once the work folder is gone.
 prefetch_job() {
-  local key src=$STORE_DIR n=0 KIT_TMP=$KIT_TMP/pre
+  local src=$STORE_DIR KIT_TMP=$KIT_TMP/pre
   trap 'kill $(jobs -p) 2>/dev/null; wait; exit 143' TERM
   mkdir -p -- "$KIT_TMP" || exit 0
   if [ "$STORE_KIND" = s3 ]; then
     src=$KIT_WORK/obj
     fetch_keys "${KIT_TMP%/pre}/pre.keys" "$src"
   fi
-  while IFS= read -r -u 3 key; do
-    if [ ! -f "$src/$key" ]; then continue; fi
-    unpack_ready "$src/$key" "${key#packs/}" &
-    n=$((n + 1))
-    if [ $((n % KIT_JOBS)) -eq 0 ]; then wait; fi
-  done 3<"${KIT_TMP%/pre}/pre.keys"
-  wait
+  unpack_keys "${KIT_TMP%/pre}/pre.keys" "$src"
 }
 
 # ready_members DIR TARERR: the members of an unpacked pack, gunzipped (a gzip per 200 of them)
@@ -1361,7 +1361,6 @@ fetch_keys() {
 # ---------------------------------------------------------------------------------------------
 
 ARCHIVED=0          # files left for a rerun: their objects' copies are not ready
-ARCH_LISTED=0       # KIT_TMP/arch holds the archived objects' list already
 EXIT_ARCHIVED=7
 AWS_CP_EXTRA=()     # --force-glacier-transfer once archived objects are about
 
@@ -1453,7 +1452,7 @@ count_lines() {
 thaw_needed() {
   local name line step=2 d=$KIT_TMP/thaw files=${1:-$KIT_TMP/files}
   if [ "$STORE_KIND" != s3 ] || [ -n "$AS_OF" ]; then return 0; fi
-  if [ "$ARCH_LISTED" != 1 ]; then archived_list "$KIT_TMP/arch"; fi
+  if [ ! -f "$KIT_TMP/arch" ]; then archived_list "$KIT_TMP/arch"; fi # (prefetch_v3's)
   if [ ! -s "$KIT_TMP/arch" ]; then return 0; fi
   AWS_CP_EXTRA=(--force-glacier-transfer --ignore-glacier-warnings)
   cut -d ' ' -f 1 "$files" | LC_ALL=C sort -u | LC_ALL=C comm -12 - "$KIT_TMP/arch" >"$KIT_TMP/arch.need"
