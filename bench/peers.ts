@@ -213,6 +213,7 @@ export function baseEnv(work: string): Record<string, string> {
     HOME: work,
     XDG_CACHE_HOME: `${work}/cache`,
     DENO_DIR,
+    DENO_NO_UPDATE_CHECK: "1", // `deno run` would ask its download site for a newer release
     S3BACKUP_PASSWORD: PASSWORD,
     RESTIC_PASSWORD: PASSWORD,
     RESTIC_CACHE_DIR: `${work}/restic-cache`,

@@ -21,6 +21,7 @@ die() { echo "compile.sh: $*" >&2; exit 1; }
 ALL=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin
   x86_64-pc-windows-msvc)
 DENO=$(bash scripts/ensure-deno.sh)
+export DENO_NO_UPDATE_CHECK=1   # no question to Deno's download site about a newer release
 host=$("$DENO" eval --quiet 'console.log(Deno.build.target)')
 
 targets=("$@")

@@ -12,6 +12,7 @@ umask 077
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DENO=$(bash scripts/ensure-deno.sh)
+export DENO_NO_UPDATE_CHECK=1   # no question to Deno's download site about a newer release
 demo=$PWD/demo
 rm -rf "$demo"
 mkdir -p "$demo/source/docs/empty folder" "$demo/bucket"

@@ -18,6 +18,8 @@ log() { printf '[test.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 DENO=$(bash scripts/ensure-deno.sh)
 PATH="$(dirname "$DENO"):$PATH"
 export PATH
+# `deno run` asks its download site for a newer release: not from here (loopback only).
+export DENO_NO_UPDATE_CHECK=1
 
 # ---------------------------------------------------------------- tools the tests use
 need=()
