@@ -436,7 +436,11 @@ async function backupFolder(ctx: Context, src: BackupSource): Promise<number> {
         "back up to a new bucket or prefix (this one stays readable with list and restore)",
     );
   }
-  const repo = await openOrCreate(ctx, store, cmd.simulate, key);
+  // An existing repository opens (the key's derivation) while backup() takes the lock; a
+  // stream is spooled only once it has opened (see BackupSource.spool).
+  const repo = key !== null && !cmd.simulate && src.spool === undefined
+    ? openRepository(store, await getPassword(passwordSources(ctx, true), false), key)
+    : await openOrCreate(ctx, store, cmd.simulate, key);
   const spool = await src.spool?.();
   try {
     const summary = await backup(store, repo, {

@@ -30,6 +30,40 @@ export async function pool<T>(
   if (failed !== null) throw (failed as { err: unknown }).err;
 }
 
+/**
+ * Turns of the event loop for work that never waits for I/O (small files read with synchronous
+ * calls), which would otherwise hold back every request in flight (a pack's upload, the kit's)
+ * until it ends. A timer is armed at the start of each turn and awaited at its end: expired by
+ * then, it costs one pass of the loop, in which I/O is served (setImmediate's turns do not
+ * serve it in Deno; a fresh setTimeout(0) waits a millisecond or two).
+ */
+class Turns {
+  static readonly MS = 3;
+  #due = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #fired: Promise<void> = Promise.resolve();
+
+  constructor() {
+    this.#arm();
+  }
+
+  /** Lets the event loop run when this turn has lasted MS. */
+  async yield(): Promise<void> {
+    if (performance.now() < this.#due) return;
+    await this.#fired;
+    this.#arm();
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
+
+  #arm(): void {
+    this.#due = performance.now() + Turns.MS;
+    this.#fired = new Promise<void>((r) => this.#timer = setTimeout(r, 0));
+  }
+}
+
 /** What `orderedPool` does with one item: a result at once, or work for the pool. */
 export type Step<R> = { now: R } | { later: () => Promise<R> };
 
@@ -53,6 +87,7 @@ export async function orderedPool<T, R>(
   const later: { slot: (typeof queue)[number]; work: () => Promise<R> }[] = [];
   let failed: { err: unknown } | null = null;
   let wake: (() => void) | null = null;
+  const turns = new Turns();
   const start = (job: (typeof later)[number]) => {
     running++;
     job.work().then((r) => {
@@ -104,7 +139,9 @@ export async function orderedPool<T, R>(
     if (running === 0 && (failed !== null || (ended && head === queue.length))) break;
     if (running > 0 && settled === seen) await new Promise<void>((r) => (wake = r));
     wake = null;
+    await turns.yield();
   }
+  turns.stop();
   if (failed !== null) throw (failed as { err: unknown }).err;
 }
 

@@ -148,24 +148,35 @@ export interface BackupSummary {
 
 /**
  * Backs up `opts.source` into `store`. `repo` is null only in simulate mode on a store that
- * holds no repository yet.
+ * holds no repository yet; it may still be opening (the password's key derivation, ~0.2 s):
+ * the lock is taken meanwhile, and nothing is read or written before both are done.
  */
 export async function backup(
   store: Store,
-  repo: Repository | null,
+  repo: Repository | null | Promise<Repository>,
   opts: BackupOptions,
   onEvent: (e: BackupEvent) => void = () => {},
 ): Promise<BackupSummary> {
-  if (repo === null && !opts.simulate) throw new TypeError("backup needs a repository");
-  if (opts.simulate) return await runBackup(store, repo, opts, onEvent);
+  if (opts.simulate) return await runBackup(store, await repo, opts, onEvent);
+  if (repo === null) throw new TypeError("backup needs a repository");
   // The lock goes first: a prune that starts later sees it and keeps every data object; one
   // that is running already makes us stop here, before anything is uploaded (FORMAT.md §6).
-  const lockOpts = { source: opts.source, ...opts.lock };
-  return await withLock(store, "backup", opts.host, lockOpts, async (lock) => {
-    // No password change pending, and none since `repo` was opened (FORMAT.md §7).
-    await checkPasswordUnchanged(repo!);
-    return await runBackup(store, repo, opts, onEvent, lock);
-  });
+  const opening = Promise.resolve(repo);
+  const stop = new AbortController(); // a lock wait ends when the repository does not open
+  opening.catch(() => stop.abort());
+  const signal = opts.lock?.signal ? AbortSignal.any([opts.lock.signal, stop.signal]) : stop.signal;
+  const lockOpts = { source: opts.source, ...opts.lock, signal };
+  try {
+    return await withLock(store, "backup", opts.host, lockOpts, async (lock) => {
+      const opened = await opening;
+      // No password change pending, and none since `repo` was opened (FORMAT.md §7): asked
+      // beside the first listings, answered before anything is stored.
+      return await runBackup(store, opened, opts, onEvent, lock, checkPasswordUnchanged(opened));
+    });
+  } catch (err) {
+    await opening; // a wrong password or a damaged key is told before a lock's failure
+    throw err;
+  }
 }
 
 /** Warnings of one run, counted; `partial` ones make it exit 3. */
@@ -186,6 +197,7 @@ async function runBackup(
   opts: BackupOptions,
   onEvent: (e: BackupEvent) => void,
   lock?: Lock,
+  unchanged: Promise<void> = Promise.resolve(),
 ): Promise<BackupSummary> {
   const started = performance.now();
   const time = (opts.now ?? (() => new Date()))();
@@ -195,7 +207,8 @@ async function runBackup(
   // A format 3 repository's packs, data and indexes are listed meanwhile (one round trip).
   const stored = repo?.descriptor.format === 3 ? listStored(repo) : undefined;
   stored?.catch(() => {}); // its failure is met where it is awaited (Packer.open)
-  const metas = (await listRepository(store, META_PREFIX)).metas;
+  unchanged.catch(() => {}); // met below, beside the metas' listing
+  const [{ metas }] = await Promise.all([listRepository(store, META_PREFIX), unchanged]);
   const warn = new Warnings(onEvent);
   const cache = await openCache(store, repo, metas, opts, warn);
   const out = await openOutputs(repo, opts, time, preparedKey, warn);
@@ -204,7 +217,11 @@ async function runBackup(
     contents = await contentsFor(store, repo, cache.vouched, opts, warn, stored);
     const state: CacheState = { ...cache.state };
     const storeNow = new Date(Date.now() + (lock?.offsetMs ?? 0));
-    const uploadsAborted = opts.simulate ? 0 : await sweepWhenDue(store, state, storeNow);
+    // Two chores of the store run beside the archiver, awaited before the meta: old multipart
+    // uploads swept (it never throws), and the kit put where it differs.
+    const sweep = opts.simulate ? Promise.resolve(0) : sweepWhenDue(store, state, storeNow);
+    const kit = out.meta !== null ? syncKit(store, contents.full()?.kit ?? null, opts.kit) : null;
+    kit?.catch(() => {}); // its failure is met where it is awaited
     const reused = reusedFor(opts, cache, time);
     const ctx = { store, repo, opts, uploads: contents.uploads, cache, warn, onEvent, reused };
     onEvent({ type: "phase", phase: "backing up" });
@@ -222,7 +239,7 @@ async function runBackup(
       if (repo.created) await checkKeyKept(repo, contents.uploads);
       await checkLockHeld(lock, cachePathOf(repo, opts));
       const full = contents.full();
-      await syncKit(store, full?.kit ?? null, opts.kit);
+      await kit;
       if (reused !== null) {
         retentionExtended = await extendReused(store, reused, contents.uploads, opts, time);
         if (reused.all) state.retainedMs = retentionAt(opts.retention!, time).until.getTime();
@@ -239,6 +256,7 @@ async function runBackup(
       } // else the same meta vouches for this run's (fresher) records
       commitCache(out.cache, state, repo, opts, warn);
     }
+    const uploadsAborted = await sweep;
     return {
       metaKey,
       unchangedSince: same,

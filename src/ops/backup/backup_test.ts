@@ -16,6 +16,7 @@ import { wrapDataKey } from "../../format/key_wrap.ts";
 import { KEY_NAME, KEY_NEXT_NAME } from "../../format/layout.ts";
 import { acquireLock, LockedError } from "../../repo/lock.ts";
 import { readAll } from "../../util/bytes.ts";
+import { WrongPasswordError } from "../../util/errors.ts";
 import { StoreWrapper } from "../../../test/store_wrapper.ts";
 
 const te = new TextEncoder();
@@ -363,27 +364,67 @@ Deno.test("a backup does not start while a password change is pending, nor besid
   }
 });
 
+Deno.test("a repository still opening: the lock is taken meanwhile; a wrong password is told first, and ends a lock wait", async () => {
+  const { dir, src, store, repo } = await setup();
+  const locks = async () => (await Array.fromAsync(store.list("locks/"))).map((o) => o.name);
+  const opts = { source: src, name: "t", host: "h", simulate: false, kit: new Map() };
+  try {
+    await Deno.writeTextFile(`${src}/a`, "a");
+    // Opened while the lock is written: the lock is there before the repository opens.
+    let opened!: (r: Repository) => void;
+    const opening = new Promise<Repository>((r) => opened = r);
+    const running = backup(store, opening, opts);
+    while ((await locks()).length === 0) await new Promise((r) => setTimeout(r, 5));
+    opened(repo);
+    assert.ok((await running).metaKey);
+    assert.deepEqual(await locks(), []);
+    // A prune holds the lock and the backup would wait a minute: the wrong password ends it.
+    const prune = await acquireLock(store, "prune", "other-host");
+    try {
+      const started = Date.now();
+      const wrong = new Promise<Repository>((_, reject) =>
+        setTimeout(() => reject(new WrongPasswordError("Wrong password")), 200)
+      );
+      await assert.rejects(
+        backup(store, wrong, { ...opts, lock: { waitMs: 60_000 } }),
+        WrongPasswordError,
+      );
+      assert.ok(Date.now() - started < 10_000, "the lock's wait went on");
+      assert.deepEqual((await locks()).filter((n) => !n.startsWith("locks/prune-")), []);
+    } finally {
+      await prune.release();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** Waits until files written before it are no longer racy (ctime: files_cache.ts RACY_MS). */
 function settle(): Promise<void> {
   return new Promise((r) => setTimeout(r, RACY_MS + 1_000));
 }
 
-/** Records (as `name` gives them) the files backups open, streamed or whole, until `restore`. */
+/**
+ * Records (as `name` gives them) the files backups open, streamed or whole, until `restore`:
+ * each file once, also when its read as walked falls back to the reads after it.
+ */
 function spyOpens(name: (p: string) => string): { opened: string[]; restore: () => void } {
   const opened: string[] = [];
-  const open = SourceFile.open, readWhole = SourceFile.readWholeSync;
-  SourceFile.open = (p: string) => {
-    opened.push(name(p));
-    return open.call(SourceFile, p);
+  const { open, readWholeSync, readAsWalkedSync } = SourceFile;
+  let fellBack: string | null = null; // a read as walked that gave way to the others
+  const record = (p: string) => {
+    if (p !== fellBack) opened.push(name(p));
+    fellBack = null;
   };
-  SourceFile.readWholeSync = (p: string, limit: number) => {
-    opened.push(name(p));
-    return readWhole.call(SourceFile, p, limit);
+  SourceFile.readAsWalkedSync = (p, walked) => {
+    record(p);
+    const r = readAsWalkedSync.call(SourceFile, p, walked);
+    fellBack = r === null ? p : null;
+    return r;
   };
-  const restore = () => {
-    SourceFile.open = open;
-    SourceFile.readWholeSync = readWhole;
-  };
+  SourceFile.open = (p: string) => (record(p), open.call(SourceFile, p));
+  SourceFile.readWholeSync = (p, limit) => (record(p), readWholeSync.call(SourceFile, p, limit));
+  const restore = () => Object.assign(SourceFile, { open, readWholeSync, readAsWalkedSync });
   return { opened, restore };
 }
 

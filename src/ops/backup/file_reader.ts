@@ -13,7 +13,7 @@ import { encryptObject, encryptSmallObject, type Repository } from "../../repo/r
 import type { SaveOptions, Store } from "../../store/store.ts";
 import { messageOf } from "../../util/bytes.ts";
 import { FileChangedError, S3BackupError } from "../../util/errors.ts";
-import { CannotOpenError, type FileStat, SourceFile } from "./source_file.ts";
+import { CannotOpenError, type FileStat, SourceFile, statOf } from "./source_file.ts";
 import type { ContentSizes } from "./content_sizes.ts";
 import type { WalkItem } from "./walk.ts";
 
@@ -247,6 +247,9 @@ function skipReason(err: unknown): string | null {
 /** One attempt at one file. Throws FileChangedError when it changed while read. */
 async function attemptFile(item: WalkItem, ctx: FileContext) {
   if (item.info.size <= SYNC_READ) {
+    const walked = statOf(item.info);
+    const fast = SourceFile.readAsWalkedSync(item.abs, walked);
+    if (fast !== null) return await storeSmall(fast.data, fast.after, ctx);
     const whole = SourceFile.readWholeSync(item.abs, SYNC_READ);
     if (whole !== null) {
       const { data, read, before, after } = whole;

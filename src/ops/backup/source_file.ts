@@ -54,6 +54,26 @@ function statFromNode(s: fs.Stats): FileStat {
 /** The file could not be opened (the cause says why). */
 export class CannotOpenError extends Error {}
 
+/** Opens `path` for synchronous reads (never blocking: see the module doc). */
+function openSync(path: string): number {
+  try {
+    return fs.openSync(path, FLAGS);
+  } catch (err) {
+    throw new CannotOpenError(messageOf(err), { cause: err });
+  }
+}
+
+/** Reads `fd` from its start into `data` until it is full or the file ends: the bytes read. */
+function readSync(fd: number, data: Uint8Array): number {
+  let read = 0;
+  while (read < data.length) {
+    const n = fs.readSync(fd, data, read, data.length - read, read);
+    if (n === 0) break;
+    read += n;
+  }
+  return read;
+}
+
 export class SourceFile {
   private constructor(readonly handle: FileHandle) {}
 
@@ -67,23 +87,39 @@ export class SourceFile {
     path: string,
     limit: number,
   ): { data: Uint8Array; read: number; before: FileStat; after: FileStat } | null {
-    let fd: number;
-    try {
-      fd = fs.openSync(path, FLAGS);
-    } catch (err) {
-      throw new CannotOpenError(messageOf(err), { cause: err });
-    }
+    const fd = openSync(path);
     try {
       const before = statFromNode(fs.fstatSync(fd));
       if (!before.isFile || before.size > limit) return null;
       const data = new Uint8Array(before.size);
-      let read = 0;
-      while (read < data.length) {
-        const n = fs.readSync(fd, data, read, data.length - read, read);
-        if (n === 0) break;
-        read += n;
-      }
+      const read = readSync(fd, data);
       return { data, read, before, after: statFromNode(fs.fstatSync(fd)) };
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * A small file as the walk saw it (`walked`, its lstat), with one status call instead of
+   * readWholeSync's two (each ~6 µs and 5 KiB of garbage in Deno's node:fs): read into a
+   * buffer one byte larger than it was, it is taken when it is still a regular file of that
+   * size, mtime and inode after the read. Null otherwise (and when reading fails: a FIFO
+   * swapped in says EAGAIN), for readWholeSync to judge.
+   */
+  static readAsWalkedSync(
+    path: string,
+    walked: FileStat,
+  ): { data: Uint8Array; after: FileStat } | null {
+    const fd = openSync(path);
+    try {
+      const room = new Uint8Array(walked.size + 1);
+      const read = readSync(fd, room);
+      const after = statFromNode(fs.fstatSync(fd));
+      const same = after.isFile && read === walked.size && after.size === walked.size &&
+        after.mtimeMs === walked.mtimeMs && after.ino === walked.ino;
+      return same ? { data: room.subarray(0, read), after } : null;
+    } catch {
+      return null;
     } finally {
       fs.closeSync(fd);
     }
