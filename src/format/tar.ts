@@ -69,13 +69,43 @@ function header(
   return b;
 }
 
+/** A pack member's header with an empty name and size 0, and the sum of its bytes. */
+const PACKED_BLANK = header("", 0, "0");
+const PACKED_SUM = PACKED_BLANK.reduce((n, x, i) => n + (i >= 148 && i < 156 ? 0x20 : x), 0);
+const ZERO = 0x30;
+
+/**
+ * header(name, size, "0") for a pack member, made from PACKED_BLANK (a third of the time: it is
+ * made once a small file): the name and the size's digits written in, the checksum summed from
+ * them (a checksum counts its own field as spaces).
+ */
+function packedHeader(name: string, size: number): Uint8Array {
+  if (name.length > 100) throw new RangeError(`tar field too long: ${name}`);
+  const b = PACKED_BLANK.slice();
+  let sum = PACKED_SUM;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c > 0x7f) throw new RangeError(`tar field not ASCII: ${name}`);
+    b[i] = c;
+    sum += c;
+  }
+  const digits = size.toString(8);
+  for (let i = 0, at = 124 + 11 - digits.length; i < digits.length; i++) {
+    b[at + i] = digits.charCodeAt(i);
+    sum += digits.charCodeAt(i) - ZERO;
+  }
+  b.fill(0x20, 148, 156);
+  put(b, 148, 8, sum.toString(8).padStart(6, "0") + "\0 ");
+  return b;
+}
+
 /**
  * The bytes before a member's content: its header, preceded by a pax header and record when
  * `size` does not fit ustar.
  */
 export function memberHeader(name: string, size: number): Uint8Array {
   if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`tar size ${size}`);
-  if (size <= USTAR_MAX) return header(name, size, "0");
+  if (size <= USTAR_MAX) return packedHeader(name, size);
   const record = paxRecord("size", String(size));
   const out = new Uint8Array(BLOCK + padded(record.length) + BLOCK);
   out.set(header(`PaxHeaders/${name}`.slice(0, 100), record.length, "x"), 0);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
   BLOCK,
+  entryHeader,
   memberHeader,
   memberPadding,
   padded,
@@ -108,4 +109,18 @@ Deno.test("tar: a member of 8 GiB or more carries a pax size record", () => {
   const file = parseHeader(h.subarray(h.length - BLOCK));
   assert.deepEqual(file, { kind: "file", name: "0123456789abcdef0123456789abcdef", size: 0 });
   assert.throws(() => memberHeader("x".repeat(101), 1), RangeError);
+});
+
+Deno.test("a pack member's header (made from a template) is the one a tar entry of its facts has", () => {
+  const names = [
+    "d41d8cd98f00b204e9800998ecf8427e",
+    "ffffffffffffffffffffffffffffffff",
+    "x".repeat(100),
+  ];
+  for (const name of names) {
+    for (const size of [0, 1, 511, 512, 4097, 8 ** 11 - 1]) {
+      const entry = { name, type: "0" as const, size, mode: 0o600, uid: 0, gid: 0, mtime: 0 };
+      assert.deepEqual(memberHeader(name, size), entryHeader(entry), `${name} ${size}`);
+    }
+  }
 });
