@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { CorruptDataError } from "../util/errors.ts";
+import { denseGzip } from "./dense_gzip.ts";
 import { isMd5 } from "./layout.ts";
 import type { IndexEntry } from "./pack_index.ts";
 import { BLOCK, memberHeader, padded, parseHeader, paxSize, TAR_END } from "./tar.ts";
@@ -85,14 +86,19 @@ export const SEGMENT = 64 * 1024;
 /**
  * Cuts a pack's tar into gzip members as its members come (FORMAT.md §4.1): each gzip member
  * covers whole tar members, SEGMENT bytes or more (the end markers in the last one), at
- * GZIP_LEVEL, or level 1 (2.4x as fast, for the headers) when mostly incompressible contents
- * (random, JPEG, .gz) fill it. Holds one segment at a time, in one buffer kept from pack to pack
- * (a pack is never whole in memory); `emit` gets each gzip member as it is made.
+ * GZIP_LEVEL; when incompressible contents (random, JPEG, .gz) fill it, they are stored and the
+ * headers around them coded cheaply (`#cut`). Holds one segment at a time, in one buffer kept
+ * from pack to pack (a pack is never whole in memory); `emit` gets each gzip member as it is
+ * made.
  */
 export class Segmenter {
   #buf = new Uint8Array(2 * SEGMENT);
   #at = 0;
+  /** Bytes of the segment's incompressible contents, and where each is (start, end). */
   #dense = 0;
+  #spans: number[] = [];
+  /** Bytes of its other contents. */
+  #loose = 0;
   /** Tar bytes of the pack so far. */
   size = 0;
 
@@ -101,9 +107,13 @@ export class Segmenter {
   /** Appends member `m` (header, stored bytes, zero padding); a segment full is emitted. */
   add(m: Member): void {
     const h = memberHeader(m.name, m.bytes.length);
+    const start = this.#at + h.length;
     const end = putMember(this.#room(h.length + padded(m.bytes.length)), this.#at, m, h);
     [this.size, this.#at] = [this.size + end - this.#at, end];
-    if (m.bytes.length >= MIN_GZIP && !mayShrink(m.bytes)) this.#dense += m.bytes.length;
+    if (m.bytes.length >= MIN_GZIP && !mayShrink(m.bytes)) {
+      this.#dense += m.bytes.length;
+      this.#spans.push(start, start + m.bytes.length);
+    } else this.#loose += m.bytes.length;
     if (this.#at >= SEGMENT) this.#cut();
   }
 
@@ -118,10 +128,17 @@ export class Segmenter {
     return size;
   }
 
+  /**
+   * The segment as one gzip member: with its incompressible contents stored and the rest coded
+   * without a search for matches (dense_gzip.ts) when little else is in it, else by zlib at
+   * level 1 when they are most of it, else at GZIP_LEVEL.
+   */
   #cut(): void {
-    const level = this.#dense * 2 > this.#at ? 1 : GZIP_LEVEL;
-    const gz = gzipSync(this.#buf.subarray(0, this.#at), { level });
-    [this.#at, this.#dense] = [0, 0];
+    const tar = this.#buf.subarray(0, this.#at);
+    const gz = this.#dense > 0 && this.#loose * 16 <= this.#at
+      ? denseGzip(tar, this.#spans)
+      : gzipSync(tar, { level: this.#dense * 2 > this.#at ? 1 : GZIP_LEVEL });
+    [this.#at, this.#dense, this.#loose, this.#spans] = [0, 0, 0, []];
     this.emit(gz);
   }
 
