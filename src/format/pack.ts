@@ -181,14 +181,25 @@ export function openPack(plain: Uint8Array, lenient = false): Uint8Array {
   for (let i = plain.indexOf(0x1f); i >= 0; i = plain.indexOf(0x1f, i + 1)) {
     if (GZIP_HEAD.every((b, j) => plain[i + j] === b)) starts.push(i);
   }
+  // A start may be false: a stored `.gz` content shows the same bytes. A member that does not
+  // gunzip up to the next start is tried up to the ones after it (MERGED at most).
   const parts: Uint8Array[] = [];
-  starts.forEach((s, k) => {
-    try {
-      parts.push(gunzipSync(plain.subarray(s, starts[k + 1] ?? plain.length)));
-    } catch { /* damaged: its members are lost, the others not */ }
-  });
+  for (let k = 0; k < starts.length;) {
+    let next = k + 1; // damaged: its members are lost, the others not
+    for (let j = k + 1; j <= Math.min(starts.length, k + MERGED); j++) {
+      try {
+        parts.push(gunzipSync(plain.subarray(starts[k], starts[j] ?? plain.length)));
+        next = j;
+        break;
+      } catch { /* cut at a false start, or damaged */ }
+    }
+    k = next;
+  }
   return joined(parts);
 }
+
+/** How many starts a lenient reader looks past for the end of a gzip member. */
+const MERGED = 16;
 
 /** `parts` one after another, in one buffer. */
 function joined(parts: Uint8Array[]): Uint8Array {
