@@ -113,10 +113,10 @@ Deno.test("worst day 2: an edit in the second of the scan that sets the mtime ba
       });
     // The edit lands right after the file is read, in the second of the walk's lstat (Deno
     // reports ctime in whole seconds): started at the beginning of a second, all of it fits.
-    const readWhole = SourceFile.readWholeSync;
+    // (Small files are read as the walk saw them, else whole: the edit follows either read.)
+    const { readWholeSync, readAsWalkedSync } = SourceFile;
     let edited = false;
-    SourceFile.readWholeSync = (p: string, limit: number) => {
-      const got = readWhole.call(SourceFile, p, limit);
+    const edit = <T>(p: string, got: T): T => {
       if (!edited) {
         edited = true;
         Deno.writeTextFileSync(p, "BBBB");
@@ -124,12 +124,14 @@ Deno.test("worst day 2: an edit in the second of the scan that sets the mtime ba
       }
       return got;
     };
+    SourceFile.readWholeSync = (p, limit) => edit(p, readWholeSync.call(SourceFile, p, limit));
+    SourceFile.readAsWalkedSync = (p, w) => edit(p, readAsWalkedSync.call(SourceFile, p, w));
     try {
       await new Promise((r) => setTimeout(r, 1000 - Date.now() % 1000));
       await write(`${f.src}/f`, "AAAA");
       await once();
     } finally {
-      SourceFile.readWholeSync = readWhole;
+      Object.assign(SourceFile, { readWholeSync, readAsWalkedSync });
     }
     assert.ok(edited);
     await once();

@@ -233,11 +233,17 @@ async function runBackup(
       unchangedSince(metas, state, opts, out.meta?.entriesDigest(), warn),
       warn,
     );
-    if (contents.uploads instanceof Packer) await contents.uploads.finish();
+    // That the lock held is asked once every pack is stored, beside the index's PUT.
+    let held: Promise<void> | undefined;
+    const checkHeld = () =>
+      held ??= repo !== null && out.meta !== null
+        ? checkLockHeld(lock, cachePathOf(repo, opts))
+        : Promise.resolve();
+    if (contents.uploads instanceof Packer) await contents.uploads.finish(checkHeld);
     if (out.meta !== null && repo !== null) {
       await store.flush?.(); // every object durable before the meta that names them
       if (repo.created) await checkKeyKept(repo, contents.uploads);
-      await checkLockHeld(lock, cachePathOf(repo, opts));
+      await checkHeld();
       const full = contents.full();
       await kit;
       if (reused !== null) {

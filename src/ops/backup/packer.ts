@@ -232,11 +232,14 @@ export class Packer implements ContentSink {
     return { where, uploaded: true };
   }
 
-  /** Stores the last pack and the index of what this run stored since the last (before the meta). */
-  async finish(): Promise<void> {
+  /**
+   * Stores the last pack and the index of what this run stored since the last (before the
+   * meta); `beside` runs once every pack is stored, beside the index's PUT.
+   */
+  async finish(beside: () => Promise<void> = () => Promise.resolve()): Promise<void> {
     const last = this.#builder.finish();
     if (last !== null) await this.#storePack(last);
-    await this.#index();
+    await Promise.all([this.#index(), beside()]);
   }
 
   /** An index of what was stored, once it holds INDEX_ENTRIES (memory stays bounded). */
