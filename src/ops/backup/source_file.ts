@@ -100,11 +100,14 @@ export class SourceFile {
   }
 
   /**
-   * A small file as the walk saw it (`walked`, its lstat), with one status call instead of
-   * readWholeSync's two (each ~6 µs and 5 KiB of garbage in Deno's node:fs): read into a
-   * buffer one byte larger than it was, it is taken when it is still a regular file of that
-   * size, mtime and inode after the read. Null otherwise (and when reading fails: a FIFO
-   * swapped in says EAGAIN), for readWholeSync to judge.
+   * A small file as the walk saw it (`walked`, its lstat), without readWholeSync's two status
+   * calls on the descriptor (each ~6 µs and 5 KiB of garbage in Deno's node:fs): read into a
+   * buffer one byte larger than it was, it is taken when its path, looked at again after the
+   * read (an lstat: 2 µs), is still a regular file of that size, mtime and inode. The file read
+   * is open meanwhile, so its inode cannot be another's: a file swapped in at the path since the
+   * walk fails the match (only swapped out and back around the open could pass, which a writer
+   * of the folder gains nothing by: it can write the file itself). Null otherwise (and when
+   * reading fails: a FIFO swapped in says EAGAIN), for readWholeSync to judge.
    */
   static readAsWalkedSync(
     path: string,
@@ -114,7 +117,7 @@ export class SourceFile {
     try {
       const room = new Uint8Array(walked.size + 1);
       const read = readSync(fd, room);
-      const after = statFromNode(fs.fstatSync(fd));
+      const after = statOf(Deno.lstatSync(path));
       const same = after.isFile && read === walked.size && after.size === walked.size &&
         after.mtimeMs === walked.mtimeMs && after.ino === walked.ino;
       return same ? { data: room.subarray(0, read), after } : null;
