@@ -764,6 +764,36 @@ load_repo_key() {
   return 1
 }
 
+# key_early: load_repo_key, meant to run in the background (`early key_early`) while the meta is
+# fetched and opened: in a temporary folder of its own, silent (a failure is found again, and
+# told, by key_answer), its result (where the key came from, the key) in its folder's `result`.
+key_early() {
+  local KIT_TMP="$KIT_TMP/key-early"
+  mkdir -- "$KIT_TMP" || return 1
+  load_repo_key || return 1
+  printf '%s\n%s\n' "$KEY_FROM" "$DATA_KEY" >"$KIT_TMP/result"
+} 2>/dev/null
+
+# key_answer: load_repo_key's outcome, from key_early when it opened a key (else load_repo_key
+# now, which tells its errors).
+key_answer() {
+  local r="$KIT_TMP/key-early/result"
+  DATA_KEY=""
+  if answer key_early && [ -f "$r" ]; then
+    { IFS= read -r KEY_FROM && IFS= read -r DATA_KEY; } <"$r" || DATA_KEY=""
+  fi
+  key_discard
+  if is_hex "$DATA_KEY" 64; then return 0; fi
+  load_repo_key
+}
+
+# key_discard: key_early's job (when it runs) waited for, and its folder removed (the key it may
+# hold with it).
+key_discard() {
+  if [ -n "${KIT_EARLY_key_early:-}" ]; then answer key_early || true; fi
+  rm -rf -- "$KIT_TMP/key-early"
+}
+
 META_PLAIN=""
 META_HDR_LINES=0
 META_ENTRIES=0

@@ -1608,6 +1608,8 @@ main() {
   fi
   get_password "$pwfile" 1
   load_repo_conf
+  # Meanwhile: the repository's key, fetched and unwrapped (a key derivation) while the meta is.
+  if [ -z "$AS_OF" ]; then early key_early; fi
   resolve_meta "$spec" is_meta_name meta_pairs backup " (list them with list.sh)"
 
   # Everything is checked before the target is touched: password, meta, data key.
@@ -1623,11 +1625,12 @@ main() {
     # The copy that opened carries its own wrapped key, wrapped with the same password.
     printf '%s' "$META_WRAPPED" | openssl base64 -d -A >"$KIT_TMP/key.enc" 2>/dev/null ||
       die "$META_FROM: bad wrapped-key header (not base64)"
+    key_discard
     if ! unwrap_key "$KIT_TMP/key.enc"; then
       die "the data key in $META_FROM does not open with this password (corrupt meta?)" "$EXIT_PASSWORD"
     fi
     rm -f -- "$KIT_TMP/key.enc"
-  elif ! load_repo_key; then
+  elif ! key_answer; then
     if [ "$KEY_SEEN" -eq 0 ]; then
       die "$META_FROM has no wrapped-key header and s3backup.key cannot be read ($KEY_ERR)"
     fi
