@@ -94,8 +94,7 @@ export const SEGMENT = 64 * 1024;
 export class Segmenter {
   #buf = new Uint8Array(2 * SEGMENT);
   #at = 0;
-  /** Bytes of the segment's incompressible contents, and where each is (start, end). */
-  #dense = 0;
+  /** Where the segment's incompressible contents are (start, end, start, end...). */
   #spans: number[] = [];
   /** Bytes of its other contents. */
   #loose = 0;
@@ -111,7 +110,6 @@ export class Segmenter {
     const end = putMember(this.#room(h.length + padded(m.bytes.length)), this.#at, m, h);
     [this.size, this.#at] = [this.size + end - this.#at, end];
     if (m.bytes.length >= MIN_GZIP && !mayShrink(m.bytes)) {
-      this.#dense += m.bytes.length;
       this.#spans.push(start, start + m.bytes.length);
     } else this.#loose += m.bytes.length;
     if (this.#at >= SEGMENT) this.#cut();
@@ -134,11 +132,13 @@ export class Segmenter {
    * level 1 when they are most of it, else at GZIP_LEVEL.
    */
   #cut(): void {
-    const tar = this.#buf.subarray(0, this.#at);
-    const gz = this.#dense > 0 && this.#loose * 16 <= this.#at
-      ? denseGzip(tar, this.#spans)
-      : gzipSync(tar, { level: this.#dense * 2 > this.#at ? 1 : GZIP_LEVEL });
-    [this.#at, this.#dense, this.#loose, this.#spans] = [0, 0, 0, []];
+    const tar = this.#buf.subarray(0, this.#at), spans = this.#spans;
+    let dense = 0;
+    for (let k = 0; k < spans.length; k += 2) dense += spans[k + 1]! - spans[k]!;
+    const gz = dense > 0 && this.#loose * 16 <= this.#at
+      ? denseGzip(tar, spans)
+      : gzipSync(tar, { level: dense * 2 > this.#at ? 1 : GZIP_LEVEL });
+    [this.#at, this.#loose, this.#spans] = [0, 0, []];
     this.emit(gz);
   }
 

@@ -80,21 +80,13 @@ const ZERO = 0x30;
  * them (a checksum counts its own field as spaces).
  */
 function packedHeader(name: string, size: number): Uint8Array {
-  if (name.length > 100) throw new RangeError(`tar field too long: ${name}`);
   const b = PACKED_BLANK.slice();
+  put(b, 0, 100, name);
   let sum = PACKED_SUM;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c > 0x7f) throw new RangeError(`tar field not ASCII: ${name}`);
-    b[i] = c;
-    sum += c;
-  }
+  for (let i = 0; i < name.length; i++) sum += name.charCodeAt(i);
   const digits = size.toString(8);
-  for (let i = 0, at = 124 + 11 - digits.length; i < digits.length; i++) {
-    b[at + i] = digits.charCodeAt(i);
-    sum += digits.charCodeAt(i) - ZERO;
-  }
-  b.fill(0x20, 148, 156);
+  put(b, 124 + 11 - digits.length, digits.length, digits);
+  for (let i = 0; i < digits.length; i++) sum += digits.charCodeAt(i) - ZERO;
   put(b, 148, 8, sum.toString(8).padStart(6, "0") + "\0 ");
   return b;
 }
