@@ -87,6 +87,7 @@ export async function restoreDirs(run: RestoreRun, dirs: Entry[]): Promise<Entry
     if (action !== "unchanged" && !simulate) {
       try {
         await Deno.mkdir(p, { mode: 0o700 });
+        if (action === "create") tgt.made(e.path);
       } catch (err) {
         progress.fail(e.path, `cannot create directory: ${messageOf(err)}`);
         continue;

@@ -30,7 +30,7 @@ import {
 } from "./phases.ts";
 import { type Plan, planRestore } from "./plan.ts";
 import { Progress, type RestoreEvent, type RestoreSummary } from "./progress.ts";
-import { Attributes, openTarget, TargetDirs } from "./target.ts";
+import { Attributes, distinctWhenFolded, openTarget, TargetDirs } from "./target.ts";
 import { lockTarget } from "./target_lock.ts";
 
 export { checkTarget, liveBackupLock } from "./check_target.ts";
@@ -143,7 +143,10 @@ async function runPhases(
   const run: RestoreRun = {
     store: repo.store,
     contents: progress.downloads = Contents.of(repo),
-    tgt: new TargetDirs(root),
+    tgt: new TargetDirs(
+      root,
+      !opts.simulate && distinctWhenFolded(meta.entries.map((e) => e.path)),
+    ),
     attrs: attributesOf(opts),
     progress,
     simulate: opts.simulate,
@@ -151,6 +154,7 @@ async function runPhases(
     concurrency: opts.concurrency ?? 4,
     metaPaths: new Set(meta.entries.map((e) => e.path)),
   };
+  if (empty) run.tgt.made("");
   if (opts.signal) run.signal = opts.signal;
   // Into an empty target every pack planned is read: the next one downloads meanwhile.
   run.contents.readAhead = empty;

@@ -318,6 +318,32 @@ Deno.test("restore: a rerun keeps identical files, fixes their attributes, repor
   }
 });
 
+Deno.test("restore: only folders this restore made are taken as empty", async () => {
+  const fx = await fixture();
+  try {
+    // The target holds old/c; new/ is made by this restore (its files are not looked for).
+    Deno.mkdirSync(`${fx.target}/old`, { recursive: true });
+    Deno.writeTextFileSync(`${fx.target}/old/c`, "other");
+    Deno.writeTextFileSync(`${fx.target}/top`, "other");
+    const entries = [
+      d("new", 0o755),
+      d("old", 0o755),
+      await f(fx, "new/a", "aaa"),
+      await f(fx, "new/b", "bbb"),
+      await f(fx, "old/c", "ccc"),
+      await f(fx, "top", "ttt"),
+    ];
+    const r = await run(fx, entries);
+    assert.deepEqual(r.warnings.map((w) => w.path).sort(), ["old/c", "top"]);
+    assert.match(r.warnings[0]!.message, /other content.*--overwrite/);
+    assert.equal(read(`${fx.target}/new/a`), "aaa");
+    assert.equal(read(`${fx.target}/old/c`), "other");
+    assert.equal(read(`${fx.target}/top`), "other");
+  } finally {
+    cleanup(fx.dir);
+  }
+});
+
 Deno.test("restore: --only restores a subtree or a file, with the dirs above", async () => {
   const fx = await fixture();
   try {

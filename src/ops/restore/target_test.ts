@@ -1,0 +1,11 @@
+import assert from "node:assert/strict";
+import { distinctWhenFolded } from "./target.ts";
+
+Deno.test("distinctWhenFolded: paths a case- or form-folding file system could take for one", () => {
+  assert.equal(distinctWhenFolded(["a/b", "a/c", "A/d", "é"]), true);
+  assert.equal(distinctWhenFolded(["a/b", "a/b"]), false); // named twice
+  assert.equal(distinctWhenFolded(["dir/File.txt", "dir/file.TXT"]), false); // case
+  assert.equal(distinctWhenFolded(["caf\u00e9", "cafe\u0301"]), false); // NFC and NFD
+  assert.equal(distinctWhenFolded(["\u212a", "k"]), false); // Kelvin sign and k
+  assert.equal(distinctWhenFolded([]), true);
+});
