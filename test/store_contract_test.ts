@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { crc32 } from "node:zlib";
 /**
  * The Store contract (src/store/store.ts), one suite run against every backend: the local
  * directory store and each S3 server of test/s3_env.ts (moto always, Ceph RGW with
@@ -10,6 +11,7 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import { LocalStore } from "../src/store/local_store.ts";
 import { S3Store } from "../src/store/s3_store.ts";
+import { FaultProxy } from "./faults/fault_proxy.ts";
 import type { Store } from "../src/store/store.ts";
 import { readAll } from "../src/util/bytes.ts";
 import {
@@ -581,6 +583,64 @@ for (const target of s3Targets()) {
       assert.deepEqual(await names(s), []);
     } finally {
       s.close();
+      await removeBucket(target, bucket);
+    }
+  });
+
+  test("a stream that opens again goes as it reads; a retry opens it again", async () => {
+    const data = randomBytes(3 * MiB + 7);
+    const md5 = createHash("md5").update(data).digest("base64");
+    const crc = new Uint8Array(4);
+    new DataView(crc.buffer).setUint32(0, crc32(data) >>> 0);
+    const { bucket } = await makeBucket(target);
+    const proxy = new FaultProxy(target.endpoint);
+    try {
+      for (const checksums of ["when_required", "when_supported"] as const) {
+        // The first PUT fails (500): the SDK's retry sends a stream opened again.
+        proxy.setRules([{ fault: "500", kinds: ["put"], share: 1, max: 1 }]);
+        const s = new S3Store({
+          bucket,
+          prefix: checksums,
+          endpoint: proxy.endpoint,
+          region: target.region,
+          credentials: {
+            accessKeyId: target.accessKeyId!,
+            secretAccessKey: target.secretAccessKey!,
+          },
+          checksums,
+        });
+        let opens = 0;
+        const reopen = () => (opens++, Promise.resolve(chunked(data, 65536)));
+        await s.save("pack", chunked(data, 65536), { size: data.length, md5, reopen });
+        assert.equal(proxy.injected[0], 1);
+        // The retry; on AWS's checksums also the reading that counts the CRC32.
+        assert.equal(opens, checksums === "when_supported" ? 2 : 1);
+        const sent = proxy.putHeaders.at(-1)!;
+        assert.equal(sent.get("x-amz-content-sha256"), "UNSIGNED-PAYLOAD");
+        assert.equal(sent.get("content-md5"), md5);
+        assert.equal(sent.get("content-length"), String(data.length));
+        assert.equal(
+          sent.get("x-amz-checksum-crc32"),
+          checksums === "when_supported" ? btoa(String.fromCharCode(...crc)) : null,
+        );
+        assert.equal(await sha256(await s.load("pack")), await sha256(data));
+        // Bytes that are not the MD5's: refused on every try, nothing stored (moto checks no
+        // MD5 of a streamed body: Ceph does).
+        if (target.label !== "moto") {
+          proxy.setRules([]);
+          const other = data.slice();
+          other[9]! ^= 1;
+          const bad = () => Promise.resolve(chunked(other, 65536));
+          await assertRejectsWith(
+            async () => s.save("bad", await bad(), { size: data.length, md5, reopen: bad }),
+            S3BackupError,
+          );
+          assert.equal(await s.stat("bad"), null);
+        }
+        s.close();
+      }
+    } finally {
+      await proxy.close();
       await removeBucket(target, bucket);
     }
   });

@@ -34,6 +34,9 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { createHash } from "node:crypto";
 import https from "node:https";
+import { Readable } from "node:stream";
+import type { ReadableStream as NodeReadableStream } from "node:stream/web";
+import { crc32 } from "node:zlib";
 import {
   ObjectArchivedError,
   ObjectExistsError,
@@ -135,6 +138,8 @@ export class S3Store implements Store {
   readonly #signal: AbortSignal | undefined;
   readonly #timeoutMs: number;
   readonly #attempts: number;
+  /** Whether the SDK adds a CRC32 of its own to uploads (AWS) or only where required. */
+  readonly #checksums: "WHEN_REQUIRED" | "WHEN_SUPPORTED";
   readonly #onNotice?: (message: string) => void;
   /** The endpoint has answered a request (FIRST_CONTACT_MS applies until then). */
   #answered = false;
@@ -160,6 +165,7 @@ export class S3Store implements Store {
     this.#attempts = config.maxAttempts ?? 5;
     const checksums = config.checksums ?? (custom ? "when_required" : "when_supported");
     const checksumMode = checksums === "when_required" ? "WHEN_REQUIRED" : "WHEN_SUPPORTED";
+    this.#checksums = checksumMode;
     this.endpoint = endpoint ?? `https://s3.${region}.amazonaws.com`;
     const clientConfig: S3ClientConfig = {
       region,
@@ -253,6 +259,58 @@ export class S3Store implements Store {
     return this.prefix ? `${this.prefix}/${name}` : name;
   }
 
+  /**
+   * One PUT of a stream of known size and MD5 that `opts.reopen` opens again (a spooled pack):
+   * sent as it is read, never held whole. The SDK retries no request whose body is a stream, so
+   * it is given an empty body of bytes, and each attempt's body is put in its place: `first`,
+   * then a fresh stream for each retry. The payload is unsigned (as the SDK's own streams are):
+   * S3 checks its Content-MD5, and the CRC32 the SDK sends of its own on AWS (counted from a
+   * reading of the stream first: the SDK would count it of the empty body).
+   */
+  async #putReopened(
+    name: string,
+    first: ReadableStream<Uint8Array>,
+    opts: SaveOptions & Reopenable,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const opened: Readable[] = [];
+    let next: ReadableStream<Uint8Array> | null = first;
+    const body = async () => {
+      const s = next ?? await opts.reopen();
+      next = null;
+      const r = Readable.fromWeb(guardStream(s, name, opts, () => {}).stream as NodeReadableStream);
+      opened.push(r);
+      return r;
+    };
+    try {
+      const crc = this.#checksums === "WHEN_SUPPORTED" ? await crc32Of(await opts.reopen()) : null;
+      const command = new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: this.key(name),
+        Body: new Uint8Array(0),
+        ContentLength: opts.size,
+        ...(crc !== null ? { ChecksumCRC32: crc } : {}),
+        ...(opts.storageClass ? { StorageClass: opts.storageClass as StorageClass } : {}),
+        ...lockParams(opts, opts.md5),
+      });
+      command.middlewareStack.add(unsignedPayload(), { step: "build", name: "s3backupUnsigned" });
+      command.middlewareStack.add(bodyEachAttempt(body), {
+        step: "finalizeRequest",
+        priority: "low", // inside the SDK's retries
+        name: "s3backupBodyEachAttempt",
+      });
+      signal?.throwIfAborted();
+      await this.client.send(command, this.#opts(signal));
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      if (err instanceof S3BackupError) throw err;
+      throw this.#mapError(err, "PutObject", name);
+    } finally {
+      if (next !== null) await next.cancel().catch(() => {});
+      for (const r of opened) r.destroy();
+    }
+  }
+
   async checkExists(): Promise<void> {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), this.#opts());
@@ -268,6 +326,9 @@ export class S3Store implements Store {
   ): Promise<void> {
     checkObjectName(name);
     const signal = anySignal(this.#signal, opts.signal);
+    if (data instanceof ReadableStream && reopenable(opts)) {
+      return await this.#putReopened(name, data, opts, signal);
+    }
     // A conditional create, or bytes of known MD5, is one PUT of known bytes (SaveOptions).
     if ((opts.ifAbsent || opts.md5 !== undefined) && data instanceof ReadableStream) {
       data = await readAll(guardStream(data, name, opts, () => {}).stream, opts.size);
@@ -288,7 +349,11 @@ export class S3Store implements Store {
             ContentLength: data.byteLength,
             ...(opts.storageClass ? { StorageClass: opts.storageClass as StorageClass } : {}),
             ...(opts.ifAbsent ? { IfNoneMatch: "*" } : {}),
-            ...lockParams(opts, data),
+            ...lockParams(
+              opts,
+              opts.md5 ??
+                (opts.retention ? createHash("md5").update(data).digest("base64") : undefined),
+            ),
           }),
           this.#opts(signal),
         );
@@ -994,17 +1059,52 @@ class UploadClient {
  * checksum with them (AWS: Content-MD5 or a flexible checksum): known bytes get a Content-MD5,
  * a stream's parts a CRC32.
  */
-function lockParams(opts: SaveOptions, bytes?: Uint8Array) {
+function lockParams(opts: SaveOptions, md5?: string) {
   const r = opts.retention;
-  if (r === undefined) return opts.md5 !== undefined && bytes ? { ContentMD5: opts.md5 } : {};
+  const checksum = md5 !== undefined ? { ContentMD5: md5 } : {};
+  if (r === undefined) return checksum;
   return {
     ObjectLockMode: r.mode,
     ObjectLockRetainUntilDate: r.until,
-    // Streamed: each part (buffered by the upload) carries a CRC32, which AWS demands of the
+    // Multipart: each part (buffered by the upload) carries a CRC32, which AWS demands of the
     // parts of an upload with lock headers ("Content-MD5 OR x-amz-checksum-").
-    ...(bytes
-      ? { ContentMD5: opts.md5 ?? createHash("md5").update(bytes).digest("base64") }
-      : { ChecksumAlgorithm: "CRC32" as const }),
+    ...(md5 !== undefined ? checksum : { ChecksumAlgorithm: "CRC32" as const }),
+  };
+}
+
+type Reopenable = Required<Pick<SaveOptions, "reopen" | "md5" | "size">>;
+
+/** A save S3Store sends as a stream with retries of its own making (#putReopened). */
+function reopenable(opts: SaveOptions): opts is SaveOptions & Reopenable {
+  return opts.reopen !== undefined && opts.md5 !== undefined && opts.size !== undefined &&
+    !opts.ifAbsent;
+}
+
+/** The CRC32 of a stream, as S3's x-amz-checksum-crc32 (base64 of its 4 bytes, big-endian). */
+async function crc32Of(stream: ReadableStream<Uint8Array>): Promise<string> {
+  let c = 0;
+  for await (const chunk of stream) c = crc32(chunk, c);
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, c >>> 0);
+  return btoa(String.fromCharCode(...b));
+}
+
+/** A build middleware: the request's payload is not signed (its body is put in later). */
+function unsignedPayload() {
+  // deno-lint-ignore no-explicit-any
+  return (next: any) => (args: unknown) => {
+    const headers = (args as { request: { headers?: Record<string, string> } }).request.headers;
+    if (headers) headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD";
+    return next(args);
+  };
+}
+
+/** A middleware inside the SDK's retries: each attempt's body from `body`. */
+function bodyEachAttempt(body: () => Promise<Readable>) {
+  // deno-lint-ignore no-explicit-any
+  return (next: any) => async (args: unknown) => {
+    (args as { request: { body?: unknown } }).request.body = await body();
+    return next(args);
   };
 }
 

@@ -44,10 +44,15 @@ export interface SaveOptions {
   size?: number;
   /**
    * The MD5 of the bytes (base64), when known: S3 sends it as Content-MD5 (the server refuses
-   * other bytes) and reads a stream given with it whole first (one PUT, which a retry can send
-   * again: a spooled pack).
+   * other bytes) in one PUT; a stream given with it is read whole first (for the SDK's retries
+   * to send again), unless `reopen` can open it again.
    */
   md5?: string;
+  /**
+   * The same bytes as a fresh stream (a spooled pack's file), with `md5` and `size`: S3 then
+   * sends the stream as it reads it (never held whole), opening it again for each retry.
+   */
+  reopen?: () => Promise<ReadableStream<Uint8Array>>;
   /** Aborting stops the save; nothing is stored and `signal.reason` is thrown. */
   signal?: AbortSignal;
   /** S3 Object Lock: the object is written under this retention (the bucket must have it). */

@@ -108,6 +108,8 @@ export class FaultProxy {
    * <Error> of a DeleteObjects answer (which is 200 with per-key errors).
    */
   readonly refusedDeletes: string[] = [];
+  /** The headers of each PUT of an object seen (in order). */
+  readonly putHeaders: Headers[] = [];
   /** Faults injected, by rule index. */
   readonly injected: number[];
   /** Each fault injected, as `<fault> <kind> <key>`. */
@@ -177,6 +179,7 @@ export class FaultProxy {
     const key = url.pathname.split("/").slice(2).join("/");
     const what = kind === "list" && key === "" ? url.searchParams.get("prefix") ?? "" : key;
     this.log.push(`${kind} ${decodeURIComponent(what)}`);
+    if (kind === "put") this.putHeaders.push(req.headers);
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     const hit = this.#pick(kind, decodeURIComponent(key));
     if (hit) {

@@ -189,7 +189,7 @@ export class Packer implements ContentSink {
       try {
         const md5 = sink.close();
         size = sink.size;
-        const options = { ...this.opts.saveOptions, size, md5 };
+        const options = { ...this.opts.saveOptions, size, md5, reopen: () => sink.body() };
         await this.#slots.use(async () => await this.store.save(key, await sink.body(), options));
       } finally {
         sink.remove();
