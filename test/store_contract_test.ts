@@ -624,6 +624,14 @@ for (const target of s3Targets()) {
           checksums === "when_supported" ? btoa(String.fromCharCode(...crc)) : null,
         );
         assert.equal(await sha256(await s.load("pack")), await sha256(data));
+        // A stream that fails as it is sent (here: short) fails the save at once, with its
+        // error (the SDK hears none of its body's errors: left alone, the PUT would wait).
+        const short = () => Promise.resolve(chunked(data.subarray(0, data.length - 1), 65536));
+        await assert.rejects(
+          async () => s.save("short", await short(), { size: data.length, md5, reopen: short }),
+          (err: Error) => err instanceof S3BackupError && /Size mismatch/.test(err.message),
+        );
+        assert.equal(await s.stat("short"), null);
         // Bytes that are not the MD5's: refused on every try, nothing stored (moto checks no
         // MD5 of a streamed body: Ceph does).
         if (target.label !== "moto") {

@@ -4,7 +4,8 @@
  * - Custom endpoints (MinIO, Ceph RGW, moto, ...) get path-style addressing and checksums only
  *   "when required": several stores reject the SDK's default CRC32 / aws-chunked uploads.
  * - Streams are uploaded with lib-storage's `Upload` (16 MiB parts, 2 in flight); a failing
- *   stream aborts the multipart upload, so no object and no pending upload is left.
+ *   stream aborts the multipart upload, so no object and no pending upload is left. A stream
+ *   that opens again with a known MD5 (a spooled pack) is one PUT, sent as it is read.
  * - Every SDK error leaves here as an S3BackupError subclass with one readable line.
  */
 
@@ -275,15 +276,28 @@ export class S3Store implements Store {
   ): Promise<void> {
     const opened: Readable[] = [];
     let next: ReadableStream<Uint8Array> | null = first;
+    // The SDK pipes a body and hears none of its errors: a failing read ends the request here.
+    const failed = new AbortController();
+    let sourceError: unknown = null;
+    const fail = (err: unknown) => {
+      sourceError ??= err;
+      failed.abort(err);
+    };
     const body = async () => {
       const s = next ?? await opts.reopen();
       next = null;
       const r = Readable.fromWeb(guardStream(s, name, opts, () => {}).stream as NodeReadableStream);
+      r.once("error", fail);
       opened.push(r);
       return r;
     };
     try {
-      const crc = this.#checksums === "WHEN_SUPPORTED" ? await crc32Of(await opts.reopen()) : null;
+      const crc = this.#checksums === "WHEN_SUPPORTED"
+        ? await crc32Of(await opts.reopen()).catch((err) => {
+          fail(err);
+          throw err;
+        })
+        : null;
       const command = new PutObjectCommand({
         Bucket: this.bucket,
         Key: this.key(name),
@@ -300,9 +314,15 @@ export class S3Store implements Store {
         name: "s3backupBodyEachAttempt",
       });
       signal?.throwIfAborted();
-      await this.client.send(command, this.#opts(signal));
+      await this.client.send(command, this.#opts(anySignal(signal, failed.signal)));
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
+      if (sourceError instanceof S3BackupError) throw sourceError;
+      if (sourceError !== null) {
+        throw new S3BackupError(`Cannot read ${name} to store it: ${messageOf(sourceError)}`, {
+          cause: sourceError,
+        });
+      }
       if (err instanceof S3BackupError) throw err;
       throw this.#mapError(err, "PutObject", name);
     } finally {
@@ -1056,8 +1076,8 @@ class UploadClient {
 
 /**
  * The Object Lock parameters of a save (none without `opts.retention`). Servers want a
- * checksum with them (AWS: Content-MD5 or a flexible checksum): known bytes get a Content-MD5,
- * a stream's parts a CRC32.
+ * checksum with them (AWS: Content-MD5 or a flexible checksum): one PUT gets its `md5` as
+ * Content-MD5, a multipart upload's parts a CRC32.
  */
 function lockParams(opts: SaveOptions, md5?: string) {
   const r = opts.retention;

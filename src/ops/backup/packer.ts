@@ -34,7 +34,7 @@ import { CountedPack, PackSpool, SpooledPack } from "./pack_spool.ts";
 
 type Sink = SpooledPack | CountedPack;
 
-/** Packs being stored at once (to S3: each read whole from its spool file, for retries). */
+/** Packs being stored at once (each streamed from its spool file: S3Store's #putReopened). */
 const PACKS_IN_FLIGHT = 2;
 
 /** Contents an index object names at most (FORMAT.md §4.3): about 4 MiB of text. */
