@@ -12,6 +12,7 @@ import { type LegacyRepository, loadLegacyMeta } from "./legacy.ts";
 import { listRepository } from "./listing.ts";
 import {
   CorruptKeyError,
+  loadDescriptor,
   loadMeta,
   openFromMeta,
   openRepository,
@@ -43,6 +44,28 @@ async function loadFound<T>(load: () => Promise<T>, key: string, location: strin
 }
 
 /**
+ * The meta `spec` names, being loaded by `load` (its failures held until awaited); null when
+ * none is named (that is told once the password is known to be right).
+ */
+function metaBeside(
+  listing: Awaited<ReturnType<typeof listRepository>>,
+  spec: string,
+  name: string | undefined,
+  where: string,
+  load: (key: string) => Promise<Meta>,
+): Promise<Meta> | null {
+  let key: string;
+  try {
+    key = selectMeta(listing.metas, spec, name, where).key;
+  } catch {
+    return null;
+  }
+  const p = load(key);
+  p.catch(() => {}); // awaited later, or left when the password is wrong
+  return p;
+}
+
+/**
  * Opens the backup `spec` names (see select.ts; `name` restricts `latest`), checking the
  * password. Throws WrongPasswordError when it opens neither the key nor the meta,
  * NoSuchBackupError when there is no such backup.
@@ -67,9 +90,21 @@ export async function openBackup(
   let why = "missing";
   if (hasKey) {
     try {
-      const repo = await openRepository(store, password);
+      // The meta's own key derivation runs beside the repository key's (~0.2 s each); the
+      // password is judged by the repository's key first, as before.
+      const loadingDescriptor = loadDescriptor(store);
+      const opening = openRepository(store, password, undefined, loadingDescriptor);
+      const early = metaBeside(
+        listing,
+        spec,
+        name,
+        where,
+        (key) =>
+          loadingDescriptor.then((descriptor) => loadMeta({ store, password, descriptor }, key)),
+      );
+      const repo = await opening;
       const key = selectMeta(listing.metas, spec, name, where).key;
-      const meta = await loadFound(() => loadMeta(repo, key), key, where);
+      const meta = await loadFound(() => early ?? loadMeta(repo, key), key, where);
       return { repo, meta, metaKey: key, problems: [], notes: [] };
     } catch (err) {
       if (!(err instanceof CorruptKeyError)) throw err;

@@ -130,7 +130,7 @@ export async function upgradeDescriptor(store: Store): Promise<number> {
 
 /**
  * Opens the repository with `password` (`loaded`: the bytes of s3backup.key, when the caller
- * read them already). Throws WrongPasswordError if the password does not
+ * read them already; `loadingDescriptor`: its descriptor, being read by the caller). Throws WrongPasswordError if the password does not
  * open the key (nor, after an interrupted password change, `.next` or `.prev`: `wrappedKey` is
  * then the one that opened), and S3BackupError if the store holds no repository.
  */
@@ -138,11 +138,12 @@ export async function openRepository(
   store: Store,
   password: Uint8Array,
   loaded?: Uint8Array,
+  loadingDescriptor?: Promise<Descriptor>,
 ): Promise<Repository> {
   const [first, ...fallbacks] = KEY_CANDIDATES;
   const [wrappedKey, descriptor] = await Promise.all([
     loaded ?? loadOptional(store, first),
-    loadDescriptor(store),
+    loadingDescriptor ?? loadDescriptor(store),
   ]);
   if (wrappedKey === null) {
     throw new S3BackupError(
@@ -461,9 +462,13 @@ export async function saveMeta(
 /**
  * Loads, decrypts and parses a meta; when it does not open, its copies left by an interrupted
  * password change (`passwd/next/<key>`, `passwd/prev/<key>`). Throws CorruptDataError (about
- * `key` itself) if none opens or parses.
+ * `key` itself) if none opens or parses. A meta's key derives from the password and the
+ * descriptor alone: it can be opened while the repository's key is.
  */
-export async function loadMeta(repo: Repository, key: string): Promise<Meta> {
+export async function loadMeta(
+  repo: Pick<Repository, "store" | "password" | "descriptor">,
+  key: string,
+): Promise<Meta> {
   const [first, ...fallbacks] = metaCandidates(key);
   const load = async (name: string) => {
     const body = await readAll(await repo.store.load(name));

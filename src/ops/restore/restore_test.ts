@@ -559,6 +559,8 @@ Deno.test("openForRestore: latest, backup names, meta names; wrong password; los
     await assert.rejects(openForRestore(local, pw, "nope"), /No backup named "nope"/);
     await assert.rejects(openForRestore(local, pw, "meta_z_20300101T000000Z"), /No backup meta_z/);
     await assert.rejects(openForRestore(local, te.encode("wrong"), "latest"), WrongPasswordError);
+    // The password is judged first, though the meta is opened beside the key.
+    await assert.rejects(openForRestore(local, te.encode("wrong"), "nope"), WrongPasswordError);
     // s3backup.key lost: the meta's copy of it opens the data objects.
     Deno.removeSync(`${fx.bucket}/s3backup.key`);
     const lost = await openForRestore(local, pw, "latest");
