@@ -132,6 +132,9 @@ export class TargetDirs {
    * ones (0700); `simulate` accepts missing ones. Returns why not, or null.
    */
   parents(rel: string, mode: "create" | "check" | "simulate"): string | null {
+    // A folder verified was verified with its own parents: most entries stop here.
+    const slash = rel.lastIndexOf("/");
+    if (slash < 0 || this.#ok.has(rel.slice(0, slash))) return null;
     const parts = rel.split("/");
     parts.pop();
     let cur = "";
