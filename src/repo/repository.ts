@@ -130,9 +130,10 @@ export async function upgradeDescriptor(store: Store): Promise<number> {
 
 /**
  * Opens the repository with `password` (`loaded`: the bytes of s3backup.key, when the caller
- * read them already; `loadingDescriptor`: its descriptor, being read by the caller). Throws WrongPasswordError if the password does not
- * open the key (nor, after an interrupted password change, `.next` or `.prev`: `wrappedKey` is
- * then the one that opened), and S3BackupError if the store holds no repository.
+ * read them already; `loadingDescriptor`: its descriptor, being read by the caller). Throws
+ * WrongPasswordError if the password does not open the key (nor, after an interrupted password
+ * change, `.next` or `.prev`: `wrappedKey` is then the one that opened), and S3BackupError if
+ * the store holds no repository.
  */
 export async function openRepository(
   store: Store,
