@@ -287,7 +287,7 @@ export class S3Store implements Store {
       const s = next ?? await opts.reopen();
       next = null;
       const r = Readable.fromWeb(guardStream(s, name, opts, () => {}).stream as NodeReadableStream);
-      r.once("error", fail);
+      r.on("error", fail); // (fail is idempotent)
       opened.push(r);
       return r;
     };
