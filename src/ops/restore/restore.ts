@@ -140,19 +140,17 @@ async function runPhases(
   opts: RestoreOptions,
   { plan, progress, root, existed, empty, started }: Prepared,
 ): Promise<RestoreSummary> {
+  const paths = meta.entries.map((e) => e.path), metaPaths = new Set(paths);
   const run: RestoreRun = {
     store: repo.store,
     contents: progress.downloads = Contents.of(repo),
-    tgt: new TargetDirs(
-      root,
-      !opts.simulate && distinctWhenFolded(meta.entries.map((e) => e.path)),
-    ),
+    tgt: new TargetDirs(root, !opts.simulate && distinctWhenFolded(paths, metaPaths)),
     attrs: attributesOf(opts),
     progress,
     simulate: opts.simulate,
     overwrite: opts.overwrite,
     concurrency: opts.concurrency ?? 4,
-    metaPaths: new Set(meta.entries.map((e) => e.path)),
+    metaPaths,
   };
   if (empty) run.tgt.made("");
   if (opts.signal) run.signal = opts.signal;

@@ -86,17 +86,27 @@ async function emptyDir(dir: string): Promise<boolean> {
   }
 }
 
+/** A character some file system folds: an upper case ASCII letter, or not ASCII. */
+// deno-lint-ignore no-control-regex
+const MAY_FOLD = /[A-Z]|[^\x00-\x7f]/;
+
 /**
- * Whether no two of `paths` may name one file on a file system that folds case or Unicode
- * forms (macOS, Windows, vfat, ext4's casefold): compared in NFKC, lower case (stricter than any
- * of them: a pair only some would fold makes this false).
+ * Whether no two of `paths` (`set`: the same, as a set) may name one file on a file system that
+ * folds case or Unicode forms (macOS, Windows, vfat, ext4's casefold): compared in NFKC, lower
+ * case (stricter than any of them: a pair only some would fold makes this false). Only a path
+ * holding a character that may fold is folded (two that fold alike hold one such at least).
  */
-export function distinctWhenFolded(paths: Iterable<string>): boolean {
-  const seen = new Set<string>();
-  let n = 0;
+export function distinctWhenFolded(
+  paths: readonly string[],
+  set: ReadonlySet<string> = new Set(paths),
+): boolean {
+  if (set.size !== paths.length) return false; // one named twice
+  const folded = new Set<string>();
   for (const p of paths) {
-    seen.add(p.normalize("NFKC").toLowerCase());
-    if (seen.size !== ++n) return false;
+    if (!MAY_FOLD.test(p)) continue;
+    const f = p.normalize("NFKC").toLowerCase();
+    if ((f !== p && set.has(f)) || folded.has(f)) return false;
+    folded.add(f);
   }
   return true;
 }
