@@ -632,6 +632,15 @@ for (const target of s3Targets()) {
           (err: Error) => err instanceof S3BackupError && /Size mismatch/.test(err.message),
         );
         assert.equal(await s.stat("short"), null);
+        // A read error of the file: one line naming the object and the error.
+        const eio = () => Promise.resolve(failingStream(MiB, new Error("EIO: i/o error")));
+        await assert.rejects(
+          async () => s.save("eio", await eio(), { size: data.length, md5, reopen: eio }),
+          (err: Error) =>
+            err instanceof S3BackupError &&
+            err.message === "Cannot read eio to store it: EIO: i/o error",
+        );
+        assert.equal(await s.stat("eio"), null);
         // Bytes that are not the MD5's: refused on every try, nothing stored (moto checks no
         // MD5 of a streamed body: Ceph does).
         if (target.label !== "moto") {
