@@ -631,7 +631,7 @@ worker_outcomes() {
 # ---------------------------------------------------------------------------------------------
 
 TAR_Z="" TAR_X="" KIT_UID="" KIT_GID=""
-TAR_OPTS=() T_HAVE=()
+TAR_OPTS=() T_HAVE=() TAR_JOIN=(cat --)
 # tar_init: for format 3 (which needs tar): TAR_Z, 512 NUL bytes as printf escapes; TAR_X, 512
 # filler characters; the user's ids (an owner the meta does not know: the restoring user's).
 tar_init() {
@@ -641,24 +641,39 @@ tar_init() {
   x=$x$x$x$x x=$x$x$x$x x=$x$x
   TAR_Z=$z$z$z$z TAR_X=$x
   KIT_UID=$(id -u) KIT_GID=$(id -g)
+  # What joins the pieces of a tar stream: GNU head, when it is there, opens a file a quarter as
+  # dear as cat (which maps a buffer for each); elsewhere cat.
+  case "$(head --version 2>/dev/null)" in
+  *"GNU coreutils"*) TAR_JOIN=(head -q -c 999999999999999999 --) ;;
+  *) TAR_JOIN=(cat --) ;;
+  esac
   # GNU tar does not know hdrcharset (it takes names as bytes anyway): not a warning each file.
   case "$(tar --version 2>/dev/null)" in *"GNU tar"*) TAR_OPTS=(--warning=no-unknown-keyword) ;; esac
 }
 
-# tar_header FILE NAME TYPE SIZE MODE: a 512-byte ustar header into FILE (uid, gid and mtime
-# 0; LC_ALL=C: one character, one byte).
+# tar_header FILE NAME TYPE SIZE MODE: a 512-byte ustar header into FILE, or onto the standard
+# output when FILE is - (uid, gid and mtime 0; LC_ALL=C: one character, one byte). Its checksum
+# is counted once (a loop over its characters) and kept in a variable named after it.
 tar_header() {
-  local size mode all sum=0 j=0 c
+  local size mode all sum=0 j=0 c key=TAR_SUM_$2_$3_$4_$5 f
   printf -v size '%011o' "$4"
   printf -v mode '%07o' "0$5"
-  all="$2${mode}00000000000000${size}00000000000${3}ustar00        "
-  while [ "$j" -lt "${#all}" ]; do
-    printf -v c '%d' "'${all:j:1}"
-    sum=$((sum + c)) j=$((j + 1))
-  done
-  printf -v sum '%06o' "$sum"
-  printf "%s${TAR_Z:0:4*(100-${#2})}%s\\x000000000\\x000000000\\x00%s\\x0000000000000\\x00%s\\x00 %s${TAR_Z:0:400}ustar\\x0000${TAR_Z:0:988}" \
-    "$2" "$mode" "$size" "$sum" "$3" >"$1"
+  if [ -n "${!key:-}" ]; then
+    sum=${!key}
+  else
+    all="$2${mode}00000000000000${size}00000000000${3}ustar00        "
+    while [ "$j" -lt "${#all}" ]; do
+      printf -v c '%d' "'${all:j:1}"
+      sum=$((sum + c)) j=$((j + 1))
+    done
+    printf -v sum '%06o' "$sum"
+    printf -v "$key" '%s' "$sum"
+  fi
+  f="%s${TAR_Z:0:4*(100-${#2})}%s\\x000000000\\x000000000\\x00%s\\x0000000000000\\x00%s\\x00 %s${TAR_Z:0:400}ustar\\x0000${TAR_Z:0:988}"
+  # shellcheck disable=SC2059 # the format holds the NUL bytes
+  if [ "$1" = - ]; then
+    printf "$f" "$2" "$mode" "$size" "$sum" "$3"
+  else printf "$f" "$2" "$mode" "$size" "$sum" "$3" >"$1"; fi
 }
 
 # tar_add I: entry I's headers and content onto T_ARGS (the files cat joins); T_PAD: the NUL
@@ -702,6 +717,22 @@ tar_add() {
   fi
   T_ARGS+=("$TAR_DIR/x.$k" "$TAR_DIR/r.$1.$k" "$TAR_DIR/f.$m" "$KIT_WORK/${W_AT[$1]}")
   T_PAD=$(((512 - W_SIZE[$1] % 512) % 512))
+}
+
+# tar_unpack ERR FILE...: the FILEs joined (TAR_JOIN) into one tar stream, unpacked by tar in
+# KIT_WORK, its complaints into ERR. tar may stop reading at the stream's end blocks, the last
+# FILE: the joiner's SIGPIPE then is no failure (the stream's sizes are the files', so no end
+# blocks come earlier).
+tar_unpack() {
+  local err=$1 st
+  shift
+  if "${TAR_JOIN[@]}" "$@" 2>/dev/null |
+    LC_ALL=C tar ${TAR_OPTS[@]+"${TAR_OPTS[@]}"} -C "$KIT_WORK" -xpf - 2>"$err"; then
+    return 0
+  fi
+  st=("${PIPESTATUS[@]}")
+  if [ "${st[0]}" = 141 ] && [ "${st[1]}" = 0 ]; then return 0; fi
+  return 1
 }
 
 # tar_fail REASON: every pack member of the chunk not placed yet fails with REASON.
@@ -761,8 +792,7 @@ place_by_tar() {
     printf '%b' "${TAR_Z:0:4*T_PAD}$TAR_Z$TAR_Z" >"$TAR_DIR/end.$T_PAD"
   fi
   # The stream's paths begin with STAGE's name (tar_add): tar makes STAGE in KIT_WORK.
-  cat -- "${T_ARGS[@]}" "$TAR_DIR/end.$T_PAD" 2>"$KIT_TMP/cat.err" |
-    LC_ALL=C tar ${TAR_OPTS[@]+"${TAR_OPTS[@]}"} -C "$KIT_WORK" -xpf - 2>"$KIT_TMP/tar.err" || rc=$?
+  tar_unpack "$KIT_TMP/tar.err" "${T_ARGS[@]}" "$TAR_DIR/end.$T_PAD" || rc=$?
   if [ "$rc" -ne 0 ]; then
     # A file tar was writing may be cut short: nothing of this stream is placed.
     why="cannot unpack into place: $(first_line "$KIT_TMP/tar.err")"
@@ -1190,34 +1220,305 @@ files_v3() {
 
 # flush_v3: fetch (S3) and unpack the batch's objects, restore its files, remove them.
 flush_v3() {
-  local src obj=$KIT_WORK/obj
   prefetch_wait # the first batch's packs, ready already or soon
   if [ ! -s "$KIT_TMP/batch" ]; then return 0; fi
+  fetch_unpack
+  # By path: a chunk's files then share a few folders (one mv each, place_by_tar).
+  LC_ALL=C sort -t ' ' -k 9 -o "$KIT_TMP/batch" "$KIT_TMP/batch"
+  restore_files "$KIT_TMP/batch" "$SRC"
+  rm -rf -- "$KIT_WORK/obj" "$UNPACKED"
+  : >"$KIT_TMP/batch"
+  : >"$KIT_TMP/batch.keys"
+}
+
+# fetch_unpack: the objects named in KIT_TMP/batch.keys fetched (S3) into KIT_WORK/obj, the
+# packs among them unpacked into UNPACKED (then their downloads removed); SRC, where the
+# objects of their own are; failures warned about, MISSING_WHY then says so.
+SRC=""
+fetch_unpack() {
+  local line obj=$KIT_WORK/obj
+  prefetch_wait
   UNPACKED=$KIT_WORK/u
   mkdir -p -- "$obj/packs" "$obj/data" "$UNPACKED"
   : >"$KIT_TMP/batch.err"
-  src=$STORE_DIR
+  SRC=$STORE_DIR
   if [ "$STORE_KIND" = s3 ]; then
-    src=$obj
+    SRC=$obj
     fetch_keys "$KIT_TMP/batch.keys" "$obj"
   fi
-  unpack_keys "$KIT_TMP/batch.keys" "$src"
+  unpack_keys "$KIT_TMP/batch.keys" "$SRC"
   rm -rf -- "${obj:?}/packs"
   MISSING_WHY=""
   if [ -s "$KIT_TMP/batch.err" ]; then
     while IFS= read -r line; do warn "object ${line%% *}: ${line#* }"; done <"$KIT_TMP/batch.err"
     MISSING_WHY=" (or download failed, see above)"
   fi
-  # By path: a chunk's files then share a few folders (one mv each, place_by_tar).
-  LC_ALL=C sort -t ' ' -k 9 -o "$KIT_TMP/batch" "$KIT_TMP/batch"
-  restore_files "$KIT_TMP/batch" "$src"
-  rm -rf -- "$obj" "$UNPACKED"
-  : >"$KIT_TMP/batch"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The fast lane: format 3, no --only, a target that was empty (FAST=1). Phase 1 sorts the
+# entries by type and where with one sort (read_bulk): the plain files held in packs are then
+# runs of lines no bash loop reads in phase 1. Phase 2 fetches and unpacks their packs in
+# batches as files_v3 does (files_fast), keeps the lines whose member is there, checked, with
+# the size the line says (one join: fast_lines), and the workers place them a chunk at a time
+# by one cat | tar into a staging folder and one mv a folder (fast_chunk), about fifteen
+# commands a file. A line the fast lane does not take (an escape, a field out of the common
+# shape, a member missing or damaged, a negative mtime) and every line of a chunk whose tar or
+# mv failed go to the workers of restore_files, which check each entry and say what failed.
+# The target was empty: every folder in it is one this restore made (none is a symbolic link)
+# and no file is in the way of another, so nothing needs looking at before a file is placed.
+# ---------------------------------------------------------------------------------------------
+
+FAST=0 FAST_REST=0
+CHUNK_FAST=${S3BACKUP_KIT_CHUNK_FAST:-512}
+
+# fast_init: FAST=1 when the fast lane may run (S3BACKUP_KIT_FAST=0 turns it off): a format 3
+# meta, no --only, nothing archived in the store, and an empty TARGET (before its lock).
+fast_init() {
+  local f
+  FAST=0
+  if [ "$META_VERSION" != 3 ] || [ "$ONLY_N" -ne 0 ] || [ "${S3BACKUP_KIT_FAST:-1}" = 0 ]; then
+    return 0
+  fi
+  for f in "$TARGET"/* "$TARGET"/.[!.]* "$TARGET"/..?*; do
+    if [ -e "$f" ] || [ -L "$f" ]; then return 0; fi
+  done
+  if [ "$STORE_KIND" = s3 ] && [ -z "$AS_OF" ]; then
+    archived_list "$KIT_TMP/arch"
+    if [ -s "$KIT_TMP/arch" ]; then return 0; fi
+  fi
+  FAST=1
+}
+
+# read_bulk: (phase 1) the meta's entries sorted by type, then where (stable: in the meta's
+# order within a type): the plain files held in packs, a run of lines a pack, to KIT_TMP/fast
+# (counted in FILES_TOTAL); every other line to KIT_TMP/slow (FAST_REST of them) for
+# read_entries. (One uniq -c of the two fields gives the runs.)
+read_bulk() {
+  local n t w at=1 start=1 run="" cls
+  : >"$KIT_TMP/fast"
+  : >"$KIT_TMP/slow"
+  # (head first: a tail cut short by head would fail the pipeline, SIGPIPE)
+  head -n "$((META_HDR_LINES + META_ENTRIES))" -- "$META_PLAIN" | tail -n "+$((META_HDR_LINES + 1))" |
+    LC_ALL=C sort -s -t ' ' -k 2,2 -k 8,8 >"$KIT_TMP/sorted" || die "cannot sort the entries of $META"
+  cut -d ' ' -f 2,8 -- "$KIT_TMP/sorted" | uniq -c >"$KIT_TMP/groups"
+  while read -r n t w; do
+    cls=slow
+    case "$t:${w%.gz}" in
+    *:*[!0123456789abcdef]*) ;;
+    f:????????????????????????????????) cls=fast ;;
+    esac
+    if [ -n "$run" ] && [ "$cls" != "$run" ]; then
+      bulk_range "$run" "$start" $((at - start))
+      start=$at
+    fi
+    run=$cls at=$((at + n))
+  done <"$KIT_TMP/groups"
+  if [ -n "$run" ]; then bulk_range "$run" "$start" $((at - start)); fi
+  rm -f -- "$KIT_TMP/sorted" "$KIT_TMP/groups"
+}
+
+# bulk_range CLASS FIRST COUNT: COUNT lines of KIT_TMP/sorted from line FIRST onto KIT_TMP/CLASS.
+bulk_range() {
+  head -n "$(($2 + $3 - 1))" -- "$KIT_TMP/sorted" | tail -n "+$2" >>"$KIT_TMP/$1"
+  if [ "$1" = fast ]; then FILES_TOTAL=$((FILES_TOTAL + $3)); else FAST_REST=$((FAST_REST + $3)); fi
+}
+
+# files_fast: (phase 2) the fast lane's lines (KIT_TMP/fast, a run a pack) in batches of
+# BATCH_V3 packs (flush_fast); one uniq -c tells how many lines each pack has.
+files_fast() {
+  local n w nk=0 first=1 count=0
+  if [ ! -s "$KIT_TMP/fast" ]; then return 0; fi
+  cut -d ' ' -f 8 -- "$KIT_TMP/fast" | cut -c 1-32 | uniq -c >"$KIT_TMP/fast.packs"
+  : >"$KIT_TMP/batch.keys"
+  while read -r n w <&3; do
+    if [ "$nk" -ge "$BATCH_V3" ]; then
+      flush_fast "$first" "$count"
+      first=$((first + count)) count=0 nk=0
+      : >"$KIT_TMP/batch.keys"
+    fi
+    printf 'packs/%s\n' "$w" >>"$KIT_TMP/batch.keys"
+    nk=$((nk + 1)) count=$((count + n))
+  done 3<"$KIT_TMP/fast.packs"
+  flush_fast "$first" "$count"
   : >"$KIT_TMP/batch.keys"
 }
 
+# flush_fast FIRST COUNT: lines FIRST.. of the fast lane (COUNT of them) restored from their
+# packs (batch.keys), fetched and unpacked; the lines the fast lane did not place go through
+# restore_files while the packs are still unpacked.
+flush_fast() {
+  local f=$KIT_TMP/fbatch
+  head -n "$(($1 + $2 - 1))" -- "$KIT_TMP/fast" | tail -n "+$1" >"$f"
+  fetch_unpack
+  fast_lines "$f"
+  fast_place "$f"
+  if [ -s "$f.rej" ]; then
+    LC_ALL=C sort -t ' ' -k 9 -o "$f.rej" "$f.rej"
+    restore_files "$f.rej" "$SRC"
+  fi
+  rm -rf -- "$KIT_WORK/obj" "$UNPACKED" "$f" "$f".*
+}
+
+# fast_lines LIST: LIST.ok, its lines whose member (<pack>/<size>/<md5>, from the where, size and
+# md5 fields) is unpacked and checked, with that size (member_keys), by path; LIST.rej
+# the others. (A line whose fields are not what cut takes them for is refused by fast_chunk.)
+fast_lines() {
+  cat -- "$UNPACKED"/*/.keys 2>/dev/null | LC_ALL=C sort -u >"$1.have"
+  cut -d ' ' -f 8 -- "$1" | cut -c 1-32 >"$1.p"
+  cut -c 1-32 -- "$1" >"$1.m"
+  cut -d ' ' -f 6 -- "$1" >"$1.s"
+  paste -d / "$1.p" "$1.s" "$1.m" | paste -d ' ' - "$1" | LC_ALL=C sort -t ' ' -k 1,1 >"$1.k"
+  LC_ALL=C join -t ' ' "$1.have" "$1.k" | cut -d ' ' -f 2- |
+    LC_ALL=C sort -t ' ' -k 9 >"$1.ok"
+  LC_ALL=C join -t ' ' -v 2 "$1.have" "$1.k" | cut -d ' ' -f 2- >"$1.rej"
+  rm -f -- "$1.have" "$1.p" "$1.m" "$1.s" "$1.k"
+}
+
+# fast_place LIST: LIST.ok cut into chunks of CHUNK_FAST lines (one split), placed by KIT_JOBS
+# workers (fast_lane); the lines of a chunk not placed are added to LIST.rej, the others counted.
+fast_place() {
+  local c=0 w=0 n
+  rm -f -- "$1".c.*
+  if [ ! -s "$1.ok" ]; then return 0; fi
+  split -l "$CHUNK_FAST" -a 4 -- "$1.ok" "$1.c." || die "cannot split $1.ok into chunks"
+  CHUNKS=("$1".c.*)
+  KIT_PIDS=""
+  while [ "$w" -lt "$KIT_JOBS" ] && [ "$w" -lt "${#CHUNKS[@]}" ]; do
+    fast_lane "$w" &
+    KIT_PIDS="$KIT_PIDS $!"
+    w=$((w + 1))
+  done
+  for w in $KIT_PIDS; do wait "$w" || true; done
+  KIT_PIDS=""
+  while [ "$c" -lt "${#CHUNKS[@]}" ]; do
+    n=""
+    if [ -f "${CHUNKS[c]}.n" ]; then IFS= read -r n <"${CHUNKS[c]}.n" || n=""; fi
+    if is_uint "$n"; then
+      N_FILES=$((N_FILES + n))
+      cat -- "${CHUNKS[c]}.rej" >>"$1.rej"
+    else cat -- "${CHUNKS[c]}" >>"$1.rej"; fi # (its worker died: all again)
+    c=$((c + 1))
+  done
+  rm -f -- "$1".c.*
+  warn "$N_FILES/$FILES_TOTAL files"
+}
+
+# fast_lane W: (a worker, in the background) fast_chunk of CHUNKS[W], CHUNKS[W+JOBS], ...
+fast_lane() {
+  local c=$1 S
+  local KIT_TMP=$KIT_TMP/w.$1 # its own header files (tar_add's, cached)
+  LC_ALL=C
+  mkdir -p -- "$KIT_TMP/tar" || exit 1
+  # The names split gives its pieces, in order (fast_chunk's records).
+  S=({a..z}{a..z}{a..z})
+  while [ "$c" -lt "${#CHUNKS[@]}" ]; do
+    fast_chunk "${CHUNKS[c]}" "$c"
+    c=$((c + KIT_JOBS))
+  done
+}
+
+# fast_chunk CHUNK C: (fast_lane) the lines of CHUNK (by path) placed as place_by_tar places
+# pack members, without its looks at the target (it was empty): each line's fields checked
+# against the common shape (else onto CHUNK.rej), its pax record (tar_add's) written onto one
+# file that one split cuts into a file each (records of 4 lines, 6 as root), one cat | tar into
+# the staging folder KIT_WORK/fs.C, one mv a folder. When tar or an mv fails, every line of
+# CHUNK goes onto CHUNK.rej. CHUNK.n: how many were placed.
+fast_chunk() {
+  local chunk=$1 stage=fs.$2 rec=$KIT_TMP/rec line h p r k t m w d dir=// n=0 g rc=0 lines=4
+  local -a A F D B
+  local IFS=' '
+  A=() F=() D=() B=() T_PAD=0 TAR_DIR=$KIT_TMP/tar
+  if [ "$KIT_ROOT" = 1 ]; then lines=6; fi
+  rm -rf -- "$rec"
+  mkdir -- "$rec" || exit 1
+  set -f
+  exec 7>"$rec/all" 8>"$chunk.rej"
+  while IFS= read -r -u 3 line; do
+    # shellcheck disable=SC2086 # split on purpose (set -f: not globbed)
+    set -- $line
+    h="$1 $2 $3 $4 $5 $6 $7 $8 " p=${line:${#h}} w=${8%.gz}
+    if [ "$#" -lt 9 ] || [ "${line:0:${#h}}" != "$h" ]; then h=""; fi
+    case "$1$w" in *[!0123456789abcdef]*) h="" ;; esac
+    case "$2:$3:${#1}:${#w}" in f:[0-7][0-7][0-7]:32:32 | f:[0-7][0-7][0-7][0-7]:32:32) ;; *) h="" ;; esac
+    case ":$4:$5:" in *:-[!:]* | *[!:]-* | *::* | *[!0123456789:-]*) h="" ;; esac
+    case "$7" in '' | *[!0123456789.]* | *.*.* | *. | .*) h="" ;; esac
+    case "/$p/" in *//* | */./* | */../* | *\\* | *[[:cntrl:]]* | /.s3backup-*) h="" ;; esac
+    if [ -z "$h" ] || [ "${#p}" -ge "$MAX_COMPONENTS" ]; then
+      printf '%s\n' "$line" >&8
+      continue
+    fi
+    r=" path=./$stage/$p$NL" t=" mtime=$7$NL" k=${#r} m=${#t}
+    r="21 hdrcharset=BINARY$NL$((k < 98 ? k + 2 : k + 3))$r$((${#6} + 9)) size=$6$NL$((m < 98 ? m + 2 : m + 3))$t"
+    if [ "$KIT_ROOT" = 1 ]; then fast_owner "$4" "$5"; fi
+    k=$(((${#r} + 523) / 512))
+    t=$((k * 512 - ${#r}))
+    printf '%s' "$r" >&7
+    m=$3
+    if [ "${#m}" = 3 ]; then m=0$m; fi
+    # Before the record: the previous content's NUL bytes and the pax header; after it, the
+    # comment that fills its blocks and the file header: a file of each kind, made once.
+    r=FAST_A_${T_PAD}_$k h=FAST_B_${t}_$m
+    if [ -z "${!r:-}" ]; then fast_pre "$k"; fi
+    if [ -z "${!h:-}" ]; then fast_post "$t" "$m"; fi
+    A+=("${!r}" "$rec/r.${S[n]}" "${!h}" "$UNPACKED/$w/$1")
+    T_PAD=$(((512 - 10#$6 % 512) % 512))
+    n=$((n + 1))
+    case "$p" in */*) d=${p%/*} ;; *) d="" ;; esac
+    if [ "$d" != "$dir" ]; then D+=("$d") B+=("${#F[@]}") dir=$d; fi
+    F+=("$KIT_WORK/$stage/$p")
+  done 3<"$chunk"
+  exec 7>&- 8>&-
+  set +f
+  if [ "$n" -gt 0 ]; then
+    if [ ! -f "$TAR_DIR/end.$T_PAD" ]; then
+      printf '%b' "${TAR_Z:0:4*T_PAD}$TAR_Z$TAR_Z" >"$TAR_DIR/end.$T_PAD"
+    fi
+    (cd -- "$rec" && split -l "$lines" -a 3 -- all r.) &&
+      tar_unpack /dev/null "${A[@]}" "$TAR_DIR/end.$T_PAD" || rc=$?
+    g=0
+    while [ "$rc" -eq 0 ] && [ "$g" -lt "${#D[@]}" ]; do
+      k=${B[g + 1]:-${#F[@]}}
+      mv -f -- "${F[@]:B[g]:k-B[g]}" "$TARGET/${D[g]}${D[g]:+/}" 2>/dev/null || rc=1
+      g=$((g + 1))
+    done
+    if [ "$rc" -ne 0 ]; then
+      cp -- "$chunk" "$chunk.rej" || exit 1
+      n=0
+    fi
+  fi
+  printf '%s\n' "$n" >"$chunk.n"
+}
+
+# fast_owner UID GID: (fast_chunk, as root) the uid and gid records onto its record r (tar_add's).
+fast_owner() {
+  local u=$1 g=$2 p t k m
+  if [ "$u" = - ]; then u=$KIT_UID; fi
+  if [ "$g" = - ]; then g=$KIT_GID; fi
+  p=" uid=$u$NL" t=" gid=$g$NL" k=$((6 + ${#u})) m=$((6 + ${#g}))
+  r=$r$((k < 9 ? k + 1 : k < 98 ? k + 2 : k + 3))$p$((m < 9 ? m + 1 : m < 98 ? m + 2 : m + 3))$t
+}
+
+# fast_pre K: (fast_chunk) the file of what comes before a record of K blocks: the previous
+# content's NUL bytes (T_PAD) and the pax header; the variable named r, its name.
+fast_pre() {
+  local f=$TAR_DIR/a.$T_PAD.$1
+  { printf '%b' "${TAR_Z:0:4*T_PAD}" && tar_header - PaxHeader x $(($1 * 512)) 0644; } >"$f" || exit 1
+  printf -v "$r" '%s' "$f"
+}
+
+# fast_post T MODE: (fast_chunk) the file of what comes after a record: the comment of T bytes
+# that fills its blocks and the header of a file of MODE; the variable named h, its name.
+fast_post() {
+  local f=$TAR_DIR/b.$1.$2
+  { printf '%s comment=%s\n' "$1" "${TAR_X:0:$1-${#1}-10}" && tar_header - f 0 0 "$2"; } >"$f" || exit 1
+  printf -v "$h" '%s' "$f"
+}
+
 # unpack_keys LIST SRC: the packs named in LIST (other keys: skipped) that are in SRC and not
-# unpacked yet, each by unpack_ready, KIT_JOBS at a time (their pids in KIT_PIDS meanwhile).
+# unpacked yet, each by unpack_ready, twice KIT_JOBS at a time (a pack's pipeline waits on its
+# reads and writes too; waves of KIT_JOBS left a core idle while the last pack unpacked alone).
+# Their pids in KIT_PIDS meanwhile.
 unpack_keys() {
   local key n=0
   while IFS= read -r -u 3 key; do
@@ -1226,7 +1527,7 @@ unpack_keys() {
     unpack_ready "$2/$key" "${key#packs/}" &
     KIT_PIDS="$KIT_PIDS $!"
     n=$((n + 1))
-    if [ $((n % KIT_JOBS)) -eq 0 ]; then wait; fi
+    if [ $((n % (2 * KIT_JOBS))) -eq 0 ]; then wait; fi
   done 3<"$1"
   wait
   KIT_PIDS=""
@@ -1255,7 +1556,7 @@ prefetch_v3() {
   local t w n=0
   if [ "$META_VERSION" != 3 ] || [ "$ONLY_N" -ne 0 ] || [ -n "$AS_OF" ]; then return 0; fi
   if [ "$STORE_KIND" = s3 ]; then
-    archived_list "$KIT_TMP/arch"
+    if [ ! -f "$KIT_TMP/arch" ]; then archived_list "$KIT_TMP/arch"; fi # (fast_init's)
     if [ -s "$KIT_TMP/arch" ]; then return 0; fi
   fi
   : >"$KIT_TMP/pre.keys"
@@ -1263,8 +1564,9 @@ prefetch_v3() {
   cut -d ' ' -f 2,8 <"$META_PLAIN" | LC_ALL=C sort -u >"$KIT_TMP/pre.where"
   while IFS=' ' read -r t w; do
     case "$t:$w" in
-    # An object of its own sorts before the packs (files_v3's first batch): none prefetched.
-    f:data | f:data.gz | f:- | h:data/* | h:data.gz/* | h:-/*) return 0 ;;
+    # An object of its own sorts before the packs (files_v3's first batch): none prefetched,
+    # unless the fast lane's batches come first (files_fast).
+    f:data | f:data.gz | f:- | h:data/* | h:data.gz/* | h:-/*) if [ "$FAST" != 1 ]; then return 0; fi ;;
     f:*) ;;
     *) continue ;;
     esac
@@ -1336,6 +1638,27 @@ ready_members() {
       : >"$1/.bad.$name" 2>/dev/null || true
     fi
   done <"$KIT_TMP/member.sums"
+  if [ "$FAST" = 1 ]; then member_keys "$1"; fi
+}
+
+# member_keys DIR: DIR/.keys, a line "<pack>/<size>/<md5>" for each checked member in DIR
+# (UNPACKED/<pack>), its size as the file is: what the fast lane may place (fast_lines). One wc;
+# its words are sizes and names in pairs (a name that is no MD5 makes keys no line has).
+member_keys() {
+  local -a w
+  : >"$1/.keys"
+  # Regular files only: a pack holding anything else (a symbolic link, a folder: tar makes what
+  # it holds) gets no keys, and its lines go to the checked lane, which refuses those members.
+  # shellcheck disable=SC2012 # only the type letters are read
+  case "$(LC_ALL=C ls -lA -- "$1" 2>/dev/null | cut -c 1 | LC_ALL=C sort -u | tr -d '\n')" in
+  *[!t-]* | "") return 0 ;;
+  esac
+  set -f
+  # shellcheck disable=SC2207 # split on purpose, not globbed
+  w=($(cd -- "$1" && set +f && set -- * && if [ -f "$1" ]; then LC_ALL=C wc -c -- "$@"; fi)) 2>/dev/null || w=()
+  set +f
+  # shellcheck disable=SC2059 # the pack's name, hex digits, in the format
+  if [ "${#w[@]}" -gt 0 ]; then printf "${1##*/}/%s/%s\n" "${w[@]}" >"$1/.keys"; fi
 }
 
 # fetch_keys LIST OBJDIR: the objects named in LIST into OBJDIR (same names), KIT_JOBS at a
@@ -1503,14 +1826,18 @@ drop_pending() {
 # else fast_file): the worker that restores it checks it as phase 1 checks the others
 # (parse_entry, worker_decrypt). Folders are made by one mkdir a batch (restore_dir).
 read_entries() {
-  local line n=0 skip=$META_HDR_LINES fast=0
+  local line n=0 skip=$META_HDR_LINES fast=0 src=$META_PLAIN entries=$META_ENTRIES
   : >"$KIT_TMP/dirs"
   : >"$KIT_TMP/links"
   : >"$KIT_TMP/hardlinks"
   if [ "$ONLY_N" -eq 0 ]; then fast=1; fi
-  exec 3<"$META_PLAIN" 5>"$KIT_TMP/files"
+  if [ "$FAST" = 1 ]; then
+    read_bulk
+    src=$KIT_TMP/slow skip=0 entries=$FAST_REST
+  fi
+  exec 3<"$src" 5>"$KIT_TMP/files"
   while [ "$skip" -gt 0 ] && IFS= read -r -u 3 line; do skip=$((skip - 1)); done
-  while [ "$n" -lt "$META_ENTRIES" ] && IFS= read -r -u 3 line; do
+  while [ "$n" -lt "$entries" ] && IFS= read -r -u 3 line; do
     n=$((n + 1))
     case "$fast$line" in
     1????????????????????????????????' f '*)
@@ -1647,6 +1974,7 @@ main() {
     mkdir -p -- "$target" || die "cannot create $target"
   fi
   TARGET=$(cd -- "$target" && pwd -P) || die "cannot enter $target"
+  fast_init
   lock_target
   KIT_WORK=$(mktemp -d "$TARGET/.s3backup-work.XXXXXX") || die "cannot create a work directory in $TARGET"
   WORK_NAME=${KIT_WORK##*/}
@@ -1665,6 +1993,7 @@ main() {
   # Phase 2: files. Phase 3: symbolic links. Phase 4: directories, deepest first.
   OK_PARENT=""
   if [ "$META_VERSION" = 3 ]; then
+    files_fast
     files_v3
   elif [ "$STORE_KIND" = s3 ]; then
     LC_ALL=C sort -o "$KIT_TMP/files" "$KIT_TMP/files"

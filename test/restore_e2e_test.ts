@@ -136,6 +136,13 @@ for (const { label, target } of stores) {
       const out2 = `${f.dir}/by kit`;
       ok(await kit("restore.sh", [f.repo, "latest", out2], f.env), "kit");
       assert.deepEqual(snapshot(out2), expected);
+      // Its checked lane alone (what a target that is not empty gets) too.
+      const out3 = `${f.dir}/by kit, checked lane`;
+      ok(
+        await kit("restore.sh", [f.repo, "latest", out3], { ...f.env, S3BACKUP_KIT_FAST: "0" }),
+        "kit",
+      );
+      assert.deepEqual(snapshot(out3), expected);
 
       // A rerun downloads nothing: every file is there with the right content.
       const r2 = ok(
@@ -456,6 +463,101 @@ Deno.test("restore: a hand-crafted hostile meta writes nothing outside the targe
         }
       }
     }
+  } finally {
+    await f.cleanup();
+  }
+});
+
+Deno.test("restore: the kit's fast lane (an empty target) hands every line it does not take to its checked lane", async () => {
+  // In an empty target the kit places a pack's files by one tar a chunk without looking at the
+  // target (restore.sh, "The fast lane"); a line out of its shape goes to the checked lane, and
+  // so does each line of a chunk whose tar or mv failed. Both lanes must end where the checked
+  // lane alone ends (S3BACKUP_KIT_FAST=0).
+  const f = await fx();
+  try {
+    await smallBackup(f);
+    const outside = `${f.dir}/outside`;
+    Deno.mkdirSync(outside);
+    const repo = await openRepository(new LocalStore(f.repo), te.encode(PASSWORD));
+    const m = md5("same");
+    const good = (await listRepository(repo.store, "meta_")).metas[0]!;
+    const where = (await loadMeta(repo, good.key)).entries.find((e) => e.md5 === m)!.where;
+    assert.match(where ?? "", /^[0-9a-f]{32}(\.gz)?$/, "the content is a pack member");
+    const file = (path: string, mode = 0o644, mtimeMs = 1_700_000_000_250): Entry => ({
+      type: "f",
+      path,
+      md5: m,
+      where,
+      mode,
+      uid: null,
+      gid: null,
+      size: 4,
+      mtimeMs,
+    });
+    const dir = (path: string): Entry => ({
+      type: "d",
+      path,
+      mode: 0o755,
+      uid: null,
+      gid: null,
+      size: 0,
+      mtimeMs: 1_700_000_000_000,
+    });
+    const entries: Entry[] = [
+      file("../evil"),
+      file(`${outside}/abs`),
+      file("a/../b"),
+      dir("d"),
+      file("d/x"),
+      file("neg", 0o600, -86_400_500), // before 1970: the checked lane sets it
+      file("new\nline\\back"),
+      file(" lead space", 0o640),
+      file("ok.txt", 0o4755),
+      file("z/deep/in/folders.txt"), // folders the meta does not name: the fast lane's mv fails
+    ];
+    const key = "meta_lanes_20300101T000000Z";
+    const header = {
+      version: 3 as const,
+      time: new Date(),
+      host: "x",
+      source: "/x",
+      name: "lanes",
+    };
+    await saveMeta(repo, key, header, entries);
+    const results: string[] = [];
+    const lanes: Record<string, string>[] = [
+      { S3BACKUP_KIT_FAST: "0" },
+      {},
+      { S3BACKUP_KIT_CHUNK_FAST: "2" },
+    ];
+    for (const env of lanes) {
+      const t = `${f.dir}/t-${results.length}`;
+      const r = await kit("restore.sh", [f.repo, key, t], { ...f.env, ...env });
+      assert.equal(r.code, 3, `${JSON.stringify(env)}: ${r.stderr}`);
+      assert.deepEqual(names(outside), [], "written outside the target");
+      assert.ok(!exists(`${f.dir}/evil`) && !exists(`${f.dir}/b`));
+      for (
+        const want of [
+          "../evil: path with an empty",
+          "/abs: absolute path: refused",
+          "a/../b: path with an empty",
+          "restored 6 files, 1 dirs, 0 links, 3 failed",
+        ]
+      ) {
+        assert.ok(r.stderr.includes(want), `${JSON.stringify(env)}: ${want}:\n${r.stderr}`);
+      }
+      assert.equal(Deno.statSync(`${t}/neg`).mtime!.getTime(), -86_400_500);
+      assert.equal(Deno.statSync(`${t}/ok.txt`).mode! & 0o7777, 0o4755);
+      assert.equal(Deno.statSync(`${t}/ok.txt`).mtime!.getTime(), 1_700_000_000_250);
+      assert.equal(Deno.readTextFileSync(`${t}/new\nline\\back`), "same");
+      assert.ok(Deno.statSync(`${t}/d`).isDirectory);
+      assert.equal(names(t).filter((n) => n.startsWith(".s3backup")).length, 0, "work left");
+      // (The folders the meta does not name are made when the restore runs: their mtime is then.)
+      const made = (e: { path: string; type: string }) => e.type === "d" && e.path.startsWith("z");
+      results.push(JSON.stringify(snapshot(t).map((e) => made(e) ? { ...e, mtimeMs: 0 } : e)));
+    }
+    assert.equal(results[1], results[0], "fast lane and checked lane differ");
+    assert.equal(results[2], results[0], "fast lane with chunks of 2 and checked lane differ");
   } finally {
     await f.cleanup();
   }
