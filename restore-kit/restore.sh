@@ -1269,7 +1269,7 @@ fetch_unpack() {
 # and no file is in the way of another, so nothing needs looking at before a file is placed.
 # ---------------------------------------------------------------------------------------------
 
-FAST=0 FAST_REST=0
+FAST=0 FAST_REST=0 FAST_LAST=0
 CHUNK_FAST=${S3BACKUP_KIT_CHUNK_FAST:-512}
 
 # fast_init: FAST=1 when the fast lane may run (S3BACKUP_KIT_FAST=0 turns it off): a format 3
@@ -1340,6 +1340,7 @@ files_fast() {
     printf 'packs/%s\n' "$w" >>"$KIT_TMP/batch.keys"
     nk=$((nk + 1)) count=$((count + n))
   done 3<"$KIT_TMP/fast.packs"
+  FAST_LAST=1
   flush_fast "$first" "$count"
   : >"$KIT_TMP/batch.keys"
 }
@@ -1352,13 +1353,18 @@ flush_fast() {
   head -n "$(($1 + $2 - 1))" -- "$KIT_TMP/fast" | tail -n "+$1" >"$f"
   fetch_unpack
   fast_lines "$f"
+  fast_trust "$f.ok"
   fast_place "$f"
   if [ -s "$f.rej" ]; then
     LC_ALL=C sort -t ' ' -k 9 -o "$f.rej" "$f.rej"
     restore_files "$f.rej" "$SRC"
   fi
-  # (The staging folders: empty, or what a chunk that failed left.)
-  rm -rf -- "$KIT_WORK/obj" "$UNPACKED" "$KIT_WORK"/fs.* "$f" "$f".*
+  rm -f -- "$f" "$f".*
+  # The unpacked packs and the staging folders (empty, or what a chunk that failed left): after
+  # the last batch, with the work folder (phase 4 meanwhile) unless files_v3 needs it first.
+  if [ "$FAST_LAST" != 1 ] || [ -s "$KIT_TMP/files" ]; then
+    rm -rf -- "$KIT_WORK/obj" "$UNPACKED" "$KIT_WORK"/fs.*
+  fi
 }
 
 # fast_lines LIST: LIST.ok, its lines whose member (<pack>/<size>/<md5>, from the where, size and
@@ -1439,13 +1445,7 @@ fast_chunk() {
     # shellcheck disable=SC2086 # split on purpose (set -f: not globbed)
     set -- $line
     h="$1 $2 $3 $4 $5 $6 $7 $8 " p=${line:${#h}} w=${8%.gz}
-    if [ "$#" -lt 9 ] || [ "${line:0:${#h}}" != "$h" ]; then h=""; fi
-    case "$1$w" in *[!0123456789abcdef]*) h="" ;; esac
-    case "$2:$3:${#1}:${#w}" in f:[0-7][0-7][0-7]:32:32 | f:[0-7][0-7][0-7][0-7]:32:32) ;; *) h="" ;; esac
-    case ":$4:$5:" in *:-[!:]* | *[!:]-* | *::* | *[!0123456789:-]*) h="" ;; esac
-    case "$7" in '' | *[!0123456789.]* | *.*.* | *. | .*) h="" ;; esac
-    case "/$p/" in *//* | */./* | */../* | *\\* | *[[:cntrl:]]* | /.s3backup-*) h="" ;; esac
-    if [ -z "$h" ] || [ "${#p}" -ge "$MAX_COMPONENTS" ]; then
+    if [ "$FAST_TRUSTED" != 1 ] && ! fast_shape "$@"; then
       printf '%s\n' "$line" >&8
       continue
     fi
@@ -1489,6 +1489,61 @@ fast_chunk() {
     fi
   fi
   printf '%s\n' "$n" >"$chunk.n"
+}
+
+# fast_shape FIELD...: (fast_chunk, a line's words; h, p, w and line its own) whether the line
+# has the common shape the fast lane takes: 32 hex digits, f, a mode, uid and gid (- or digits),
+# the size (digits: fast_lines), a mtime not before 1970, a pack; a path of fewer than
+# MAX_COMPONENTS bytes with no empty, '.' or '..' component, no escape, no control character,
+# not the kit's own.
+fast_shape() {
+  if [ "$#" -lt 9 ] || [ "${line:0:${#h}}" != "$h" ]; then return 1; fi
+  case "$1$w" in *[!0123456789abcdef]*) return 1 ;; esac
+  case "$2:$3:${#1}:${#w}" in f:[0-7][0-7][0-7]:32:32 | f:[0-7][0-7][0-7][0-7]:32:32) ;; *) return 1 ;; esac
+  case ":$4:$5:" in *:-[!:]* | *[!:]-* | *::* | *[!0123456789:-]*) return 1 ;; esac
+  case "$7" in '' | *[!0123456789.]* | *.*.* | *. | .*) return 1 ;; esac
+  case "/$p/" in *//* | */./* | */../* | *\\* | *[[:cntrl:]]* | /.s3backup-*) return 1 ;; esac
+  [ "${#p}" -lt "$MAX_COMPONENTS" ]
+}
+
+# fast_trust LIST: FAST_TRUSTED=1 when every line of LIST has the common shape (fast_shape's),
+# as a few cut, sort and tr over the whole list find (a field's distinct values, or its
+# shapes: digits made 0, are few); fast_chunk then checks no line on its own.
+FAST_TRUSTED=0
+fast_trust() {
+  local v j w t=$KIT_TMP/trust
+  FAST_TRUSTED=0
+  if [ ! -s "$1" ]; then return 0; fi
+  # 32 hex digits, then " f ".
+  if [ "$(cut -c 33-35 -- "$1" | LC_ALL=C sort -u)" != " f " ]; then return 0; fi
+  if [ "$(cut -c 1-32 -- "$1" | LC_ALL=C tr -d '0-9a-f\n' | wc -c)" -ne 0 ]; then return 0; fi
+  cut -d ' ' -f 3,4,5 -- "$1" | LC_ALL=C sort -u >"$t"
+  while IFS=' ' read -r j v w; do
+    case "$j" in [0-7][0-7][0-7] | [0-7][0-7][0-7][0-7]) ;; *) return 0 ;; esac
+    case ":$v:$w:" in *:-[!:]* | *[!:]-* | *::* | *[!0123456789:-]*) return 0 ;; esac
+  done <"$t"
+  cut -d ' ' -f 7 -- "$1" | LC_ALL=C tr 0-9 0 | LC_ALL=C sort -u >"$t"
+  while IFS= read -r v; do
+    case "$v" in '' | *[!0.]* | *.*.* | *. | .*) return 0 ;; esac
+  done <"$t"
+  cut -d ' ' -f 8 -- "$1" | LC_ALL=C sort -u >"$t"
+  while IFS= read -r v; do
+    case "${v%.gz}" in *[!0123456789abcdef]*) return 0 ;; esac
+    case "$v" in *.gz) j=35 ;; *) j=32 ;; esac
+    if [ "${#v}" != "$j" ]; then return 0; fi
+  done <"$t"
+  # The paths: no control character nor backslash, none of MAX_COMPONENTS bytes or more.
+  # shellcheck disable=SC1003 # a backslash, in tr's set
+  if [ "$(cut -d ' ' -f 9- -- "$1" | LC_ALL=C tr -dc '\000-\011\013-\037\177\\' | wc -c)" -ne 0 ]; then return 0; fi
+  if [ "$(cut -d ' ' -f 9- -- "$1" | cut -c "$MAX_COMPONENTS-" | LC_ALL=C tr -d '\n' | wc -c)" -ne 0 ]; then
+    return 0
+  fi
+  j=$NL$(cut -d ' ' -f 9- -- "$1")$NL
+  case "$j" in
+  *//* | */./* | */../* | *"$NL"/* | *"$NL"./* | *"$NL"../* | */"$NL"* | */."$NL"* | */.."$NL"* | \
+    *"$NL.$NL"* | *"$NL..$NL"* | *"$NL$NL"* | *"$NL".s3backup-*) return 0 ;;
+  esac
+  FAST_TRUSTED=1
 }
 
 # fast_owner UID GID: (fast_chunk, as root) the uid and gid records onto its record r (tar_add's).
@@ -1918,7 +1973,7 @@ meta_pairs() {
 }
 
 main() {
-  local endpoint="" region="" pwfile="" store spec target line
+  local endpoint="" region="" pwfile="" store spec target line KIT_RM=""
   parse_kit_args 3 "only thaw" "$@"
   store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
@@ -2004,11 +2059,19 @@ main() {
   while IFS= read -r -u 3 line; do restore_hardlink "$line"; done 3<"$KIT_TMP/hardlinks"
   while IFS= read -r -u 3 line; do restore_link "$line"; done 3<"$KIT_TMP/links"
   prefetch_wait
+  # The work folder goes while phase 4 runs (its removal is a process of its own, phase 4 mostly
+  # bash); the target's own mtime is set after (finish_root).
   if [ -n "$KIT_WORK" ]; then
-    rm -rf -- "$KIT_WORK"
-    KIT_WORK=""
+    rm -rf -- "$KIT_WORK" &
+    KIT_RM=$!
+    KIT_EARLY="$KIT_EARLY $KIT_RM"
   fi
   finish_dirs
+  if [ -n "$KIT_WORK" ]; then
+    wait "$KIT_RM" || true
+    if [ -e "$KIT_WORK" ]; then rm -rf -- "$KIT_WORK"; fi
+    KIT_WORK=""
+  fi
   finish_root
 
   warn "restored $N_FILES files, $N_DIRS dirs, $N_LINKS links, $FAILED failed"
