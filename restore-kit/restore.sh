@@ -1389,6 +1389,7 @@ fast_place() {
   rm -f -- "$1".c.*
   if [ ! -s "$1.ok" ]; then return 0; fi
   split -l "$CHUNK_FAST" -a 4 -- "$1.ok" "$1.c." || die "cannot split $1.ok into chunks"
+  fast_pieces
   CHUNKS=("$1".c.*)
   KIT_PIDS=""
   while [ "$w" -lt "$KIT_JOBS" ] && [ "$w" -lt "${#CHUNKS[@]}" ]; do
@@ -1451,18 +1452,16 @@ fast_chunk() {
     fi
     r=" path=./$stage/$p$NL" t=" mtime=$7$NL" k=${#r} m=${#t}
     r="21 hdrcharset=BINARY$NL$((k < 98 ? k + 2 : k + 3))$r$((${#6} + 9)) size=$6$NL$((m < 98 ? m + 2 : m + 3))$t"
-    if [ "$KIT_ROOT" = 1 ]; then fast_owner "$4" "$5"; fi
-    k=$(((${#r} + 523) / 512))
-    t=$((k * 512 - ${#r}))
+    if [ "$KIT_ROOT" = 1 ]; then
+      h=FAST_O_${4/-/x}_${5/-/x}
+      if [ -z "${!h:-}" ]; then fast_owner "$4" "$5" "$h"; fi
+      r=$r${!h}
+    fi
+    k=$(((${#r} + 523) / 512)) t=$((((${#r} + 523) / 512) * 512 - ${#r})) h=FAST_F_$3
     printf '%s' "$r" >&7
-    m=$3
-    if [ "${#m}" = 3 ]; then m=0$m; fi
-    # Before the record: the previous content's NUL bytes and the pax header; after it, the
-    # comment that fills its blocks and the file header: a file of each kind, made once.
-    r=FAST_A_${T_PAD}_$k h=FAST_B_${t}_$m
-    if [ -z "${!r:-}" ]; then fast_pre "$k"; fi
-    if [ -z "${!h:-}" ]; then fast_post "$t" "$m"; fi
-    A+=("${!r}" "$rec/r.${S[n]}" "${!h}" "$UNPACKED/$w/$1")
+    if [ -z "${!h:-}" ]; then fast_mode "$3"; fi
+    if [ "$T_PAD" -gt 0 ]; then A+=("$FAST_PIECES/p.$T_PAD"); fi
+    A+=("$FAST_PIECES/x.$k" "$rec/r.${S[n]}" "$FAST_PIECES/c.$t" "${!h}" "$UNPACKED/$w/$1")
     T_PAD=$(((512 - 10#$6 % 512) % 512))
     n=$((n + 1))
     case "$p" in */*) d=${p%/*} ;; *) d="" ;; esac
@@ -1546,29 +1545,40 @@ fast_trust() {
   FAST_TRUSTED=1
 }
 
-# fast_owner UID GID: (fast_chunk, as root) the uid and gid records onto its record r (tar_add's).
+# fast_owner UID GID VAR: (fast_chunk, as root) the variable VAR, the uid and gid records of
+# UID and GID (tar_add's).
 fast_owner() {
   local u=$1 g=$2 p t k m
   if [ "$u" = - ]; then u=$KIT_UID; fi
   if [ "$g" = - ]; then g=$KIT_GID; fi
   p=" uid=$u$NL" t=" gid=$g$NL" k=$((6 + ${#u})) m=$((6 + ${#g}))
-  r=$r$((k < 9 ? k + 1 : k < 98 ? k + 2 : k + 3))$p$((m < 9 ? m + 1 : m < 98 ? m + 2 : m + 3))$t
+  printf -v "$3" '%s' "$((k < 9 ? k + 1 : k < 98 ? k + 2 : k + 3))$p$((m < 9 ? m + 1 : m < 98 ? m + 2 : m + 3))$t"
 }
 
-# fast_pre K: (fast_chunk) the file of what comes before a record of K blocks: the previous
-# content's NUL bytes (T_PAD) and the pax header; the variable named r, its name.
-fast_pre() {
-  local f=$TAR_DIR/a.$T_PAD.$1
-  { printf '%b' "${TAR_Z:0:4*T_PAD}" && tar_header - PaxHeader x $(($1 * 512)) 0644; } >"$f" || exit 1
-  printf -v "$r" '%s' "$f"
+# fast_mode MODE: (fast_chunk) TAR_DIR/f.MODE, the header of a file of MODE, made once a
+# worker; the variable named h, its name.
+fast_mode() {
+  tar_header "$TAR_DIR/f.$1" f 0 0 "$1" || exit 1
+  printf -v "$h" '%s' "$TAR_DIR/f.$1"
 }
 
-# fast_post T MODE: (fast_chunk) the file of what comes after a record: the comment of T bytes
-# that fills its blocks and the header of a file of MODE; the variable named h, its name.
-fast_post() {
-  local f=$TAR_DIR/b.$1.$2
-  { printf '%s comment=%s\n' "$1" "${TAR_X:0:$1-${#1}-10}" && tar_header - f 0 0 "$2"; } >"$f" || exit 1
-  printf -v "$h" '%s' "$f"
+# fast_pieces: (once a run, before the first fast lane) the pieces of the fast lane's streams
+# that are the same for every file, in FAST_PIECES: p.N, the N NUL bytes (1-511) that end a
+# content on a block; x.K, the pax header of a record of K blocks (1 or 2: a path is shorter
+# than MAX_COMPONENTS); c.T, the comment record of T bytes (12-523) that fills its blocks.
+FAST_PIECES=""
+fast_pieces() {
+  local n=1 d=$KIT_TMP/pieces
+  if [ -n "$FAST_PIECES" ]; then return 0; fi
+  mkdir -p -- "$d" || die "cannot create $d"
+  while [ "$n" -le 523 ]; do
+    if [ "$n" -le 511 ]; then printf '%b' "${TAR_Z:0:4*n}" >"$d/p.$n"; fi
+    if [ "$n" -ge 12 ]; then printf '%s comment=%s\n' "$n" "${TAR_X:0:n-${#n}-10}" >"$d/c.$n"; fi
+    n=$((n + 1))
+  done
+  tar_header "$d/x.1" PaxHeader x 512 0644
+  tar_header "$d/x.2" PaxHeader x 1024 0644
+  FAST_PIECES=$d
 }
 
 # unpack_keys LIST SRC: the packs named in LIST (other keys: skipped) that are in SRC and not
