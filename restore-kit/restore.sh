@@ -719,15 +719,22 @@ tar_add() {
   T_PAD=$(((512 - W_SIZE[$1] % 512) % 512))
 }
 
-# tar_unpack ERR FILE...: the FILEs joined (TAR_JOIN) into one tar stream, unpacked by tar in
-# KIT_WORK, its complaints into ERR. tar may stop reading at the stream's end blocks, the last
-# FILE: the joiner's SIGPIPE then is no failure (the stream's sizes are the files', so no end
-# blocks come earlier).
+# tar_unpack ERR DIR [OPTION...] -- FILE...: the FILEs joined (TAR_JOIN) into one tar stream,
+# unpacked by tar in DIR (with the OPTIONs), its complaints into ERR. tar may stop reading at the
+# stream's end blocks, the last FILE: the joiner's SIGPIPE then is no failure (the stream's sizes
+# are the files', so no end blocks come earlier).
 tar_unpack() {
-  local err=$1 st
+  local err=$1 dir=$2 st
+  local -a opts
+  opts=()
+  shift 2
+  while [ "$#" -gt 0 ] && [ "$1" != -- ]; do
+    opts+=("$1")
+    shift
+  done
   shift
   if "${TAR_JOIN[@]}" "$@" 2>/dev/null |
-    LC_ALL=C tar ${TAR_OPTS[@]+"${TAR_OPTS[@]}"} -C "$KIT_WORK" -xpf - 2>"$err"; then
+    LC_ALL=C tar ${TAR_OPTS[@]+"${TAR_OPTS[@]}"} ${opts[@]+"${opts[@]}"} -C "$dir" -xpf - 2>"$err"; then
     return 0
   fi
   st=("${PIPESTATUS[@]}")
@@ -792,7 +799,7 @@ place_by_tar() {
     printf '%b' "${TAR_Z:0:4*T_PAD}$TAR_Z$TAR_Z" >"$TAR_DIR/end.$T_PAD"
   fi
   # The stream's paths begin with STAGE's name (tar_add): tar makes STAGE in KIT_WORK.
-  tar_unpack "$KIT_TMP/tar.err" "${T_ARGS[@]}" "$TAR_DIR/end.$T_PAD" || rc=$?
+  tar_unpack "$KIT_TMP/tar.err" "$KIT_WORK" -- "${T_ARGS[@]}" "$TAR_DIR/end.$T_PAD" || rc=$?
   if [ "$rc" -ne 0 ]; then
     # A file tar was writing may be cut short: nothing of this stream is placed.
     why="cannot unpack into place: $(first_line "$KIT_TMP/tar.err")"
@@ -904,12 +911,15 @@ restore_hardlink() {
 }
 
 # finish_dirs: phase 4, the directories' owner, mode and mtime, deepest first (by one call for
-# each run of folders that share a value: dir_call).
+# each run of folders that share a value: dir_call). Format 3 (tar is there): the mtimes by one
+# tar first (dirs_by_tar), the others by touch.
 finish_dirs() {
-  local line ep attrs mode uid gid mtime p
+  local line ep attrs mode uid gid mtime p i=0
+  local -a DP DE DM DU DG DT DD
   if [ ! -s "$KIT_TMP/dirs" ]; then return 0; fi
   LC_ALL=C sort -r -o "$KIT_TMP/dirs" "$KIT_TMP/dirs"
   OK_PARENT=""
+  DP=() DE=() DM=() DU=() DG=() DT=() DD=()
   while IFS= read -r -u 3 line; do
     ep=${line%%"$TAB"*}
     attrs=${line#*"$TAB"}
@@ -925,12 +935,51 @@ finish_dirs() {
       fail "$ep" "no longer a directory: mode and mtime not set"
       continue
     fi
-    owner_spec "$uid" "$gid"
-    dir_call o "$O_SPEC" "$TARGET/$p" "$ep"
-    dir_call t "$mtime" "$TARGET/$p" "$ep"
-    dir_call m "$mode" "$TARGET/$p" "$ep"
+    DP+=("$p") DE+=("$ep") DM+=("$mode") DU+=("$uid") DG+=("$gid") DT+=("$mtime")
   done 3<"$KIT_TMP/dirs"
+  if [ "$META_VERSION" = 3 ]; then dirs_by_tar; fi
+  while [ "$i" -lt "${#DP[@]}" ]; do
+    owner_spec "${DU[i]}" "${DG[i]}"
+    dir_call o "$O_SPEC" "$TARGET/${DP[i]}" "${DE[i]}"
+    if [ -z "${DD[i]:-}" ]; then dir_call t "${DT[i]}" "$TARGET/${DP[i]}" "${DE[i]}"; fi
+    dir_call m "${DM[i]}" "$TARGET/${DP[i]}" "${DE[i]}"
+    i=$((i + 1))
+  done
   dir_flush m
+}
+
+# dirs_by_tar: (finish_dirs, its DP and DT: the folders checked, deepest first) their mtimes set
+# by one tar of folder entries, a pax record each (path, mtime: tar_add's), before any owner or
+# mode is (mode 0700 in the meantime, the owners kept); DD[i]=1 for each one it set. Not a
+# mtime before 1970, nor a record of more than two blocks (touch sets those), nor anything
+# when tar fails (touch then sets them all).
+dirs_by_tar() {
+  local i=0 r k m t d=$KIT_TMP/dirtar rc=0
+  local -a A
+  A=()
+  fast_pieces
+  rm -rf -- "$d"
+  mkdir -- "$d" || return 0
+  tar_header "$d/h" d 5 0 0700 || return 0
+  while [ "$i" -lt "${#DP[@]}" ]; do
+    case "${DT[i]}" in -*) i=$((i + 1)) && continue ;; esac
+    r=" path=./${DP[i]}/$NL" t=" mtime=${DT[i]}$NL" k=${#r} m=${#t}
+    r="21 hdrcharset=BINARY$NL$((k < 98 ? k + 2 : k < 997 ? k + 3 : k + 4))$r$((m < 98 ? m + 2 : m + 3))$t"
+    k=$(((${#r} + 523) / 512)) t=$((((${#r} + 523) / 512) * 512 - ${#r}))
+    if [ "$k" -le 2 ] && printf '%s' "$r" >"$d/r.$i"; then
+      A+=("$FAST_PIECES/x.$k" "$d/r.$i" "$FAST_PIECES/c.$t" "$d/h")
+      DD[i]=1
+    fi
+    i=$((i + 1))
+  done
+  if [ "${#A[@]}" -gt 0 ]; then
+    printf '%b' "$TAR_Z$TAR_Z" >"$d/end" || rc=1
+    if [ "$rc" -eq 0 ]; then
+      tar_unpack /dev/null "$TARGET" --no-same-owner -- "${A[@]}" "$d/end" || rc=1
+    fi
+    if [ "$rc" -ne 0 ]; then DD=(); fi
+  fi
+  rm -rf -- "$d"
 }
 
 # Phase 4's calls, one for a run of folders (in finish_dirs' order, deepest first) that share
@@ -1475,7 +1524,7 @@ fast_chunk() {
       printf '%b' "${TAR_Z:0:4*T_PAD}$TAR_Z$TAR_Z" >"$TAR_DIR/end.$T_PAD"
     fi
     (cd -- "$rec" && split -l "$lines" -a 3 -- all r.) &&
-      tar_unpack /dev/null "${A[@]}" "$TAR_DIR/end.$T_PAD" || rc=$?
+      tar_unpack /dev/null "$KIT_WORK" -- "${A[@]}" "$TAR_DIR/end.$T_PAD" || rc=$?
     g=0
     while [ "$rc" -eq 0 ] && [ "$g" -lt "${#D[@]}" ]; do
       k=${B[g + 1]:-${#F[@]}}

@@ -494,16 +494,24 @@ Deno.test("restore: the kit's fast lane (an empty target) hands every line it do
       size: 4,
       mtimeMs,
     });
-    const dir = (path: string): Entry => ({
+    const dir = (path: string, mode = 0o755, mtimeMs = 1_700_000_000_000): Entry => ({
       type: "d",
       path,
-      mode: 0o755,
+      mode,
       uid: null,
       gid: null,
       size: 0,
-      mtimeMs: 1_700_000_000_000,
+      mtimeMs,
     });
     const entries: Entry[] = [
+      // Folders: their mtimes set by one tar (format 3), a mode that shuts writes out set last,
+      // a mtime before 1970 by touch, a name that needs an escape.
+      dir("ro", 0o500, 1_600_000_000_125),
+      file("ro/inside"),
+      dir("ro/sub", 0o700, 1_500_000_000_000),
+      dir("old", 0o750, -86_400_000),
+      dir("nl\ndir"),
+      file("nl\ndir/f"),
       file("../evil"),
       file(`${outside}/abs`),
       file("a/../b"),
@@ -541,7 +549,7 @@ Deno.test("restore: the kit's fast lane (an empty target) hands every line it do
           "../evil: path with an empty",
           "/abs: absolute path: refused",
           "a/../b: path with an empty",
-          "restored 6 files, 1 dirs, 0 links, 3 failed",
+          "restored 8 files, 5 dirs, 0 links, 3 failed",
         ]
       ) {
         assert.ok(r.stderr.includes(want), `${JSON.stringify(env)}: ${want}:\n${r.stderr}`);
@@ -551,6 +559,18 @@ Deno.test("restore: the kit's fast lane (an empty target) hands every line it do
       assert.equal(Deno.statSync(`${t}/ok.txt`).mtime!.getTime(), 1_700_000_000_250);
       assert.equal(Deno.readTextFileSync(`${t}/new\nline\\back`), "same");
       assert.ok(Deno.statSync(`${t}/d`).isDirectory);
+      for (
+        const [path, mode, mtime] of [
+          ["ro", 0o500, 1_600_000_000_125],
+          ["ro/sub", 0o700, 1_500_000_000_000],
+          ["old", 0o750, -86_400_000],
+          ["nl\ndir", 0o755, 1_700_000_000_000],
+        ] as const
+      ) {
+        const st = Deno.lstatSync(`${t}/${path}`);
+        assert.equal(st.mode! & 0o7777, mode, `${path}: mode`);
+        assert.equal(st.mtime!.getTime(), mtime, `${path}: mtime`);
+      }
       assert.equal(names(t).filter((n) => n.startsWith(".s3backup")).length, 0, "work left");
       // (The folders the meta does not name are made when the restore runs: their mtime is then.)
       const made = (e: { path: string; type: string }) => e.type === "d" && e.path.startsWith("z");
