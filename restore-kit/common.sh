@@ -755,6 +755,8 @@ load_repo_key() {
     fi
     KEY_SEEN=$((KEY_SEEN + 1))
     if unwrap_key "$KIT_TMP/key.enc"; then
+      # (key_early: its bytes, as a meta's wrapped-key header holds them: key_same)
+      if [ -n "${KEY_B64:-}" ]; then openssl base64 -A -in "$KIT_TMP/key.enc" >"$KEY_B64" 2>/dev/null || true; fi
       rm -f -- "$KIT_TMP/key.enc"
       KEY_FROM=$c
       return 0
@@ -769,6 +771,7 @@ load_repo_key() {
 # told, by key_answer), its result (where the key came from, the key) in its folder's `result`.
 key_early() {
   local KIT_TMP="$KIT_TMP/key-early"
+  local KEY_B64="$KIT_TMP/b64"
   mkdir -- "$KIT_TMP" || return 1
   load_repo_key || return 1
   printf '%s\n%s\n' "$KEY_FROM" "$DATA_KEY" >"$KIT_TMP/result"
@@ -785,6 +788,19 @@ key_answer() {
   key_discard
   if is_hex "$DATA_KEY" 64; then return 0; fi
   load_repo_key
+}
+
+# key_same WRAPPED: whether the key key_early opened is the one WRAPPED (a meta's wrapped-key
+# header: base64 of the exact bytes of s3backup.key, FORMAT.md 5) holds, byte for byte: then
+# DATA_KEY is it (no second key derivation), else DATA_KEY is empty.
+key_same() {
+  local r="$KIT_TMP/key-early/result" b=""
+  DATA_KEY=""
+  if [ -z "${KIT_EARLY_key_early:-}" ] || ! answer key_early || [ ! -f "$r" ]; then return 1; fi
+  IFS= read -r b <"$KIT_TMP/key-early/b64" 2>/dev/null || true # (one line, no newline)
+  if [ -z "$b" ] || [ "$b" != "$1" ]; then return 1; fi
+  { IFS= read -r KEY_FROM && IFS= read -r DATA_KEY; } <"$r" || DATA_KEY=""
+  is_hex "$DATA_KEY" 64 || { DATA_KEY="" && return 1; }
 }
 
 # key_discard: key_early's job (when it runs) waited for, and its folder removed (the key it may

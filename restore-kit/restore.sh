@@ -2063,7 +2063,9 @@ main() {
   if [ "$META_FROM" != "$META" ]; then
     warn "$META does not open with this password: reading its copy $META_FROM (a password change was interrupted: run 's3backup passwd' to finish it)"
   fi
-  if [ -n "$META_WRAPPED" ]; then
+  if [ -n "$META_WRAPPED" ] && key_same "$META_WRAPPED"; then
+    key_discard # (the repository's key, opened meanwhile, is the meta's copy byte for byte)
+  elif [ -n "$META_WRAPPED" ]; then
     # The copy that opened carries its own wrapped key, wrapped with the same password.
     printf '%s' "$META_WRAPPED" | openssl base64 -d -A >"$KIT_TMP/key.enc" 2>/dev/null ||
       die "$META_FROM: bad wrapped-key header (not base64)"
