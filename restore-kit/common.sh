@@ -797,7 +797,7 @@ key_same() {
   local r="$KIT_TMP/key-early/result" b=""
   DATA_KEY=""
   if [ -z "${KIT_EARLY_key_early:-}" ] || ! answer key_early || [ ! -f "$r" ]; then return 1; fi
-  IFS= read -r b <"$KIT_TMP/key-early/b64" 2>/dev/null || true # (one line, no newline)
+  IFS= read -r b 2>/dev/null <"$KIT_TMP/key-early/b64" || true # (one line, no newline)
   if [ -z "$b" ] || [ "$b" != "$1" ]; then return 1; fi
   { IFS= read -r KEY_FROM && IFS= read -r DATA_KEY; } <"$r" || DATA_KEY=""
   is_hex "$DATA_KEY" 64 || { DATA_KEY="" && return 1; }
