@@ -1477,20 +1477,20 @@ fast_lane() {
 
 # fast_chunk CHUNK C: (fast_lane) the lines of CHUNK (by path) placed as place_by_tar places
 # pack members, without its looks at the target (it was empty): each line's fields checked
-# against the common shape (else onto CHUNK.rej), its pax record (tar_add's) written onto one
-# file that one split cuts into a file each (records of 4 lines, 6 as root), one tar_unpack into
-# the staging folder KIT_WORK/fs.C, one mv a folder. When tar or an mv fails, every line of
-# CHUNK goes onto CHUNK.rej. CHUNK.n: how many were placed.
+# against the common shape (else onto CHUNK.rej), its pax record (tar_add's) kept; the records
+# written onto one file that one split cuts into a file each (4 lines, 6 as root), one
+# tar_unpack into the staging folder KIT_WORK/fs.C, one mv a folder. When tar or an mv fails,
+# every line of CHUNK goes onto CHUNK.rej. CHUNK.n: how many were placed.
 fast_chunk() {
   local chunk=$1 stage=fs.$2 rec=$KIT_TMP/rec line h p r k t m w d dir=// n=0 g rc=0 lines=4
-  local -a A F D B
+  local -a A F D B R
   local IFS=' '
-  A=() F=() D=() B=() T_PAD=0 TAR_DIR=$KIT_TMP/tar
+  A=() F=() D=() B=() R=() T_PAD=0 TAR_DIR=$KIT_TMP/tar
   if [ "$KIT_ROOT" = 1 ]; then lines=6; fi
   rm -rf -- "$rec"
   mkdir -- "$rec" || exit 1
   set -f
-  exec 7>"$rec/all" 8>"$chunk.rej"
+  exec 8>"$chunk.rej"
   while IFS= read -r -u 3 line; do
     # shellcheck disable=SC2086 # split on purpose (set -f: not globbed)
     set -- $line
@@ -1507,24 +1507,24 @@ fast_chunk() {
       r=$r${!h}
     fi
     k=$(((${#r} + 523) / 512)) t=$((((${#r} + 523) / 512) * 512 - ${#r})) h=FAST_F_$3
-    printf '%s' "$r" >&7
+    R+=("$r")
     if [ -z "${!h:-}" ]; then fast_mode "$3"; fi
     if [ "$T_PAD" -gt 0 ]; then A+=("$FAST_PIECES/p.$T_PAD"); fi
     A+=("$FAST_PIECES/x.$k" "$rec/r.${S[n]}" "$FAST_PIECES/c.$t" "${!h}" "$UNPACKED/$w/$1")
-    T_PAD=$(((512 - 10#$6 % 512) % 512))
-    n=$((n + 1))
+    T_PAD=$(((512 - 10#$6 % 512) % 512)) n=$((n + 1))
     case "$p" in */*) d=${p%/*} ;; *) d="" ;; esac
     if [ "$d" != "$dir" ]; then D+=("$d") B+=("${#F[@]}") dir=$d; fi
     F+=("$KIT_WORK/$stage/$p")
   done 3<"$chunk"
-  exec 7>&- 8>&-
+  exec 8>&-
   set +f
   if [ "$n" -gt 0 ]; then
     if [ ! -f "$TAR_DIR/end.$T_PAD" ]; then
       printf '%b' "${TAR_Z:0:4*T_PAD}$TAR_Z$TAR_Z" >"$TAR_DIR/end.$T_PAD"
     fi
-    (cd -- "$rec" && split -l "$lines" -a 3 -- all r.) &&
-      tar_unpack /dev/null "$KIT_WORK" -- "${A[@]}" "$TAR_DIR/end.$T_PAD" || rc=$?
+    # The records onto one file (one printf), cut into a file each.
+    { printf '%s' "${R[@]}" >"$rec/all" && (cd -- "$rec" && split -l "$lines" -a 3 -- all r.) &&
+      tar_unpack /dev/null "$KIT_WORK" -- "${A[@]}" "$TAR_DIR/end.$T_PAD"; } || rc=$?
     g=0
     while [ "$rc" -eq 0 ] && [ "$g" -lt "${#D[@]}" ]; do
       k=${B[g + 1]:-${#F[@]}}
