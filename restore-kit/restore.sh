@@ -694,10 +694,9 @@ tar_add() {
   k=${#p} m=${#t}
   r="21 hdrcharset=BINARY$NL$((k < 9 ? k + 1 : k < 98 ? k + 2 : k < 997 ? k + 3 : k + 4))$p$((${#r} + 2))$r$((m < 98 ? m + 2 : m < 997 ? m + 3 : m + 4))$t"
   if [ "$KIT_ROOT" = 1 ]; then
-    if [ "$u" = - ]; then u=$KIT_UID; fi
-    if [ "$g" = - ]; then g=$KIT_GID; fi
-    p=" uid=$u$NL" t=" gid=$g$NL" k=$((6 + ${#u})) m=$((6 + ${#g}))
-    r=$r$((k < 9 ? k + 1 : k < 98 ? k + 2 : k + 3))$p$((m < 9 ? m + 1 : m < 98 ? m + 2 : m + 3))$t
+    p=OWNER_REC_${u/-/x}_${g/-/x}
+    if [ -z "${!p:-}" ]; then owner_records "$u" "$g" "$p"; fi
+    r=$r${!p}
   fi
   m=${W_MODE[$1]}
   # Whole blocks: a comment record pads them.
@@ -1463,12 +1462,10 @@ fast_place() {
 
 # fast_lane W: (a worker, in the background) fast_chunk of CHUNKS[W], CHUNKS[W+JOBS], ...
 fast_lane() {
-  local c=$1 S
-  local KIT_TMP=$KIT_TMP/w.$1 # its own header files (tar_add's, cached)
+  local c=$1
+  local KIT_TMP=$KIT_TMP/w.$1 # its own file headers and end blocks
   LC_ALL=C
   mkdir -p -- "$KIT_TMP/tar" || exit 1
-  # The names split gives its pieces, in order (fast_chunk's records).
-  S=({a..z}{a..z}{a..z})
   while [ "$c" -lt "${#CHUNKS[@]}" ]; do
     fast_chunk "${CHUNKS[c]}" "$c"
     c=$((c + KIT_JOBS))
@@ -1502,15 +1499,15 @@ fast_chunk() {
     r=" path=./$stage/$p$NL" t=" mtime=$7$NL" k=${#r} m=${#t}
     r="21 hdrcharset=BINARY$NL$((k < 98 ? k + 2 : k + 3))$r$((${#6} + 9)) size=$6$NL$((m < 98 ? m + 2 : m + 3))$t"
     if [ "$KIT_ROOT" = 1 ]; then
-      h=FAST_O_${4/-/x}_${5/-/x}
-      if [ -z "${!h:-}" ]; then fast_owner "$4" "$5" "$h"; fi
+      h=OWNER_REC_${4/-/x}_${5/-/x}
+      if [ -z "${!h:-}" ]; then owner_records "$4" "$5" "$h"; fi
       r=$r${!h}
     fi
     k=$(((${#r} + 523) / 512)) t=$((((${#r} + 523) / 512) * 512 - ${#r})) h=FAST_F_$3
     R+=("$r")
     if [ -z "${!h:-}" ]; then fast_mode "$3"; fi
     if [ "$T_PAD" -gt 0 ]; then A+=("$FAST_PIECES/p.$T_PAD"); fi
-    A+=("$FAST_PIECES/x.$k" "$rec/r.${S[n]}" "$FAST_PIECES/c.$t" "${!h}" "$UNPACKED/$w/$1")
+    A+=("$FAST_PIECES/x.$k" "$rec/r.${FAST_NAMES[n]}" "$FAST_PIECES/c.$t" "${!h}" "$UNPACKED/$w/$1")
     T_PAD=$(((512 - 10#$6 % 512) % 512)) n=$((n + 1))
     case "$p" in */*) d=${p%/*} ;; *) d="" ;; esac
     if [ "$d" != "$dir" ]; then D+=("$d") B+=("${#F[@]}") dir=$d; fi
@@ -1580,13 +1577,15 @@ fast_trust() {
     case "$v" in *.gz) j=35 ;; *) j=32 ;; esac
     if [ "${#v}" != "$j" ]; then return 0; fi
   done <"$t"
-  # The paths: no control character nor backslash, none of MAX_COMPONENTS bytes or more.
+  # The paths (cut once): no control character nor backslash, none of MAX_COMPONENTS bytes or
+  # more.
+  cut -d ' ' -f 9- -- "$1" >"$t"
   # shellcheck disable=SC1003 # a backslash, in tr's set
-  if [ "$(cut -d ' ' -f 9- -- "$1" | LC_ALL=C tr -dc '\000-\011\013-\037\177\\' | wc -c)" -ne 0 ]; then return 0; fi
-  if [ "$(cut -d ' ' -f 9- -- "$1" | cut -c "$MAX_COMPONENTS-" | LC_ALL=C tr -d '\n' | wc -c)" -ne 0 ]; then
+  if [ "$(LC_ALL=C tr -dc '\000-\011\013-\037\177\\' <"$t" | wc -c)" -ne 0 ]; then return 0; fi
+  if [ "$(cut -c "$MAX_COMPONENTS-" -- "$t" | LC_ALL=C tr -d '\n' | wc -c)" -ne 0 ]; then
     return 0
   fi
-  j=$NL$(cut -d ' ' -f 9- -- "$1")$NL
+  j=$NL$(cat -- "$t")$NL
   case "$j" in
   *//* | */./* | */../* | *"$NL"/* | *"$NL"./* | *"$NL"../* | */"$NL"* | */."$NL"* | */.."$NL"* | \
     *"$NL.$NL"* | *"$NL..$NL"* | *"$NL$NL"* | *"$NL".s3backup-*) return 0 ;;
@@ -1594,9 +1593,9 @@ fast_trust() {
   FAST_TRUSTED=1
 }
 
-# fast_owner UID GID VAR: (fast_chunk, as root) the variable VAR, the uid and gid records of
-# UID and GID (tar_add's).
-fast_owner() {
+# owner_records UID GID VAR: (tar_add, fast_chunk: as root) the variable VAR, the pax records
+# of UID and GID (- for the restoring user's), kept by value (OWNER_REC_<uid>_<gid>, x for -).
+owner_records() {
   local u=$1 g=$2 p t k m
   if [ "$u" = - ]; then u=$KIT_UID; fi
   if [ "$g" = - ]; then g=$KIT_GID; fi
@@ -1614,8 +1613,9 @@ fast_mode() {
 # fast_pieces: (once a run, before the first fast lane) the pieces of the fast lane's streams
 # that are the same for every file, in FAST_PIECES: p.N, the N NUL bytes (1-511) that end a
 # content on a block; x.K, the pax header of a record of K blocks (1 or 2: a path is shorter
-# than MAX_COMPONENTS); c.T, the comment record of T bytes (12-523) that fills its blocks.
-FAST_PIECES=""
+# than MAX_COMPONENTS); c.T, the comment record of T bytes (12-523) that fills its blocks;
+# FAST_NAMES, the names of split's pieces.
+FAST_PIECES="" FAST_NAMES=()
 fast_pieces() {
   local n=1 d=$KIT_TMP/pieces
   if [ -n "$FAST_PIECES" ]; then return 0; fi
@@ -1627,6 +1627,8 @@ fast_pieces() {
   done
   tar_header "$d/x.1" PaxHeader x 512 0644
   tar_header "$d/x.2" PaxHeader x 1024 0644
+  # The names split -a 3 gives its pieces, in order (fast_chunk's records).
+  FAST_NAMES=({a..z}{a..z}{a..z})
   FAST_PIECES=$d
 }
 
