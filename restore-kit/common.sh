@@ -441,6 +441,7 @@ store_init() {
       AWS_OPTS=(--region "$region")
     fi
     KIT_ENDPOINT=${endpoint:-the S3 endpoint}
+    if [ "$LS_EARLY" = 1 ] && [ -z "$AS_OF" ]; then early objects_ls; fi
     first_contact
     ;;
   *)
@@ -509,6 +510,8 @@ aws_run() {
 # `answer REQ` waits for it and returns its exit code, or runs REQ now when it was not started.
 early() {
   (
+    # Stopped (kit_cleanup), it stops its aws too (a trapped signal ends aws_run's wait).
+    trap 'if [ -n "$KIT_AWS_PID" ]; then kill -TERM "$KIT_AWS_PID" 2>/dev/null; fi; exit 143' TERM
     rc=0
     "$1" || rc=$?
     printf '%s\n' "$rc" >"$KIT_TMP/$1.rc"
@@ -529,14 +532,26 @@ answer() {
   return "$rc"
 }
 
-# first_contact: one request (HeadBucket) that an endpoint which never answers fails within
-# about 20 s, with one line; any answer (403 included) is enough to go on.
+# first_contact: the first request, which an endpoint that never answers fails within about 20 s,
+# with one line; any answer (403 included) is enough to go on. It fetches s3backup.conf, which
+# load_repo_conf then reads (CONF_FIRST: "got", "missing", or empty to fetch it again); with
+# --as-of a HeadBucket (the descriptor is read at its version later).
+CONF_FIRST=""
 first_contact() {
   local rc=0 l t=${S3BACKUP_KIT_READ_TIMEOUT:-120} n=${AWS_MAX_ATTEMPTS:-5}
   if [ "$t" -gt 10 ]; then t=10; fi
   if [ "$n" -gt 2 ]; then n=2; fi
   KIT_ANSWERED=0
-  aws_run s3api head-bucket --bucket "$STORE_BUCKET" >/dev/null 2>"$KIT_TMP/first.err" || rc=$?
+  if [ -n "$AS_OF" ]; then
+    aws_run s3api head-bucket --bucket "$STORE_BUCKET" >/dev/null 2>"$KIT_TMP/first.err" || rc=$?
+  elif aws_run s3api get-object --bucket "$STORE_BUCKET" --key "${STORE_PREFIX}s3backup.conf" \
+    "$KIT_TMP/s3backup.conf" >/dev/null 2>"$KIT_TMP/first.err"; then
+    CONF_FIRST=got
+  else
+    rc=1
+    rm -f -- "$KIT_TMP/s3backup.conf"
+    case "$(cat -- "$KIT_TMP/first.err")" in *NoSuchKey* | *"(404)"* | *"Not Found"*) CONF_FIRST=missing ;; esac
+  fi
   KIT_ANSWERED=1
   if [ "$rc" -eq 0 ]; then return 0; fi
   while IFS= read -r l || [ -n "$l" ]; do
@@ -634,7 +649,9 @@ DATA_ITER=1
 
 load_repo_conf() {
   local f="$KIT_TMP/s3backup.conf"
-  if ! store_get s3backup.conf "$f"; then
+  if [ "$CONF_FIRST" = missing ]; then
+    return 0
+  elif [ "$CONF_FIRST" != got ] && ! store_get s3backup.conf "$f"; then
     # Missing: the format 2 defaults (FORMAT.md 2). Without s3:ListBucket permission S3 says
     # AccessDenied for a missing key: go on with the defaults too.
     case "$STORE_ERR" in
@@ -660,9 +677,24 @@ repo_conf_key() {
   esac
 }
 
-# metas_ls: the request of store_list_metas (S3, no --as-of), into KIT_TMP/ls.out and ls.err.
-metas_ls() {
-  aws_run s3 ls "s3://$STORE_BUCKET/${STORE_PREFIX}meta_" >"$KIT_TMP/ls.out" 2>"$KIT_TMP/ls.err"
+# objects_ls: the store's listing (S3, no --as-of): a line "<key> TAB <size> TAB <class>" for each
+# object whose name begins with LS_FROM ("meta_": the metas; restore.sh: "", every object, the
+# metas and the archived ones in one listing; "None" for an empty page), into KIT_TMP/ls.out and
+# ls.err. LS_EARLY=1: store_init starts it in the background beside the first request.
+LS_FROM=meta_
+LS_EARLY=0
+objects_ls() {
+  aws_run s3api list-objects-v2 --bucket "$STORE_BUCKET" --prefix "$STORE_PREFIX$LS_FROM" \
+    --query 'Contents[].[Key,Size,StorageClass]' --output text >"$KIT_TMP/ls.out" 2>"$KIT_TMP/ls.err"
+}
+
+# objects_list: objects_ls's answer in KIT_TMP/ls.out (waited for, or made now, once).
+objects_list() {
+  local rc=0
+  if [ -f "$KIT_TMP/ls.done" ]; then return 0; fi
+  answer objects_ls || rc=$?
+  if [ "$rc" -ne 0 ]; then die "cannot list $(store_desc): $(first_line "$KIT_TMP/ls.err")"; fi
+  : >"$KIT_TMP/ls.done"
 }
 
 # is_meta_name NAME: meta_<name>_<YYYYMMDDTHHMMSSZ>, <name> 1 to 64 of A-Z a-z 0-9 . _ -, not
@@ -682,9 +714,9 @@ is_meta_name() {
 
 # store_list_metas OUT: write "<time> <name> <meta> <size>" lines, sorted by time then name.
 # Only top-level meta_* objects count: never the copies under passwd/ (a local glob does not
-# descend into folders, "aws s3 ls" without --recursive shows them as PRE).
+# descend into folders; a listed key with a "/" after the prefix is no meta name).
 store_list_metas() {
-  local out=$1 raw="$KIT_TMP/metas.raw" f n d="" sz rest rc err
+  local out=$1 raw="$KIT_TMP/metas.raw" f n sz rest
   : >"$raw"
   if [ "$STORE_KIND" = dir ]; then
     for f in "$STORE_DIR"/meta_*; do
@@ -700,19 +732,10 @@ store_list_metas() {
       if is_meta_name "$n"; then printf '%s\n' "$n $sz" >>"$raw"; fi
     done <"$AS_OF_INDEX"
   else
-    rc=0
-    answer metas_ls || rc=$?
-    if [ "$rc" -ne 0 ]; then
-      err=$(first_line "$KIT_TMP/ls.err")
-      # "aws s3 ls" exits 1 without a message when nothing matches.
-      if [ -n "$err" ] || [ -s "$KIT_TMP/ls.out" ]; then
-        die "cannot list $(store_desc): $err"
-      fi
-    fi
-    while IFS=' ' read -r d _ sz n rest || [ -n "$d" ]; do
-      if [ "$d" = PRE ] || [ -z "$n" ] || [ -n "$rest" ]; then d=""; continue; fi
-      if is_meta_name "$n"; then printf '%s\n' "$n $sz" >>"$raw"; fi
-      d=""
+    objects_list
+    while IFS="$TAB" read -r n sz _ || [ -n "$n" ]; do
+      n=${n#"$STORE_PREFIX"}
+      if is_meta_name "$n" && is_uint "$sz"; then printf '%s\n' "$n $sz" >>"$raw"; fi
     done <"$KIT_TMP/ls.out"
   fi
   : >"$out"

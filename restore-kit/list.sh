@@ -52,6 +52,7 @@ main() {
 
   need cat cp cut id mktemp rm sort tail wc
   kit_init
+  LS_EARLY=1 # (the metas' listing beside the first request)
   store_init "$ARG_STORE" "$endpoint" "$region"
   if [ "$count" = 1 ] || [ -n "$pwfile" ] || [ -n "${S3BACKUP_PASSWORD:-}" ]; then check_openssl; fi
   if get_password "$pwfile" "$count"; then have_pw=1; fi

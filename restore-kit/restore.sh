@@ -1804,27 +1804,21 @@ ARCHIVED=0          # files left for a rerun: their objects' copies are not read
 EXIT_ARCHIVED=7
 AWS_CP_EXTRA=()     # --force-glacier-transfer once archived objects are about
 
-# archived_ls: archived_list's request (started early by main), into KIT_TMP/arch.raw and .err.
-archived_ls() {
-  aws_run s3api list-objects-v2 --bucket "$STORE_BUCKET" --prefix "$STORE_PREFIX" \
-    --query "Contents[?StorageClass=='GLACIER' || StorageClass=='DEEP_ARCHIVE'].Key" \
-    --output text >"$KIT_TMP/arch.raw" 2>"$KIT_TMP/arch.err"
-}
-
-# archived_list OUT: the store's data objects in an archive class, sorted.
+# archived_list OUT: the store's data objects in an archive class, sorted (from objects_ls, the
+# store's listing: the keys of the archive classes by one join, not a bash loop over every key).
 archived_list() {
-  local rc=0 k n
-  answer archived_ls || rc=$?
-  if [ "$rc" -ne 0 ]; then die "cannot list $(store_desc): $(first_line "$KIT_TMP/arch.err")"; fi
-  # Text output: keys separated by tabs, a line per page; "None" when there are none.
-  tr '\t' '\n' <"$KIT_TMP/arch.raw" | while IFS= read -r k || [ -n "$k" ]; do
-    k=${k%"$CR"}
-    n=${k#"$STORE_PREFIX"}
-    case "$n" in
-    packs/* | data/*) printf '%s\n' "$n" ;;
-    *) if is_hex "$n" 32; then printf '%s\n' "$n"; fi ;;
-    esac
-  done | LC_ALL=C sort -u >"$1"
+  local k n
+  objects_list
+  tr -d '\r' <"$KIT_TMP/ls.out" | LC_ALL=C sort -t "$TAB" -k3,3 >"$KIT_TMP/ls.by-class" ||
+    die "cannot sort the listing of $(store_desc) in $KIT_TMP"
+  printf 'DEEP_ARCHIVE\nGLACIER\n' | LC_ALL=C join -t "$TAB" -1 3 -2 1 -o 1.1 "$KIT_TMP/ls.by-class" - |
+    while IFS= read -r k || [ -n "$k" ]; do
+      n=${k#"$STORE_PREFIX"}
+      case "$n" in
+      packs/* | data/*) printf '%s\n' "$n" ;;
+      *) if is_hex "$n" 32; then printf '%s\n' "$n"; fi ;;
+      esac
+    done | LC_ALL=C sort -u >"$1"
 }
 
 # thaw_state NAME: "ready" (readable, or no longer archived), "ongoing" or "none" (no copy).
@@ -2039,17 +2033,14 @@ main() {
   store=$ARG_STORE spec=$ARG_SPEC target=$ARG_TARGET
   endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
 
-  need cat chmod chown comm cp cut date df id ln mkdir mktemp mv rm rmdir sleep sort split tail touch tr uname uniq wc
+  need cat chmod chown comm cp cut date df id join ln mkdir mktemp mv rm rmdir sleep sort split tail touch tr uname uniq wc
   check_openssl
   kit_init
   pick_md5
+  # The store's listing, made beside the first request (S3): the metas, to pick the backup, and
+  # the archived objects, for phase 2.
+  LS_FROM="" LS_EARLY=1
   store_init "$store" "$endpoint" "$region"
-  if [ "$STORE_KIND" = s3 ] && [ -z "$AS_OF" ]; then
-    # Meanwhile (answered where they are read): the metas' listing, to pick the backup, and the
-    # archived objects', for phase 2.
-    if ! is_meta_name "$spec"; then early metas_ls; fi
-    early archived_ls
-  fi
   get_password "$pwfile" 1
   load_repo_conf
   # Meanwhile: the repository's key, fetched and unwrapped (a key derivation) while the meta is.

@@ -4,11 +4,12 @@
  * of 32 HEADs (no full listing: the files cache and the meta it was made for vouch for the
  * objects, the sample checks that they are there; `restore-kit/` is listed); a few new
  * contents are looked up by HEAD; without a cache, and with nothing to vouch
- * (--force-rehash), one listing.
+ * (--force-rehash), one listing. The kit restores a format 3 backup with one listing, the
+ * descriptor, the key, the meta and its packs.
  */
 import assert from "node:assert/strict";
 import { createRepository } from "../../src/repo/repository.ts";
-import { makeBucket, removeBucket, s3Targets, targetStore } from "../s3_env.ts";
+import { childEnv, makeBucket, removeBucket, s3Targets, targetStore } from "../s3_env.ts";
 import { FaultProxy } from "./fault_proxy.ts";
 import { kitFiles } from "../../src/cli/kit.ts";
 import { PASSWORD, s3backup, start, until } from "./harness.ts";
@@ -109,6 +110,38 @@ Deno.test({
       const cold = await backup();
       assert.deepEqual(puts(cold), [], cold.join("\n"));
       assert.equal(cold.filter((l) => l.startsWith("get index/")).length, 2, cold.join("\n"));
+
+      // The kit: the descriptor (its first request: no HeadBucket), one listing of everything (the
+      // backups and the archived objects, made meanwhile), the key, the meta, a pack each.
+      const kit = async (script: string, ...args: string[]) => {
+        proxy.log.length = 0;
+        const out = await new Deno.Command("bash", {
+          args: [new URL(`../../restore-kit/${script}`, import.meta.url).pathname, ...args],
+          env: childEnv({ ...runEnv, S3BACKUP_PASSWORD: PASSWORD }),
+          clearEnv: true,
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+        return besidesLock(proxy.log).map((n) => n.replace(/[0-9a-f]{32}|_\d{8}T\d{6}Z/g, "X"));
+      };
+      const restore = await kit("restore.sh", `s3://${bucket}/r`, "latest", `${dir}/kit-out`);
+      assert.deepEqual(restore.sort(), [
+        "get meta_srcX",
+        "get packs/X", // the tree's
+        "get packs/X", // "new"
+        "get s3backup.conf",
+        "get s3backup.key",
+        "list ",
+      ]);
+      const list = await kit("list.sh", `s3://${bucket}/r`);
+      assert.deepEqual(list.sort(), [
+        ...Array(4).fill("get meta_srcX"), // each backup's meta, for its summary
+        "get s3backup.conf",
+        "get s3backup.key",
+        "list meta_",
+      ]);
     }),
 });
 
