@@ -1087,10 +1087,22 @@ BATCH_MD5S=()
 BATCH_N=0
 BATCH_BYTES=0
 
+# cp_many SUB OUT NAME...: the objects SUB<NAME> (names without glob characters) into OUT/<NAME>
+# by one aws s3 cp --recursive (a process for them all; its listing reads every key under SUB);
+# aws's exit code, its complaints in KIT_TMP/aws.err.
+cp_many() {
+  local sub=$1 out=$2 n
+  local -a args
+  args=(--exclude '*')
+  shift 2
+  for n in "$@"; do args=("${args[@]}" --include "$n"); done
+  aws_run s3 cp "s3://$STORE_BUCKET/$STORE_PREFIX$sub" "$out/" --recursive --only-show-errors \
+    ${AWS_CP_EXTRA[@]+"${AWS_CP_EXTRA[@]}"} "${args[@]}" >/dev/null 2>"$KIT_TMP/aws.err"
+}
+
 # flush_batch: fetch the batch's objects into KIT_WORK/obj, restore its entries, delete them.
 flush_batch() {
   local i=0 m line rc obj=$KIT_WORK/obj
-  local -a args
   if [ "$BATCH_N" -eq 0 ]; then return 0; fi
   : >"$KIT_TMP/batch.err"
   mkdir -p -- "$obj"
@@ -1105,14 +1117,8 @@ flush_batch() {
       fi
     done
   else
-    args=(--exclude '*')
-    while [ "$i" -lt "$BATCH_N" ]; do
-      args=("${args[@]}" --include "${BATCH_MD5S[i]}")
-      i=$((i + 1))
-    done
     rc=0
-    aws_run s3 cp "s3://$STORE_BUCKET/$STORE_PREFIX" "$obj/" --recursive --only-show-errors \
-      ${AWS_CP_EXTRA[@]+"${AWS_CP_EXTRA[@]}"} "${args[@]}" >/dev/null 2>"$KIT_TMP/aws.err" || rc=$?
+    cp_many "" "$obj" "${BATCH_MD5S[@]:0:BATCH_N}" || rc=$?
     if [ "$rc" -ne 0 ]; then
       warn "aws s3 cp failed (exit $rc): $(first_line "$KIT_TMP/aws.err")"
       printf '%s\n' "* download failed: $(first_line "$KIT_TMP/aws.err")" >>"$KIT_TMP/batch.err"
@@ -1778,16 +1784,33 @@ member_keys() {
   if [ "${#w[@]}" -gt 0 ]; then printf "${1##*/}/%s/%s\n" "${w[@]}" >"$1/.keys"; fi
 }
 
-# fetch_keys LIST OBJDIR: the objects named in LIST into OBJDIR (same names), KIT_JOBS at a
-# time, as of AS_OF when given; failures other than "missing" into KIT_TMP/batch.err.
+# fetch_keys LIST OBJDIR: the objects named in LIST into OBJDIR (same names), as of AS_OF when
+# given; failures other than "missing" into KIT_TMP/batch.err. More packs than KIT_JOBS: by one
+# aws process (cp_many: an aws call costs ~0.5 s of CPU before its first request) when listing
+# the store's packs takes fewer requests (a page of 1,000: STORE_PACKS) than that saves calls;
+# then what is left (other objects, packs that failed, which tells why), a GET each, KIT_JOBS at
+# once.
 fetch_keys() {
-  local key i=0
+  local key i=0 left=$KIT_TMP/fetch.keys
+  local -a packs
+  packs=()
+  : >"$left"
   while IFS= read -r -u 3 key; do
     if [ -e "$UNPACKED/${key#packs/}" ] || [ -f "$2/$key" ]; then continue; fi # prefetch_v3's
+    printf '%s\n' "$key" >>"$left"
+    if [ "${key:0:6}" = packs/ ] && is_hex "${key#packs/}" 32; then packs=("${packs[@]}" "${key#packs/}"); fi
+  done 3<"$1"
+  if [ "${#packs[@]}" -gt "$KIT_JOBS" ] && [ -z "$AS_OF" ] && is_uint "$STORE_PACKS" &&
+    [ "$((STORE_PACKS / 1000))" -lt "${#packs[@]}" ]; then
+    # (what it could not fetch is fetched below, a GET each, which tells why)
+    if mkdir -p -- "$2/packs"; then cp_many packs/ "$2/packs" "${packs[@]}" || true; fi
+  fi
+  while IFS= read -r -u 3 key; do
+    if [ -f "$2/$key" ]; then continue; fi
     i=$((i + 1))
     fetch_version "$i" "$key" "$2" &
     if [ $((i % KIT_JOBS)) -eq 0 ]; then wait; fi
-  done 3<"$1"
+  done 3<"$left"
   wait
   for key in "$KIT_TMP"/fv.*/err; do
     if [ -f "$key" ]; then cat -- "$key" >>"$KIT_TMP/batch.err"; fi
@@ -1805,10 +1828,16 @@ EXIT_ARCHIVED=7
 AWS_CP_EXTRA=()     # --force-glacier-transfer once archived objects are about
 
 # archived_list OUT: the store's data objects in an archive class, sorted (from objects_ls, the
-# store's listing: the keys of the archive classes by one join, not a bash loop over every key).
+# store's listing: the keys of the archive classes by one join, not a bash loop over every key);
+# STORE_PACKS, how many packs it lists.
+STORE_PACKS="" # how many packs the listing holds (fetch_keys)
 archived_list() {
-  local k n
+  local k n a=$((${#STORE_PREFIX} + 1))
   objects_list
+  printf 'packs/\n' >"$KIT_TMP/packs.word"
+  STORE_PACKS=$(cut -f 1 -- "$KIT_TMP/ls.out" | cut -c "$a-$((a + 5))" | LC_ALL=C sort |
+    LC_ALL=C join - "$KIT_TMP/packs.word" | wc -l) || STORE_PACKS=""
+  STORE_PACKS=${STORE_PACKS//[!0-9]/}
   tr -d '\r' <"$KIT_TMP/ls.out" | LC_ALL=C sort -t "$TAB" -k3,3 >"$KIT_TMP/ls.by-class" ||
     die "cannot sort the listing of $(store_desc) in $KIT_TMP"
   printf 'DEEP_ARCHIVE\nGLACIER\n' | LC_ALL=C join -t "$TAB" -1 3 -2 1 -o 1.1 "$KIT_TMP/ls.by-class" - |

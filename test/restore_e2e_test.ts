@@ -749,3 +749,85 @@ Deno.test("restore, format 3: a damaged pack loses the files of its damaged gzip
     await f.cleanup();
   }
 });
+
+for (const target of s3Targets()) {
+  Deno.test(`restore, format 3 (${target.label}): the kit fetches a batch of packs by one aws call; a missing and a damaged pack in it cost only their files`, async () => {
+    const f = await fx(target);
+    try {
+      const src = `${f.dir}/src`;
+      Deno.mkdirSync(src);
+      // 600 files of 4 KiB that do not shrink: packs of 512 KiB, about five of them.
+      let x = 7;
+      for (let i = 0; i < 600; i++) {
+        const b = new Uint8Array(4096).map(() => (x = (x * 1103515245 + 12345) >>> 0) >>> 24);
+        Deno.writeFileSync(`${src}/f${i}`, b);
+      }
+      ok(
+        await s3backup(["backup", "-f", src, "-b", f.repo, "-c", "--pack-size", "512K"], f.env),
+        "backup",
+      );
+      const store = targetStore(
+        target,
+        f.repo.split("/")[2]!,
+        f.repo.split("/").slice(3).join("/"),
+      );
+      try {
+        const packs: string[] = [];
+        for await (const o of store.list("packs/")) packs.push(o.name);
+        packs.sort();
+        assert.ok(packs.length >= 4, `${packs.length} packs`);
+        await store.remove([packs[0]!]);
+        const body = new Uint8Array(await new Response(await store.load(packs[1]!)).arrayBuffer());
+        body[Math.floor(body.length / 2)]! ^= 0x40;
+        await store.save(packs[1]!, body);
+        // The aws CLI the kit runs, behind a shim that writes down each call.
+        const shim = `${f.dir}/shim`;
+        Deno.mkdirSync(shim);
+        const aws = new TextDecoder().decode(
+          new Deno.Command("bash", { args: ["-c", "command -v aws"], stdout: "piped" }).outputSync()
+            .stdout,
+        ).trim();
+        Deno.writeTextFileSync(
+          `${shim}/aws`,
+          `#!/bin/bash\nprintf '%s\\n' "$*" >>${shim}/calls\nexec ${aws} "$@"\n`,
+          { mode: 0o755 },
+        );
+        const t = `${f.dir}/t`;
+        const r = await kit("restore.sh", [f.repo, "latest", t], {
+          ...f.env,
+          PATH: `${shim}:${f.env.PATH}`,
+          S3BACKUP_KIT_JOBS: "2", // (more packs than workers: one aws call for them)
+        });
+        assert.equal(r.code, 3, r.stderr);
+        for (const p of packs.slice(0, 2)) {
+          assert.ok(r.stderr.includes(p), `${p} named:\n${r.stderr}`);
+        }
+        const calls = Deno.readTextFileSync(`${shim}/calls`).trimEnd().split("\n");
+        assert.equal(
+          calls.filter((c) => / s3 cp .*\/packs\/ /.test(c)).length,
+          1,
+          calls.join("\n"),
+        );
+        // A GET for the missing pack alone (which tells it is missing; once more, as ever).
+        const gets = calls.filter((c) => /get-object .*packs\//.test(c));
+        assert.ok(gets.length > 0 && gets.every((c) => c.includes(packs[0]!)), gets.join("\n"));
+        const restored = snapshot(t).filter((e) => e.type === "f");
+        for (const e of restored) {
+          assert.equal(
+            md5(Deno.readFileSync(`${t}/${e.path}`)),
+            md5(Deno.readFileSync(`${src}/${e.path}`)),
+            `${e.path} restored with other bytes`,
+          );
+        }
+        // The other packs' files, every one (each pack holds 100-130 of the 600).
+        const failed = Number(/(\d+) failed$/m.exec(r.stderr)?.[1]);
+        assert.equal(restored.length + failed, 600, r.stderr);
+        assert.ok(failed >= 100 && failed <= 300, `${failed} failed`);
+      } finally {
+        store.close?.();
+      }
+    } finally {
+      await f.cleanup();
+    }
+  });
+}
