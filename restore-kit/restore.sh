@@ -1379,33 +1379,46 @@ bulk_range() {
 }
 
 # files_fast: (phase 2) the fast lane's lines (KIT_TMP/fast, a run a pack) in batches of
-# BATCH_V3 packs (flush_fast); one uniq -c tells how many lines each pack has.
+# BATCH_V3 packs (flush_fast), made first (one uniq -c tells how many lines each pack has): the
+# next batch's packs are fetched and unpacked while a batch's files are placed.
 files_fast() {
-  local n w nk=0 first=1 count=0
+  local n w nk=0 b=0 first=1 count=0 fb=$KIT_TMP/fast.b
   if [ ! -s "$KIT_TMP/fast" ]; then return 0; fi
   cut -d ' ' -f 8 -- "$KIT_TMP/fast" | cut -c 1-32 | uniq -c >"$KIT_TMP/fast.packs"
-  : >"$KIT_TMP/batch.keys"
+  # fast.b.B: batch B's packs; fast.b.B.lines: "FIRST COUNT", its lines of KIT_TMP/fast.
+  : >"$fb.0"
   while read -r n w <&3; do
     if [ "$nk" -ge "$BATCH_V3" ]; then
-      flush_fast "$first" "$count"
-      first=$((first + count)) count=0 nk=0
-      : >"$KIT_TMP/batch.keys"
+      printf '%s %s\n' "$first" "$count" >"$fb.$b.lines"
+      b=$((b + 1)) first=$((first + count)) count=0 nk=0
+      : >"$fb.$b"
     fi
-    printf 'packs/%s\n' "$w" >>"$KIT_TMP/batch.keys"
+    printf 'packs/%s\n' "$w" >>"$fb.$b"
     nk=$((nk + 1)) count=$((count + n))
   done 3<"$KIT_TMP/fast.packs"
-  FAST_LAST=1
-  flush_fast "$first" "$count"
+  printf '%s %s\n' "$first" "$count" >"$fb.$b.lines"
+  n=0
+  while [ "$n" -le "$b" ]; do
+    read -r first count <"$fb.$n.lines" || die "cannot read $fb.$n.lines"
+    cp -- "$fb.$n" "$KIT_TMP/batch.keys" || die "cannot copy $fb.$n in $KIT_TMP"
+    w=""
+    if [ "$n" -lt "$b" ]; then w=$fb.$((n + 1)); else FAST_LAST=1; fi
+    flush_fast "$first" "$count" "$w"
+    n=$((n + 1))
+  done
   : >"$KIT_TMP/batch.keys"
 }
 
-# flush_fast FIRST COUNT: lines FIRST.. of the fast lane (COUNT of them) restored from their
-# packs (batch.keys), fetched and unpacked; the lines the fast lane did not place go through
-# restore_files while the packs are still unpacked.
+# flush_fast FIRST COUNT NEXT: lines FIRST.. of the fast lane (COUNT of them) restored from their
+# packs (batch.keys), fetched and unpacked, while the packs listed in NEXT (if any) are fetched
+# and unpacked in the background (prefetch_start); the lines the fast lane did not place go
+# through restore_files while the packs are still unpacked; then the batch's packs are removed.
 flush_fast() {
-  local f=$KIT_TMP/fbatch
+  local f=$KIT_TMP/fbatch k
+  local -a gone
   head -n "$(($1 + $2 - 1))" -- "$KIT_TMP/fast" | tail -n "+$1" >"$f"
   fetch_unpack
+  if [ -n "$3" ] && [ -z "$AS_OF" ]; then prefetch_start "$3"; fi # (as prefetch_v3)
   fast_lines "$f"
   fast_trust "$f.ok"
   fast_place "$f"
@@ -1414,18 +1427,24 @@ flush_fast() {
     restore_files "$f.rej" "$SRC"
   fi
   rm -f -- "$f" "$f".*
-  # The unpacked packs and the staging folders (empty, or what a chunk that failed left): after
-  # the last batch, with the work folder (phase 4 meanwhile) unless files_v3 needs it first.
+  # The batch's unpacked packs and the staging folders (empty, or what a chunk that failed left):
+  # after the last batch, with the work folder (phase 4 meanwhile) unless files_v3 needs it first.
   if [ "$FAST_LAST" != 1 ] || [ -s "$KIT_TMP/files" ]; then
-    rm -rf -- "$KIT_WORK/obj" "$UNPACKED" "$KIT_WORK"/fs.*
+    gone=()
+    while IFS= read -r k; do gone=("${gone[@]}" "$UNPACKED/${k#packs/}"); done <"$KIT_TMP/batch.keys"
+    rm -rf -- ${gone[@]+"${gone[@]}"} "$KIT_WORK"/fs.*
   fi
 }
 
 # fast_lines LIST: LIST.ok, its lines whose member (<pack>/<size>/<md5>, from the where, size and
-# md5 fields) is unpacked and checked, with that size (member_keys), by path; LIST.rej
-# the others. (A line whose fields are not what cut takes them for is refused by fast_chunk.)
+# md5 fields) is unpacked and checked, with that size (member_keys: the batch's packs'), by path;
+# LIST.rej the others. (A line whose fields are not what cut takes them for is refused by
+# fast_chunk.)
 fast_lines() {
-  cat -- "$UNPACKED"/*/.keys 2>/dev/null | LC_ALL=C sort -u >"$1.have"
+  local k
+  while IFS= read -r k; do
+    if [ -f "$UNPACKED/${k#packs/}/.keys" ]; then cat -- "$UNPACKED/${k#packs/}/.keys"; fi
+  done <"$KIT_TMP/batch.keys" | LC_ALL=C sort -u >"$1.have"
   cut -d ' ' -f 8 -- "$1" | cut -c 1-32 >"$1.p"
   cut -c 1-32 -- "$1" >"$1.m"
   cut -d ' ' -f 6 -- "$1" >"$1.s"
@@ -1703,9 +1722,16 @@ prefetch_v3() {
   done <"$KIT_TMP/pre.where"
   LC_ALL=C sort -u -o "$KIT_TMP/pre.keys" "$KIT_TMP/pre.keys" # (<pack> and <pack>.gz: one)
   if [ ! -s "$KIT_TMP/pre.keys" ]; then return 0; fi
+  prefetch_start "$KIT_TMP/pre.keys"
+}
+
+# prefetch_start LIST: the packs named in LIST (a file left as it is until prefetch_wait) fetched
+# (S3) and unpacked in the background (prefetch_job), once the one before is done.
+prefetch_start() {
+  prefetch_wait
   UNPACKED=$KIT_WORK/u
   mkdir -p -- "$KIT_WORK/obj/packs" "$UNPACKED" || return 0
-  prefetch_job &
+  prefetch_job "$1" &
   PREFETCH_PID=$!
   KIT_EARLY="$KIT_EARLY $!"
 }
@@ -1716,17 +1742,17 @@ prefetch_wait() {
   PREFETCH_PID=""
 }
 
-# prefetch_job: prefetch_v3's work, in the background (its temporary files of its own). Stopped
-# (kit_cleanup), it stops its own jobs first: none may write once the work folder is gone.
+# prefetch_job LIST: prefetch_start's work, in the background (its temporary files of its own).
+# Stopped (kit_cleanup), it stops its own jobs first: none may write once the work folder is gone.
 prefetch_job() {
   local src=$STORE_DIR KIT_TMP=$KIT_TMP/pre
   trap 'kill $(jobs -p) 2>/dev/null; wait; exit 143' TERM
   mkdir -p -- "$KIT_TMP" || exit 0
   if [ "$STORE_KIND" = s3 ]; then
     src=$KIT_WORK/obj
-    fetch_keys "${KIT_TMP%/pre}/pre.keys" "$src"
+    fetch_keys "$1" "$src"
   fi
-  unpack_keys "${KIT_TMP%/pre}/pre.keys" "$src"
+  unpack_keys "$1" "$src"
 }
 
 # ready_members DIR TARERR: the members of an unpacked pack, gunzipped (a gzip per 200 of them)

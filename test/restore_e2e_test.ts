@@ -751,7 +751,7 @@ Deno.test("restore, format 3: a damaged pack loses the files of its damaged gzip
 });
 
 for (const target of s3Targets()) {
-  Deno.test(`restore, format 3 (${target.label}): the kit fetches a batch of packs by one aws call; a missing and a damaged pack in it cost only their files`, async () => {
+  Deno.test(`restore, format 3 (${target.label}): the kit fetches a batch of packs by one aws call, or a batch while it places one; a missing and a damaged pack cost only their files`, async () => {
     const f = await fx(target);
     try {
       const src = `${f.dir}/src`;
@@ -811,18 +811,31 @@ for (const target of s3Targets()) {
         // A GET for the missing pack alone (which tells it is missing; once more, as ever).
         const gets = calls.filter((c) => /get-object .*packs\//.test(c));
         assert.ok(gets.length > 0 && gets.every((c) => c.includes(packs[0]!)), gets.join("\n"));
-        const restored = snapshot(t).filter((e) => e.type === "f");
-        for (const e of restored) {
-          assert.equal(
-            md5(Deno.readFileSync(`${t}/${e.path}`)),
-            md5(Deno.readFileSync(`${src}/${e.path}`)),
-            `${e.path} restored with other bytes`,
-          );
-        }
-        // The other packs' files, every one (each pack holds 100-130 of the 600).
-        const failed = Number(/(\d+) failed$/m.exec(r.stderr)?.[1]);
-        assert.equal(restored.length + failed, 600, r.stderr);
-        assert.ok(failed >= 100 && failed <= 300, `${failed} failed`);
+        const same = (t: string, r: Run) => {
+          const restored = snapshot(t).filter((e) => e.type === "f");
+          for (const e of restored) {
+            assert.equal(
+              md5(Deno.readFileSync(`${t}/${e.path}`)),
+              md5(Deno.readFileSync(`${src}/${e.path}`)),
+              `${e.path} restored with other bytes`,
+            );
+          }
+          // The other packs' files, every one (each pack holds 100-130 of the 600).
+          const failed = Number(/(\d+) failed$/m.exec(r.stderr)?.[1]);
+          assert.equal(restored.length + failed, 600, r.stderr);
+          assert.ok(failed >= 100 && failed <= 300, `${failed} failed`);
+          return restored.length;
+        };
+        const n = same(t, r);
+        // Batches of 2 packs, a GET each: each batch's packs fetched while the one before is
+        // placed. The same files.
+        const r2 = await kit("restore.sh", [f.repo, "latest", `${t}2`], {
+          ...f.env,
+          S3BACKUP_KIT_BATCH_OBJECTS: "2",
+          S3BACKUP_KIT_JOBS: "2",
+        });
+        assert.equal(r2.code, 3, r2.stderr);
+        assert.equal(same(`${t}2`, r2), n);
       } finally {
         store.close?.();
       }
