@@ -2159,6 +2159,7 @@ main() {
   OK_PARENT=""
   if [ "$META_VERSION" = 3 ]; then
     files_fast
+    FAST=0 # (the packs files_v3 unpacks need no member keys: member_keys)
     files_v3
   elif [ "$STORE_KIND" = s3 ]; then
     LC_ALL=C sort -o "$KIT_TMP/files" "$KIT_TMP/files"
