@@ -1431,7 +1431,7 @@ flush_fast() {
   # after the last batch, with the work folder (phase 4 meanwhile) unless files_v3 needs it first.
   if [ "$FAST_LAST" != 1 ] || [ -s "$KIT_TMP/files" ]; then
     gone=()
-    while IFS= read -r k; do gone=("${gone[@]}" "$UNPACKED/${k#packs/}"); done <"$KIT_TMP/batch.keys"
+    while IFS= read -r k; do gone[${#gone[@]}]=$UNPACKED/${k#packs/}; done <"$KIT_TMP/batch.keys"
     rm -rf -- ${gone[@]+"${gone[@]}"} "$KIT_WORK"/fs.*
   fi
 }
@@ -1824,7 +1824,7 @@ fetch_keys() {
   while IFS= read -r -u 3 key; do
     if [ -e "$UNPACKED/${key#packs/}" ] || [ -f "$2/$key" ]; then continue; fi # prefetch_v3's
     printf '%s\n' "$key" >>"$left"
-    if [ "${key:0:6}" = packs/ ] && is_hex "${key#packs/}" 32; then packs=("${packs[@]}" "${key#packs/}"); fi
+    if [ "${key:0:6}" = packs/ ] && is_hex "${key#packs/}" 32; then packs[${#packs[@]}]=${key#packs/}; fi
   done 3<"$1"
   if [ "${#packs[@]}" -gt "$KIT_JOBS" ] && [ -z "$AS_OF" ] && is_uint "$STORE_PACKS" &&
     [ "$((STORE_PACKS / 1000))" -lt "${#packs[@]}" ]; then
@@ -1855,15 +1855,17 @@ AWS_CP_EXTRA=()     # --force-glacier-transfer once archived objects are about
 
 # archived_list OUT: the store's data objects in an archive class, sorted (from objects_ls, the
 # store's listing: the keys of the archive classes by one join, not a bash loop over every key);
-# STORE_PACKS, how many packs it lists.
+# STORE_PACKS, how many packs it lists (format 3).
 STORE_PACKS="" # how many packs the listing holds (fetch_keys)
 archived_list() {
   local k n a=$((${#STORE_PREFIX} + 1))
   objects_list
-  printf 'packs/\n' >"$KIT_TMP/packs.word"
-  STORE_PACKS=$(cut -f 1 -- "$KIT_TMP/ls.out" | cut -c "$a-$((a + 5))" | LC_ALL=C sort |
-    LC_ALL=C join - "$KIT_TMP/packs.word" | wc -l) || STORE_PACKS=""
-  STORE_PACKS=${STORE_PACKS//[!0-9]/}
+  if [ "$META_VERSION" = 3 ]; then
+    printf 'packs/\n' >"$KIT_TMP/packs.word"
+    STORE_PACKS=$(cut -f 1 -- "$KIT_TMP/ls.out" | cut -c "$a-$((a + 5))" | LC_ALL=C sort |
+      LC_ALL=C join - "$KIT_TMP/packs.word" | wc -l) || STORE_PACKS=""
+    STORE_PACKS=${STORE_PACKS//[!0-9]/}
+  fi
   tr -d '\r' <"$KIT_TMP/ls.out" | LC_ALL=C sort -t "$TAB" -k3,3 >"$KIT_TMP/ls.by-class" ||
     die "cannot sort the listing of $(store_desc) in $KIT_TMP"
   printf 'DEEP_ARCHIVE\nGLACIER\n' | LC_ALL=C join -t "$TAB" -1 3 -2 1 -o 1.1 "$KIT_TMP/ls.by-class" - |
