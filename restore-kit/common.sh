@@ -550,7 +550,7 @@ first_contact() {
   else
     rc=1
     rm -f -- "$KIT_TMP/s3backup.conf"
-    case "$(cat -- "$KIT_TMP/first.err")" in *NoSuchKey* | *"(404)"* | *"Not Found"*) CONF_FIRST=missing ;; esac
+    if said_missing "$KIT_TMP/first.err"; then CONF_FIRST=missing; fi
   fi
   KIT_ANSWERED=1
   if [ "$rc" -eq 0 ]; then return 0; fi
@@ -574,10 +574,16 @@ first_line() {
   printf '%s' "$l"
 }
 
+# said_missing ERRFILE: the aws CLI's complaints in ERRFILE say the object is not there.
+said_missing() {
+  case "$(cat -- "$1")" in *NoSuchKey* | *"(404)"* | *"Not Found"*) return 0 ;; esac
+  return 1
+}
+
 # store_get NAME DEST: fetch one object. On failure returns 1 with STORE_ERR = "missing" when
 # the object does not exist, else a message.
 store_get() {
-  local name=$1 dest=$2 err version=()
+  local name=$1 dest=$2 version=()
   STORE_ERR=""
   if [ "$STORE_KIND" = dir ]; then
     if [ ! -f "$STORE_DIR/$name" ]; then
@@ -602,21 +608,17 @@ store_get() {
     ${version[@]+"${version[@]}"} "$dest" >/dev/null 2>"$KIT_TMP/aws.err"; then
     return 0
   fi
-  err=$(cat -- "$KIT_TMP/aws.err")
-  case "$err" in
-  *NoSuchKey* | *"(404)"* | *"Not Found"*) STORE_ERR=missing ;;
-  *)
+  if said_missing "$KIT_TMP/aws.err"; then
+    STORE_ERR=missing
+  else
     # Some servers' 404 bodies trip the CLI up (Ceph RGW: "argument of type 'NoneType' is not
     # iterable"): a HEAD, which has no body, tells whether the object is there.
     STORE_ERR="download failed: $(first_line "$KIT_TMP/aws.err")"
     if ! aws_run s3api head-object --bucket "$STORE_BUCKET" --key "$STORE_PREFIX$name" \
-      ${version[@]+"${version[@]}"} >/dev/null 2>"$KIT_TMP/aws.err"; then
-      case "$(cat -- "$KIT_TMP/aws.err")" in
-      *NoSuchKey* | *"(404)"* | *"Not Found"*) STORE_ERR=missing ;;
-      esac
+      ${version[@]+"${version[@]}"} >/dev/null 2>"$KIT_TMP/aws.err" && said_missing "$KIT_TMP/aws.err"; then
+      STORE_ERR=missing
     fi
-    ;;
-  esac
+  fi
   rm -f -- "$dest"
   return 1
 }

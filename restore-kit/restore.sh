@@ -1095,7 +1095,7 @@ cp_many() {
   local -a args
   args=(--exclude '*')
   shift 2
-  for n in "$@"; do args=("${args[@]}" --include "$n"); done
+  for n in "$@"; do args+=(--include "$n"); done
   aws_run s3 cp "s3://$STORE_BUCKET/$STORE_PREFIX$sub" "$out/" --recursive --only-show-errors \
     ${AWS_CP_EXTRA[@]+"${AWS_CP_EXTRA[@]}"} "${args[@]}" >/dev/null 2>"$KIT_TMP/aws.err"
 }
@@ -1431,7 +1431,7 @@ flush_fast() {
   # after the last batch, with the work folder (phase 4 meanwhile) unless files_v3 needs it first.
   if [ "$FAST_LAST" != 1 ] || [ -s "$KIT_TMP/files" ]; then
     gone=()
-    while IFS= read -r k; do gone[${#gone[@]}]=$UNPACKED/${k#packs/}; done <"$KIT_TMP/batch.keys"
+    while IFS= read -r k; do gone+=("$UNPACKED/${k#packs/}"); done <"$KIT_TMP/batch.keys"
     rm -rf -- ${gone[@]+"${gone[@]}"} "$KIT_WORK"/fs.*
   fi
 }
@@ -1824,7 +1824,7 @@ fetch_keys() {
   while IFS= read -r -u 3 key; do
     if [ -e "$UNPACKED/${key#packs/}" ] || [ -f "$2/$key" ]; then continue; fi # prefetch_v3's
     printf '%s\n' "$key" >>"$left"
-    if [ "${key:0:6}" = packs/ ] && is_hex "${key#packs/}" 32; then packs[${#packs[@]}]=${key#packs/}; fi
+    if [ "${key:0:6}" = packs/ ] && is_hex "${key#packs/}" 32; then packs+=("${key#packs/}"); fi
   done 3<"$1"
   if [ "${#packs[@]}" -gt "$KIT_JOBS" ] && [ -z "$AS_OF" ] && is_uint "$STORE_PACKS" &&
     [ "$((STORE_PACKS / 1000))" -lt "${#packs[@]}" ]; then
