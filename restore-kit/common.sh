@@ -65,11 +65,14 @@ kit_cleanup() {
   for p in $KIT_PIDS $KIT_FETCH_PID $KIT_AWS_PID $KIT_EARLY; do kill -TERM "$p" 2>/dev/null || true; done
   for p in $KIT_PIDS $KIT_FETCH_PID $KIT_AWS_PID $KIT_EARLY; do wait "$p" 2>/dev/null || true; done
   if [ -n "$KIT_CUR_TMP" ]; then rm -f -- "$KIT_CUR_TMP" 2>/dev/null || true; fi
-  # (Once more a second later: an aws download stopped mid-way may still be closing its file.)
+  # (Once more a second later: an aws download stopped mid-way may still be closing its file;
+  # early_batch's download into KIT_TMP too.)
   if [ -n "$KIT_WORK" ]; then
     rm -rf -- "$KIT_WORK" 2>/dev/null || { sleep 1 && rm -rf -- "$KIT_WORK" 2>/dev/null; } || true
   fi
-  if [ -n "$KIT_TMP" ]; then rm -rf -- "$KIT_TMP" 2>/dev/null || true; fi
+  if [ -n "$KIT_TMP" ]; then
+    rm -rf -- "$KIT_TMP" 2>/dev/null || { sleep 1 && rm -rf -- "$KIT_TMP" 2>/dev/null; } || true
+  fi
   if [ -n "$KIT_LOCK" ]; then rm -f -- "$KIT_LOCK" 2>/dev/null || true; fi
 }
 
@@ -404,6 +407,7 @@ STORE_DIR=""
 STORE_BUCKET=""
 STORE_PREFIX=""
 STORE_ERR=""
+GOT_DIR="" # objects fetched ahead (restore.sh: early_batch)
 AWS_OPTS=()
 
 # store_init SPEC ENDPOINT_FLAG REGION_FLAG
@@ -595,6 +599,10 @@ store_get() {
       return 1
     fi
     return 0
+  fi
+  if [ -n "$GOT_DIR" ] && [ -f "$GOT_DIR/$name" ]; then # (restore.sh's early_batch)
+    if mv -- "$GOT_DIR/$name" "$dest" 2>/dev/null; then return 0; fi
+    rm -f -- "$dest"
   fi
   if [ -n "$AS_OF" ]; then
     if ! as_of_version "$name"; then

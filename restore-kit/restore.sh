@@ -1823,6 +1823,10 @@ fetch_keys() {
   : >"$left"
   while IFS= read -r -u 3 key; do
     if [ -e "$UNPACKED/${key#packs/}" ] || [ -f "$2/$key" ]; then continue; fi # prefetch_v3's
+    if [ -n "$GOT_DIR" ] && [ -f "$GOT_DIR/$key" ]; then # (early_batch's)
+      if mkdir -p -- "$2/${key%/*}" && mv -- "$GOT_DIR/$key" "$2/$key" 2>/dev/null; then continue; fi
+      rm -f -- "$2/$key"
+    fi
     printf '%s\n' "$key" >>"$left"
     if [ "${key:0:6}" = packs/ ] && is_hex "${key#packs/}" 32; then packs+=("${key#packs/}"); fi
   done 3<"$1"
@@ -2073,6 +2077,40 @@ fast_file() {
   printf '%s %s\n' "$C_KEY" "$1" >&5
 }
 
+# early_batch: (S3, no --as-of, no --only) in a small store (its listing one page, nothing in it
+# archived, its packs at most BATCH_V3 and EARLY_BYTES in all) the repository's key, the picked
+# meta and every pack, by one aws call (cp_many) into GOT_DIR, before the meta is opened: an aws
+# call costs ~0.5 s of CPU before its first request, and the backup restored from a small store
+# most likely needs most of its packs (the most it fetches for nothing: EARLY_BYTES, in KIT_TMP).
+# store_get and fetch_keys take what it got; what it did not get is fetched as before, which says
+# why. S3BACKUP_KIT_EARLY_BYTES=0 turns it off.
+EARLY_BYTES=${S3BACKUP_KIT_EARLY_BYTES:-67108864}
+early_batch() {
+  local n sz c lines=0 total=0
+  local -a names
+  if [ "$STORE_KIND" != s3 ] || [ -n "$AS_OF" ] || [ "$ONLY_N" -ne 0 ] || ! is_uint "$EARLY_BYTES" ||
+    [ "${#EARLY_BYTES}" -gt 12 ]; then
+    return 0
+  fi
+  objects_list
+  names=(s3backup.key "$META")
+  while IFS="$TAB" read -r n sz c || [ -n "$n" ]; do
+    lines=$((lines + 1)) n=${n#"$STORE_PREFIX"}
+    if [ "$lines" -gt 1000 ]; then return 0; fi
+    case "${c%$'\r'}" in GLACIER | DEEP_ARCHIVE) return 0 ;; esac
+    case "$n" in packs/*) ;; *) continue ;; esac
+    if ! is_hex "${n#packs/}" 32 || ! is_uint "$sz" || [ "${#sz}" -gt 12 ]; then return 0; fi
+    total=$((total + 10#$sz))
+    names+=("$n")
+    if [ "${#names[@]}" -gt "$((BATCH_V3 + 2))" ] || [ "$total" -gt "$((10#$EARLY_BYTES))" ]; then
+      return 0
+    fi
+  done <"$KIT_TMP/ls.out"
+  if [ "${#names[@]}" -le 2 ]; then return 0; fi
+  GOT_DIR=$KIT_TMP/got
+  if mkdir -- "$GOT_DIR"; then cp_many "" "$GOT_DIR" "${names[@]}" || true; fi
+}
+
 # ---------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------
@@ -2100,9 +2138,10 @@ main() {
   store_init "$store" "$endpoint" "$region"
   get_password "$pwfile" 1
   load_repo_conf
+  resolve_meta "$spec" is_meta_name meta_pairs backup " (list them with list.sh)"
+  early_batch
   # Meanwhile: the repository's key, fetched and unwrapped (a key derivation) while the meta is.
   if [ -z "$AS_OF" ]; then early key_early; fi
-  resolve_meta "$spec" is_meta_name meta_pairs backup " (list them with list.sh)"
 
   # Everything is checked before the target is touched: password, meta, data key.
   # The meta, or its copy left by an interrupted password change (passwd/next/, passwd/prev/).

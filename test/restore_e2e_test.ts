@@ -797,6 +797,7 @@ for (const target of s3Targets()) {
           ...f.env,
           PATH: `${shim}:${f.env.PATH}`,
           S3BACKUP_KIT_JOBS: "2", // (more packs than workers: one aws call for them)
+          S3BACKUP_KIT_EARLY_BYTES: "0", // (not with the meta: early_batch, below)
         });
         assert.equal(r.code, 3, r.stderr);
         for (const p of packs.slice(0, 2)) {
@@ -836,6 +837,38 @@ for (const target of s3Targets()) {
         });
         assert.equal(r2.code, 3, r2.stderr);
         assert.equal(same(`${t}2`, r2), n);
+        // A small store: the key, the meta and every pack by one aws call once the backup is
+        // picked (early_batch), besides the descriptor and the listing; the missing pack then by
+        // a GET of its own, which tells it is missing. The same files.
+        Deno.removeSync(`${shim}/calls`);
+        const r3 = await kit("restore.sh", [f.repo, "latest", `${t}3`], {
+          ...f.env,
+          PATH: `${shim}:${f.env.PATH}`,
+        });
+        assert.equal(r3.code, 3, r3.stderr);
+        assert.equal(same(`${t}3`, r3), n);
+        const calls3 = Deno.readTextFileSync(`${shim}/calls`).trimEnd().split("\n");
+        const what = calls3.map((c) =>
+          / s3 cp /.test(c)
+            ? `cp ${[...c.matchAll(/--include (\S+)/g)].map((m) => m[1]).sort().join(" ")}`
+            : / list-objects-v2 /.test(c)
+            ? "list"
+            : (/ (get|head)-object .*--key \S*?((?:packs\/)?[^/ ]+) /.exec(c) ?? [c, c, c])
+              .slice(1).join(" ")
+        );
+        const cp = what.filter((w) => w.startsWith("cp "));
+        assert.equal(cp.length, 1, what.join("\n"));
+        // (the listing made at restore time: the deleted pack is not in it)
+        const got = cp[0]!.split(" ").slice(1);
+        assert.deepEqual(
+          got.filter((w) => !/^meta_src_\d{8}T\d{6}Z$/.test(w)),
+          [...packs.slice(1), "s3backup.key"].sort(),
+        );
+        assert.equal(got.length, packs.length + 1, got.join(" "));
+        assert.deepEqual(
+          what.filter((w) => !w.startsWith("cp ") && !w.endsWith(packs[0]!)).sort(),
+          ["get s3backup.conf", "list"],
+        );
       } finally {
         store.close?.();
       }

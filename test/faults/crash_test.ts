@@ -7,6 +7,7 @@
  * is aborted (by the next backup once it is a day old: the test moves that backup's clock).
  */
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { backup } from "../../src/ops/backup/backup.ts";
 import { openRepository } from "../../src/repo/repository.ts";
 import { pendingUploads, type S3Target, s3Targets, targetStore } from "../s3_env.ts";
@@ -25,10 +26,24 @@ type Fixture = ProxiedFixture;
  * The kit restoring `spec` of the fixture's repository into `out`, with only /usr/bin and /bin
  * and `tmp` as its TMPDIR; with `signal`, a deadline.
  */
-function kitRestore(f: Fixture, spec: string, out: string, tmp: string, signal?: AbortSignal) {
+function kitRestore(
+  f: Fixture,
+  spec: string,
+  out: string,
+  tmp: string,
+  signal?: AbortSignal,
+  env: Record<string, string> = {},
+) {
   return new Deno.Command("bash", {
     args: [`${KIT}restore.sh`, f.repo, spec, out],
-    env: { ...f.env, S3BACKUP_PASSWORD: PASSWORD, PATH: "/usr/bin:/bin", HOME: f.dir, TMPDIR: tmp },
+    env: {
+      ...f.env,
+      S3BACKUP_PASSWORD: PASSWORD,
+      PATH: "/usr/bin:/bin",
+      HOME: f.dir,
+      TMPDIR: tmp,
+      ...env,
+    },
     clearEnv: true,
     stdin: "null",
     stdout: "null",
@@ -262,8 +277,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "crash [moto]: SIGTERM of the kit while its first packs download (phase 1): no work " +
-    "folder, no temp folder left; the rerun restores",
+  name: "crash [moto]: SIGTERM of the kit while its first packs download (with the meta; in " +
+    "phase 1): no work folder, no temp folder left; the rerun restores",
   ignore: moto === undefined,
   fn: async () => {
     const f = await fixture(moto!);
@@ -284,10 +299,26 @@ Deno.test({
       const kout = `${f.dir}/kit-term`;
       const tmp = `${f.dir}/tmp-term`;
       await Deno.mkdir(tmp);
-      const child = kitRestore(f, "small", kout, tmp).spawn();
-      await until("the kit's first pack download hangs", () => f.proxy.faults.length > 0, 60_000);
+      // A small store: the packs come with the key and the meta (early_batch), before the target
+      // is touched; stopped then, the kit leaves no temp folder, and no target.
+      let child = kitRestore(f, "small", kout, tmp).spawn();
+      await until("the kit's early packs hang", () => f.proxy.faults.length > 0, 60_000);
       child.kill("SIGTERM");
-      const stopped = await child.output();
+      let stopped = await child.output();
+      assert.equal(stopped.code, 143, new TextDecoder().decode(stopped.stderr));
+      assert.deepEqual([...Deno.readDirSync(tmp)], [], "no temp folder left");
+      assert.ok(!existsSync(kout), "the target untouched");
+      // Without it (S3BACKUP_KIT_EARLY_BYTES=0): the first packs in phase 1.
+      const faults = f.proxy.faults.length;
+      child = kitRestore(f, "small", kout, tmp, undefined, { S3BACKUP_KIT_EARLY_BYTES: "0" })
+        .spawn();
+      await until(
+        "the kit's first pack download hangs",
+        () => f.proxy.faults.length > faults,
+        60_000,
+      );
+      child.kill("SIGTERM");
+      stopped = await child.output();
       assert.equal(stopped.code, 143, new TextDecoder().decode(stopped.stderr));
       const left = [...Deno.readDirSync(kout)].map((e) => e.name);
       assert.ok(!left.some((n) => n.startsWith(".s3backup-work")), `work folder left: ${left}`);

@@ -112,7 +112,8 @@ Deno.test({
       assert.equal(cold.filter((l) => l.startsWith("get index/")).length, 2, cold.join("\n"));
 
       // The kit: the descriptor (its first request: no HeadBucket), one listing of everything (the
-      // backups and the archived objects, made meanwhile), the key, the meta, a pack each.
+      // backups and the archived objects, made meanwhile), then (a small store: early_batch) the
+      // key, the meta and each pack by one aws call, which lists the store once more.
       const kit = async (script: string, ...args: string[]) => {
         proxy.log.length = 0;
         const out = await new Deno.Command("bash", {
@@ -134,6 +135,7 @@ Deno.test({
         "get s3backup.conf",
         "get s3backup.key",
         "list ",
+        "list ", // (the aws call's own: aws s3 cp --recursive)
       ]);
       const list = await kit("list.sh", `s3://${bucket}/r`);
       assert.deepEqual(list.sort(), [
