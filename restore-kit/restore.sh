@@ -1823,8 +1823,8 @@ fetch_keys() {
   : >"$left"
   while IFS= read -r -u 3 key; do
     if [ -e "$UNPACKED/${key#packs/}" ] || [ -f "$2/$key" ]; then continue; fi # prefetch_v3's
-    if [ -n "$GOT_DIR" ] && [ -f "$GOT_DIR/$key" ]; then # (early_batch's)
-      if mkdir -p -- "$2/${key%/*}" && mv -- "$GOT_DIR/$key" "$2/$key" 2>/dev/null; then continue; fi
+    if [ -n "$GOT_DIR" ] && [ "${key:0:6}" = packs/ ] && [ -f "$GOT_DIR/$key" ]; then # (early_batch's)
+      if mkdir -p -- "$2/packs" && mv -- "$GOT_DIR/$key" "$2/$key" 2>/dev/null; then continue; fi
       rm -f -- "$2/$key"
     fi
     printf '%s\n' "$key" >>"$left"
