@@ -49,8 +49,9 @@ for t in "${targets[@]}"; do
   out=dist/s3backup-$version-$t
   [[ $t == *windows* ]] && out=$out.exe
   echo "compile.sh: $t -> $out" >&2
+  # (The Worker of src/util/deflate_pool.ts is not found by deno compile on its own.)
   if ! NO_COLOR=1 "$DENO" compile --frozen "${perms[@]}" --no-prompt --quiet --target "$t" --output "$out" \
-    src/main.ts 2>"dist/.compile.err"; then
+    --include src/util/deflate_worker.ts src/main.ts 2>"dist/.compile.err"; then
     # The last "Caused by" line is the root cause (no network: a DNS or connect error).
     why=$(sed -n '/^Caused by:/,/^$/p' dist/.compile.err | grep -E '^ +[0-9]+: ' | tail -n 1 || true)
     why=${why#*: }

@@ -167,6 +167,53 @@ for (const { label, target } of stores) {
   });
 }
 
+/** `n` bytes of a log: lines that repeat in shape, with counters and ids that do not. */
+function logText(n: number, seed: number): Uint8Array {
+  const parts: string[] = [];
+  let x = seed, len = 0;
+  for (let i = 0; len < n; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    const line = `2026-12-06T20:${String(i % 60).padStart(2, "0")}:00Z web${x % 4} GET /items/` +
+      `${x % 100_000} 200 id=${x.toString(16)} ms=${(x >>> 8) % 2000}\n`;
+    parts.push(line);
+    len += line.length;
+  }
+  return te.encode(parts.join("")).subarray(0, n);
+}
+
+for (const { label, target } of stores) {
+  Deno.test(`restore (${label}): large logs (gzip members deflated by Workers, or on the main thread) come back from the program and the kit`, async () => {
+    // data/<md5>.gz: a 5 MiB log gzipped on the main thread, a 33 MiB one by the Workers
+    // (packer.ts PARALLEL_GZIP), each as gzip members of 1 MiB (FORMAT.md 4.2).
+    const f = await fx(target);
+    try {
+      const src = `${f.dir}/src`;
+      Deno.mkdirSync(src);
+      Deno.writeFileSync(`${src}/small.log`, logText(5 * 1024 * 1024 + 17, 1));
+      Deno.writeFileSync(`${src}/big.log`, logText(33 * 1024 * 1024 + 5, 2));
+      const expected = snapshot(src);
+      ok(await s3backup(["backup", "-f", src, "-b", f.repo, "-n", "logs"], f.env), "backup");
+      const store = target
+        ? targetStore(target, f.repo.slice(5).split("/")[0]!, "pre-fix")
+        : new LocalStore(f.repo);
+      const repo = await openRepository(store, te.encode(PASSWORD));
+      const meta = await loadMeta(repo, (await listRepository(store, "meta_")).metas[0]!.key);
+      assert.deepEqual(meta.entries.filter((e) => e.type === "f").map((e) => e.where), [
+        "data.gz",
+        "data.gz",
+      ]);
+      const out1 = `${f.dir}/by program`;
+      ok(await s3backup(["restore", "-b", f.repo, "-m", "logs", "-f", out1], f.env), "restore");
+      assert.deepEqual(snapshot(out1), expected);
+      const out2 = `${f.dir}/by kit`;
+      ok(await kit("restore.sh", [f.repo, "logs", out2], f.env), "kit");
+      assert.deepEqual(snapshot(out2), expected);
+    } finally {
+      await f.cleanup();
+    }
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Local store: interrupted restore, options, errors
 // ---------------------------------------------------------------------------------------------

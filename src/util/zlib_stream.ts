@@ -1,19 +1,14 @@
 /**
- * node:zlib's gzip and gunzip as web streams. Deno's own DecompressionStream inflates at about
- * half zlib's speed here (1 GiB of text: 7.6 s, zlib 4.0 s; BENCHMARKS.md), and
- * CompressionStream cannot be given a level.
+ * node:zlib's gunzip as a web stream. Deno's own DecompressionStream inflates at about half
+ * zlib's speed here (1 GiB of text: 7.6 s, zlib 4.0 s; BENCHMARKS.md). (The writer's gzip:
+ * deflate_pool.ts.)
  */
-import { createGunzip, createGzip } from "node:zlib";
+import { createGunzip } from "node:zlib";
 
 /** Compressed bytes given to the gunzip at once (see gunzipStream). */
 const GUNZIP_SLICE = 16 * 1024;
 /** The size of the chunks zlib hands out. */
 const CHUNK = 256 * 1024;
-
-/** A gzip (of the given level) as a web stream. */
-export function gzipStream(level: number): TransformStream<Uint8Array, Uint8Array> {
-  return zlibStream(createGzip({ level, chunkSize: CHUNK }));
-}
 
 /**
  * A gunzip (one gzip member or several, one after another) as a web stream; a stream that is
@@ -33,7 +28,7 @@ export function gunzipStream(): TransformStream<Uint8Array, Uint8Array> {
   return { writable: slices.writable, readable: slices.readable.pipeThrough(z) };
 }
 
-type Zlib = ReturnType<typeof createGzip>;
+type Zlib = ReturnType<typeof createGunzip>;
 
 function zlibStream(z: Zlib): TransformStream<Uint8Array, Uint8Array> {
   let out: TransformStreamDefaultController<Uint8Array> | undefined;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
-import { gunzipStream, gzipStream } from "./zlib_stream.ts";
+import { gunzipStream } from "./zlib_stream.ts";
 
 async function through(
   t: TransformStream<Uint8Array, Uint8Array>,
@@ -18,9 +18,9 @@ const join = (cs: Uint8Array[]) => {
   return all;
 };
 
-Deno.test("zlib_stream: gzip then gunzip gives the bytes back, in chunks of 256 KiB at most", async () => {
+Deno.test("zlib_stream: gunzip gives the bytes back, in chunks of 256 KiB at most", async () => {
   const data = new TextEncoder().encode("a line of a log file, 1234567890\n".repeat(100_000));
-  const gz = join(await through(gzipStream(3), [data.subarray(0, 1000), data.subarray(1000)]));
+  const gz = gzipSync(data, { level: 3 });
   assert.ok(gz.length < data.length / 10);
   const back = await through(gunzipStream(), [gz]);
   assert.deepEqual(join(back), data);

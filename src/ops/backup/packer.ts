@@ -27,7 +27,7 @@ import { dataEncryptor, encryptObject, type Repository } from "../../repo/reposi
 import type { SaveOptions, Store } from "../../store/store.ts";
 import { releaseMemory } from "../../util/memory.ts";
 import { Slots } from "../../util/pool.ts";
-import { gzipStream } from "../../util/zlib_stream.ts";
+import { DeflatePool, gzipBlocks } from "../../util/deflate_pool.ts";
 import { Md5Map } from "../../repo/md5_map.ts";
 import type { ContentSink, Stored } from "./file_reader.ts";
 import { CountedPack, PackSpool, SpooledPack } from "./pack_spool.ts";
@@ -36,6 +36,13 @@ type Sink = SpooledPack | CountedPack;
 
 /** Packs being stored at once (each streamed from its spool file: S3Store's #putReopened). */
 const PACKS_IN_FLIGHT = 2;
+
+/**
+ * The smallest `data/` content gzipped by Workers: two Workers cost ~60 MiB and ~0.1 s to start,
+ * which 32 MiB of deflate on one thread (~0.2 s) pays for.
+ */
+const PARALLEL_GZIP = 32 * 1024 * 1024;
+const MAIN_THREAD = new DeflatePool(0);
 
 /** Contents an index object names at most (FORMAT.md §4.3): about 4 MiB of text. */
 export const INDEX_ENTRIES = 65_536;
@@ -75,6 +82,8 @@ export class Packer implements ContentSink {
   readonly #spool: PackSpool;
   readonly #slots = new Slots(PACKS_IN_FLIGHT);
   readonly #small: number;
+  /** The Workers that gzip `data/` contents, started by the first (deflate_pool.ts). */
+  #deflate: DeflatePool | null = null;
 
   private constructor(
     readonly store: Store,
@@ -116,6 +125,7 @@ export class Packer implements ContentSink {
   /** Removes the spool folder and what a failed run left in it. */
   close(): void {
     this.#spool.remove();
+    this.#deflate?.close();
   }
 
   /** How many contents are known stored. */
@@ -211,7 +221,8 @@ export class Packer implements ContentSink {
     const where = gz ? "data.gz" : "data";
     const key = placeOf(md5, where).key;
     let stored = 0, uploaded = 0;
-    const content = rest.pipeThrough(gz ? gzipStream(GZIP_LEVEL) : new TransformStream())
+    const gzip = gz ? gzipBlocks(this.#deflater(plain), GZIP_LEVEL) : null;
+    const content = rest.pipeThrough(gzip ?? new TransformStream())
       .pipeThrough(counter((n) => stored += n));
     if (this.opts.simulate || this.repo === null) {
       for await (const _ of content); // sizes only
@@ -230,6 +241,15 @@ export class Packer implements ContentSink {
     this.bytesUploaded += uploaded;
     await this.#indexWhenFull();
     return { where, uploaded: true };
+  }
+
+  /**
+   * Who gzips a `data/` content of `plain` bytes: the run's Workers for one of PARALLEL_GZIP or
+   * more (started by the first), the main thread for a smaller one (it would not pay for them).
+   */
+  #deflater(plain: number): DeflatePool {
+    if (plain < PARALLEL_GZIP) return MAIN_THREAD;
+    return this.#deflate ??= new DeflatePool();
   }
 
   /**
