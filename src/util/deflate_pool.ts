@@ -41,11 +41,12 @@ export class DeflatePool {
   readonly #spare: Uint8Array[] = [];
 
   /**
-   * `size` Workers (default: two, or one on a single core; 0: none, every block on the main
-   * thread); `url`, the worker module (tests give one that does not load).
+   * `size` Workers (default: two; none on a single core, where they would only cost memory; 0:
+   * every block on the main thread); `url`, the worker module (tests give one that does not
+   * load).
    */
   constructor(
-    readonly size = Math.min(2, navigator.hardwareConcurrency || 1),
+    readonly size = (navigator.hardwareConcurrency ?? 1) >= 2 ? 2 : 0,
     readonly url: string = new URL("./deflate_worker.ts", import.meta.url).href,
   ) {}
 
