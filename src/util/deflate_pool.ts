@@ -146,9 +146,10 @@ export function gzipBlocks(
 ): TransformStream<Uint8Array, Uint8Array> {
   const out: Promise<Uint8Array>[] = [];
   const most = Math.max(1, 2 * pool.size);
-  let block = pool.block(), have = 0;
+  let block = pool.block(), have = 0, sent = 0;
   const send = async (controller: TransformStreamDefaultController<Uint8Array>, last: boolean) => {
-    if (have > 0) {
+    if (have > 0 || (last && sent === 0)) { // (nothing written: one empty member, still a gzip)
+      sent++;
       const p = pool.gzip(have === BLOCK ? block : block.subarray(0, have), level);
       p.catch(() => {}); // (awaited below, in order)
       out.push(p);
