@@ -8,8 +8,9 @@
  * Workers and back without a copy (transferred) and are used again.
  *
  * A Worker that does not start (a binary built without deflate_worker.ts) leaves every block to
- * the main thread: slower, never wrong. One that fails once started fails the blocks it holds
- * (their stream errors: that content is not stored) and the pool goes on on the main thread.
+ * the main thread: slower, never wrong. One that fails once started fails every block out at
+ * that moment (their streams error: those contents are not stored) and the pool goes on on the
+ * main thread.
  */
 import { gzipSync } from "node:zlib";
 
@@ -19,7 +20,6 @@ export const BLOCK = 1024 * 1024;
 interface Job {
   resolve: (out: Uint8Array) => void;
   reject: (err: Error) => void;
-  worker: Worker;
 }
 
 interface Reply {
@@ -66,7 +66,7 @@ export class DeflatePool {
     if (w === null) return gzipSync(block, { level });
     const id = this.#id++;
     return await new Promise<Uint8Array>((resolve, reject) => {
-      this.#jobs.set(id, { resolve, reject, worker: w });
+      this.#jobs.set(id, { resolve, reject });
       w.postMessage({ id, block, level }, [block.buffer as ArrayBuffer]);
     });
   }

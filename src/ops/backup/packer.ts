@@ -38,7 +38,7 @@ type Sink = SpooledPack | CountedPack;
 const PACKS_IN_FLIGHT = 2;
 
 /**
- * The smallest `data/` content gzipped by Workers: two Workers cost ~60 MiB and ~0.1 s to start,
+ * The smallest `data/` content gzipped by Workers: two Workers cost ~45 MiB and ~0.1 s to start,
  * which 32 MiB of deflate on one thread (~0.2 s) pays for.
  */
 const PARALLEL_GZIP = 32 * 1024 * 1024;
