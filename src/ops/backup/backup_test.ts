@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { gunzipSync } from "node:zlib";
 import { backup, type BackupEvent, SMALL_FILE } from "./backup.ts";
 import { filesCachePath, RACY_MS } from "./files_cache.ts";
 import { SourceFile } from "./source_file.ts";
@@ -149,6 +150,71 @@ const NON_UTF8_NAMES = (() => {
     Deno.removeSync(d, { recursive: true });
   }
 })();
+
+/** `n` bytes of a log (gzips to about a quarter), different for each `seed`. */
+function logBytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed, at = 0;
+  while (at < n) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    at += te.encodeInto(`GET /items/${x % 100_000} 200 id=${x.toString(16)}\n`, out.subarray(at))
+      .written;
+    if (at >= n - 64) break;
+  }
+  return out;
+}
+
+Deno.test("format 3: big logs are read once (a spool file each); one content stored once, as data.gz", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    const log = logBytes(SMALL_FILE + 5 * 1024 * 1024, 1);
+    await Deno.writeFile(`${src}/a.log`, log);
+    await Deno.writeFile(`${src}/b.log`, log);
+    const { summary, warnings } = await run(store, repo, src);
+    assert.deepEqual(warnings, []);
+    const meta = await loadMeta(repo, summary.metaKey!);
+    assert.deepEqual(meta.entries.map((e) => [e.path, e.md5, e.where]), [
+      ["a.log", md5(log), "data.gz"],
+      ["b.log", md5(log), "data.gz"],
+    ]);
+    const names: string[] = [];
+    for await (const o of store.list("data/")) names.push(o.name);
+    assert.deepEqual(names, [`data/${md5(log)}.gz`]);
+    const plain = await objectPlain(repo, names[0]!);
+    assert.equal(md5(gunzipSync(plain)), md5(log));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("format 3: a big log that grows while it is read once is read again, then skipped; nothing of it stored", async () => {
+  const { dir, src, store, repo } = await setup();
+  try {
+    const big = `${src}/live.log`;
+    await Deno.writeFile(big, logBytes(SMALL_FILE + 4 * 1024 * 1024, 2));
+    await Deno.writeTextFile(`${src}/calm`, "calm\n");
+    const f = await Deno.open(big, { append: true });
+    const grow = setInterval(() => f.writeSync(te.encode("one more line\n")), 1);
+    let result;
+    try {
+      result = await run(store, repo, src);
+    } finally {
+      clearInterval(grow);
+      f.close();
+    }
+    assert.equal(result.summary.skipped, 1);
+    const warning = result.warnings[0] as { path: string; message: string };
+    assert.deepEqual([warning.path, warning.message], [
+      "live.log",
+      "changed while it was read 3 times; skipped",
+    ]);
+    const meta = await loadMeta(repo, result.summary.metaKey!);
+    assert.deepEqual(meta.entries.map((e) => e.path), ["calm"]);
+    for await (const o of store.list("data/")) assert.fail(`stored ${o.name}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 Deno.test("vanished files, FIFOs and undecodable names: warnings, meta still written", async () => {
   const { dir, src, store, repo } = await setup();

@@ -1,7 +1,8 @@
 /**
  * Reading and storing one file's content (backup.ts walks and calls this for each regular file).
  *
- * A small file is read once into memory: hashed and encrypted from the same bytes. A big file is
+ * A small file is read once into memory: hashed and encrypted from the same bytes. A big file that
+ * gzips is read once too, into a spool file (the sink's `readOnce`, format 3). Any other big file is
  * hashed first; it is read again to upload only when the store lacks its content, and the second
  * read is checked to hash the same while it streams (else the upload is aborted). A file that
  * changes while it is read is read again, up to ATTEMPTS times. Each distinct content is
@@ -57,6 +58,11 @@ export interface ContentSink {
   small(md5: string, data: Uint8Array): Promise<Stored>;
   /** Stores a content read again from the file (`open`, of `size` bytes) unless stored. */
   big(md5: string, size: number, open: () => ReadableStream<Uint8Array>): Promise<Stored>;
+  /**
+   * A content of `size` bytes read once from `body` (hashed and held aside meanwhile), or null
+   * when this sink would rather have it hashed first and read again (`big`).
+   */
+  readOnce?(size: number, body: ReadableStream<Uint8Array>): Promise<ReadOnce | null>;
   /** The object keys this run stored. */
   names(): Iterable<string>;
   /** Whether this run stored object `key`. */
@@ -66,6 +72,17 @@ export interface ContentSink {
 export interface Stored {
   where: string;
   uploaded: boolean;
+}
+
+/** A large content read once and held aside (a spool file) until it is known unchanged. */
+export interface ReadOnce {
+  md5: string;
+  /** The bytes read. */
+  size: number;
+  /** Stores it unless the store holds it, and lets go of what held it. */
+  commit(): Promise<Stored>;
+  /** Lets go of what held it (the file changed while it was read). */
+  discard(): void;
 }
 
 /** Where format 2 contents are stored, and how. */
@@ -291,6 +308,16 @@ async function storeSmall(data: Uint8Array, after: FileStat, ctx: FileContext) {
 }
 
 async function attemptBig(file: SourceFile, before: FileStat, ctx: FileContext) {
+  const once = await ctx.sink.readOnce?.(before.size, readStream(file));
+  if (once) {
+    const after = await file.stat();
+    if (once.size !== before.size || !sameFile(before, after)) {
+      once.discard();
+      throw changed();
+    }
+    const { where, uploaded } = await once.commit();
+    return { result: { md5: once.md5, size: once.size, info: after, where }, uploaded };
+  }
   const h = md5Hex();
   const n = await readThrough(file, (c) => h.update(c));
   const after = await file.stat();

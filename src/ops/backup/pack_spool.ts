@@ -15,6 +15,7 @@ import type { PackSink } from "../../format/pack.ts";
 import { messageOf } from "../../util/bytes.ts";
 import { S3BackupError } from "../../util/errors.ts";
 import { chmodSyncWhereSupported } from "../../util/platform.ts";
+import { newObjectId } from "../../format/layout.ts";
 
 const SPOOL_PREFIX = "s3backup-packs-";
 
@@ -74,6 +75,56 @@ export class SpooledPack implements PackSink {
   }
 }
 
+/**
+ * A large content's object written to a spool file as it is made (Packer.readOnce): a stream's
+ * sink into a new 0600 file, its size and MD5 (base64, S3's Content-MD5) counted.
+ */
+export class SpooledObject {
+  size = 0;
+  readonly #md5 = createHash("md5");
+
+  constructor(readonly path: string) {}
+
+  /** A sink into the file (made here); a write that fails is the spool's error, not the source's. */
+  async writable(): Promise<WritableStream<Uint8Array>> {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(this.path, { write: true, createNew: true, mode: 0o600 });
+    } catch (err) {
+      throw spoolError(this.path, err, "a content");
+    }
+    return new WritableStream<Uint8Array>({
+      write: async (chunk) => {
+        try {
+          for (let at = 0; at < chunk.length;) at += await file.write(chunk.subarray(at));
+        } catch (err) {
+          throw spoolError(this.path, err, "a content");
+        }
+        this.#md5.update(chunk);
+        this.size += chunk.length;
+      },
+      close: () => file.close(),
+      abort: () => file.close(),
+    });
+  }
+
+  /** Its MD5, base64 (once written). */
+  md5(): string {
+    return this.#md5.digest("base64");
+  }
+
+  /** The file, read as a stream. */
+  async body(): Promise<ReadableStream<Uint8Array>> {
+    return (await Deno.open(this.path, { read: true })).readable;
+  }
+
+  remove(): void {
+    try {
+      Deno.removeSync(this.path);
+    } catch { /* gone, or its folder with it */ }
+  }
+}
+
 /** A pack of a dry run: its gzip members counted, nothing written. */
 export class CountedPack implements PackSink {
   size = 0;
@@ -92,6 +143,11 @@ export class PackSpool {
   /** A new spool file for pack `id`, its container begun with `enc`. */
   open(id: string, enc: SyncEncryptor): SpooledPack {
     return new SpooledPack(`${this.#folder()}/${id}`, enc);
+  }
+
+  /** A new spool file for a large content's object (`data-<id>`). */
+  object(): SpooledObject {
+    return new SpooledObject(`${this.#folder()}/data-${newObjectId()}`);
   }
 
   /** The folder, made at the first call: in the cache folder, else the temporary folder. */
@@ -127,10 +183,10 @@ function makeSpool(parent: string | null): string {
   return dir;
 }
 
-function spoolError(where: string, err: unknown): S3BackupError {
+function spoolError(where: string, err: unknown, what = "a pack"): S3BackupError {
   return new S3BackupError(
-    `Cannot write a pack to ${where} (it needs room for the packs being stored; set TMPDIR ` +
-      `or --cache-dir elsewhere): ${messageOf(err)}`,
+    `Cannot write ${what} to ${where} (it needs room for the packs and large contents being ` +
+      `stored; set TMPDIR or --cache-dir elsewhere): ${messageOf(err)}`,
     { cause: err },
   );
 }

@@ -29,8 +29,9 @@ import { releaseMemory } from "../../util/memory.ts";
 import { Slots } from "../../util/pool.ts";
 import { DeflatePool, gzipBlocks } from "../../util/deflate_pool.ts";
 import { Md5Map } from "../../repo/md5_map.ts";
-import type { ContentSink, Stored } from "./file_reader.ts";
-import { CountedPack, PackSpool, SpooledPack } from "./pack_spool.ts";
+import type { ContentSink, ReadOnce, Stored } from "./file_reader.ts";
+import { CountedPack, PackSpool, SpooledObject, SpooledPack } from "./pack_spool.ts";
+import { createHash } from "node:crypto";
 
 type Sink = SpooledPack | CountedPack;
 
@@ -43,6 +44,12 @@ const PACKS_IN_FLIGHT = 2;
  */
 const PARALLEL_GZIP = 32 * 1024 * 1024;
 const MAIN_THREAD = new DeflatePool(0);
+
+/**
+ * The largest content read once into a spool file (`readOnce`): its gzip, at most about as
+ * large, is one PUT (S3 takes up to 5 GiB in one) and that much room in the cache folder.
+ */
+const SPOOL_MAX = 2 * 1024 * 1024 * 1024;
 
 /** Contents an index object names at most (FORMAT.md §4.3): about 4 MiB of text. */
 export const INDEX_ENTRIES = 65_536;
@@ -82,6 +89,8 @@ export class Packer implements ContentSink {
   readonly #spool: PackSpool;
   readonly #slots = new Slots(PACKS_IN_FLIGHT);
   readonly #small: number;
+  /** The sizes of the `data/` contents known stored: one of another size is new (readOnce). */
+  readonly #dataSizes = new Set<number>();
   /** The Workers that gzip `data/` contents, started by the first (deflate_pool.ts). */
   #deflate: DeflatePool | null = null;
 
@@ -108,7 +117,7 @@ export class Packer implements ContentSink {
       repo,
       stored,
       opts.cacheRoot,
-      (e) => p.#remember(e.md5, e.where),
+      (e) => p.#remember(e.md5, e.where, e.plain),
       opts.onBadIndex ?? (() => {}),
       opts.signal,
     );
@@ -133,8 +142,9 @@ export class Packer implements ContentSink {
     return this.#where.size;
   }
 
-  #remember(md5: string, where: string): void {
+  #remember(md5: string, where: string, plain?: number): void {
     this.#where.set(md5, where);
+    if (plain !== undefined && where.startsWith("data")) this.#dataSizes.add(plain);
   }
 
   whereOf(md5: string, _size: number): string | null {
@@ -155,6 +165,77 @@ export class Packer implements ContentSink {
 
   big(md5: string, size: number, open: () => ReadableStream<Uint8Array>): Promise<Stored> {
     return this.#once(md5, () => this.#storeData(md5, size, open()));
+  }
+
+  /**
+   * A large content that gzips (its first 64 KiB say so), read once: hashed, gzipped and
+   * encrypted into a spool file as `body` streams (its name, the MD5, known only at the end);
+   * `commit` stores that file as `data/<md5>.gz` unless the content is stored, and removes it.
+   * null (and `body` cancelled) when the content would not gzip, is above SPOOL_MAX, may be
+   * stored already (a `data/` content of its size is), or the run stores nothing: the caller
+   * hashes it, then streams it again only if it is not stored (`big`).
+   */
+  async readOnce(size: number, body: ReadableStream<Uint8Array>): Promise<ReadOnce | null> {
+    const maybeStored = this.#dataSizes.has(size);
+    if (this.opts.simulate || this.repo === null || size > SPOOL_MAX || maybeStored) {
+      await body.cancel();
+      return null;
+    }
+    const [head, rest] = await peek(body, PROBE);
+    if (!probeShrinks(head)) {
+      await rest.cancel();
+      return null;
+    }
+    const hash = createHash("md5"), file = this.#spool.object();
+    let plain = 0, stored = 0;
+    try {
+      const hashed = counter((n, chunk) => {
+        plain += n;
+        hash.update(chunk);
+      });
+      await rest.pipeThrough(hashed)
+        .pipeThrough(gzipBlocks(this.#deflater(size), GZIP_LEVEL))
+        .pipeThrough(counter((n) => stored += n))
+        .pipeThrough(encryptObject(this.repo))
+        .pipeTo(await file.writable());
+    } catch (err) {
+      file.remove();
+      throw err;
+    }
+    const md5 = hash.digest("hex");
+    return {
+      md5,
+      size: plain,
+      commit: () =>
+        this.#once(md5, () => this.#storeSpooled(md5, plain, stored, file)).finally(() =>
+          file.remove()
+        ),
+      discard: () => file.remove(),
+    };
+  }
+
+  /** A spooled content (readOnce) stored as `data/<md5>.gz`, from its file. */
+  async #storeSpooled(
+    md5: string,
+    plain: number,
+    stored: number,
+    file: SpooledObject,
+  ): Promise<Stored> {
+    const key = placeOf(md5, "data.gz").key;
+    const options = {
+      ...this.opts.saveOptions,
+      size: file.size,
+      md5: file.md5(),
+      reopen: () => file.body(),
+    };
+    await this.store.save(key, await file.body(), options);
+    this.#ours.add(key);
+    this.#dataSizes.add(plain);
+    this.#entries.push({ md5, where: "data.gz", stored, plain });
+    this.newObjects++;
+    this.bytesUploaded += file.size;
+    await this.#indexWhenFull();
+    return { where: "data.gz", uploaded: true };
   }
 
   async #once(md5: string, work: () => Promise<Stored>): Promise<Stored> {
@@ -236,6 +317,7 @@ export class Packer implements ContentSink {
       await this.store.save(key, encrypted, options);
     }
     this.#ours.add(key);
+    this.#dataSizes.add(plain);
     this.#entries.push({ md5, where, stored, plain });
     this.newObjects++;
     this.bytesUploaded += uploaded;
@@ -277,11 +359,13 @@ export class Packer implements ContentSink {
   }
 }
 
-/** A stream passing its chunks through, counting their bytes. */
-function counter(add: (n: number) => void): TransformStream<Uint8Array, Uint8Array> {
+/** A stream passing its chunks through, counting their bytes (and seeing each). */
+function counter(
+  add: (n: number, chunk: Uint8Array) => void,
+): TransformStream<Uint8Array, Uint8Array> {
   return new TransformStream({
     transform(chunk, controller) {
-      add(chunk.length);
+      add(chunk.length, chunk);
       controller.enqueue(chunk);
     },
   });
