@@ -109,6 +109,43 @@ Deno.test("target: no write permission, or a file: one clear line, nothing writt
 
 Deno.test({
   name:
+    "target: a large log whose spool file finds no room is streamed instead; the backup completes",
+  ignore: !isRoot || Deno.build.os !== "linux",
+  fn: async () => {
+    const f = await fixture();
+    const mnt = `${f.dir}/cache`, repo = `${f.dir}/repo3`, src = `${f.dir}/logs`;
+    await Deno.mkdir(mnt);
+    await Deno.mkdir(repo);
+    await Deno.mkdir(src);
+    // 12 MiB of log lines gzip to some 3 MiB: more than the 1 MiB file system holds, where a
+    // pack of the small file fits.
+    const lines: string[] = [];
+    for (let i = 0; lines.length * 40 < 12 * 1024 * 1024; i++) {
+      lines.push(`GET /items/${(i * 7919) % 100_003} 200 id=${(i * 104729).toString(16)}\n`);
+    }
+    await Deno.writeTextFile(`${src}/app.log`, lines.join(""));
+    await Deno.writeTextFile(`${src}/small`, "small\n");
+    const args = ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt];
+    assert.equal(new Deno.Command("mount", { args }).outputSync().code, 0, "mount tmpfs");
+    try {
+      const r = await s3backup(["backup", "-f", src, "-b", repo, "--cache-dir", mnt, "-c"]);
+      assert.equal(r.code, 0, r.stderr);
+      const data = [...Deno.readDirSync(`${repo}/data`)].map((e) => e.name);
+      assert.equal(data.length, 1);
+      assert.match(data[0]!, /^[0-9a-f]{32}\.gz$/);
+      const out = `${f.dir}/out3`;
+      const back = await s3backup(["restore", "-b", repo, "-m", "latest", "-f", out, "-c"]);
+      assert.equal(back.code, 0, back.stderr);
+      assert.equal(await Deno.readTextFile(`${out}/app.log`), lines.join(""));
+    } finally {
+      new Deno.Command("umount", { args: [mnt] }).outputSync();
+      await f.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name:
     "target: a backup whose pack spool fills its file system fails, records nothing; a rerun completes",
   ignore: !isRoot || Deno.build.os !== "linux",
   fn: async () => {

@@ -81,6 +81,8 @@ export class SpooledPack implements PackSink {
  */
 export class SpooledObject {
   size = 0;
+  /** A write failed (no room): the content can still be streamed from its file instead. */
+  failed = false;
   readonly #md5 = createHash("md5");
 
   constructor(readonly path: string) {}
@@ -91,6 +93,7 @@ export class SpooledObject {
     try {
       file = await Deno.open(this.path, { write: true, createNew: true, mode: 0o600 });
     } catch (err) {
+      this.failed = true;
       throw spoolError(this.path, err, "a content");
     }
     return new WritableStream<Uint8Array>({
@@ -98,6 +101,7 @@ export class SpooledObject {
         try {
           for (let at = 0; at < chunk.length;) at += await file.write(chunk.subarray(at));
         } catch (err) {
+          this.failed = true;
           throw spoolError(this.path, err, "a content");
         }
         this.#md5.update(chunk);

@@ -172,8 +172,8 @@ export class Packer implements ContentSink {
    * encrypted into a spool file as `body` streams (its name, the MD5, known only at the end);
    * `commit` stores that file as `data/<md5>.gz` unless the content is stored, and removes it.
    * null (and `body` cancelled) when the content would not gzip, is above SPOOL_MAX, may be
-   * stored already (a `data/` content of its size is), or the run stores nothing: the caller
-   * hashes it, then streams it again only if it is not stored (`big`).
+   * stored already (a `data/` content of its size is), the spool has no room for it, or the run
+   * stores nothing: the caller hashes it, then streams it again only if it is not stored (`big`).
    */
   async readOnce(size: number, body: ReadableStream<Uint8Array>): Promise<ReadOnce | null> {
     const maybeStored = this.#dataSizes.has(size);
@@ -200,6 +200,7 @@ export class Packer implements ContentSink {
         .pipeTo(await file.writable());
     } catch (err) {
       file.remove();
+      if (file.failed) return null; // no room to spool it: streamed instead (`big`)
       throw err;
     }
     const md5 = hash.digest("hex");
