@@ -30,7 +30,7 @@ import { Slots } from "../../util/pool.ts";
 import { DeflatePool, gzipBlocks } from "../../util/deflate_pool.ts";
 import { Md5Map } from "../../repo/md5_map.ts";
 import type { ContentSink, ReadOnce, Stored } from "./file_reader.ts";
-import { CountedPack, PackSpool, SpooledObject, SpooledPack } from "./pack_spool.ts";
+import { CountedPack, PackSpool, type SpooledObject, SpooledPack } from "./pack_spool.ts";
 import { createHash } from "node:crypto";
 
 type Sink = SpooledPack | CountedPack;
