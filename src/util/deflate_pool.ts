@@ -9,17 +9,21 @@
  *
  * A Worker that does not start (a binary built without deflate_worker.ts) leaves every block to
  * the main thread: slower, never wrong. One that fails once started fails every block out at
- * that moment (their streams error: those contents are not stored) and the pool goes on on the
- * main thread.
+ * that moment (their streams error with a DeflateError: the backup stops, nothing wrong stored)
+ * and the pool goes on on the main thread.
  */
 import { gzipSync } from "node:zlib";
+import { S3BackupError } from "./errors.ts";
+
+/** A Worker could not gzip a block (it failed, or the pool was closed meanwhile). */
+export class DeflateError extends S3BackupError {}
 
 /** Bytes of input a gzip member holds (the last one fewer). */
 export const BLOCK = 1024 * 1024;
 
 interface Job {
   resolve: (out: Uint8Array) => void;
-  reject: (err: Error) => void;
+  reject: (err: DeflateError) => void;
 }
 
 interface Reply {
@@ -73,7 +77,9 @@ export class DeflatePool {
 
   /** Stops the Workers; blocks still out fail. */
   close(): void {
-    this.#fail(new Error("deflate pool closed"));
+    this.#fail(
+      new DeflateError("Cannot gzip a content: the backup is ending (its Workers stopped)"),
+    );
   }
 
   async #worker(): Promise<Worker | null> {
@@ -112,7 +118,9 @@ export class DeflatePool {
         e.preventDefault(); // (not the process's uncaught error)
         w.terminate();
         reject(new Error(e.message));
-        this.#fail(new Error(`deflate worker failed: ${e.message}`));
+        this.#fail(
+          new DeflateError(`Cannot gzip a content: its deflate Worker failed: ${e.message}`),
+        );
       };
     });
   }
@@ -123,10 +131,10 @@ export class DeflatePool {
     this.#jobs.delete(r.id);
     if (r.block.length === BLOCK) this.#spare.push(r.block);
     if (r.out !== undefined) job.resolve(r.out);
-    else job.reject(new Error(`cannot gzip: ${r.error ?? "no answer"}`));
+    else job.reject(new DeflateError(`Cannot gzip a content: ${r.error ?? "no answer"}`));
   }
 
-  #fail(err: Error): void {
+  #fail(err: DeflateError): void {
     this.#broken = true;
     const ws = this.#workers;
     this.#workers = Promise.resolve(null);

@@ -230,12 +230,7 @@ export class Packer implements ContentSink {
       reopen: () => file.body(),
     };
     await this.store.save(key, await file.body(), options);
-    this.#ours.add(key);
-    this.#dataSizes.add(plain);
-    this.#entries.push({ md5, where: "data.gz", stored, plain });
-    this.newObjects++;
-    this.bytesUploaded += file.size;
-    await this.#indexWhenFull();
+    await this.#recorded(key, [{ md5, where: "data.gz", stored, plain }], file.size);
     return { where: "data.gz", uploaded: true };
   }
 
@@ -289,11 +284,7 @@ export class Packer implements ContentSink {
       releaseMemory();
       this.#packSizes.set(pack.id, size);
     }
-    this.#ours.add(key);
-    this.#entries.push(...pack.entries);
-    this.newObjects++;
-    this.bytesUploaded += size;
-    await this.#indexWhenFull();
+    await this.#recorded(key, pack.entries, size);
   }
 
   /** A large content as `data/<md5>` or, when its first 64 KiB shrink, `data/<md5>.gz`. */
@@ -317,13 +308,18 @@ export class Packer implements ContentSink {
         : { ...this.opts.saveOptions, size: encryptedSize(plain) };
       await this.store.save(key, encrypted, options);
     }
-    this.#ours.add(key);
-    this.#dataSizes.add(plain);
-    this.#entries.push({ md5, where, stored, plain });
-    this.newObjects++;
-    this.bytesUploaded += uploaded;
-    await this.#indexWhenFull();
+    await this.#recorded(key, [{ md5, where, stored, plain }], uploaded);
     return { where, uploaded: true };
+  }
+
+  /** Object `key` (`bytes` of it) stored by this run, holding the contents of `entries`. */
+  async #recorded(key: string, entries: IndexEntry[], bytes: number): Promise<void> {
+    this.#ours.add(key);
+    for (const e of entries) if (e.where.startsWith("data")) this.#dataSizes.add(e.plain);
+    this.#entries.push(...entries);
+    this.newObjects++;
+    this.bytesUploaded += bytes;
+    await this.#indexWhenFull();
   }
 
   /**
