@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { gunzipSync } from "node:zlib";
-import { BLOCK, DeflatePool, gzipBlocks } from "./deflate_pool.ts";
+import { BLOCK, DeflateError, DeflatePool, gzipBlocks } from "./deflate_pool.ts";
 
 /** A log-like text of `n` bytes (compressible, not uniform). */
 function text(n: number): Uint8Array {
@@ -69,6 +69,34 @@ Deno.test("deflate_pool: Workers that do not load leave every block to the main 
     const members = await gzipped(pool, data, 65_536);
     assert.equal(pool.broken, true);
     assert.equal(members.length, 4);
+    assert.deepEqual(await gzipDc(members), data);
+  } finally {
+    pool.close();
+  }
+});
+
+Deno.test("deflate_pool: a Worker that fails once started fails the blocks out (DeflateError); later blocks on the main thread", async () => {
+  // Ready, then an uncaught error at its first block (as a Worker that runs out of memory).
+  const failing = "data:text/javascript," +
+    encodeURIComponent(
+      "self.onmessage = () => { throw new Error('out of memory'); };" +
+        "self.postMessage({ ready: true });",
+    );
+  const data = text(3 * BLOCK);
+  const pool = new DeflatePool(2, failing);
+  try {
+    await assert.rejects(gzipped(pool, data, BLOCK), (err: Error) => {
+      assert.ok(err instanceof DeflateError, String(err));
+      assert.match(
+        err.message,
+        /^Cannot gzip a content: its deflate Worker failed: .*out of memory/,
+      );
+      return true;
+    });
+    assert.equal(pool.broken, true);
+    // The pool goes on without its Workers: the same bytes, gzipped here.
+    const members = await gzipped(pool, data, BLOCK);
+    assert.equal(members.length, 3);
     assert.deepEqual(await gzipDc(members), data);
   } finally {
     pool.close();
