@@ -115,8 +115,10 @@ export class SourceFile {
   ): { data: Uint8Array; after: FileStat } | null {
     const fd = openSync(path);
     try {
+      // One read: a short one is the file's end (a regular file's read is short only there), or
+      // a file system's short read, which the match below refuses (read !== walked.size).
       const room = new Uint8Array(walked.size + 1);
-      const read = readSync(fd, room);
+      const read = fs.readSync(fd, room, 0, room.length, 0);
       const after = statOf(Deno.lstatSync(path));
       const same = after.isFile && read === walked.size && after.size === walked.size &&
         after.mtimeMs === walked.mtimeMs && after.ino === walked.ino;
