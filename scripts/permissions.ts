@@ -1,21 +1,16 @@
 /**
  * The permissions s3backup runs with: baked into the compiled binary (scripts/compile.sh) and
- * given to every test that runs the program as a child process, so that the whole suite shows
- * they are enough. Reading and writing anywhere (the folder to back up, the restore target,
- * the cache), the network (S3), the environment (AWS_*, HOME), subprocesses (`ls -f`, `sync`,
- * --password-command, `kill(pid, 0)` for a lock's holder), and the system's facts (host name,
- * user id, uptime for the boot, the OS release for the AWS SDK, the system's certificate
- * authorities for https; Deno names no narrower set that holds the CAs). No FFI, no imports
- * at run time, no /proc (Deno grants it only with every permission).
+ * given to every test that runs the program as a child process. Every permission: s3backup reads
+ * and writes anywhere (the folder to back up, the restore target, the cache), uses the network
+ * (S3), the environment (AWS_*, HOME), subprocesses (`sync`, --password-command, `kill(pid, 0)`)
+ * and the system's facts; with subprocesses allowed, Deno's sandbox holds nothing back ("allow-run
+ * is effectively the same as allow-all", Deno's docs). A narrower list (read, write, net, env, run,
+ * sys) only added Deno's refusal of /proc, /sys and /dev by path: `backup -f / --one-file-system`
+ * then ended "partial" with "run again with the --allow-all flag", and Deno resolved the path of
+ * every file opened, a `readlink` a component (13% of a local restore: BENCHMARKS.md, seventeenth
+ * session). s3backup refuses those file systems itself (src/util/kernel_fs.ts).
  */
-export const PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-net",
-  "--allow-env",
-  "--allow-run",
-  "--allow-sys",
-];
+export const PERMISSIONS = ["--allow-all"];
 
 /**
  * V8's flags, baked in beside the permissions: a young generation of 1 MiB semi-spaces (Deno's

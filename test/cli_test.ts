@@ -242,6 +242,62 @@ Deno.test("cli: bad endpoint, an uncreatable target, a bucket name that is a fol
     assert.equal(new TextDecoder().decode(pipe.stdout), "141\n");
   }));
 
+Deno.test("cli: a backup of / keeps /proc, /sys and /dev as empty folders (exit 0); none is a source or a target", () =>
+  withRepo(async ({ repo }) => {
+    if (Deno.build.os !== "linux") return;
+    // The README's backup of /, cut down to the three (every other top folder left out).
+    const only = [
+      "--exclude",
+      "/*",
+      "--exclude",
+      "!/proc",
+      "--exclude",
+      "!/sys",
+      "--exclude",
+      "!/dev",
+    ];
+    for (const extra of [["--one-file-system"], []]) {
+      const b = await s3backup([
+        "backup",
+        "-f",
+        "/",
+        "-b",
+        repo,
+        "-n",
+        "root",
+        "-c",
+        ...only,
+        ...extra,
+      ], { deadlineMs: 60_000 }); // (were /proc read, /proc/kcore alone would take days)
+      assert.equal(b.code, 0, b.stderr);
+      assert.equal(b.stderr, "", "no warning");
+      assert.match(b.stdout, /: 0 files, 3 dirs, 0 links/);
+    }
+    const ls = await s3backup(["ls", "-b", repo, "-m", "latest", "-c"]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.deepEqual(ls.stdout.trim().split("\n").map((l) => l.split(/\s+/).pop()), [
+      "dev",
+      "proc",
+      "sys",
+    ]);
+    const sys = await s3backup(["backup", "-f", "/sys/kernel", "-b", repo, "-c"]);
+    assert.equal(sys.code, 2, sys.stderr);
+    assert.equal(
+      sys.stderr,
+      "s3backup: Cannot back up /sys/kernel: /sys is a kernel file system (its files are the " +
+        "kernel's state, not data: s3backup reads none)\n",
+    );
+    const into = `/dev/s3backup-test-${Date.now()}`;
+    const r = await s3backup(["restore", "-b", repo, "-m", "latest", "-f", `${into}/x`, "-c"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      `s3backup: Cannot restore into ${into}/x: /dev is a kernel file system (s3backup writes ` +
+        "nothing there)\n",
+    );
+    assert.equal(await Deno.lstat(into).then(() => true, () => false), false, "nothing made");
+  }));
+
 Deno.test("cli: the README's exit-code table is the code's, and --help says the same codes", async () => {
   const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
   const table = [...readme.matchAll(/^\| (\d+) \| /gm)].map((m) => Number(m[1]));

@@ -61,6 +61,7 @@ import { type Config, loadConfig } from "./config.ts";
 import { type KitConfig, kitFiles, writeKit } from "./kit.ts";
 import { getPassword, type PasswordSources } from "./password.ts";
 import { Ui } from "./ui.ts";
+import { kernelRootOf } from "../util/kernel_fs.ts";
 import {
   checkStorageClass,
   parseDuration,
@@ -380,6 +381,13 @@ async function runBackup(ctx: Context): Promise<number> {
       throw new UsageError(`Cannot back up ${source}: ${messageOf(err)}`, { cause: err });
     }
     if (!info.isDirectory) throw new UsageError(`Cannot back up ${source}: not a directory`);
+    const kernel = kernelRootOf(await Deno.realPath(source));
+    if (kernel !== null) {
+      throw new UsageError(
+        `Cannot back up ${source}: ${kernel} is a kernel file system (its files are the ` +
+          "kernel's state, not data: s3backup reads none)",
+      );
+    }
     const name = checkBackupName(cmd.name ?? defaultBackupName(source));
     return await backupFolder(ctx, { source, name, excludes: excludesOf(ctx), cached: true });
   }

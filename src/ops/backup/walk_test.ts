@@ -31,3 +31,25 @@ Deno.test("walk: depth first, names sorted; compareWalkOrder is the same order",
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("walk: from /, /proc, /sys and /dev are kept as empty folders, never read", () => {
+  if (Deno.build.os !== "linux") return;
+  const warnings: string[] = [], excluded: [string, string][] = [];
+  // Everything at the top left out but the three (a gitignore filter, as --exclude gives).
+  const filter = {
+    excluded: (rel: string) => /^(proc|sys|dev)(\/|$)/.test(rel) ? null : "left out here",
+    emptied: () => null,
+  };
+  const items = [...walk("/", (w) => warnings.push(`${w.path}: ${w.message}`), filter, (p, r) => {
+    if (!r.startsWith("left out")) excluded.push([p, r]);
+  })];
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(items.map((i) => `${i.type} ${i.path}`), ["d dev", "d proc", "d sys"]);
+  assert.deepEqual(excluded, [
+    ["dev/", "contents left out: a kernel file system (/dev): never read"],
+    ["proc/", "contents left out: a kernel file system (/proc): never read"],
+    ["sys/", "contents left out: a kernel file system (/sys): never read"],
+  ]);
+  // Its real mode and mtime are recorded (lstat is allowed), as for --one-file-system.
+  assert.ok(items.every((i) => i.info.isDirectory && i.info.mtime !== null));
+});

@@ -54,6 +54,11 @@ export async function restoreDirs(run: RestoreRun, dirs: Entry[]): Promise<Entry
   const done: Entry[] = [];
   for (const e of dirs) {
     run.signal?.throwIfAborted();
+    if (tgt.kernelRoot(e.path) === tgt.abs(e.path)) { // /proc itself, say: left as it is
+      progress.entry(e.path, "d", "unchanged");
+      progress.dirs++;
+      continue;
+    }
     const st = tgt.examine(e.path, simulate);
     if (typeof st === "string") {
       progress.fail(e.path, st);

@@ -8,7 +8,8 @@ import { chmodWhereSupported, POSIX_MODES } from "../../util/platform.ts";
 import { nativePath } from "./native_path.ts";
 
 const WINDOWS = Deno.build.os === "windows";
-import { resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
+import { kernelRootOf } from "../../util/kernel_fs.ts";
 import type { Entry } from "../../format/meta.ts";
 import { messageOf } from "../../util/bytes.ts";
 import { S3BackupError, UsageError } from "../../util/errors.ts";
@@ -46,6 +47,7 @@ export async function openTarget(
   simulate: boolean,
 ): Promise<{ root: string; existed: boolean; empty: boolean }> {
   const root = resolve(target);
+  refuseKernel(root, await realPathOfNew(root));
   if (simulate) {
     return { root: await Deno.realPath(root).catch(() => root), existed: false, empty: false };
   }
@@ -67,6 +69,7 @@ export async function openTarget(
     }
   }
   const real = await Deno.realPath(root);
+  refuseKernel(root, real);
   // An earlier restore may have given it a read-only mode (the meta's root line) last: owner-
   // writable again, as existing directories inside it are; its mode is set again at the end.
   const mode = st === null ? null : (await Deno.stat(real)).mode;
@@ -74,6 +77,26 @@ export async function openTarget(
     await Deno.chmod(real, (mode & 0o7777) | 0o700).catch(() => {});
   }
   return { root: real, existed: st !== null, empty: st === null || await emptyDir(real) };
+}
+
+/** A target in a kernel file system (src/util/kernel_fs.ts) is refused: UsageError. */
+function refuseKernel(root: string, real: string): void {
+  const k = kernelRootOf(real);
+  if (k !== null) {
+    throw new UsageError(
+      `Cannot restore into ${root}: ${k} is a kernel file system (s3backup writes nothing there)`,
+    );
+  }
+}
+
+/** `p` resolved through symlinks, as far as it exists (the rest appended as it is). */
+async function realPathOfNew(p: string): Promise<string> {
+  try {
+    return await Deno.realPath(p);
+  } catch {
+    const parent = dirname(p);
+    return parent === p ? p : join(await realPathOfNew(parent), basename(p));
+  }
 }
 
 /** Whether folder `dir` holds nothing (unreadable: not known to be empty). */
@@ -194,6 +217,8 @@ export class TargetDirs {
    * parent made already: never taken as empty itself).
    */
   examine(rel: string, simulate: boolean): Deno.FileInfo | null | string {
+    const kernel = this.kernelRoot(rel);
+    if (kernel !== null) return `in ${kernel}, a kernel file system: not written`;
     const why = this.parents(rel, simulate ? "simulate" : "create");
     if (why !== null) return why;
     const slash = rel.lastIndexOf("/");
@@ -203,6 +228,11 @@ export class TargetDirs {
     } catch (err) {
       return `cannot check what is there: ${messageOf(err)}`;
     }
+  }
+
+  /** The kernel file system entry `rel` is or is in (a restore into `/`), or null. */
+  kernelRoot(rel: string): string | null {
+    return kernelRootOf(`${this.root === "/" ? "" : this.root}/${rel}`);
   }
 
   /** Removes the temporary files of an interrupted restore in folder `rel` (not meta paths). */

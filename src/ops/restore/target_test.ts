@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { distinctWhenFolded } from "./target.ts";
+import { distinctWhenFolded, TargetDirs } from "./target.ts";
 
 Deno.test("distinctWhenFolded: paths a case- or form-folding file system could take for one", () => {
   assert.equal(distinctWhenFolded(["a/b", "a/c", "A/d", "é"]), true);
@@ -12,4 +12,18 @@ Deno.test("distinctWhenFolded: paths a case- or form-folding file system could t
   assert.equal(distinctWhenFolded(["A/x", "a/X", "É", "é"]), false);
   assert.equal(distinctWhenFolded(["ÉTÉ", "Été/x", "README", "readme.md"]), true);
   assert.equal(distinctWhenFolded([]), true);
+});
+
+Deno.test("TargetDirs: into /, nothing is written in /proc, /sys or /dev (refused before any look)", () => {
+  if (Deno.build.os === "windows") return;
+  const root = new TargetDirs("/");
+  for (const rel of ["proc/sys/kernel/core_pattern", "sys/kernel/x", "dev/shm/x", "proc"]) {
+    const k = `/${rel.split("/")[0]}`;
+    assert.equal(root.examine(rel, false), `in ${k}, a kernel file system: not written`, rel);
+    assert.equal(root.examine(rel, true), `in ${k}, a kernel file system: not written`, rel);
+  }
+  assert.equal(root.kernelRoot("proc"), root.abs("proc")); // the folder itself: left as it is
+  assert.equal(root.kernelRoot("procs/x"), null);
+  // Into any other folder, a path named proc/... is an ordinary one.
+  assert.equal(new TargetDirs("/srv/restore").kernelRoot("proc/x"), null);
 });
