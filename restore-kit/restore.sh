@@ -92,6 +92,26 @@ split_entry() {
   esac
 }
 
+# refuse_kernel_target DIR: dies when DIR, as it will be (its longest existing part resolved
+# through symlinks), is /proc, /sys or /dev or inside one (FORMAT.md 5.3.9), before anything is
+# made there.
+refuse_kernel_target() {
+  local d=$1 rest="" real
+  case "$d" in /*) ;; *) d=$(pwd -P)/$d ;; esac
+  while [ ! -d "$d" ]; do
+    rest=/${d##*/}$rest d=${d%/*}
+    if [ -z "$d" ]; then d=/; fi
+  done
+  real=$(cd -- "$d" && pwd -P) || return 0
+  real=${real%/}$rest/
+  case "$real" in
+  /proc/* | /sys/* | /dev/*)
+    real=${real#/}
+    die "cannot restore into $1: /${real%%/*} is a kernel file system: nothing is written there" "$EXIT_USAGE"
+    ;;
+  esac
+}
+
 # parse_entry LINE: split an entry line (FORMAT.md 5.1) into E_* variables, decode and check
 # the path. Returns 1 with E_ERR set when the entry is refused. (Checks inline, not by is_uint
 # and friends: a function call costs as much as the check; workers run this for every file.)
@@ -124,6 +144,16 @@ parse_entry() {
   *//* | */./* | */../*) E_ERR="path with an empty, '.' or '..' component: refused"; return 1 ;;
   esac
   if [ "${E_PATH%%/*}" = "$WORK_NAME" ]; then E_ERR="path clashes with the kit's work directory: skipped"; return 1; fi
+  # Into /, nothing in the kernel's file systems (FORMAT.md 5.3.9; restore_dir leaves the folders).
+  if [ "$TARGET" = / ]; then
+    case "$E_TYPE:$E_PATH" in
+    d:proc | d:sys | d:dev) ;;
+    *:proc | *:sys | *:dev | *:proc/* | *:sys/* | *:dev/*)
+      E_ERR="in /${E_PATH%%/*}, a kernel file system: not written"
+      return 1
+      ;;
+    esac
+  fi
   case "$E_TYPE" in
   f)
     case "$E_MD5" in
@@ -253,6 +283,9 @@ set_owner() {
 D_NEW=() D_LINE=() D_BYTES=0
 restore_dir() {
   local dest="$TARGET/$E_PATH"
+  if [ "$TARGET" = / ]; then # /proc, /sys, /dev: left as they are (FORMAT.md 5.3.9)
+    case "$E_PATH" in proc | sys | dev) N_DIRS=$((N_DIRS + 1)); return 0 ;; esac
+  fi
   case "$E_PATH" in
   */*) if [ "${#D_NEW[@]}" -gt 0 ] && [ ! -d "$TARGET/${E_PATH%/*}" ]; then dirs_made; fi ;;
   esac
@@ -2176,6 +2209,7 @@ main() {
   warn "restoring $META (host ${META_HOST:-?}, source ${META_SOURCE:-?}, $META_ENTRIES entries) into $target"
 
   # Now the target.
+  refuse_kernel_target "$target"
   if [ ! -d "$target" ]; then
     mkdir -p -- "$target" || die "cannot create $target"
   fi

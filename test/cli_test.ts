@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { formatLockName } from "../src/format/layout.ts";
 import { formatLock } from "../src/format/lock_file.ts";
 import { acquireLock } from "../src/repo/lock.ts";
+import { TargetDirs } from "../src/ops/restore/target.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 import { ExitCode } from "../src/util/errors.ts";
 import { PASSWORD, s3backup, s3backupArgv, start, until } from "./faults/harness.ts";
@@ -243,7 +244,7 @@ Deno.test("cli: bad endpoint, an uncreatable target, a bucket name that is a fol
   }));
 
 Deno.test("cli: a backup of / keeps /proc, /sys and /dev as empty folders (exit 0); none is a source or a target", () =>
-  withRepo(async ({ repo }) => {
+  withRepo(async ({ dir, repo }) => {
     if (Deno.build.os !== "linux") return;
     // The README's backup of /, cut down to the three (every other top folder left out).
     const only = [
@@ -296,6 +297,15 @@ Deno.test("cli: a backup of / keeps /proc, /sys and /dev as empty folders (exit 
         "nothing there)\n",
     );
     assert.equal(await Deno.lstat(into).then(() => true, () => false), false, "nothing made");
+    // The kit too, given the folder through a symlink.
+    await Deno.symlink("/dev", `${dir}/devlink`);
+    const k = await kit("restore.sh", [repo, "latest", `${dir}/devlink/s3backup-test/x`]);
+    assert.equal(k.code, 2, k.stderr);
+    assert.match(
+      k.stderr,
+      /cannot restore into .*devlink\/s3backup-test\/x: \/dev is a kernel file system/,
+    );
+    assert.equal(await Deno.lstat("/dev/s3backup-test").then(() => true, () => false), false);
   }));
 
 Deno.test("cli: the README's exit-code table is the code's, and --help says the same codes", async () => {
@@ -843,3 +853,41 @@ Deno.test("cli: dump writes a file to stdout, or a folder as a tar (GNU tar and 
       assert.equal(r.stderr.split("\n").length, 2, r.stderr);
     }
   }));
+
+Deno.test("cli: the kit, into /, writes nothing in /proc, /sys or /dev (FORMAT.md 5.3.9), as the binary", async () => {
+  if (Deno.build.os === "windows") return;
+  const kitPath = new URL("../restore-kit/restore.sh", import.meta.url).pathname;
+  const md5 = "0123456789abcdef0123456789abcdef";
+  const lines = [
+    `- d 0555 0 0 0 1700000000 - proc`,
+    `- d 0755 0 0 0 1700000000 - dev`,
+    `${md5} f 0644 0 0 1 1700000000 - proc/sys/kernel/core_pattern`,
+    `- l 0777 0 0 0 1700000000 /tmp sys`,
+    `- d 0755 0 0 0 1700000000 - dev/shm`,
+    `${md5} f 0644 0 0 1 1700000000 - procs/ordinary`,
+  ];
+  // parse_entry of restore.sh (sourced: main runs only when it is the script), TARGET=/.
+  const script = `. "$1"; shift; TARGET=/ META_VERSION=2
+    for l in "$@"; do if parse_entry "$l"; then echo "ok $E_PATH"; else echo "refused $E_ERR"; fi; done`;
+  const out = await new Deno.Command("bash", {
+    args: ["-c", script, "_", kitPath, ...lines],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(new TextDecoder().decode(out.stderr), "");
+  assert.deepEqual(new TextDecoder().decode(out.stdout).trim().split("\n"), [
+    "ok proc", // (left as it is: restore_dir)
+    "ok dev",
+    "refused in /proc, a kernel file system: not written",
+    "refused in /sys, a kernel file system: not written",
+    "refused in /dev, a kernel file system: not written",
+    "ok procs/ordinary",
+  ]);
+  // The binary says the same of the same paths (target.ts).
+  const root = new TargetDirs("/");
+  assert.equal(
+    root.examine("proc/sys/kernel/core_pattern", true),
+    "in /proc, a kernel file system: not written",
+  );
+  assert.equal(root.examine("sys", true), "in /sys, a kernel file system: not written");
+});
