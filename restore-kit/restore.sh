@@ -153,6 +153,12 @@ parse_entry() {
       return 1
       ;;
     esac
+    case "$E_LINK" in # (a hard link of a file there: that one is not restored, nor read)
+    proc | sys | dev | proc/* | sys/* | dev/*)
+      E_ERR="not restored: $E_ELINK, the file it is a hard link of, was not"
+      return 1
+      ;;
+    esac
   fi
   case "$E_TYPE" in
   f)

@@ -865,9 +865,10 @@ Deno.test("cli: the kit, into /, writes nothing in /proc, /sys or /dev (FORMAT.m
     `- l 0777 0 0 0 1700000000 /tmp sys`,
     `- d 0755 0 0 0 1700000000 - dev/shm`,
     `${md5} f 0644 0 0 1 1700000000 - procs/ordinary`,
+    `${md5} h 0644 0 0 1 1700000000 -/proc/kcore linked`, // (its first would be read to check it)
   ];
   // parse_entry of restore.sh (sourced: main runs only when it is the script), TARGET=/.
-  const script = `. "$1"; shift; TARGET=/ META_VERSION=2
+  const script = `. "$1"; shift; TARGET=/ META_VERSION=3
     for l in "$@"; do if parse_entry "$l"; then echo "ok $E_PATH"; else echo "refused $E_ERR"; fi; done`;
   const out = await new Deno.Command("bash", {
     args: ["-c", script, "_", kitPath, ...lines],
@@ -882,6 +883,7 @@ Deno.test("cli: the kit, into /, writes nothing in /proc, /sys or /dev (FORMAT.m
     "refused in /sys, a kernel file system: not written",
     "refused in /dev, a kernel file system: not written",
     "ok procs/ordinary",
+    "refused not restored: proc/kcore, the file it is a hard link of, was not",
   ]);
   // The binary says the same of the same paths (target.ts).
   const root = new TargetDirs("/");
