@@ -31,7 +31,9 @@ head -c 3000000 /dev/urandom >"$demo/source/random.bin"
 export S3BACKUP_PASSWORD=demo-password-not-secret
 # The permissions the compiled binary has (scripts/permissions.ts).
 read -r -a perms <<<"$("$DENO" run --quiet scripts/permissions.ts)"
-run() { (set -x; "$DENO" run "${perms[@]}" --quiet src/main.ts "$@"); }
+# The demo's own cache, gone with demo/: s3backup remembers the repositories this machine backed
+# up to, and would refuse the next demo's new bucket at the same place as a repository gone.
+run() { (set -x; "$DENO" run "${perms[@]}" --quiet src/main.ts "$@" --cache-dir "$demo/cache"); }
 
 echo "== backup (the original usage)"
 run -f "$demo/source" -b "$demo/bucket" -a backup -c -n demo
