@@ -102,6 +102,7 @@ export class SpooledObject {
           for (let at = 0; at < chunk.length;) at += await file.write(chunk.subarray(at));
         } catch (err) {
           this.failed = true;
+          file.close(); // (a sink whose write failed is neither closed nor aborted)
           throw spoolError(this.path, err, "a content");
         }
         this.#md5.update(chunk);
