@@ -1354,16 +1354,47 @@ fetch_unpack() {
 # runs of lines no bash loop reads in phase 1. Phase 2 fetches and unpacks their packs in
 # batches as files_v3 does (files_fast), keeps the lines whose member is there, checked, with
 # the size the line says (one join: fast_lines), and the workers place them a chunk at a time
-# by one head (or cat) | tar into a staging folder and one mv a folder (fast_chunk), about 25
-# commands a file. A line the fast lane does not take (an escape, a field out of the common
-# shape, a member missing or damaged, a negative mtime) and every line of a chunk whose tar or
-# mv failed go to the workers of restore_files, which check each entry and say what failed.
-# The target was empty: every folder in it is one this restore made (none is a symbolic link)
-# and no file is in the way of another, so nothing needs looking at before a file is placed.
+# by one head (or cat) | tar (fast_chunk). A line the fast lane does not take (an escape, a
+# field out of the common shape, a member missing or damaged, a negative mtime) and every line
+# of a chunk whose tar failed go to the workers of restore_files, which check each entry and say
+# what failed. The target was empty: phases 1 and 2 build the tree in the work folder instead
+# (mirror_begin: its folders, then its files, each where it belongs), and one mv a few hundred
+# of its top entries renames it into the target (mirror_end): every file reaches its path by a
+# rename, whole and checked (FORMAT.md 5.3), and a folder of files costs no process of its own.
+# Every folder in the tree is one this restore made (none is a symbolic link) and no file is in
+# the way of another, so nothing needs looking at before a file is placed.
 # ---------------------------------------------------------------------------------------------
 
-FAST=0 FAST_REST=0 FAST_LAST=0
+FAST=0 FAST_REST=0 FAST_LAST=0 MIRROR_OF=""
 CHUNK_FAST=${S3BACKUP_KIT_CHUNK_FAST:-512}
+
+# mirror_begin: (FAST=1, the work folder made) TARGET becomes the work folder's "m", empty,
+# where phases 1 and 2 build the tree; MIRROR_OF, the target.
+mirror_begin() {
+  if [ "$FAST" != 1 ]; then return 0; fi
+  mkdir -- "$KIT_WORK/m" || die "cannot create $KIT_WORK/m"
+  MIRROR_OF=$TARGET TARGET=$KIT_WORK/m OK_PARENT=""
+}
+
+# mirror_end: (after the fast lane) the tree built in KIT_WORK/m renamed into the target, its top
+# entries by one mv for up to 256 of them; TARGET the target again. An entry that cannot be
+# moved (something of that name came into the target meanwhile) stops the restore: what was
+# built goes with the work folder, nothing of it is left half in place, and the repository is as
+# it was (a rerun restores it).
+mirror_end() {
+  local i=0 m=$KIT_WORK/m
+  local -a top
+  if [ -z "$MIRROR_OF" ]; then return 0; fi
+  TARGET=$MIRROR_OF MIRROR_OF="" OK_PARENT=""
+  shopt -s nullglob
+  top=("$m"/* "$m"/.[!.]* "$m"/..?*)
+  shopt -u nullglob
+  while [ "$i" -lt "${#top[@]}" ]; do
+    mv -f -- "${top[@]:i:256}" "$TARGET/" || die "cannot move what was restored from $m into $TARGET"
+    i=$((i + 256))
+  done
+  rmdir -- "$m" 2>/dev/null || die "cannot move what was restored from $m into $TARGET"
+}
 
 # fast_init: FAST=1 when the fast lane may run (S3BACKUP_KIT_FAST=0 turns it off): a format 3
 # meta, no --only, nothing archived in the store, and an empty TARGET (before its lock).
@@ -1466,12 +1497,12 @@ flush_fast() {
     restore_files "$f.rej" "$SRC"
   fi
   rm -f -- "$f" "$f".*
-  # The batch's unpacked packs and the staging folders (empty, or what a chunk that failed left):
-  # after the last batch, with the work folder (phase 4 meanwhile) unless files_v3 needs it first.
+  # The batch's unpacked packs: after the last batch, with the work folder (phase 4 meanwhile)
+  # unless files_v3 needs it first.
   if [ "$FAST_LAST" != 1 ] || [ -s "$KIT_TMP/files" ]; then
     gone=()
     while IFS= read -r k; do gone+=("$UNPACKED/${k#packs/}"); done <"$KIT_TMP/batch.keys"
-    rm -rf -- ${gone[@]+"${gone[@]}"} "$KIT_WORK"/fs.*
+    rm -rf -- ${gone[@]+"${gone[@]}"}
   fi
 }
 
@@ -1531,22 +1562,23 @@ fast_lane() {
   LC_ALL=C
   mkdir -p -- "$KIT_TMP/tar" || exit 1
   while [ "$c" -lt "${#CHUNKS[@]}" ]; do
-    fast_chunk "${CHUNKS[c]}" "$c"
+    fast_chunk "${CHUNKS[c]}"
     c=$((c + KIT_JOBS))
   done
 }
 
-# fast_chunk CHUNK C: (fast_lane) the lines of CHUNK (by path) placed as place_by_tar places
+# fast_chunk CHUNK: (fast_lane) the lines of CHUNK (by path) placed as place_by_tar places
 # pack members, without its looks at the target (it was empty): each line's fields checked
 # against the common shape (else onto CHUNK.rej), its pax record (tar_add's) kept; the records
 # written onto one file that one split cuts into a file each (4 lines, 6 as root), one
-# tar_unpack into the staging folder KIT_WORK/fs.C, one mv a folder. When tar or an mv fails,
-# every line of CHUNK goes onto CHUNK.rej. CHUNK.n: how many were placed.
+# tar_unpack into the tree being built (TARGET, the work folder's "m": mirror_begin). When tar
+# fails, the files it may have written are removed and every line of CHUNK goes onto CHUNK.rej.
+# CHUNK.n: how many were placed.
 fast_chunk() {
-  local chunk=$1 stage=fs.$2 rec=$KIT_TMP/rec line h p r k t m w d dir=// n=0 g rc=0 lines=4
-  local -a A F D B R
+  local chunk=$1 stage=m rec=$KIT_TMP/rec line h p r k t m w n=0 rc=0 lines=4
+  local -a A F R
   local IFS=' '
-  A=() F=() D=() B=() R=() T_PAD=0 TAR_DIR=$KIT_TMP/tar
+  A=() F=() R=() T_PAD=0 TAR_DIR=$KIT_TMP/tar
   if [ "$KIT_ROOT" = 1 ]; then lines=6; fi
   rm -rf -- "$rec"
   mkdir -- "$rec" || exit 1
@@ -1573,8 +1605,6 @@ fast_chunk() {
     if [ "$T_PAD" -gt 0 ]; then A+=("$FAST_PIECES/p.$T_PAD"); fi
     A+=("$FAST_PIECES/x.$k" "$rec/r.${FAST_NAMES[n]}" "$FAST_PIECES/c.$t" "${!h}" "$UNPACKED/$w/$1")
     T_PAD=$(((512 - 10#$6 % 512) % 512)) n=$((n + 1))
-    case "$p" in */*) d=${p%/*} ;; *) d="" ;; esac
-    if [ "$d" != "$dir" ]; then D+=("$d") B+=("${#F[@]}") dir=$d; fi
     F+=("$KIT_WORK/$stage/$p")
   done 3<"$chunk"
   exec 8>&-
@@ -1586,13 +1616,9 @@ fast_chunk() {
     # The records onto one file (one printf), cut into a file each.
     { printf '%s' "${R[@]}" >"$rec/all" && (cd -- "$rec" && split -l "$lines" -a 3 -- all r.) &&
       tar_unpack /dev/null "$KIT_WORK" -- "${A[@]}" "$TAR_DIR/end.$T_PAD"; } || rc=$?
-    g=0
-    while [ "$rc" -eq 0 ] && [ "$g" -lt "${#D[@]}" ]; do
-      k=${B[g + 1]:-${#F[@]}}
-      mv -f -- "${F[@]:B[g]:k-B[g]}" "$TARGET/${D[g]}${D[g]:+/}" 2>/dev/null || rc=1
-      g=$((g + 1))
-    done
     if [ "$rc" -ne 0 ]; then
+      # (A file tar was writing may be cut short: none of the chunk's stays.)
+      rm -f -- "${F[@]}" || exit 1
       cp -- "$chunk" "$chunk.rej" || exit 1
       n=0
     fi
@@ -1820,27 +1846,41 @@ ready_members() {
     ;;
   esac
   (cd -- "$1" && md5_many) >"$KIT_TMP/member.sums" 2>/dev/null || true
-  while IFS=' ' read -r sum name; do
-    if [ "$sum" != "$name" ] && is_hex "$name" 32; then
-      rm -f -- "${1:?}/$name"
-      : >"$1/.bad.$name" 2>/dev/null || true
-    fi
-  done <"$KIT_TMP/member.sums"
+  # Every member's MD5 its name (the usual case) is told in bulk: the lines' first words and the
+  # rest (blanks squeezed: a name with a blank is no MD5) as two files, the same bytes; else it
+  # is told line by line.
+  if ! sums_are_names "$KIT_TMP/member.sums"; then
+    while IFS=' ' read -r sum name; do
+      if [ "$sum" != "$name" ] && is_hex "$name" 32; then
+        rm -f -- "${1:?}/$name"
+        : >"$1/.bad.$name" 2>/dev/null || true
+      fi
+    done <"$KIT_TMP/member.sums"
+  fi
   if [ "$FAST" = 1 ]; then member_keys "$1"; fi
+}
+
+# sums_are_names SUMS: whether each line of SUMS (md5_many's) has its MD5 and its name the same.
+sums_are_names() {
+  local a
+  tr -s ' ' <"$1" >"$1.t" && cut -d ' ' -f 1 -- "$1.t" >"$1.a" && cut -s -d ' ' -f 2- -- "$1.t" >"$1.b" &&
+    file_md5 "$1.a" && a=$MD5_OUT && file_md5 "$1.b" && [ "$a" = "$MD5_OUT" ]
 }
 
 # member_keys DIR: DIR/.keys, a line "<pack>/<size>/<md5>" for each checked member in DIR
 # (UNPACKED/<pack>), its size as the file is: what the fast lane may place (fast_lines). One wc;
 # its words are sizes and names in pairs (a name that is no MD5 makes keys no line has).
 member_keys() {
+  local n
   local -a w
   : >"$1/.keys"
   # Regular files only: a pack holding anything else (a symbolic link, a folder: tar makes what
   # it holds) gets no keys, and its lines go to the checked lane, which refuses those members.
-  # shellcheck disable=SC2012 # only the type letters are read
-  case "$(LC_ALL=C ls -lA -- "$1" 2>/dev/null | cut -c 1 | LC_ALL=C sort -u | tr -d '\n')" in
-  *[!t-]* | "") return 0 ;;
-  esac
+  # (ls -F marks each entry that is no regular file, by a character no MD5 holds: one of the
+  # six counted; and an executable file, which no pack holds, by *.)
+  # shellcheck disable=SC2012 # only the marks are read
+  n=$(LC_ALL=C ls -AF -- "$1" 2>/dev/null | LC_ALL=C tr -dc '/*@=%|' | wc -c) || return 0
+  if [ "$n" -ne 0 ]; then return 0; fi
   set -f
   # shellcheck disable=SC2207 # split on purpose, not globbed
   w=($(cd -- "$1" && set +f && set -- * && if [ -f "$1" ]; then LC_ALL=C wc -c -- "$@"; fi)) 2>/dev/null || w=()
@@ -2228,6 +2268,7 @@ main() {
   probe_sparse
   if [ "$SPARSE" != 1 ]; then warn "this dd cannot write holes (conv=sparse): sparse files are restored written out"; fi
   kit_jobs
+  mirror_begin
 
   # Phase 1: read the entries, create the directories, sort out files and links (format 3: the
   # first packs fetched and unpacked meanwhile).
@@ -2240,6 +2281,7 @@ main() {
   OK_PARENT=""
   if [ "$META_VERSION" = 3 ]; then
     files_fast
+    mirror_end
     FAST=0 # (the packs files_v3 unpacks need no member keys: member_keys)
     files_v3
   elif [ "$STORE_KIND" = s3 ]; then

@@ -516,10 +516,11 @@ Deno.test("restore: a hand-crafted hostile meta writes nothing outside the targe
 });
 
 Deno.test("restore: the kit's fast lane (an empty target) hands every line it does not take to its checked lane", async () => {
-  // In an empty target the kit places a pack's files by one tar a chunk without looking at the
-  // target (restore.sh, "The fast lane"); a line out of its shape goes to the checked lane, and
-  // so does each line of a chunk whose tar or mv failed. Both lanes must end where the checked
-  // lane alone ends (S3BACKUP_KIT_FAST=0).
+  // In an empty target the kit builds the tree in its work folder, places a pack's files there
+  // by one tar a chunk without looking, and renames the tree's top entries into the target
+  // (restore.sh, "The fast lane"); a line out of its shape goes to the checked lane, and so does
+  // each line of a chunk whose tar failed. Both lanes must end where the checked lane alone ends
+  // (S3BACKUP_KIT_FAST=0).
   const f = await fx();
   try {
     await smallBackup(f);
@@ -568,7 +569,7 @@ Deno.test("restore: the kit's fast lane (an empty target) hands every line it do
       file("new\nline\\back"),
       file(" lead space", 0o640),
       file("ok.txt", 0o4755),
-      file("z/deep/in/folders.txt"), // folders the meta does not name: the fast lane's mv fails
+      file("z/deep/in/folders.txt"), // folders the meta does not name: made by tar, or the lane
     ];
     const key = "meta_lanes_20300101T000000Z";
     const header = {
@@ -625,6 +626,60 @@ Deno.test("restore: the kit's fast lane (an empty target) hands every line it do
     }
     assert.equal(results[1], results[0], "fast lane and checked lane differ");
     assert.equal(results[2], results[0], "fast lane with chunks of 2 and checked lane differ");
+
+    // A tar that stops halfway through its stream (a full disk, a kill): what the fast lane's tar
+    // wrote is removed before its lines go to the checked lane, whose tar fails too; no file is
+    // left with other bytes (the tree is renamed into the target whole), each is named failed.
+    const shim = `${f.dir}/shim`;
+    Deno.mkdirSync(shim);
+    const tool = (name: string) =>
+      new TextDecoder().decode(
+        new Deno.Command("bash", { args: ["-c", `command -v ${name}`], stdout: "piped" })
+          .outputSync().stdout,
+      ).trim();
+    Deno.writeTextFileSync(
+      `${shim}/tar`,
+      `#!/bin/bash
+s=$(mktemp) && cat >"$s" || exit 1
+if grep -q 'path=./' "$s"; then head -c "$(($(wc -c <"$s") / 2))" "$s" | ${
+        tool("tar")
+      } "$@"; rm -f "$s"; exit 2; fi
+${tool("tar")} "$@" <"$s"; rc=$?; rm -f "$s"; exit $rc
+`,
+      { mode: 0o755 },
+    );
+    const cut = `${f.dir}/t-cut`;
+    const rc = await kit("restore.sh", [f.repo, key, cut], {
+      ...f.env,
+      PATH: `${shim}:${f.env.PATH}`,
+    });
+    assert.equal(rc.code, 3, rc.stderr);
+    const files = snapshot(cut).filter((e) => e.type === "f");
+    for (const e of files) assert.equal(Deno.readTextFileSync(`${cut}/${e.path}`), "same", e.path);
+    assert.ok(rc.stderr.includes("cannot unpack into place"), rc.stderr);
+    const failed = Number(/(\d+) failed$/m.exec(rc.stderr)?.[1]);
+    assert.equal(files.length + failed, 11, rc.stderr);
+    assert.equal(names(cut).filter((n) => n.startsWith(".s3backup")).length, 0, "work left");
+    Deno.removeSync(`${shim}/tar`);
+
+    // The tree cannot be renamed into the target (a name taken meanwhile): the restore stops in
+    // one line, and leaves nothing of the tree, half in place or in a work folder.
+    Deno.writeTextFileSync(
+      `${shim}/mv`,
+      `#!/bin/bash
+case "$3" in */.s3backup-work.*/m/*) echo "mv: cannot move $3: Directory not empty" >&2; exit 1 ;; esac
+exec ${tool("mv")} "$@"
+`,
+      { mode: 0o755 },
+    );
+    const taken = `${f.dir}/t-taken`;
+    const rt = await kit("restore.sh", [f.repo, key, taken], {
+      ...f.env,
+      PATH: `${shim}:${f.env.PATH}`,
+    });
+    assert.equal(rt.code, 1, rt.stderr);
+    assert.match(rt.stderr, /cannot move what was restored from .*\/m into /, rt.stderr);
+    assert.deepEqual(names(taken), [], "left in the target");
   } finally {
     await f.cleanup();
   }
