@@ -1377,23 +1377,20 @@ mirror_begin() {
 }
 
 # mirror_end: (after the fast lane) the tree built in KIT_WORK/m renamed into the target, its top
-# entries by one mv for up to 256 of them; TARGET the target again. An entry that cannot be
-# moved (something of that name came into the target meanwhile) stops the restore: what was
-# built goes with the work folder, nothing of it is left half in place, and the repository is as
-# it was (a rerun restores it).
+# entries by one mv for up to 256 of them (named from inside the tree: 64 KiB of arguments at
+# most); TARGET the target again. An entry that cannot be moved (something of that name came
+# into the target meanwhile) stops the restore: what was built goes with the work folder,
+# nothing of it is left half in place, and the repository is as it was (a rerun restores it).
 mirror_end() {
-  local i=0 m=$KIT_WORK/m
-  local -a top
+  local m=$KIT_WORK/m
   if [ -z "$MIRROR_OF" ]; then return 0; fi
   TARGET=$MIRROR_OF MIRROR_OF="" OK_PARENT=""
-  shopt -s nullglob
-  top=("$m"/* "$m"/.[!.]* "$m"/..?*)
-  shopt -u nullglob
-  while [ "$i" -lt "${#top[@]}" ]; do
-    mv -f -- "${top[@]:i:256}" "$TARGET/" || die "cannot move what was restored from $m into $TARGET"
-    i=$((i + 256))
-  done
-  rmdir -- "$m" 2>/dev/null || die "cannot move what was restored from $m into $TARGET"
+  if ! (cd -- "$m" && shopt -s nullglob && set -- * .[!.]* ..?* && while [ "$#" -gt 0 ]; do
+    n=$(($# < 256 ? $# : 256))
+    mv -f -- "${@:1:n}" "$TARGET/" && shift "$n" || exit 1
+  done) || ! rmdir -- "$m" 2>/dev/null; then
+    die "cannot move what was restored from $m into $TARGET"
+  fi
 }
 
 # fast_init: FAST=1 when the fast lane may run (S3BACKUP_KIT_FAST=0 turns it off): a format 3

@@ -667,7 +667,7 @@ ${tool("tar")} "$@" <"$s"; rc=$?; rm -f "$s"; exit $rc
     Deno.writeTextFileSync(
       `${shim}/mv`,
       `#!/bin/bash
-case "$3" in */.s3backup-work.*/m/*) echo "mv: cannot move $3: Directory not empty" >&2; exit 1 ;; esac
+case "$PWD" in */.s3backup-work.*/m) echo "mv: cannot move $3: Directory not empty" >&2; exit 1 ;; esac
 exec ${tool("mv")} "$@"
 `,
       { mode: 0o755 },
