@@ -632,27 +632,33 @@ Deno.test("restore: the kit's fast lane (an empty target) hands every line it do
     // left with other bytes (the tree is renamed into the target whole), each is named failed.
     const shim = `${f.dir}/shim`;
     Deno.mkdirSync(shim);
-    const tool = (name: string) =>
+    const which = (name: string) =>
       new TextDecoder().decode(
         new Deno.Command("bash", { args: ["-c", `command -v ${name}`], stdout: "piped" })
           .outputSync().stdout,
       ).trim();
-    Deno.writeTextFileSync(
-      `${shim}/tar`,
-      `#!/bin/bash
-s=$(mktemp) && cat >"$s" || exit 1
-if grep -q 'path=./' "$s"; then head -c "$(($(wc -c <"$s") / 2))" "$s" | ${
-        tool("tar")
-      } "$@"; rm -f "$s"; exit 2; fi
-${tool("tar")} "$@" <"$s"; rc=$?; rm -f "$s"; exit $rc
-`,
-      { mode: 0o755 },
-    );
+    const tar = which("tar"), mv = which("mv");
+    /** The kit restoring into `target` with `tool` replaced by `script` (in front of PATH). */
+    const shimmed = async (tool: string, script: string, target: string) => {
+      Deno.writeTextFileSync(`${shim}/${tool}`, `#!/bin/bash\n${script}`, { mode: 0o755 });
+      try {
+        return await kit("restore.sh", [f.repo, key, target], {
+          ...f.env,
+          PATH: `${shim}:${f.env.PATH}`,
+        });
+      } finally {
+        Deno.removeSync(`${shim}/${tool}`);
+      }
+    };
     const cut = `${f.dir}/t-cut`;
-    const rc = await kit("restore.sh", [f.repo, key, cut], {
-      ...f.env,
-      PATH: `${shim}:${f.env.PATH}`,
-    });
+    const rc = await shimmed(
+      "tar",
+      `s=${shim}/stream.$$ && cat >"$s" || exit 1
+if grep -q 'path=./' "$s"; then head -c "$(($(wc -c <"$s") / 2))" "$s" | ${tar} "$@"; exit 2; fi
+${tar} "$@" <"$s"
+`,
+      cut,
+    );
     assert.equal(rc.code, 3, rc.stderr);
     const files = snapshot(cut).filter((e) => e.type === "f");
     for (const e of files) assert.equal(Deno.readTextFileSync(`${cut}/${e.path}`), "same", e.path);
@@ -660,23 +666,17 @@ ${tool("tar")} "$@" <"$s"; rc=$?; rm -f "$s"; exit $rc
     const failed = Number(/(\d+) failed$/m.exec(rc.stderr)?.[1]);
     assert.equal(files.length + failed, 11, rc.stderr);
     assert.equal(names(cut).filter((n) => n.startsWith(".s3backup")).length, 0, "work left");
-    Deno.removeSync(`${shim}/tar`);
 
     // The tree cannot be renamed into the target (a name taken meanwhile): the restore stops in
     // one line, and leaves nothing of the tree, half in place or in a work folder.
-    Deno.writeTextFileSync(
-      `${shim}/mv`,
-      `#!/bin/bash
-case "$PWD" in */.s3backup-work.*/m) echo "mv: cannot move $3: Directory not empty" >&2; exit 1 ;; esac
-exec ${tool("mv")} "$@"
-`,
-      { mode: 0o755 },
-    );
     const taken = `${f.dir}/t-taken`;
-    const rt = await kit("restore.sh", [f.repo, key, taken], {
-      ...f.env,
-      PATH: `${shim}:${f.env.PATH}`,
-    });
+    const rt = await shimmed(
+      "mv",
+      `case "$PWD" in */.s3backup-work.*/m) echo "mv: cannot move $3: Directory not empty" >&2; exit 1 ;; esac
+exec ${mv} "$@"
+`,
+      taken,
+    );
     assert.equal(rt.code, 1, rt.stderr);
     assert.match(rt.stderr, /cannot move what was restored from .*\/m into /, rt.stderr);
     assert.deepEqual(names(taken), [], "left in the target");
