@@ -1577,8 +1577,7 @@ fast_chunk() {
   local IFS=' '
   A=() F=() R=() T_PAD=0 TAR_DIR=$KIT_TMP/tar
   if [ "$KIT_ROOT" = 1 ]; then lines=6; fi
-  rm -rf -- "$rec"
-  mkdir -- "$rec" || exit 1
+  mkdir -p -- "$rec" || exit 1 # (its files written over: rec/r.* a chunk, never removed)
   set -f
   exec 8>"$chunk.rej"
   while IFS= read -r -u 3 line; do
