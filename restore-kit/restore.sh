@@ -1572,7 +1572,7 @@ fast_lane() {
 # fails, the files it may have written are removed and every line of CHUNK goes onto CHUNK.rej.
 # CHUNK.n: how many were placed.
 fast_chunk() {
-  local chunk=$1 stage=m rec=$KIT_TMP/rec line h p r k t m w n=0 rc=0 lines=4
+  local chunk=$1 rec=$KIT_TMP/rec line h p r k t m w n=0 rc=0 lines=4
   local -a A F R
   local IFS=' '
   A=() F=() R=() T_PAD=0 TAR_DIR=$KIT_TMP/tar
@@ -1588,7 +1588,7 @@ fast_chunk() {
       printf '%s\n' "$line" >&8
       continue
     fi
-    r=" path=./$stage/$p$NL" t=" mtime=$7$NL" k=${#r} m=${#t}
+    r=" path=./$p$NL" t=" mtime=$7$NL" k=${#r} m=${#t}
     r="21 hdrcharset=BINARY$NL$((k < 98 ? k + 2 : k + 3))$r$((${#6} + 9)) size=$6$NL$((m < 98 ? m + 2 : m + 3))$t"
     if [ "$KIT_ROOT" = 1 ]; then
       h=OWNER_REC_${4/-/x}_${5/-/x}
@@ -1601,7 +1601,7 @@ fast_chunk() {
     if [ "$T_PAD" -gt 0 ]; then A+=("$FAST_PIECES/p.$T_PAD"); fi
     A+=("$FAST_PIECES/x.$k" "$rec/r.${FAST_NAMES[n]}" "$FAST_PIECES/c.$t" "${!h}" "$UNPACKED/$w/$1")
     T_PAD=$(((512 - 10#$6 % 512) % 512)) n=$((n + 1))
-    F+=("$KIT_WORK/$stage/$p")
+    F+=("$TARGET/$p")
   done 3<"$chunk"
   exec 8>&-
   set +f
@@ -1611,7 +1611,7 @@ fast_chunk() {
     fi
     # The records onto one file (one printf), cut into a file each.
     { printf '%s' "${R[@]}" >"$rec/all" && (cd -- "$rec" && split -l "$lines" -a 3 -- all r.) &&
-      tar_unpack /dev/null "$KIT_WORK" -- "${A[@]}" "$TAR_DIR/end.$T_PAD"; } || rc=$?
+      tar_unpack /dev/null "$TARGET" -- "${A[@]}" "$TAR_DIR/end.$T_PAD"; } || rc=$?
     if [ "$rc" -ne 0 ]; then
       # (A file tar was writing may be cut short: none of the chunk's stays.)
       rm -f -- "${F[@]}" || exit 1
