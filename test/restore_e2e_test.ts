@@ -15,7 +15,14 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import type { RecordedEntry as Entry } from "../src/format/meta.ts";
 import { listRepository } from "../src/repo/listing.ts";
-import { createRepository, loadMeta, openRepository, saveMeta } from "../src/repo/repository.ts";
+import {
+  createRepository,
+  encryptSmallObject,
+  loadMeta,
+  openRepository,
+  saveMeta,
+} from "../src/repo/repository.ts";
+import { packMember, sealPack } from "../src/format/pack.ts";
 import { LocalStore } from "../src/store/local_store.ts";
 import {
   childEnv,
@@ -680,6 +687,59 @@ exec ${mv} "$@"
     assert.equal(rt.code, 1, rt.stderr);
     assert.match(rt.stderr, /cannot move what was restored from .*\/m into /, rt.stderr);
     assert.deepEqual(names(taken), [], "left in the target");
+  } finally {
+    await f.cleanup();
+  }
+});
+
+Deno.test("restore: a pack member whose bytes are not its name's is refused by both lanes of the kit, and by the binary", async () => {
+  // The kit checks a pack's members by one md5sum and compares the sums with the names in bulk
+  // (restore.sh, ready_members); a member that does not match must fail its file, by name.
+  const f = await fx();
+  try {
+    await smallBackup(f);
+    const repo = await openRepository(new LocalStore(f.repo), te.encode(PASSWORD));
+    const good = te.encode("good bytes\n"), same = te.encode("same");
+    const sealed = await encryptSmallObject(
+      repo,
+      sealPack([packMember(md5(good), good), packMember(md5(same), te.encode("evil"))]),
+    );
+    const pack = md5(sealed);
+    await repo.store.save(`packs/${pack}`, sealed);
+    const file = (path: string, content: Uint8Array, size: number): Entry => ({
+      type: "f",
+      path,
+      md5: md5(content),
+      where: pack,
+      mode: 0o644,
+      uid: null,
+      gid: null,
+      size,
+      mtimeMs: 1_700_000_000_000,
+    });
+    const key = "meta_members_20300101T000000Z";
+    await saveMeta(repo, key, {
+      version: 3,
+      time: new Date(),
+      host: "x",
+      source: "/x",
+      name: "members",
+    }, [file("good.txt", good, good.length), file("bad.txt", same, 4)]);
+    const lanes: Record<string, string>[] = [{}, { S3BACKUP_KIT_FAST: "0" }];
+    for (const env of lanes) {
+      const t = `${f.dir}/t-${Object.keys(env).length}`;
+      const r = await kit("restore.sh", [f.repo, key, t], { ...f.env, ...env });
+      assert.equal(r.code, 3, `${JSON.stringify(env)}: ${r.stderr}`);
+      assert.match(r.stderr, /bad\.txt: MD5 mismatch for member/, r.stderr);
+      assert.deepEqual(names(t), ["good.txt"], JSON.stringify(env));
+      assert.equal(Deno.readTextFileSync(`${t}/good.txt`), "good bytes\n");
+    }
+    const b = await s3backup(
+      ["restore", "-b", f.repo, "-m", key, "-f", `${f.dir}/t-bin`, "-c"],
+      f.env,
+    );
+    assert.equal(b.code, 3, b.stderr);
+    assert.deepEqual(names(`${f.dir}/t-bin`), ["good.txt"]);
   } finally {
     await f.cleanup();
   }
