@@ -1530,6 +1530,7 @@ fast_place() {
   if [ ! -s "$1.ok" ]; then return 0; fi
   split -l "$CHUNK_FAST" -a 4 -- "$1.ok" "$1.c." || die "cannot split $1.ok into chunks"
   fast_pieces
+  fast_bulk "$1" || FAST_BULK=""
   CHUNKS=("$1".c.*)
   KIT_PIDS=""
   while [ "$w" -lt "$KIT_JOBS" ] && [ "$w" -lt "${#CHUNKS[@]}" ]; do
@@ -1548,8 +1549,113 @@ fast_place() {
     else cat -- "${CHUNKS[c]}" >>"$1.rej"; fi # (its worker died: all again)
     c=$((c + 1))
   done
-  rm -f -- "$1".c.*
+  rm -f -- "$1".[acl].*
   warn "$N_FILES/$FILES_TOTAL files"
+}
+
+# fast_bulk LIST: (fast_place; FAST_TRUSTED=1, LIST.ok cut into chunks LIST.c.X) what
+# fast_chunk would make of each line, its pax records and the pieces of its tar stream, made for
+# every line at once by a few cut, paste and tr: the words of each chunk's lines as
+# FAST_BULK, a printf format, writes the records of (LIST.a.X: fast_chunk_bulk), and the pieces
+# (LIST.l.X: a record file, a file header, the member, 3 lines a file). Every record of a run
+# is as long as the others (numbers with leading zeros, 12 digits; fractions 9; the paths
+# behind slashes to the longest one's length), so that the records' length and the comment
+# that fills their block are worked out once; the pad after a content is written before the
+# next file's headers by the printf (spaces, made slashes, as the padding of a path: tar skips
+# the pad). Returns 1, and fast_chunk makes each line's records itself, when a field is wider
+# than that, a number has a leading zero (printf would read it as octal) or an owner is - (as
+# root).
+FAST_BULK=""
+fast_bulk() {
+  local t=$KIT_TMP/bulk n c x pre=../../pieces m IFS=$'\n'
+  local -a S
+  FAST_BULK=""
+  if [ "$FAST_TRUSTED" != 1 ] || [ "${S3BACKUP_KIT_BULK:-1}" = 0 ]; then return 1; fi
+  LC_ALL=C
+  n=$(wc -l <"$1.ok") && n=${n//[!0-9]/} && [ "${n:-0}" -gt 0 ] || return 1
+  # The numbers: 12 digits at most, no leading zero; a fraction of 9 digits at most.
+  cut -d ' ' -f 6,7 -- "$1.ok" | cut -d . -f 1 >"$t.si" || return 1
+  cut -d ' ' -f 7 -- "$1.ok" | cut -s -d . -f 2 >"$t.f" || return 1
+  if [ "$KIT_ROOT" = 1 ]; then cut -d ' ' -f 4,5 -- "$1.ok" >"$t.ui" || return 1; else : >"$t.ui"; fi
+  m=$(cat -- "$t.si" "$t.ui" | tr ' ' '\n' | cut -c 1-2 | sort -u | tr '\n' ' ') || return 1
+  case " $m" in *" 0"[0-9]*) return 1 ;; esac
+  if [ -n "$(cat -- "$t.si" "$t.ui" | tr -d ' \n0123456789')" ] ||
+    [ -n "$(cat -- "$t.si" "$t.ui" | tr ' ' '\n' | cut -c 13- | tr -d '\n')" ] ||
+    [ -n "$(cut -c 10- -- "$t.f" | tr -d '\n')" ]; then
+    return 1
+  fi
+  # The paths, their blanks as \001 (no path holds a control character; none is longer than
+  # MAX_COMPONENTS: fast_trust).
+  cut -d ' ' -f 9- -- "$1.ok" | tr ' ' '\001' >"$t.p" || return 1
+  # Each line's pad (its content to a whole block: (-size) mod 512) in octal, which printf's
+  # %*s reads with its leading 0: the last 3 of the 22 octal digits of -size.
+  cut -d ' ' -f 6 -- "$1.ok" >"$t.s" || return 1
+  # (Word splitting, not read -d '', which reads a byte a system call.)
+  set -f
+  # shellcheck disable=SC2207 # split on purpose (a line a size), not globbed
+  S=($(cat -- "$t.s")) || { set +f && return 1; }
+  set +f
+  if [ "${#S[@]}" -ne "$n" ]; then return 1; fi
+  bulk_lines 0 "$n" >"$t.0" || return 1
+  bulk_lines 000000000 "$n" >"$t.9" || return 1
+  printf '%022o\n' "${S[@]/#/-}" | cut -c 20-22 | paste -d '\0' "$t.0" - >"$t.pad" || return 1
+  # The words: [uid gid] size int frac path pad md5.
+  cut -d ' ' -f 7 -- "$1.ok" | paste -d . - "$t.0" | cut -d . -f 2 | paste -d '\0' - "$t.9" |
+    cut -c 1-9 >"$t.f" || return 1
+  cut -c 1-32 -- "$1.ok" >"$t.h" || return 1
+  if [ "$KIT_ROOT" = 1 ]; then
+    paste -d ' ' "$t.ui" "$t.si" "$t.f" "$t.p" "$t.pad" "$t.h"
+  else paste -d ' ' "$t.si" "$t.f" "$t.p" "$t.pad" "$t.h"; fi >"$t.a" || return 1
+  split -l "$CHUNK_FAST" -a 4 -- "$t.a" "$1.a." || return 1
+  # The pieces: r.<name> (split's names, a chunk's from aaa), ../../pieces/f.<mode>, u/<pack>/<md5>.
+  printf 'r.%s\n' "${FAST_NAMES[@]:0:CHUNK_FAST}" >"$t.one"
+  c=$((n / CHUNK_FAST)) x=$((n % CHUNK_FAST))
+  {
+    while [ "$c" -gt 0 ]; do cat -- "$t.one" && c=$((c - 1)); done
+    if [ "$x" -gt 0 ]; then printf 'r.%s\n' "${FAST_NAMES[@]:0:x}"; fi
+  } >"$t.r" || return 1
+  cut -d ' ' -f 3 -- "$1.ok" >"$t.m" || return 1
+  sort -u -o "$t.mu" -- "$t.m" || return 1
+  while IFS= read -r m; do
+    if [ ! -f "$FAST_PIECES/f.$m" ]; then tar_header "$FAST_PIECES/f.$m" f 0 0 "$m" || return 1; fi
+  done <"$t.mu"
+  bulk_lines "$pre/f." "$n" | paste -d '\0' - "$t.m" >"$t.fm" || return 1
+  cut -d ' ' -f 8 -- "$1.ok" | cut -c 1-32 >"$t.w" || return 1
+  bulk_lines u "$n" | paste -d '/' - "$t.w" "$t.h" >"$t.u" || return 1
+  paste -d '\n' "$t.r" "$t.fm" "$t.u" >"$t.l" || return 1
+  split -l "$((3 * CHUNK_FAST))" -a 4 -- "$t.l" "$1.l." || return 1
+  rm -f -- "$t".*
+  # The format: the pax header's file header, the records (blanks as \002) filling its block
+  # (the path behind slashes: 426 bytes, 386 as root), the pad.
+  FAST_BULK="$(bulk_xheader)21\002hdrcharset=BINARY\n"
+  if [ "$KIT_ROOT" = 1 ]; then
+    FAST_BULK="${FAST_BULK}20\002uid=%012d\n20\002gid=%012d\n21\002size=%012d\n32\002mtime=%012d.%s\n398\002path=./%386s\n%*.0s"
+  else
+    FAST_BULK="${FAST_BULK}21\002size=%012d\n32\002mtime=%012d.%s\n438\002path=./%426s\n%*.0s"
+  fi
+}
+
+# bulk_lines STRING N: N lines of STRING (which does not begin with -).
+bulk_lines() {
+  { yes "$1" || :; } | head -n "$2"
+}
+
+# bulk_xheader: the ustar header of a pax header of 512 bytes, as a printf format with one NUL
+# byte (\x00, the magic's): its text fields filled with dots, its numbers with digits (the
+# checksum's too: no blank, which tr makes a slash).
+bulk_xheader() {
+  local d=........................................................................................ h j=0 c sum=0
+  d=$d$d
+  h="PaxHeader${d:0:91}000006440000000000000000000000001000000000000000        x${d:0:100}"
+  h="${h}ustar_00${d:0:64}0000000000000000${d:0:167}"
+  while [ "$j" -lt 512 ]; do
+    printf -v c '%d' "'${h:j:1}"
+    sum=$((sum + c)) j=$((j + 1))
+  done
+  sum=$((sum - 95)) # (the magic's NUL, written _ here)
+  printf -v sum '%08o' "$sum"
+  h=${h/        x/${sum}x}
+  printf '%s' "${h/ustar_/ustar\\x00}"
 }
 
 # fast_lane W: (a worker, in the background) fast_chunk of CHUNKS[W], CHUNKS[W+JOBS], ...
@@ -1558,10 +1664,50 @@ fast_lane() {
   local KIT_TMP=$KIT_TMP/w.$1 # its own file headers and end blocks
   LC_ALL=C
   mkdir -p -- "$KIT_TMP/tar" || exit 1
+  if [ -n "$FAST_BULK" ]; then
+    mkdir -p -- "$KIT_TMP/rec" && ln -sfn -- "$UNPACKED" "$KIT_TMP/rec/u" || exit 1
+  fi
   while [ "$c" -lt "${#CHUNKS[@]}" ]; do
-    fast_chunk "${CHUNKS[c]}"
+    if [ -n "$FAST_BULK" ]; then
+      fast_chunk_bulk "${CHUNKS[c]}"
+    else fast_chunk "${CHUNKS[c]}"; fi
     c=$((c + KIT_JOBS))
   done
+}
+
+# fast_chunk_bulk CHUNK: (fast_lane) fast_chunk's work from fast_bulk's: the records of CHUNK's
+# lines by one printf of its words (CHUNK's .a.), cut into a file each by split, and one
+# tar_unpack of its pieces (CHUNK's .l.), run in the records' folder; when tar fails, the files
+# it may have written are removed and every line of CHUNK goes onto CHUNK.rej. CHUNK.n: how
+# many were placed.
+fast_chunk_bulk() {
+  local chunk=$1 rec=$KIT_TMP/rec b=${1%.c.*} x=${1##*.c.} line n rc=0 lines=4 last IFS=$'\n'
+  local -a A
+  if [ "$KIT_ROOT" = 1 ]; then lines=6; fi
+  : >"$chunk.rej"
+  set -f
+  # shellcheck disable=SC2207 # split on purpose (a line a piece), not globbed
+  A=($(cat -- "$b.l.$x")) || A=()
+  set +f
+  n=$((${#A[@]} / 3))
+  if [ "$n" -gt 0 ]; then
+    IFS= read -r last < <(tail -n 1 -- "$chunk") || last=""
+    last=${last#* * * * * } last=${last%% *}
+    if [ ! -f "$KIT_TMP/tar/end.0" ]; then printf '%b' "$TAR_Z$TAR_Z" >"$KIT_TMP/tar/end.0"; fi
+    if is_uint "$last" && [ $((10#$last % 512)) -ne 0 ]; then A+=("r.${FAST_NAMES[n]}"); fi
+    # shellcheck disable=SC2059 # the format is fast_bulk's
+    # shellcheck disable=SC2207 # split on purpose (words), not globbed
+    { (set -f && IFS=$' \n' && W=($(cat -- "$b.a.$x")) && printf "$FAST_BULK" "${W[@]}") |
+      tr ' \001\002' '/  ' >"$rec/all" && (cd -- "$rec" && split -l "$lines" -a 3 -- all r. &&
+        tar_unpack /dev/null "$TARGET" -- "${A[@]}" "$KIT_TMP/tar/end.0"); } || rc=$?
+    if [ "$rc" -ne 0 ]; then
+      # (A file tar was writing may be cut short: none of the chunk's stays.)
+      while IFS= read -r line; do rm -f -- "$TARGET/${line#* * * * * * * * }" || exit 1; done <"$chunk"
+      cp -- "$chunk" "$chunk.rej" || exit 1
+      n=0
+    fi
+  fi
+  printf '%s\n' "$n" >"$chunk.n"
 }
 
 # fast_chunk CHUNK: (fast_lane) the lines of CHUNK (by path) placed as place_by_tar places
