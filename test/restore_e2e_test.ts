@@ -692,6 +692,92 @@ exec ${mv} "$@"
   }
 });
 
+Deno.test("restore: the kit's fast lane makes a batch's records in bulk, as line by line, with GNU tar and bsdtar", async () => {
+  // Lines of the common shape: the fast lane makes their pax records by one printf a chunk
+  // (restore.sh, fast_bulk): fixed widths, each path behind slashes, the pad before the next
+  // header. Each tar run is logged: the bulk streams (a path behind slashes) must all unpack,
+  // not fall back to the checked lane, and every lane must give the source back.
+  const f = await fx();
+  try {
+    const src = `${f.dir}/src`;
+    const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+    const deep = `${"a folder/".repeat(20)}deep`; // a path of ~200 bytes
+    Deno.mkdirSync(`${src}/${deep}`, { recursive: true });
+    Deno.mkdirSync(`${src}/café ✓`);
+    const files: [string, Uint8Array, number, number][] = [
+      ["empty", new Uint8Array(0), 0o644, 1_700_000_000_000],
+      ["one byte", rnd(1), 0o600, 1_700_000_000_001],
+      [" lead space", rnd(511), 0o640, 1_650_000_000_500],
+      ["block", rnd(512), 0o755, 1_600_000_000_000],
+      ["block and one", rnd(513), 0o444, 1_500_000_000_123],
+      ["café ✓/naïve ✓.txt", rnd(1024), 0o644, 1_400_000_000_999],
+      ["café ✓/setuid", rnd(4097), 0o4755, 1_300_000_000_010],
+      [`${deep}/in the deep end.bin`, rnd(3000), 0o644, 631_152_000_000], // 1990
+      ["same-a", te.encode("same bytes\n"), 0o644, 1_700_000_001_000],
+      ["same-b", te.encode("same bytes\n"), 0o600, 1_700_000_002_500],
+    ];
+    for (let i = 0; i < 30; i++) {
+      files.push([`many/f ${i}`, rnd(i * 97), 0o644, 1_700_000_000_000 + i]);
+    }
+    Deno.mkdirSync(`${src}/many`);
+    for (const [p, data, mode, mtime] of files) {
+      Deno.writeFileSync(`${src}/${p}`, data);
+      Deno.chmodSync(`${src}/${p}`, mode);
+      Deno.utimeSync(`${src}/${p}`, mtime / 1000, mtime / 1000);
+    }
+    ok(await s3backup(["backup", "-f", src, "-b", f.repo, "-c"], f.env), "backup");
+    const want = snapshot(src).filter((e) => e.type === "f");
+    const shim = `${f.dir}/shim`, log = `${f.dir}/tar.log`;
+    Deno.mkdirSync(shim);
+    const which = (name: string) =>
+      new TextDecoder().decode(
+        new Deno.Command("bash", { args: ["-c", `command -v ${name}`], stdout: "piped" })
+          .outputSync().stdout,
+      ).trim();
+    const tars = [which("tar"), which("bsdtar")].filter((t) => t !== "");
+    assert.ok(
+      tars.length === 2 || !Deno.env.get("CI"),
+      "bsdtar missing (scripts/test.sh installs it)",
+    );
+    for (const tar of tars) {
+      Deno.writeTextFileSync(
+        `${shim}/tar`,
+        `#!/bin/bash
+s=$(mktemp) && cat >"$s" || exit 1
+b=line; if grep -aq 'path=\.//' "$s"; then b=bulk; fi
+${tar} "$@" <"$s"; rc=$?; rm -f "$s"
+echo "$b $rc" >>${log}; exit $rc
+`,
+        { mode: 0o755 },
+      );
+      const lanes: Record<string, string>[] = [
+        {},
+        { S3BACKUP_KIT_CHUNK_FAST: "3" },
+        { S3BACKUP_KIT_BULK: "0" },
+      ];
+      for (const env of lanes) {
+        const what = `${tar} ${JSON.stringify(env)}`;
+        const t = `${f.dir}/t-${crypto.randomUUID()}`;
+        Deno.writeTextFileSync(log, "");
+        const r = await kit("restore.sh", [f.repo, "latest", t], {
+          ...f.env,
+          ...env,
+          PATH: `${shim}:${f.env.PATH}`,
+        });
+        assert.equal(r.code, 0, `${what}: ${r.stderr}`);
+        assert.deepEqual(snapshot(t).filter((e) => e.type === "f"), want, what);
+        const runs = Deno.readTextFileSync(log).trim().split("\n");
+        const bulk = runs.filter((l) => l.startsWith("bulk"));
+        assert.deepEqual(runs.filter((l) => !l.endsWith(" 0")), [], `${what}: a tar failed`);
+        const chunks = "S3BACKUP_KIT_BULK" in env ? 0 : "S3BACKUP_KIT_CHUNK_FAST" in env ? 14 : 1;
+        assert.equal(bulk.length, chunks, `${what}: ${runs.join(", ")}`);
+      }
+    }
+  } finally {
+    await f.cleanup();
+  }
+});
+
 Deno.test("restore: a pack member whose bytes are not its name's is refused by both lanes of the kit, and by the binary", async () => {
   // The kit checks a pack's members by one md5sum and compares the sums with the names in bulk
   // (restore.sh, ready_members); a member that does not match must fail its file, by name.
