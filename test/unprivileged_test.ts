@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { runKit } from "./kit_runner.ts";
 import { PASSWORD, s3backup } from "./faults/harness.ts";
+import { snapshot } from "./tree.ts";
 
 const root = Deno.uid() === 0;
 if (root) console.warn("unprivileged_test: skipped as root (.ci/run runs it as nobody)");
@@ -87,5 +88,52 @@ Deno.test({
       await into(FOREIGN!);
       await into(`${FOREIGN}/new`);
       assert.deepEqual([...Deno.readDirSync(FOREIGN!)], [], "nothing written into it");
+    }),
+});
+
+Deno.test({
+  name: "unprivileged: the kit's fast lane restores files with their modes and mtimes, its " +
+    "records made in bulk (no owner records)",
+  ignore: root,
+  fn: () =>
+    withTree(async (dir) => {
+      // Readable files only (withTree's closed ones opened), of the fast lane's common shape.
+      await Deno.remove(`${dir}/src/secret.txt`);
+      await Deno.mkdir(`${dir}/src/café ✓`);
+      const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+      const files: [string, number, number][] = [
+        [" lead space", 0o600, 1_650_000_000_500],
+        ["café ✓/naïve.txt", 0o755, 1_400_000_000_999],
+        ["block", 0o444, 1_600_000_000_000],
+      ];
+      for (const [p, mode, mtime] of files) {
+        await Deno.writeFile(`${dir}/src/${p}`, rnd(p.length * 100));
+        await Deno.chmod(`${dir}/src/${p}`, mode);
+        await Deno.utime(`${dir}/src/${p}`, mtime / 1000, mtime / 1000);
+      }
+      const want = snapshot(`${dir}/src`).filter((e) => e.type === "f");
+      const b = await s3backup(["backup", "-f", `${dir}/src`, "-b", `${dir}/repo`, "-c"]);
+      assert.equal(b.code, 0, b.stderr);
+      // A tar that logs whether its stream is a bulk one (a path behind slashes) and its exit.
+      await Deno.mkdir(`${dir}/shim`);
+      await Deno.writeTextFile(
+        `${dir}/shim/tar`,
+        `#!/bin/bash
+s=$(mktemp) && cat >"$s" || exit 1
+b=line; if grep -aq 'path=\\.//' "$s"; then b=bulk; fi
+/usr/bin/tar "$@" <"$s"; rc=$?; rm -f "$s"
+echo "$b $rc" >>${dir}/tar.log; exit $rc
+`,
+        { mode: 0o755 },
+      );
+      const k = await runKit("restore.sh", [`${dir}/repo`, "latest", `${dir}/out`], PASSWORD, {
+        PATH: `${dir}/shim:/usr/bin:/bin`,
+        TMPDIR: dir,
+      });
+      assert.equal(k.code, 0, k.stderr);
+      assert.deepEqual(snapshot(`${dir}/out`).filter((e) => e.type === "f"), want);
+      const runs = (await Deno.readTextFile(`${dir}/tar.log`)).trim().split("\n");
+      assert.deepEqual(runs.filter((l) => !l.endsWith(" 0")), [], "a tar failed");
+      assert.equal(runs.filter((l) => l.startsWith("bulk")).length, 1, runs.join(", "));
     }),
 });
