@@ -1665,7 +1665,9 @@ fast_lane() {
   LC_ALL=C
   mkdir -p -- "$KIT_TMP/tar" || exit 1
   if [ -n "$FAST_BULK" ]; then
-    mkdir -p -- "$KIT_TMP/rec" && ln -sfn -- "$UNPACKED" "$KIT_TMP/rec/u" || exit 1
+    # (fast_bulk's pieces are named from there: its records, u/<pack>/<md5>, ../../pieces/)
+    mkdir -p -- "$KIT_TMP/rec" && ln -sfn -- "$UNPACKED" "$KIT_TMP/rec/u" && cd -- "$KIT_TMP/rec" || exit 1
+    if [ ! -f "$KIT_TMP/tar/end.0" ]; then printf '%b' "$TAR_Z$TAR_Z" >"$KIT_TMP/tar/end.0" || exit 1; fi
   fi
   while [ "$c" -lt "${#CHUNKS[@]}" ]; do
     if [ -n "$FAST_BULK" ]; then
@@ -1675,37 +1677,32 @@ fast_lane() {
   done
 }
 
-# fast_chunk_bulk CHUNK: (fast_lane) fast_chunk's work from fast_bulk's: the records of CHUNK's
-# lines by one printf of its words (CHUNK's .a.), cut into a file each by split, and one
-# tar_unpack of its pieces (CHUNK's .l.), run in the records' folder; when tar fails, the files
-# it may have written are removed and every line of CHUNK goes onto CHUNK.rej. CHUNK.n: how
-# many were placed.
+# fast_chunk_bulk CHUNK: (fast_lane, in the records' folder) fast_chunk's work from fast_bulk's:
+# the records of CHUNK's lines by one printf of its words (CHUNK's .a.), cut into a file each by
+# split, and one tar_unpack of its pieces (CHUNK's .l.); when tar fails, the files it may have
+# written are removed and every line of CHUNK goes onto CHUNK.rej. CHUNK.n: how many were placed.
 fast_chunk_bulk() {
-  local chunk=$1 rec=$KIT_TMP/rec b=${1%.c.*} x=${1##*.c.} line n rc=0 lines=4 last IFS=$'\n'
-  local -a A
+  local chunk=$1 b=${1%.c.*} x=${1##*.c.} line n rc=0 lines=4 IFS=$'\n'
+  local -a A W
   if [ "$KIT_ROOT" = 1 ]; then lines=6; fi
   : >"$chunk.rej"
   set -f
-  # shellcheck disable=SC2207 # split on purpose (a line a piece), not globbed
-  A=($(cat -- "$b.l.$x")) || A=()
+  # shellcheck disable=SC2207 # split on purpose (a line a piece; words), not globbed
+  A=($(<"$b.l.$x")) && IFS=$' \n' && W=($(<"$b.a.$x")) || A=()
   set +f
   n=$((${#A[@]} / 3))
-  if [ "$n" -gt 0 ]; then
-    IFS= read -r last < <(tail -n 1 -- "$chunk") || last=""
-    last=${last#* * * * * } last=${last%% *}
-    if [ ! -f "$KIT_TMP/tar/end.0" ]; then printf '%b' "$TAR_Z$TAR_Z" >"$KIT_TMP/tar/end.0"; fi
-    if is_uint "$last" && [ $((10#$last % 512)) -ne 0 ]; then A+=("r.${FAST_NAMES[n]}"); fi
+  if [ "$n" -gt 0 ] && [ "${#W[@]}" -eq $((n * (lines + 2))) ]; then
+    # The last file's pad, after its records: a piece of its own before the end blocks.
+    if [ $((${W[${#W[@]} - 2]})) -ne 0 ]; then A+=("r.${FAST_NAMES[n]}"); fi
     # shellcheck disable=SC2059 # the format is fast_bulk's
-    # shellcheck disable=SC2207 # split on purpose (words), not globbed
-    { (set -f && IFS=$' \n' && W=($(cat -- "$b.a.$x")) && printf "$FAST_BULK" "${W[@]}") |
-      tr ' \001\002' '/  ' >"$rec/all" && (cd -- "$rec" && split -l "$lines" -a 3 -- all r. &&
-        tar_unpack /dev/null "$TARGET" -- "${A[@]}" "$KIT_TMP/tar/end.0"); } || rc=$?
-    if [ "$rc" -ne 0 ]; then
-      # (A file tar was writing may be cut short: none of the chunk's stays.)
-      while IFS= read -r line; do rm -f -- "$TARGET/${line#* * * * * * * * }" || exit 1; done <"$chunk"
-      cp -- "$chunk" "$chunk.rej" || exit 1
-      n=0
-    fi
+    { printf "$FAST_BULK" "${W[@]}" | tr ' \001\002' '/  ' >all && split -l "$lines" -a 3 -- all r. &&
+      tar_unpack /dev/null "$TARGET" -- "${A[@]}" "$KIT_TMP/tar/end.0"; } || rc=$?
+  else rc=1; fi
+  if [ "$rc" -ne 0 ]; then
+    # (A file tar was writing may be cut short: none of the chunk's stays.)
+    while IFS= read -r line; do rm -f -- "$TARGET/${line#* * * * * * * * }" || exit 1; done <"$chunk"
+    cp -- "$chunk" "$chunk.rej" || exit 1
+    n=0
   fi
   printf '%s\n' "$n" >"$chunk.n"
 }
