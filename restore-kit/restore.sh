@@ -1567,11 +1567,12 @@ fast_place() {
 # root).
 FAST_BULK=""
 fast_bulk() {
-  local t=$KIT_TMP/bulk n c x pre=../../pieces m IFS=$'\n'
+  local t=$KIT_TMP/bulk n c x pre=../../pieces m w=426 IFS=$'\n'
+  local -x LC_ALL=C
   local -a S
   FAST_BULK=""
   if [ "$FAST_TRUSTED" != 1 ] || [ "${S3BACKUP_KIT_BULK:-1}" = 0 ]; then return 1; fi
-  LC_ALL=C
+  if [ "$KIT_ROOT" = 1 ]; then w=386; fi
   n=$(wc -l <"$1.ok") && n=${n//[!0-9]/} && [ "${n:-0}" -gt 0 ] || return 1
   # The numbers: 12 digits at most, no leading zero; a fraction of 9 digits at most.
   cut -d ' ' -f 6,7 -- "$1.ok" | cut -d . -f 1 >"$t.si" || return 1
@@ -1584,9 +1585,10 @@ fast_bulk() {
     [ -n "$(cut -c 10- -- "$t.f" | tr -d '\n')" ]; then
     return 1
   fi
-  # The paths, their blanks as \001 (no path holds a control character; none is longer than
-  # MAX_COMPONENTS: fast_trust).
+  # The paths, their blanks as \001 (no path holds a control character: fast_trust), none
+  # longer than the width they are written in.
   cut -d ' ' -f 9- -- "$1.ok" | tr ' ' '\001' >"$t.p" || return 1
+  if [ -n "$(cut -c "$((w + 1))-" -- "$t.p" | tr -d '\n')" ]; then return 1; fi
   # Each line's pad (its content to a whole block: (-size) mod 512) in octal, which printf's
   # %*s reads with its leading 0: the last 3 of the 22 octal digits of -size.
   cut -d ' ' -f 6 -- "$1.ok" >"$t.s" || return 1
@@ -1629,10 +1631,9 @@ fast_bulk() {
   # (the path behind slashes: 426 bytes, 386 as root), the pad.
   FAST_BULK="$(bulk_xheader)21\002hdrcharset=BINARY\n"
   if [ "$KIT_ROOT" = 1 ]; then
-    FAST_BULK="${FAST_BULK}20\002uid=%012d\n20\002gid=%012d\n21\002size=%012d\n32\002mtime=%012d.%s\n398\002path=./%386s\n%*.0s"
-  else
-    FAST_BULK="${FAST_BULK}21\002size=%012d\n32\002mtime=%012d.%s\n438\002path=./%426s\n%*.0s"
+    FAST_BULK="${FAST_BULK}20\002uid=%012d\n20\002gid=%012d\n"
   fi
+  FAST_BULK="${FAST_BULK}21\002size=%012d\n32\002mtime=%012d.%s\n$((w + 12))\002path=./%${w}s\n%*.0s"
 }
 
 # bulk_lines STRING N: N lines of STRING (which does not begin with -).
