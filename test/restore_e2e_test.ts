@@ -82,6 +82,14 @@ interface Fx {
 }
 
 /** A scratch dir and a repository: a local directory, or a fresh bucket on an S3 target. */
+/** Where `name` is on PATH ("" when it is not). */
+function which(name: string): string {
+  return new TextDecoder().decode(
+    new Deno.Command("bash", { args: ["-c", `command -v ${name}`], stdout: "piped" }).outputSync()
+      .stdout,
+  ).trim();
+}
+
 async function fx(target?: S3Target): Promise<Fx> {
   const env = childEnv({ S3BACKUP_PASSWORD: PASSWORD });
   if (!target) {
@@ -639,11 +647,6 @@ Deno.test("restore: the kit's fast lane (an empty target) hands every line it do
     // left with other bytes (the tree is renamed into the target whole), each is named failed.
     const shim = `${f.dir}/shim`;
     Deno.mkdirSync(shim);
-    const which = (name: string) =>
-      new TextDecoder().decode(
-        new Deno.Command("bash", { args: ["-c", `command -v ${name}`], stdout: "piped" })
-          .outputSync().stdout,
-      ).trim();
     const tar = which("tar"), mv = which("mv");
     /** The kit restoring into `target` with `tool` replaced by `script` (in front of PATH). */
     const shimmed = async (tool: string, script: string, target: string) => {
@@ -729,11 +732,6 @@ Deno.test("restore: the kit's fast lane makes a batch's records in bulk, as line
     const want = snapshot(src).filter((e) => e.type === "f");
     const shim = `${f.dir}/shim`, log = `${f.dir}/tar.log`;
     Deno.mkdirSync(shim);
-    const which = (name: string) =>
-      new TextDecoder().decode(
-        new Deno.Command("bash", { args: ["-c", `command -v ${name}`], stdout: "piped" })
-          .outputSync().stdout,
-      ).trim();
     const tars = [which("tar"), which("bsdtar")].filter((t) => t !== "");
     assert.ok(
       tars.length === 2 || !Deno.env.get("CI"),
