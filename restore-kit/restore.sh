@@ -1567,9 +1567,8 @@ fast_place() {
 # root).
 FAST_BULK=""
 fast_bulk() {
-  local t=$KIT_TMP/bulk n c x pre=../../pieces m w=426 IFS=$'\n'
+  local t=$KIT_TMP/bulk n m w=426 pid rc=0 IFS=$'\n'
   local -x LC_ALL=C
-  local -a S
   FAST_BULK=""
   if [ "$FAST_TRUSTED" != 1 ] || [ "${S3BACKUP_KIT_BULK:-1}" = 0 ]; then return 1; fi
   if [ "$KIT_ROOT" = 1 ]; then w=386; fi
@@ -1589,44 +1588,12 @@ fast_bulk() {
   # longer than the width they are written in.
   cut -d ' ' -f 9- -- "$1.ok" | tr ' ' '\001' >"$t.p" || return 1
   if [ -n "$(cut -c "$((w + 1))-" -- "$t.p" | tr -d '\n')" ]; then return 1; fi
-  # Each line's pad (its content to a whole block: (-size) mod 512) in octal, which printf's
-  # %*s reads with its leading 0: the last 3 of the 22 octal digits of -size.
-  cut -d ' ' -f 6 -- "$1.ok" >"$t.s" || return 1
-  # (Word splitting, not read -d '', which reads a byte a system call.)
-  set -f
-  # shellcheck disable=SC2207 # split on purpose (a line a size), not globbed
-  S=($(cat -- "$t.s")) || { set +f && return 1; }
-  set +f
-  if [ "${#S[@]}" -ne "$n" ]; then return 1; fi
-  bulk_lines 0 "$n" >"$t.0" || return 1
-  bulk_lines 000000000 "$n" >"$t.9" || return 1
-  printf '%022o\n' "${S[@]/#/-}" | cut -c 20-22 | paste -d '\0' "$t.0" - >"$t.pad" || return 1
-  # The words: [uid gid] size int frac path pad md5.
-  cut -d ' ' -f 7 -- "$1.ok" | paste -d . - "$t.0" | cut -d . -f 2 | paste -d '\0' - "$t.9" |
-    cut -c 1-9 >"$t.f" || return 1
-  cut -c 1-32 -- "$1.ok" >"$t.h" || return 1
-  if [ "$KIT_ROOT" = 1 ]; then
-    paste -d ' ' "$t.ui" "$t.si" "$t.f" "$t.p" "$t.pad" "$t.h"
-  else paste -d ' ' "$t.si" "$t.f" "$t.p" "$t.pad" "$t.h"; fi >"$t.a" || return 1
-  split -l "$CHUNK_FAST" -a 4 -- "$t.a" "$1.a." || return 1
-  # The pieces: r.<name> (split's names, a chunk's from aaa), ../../pieces/f.<mode>, u/<pack>/<md5>.
-  printf 'r.%s\n' "${FAST_NAMES[@]:0:CHUNK_FAST}" >"$t.one"
-  c=$((n / CHUNK_FAST)) x=$((n % CHUNK_FAST))
-  {
-    while [ "$c" -gt 0 ]; do cat -- "$t.one" && c=$((c - 1)); done
-    if [ "$x" -gt 0 ]; then printf 'r.%s\n' "${FAST_NAMES[@]:0:x}"; fi
-  } >"$t.r" || return 1
-  cut -d ' ' -f 3 -- "$1.ok" >"$t.m" || return 1
-  sort -u -o "$t.mu" -- "$t.m" || return 1
-  while IFS= read -r m; do
-    if [ ! -f "$FAST_PIECES/f.$m" ]; then tar_header "$FAST_PIECES/f.$m" f 0 0 "$m" || return 1; fi
-  done <"$t.mu"
-  bulk_lines "$pre/f." "$n" | paste -d '\0' - "$t.m" >"$t.fm" || return 1
-  cut -d ' ' -f 8 -- "$1.ok" | cut -c 1-32 >"$t.w" || return 1
-  bulk_lines u "$n" | paste -d '/' - "$t.w" "$t.h" >"$t.u" || return 1
-  paste -d '\n' "$t.r" "$t.fm" "$t.u" >"$t.l" || return 1
-  split -l "$((3 * CHUNK_FAST))" -a 4 -- "$t.l" "$1.l." || return 1
+  bulk_pieces "$1" "$n" "$t.l" &
+  pid=$!
+  bulk_words "$1" "$n" "$t" || rc=1
+  wait "$pid" || rc=1
   rm -f -- "$t".*
+  if [ "$rc" -ne 0 ]; then return 1; fi
   # The format: the pax header's file header, the records (blanks as \002) filling its block
   # (the path behind slashes: 426 bytes, 386 as root), the pad.
   FAST_BULK="$(bulk_xheader)21\002hdrcharset=BINARY\n"
@@ -1634,6 +1601,53 @@ fast_bulk() {
     FAST_BULK="${FAST_BULK}20\002uid=%012d\n20\002gid=%012d\n"
   fi
   FAST_BULK="${FAST_BULK}21\002size=%012d\n32\002mtime=%012d.%s\n$((w + 12))\002path=./%${w}s\n%*.0s"
+}
+
+# bulk_words LIST N T: (fast_bulk) the words of LIST.ok's N lines, a line each, cut into chunks
+# (LIST.a.X): [uid gid] size int frac path pad md5, from fast_bulk's T.si, T.ui and T.p.
+bulk_words() {
+  local t=$3
+  local -a S
+  # Each line's pad (its content to a whole block: (-size) mod 512) in octal, which printf's
+  # %*s reads with its leading 0: the last 3 of the 22 octal digits of -size.
+  cut -d ' ' -f 6 -- "$1.ok" >"$t.s" || return 1
+  # (Word splitting, not read -d '', which reads a byte a system call.)
+  set -f
+  # shellcheck disable=SC2207 # split on purpose (a line a size), not globbed
+  S=($(cat -- "$t.s")) || S=()
+  set +f
+  if [ "${#S[@]}" -ne "$2" ]; then return 1; fi
+  bulk_lines 0 "$2" >"$t.0" && bulk_lines 000000000 "$2" >"$t.9" || return 1
+  printf '%022o\n' "${S[@]/#/-}" | cut -c 20-22 | paste -d '\0' "$t.0" - >"$t.pad" || return 1
+  cut -d ' ' -f 7 -- "$1.ok" | paste -d . - "$t.0" | cut -d . -f 2 | paste -d '\0' - "$t.9" |
+    cut -c 1-9 >"$t.f" || return 1
+  cut -c 1-32 -- "$1.ok" >"$t.h" || return 1
+  if [ "$KIT_ROOT" = 1 ]; then
+    paste -d ' ' "$t.ui" "$t.si" "$t.f" "$t.p" "$t.pad" "$t.h"
+  else paste -d ' ' "$t.si" "$t.f" "$t.p" "$t.pad" "$t.h"; fi >"$t.a" || return 1
+  split -l "$CHUNK_FAST" -a 4 -- "$t.a" "$1.a."
+}
+
+# bulk_pieces LIST N T: (fast_bulk, in the background) the pieces of the tar streams of LIST.ok's
+# N lines, 3 lines a file: r.<name> (split's names, a chunk's from aaa), ../../pieces/f.<mode>
+# (made here), u/<pack>/<md5>; cut into chunks (LIST.l.X). Its temporary files begin with T.
+# Exits 1 when one could not be made.
+bulk_pieces() {
+  local t=$3 c=$(($2 / CHUNK_FAST)) x=$(($2 % CHUNK_FAST)) m
+  printf 'r.%s\n' "${FAST_NAMES[@]:0:CHUNK_FAST}" >"$t.one"
+  {
+    while [ "$c" -gt 0 ]; do cat -- "$t.one" && c=$((c - 1)); done
+    if [ "$x" -gt 0 ]; then printf 'r.%s\n' "${FAST_NAMES[@]:0:x}"; fi
+  } >"$t.r" || exit 1
+  cut -d ' ' -f 3 -- "$1.ok" >"$t.m" && sort -u -o "$t.mu" -- "$t.m" || exit 1
+  while IFS= read -r m; do
+    if [ ! -f "$FAST_PIECES/f.$m" ]; then tar_header "$FAST_PIECES/f.$m" f 0 0 "$m" || exit 1; fi
+  done <"$t.mu"
+  bulk_lines ../../pieces/f. "$2" | paste -d '\0' - "$t.m" >"$t.fm" || exit 1
+  cut -d ' ' -f 8 -- "$1.ok" | cut -c 1-32 >"$t.w" && cut -c 1-32 -- "$1.ok" >"$t.h" || exit 1
+  bulk_lines u "$2" | paste -d '/' - "$t.w" "$t.h" >"$t.u" || exit 1
+  paste -d '\n' "$t.r" "$t.fm" "$t.u" >"$t.l" || exit 1
+  split -l "$((3 * CHUNK_FAST))" -a 4 -- "$t.l" "$1.l." || exit 1
 }
 
 # bulk_lines STRING N: N lines of STRING (which does not begin with -).
