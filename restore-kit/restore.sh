@@ -1554,17 +1554,15 @@ fast_place() {
 }
 
 # fast_bulk LIST: (fast_place; FAST_TRUSTED=1, LIST.ok cut into chunks LIST.c.X) what
-# fast_chunk would make of each line, its pax records and the pieces of its tar stream, made for
-# every line at once by a few cut, paste and tr: the words of each chunk's lines as
-# FAST_BULK, a printf format, writes the records of (LIST.a.X: fast_chunk_bulk), and the pieces
-# (LIST.l.X: a record file, a file header, the member, 3 lines a file). Every record of a run
-# is as long as the others (numbers with leading zeros, 12 digits; fractions 9; the paths
-# behind slashes to the longest one's length), so that the records' length and the comment
-# that fills their block are worked out once; the pad after a content is written before the
-# next file's headers by the printf (spaces, made slashes, as the padding of a path: tar skips
-# the pad). Returns 1, and fast_chunk makes each line's records itself, when a field is wider
-# than that, a number has a leading zero (printf would read it as octal) or an owner is - (as
-# root).
+# fast_chunk would make of each line, made for every line at once by a few cut, paste and tr:
+# each chunk's words (LIST.a.X: bulk_words), of which one printf of the format FAST_BULK makes
+# the chunk's headers (fast_chunk_bulk), and the pieces of its tar stream (LIST.l.X:
+# bulk_pieces). Every header is as long as the others (numbers with leading zeros, 12 digits; a
+# fraction of 9; each path behind slashes to 426 bytes, 386 as root), so that its records fill
+# their block with no line's arithmetic; the pad that ends a content on a block is written by the
+# printf after its file's records (split puts it before the next file's header; tar skips it).
+# Returns 1, and fast_chunk makes each line's records itself, when a field is wider than that, a
+# number has a leading zero (printf would read it as octal) or an owner is - (as root).
 FAST_BULK=""
 fast_bulk() {
   local t=$KIT_TMP/bulk n m w=426 pid rc=0 IFS=$'\n'
