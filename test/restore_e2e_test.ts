@@ -647,7 +647,7 @@ Deno.test("restore: the kit's fast lane (an empty target) hands every line it do
     // left with other bytes (the tree is renamed into the target whole), each is named failed.
     const shim = `${f.dir}/shim`;
     Deno.mkdirSync(shim);
-    const tar = which("tar"), mv = which("mv");
+    const tar = which("tar"), mv = which("mv"), mkdir = which("mkdir");
     /** The kit restoring into `target` with `tool` replaced by `script` (in front of PATH). */
     const shimmed = async (tool: string, script: string, target: string) => {
       Deno.writeTextFileSync(`${shim}/${tool}`, `#!/bin/bash\n${script}`, { mode: 0o755 });
@@ -690,6 +690,19 @@ exec ${mv} "$@"
     assert.equal(rt.code, 1, rt.stderr);
     assert.match(rt.stderr, /cannot move what was restored from .*\/m into /, rt.stderr);
     assert.deepEqual(names(taken), [], "left in the target");
+
+    // The tree's folder in the work folder cannot be made: one line, exit 1, nothing left.
+    const nodir = `${f.dir}/t-nodir`;
+    const rd = await shimmed(
+      "mkdir",
+      `case "\${@: -1}" in */.s3backup-work.*/m) echo "mkdir: no" >&2; exit 1 ;; esac
+exec ${mkdir} "$@"
+`,
+      nodir,
+    );
+    assert.equal(rd.code, 1, rd.stderr);
+    assert.match(rd.stderr, /cannot create .*\.s3backup-work\.[^/]*\/m$/m, rd.stderr);
+    assert.deepEqual(names(nodir), [], "left in the target");
   } finally {
     await f.cleanup();
   }
