@@ -81,7 +81,6 @@ interface Fx {
   cleanup(): Promise<void>;
 }
 
-/** A scratch dir and a repository: a local directory, or a fresh bucket on an S3 target. */
 /** Where `name` is on PATH ("" when it is not). */
 function which(name: string): string {
   return new TextDecoder().decode(
@@ -90,6 +89,7 @@ function which(name: string): string {
   ).trim();
 }
 
+/** A scratch dir and a repository: a local directory, or a fresh bucket on an S3 target. */
 async function fx(target?: S3Target): Promise<Fx> {
   const env = childEnv({ S3BACKUP_PASSWORD: PASSWORD });
   if (!target) {

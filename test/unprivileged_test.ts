@@ -97,7 +97,8 @@ Deno.test({
   ignore: root,
   fn: () =>
     withTree(async (dir) => {
-      // Readable files only (withTree's closed ones opened), of the fast lane's common shape.
+      // Files of the fast lane's common shape (withTree's are readable until a test closes
+      // them; its secret one goes).
       await Deno.remove(`${dir}/src/secret.txt`);
       await Deno.mkdir(`${dir}/src/café ✓`);
       const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
