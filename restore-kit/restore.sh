@@ -694,18 +694,14 @@ tar_init() {
 # output when FILE is - (uid, gid and mtime 0; LC_ALL=C: one character, one byte). Its checksum
 # is counted once (a loop over its characters) and kept in a variable named after it.
 tar_header() {
-  local size mode all sum=0 j=0 c key=TAR_SUM_$2_$3_$4_$5 f
+  local size mode sum key=TAR_SUM_$2_$3_$4_$5 f
   printf -v size '%011o' "$4"
   printf -v mode '%07o' "0$5"
   if [ -n "${!key:-}" ]; then
     sum=${!key}
   else
-    all="$2${mode}00000000000000${size}00000000000${3}ustar00        "
-    while [ "$j" -lt "${#all}" ]; do
-      printf -v c '%d' "'${all:j:1}"
-      sum=$((sum + c)) j=$((j + 1))
-    done
-    printf -v sum '%06o' "$sum"
+    byte_sum "$2${mode}00000000000000${size}00000000000${3}ustar00        "
+    printf -v sum '%06o' "$BYTE_SUM"
     printf -v "$key" '%s' "$sum"
   fi
   f="%s${TAR_Z:0:4*(100-${#2})}%s\\x000000000\\x000000000\\x00%s\\x0000000000000\\x00%s\\x00 %s${TAR_Z:0:400}ustar\\x0000${TAR_Z:0:988}"
@@ -713,6 +709,17 @@ tar_header() {
   if [ "$1" = - ]; then
     printf "$f" "$2" "$mode" "$size" "$sum" "$3"
   else printf "$f" "$2" "$mode" "$size" "$sum" "$3" >"$1"; fi
+}
+
+# byte_sum STRING: BYTE_SUM, the sum of STRING's bytes (a tar header's checksum; LC_ALL=C).
+BYTE_SUM=0
+byte_sum() {
+  local j=0 c
+  BYTE_SUM=0
+  while [ "$j" -lt "${#1}" ]; do
+    printf -v c '%d' "'${1:j:1}"
+    BYTE_SUM=$((BYTE_SUM + c)) j=$((j + 1))
+  done
 }
 
 # tar_add I: entry I's headers and content onto T_ARGS (the files cat joins); T_PAD: the NUL
@@ -1571,14 +1578,16 @@ fast_bulk() {
   if [ "$FAST_TRUSTED" != 1 ] || [ "${S3BACKUP_KIT_BULK:-1}" = 0 ]; then return 1; fi
   if [ "$KIT_ROOT" = 1 ]; then w=386; fi
   n=$(wc -l <"$1.ok") && n=${n//[!0-9]/} && [ "${n:-0}" -gt 0 ] || return 1
-  # The numbers: 12 digits at most, no leading zero; a fraction of 9 digits at most.
+  # The numbers: 12 digits at most, no leading zero; a fraction (0 when there is none) of 9
+  # digits at most.
+  bulk_lines 0 "$n" >"$t.0" && bulk_lines 000000000 "$n" >"$t.9" || return 1
   cut -d ' ' -f 6,7 -- "$1.ok" | cut -d . -f 1 >"$t.si" || return 1
-  cut -d ' ' -f 7 -- "$1.ok" | cut -s -d . -f 2 >"$t.f" || return 1
+  cut -d ' ' -f 7 -- "$1.ok" | paste -d . - "$t.0" | cut -d . -f 2 >"$t.f" || return 1
   if [ "$KIT_ROOT" = 1 ]; then cut -d ' ' -f 4,5 -- "$1.ok" >"$t.ui" || return 1; else : >"$t.ui"; fi
-  m=$(cat -- "$t.si" "$t.ui" | tr ' ' '\n' | cut -c 1-2 | sort -u | tr '\n' ' ') || return 1
+  cat -- "$t.si" "$t.ui" | tr ' ' '\n' >"$t.n" || return 1
+  m=$(cut -c 1-2 -- "$t.n" | sort -u | tr '\n' ' ') || return 1
   case " $m" in *" 0"[0-9]*) return 1 ;; esac
-  if [ -n "$(cat -- "$t.si" "$t.ui" | tr -d ' \n0123456789')" ] ||
-    [ -n "$(cat -- "$t.si" "$t.ui" | tr ' ' '\n' | cut -c 13- | tr -d '\n')" ] ||
+  if [ -n "$(tr -d '\n0123456789' <"$t.n")" ] || [ -n "$(cut -c 13- -- "$t.n" | tr -d '\n')" ] ||
     [ -n "$(cut -c 10- -- "$t.f" | tr -d '\n')" ]; then
     return 1
   fi
@@ -1586,7 +1595,8 @@ fast_bulk() {
   # longer than the width they are written in.
   cut -d ' ' -f 9- -- "$1.ok" | tr ' ' '\001' >"$t.p" || return 1
   if [ -n "$(cut -c "$((w + 1))-" -- "$t.p" | tr -d '\n')" ]; then return 1; fi
-  bulk_pieces "$1" "$n" "$t.l" &
+  cut -c 1-32 -- "$1.ok" >"$t.h" || return 1
+  bulk_pieces "$1" "$n" "$t.l" "$t" &
   pid=$!
   bulk_words "$1" "$n" "$t" || rc=1
   wait "$pid" || rc=1
@@ -1602,7 +1612,8 @@ fast_bulk() {
 }
 
 # bulk_words LIST N T: (fast_bulk) the words of LIST.ok's N lines, a line each, cut into chunks
-# (LIST.a.X): [uid gid] size int frac path pad md5, from fast_bulk's T.si, T.ui and T.p.
+# (LIST.a.X): [uid gid] size int frac path pad md5, from fast_bulk's columns T.* (T.0 and T.9:
+# N lines of 0 and of 000000000).
 bulk_words() {
   local t=$3
   local -a S
@@ -1615,21 +1626,18 @@ bulk_words() {
   S=($(cat -- "$t.s")) || S=()
   set +f
   if [ "${#S[@]}" -ne "$2" ]; then return 1; fi
-  bulk_lines 0 "$2" >"$t.0" && bulk_lines 000000000 "$2" >"$t.9" || return 1
   printf '%022o\n' "${S[@]/#/-}" | cut -c 20-22 | paste -d '\0' "$t.0" - >"$t.pad" || return 1
-  cut -d ' ' -f 7 -- "$1.ok" | paste -d . - "$t.0" | cut -d . -f 2 | paste -d '\0' - "$t.9" |
-    cut -c 1-9 >"$t.f" || return 1
-  cut -c 1-32 -- "$1.ok" >"$t.h" || return 1
+  paste -d '\0' "$t.f" "$t.9" | cut -c 1-9 >"$t.f9" || return 1
   if [ "$KIT_ROOT" = 1 ]; then
-    paste -d ' ' "$t.ui" "$t.si" "$t.f" "$t.p" "$t.pad" "$t.h"
-  else paste -d ' ' "$t.si" "$t.f" "$t.p" "$t.pad" "$t.h"; fi >"$t.a" || return 1
+    paste -d ' ' "$t.ui" "$t.si" "$t.f9" "$t.p" "$t.pad" "$t.h"
+  else paste -d ' ' "$t.si" "$t.f9" "$t.p" "$t.pad" "$t.h"; fi >"$t.a" || return 1
   split -l "$CHUNK_FAST" -a 4 -- "$t.a" "$1.a."
 }
 
-# bulk_pieces LIST N T: (fast_bulk, in the background) the pieces of the tar streams of LIST.ok's
-# N lines, 3 lines a file: r.<name> (split's names, a chunk's from aaa), ../../pieces/f.<mode>
-# (made here), u/<pack>/<md5>; cut into chunks (LIST.l.X). Its temporary files begin with T.
-# Exits 1 when one could not be made.
+# bulk_pieces LIST N T C: (fast_bulk, in the background) the pieces of the tar streams of
+# LIST.ok's N lines, 3 lines a file: r.<name> (split's names, a chunk's from aaa),
+# ../../pieces/f.<mode> (made here), u/<pack>/<md5> (C.h: the MD5s); cut into chunks (LIST.l.X).
+# Its temporary files begin with T. Exits 1 when one could not be made.
 bulk_pieces() {
   local t=$3 c=$(($2 / CHUNK_FAST)) x=$(($2 % CHUNK_FAST)) m
   printf 'r.%s\n' "${FAST_NAMES[@]:0:CHUNK_FAST}" >"$t.one"
@@ -1642,8 +1650,8 @@ bulk_pieces() {
     if [ ! -f "$FAST_PIECES/f.$m" ]; then tar_header "$FAST_PIECES/f.$m" f 0 0 "$m" || exit 1; fi
   done <"$t.mu"
   bulk_lines ../../pieces/f. "$2" | paste -d '\0' - "$t.m" >"$t.fm" || exit 1
-  cut -d ' ' -f 8 -- "$1.ok" | cut -c 1-32 >"$t.w" && cut -c 1-32 -- "$1.ok" >"$t.h" || exit 1
-  bulk_lines u "$2" | paste -d '/' - "$t.w" "$t.h" >"$t.u" || exit 1
+  cut -d ' ' -f 8 -- "$1.ok" | cut -c 1-32 >"$t.w" || exit 1
+  bulk_lines u "$2" | paste -d '/' - "$t.w" "$4.h" >"$t.u" || exit 1
   paste -d '\n' "$t.r" "$t.fm" "$t.u" >"$t.l" || exit 1
   split -l "$((3 * CHUNK_FAST))" -a 4 -- "$t.l" "$1.l." || exit 1
 }
@@ -1657,16 +1665,12 @@ bulk_lines() {
 # byte (\x00, the magic's): its text fields filled with dots, its numbers with digits (the
 # checksum's too: no blank, which tr makes a slash).
 bulk_xheader() {
-  local d=........................................................................................ h j=0 c sum=0
+  local d=........................................................................................ h sum
   d=$d$d
   h="PaxHeader${d:0:91}000006440000000000000000000000001000000000000000        x${d:0:100}"
   h="${h}ustar_00${d:0:64}0000000000000000${d:0:167}"
-  while [ "$j" -lt 512 ]; do
-    printf -v c '%d' "'${h:j:1}"
-    sum=$((sum + c)) j=$((j + 1))
-  done
-  sum=$((sum - 95)) # (the magic's NUL, written _ here)
-  printf -v sum '%08o' "$sum"
+  byte_sum "$h"
+  printf -v sum '%08o' "$((BYTE_SUM - 95))" # (the magic's NUL, written _ here)
   h=${h/        x/${sum}x}
   printf '%s' "${h/ustar_/ustar\\x00}"
 }
@@ -1693,7 +1697,8 @@ fast_lane() {
 # fast_chunk_bulk CHUNK: (fast_lane, in the records' folder) fast_chunk's work from fast_bulk's:
 # the records of CHUNK's lines by one printf of its words (CHUNK's .a.), cut into a file each by
 # split, and one tar_unpack of its pieces (CHUNK's .l.); when tar fails, the files it may have
-# written are removed and every line of CHUNK goes onto CHUNK.rej. CHUNK.n: how many were placed.
+# written are removed (every line's path: a batch fast_trust passed) and every line of CHUNK goes
+# onto CHUNK.rej. CHUNK.n: how many were placed.
 fast_chunk_bulk() {
   local chunk=$1 b=${1%.c.*} x=${1##*.c.} line n rc=0 lines=4 IFS=$'\n'
   local -a A W
