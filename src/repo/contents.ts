@@ -55,6 +55,8 @@ export class Contents {
   readonly #packs = new Map<string, PackReader>();
   /** Bytes of packs read since the last full collection. */
   #packBytes = 0;
+  /** The bytes of packs read at which the next full collection is weighed. */
+  #releaseAt = RELEASE_EVERY;
 
   constructor(readonly store: Store, readonly decrypt: Decrypt) {}
 
@@ -144,7 +146,7 @@ export class Contents {
     return new TransformStream({
       transform: (chunk, controller) => {
         this.bytesDownloaded += chunk.length;
-        if (pack && (this.#packBytes += chunk.length) >= RELEASE_EVERY) this.#release(false);
+        if (pack && (this.#packBytes += chunk.length) >= this.#releaseAt) this.#release(false);
         controller.enqueue(chunk);
       },
     });
@@ -152,8 +154,12 @@ export class Contents {
 
   /** A full collection, once a pack is done (`done`) or RELEASE_EVERY and the heap read since. */
   #release(done: boolean): void {
-    if (!done && this.#packBytes < Deno.memoryUsage().heapUsed) return;
+    if (!done) {
+      const heap = Deno.memoryUsage().heapUsed; // (weighed twice a collection at most)
+      if (this.#packBytes < heap) return void (this.#releaseAt = heap);
+    }
     this.#packBytes = 0;
+    this.#releaseAt = RELEASE_EVERY;
     releaseMemory();
   }
 
