@@ -708,6 +708,26 @@ exec ${mkdir} "$@"
   }
 });
 
+/**
+ * A `tar` in `dir` that runs `tar` and logs each stream it reads into `log`: "bulk" (the fast
+ * lane's bulk headers: a path behind slashes) or "line", and its exit code; with CUT_BULK set,
+ * each bulk stream is cut halfway.
+ */
+function tarShim(dir: string, tar: string, log: string): void {
+  Deno.writeTextFileSync(
+    `${dir}/tar`,
+    `#!/bin/bash
+s=$(mktemp) && cat >"$s" || exit 1
+b=line; if grep -aq 'path=\.//' "$s"; then b=bulk; fi
+if [ "$b" = bulk ] && [ -n "\${CUT_BULK:-}" ]; then
+  head -c "$(($(wc -c <"$s") / 2))" "$s" | ${tar} "$@"; rc=2
+else ${tar} "$@" <"$s"; rc=$?; fi
+rm -f "$s"; echo "$b $rc" >>${log}; exit $rc
+`,
+    { mode: 0o755 },
+  );
+}
+
 Deno.test("restore: the kit's fast lane makes a batch's records in bulk, as line by line, with GNU tar and bsdtar", async () => {
   // Lines of the common shape: the fast lane makes their pax records by one printf a chunk
   // (restore.sh, fast_bulk): fixed widths, each path behind slashes, the pad before the next
@@ -751,18 +771,7 @@ Deno.test("restore: the kit's fast lane makes a batch's records in bulk, as line
       "bsdtar missing (scripts/test.sh installs it)",
     );
     for (const tar of tars) {
-      Deno.writeTextFileSync(
-        `${shim}/tar`,
-        `#!/bin/bash
-s=$(mktemp) && cat >"$s" || exit 1
-b=line; if grep -aq 'path=\.//' "$s"; then b=bulk; fi
-if [ "$b" = bulk ] && [ -n "\${CUT_BULK:-}" ]; then
-  head -c "$(($(wc -c <"$s") / 2))" "$s" | ${tar} "$@"; rc=2
-else ${tar} "$@" <"$s"; rc=$?; fi
-rm -f "$s"; echo "$b $rc" >>${log}; exit $rc
-`,
-        { mode: 0o755 },
-      );
+      tarShim(shim, tar, log);
       const lanes: Record<string, string>[] = [
         {},
         { S3BACKUP_KIT_CHUNK_FAST: "3" },
@@ -790,6 +799,93 @@ rm -f "$s"; echo "$b $rc" >>${log}; exit $rc
         const chunks = env.S3BACKUP_KIT_BULK ? 0 : Math.ceil(files.length / chunk);
         assert.equal(bulk.length, chunks, `${what}: ${runs.join(", ")}`);
       }
+    }
+  } finally {
+    await f.cleanup();
+  }
+});
+
+/** `openssl enc ARGS` of `input` with the password in `env` (FORMAT.md §5: a meta's container). */
+async function openssl(
+  args: string[],
+  input: Uint8Array,
+  env: Record<string, string>,
+): Promise<Uint8Array> {
+  const p = new Deno.Command("openssl", {
+    args: ["enc", ...args, "-aes-256-cbc", "-pbkdf2", "-iter", "600000", "-md", "sha256"].concat(
+      ["-pass", "env:S3BACKUP_PASSWORD"],
+    ),
+    env,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = p.stdin.getWriter();
+  await w.write(input);
+  await w.close();
+  const out = await p.output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return out.stdout;
+}
+
+Deno.test("restore: the kit's fast lane leaves a batch whose fields its widths do not hold to the line-by-line lane", async () => {
+  // FORMAT.md §5 lets a meta hold what the binary never writes: a fraction of more than 9
+  // digits, a leading zero, an owner '-' (a Windows writer's). fast_bulk writes numbers at fixed
+  // widths (and printf would read a leading zero as octal): such a batch must go line by line,
+  // with the same result.
+  const f = await fx();
+  try {
+    const src = `${f.dir}/src`;
+    Deno.mkdirSync(src);
+    for (let i = 0; i < 5; i++) {
+      Deno.writeFileSync(`${src}/f${i}`, crypto.getRandomValues(new Uint8Array(100 * i + 1)));
+      Deno.utimeSync(`${src}/f${i}`, 1_700_000_000 + i, 1_700_000_000 + i);
+    }
+    ok(await s3backup(["backup", "-f", src, "-n", "odd", "-b", f.repo, "-c"], f.env), "backup");
+    const good = [...Deno.readDirSync(f.repo)].find((e) => e.name.startsWith("meta_odd_"))!.name;
+    const plain = new TextDecoder().decode(
+      await openssl(["-d"], Deno.readFileSync(`${f.repo}/${good}`), f.env),
+    );
+    /** The meta with f1's fields i (0-based) changed as `edit` says. */
+    const odd = async (n: number, edit: Record<number, string>) => {
+      const lines = plain.split("\n").map((l) => {
+        if (!l.endsWith(" f1")) return l;
+        const w = l.split(" ");
+        for (const [i, v] of Object.entries(edit)) w[Number(i)] = v;
+        return w.join(" ");
+      });
+      assert.notEqual(lines.join("\n"), plain, "f1's line");
+      const name = `meta_odd_2030010${n}T000000Z`;
+      const enc = await openssl(["-e"], new TextEncoder().encode(lines.join("\n")), f.env);
+      Deno.writeFileSync(`${f.repo}/${name}`, enc);
+      return name;
+    };
+    const cases: [string, string, number][] = [
+      [good, "bulk", 1_700_000_001_000],
+      [await odd(1, { 6: "1700000001.1234567891" }), "line", 1_700_000_001_123],
+      [await odd(2, { 6: "01700000001.5" }), "line", 1_700_000_001_500],
+    ];
+    // (An owner '-' keeps the bulk lane unless the kit runs as root, which writes owners.)
+    if (Deno.uid() === 0) cases.push([await odd(3, { 3: "-", 4: "-" }), "line", 1_700_000_001_000]);
+    const shim = `${f.dir}/shim`, log = `${f.dir}/tar.log`;
+    Deno.mkdirSync(shim);
+    tarShim(shim, which("tar"), log);
+    const want = snapshot(src, { mtimes: false });
+    for (const [meta, lane, mtime] of cases) {
+      const t = `${f.dir}/t-${meta}`;
+      Deno.writeTextFileSync(log, "");
+      const r = await kit("restore.sh", [f.repo, meta, t], {
+        ...f.env,
+        PATH: `${shim}:${f.env.PATH}`,
+      });
+      assert.equal(r.code, 0, `${meta}: ${r.stderr}`);
+      assert.deepEqual(snapshot(t, { mtimes: false }), want, meta);
+      assert.equal(Deno.statSync(`${t}/f1`).mtime?.getTime(), mtime, meta);
+      const runs = Deno.readTextFileSync(log).trim().split("\n");
+      // (The folders' attributes go by tar streams of their own, line by line.)
+      const said = `${meta}: ${runs.join(", ")}`;
+      assert.ok(runs.every((l) => l.endsWith(" 0")), said);
+      assert.equal(runs.includes("bulk 0"), lane === "bulk", said);
     }
   } finally {
     await f.cleanup();
