@@ -29,7 +29,7 @@ import { decryptObject, decryptSmallObject, type Repository } from "./repository
  * chunks, members written) are freed only by a full collection, which V8 makes late (it counts
  * little of their native memory). A collection costs about as much as the heap it marks, so two
  * are also the heap's size of packs apart at least (70,000 files, one each 8 MiB: 1.6 s of 9).
- * Restoring packs of 111 MiB: 237 MiB at most (held whole, as before: 406-413).
+ * Restoring packs of 111 MiB: 238 MiB at most (held whole, as before: 404-413).
  */
 const RELEASE_EVERY = 8 * 1024 * 1024;
 
