@@ -821,9 +821,8 @@ async function openssl(
     stderr: "piped",
   }).spawn();
   const w = p.stdin.getWriter();
-  await w.write(input);
-  await w.close();
-  const out = await p.output();
+  // (Read while it is written: a meta larger than the pipes would otherwise stall both.)
+  const [out] = await Promise.all([p.output(), w.write(input).then(() => w.close())]);
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   return out.stdout;
 }
