@@ -52,6 +52,7 @@ KIT_WORK=""
 KIT_CUR_TMP=""
 KIT_PROMPTING=0
 KIT_LOCK=""
+KIT_MADE="" # a target this run made, removed again (empty) when it ends before the meta opened
 KIT_HOST=""
 KIT_PIDS=""
 KIT_FETCH_PID=""
@@ -74,6 +75,7 @@ kit_cleanup() {
     rm -rf -- "$KIT_TMP" 2>/dev/null || { sleep 1 && rm -rf -- "$KIT_TMP" 2>/dev/null; } || true
   fi
   if [ -n "$KIT_LOCK" ]; then rm -f -- "$KIT_LOCK" 2>/dev/null || true; fi
+  if [ -n "$KIT_MADE" ]; then rmdir -- "$KIT_MADE" 2>/dev/null || true; fi
 }
 
 # pid_gone PID: no process PID runs on this host.
@@ -539,8 +541,11 @@ answer() {
 # first_contact: the first request, which an endpoint that never answers fails within about 20 s,
 # with one line; any answer (403 included) is enough to go on. It fetches s3backup.conf, which
 # load_repo_conf then reads (CONF_FIRST: "got", "missing", or empty to fetch it again); with
-# --as-of a HeadBucket (the descriptor is read at its version later).
+# KEY_FIRST=1 (restore.sh) s3backup.key instead, into GOT_DIR, where load_repo_key takes it
+# (its key derivation then runs while the next aws call does: key_early); with --as-of a
+# HeadBucket (the descriptor is read at its version later).
 CONF_FIRST=""
+KEY_FIRST=0
 first_contact() {
   local rc=0 l t=${S3BACKUP_KIT_READ_TIMEOUT:-120} n=${AWS_MAX_ATTEMPTS:-5}
   if [ "$t" -gt 10 ]; then t=10; fi
@@ -548,6 +553,14 @@ first_contact() {
   KIT_ANSWERED=0
   if [ -n "$AS_OF" ]; then
     aws_run s3api head-bucket --bucket "$STORE_BUCKET" >/dev/null 2>"$KIT_TMP/first.err" || rc=$?
+  elif [ "$KEY_FIRST" = 1 ]; then
+    GOT_DIR=$KIT_TMP/got
+    mkdir -p -- "$GOT_DIR" || die "cannot create $GOT_DIR"
+    if ! aws_run s3api get-object --bucket "$STORE_BUCKET" --key "${STORE_PREFIX}s3backup.key" \
+      "$GOT_DIR/s3backup.key" >/dev/null 2>"$KIT_TMP/first.err"; then
+      rc=1
+      rm -f -- "$GOT_DIR/s3backup.key" # (load_repo_key asks again, and tells why)
+    fi
   elif aws_run s3api get-object --bucket "$STORE_BUCKET" --key "${STORE_PREFIX}s3backup.conf" \
     "$KIT_TMP/s3backup.conf" >/dev/null 2>"$KIT_TMP/first.err"; then
     CONF_FIRST=got
@@ -801,25 +814,40 @@ load_repo_key() {
 
 # key_early: load_repo_key, meant to run in the background (`early key_early`) while the meta is
 # fetched and opened: in a temporary folder of its own, silent (a failure is found again, and
-# told, by key_answer), its result (where the key came from, the key) in its folder's `result`.
+# told, by key_answer), its result (where the key came from, the key, the key-iter it used) in
+# its folder's `result`. Started before the descriptor is read (KEY_FIRST), it uses the format's
+# key-iter, which key_opened checks against the descriptor's.
 key_early() {
   local KIT_TMP="$KIT_TMP/key-early"
   local KEY_B64="$KIT_TMP/b64"
   mkdir -- "$KIT_TMP" || return 1
   load_repo_key || return 1
-  printf '%s\n%s\n' "$KEY_FROM" "$DATA_KEY" >"$KIT_TMP/result"
+  printf '%s\n%s\n%s\n' "$KEY_FROM" "$DATA_KEY" "$KEY_ITER" >"$KIT_TMP/result"
 } 2>/dev/null
+
+# key_opened: KEY_FROM and DATA_KEY from key_early's result (waited for), when it opened a key
+# with the descriptor's key-iter; else returns 1 with DATA_KEY empty.
+key_opened() {
+  local r="$KIT_TMP/key-early/result" iter=""
+  DATA_KEY=""
+  if [ -n "${KIT_EARLY_key_early:-}" ]; then answer key_early || true; fi
+  if [ ! -f "$r" ]; then return 1; fi
+  { IFS= read -r KEY_FROM && IFS= read -r DATA_KEY && IFS= read -r iter; } <"$r" || DATA_KEY=""
+  if [ "$iter" != "$KEY_ITER" ] || ! is_hex "$DATA_KEY" 64; then
+    DATA_KEY=""
+    return 1
+  fi
+}
 
 # key_answer: load_repo_key's outcome, from key_early when it opened a key (else load_repo_key
 # now, which tells its errors).
 key_answer() {
-  local r="$KIT_TMP/key-early/result"
-  DATA_KEY=""
-  if answer key_early && [ -f "$r" ]; then
-    { IFS= read -r KEY_FROM && IFS= read -r DATA_KEY; } <"$r" || DATA_KEY=""
-  fi
+  local ok=0
+  if [ -n "${KIT_EARLY_key_early:-}" ] || [ -f "$KIT_TMP/key-early/result" ]; then
+    key_opened || ok=1
+  else ok=1; fi
   key_discard
-  if is_hex "$DATA_KEY" 64; then return 0; fi
+  if [ "$ok" -eq 0 ]; then return 0; fi
   load_repo_key
 }
 
@@ -827,13 +855,15 @@ key_answer() {
 # header: base64 of the exact bytes of s3backup.key, FORMAT.md 5) holds, byte for byte: then
 # DATA_KEY is it (no second key derivation), else DATA_KEY is empty.
 key_same() {
-  local r="$KIT_TMP/key-early/result" b=""
+  local b=""
   DATA_KEY=""
-  if [ -z "${KIT_EARLY_key_early:-}" ] || ! answer key_early || [ ! -f "$r" ]; then return 1; fi
+  if [ -z "${KIT_EARLY_key_early:-}" ] && [ ! -f "$KIT_TMP/key-early/result" ]; then return 1; fi
+  key_opened || return 1
   IFS= read -r b 2>/dev/null <"$KIT_TMP/key-early/b64" || true # (one line, no newline)
-  if [ -z "$b" ] || [ "$b" != "$1" ]; then return 1; fi
-  { IFS= read -r KEY_FROM && IFS= read -r DATA_KEY; } <"$r" || DATA_KEY=""
-  is_hex "$DATA_KEY" 64 || { DATA_KEY="" && return 1; }
+  if [ -z "$b" ] || [ "$b" != "$1" ]; then
+    DATA_KEY=""
+    return 1
+  fi
 }
 
 # key_discard: key_early's job (when it runs) waited for, and its folder removed (the key it may

@@ -1401,16 +1401,14 @@ mirror_end() {
 }
 
 # fast_init: FAST=1 when the fast lane may run (S3BACKUP_KIT_FAST=0 turns it off): a format 3
-# meta, no --only, nothing archived in the store, and an empty TARGET (before its lock).
+# meta, no --only, nothing archived in the store, and a target that was empty (TARGET_EMPTY:
+# target_open).
 fast_init() {
-  local f
   FAST=0
-  if [ "$META_VERSION" != 3 ] || [ "$ONLY_N" -ne 0 ] || [ "${S3BACKUP_KIT_FAST:-1}" = 0 ]; then
+  if [ "$META_VERSION" != 3 ] || [ "$ONLY_N" -ne 0 ] || [ "${S3BACKUP_KIT_FAST:-1}" = 0 ] ||
+    [ "$TARGET_EMPTY" != 1 ]; then
     return 0
   fi
-  for f in "$TARGET"/* "$TARGET"/.[!.]* "$TARGET"/..?*; do
-    if [ -e "$f" ] || [ -L "$f" ]; then return 0; fi
-  done
   if [ "$STORE_KIND" = s3 ] && [ -z "$AS_OF" ]; then
     archived_list "$KIT_TMP/arch"
     if [ -s "$KIT_TMP/arch" ]; then return 0; fi
@@ -2313,38 +2311,108 @@ fast_file() {
   printf '%s %s\n' "$C_KEY" "$1" >&5
 }
 
-# early_batch: (S3, no --as-of, no --only) in a small store (its listing one page, nothing in it
-# archived, its packs at most BATCH_V3 and EARLY_BYTES in all) the repository's key, the picked
-# meta and every pack, by one aws call (cp_many) into GOT_DIR, before the meta is opened: an aws
-# call costs ~0.5 s of CPU before its first request, and the backup restored from a small store
-# most likely needs most of its packs (the most it fetches for nothing: EARLY_BYTES, in KIT_TMP).
-# store_get and fetch_keys take what it got; what it did not get is fetched as before, which says
-# why. S3BACKUP_KIT_EARLY_BYTES=0 turns it off.
+# early_batch: (KEY_FIRST: S3, no --as-of; the repository's key came first) the descriptor and
+# the picked meta fetched before the meta is opened. In a small store (no --only, its listing one
+# page, nothing in it archived, its packs at most BATCH_V3 and EARLY_BYTES in all) they come with
+# every pack by one aws call (cp_many) into GOT_DIR (EARLY_PACKS=1): an aws call costs ~0.5 s of
+# CPU before its first request, and the backup restored from a small store most likely needs most
+# of its packs (the most it fetches for nothing: EARLY_BYTES, in KIT_TMP). Elsewhere by a GET each,
+# side by side (got_conf, got_meta). store_get and fetch_keys take what it got; what it did not
+# get is fetched as before, which says why. S3BACKUP_KIT_EARLY_BYTES=0 turns the one call off.
 EARLY_BYTES=${S3BACKUP_KIT_EARLY_BYTES:-67108864}
+EARLY_PACKS=0
 early_batch() {
-  local n sz c lines=0 total=0
-  local -a names
-  if [ "$STORE_KIND" != s3 ] || [ -n "$AS_OF" ] || [ "$ONLY_N" -ne 0 ] || ! is_uint "$EARLY_BYTES" ||
-    [ "${#EARLY_BYTES}" -gt 12 ]; then
+  objects_list
+  if [ "$ONLY_N" -eq 0 ] && small_store; then
+    cp_many "" "$GOT_DIR" s3backup.conf "$META" "${SMALL_PACKS[@]}" || true
+    EARLY_PACKS=1
     return 0
   fi
-  objects_list
-  names=(s3backup.key "$META")
+  early got_conf
+  early got_meta
+}
+
+# small_store: whether the store's listing (one page) names no archived object and at least one
+# and at most BATCH_V3 packs, of EARLY_BYTES at most in all: their keys in SMALL_PACKS.
+SMALL_PACKS=()
+small_store() {
+  local n sz c lines=0 total=0
+  SMALL_PACKS=()
+  if ! is_uint "$EARLY_BYTES" || [ "${#EARLY_BYTES}" -gt 12 ]; then return 1; fi
   while IFS="$TAB" read -r n sz c || [ -n "$n" ]; do
     lines=$((lines + 1)) n=${n#"$STORE_PREFIX"}
-    if [ "$lines" -gt 1000 ]; then return 0; fi
-    case "${c%$'\r'}" in GLACIER | DEEP_ARCHIVE) return 0 ;; esac
+    if [ "$lines" -gt 1000 ]; then return 1; fi
+    case "${c%$'\r'}" in GLACIER | DEEP_ARCHIVE) return 1 ;; esac
     case "$n" in packs/*) ;; *) continue ;; esac
-    if ! is_hex "${n#packs/}" 32 || ! is_uint "$sz" || [ "${#sz}" -gt 12 ]; then return 0; fi
+    if ! is_hex "${n#packs/}" 32 || ! is_uint "$sz" || [ "${#sz}" -gt 12 ]; then return 1; fi
     total=$((total + 10#$sz))
-    names+=("$n")
-    if [ "${#names[@]}" -gt "$((BATCH_V3 + 2))" ] || [ "$total" -gt "$((10#$EARLY_BYTES))" ]; then
-      return 0
+    SMALL_PACKS+=("$n")
+    if [ "${#SMALL_PACKS[@]}" -gt "$BATCH_V3" ] || [ "$total" -gt "$((10#$EARLY_BYTES))" ]; then
+      return 1
     fi
   done <"$KIT_TMP/ls.out"
-  if [ "${#names[@]}" -le 2 ]; then return 0; fi
-  GOT_DIR=$KIT_TMP/got
-  if mkdir -- "$GOT_DIR"; then cp_many "" "$GOT_DIR" "${names[@]}" || true; fi
+  [ "${#SMALL_PACKS[@]}" -gt 0 ]
+}
+
+# got_conf, got_meta: (early_batch, in the background) the descriptor, the meta, by a GET each into
+# GOT_DIR; got_conf says in got_conf.missing that there is none (load_repo_conf: CONF_FIRST).
+got_conf() {
+  if ! store_get s3backup.conf "$GOT_DIR/s3backup.conf" && [ "$STORE_ERR" = missing ]; then
+    : >"$KIT_TMP/got_conf.missing"
+  fi
+}
+got_meta() {
+  store_get "$META" "$GOT_DIR/$META" || true
+}
+
+# early_conf: (KEY_FIRST) the descriptor early_batch fetched, read (load_repo_conf).
+early_conf() {
+  if [ -n "${KIT_EARLY_got_conf:-}" ]; then answer got_conf || true; fi
+  if [ -f "$KIT_TMP/got_conf.missing" ]; then CONF_FIRST=missing; fi
+  load_repo_conf
+  if [ -n "${KIT_EARLY_got_meta:-}" ]; then answer got_meta || true; fi
+}
+
+# early_target TARGET: (EARLY_PACKS) once the password has opened the repository's key (key_early),
+# the target opened (target_open) and the packs early_batch fetched unpacked in the background
+# (prefetch_start) while the meta's key is derived. Before the meta is checked nothing is written
+# in the target but its lock and the work folder, and a target this run made is removed again
+# when the meta does not open (KIT_MADE).
+EARLY_TARGET=0 EARLY_KEY=""
+early_target() {
+  local f
+  if [ "$EARLY_PACKS" != 1 ] || ! key_opened; then return 0; fi
+  EARLY_KEY=$DATA_KEY
+  target_open "$1"
+  EARLY_TARGET=1
+  if [ "$TARGET_EMPTY" = 1 ] && [ "${S3BACKUP_KIT_FAST:-1}" != 0 ]; then FAST=1; fi # (member_keys)
+  : >"$KIT_TMP/early.keys"
+  for f in "$GOT_DIR"/packs/*; do
+    if [ -f "$f" ]; then printf 'packs/%s\n' "${f##*/}" >>"$KIT_TMP/early.keys"; fi
+  done
+  if [ -s "$KIT_TMP/early.keys" ]; then prefetch_start "$KIT_TMP/early.keys"; fi
+}
+
+# target_open DIR: TARGET, DIR made when missing (KIT_MADE) and refused when it is a kernel file
+# system; TARGET_EMPTY; the target locked, the work folder made in it (KIT_WORK); KIT_JOBS.
+TARGET_EMPTY=0
+target_open() {
+  local f made=0
+  refuse_kernel_target "$1"
+  if [ ! -d "$1" ]; then
+    mkdir -p -- "$1" || die "cannot create $1"
+    made=1
+  fi
+  TARGET=$(cd -- "$1" && pwd -P) || die "cannot enter $1"
+  if [ "$made" = 1 ]; then KIT_MADE=$TARGET; fi
+  TARGET_EMPTY=1
+  for f in "$TARGET"/* "$TARGET"/.[!.]* "$TARGET"/..?*; do
+    if [ -e "$f" ] || [ -L "$f" ]; then TARGET_EMPTY=0; fi
+  done
+  lock_target
+  KIT_WORK=$(mktemp -d "$TARGET/.s3backup-work.XXXXXX") || die "cannot create a work directory in $TARGET"
+  WORK_NAME=${KIT_WORK##*/}
+  kit_jobs
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -2369,15 +2437,24 @@ main() {
   kit_init
   pick_md5
   # The store's listing, made beside the first request (S3): the metas, to pick the backup, and
-  # the archived objects, for phase 2.
+  # the archived objects, for phase 2. That request fetches the repository's key (S3, no
+  # --as-of: KEY_FIRST), whose key derivation then runs while the next call fetches the
+  # descriptor, the meta and, from a small store, the packs (early_batch); once the key opens,
+  # the packs are unpacked while the meta's key is derived (early_target).
   LS_FROM="" LS_EARLY=1
+  if [ -z "$AS_OF" ]; then KEY_FIRST=1; fi
   store_init "$store" "$endpoint" "$region"
+  if [ "$STORE_KIND" != s3 ]; then KEY_FIRST=0; fi
   get_password "$pwfile" 1
-  load_repo_conf
+  if [ "$KEY_FIRST" = 1 ]; then early key_early; else load_repo_conf; fi
   resolve_meta "$spec" is_meta_name meta_pairs backup " (list them with list.sh)"
-  early_batch
-  # Meanwhile: the repository's key, fetched and unwrapped (a key derivation) while the meta is.
-  if [ -z "$AS_OF" ]; then early key_early; fi
+  if [ "$KEY_FIRST" = 1 ]; then
+    early_batch
+    early_conf
+    early_target "$target"
+  elif [ -z "$AS_OF" ]; then
+    early key_early # (the key fetched and unwrapped while the meta is)
+  fi
 
   # Everything is checked before the target is touched: password, meta, data key.
   # The meta, or its copy left by an interrupted password change (passwd/next/, passwd/prev/).
@@ -2411,25 +2488,23 @@ main() {
   fi
   warn "restoring $META (host ${META_HOST:-?}, source ${META_SOURCE:-?}, $META_ENTRIES entries) into $target"
 
-  # Now the target.
-  refuse_kernel_target "$target"
-  if [ ! -d "$target" ]; then
-    mkdir -p -- "$target" || die "cannot create $target"
+  # Now the target (early_target may have opened it).
+  if [ "$EARLY_TARGET" != 1 ]; then
+    target_open "$target"
+  elif [ "$DATA_KEY" != "$EARLY_KEY" ]; then
+    prefetch_wait # (its packs unpacked with another key: unpacked again when a batch needs them)
+    rm -rf -- "${UNPACKED:?}"/*
   fi
-  TARGET=$(cd -- "$target" && pwd -P) || die "cannot enter $target"
+  KIT_MADE="" # (the meta opened: from here the target stays, whatever happens)
   fast_init
-  lock_target
-  KIT_WORK=$(mktemp -d "$TARGET/.s3backup-work.XXXXXX") || die "cannot create a work directory in $TARGET"
-  WORK_NAME=${KIT_WORK##*/}
   probe_touch
   probe_sparse
   if [ "$SPARSE" != 1 ]; then warn "this dd cannot write holes (conv=sparse): sparse files are restored written out"; fi
-  kit_jobs
   mirror_begin
 
   # Phase 1: read the entries, create the directories, sort out files and links (format 3: the
-  # first packs fetched and unpacked meanwhile).
-  prefetch_v3
+  # first packs fetched and unpacked meanwhile, or every pack: early_target).
+  if [ "$EARLY_TARGET" != 1 ]; then prefetch_v3; fi
   read_entries
   rm -f -- "$META_PLAIN"
   only_misses "$META"

@@ -805,16 +805,19 @@ Deno.test("restore: the kit's fast lane makes a batch's records in bulk, as line
   }
 });
 
-/** `openssl enc ARGS` of `input` with the password in `env` (FORMAT.md §5: a meta's container). */
+/**
+ * `openssl enc ARGS` of `input` with the password in `env` (FORMAT.md §5: a meta's container;
+ * §3.2: the key's), `iter` iterations.
+ */
 async function openssl(
   args: string[],
   input: Uint8Array,
   env: Record<string, string>,
+  iter = 600_000,
 ): Promise<Uint8Array> {
   const p = new Deno.Command("openssl", {
-    args: ["enc", ...args, "-aes-256-cbc", "-pbkdf2", "-iter", "600000", "-md", "sha256"].concat(
-      ["-pass", "env:S3BACKUP_PASSWORD"],
-    ),
+    args: ["enc", ...args, "-aes-256-cbc", "-pbkdf2", "-iter", String(iter), "-md", "sha256"]
+      .concat(["-pass", "env:S3BACKUP_PASSWORD"]),
     env,
     stdin: "piped",
     stdout: "piped",
@@ -1112,6 +1115,97 @@ Deno.test("restore, format 3: a damaged pack loses the files of its damaged gzip
 });
 
 for (const target of s3Targets()) {
+  Deno.test(`restore, format 3 (${target.label}): the kit opens the key during the second call and the target before the meta; a meta that does not open leaves no target; another key-iter is derived again`, async () => {
+    // From S3 the kit's first call fetches s3backup.key; its key derivation (the format's
+    // key-iter, 600,000) runs while the second call fetches the descriptor, the meta and a
+    // small store's packs; then the target is opened and the packs unpacked while the meta's key
+    // is derived (restore.sh early_target). A meta that then does not open must leave the target
+    // as it was; a descriptor with another key-iter must have the key derived again.
+    const f = await fx(target);
+    try {
+      const { src } = await smallBackup(f);
+      const expected = snapshot(src);
+      const t = `${f.dir}/t`;
+      ok(await kit("restore.sh", [f.repo, "latest", t], f.env), "kit restore");
+      assert.deepEqual(snapshot(t), expected);
+      const store = targetStore(
+        target,
+        f.repo.split("/")[2]!,
+        f.repo.split("/").slice(3).join("/"),
+      );
+      try {
+        const load = async (name: string) =>
+          new Uint8Array(await new Response(await store.load(name)).arrayBuffer());
+        const meta = (await listRepository(store, "meta_")).metas[0]!.key;
+        const body = await load(meta);
+        // A newer meta whose first block is damaged: it does not open with the right password.
+        const bad = body.slice();
+        bad[20]! ^= 0x01;
+        await store.save("meta_small_20991231T000000Z", bad);
+        const gone = `${f.dir}/gone`;
+        const rg = await kit("restore.sh", [f.repo, "latest", gone], f.env);
+        assert.equal(rg.code, 4, rg.stderr);
+        assert.match(rg.stderr, /meta_small_20991231T000000Z: wrong password \(or corrupt meta\)/);
+        assert.ok(!exists(gone), "a target made for a meta that does not open");
+        const empty = `${f.dir}/empty`;
+        Deno.mkdirSync(empty);
+        const re = await kit("restore.sh", [f.repo, "latest", empty], f.env);
+        assert.equal(re.code, 4, re.stderr);
+        assert.deepEqual(names(empty), [], "left in the target");
+        await store.remove(["meta_small_20991231T000000Z"]);
+
+        // The descriptor says 1,000 iterations and the meta is made with them, but the key (and
+        // the meta's copy of it) is still wrapped with 600,000: the binary refuses (it derives
+        // the key with the descriptor's count), and so must the kit, although its first
+        // derivation (600,000) opened that key.
+        const iter = 1000;
+        const conf = new TextDecoder().decode(await load("s3backup.conf"));
+        assert.match(conf, /^key-iter=600000$/m);
+        await store.save(
+          "s3backup.conf",
+          te.encode(conf.replace(/^key-iter=\d+$/m, `key-iter=${iter}`)),
+        );
+        const text = new TextDecoder().decode(await openssl(["-d"], body, f.env));
+        await store.save(meta, await openssl(["-e"], te.encode(text), f.env, iter));
+        const mixed = `${f.dir}/mixed`;
+        const bin = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", mixed], f.env);
+        assert.equal(bin.code, 4, bin.stderr);
+        const km = await kit("restore.sh", [f.repo, "latest", mixed], f.env);
+        assert.equal(km.code, 4, km.stderr);
+        assert.ok(!exists(mixed));
+        // The key and the meta's copy of it wrapped again with 1,000 iterations: both restore.
+        const key = await openssl(
+          ["-e"],
+          await openssl(["-d"], await load("s3backup.key"), f.env),
+          f.env,
+          iter,
+        );
+        await store.save("s3backup.key", key);
+        assert.match(text, /^wrapped-key \S+$/m);
+        const wrapped = `wrapped-key ${btoa(String.fromCharCode(...key))}`;
+        await store.save(
+          meta,
+          await openssl(
+            ["-e"],
+            te.encode(text.replace(/^wrapped-key \S+$/m, wrapped)),
+            f.env,
+            iter,
+          ),
+        );
+        const t2 = `${f.dir}/t2`;
+        ok(await kit("restore.sh", [f.repo, "latest", t2], f.env), "kit restore, key-iter 1000");
+        assert.deepEqual(snapshot(t2), expected);
+        const t3 = `${f.dir}/t3`;
+        ok(await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", t3], f.env), "restore");
+        assert.deepEqual(snapshot(t3), expected);
+      } finally {
+        store.close?.();
+      }
+    } finally {
+      await f.cleanup();
+    }
+  });
+
   Deno.test(`restore, format 3 (${target.label}): the kit fetches a batch of packs by one aws call, or a batch while it places one; a missing and a damaged pack cost only their files`, async () => {
     const f = await fx(target);
     try {
@@ -1198,9 +1292,9 @@ for (const target of s3Targets()) {
         });
         assert.equal(r2.code, 3, r2.stderr);
         assert.equal(same(`${t}2`, r2), n);
-        // A small store: the key, the meta and every pack by one aws call once the backup is
-        // picked (early_batch), besides the descriptor and the listing; the missing pack then by
-        // a GET of its own, which tells it is missing. The same files.
+        // A small store: the descriptor, the meta and every pack by one aws call once the backup
+        // is picked (early_batch), besides the key and the listing (the first calls); the missing
+        // pack then by a GET of its own, which tells it is missing. The same files.
         Deno.removeSync(`${shim}/calls`);
         const r3 = await kit("restore.sh", [f.repo, "latest", `${t}3`], {
           ...f.env,
@@ -1223,12 +1317,12 @@ for (const target of s3Targets()) {
         const got = cp[0]!.split(" ").slice(1);
         assert.deepEqual(
           got.filter((w) => !/^meta_src_\d{8}T\d{6}Z$/.test(w)),
-          [...packs.slice(1), "s3backup.key"].sort(),
+          [...packs.slice(1), "s3backup.conf"].sort(),
         );
         assert.equal(got.length, packs.length + 1, got.join(" "));
         assert.deepEqual(
           what.filter((w) => !w.startsWith("cp ") && !w.endsWith(packs[0]!)).sort(),
-          ["get s3backup.conf", "list"],
+          ["get s3backup.key", "list"],
         );
       } finally {
         store.close?.();
