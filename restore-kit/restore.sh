@@ -2456,7 +2456,8 @@ main() {
     early key_early # (the key fetched and unwrapped while the meta is)
   fi
 
-  # Everything is checked before the target is touched: password, meta, data key.
+  # Everything is checked before an entry is written: password, meta, data key (the target is
+  # touched before the meta is checked only by early_target, once the password opened the key).
   # The meta, or its copy left by an interrupted password change (passwd/next/, passwd/prev/).
   if ! meta_open "$META"; then
     if [ "$META_MISSING" = 1 ]; then die "no backup $META in $(store_desc)"; fi
