@@ -1855,26 +1855,30 @@ fast_mode() {
   printf -v "$h" '%s' "$TAR_DIR/f.$1"
 }
 
-# fast_pieces: (once a run, before the first fast lane) the pieces of the fast lane's streams
-# that are the same for every file, in FAST_PIECES: p.N, the N NUL bytes (1-511) that end a
-# content on a block; x.K, the pax header of a record of K blocks (1 or 2: a path is shorter
-# than MAX_COMPONENTS); c.T, the comment record of T bytes (12-523) that fills its blocks;
-# FAST_NAMES, the names of split's pieces.
+# fast_pieces: (once a run, before the first fast lane or folder tar) the pieces of the fast
+# lane's streams that are the same for every file, in FAST_PIECES: p.N, the N NUL bytes (1-511)
+# that end a content on a block; x.K, the pax header of a record of K blocks (1 or 2: a path is
+# shorter than MAX_COMPONENTS); c.T, the comment record of T bytes (12-523) that fills its
+# blocks; FAST_NAMES, the names of split's pieces. Made by pieces_made, or taken from its early
+# run (`early pieces_made`, tar_init's values: main, during an aws call).
 FAST_PIECES="" FAST_NAMES=()
 fast_pieces() {
-  local n=1 d=$KIT_TMP/pieces
   if [ -n "$FAST_PIECES" ]; then return 0; fi
-  mkdir -p -- "$d" || die "cannot create $d"
-  while [ "$n" -le 523 ]; do
-    if [ "$n" -le 511 ]; then printf '%b' "${TAR_Z:0:4*n}" >"$d/p.$n"; fi
-    if [ "$n" -ge 12 ]; then printf '%s comment=%s\n' "$n" "${TAR_X:0:n-${#n}-10}" >"$d/c.$n"; fi
-    n=$((n + 1))
-  done
-  tar_header "$d/x.1" PaxHeader x 512 0644
-  tar_header "$d/x.2" PaxHeader x 1024 0644
+  if ! answer pieces_made; then die "cannot make the tar pieces in $KIT_TMP/pieces"; fi
   # The names split -a 3 gives its pieces, in order (fast_chunk's records).
   FAST_NAMES=({a..z}{a..z}{a..z})
-  FAST_PIECES=$d
+  FAST_PIECES=$KIT_TMP/pieces
+}
+
+pieces_made() {
+  local n=1 d=$KIT_TMP/pieces
+  mkdir -p -- "$d" || return 1
+  while [ "$n" -le 523 ]; do
+    if [ "$n" -le 511 ]; then printf '%b' "${TAR_Z:0:4*n}" >"$d/p.$n" || return 1; fi
+    if [ "$n" -ge 12 ]; then printf '%s comment=%s\n' "$n" "${TAR_X:0:n-${#n}-10}" >"$d/c.$n" || return 1; fi
+    n=$((n + 1))
+  done
+  tar_header "$d/x.1" PaxHeader x 512 0644 && tar_header "$d/x.2" PaxHeader x 1024 0644
 }
 
 # unpack_keys LIST SRC: the packs named in LIST (other keys: skipped) that are in SRC and not
@@ -2449,6 +2453,8 @@ main() {
   if [ "$KEY_FIRST" = 1 ]; then early key_early; else load_repo_conf; fi
   resolve_meta "$spec" is_meta_name meta_pairs backup " (list them with list.sh)"
   if [ "$KEY_FIRST" = 1 ]; then
+    tar_init
+    early pieces_made # (format 3's, made while aws runs: fast_pieces)
     early_batch
     early_conf
     early_target "$target"
@@ -2485,7 +2491,7 @@ main() {
   fi
   if [ "$META_VERSION" = 3 ]; then
     need gzip tar
-    tar_init
+    if [ -z "$TAR_Z" ]; then tar_init; fi
   fi
   warn "restoring $META (host ${META_HOST:-?}, source ${META_SOURCE:-?}, $META_ENTRIES entries) into $target"
 
