@@ -32,6 +32,7 @@ import {
   s3Targets,
   targetStore,
 } from "./s3_env.ts";
+import { encryptLegacy } from "./legacy_bucket.ts";
 import { exists, makeNastyTree, names, snapshot, unlock } from "./tree.ts";
 
 const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
@@ -953,20 +954,8 @@ Deno.test("restore: a pack member whose bytes are not its name's is refused by b
 
 const LEGACY_PW = "old pässword";
 
-/** `openssl enc -aes-256-cbc -md md5 -pass env:PW` (what s3backup.py wrote). */
-async function opensslLegacy(data: Uint8Array): Promise<Uint8Array> {
-  const p = new Deno.Command("openssl", {
-    args: ["enc", "-aes-256-cbc", "-md", "md5", "-pass", "env:PW"],
-    env: { PW: LEGACY_PW },
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const w = p.stdin.getWriter();
-  const [out] = await Promise.all([p.output(), w.write(data).then(() => w.close())]);
-  assert.ok(out.success);
-  return out.stdout;
-}
+/** A format 1 object: `openssl enc -aes-256-cbc -md md5` (what s3backup.py wrote). */
+const opensslLegacy = (data: Uint8Array) => encryptLegacy(data, LEGACY_PW);
 
 const LEGACY_FILES: [string, string][] = [
   ["notes.txt", "my notes\n"],
