@@ -842,12 +842,11 @@ key_opened() {
 # key_answer: load_repo_key's outcome, from key_early when it opened a key (else load_repo_key
 # now, which tells its errors).
 key_answer() {
-  local ok=0
-  if [ -n "${KIT_EARLY_key_early:-}" ] || [ -f "$KIT_TMP/key-early/result" ]; then
-    key_opened || ok=1
-  else ok=1; fi
+  if key_opened; then
+    key_discard
+    return 0
+  fi
   key_discard
-  if [ "$ok" -eq 0 ]; then return 0; fi
   load_repo_key
 }
 
@@ -856,8 +855,6 @@ key_answer() {
 # DATA_KEY is it (no second key derivation), else DATA_KEY is empty.
 key_same() {
   local b=""
-  DATA_KEY=""
-  if [ -z "${KIT_EARLY_key_early:-}" ] && [ ! -f "$KIT_TMP/key-early/result" ]; then return 1; fi
   key_opened || return 1
   IFS= read -r b 2>/dev/null <"$KIT_TMP/key-early/b64" || true # (one line, no newline)
   if [ -z "$b" ] || [ "$b" != "$1" ]; then
