@@ -6,7 +6,9 @@
  * - an import from one engine of ops/ into another (an engine is a file of ops/ or a folder
  *   of ops/, e.g. ops/restore/);
  * - a dynamic `import()` (nothing may break under `deno compile`);
- * - a function longer than --max-lines (default 100) lines.
+ * - a function longer than --max-lines (default 100) lines;
+ * - ARCHITECTURE.md's count of files with a `_test.ts` beside them, when it is not the tree's
+ *   (with the default --root).
  *
  *   deno run --allow-read scripts/check_layers.ts [--root DIR] [--max-lines N]
  *
@@ -153,8 +155,29 @@ export function checkTree(srcRoot: string, maxLines = 100): Problem[] {
   return out;
 }
 
+/** How many of the non-test files under `srcRoot` have a `_test.ts` beside them, of how many. */
+export function testedBeside(srcRoot: string): { tested: number; files: number } {
+  const all = new Set(tsFiles(srcRoot));
+  const code = [...all].filter((f) => !f.endsWith("_test.ts"));
+  return {
+    tested: code.filter((f) => all.has(f.replace(/\.ts$/, "_test.ts"))).length,
+    files: code.length,
+  };
+}
+
+/** A problem when ARCHITECTURE.md's "N of the M have a `_test.ts`" is not the tree's count. */
+export function docCountProblem(doc: string, srcRoot: string): Problem | null {
+  const m = /(\d+) of the (\d+) have a\s+`_test\.ts`/.exec(doc);
+  const { tested, files } = testedBeside(srcRoot);
+  if (m !== null && Number(m[1]) === tested && Number(m[2]) === files) return null;
+  const line = m === null ? 1 : doc.slice(0, m.index).split("\n").length;
+  const message = `ARCHITECTURE.md should say "${tested} of the ${files} have a \`_test.ts\`"`;
+  return { file: "../ARCHITECTURE.md", line, message };
+}
+
 if (import.meta.main) {
-  let root = new URL("../src", import.meta.url).pathname;
+  const defaultRoot = new URL("../src", import.meta.url).pathname;
+  let root = defaultRoot;
   let maxLines = 100;
   for (let i = 0; i < Deno.args.length; i++) {
     const a = Deno.args[i];
@@ -167,6 +190,11 @@ if (import.meta.main) {
   }
   root = root.replace(/\/+$/, "");
   const problems = checkTree(root, maxLines);
+  if (root === defaultRoot.replace(/\/+$/, "")) {
+    const doc = Deno.readTextFileSync(new URL("../ARCHITECTURE.md", import.meta.url));
+    const p = docCountProblem(doc, root);
+    if (p !== null) problems.push(p);
+  }
   for (const p of problems) console.error(`${root}/${p.file}:${p.line}: ${p.message}`);
   if (problems.length > 0) {
     console.error(`check_layers: ${problems.length} problem(s)`);

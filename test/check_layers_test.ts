@@ -1,10 +1,10 @@
 /**
  * The layer check (scripts/check_layers.ts) passes on src/ and fails, naming the offending
  * line, on a tree with a planted upward import, an engine importing another, a dynamic import
- * or an over-long function.
+ * or an over-long function; ARCHITECTURE.md's count of tested files is the tree's.
  */
 import assert from "node:assert/strict";
-import { importProblem } from "../scripts/check_layers.ts";
+import { docCountProblem, importProblem } from "../scripts/check_layers.ts";
 
 const SCRIPT = new URL("../scripts/check_layers.ts", import.meta.url).pathname;
 const SRC = new URL("../src", import.meta.url).pathname;
@@ -113,4 +113,21 @@ Deno.test("layer rules", () => {
   assert.match(importProblem("repo/lock.ts", "ops/list.ts")!, /a layer above/);
   assert.equal(importProblem("cli/kit.ts", "../restore-kit/restore.sh"), null);
   assert.match(importProblem("cli/kit.ts", "../test/tree.ts")!, /outside src/);
+});
+
+Deno.test("check_layers: ARCHITECTURE.md's count of files tested beside them is the tree's", async () => {
+  const root = await tree({ "ops/backup/walk_test.ts": "" });
+  try {
+    // 9 files of code in the small tree, walk.ts the one with a test beside it.
+    const says = (n: string) => `one concept\n(${n} have a\n\`_test.ts\` beside them)`;
+    assert.equal(docCountProblem(says("1 of the 9"), root), null);
+    const wrong = docCountProblem(says("2 of the 9"), root)!;
+    assert.match(wrong.message, /say "1 of the 9 have a/);
+    assert.equal(wrong.line, 2);
+    await Deno.writeTextFile(`${root}/util/pool_test.ts`, "");
+    assert.match(docCountProblem(says("1 of the 9"), root)!.message, /"2 of the 9/);
+    assert.equal(docCountProblem("no count here", root)!.line, 1);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
