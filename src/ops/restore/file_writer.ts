@@ -1,12 +1,17 @@
 /**
  * Writing one file into the target: to a new temporary name in its folder (0600, O_EXCL), its
  * MD5 checked while it streams, owner (as root), mode and mtime set, then renamed into place.
- * Whatever fails, the temporary file is removed.
+ * Whatever fails, the temporary file is removed. It is written, and its owner and mode set,
+ * through the descriptor that created it (fchown, fchmod): as root in a folder another user
+ * may write, a symlink that user swaps in for it is never followed (only its mtime is set by
+ * path: node's futimes rounds it).
  */
-import { chmodSyncWhereSupported } from "../../util/platform.ts";
+import { POSIX_MODES } from "../../util/platform.ts";
 import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import { promisify } from "node:util";
 import type { Entry } from "../../format/meta.ts";
-import { messageOf, writeAll } from "../../util/bytes.ts";
+import { messageOf } from "../../util/bytes.ts";
 import { CorruptDataError, ObjectArchivedError, S3BackupError } from "../../util/errors.ts";
 import { randomHex } from "../../util/random.ts";
 import { type Attributes, TEMP_PREFIX, timeOf } from "./target.ts";
@@ -43,13 +48,19 @@ export interface WriteOptions {
   signal?: AbortSignal;
 }
 
-function createTemp(dir: string): { tmp: string; file: Deno.FsFile } {
+/** A temporary file being written: its name and descriptor. */
+interface Temp {
+  tmp: string;
+  fd: number;
+}
+
+function createTemp(dir: string): Temp {
   for (let i = 0;; i++) {
     const tmp = `${dir}/${TEMP_PREFIX}${randomHex(6)}.tmp`;
     try {
-      return { tmp, file: Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 }) };
+      return { tmp, fd: fs.openSync(tmp, "wx", 0o600) };
     } catch (err) {
-      if (!(err instanceof Deno.errors.AlreadyExists) || i > 5) {
+      if ((err as { code?: unknown }).code !== "EEXIST" || i > 5) {
         throw new TargetError(`cannot create a temporary file: ${messageOf(err)}`);
       }
     }
@@ -66,16 +77,16 @@ export async function writeFile(
   source: () => Promise<ReadableStream<Uint8Array>>,
   opts: WriteOptions,
 ): Promise<number> {
-  const { tmp, file } = createTemp(dest.slice(0, dest.lastIndexOf("/")));
+  const t = createTemp(dest.slice(0, dest.lastIndexOf("/")));
   let done = false;
   try {
-    const n = await copyChecked(file, e, source, opts.signal);
+    const n = await copyChecked(t.fd, e, source, opts.signal);
     opts.signal?.throwIfAborted();
-    finish(file, tmp, dest, e, opts);
+    finish(t, dest, e, opts);
     done = true;
     return n;
   } finally {
-    if (!done) drop(file, tmp);
+    if (!done) drop(t);
   }
 }
 
@@ -84,34 +95,37 @@ export async function writeFile(
  * with synchronous calls (a small file's asynchronous ones cost more than the work).
  */
 export function writeSmallFile(dest: string, e: Entry, data: Uint8Array, opts: WriteOptions) {
-  const { tmp, file } = createTemp(dest.slice(0, dest.lastIndexOf("/")));
+  const t = createTemp(dest.slice(0, dest.lastIndexOf("/")));
   let done = false;
   try {
     try {
-      for (let off = 0; off < data.length;) off += file.writeSync(data.subarray(off));
+      for (let off = 0; off < data.length;) off += fs.writeSync(t.fd, data, off);
     } catch (err) {
       throw new TargetError(`cannot write: ${messageOf(err)}`, { cause: err });
     }
-    finish(file, tmp, dest, e, opts);
+    finish(t, dest, e, opts);
     done = true;
     return data.length;
   } finally {
-    if (!done) drop(file, tmp);
+    if (!done) drop(t);
   }
 }
 
-/** Owner, mode and mtime of the written temp file, then its move to `dest`; closes `file`. */
-function finish(file: Deno.FsFile, tmp: string, dest: string, e: Entry, opts: WriteOptions) {
+/** Owner, mode and mtime of the written temp file, then its move to `dest`; closes it. */
+function finish(t: Temp, dest: string, e: Entry, opts: WriteOptions) {
   try {
-    opts.attrs.ownerSync(tmp, e);
-    chmodSyncWhereSupported(tmp, e.mode);
-    const t = timeOf(e);
-    if (t !== null) file.utimeSync(t, t);
+    if (opts.attrs.owners && (e.uid !== null || e.gid !== null)) {
+      fs.fchownSync(t.fd, e.uid ?? -1, e.gid ?? -1);
+    }
+    if (POSIX_MODES) fs.fchmodSync(t.fd, e.mode);
+    const time = timeOf(e);
+    if (time !== null) Deno.utimeSync(t.tmp, time, time); // (node's futimes rounds to µs)
   } catch (err) {
     opts.warn(`cannot set owner/mode/mtime: ${messageOf(err)}`);
   }
-  file.close();
-  place(tmp, dest, opts);
+  fs.closeSync(t.fd);
+  t.fd = -1;
+  place(t.tmp, dest, opts);
 }
 
 /** Moves `tmp` to `dest`, an empty directory there removed first. */
@@ -143,37 +157,49 @@ export function linkFile(src: string, dest: string, e: Entry, opts: WriteOptions
   try {
     Deno.linkSync(src, tmp);
   } catch {
-    const { tmp, file } = createTemp(dir);
-    file.close();
-    let copy = file, done = false;
+    const t = createTemp(dir);
+    let done = false;
     try {
-      Deno.copyFileSync(src, tmp);
-      copy = Deno.openSync(tmp, { write: true });
-      finish(copy, tmp, dest, e, opts);
+      copyInto(src, t.fd);
+      finish(t, dest, e, opts);
       done = true;
       return "copied";
     } catch (err) {
       throw err instanceof TargetError ? err : new TargetError(`cannot copy: ${messageOf(err)}`);
     } finally {
-      if (!done) drop(copy, tmp);
+      if (!done) drop(t);
     }
   }
   try {
     place(tmp, dest, opts);
   } catch (err) {
-    drop(null, tmp);
+    drop({ tmp, fd: -1 });
     throw err;
   }
   return "linked";
 }
 
-/** After a failure: the temp file closed (if it is not) and removed. */
-function drop(file: Deno.FsFile | null, tmp: string): void {
+/** Copies file `src` into descriptor `fd`. */
+function copyInto(src: string, fd: number): void {
+  const from = fs.openSync(src, "r");
   try {
-    file?.close();
+    const buf = new Uint8Array(READ_CHUNK);
+    for (let n; (n = fs.readSync(from, buf)) > 0;) {
+      for (let off = 0; off < n;) off += fs.writeSync(fd, buf, off, n - off);
+    }
+  } finally {
+    fs.closeSync(from);
+  }
+}
+
+/** After a failure: the temp file closed (if it is open) and removed. */
+function drop(t: Temp): void {
+  try {
+    if (t.fd >= 0) fs.closeSync(t.fd);
   } catch { /* closed */ }
+  t.fd = -1;
   try {
-    Deno.removeSync(tmp);
+    Deno.removeSync(t.tmp);
   } catch { /* gone */ }
 }
 
@@ -186,7 +212,23 @@ const HOLE = 4096;
  * database file restores about as large as its data, not its apparent size). The caller sets
  * the final length (truncate), in case the file ends in a hole.
  */
-async function writeSparse(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+const write = promisify(fs.write);
+
+/** Writes all of `data` at `position` of descriptor `fd`. */
+async function writeAt(fd: number, data: Uint8Array, position: number): Promise<void> {
+  for (let off = 0; off < data.length;) {
+    const { bytesWritten } = await write(fd, data, off, data.length - off, position + off);
+    off += bytesWritten;
+  }
+}
+
+/**
+ * Writes `data` at `position` of `fd`, except its runs of zeros of HOLE bytes or more, which
+ * it skips: in a new file they read back as zeros and take no space (a sparse VM image or
+ * database file restores about as large as its data, not its apparent size). The caller sets
+ * the final length (ftruncate), in case the file ends in a hole.
+ */
+async function writeSparse(fd: number, data: Uint8Array, position: number): Promise<void> {
   let from = 0; // the start of what is still to write
   for (let at = 0; at + HOLE <= data.length;) {
     if (!isZero(data, at, HOLE)) {
@@ -195,11 +237,10 @@ async function writeSparse(file: Deno.FsFile, data: Uint8Array): Promise<void> {
     }
     let end = at + HOLE;
     while (end + HOLE <= data.length && isZero(data, end, HOLE)) end += HOLE;
-    await writeAll(file, data.subarray(from, at));
-    await file.seek(end - at, Deno.SeekMode.Current);
+    await writeAt(fd, data.subarray(from, at), position + from);
     from = at = end;
   }
-  await writeAll(file, data.subarray(from));
+  await writeAt(fd, data.subarray(from), position + from);
 }
 
 /** Whether `n` bytes of `data` from `at` are all zero (by 32-bit words where aligned). */
@@ -216,7 +257,7 @@ function isZero(data: Uint8Array, at: number, n: number): boolean {
 
 /** Streams `source` into `file`, hashing; throws ObjectError unless the MD5 is `e.md5`. */
 async function copyChecked(
-  file: Deno.FsFile,
+  fd: number,
   e: Entry,
   source: () => Promise<ReadableStream<Uint8Array>>,
   signal?: AbortSignal,
@@ -253,15 +294,15 @@ async function copyChecked(
         break;
       }
       h.update(r.value);
-      n += r.value.length;
       try {
-        await writeSparse(file, r.value);
+        await writeSparse(fd, r.value, n);
+        n += r.value.length;
       } catch (err) {
         throw new TargetError(`cannot write: ${messageOf(err)}`, { cause: err });
       }
     }
     try {
-      await file.truncate(n); // a file that ends in a hole gets its length so
+      fs.ftruncateSync(fd, n); // a file that ends in a hole gets its length so
     } catch (err) {
       throw new TargetError(`cannot write: ${messageOf(err)}`, { cause: err });
     }

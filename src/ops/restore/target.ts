@@ -3,6 +3,7 @@
  * to be real directories, never symlinks, and created 0700 when missing), owners, modes and
  * mtimes, and the temporary files an interrupted restore leaves.
  */
+import * as fs from "node:fs";
 import { lchown, lutimes } from "node:fs/promises";
 import { chmodWhereSupported, POSIX_MODES } from "../../util/platform.ts";
 import { nativePath } from "./native_path.ts";
@@ -286,18 +287,15 @@ export class Attributes {
     else await Deno.utime(p, t, t);
   }
 
-  /** The owner of a file this restore just created. */
-  ownerSync(p: string, e: Entry): void {
-    if (this.owners && (e.uid !== null || e.gid !== null)) Deno.chownSync(p, e.uid, e.gid);
+  /** Whether the owner at `st` (null: nothing yet) is to be set to the entry's. */
+  #ownerDiffers(e: Entry, st: Deno.FileInfo | null): boolean {
+    if (!this.owners || (e.uid === null && e.gid === null)) return false;
+    return st === null || (e.uid !== null && st.uid !== e.uid) ||
+      (e.gid !== null && st.gid !== e.gid);
   }
 
   async owner(p: string, e: Entry, st: Deno.FileInfo | null, link: boolean): Promise<void> {
-    if (!this.owners || (e.uid === null && e.gid === null)) return;
-    if (
-      st !== null && (e.uid === null || st.uid === e.uid) && (e.gid === null || st.gid === e.gid)
-    ) {
-      return;
-    }
+    if (!this.#ownerDiffers(e, st)) return;
     if (link) await lchown(p, e.uid ?? -1, e.gid ?? -1);
     else await Deno.chown(p, e.uid, e.gid);
   }
@@ -307,15 +305,51 @@ export class Attributes {
     await chmodWhereSupported(p, e.mode);
   }
 
-  /** Owner, mode, mtime of an entry in place (not a symlink). Returns a warning, or null. */
+  /**
+   * Owner, mode, mtime of an entry in place (a directory or a file, not a symlink), `st` its
+   * lstat. Returns a warning, or null. Owner and mode are set through a descriptor of what `st`
+   * describes, opened without following a symlink: as root in a folder another user may write,
+   * what that user swaps in after the lstat (a symlink to /etc/shadow) is refused, not changed.
+   */
   async fix(p: string, e: Entry, st: Deno.FileInfo): Promise<string | null> {
     try {
-      await this.owner(p, e, st, false);
-      await this.mode(p, e, st);
+      if (!POSIX_MODES || !this.#fixByDescriptor(p, e, st)) {
+        await this.owner(p, e, st, false);
+        await this.mode(p, e, st);
+      }
       await this.times(p, e, st, false);
       return null;
     } catch (err) {
       return `cannot set owner/mode/mtime: ${messageOf(err)}`;
     }
+  }
+
+  /**
+   * Owner and mode through a descriptor; false when it cannot be opened for reading (not as
+   * root, a mode without the owner's read bit): then they are set by path.
+   */
+  #fixByDescriptor(p: string, e: Entry, st: Deno.FileInfo): boolean {
+    const owner = this.#ownerDiffers(e, st);
+    const mode = st.mode === null || (st.mode & 0o7777) !== e.mode;
+    if (!owner && !mode) return true;
+    const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+    let fd: number;
+    try {
+      fd = fs.openSync(p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    } catch (err) {
+      if ((err as { code?: unknown }).code === "EACCES") return false; // (not readable: by path)
+      throw err;
+    }
+    try {
+      const now = fs.fstatSync(fd);
+      if (st.ino !== null && (now.ino !== st.ino || now.dev !== st.dev)) {
+        throw new Error("it was replaced while being restored");
+      }
+      if (owner) fs.fchownSync(fd, e.uid ?? -1, e.gid ?? -1);
+      if (mode) fs.fchmodSync(fd, e.mode);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return true;
   }
 }

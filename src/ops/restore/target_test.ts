@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { distinctWhenFolded, TargetDirs } from "./target.ts";
+import { Attributes, distinctWhenFolded, TargetDirs } from "./target.ts";
 
 Deno.test("distinctWhenFolded: paths a case- or form-folding file system could take for one", () => {
   assert.equal(distinctWhenFolded(["a/b", "a/c", "A/d", "é"]), true);
@@ -26,4 +26,45 @@ Deno.test("TargetDirs: into /, nothing is written in /proc, /sys or /dev (refuse
   assert.equal(root.kernelRoot("procs/x"), null);
   // Into any other folder, a path named proc/... is an ordinary one.
   assert.equal(new TargetDirs("/srv/restore").kernelRoot("proc/x"), null);
+});
+
+Deno.test("Attributes.fix: owner and mode go to what was lstat'ed, never to what was swapped in", async () => {
+  if (Deno.build.os === "windows") return;
+  const root = await Deno.makeTempDir({ prefix: "s3backup-fix-" });
+  try {
+    const attrs = new Attributes(false);
+    const entry = (path: string, mode: number) => ({
+      type: "d" as const,
+      path,
+      mode,
+      size: 0,
+      uid: null,
+      gid: null,
+      mtimeMs: 1_700_000_000_123,
+    });
+    const modeOf = (p: string) => Deno.lstatSync(p).mode! & 0o7777;
+    // In place: mode and mtime set.
+    await Deno.mkdir(`${root}/d`, { mode: 0o700 });
+    let st = Deno.lstatSync(`${root}/d`);
+    assert.equal(await attrs.fix(`${root}/d`, entry("d", 0o751), st), null);
+    assert.equal(modeOf(`${root}/d`), 0o751);
+    assert.equal(Deno.lstatSync(`${root}/d`).mtime?.getTime(), 1_700_000_000_123);
+    // Swapped for a symlink to another folder after the lstat: refused, the other folder as it was.
+    await Deno.mkdir(`${root}/victim`, { mode: 0o700 });
+    await Deno.mkdir(`${root}/e`, { mode: 0o700 });
+    st = Deno.lstatSync(`${root}/e`);
+    await Deno.remove(`${root}/e`);
+    await Deno.symlink(`${root}/victim`, `${root}/e`);
+    assert.match((await attrs.fix(`${root}/e`, entry("e", 0o777), st))!, /cannot set owner\/mode/);
+    assert.equal(modeOf(`${root}/victim`), 0o700);
+    // Swapped for another folder: refused too.
+    await Deno.mkdir(`${root}/f`, { mode: 0o700 });
+    st = Deno.lstatSync(`${root}/f`);
+    await Deno.rename(`${root}/f`, `${root}/f.old`);
+    await Deno.mkdir(`${root}/f`, { mode: 0o700 });
+    assert.match((await attrs.fix(`${root}/f`, entry("f", 0o777), st))!, /replaced/);
+    assert.equal(modeOf(`${root}/f`), 0o700);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
