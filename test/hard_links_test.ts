@@ -234,6 +234,9 @@ Deno.test({
       assert.equal(Deno.readTextFileSync(`${mnt}/copy`), "two names\n");
       assert.equal(st.mode! & 0o7777, 0o640);
       assert.equal(st.mtime!.getTime(), 1_700_000_000_000);
+      // A first path swapped for a symlink (to a file the restore never wrote) is not copied.
+      Deno.symlinkSync(`${dir}/src/a/x`, `${dir}/swapped`);
+      assert.throws(() => linkFile(`${dir}/swapped`, `${mnt}/copy2`, entry, opts), /cannot copy/);
       assert.deepEqual([...Deno.readDirSync(mnt)].map((x) => x.name).sort(), [
         "copy",
         "t-bin",

@@ -4,7 +4,7 @@
  * Whatever fails, the temporary file is removed. It is written, and its owner and mode set,
  * through the descriptor that created it (fchown, fchmod): as root in a folder another user
  * may write, a symlink that user swaps in for it is never followed (only its mtime is set by
- * path: node's futimes rounds it).
+ * path: node's futimes takes float seconds and lands a millisecond early on some).
  */
 import { POSIX_MODES } from "../../util/platform.ts";
 import { createHash } from "node:crypto";
@@ -119,7 +119,7 @@ function finish(t: Temp, dest: string, e: Entry, opts: WriteOptions) {
     }
     if (POSIX_MODES) fs.fchmodSync(t.fd, e.mode);
     const time = timeOf(e);
-    if (time !== null) Deno.utimeSync(t.tmp, time, time); // (node's futimes rounds to µs)
+    if (time !== null) Deno.utimeSync(t.tmp, time, time); // (node's futimes: float seconds)
   } catch (err) {
     opts.warn(`cannot set owner/mode/mtime: ${messageOf(err)}`);
   }
@@ -179,9 +179,9 @@ export function linkFile(src: string, dest: string, e: Entry, opts: WriteOptions
   return "linked";
 }
 
-/** Copies file `src` into descriptor `fd`. */
+/** Copies file `src` (not through a symlink swapped in for it) into descriptor `fd`. */
 function copyInto(src: string, fd: number): void {
-  const from = fs.openSync(src, "r");
+  const from = fs.openSync(src, fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0));
   try {
     const buf = new Uint8Array(READ_CHUNK);
     for (let n; (n = fs.readSync(from, buf)) > 0;) {
@@ -203,15 +203,9 @@ function drop(t: Temp): void {
   } catch { /* gone */ }
 }
 
-/** Zero runs at least this long are not written but seeked over: the file gets a hole. */
+/** Zero runs at least this long are not written but skipped: the file gets a hole. */
 const HOLE = 4096;
 
-/**
- * Writes `data` at `file`'s position, except its runs of zeros of HOLE bytes or more, which it
- * seeks over: in a new file they read back as zeros and take no space (a sparse VM image or
- * database file restores about as large as its data, not its apparent size). The caller sets
- * the final length (truncate), in case the file ends in a hole.
- */
 const write = promisify(fs.write);
 
 /** Writes all of `data` at `position` of descriptor `fd`. */
