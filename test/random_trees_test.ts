@@ -60,6 +60,7 @@ function makeTree(root: string, rand: () => number): string[] {
     }
   };
   fill(root, 0);
+  for (const n of ["Case", "case"]) Deno.writeTextFileSync(`${root}/${n}`, `${n}\n`);
   const sparse = `${root}/sparse`;
   Deno.writeFileSync(sparse, new Uint8Array(0));
   Deno.truncateSync(sparse, 8_000_000);
