@@ -300,8 +300,13 @@ export class Attributes {
     else await Deno.chown(p, e.uid, e.gid);
   }
 
+  /** Whether the mode at `st` (null: nothing yet) is to be set to the entry's. */
+  #modeDiffers(e: Entry, st: Deno.FileInfo | null): boolean {
+    return st === null || st.mode === null || (st.mode & 0o7777) !== e.mode;
+  }
+
   async mode(p: string, e: Entry, st: Deno.FileInfo | null): Promise<void> {
-    if (st !== null && st.mode !== null && (st.mode & 0o7777) === e.mode) return;
+    if (!this.#modeDiffers(e, st)) return;
     await chmodWhereSupported(p, e.mode);
   }
 
@@ -330,7 +335,7 @@ export class Attributes {
    */
   #fixByDescriptor(p: string, e: Entry, st: Deno.FileInfo): boolean {
     const owner = this.#ownerDiffers(e, st);
-    const mode = st.mode === null || (st.mode & 0o7777) !== e.mode;
+    const mode = this.#modeDiffers(e, st);
     if (!owner && !mode) return true;
     const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
     let fd: number;
