@@ -2322,15 +2322,17 @@ fast_file() {
 # page, nothing in it archived, its packs at most BATCH_V3 and EARLY_BYTES in all) they come with
 # every pack by one aws call (cp_many) into GOT_DIR (EARLY_PACKS=1): an aws call costs ~0.5 s of
 # CPU before its first request, and the backup restored from a small store most likely needs most
-# of its packs (the most it fetches for nothing: EARLY_BYTES, in KIT_TMP). Elsewhere by a GET each,
-# side by side (got_conf, got_meta). store_get and fetch_keys take what it got; what it did not
-# get is fetched as before, which says why. S3BACKUP_KIT_EARLY_BYTES=0 turns the one call off.
+# of its packs (the most it fetches for nothing: EARLY_BYTES, in KIT_TMP); the meta is decrypted
+# as soon as it is there (meta_ahead). Elsewhere by a GET each, side by side (got_conf,
+# got_meta). store_get and fetch_keys take what it got; what it did not get is fetched as
+# before, which says why. S3BACKUP_KIT_EARLY_BYTES=0 turns the one call off.
 EARLY_BYTES=${S3BACKUP_KIT_EARLY_BYTES:-67108864}
 EARLY_PACKS=0
 early_batch() {
   objects_list
   if [ "$ONLY_N" -eq 0 ] && small_store; then
-    cp_many "" "$GOT_DIR" s3backup.conf "$META" "${SMALL_PACKS[@]}" || true
+    early got_all
+    if is_uint "$SMALL_META_SIZE"; then early meta_ahead; fi
     EARLY_PACKS=1
     return 0
   fi
@@ -2339,8 +2341,10 @@ early_batch() {
 }
 
 # small_store: whether the store's listing (one page) names no archived object and at least one
-# and at most BATCH_V3 packs, of EARLY_BYTES at most in all: their keys in SMALL_PACKS.
+# and at most BATCH_V3 packs, of EARLY_BYTES at most in all: their keys in SMALL_PACKS; the sizes
+# the listing gives the meta (META) and the descriptor in SMALL_META_SIZE, SMALL_CONF_SIZE.
 SMALL_PACKS=()
+SMALL_META_SIZE="" SMALL_CONF_SIZE=""
 small_store() {
   local n sz c lines=0 total=0
   SMALL_PACKS=()
@@ -2349,6 +2353,8 @@ small_store() {
     lines=$((lines + 1)) n=${n#"$STORE_PREFIX"}
     if [ "$lines" -gt 1000 ]; then return 1; fi
     case "${c%$'\r'}" in GLACIER | DEEP_ARCHIVE) return 1 ;; esac
+    if [ "$n" = "$META" ]; then SMALL_META_SIZE=$sz; fi
+    if [ "$n" = s3backup.conf ]; then SMALL_CONF_SIZE=$sz; fi
     case "$n" in packs/*) ;; *) continue ;; esac
     if ! is_hex "${n#packs/}" 32 || ! is_uint "$sz" || [ "${#sz}" -gt 12 ]; then return 1; fi
     total=$((total + 10#$sz))
@@ -2358,6 +2364,39 @@ small_store() {
     fi
   done <"$KIT_TMP/ls.out"
   [ "${#SMALL_PACKS[@]}" -gt 0 ]
+}
+
+# got_all: (early_batch, in the background) the descriptor, the meta and every pack by one call.
+got_all() {
+  cp_many "" "$GOT_DIR" s3backup.conf "$META" "${SMALL_PACKS[@]}" || true
+}
+
+# meta_ahead: (early_batch, in the background beside got_all) the meta decrypted as soon as it
+# and the descriptor are in GOT_DIR at the sizes the listing gave (the aws CLI writes each under
+# another name first and renames it whole): its key derivation, ~0.45 s of one core, then runs
+# while the rest is fetched. Into KIT_TMP/ahead: the ciphertext as it was copied ("enc"), the
+# iteration count used ("iter", the descriptor's key-iter), the plaintext. meta_check takes that
+# plaintext only for this very ciphertext at that count (ahead_plain); else it decrypts.
+meta_ahead() {
+  local d=$KIT_TMP/ahead
+  mkdir -- "$d" || return 1
+  until has_size "$GOT_DIR/$META" "$SMALL_META_SIZE" &&
+    { [ -z "$SMALL_CONF_SIZE" ] || has_size "$GOT_DIR/s3backup.conf" "$SMALL_CONF_SIZE"; }; do
+    if [ -f "$KIT_TMP/got_all.rc" ]; then return 1; fi # (fetched, or not: meta_open decrypts)
+    sleep 0.02 2>/dev/null || sleep 1
+  done
+  if [ -n "$SMALL_CONF_SIZE" ]; then conf_each "$GOT_DIR/s3backup.conf" ahead_iter; fi
+  cp -- "$GOT_DIR/$META" "$d/enc" && printf '%s\n' "$KEY_ITER" >"$d/iter" &&
+    decrypt_pw "$d/enc" "$d/plain" "$KEY_ITER" 2>/dev/null
+}
+ahead_iter() {
+  if [ "$1" = key-iter ] && iter_ok "$2"; then KEY_ITER=$2; fi
+}
+
+# has_size FILE N: FILE is there and holds N bytes.
+has_size() {
+  local n
+  [ -f "$1" ] && n=$(wc -c <"$1" 2>/dev/null) && [ "${n##* }" = "$2" ]
 }
 
 # got_conf, got_meta: (early_batch, in the background) the descriptor, the meta, by a GET each into
@@ -2373,6 +2412,7 @@ got_meta() {
 
 # early_conf: (KEY_FIRST) the descriptor early_batch fetched, read (load_repo_conf).
 early_conf() {
+  if [ -n "${KIT_EARLY_got_all:-}" ]; then answer got_all || true; fi
   if [ -n "${KIT_EARLY_got_conf:-}" ]; then answer got_conf || true; fi
   if [ -f "$KIT_TMP/got_conf.missing" ]; then CONF_FIRST=missing; fi
   load_repo_conf
