@@ -45,6 +45,32 @@ meta_count() {
   return 0
 }
 
+# From S3 (not --as-of) each meta is fetched while the one before it is decrypted (an aws call
+# and a key derivation, about half a second each): next_init lists the metas in NEXT_METAS,
+# next_start ROW waits for the fetch of row ROW's meta (1 the first) and starts the next one's,
+# into GOT_DIR, where store_get takes it. A fetch that fails leaves nothing there: store_get then
+# fetches that meta itself, and says why.
+NEXT_METAS=()
+NEXT_META=""
+next_init() {
+  local m
+  if [ "$STORE_KIND" != s3 ] || [ -n "$AS_OF" ]; then return 0; fi
+  GOT_DIR=$KIT_TMP/got
+  mkdir -p -- "$GOT_DIR" || die "cannot create $GOT_DIR"
+  while IFS=' ' read -r _ _ m _; do NEXT_METAS+=("$m"); done <"$KIT_TMP/metas"
+}
+next_start() {
+  if [ -n "${KIT_EARLY_next_meta:-}" ]; then answer next_meta || true; fi
+  if [ "$1" -lt "${#NEXT_METAS[@]}" ]; then
+    NEXT_META=${NEXT_METAS[$1]}
+    early next_meta
+  fi
+}
+next_meta() {
+  aws_run s3api get-object --bucket "$STORE_BUCKET" --key "$STORE_PREFIX$NEXT_META" \
+    "$GOT_DIR/$NEXT_META" >/dev/null 2>"$KIT_TMP/next.err" || rm -f -- "$GOT_DIR/$NEXT_META"
+}
+
 main() {
   local endpoint="" region="" pwfile="" count=0 have_pw=0 ts name meta size t failed=0 rows=0 copies=0
   parse_kit_args 1 count "$@"
@@ -73,10 +99,12 @@ main() {
   else
     printf '%-48s  %-24s  %-20s  %12s\n' META NAME "TIME (UTC)" SIZE
   fi
+  if [ "$have_pw" = 1 ]; then next_init; fi
   while IFS=' ' read -r ts name meta size; do
     t="${ts:0:4}-${ts:4:2}-${ts:6:2} ${ts:9:2}:${ts:11:2}:${ts:13:2}"
     rows=$((rows + 1))
     if [ "$have_pw" = 1 ]; then
+      next_start "$rows"
       if ! meta_count "$meta"; then
         warn "$COUNT_ERR"
         COUNT="?"

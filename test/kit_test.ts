@@ -1400,6 +1400,14 @@ s3Test("kit: S3 restore with AWS CLI v1, prefix, kit.conf endpoint, small batche
     l.stdout.trimEnd().split("\n").slice(1).map((x) => x.split(/ +/)[0]),
     [fx.metaOld, fx.metaOther, fx.metaLatest],
   );
+  // With the password each meta is opened, the next one fetched meanwhile (list.sh next_meta):
+  // the rows of the local listing of the same repository, entry counts and all.
+  const lp = await kit("list.sh", [store], { path: bin, kitDir, env: s3KitEnv(t) });
+  assertExit(lp, 0, "list.sh S3 v1, with the password");
+  const local = await kit("list.sh", [fx.repo.dir], { path: bin });
+  assertExit(local, 0, "list.sh of the local repository, with the password");
+  assertEquals(lp.stdout, local.stdout);
+  assert(/ENTRIES/.test(lp.stdout) && !/\?/.test(lp.stdout), lp.stdout);
 });
 
 s3Test(
