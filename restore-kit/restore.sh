@@ -2385,12 +2385,14 @@ meta_ahead() {
     if [ -f "$KIT_TMP/got_all.rc" ]; then return 1; fi # (fetched, or not: meta_open decrypts)
     sleep 0.02 2>/dev/null || sleep 1
   done
-  if [ -n "$SMALL_CONF_SIZE" ]; then conf_each "$GOT_DIR/s3backup.conf" ahead_iter; fi
+  # (load_repo_conf's reading: a descriptor it refuses ends the job, silently; the main shell
+  # refuses it with its message)
+  if [ -n "$SMALL_CONF_SIZE" ]; then
+    KEY_ITER=$(conf_each "$GOT_DIR/s3backup.conf" repo_conf_key 2>/dev/null && printf '%s' "$KEY_ITER") ||
+      return 1
+  fi
   cp -- "$GOT_DIR/$META" "$d/enc" && printf '%s\n' "$KEY_ITER" >"$d/iter" &&
     decrypt_pw "$d/enc" "$d/plain" "$KEY_ITER" 2>/dev/null
-}
-ahead_iter() {
-  if [ "$1" = key-iter ] && iter_ok "$2"; then KEY_ITER=$2; fi
 }
 
 # has_size FILE N: FILE is there and holds N bytes.
