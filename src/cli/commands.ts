@@ -33,6 +33,7 @@ import {
   type Repository,
   repositoryExists,
   RepositoryExistsError,
+  startOpening,
   upgradeDescriptor,
 } from "../repo/repository.ts";
 import { messageOf } from "../util/bytes.ts";
@@ -444,10 +445,10 @@ async function backupFolder(ctx: Context, src: BackupSource): Promise<number> {
         "back up to a new bucket or prefix (this one stays readable with list and restore)",
     );
   }
-  // An existing repository opens (the key's derivation) while backup() takes the lock; a
-  // stream is spooled only once it has opened (see BackupSource.spool).
+  // An existing repository opens (the key's derivation) while backup() takes the lock and
+  // lists the store; a stream is spooled only once it has opened (see BackupSource.spool).
   const repo = key !== null && !cmd.simulate && src.spool === undefined
-    ? openRepository(store, await getPassword(passwordSources(ctx, true), false), key)
+    ? startOpening(store, await getPassword(passwordSources(ctx, true), false), key)
     : await openOrCreate(ctx, store, cmd.simulate, key);
   const spool = await src.spool?.();
   try {

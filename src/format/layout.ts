@@ -64,9 +64,22 @@ export function placeOf(md5: string, where: string): Place {
   if (where === "-") return { key: md5, member: null, gz: false };
   const gz = where.endsWith(".gz");
   const suffix = gz ? ".gz" : "";
-  const base = gz ? where.slice(0, -3) : where;
-  if (base === "data") return { key: `${DATA_PREFIX}${md5}${suffix}`, member: null, gz };
-  return { key: `${PACK_PREFIX}${base}`, member: `${md5}${suffix}`, gz };
+  const pack = packOfWhere(where);
+  if (pack === null) return { key: `${DATA_PREFIX}${md5}${suffix}`, member: null, gz };
+  return { key: packKey(pack), member: `${md5}${suffix}`, gz };
+}
+
+/** The object key of pack `id`. */
+export function packKey(id: string): string {
+  return `${PACK_PREFIX}${id}`;
+}
+
+/**
+ * The pack of a where already checked (isWhere): `<pack>` of `<pack>` and `<pack>.gz`, null of
+ * `data`, `data.gz` and `-`. (Cheap: an index's thousands of entries are checked once.)
+ */
+export function packOfWhere(where: string): string | null {
+  return where.length < 32 ? null : where.slice(0, 32);
 }
 
 /** A new pack or index id: 16 random bytes in lowercase hex. */

@@ -9,7 +9,7 @@
  *   end <count of the lines between>
  */
 import { CorruptDataError } from "../util/errors.ts";
-import { isMd5, isWhere, PACK_PREFIX, placeOf } from "./layout.ts";
+import { isMd5, isWhere, packOfWhere } from "./layout.ts";
 
 const MAGIC = "s3backup-index 3";
 const SIZE_RE = /^(0|[1-9][0-9]{0,15})$/;
@@ -32,10 +32,9 @@ export interface PackIndex {
   packs: Map<string, number>;
 }
 
-/** The pack id of an entry, or null for a `data/` one. */
+/** The pack id of an entry (as parsePackIndex gives them), or null for a `data/` one. */
 export function packOf(e: IndexEntry): string | null {
-  const { key, member } = placeOf(e.md5, e.where);
-  return member === null ? null : key.slice(PACK_PREFIX.length);
+  return packOfWhere(e.where);
 }
 
 /** The text of an index object; every pack of `entries` must have its size in `packs`. */

@@ -131,8 +131,8 @@ for (const b of backends()) {
         const v = await verify(repo2, { readData: true });
         assert.equal(v.problems, 0);
         assert.equal(v.objectsRead, 2);
-        await checkPasswordUnchanged(repo2);
-        await assert.rejects(checkPasswordUnchanged(repo), /was changed while/);
+        await checkPasswordUnchanged(repo2.store, repo2);
+        await assert.rejects(checkPasswordUnchanged(repo.store, repo), /was changed while/);
       }),
   });
 }
@@ -314,7 +314,7 @@ Deno.test("passwd: an interrupted change is restarted to another password until 
       /injected/,
     );
     await clearLocks();
-    await assert.rejects(checkPasswordUnchanged(repo), PasswordChangePendingError);
+    await assert.rejects(checkPasswordUnchanged(repo.store, repo), PasswordChangePendingError);
     // ... so another new password may be chosen.
     let s = await changePassword(store, OLD, OTHER, { host: HOST });
     assert.equal(s.restarted, true);
@@ -339,7 +339,7 @@ Deno.test("passwd: an interrupted change is restarted to another password until 
     assert.deepEqual(await opening(store, OLD, metas), metas);
     assert.equal(await opening(store, NEW, metas), null);
     assert.equal(await opening(store, OTHER, metas), null);
-    await checkPasswordUnchanged(await openRepository(store, OLD));
+    await checkPasswordUnchanged(store, await openRepository(store, OLD));
   } finally {
     await Deno.remove(base, { recursive: true });
   }

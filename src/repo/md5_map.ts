@@ -70,11 +70,22 @@ export class Md5Map {
 }
 
 const WORDS = new Uint32Array(4);
-const HEX = /^[0-9a-f]{32}$/;
 
-/** An MD5's 16 bytes as 4 words (one shared array: use before the next call), or null. */
+/**
+ * An MD5's 16 bytes as 4 words (one shared array: use before the next call), or null when it
+ * is not 32 lowercase hex digits. (By char codes: a map is filled from every index entry.)
+ */
 function words(md5: string): Uint32Array | null {
-  if (!HEX.test(md5)) return null;
-  for (let w = 0; w < 4; w++) WORDS[w] = parseInt(md5.slice(8 * w, 8 * w + 8), 16);
+  if (md5.length !== 32) return null;
+  for (let w = 0; w < 4; w++) {
+    let v = 0;
+    for (let i = 8 * w; i < 8 * w + 8; i++) {
+      const c = md5.charCodeAt(i);
+      const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
+      if (d < 0) return null;
+      v = v * 16 + d;
+    }
+    WORDS[w] = v;
+  }
   return WORDS;
 }

@@ -23,4 +23,15 @@ Deno.test("Md5Map: what is set is got, through growth; values interned; no MD5 n
   assert.equal(m.get("not an md5"), undefined);
   assert.equal(m.get(md5(1).toUpperCase()), undefined);
   assert.throws(() => m.set("xyz", "data"), TypeError);
+  // Every digit's value, at both ends of the range; a character beside each range is none.
+  const hi = "f".repeat(32), lo = "0".repeat(32), mid = "0123456789abcdef".repeat(2);
+  m.set(hi, "hi");
+  m.set(lo, "lo");
+  m.set(mid, "mid");
+  assert.deepEqual([m.get(hi), m.get(lo), m.get(mid)], ["hi", "lo", "mid"]);
+  for (const c of ["/", ":", "`", "g", "A", "F"]) {
+    assert.equal(m.get(c + hi.slice(1)), undefined, c);
+    assert.throws(() => m.set(lo.slice(1) + c, "data"), TypeError, c);
+  }
+  assert.throws(() => m.set(hi + "0", "data"), TypeError);
 });

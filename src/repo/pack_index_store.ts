@@ -5,7 +5,7 @@
  * counts as stored when an index names it and its object is listed.
  */
 import { encryptedSize } from "../format/container.ts";
-import { INDEX_PREFIX, newObjectId, placeOf } from "../format/layout.ts";
+import { INDEX_PREFIX, newObjectId, packKey, placeOf } from "../format/layout.ts";
 import {
   formatPackIndex,
   type IndexEntry,
@@ -32,10 +32,10 @@ export interface StoredObjects {
 }
 
 /** Lists `packs/`, `data/` and `index/` (a request per 1,000 objects). */
-export async function listStored(repo: Repository): Promise<StoredObjects> {
+export async function listStored(store: Store): Promise<StoredObjects> {
   // The three listings at once: one round trip's wait, not three.
   const [packs, data, index] = await Promise.all(
-    ["packs/", "data/", INDEX_PREFIX].map((prefix) => Array.fromAsync(repo.store.list(prefix))),
+    ["packs/", "data/", INDEX_PREFIX].map((prefix) => Array.fromAsync(store.list(prefix))),
   );
   const byName = (os: ObjectInfo[]) => new Map(os.map((o) => [o.name, o]));
   return { objects: byName([...packs!, ...data!]), indexes: byName(index!) };
@@ -123,7 +123,7 @@ export async function eachIndexed(
 /** Whether the object holding `e` is listed at the size `index` implies (FORMAT.md §4.3). */
 export function isWhole(stored: StoredObjects, index: PackIndex, e: IndexEntry): boolean {
   const pack = packOf(e);
-  const key = placeOf(e.md5, e.where).key;
+  const key = pack === null ? placeOf(e.md5, e.where).key : packKey(pack);
   const size = stored.objects.get(key)?.size;
   if (size === undefined) return false;
   return size === (pack === null ? encryptedSize(e.stored) : index.packs.get(pack));

@@ -173,6 +173,23 @@ export async function openRepository(
 }
 
 /**
+ * A repository being opened: its descriptor (one GET) is known well before the key's
+ * derivation (~0.2 s) ends, so that a writer holding its lock can start what needs only the
+ * format (its listings).
+ */
+export interface Opening {
+  descriptor: Promise<Descriptor>;
+  repository: Promise<Repository>;
+}
+
+/** openRepository, its descriptor told apart (Opening). */
+export function startOpening(store: Store, password: Uint8Array, loaded?: Uint8Array): Opening {
+  const descriptor = loadDescriptor(store);
+  descriptor.catch(() => {}); // met through `repository`, which awaits it
+  return { descriptor, repository: openRepository(store, password, loaded, descriptor) };
+}
+
+/**
  * When no key opens: a wrong password, unless the password opens one of the newest metas (then
  * the key is damaged: CorruptKeyError naming that meta, whose copy of the key readers can use).
  */
@@ -342,22 +359,25 @@ export async function createRepository(
  * For writers (backup, prune), right after taking their lock: throws when a password change is
  * pending (`s3backup.key.next` exists) or `s3backup.key` is no longer the key `repo` was opened
  * with (the password changed between opening and locking: the writer would write metas with the
- * old password).
+ * old password). `repo` may still be opening: the store is asked meanwhile.
  */
-export async function checkPasswordUnchanged(repo: Repository): Promise<void> {
+export async function checkPasswordUnchanged(
+  store: Store,
+  repo: Repository | Promise<Repository>,
+): Promise<void> {
   const [pending, key] = await Promise.all([
-    repo.store.stat(KEY_NEXT_NAME),
-    loadOptional(repo.store, KEY_NAME),
+    store.stat(KEY_NEXT_NAME),
+    loadOptional(store, KEY_NAME),
   ]);
   if (pending !== null) {
     throw new PasswordChangePendingError(
-      `A password change is in progress on ${repo.store.location}, or was interrupted: ` +
+      `A password change is in progress on ${store.location}, or was interrupted: ` +
         `wait for it, or run 's3backup passwd' again to finish it`,
     );
   }
-  if (!sameBytes(key, repo.wrappedKey)) {
+  if (!sameBytes(key, (await repo).wrappedKey)) {
     throw new S3BackupError(
-      `The password of ${repo.store.location} was changed while this command started: run it again`,
+      `The password of ${store.location} was changed while this command started: run it again`,
     );
   }
 }

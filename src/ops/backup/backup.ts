@@ -10,7 +10,7 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import type { PreparedKey } from "../../format/container.ts";
-import { FORMAT_VERSION } from "../../format/descriptor.ts";
+import { type Descriptor, FORMAT_VERSION } from "../../format/descriptor.ts";
 import { formatMetaName, isMd5, KIT_PREFIX, META_PREFIX, placeOf } from "../../format/layout.ts";
 import type { RecordedEntry } from "../../format/meta.ts";
 import { type Listing, listRepository, type MetaObject } from "../../repo/listing.ts";
@@ -31,6 +31,7 @@ import {
   type CreateOptions,
   keyState,
   loadMeta,
+  type Opening,
   prepareMetaKey,
   type Reopenable,
   type Repository,
@@ -149,34 +150,66 @@ export interface BackupSummary {
 /**
  * Backs up `opts.source` into `store`. `repo` is null only in simulate mode on a store that
  * holds no repository yet; it may still be opening (the password's key derivation, ~0.2 s):
- * the lock is taken meanwhile, and nothing is read or written before both are done.
+ * the lock is taken meanwhile, then the store is listed, and nothing is read or written before
+ * the repository has opened.
  */
 export async function backup(
   store: Store,
-  repo: Repository | null | Promise<Repository>,
+  repo: Repository | null | Opening,
   opts: BackupOptions,
   onEvent: (e: BackupEvent) => void = () => {},
 ): Promise<BackupSummary> {
-  if (opts.simulate) return await runBackup(store, await repo, opts, onEvent);
+  if (opts.simulate) {
+    const r = repo !== null && "repository" in repo ? await repo.repository : repo;
+    return await runBackup(store, r, opts, onEvent);
+  }
   if (repo === null) throw new TypeError("backup needs a repository");
+  const { descriptor, repository } = "repository" in repo
+    ? repo
+    : { descriptor: repo.descriptor, repository: Promise.resolve(repo) };
   // The lock goes first: a prune that starts later sees it and keeps every data object; one
   // that is running already makes us stop here, before anything is uploaded (FORMAT.md §6).
-  const opening = Promise.resolve(repo);
   const stop = new AbortController(); // a lock wait ends when the repository does not open
-  opening.catch(() => stop.abort());
+  repository.catch(() => stop.abort());
   const signal = opts.lock?.signal ? AbortSignal.any([opts.lock.signal, stop.signal]) : stop.signal;
   const lockOpts = { source: opts.source, ...opts.lock, signal };
   try {
     return await withLock(store, "backup", opts.host, lockOpts, async (lock) => {
-      const opened = await opening;
-      // No password change pending, and none since `repo` was opened (FORMAT.md §7): asked
-      // beside the first listings, answered before anything is stored.
-      return await runBackup(store, opened, opts, onEvent, lock, checkPasswordUnchanged(opened));
+      // Held: the store is listed, and asked whether the password changed, while the key may
+      // still be derived (what the listings find is the key's to read).
+      const first = firstListings(store, descriptor);
+      first.unchanged = checkPasswordUnchanged(store, repository);
+      first.unchanged.catch(() => {}); // met in runBackup, once the repository has opened
+      return await runBackup(store, await repository, opts, onEvent, lock, first);
     });
   } catch (err) {
-    await opening; // a wrong password or a damaged key is told before a lock's failure
+    await repository; // a wrong password or a damaged key is told before a lock's failure
     throw err;
   }
+}
+
+/**
+ * What a run starts from, asked at once (once its lock is held): the metas; a format 3
+ * repository's packs, data and indexes; and that no password change came (FORMAT.md §7).
+ */
+interface FirstListings {
+  metas: Promise<MetaObject[]>;
+  stored: Promise<StoredObjects | undefined>;
+  unchanged: Promise<void>;
+}
+
+function firstListings(
+  store: Store,
+  descriptor: Descriptor | Promise<Descriptor> | null,
+): FirstListings {
+  const metas = listRepository(store, META_PREFIX).then((l) => l.metas);
+  const stored = Promise.resolve(descriptor).then((d) =>
+    d?.format === 3 ? listStored(store) : undefined
+  );
+  // Each failure is met where it is awaited.
+  metas.catch(() => {});
+  stored.catch(() => {});
+  return { metas, stored, unchanged: Promise.resolve() };
 }
 
 /** Warnings of one run, counted; `partial` ones make it exit 3. */
@@ -197,24 +230,20 @@ async function runBackup(
   opts: BackupOptions,
   onEvent: (e: BackupEvent) => void,
   lock?: Lock,
-  unchanged: Promise<void> = Promise.resolve(),
+  first: FirstListings = firstListings(store, repo?.descriptor ?? null),
 ): Promise<BackupSummary> {
   const started = performance.now();
   const time = (opts.now ?? (() => new Date()))();
   const lookedAt = Date.now(); // the real clock, for racy mtimes (files_cache.ts)
   const preparedKey = repo !== null && !opts.simulate ? prepareMetaKey(repo) : undefined;
   onEvent({ type: "phase", phase: "listing" });
-  // A format 3 repository's packs, data and indexes are listed meanwhile (one round trip).
-  const stored = repo?.descriptor.format === 3 ? listStored(repo) : undefined;
-  stored?.catch(() => {}); // its failure is met where it is awaited (Packer.open)
-  unchanged.catch(() => {}); // met below, beside the metas' listing
-  const [{ metas }] = await Promise.all([listRepository(store, META_PREFIX), unchanged]);
+  const [metas] = await Promise.all([first.metas, first.unchanged]);
   const warn = new Warnings(onEvent);
   const cache = await openCache(store, repo, metas, opts, warn);
   const out = await openOutputs(repo, opts, time, preparedKey, warn);
   let contents: Awaited<ReturnType<typeof contentsFor>> | undefined;
   try {
-    contents = await contentsFor(store, repo, cache.vouched, opts, warn, stored);
+    contents = await contentsFor(store, repo, cache.vouched, opts, warn, first.stored);
     const state: CacheState = { ...cache.state };
     const storeNow = new Date(Date.now() + (lock?.offsetMs ?? 0));
     // Two chores of the store run beside the archiver, awaited before the meta: old multipart
@@ -378,7 +407,7 @@ async function contentsFor(
   vouched: boolean,
   opts: BackupOptions,
   warn: Warnings,
-  stored?: Promise<StoredObjects>,
+  stored: Promise<StoredObjects | undefined>,
 ): Promise<{ uploads: ContentSink; full: () => Listing | null }> {
   if ((repo?.descriptor.format ?? FORMAT_VERSION) !== 3) {
     const target = repo !== null && !opts.simulate
@@ -401,7 +430,7 @@ async function contentsFor(
       ),
     ...(opts.packSize ? { packSize: opts.packSize } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
-    ...(stored ? { stored } : {}),
+    stored,
   });
   return { uploads: packer, full: () => null };
 }

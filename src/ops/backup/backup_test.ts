@@ -430,17 +430,53 @@ Deno.test("a backup does not start while a password change is pending, nor besid
   }
 });
 
-Deno.test("a repository still opening: the lock is taken meanwhile; a wrong password is told first, and ends a lock wait", async () => {
-  const { dir, src, store, repo } = await setup();
+/** Records the names each call of a store asks for, as `<call> <name or prefix>`. */
+class AskedStore extends StoreWrapper {
+  readonly asked: string[] = [];
+  override save(name: string, data: Uint8Array | ReadableStream<Uint8Array>, opts?: SaveOptions) {
+    this.asked.push(`save ${name}`);
+    return super.save(name, data, opts);
+  }
+  override load(name: string) {
+    this.asked.push(`load ${name}`);
+    return super.load(name);
+  }
+  override stat(name: string) {
+    this.asked.push(`stat ${name}`);
+    return super.stat(name);
+  }
+  override list(prefix?: string) {
+    this.asked.push(`list ${prefix ?? ""}`);
+    return super.list(prefix);
+  }
+}
+
+Deno.test("a repository still opening: the lock is taken, then the store listed meanwhile; a wrong password is told first, and ends a lock wait", async () => {
+  const { dir, src, store: inner, repo } = await setup();
+  const store = new AskedStore(inner);
   const locks = async () => (await Array.fromAsync(store.list("locks/"))).map((o) => o.name);
   const opts = { source: src, name: "t", host: "h", simulate: false, kit: new Map() };
   try {
     await Deno.writeTextFile(`${src}/a`, "a");
-    // Opened while the lock is written: the lock is there before the repository opens.
+    // Opened while the lock is written: the lock is there before the repository opens, and
+    // the store is listed (after the lock, before the key opens).
     let opened!: (r: Repository) => void;
     const opening = new Promise<Repository>((r) => opened = r);
-    const running = backup(store, opening, opts);
-    while ((await locks()).length === 0) await new Promise((r) => setTimeout(r, 5));
+    const descriptor = Promise.resolve(repo.descriptor);
+    const running = backup(store, { descriptor, repository: opening }, opts);
+    const early = ["list meta_", "list packs/", "list data/", "list index/", "load s3backup.key"];
+    const until = Date.now() + 10_000;
+    while (!early.every((a) => store.asked.includes(a)) && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const lockPut = store.asked.findIndex((a) => a.startsWith("save locks/"));
+    assert.ok(lockPut >= 0, store.asked.join("\n"));
+    for (const a of [...early, `stat ${KEY_NEXT_NAME}`]) {
+      assert.ok(
+        store.asked.indexOf(a) > lockPut,
+        `${a} after the lock:\n${store.asked.join("\n")}`,
+      );
+    }
     opened(repo);
     assert.ok((await running).metaKey);
     assert.deepEqual(await locks(), []);
@@ -452,7 +488,10 @@ Deno.test("a repository still opening: the lock is taken meanwhile; a wrong pass
         setTimeout(() => reject(new WrongPasswordError("Wrong password")), 200)
       );
       await assert.rejects(
-        backup(store, wrong, { ...opts, lock: { waitMs: 60_000 } }),
+        backup(store, { descriptor: Promise.resolve(repo.descriptor), repository: wrong }, {
+          ...opts,
+          lock: { waitMs: 60_000 },
+        }),
         WrongPasswordError,
       );
       assert.ok(Date.now() - started < 10_000, "the lock's wait went on");

@@ -8,7 +8,7 @@
  * flight: memory stays bounded); `finish` stores the last one and the index, before the meta.
  */
 import { encryptedSize } from "../../format/container.ts";
-import { newObjectId, PACK_PREFIX, placeOf } from "../../format/layout.ts";
+import { newObjectId, packKey, placeOf } from "../../format/layout.ts";
 import {
   type FinishedPack,
   GZIP_LEVEL,
@@ -71,8 +71,11 @@ export interface PackerOptions {
   /** `n` index entries name objects that are not there whole: stored again when used. */
   onAbsent?: (n: number) => void;
   signal?: AbortSignal;
-  /** What the store holds, listed already (the caller started it early), else listed here. */
-  stored?: Promise<StoredObjects>;
+  /**
+   * What the store holds, being listed already (the caller started it early; undefined: not
+   * listed), else listed here.
+   */
+  stored?: Promise<StoredObjects | undefined>;
 }
 
 export class Packer implements ContentSink {
@@ -112,7 +115,7 @@ export class Packer implements ContentSink {
   static async open(store: Store, repo: Repository | null, opts: PackerOptions): Promise<Packer> {
     const p = new Packer(store, repo, opts);
     if (repo === null) return p;
-    const stored: StoredObjects = await (opts.stored ?? listStored(repo));
+    const stored: StoredObjects = await opts.stored ?? await listStored(repo.store);
     const absent = await eachIndexed(
       repo,
       stored,
@@ -269,7 +272,7 @@ export class Packer implements ContentSink {
    * MD5 (S3: one PUT with its Content-MD5, an upload check and what Object Lock demands).
    */
   async #storePack(pack: FinishedPack<Sink>): Promise<void> {
-    const key = `${PACK_PREFIX}${pack.id}`;
+    const key = packKey(pack.id);
     const sink = pack.sink;
     let size = encryptedSize(sink.size); // a dry run's: the gzip members, encrypted
     if (sink instanceof SpooledPack) {

@@ -227,7 +227,7 @@ export async function prune(
   const started = performance.now();
   const now = opts.now ?? (() => new Date());
   const run = async (backupLocks: LockInfo[], lock?: Lock): Promise<PruneSummary> => {
-    await checkPasswordUnchanged(repo);
+    await checkPasswordUnchanged(repo.store, repo);
     const plan = await planRemovals(repo, opts, onEvent);
     const storeNow = () => new Date(now().getTime() + (lock?.offsetMs ?? 0));
     const removed = await remove(repo, opts, plan, { backupLocks, storeNow, lock }, onEvent);
