@@ -57,7 +57,7 @@ import { verifyKit } from "../ops/kit_check.ts";
 import { META_PREFIX } from "../format/layout.ts";
 import { listRepository } from "../repo/listing.ts";
 import { selectMeta } from "../repo/select.ts";
-import { describeLock, type LockOptions, unlock } from "../repo/lock.ts";
+import { describeLock, liveLocks, type LockOptions, unlock } from "../repo/lock.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { type KitConfig, kitFiles, writeKit } from "./kit.ts";
 import { getPassword, type PasswordSources } from "./password.ts";
@@ -578,10 +578,13 @@ async function runRestore(ctx: Context): Promise<number> {
   }
   const store = await readStoreOf(ctx);
   await store.checkExists();
+  // The locks (a backup of this host may be reading the target) are listed beside the opening.
+  const locks = liveLocks(store);
+  locks.catch(() => {}); // met in checkTarget
   // Password, repository and meta are checked before anything is written.
   const password = await getPassword(passwordSources(ctx, true), false);
   const plan = await openBackup(store, password, cmd.meta!, cmd.name);
-  await checkTarget(store, plan.meta, target, Deno.hostname(), cmd.overwrite ?? false);
+  await checkTarget(store, plan.meta, target, Deno.hostname(), cmd.overwrite ?? false, locks);
   for (const n of plan.notes) ui.warn(n);
   const summary = await restore(plan.repo, plan.meta, {
     target,

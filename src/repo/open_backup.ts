@@ -3,7 +3,7 @@
  * `-m` names. Nothing here writes. The password is checked before the meta is chosen; when
  * `s3backup.key` is lost, the chosen meta's copy of the key is used (repository.ts).
  */
-import { META_PREFIX } from "../format/layout.ts";
+import { DESCRIPTOR_NAME, KEY_NAME, META_PREFIX } from "../format/layout.ts";
 import { parseLegacyMetaName } from "../format/legacy.ts";
 import type { Meta } from "../format/meta.ts";
 import type { Store } from "../store/store.ts";
@@ -14,10 +14,10 @@ import {
   CorruptKeyError,
   loadDescriptor,
   loadMeta,
+  loadOptional,
   openFromMeta,
   openRepository,
   type Repository,
-  repositoryExists,
 } from "./repository.ts";
 import { NoSuchBackupError, selectMeta } from "./select.ts";
 
@@ -76,10 +76,14 @@ export async function openBackup(
   spec: string,
   name?: string,
 ): Promise<OpenedBackup> {
-  const [hasKey, listing] = await Promise.all([
-    repositoryExists(store),
+  // The key, the descriptor and the backups, asked at once (a format 1 bucket has neither).
+  const conf = loadOptional(store, DESCRIPTOR_NAME);
+  conf.catch(() => {}); // met when the repository opens; a format 1 bucket never asks
+  const [wrappedKey, listing] = await Promise.all([
+    loadOptional(store, KEY_NAME),
     listRepository(store, META_PREFIX),
   ]);
+  const hasKey = wrappedKey !== null;
   const where = store.location;
   if (parseLegacyMetaName(spec) !== null || (!hasKey && listing.legacyMetas.length > 0)) {
     const key = selectMeta(listing.legacyMetas, spec, name, where).key;
@@ -92,8 +96,8 @@ export async function openBackup(
     try {
       // The meta's own key derivation runs beside the repository key's (~0.2 s each); the
       // password is judged by the repository's key first, as before.
-      const loadingDescriptor = loadDescriptor(store);
-      const opening = openRepository(store, password, undefined, loadingDescriptor);
+      const loadingDescriptor = loadDescriptor(store, conf);
+      const opening = openRepository(store, password, wrappedKey, loadingDescriptor);
       const early = metaBeside(
         listing,
         spec,

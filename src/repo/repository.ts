@@ -96,10 +96,14 @@ export async function repositoryExists(store: Store): Promise<boolean> {
 
 /**
  * The descriptor, or when it is lost the defaults (FORMAT.md §2): format 3 when the store
- * holds format 3 objects (one listing of `index/`, `packs/`), else format 2.
+ * holds format 3 objects (one listing of `index/`, `packs/`), else format 2. `loading`: its
+ * bytes, when the caller asked for them already.
  */
-export async function loadDescriptor(store: Store): Promise<Descriptor> {
-  const conf = await loadOptional(store, DESCRIPTOR_NAME);
+export async function loadDescriptor(
+  store: Store,
+  loading: Promise<Uint8Array | null> = loadOptional(store, DESCRIPTOR_NAME),
+): Promise<Descriptor> {
+  const conf = await loading;
   if (conf !== null) return parseDescriptor(new TextDecoder().decode(conf));
   for (const prefix of [INDEX_PREFIX, PACK_PREFIX]) {
     for await (const _ of store.list(prefix)) return defaultDescriptor(undefined, 3);

@@ -137,6 +137,23 @@ Deno.test({
         "list ",
         "list ", // (the aws call's own: aws s3 cp --recursive)
       ]);
+      // The binary: the bucket looked at, then the key, the descriptor and the backups asked at
+      // once (no HEAD of the key first), the meta, the packs; the locks are listed beside them.
+      proxy.log.length = 0;
+      const out = `${dir}/bin-out`;
+      const r = await s3backup(["restore", "-b", `s3://${bucket}/r`, "-m", "latest", "-f", out], {
+        env: runEnv,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      const bin = proxy.log.map((n) => n.replace(/[0-9a-f]{32}|_\d{8}T\d{6}Z/g, "X"));
+      assert.deepEqual(bin.filter((l) => !l.startsWith("get r/packs/")).sort(), [
+        "get r/meta_srcX",
+        "get r/s3backup.conf",
+        "get r/s3backup.key",
+        "head ",
+        "list r/locks/",
+        "list r/meta_",
+      ], proxy.log.join("\n"));
       const list = await kit("list.sh", `s3://${bucket}/r`);
       assert.deepEqual(list.sort(), [
         ...Array(4).fill("get meta_srcX"), // each backup's meta, for its summary

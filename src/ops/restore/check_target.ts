@@ -4,7 +4,7 @@
  */
 import { resolve } from "node:path";
 import type { Meta } from "../../format/meta.ts";
-import { liveLocks } from "../../repo/lock.ts";
+import { liveLocks, type LockInfo } from "../../repo/lock.ts";
 import type { Store } from "../../store/store.ts";
 import { S3BackupError, UsageError } from "../../util/errors.ts";
 async function realOrResolved(p: string): Promise<string> {
@@ -12,9 +12,12 @@ async function realOrResolved(p: string): Promise<string> {
 }
 
 /** The name of a live backup lock taken by `host` (FORMAT.md §6), or null. */
-export async function liveBackupLock(store: Store, host: string): Promise<string | null> {
-  const locks = await liveLocks(store);
-  const l = locks.find((l) => l.kind === "backup" && (l.host === host || !l.readable));
+export async function liveBackupLock(
+  store: Store,
+  host: string,
+  locks: Promise<LockInfo[]> = liveLocks(store),
+): Promise<string | null> {
+  const l = (await locks).find((l) => l.kind === "backup" && (l.host === host || !l.readable));
   return l ? l.key : null;
 }
 
@@ -28,7 +31,8 @@ function overlaps(a: string, b: string): boolean {
  * Refuses to restore into (or over) the folder of a backup running on this host (its lock names
  * the folder); into the folder the backup was taken from, on the host it was taken on, unless
  * `overwrite`, and even then while any backup of this host runs (a lock of an older version
- * names no folder). Also refuses a target inside a local repository.
+ * names no folder). Also refuses a target inside a local repository. `locks`: the store's live
+ * locks, when the caller listed them already (a restore does while its repository opens).
  */
 export async function checkTarget(
   store: Store,
@@ -36,7 +40,9 @@ export async function checkTarget(
   target: string,
   host: string,
   overwrite: boolean,
+  locks: Promise<LockInfo[]> = liveLocks(store),
 ): Promise<void> {
+  locks.catch(() => {}); // met below, unless the target is refused first
   const t = await realOrResolved(target);
   if (store.kind === "local") {
     const repoDir = await realOrResolved(store.location);
@@ -45,7 +51,7 @@ export async function checkTarget(
     }
   }
   // A backup running on this host reads its folder: never restore over or into it meanwhile.
-  for (const l of await liveLocks(store)) {
+  for (const l of await locks) {
     if (l.kind !== "backup" || l.host !== host || l.source === undefined) continue;
     if (overlaps(t, await realOrResolved(l.source))) {
       throw new S3BackupError(
@@ -61,7 +67,7 @@ export async function checkTarget(
         "restore elsewhere, or add --overwrite to restore over it",
     );
   }
-  const lock = await liveBackupLock(store, host);
+  const lock = await liveBackupLock(store, host, locks);
   if (lock !== null) {
     throw new S3BackupError(
       `A backup from this host is running (${lock}): not restoring into ${t} now`,
