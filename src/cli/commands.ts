@@ -578,11 +578,11 @@ async function runRestore(ctx: Context): Promise<number> {
   }
   const store = await readStoreOf(ctx);
   await store.checkExists();
+  // Password, repository and meta are checked before anything is written.
+  const password = await getPassword(passwordSources(ctx, true), false);
   // The locks (a backup of this host may be reading the target) are listed beside the opening.
   const locks = liveLocks(store);
   locks.catch(() => {}); // met in checkTarget
-  // Password, repository and meta are checked before anything is written.
-  const password = await getPassword(passwordSources(ctx, true), false);
   const plan = await openBackup(store, password, cmd.meta!, cmd.name);
   await checkTarget(store, plan.meta, target, Deno.hostname(), cmd.overwrite ?? false, locks);
   for (const n of plan.notes) ui.warn(n);

@@ -78,7 +78,7 @@ export async function openBackup(
 ): Promise<OpenedBackup> {
   // The key, the descriptor and the backups, asked at once (a format 1 bucket has neither).
   const conf = loadOptional(store, DESCRIPTOR_NAME);
-  conf.catch(() => {}); // met when the repository opens; a format 1 bucket never asks
+  conf.catch(() => {}); // met when the repository opens (a format 1 bucket: not awaited)
   const [wrappedKey, listing] = await Promise.all([
     loadOptional(store, KEY_NAME),
     listRepository(store, META_PREFIX),
