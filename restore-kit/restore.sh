@@ -2242,6 +2242,7 @@ read_entries() {
   : >"$KIT_TMP/dirs"
   : >"$KIT_TMP/links"
   : >"$KIT_TMP/hardlinks"
+  : >"$KIT_TMP/orphans"
   if [ "$ONLY_N" -eq 0 ]; then fast=1; fi
   if [ "$FAST" = 1 ]; then
     read_bulk
@@ -2286,6 +2287,12 @@ read_entries() {
         FILES_TOTAL=$((FILES_TOTAL + 1)) # counted when linked: N_FILES
         continue
       fi
+      # One whose first path is not: a file, or a link of another such one (stand_ins).
+      if [ -n "$E_LINK" ]; then
+        printf '%s\t%s\n' "$E_ELINK" "$line" >>"$KIT_TMP/orphans"
+        FILES_TOTAL=$((FILES_TOTAL + 1))
+        continue
+      fi
       # Format 3: each line keyed by the object holding its content (files_v3 sorts by it).
       if [ "$META_VERSION" = 3 ]; then
         content_key "$E_MD5" "$E_ETARGET"
@@ -2296,8 +2303,38 @@ read_entries() {
     l) printf '%s\n' "$line" >>"$KIT_TMP/links" ;;
     esac
   done
+  stand_ins
   exec 3<&- 5>&-
   dirs_made
+}
+
+# stand_ins: (read_entries, fd 5 the files list) the hard links whose first path this run does
+# not restore (--only), "<first, escaped> <TAB> <line>" in KIT_TMP/orphans: for each first path,
+# the first of its links (in the meta's order: a stable sort) goes onto the files list, and the
+# others onto the hard links', their target field naming that one (FORMAT.md 5.3).
+stand_ins() {
+  local key line prev="" sub="" rest pre i
+  if [ ! -s "$KIT_TMP/orphans" ]; then return 0; fi
+  LC_ALL=C sort -s -t "$TAB" -k 1,1 -o "$KIT_TMP/orphans" -- "$KIT_TMP/orphans" ||
+    die "cannot sort $KIT_TMP/orphans"
+  while IFS= read -r line; do
+    key=${line%%"$TAB"*} line=${line#*"$TAB"}
+    split_entry "$line" || continue # (parse_entry took it)
+    if [ "$key" != "$prev" ]; then
+      prev=$key sub=${E_EPATH// /\\x20} # (the path in field mode: FORMAT.md 5.2)
+      if [ "$META_VERSION" = 3 ]; then
+        content_key "$E_MD5" "$E_ETARGET"
+        printf '%s %s\n' "$C_KEY" "$line" >&5
+      else printf '%s\n' "$line" >&5; fi
+      continue
+    fi
+    # Seven fields without a space, then the target field <where>/<first>, then the path.
+    rest=$line pre="" i=0
+    while [ "$i" -lt 7 ]; do
+      pre="$pre${rest%% *} " rest=${rest#* } i=$((i + 1))
+    done
+    printf '%s%s/%s %s\n' "$pre" "$E_ETARGET" "$sub" "${rest#* }" >>"$KIT_TMP/hardlinks"
+  done <"$KIT_TMP/orphans"
 }
 
 # fast_file LINE: LINE, if it is a plain file's (an MD5, type f and, format 3, a where field),

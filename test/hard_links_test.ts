@@ -1,9 +1,10 @@
 /**
  * Hard links (FORMAT.md §5.1 `h` entries): link groups of two names, of three across folders,
  * and one with a name excluded come back as the same groups (inode equality, link counts) by
- * the binary and by the kit, whole and with `--only` subsets (a name whose first is not selected
- * is a file of its own); `ls` and `diff` show them; a no-op backup (the files cache) records them
- * again; a target on another file system (tmpfs) gets them too.
+ * the binary and by the kit, whole and with `--only` subsets (of the names whose first is not
+ * selected, the first is a file of its own and the others its links); `ls` and `diff` show
+ * them; a no-op backup (the files cache) records them again; a target on another file system
+ * (tmpfs) gets them too.
  */
 import assert from "node:assert/strict";
 import { PASSWORD, s3backup } from "./faults/harness.ts";
@@ -42,9 +43,20 @@ function makeTree(src: string): void {
   Deno.linkSync(`${src}/solo`, `${src}/a/solo2`);
   Deno.linkSync(`${src}/solo`, `${src}/b/left.tmp`);
   Deno.writeTextFileSync(`${src}/plain`, "two names\n"); // the same content, not a link
+  // Names a stand-in (FORMAT.md §5.3) is written back in: a space, a newline, a backslash.
+  Deno.writeTextFileSync(`${src}/a/f1`, "nasty names\n");
+  Deno.linkSync(`${src}/a/f1`, `${src}/b/sp ace\nnl`);
+  Deno.linkSync(`${src}/a/f1`, `${src}/c/z\\bs`);
 }
 
-const WHOLE = [["a/p", "b/q", "c/r with space"], ["a/solo2", "solo"], ["a/x", "a/y"], ["plain"]];
+const NASTY = ["a/f1", "b/sp ace\nnl", "c/z\\bs"];
+const WHOLE = [
+  NASTY,
+  ["a/p", "b/q", "c/r with space"],
+  ["a/solo2", "solo"],
+  ["a/x", "a/y"],
+  ["plain"],
+];
 
 async function restoreBoth(repo: string, out: string, only: string[] = []): Promise<void> {
   const flags = only.flatMap((o) => ["--only", o]);
@@ -81,16 +93,25 @@ Deno.test({
         assert.equal(Deno.statSync(`${out}/c/r with space`).nlink, 3, side);
         assert.equal(Deno.readTextFileSync(`${out}/b/q`), "three names in three folders\n");
       }
-      // --only: b alone (its names' firsts are in a: files of their own); a and c (linked).
+      // --only: b alone (its names' firsts are in a: files of their own); a and c (linked); b and
+      // c (their first, a/p, left out: c's name a link of b's, the first of them).
       await restoreBoth(repo, `${dir}/b`, ["b"]);
       await restoreBoth(repo, `${dir}/ac`, ["a", "c"]);
+      await restoreBoth(repo, `${dir}/bc`, ["b", "c"]);
       for (const side of ["bin", "kit"]) {
-        assert.deepEqual(groups(`${dir}/b-${side}`), [["b/q"]], side);
+        assert.deepEqual(groups(`${dir}/bc-${side}`), [
+          ["b/q", "c/r with space"],
+          NASTY.slice(1),
+        ], side);
+        assert.equal(Deno.readTextFileSync(`${dir}/bc-${side}/${NASTY[2]}`), "nasty names\n");
+        assert.equal(Deno.statSync(`${dir}/bc-${side}/c/r with space`).nlink, 2, side);
+        assert.deepEqual(groups(`${dir}/b-${side}`), [["b/q"], [NASTY[1]!]], side);
         assert.equal(
           Deno.readTextFileSync(`${dir}/b-${side}/b/q`),
           "three names in three folders\n",
         );
         assert.deepEqual(groups(`${dir}/ac-${side}`), [
+          [NASTY[0]!, NASTY[2]!],
           ["a/p", "c/r with space"],
           ["a/solo2"],
           ["a/x", "a/y"],
@@ -215,7 +236,7 @@ Deno.test({
       const b = await s3backup(["backup", "-f", `${dir}/src`, "-b", `${dir}/repo`, "-c"]);
       assert.equal(b.code, 0, b.stderr);
       await restoreBoth(`${dir}/repo`, `${mnt}/t`);
-      const all = [["a/p", "b/q", "c/r with space"], ["a/solo2", "b/left.tmp", "solo"]];
+      const all = [NASTY, ["a/p", "b/q", "c/r with space"], ["a/solo2", "b/left.tmp", "solo"]];
       for (const side of ["bin", "kit"]) {
         assert.deepEqual(groups(`${mnt}/t-${side}`), [...all, ["a/x", "a/y"], ["plain"]], side);
       }

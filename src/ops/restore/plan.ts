@@ -74,18 +74,23 @@ export function planRestore(
     groups: new Map(),
     totalBytes: 0,
   };
-  // The first paths of hard links, and those of them this restore writes (earlier in the meta).
+  // The first paths of hard links, and those of them this restore writes (earlier in the meta);
+  // a first it does not write stands in the first of its links it restores (FORMAT.md §5.3).
   const firsts = new Set(entries.flatMap((e) => e.linkTo === undefined ? [] : [e.linkTo]));
   const written = new Set<string>();
+  const standIn = new Map<string, string>();
   for (const e of entries) {
     const why = refusal(e, windows);
     if (why !== null) plan.problems.push({ path: e.path, message: why });
     else if (!selected(e)) continue;
     else if (e.type !== "f") (e.type === "d" ? plan.dirs : plan.links).push(e);
     else if (e.linkTo !== undefined && written.has(e.linkTo)) plan.hardLinks.push(e);
-    else {
+    else if (e.linkTo !== undefined && standIn.has(e.linkTo)) {
+      plan.hardLinks.push({ ...e, linkTo: standIn.get(e.linkTo)! });
+    } else {
       plan.files.push(e);
       if (firsts.has(e.path)) written.add(e.path);
+      else if (e.linkTo !== undefined) standIn.set(e.linkTo, e.path);
     }
   }
   only.forEach((o, i) => {
