@@ -75,7 +75,7 @@ export function planRestore(
     totalBytes: 0,
   };
   // The first paths of hard links, and those of them this restore writes (earlier in the meta);
-  // a first it does not write stands in the first of its links it restores (FORMAT.md §5.3).
+  // for a first it does not write, the first of its links it restores stands in (FORMAT.md §5.3).
   const firsts = new Set(entries.flatMap((e) => e.linkTo === undefined ? [] : [e.linkTo]));
   const written = new Set<string>();
   const standIn = new Map<string, string>();
