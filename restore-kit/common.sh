@@ -971,11 +971,17 @@ ahead_plain() {
 # 8-byte salt, then whole 16-byte blocks. One that is not was cut short or overwritten: no
 # password opens it (the binary calls it corrupt too). Bash alone (read stops at a NUL byte).
 container_whole() {
-  local magic="" size
+  local magic=""
   LC_ALL=C IFS= read -r -n 8 magic <"$1" || true
-  size=$(wc -c <"$1") || return 1
-  size=${size##* }
-  [ "$magic" = Salted__ ] && [ "$size" -ge 32 ] && [ $((size % 16)) -eq 0 ]
+  file_size "$1" || return 1
+  [ "$magic" = Salted__ ] && [ "$FILE_SIZE" -ge 32 ] && [ $((FILE_SIZE % 16)) -eq 0 ]
+}
+
+# file_size FILE: its bytes in FILE_SIZE (wc -c, BSD's padding stripped).
+FILE_SIZE=""
+file_size() {
+  FILE_SIZE=$(wc -c <"$1") || return 1
+  FILE_SIZE=${FILE_SIZE##* }
 }
 
 # meta_bad MESSAGE [EXIT_CODE]: meta_check's failure.

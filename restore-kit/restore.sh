@@ -2434,8 +2434,7 @@ meta_ahead() {
 
 # has_size FILE N: FILE is there and holds N bytes.
 has_size() {
-  local n
-  [ -f "$1" ] && n=$(wc -c <"$1" 2>/dev/null) && [ "${n##* }" = "$2" ]
+  [ -f "$1" ] && file_size "$1" 2>/dev/null && [ "$FILE_SIZE" = "$2" ]
 }
 
 # got_conf, got_meta: (early_batch, in the background) the descriptor, the meta, by a GET each into

@@ -12,12 +12,12 @@ import { type LegacyRepository, loadLegacyMeta } from "./legacy.ts";
 import { listRepository } from "./listing.ts";
 import {
   CorruptKeyError,
-  loadDescriptor,
   loadMeta,
   loadOptional,
   openFromMeta,
   openRepository,
   type Repository,
+  startOpening,
 } from "./repository.ts";
 import { NoSuchBackupError, selectMeta } from "./select.ts";
 
@@ -96,17 +96,16 @@ export async function openBackup(
     try {
       // The meta's own key derivation runs beside the repository key's (~0.2 s each); the
       // password is judged by the repository's key first, as before.
-      const loadingDescriptor = loadDescriptor(store, conf);
-      const opening = openRepository(store, password, wrappedKey, loadingDescriptor);
+      const opening = startOpening(store, password, wrappedKey, conf);
       const early = metaBeside(
         listing,
         spec,
         name,
         where,
         (key) =>
-          loadingDescriptor.then((descriptor) => loadMeta({ store, password, descriptor }, key)),
+          opening.descriptor.then((descriptor) => loadMeta({ store, password, descriptor }, key)),
       );
-      const repo = await opening;
+      const repo = await opening.repository;
       const key = selectMeta(listing.metas, spec, name, where).key;
       const meta = await loadFound(() => early ?? loadMeta(repo, key), key, where);
       return { repo, meta, metaKey: key, problems: [], notes: [] };

@@ -186,9 +186,17 @@ export interface Opening {
   repository: Promise<Repository>;
 }
 
-/** openRepository, its descriptor told apart (Opening). */
-export function startOpening(store: Store, password: Uint8Array, loaded?: Uint8Array): Opening {
-  const descriptor = loadDescriptor(store);
+/**
+ * openRepository, its descriptor told apart (Opening); `loaded`, `conf`: the key's and the
+ * descriptor's bytes, when the caller asked for them already.
+ */
+export function startOpening(
+  store: Store,
+  password: Uint8Array,
+  loaded?: Uint8Array,
+  conf?: Promise<Uint8Array | null>,
+): Opening {
+  const descriptor = loadDescriptor(store, conf);
   descriptor.catch(() => {}); // met through `repository`, which awaits it
   return { descriptor, repository: openRepository(store, password, loaded, descriptor) };
 }

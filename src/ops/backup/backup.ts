@@ -177,9 +177,7 @@ export async function backup(
     return await withLock(store, "backup", opts.host, lockOpts, async (lock) => {
       // Held: the store is listed, and asked whether the password changed, while the key may
       // still be derived (what the listings find is the key's to read).
-      const first = firstListings(store, descriptor);
-      first.unchanged = checkPasswordUnchanged(store, repository);
-      first.unchanged.catch(() => {}); // met in runBackup, once the repository has opened
+      const first = firstListings(store, descriptor, checkPasswordUnchanged(store, repository));
       return await runBackup(store, await repository, opts, onEvent, lock, first);
     });
   } catch (err) {
@@ -201,15 +199,15 @@ interface FirstListings {
 function firstListings(
   store: Store,
   descriptor: Descriptor | Promise<Descriptor> | null,
+  unchanged: Promise<void> = Promise.resolve(),
 ): FirstListings {
   const metas = listRepository(store, META_PREFIX).then((l) => l.metas);
   const stored = Promise.resolve(descriptor).then((d) =>
     d?.format === 3 ? listStored(store) : undefined
   );
-  // Each failure is met where it is awaited.
-  metas.catch(() => {});
-  stored.catch(() => {});
-  return { metas, stored, unchanged: Promise.resolve() };
+  // Each failure is met where it is awaited (runBackup, once the repository has opened).
+  for (const p of [metas, stored, unchanged]) p.catch(() => {});
+  return { metas, stored, unchanged };
 }
 
 /** Warnings of one run, counted; `partial` ones make it exit 3. */

@@ -283,11 +283,11 @@ export class Attributes {
   async times(p: string, e: Entry, st: Deno.FileInfo | null, link: boolean): Promise<void> {
     const t = timeOf(e);
     if (t === null || (st !== null && st.mtime?.getTime() === e.mtimeMs)) return;
+    if (!link) return await Deno.utime(p, t, t);
     // node's lutimes (Deno has no other for a link) takes seconds as a float and truncates them
     // to the millisecond: 17106572.641 s landed on .640. Half a millisecond more lands on it.
     const s = (t.getTime() + 0.5) / 1000;
-    if (link) await lutimes(p, s, s);
-    else await Deno.utime(p, t, t);
+    await lutimes(p, s, s);
   }
 
   /** Whether the owner at `st` (null: nothing yet) is to be set to the entry's. */
