@@ -219,7 +219,9 @@ const OPTION_HELP_FOR: Partial<Record<CommandName, Record<string, string>>> = {
 
 /** `s3backup --help`: the commands. */
 export function mainHelp(): string {
-  const rows = Object.entries(COMMAND_HELP).map(([c, h]) => `  ${c.padEnd(9)}${h.what}`);
+  const width = Math.max(...Object.keys(COMMAND_HELP).map((c) => c.length)) + 2;
+  const row = (c: string, what: string) => `  ${c.padEnd(width)}${what}`;
+  const rows = Object.entries(COMMAND_HELP).map(([c, h]) => row(c, h.what));
   return `s3backup ${VERSION} - encrypted, deduplicated backups of a folder to S3
 
 Usage:
@@ -228,7 +230,7 @@ Usage:
 
 Commands:
 ${rows.join("\n")}
-  check    the same as verify
+${row("check", "the same as verify")}
 
 Common options:
 ${COMMON.map((o) => OPTION_HELP[o]).filter((l) => l !== undefined).join("\n")}
