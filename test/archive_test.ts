@@ -105,7 +105,7 @@ for (const target of s3Targets().filter((t) => t.label === "moto")) {
         "1",
       ]);
       assert.equal(waited.code, 0, waited.stderr);
-      assert.match(waited.stderr, /1 \(\S+ \S+\) to request now, tier Standard, kept 1 days/);
+      assert.match(waited.stderr, /1 \(\S+ \S+\) to request now, tier Standard, kept 1 day/);
       assert.deepEqual(snapshot(`${dir}/r2`), snapshot(src));
 
       // verify --read-data: the same for the objects it reads.

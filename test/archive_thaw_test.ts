@@ -109,7 +109,7 @@ for (const target of s3Targets().filter((t) => t.label === "moto")) {
       const d1 = await restore("d1", ["--restore-tier", "Bulk"]);
       assert.equal(d1.code, ExitCode.archived, d1.stderr);
       // (The GLACIER packs read as usual: the binary looks only at what a GET refuses.)
-      assert.match(d1.stderr, /1 objects needed \(\S+ B\) are in DEEP_ARCHIVE: 0 readable, /);
+      assert.match(d1.stderr, /1 object needed \(\S+ B\) is in DEEP_ARCHIVE: 0 readable, /);
       assert.match(d1.stderr, /run the same command again in about 48 hours/);
       assert.equal(asked(), 1);
       const d2 = await restore("d1");

@@ -552,11 +552,11 @@ Deno.test("s3backup verify / check, prune, passwd: output and exit codes", async
       `keep ${m2} (last)`,
       `would remove ${md5("one")} (32 B)`,
     ]);
-    assert.match(r.stdout, /prune \(dry run, nothing removed\): kept 1 backups, would remove 1;/);
+    assert.match(r.stdout, /prune \(dry run, nothing removed\): kept 1 backup, would remove 1;/);
     assert.equal((await names(store, "meta_")).length, 2);
     r = await cli(["prune", ...b, "--keep-last", "1", "--grace", "0", "-c"], env, dir);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^prune: kept 1 backups, removed 1; removed 1 unused objects /);
+    assert.match(r.stdout, /^prune: kept 1 backup, removed 1; removed 1 unused object /);
     assert.deepEqual(await names(store, "meta_"), [m2]);
 
     // Damage: exit 3, each problem on stderr.
@@ -571,7 +571,7 @@ Deno.test("s3backup verify / check, prune, passwd: output and exit codes", async
     assert.equal(r.code, 2);
     r = await cli(["passwd", ...b], { ...env, S3BACKUP_NEW_PASSWORD: "fresh" }, dir);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^passwd: password changed; 1 backups re-encrypted/);
+    assert.match(r.stdout, /^passwd: password changed; 1 backup re-encrypted/);
     r = await cli(["verify", ...b], env, dir);
     assert.equal(r.code, 4);
     const pwFile = path.join(dir, "new.txt");

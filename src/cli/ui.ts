@@ -162,13 +162,14 @@ export class Ui {
     const skipped = s.skipped > 0 ? `, ${s.skipped} skipped` : "";
     const excluded = s.excluded > 0 ? `, ${s.excluded} excluded` : "";
     const cached = s.filesFromCache > 0 ? `, ${s.filesFromCache} unchanged (not read)` : "";
-    const aborted =
-      (s.uploadsAborted > 0 ? `; ${s.uploadsAborted} abandoned multipart uploads aborted` : "") +
-      (s.retentionExtended > 0 ? `; retention extended on ${s.retentionExtended} objects` : "");
+    const notes = aborted(s.uploadsAborted) +
+      (s.retentionExtended > 0
+        ? `; retention extended on ${plural(s.retentionExtended, "object")}`
+        : "");
     this.out(
       `${what}: ${counted(s)}, ${formatBytes(s.bytes)}; ` +
         `${plural(s.newObjects, "new object")}, ${formatBytes(s.bytesUploaded)} ${verb}${cached}` +
-        `${excluded}${skipped}${aborted}; ` +
+        `${excluded}${skipped}${notes}; ` +
         `${(s.durationMs / 1000).toFixed(1)}s`,
     );
   }
@@ -357,11 +358,13 @@ export class Ui {
       return;
     }
     this.#thawHint = thawTime(e.request.tier, e.classes);
+    const needed = `${plural(e.objects, "object")} needed (${formatBytes(e.bytes)})`;
+    const days = plural(e.request.days, "day");
     this.warn(
-      `${e.objects} objects needed (${formatBytes(e.bytes)}) are in ${e.classes.join(", ")}: ` +
+      `${needed} ${e.objects === 1 ? "is" : "are"} in ${e.classes.join(", ")}: ` +
         `${e.ready} readable, ${e.inProgress} being restored, ${e.toRequest} ` +
         `(${formatBytes(e.toRequestBytes)}) to request now, tier ${e.request.tier}, kept ` +
-        `${e.request.days} days (AWS charges the retrieval per GB and per request, and the ` +
+        `${days} (AWS charges the retrieval per GB and per request, and the ` +
         `copies as standard storage; ready in ${this.#thawHint})`,
     );
   };
@@ -372,8 +375,9 @@ export class Ui {
    */
   archivedNotice(n: number, requested: number | null): void {
     const what = requested === null
-      ? `${n} archived objects not read yet: their readable copies are being made`
-      : `${n} files not restored yet: their objects are being restored from the archive ` +
+      ? `${plural(n, "archived object")} not read yet: their readable copies are being made`
+      : `${plural(n, "file")} not restored yet: ` +
+        `their objects are being restored from the archive ` +
         `(${requested} requested by this run)`;
     this.warn(`${what}; run the same command again in ${this.#thawHint}, or use --wait`);
   }
@@ -501,15 +505,16 @@ export class Ui {
     const would = s.dryRun ? "would remove" : "removed";
     const data = s.dataSkipped
       ? "no data object removed (a backup is running)"
-      : `${would} ${s.objectsRemoved} unused objects (${formatBytes(s.bytesRemoved)})`;
+      : `${would} ${plural(s.objectsRemoved, "unused object")} (${formatBytes(s.bytesRemoved)})`;
     const young = s.objectsTooYoung > 0
-      ? `; ${s.objectsTooYoung} unused objects (${formatBytes(s.bytesTooYoung)}) kept, ` +
+      ? `; ${plural(s.objectsTooYoung, "unused object")} (${formatBytes(s.bytesTooYoung)}) kept, ` +
         `younger than ${formatDuration(s.graceMs)}`
       : "";
     this.out(
-      `prune${s.dryRun ? " (dry run, nothing removed)" : ""}: kept ${s.metasKept} backups, ` +
+      `prune${s.dryRun ? " (dry run, nothing removed)" : ""}: ` +
+        `kept ${plural(s.metasKept, "backup")}, ` +
         `${would} ${s.metasRemoved.length}; ${data}${young}` +
-        (s.uploadsAborted > 0 ? `; ${s.uploadsAborted} abandoned multipart uploads aborted` : "") +
+        aborted(s.uploadsAborted) +
         (s.packsRepacked > 0
           ? `; ${s.dryRun ? "would repack" : "repacked"} ${plural(s.packsRepacked, "pack")} ` +
             `(${formatBytes(s.bytesRepacked)} ${s.dryRun ? "unused" : "freed"})`
@@ -528,8 +533,10 @@ export class Ui {
     const what = s.alreadyChanged
       ? "passwd: the new password already opens this repository: nothing to do"
       : s.finishedInterrupted
-      ? `passwd: finished an interrupted password change (${s.metas} backups)`
-      : `passwd: password changed; ${s.metas} backups re-encrypted, no data object changed` +
+      ? `passwd: finished an interrupted password change (${plural(s.metas, "backup")})`
+      : `passwd: password changed; ${
+        plural(s.metas, "backup")
+      } re-encrypted, no data object changed` +
         (s.restarted ? " (an interrupted change was started over)" : "");
     this.out(`${what}; ${(s.durationMs / 1000).toFixed(1)}s`);
   }
@@ -541,6 +548,11 @@ function counted(s: { files: number; dirs: number; links: number }): string {
 }
 
 /** `1 backup`, `2 backups`: a count and its noun, singular where it is one. */
+/** The note of a summary on the abandoned multipart uploads it aborted (none: nothing). */
+function aborted(n: number): string {
+  return n > 0 ? `; ${plural(n, "abandoned multipart upload")} aborted` : "";
+}
+
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
