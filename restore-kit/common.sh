@@ -137,6 +137,7 @@ kit_init() {
   trap 'exit 143' TERM
   KIT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/s3backup-kit.XXXXXX") || die "cannot create a temporary directory"
   printf '%s\n' "$$" >"$KIT_TMP/pid"
+  KIT_FULL=$KIT_TMP/full
   clean_stale_tmp
   # The aws CLI: no pager, and no new-style checksums (S3-compatible stores reject them).
   export AWS_PAGER=""
@@ -225,6 +226,7 @@ decrypt_error() {
     read -r _ _ _ avail _ <<<"$(df -Pk -- "${1%/*}" 2>/dev/null | tail -n 1)" || true
     if is_uint "$avail" && [ "$avail" -lt 64 ]; then
       P_ERR="cannot write: no space left on the file system of ${1%/*} (openssl: $line)"
+      note_full
     else
       P_ERR="cannot write into ${1%/*} (openssl: $line)"
     fi
@@ -234,15 +236,25 @@ decrypt_error() {
 }
 
 # target_full DIR: whether the file system of DIR has (almost) no space left; then P_ERR says so
-# (an unpacked pack member or a gunzip that could not be written).
+# (an unpacked pack member or a gunzip that could not be written), and note_full.
 target_full() {
   local avail=""
   read -r _ _ _ avail _ <<<"$(df -Pk -- "$1" 2>/dev/null | tail -n 1)" || true
   if is_uint "$avail" && [ "$avail" -lt 64 ]; then
     P_ERR="cannot write: no space left on the file system of $1 (error writing output file)"
+    note_full
     return 0
   fi
   return 1
+}
+
+# note_full: the target's file system is full: from now on no file is written, no pack fetched
+# (KIT_FULL, a file in the kit's temporary folder, tells every worker; restore.sh's fail names
+# only the first entry that failed so).
+KIT_FULL=""
+NOT_WRITTEN="not written: no space left on the file system of the target"
+note_full() {
+  if [ -n "$KIT_FULL" ]; then : >"$KIT_FULL" 2>/dev/null || true; fi
 }
 
 # MD5: md5sum (GNU), md5 -q (BSD) or openssl dgst, chosen at runtime.

@@ -55,8 +55,22 @@ TOUCH_MODE=""
 
 # fail ESCAPED_PATH REASON
 fail() {
-  warn "$1: $2"
   FAILED=$((FAILED + 1))
+  if full_reason "$2"; then
+    # The target's file system is full: the first such entry is named, the rest counted.
+    if [ -n "$FULL_SAID" ]; then return 0; fi
+    FULL_SAID=1
+  fi
+  warn "$1: $2"
+}
+FULL_SAID=""
+
+# full_reason REASON: whether an entry failed because the target's file system is full.
+full_reason() {
+  case "$1" in
+  "cannot write: no space left"* | "$NOT_WRITTEN"*) return 0 ;;
+  esac
+  return 1
 }
 
 # split_entry LINE: an entry line (FORMAT.md 5.1: eight fields without a space, then the path)
@@ -436,8 +450,12 @@ collect_chunk() {
         continue
         ;;
       esac
-      split_entry "$line" || E_EPATH=$line
-      fail "$E_EPATH" "${res#*"$TAB"}"
+      if [ -n "$FULL_SAID" ] && full_reason "${res#*"$TAB"}"; then
+        FAILED=$((FAILED + 1)) # (fail would not name it: its path is not needed)
+      else
+        split_entry "$line" || E_EPATH=$line
+        fail "$E_EPATH" "${res#*"$TAB"}"
+      fi
       if [ "${res%%"$TAB"*}" = "$i" ]; then IFS= read -r -u 4 res || res=""; fi
     done 3<"$KIT_TMP/$1"
   fi
@@ -486,6 +504,7 @@ worker_decrypt() {
     W_N=$((W_N + 1))
     i=$W_N
     W_ERR[i]="" W_AT[i]=""
+    if [ -e "$KIT_FULL" ]; then W_ERR[i]=$NOT_WRITTEN && continue; fi
     if ! parse_entry "$line"; then W_ERR[i]=$E_ERR; continue; fi
     W_PATH[i]=$E_PATH W_MD5[i]=$E_MD5 W_MODE[i]=$E_MODE W_MTIME[i]=$E_MTIME
     W_OWNER[i]=$E_UID:$E_GID W_AT[i]=$4/$i W_SIZE[i]=$E_SIZE
@@ -1341,6 +1360,7 @@ fetch_unpack() {
   UNPACKED=$KIT_WORK/u
   mkdir -p -- "$obj/packs" "$obj/data" "$UNPACKED"
   : >"$KIT_TMP/batch.err"
+  if [ -e "$KIT_FULL" ]; then return 0; fi # (nothing more is written: worker_decrypt)
   SRC=$STORE_DIR
   if [ "$STORE_KIND" = s3 ]; then
     SRC=$obj
@@ -1701,6 +1721,7 @@ fast_chunk_bulk() {
   local chunk=$1 b=${1%.c.*} x=${1##*.c.} line n rc=0 lines=4 IFS=$'\n'
   local -a A W
   if [ "$KIT_ROOT" = 1 ]; then lines=6; fi
+  if fast_full "$chunk"; then return 0; fi
   : >"$chunk.rej"
   set -f
   # shellcheck disable=SC2207 # split on purpose (a line a piece; words), not globbed
@@ -1719,6 +1740,7 @@ fast_chunk_bulk() {
     while IFS= read -r line; do rm -f -- "$TARGET/${line#* * * * * * * * }" || exit 1; done <"$chunk"
     cp -- "$chunk" "$chunk.rej" || exit 1
     n=0
+    target_full "$TARGET" || true
   fi
   printf '%s\n' "$n" >"$chunk.n"
 }
@@ -1736,6 +1758,7 @@ fast_chunk() {
   local IFS=' '
   A=() F=() R=() T_PAD=0 TAR_DIR=$KIT_TMP/tar
   if [ "$KIT_ROOT" = 1 ]; then lines=6; fi
+  if fast_full "$chunk"; then return 0; fi
   mkdir -p -- "$rec" || exit 1 # (its files written over: rec/r.* a chunk, never removed)
   set -f
   exec 8>"$chunk.rej"
@@ -1776,9 +1799,18 @@ fast_chunk() {
       rm -f -- "${F[@]}" || exit 1
       cp -- "$chunk" "$chunk.rej" || exit 1
       n=0
+      target_full "$TARGET" || true
     fi
   fi
   printf '%s\n' "$n" >"$chunk.n"
+}
+
+# fast_full CHUNK: once the target's file system is full (note_full), CHUNK is left to the
+# workers (which write none of it: worker_decrypt) and placed none.
+fast_full() {
+  if [ ! -e "$KIT_FULL" ]; then return 1; fi
+  cp -- "$1" "$1.rej" || exit 1
+  printf '0\n' >"$1.n"
 }
 
 # fast_shape FIELD...: (fast_chunk, a line's words; h, p, w and line its own) whether the line
@@ -1955,6 +1987,7 @@ prefetch_v3() {
 # (S3) and unpacked in the background (prefetch_job), once the one before is done.
 prefetch_start() {
   prefetch_wait
+  if [ -e "$KIT_FULL" ]; then return 0; fi
   UNPACKED=$KIT_WORK/u
   mkdir -p -- "$KIT_WORK/obj/packs" "$UNPACKED" || return 0
   prefetch_job "$1" &
@@ -1988,6 +2021,7 @@ prefetch_job() {
 ready_members() {
   local n=0 f sum name
   local -a batch
+  if [ -e "$KIT_FULL" ]; then return 0; fi # (none is placed: worker_decrypt)
   batch=()
   : >"$KIT_TMP/gzip.err"
   for f in "$1"/*.gz; do
@@ -2004,6 +2038,8 @@ ready_members() {
   case "$(cat -- "$2" "$KIT_TMP/gzip.err" 2>/dev/null)" in
   *"No space left"* | *"Wrote only"* | *"Disk quota"* | *"Cannot write"*)
     : >"$1/.full" 2>/dev/null || true
+    note_full
+    return 0
     ;;
   esac
   (cd -- "$1" && md5_many) >"$KIT_TMP/member.sums" 2>/dev/null || true
@@ -2047,7 +2083,9 @@ member_keys() {
   w=($(cd -- "$1" && set +f && set -- * && if [ -f "$1" ]; then LC_ALL=C wc -c -- "$@"; fi)) 2>/dev/null || w=()
   set +f
   # shellcheck disable=SC2059 # the pack's name, hex digits, in the format
-  if [ "${#w[@]}" -gt 0 ]; then printf "${1##*/}/%s/%s\n" "${w[@]}" >"$1/.keys"; fi
+  if [ "${#w[@]}" -gt 0 ]; then
+    { printf "${1##*/}/%s/%s\n" "${w[@]}" >"$1/.keys"; } 2>/dev/null || : >"$1/.keys"
+  fi
 }
 
 # fetch_keys LIST OBJDIR: the objects named in LIST into OBJDIR (same names), as of AS_OF when
@@ -2626,7 +2664,9 @@ main() {
   fi
   finish_root
 
-  warn "restored $N_FILES files, $N_DIRS dirs, $N_LINKS links, $FAILED failed"
+  if [ -n "$FULL_SAID" ]; then
+    warn "restored $N_FILES files, $N_DIRS dirs, $N_LINKS links, $FAILED failed (the target's file system is full: free space and run the same command again)"
+  else warn "restored $N_FILES files, $N_DIRS dirs, $N_LINKS links, $FAILED failed"; fi
   if [ "$ARCHIVED" -gt 0 ]; then
     warn "$ARCHIVED files not restored yet: their objects are being restored from the archive; run the same command again later, or use --wait"
     exit "$EXIT_ARCHIVED"

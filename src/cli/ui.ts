@@ -387,7 +387,10 @@ export class Ui {
     const what = s.simulate
       ? `simulated restore of ${s.metaKey} into ${s.target} (nothing written)`
       : `restored ${s.metaKey} into ${s.target}`;
-    const failed = (s.failed > 0 ? `, ${s.failed} failed` : "") +
+    const full = s.full === null
+      ? ""
+      : ` (the target's file system is full: free space and run the same command again)`;
+    const failed = (s.failed > 0 ? `, ${s.failed} failed${full}` : "") +
       (s.archived > 0 ? `, ${s.archived} waiting for the archive` : "");
     const dl = s.simulate
       ? ""

@@ -12,13 +12,14 @@ const isRoot = Deno.uid() === 0;
 
 const kit = (args: string[]) => runKit("restore.sh", args, PASSWORD);
 
-/** A repository with one backup: small files and two of 400 KiB. */
+/** A repository with one backup: small files (a folder of 40 too) and two of 448 KiB. */
 async function fixture() {
   const dir = await Deno.makeTempDir({ prefix: "s3backup-target-" });
   const src = `${dir}/src`, repo = `${dir}/repo`;
-  await Deno.mkdir(src);
+  await Deno.mkdir(`${src}/many`, { recursive: true });
   await Deno.mkdir(repo);
   for (let i = 0; i < 5; i++) await Deno.writeTextFile(`${src}/small-${i}`, `small ${i}\n`);
+  for (let i = 0; i < 40; i++) await Deno.writeTextFile(`${src}/many/${i}`, `many ${i}\n`);
   for (const n of ["big-1", "big-2"]) {
     await Deno.writeFile(
       `${src}/${n}`,
@@ -45,20 +46,27 @@ Deno.test({
         .outputSync();
     const umount = () => new Deno.Command("umount", { args: [mnt] }).outputSync();
     try {
+      // Once full, a reader writes (and fetches) nothing more: the first file that did not fit
+      // is named, the others counted, and the summary says why.
+      const stoppedOnce = (out: string, what: string) => {
+        assert.equal(out.split("\n").filter((l) => /no space left/i.test(l)).length, 1, out);
+        const failed =
+          /(\d+) failed \(the target's file system is full: free space and run the same command again\)/
+            .exec(out);
+        assert.ok(failed !== null && Number(failed[1]) >= 2, `${what}: ${out}`);
+        assert.doesNotMatch(out, /corrupt/);
+      };
       assert.equal(mount("600k").code, 0, "mount tmpfs");
       const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", `${mnt}/bin`, "-c"]);
       assert.equal(r.code, 3, r.stderr);
       assert.match(r.stderr, /cannot write: No space left on device/);
-      assert.doesNotMatch(r.stderr, /corrupt/);
+      stoppedOnce(r.stdout + r.stderr, "binary");
       umount();
       assert.equal(mount("600k").code, 0, "mount tmpfs");
       const k = await kit([f.repo, "latest", `${mnt}/kit`]);
       assert.equal(k.code, 3, k.stderr);
-      assert.match(
-        k.stderr,
-        /cannot write: no space left on the file system of .*error writing output file/,
-      );
-      assert.doesNotMatch(k.stderr, /corrupt/);
+      assert.match(k.stderr, /no space left on the file system of /);
+      stoppedOnce(k.stderr, "kit");
       umount();
       assert.equal(mount("4m").code, 0, "mount tmpfs");
       for (

@@ -10,7 +10,14 @@ import type { Entry } from "../../format/meta.ts";
 import { messageOf } from "../../util/bytes.ts";
 import { ObjectArchivedError } from "../../util/errors.ts";
 import { pool } from "../../util/pool.ts";
-import { hashFile, ObjectError, TargetError, writeFile, writeSmallFile } from "./file_writer.ts";
+import {
+  hashFile,
+  isFull,
+  ObjectError,
+  TargetError,
+  writeFile,
+  writeSmallFile,
+} from "./file_writer.ts";
 import type { RestoreRun } from "./phases.ts";
 import { conflict } from "./target.ts";
 
@@ -47,6 +54,7 @@ export async function restoreFiles(
   const write = async (md5: string, todo: Todo[], copyFrom: string | null) => {
     try {
       if (todo.length === 0) return;
+      if (run.progress.full !== null) return notWritten(run, todo); // (nothing fetched)
       if (isSmall(run, md5, todo)) await writeSmallGroup(run, md5, todo, copyFrom);
       else await writeGroup(run, md5, todo, copyFrom);
     } catch (err) {
@@ -155,8 +163,9 @@ async function writeGroup(run: RestoreRun, md5: string, todo: Todo[], from: stri
   const { tgt, progress, signal } = run;
   let copyFrom = from;
   let objectFailure: string | null = null;
-  for (const t of todo) {
+  for (const [i, t] of todo.entries()) {
     signal?.throwIfAborted();
+    if (progress.full !== null) return notWritten(run, todo.slice(i));
     const write = (source: () => Promise<ReadableStream<Uint8Array>>) =>
       writeFile(tgt.abs(t.e.path), t.e, source, {
         attrs: run.attrs,
@@ -167,6 +176,7 @@ async function writeGroup(run: RestoreRun, md5: string, todo: Todo[], from: stri
       });
     let size: number | null = null;
     let failure: string | null = null;
+    let full = false;
     if (copyFrom !== null) {
       // Another path already holds this content: copy it (its MD5 is checked again).
       const src = copyFrom;
@@ -174,7 +184,7 @@ async function writeGroup(run: RestoreRun, md5: string, todo: Todo[], from: stri
         size = await write(async () => (await Deno.open(src, { read: true })).readable);
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
-        if (err instanceof TargetError) failure = err.message;
+        if (err instanceof TargetError) [failure, full] = [err.message, isFull(err)];
         // Else the copy did not work (unreadable, changed): download the object instead.
       }
     }
@@ -186,19 +196,27 @@ async function writeGroup(run: RestoreRun, md5: string, todo: Todo[], from: stri
         } catch (err) {
           if (signal?.aborted) throw signal.reason;
           if (err instanceof ObjectArchivedError) throw err; // the whole group waits (above)
-          failure = messageOf(err);
+          [failure, full] = [messageOf(err), isFull(err)];
           if (!(err instanceof TargetError)) objectFailure = failure;
         }
       }
     }
     if (size === null) {
-      progress.fail(t.e.path, failure!);
+      progress.fail(t.e.path, failure!, full);
       progress.doneFile(t.e, null);
       continue;
     }
     copyFrom = tgt.abs(t.e.path);
     progress.entry(t.e.path, "f", t.existing === null ? "create" : "replace");
     progress.doneFile(t.e, size);
+  }
+}
+
+/** Files not written: the target's file system filled (counted as failed, not named). */
+function notWritten(run: RestoreRun, todo: Todo[]): void {
+  for (const t of todo) {
+    run.progress.fail(t.e.path, "not written: the file system is full", true);
+    run.progress.doneFile(t.e, null);
   }
 }
 
@@ -227,8 +245,9 @@ async function writeSmallGroup(run: RestoreRun, md5: string, todo: Todo[], from:
     if (err instanceof ObjectArchivedError) throw err;
     failure = messageOf(err);
   }
-  for (const t of todo) {
+  for (const [i, t] of todo.entries()) {
     signal?.throwIfAborted();
+    if (progress.full !== null) return notWritten(run, todo.slice(i));
     try {
       if (data === null) throw new ObjectError(failure);
       writeSmallFile(tgt.abs(t.e.path), t.e, data, {
@@ -238,7 +257,7 @@ async function writeSmallGroup(run: RestoreRun, md5: string, todo: Todo[], from:
         warn: (m) => progress.warn(t.e.path, m),
       });
     } catch (err) {
-      progress.fail(t.e.path, messageOf(err));
+      progress.fail(t.e.path, messageOf(err), isFull(err));
       progress.doneFile(t.e, null);
       continue;
     }

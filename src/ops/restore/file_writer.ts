@@ -23,6 +23,24 @@ export class ObjectError extends S3BackupError {}
 /** An error writing into the target (the object itself may be fine). */
 export class TargetError extends S3BackupError {}
 
+/** A TargetError for `what` that failed with `err` (its cause). */
+function targetError(what: string, err: unknown): TargetError {
+  return new TargetError(`${what}: ${messageOf(err)}`, { cause: err });
+}
+
+/**
+ * Whether `err`, or an error that caused it, says the target's file system is full (ENOSPC) or
+ * its quota spent (EDQUOT): no later write can succeed either.
+ */
+export function isFull(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Object && depth < 4; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === "ENOSPC" || code === "EDQUOT") return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 /** MD5 of a file's content (opened for reading only). */
 export async function hashFile(p: string, signal?: AbortSignal): Promise<string> {
   const h = createHash("md5");
@@ -61,7 +79,7 @@ function createTemp(dir: string): Temp {
       return { tmp, fd: fs.openSync(tmp, "wx", 0o600) };
     } catch (err) {
       if ((err as { code?: unknown }).code !== "EEXIST" || i > 5) {
-        throw new TargetError(`cannot create a temporary file: ${messageOf(err)}`);
+        throw targetError("cannot create a temporary file", err);
       }
     }
   }
@@ -101,7 +119,7 @@ export function writeSmallFile(dest: string, e: Entry, data: Uint8Array, opts: W
     try {
       for (let off = 0; off < data.length;) off += fs.writeSync(t.fd, data, off);
     } catch (err) {
-      throw new TargetError(`cannot write: ${messageOf(err)}`, { cause: err });
+      throw targetError("cannot write", err);
     }
     finish(t, dest, e, opts);
     done = true;
@@ -141,7 +159,7 @@ function place(tmp: string, dest: string, opts: WriteOptions): void {
   try {
     Deno.renameSync(tmp, dest);
   } catch (err) {
-    throw new TargetError(`cannot move the file into place: ${messageOf(err)}`);
+    throw targetError("cannot move the file into place", err);
   }
 }
 
@@ -165,7 +183,7 @@ export function linkFile(src: string, dest: string, e: Entry, opts: WriteOptions
       done = true;
       return "copied";
     } catch (err) {
-      throw err instanceof TargetError ? err : new TargetError(`cannot copy: ${messageOf(err)}`);
+      throw err instanceof TargetError ? err : targetError("cannot copy", err);
     } finally {
       if (!done) drop(t);
     }
@@ -292,13 +310,13 @@ async function copyChecked(
         await writeSparse(fd, r.value, n);
         n += r.value.length;
       } catch (err) {
-        throw new TargetError(`cannot write: ${messageOf(err)}`, { cause: err });
+        throw targetError("cannot write", err);
       }
     }
     try {
       fs.ftruncateSync(fd, n); // a file that ends in a hole gets its length so
     } catch (err) {
-      throw new TargetError(`cannot write: ${messageOf(err)}`, { cause: err });
+      throw targetError("cannot write", err);
     }
   } finally {
     if (!done) await reader.cancel().catch(() => {});

@@ -9,7 +9,7 @@ import type { Store } from "../../store/store.ts";
 import { messageOf } from "../../util/bytes.ts";
 import { POSIX_MODES } from "../../util/platform.ts";
 import type { Progress, RestoreAction } from "./progress.ts";
-import { hashFile, linkFile } from "./file_writer.ts";
+import { hashFile, isFull, linkFile } from "./file_writer.ts";
 import { type Attributes, conflict, lstatOrNull, type TargetDirs } from "./target.ts";
 
 /** What the phases of one restore share. */
@@ -94,7 +94,7 @@ export async function restoreDirs(run: RestoreRun, dirs: Entry[]): Promise<Entry
         await Deno.mkdir(p, { mode: 0o700 });
         if (action === "create") tgt.made(e.path);
       } catch (err) {
-        progress.fail(e.path, `cannot create directory: ${messageOf(err)}`);
+        progress.fail(e.path, `cannot create directory: ${messageOf(err)}`, isFull(err));
         continue;
       }
     }
@@ -149,7 +149,8 @@ export async function restoreHardLinks(run: RestoreRun, entries: Entry[]): Promi
       !simulate && (first === null || typeof first === "string" || !first.isFile ||
         !(await holds(e.linkTo!, e.md5!)))
     ) {
-      progress.fail(e.path, `not restored: ${e.linkTo}, the file it is a hard link of, was not`);
+      const why = `not restored: ${e.linkTo}, the file it is a hard link of, was not`;
+      progress.fail(e.path, why, progress.full !== null); // (once full: counted, not named)
       progress.doneFile(e, null);
       continue;
     }
@@ -170,7 +171,7 @@ export async function restoreHardLinks(run: RestoreRun, entries: Entry[]): Promi
         };
         linkFile(tgt.abs(e.linkTo!), tgt.abs(e.path), e, opts);
       } catch (err) {
-        progress.fail(e.path, messageOf(err));
+        progress.fail(e.path, messageOf(err), isFull(err));
         progress.doneFile(e, null);
         continue;
       }
@@ -225,7 +226,8 @@ export async function restoreLinks(run: RestoreRun, links: Entry[]): Promise<voi
         try {
           await Deno.symlink(e.target!, p);
         } catch (err) {
-          progress.fail(e.path, `cannot create the symbolic link: ${messageOf(err)}`);
+          const why = `cannot create the symbolic link: ${messageOf(err)}`;
+          progress.fail(e.path, why, isFull(err));
           continue;
         }
       }

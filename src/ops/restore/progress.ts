@@ -24,8 +24,14 @@ export interface RestoreSummary {
   objectsDownloaded: number;
   /** Encrypted bytes read from the store. */
   bytesDownloaded: number;
-  /** Entries not restored (named in warning events). */
+  /** Entries not restored (named in warning events, but those after `full`). */
   failed: number;
+  /**
+   * The first write the target's full file system (or spent quota) refused, "<path>: <why>";
+   * from then on no file is written (nor its object fetched) and the entries that fail are
+   * counted, not named. Null: it did not fill.
+   */
+  full: string | null;
   /** Files not restored because their object is archived and its copy is not ready yet. */
   archived: number;
   /** Restores of archived objects this run asked for, and their bytes. */
@@ -38,6 +44,7 @@ export interface RestoreSummary {
 /** The counts of one restore, reported as events as they change. */
 export class Progress {
   failed = 0;
+  full: string | null = null;
   archived = 0;
   thawRequested = 0;
   thawRequestedBytes = 0;
@@ -56,9 +63,14 @@ export class Progress {
 
   constructor(readonly onEvent: (e: RestoreEvent) => void) {}
 
-  /** An entry not restored. */
-  fail(path: string, message: string): void {
+  /**
+   * An entry not restored; `full`: because the target's file system is full (only the first
+   * such entry is named: see RestoreSummary.full).
+   */
+  fail(path: string, message: string, full = false): void {
     this.failed++;
+    if (full && this.full !== null) return;
+    if (full) this.full = `${path}: ${message}`;
     this.onEvent({ type: "warning", path, message });
   }
 

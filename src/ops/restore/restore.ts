@@ -181,6 +181,7 @@ async function runPhases(
     objectsDownloaded: run.contents.objectsDownloaded,
     bytesDownloaded: run.contents.bytesDownloaded,
     failed: progress.failed,
+    full: progress.full,
     archived: progress.archived,
     thawRequested: progress.thawRequested,
     thawRequestedBytes: progress.thawRequestedBytes,
