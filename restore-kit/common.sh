@@ -257,6 +257,34 @@ note_full() {
   if [ -n "$KIT_FULL" ]; then : >"$KIT_FULL" 2>/dev/null || true; fi
 }
 
+# fail ESCAPED_PATH REASON: an entry not restored (restore.sh, restore-legacy.sh), named on
+# stderr, but once the target's file system is full only the first that failed so (the others
+# are counted: full_note says why).
+FAILED=0 FULL_SAID=""
+fail() {
+  FAILED=$((FAILED + 1))
+  if full_reason "$2"; then
+    if [ -n "$FULL_SAID" ]; then return 0; fi
+    FULL_SAID=1
+  fi
+  warn "$1: $2"
+}
+
+# full_reason REASON: whether an entry failed because the target's file system is full.
+full_reason() {
+  case "$1" in
+  "cannot write: no space left"* | "$NOT_WRITTEN"*) return 0 ;;
+  esac
+  return 1
+}
+
+# full_note: for the summary line, why so many failed when the target's file system filled.
+full_note() {
+  if [ -n "$FULL_SAID" ]; then
+    printf ' (the target'"'"'s file system is full: free space and run the same command again)'
+  fi
+}
+
 # MD5: md5sum (GNU), md5 -q (BSD) or openssl dgst, chosen at runtime.
 KIT_MD5_TOOL=""
 pick_md5() {

@@ -51,14 +51,7 @@ TARGET=""
 OVERWRITE=0
 N_FILES=0
 N_SAME=0
-FAILED=0
 NOTED=0
-
-# fail ESCAPED_PATH REASON
-fail() {
-  warn "$1: $2"
-  FAILED=$((FAILED + 1))
-}
 
 # decrypt_legacy IN OUT: openssl enc -d with the password and the old MD5 key derivation.
 decrypt_legacy() {
@@ -290,11 +283,15 @@ main() {
   lock_target
 
   while IFS= read -r -u 3 line; do
+    if [ -e "$KIT_FULL" ]; then # (nothing more fetched: note_full)
+      fail "${line#* }" "$NOT_WRITTEN"
+      continue
+    fi
     restore_one "${line%% *}" "${line#* }"
   done 3<"$KIT_TMP/entries"
   only_misses "$META"
 
-  warn "restored $N_FILES files, $N_SAME already there, $FAILED failed"
+  warn "restored $N_FILES files, $N_SAME already there, $FAILED failed$(full_note)"
   if [ "$FAILED" -gt 0 ]; then exit "$EXIT_PARTIAL"; fi
   exit 0
 }

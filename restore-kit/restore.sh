@@ -50,28 +50,8 @@ WORK_NAME=""
 N_FILES=0
 N_DIRS=0
 N_LINKS=0
-FAILED=0
 TOUCH_MODE=""
 
-# fail ESCAPED_PATH REASON
-fail() {
-  FAILED=$((FAILED + 1))
-  if full_reason "$2"; then
-    # The target's file system is full: the first such entry is named, the rest counted.
-    if [ -n "$FULL_SAID" ]; then return 0; fi
-    FULL_SAID=1
-  fi
-  warn "$1: $2"
-}
-FULL_SAID=""
-
-# full_reason REASON: whether an entry failed because the target's file system is full.
-full_reason() {
-  case "$1" in
-  "cannot write: no space left"* | "$NOT_WRITTEN"*) return 0 ;;
-  esac
-  return 1
-}
 
 # split_entry LINE: an entry line (FORMAT.md 5.1: eight fields without a space, then the path)
 # into E_* variables and its path decoded, nothing checked: for the lines phase 1 accepted
@@ -2664,9 +2644,7 @@ main() {
   fi
   finish_root
 
-  if [ -n "$FULL_SAID" ]; then
-    warn "restored $N_FILES files, $N_DIRS dirs, $N_LINKS links, $FAILED failed (the target's file system is full: free space and run the same command again)"
-  else warn "restored $N_FILES files, $N_DIRS dirs, $N_LINKS links, $FAILED failed"; fi
+  warn "restored $N_FILES files, $N_DIRS dirs, $N_LINKS links, $FAILED failed$(full_note)"
   if [ "$ARCHIVED" -gt 0 ]; then
     warn "$ARCHIVED files not restored yet: their objects are being restored from the archive; run the same command again later, or use --wait"
     exit "$EXIT_ARCHIVED"
