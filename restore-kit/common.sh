@@ -258,24 +258,16 @@ note_full() {
 }
 
 # fail ESCAPED_PATH REASON: an entry not restored (restore.sh, restore-legacy.sh), named on
-# stderr, but once the target's file system is full only the first that failed so (the others
-# are counted: full_note says why).
+# stderr; once one failed because the target's file system is full, those that fail after it
+# are counted, not named (full_note says why).
 FAILED=0 FULL_SAID=""
 fail() {
   FAILED=$((FAILED + 1))
-  if full_reason "$2"; then
-    if [ -n "$FULL_SAID" ]; then return 0; fi
-    FULL_SAID=1
-  fi
-  warn "$1: $2"
-}
-
-# full_reason REASON: whether an entry failed because the target's file system is full.
-full_reason() {
-  case "$1" in
-  "cannot write: no space left"* | "$NOT_WRITTEN"*) return 0 ;;
+  if [ -n "$FULL_SAID" ]; then return 0; fi
+  case "$2" in
+  "cannot write: no space left"* | "$NOT_WRITTEN"*) FULL_SAID=1 ;;
   esac
-  return 1
+  warn "$1: $2"
 }
 
 # full_note: for the summary line, why so many failed when the target's file system filled.

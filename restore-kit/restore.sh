@@ -430,7 +430,7 @@ collect_chunk() {
         continue
         ;;
       esac
-      if [ -n "$FULL_SAID" ] && full_reason "${res#*"$TAB"}"; then
+      if [ -n "$FULL_SAID" ]; then
         FAILED=$((FAILED + 1)) # (fail would not name it: its path is not needed)
       else
         split_entry "$line" || E_EPATH=$line

@@ -149,8 +149,7 @@ export async function restoreHardLinks(run: RestoreRun, entries: Entry[]): Promi
       !simulate && (first === null || typeof first === "string" || !first.isFile ||
         !(await holds(e.linkTo!, e.md5!)))
     ) {
-      const why = `not restored: ${e.linkTo}, the file it is a hard link of, was not`;
-      progress.fail(e.path, why, progress.full !== null); // (once full: counted, not named)
+      progress.fail(e.path, `not restored: ${e.linkTo}, the file it is a hard link of, was not`);
       progress.doneFile(e, null);
       continue;
     }

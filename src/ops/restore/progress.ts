@@ -24,12 +24,12 @@ export interface RestoreSummary {
   objectsDownloaded: number;
   /** Encrypted bytes read from the store. */
   bytesDownloaded: number;
-  /** Entries not restored (named in warning events, but those after `full`). */
+  /** Entries not restored (named in warning events until `full`). */
   failed: number;
   /**
    * The first write the target's full file system (or spent quota) refused, "<path>: <why>";
-   * from then on no file is written (nor its object fetched) and the entries that fail are
-   * counted, not named. Null: it did not fill.
+   * from then on no file is written (nor its object fetched) and the entries that fail (for
+   * that or any reason) are counted, not named. Null: it did not fill.
    */
   full: string | null;
   /** Files not restored because their object is archived and its copy is not ready yet. */
@@ -64,12 +64,12 @@ export class Progress {
   constructor(readonly onEvent: (e: RestoreEvent) => void) {}
 
   /**
-   * An entry not restored; `full`: because the target's file system is full (only the first
-   * such entry is named: see RestoreSummary.full).
+   * An entry not restored; `full`: because the target's file system is full. Once it is, the
+   * entries that fail are counted, not named (see RestoreSummary.full).
    */
   fail(path: string, message: string, full = false): void {
     this.failed++;
-    if (full && this.full !== null) return;
+    if (this.full !== null) return;
     if (full) this.full = `${path}: ${message}`;
     this.onEvent({ type: "warning", path, message });
   }
