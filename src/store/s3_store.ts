@@ -44,6 +44,7 @@ import {
   ObjectNotFoundError,
   RepositoryNotFoundError,
   S3BackupError,
+  StoreUnavailableError,
   UsageError,
 } from "../util/errors.ts";
 import { messageOf, readAll } from "../util/bytes.ts";
@@ -909,13 +910,15 @@ export class S3Store implements Store {
         : code === "AccessDenied"
         ? "access denied"
         : "access denied: check the credentials and the bucket's permissions";
-      return new S3BackupError(
+      // Credentials refused are every request's; access denied may be one object's (a policy).
+      const global = code !== "AccessDenied" && code !== "Forbidden" && code !== "";
+      return new (global ? StoreUnavailableError : S3BackupError)(
         `S3 ${op} on ${where}: ${why} (${code || `HTTP ${status}`})`,
         options,
       );
     }
     if (code === "CredentialsProviderError" || /Could not load credentials/i.test(msg)) {
-      return new S3BackupError(
+      return new StoreUnavailableError(
         this.#profile
           ? `No AWS credentials found for profile "${this.#profile}" ` +
             "(~/.aws/credentials, ~/.aws/config)"
@@ -926,7 +929,7 @@ export class S3Store implements Store {
     }
     if (isTimeout(err)) {
       const first = this.#answered ? "" : ", the first request to it";
-      return new S3BackupError(
+      return new StoreUnavailableError(
         `No answer from ${this.endpoint} within ${this.#attemptMs() / 1000} s ` +
           `(${this.#attempts} attempts${first}; see --timeout)`,
         options,
@@ -934,7 +937,7 @@ export class S3Store implements Store {
     }
     const netCode = networkCode(err);
     if (netCode !== undefined) {
-      return new S3BackupError(`Cannot reach ${this.endpoint}: ${netCode}`, options);
+      return new StoreUnavailableError(`Cannot reach ${this.endpoint}: ${netCode}`, options);
     }
     const detail = code && code !== "Error" && !msg.startsWith(code) ? `${code}: ${msg}` : msg;
     return new S3BackupError(

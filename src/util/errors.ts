@@ -85,6 +85,25 @@ export class OutputClosedError extends S3BackupError {
 /** A file changed while it was being read; its content was not stored. */
 export class FileChangedError extends S3BackupError {}
 
+/**
+ * The store does not answer, cannot be reached, or refuses this client's credentials, after
+ * every retry: any other request would fail alike (a restore stops at it instead of naming
+ * each file it then cannot fetch).
+ */
+export class StoreUnavailableError extends S3BackupError {}
+
+/** `err`, or the error that caused it (a few causes deep), when it is a `C`; else null. */
+export function causeOf<T extends Error>(
+  err: unknown,
+  C: abstract new (...args: never[]) => T,
+): T | null {
+  for (let e = err, depth = 0; e instanceof Error && depth < 6; depth++) {
+    if (e instanceof C) return e;
+    e = e.cause;
+  }
+  return null;
+}
+
 /** One line for a user, whatever was thrown. Never includes a stack trace. */
 export function errorLine(err: unknown): string {
   if (err instanceof Error) {

@@ -203,6 +203,40 @@ Deno.test({
 });
 
 Deno.test({
+  name: "faults [moto]: restore when the store stops answering: it stops at the first object " +
+    "that gets no answer, names no file, says how far it got (exit 1); the rerun completes",
+  ignore: moto === undefined,
+  fn: async () => {
+    const f = await fixture(moto!, [], 5);
+    try {
+      const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c"], { env: f.env });
+      assert.equal(b.code, 0, b.stderr);
+      // The first object of the files goes through; every download after it stalls.
+      f.proxy.setRules([{ fault: "stall", kinds: ["get"], key: PACK_OR_DATA, share: 1, after: 1 }]);
+      const out = `${f.dir}/out`;
+      const args = ["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c", "--timeout", "2s"];
+      const r = await s3backup(args, { env: f.env });
+      assertOutcome(r, {
+        code: 1,
+        says:
+          /\ns3backup: No answer from \S+ within 2 s \(5 attempts; see --timeout\); the restore stopped with \d+ of \d+ files in place \(kept\): run the same command again once the store answers\n$/,
+      }, "restore");
+      const named = r.stderr.split("\n").filter((l) => /^s3backup: warning: (?!no answer)/.test(l));
+      assert.deepEqual(named, [], "no file named");
+      assertNothingWrong(out, f.src);
+      f.proxy.setRules([]);
+      const again = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
+        env: f.env,
+      });
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual(snapshot(out), snapshot(f.src));
+    } finally {
+      await f.cleanup();
+    }
+  },
+});
+
+Deno.test({
   name: "faults [moto]: restore when a cut download cannot resume (the store ignores Range): " +
     "the pack read again whole, exit 0, everything right",
   ignore: moto === undefined,

@@ -18,6 +18,7 @@ import type { LegacyRepository } from "../../repo/legacy.ts";
 import { Contents } from "../../repo/contents.ts";
 import type { Repository } from "../../repo/repository.ts";
 import { DEFAULT_RESTORE_REQUEST, thaw, type ThawOptions } from "../../repo/thaw.ts";
+import { StoreUnavailableError } from "../../util/errors.ts";
 import type { Store } from "../../store/store.ts";
 import { restoreFiles } from "./file_restorer.ts";
 import {
@@ -90,6 +91,14 @@ export async function restore(
   try {
     const prepared = { plan, progress, root, existed, empty, started };
     summary = await runPhases(repo, meta, opts, prepared);
+  } catch (err) {
+    if (!(err instanceof StoreUnavailableError)) throw err;
+    const files = plan.files.length + plan.hardLinks.length;
+    throw new StoreUnavailableError(
+      `${err.message}; the restore stopped with ${progress.files} of ${files} files in place ` +
+        "(kept): run the same command again once the store answers",
+      { cause: err },
+    );
   } finally {
     await unlock?.();
   }
