@@ -137,7 +137,7 @@ kit_init() {
   trap 'exit 143' TERM
   KIT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/s3backup-kit.XXXXXX") || die "cannot create a temporary directory"
   printf '%s\n' "$$" >"$KIT_TMP/pid"
-  KIT_FULL=$KIT_TMP/full
+  KIT_FULL=$KIT_TMP/full KIT_DOWN=$KIT_TMP/down
   clean_stale_tmp
   # The aws CLI: no pager, and no new-style checksums (S3-compatible stores reject them).
   export AWS_PAGER=""
@@ -538,9 +538,27 @@ aws_run() {
     sleep "$attempt"
     attempt=$((attempt + 1))
   done
+  if [ "$rc" -ne 0 ]; then store_down "$err"; fi
   cat -- "$err" >&2
   rm -f -- "$err"
   return "$rc"
+}
+
+# store_down ERRFILE: when the aws CLI's last attempt failed because the store did not answer,
+# could not be reached or refused the credentials, KIT_DOWN (a file in the kit's temporary
+# folder, for every job) gets that error's first line: any other request would fail alike
+# (restore.sh's stop_if_down then stops the restore).
+KIT_DOWN=""
+store_down() {
+  case "$(cat -- "$1")" in
+  *"Read timeout"* | *"Connect timeout"* | *"timed out"* | *"Could not connect"* | \
+    *"(InvalidAccessKeyId)"* | *"(SignatureDoesNotMatch)"* | *"(ExpiredToken)"* | \
+    *"(InvalidToken)"* | *"Unable to locate credentials"*)
+    if [ -n "$KIT_DOWN" ] && [ ! -s "$KIT_DOWN" ]; then
+      first_line "$1" >"$KIT_DOWN" 2>/dev/null || true
+    fi
+    ;;
+  esac
 }
 
 # Requests made early (an aws call takes about half a second, most of it its start-up): `early

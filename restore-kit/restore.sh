@@ -1172,6 +1172,7 @@ flush_batch() {
   if [ -s "$KIT_TMP/batch.err" ] && { [ "$BATCH_N" -le 2 ] || [ -n "$AS_OF" ]; }; then
     while IFS= read -r line; do warn "object ${line%% *}: ${line#* }"; done <"$KIT_TMP/batch.err"
   fi
+  stop_if_down
   MISSING_WHY=""
   if [ -s "$KIT_TMP/batch.err" ]; then MISSING_WHY=" (or download failed, see above)"; fi
   restore_files "$KIT_TMP/batch" "$obj"
@@ -1180,6 +1181,15 @@ flush_batch() {
   BATCH_MD5S=()
   BATCH_N=0
   BATCH_BYTES=0
+}
+
+# stop_if_down: (a batch fetched) the restore stops when the store stopped answering or refused
+# the credentials (KIT_DOWN, store_down): every batch after it would fail alike, after as long a
+# wait, and its files be named one by one.
+stop_if_down() {
+  if [ -s "$KIT_DOWN" ]; then
+    die "$(first_line "$KIT_DOWN"); the restore stopped (what is in place is kept): run the same command again once the store answers"
+  fi
 }
 
 # fetch_versions OBJDIR: the batch's objects as they were at AS_OF, a get-object --version-id
@@ -1203,8 +1213,9 @@ fetch_versions() {
 # temporary folder; a failure other than "missing" in it, as err.
 fetch_version() {
   local KIT_TMP=$KIT_TMP/fv.$1
+  if [ -s "$KIT_DOWN" ]; then return 0; fi # (stop_if_down stops the restore)
   mkdir -p -- "$KIT_TMP" || exit 1
-  if store_get "$2" "$3/$2" || [ "$STORE_ERR" = missing ]; then return 0; fi
+  if store_get "$2" "$3/$2" || [ "$STORE_ERR" = missing ] || [ -s "$KIT_DOWN" ]; then return 0; fi
   # Once more: KIT_JOBS requests at once may meet a busy server.
   if ! store_get "$2" "$3/$2" && [ "$STORE_ERR" != missing ]; then
     printf '%s\n' "$2 $STORE_ERR" >"$KIT_TMP/err"
@@ -1267,6 +1278,7 @@ files_by_prefix() {
       fetch_prefix "$next" &
       KIT_FETCH_PID=$!
     fi
+    stop_if_down
     MISSING_WHY=""
     if [ "$rc" -ne 0 ]; then
       warn "aws s3 cp failed (exit $rc): $(first_line "$KIT_TMP/aws.$h.err")"
@@ -1348,6 +1360,7 @@ fetch_unpack() {
   fi
   unpack_keys "$KIT_TMP/batch.keys" "$SRC"
   rm -rf -- "${obj:?}/packs"
+  stop_if_down
   MISSING_WHY=""
   if [ -s "$KIT_TMP/batch.err" ]; then
     while IFS= read -r line; do warn "object ${line%% *}: ${line#* }"; done <"$KIT_TMP/batch.err"

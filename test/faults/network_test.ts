@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { s3Targets } from "../s3_env.ts";
 import { snapshot } from "../tree.ts";
 import type { FaultRule } from "./fault_proxy.ts";
-import { type Run, s3backup, start, until } from "./harness.ts";
+import { PASSWORD, type Run, s3backup, start, until } from "./harness.ts";
+import { runKit } from "../kit_runner.ts";
 import { type ProxiedFixture, proxiedFixture } from "./proxied_fixture.ts";
 
 const moto = s3Targets().find((t) => t.label === "moto");
@@ -224,7 +225,27 @@ Deno.test({
       const named = r.stderr.split("\n").filter((l) => /^s3backup: warning: (?!no answer)/.test(l));
       assert.deepEqual(named, [], "no file named");
       assertNothingWrong(out, f.src);
+      // The kit too: one line, exit 1 (its attempts 2 s each).
+      const kitOut = `${f.dir}/kit`;
+      f.proxy.setRules([{ fault: "stall", kinds: ["get"], key: PACK_OR_DATA, share: 1 }]);
+      const k = await runKit("restore.sh", [f.repo, "latest", kitOut], PASSWORD, {
+        ...f.env,
+        S3BACKUP_KIT_READ_TIMEOUT: "2",
+      }, 300_000);
+      assert.equal(k.code, 1, k.stderr);
+      assert.match(
+        k.stderr,
+        /\nrestore\.sh: .*Read timeout on endpoint URL: .*; the restore stopped \(what is in place is kept\): run the same command again once the store answers\n$/,
+      );
+      assert.doesNotMatch(
+        k.stderr,
+        /restore\.sh: [^:]+: (missing|cannot|not written)/,
+        "no file named",
+      );
       f.proxy.setRules([]);
+      const kitAgain = await runKit("restore.sh", [f.repo, "latest", kitOut], PASSWORD, f.env);
+      assert.equal(kitAgain.code, 0, kitAgain.stderr);
+      assert.deepEqual(snapshot(kitOut), snapshot(f.src));
       const again = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
         env: f.env,
       });
