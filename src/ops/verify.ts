@@ -31,7 +31,12 @@ import {
 } from "../repo/thaw.ts";
 import type { ObjectInfo } from "../store/store.ts";
 import { sameBytes } from "../util/bytes.ts";
-import { CorruptDataError, ObjectNotFoundError, WrongPasswordError } from "../util/errors.ts";
+import {
+  CorruptDataError,
+  ObjectNotFoundError,
+  throwIfUnavailable,
+  WrongPasswordError,
+} from "../util/errors.ts";
 import { pool } from "../util/pool.ts";
 
 export interface VerifyOptions {
@@ -149,6 +154,7 @@ async function checkObject(
         if (got !== md5) throw new CorruptDataError(`the MD5 of its content is ${got}`);
       }
     } catch (err) {
+      throwIfUnavailable(err); // (a store that does not answer is no damage: verify stops)
       if (err instanceof ContentError && /^missing object/.test(err.message)) {
         bad.set(md5, "missing (deleted while verifying?)");
       } else if (err instanceof CorruptDataError || err instanceof TypeError) {

@@ -92,6 +92,16 @@ export class FileChangedError extends S3BackupError {}
  */
 export class StoreUnavailableError extends S3BackupError {}
 
+/**
+ * Throws the StoreUnavailableError that `err` is or was caused by, if any: a run that reads
+ * many objects stops at it (it is no damage of the object asked for, and the next would fail
+ * alike, after as long a wait).
+ */
+export function throwIfUnavailable(err: unknown): void {
+  const down = causeOf(err, StoreUnavailableError);
+  if (down !== null) throw down;
+}
+
 /** `err`, or the error that caused it (a few causes deep), when it is a `C`; else null. */
 export function causeOf<T extends Error>(
   err: unknown,

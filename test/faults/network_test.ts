@@ -225,6 +225,15 @@ Deno.test({
       const named = r.stderr.split("\n").filter((l) => /^s3backup: warning: (?!no answer)/.test(l));
       assert.deepEqual(named, [], "no file named");
       assertNothingWrong(out, f.src);
+      // verify --read-data: the same line, not damage (it said "corrupt" of each content).
+      const v = await s3backup(["verify", "-b", f.repo, "--read-data", "-c", "--timeout", "2s"], {
+        env: f.env,
+      });
+      assertOutcome(v, {
+        code: 1,
+        says: /\ns3backup: No answer from \S+ within 2 s \(5 attempts; see --timeout\)\n$/,
+      }, "verify");
+      assert.doesNotMatch(v.stdout + v.stderr, /corrupt/);
       // The kit too: one line, exit 1 (its attempts 2 s each).
       const kitOut = `${f.dir}/kit`;
       f.proxy.setRules([{ fault: "stall", kinds: ["get"], key: PACK_OR_DATA, share: 1 }]);

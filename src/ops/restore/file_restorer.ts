@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import type { Entry } from "../../format/meta.ts";
 import { messageOf } from "../../util/bytes.ts";
-import { causeOf, ObjectArchivedError, StoreUnavailableError } from "../../util/errors.ts";
+import { ObjectArchivedError, throwIfUnavailable } from "../../util/errors.ts";
 import { pool } from "../../util/pool.ts";
 import {
   hashFile,
@@ -211,15 +211,6 @@ async function writeGroup(run: RestoreRun, md5: string, todo: Todo[], from: stri
     progress.entry(t.e.path, "f", t.existing === null ? "create" : "replace");
     progress.doneFile(t.e, size);
   }
-}
-
-/**
- * Stops the restore when the store is down or refuses the credentials (after its retries):
- * every file still to fetch would fail alike, each after as long a wait.
- */
-function throwIfUnavailable(err: unknown): void {
-  const down = causeOf(err, StoreUnavailableError);
-  if (down !== null) throw down;
 }
 
 /** Files not written: the target's file system filled (counted as failed, not named). */
