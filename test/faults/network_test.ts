@@ -138,15 +138,29 @@ function assertNothingWrong(out: string, src: string): void {
 }
 
 /** A backup without faults, then its restore into `<dir>/out` under `rules`. */
-async function restoreUnder(f: Fixture, rules: FaultRule[]): Promise<{ out: string; r: Run }> {
+async function restoreUnder(
+  f: Fixture,
+  rules: FaultRule[],
+  args: string[] = [],
+): Promise<{ out: string; r: Run }> {
   const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c"], { env: f.env });
   assert.equal(b.code, 0, b.stderr);
   f.proxy.setRules(rules);
   const out = `${f.dir}/out`;
-  const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
+  const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c", ...args], {
     env: f.env,
   });
   return { out, r };
+}
+
+/** Without faults, the same restore again into `out`: exit 0, every file right. */
+async function rerunWhole(f: Fixture, out: string): Promise<void> {
+  f.proxy.setRules([]);
+  const again = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
+    env: f.env,
+  });
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual(snapshot(out), snapshot(f.src));
 }
 
 const PACK_OR_DATA = /(packs|data)\/[0-9a-f]{32}(\.gz)?$/;
@@ -191,12 +205,7 @@ Deno.test({
       }, "restore");
       assert.ok(f.proxy.injected[0]! >= 5, `5 attempts a pack: ${f.proxy.injected[0]} cuts`);
       assertNothingWrong(out, f.src);
-      f.proxy.setRules([]);
-      const again = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
-        env: f.env,
-      });
-      assert.equal(again.code, 0, again.stderr);
-      assert.deepEqual(snapshot(out), snapshot(f.src));
+      await rerunWhole(f, out);
     } finally {
       await f.cleanup();
     }
@@ -210,13 +219,10 @@ Deno.test({
   fn: async () => {
     const f = await fixture(moto!, [], 5);
     try {
-      const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-c"], { env: f.env });
-      assert.equal(b.code, 0, b.stderr);
       // The first object of the files goes through; every download after it stalls.
-      f.proxy.setRules([{ fault: "stall", kinds: ["get"], key: PACK_OR_DATA, share: 1, after: 1 }]);
-      const out = `${f.dir}/out`;
-      const args = ["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c", "--timeout", "2s"];
-      const r = await s3backup(args, { env: f.env });
+      const { out, r } = await restoreUnder(f, [
+        { fault: "stall", kinds: ["get"], key: PACK_OR_DATA, share: 1, after: 1 },
+      ], ["--timeout", "2s"]);
       assertOutcome(r, {
         code: 1,
         says:
@@ -255,11 +261,7 @@ Deno.test({
       const kitAgain = await runKit("restore.sh", [f.repo, "latest", kitOut], PASSWORD, f.env);
       assert.equal(kitAgain.code, 0, kitAgain.stderr);
       assert.deepEqual(snapshot(kitOut), snapshot(f.src));
-      const again = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
-        env: f.env,
-      });
-      assert.equal(again.code, 0, again.stderr);
-      assert.deepEqual(snapshot(out), snapshot(f.src));
+      await rerunWhole(f, out);
     } finally {
       await f.cleanup();
     }
