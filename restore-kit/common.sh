@@ -249,8 +249,8 @@ target_full() {
 }
 
 # note_full: the target's file system is full: from now on no file is written, no pack fetched
-# (KIT_FULL, a file in the kit's temporary folder, tells every worker; restore.sh's fail names
-# only the first entry that failed so).
+# (KIT_FULL, a file in the kit's temporary folder, tells every worker; fail names only the
+# first entry that failed so).
 KIT_FULL=""
 NOT_WRITTEN="not written: no space left on the file system of the target"
 note_full() {
@@ -559,6 +559,15 @@ store_down() {
     fi
     ;;
   esac
+}
+
+# stop_if_down: (an object or a batch fetched) the restore stops when the store stopped
+# answering or refused the credentials (KIT_DOWN, store_down): every fetch after it would fail
+# alike, after as long a wait, and its files be named one by one.
+stop_if_down() {
+  if [ -s "$KIT_DOWN" ]; then
+    die "$(first_line "$KIT_DOWN"); the restore stopped (what is in place is kept): run the same command again once the store answers"
+  fi
 }
 
 # Requests made early (an aws call takes about half a second, most of it its start-up): `early

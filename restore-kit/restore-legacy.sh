@@ -283,6 +283,7 @@ main() {
   lock_target
 
   while IFS= read -r -u 3 line; do
+    stop_if_down
     if [ -e "$KIT_FULL" ]; then # (nothing more fetched: note_full)
       fail "${line#* }" "$NOT_WRITTEN"
       continue

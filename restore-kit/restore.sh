@@ -52,7 +52,6 @@ N_DIRS=0
 N_LINKS=0
 TOUCH_MODE=""
 
-
 # split_entry LINE: an entry line (FORMAT.md 5.1: eight fields without a space, then the path)
 # into E_* variables and its path decoded, nothing checked: for the lines phase 1 accepted
 # (parse_entry), read again by the later phases. Split by the shell's word splitting (a regex
@@ -1181,15 +1180,6 @@ flush_batch() {
   BATCH_MD5S=()
   BATCH_N=0
   BATCH_BYTES=0
-}
-
-# stop_if_down: (a batch fetched) the restore stops when the store stopped answering or refused
-# the credentials (KIT_DOWN, store_down): every batch after it would fail alike, after as long a
-# wait, and its files be named one by one.
-stop_if_down() {
-  if [ -s "$KIT_DOWN" ]; then
-    die "$(first_line "$KIT_DOWN"); the restore stopped (what is in place is kept): run the same command again once the store answers"
-  fi
 }
 
 # fetch_versions OBJDIR: the batch's objects as they were at AS_OF, a get-object --version-id
