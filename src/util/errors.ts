@@ -107,9 +107,14 @@ export function causeOf<T extends Error>(
   err: unknown,
   C: abstract new (...args: never[]) => T,
 ): T | null {
-  for (let e = err, depth = 0; e instanceof Error && depth < 6; depth++) {
-    if (e instanceof C) return e;
-    e = e.cause;
+  return findCause(err, (e) => e instanceof C) as T | null;
+}
+
+/** The first of `err` and the errors that caused it (a few causes deep) that `is`; else null. */
+export function findCause(err: unknown, is: (e: object) => boolean): object | null {
+  for (let e = err, depth = 0; e instanceof Object && depth < 6; depth++) {
+    if (is(e)) return e;
+    e = (e as { cause?: unknown }).cause;
   }
   return null;
 }

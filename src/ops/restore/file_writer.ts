@@ -12,7 +12,12 @@ import * as fs from "node:fs";
 import { promisify } from "node:util";
 import type { Entry } from "../../format/meta.ts";
 import { messageOf } from "../../util/bytes.ts";
-import { CorruptDataError, ObjectArchivedError, S3BackupError } from "../../util/errors.ts";
+import {
+  CorruptDataError,
+  findCause,
+  ObjectArchivedError,
+  S3BackupError,
+} from "../../util/errors.ts";
 import { randomHex } from "../../util/random.ts";
 import { type Attributes, TEMP_PREFIX, timeOf } from "./target.ts";
 
@@ -33,12 +38,8 @@ function targetError(what: string, err: unknown): TargetError {
  * its quota spent (EDQUOT): no later write can succeed either.
  */
 export function isFull(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Object && depth < 4; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (code === "ENOSPC" || code === "EDQUOT") return true;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return false;
+  const full = (e: object) => ["ENOSPC", "EDQUOT"].includes(String((e as { code?: unknown }).code));
+  return findCause(err, full) !== null;
 }
 
 /** MD5 of a file's content (opened for reading only). */

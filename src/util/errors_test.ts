@@ -1,0 +1,34 @@
+import assert from "node:assert/strict";
+import {
+  causeOf,
+  CorruptDataError,
+  exitCodeOf,
+  findCause,
+  S3BackupError,
+  StoreUnavailableError,
+  throwIfUnavailable,
+} from "./errors.ts";
+
+Deno.test("errors: causeOf and throwIfUnavailable find a store that is down behind the errors it caused", () => {
+  const down = new StoreUnavailableError("No answer from http://127.0.0.1:1 within 2 s");
+  const wrapped = new S3BackupError("cannot read object x", {
+    cause: new CorruptDataError("cannot download object packs/p", { cause: down }),
+  });
+  assert.equal(causeOf(wrapped, StoreUnavailableError), down);
+  assert.throws(() => throwIfUnavailable(wrapped), (e) => e === down);
+  // Damage is not an outage: nothing thrown, nothing found.
+  const damaged = new S3BackupError("x", { cause: new CorruptDataError("MD5 mismatch") });
+  assert.equal(causeOf(damaged, StoreUnavailableError), null);
+  throwIfUnavailable(damaged);
+  throwIfUnavailable("not an error");
+  assert.equal(exitCodeOf(down), 1);
+});
+
+Deno.test("errors: findCause follows a few causes, plain objects too, and no cycle forever", () => {
+  const enospc = { code: "ENOSPC" };
+  const e = new Error("cannot write", { cause: new Error("write", { cause: enospc }) });
+  assert.equal(findCause(e, (x) => (x as { code?: string }).code === "ENOSPC"), enospc);
+  const a = new Error("a"), b = new Error("b", { cause: a });
+  (a as { cause?: unknown }).cause = b; // a cycle
+  assert.equal(findCause(a, () => false), null);
+});
