@@ -219,14 +219,12 @@ unpack_pack() {
 # output file" when the target cannot take the bytes (df then says whether its file system is
 # full); anything else is the object's fault.
 decrypt_error() {
-  local line="" avail=""
+  local line=""
   IFS= read -r line <"$KIT_TMP/openssl.err" || true
   case "$line" in
   *"error writing"*)
-    read -r _ _ _ avail _ <<<"$(df -Pk -- "${1%/*}" 2>/dev/null | tail -n 1)" || true
-    if is_uint "$avail" && [ "$avail" -lt 64 ]; then
+    if target_full "${1%/*}"; then
       P_ERR="cannot write: no space left on the file system of ${1%/*} (openssl: $line)"
-      note_full
     else
       P_ERR="cannot write into ${1%/*} (openssl: $line)"
     fi

@@ -533,13 +533,12 @@ export class Ui {
   }
 
   passwdSummary(s: PasswdSummary): void {
+    const backups = plural(s.metas, "backup");
     const what = s.alreadyChanged
       ? "passwd: the new password already opens this repository: nothing to do"
       : s.finishedInterrupted
-      ? `passwd: finished an interrupted password change (${plural(s.metas, "backup")})`
-      : `passwd: password changed; ${
-        plural(s.metas, "backup")
-      } re-encrypted, no data object changed` +
+      ? `passwd: finished an interrupted password change (${backups})`
+      : `passwd: password changed; ${backups} re-encrypted, no data object changed` +
         (s.restarted ? " (an interrupted change was started over)" : "");
     this.out(`${what}; ${(s.durationMs / 1000).toFixed(1)}s`);
   }
@@ -550,12 +549,12 @@ function counted(s: { files: number; dirs: number; links: number }): string {
   return `${plural(s.files, "file")}, ${plural(s.dirs, "dir")}, ${plural(s.links, "link")}`;
 }
 
-/** `1 backup`, `2 backups`: a count and its noun, singular where it is one. */
 /** The note of a summary on the abandoned multipart uploads it aborted (none: nothing). */
 function aborted(n: number): string {
   return n > 0 ? `; ${plural(n, "abandoned multipart upload")} aborted` : "";
 }
 
+/** `1 backup`, `2 backups`: a count and its noun, singular where it is one. */
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }

@@ -39,6 +39,7 @@ import { Readable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { crc32 } from "node:zlib";
 import {
+  findCause,
   ObjectArchivedError,
   ObjectExistsError,
   ObjectNotFoundError,
@@ -965,26 +966,27 @@ const NETWORK_CODES = new Set([
 
 /** A request or socket timeout of the HTTP handler (an attempt that got no answer in time). */
 function isTimeout(err: unknown): boolean {
-  for (let e = err as Record<string, unknown> | undefined, depth = 0; e && depth < 4; depth++) {
-    const msg = typeof e.message === "string" ? e.message : "";
-    if (/requestTimeout|socket timed out|connection timed out/i.test(msg)) return true;
-    e = e.cause as Record<string, unknown> | undefined;
-  }
-  return false;
+  const timedOut = /requestTimeout|socket timed out|connection timed out/i;
+  return findCause(err, (e) => timedOut.test(stringField(e, "message"))) !== null;
 }
 
 /** "ECONNREFUSED", "ENOTFOUND", ... (with the OS message) for a network-level failure. */
 function networkCode(err: unknown): string | undefined {
-  for (let e = err as Record<string, unknown> | undefined, depth = 0; e && depth < 4; depth++) {
-    const code = typeof e.code === "string" ? e.code : typeof e.name === "string" ? e.name : "";
-    if (NETWORK_CODES.has(code)) {
-      const msg = typeof e.message === "string" ? firstLine(e.message) : "";
-      return msg && !msg.includes(code) ? `${code} (${msg})` : msg || code;
-    }
-    if (e instanceof Deno.errors.ConnectionRefused) return `ECONNREFUSED (${firstLine(String(e))})`;
-    e = e.cause as Record<string, unknown> | undefined;
-  }
-  return undefined;
+  const codeOf = (e: object) => stringField(e, "code") || stringField(e, "name");
+  const e = findCause(
+    err,
+    (e) => NETWORK_CODES.has(codeOf(e)) || e instanceof Deno.errors.ConnectionRefused,
+  );
+  if (e === null) return undefined;
+  if (!NETWORK_CODES.has(codeOf(e))) return `ECONNREFUSED (${firstLine(String(e))})`;
+  const code = codeOf(e), msg = firstLine(stringField(e, "message"));
+  return msg && !msg.includes(code) ? `${code} (${msg})` : msg || code;
+}
+
+/** Field `name` of `e` when it is a string, else "". */
+function stringField(e: object, name: string): string {
+  const v = (e as Record<string, unknown>)[name];
+  return typeof v === "string" ? v : "";
 }
 
 /** A request refused as a whole for want of permission (403 AccessDenied). */
