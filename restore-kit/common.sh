@@ -136,6 +136,9 @@ kit_init() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
   KIT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/s3backup-kit.XXXXXX") || die "cannot create a temporary directory"
+  # File descriptor 9: the user's stderr, for what is told while a command's stderr is caught
+  # in a file (aws_run's retries).
+  exec 9>&2
   printf '%s\n' "$$" >"$KIT_TMP/pid"
   KIT_FULL=$KIT_TMP/full KIT_DOWN=$KIT_TMP/down
   clean_stale_tmp
@@ -219,18 +222,20 @@ unpack_pack() {
 # output file" when the target cannot take the bytes (df then says whether its file system is
 # full); anything else is the object's fault.
 decrypt_error() {
-  local line=""
-  IFS= read -r line <"$KIT_TMP/openssl.err" || true
-  case "$line" in
-  *"error writing"*)
-    if target_full "${1%/*}"; then
-      P_ERR="cannot write: no space left on the file system of ${1%/*} (openssl: $line)"
-    else
-      P_ERR="cannot write into ${1%/*} (openssl: $line)"
-    fi
-    ;;
-  *) P_ERR="object $2 does not decrypt (corrupt object)" ;;
-  esac
+  local line="" said=""
+  # (Any line: with format 1's key derivation openssl warns first.)
+  if [ -f "$KIT_TMP/openssl.err" ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      case "$line" in *"error writing"*) said=$line && break ;; esac
+    done <"$KIT_TMP/openssl.err"
+  fi
+  if [ -z "$said" ]; then
+    P_ERR="object $2 does not decrypt (corrupt object)"
+  elif target_full "${1%/*}"; then
+    P_ERR="cannot write: no space left on the file system of ${1%/*} (openssl: $said)"
+  else
+    P_ERR="cannot write into ${1%/*} (openssl: $said)"
+  fi
 }
 
 # target_full DIR: whether the file system of DIR has (almost) no space left; then P_ERR says so
@@ -504,8 +509,9 @@ store_desc() {
 # (15, 120), or 10 s and 2 attempts until the endpoint has answered once (KIT_ANSWERED=0:
 # store_init's first request), instead of hanging. The kit makes the attempts itself
 # (AWS_MAX_ATTEMPTS, default 5; one CLI attempt each) so that each retry of a request without
-# an answer is told on stderr; throttling, 5xx answers and dropped connections are tried
-# again the same way, silently, after a growing pause.
+# an answer is told on the user's stderr (descriptor 9: the caller may catch aws's in a file);
+# throttling, 5xx answers and dropped connections are tried again the same way, silently,
+# after a growing pause.
 aws_run() {
   local attempt=1 rc err text max=${AWS_MAX_ATTEMPTS:-5}
   local connect=${S3BACKUP_KIT_CONNECT_TIMEOUT:-15} read=${S3BACKUP_KIT_READ_TIMEOUT:-120}
@@ -528,7 +534,7 @@ aws_run() {
     text=$(cat -- "$err")
     case "$text" in
     *"Read timeout"* | *"Connect timeout"* | *"timed out"*)
-      warn "no answer from ${KIT_ENDPOINT:-the S3 endpoint} within $read s (attempt $attempt of $max): trying again" ;;
+      warn "no answer from ${KIT_ENDPOINT:-the S3 endpoint} within $read s (attempt $attempt of $max): trying again" 2>&9 ;;
     *"(SlowDown)"* | *"(InternalError)"* | *"(ServiceUnavailable)"* | *"(RequestTimeout)"* | \
       *"(Throttling"* | *"(50"[0-9]")"* | *"Could not connect"* | *"Connection was closed"*) ;;
     *) break ;;
@@ -548,15 +554,24 @@ aws_run() {
 # (restore.sh's stop_if_down then stops the restore).
 KIT_DOWN=""
 store_down() {
-  case "$(cat -- "$1")" in
-  *"Read timeout"* | *"Connect timeout"* | *"timed out"* | *"Could not connect"* | \
-    *"(InvalidAccessKeyId)"* | *"(SignatureDoesNotMatch)"* | *"(ExpiredToken)"* | \
-    *"(InvalidToken)"* | *"Unable to locate credentials"*)
-    if [ -n "$KIT_DOWN" ] && [ ! -s "$KIT_DOWN" ]; then
-      first_line "$1" >"$KIT_DOWN" 2>/dev/null || true
-    fi
-    ;;
+  local said
+  said=$(cat -- "$1")
+  case "$said" in
+  *"Read timeout"* | *"Connect timeout"* | *"timed out"* | *"Could not connect"*) ;;
+  *) credentials_refused "$said" || return 0 ;;
   esac
+  if [ -n "$KIT_DOWN" ] && [ ! -s "$KIT_DOWN" ]; then
+    first_line "$1" >"$KIT_DOWN" 2>/dev/null || true
+  fi
+}
+
+# credentials_refused TEXT: the aws CLI's error TEXT says the store refused the credentials.
+credentials_refused() {
+  case "$1" in
+  *"(InvalidAccessKeyId)"* | *"(SignatureDoesNotMatch)"* | *"(ExpiredToken)"* | \
+    *"(InvalidToken)"* | *"Unable to locate credentials"*) return 0 ;;
+  esac
+  return 1
 }
 
 # stop_if_down: (an object or a batch fetched) the restore stops when the store stopped
@@ -564,7 +579,10 @@ store_down() {
 # alike, after as long a wait, and its files be named one by one.
 stop_if_down() {
   if [ -s "$KIT_DOWN" ]; then
-    die "$(first_line "$KIT_DOWN"); the restore stopped (what is in place is kept): run the same command again once the store answers"
+    local said when="once the store answers"
+    said=$(first_line "$KIT_DOWN")
+    if credentials_refused "$said"; then when="with credentials the store accepts"; fi
+    die "$said; the restore stopped (what is in place is kept): run the same command again $when"
   fi
 }
 

@@ -203,6 +203,7 @@ restore_one() {
     PREV_MD5=$md5 PREV_DEST="" PREV_ERR=""
     if ! store_get "$md5" "$KIT_TMP/obj"; then
       drop_temp
+      stop_if_down # (no file named for a store that stopped answering)
       if [ "$STORE_ERR" = missing ]; then PREV_ERR="missing object $md5"; else PREV_ERR="object $md5: $STORE_ERR"; fi
     elif ! decrypt_into_temp decrypt_legacy "$KIT_TMP/obj" "$md5"; then
       PREV_ERR=$P_ERR

@@ -20,13 +20,24 @@ export async function encryptLegacy(data: Uint8Array, pw = LEGACY_PW): Promise<U
   return out.stdout;
 }
 
-/** Writes the objects of `files` (path -> content) and their meta `metaKey` into `dir`. */
-export async function legacyBucket(dir: string, files: Record<string, string>, metaKey: string) {
+/**
+ * A format 1 bucket's objects: each content of `files` (path -> content) under its MD5, and
+ * their meta `metaKey`, encrypted with `pw`; written into the directory `to`, or saved by `to`.
+ */
+export async function legacyBucket(
+  to: string | ((key: string, data: Uint8Array) => Promise<unknown>),
+  files: Record<string, string>,
+  metaKey: string,
+  pw = LEGACY_PW,
+): Promise<void> {
+  const save = typeof to === "string"
+    ? (k: string, b: Uint8Array) => Deno.writeFile(`${to}/${k}`, b)
+    : to;
   let lines = "";
   for (const [path, content] of Object.entries(files)) {
     const m = md5(content);
-    await Deno.writeFile(`${dir}/${m}`, await encryptLegacy(te.encode(content)));
+    await save(m, await encryptLegacy(te.encode(content), pw));
     lines += `${m} ${path}\n`;
   }
-  await Deno.writeFile(`${dir}/${metaKey}`, await encryptLegacy(te.encode(lines)));
+  await save(metaKey, await encryptLegacy(te.encode(lines), pw));
 }

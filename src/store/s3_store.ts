@@ -39,6 +39,7 @@ import { Readable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { crc32 } from "node:zlib";
 import {
+  CredentialsRefusedError,
   findCause,
   ObjectArchivedError,
   ObjectExistsError,
@@ -913,13 +914,13 @@ export class S3Store implements Store {
         : "access denied: check the credentials and the bucket's permissions";
       // Credentials refused are every request's; access denied may be one object's (a policy).
       const global = code !== "AccessDenied" && code !== "Forbidden" && code !== "";
-      return new (global ? StoreUnavailableError : S3BackupError)(
+      return new (global ? CredentialsRefusedError : S3BackupError)(
         `S3 ${op} on ${where}: ${why} (${code || `HTTP ${status}`})`,
         options,
       );
     }
     if (code === "CredentialsProviderError" || /Could not load credentials/i.test(msg)) {
-      return new StoreUnavailableError(
+      return new CredentialsRefusedError(
         this.#profile
           ? `No AWS credentials found for profile "${this.#profile}" ` +
             "(~/.aws/credentials, ~/.aws/config)"

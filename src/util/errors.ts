@@ -90,7 +90,19 @@ export class FileChangedError extends S3BackupError {}
  * every retry: any other request would fail alike (a restore stops at it instead of naming
  * each file it then cannot fetch).
  */
-export class StoreUnavailableError extends S3BackupError {}
+export class StoreUnavailableError extends S3BackupError {
+  /** When the same command may succeed: for a restore's last line. */
+  get retryWhen(): string {
+    return "once the store answers";
+  }
+}
+
+/** The store refuses this client's credentials (unknown key, wrong secret, expired token). */
+export class CredentialsRefusedError extends StoreUnavailableError {
+  override get retryWhen(): string {
+    return "with credentials the store accepts";
+  }
+}
 
 /**
  * Throws the StoreUnavailableError that `err` is or was caused by, if any: a run that reads

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   causeOf,
   CorruptDataError,
+  CredentialsRefusedError,
   exitCodeOf,
   findCause,
   S3BackupError,
@@ -22,6 +23,14 @@ Deno.test("errors: causeOf and throwIfUnavailable find a store that is down behi
   throwIfUnavailable(damaged);
   throwIfUnavailable("not an error");
   assert.equal(exitCodeOf(down), 1);
+  // Credentials refused stop a run alike; what to do then differs.
+  const refused = new CredentialsRefusedError("S3 GetObject on s3://b/k: ... (ExpiredToken)");
+  assert.throws(
+    () => throwIfUnavailable(new S3BackupError("x", { cause: refused })),
+    (e) => e === refused,
+  );
+  assert.equal(down.retryWhen, "once the store answers");
+  assert.equal(refused.retryWhen, "with credentials the store accepts");
 });
 
 Deno.test("errors: findCause follows a few causes, plain objects too, and no cycle forever", () => {

@@ -2,10 +2,11 @@
  * A small HTTP proxy on loopback in front of an S3 server (moto, Ceph RGW) that injects faults
  * into a seeded share of the requests it forwards: 500 InternalError, 503 SlowDown, a response
  * stalled until the client gives up, a body cut off mid-way (the connection then dies), a listing
- * cut short, a store that ignores Range, RestoreAlreadyInProgress; an archive that thaws slowly
- * (`thawHeads`). Every request is counted by kind, so that tests can say what was tried, and the
- * deletes the server refused are noted. It passes requests on with their Host header, so a server
- * that checks signatures (Ceph RGW) can stand behind it too.
+ * cut short, a store that ignores Range, RestoreAlreadyInProgress, credentials refused mid-run
+ * (ExpiredToken); an archive that thaws slowly (`thawHeads`). Every request is counted by kind, so
+ * that tests can say what was tried, and the deletes the server refused are noted. It passes
+ * requests on with their Host header, so a server that checks signatures (Ceph RGW) can stand
+ * behind it too.
  */
 import http from "node:http";
 import { pipeline, Readable } from "node:stream";
@@ -23,7 +24,8 @@ export type FaultKind =
   | "truncate-list"
   | "hold"
   | "no-range"
-  | "restore-in-progress";
+  | "restore-in-progress"
+  | "expired-token";
 
 /** What a request is, in S3 terms. */
 export type RequestKind =
@@ -205,6 +207,9 @@ export class FaultProxy {
         this.#stalled.add(release);
       });
       return s3Error(503, "SlowDown", "fault proxy: stalled");
+    }
+    if (fault === "expired-token") {
+      return s3Error(400, "ExpiredToken", "The provided token has expired.");
     }
     if (fault === "restore-in-progress") {
       return s3Error(409, "RestoreAlreadyInProgress", "Object restore is already in progress");

@@ -7,7 +7,8 @@
  * within seconds, records nothing and removes its lock.
  */
 import assert from "node:assert/strict";
-import { s3Targets } from "../s3_env.ts";
+import { legacyBucket } from "../legacy_bucket.ts";
+import { s3Targets, targetStore } from "../s3_env.ts";
 import { snapshot } from "../tree.ts";
 import type { FaultRule } from "./fault_proxy.ts";
 import { PASSWORD, type Run, s3backup, start, until } from "./harness.ts";
@@ -250,6 +251,10 @@ Deno.test({
       assert.equal(k.code, 1, k.stderr);
       assert.match(
         k.stderr,
+        /^restore\.sh: no answer from \S+ within 2 s \(attempt 1 of 5\): trying again$/m,
+      );
+      assert.match(
+        k.stderr,
         /\nrestore\.sh: .*Read timeout on endpoint URL: .*; the restore stopped \(what is in place is kept\): run the same command again once the store answers\n$/,
       );
       assert.doesNotMatch(
@@ -263,6 +268,134 @@ Deno.test({
       assert.deepEqual(snapshot(kitOut), snapshot(f.src));
       await rerunWhole(f, out);
     } finally {
+      await f.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "faults [moto]: restore when the store refuses the credentials mid-run (ExpiredToken): " +
+    "the binary, verify and the kit stop at it, name no file, exit 1; the reruns complete",
+  ignore: moto === undefined,
+  fn: async () => {
+    const f = await fixture(moto!, [], 5);
+    const refused: FaultRule[] = [
+      { fault: "expired-token", kinds: ["get"], key: PACK_OR_DATA, share: 1, after: 1 },
+    ];
+    const again = "run the same command again with credentials the store accepts";
+    try {
+      const { out, r } = await restoreUnder(f, refused);
+      assertOutcome(r, {
+        code: 1,
+        says: new RegExp(
+          "^s3backup: S3 GetObject on \\S+: the session token has expired \\(ExpiredToken\\); " +
+            `the restore stopped with \\d+ of \\d+ files in place \\(kept\\): ${again}\n$`,
+        ),
+      }, "restore");
+      assertNothingWrong(out, f.src);
+      const v = await s3backup(["verify", "-b", f.repo, "--read-data", "-c"], { env: f.env });
+      assertOutcome(
+        v,
+        { code: 1, says: /the session token has expired \(ExpiredToken\)\n$/ },
+        "verify",
+      );
+      assert.doesNotMatch(v.stdout + v.stderr, /corrupt/);
+      const kitOut = `${f.dir}/kit`;
+      f.proxy.setRules(refused);
+      const k = await runKit("restore.sh", [f.repo, "latest", kitOut], PASSWORD, f.env);
+      assert.equal(k.code, 1, k.stderr);
+      const last = k.stderr.trimEnd().split("\n").at(-1) ?? "";
+      assert.match(
+        last,
+        /^restore\.sh: .*\(ExpiredToken\).*; the restore stopped \(what is in place is kept\): /,
+      );
+      assert.ok(last.endsWith(again), last);
+      assert.doesNotMatch(
+        k.stderr,
+        /restore\.sh: [^:]+: (missing|cannot|not written)/,
+        "no file named",
+      );
+      f.proxy.setRules([]);
+      const kitAgain = await runKit("restore.sh", [f.repo, "latest", kitOut], PASSWORD, f.env);
+      assert.equal(kitAgain.code, 0, kitAgain.stderr);
+      assert.deepEqual(snapshot(kitOut), snapshot(f.src));
+      await rerunWhole(f, out);
+    } finally {
+      await f.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "faults [moto]: a format-1 bucket's restore when the store stops answering: the binary " +
+    "and restore-legacy.sh stop at it, name no file, exit 1; the reruns complete",
+  ignore: moto === undefined,
+  fn: async () => {
+    const f = await fixture(moto!, [], 5);
+    const store = targetStore(moto!, f.bucket, "r");
+    try {
+      const files: Record<string, string> = {};
+      for (let i = 0; i < 12; i++) files[`d/f-${i}`] = `format 1, file ${i}\n`;
+      await legacyBucket(
+        (k, b) => store.save(k, b),
+        files,
+        "meta_d_2016-06-01_1464739200000",
+        PASSWORD,
+      );
+      const want = (out: string) => {
+        for (const [path, content] of Object.entries(files)) {
+          assert.equal(Deno.readTextFileSync(`${out}/${path}`), content, path);
+        }
+      };
+      // The first object goes through; every download after it stalls.
+      f.proxy.setRules([{
+        fault: "stall",
+        kinds: ["get"],
+        key: /^r\/[0-9a-f]{32}$/,
+        share: 1,
+        after: 1,
+      }]);
+      const out = `${f.dir}/out`;
+      const args = ["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"];
+      const r = await s3backup([...args, "--timeout", "2s"], { env: f.env });
+      assertOutcome(r, {
+        code: 1,
+        says:
+          /\ns3backup: No answer from \S+ within 2 s \(5 attempts; see --timeout\); the restore stopped with 1 of 12 files in place \(kept\): run the same command again once the store answers\n$/,
+      }, "restore");
+      f.proxy.setRules([{
+        fault: "stall",
+        kinds: ["get"],
+        key: /^r\/[0-9a-f]{32}$/,
+        share: 1,
+        after: 1,
+      }]);
+      const kitOut = `${f.dir}/kit`;
+      const kitArgs = [f.repo, "latest", kitOut];
+      const k = await runKit("restore-legacy.sh", kitArgs, PASSWORD, {
+        ...f.env,
+        S3BACKUP_KIT_READ_TIMEOUT: "2",
+        AWS_MAX_ATTEMPTS: "2",
+      }, 300_000);
+      assert.equal(k.code, 1, k.stderr);
+      // Each retry is told as it happens (not caught with the error that names the object).
+      assert.match(
+        k.stderr,
+        /^restore-legacy\.sh: no answer from \S+ within 2 s \(attempt 1 of 2\): trying again$/m,
+      );
+      assert.match(
+        k.stderr,
+        /\nrestore-legacy\.sh: .*Read timeout on endpoint URL: .*; the restore stopped \(what is in place is kept\): run the same command again once the store answers\n$/,
+      );
+      assert.doesNotMatch(k.stderr, /restore-legacy\.sh: d\/f-/, k.stderr);
+      f.proxy.setRules([]);
+      assert.equal((await s3backup(args, { env: f.env })).code, 0, "the binary's rerun");
+      want(out);
+      const again = await runKit("restore-legacy.sh", kitArgs, PASSWORD, f.env);
+      assert.equal(again.code, 0, again.stderr);
+      want(kitOut);
+    } finally {
+      store.close();
       await f.cleanup();
     }
   },

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { snapshot } from "../tree.ts";
 import { runKit } from "../kit_runner.ts";
+import { legacyBucket } from "../legacy_bucket.ts";
 import { PASSWORD, s3backup } from "./harness.ts";
 
 const isRoot = Deno.uid() === 0;
@@ -34,6 +35,33 @@ async function fixture() {
   return { dir, src, repo, cleanup: () => Deno.remove(dir, { recursive: true }) };
 }
 
+/** A small tmpfs at `mnt`, (re)mounted for each run. */
+function tmpfs(mnt: string) {
+  return {
+    mount: (size: string) =>
+      assert.equal(
+        new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", mnt] })
+          .outputSync().code,
+        0,
+        "mount tmpfs",
+      ),
+    umount: () => new Deno.Command("umount", { args: [mnt] }).outputSync(),
+  };
+}
+
+/**
+ * Once full, a reader writes (and fetches) nothing more: the first file that did not fit is
+ * named, the others counted, and the summary says why.
+ */
+function stoppedOnce(out: string, what: string): void {
+  assert.equal(out.split("\n").filter((l) => /no space left/i.test(l)).length, 1, out);
+  const failed =
+    /(\d+) failed \(the target's file system is full: free space and run the same command again\)/
+      .exec(out);
+  assert.ok(failed !== null && Number(failed[1]) >= 2, `${what}: ${out}`);
+  assert.doesNotMatch(out, /corrupt/);
+}
+
 Deno.test({
   name: "target: a full file system is said as such, by the binary and the kit; a rerun completes",
   ignore: !isRoot || Deno.build.os !== "linux",
@@ -41,34 +69,21 @@ Deno.test({
     const f = await fixture();
     const mnt = `${f.dir}/full`;
     await Deno.mkdir(mnt);
-    const mount = (size: string) =>
-      new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", mnt] })
-        .outputSync();
-    const umount = () => new Deno.Command("umount", { args: [mnt] }).outputSync();
+    const { mount, umount } = tmpfs(mnt);
     try {
-      // Once full, a reader writes (and fetches) nothing more: the first file that did not fit
-      // is named, the others counted, and the summary says why.
-      const stoppedOnce = (out: string, what: string) => {
-        assert.equal(out.split("\n").filter((l) => /no space left/i.test(l)).length, 1, out);
-        const failed =
-          /(\d+) failed \(the target's file system is full: free space and run the same command again\)/
-            .exec(out);
-        assert.ok(failed !== null && Number(failed[1]) >= 2, `${what}: ${out}`);
-        assert.doesNotMatch(out, /corrupt/);
-      };
-      assert.equal(mount("600k").code, 0, "mount tmpfs");
+      mount("600k");
       const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", `${mnt}/bin`, "-c"]);
       assert.equal(r.code, 3, r.stderr);
       assert.match(r.stderr, /cannot write: No space left on device/);
       stoppedOnce(r.stdout + r.stderr, "binary");
       umount();
-      assert.equal(mount("600k").code, 0, "mount tmpfs");
+      mount("600k");
       const k = await kit([f.repo, "latest", `${mnt}/kit`]);
       assert.equal(k.code, 3, k.stderr);
       assert.match(k.stderr, /no space left on the file system of /);
       stoppedOnce(k.stderr, "kit");
       umount();
-      assert.equal(mount("4m").code, 0, "mount tmpfs");
+      mount("4m");
       for (
         const [what, run] of [
           [
@@ -85,6 +100,57 @@ Deno.test({
     } finally {
       umount();
       await f.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "target: a format-1 bucket restored into a full file system: the binary and " +
+    "restore-legacy.sh say it once and stop writing; a rerun completes",
+  ignore: !isRoot || Deno.build.os !== "linux",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-target-" });
+    const repo = `${dir}/repo`, mnt = `${dir}/full`;
+    await Deno.mkdir(repo);
+    await Deno.mkdir(mnt);
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 20; i++) files[`small/${i}`] = `small ${i}\n`;
+    // Four of 250 KiB (format 1 stores them as they are): the third that comes does not fit,
+    // the fourth after it is not written.
+    for (let i = 0; i < 4; i++) files[`big-${i}`] = `${i}`.repeat(256_000);
+    await legacyBucket(
+      repo,
+      files,
+      "meta_2016-06-01_1464739200000",
+      PASSWORD,
+    );
+    const binary = (out: string) =>
+      s3backup(["restore", "-b", repo, "-m", "latest", "-f", `${mnt}/${out}`, "-c"]);
+    const legacyKit = (out: string) =>
+      runKit("restore-legacy.sh", [repo, "latest", `${mnt}/${out}`], PASSWORD);
+    const { mount, umount } = tmpfs(mnt);
+    try {
+      mount("600k");
+      const r = await binary("bin");
+      assert.equal(r.code, 3, r.stderr);
+      stoppedOnce(r.stdout + r.stderr, "binary");
+      umount();
+      mount("600k");
+      const k = await legacyKit("kit");
+      assert.equal(k.code, 3, k.stderr);
+      stoppedOnce(k.stderr, "restore-legacy.sh");
+      umount();
+      mount("4m");
+      for (const [out, run] of [["bin", binary], ["kit", legacyKit]] as const) {
+        const again = await run(out);
+        assert.equal(again.code, 0, `${out}: ${again.stderr}`);
+        for (const [path, content] of Object.entries(files)) {
+          assert.equal(Deno.readTextFileSync(`${mnt}/${out}/${path}`), content, path);
+        }
+      }
+    } finally {
+      umount();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

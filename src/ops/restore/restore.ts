@@ -94,9 +94,10 @@ export async function restore(
   } catch (err) {
     if (!(err instanceof StoreUnavailableError)) throw err;
     const files = plan.files.length + plan.hardLinks.length;
-    throw new StoreUnavailableError(
+    const Same = err.constructor as typeof StoreUnavailableError;
+    throw new Same(
       `${err.message}; the restore stopped with ${progress.files} of ${files} files in place ` +
-        "(kept): run the same command again once the store answers",
+        `(kept): run the same command again ${err.retryWhen}`,
       { cause: err },
     );
   } finally {
