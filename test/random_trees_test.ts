@@ -87,10 +87,14 @@ function setAttributes(dir: string, rand: () => number): void {
   for (const e of Deno.readDirSync(dir)) {
     const p = `${dir}/${e.name}`;
     if (e.isDirectory) setAttributes(p, rand);
-    if (e.isSymlink) continue; // (their own mtimes, after 1970: Deno's lutimes refuses a
-    // negative time with a fraction of a second, BENCHMARKS.md, twenty-second session)
-    if (ROOT) Deno.chownSync(p, [0, 1000, 65534][Math.floor(rand() * 3)]!, 1000);
     const t = new Date(MTIMES[Math.floor(rand() * MTIMES.length)]!);
+    if (e.isSymlink) {
+      // (Deno has no lutime of its own; node's takes a time before 1970 for "now".)
+      const args = ["-h", "-d", t.toISOString(), "--", p];
+      assert.ok(new Deno.Command("touch", { args }).outputSync().success, `touch -h ${p}`);
+      continue;
+    }
+    if (ROOT) Deno.chownSync(p, [0, 1000, 65534][Math.floor(rand() * 3)]!, 1000);
     Deno.utimeSync(p, t, t);
   }
 }

@@ -276,6 +276,23 @@ export function conflict(st: Deno.FileInfo, what: string): string {
   return `${why}: not replaced (use --overwrite)`;
 }
 
+/**
+ * A link's mtime before 1970. node's lutimes (Deno has no other call for a link) takes a
+ * negative time for "now" and refuses one given as a Date; `touch -h -d` (GNU and BSD) sets it.
+ */
+async function touchLink(p: string, t: Date): Promise<void> {
+  const out = await new Deno.Command("touch", {
+    args: ["-h", "-d", t.toISOString(), "--", p],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    const said = new TextDecoder().decode(out.stderr).trim().split("\n")[0];
+    throw new Error(`touch -h: ${said || `exit code ${out.code}`}`);
+  }
+}
+
 /** Owner (as root), mode and mtime of restored entries; each set only where it differs. */
 export class Attributes {
   constructor(readonly owners: boolean) {}
@@ -284,6 +301,7 @@ export class Attributes {
     const t = timeOf(e);
     if (t === null || (st !== null && st.mtime?.getTime() === e.mtimeMs)) return;
     if (!link) return await Deno.utime(p, t, t);
+    if (t.getTime() < 0) return await touchLink(p, t);
     // node's lutimes (Deno has no other for a link) takes seconds as a float and truncates them
     // to the millisecond: 17106572.641 s landed on .640. Half a millisecond more lands on it.
     const s = (t.getTime() + 0.5) / 1000;

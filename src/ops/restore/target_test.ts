@@ -70,14 +70,15 @@ Deno.test("Attributes.fix: owner and mode go to what was lstat'ed, never to what
   }
 });
 
-Deno.test("Attributes.times: a symlink's mtime to the millisecond", async () => {
+Deno.test("Attributes.times: a symlink's mtime to the millisecond, before 1970 too", async () => {
   const dir = await Deno.makeTempDir({ prefix: "s3backup-times-" });
   try {
     const p = `${dir}/link`;
     Deno.symlinkSync("nowhere", p);
     const e = { type: "l" as const, path: "link", mode: 0o777, uid: null, gid: null, size: 0 };
     // 17106572.641 s is 17106572.640999999... as a float: node's lutimes set .640 from it.
-    for (const mtimeMs of [17106572641, 1699913600123, 1764260700999, 0]) {
+    // Before 1970 too (lutimes took those for "now").
+    for (const mtimeMs of [17106572641, 1699913600123, 1764260700999, 0, -1500, -86_400_000_250]) {
       await new Attributes(false).times(p, { ...e, mtimeMs }, null, true);
       assert.equal(Deno.lstatSync(p).mtime?.getTime(), mtimeMs);
     }
