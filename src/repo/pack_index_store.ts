@@ -46,40 +46,59 @@ function cacheDirOf(cacheRoot: string | null, repo: Repository): string | null {
   return cacheRoot === null ? null : `${cacheRoot}/index/${repo.descriptor.id}`;
 }
 
-/** The bytes of index object `name`: from the cache, else fetched (and cached). */
-async function indexBytes(repo: Repository, name: string, dir: string | null) {
-  const file = dir === null ? null : `${dir}/${name.slice(INDEX_PREFIX.length)}`;
-  if (file !== null) {
-    try {
-      return Deno.readFileSync(file);
-    } catch { /* not cached yet */ }
-  }
-  const body = await readAll(await repo.store.load(name));
-  if (file !== null) {
-    try {
-      Deno.mkdirSync(dir!, { recursive: true, mode: 0o700 });
-      Deno.writeFileSync(file, body, { mode: 0o600 });
-    } catch { /* a cache that cannot be written costs a GET next time */ }
-  }
-  return body;
-}
-
-/** What index object `name` says (CorruptDataError naming it). */
+/**
+ * What index object `name` says (CorruptDataError naming it): from its cached copy, else (none,
+ * or one that does not open: cut short by a full disk or a crash) from the store, then cached.
+ */
 export async function readIndex(
   repo: Repository,
   name: string,
   cacheRoot: string | null,
 ): Promise<PackIndex> {
   const dir = cacheDirOf(cacheRoot, repo);
-  const body = await indexBytes(repo, name, dir);
+  const file = dir === null ? null : `${dir}/${name.slice(INDEX_PREFIX.length)}`;
+  const cached = file === null ? null : readCached(file);
+  if (cached !== null) {
+    try {
+      return parsePackIndex(td.decode(await decryptSmallObject(repo, cached)), name);
+    } catch {
+      forget(file!);
+    }
+  }
+  const body = await readAll(await repo.store.load(name));
   let plain: Uint8Array;
   try {
     plain = await decryptSmallObject(repo, body);
   } catch (err) {
-    if (dir !== null) forget(`${dir}/${name.slice(INDEX_PREFIX.length)}`);
     throw new CorruptDataError(`Cannot read ${name}: it does not decrypt (${messageOf(err)})`);
   }
-  return parsePackIndex(td.decode(plain), name);
+  const index = parsePackIndex(td.decode(plain), name);
+  if (dir !== null) cacheWhole(dir, file!, body);
+  return index;
+}
+
+/** A cached file's bytes, or null when there is none. */
+function readCached(file: string): Uint8Array | null {
+  try {
+    return Deno.readFileSync(file);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Caches `body` as `file` whole or not at all (written under a temporary name, then renamed):
+ * a full disk or a crash leaves no part of one. A cache that cannot be written costs a GET.
+ */
+function cacheWhole(dir: string, file: string, body: Uint8Array): void {
+  const tmp = `${file}.${newObjectId().slice(0, 12)}.tmp`;
+  try {
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    Deno.writeFileSync(tmp, body, { mode: 0o600 });
+    Deno.renameSync(tmp, file);
+  } catch {
+    forget(tmp);
+  }
 }
 
 /**
@@ -151,16 +170,11 @@ export async function writeIndex(
   const body = await encryptSmallObject(repo, te.encode(formatPackIndex(index)));
   await store.save(name, body, options);
   const dir = cacheDirOf(cacheRoot, repo);
-  if (dir !== null) {
-    try {
-      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      Deno.writeFileSync(`${dir}/${name.slice(INDEX_PREFIX.length)}`, body, { mode: 0o600 });
-    } catch { /* fetched next time */ }
-  }
+  if (dir !== null) cacheWhole(dir, `${dir}/${name.slice(INDEX_PREFIX.length)}`, body);
   return name;
 }
 
-/** Removes a cached file that did not open (fetched again next time). */
+/** Removes a cached file that did not open, or a temporary one. */
 function forget(file: string): void {
   try {
     Deno.removeSync(file);

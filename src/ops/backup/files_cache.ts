@@ -359,6 +359,8 @@ export class FilesCacheWriter {
   #chars = 0;
   #count = 0;
   #committed = false;
+  /** The first write that failed (a full disk): nothing more is written, commit throws it. */
+  #failed: unknown = null;
 
   private constructor(readonly path: string, readonly tmp: string, file: Deno.FsFile) {
     this.#file = file;
@@ -381,12 +383,20 @@ export class FilesCacheWriter {
     if (this.#chars >= CHUNK) this.#write();
   }
 
+  /** Writes what was put; a failure drops the new cache (its space freed) and the backup goes on. */
   #write(): void {
-    const bytes = te.encode(this.#parts.join(""));
-    this.#hash.update(bytes);
+    const text = this.#parts.join("");
     this.#parts = [];
     this.#chars = 0;
-    for (let off = 0; off < bytes.length;) off += this.#file.writeSync(bytes.subarray(off));
+    if (this.#failed !== null) return;
+    const bytes = te.encode(text);
+    this.#hash.update(bytes);
+    try {
+      for (let off = 0; off < bytes.length;) off += this.#file.writeSync(bytes.subarray(off));
+    } catch (err) {
+      this.#failed = err;
+      this.discard();
+    }
   }
 
   /** Records a file (in walk order). */
@@ -400,6 +410,7 @@ export class FilesCacheWriter {
     try {
       this.#put(encodeState(state));
       this.#write();
+      if (this.#failed !== null) throw this.#failed;
       const end = te.encode(endLine(this.#count, this.#hash.digest("hex")) + "\n");
       for (let off = 0; off < end.length;) off += this.#file.writeSync(end.subarray(off));
       this.#file.syncSync();
