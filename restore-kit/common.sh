@@ -25,10 +25,28 @@ warn() {
   printf '%s: %s\n' "$KIT_PROG" "$1" >&2
 }
 
-# die MESSAGE [EXIT_CODE]
+# die MESSAGE [EXIT_CODE]: (when the kit's temporary folder has no room left, that is said too,
+# as the likely cause)
 die() {
+  if tmp_full; then
+    warn "$1; $(tmp_full_said)"
+    exit "$EXIT_ERROR"
+  fi
   warn "$1"
   exit "${2:-$EXIT_ERROR}"
+}
+
+# tmp_full: whether the file system of the kit's temporary folder (KIT_TMP, in TMPDIR) has
+# (almost) no space left: the packs, the meta and the kit's work are there.
+tmp_full() {
+  local avail=""
+  if [ -z "${KIT_TMP:-}" ] || [ ! -d "$KIT_TMP" ]; then return 1; fi
+  read -r _ _ _ avail _ <<<"$(df -Pk -- "$KIT_TMP" 2>/dev/null | tail -n 1)" || true
+  is_uint "$avail" && [ "$avail" -lt 64 ]
+}
+
+tmp_full_said() {
+  printf 'no space left in the temporary folder %s: set TMPDIR to a folder with room, then run the same command again' "${KIT_TMP%/*}"
 }
 
 # need PROGRAM...: die unless every program is on PATH.
@@ -269,6 +287,8 @@ fail() {
   if [ -n "$FULL_SAID" ]; then return 0; fi
   case "$2" in
   "cannot write: no space left"* | "$NOT_WRITTEN"*) FULL_SAID=1 ;;
+  "missing object"* | *"corrupt"* | *"(use --overwrite)"*) ;;
+  *) if tmp_full; then die "$1: $2; the restore stopped (what is in place is kept)"; fi ;;
   esac
   warn "$1: $2"
 }
@@ -595,7 +615,7 @@ early() {
     trap 'if [ -n "$KIT_AWS_PID" ]; then kill -TERM "$KIT_AWS_PID" 2>/dev/null; fi; exit 143' TERM
     rc=0
     "$1" || rc=$?
-    printf '%s\n' "$rc" >"$KIT_TMP/$1.rc"
+    printf '%s\n' "$rc" >"$KIT_TMP/$1.rc" 2>/dev/null # (none: answer says 1; die tells a full disk)
   ) &
   printf -v "KIT_EARLY_$1" '%s' "$!"
   KIT_EARLY="$KIT_EARLY $!"
@@ -683,7 +703,8 @@ store_get() {
       return 1
     fi
     if ! cp -- "$STORE_DIR/$name" "$dest" 2>"$KIT_TMP/cp.err"; then
-      STORE_ERR="cannot copy: $(first_line "$KIT_TMP/cp.err")"
+      STORE_ERR=$(first_line "$KIT_TMP/cp.err")
+      STORE_ERR="cannot copy${STORE_ERR:+: $STORE_ERR}"
       return 1
     fi
     return 0
@@ -967,7 +988,9 @@ meta_check() {
   META_TIME="" META_HOST="" META_SOURCE="" META_NAME="" META_ROOT=""
   META_ERR="" META_ERR_CODE=$EXIT_ERROR
   if ! ahead_plain "$enc" && ! decrypt_pw "$enc" "$META_PLAIN" "$KEY_ITER"; then
-    if ! container_whole "$enc"; then
+    if tmp_full; then
+      meta_bad "$label: cannot decrypt it: $(tmp_full_said)"
+    elif ! container_whole "$enc"; then
       meta_bad "$label: damaged meta: not a whole openssl container (cut short or overwritten)"
     else
       meta_bad "$label: wrong password (the meta does not decrypt)" "$EXIT_PASSWORD"

@@ -1889,8 +1889,10 @@ pieces_made() {
   local n=1 d=$KIT_TMP/pieces
   mkdir -p -- "$d" || return 1
   while [ "$n" -le 523 ]; do
-    if [ "$n" -le 511 ]; then printf '%b' "${TAR_Z:0:4*n}" >"$d/p.$n"; fi
-    if [ "$n" -ge 12 ]; then printf '%s comment=%s\n' "$n" "${TAR_X:0:n-${#n}-10}" >"$d/c.$n"; fi
+    if [ "$n" -le 511 ]; then printf '%b' "${TAR_Z:0:4*n}" >"$d/p.$n" 2>/dev/null || return 1; fi
+    if [ "$n" -ge 12 ]; then
+      printf '%s comment=%s\n' "$n" "${TAR_X:0:n-${#n}-10}" >"$d/c.$n" 2>/dev/null || return 1
+    fi
     n=$((n + 1))
   done
   tar_header "$d/x.1" PaxHeader x 512 0644

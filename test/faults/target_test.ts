@@ -260,6 +260,45 @@ Deno.test({
 });
 
 Deno.test({
+  name: "target: the kit's temporary folder without room: one line saying so (never a wrong " +
+    "password), exit 1; with room the same command restores",
+  ignore: !isRoot || Deno.build.os !== "linux",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "s3backup-target-" });
+    const src = `${dir}/src`, repo = `${dir}/repo`, mnt = `${dir}/tmp`;
+    for (const d of [src, repo, mnt]) await Deno.mkdir(d);
+    // A meta of some 900 KiB: 3,000 entries with long names.
+    for (let i = 0; i < 3000; i++) {
+      await Deno.writeTextFile(`${src}/${"a-long-name-".repeat(16)}${i}`, `${i}`);
+    }
+    assert.equal((await s3backup(["backup", "-f", src, "-b", repo, "-c"])).code, 0);
+    const { mount, umount } = tmpfs(mnt);
+    try {
+      // 400 KiB: the meta is not fetched whole; 1.2 MiB: it is, and not decrypted whole.
+      for (const size of ["400k", "1200k"]) {
+        mount(size);
+        const k = await runKit("restore.sh", [repo, "latest", `${dir}/out`], PASSWORD, {
+          TMPDIR: mnt,
+        });
+        umount();
+        assert.equal(k.code, 1, `${size}: ${k.stderr}`);
+        assert.match(
+          k.stderr,
+          /^restore\.sh: meta_\S+: .*no space left in the temporary folder \S+: set TMPDIR to a folder with room, then run the same command again\n$/,
+          `${size}: ${k.stderr}`,
+        );
+      }
+      const k = await runKit("restore.sh", [repo, "latest", `${dir}/out`], PASSWORD);
+      assert.equal(k.code, 0, k.stderr);
+      assert.deepEqual(snapshot(`${dir}/out`), snapshot(src));
+    } finally {
+      umount();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name:
     "target: a backup whose pack spool fills its file system fails, records nothing; a rerun completes",
   ignore: !isRoot || Deno.build.os !== "linux",
