@@ -35,9 +35,9 @@ EOF
 # COUNT to its number of entries. Returns 1 (with COUNT_ERR) when it does not open.
 meta_count() {
   COUNT=""
-  COUNT_ERR=""
+  COUNT_ERR="" COUNT_CODE=0
   if ! meta_open "$1"; then
-    COUNT_ERR=$META_ERR
+    COUNT_ERR=$META_ERR COUNT_CODE=$META_ERR_CODE
     return 1
   fi
   rm -f -- "$META_PLAIN"
@@ -72,7 +72,7 @@ next_meta() {
 }
 
 main() {
-  local endpoint="" region="" pwfile="" count=0 have_pw=0 ts name meta size t failed=0 rows=0 copies=0
+  local endpoint="" region="" pwfile="" count=0 have_pw=0 ts name meta size t failed=0 refused=0 rows=0 copies=0
   parse_kit_args 1 count "$@"
   count=$ARG_COUNT endpoint=$ARG_ENDPOINT region=$ARG_REGION pwfile=$ARG_PWFILE
 
@@ -109,6 +109,7 @@ main() {
         warn "$COUNT_ERR"
         COUNT="?"
         failed=$((failed + 1))
+        if [ "$COUNT_CODE" = "$EXIT_PASSWORD" ]; then refused=$((refused + 1)); fi
       elif [ "$META_FROM" != "$meta" ]; then
         copies=$((copies + 1))
       fi
@@ -121,7 +122,7 @@ main() {
     warn "$copies backup(s) opened only through their copies under passwd/ (a password change was interrupted: run 's3backup passwd' to finish it)"
   fi
   if [ "$failed" -gt 0 ]; then
-    if [ "$failed" -eq "$rows" ]; then exit "$EXIT_PASSWORD"; fi
+    if [ "$refused" -eq "$rows" ]; then exit "$EXIT_PASSWORD"; fi
     exit "$EXIT_ERROR"
   fi
   exit 0

@@ -261,7 +261,7 @@ Deno.test({
 
 Deno.test({
   name: "target: the kit's temporary folder without room: one line saying so (never a wrong " +
-    "password), exit 1; with room the same command restores",
+    "password), exit 1, from restore.sh and list.sh; with room the same command restores",
   ignore: !isRoot || Deno.build.os !== "linux",
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "s3backup-target-" });
@@ -288,6 +288,12 @@ Deno.test({
           `${size}: ${k.stderr}`,
         );
       }
+      // list.sh too: that meta's row "?", exit 1 (it said 4: every meta "did not open").
+      mount("1200k");
+      const l = await runKit("list.sh", [repo], PASSWORD, { TMPDIR: mnt });
+      umount();
+      assert.equal(l.code, 1, l.stderr);
+      assert.match(l.stderr, /no space left in the temporary folder /);
       const k = await runKit("restore.sh", [repo, "latest", `${dir}/out`], PASSWORD);
       assert.equal(k.code, 0, k.stderr);
       assert.deepEqual(snapshot(`${dir}/out`), snapshot(src));
