@@ -17,7 +17,7 @@ import {
   type RecordedEntry,
 } from "../format/meta.ts";
 import { messageOf } from "../util/bytes.ts";
-import { S3BackupError } from "../util/errors.ts";
+import { isFull, S3BackupError } from "../util/errors.ts";
 import type { Reopenable, Repository } from "./repository.ts";
 
 const te = new TextEncoder();
@@ -128,11 +128,10 @@ export class MetaSpool {
   }
 
   #cannot(err: unknown): S3BackupError {
+    const room = isFull(err) ? " (set TMPDIR to a folder with room)" : "";
     return new S3BackupError(
-      `Cannot write the meta's temporary file ${this.path}: ${messageOf(err)}`,
-      {
-        cause: err,
-      },
+      `Cannot write the meta's temporary file ${this.path}: ${messageOf(err)}${room}`,
+      { cause: err },
     );
   }
 

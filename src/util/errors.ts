@@ -114,6 +114,15 @@ export function throwIfUnavailable(err: unknown): void {
   if (down !== null) throw down;
 }
 
+/**
+ * Whether `err`, or an error that caused it, says a file system is full (ENOSPC) or its quota
+ * spent (EDQUOT): no later write there can succeed either.
+ */
+export function isFull(err: unknown): boolean {
+  const full = (e: object) => ["ENOSPC", "EDQUOT"].includes(String((e as { code?: unknown }).code));
+  return findCause(err, full) !== null;
+}
+
 /** `err`, or the error that caused it (a few causes deep), when it is a `C`; else null. */
 export function causeOf<T extends Error>(
   err: unknown,

@@ -5,6 +5,7 @@ import {
   CredentialsRefusedError,
   exitCodeOf,
   findCause,
+  isFull,
   S3BackupError,
   StoreUnavailableError,
   throwIfUnavailable,
@@ -40,4 +41,13 @@ Deno.test("errors: findCause follows a few causes, plain objects too, and no cyc
   const a = new Error("a"), b = new Error("b", { cause: a });
   (a as { cause?: unknown }).cause = b; // a cycle
   assert.equal(findCause(a, () => false), null);
+});
+
+Deno.test("errors: isFull tells a full disk or spent quota, however deep its cause", () => {
+  const cause = (code: string) =>
+    new Error("cannot write", { cause: Object.assign(new Error(code), { code }) });
+  assert.equal(isFull(cause("ENOSPC")), true);
+  assert.equal(isFull(cause("EDQUOT")), true);
+  assert.equal(isFull(cause("EACCES")), false);
+  assert.equal(isFull(new Error("no code")), false);
 });

@@ -261,7 +261,7 @@ Deno.test({
 
 Deno.test({
   name: "target: the kit's temporary folder without room: one line saying so (never a wrong " +
-    "password), exit 1, from restore.sh and list.sh; with room the same command restores",
+    "password), exit 1, from restore.sh and list.sh; the binary's meta spool too",
   ignore: !isRoot || Deno.build.os !== "linux",
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "s3backup-target-" });
@@ -288,6 +288,21 @@ Deno.test({
           `${size}: ${k.stderr}`,
         );
       }
+      // The binary's backup spools its meta there: one line, exit 1, no meta, nothing left.
+      mount("400k");
+      const metas = () => [...Deno.readDirSync(repo)].filter((e) => e.name.startsWith("meta_"));
+      const before = metas().length;
+      const b = await s3backup(["backup", "-f", src, "-b", repo, "-n", "again"], {
+        env: { TMPDIR: mnt },
+      });
+      assert.equal(b.code, 1, b.stderr);
+      assert.match(
+        b.stderr,
+        /^s3backup: Cannot write the meta's temporary file \S+: No space left on device \(set TMPDIR to a folder with room\)\n$/,
+      );
+      assert.deepEqual([...Deno.readDirSync(mnt)], []);
+      umount();
+      assert.equal(metas().length, before);
       // list.sh too: that meta's row "?", exit 1 (it said 4: every meta "did not open").
       mount("1200k");
       const l = await runKit("list.sh", [repo], PASSWORD, { TMPDIR: mnt });

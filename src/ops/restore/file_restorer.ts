@@ -8,16 +8,9 @@
 import { createHash } from "node:crypto";
 import type { Entry } from "../../format/meta.ts";
 import { messageOf } from "../../util/bytes.ts";
-import { ObjectArchivedError, throwIfUnavailable } from "../../util/errors.ts";
+import { isFull, ObjectArchivedError, throwIfUnavailable } from "../../util/errors.ts";
 import { pool } from "../../util/pool.ts";
-import {
-  hashFile,
-  isFull,
-  ObjectError,
-  TargetError,
-  writeFile,
-  writeSmallFile,
-} from "./file_writer.ts";
+import { hashFile, ObjectError, TargetError, writeFile, writeSmallFile } from "./file_writer.ts";
 import type { RestoreRun } from "./phases.ts";
 import { conflict } from "./target.ts";
 

@@ -12,12 +12,7 @@ import * as fs from "node:fs";
 import { promisify } from "node:util";
 import type { Entry } from "../../format/meta.ts";
 import { messageOf } from "../../util/bytes.ts";
-import {
-  CorruptDataError,
-  findCause,
-  ObjectArchivedError,
-  S3BackupError,
-} from "../../util/errors.ts";
+import { CorruptDataError, ObjectArchivedError, S3BackupError } from "../../util/errors.ts";
 import { randomHex } from "../../util/random.ts";
 import { type Attributes, TEMP_PREFIX, timeOf } from "./target.ts";
 
@@ -31,15 +26,6 @@ export class TargetError extends S3BackupError {}
 /** A TargetError for `what` that failed with `err` (its cause). */
 function targetError(what: string, err: unknown): TargetError {
   return new TargetError(`${what}: ${messageOf(err)}`, { cause: err });
-}
-
-/**
- * Whether `err`, or an error that caused it, says the target's file system is full (ENOSPC) or
- * its quota spent (EDQUOT): no later write can succeed either.
- */
-export function isFull(err: unknown): boolean {
-  const full = (e: object) => ["ENOSPC", "EDQUOT"].includes(String((e as { code?: unknown }).code));
-  return findCause(err, full) !== null;
 }
 
 /** MD5 of a file's content (opened for reading only). */

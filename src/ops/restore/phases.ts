@@ -9,7 +9,8 @@ import type { Store } from "../../store/store.ts";
 import { messageOf } from "../../util/bytes.ts";
 import { POSIX_MODES } from "../../util/platform.ts";
 import type { Progress, RestoreAction } from "./progress.ts";
-import { hashFile, isFull, linkFile } from "./file_writer.ts";
+import { isFull } from "../../util/errors.ts";
+import { hashFile, linkFile } from "./file_writer.ts";
 import { type Attributes, conflict, lstatOrNull, type TargetDirs } from "./target.ts";
 
 /** What the phases of one restore share. */

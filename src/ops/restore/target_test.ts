@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { isFull } from "./file_writer.ts";
 import { Attributes, distinctWhenFolded, TargetDirs } from "./target.ts";
 
 Deno.test("distinctWhenFolded: paths a case- or form-folding file system could take for one", () => {
@@ -85,13 +84,4 @@ Deno.test("Attributes.times: a symlink's mtime to the millisecond, before 1970 t
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-});
-
-Deno.test("target: isFull tells a full disk or spent quota, however deep its cause", () => {
-  const cause = (code: string) =>
-    new Error("cannot write", { cause: Object.assign(new Error(code), { code }) });
-  assert.equal(isFull(cause("ENOSPC")), true);
-  assert.equal(isFull(cause("EDQUOT")), true);
-  assert.equal(isFull(cause("EACCES")), false);
-  assert.equal(isFull(new Error("no code")), false);
 });
