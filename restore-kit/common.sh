@@ -529,9 +529,10 @@ store_desc() {
 # (15, 120), or 10 s and 2 attempts until the endpoint has answered once (KIT_ANSWERED=0:
 # store_init's first request), instead of hanging. The kit makes the attempts itself
 # (AWS_MAX_ATTEMPTS, default 5; one CLI attempt each) so that each retry of a request without
-# an answer is told on the user's stderr (descriptor 9: the caller may catch aws's in a file);
-# throttling, 5xx answers and dropped connections are tried again the same way, silently,
-# after a growing pause.
+# an answer is told on the user's stderr (descriptor 9: the caller may catch aws's in a file;
+# not from a request made early, KIT_TELL_RETRIES=0); throttling, 5xx answers and dropped
+# connections are tried again the same way, silently, after a growing pause.
+KIT_TELL_RETRIES=1
 aws_run() {
   local attempt=1 rc err text max=${AWS_MAX_ATTEMPTS:-5}
   local connect=${S3BACKUP_KIT_CONNECT_TIMEOUT:-15} read=${S3BACKUP_KIT_READ_TIMEOUT:-120}
@@ -554,7 +555,10 @@ aws_run() {
     text=$(cat -- "$err")
     case "$text" in
     *"Read timeout"* | *"Connect timeout"* | *"timed out"*)
-      warn "no answer from ${KIT_ENDPOINT:-the S3 endpoint} within $read s (attempt $attempt of $max): trying again" 2>&9 ;;
+      if [ "$KIT_TELL_RETRIES" = 1 ]; then
+        warn "no answer from ${KIT_ENDPOINT:-the S3 endpoint} within $read s (attempt $attempt of $max): trying again" 2>&9
+      fi
+      ;;
     *"(SlowDown)"* | *"(InternalError)"* | *"(ServiceUnavailable)"* | *"(RequestTimeout)"* | \
       *"(Throttling"* | *"(50"[0-9]")"* | *"Could not connect"* | *"Connection was closed"*) ;;
     *) break ;;
@@ -613,7 +617,7 @@ early() {
   (
     # Stopped (kit_cleanup), it stops its aws too (a trapped signal ends aws_run's wait).
     trap 'if [ -n "$KIT_AWS_PID" ]; then kill -TERM "$KIT_AWS_PID" 2>/dev/null; fi; exit 143' TERM
-    rc=0
+    rc=0 KIT_TELL_RETRIES=0 # (what waits for it tells its own)
     "$1" || rc=$?
     printf '%s\n' "$rc" >"$KIT_TMP/$1.rc" 2>/dev/null # (none: answer says 1; die tells a full disk)
   ) &
@@ -642,7 +646,7 @@ answer() {
 CONF_FIRST=""
 KEY_FIRST=0
 first_contact() {
-  local rc=0 l t=${S3BACKUP_KIT_READ_TIMEOUT:-120} n=${AWS_MAX_ATTEMPTS:-5}
+  local rc=0 t=${S3BACKUP_KIT_READ_TIMEOUT:-120} n=${AWS_MAX_ATTEMPTS:-5}
   if [ "$t" -gt 10 ]; then t=10; fi
   if [ "$n" -gt 2 ]; then n=2; fi
   KIT_ANSWERED=0
@@ -666,9 +670,6 @@ first_contact() {
   fi
   KIT_ANSWERED=1
   if [ "$rc" -eq 0 ]; then return 0; fi
-  while IFS= read -r l || [ -n "$l" ]; do
-    case "$l" in "$KIT_PROG: no answer"*) printf '%s\n' "$l" >&2 ;; esac
-  done <"$KIT_TMP/first.err"
   case "$(cat -- "$KIT_TMP/first.err")" in
   *"Read timeout"* | *"Connect timeout"* | *"timed out"*)
     die "no answer from $KIT_ENDPOINT within $t s ($n attempts, the first request to it): check the endpoint and the network" ;;
