@@ -164,6 +164,30 @@ async function rerunWhole(f: Fixture, out: string): Promise<void> {
   assert.deepEqual(snapshot(out), snapshot(f.src));
 }
 
+/**
+ * The kit's restore of the newest backup under `rules`: exit 1, its last line `last`, no file
+ * named; then without faults the same command restores it whole. Returns what it said.
+ */
+async function kitStops(
+  f: Fixture,
+  rules: FaultRule[],
+  last: RegExp,
+  env: Record<string, string> = {},
+): Promise<string> {
+  const args = [f.repo, "latest", `${f.dir}/kit`];
+  f.proxy.setRules(rules);
+  const k = await runKit("restore.sh", args, PASSWORD, { ...f.env, ...env }, 300_000);
+  assert.equal(k.code, 1, k.stderr);
+  assert.match(k.stderr.trimEnd().split("\n").at(-1) ?? "", last, k.stderr);
+  const named = /restore\.sh: [^:]+: (missing|cannot|not written)/;
+  assert.doesNotMatch(k.stderr, named, "no file named");
+  f.proxy.setRules([]);
+  const again = await runKit("restore.sh", args, PASSWORD, f.env);
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual(snapshot(`${f.dir}/kit`), snapshot(f.src));
+  return k.stderr;
+}
+
 const PACK_OR_DATA = /(packs|data)\/[0-9a-f]{32}(\.gz)?$/;
 
 Deno.test({
@@ -241,31 +265,17 @@ Deno.test({
         says: /\ns3backup: No answer from \S+ within 2 s \(5 attempts; see --timeout\)\n$/,
       }, "verify");
       assert.doesNotMatch(v.stdout + v.stderr, /corrupt/);
-      // The kit too: one line, exit 1 (its attempts 2 s each).
-      const kitOut = `${f.dir}/kit`;
-      f.proxy.setRules([{ fault: "stall", kinds: ["get"], key: PACK_OR_DATA, share: 1 }]);
-      const k = await runKit("restore.sh", [f.repo, "latest", kitOut], PASSWORD, {
-        ...f.env,
-        S3BACKUP_KIT_READ_TIMEOUT: "2",
-      }, 300_000);
-      assert.equal(k.code, 1, k.stderr);
+      // The kit too: one line, exit 1 (its attempts 2 s each), each retry told.
+      const said = await kitStops(
+        f,
+        [{ fault: "stall", kinds: ["get"], key: PACK_OR_DATA, share: 1 }],
+        /^restore\.sh: .*Read timeout on endpoint URL: .*; the restore stopped \(what is in place is kept\): run the same command again once the store answers$/,
+        { S3BACKUP_KIT_READ_TIMEOUT: "2" },
+      );
       assert.match(
-        k.stderr,
+        said,
         /^restore\.sh: no answer from \S+ within 2 s \(attempt 1 of 5\): trying again$/m,
       );
-      assert.match(
-        k.stderr,
-        /\nrestore\.sh: .*Read timeout on endpoint URL: .*; the restore stopped \(what is in place is kept\): run the same command again once the store answers\n$/,
-      );
-      assert.doesNotMatch(
-        k.stderr,
-        /restore\.sh: [^:]+: (missing|cannot|not written)/,
-        "no file named",
-      );
-      f.proxy.setRules([]);
-      const kitAgain = await runKit("restore.sh", [f.repo, "latest", kitOut], PASSWORD, f.env);
-      assert.equal(kitAgain.code, 0, kitAgain.stderr);
-      assert.deepEqual(snapshot(kitOut), snapshot(f.src));
       await rerunWhole(f, out);
     } finally {
       await f.cleanup();
@@ -300,25 +310,14 @@ Deno.test({
         "verify",
       );
       assert.doesNotMatch(v.stdout + v.stderr, /corrupt/);
-      const kitOut = `${f.dir}/kit`;
-      f.proxy.setRules(refused);
-      const k = await runKit("restore.sh", [f.repo, "latest", kitOut], PASSWORD, f.env);
-      assert.equal(k.code, 1, k.stderr);
-      const last = k.stderr.trimEnd().split("\n").at(-1) ?? "";
-      assert.match(
-        last,
-        /^restore\.sh: .*\(ExpiredToken\).*; the restore stopped \(what is in place is kept\): /,
+      await kitStops(
+        f,
+        refused,
+        new RegExp(
+          "^restore\\.sh: .*\\(ExpiredToken\\).*; the restore stopped \\(what is in place is kept\\): " +
+            `${again}$`,
+        ),
       );
-      assert.ok(last.endsWith(again), last);
-      assert.doesNotMatch(
-        k.stderr,
-        /restore\.sh: [^:]+: (missing|cannot|not written)/,
-        "no file named",
-      );
-      f.proxy.setRules([]);
-      const kitAgain = await runKit("restore.sh", [f.repo, "latest", kitOut], PASSWORD, f.env);
-      assert.equal(kitAgain.code, 0, kitAgain.stderr);
-      assert.deepEqual(snapshot(kitOut), snapshot(f.src));
       await rerunWhole(f, out);
     } finally {
       await f.cleanup();
