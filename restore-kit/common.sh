@@ -28,10 +28,10 @@ warn() {
 # die MESSAGE [EXIT_CODE]: (when the kit's temporary folder has no room left, that is said too,
 # as the likely cause)
 die() {
-  if tmp_full; then
-    warn "$1; $(tmp_full_said)"
-    exit "$EXIT_ERROR"
-  fi
+  case "$1" in
+  *"no space left in the temporary folder"*) ;;
+  *) if tmp_full; then set -- "$1; $(tmp_full_said)" "$EXIT_ERROR"; fi ;;
+  esac
   warn "$1"
   exit "${2:-$EXIT_ERROR}"
 }
