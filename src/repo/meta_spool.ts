@@ -28,15 +28,16 @@ const BATCH_CHARS = 256 * 1024;
 const SPOOL_PREFIX = "s3backup-meta-";
 
 /**
- * Removes the folders `<prefix><pid>-...` in `parent` that a killed backup left (metas; streams
- * of `--stdin`, ops/backup/stream_spool.ts): another pid, no such process (`processAlive`), this
- * user's. Best effort: nothing here stops a backup.
+ * Removes the folders and files `<prefix><pid>-...` in `parent` that a killed backup left (metas;
+ * streams of `--stdin`, ops/backup/stream_spool.ts; files caches being written,
+ * ops/backup/files_cache.ts): another pid, no such process (`processAlive`), this user's. Best
+ * effort: nothing here stops a backup.
  */
 export function sweepDeadSpools(parent: string, prefix = SPOOL_PREFIX): void {
   try {
     for (const e of Deno.readDirSync(parent)) {
       const m = e.name.startsWith(prefix) ? /^(\d+)-/.exec(e.name.slice(prefix.length)) : null;
-      if (!m || !e.isDirectory || Number(m[1]) === Deno.pid) continue;
+      if (!m || e.isSymlink || Number(m[1]) === Deno.pid) continue;
       if (processAlive(Number(m[1])) !== false) continue;
       const p = `${parent}/${e.name}`;
       const uid = Deno.lstatSync(p).uid;

@@ -25,10 +25,11 @@
  */
 import { chmodSyncWhereSupported } from "../../util/platform.ts";
 import { createHash } from "node:crypto";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { escapeText, unescapeText } from "../../format/escape.ts";
 import { isMd5 } from "../../format/layout.ts";
 import { randomHex } from "../../util/random.ts";
+import { sweepDeadSpools } from "../../repo/meta_spool.ts";
 import type { FileStat } from "./source_file.ts";
 import { compareWalkOrder } from "./walk.ts";
 
@@ -370,7 +371,10 @@ export class FilesCacheWriter {
     const dir = dirname(path);
     Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSyncWhereSupported(dir, 0o700);
-    const tmp = `${path}.${randomHex(6)}.tmp`;
+    // Named with this process's id: one a killed run left is removed by the next.
+    const prefix = `${basename(path)}.tmp-`;
+    const tmp = `${path}.tmp-${Deno.pid}-${randomHex(6)}`;
+    sweepDeadSpools(dir, prefix);
     const file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
     const w = new FilesCacheWriter(path, tmp, file);
     w.#put(`${MAGIC} ${repoId}`);

@@ -149,6 +149,14 @@ Deno.test("files cache: saved 0600 in a 0700 folder; the old one stays until com
     assert.deepEqual([...Deno.readDirSync(`${dir}/cache/abcd`)].length, 1, "its temp file gone");
     assert.deepEqual(loaded(), whole);
     assert.equal(openFilesCache(`${dir}/missing`, "abcd").records, 0);
+    // A killed run's temporary file (its process gone) is removed by the next writer; a live
+    // process's is left.
+    const base = path.slice(path.lastIndexOf("/") + 1);
+    const dead = `${path}.tmp-4194999-0a0b0c0d0e0f`, live = `${path}.tmp-1-0a0b0c0d0e0f`;
+    for (const f of [dead, live]) Deno.writeTextFileSync(f, "partial");
+    FilesCacheWriter.create(path, "abcd").discard();
+    const left = [...Deno.readDirSync(`${dir}/cache/abcd`)].map((e) => e.name).sort();
+    assert.deepEqual(left, [base, `${base}.tmp-1-0a0b0c0d0e0f`]);
   }));
 
 Deno.test("files cache folder: remembers where each repository lives, by location and endpoint", () =>
