@@ -70,6 +70,12 @@ async function assertWhole(f: Fixture, label: string): Promise<void> {
   );
   const b = await s3backup(["backup", "-f", f.src, "-b", f.repo, "-n", "t", "-c"], { env: f.env });
   assert.equal(b.code, 0, `${label}: next backup: ${b.stderr}`);
+  // No temporary files cache a killed run left: the next one removed it.
+  const caches = `${f.dir}/cache/s3backup/files`;
+  for (const repo of [...Deno.readDirSync(caches)].filter((e) => e.isDirectory)) {
+    const tmp = [...Deno.readDirSync(`${caches}/${repo.name}`)].filter((e) => /\.tmp/.test(e.name));
+    assert.deepEqual(tmp, [], `${label}: left in the cache folder`);
+  }
   const out = `${f.dir}/out-${label.replace(/\W+/g, "-")}`;
   const r = await s3backup(["restore", "-b", f.repo, "-m", "latest", "-f", out, "-c"], {
     env: f.env,

@@ -34,7 +34,8 @@ export async function proxiedFixture(
     repo: `s3://${bucket}/r`,
     src,
     dir,
-    env: { ...env, AWS_ENDPOINT_URL: proxy.endpoint },
+    // Its own cache folder (files caches, index cache): what a killed run left there is seen.
+    env: { ...env, AWS_ENDPOINT_URL: proxy.endpoint, XDG_CACHE_HOME: `${dir}/cache` },
     cleanup: async () => {
       await proxy.close();
       unlock(dir);
