@@ -349,6 +349,21 @@ export function openFilesCache(path: string, repoId: string): OpenedCache {
 }
 
 /**
+ * Removes the temporary files caches `<name>.<12 hex>.tmp` that killed runs of earlier versions
+ * left (named without their process id) once a day old: a live run writes to its file more often.
+ */
+function sweepOldTemps(dir: string, name: string): void {
+  const old = new RegExp(`^${name.replace(/\./g, "\\.")}\\.[0-9a-f]{12}\\.tmp$`);
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      if (!e.isFile || !old.test(e.name)) continue;
+      const mtime = Deno.statSync(join(dir, e.name)).mtime?.getTime() ?? Date.now();
+      if (Date.now() - mtime > 86_400_000) Deno.removeSync(join(dir, e.name));
+    }
+  } catch { /* best effort */ }
+}
+
+/**
  * The next cache, written as the backup goes (records in walk order) to a 0600 temporary file
  * beside `path` in a 0700 folder, and renamed into place by `commit` after the meta: a crash
  * leaves the old cache or the new one, never a mix.
@@ -375,6 +390,7 @@ export class FilesCacheWriter {
     const prefix = `${basename(path)}.tmp-`;
     const tmp = `${path}.tmp-${Deno.pid}-${randomHex(6)}`;
     sweepDeadSpools(dir, prefix);
+    sweepOldTemps(dir, basename(path));
     const file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
     const w = new FilesCacheWriter(path, tmp, file);
     w.#put(`${MAGIC} ${repoId}`);

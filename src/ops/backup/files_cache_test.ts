@@ -153,10 +153,17 @@ Deno.test("files cache: saved 0600 in a 0700 folder; the old one stays until com
     // process's is left.
     const base = path.slice(path.lastIndexOf("/") + 1);
     const dead = `${path}.tmp-4194999-0a0b0c0d0e0f`, live = `${path}.tmp-1-0a0b0c0d0e0f`;
-    for (const f of [dead, live]) Deno.writeTextFileSync(f, "partial");
+    // And those earlier versions left (no process id) once a day old.
+    const old = `${path}.0a0b0c0d0e0f.tmp`, recent = `${path}.1a0b0c0d0e0f.tmp`;
+    for (const f of [dead, live, old, recent]) Deno.writeTextFileSync(f, "partial");
+    Deno.utimeSync(
+      old,
+      new Date(Date.now() - 2 * 86_400_000),
+      new Date(Date.now() - 2 * 86_400_000),
+    );
     FilesCacheWriter.create(path, "abcd").discard();
     const left = [...Deno.readDirSync(`${dir}/cache/abcd`)].map((e) => e.name).sort();
-    assert.deepEqual(left, [base, `${base}.tmp-1-0a0b0c0d0e0f`]);
+    assert.deepEqual(left, [base, `${base}.1a0b0c0d0e0f.tmp`, `${base}.tmp-1-0a0b0c0d0e0f`]);
   }));
 
 Deno.test("files cache folder: remembers where each repository lives, by location and endpoint", () =>
