@@ -280,15 +280,23 @@ note_full() {
 
 # fail ESCAPED_PATH REASON: an entry not restored (restore.sh, restore-legacy.sh), named on
 # stderr; once one failed because the target's file system is full, those that fail after it
-# are counted, not named (full_note says why).
-FAILED=0 FULL_SAID=""
+# are counted, not named (full_note says why); one that failed for want of room in the kit's
+# temporary folder stops the restore (die says why).
+FAILED=0 FULL_SAID="" TMP_ASKED=0
 fail() {
   FAILED=$((FAILED + 1))
   if [ -n "$FULL_SAID" ]; then return 0; fi
   case "$2" in
   "cannot write: no space left"* | "$NOT_WRITTEN"*) FULL_SAID=1 ;;
   "missing object"* | *"corrupt"* | *"(use --overwrite)"*) ;;
-  *) if tmp_full; then die "$1: $2; the restore stopped (what is in place is kept)"; fi ;;
+  *)
+    # (a df each of the first 20 such failures: a failure for want of room in the kit's
+    # temporary folder comes early and stops the restore)
+    if [ "$TMP_ASKED" -lt 20 ]; then
+      TMP_ASKED=$((TMP_ASKED + 1))
+      if tmp_full; then die "$1: $2; the restore stopped (what is in place is kept)"; fi
+    fi
+    ;;
   esac
   warn "$1: $2"
 }
