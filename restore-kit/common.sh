@@ -36,13 +36,17 @@ die() {
   exit "${2:-$EXIT_ERROR}"
 }
 
-# tmp_full: whether the file system of the kit's temporary folder (KIT_TMP, in TMPDIR) has
-# (almost) no space left: the packs, the meta and the kit's work are there.
-tmp_full() {
+# fs_full DIR: whether the file system of DIR has (almost) no space left (under 64 KiB).
+fs_full() {
   local avail=""
-  if [ -z "${KIT_TMP:-}" ] || [ ! -d "$KIT_TMP" ]; then return 1; fi
-  read -r _ _ _ avail _ <<<"$(df -Pk -- "$KIT_TMP" 2>/dev/null | tail -n 1)" || true
+  read -r _ _ _ avail _ <<<"$(df -Pk -- "$1" 2>/dev/null | tail -n 1)" || true
   is_uint "$avail" && [ "$avail" -lt 64 ]
+}
+
+# tmp_full: whether the file system of the kit's temporary folder (KIT_TMP, in TMPDIR) is full:
+# the packs, the meta and the kit's work are there.
+tmp_full() {
+  [ -n "${KIT_TMP:-}" ] && [ -d "$KIT_TMP" ] && fs_full "$KIT_TMP"
 }
 
 tmp_full_said() {
@@ -259,9 +263,7 @@ decrypt_error() {
 # target_full DIR: whether the file system of DIR has (almost) no space left; then P_ERR says so
 # (an unpacked pack member or a gunzip that could not be written), and note_full.
 target_full() {
-  local avail=""
-  read -r _ _ _ avail _ <<<"$(df -Pk -- "$1" 2>/dev/null | tail -n 1)" || true
-  if is_uint "$avail" && [ "$avail" -lt 64 ]; then
+  if fs_full "$1"; then
     P_ERR="cannot write: no space left on the file system of $1 (error writing output file)"
     note_full
     return 0
